@@ -1,0 +1,106 @@
+/* apps/parlm-bench.c — parlm's microbenchmarks. Every benchmark measures its
+ * baseline in the same run (FMA peak, STREAM triad, OpenBLAS sgemm, naive loops)
+ * and prints ratios; absolute times on shared machines are noise, ratios are not. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../bench/bench.h"
+#include "parlm.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: parlm-bench [options] [BENCH ...]\n"
+            "\n"
+            "BENCH (default: all):\n"
+            "  peak     f32 FMA throughput of 1 core and of all threads (roofline ceiling)\n"
+            "  stream   STREAM-triad memory bandwidth\n"
+            "  gemm     parlm sgemm and bf16 GEMM vs OpenBLAS and a naive loop,\n"
+            "           square sizes and GPT-2 shapes, 1 and all threads\n"
+            "  gemv     decode GEMVs (f32 and bf16 weights) vs STREAM bandwidth\n"
+            "  all      all of the above (peak and stream run first: the others quote them)\n"
+            "\n"
+            "options:\n"
+            "  --json         print one JSON document instead of tables\n"
+            "  --quick        fewer sizes and repetitions (CI smoke run)\n"
+            "  --threads N    'all threads' means N (default: OMP_NUM_THREADS or all cores)\n"
+            "  --time S       seconds of repetitions per measurement (default 0.3)\n"
+            "  -h, --help     this text\n"
+            "\n"
+            "environment: PARLM_ISA=scalar|avx2|avx512|neon forces a kernel set;\n"
+            "OPENBLAS_CORETYPE (read by OpenBLAS) picks the baseline's kernels.\n");
+}
+
+int main(int argc, char **argv)
+{
+    bench_ctx ctx = {.max_threads = omp_get_max_threads(), .min_time = 0.3};
+    int want_peak = 0, want_stream = 0, want_gemm = 0, want_gemv = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            ctx.json = 1;
+        } else if (!strcmp(a, "--quick")) {
+            ctx.quick = 1;
+        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 4096) {
+                fprintf(stderr, "parlm-bench: --threads wants 1..4096, got '%s'\n", argv[i]);
+                return 2;
+            }
+            ctx.max_threads = (int)v;
+        } else if (!strcmp(a, "--time") && i + 1 < argc) {
+            char *end;
+            double v = strtod(argv[++i], &end);
+            if (*end || !(v > 0 && v < 3600)) {
+                fprintf(stderr, "parlm-bench: --time wants seconds in (0, 3600), got '%s'\n",
+                        argv[i]);
+                return 2;
+            }
+            ctx.min_time = v;
+        } else if (!strcmp(a, "peak")) {
+            want_peak = 1;
+        } else if (!strcmp(a, "stream")) {
+            want_stream = 1;
+        } else if (!strcmp(a, "gemm")) {
+            want_gemm = 1;
+        } else if (!strcmp(a, "gemv")) {
+            want_gemv = 1;
+        } else if (!strcmp(a, "all")) {
+            want_peak = want_stream = want_gemm = want_gemv = 1;
+        } else {
+            fprintf(stderr, "parlm-bench: unknown argument '%s' (try --help)\n", a);
+            return 2;
+        }
+    }
+    if (!(want_peak | want_stream | want_gemm | want_gemv))
+        want_peak = want_stream = want_gemm = want_gemv = 1;
+    if (parlm_isa_init() != PARLM_OK) {
+        fprintf(stderr, "parlm-bench: %s\n", parlm_last_error());
+        return 2;
+    }
+    if (ctx.quick)
+        ctx.min_time = ctx.min_time < 0.05 ? ctx.min_time : 0.05;
+    if (!ctx.json)
+        printf("parlm-bench %s: kernels %s%s, %d threads\n", parlm_version(),
+               parlm_isa_name(parlm_isa_current()),
+               parlm_cpu_has_avx512bf16() ? " (+avx512bf16)" : "", ctx.max_threads);
+    bench_begin(&ctx);
+    int rc = 0;
+    /* GEMM quotes % of peak and GEMV % of bandwidth: measure those first */
+    if (want_peak || want_gemm)
+        rc |= bench_peak(&ctx);
+    if (want_stream || want_gemv)
+        rc |= bench_stream(&ctx);
+    if (want_gemm)
+        rc |= bench_gemm(&ctx);
+    if (want_gemv)
+        rc |= bench_gemv(&ctx);
+    bench_end(&ctx);
+    return rc ? 1 : 0;
+}

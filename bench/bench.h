@@ -1,0 +1,49 @@
+/* bench/bench.h — shared harness of parlm-bench: timing, context and reporting.
+ * Every benchmark times its baseline in the same run and reports the ratio; times
+ * are the best of repeated runs (the least disturbed by a noisy, shared machine). */
+#ifndef PARLM_BENCH_H
+#define PARLM_BENCH_H
+#include <stdio.h>
+
+typedef struct bench_ctx {
+    int json;          /* --json: one JSON document on stdout instead of tables */
+    int quick;         /* --quick: fewer sizes and repetitions (CI smoke run) */
+    int max_threads;   /* "all threads" = this (omp_get_max_threads() by default) */
+    double min_time;   /* seconds of repetitions per measurement (--time) */
+    double peak_1t;    /* measured f32 FMA peak of one core, GFLOP/s (0 = not measured) */
+    double stream_gbs; /* measured STREAM-triad bandwidth at max_threads, GB/s (0 = not measured) */
+} bench_ctx;
+
+/* One measurement. Unused numeric fields are 0 and left out of the output. */
+typedef struct bench_row {
+    const char *bench;  /* "gemm", "gemv", "peak", "stream", ... */
+    const char *impl;   /* "parlm-f32", "parlm-bf16", "openblas", "naive", ... */
+    const char *shape;  /* "256x768x768 NN", "1x50304x768 NT", ... */
+    int threads;
+    double seconds;     /* best time of one call */
+    double gflops;
+    double gbs;         /* GB/s moved (memory-bound benchmarks) */
+    double pct_peak;    /* percent of threads * peak_1t, or of stream_gbs */
+    double ratio;       /* this / baseline (named in `baseline`) */
+    const char *baseline;
+} bench_row;
+
+double bench_now(void); /* monotonic seconds */
+
+/* Best seconds per call of fn(arg): one warm-up call, then repeats until min_time has
+ * passed (at least 3 calls). */
+double bench_time(void (*fn)(void *), void *arg, double min_time);
+
+/* Starts a section (a table header, or nothing in JSON mode). */
+void bench_section(const bench_ctx *ctx, const char *title);
+void bench_report(const bench_ctx *ctx, const bench_row *row);
+/* Opens/closes the JSON document (no-ops in table mode). */
+void bench_begin(const bench_ctx *ctx);
+void bench_end(const bench_ctx *ctx);
+
+/* The benchmarks; each returns 0, or 1 after printing why it could not run. */
+int bench_peak(bench_ctx *ctx);   /* sets ctx->peak_1t */
+int bench_stream(bench_ctx *ctx); /* sets ctx->stream_gbs */
+int bench_gemm(bench_ctx *ctx);   /* parlm f32/bf16 vs OpenBLAS vs naive; square + LLM shapes */
+int bench_gemv(bench_ctx *ctx);   /* decode GEMVs vs STREAM bandwidth */
+#endif

@@ -1,0 +1,11 @@
+/* parlm.h — umbrella header: everything public in libparlm. */
+#ifndef PARLM_H
+#define PARLM_H
+#include "parlm/status.h"
+#include "parlm/version.h"
+#include "parlm/isa.h"
+#include "parlm/tensor.h"
+#include "parlm/gemm.h"
+#include "parlm/ops.h"
+#include "parlm/topo.h"
+#endif

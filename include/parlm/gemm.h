@@ -1,0 +1,59 @@
+/* parlm/gemm.h — dense matrix multiply, BLAS-style, row-major.
+ * C = alpha * op(A) * op(B) + beta * C with op(X) = X or X^T. op(A) is M x K, op(B) is
+ * K x N, C is M x N; lda/ldb/ldc are row strides in elements (>= the stored row width).
+ * beta == 0 means C is not read (it may hold garbage or NaN). Threaded with OpenMP
+ * over the current team (omp_get_max_threads()); deterministic for a given thread count.
+ * Errors (PARLM_EINVAL): null pointers, M/N/K < 1, a leading dim below the row width,
+ * op(A) and op(B) both transposed (TT is not supported), aliasing of C with A or B. */
+#ifndef PARLM_GEMM_H
+#define PARLM_GEMM_H
+#include <stdint.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum parlm_trans { PARLM_NO_TRANS = 0, PARLM_TRANS = 1 } parlm_trans;
+
+/* f32 GEMM (NN, NT, TN). M == 1 goes to the GEMV kernels. */
+PARLM_API parlm_status parlm_sgemm(parlm_trans ta, parlm_trans tb, int64_t M, int64_t N,
+                                   int64_t K, float alpha, const float *A, int64_t lda,
+                                   const float *B, int64_t ldb, float beta, float *C,
+                                   int64_t ldc);
+
+/* bf16 inputs, f32 accumulation and output (NN, NT, TN). Uses AVX512-BF16 dot products
+ * where the CPU has them, else converts to f32 inside the micro-kernel. */
+PARLM_API parlm_status parlm_gemm_bf16(parlm_trans ta, parlm_trans tb, int64_t M, int64_t N,
+                                       int64_t K, float alpha, const uint16_t *A, int64_t lda,
+                                       const uint16_t *B, int64_t ldb, float beta, float *C,
+                                       int64_t ldc);
+
+/* y = alpha * op(A) x + beta * y, A is rows x cols row-major (lda).
+ * NO_TRANS: y has rows entries (dot of each row with x; the decode case out = W x).
+ * TRANS:    y has cols entries. */
+PARLM_API parlm_status parlm_sgemv(parlm_trans ta, int64_t rows, int64_t cols, float alpha,
+                                   const float *A, int64_t lda, const float *x, float beta,
+                                   float *y);
+
+/* As parlm_sgemv NO_TRANS with bf16 A (weights), f32 x and y. */
+PARLM_API parlm_status parlm_gemv_bf16(int64_t rows, int64_t cols, float alpha,
+                                       const uint16_t *A, int64_t lda, const float *x, float beta,
+                                       float *y);
+
+/* f32 <-> bf16, round to nearest even, NaN preserved. Threaded for large n. */
+PARLM_API parlm_status parlm_f32_to_bf16(const float *x, uint16_t *y, int64_t n);
+PARLM_API parlm_status parlm_bf16_to_f32(const uint16_t *x, float *y, int64_t n);
+
+/* Blocking sizes in use (from the cache sizes hwloc reports; see parlm_gemm_blocking_init). */
+typedef struct parlm_gemm_blocking {
+    int64_t mc, kc, nc; /* A block MC x KC fits in L2, B panel KC x NR in L1, KC x NC in L3 */
+} parlm_gemm_blocking;
+
+PARLM_API parlm_gemm_blocking parlm_gemm_blocking_get(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,48 @@
+/* parlm/isa.h — which SIMD kernel set runs. Chosen once, at first use, as the best
+ * set the CPU supports (cpuid + XGETBV on x86-64, HWCAP on aarch64), unless the
+ * environment variable PARLM_ISA=scalar|avx2|avx512|neon forces one. */
+#ifndef PARLM_ISA_H
+#define PARLM_ISA_H
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum parlm_isa {
+    PARLM_ISA_SCALAR = 0,
+    PARLM_ISA_AVX2 = 1,   /* AVX2 + FMA */
+    PARLM_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ (+ BF16 kernels when the CPU has AVX512-BF16) */
+    PARLM_ISA_NEON = 3,   /* aarch64 Advanced SIMD */
+    PARLM_ISA_COUNT
+} parlm_isa;
+
+/* "scalar", "avx2", "avx512", "neon". */
+PARLM_API const char *parlm_isa_name(parlm_isa isa);
+
+/* Parses a name as above; PARLM_EINVAL for an unknown name. */
+PARLM_API parlm_status parlm_isa_parse(const char *name, parlm_isa *out);
+
+/* 1 if this build has the set and this CPU (and OS) can run it, else 0. */
+PARLM_API int parlm_isa_supported(parlm_isa isa);
+
+/* 1 if the CPU has AVX512-BF16 and the build has its kernels (dot-product bf16 GEMM). */
+PARLM_API int parlm_cpu_has_avx512bf16(void);
+
+/* Kernel set in use. The first call settles the choice (reading PARLM_ISA). If
+ * PARLM_ISA names a set this CPU cannot run, parlm_isa_init() reports it and the
+ * library keeps to the best supported set. */
+PARLM_API parlm_isa parlm_isa_current(void);
+
+/* Settles the choice now: PARLM_EINVAL / PARLM_EUNSUPPORTED if PARLM_ISA is set to an
+ * unknown or unsupported set (the error message names it). Programs call this first. */
+PARLM_API parlm_status parlm_isa_init(void);
+
+/* Switches kernel sets (for tests and benchmarks; not thread-safe against running ops).
+ * PARLM_EUNSUPPORTED if the CPU or build lacks the set. */
+PARLM_API parlm_status parlm_isa_select(parlm_isa isa);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,17 @@
+/* lib/error.h — internal: set the thread-local error message and return the code.
+ * The one leaf module every layer (lib, simd, numa, mpi) may use. */
+#ifndef PARLM_LIB_ERROR_H
+#define PARLM_LIB_ERROR_H
+#include "parlm/status.h"
+
+#if defined(__GNUC__)
+#define PARLM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define PARLM_PRINTF(a, b)
+#endif
+
+/* Records "fmt ..." as the calling thread's last error; returns s unchanged,
+ * so call sites read: return parlm_error(PARLM_EINVAL, "M must be >= 1, got %lld", M); */
+parlm_status parlm_error(parlm_status s, const char *fmt, ...) PARLM_PRINTF(2, 3);
+
+#endif

@@ -1,0 +1,2 @@
+/* PLACEHOLDER — replaced before commit. */
+typedef int parlm_placeholder_teams_numa;

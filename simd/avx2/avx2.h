@@ -1,0 +1,9 @@
+/* simd/avx2/avx2.h — fillers of the avx2 kernel groups (internal). */
+#ifndef PARLM_SIMD_AVX2_H
+#define PARLM_SIMD_AVX2_H
+#include "../kernels.h"
+
+void parlm_avx2_gemm_fill(parlm_kernels *k);    /* gemm.c: sgemm/bgemm micro-kernels, gemv */
+void parlm_avx2_convert_fill(parlm_kernels *k); /* convert.c: f32 <-> bf16 */
+void parlm_avx2_eltwise_fill(parlm_kernels *k); /* eltwise.c: add, bias, gelu, layernorm, softmax */
+#endif

@@ -1,0 +1,9 @@
+/* simd/avx512/avx512.h — fillers of the avx512 kernel groups (internal). */
+#ifndef PARLM_SIMD_AVX512_H
+#define PARLM_SIMD_AVX512_H
+#include "../kernels.h"
+
+void parlm_avx512_gemm_fill(parlm_kernels *k);    /* gemm.c: sgemm/bgemm micro-kernels, gemv */
+void parlm_avx512_convert_fill(parlm_kernels *k); /* convert.c: f32 <-> bf16 */
+void parlm_avx512_eltwise_fill(parlm_kernels *k); /* eltwise.c: add, bias, gelu, layernorm, softmax */
+#endif

@@ -1,0 +1,82 @@
+/* simd/kernels.h — the per-ISA kernel table (internal).
+ * Each ISA directory (simd/scalar, simd/avx2, simd/avx512, simd/neon) is compiled
+ * with its own flags and exports one function that fills this table. lib/dispatch.c
+ * picks one table at init from cpuid/XGETBV or HWCAP (or PARLM_ISA). Kernels are
+ * single-threaded and never validate arguments: lib/ checks shapes and splits work
+ * across OpenMP threads, then calls these on its slice. simd/scalar is the reference
+ * every other set is tested against. Backward kernels ACCUMULATE (+=) into gradients. */
+#ifndef PARLM_SIMD_KERNELS_H
+#define PARLM_SIMD_KERNELS_H
+#include <stdint.h>
+
+typedef struct parlm_kernels {
+    const char *name; /* "scalar", "avx2", "avx512", "neon" */
+
+    /* ---- f32 GEMM, BLIS micro-kernel contract ----------------------------
+     * ap: packed A panel, kc steps of MR floats (column k of the MR-row block).
+     * bp: packed B panel, kc steps of NR floats (row k of the NR-col block).
+     * Computes C[0:m, 0:n] = alpha * (Ap . Bp)[0:m, 0:n] + beta * C[0:m, 0:n]
+     * for m <= MR, n <= NR (edges), C row-major with leading dim ldc.
+     * beta == 0 means C is write-only (never read: it may hold NaN).
+     * Packed panels are 64-byte aligned and zero-padded to MR / NR. */
+    int sgemm_mr, sgemm_nr;
+    void (*sgemm_ukr)(int64_t kc, const float *ap, const float *bp, float *c,
+                      int64_t ldc, float alpha, float beta, int m, int n);
+
+    /* ---- bf16 GEMM with f32 accumulation, same contract, kc2 = ceil(kc/2) pairs.
+     * ap: kc2 steps of MR pairs (a[i][2p], a[i][2p+1]) = 2*MR uint16 per step.
+     * bp: kc2 steps of NR pairs (b[2p][j], b[2p+1][j]) = 2*NR uint16 per step.
+     * An odd kc is padded with a zero k. */
+    int bgemm_mr, bgemm_nr;
+    void (*bgemm_ukr)(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float *c,
+                      int64_t ldc, float alpha, float beta, int m, int n);
+
+    /* ---- GEMV (decode) -------------------------------------------------------
+     * sgemv_t: y[i] = alpha * dot(W[i, 0:k], x) + beta * y[i], i < rows (W row-major, ldw)
+     * sgemv_n: y[j] = alpha * sum_p x[p] * B[p, j] + beta * y[j], j < n, p < k (B row-major, ldb)
+     * bgemv_t: as sgemv_t with bf16 W.  beta == 0: y is write-only. */
+    void (*sgemv_t)(int64_t rows, int64_t k, float alpha, const float *w, int64_t ldw,
+                    const float *x, float beta, float *y);
+    void (*sgemv_n)(int64_t k, int64_t n, float alpha, const float *b, int64_t ldb,
+                    const float *x, float beta, float *y);
+    void (*bgemv_t)(int64_t rows, int64_t k, float alpha, const uint16_t *w, int64_t ldw,
+                    const float *x, float beta, float *y);
+
+    /* ---- conversions (round to nearest even; NaN stays NaN) ---------------- */
+    void (*f32_to_bf16)(const float *x, uint16_t *y, int64_t n);
+    void (*bf16_to_f32)(const uint16_t *x, float *y, int64_t n);
+
+    /* ---- elementwise and row-wise ops; rows of c contiguous floats ---------- */
+    void (*add)(float *out, const float *a, const float *b, int64_t n);      /* out = a + b (residual) */
+    void (*bias_fwd)(float *out, const float *bias, int64_t rows, int64_t c); /* out[r,:] += bias */
+    void (*bias_bwd)(float *dbias, const float *dout, int64_t rows, int64_t c); /* dbias += sum_r dout[r,:] */
+    /* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    void (*gelu_fwd)(float *out, const float *x, int64_t n);
+    void (*gelu_bwd)(float *dx, const float *x, const float *dout, int64_t n); /* dx += gelu'(x) dout */
+    /* layernorm over each row (eps 1e-5): out = (x - mean) * rstd * w + b; saves mean, rstd per row */
+    void (*layernorm_fwd)(float *out, float *mean, float *rstd, const float *x,
+                          const float *w, const float *b, int64_t rows, int64_t c);
+    /* dx += ..., dw += ..., db += ...  (dw/db accumulate over the given rows) */
+    void (*layernorm_bwd)(float *dx, float *dw, float *db, const float *dout, const float *x,
+                          const float *w, const float *mean, const float *rstd,
+                          int64_t rows, int64_t c);
+    /* softmax over each row: out = exp(x - max) / sum */
+    void (*softmax_fwd)(float *out, const float *x, int64_t rows, int64_t c);
+    /* dx += y * (dy - dot(y, dy)) per row, y = softmax output */
+    void (*softmax_bwd)(float *dx, const float *y, const float *dy, int64_t rows, int64_t c);
+} parlm_kernels;
+
+/* Fillers, one per ISA directory: each fills every field (an ISA set starts from the
+ * scalar table and overrides; tests check that nothing is left at scalar). */
+void parlm_kernels_scalar(parlm_kernels *k);
+#if defined(__x86_64__) || defined(_M_X64)
+void parlm_kernels_avx2(parlm_kernels *k);
+void parlm_kernels_avx512(parlm_kernels *k);
+/* Upgrades an avx512 table with AVX512-BF16 (vdpbf16ps / vcvtne2ps2bf16) kernels. */
+void parlm_kernels_avx512bf16(parlm_kernels *k);
+#endif
+#if defined(__aarch64__)
+void parlm_kernels_neon(parlm_kernels *k);
+#endif
+
+#endif

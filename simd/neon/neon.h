@@ -1,0 +1,9 @@
+/* simd/neon/neon.h — fillers of the neon kernel groups (internal). */
+#ifndef PARLM_SIMD_NEON_H
+#define PARLM_SIMD_NEON_H
+#include "../kernels.h"
+
+void parlm_neon_gemm_fill(parlm_kernels *k);    /* gemm.c: sgemm/bgemm micro-kernels, gemv */
+void parlm_neon_convert_fill(parlm_kernels *k); /* convert.c: f32 <-> bf16 */
+void parlm_neon_eltwise_fill(parlm_kernels *k); /* eltwise.c: add, bias, gelu, layernorm, softmax */
+#endif

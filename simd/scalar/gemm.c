@@ -1,0 +1,93 @@
+/* simd/scalar/gemm.c — reference GEMM micro-kernels and GEMVs in plain C.
+ * The contract is in simd/kernels.h; every SIMD set is tested against these.
+ * MR x NR = 4 x 4: small, because here clarity matters more than speed. */
+#include <string.h>
+
+#include "../kernels.h"
+#include "scalar.h"
+
+#define MR 4
+#define NR 4
+
+static void store_tile(const float acc[MR][NR], float *c, int64_t ldc, float alpha,
+                       float beta, int m, int n)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float v = alpha * acc[i][j];
+            c[i * ldc + j] = beta == 0.0f ? v : v + beta * c[i * ldc + j];
+        }
+}
+
+void parlm_scalar_sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c,
+                            int64_t ldc, float alpha, float beta, int m, int n)
+{
+    float acc[MR][NR];
+    memset(acc, 0, sizeof acc);
+    for (int64_t p = 0; p < kc; p++)
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                acc[i][j] += ap[p * MR + i] * bp[p * NR + j];
+    store_tile(acc, c, ldc, alpha, beta, m, n);
+}
+
+void parlm_scalar_bgemm_ukr(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float *c,
+                            int64_t ldc, float alpha, float beta, int m, int n)
+{
+    float acc[MR][NR];
+    memset(acc, 0, sizeof acc);
+    for (int64_t p = 0; p < kc2; p++)
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) {
+                const uint16_t *a = ap + p * 2 * MR + 2 * i, *b = bp + p * 2 * NR + 2 * j;
+                acc[i][j] += parlm_bf16_to_f32_1(a[0]) * parlm_bf16_to_f32_1(b[0]) +
+                             parlm_bf16_to_f32_1(a[1]) * parlm_bf16_to_f32_1(b[1]);
+            }
+    store_tile(acc, c, ldc, alpha, beta, m, n);
+}
+
+void parlm_scalar_sgemv_t(int64_t rows, int64_t k, float alpha, const float *w, int64_t ldw,
+                          const float *x, float beta, float *y)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        float s = 0.0f;
+        for (int64_t p = 0; p < k; p++)
+            s += w[i * ldw + p] * x[p];
+        y[i] = beta == 0.0f ? alpha * s : alpha * s + beta * y[i];
+    }
+}
+
+void parlm_scalar_sgemv_n(int64_t k, int64_t n, float alpha, const float *b, int64_t ldb,
+                          const float *x, float beta, float *y)
+{
+    for (int64_t j = 0; j < n; j++) {
+        float s = 0.0f;
+        for (int64_t p = 0; p < k; p++)
+            s += x[p] * b[p * ldb + j];
+        y[j] = beta == 0.0f ? alpha * s : alpha * s + beta * y[j];
+    }
+}
+
+void parlm_scalar_bgemv_t(int64_t rows, int64_t k, float alpha, const uint16_t *w,
+                          int64_t ldw, const float *x, float beta, float *y)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        float s = 0.0f;
+        for (int64_t p = 0; p < k; p++)
+            s += parlm_bf16_to_f32_1(w[i * ldw + p]) * x[p];
+        y[i] = beta == 0.0f ? alpha * s : alpha * s + beta * y[i];
+    }
+}
+
+void parlm_scalar_gemm_fill(parlm_kernels *k)
+{
+    k->sgemm_mr = MR;
+    k->sgemm_nr = NR;
+    k->sgemm_ukr = parlm_scalar_sgemm_ukr;
+    k->bgemm_mr = MR;
+    k->bgemm_nr = NR;
+    k->bgemm_ukr = parlm_scalar_bgemm_ukr;
+    k->sgemv_t = parlm_scalar_sgemv_t;
+    k->sgemv_n = parlm_scalar_sgemv_n;
+    k->bgemv_t = parlm_scalar_bgemv_t;
+}

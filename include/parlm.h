@@ -8,4 +8,5 @@
 #include "parlm/gemm.h"
 #include "parlm/ops.h"
 #include "parlm/topo.h"
+#include "parlm/tokenizer.h"
 #endif

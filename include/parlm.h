@@ -9,4 +9,5 @@
 #include "parlm/ops.h"
 #include "parlm/topo.h"
 #include "parlm/tokenizer.h"
+#include "parlm/data.h"
 #endif

@@ -1,8 +1,12 @@
-/* lib/file.c — whole-file reads for the parsers of vocabularies and headers. */
+/* lib/file.c — whole-file reads for parsers of untrusted files, and atomic writes
+ * (temp file, fsync, rename, fsync of the directory) for shards and checkpoints. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "file.h"
@@ -43,5 +47,50 @@ parlm_status parlm_read_file(const char *path, size_t max_bytes, char **buf, siz
     p[size] = '\0';
     *buf = p;
     *len = size;
+    return PARLM_OK;
+}
+
+parlm_status parlm_write_file_atomic(const char *path, parlm_write_fn write_fn, void *arg)
+{
+    if (!path || !write_fn)
+        return parlm_error(PARLM_EINVAL, "parlm_write_file_atomic: null argument");
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    if (!tmp)
+        return parlm_error(PARLM_ENOMEM, "%s: out of memory", path);
+    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        parlm_status st = parlm_error(PARLM_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    parlm_status st = write_fn(f, arg);
+    if (st == PARLM_OK && (fflush(f) != 0 || ferror(f)))
+        st = parlm_error(PARLM_EIO, "%s: write failed: %s", tmp, strerror(errno));
+    if (st == PARLM_OK && fsync(fileno(f)) != 0)
+        st = parlm_error(PARLM_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
+    if (fclose(f) != 0 && st == PARLM_OK)
+        st = parlm_error(PARLM_EIO, "%s: close failed: %s", tmp, strerror(errno));
+    if (st == PARLM_OK && rename(tmp, path) != 0)
+        st = parlm_error(PARLM_EIO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+    if (st != PARLM_OK) {
+        unlink(tmp); /* the previous file at path, if any, is untouched */
+        free(tmp);
+        return st;
+    }
+    free(tmp);
+    /* make the rename itself durable */
+    char *dir = strdup(path);
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+        int fd = open(d, O_RDONLY | O_DIRECTORY);
+        if (fd >= 0) {
+            fsync(fd);
+            close(fd);
+        }
+        free(dir);
+    }
     return PARLM_OK;
 }

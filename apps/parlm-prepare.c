@@ -1,0 +1,255 @@
+/* apps/parlm-prepare.c — UTF-8 text files -> llm.c token shards (a validation shard,
+ * then training shards). Documents are whole files, or the pieces between separator
+ * lines (--doc-sep '%' for fortune files); with GPT-2's tokenizer each document starts
+ * with <|endoftext|>, as llm.c's data scripts do. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "parlm.h"
+
+typedef struct opts {
+    const char *out, *name, *tokenizer, *encoder, *vocab, *doc_sep;
+    size_t val_tokens, shard_tokens;
+} opts;
+
+typedef struct writer {
+    const opts *o;
+    uint16_t *buf;
+    size_t n, cap;
+    int in_val;        /* still filling the validation shard */
+    int train_index;
+    size_t total, docs;
+} writer;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: parlm-prepare [options] FILE...\n"
+        "Tokenizes UTF-8 text files into llm.c token shards: OUT/NAME_val_000000.bin, then\n"
+        "OUT/NAME_train_000000.bin, ... (a file '-' is standard input).\n"
+        "\n"
+        "  --out DIR           output directory, created if missing (default: data)\n"
+        "  --name NAME         shard name prefix (default: corpus)\n"
+        "  --tokenizer KIND    gpt2 or bytes (default: gpt2 when --encoder/--vocab are given,\n"
+        "                      else bytes)\n"
+        "  --encoder FILE      GPT-2 encoder.json\n"
+        "  --vocab FILE        GPT-2 vocab.bpe\n"
+        "  --doc-sep LINE      a line that separates documents (e.g. '%%' in fortune files);\n"
+        "                      default: each file is one document\n"
+        "  --val-tokens N      tokens in the validation shard (default 32768)\n"
+        "  --shard-tokens N    tokens per training shard (default 100000000)\n"
+        "  -h, --help          this text\n");
+}
+
+static int flush_shard(writer *w)
+{
+    char path[4096];
+    if (w->in_val)
+        snprintf(path, sizeof path, "%s/%s_val_000000.bin", w->o->out, w->o->name);
+    else
+        snprintf(path, sizeof path, "%s/%s_train_%06d.bin", w->o->out, w->o->name,
+                 w->train_index++);
+    if (parlm_shard_write(path, w->buf, w->n) != PARLM_OK) {
+        fprintf(stderr, "parlm-prepare: %s\n", parlm_last_error());
+        return 1;
+    }
+    fprintf(stderr, "parlm-prepare: wrote %s (%zu tokens)\n", path, w->n);
+    w->n = 0;
+    return 0;
+}
+
+/* Appends one document's tokens; the validation shard closes at a document boundary. */
+static int add_document(writer *w, const parlm_tokenizer *tok, const char *text, size_t len)
+{
+    int32_t *ids;
+    size_t n;
+    if (parlm_tokenizer_encode(tok, text, len, &ids, &n) != PARLM_OK) {
+        fprintf(stderr, "parlm-prepare: %s\n", parlm_last_error());
+        return 1;
+    }
+    int eot = parlm_tokenizer_eot(tok);
+    for (size_t i = 0; i < n + (eot >= 0); i++) {
+        int32_t id = eot >= 0 ? (i == 0 ? eot : ids[i - 1]) : ids[i];
+        if (!w->in_val && w->n >= w->o->shard_tokens && flush_shard(w)) {
+            parlm_free(ids);
+            return 1;
+        }
+        if (w->n == w->cap) { /* the validation shard grows to hold whole documents */
+            size_t cap = w->cap * 2;
+            uint16_t *b = realloc(w->buf, cap * sizeof *b);
+            if (!b) {
+                parlm_free(ids);
+                fprintf(stderr, "parlm-prepare: out of memory\n");
+                return 1;
+            }
+            w->buf = b;
+            w->cap = cap;
+        }
+        w->buf[w->n++] = (uint16_t)id;
+    }
+    parlm_free(ids);
+    w->total += n + (eot >= 0);
+    w->docs++;
+    if (w->in_val && w->n >= w->o->val_tokens) {
+        if (flush_shard(w))
+            return 1;
+        w->in_val = 0;
+    }
+    return 0;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "parlm-prepare: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n, f)) > 0;) {
+        n += got;
+        if (n == cap) {
+            char *b = realloc(buf, cap *= 2);
+            if (!b)
+                free(buf);
+            buf = b;
+        }
+    }
+    int err = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (!buf || err) {
+        fprintf(stderr, "parlm-prepare: %s: %s\n", path, buf ? "read error" : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v == 0 || s[0] == '-')
+        return 1;
+    *out = (size_t)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {.out = "data", .name = "corpus", .val_tokens = 32768, .shard_tokens = 100000000};
+    int first_file = argc;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **str = !strcmp(a, "--out") ? &o.out : !strcmp(a, "--name") ? &o.name
+                         : !strcmp(a, "--tokenizer") ? &o.tokenizer
+                         : !strcmp(a, "--encoder") ? &o.encoder : !strcmp(a, "--vocab") ? &o.vocab
+                         : !strcmp(a, "--doc-sep") ? &o.doc_sep : NULL;
+        size_t *num = !strcmp(a, "--val-tokens") ? &o.val_tokens
+                    : !strcmp(a, "--shard-tokens") ? &o.shard_tokens : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if ((str || num) && i + 1 >= argc) {
+            fprintf(stderr, "parlm-prepare: %s needs a value\n", a);
+            return 2;
+        } else if (str) {
+            *str = argv[++i];
+        } else if (num) {
+            if (parse_size(argv[++i], num)) {
+                fprintf(stderr, "parlm-prepare: %s wants a positive integer, got '%s'\n", a,
+                        argv[i]);
+                return 2;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "parlm-prepare: unknown option '%s' (try --help)\n", a);
+            return 2;
+        } else {
+            first_file = i;
+            break;
+        }
+    }
+    if (first_file >= argc) {
+        fprintf(stderr, "parlm-prepare: no input files (try --help)\n");
+        return 2;
+    }
+    if (!o.tokenizer)
+        o.tokenizer = o.encoder || o.vocab ? "gpt2" : "bytes";
+    parlm_tokenizer *tok = NULL;
+    if (!strcmp(o.tokenizer, "gpt2")) {
+        if (!o.encoder || !o.vocab) {
+            fprintf(stderr, "parlm-prepare: --tokenizer gpt2 needs --encoder and --vocab\n");
+            return 2;
+        }
+        if (parlm_tokenizer_load_gpt2(&tok, o.encoder, o.vocab) != PARLM_OK) {
+            fprintf(stderr, "parlm-prepare: %s\n", parlm_last_error());
+            return 1;
+        }
+    } else if (!strcmp(o.tokenizer, "bytes")) {
+        parlm_tokenizer_bytes(&tok);
+    } else {
+        fprintf(stderr, "parlm-prepare: unknown tokenizer '%s' (gpt2 or bytes)\n", o.tokenizer);
+        return 2;
+    }
+    if (mkdir(o.out, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "parlm-prepare: cannot create %s: %s\n", o.out, strerror(errno));
+        return 1;
+    }
+    writer w = {.o = &o, .in_val = 1, .cap = o.shard_tokens < 65536 ? o.shard_tokens : 65536};
+    if (o.val_tokens > w.cap)
+        w.cap = o.val_tokens;
+    w.buf = malloc(w.cap * sizeof *w.buf);
+    int rc = w.buf ? 0 : 1;
+    for (int i = first_file; i < argc && !rc; i++) {
+        size_t len;
+        char *text = slurp(argv[i], &len);
+        if (!text) {
+            rc = 1;
+            break;
+        }
+        if (!o.doc_sep) {
+            rc = add_document(&w, tok, text, len);
+        } else { /* documents are the runs of lines between separator lines */
+            size_t seplen = strlen(o.doc_sep), doc = 0;
+            for (size_t p = 0; p <= len && !rc;) {
+                char *nl = memchr(text + p, '\n', len - p);
+                size_t le = nl ? (size_t)(nl - text) : len;
+                int is_sep = le - p == seplen && !memcmp(text + p, o.doc_sep, seplen);
+                if (is_sep || le == len) {
+                    size_t end = is_sep ? p : len;
+                    if (end > doc)
+                        rc = add_document(&w, tok, text + doc, end - doc);
+                    doc = le + 1;
+                }
+                p = le + 1;
+            }
+        }
+        free(text);
+    }
+    if (!rc && w.in_val) {
+        fprintf(stderr, "parlm-prepare: the corpus has %zu tokens, not enough for a %zu-token "
+                "validation shard and training data (lower --val-tokens)\n", w.total,
+                o.val_tokens);
+        rc = 1;
+    }
+    if (!rc && w.n > 0)
+        rc = flush_shard(&w);
+    if (!rc && w.train_index == 0) {
+        fprintf(stderr, "parlm-prepare: no training tokens left after the validation shard "
+                "(lower --val-tokens)\n");
+        rc = 1;
+    }
+    if (!rc)
+        fprintf(stderr, "parlm-prepare: %zu documents, %zu tokens (%s tokenizer, vocab %d)\n",
+                w.docs, w.total, o.tokenizer, parlm_tokenizer_vocab_size(tok));
+    free(w.buf);
+    parlm_tokenizer_free(tok);
+    return rc;
+}

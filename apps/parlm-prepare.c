@@ -1,7 +1,8 @@
 /* apps/parlm-prepare.c — UTF-8 text files -> llm.c token shards (a validation shard,
  * then training shards). Documents are whole files, or the pieces between separator
  * lines (--doc-sep '%' for fortune files); with GPT-2's tokenizer each document starts
- * with <|endoftext|>, as llm.c's data scripts do. */
+ * with <|endoftext|>, as llm.c's data scripts do. The first --val-tokens tokens are the
+ * validation shard. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@ typedef struct opts {
 typedef struct writer {
     const opts *o;
     uint16_t *buf;
-    size_t n, cap;
+    size_t n;
     int in_val;        /* still filling the validation shard */
     int train_index;
     size_t total, docs;
@@ -61,7 +62,8 @@ static int flush_shard(writer *w)
     return 0;
 }
 
-/* Appends one document's tokens; the validation shard closes at a document boundary. */
+/* Appends one document's tokens: the first val_tokens of the corpus fill the validation
+ * shard, the rest training shards of shard_tokens each. */
 static int add_document(writer *w, const parlm_tokenizer *tok, const char *text, size_t len)
 {
     int32_t *ids;
@@ -73,31 +75,18 @@ static int add_document(writer *w, const parlm_tokenizer *tok, const char *text,
     int eot = parlm_tokenizer_eot(tok);
     for (size_t i = 0; i < n + (eot >= 0); i++) {
         int32_t id = eot >= 0 ? (i == 0 ? eot : ids[i - 1]) : ids[i];
-        if (!w->in_val && w->n >= w->o->shard_tokens && flush_shard(w)) {
-            parlm_free(ids);
-            return 1;
-        }
-        if (w->n == w->cap) { /* the validation shard grows to hold whole documents */
-            size_t cap = w->cap * 2;
-            uint16_t *b = realloc(w->buf, cap * sizeof *b);
-            if (!b) {
+        w->buf[w->n++] = (uint16_t)id;
+        if (w->n == (w->in_val ? w->o->val_tokens : w->o->shard_tokens)) {
+            if (flush_shard(w)) {
                 parlm_free(ids);
-                fprintf(stderr, "parlm-prepare: out of memory\n");
                 return 1;
             }
-            w->buf = b;
-            w->cap = cap;
+            w->in_val = 0;
         }
-        w->buf[w->n++] = (uint16_t)id;
     }
     parlm_free(ids);
     w->total += n + (eot >= 0);
     w->docs++;
-    if (w->in_val && w->n >= w->o->val_tokens) {
-        if (flush_shard(w))
-            return 1;
-        w->in_val = 0;
-    }
     return 0;
 }
 
@@ -202,10 +191,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "parlm-prepare: cannot create %s: %s\n", o.out, strerror(errno));
         return 1;
     }
-    writer w = {.o = &o, .in_val = 1, .cap = o.shard_tokens < 65536 ? o.shard_tokens : 65536};
-    if (o.val_tokens > w.cap)
-        w.cap = o.val_tokens;
-    w.buf = malloc(w.cap * sizeof *w.buf);
+    writer w = {.o = &o, .in_val = 1};
+    w.buf = malloc((o.val_tokens > o.shard_tokens ? o.val_tokens : o.shard_tokens) * sizeof *w.buf);
     int rc = w.buf ? 0 : 1;
     for (int i = first_file; i < argc && !rc; i++) {
         size_t len;

@@ -3,6 +3,7 @@
  * are the best of repeated runs (the least disturbed by a noisy, shared machine). */
 #ifndef PARLM_BENCH_H
 #define PARLM_BENCH_H
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct bench_ctx {
@@ -40,6 +41,11 @@ void bench_report(const bench_ctx *ctx, const bench_row *row);
 /* Opens/closes the JSON document (no-ops in table mode). */
 void bench_begin(const bench_ctx *ctx);
 void bench_end(const bench_ctx *ctx);
+
+/* f32 FMA throughput (GFLOP/s) of `threads` threads each running `iters` iterations of
+ * the kernel set's FMA loop (BENCH_PEAK_ITERS: ~0.1 s per run); *seconds = best time. */
+#define BENCH_PEAK_ITERS 4000000LL
+double bench_peak_gflops(int threads, int64_t iters, double *seconds);
 
 /* The benchmarks; each returns 0, or 1 after printing why it could not run. */
 int bench_peak(bench_ctx *ctx);   /* sets ctx->peak_1t */

@@ -16,7 +16,6 @@
 #endif
 
 #define NACC 24 /* accumulators: enough for 2 pipes x 4-cycle latency x unroll slack */
-#define ITERS 4000000LL
 
 /* Returns flops performed; the sum keeps the compiler from removing the loop. */
 #if defined(__x86_64__)
@@ -100,7 +99,7 @@ static double fma_loop(int64_t iters, float *sink)
 }
 
 /* Best GFLOP/s over a few runs with `threads` threads, each running its own loop. */
-static double measure(int threads, int64_t iters, double *seconds)
+double bench_peak_gflops(int threads, int64_t iters, double *seconds)
 {
     double best = 0;
     for (int rep = 0; rep < 5; rep++) {
@@ -119,11 +118,11 @@ static double measure(int threads, int64_t iters, double *seconds)
 
 int bench_peak(bench_ctx *ctx)
 {
-    int64_t iters = ctx->quick ? ITERS / 8 : ITERS;
+    int64_t iters = ctx->quick ? BENCH_PEAK_ITERS / 8 : BENCH_PEAK_ITERS;
     bench_section(ctx, "peak: f32 FMA throughput (the roofline ceiling)");
     int tlist[2] = {1, ctx->max_threads};
     for (int i = 0; i < (ctx->max_threads > 1 ? 2 : 1); i++) {
-        double sec = 0, g = measure(tlist[i], iters, &sec);
+        double sec = 0, g = bench_peak_gflops(tlist[i], iters, &sec);
         if (tlist[i] == 1)
             ctx->peak_1t = g;
         bench_row r = {.bench = "peak", .impl = parlm_isa_name(parlm_isa_current()),

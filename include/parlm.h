@@ -10,4 +10,7 @@
 #include "parlm/topo.h"
 #include "parlm/tokenizer.h"
 #include "parlm/data.h"
+#include "parlm/nn.h"
+#include "parlm/model.h"
+#include "parlm/checkpoint.h"
 #endif

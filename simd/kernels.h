@@ -31,6 +31,20 @@ typedef struct parlm_kernels {
     void (*bgemm_ukr)(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float *c,
                       int64_t ldc, float alpha, float beta, int m, int n);
 
+    /* ---- packing of a block into the panel layouts above: mn rows (A) or columns (B)
+     * of width w = MR or NR each, panel q at out + q*ps, ps = ceil(steps*w / 16) * 16
+     * 32-bit words (panels stay 64-byte aligned), steps = kc (f32) or ceil(kc/2) (bf16).
+     * spack: panel q: out[q*ps + k*w + i] = x[(q*w + i)*rs + k*cs]; zero for rows >= mn.
+     * bpack: panel q: out[2*q*ps + (p*w + i)*2 + e] = x[(q*w + i)*rs + (2p+e)*cs], zero
+     *        for rows >= mn and for k = kc when kc is odd.
+     * One of rs, cs is 1 (a copy when rs == 1, a transpose when cs == 1). out is 64-byte
+     * aligned. SIMD sets pack with vector transposes and row-ordered reads: scalar packing
+     * costs 5-10% of a GEMM of the shapes of GPT-2 training. */
+    void (*spack)(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs, int w,
+                  float *out);
+    void (*bpack)(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
+                  uint16_t *out);
+
     /* ---- GEMV (decode) -------------------------------------------------------
      * sgemv_t: y[i] = alpha * dot(W[i, 0:k], x) + beta * y[i], i < rows (W row-major, ldw)
      * sgemv_n: y[j] = alpha * sum_p x[p] * B[p, j] + beta * y[j], j < n, p < k (B row-major, ldb)
@@ -60,10 +74,49 @@ typedef struct parlm_kernels {
     void (*layernorm_bwd)(float *dx, float *dw, float *db, const float *dout, const float *x,
                           const float *w, const float *mean, const float *rstd,
                           int64_t rows, int64_t c);
-    /* softmax over each row: out = exp(x - max) / sum */
+    /* softmax over each row: out = exp(x - max) / sum; a row of all -inf gives zeros */
     void (*softmax_fwd)(float *out, const float *x, int64_t rows, int64_t c);
     /* dx += y * (dy - dot(y, dy)) per row, y = softmax output */
     void (*softmax_bwd)(float *dx, const float *y, const float *dy, int64_t rows, int64_t c);
+
+    /* ---- transformer kernels (GPT training and generation) -------------------
+     * Causal attention of ONE (batch, head), FlashAttention style: key tiles against a
+     * query tile with an online softmax; the tq x tk score matrix never exists.
+     * Query i (i < tq) sits at position t0 + i and attends keys 0 .. t0 + i. Rows of q
+     * are ldq floats apart, rows of k and v ldkv apart, rows of out ldo apart; hs <= 256.
+     * out = softmax(q k^T * scale) v; lse[i] = log-sum-exp of row i's scaled scores. */
+    void (*attn_fwd)(int64_t tq, int64_t t0, int64_t hs, const float *q, int64_t ldq,
+                     const float *k, const float *v, int64_t ldkv, float *out, int64_t ldo,
+                     float *lse, float scale);
+    /* Backward of attn_fwd with t0 = 0 and tq = T keys (training): recomputes scores
+     * tile by tile from lse; dq, dk, dv (row stride ldd) ACCUMULATE. q, k, v share the
+     * row stride ld, out and dout share ldo. scratch: T floats. */
+    void (*attn_bwd)(int64_t T, int64_t hs, const float *q, const float *k, const float *v,
+                     int64_t ld, const float *out, const float *dout, int64_t ldo,
+                     const float *lse, float *dq, float *dk, float *dv, int64_t ldd, float scale,
+                     float *scratch);
+    /* Fused softmax + cross-entropy over each row of V logits (row stride ld):
+     * loss[r] = lse_r - logits[r, target[r]], lse[r] saved. */
+    void (*ce_fwd)(int64_t rows, int64_t V, const float *logits, int64_t ld,
+                   const int32_t *target, float *loss, float *lse);
+    /* dlogits[r, j] = (exp(logits[r, j] - lse[r]) - [j == target[r]]) * dloss[r] for
+     * j < V and 0 for V <= j < Vp. dlogits may be logits (in place: the probabilities
+     * are never stored). Written, not accumulated. */
+    void (*ce_bwd)(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const float *logits,
+                   int64_t ld, const int32_t *target, const float *lse, const float *dloss);
+    /* out[r, c0:c1] = wte[tok[r], c0:c1] + wpe[r % T, c0:c1] (rows of C floats) */
+    void (*embed_fwd)(int64_t rows, int64_t T, int64_t C, int64_t c0, int64_t c1,
+                      const int32_t *tok, const float *wte, const float *wpe, float *out);
+    /* dwte[tok[r], c0:c1] += dout[r, c0:c1]; dwpe[r % T, c0:c1] += dout[r, c0:c1], rows
+     * in order (a thread owns a column slice: deterministic, no conflicts) */
+    void (*embed_bwd)(int64_t rows, int64_t T, int64_t C, int64_t c0, int64_t c1,
+                      const int32_t *tok, const float *dout, float *dwte, float *dwpe);
+    /* AdamW, one pass: g' = g * gscale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+     * p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p), bc = 1 - beta^t. */
+    void (*adamw)(int64_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
+                  float b2, float eps, float wd, float bc1, float bc2, float gscale);
+    /* sum of squares, accumulated in double */
+    double (*sumsq)(int64_t n, const float *x);
 } parlm_kernels;
 
 /* Fillers, one per ISA directory: each fills every field (an ISA set starts from the

@@ -38,4 +38,5 @@ void parlm_scalar_bgemv_t(int64_t rows, int64_t k, float alpha, const uint16_t *
                           int64_t ldw, const float *x, float beta, float *y);
 void parlm_scalar_gemm_fill(parlm_kernels *k);
 void parlm_scalar_eltwise_fill(parlm_kernels *k);
+void parlm_scalar_nn_fill(parlm_kernels *k); /* nn.c: attention, cross-entropy, embeddings, AdamW */
 #endif

@@ -1,0 +1,584 @@
+/* apps/parlm-train.c — train a GPT on token shards or text, on one machine.
+ * Step = grad-accum micro-batches (forward, backward) -> clip -> AdamW with warmup and
+ * cosine decay. Prints loss, throughput and MFU against the FMA peak measured at start;
+ * evaluates, samples and checkpoints periodically; Ctrl-C checkpoints before exiting.
+ * Resuming from a checkpoint continues bitwise as if never interrupted. */
+#include <dirent.h>
+#include <errno.h>
+#include <glob.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../bench/bench.h"
+#include "parlm.h"
+
+#define DEFAULT_CORPUS "/usr/share/games/fortunes/*"
+
+typedef struct opts {
+    const char *data, *val_data, *model, *init, *ckpt_dir, *log, *encoder, *vocab;
+    int B, T, steps, warmup, grad_accum, ckpt_every, val_every, val_steps, sample_every;
+    int sample_len, threads, resume, bf16, quiet, stop_at;
+    double lr, lr_min_frac, weight_decay, grad_clip;
+    unsigned long long seed;
+} opts;
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: parlm-train [options]\n"
+        "Trains a GPT-2 style model. With no --data it trains on the text of the 'fortunes'\n"
+        "package (" DEFAULT_CORPUS ") with a byte tokenizer.\n\n"
+        "data:\n"
+        "  --data GLOB          training token shards (llm.c format) or UTF-8 text files\n"
+        "  --val-data GLOB      validation shards (default: the last 5%% of text data)\n"
+        "  --encoder F --vocab F  GPT-2 encoder.json / vocab.bpe for text and samples\n"
+        "                       (default: byte tokenizer, vocab 256)\n"
+        "model:\n"
+        "  --model PRESET       tiny, small, d6, d12, d24, ... (default small)\n"
+        "  --init FILE          start from an llm.c model file or a parlm checkpoint\n"
+        "  --bf16               run matmuls in bf16 (f32 accumulation and master weights)\n"
+        "optimization:\n"
+        "  -b N                 batch size in sequences (default 8)\n"
+        "  -t N                 sequence length (default 128)\n"
+        "  --steps N            optimizer steps (default 300)\n"
+        "  --lr X               peak learning rate (default 1e-3)\n"
+        "  --warmup N           linear warmup steps (default 20)\n"
+        "  --lr-min-frac X      cosine decay ends at lr * X (default 0.1)\n"
+        "  --weight-decay X     AdamW weight decay on 2-D weights (default 0.0)\n"
+        "  --grad-clip X        clip the global gradient norm (default 1.0; 0 = off)\n"
+        "  --grad-accum N       micro-batches per step (default 1)\n"
+        "  --seed N             initialization and sampling seed (default 1337)\n"
+        "  --threads N          OpenMP threads (default: all cores)\n"
+        "checkpoints and output:\n"
+        "  --ckpt-dir DIR       write checkpoints here (atomic; the last two are kept)\n"
+        "  --ckpt-every N       steps between checkpoints (default 100)\n"
+        "  --resume             continue from the newest valid checkpoint in --ckpt-dir\n"
+        "  --stop-at N          checkpoint and stop after step N (a later --resume goes on;\n"
+        "                       for batch jobs with time limits)\n"
+        "  --log FILE           per-step log: .csv, or JSON lines otherwise\n"
+        "  --val-every N        steps between validation losses (default 50; 0 = off)\n"
+        "  --val-steps N        batches per validation (default 10)\n"
+        "  --sample-every N     steps between generated samples (default 100; 0 = off)\n"
+        "  --sample-len N       tokens per sample (default 96)\n"
+        "  --quiet              no per-step lines\n"
+        "  -h, --help\n");
+}
+
+static int parse_opts(int argc, char **argv, opts *o)
+{
+    *o = (opts){.model = "small", .B = 8, .T = 128, .steps = 300, .warmup = 20, .grad_accum = 1,
+                .ckpt_every = 100, .val_every = 50, .val_steps = 10, .sample_every = 100,
+                .sample_len = 96, .lr = 1e-3, .lr_min_frac = 0.1, .grad_clip = 1.0,
+                .seed = 1337};
+    static const struct { const char *name; char kind; size_t off; } table[] = {
+#define S(n, f) {n, 's', offsetof(opts, f)}
+#define I(n, f) {n, 'i', offsetof(opts, f)}
+#define D(n, f) {n, 'd', offsetof(opts, f)}
+#define F(n, f) {n, 'f', offsetof(opts, f)}
+        S("--data", data), S("--val-data", val_data), S("--model", model), S("--init", init),
+        S("--ckpt-dir", ckpt_dir), S("--log", log), S("--encoder", encoder), S("--vocab", vocab),
+        I("-b", B), I("-t", T), I("--steps", steps), I("--warmup", warmup),
+        I("--grad-accum", grad_accum), I("--ckpt-every", ckpt_every), I("--val-every", val_every),
+        I("--val-steps", val_steps), I("--sample-every", sample_every),
+        I("--sample-len", sample_len), I("--threads", threads), I("--stop-at", stop_at), D("--lr", lr),
+        D("--lr-min-frac", lr_min_frac), D("--weight-decay", weight_decay),
+        D("--grad-clip", grad_clip), F("--resume", resume), F("--bf16", bf16),
+        F("--quiet", quiet), {"--seed", 'u', offsetof(opts, seed)},
+#undef S
+#undef I
+#undef D
+#undef F
+    };
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            exit(0);
+        }
+        size_t k = 0, n = sizeof table / sizeof table[0];
+        while (k < n && strcmp(argv[i], table[k].name))
+            k++;
+        if (k == n) {
+            fprintf(stderr, "parlm-train: unknown option '%s' (try --help)\n", argv[i]);
+            return 2;
+        }
+        char *field = (char *)o + table[k].off, *end = NULL;
+        if (table[k].kind == 'f') {
+            *(int *)field = 1;
+            continue;
+        }
+        if (++i >= argc) {
+            fprintf(stderr, "parlm-train: %s needs a value\n", table[k].name);
+            return 2;
+        }
+        errno = 0;
+        switch (table[k].kind) {
+        case 's': *(const char **)field = argv[i]; end = ""; break;
+        case 'i': {
+            long v = strtol(argv[i], &end, 10);
+            if (v < 0 || v > 1 << 30)
+                errno = ERANGE;
+            *(int *)field = (int)v;
+            break;
+        }
+        case 'u': *(unsigned long long *)field = strtoull(argv[i], &end, 10); break;
+        case 'd': *(double *)field = strtod(argv[i], &end); break;
+        }
+        if (errno || !end || *end || !argv[i][0]) {
+            fprintf(stderr, "parlm-train: bad value '%s' for %s\n", argv[i], table[k].name);
+            return 2;
+        }
+    }
+    const char *bad = o->B < 1 ? "-b must be >= 1" : o->T < 1 ? "-t must be >= 1"
+                    : o->grad_accum < 1 ? "--grad-accum must be >= 1"
+                    : !(o->lr >= 0) ? "--lr must be >= 0"
+                    : !(o->grad_clip >= 0) ? "--grad-clip must be >= 0"
+                    : !(o->lr_min_frac >= 0 && o->lr_min_frac <= 1) ? "--lr-min-frac must be in [0,1]"
+                    : (o->resume && !o->ckpt_dir) ? "--resume needs --ckpt-dir"
+                    : (!o->encoder) != (!o->vocab) ? "--encoder and --vocab go together" : NULL;
+    if (bad) {
+        fprintf(stderr, "parlm-train: %s\n", bad);
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- data ------------------------------------------------------------------------------- */
+
+static int is_shard(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    int32_t magic = 0;
+    int ok = f && fread(&magic, 4, 1, f) == 1 && magic == PARLM_SHARD_MAGIC;
+    if (f)
+        fclose(f);
+    return ok;
+}
+
+/* Text files -> tokens -> a train shard and a val shard (the last 5%, at least one batch)
+ * in a fresh temporary directory. */
+static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int batch_tokens,
+                         char *dir, char *train_glob, char *val_glob, size_t len)
+{
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) != 0) {
+        fprintf(stderr, "parlm-train: no file matches '%s'\n", pattern);
+        return 1;
+    }
+    size_t cap = 1 << 20, n = 0;
+    uint16_t *toks = malloc(cap * sizeof *toks);
+    int eot = parlm_tokenizer_eot(tok), rc = 0, files = 0;
+    for (size_t i = 0; i < g.gl_pathc && !rc; i++) {
+        const char *p = g.gl_pathv[i];
+        size_t plen = strlen(p);
+        struct stat st;
+        if (stat(p, &st) || !S_ISREG(st.st_mode) ||
+            (plen > 4 && (!strcmp(p + plen - 4, ".dat") || !strcmp(p + plen - 3, ".u8"))))
+            continue; /* fortune's index files and duplicate links */
+        FILE *f = fopen(p, "rb");
+        char *text = f ? malloc((size_t)st.st_size + 1) : NULL;
+        if (!text || fread(text, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+            fprintf(stderr, "parlm-train: cannot read %s\n", p);
+            rc = 1;
+        }
+        if (f)
+            fclose(f);
+        int32_t *ids = NULL;
+        size_t nids = 0;
+        if (!rc && parlm_tokenizer_encode(tok, text, (size_t)st.st_size, &ids, &nids) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: %s: %s\n", p, parlm_last_error());
+            rc = 1;
+        }
+        while (!rc && n + nids + 1 > cap) {
+            uint16_t *t = realloc(toks, (cap *= 2) * sizeof *toks);
+            if (!t)
+                rc = 1;
+            else
+                toks = t;
+        }
+        if (!rc) {
+            if (eot >= 0)
+                toks[n++] = (uint16_t)eot;
+            for (size_t k = 0; k < nids; k++)
+                toks[n++] = (uint16_t)ids[k];
+            files++;
+        }
+        parlm_free(ids);
+        free(text);
+    }
+    globfree(&g);
+    size_t nval = n / 20 > (size_t)batch_tokens + 1 ? n / 20 : (size_t)batch_tokens + 1;
+    if (!rc && n < nval + (size_t)batch_tokens + 1) {
+        fprintf(stderr, "parlm-train: '%s' has %zu tokens, too few for batches of %d\n", pattern,
+                n, batch_tokens);
+        rc = 1;
+    }
+    strcpy(dir, "/tmp/parlm-train-XXXXXX");
+    if (!rc && !mkdtemp(dir)) {
+        fprintf(stderr, "parlm-train: mkdtemp: %s\n", strerror(errno));
+        rc = 1;
+    }
+    if (!rc) {
+        snprintf(train_glob, len, "%s/train.bin", dir);
+        snprintf(val_glob, len, "%s/val.bin", dir);
+        if (parlm_shard_write(train_glob, toks, n - nval) != PARLM_OK ||
+            parlm_shard_write(val_glob, toks + (n - nval), nval) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
+            rc = 1;
+        } else {
+            printf("data: %d text files, %zu tokens (%zu train, %zu val)\n", files, n, n - nval,
+                   nval);
+        }
+    }
+    free(toks);
+    return rc;
+}
+
+/* ---- checkpoints -------------------------------------------------------------------------- */
+
+static void ckpt_path(char *buf, size_t len, const char *dir, long long step)
+{
+    snprintf(buf, len, "%s/ckpt_%08lld.bin", dir, step);
+}
+
+/* Steps of the checkpoints in dir, newest first. */
+static int list_ckpts(const char *dir, long long *steps, int max)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        long long s;
+        char tail;
+        if (sscanf(e->d_name, "ckpt_%lld.bi%c", &s, &tail) == 2 && tail == 'n' && n < max)
+            steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++) /* insertion sort, descending */
+        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
+            long long t = steps[j];
+            steps[j] = steps[j - 1];
+            steps[j - 1] = t;
+        }
+    return n;
+}
+
+static int save_ckpt(const opts *o, parlm_gpt *m, const parlm_train_state *st)
+{
+    char path[4096];
+    if (mkdir(o->ckpt_dir, 0777) && errno != EEXIST) {
+        fprintf(stderr, "parlm-train: cannot create %s: %s\n", o->ckpt_dir, strerror(errno));
+        return 1;
+    }
+    ckpt_path(path, sizeof path, o->ckpt_dir, (long long)st->step);
+    if (parlm_checkpoint_save(path, m, st) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: checkpoint: %s\n", parlm_last_error());
+        return 1;
+    }
+    long long steps[4096];
+    int n = list_ckpts(o->ckpt_dir, steps, 4096);
+    for (int i = 2; i < n; i++) { /* keep the newest two */
+        ckpt_path(path, sizeof path, o->ckpt_dir, steps[i]);
+        unlink(path);
+    }
+    printf("checkpoint: %s/ckpt_%08lld.bin\n", o->ckpt_dir, (long long)st->step);
+    return 0;
+}
+
+/* ---- schedule, evaluation, samples ----------------------------------------------------------- */
+
+static double lr_at(const opts *o, int step) /* step counts from 0 */
+{
+    if (step < o->warmup)
+        return o->lr * (step + 1) / o->warmup;
+    double span = o->steps - o->warmup, frac = span > 0 ? (step - o->warmup) / span : 1.0;
+    if (frac > 1)
+        frac = 1;
+    double lo = o->lr * o->lr_min_frac;
+    return lo + 0.5 * (o->lr - lo) * (1.0 + cos(M_PI * frac));
+}
+
+static parlm_status val_loss(parlm_gpt *m, parlm_loader *val, int steps, int32_t *x, int32_t *y,
+                             float *out)
+{
+    parlm_loader_pos start = parlm_loader_tell(val);
+    double sum = 0;
+    parlm_status st = PARLM_OK;
+    for (int i = 0; i < steps && st == PARLM_OK; i++) {
+        float l;
+        if ((st = parlm_loader_next(val, x, y)) == PARLM_OK &&
+            (st = parlm_gpt_forward(m, x, y, &l)) == PARLM_OK)
+            sum += l;
+    }
+    parlm_loader_seek(val, start); /* the same batches every time: comparable numbers */
+    *out = (float)(sum / steps);
+    return st;
+}
+
+static void print_sample(parlm_gpt *m, const parlm_tokenizer *tok, int len, uint64_t *rng)
+{
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    int eot = parlm_tokenizer_eot(tok);
+    int32_t t = eot >= 0 ? eot : '\n';
+    float *logits = malloc((size_t)c.vocab_pad * sizeof(float));
+    printf("sample: ");
+    for (int pos = 0; logits && pos < len && pos < c.max_seq; pos++) {
+        if (parlm_gpt_infer(m, &t, 1, pos, logits) != PARLM_OK ||
+            parlm_sample(logits, c.vocab, 1.0f, 40, 1.0f, rng, &t) != PARLM_OK)
+            break;
+        if (t == eot)
+            break;
+        const char *b;
+        size_t n;
+        if (parlm_tokenizer_token(tok, t, &b, &n) == PARLM_OK)
+            fwrite(b, 1, n, stdout);
+    }
+    printf("\n");
+    free(logits);
+}
+
+/* ---- main ------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc)
+        return rc;
+    if (parlm_isa_init() != PARLM_OK) {
+        fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
+        return 2;
+    }
+    if (o.threads > 0)
+        omp_set_num_threads(o.threads);
+    int threads = omp_get_max_threads();
+
+    parlm_tokenizer *tok = NULL;
+    if ((o.encoder ? parlm_tokenizer_load_gpt2(&tok, o.encoder, o.vocab)
+                   : parlm_tokenizer_bytes(&tok)) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
+        return 1;
+    }
+    const char *data = o.data ? o.data : DEFAULT_CORPUS;
+    char tmpdir[64] = "", train_glob[128], val_glob[128];
+    glob_t g;
+    int have = glob(data, 0, NULL, &g) == 0;
+    int shards = have && is_shard(g.gl_pathv[0]);
+    if (have)
+        globfree(&g);
+    if (!have) {
+        fprintf(stderr, "parlm-train: no data matches '%s'%s\n", data,
+                o.data ? "" : " (install the 'fortunes' package or pass --data)");
+        return 1;
+    }
+    if (!shards) {
+        if (tokenize_text(data, tok, o.B * o.T, tmpdir, train_glob, val_glob, sizeof train_glob))
+            return 1;
+        data = train_glob;
+        if (!o.val_data)
+            o.val_data = val_glob;
+    }
+
+    /* model: a checkpoint to resume, an initial file, or a fresh preset */
+    parlm_gpt *m = NULL;
+    parlm_train_state ts = {0};
+    int vocab = parlm_tokenizer_vocab_size(tok);
+    if (o.resume) {
+        long long steps[4096];
+        int n = list_ckpts(o.ckpt_dir, steps, 4096);
+        for (int i = 0; i < n && !m; i++) { /* newest first; a corrupt one falls back */
+            char path[4096];
+            ckpt_path(path, sizeof path, o.ckpt_dir, steps[i]);
+            if (parlm_checkpoint_load(path, &m, &ts) == PARLM_OK)
+                printf("resume: %s (step %lld)\n", path, (long long)ts.step);
+            else
+                fprintf(stderr, "parlm-train: skipping %s\n", parlm_last_error());
+        }
+        if (!m)
+            printf("resume: no checkpoint in %s, starting fresh\n", o.ckpt_dir);
+        else if (ts.B != o.B || ts.T != o.T || ts.grad_accum != o.grad_accum) {
+            fprintf(stderr, "parlm-train: the checkpoint was trained with -b %d -t %d "
+                    "--grad-accum %d; resume with the same (got -b %d -t %d --grad-accum %d)\n",
+                    ts.B, ts.T, ts.grad_accum, o.B, o.T, o.grad_accum);
+            return 2;
+        }
+    }
+    if (!m && o.init) {
+        parlm_status st = is_shard(o.init) ? PARLM_EINVAL : parlm_gpt_load_llmc(&m, o.init);
+        if (st != PARLM_OK && parlm_checkpoint_load(o.init, &m, &ts) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: --init %s: not an llm.c model nor a parlm checkpoint "
+                    "(%s)\n", o.init, parlm_last_error());
+            return 1;
+        }
+        ts = (parlm_train_state){0}; /* a new run from these weights */
+        parlm_gpt_set_step(m, 0);
+    }
+    if (!m) {
+        parlm_gpt_config cfg = {.max_seq = o.T, .vocab = vocab};
+        if (parlm_gpt_preset(o.model, &cfg) != PARLM_OK ||
+            parlm_gpt_create(&m, &cfg, o.seed) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
+            return 1;
+        }
+    }
+    parlm_gpt_config cfg = parlm_gpt_get_config(m);
+    if (cfg.vocab < vocab || o.T > cfg.max_seq) {
+        fprintf(stderr, "parlm-train: the model (vocab %d, context %d) cannot take this data "
+                "(vocab %d) at -t %d\n", cfg.vocab, cfg.max_seq, vocab, o.T);
+        return 1;
+    }
+    if (!ts.B) {
+        ts = (parlm_train_state){.B = o.B, .T = o.T, .grad_accum = o.grad_accum, .world = 1,
+                                 .seed = o.seed, .rng = o.seed ^ 0x5eed};
+    }
+    parlm_loader *train = NULL, *val = NULL;
+    if (parlm_loader_open(&train, data, o.B, o.T, 0, 1, cfg.vocab) != PARLM_OK ||
+        (o.val_data && parlm_loader_open(&val, o.val_data, o.B, o.T, 0, 1, cfg.vocab) != PARLM_OK) ||
+        parlm_loader_seek(train, ts.train) != PARLM_OK ||
+        parlm_gpt_setup(m, o.B, o.T, 1) != PARLM_OK ||
+        (o.bf16 && parlm_gpt_set_bf16(m, 1) != PARLM_OK)) {
+        fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
+        return 1;
+    }
+
+    /* the roofline: what the cores can do, measured now */
+    double sec, peak = bench_peak_gflops(threads, BENCH_PEAK_ITERS / 4, &sec);
+    int64_t P = parlm_gpt_num_params(m), tokens_per_step = (int64_t)o.B * o.T * o.grad_accum;
+    double flops_per_token = 6.0 * (double)(P - (int64_t)cfg.max_seq * cfg.n_embd) +
+                             6.0 * cfg.n_layer * cfg.n_embd * (double)o.T;
+    printf("model: L%d NH%d C%d, vocab %d (padded %d), context %d: %.2fM parameters%s\n",
+           cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab, cfg.vocab_pad, cfg.max_seq, P / 1e6,
+           o.bf16 ? ", bf16 matmuls" : "");
+    printf("train: %llu tokens in %zu shard(s); %lld tokens/step (B=%d T=%d accum=%d); %d steps; "
+           "%d threads, %s kernels, peak %.0f GFLOP/s\n",
+           (unsigned long long)parlm_loader_num_tokens(train), parlm_loader_num_shards(train),
+           (long long)tokens_per_step, o.B, o.T, o.grad_accum, o.steps, threads,
+           parlm_isa_name(parlm_isa_current()), peak);
+
+    FILE *log = NULL;
+    int csv = 0;
+    if (o.log) {
+        size_t l = strlen(o.log);
+        csv = l > 4 && !strcmp(o.log + l - 4, ".csv");
+        log = fopen(o.log, ts.step ? "a" : "w");
+        if (!log) {
+            fprintf(stderr, "parlm-train: %s: %s\n", o.log, strerror(errno));
+            return 1;
+        }
+        if (csv && !ts.step)
+            fprintf(log, "step,loss,val_loss,lr,grad_norm,tokens_per_s,ms_per_step\n");
+    }
+    signal(SIGINT, on_sigint);
+    int32_t *x = malloc((size_t)o.B * o.T * sizeof *x), *y = malloc((size_t)o.B * o.T * sizeof *y);
+    double t_start = bench_now(), ms_sum = 0;
+    int timed = 0;
+    parlm_adamw_cfg opt = {0, 0.9f, 0.95f, 1e-8f, (float)o.weight_decay};
+    int stop = o.stop_at > 0 && o.stop_at < o.steps ? o.stop_at : o.steps;
+    while (ts.step < stop && !interrupted && !rc) {
+        double t0 = bench_now(), loss = 0;
+        parlm_status st = parlm_gpt_zero_grad(m);
+        for (int micro = 0; micro < o.grad_accum && st == PARLM_OK; micro++) {
+            float l;
+            if ((st = parlm_loader_next(train, x, y)) == PARLM_OK &&
+                (st = parlm_gpt_forward(m, x, y, &l)) == PARLM_OK)
+                st = parlm_gpt_backward(m, 1.0f / o.grad_accum);
+            loss += l / o.grad_accum;
+        }
+        float norm = 0;
+        if (st == PARLM_OK)
+            st = parlm_gpt_grad_norm(m, &norm);
+        opt.lr = (float)lr_at(&o, (int)ts.step);
+        float scale = o.grad_clip > 0 && norm > o.grad_clip ? (float)(o.grad_clip / norm) : 1.0f;
+        if (st == PARLM_OK && !isfinite(norm)) {
+            fprintf(stderr, "parlm-train: step %lld: gradient norm is %g; stopping (lower --lr?)\n",
+                    (long long)ts.step + 1, norm);
+            rc = 1;
+            break;
+        }
+        if (st == PARLM_OK)
+            st = parlm_gpt_update(m, &opt, scale);
+        if (st != PARLM_OK) {
+            fprintf(stderr, "parlm-train: step %lld: %s\n", (long long)ts.step + 1,
+                    parlm_last_error());
+            rc = 1;
+            break;
+        }
+        ts.step = parlm_gpt_step(m);
+        ts.train = parlm_loader_tell(train);
+        ts.tokens += (double)tokens_per_step;
+        double ms = (bench_now() - t0) * 1e3;
+        if (ts.step > 1 || o.steps == 1) /* the first step pays for page faults */
+            ms_sum += ms, timed++;
+        double tps = tokens_per_step / (ms / 1e3), gflops = tps * flops_per_token / 1e9;
+        float vl = NAN;
+        if (val && o.val_every && (ts.step % o.val_every == 0 || ts.step == o.steps) &&
+            val_loss(m, val, o.val_steps, x, y, &vl) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: validation: %s\n", parlm_last_error());
+            rc = 1;
+        }
+        if (!o.quiet || !isnan(vl)) {
+            double eta = timed ? (o.steps - ts.step) * ms_sum / timed / 1e3 : 0;
+            printf("step %5lld/%d | loss %.4f | lr %.2e | norm %.2f | %.0f tok/s | "
+                   "%.1f GFLOP/s %.1f%% MFU | %.0f ms | ETA %dm%02ds",
+                   (long long)ts.step, o.steps, loss, opt.lr, norm, tps, gflops,
+                   100 * gflops / peak, ms, (int)eta / 60, (int)eta % 60);
+            if (!isnan(vl))
+                printf(" | val %.4f", vl);
+            printf("\n");
+            fflush(stdout);
+        }
+        if (log) {
+            char v[32];
+            if (isnan(vl))
+                snprintf(v, sizeof v, "%s", csv ? "" : "null");
+            else
+                snprintf(v, sizeof v, "%.6f", vl);
+            if (csv)
+                fprintf(log, "%lld,%.6f,%s,%.6g,%.4f,%.1f,%.2f\n", (long long)ts.step, loss, v,
+                        opt.lr, norm, tps, ms);
+            else
+                fprintf(log, "{\"step\": %lld, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6g, "
+                        "\"grad_norm\": %.4f, \"tokens_per_s\": %.1f, \"ms_per_step\": %.2f}\n",
+                        (long long)ts.step, loss, v, opt.lr, norm, tps, ms);
+            fflush(log);
+        }
+        if (o.sample_every && ts.step % o.sample_every == 0)
+            print_sample(m, tok, o.sample_len, &ts.rng);
+        if (o.ckpt_dir && o.ckpt_every && ts.step % o.ckpt_every == 0 && save_ckpt(&o, m, &ts))
+            rc = 1;
+    }
+    if (interrupted)
+        printf("\ninterrupted at step %lld\n", (long long)ts.step);
+    if (o.ckpt_dir && !rc && (interrupted || !o.ckpt_every || ts.step % o.ckpt_every))
+        rc = save_ckpt(&o, m, &ts);
+    double total = bench_now() - t_start;
+    if (timed)
+        printf("done: %lld steps in %.1f s, %.1f ms/step, %.0f tokens/s, %.1f%% MFU\n",
+               (long long)ts.step, total, ms_sum / timed,
+               tokens_per_step / (ms_sum / timed / 1e3),
+               100 * tokens_per_step / (ms_sum / timed / 1e3) * flops_per_token / 1e9 / peak);
+    if (log)
+        fclose(log);
+    free(x);
+    free(y);
+    parlm_loader_free(train);
+    parlm_loader_free(val);
+    parlm_gpt_free(m);
+    parlm_tokenizer_free(tok);
+    if (tmpdir[0]) {
+        unlink(train_glob);
+        unlink(val_glob);
+        rmdir(tmpdir);
+    }
+    return rc ? rc : interrupted ? 130 : 0;
+}

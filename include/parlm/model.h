@@ -1,0 +1,120 @@
+/* parlm/model.h — a GPT-2 style language model: token + learned position embeddings,
+ * pre-LN blocks (causal self-attention, 4x MLP with GELU), final layernorm, output
+ * projection tied to the token embedding, vocabulary padded to a multiple of 128.
+ *
+ * Memory is honest and allocated once: one contiguous parameter buffer, one gradient
+ * buffer of the same layout, AdamW state (m, v) of the same layout, and one activation
+ * arena sized from (B, T) at parlm_gpt_setup. Parameter order (each layer contiguous, so
+ * the gradients of the last layers form one range that backward finishes first):
+ *   wte (Vp,C) | wpe (maxT,C) | for each layer l = 0..L-1:
+ *     ln1w (C) ln1b (C) qkvw (3C,C) qkvb (3C) attprojw (C,C) attprojb (C)
+ *     ln2w (C) ln2b (C) fcw (4C,C) fcb (4C) fcprojw (C,4C) fcprojb (C)
+ *   | lnfw (C) lnfb (C)
+ * Linear weights are (out, in): y = x W^T + b. Deterministic: same inputs and thread
+ * count give bitwise the same results. */
+#ifndef PARLM_MODEL_H
+#define PARLM_MODEL_H
+#include <stdint.h>
+
+#include "nn.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct parlm_gpt_config {
+    int n_layer;    /* L */
+    int n_head;     /* NH */
+    int n_embd;     /* C, a multiple of NH */
+    int max_seq;    /* maxT, rows of wpe */
+    int vocab;      /* V, real vocabulary */
+    int vocab_pad;  /* Vp >= V, a multiple of 128 (0 in a request: computed) */
+} parlm_gpt_config;
+
+/* Presets by depth, as in llm.c: "d6" (L6 NH6 C384), "d12" (GPT-2 124M: L12 NH12 C768),
+ * "d24" (L24 NH16 C1024), "d36", "d48"; and small ones for laptops and tests: "tiny" (L2
+ * NH2 C64), "small" (L4 NH4 C256). Sets L, NH, C; keeps max_seq and vocab if nonzero,
+ * else 1024 and 50257. */
+PARLM_API parlm_status parlm_gpt_preset(const char *name, parlm_gpt_config *cfg);
+
+typedef struct parlm_gpt parlm_gpt;
+
+/* Allocates parameters (GPT-2 init: N(0, 0.02), residual projections scaled by
+ * 1/sqrt(2L), layernorm 1/0, biases 0) from a seeded generator, gradients zeroed. */
+PARLM_API parlm_status parlm_gpt_create(parlm_gpt **out, const parlm_gpt_config *cfg,
+                                        uint64_t seed);
+PARLM_API void parlm_gpt_free(parlm_gpt *m);
+PARLM_API parlm_gpt_config parlm_gpt_get_config(const parlm_gpt *m);
+
+PARLM_API int64_t parlm_gpt_num_params(const parlm_gpt *m);
+PARLM_API float *parlm_gpt_params(parlm_gpt *m);
+PARLM_API float *parlm_gpt_grads(parlm_gpt *m);
+/* Allocates zeroed AdamW moments (parlm_gpt_update does so at its first call). */
+PARLM_API parlm_status parlm_gpt_init_optimizer(parlm_gpt *m);
+/* AdamW moments: NULL until allocated. */
+PARLM_API float *parlm_gpt_adam_m(parlm_gpt *m);
+PARLM_API float *parlm_gpt_adam_v(parlm_gpt *m);
+/* Number of AdamW steps taken (t of the bias correction). */
+PARLM_API int64_t parlm_gpt_step(const parlm_gpt *m);
+PARLM_API parlm_status parlm_gpt_set_step(parlm_gpt *m, int64_t step);
+
+/* Offset and size (floats) of the layer-independent tensors and of each layer's block,
+ * for sharding and bucketing: layer = -1 gives the embeddings (wte, wpe), layer = L the
+ * final layernorm. */
+PARLM_API parlm_status parlm_gpt_layer_range(const parlm_gpt *m, int layer, int64_t *offset,
+                                             int64_t *count);
+
+/* The parameter tensors in buffer order (2 + 12 L + 2 of them): name ("wte", "qkvw", ...),
+ * layer (-1 embeddings, L final layernorm), offset and count in floats. */
+PARLM_API int parlm_gpt_num_tensors(const parlm_gpt *m);
+PARLM_API parlm_status parlm_gpt_tensor_info(const parlm_gpt *m, int i, const char **name,
+                                             int *layer, int64_t *offset, int64_t *count);
+
+/* Sizes the activation arena for batches of B sequences of T <= maxT tokens (freeing any
+ * earlier arena). training = 0 skips the buffers only backward needs. */
+PARLM_API parlm_status parlm_gpt_setup(parlm_gpt *m, int B, int T, int training);
+
+/* Matmuls in bf16 with f32 accumulation (weights and activations rounded to bf16 on the
+ * fly; master weights, gradients and optimizer state stay f32). Off by default. */
+PARLM_API parlm_status parlm_gpt_set_bf16(parlm_gpt *m, int on);
+
+/* Forward of inputs (B,T). With targets (B,T): *loss = mean cross-entropy; without,
+ * *loss is left alone (may be NULL). Tokens must lie in [0, V). */
+PARLM_API parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs,
+                                         const int32_t *targets, float *loss);
+/* Logits (B,T,Vp) of the last forward (invalid after backward, which reuses them). */
+PARLM_API const float *parlm_gpt_logits(const parlm_gpt *m);
+
+/* Backward of the last forward (which must have had targets): grads += dloss/dparams.
+ * loss_scale multiplies dloss (1/accumulation steps for gradient accumulation). */
+PARLM_API parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale);
+PARLM_API parlm_status parlm_gpt_zero_grad(parlm_gpt *m);
+
+/* *norm = L2 norm of all gradients. */
+PARLM_API parlm_status parlm_gpt_grad_norm(parlm_gpt *m, float *norm);
+
+/* One AdamW step over all parameters; weight decay applies to the 2-D weights only
+ * (linear layers and embeddings), not to biases and layernorm. grad_scale multiplies the
+ * gradients first (clipping: min(1, clip / norm)). */
+PARLM_API parlm_status parlm_gpt_update(parlm_gpt *m, const parlm_adamw_cfg *cfg,
+                                        float grad_scale);
+
+/* Generation with a KV cache: runs positions pos .. pos+n-1 of one sequence (tokens (n))
+ * and writes the logits (Vp) of the last one. pos = 0 starts a new sequence; pos + n must
+ * not exceed maxT. Allocates the cache at the first call. */
+PARLM_API parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos,
+                                       float *logits);
+
+/* Picks the next token from logits (V): greedy when temperature == 0 or top_k == 1, else
+ * a sample at this temperature from the top_k most likely tokens (0 = all) and within
+ * them the smallest set with probability >= top_p (1 = all). rng is the generator's state. */
+PARLM_API parlm_status parlm_sample(const float *logits, int V, float temperature, int top_k,
+                                    float top_p, uint64_t *rng, int32_t *out);
+/* The generator behind parlm_sample (splitmix64): returns the next 64 random bits. */
+PARLM_API uint64_t parlm_rng_next(uint64_t *state);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,335 @@
+/* lib/checkpoint.c — llm.c model files and parlm training checkpoints (parlm/checkpoint.h).
+ * llm.c groups each kind of tensor across layers (all ln1w, then all ln1b, ...) while
+ * parlm keeps each layer contiguous, so import and export walk the tensors kind by kind
+ * and copy each layer's piece to or from its place. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+#include "file.h"
+#include "parlm/checkpoint.h"
+#include "parlm/gemm.h"
+#include "parlm/tensor.h"
+
+#define PER_LAYER 12
+
+/* Visits the tensors in llm.c's order: fn(offset, count) for each piece. */
+typedef parlm_status (*piece_fn)(int64_t off, int64_t n, void *arg);
+
+static parlm_status for_llmc_order(const parlm_gpt *m, piece_fn fn, void *arg)
+{
+    int L = parlm_gpt_get_config(m).n_layer, nt = parlm_gpt_num_tensors(m);
+    int64_t off, n;
+    parlm_status st = PARLM_OK;
+    for (int i = 0; i < 2 && st == PARLM_OK; i++) /* wte, wpe */
+        if ((st = parlm_gpt_tensor_info(m, i, NULL, NULL, &off, &n)) == PARLM_OK)
+            st = fn(off, n, arg);
+    for (int kind = 0; kind < PER_LAYER && st == PARLM_OK; kind++)
+        for (int l = 0; l < L && st == PARLM_OK; l++)
+            if ((st = parlm_gpt_tensor_info(m, 2 + l * PER_LAYER + kind, NULL, NULL, &off, &n)) ==
+                PARLM_OK)
+                st = fn(off, n, arg);
+    for (int i = nt - 2; i < nt && st == PARLM_OK; i++) /* lnfw, lnfb */
+        if ((st = parlm_gpt_tensor_info(m, i, NULL, NULL, &off, &n)) == PARLM_OK)
+            st = fn(off, n, arg);
+    return st;
+}
+
+typedef struct llmc_io {
+    FILE *f;
+    const char *path;
+    float *params;
+    int bf16;
+    uint16_t *buf; /* bf16 staging */
+    int64_t bufn;
+} llmc_io;
+
+static parlm_status stage(llmc_io *io, int64_t n)
+{
+    if (n <= io->bufn)
+        return PARLM_OK;
+    parlm_free(io->buf);
+    io->buf = parlm_alloc((size_t)n, 2);
+    io->bufn = io->buf ? n : 0;
+    return io->buf ? PARLM_OK : parlm_error(PARLM_ENOMEM, "%s: out of memory", io->path);
+}
+
+static parlm_status read_piece(int64_t off, int64_t n, void *arg)
+{
+    llmc_io *io = arg;
+    if (!io->bf16) {
+        if (fread(io->params + off, 4, (size_t)n, io->f) != (size_t)n)
+            return parlm_error(PARLM_EFORMAT, "%s: truncated weights", io->path);
+        return PARLM_OK;
+    }
+    parlm_status st = stage(io, n);
+    if (st != PARLM_OK)
+        return st;
+    if (fread(io->buf, 2, (size_t)n, io->f) != (size_t)n)
+        return parlm_error(PARLM_EFORMAT, "%s: truncated weights", io->path);
+    return parlm_bf16_to_f32(io->buf, io->params + off, n);
+}
+
+static parlm_status write_piece(int64_t off, int64_t n, void *arg)
+{
+    llmc_io *io = arg;
+    if (!io->bf16)
+        return fwrite(io->params + off, 4, (size_t)n, io->f) == (size_t)n
+                   ? PARLM_OK
+                   : parlm_error(PARLM_EIO, "%s: write failed", io->path);
+    parlm_status st = stage(io, n);
+    if (st == PARLM_OK)
+        st = parlm_f32_to_bf16(io->params + off, io->buf, n);
+    if (st == PARLM_OK && fwrite(io->buf, 2, (size_t)n, io->f) != (size_t)n)
+        st = parlm_error(PARLM_EIO, "%s: write failed", io->path);
+    return st;
+}
+
+static parlm_status open_checked(const char *path, FILE **f, long long *size)
+{
+    *f = fopen(path, "rb");
+    if (!*f)
+        return parlm_error(PARLM_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(*f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(*f);
+        return parlm_error(PARLM_EIO, "%s: not a regular file", path);
+    }
+    *size = (long long)st.st_size;
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_load_llmc(parlm_gpt **out, const char *path)
+{
+    if (!out || !path)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_load_llmc: null argument");
+    *out = NULL;
+    FILE *f;
+    long long size;
+    parlm_status st = open_checked(path, &f, &size);
+    if (st != PARLM_OK)
+        return st;
+    int32_t h[256];
+    if (fread(h, 4, 256, f) != 256) {
+        fclose(f);
+        return parlm_error(PARLM_EFORMAT, "%s: truncated header (%lld bytes)", path, size);
+    }
+    if (h[0] != PARLM_LLMC_MAGIC || (h[1] != 3 && h[1] != 5)) {
+        fclose(f);
+        return parlm_error(PARLM_EFORMAT, "%s: not an llm.c model file (magic %d version %d; "
+                           "expected %d and 3 or 5)", path, h[0], h[1], PARLM_LLMC_MAGIC);
+    }
+    parlm_gpt_config cfg = {h[4], h[5], h[6], h[2], h[3], h[7]};
+    parlm_gpt *m;
+    if ((st = parlm_gpt_create(&m, &cfg, 0)) != PARLM_OK) {
+        fclose(f);
+        return parlm_error(st, "%s: bad model shape in header: %s", path, parlm_last_error());
+    }
+    int bf16 = h[1] == 5;
+    long long want = 1024 + parlm_gpt_num_params(m) * (bf16 ? 2LL : 4LL);
+    if (size != want) {
+        fclose(f);
+        parlm_gpt_free(m);
+        return parlm_error(PARLM_EFORMAT, "%s: %lld bytes, but a %s model of this shape has %lld%s",
+                           path, size, bf16 ? "bf16" : "f32", want, size < want ? ": truncated" : "");
+    }
+    llmc_io io = {f, path, parlm_gpt_params(m), bf16, NULL, 0};
+    st = for_llmc_order(m, read_piece, &io);
+    parlm_free(io.buf);
+    fclose(f);
+    if (st != PARLM_OK) {
+        parlm_gpt_free(m);
+        return st;
+    }
+    *out = m;
+    return PARLM_OK;
+}
+
+typedef struct llmc_out {
+    parlm_gpt *m;
+    const char *path;
+    int version;
+} llmc_out;
+
+static parlm_status write_llmc(FILE *f, void *arg)
+{
+    llmc_out *o = arg;
+    parlm_gpt_config c = parlm_gpt_get_config(o->m);
+    int32_t h[256] = {PARLM_LLMC_MAGIC, o->version, c.max_seq, c.vocab, c.n_layer, c.n_head,
+                      c.n_embd, c.vocab_pad};
+    if (fwrite(h, 4, 256, f) != 256)
+        return parlm_error(PARLM_EIO, "%s: write failed", o->path);
+    llmc_io io = {f, o->path, parlm_gpt_params(o->m), o->version == 5, NULL, 0};
+    parlm_status st = for_llmc_order(o->m, write_piece, &io);
+    parlm_free(io.buf);
+    return st;
+}
+
+parlm_status parlm_gpt_save_llmc(parlm_gpt *m, const char *path, int version)
+{
+    if (!m || !path)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_save_llmc: null argument");
+    if (version != 3 && version != 5)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_save_llmc: version %d (3 = f32, 5 = bf16)",
+                           version);
+    llmc_out o = {m, path, version};
+    return parlm_write_file_atomic(path, write_llmc, &o);
+}
+
+/* ---- training checkpoints ---------------------------------------------------------------
+ * A 512-byte header of 64 little-endian uint64 slots, then the parameters and, if present,
+ * the AdamW m and v, all f32. The header ends with an FNV-1a hash of the payload. */
+enum {
+    H_MAGIC, H_VERSION, H_L, H_NH, H_C, H_MAXT, H_V, H_VP, H_NPARAMS, H_HAS_ADAM, H_STEP, H_RNG,
+    H_SHARD, H_POS, H_B, H_T, H_ACCUM, H_WORLD, H_SEED, H_TOKENS, H_HASH, H_SLOTS = 64
+};
+static const uint64_t CKPT_MAGIC = 0x504b43434d4c5250ULL; /* "PRLMCCKP" little-endian */
+#define CKPT_VERSION 1
+
+static uint64_t fnv_update(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    size_t words = n / 8;
+    for (size_t i = 0; i < words; i++) { /* 8 bytes per step: ~10x faster than bytewise */
+        uint64_t w;
+        memcpy(&w, b + 8 * i, 8);
+        h = (h ^ w) * 0x100000001b3ULL;
+    }
+    for (size_t i = words * 8; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+typedef struct ckpt_out {
+    parlm_gpt *m;
+    const parlm_train_state *s;
+    const char *path;
+} ckpt_out;
+
+static parlm_status write_ckpt(FILE *f, void *arg)
+{
+    ckpt_out *o = arg;
+    parlm_gpt *m = o->m;
+    const parlm_train_state *s = o->s;
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    int64_t P = parlm_gpt_num_params(m);
+    const float *bufs[3] = {parlm_gpt_params(m), parlm_gpt_adam_m(m), parlm_gpt_adam_v(m)};
+    int nbufs = bufs[1] ? 3 : 1;
+    uint64_t h[H_SLOTS] = {0};
+    h[H_MAGIC] = CKPT_MAGIC, h[H_VERSION] = CKPT_VERSION;
+    h[H_L] = (uint64_t)c.n_layer, h[H_NH] = (uint64_t)c.n_head, h[H_C] = (uint64_t)c.n_embd;
+    h[H_MAXT] = (uint64_t)c.max_seq, h[H_V] = (uint64_t)c.vocab, h[H_VP] = (uint64_t)c.vocab_pad;
+    h[H_NPARAMS] = (uint64_t)P, h[H_HAS_ADAM] = nbufs == 3, h[H_STEP] = (uint64_t)s->step;
+    h[H_RNG] = s->rng, h[H_SHARD] = s->train.shard, h[H_POS] = s->train.position;
+    h[H_B] = (uint64_t)s->B, h[H_T] = (uint64_t)s->T, h[H_ACCUM] = (uint64_t)s->grad_accum;
+    h[H_WORLD] = (uint64_t)s->world, h[H_SEED] = s->seed;
+    memcpy(&h[H_TOKENS], &s->tokens, 8);
+    uint64_t hash = 0xcbf29ce484222325ULL;
+    for (int i = 0; i < nbufs; i++)
+        hash = fnv_update(hash, bufs[i], (size_t)P * 4);
+    h[H_HASH] = hash;
+    if (fwrite(h, 8, H_SLOTS, f) != H_SLOTS)
+        return parlm_error(PARLM_EIO, "%s: write failed", o->path);
+    for (int i = 0; i < nbufs; i++)
+        if (fwrite(bufs[i], 4, (size_t)P, f) != (size_t)P)
+            return parlm_error(PARLM_EIO, "%s: write failed: %s", o->path, strerror(errno));
+    return PARLM_OK;
+}
+
+parlm_status parlm_checkpoint_save(const char *path, parlm_gpt *m, const parlm_train_state *state)
+{
+    if (!path || !m || !state)
+        return parlm_error(PARLM_EINVAL, "parlm_checkpoint_save: null argument");
+    if (state->step != parlm_gpt_step(m))
+        return parlm_error(PARLM_EINVAL, "parlm_checkpoint_save: state step %lld differs from "
+                           "the model's %lld", (long long)state->step,
+                           (long long)parlm_gpt_step(m));
+    ckpt_out o = {m, state, path};
+    return parlm_write_file_atomic(path, write_ckpt, &o);
+}
+
+parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out, parlm_train_state *state)
+{
+    if (!path || !out || !state)
+        return parlm_error(PARLM_EINVAL, "parlm_checkpoint_load: null argument");
+    *out = NULL;
+    FILE *f;
+    long long size;
+    parlm_status st = open_checked(path, &f, &size);
+    if (st != PARLM_OK)
+        return st;
+    uint64_t h[H_SLOTS];
+    if (fread(h, 8, H_SLOTS, f) != H_SLOTS) {
+        fclose(f);
+        return parlm_error(PARLM_EFORMAT, "%s: truncated header (%lld bytes)", path, size);
+    }
+    if (h[H_MAGIC] != CKPT_MAGIC) {
+        fclose(f);
+        return parlm_error(PARLM_EFORMAT, "%s: not a parlm checkpoint (bad magic)", path);
+    }
+    if (h[H_VERSION] != CKPT_VERSION) {
+        fclose(f);
+        return parlm_error(PARLM_EFORMAT, "%s: checkpoint version %llu, this parlm reads %d", path,
+                           (unsigned long long)h[H_VERSION], CKPT_VERSION);
+    }
+    for (int i = H_L; i <= H_VP; i++)
+        if (h[i] > (1u << 24)) {
+            fclose(f);
+            return parlm_error(PARLM_EFORMAT, "%s: corrupt model shape in header", path);
+        }
+    parlm_gpt_config cfg = {(int)h[H_L], (int)h[H_NH], (int)h[H_C], (int)h[H_MAXT], (int)h[H_V],
+                            (int)h[H_VP]};
+    parlm_gpt *m;
+    if ((st = parlm_gpt_create(&m, &cfg, 0)) != PARLM_OK) {
+        fclose(f);
+        return parlm_error(st, "%s: bad model shape in header: %s", path, parlm_last_error());
+    }
+    int64_t P = parlm_gpt_num_params(m);
+    int nbufs = h[H_HAS_ADAM] ? 3 : 1;
+    long long want = 8LL * H_SLOTS + 4LL * P * nbufs;
+    if ((uint64_t)P != h[H_NPARAMS] || size != want || h[H_HAS_ADAM] > 1) {
+        fclose(f);
+        parlm_gpt_free(m);
+        return parlm_error(PARLM_EFORMAT, "%s: %lld bytes, expected %lld for %lld parameters%s%s",
+                           path, size, want, (long long)P, nbufs == 3 ? " with AdamW state" : "",
+                           size < want ? ": truncated" : "");
+    }
+    if (nbufs == 3) {
+        if ((st = parlm_gpt_init_optimizer(m)) != PARLM_OK) {
+            fclose(f);
+            parlm_gpt_free(m);
+            return st;
+        }
+    }
+    float *bufs[3] = {parlm_gpt_params(m), parlm_gpt_adam_m(m), parlm_gpt_adam_v(m)};
+    uint64_t hash = 0xcbf29ce484222325ULL;
+    for (int i = 0; i < nbufs; i++) {
+        if (fread(bufs[i], 4, (size_t)P, f) != (size_t)P) {
+            fclose(f);
+            parlm_gpt_free(m);
+            return parlm_error(PARLM_EFORMAT, "%s: truncated payload", path);
+        }
+        hash = fnv_update(hash, bufs[i], (size_t)P * 4);
+    }
+    fclose(f);
+    if (hash != h[H_HASH]) {
+        parlm_gpt_free(m);
+        return parlm_error(PARLM_EFORMAT, "%s: checksum mismatch: the file is corrupt", path);
+    }
+    parlm_gpt_set_step(m, (int64_t)h[H_STEP]);
+    memset(state, 0, sizeof *state);
+    state->step = (int64_t)h[H_STEP];
+    state->rng = h[H_RNG];
+    state->train.shard = h[H_SHARD];
+    state->train.position = h[H_POS];
+    state->B = (int32_t)h[H_B], state->T = (int32_t)h[H_T];
+    state->grad_accum = (int32_t)h[H_ACCUM], state->world = (int32_t)h[H_WORLD];
+    state->seed = h[H_SEED];
+    memcpy(&state->tokens, &h[H_TOKENS], 8);
+    *out = m;
+    return PARLM_OK;
+}

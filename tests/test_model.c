@@ -1,0 +1,281 @@
+/* tests/test_model.c — the GPT model end to end: finite-difference gradients of every
+ * parameter on a tiny config, loss at init ~ ln(V), overfitting one batch, bitwise
+ * determinism, KV-cache generation equal to the full forward, bf16 matmuls close to
+ * f32, and bad input. Runs on the best kernel set and on the scalar reference. */
+#include <check.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parlm.h"
+#include "testutil.h"
+
+static parlm_gpt *tiny(int L, int NH, int C, int maxT, int V, int Vp, uint64_t seed)
+{
+    parlm_gpt_config cfg = {L, NH, C, maxT, V, Vp};
+    parlm_gpt *m;
+    ck_assert_msg(parlm_gpt_create(&m, &cfg, seed) == PARLM_OK, "%s", parlm_last_error());
+    return m;
+}
+
+static void random_tokens(int32_t *t, int n, int V, uint64_t seed)
+{
+    uint64_t s = seed * 2654435761u + 7;
+    for (int i = 0; i < n; i++)
+        t[i] = (int32_t)(tu_next(&s) % (uint64_t)V);
+}
+
+/* Central differences on every parameter. Weights are re-drawn with std 0.3 so that all
+ * gradients are well above float rounding of the loss (~2.4 * 6e-8). With h = 1e-2 the
+ * truncation error is O(h^2 |f'''|) ~ 1e-4 here and the rounding error ~ 1e-5; the check
+ * is |fd - an| <= 2e-3 + 3e-2 |an| per parameter, and padded vocabulary rows get exactly 0. */
+static void gradcheck(parlm_isa isa)
+{
+    ck_assert_int_eq(parlm_isa_select(isa), PARLM_OK);
+    const int B = 2, T = 5, V = 11, Vp = 16;
+    parlm_gpt *m = tiny(2, 2, 8, 6, V, Vp, 1);
+    int64_t P = parlm_gpt_num_params(m);
+    float *p = parlm_gpt_params(m);
+    tu_fill(p, P, 99);
+    for (int64_t i = 0; i < P; i++)
+        p[i] *= 0.3f * 1.7320508f; /* uniform with std 0.3 */
+    memset(p + (int64_t)V * 8, 0, (size_t)(Vp - V) * 8 * sizeof(float)); /* padded rows */
+    int32_t in[10], tg[10];
+    random_tokens(in, B * T, V, 1);
+    random_tokens(tg, B * T, V, 2);
+    ck_assert_int_eq(parlm_gpt_setup(m, B, T, 1), PARLM_OK);
+    float loss;
+    ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &loss), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_zero_grad(m), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_backward(m, 1.0f), PARLM_OK);
+    float *g = malloc((size_t)P * sizeof(float));
+    memcpy(g, parlm_gpt_grads(m), (size_t)P * sizeof(float));
+    int bad = 0;
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < P; i++) {
+        float save = p[i], lp, lm;
+        const float h = 1e-2f;
+        p[i] = save + h;
+        parlm_gpt_params(m); /* marks the weights as changed */
+        ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &lp), PARLM_OK);
+        p[i] = save - h;
+        ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &lm), PARLM_OK);
+        p[i] = save;
+        double fd = ((double)lp - lm) / (2.0 * h);
+        num += (fd - g[i]) * (fd - g[i]);
+        den += (double)g[i] * g[i];
+        if (fabs(fd - g[i]) > 2e-3 + 3e-2 * fabs(g[i]) && bad++ < 10)
+            fprintf(stderr, "[%s] param %lld: fd %.6f analytic %.6f\n", parlm_isa_name(isa),
+                    (long long)i, fd, g[i]);
+    }
+    for (int64_t i = (int64_t)V * 8; i < (int64_t)Vp * 8; i++)
+        ck_assert_msg(g[i] == 0.0f, "padded vocab gradient %lld = %g", (long long)i, g[i]);
+    ck_assert_msg(bad == 0, "%d of %lld gradients off", bad, (long long)P);
+    ck_assert_msg(sqrt(num / den) < 1e-2, "relative gradient error %g", sqrt(num / den));
+    free(g);
+    parlm_gpt_free(m);
+}
+
+START_TEST(gradients_match_finite_differences)
+{
+    parlm_isa best = parlm_isa_current();
+    gradcheck(PARLM_ISA_SCALAR);
+    gradcheck(best);
+    parlm_isa_select(best);
+}
+END_TEST
+
+/* With N(0, 0.02) weights a logit is a dot of a layernormed (unit-variance) row with a
+ * wte row: std 0.02 sqrt(C) = 0.16 for C = 64. The expected loss is then ln V + 0.16^2/2
+ * and the mean over 128 targets wanders by ~0.16/sqrt(128) = 0.014: 0.1 is 5 sigma. */
+START_TEST(loss_at_init_is_ln_v)
+{
+    parlm_gpt *m = tiny(2, 4, 64, 32, 256, 0, 3);
+    ck_assert_int_eq(parlm_gpt_get_config(m).vocab_pad, 256);
+    int32_t in[4 * 32], tg[4 * 32];
+    random_tokens(in, 128, 256, 3);
+    random_tokens(tg, 128, 256, 4);
+    ck_assert_int_eq(parlm_gpt_setup(m, 4, 32, 0), PARLM_OK);
+    float loss;
+    ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &loss), PARLM_OK);
+    ck_assert_msg(fabsf(loss - logf(256.0f)) < 0.1f, "loss %f, ln V %f", loss, logf(256.0f));
+    parlm_gpt_free(m);
+}
+END_TEST
+
+static float train(parlm_gpt *m, const int32_t *in, const int32_t *tg, int steps, float lr)
+{
+    parlm_adamw_cfg opt = {lr, 0.9f, 0.95f, 1e-8f, 0.0f};
+    float loss = 0;
+    for (int s = 0; s < steps; s++) {
+        ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &loss), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_zero_grad(m), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_backward(m, 1.0f), PARLM_OK);
+        float norm;
+        ck_assert_int_eq(parlm_gpt_grad_norm(m, &norm), PARLM_OK);
+        ck_assert(isfinite(norm));
+        ck_assert_int_eq(parlm_gpt_update(m, &opt, norm > 1.0f ? 1.0f / norm : 1.0f), PARLM_OK);
+    }
+    return loss;
+}
+
+/* A 100k-parameter model memorizes one batch of 64 random tokens: from ln(64) = 4.16
+ * the loss must fall below 0.5 within 150 AdamW steps. */
+START_TEST(overfits_one_batch)
+{
+    parlm_gpt *m = tiny(2, 4, 64, 16, 64, 0, 5);
+    int32_t in[4 * 16], tg[4 * 16];
+    random_tokens(in, 64, 64, 5);
+    random_tokens(tg, 64, 64, 6);
+    ck_assert_int_eq(parlm_gpt_setup(m, 4, 16, 1), PARLM_OK);
+    float first;
+    ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &first), PARLM_OK);
+    float last = train(m, in, tg, 150, 1e-2f);
+    ck_assert_msg(last < 0.5f, "loss %f -> %f after 150 steps", first, last);
+    ck_assert_int_eq(parlm_gpt_step(m), 150);
+    parlm_gpt_free(m);
+}
+END_TEST
+
+/* Same seed, inputs and thread count: bitwise the same parameters after training. */
+START_TEST(training_is_deterministic)
+{
+    float *p[2];
+    int64_t P = 0;
+    for (int run = 0; run < 2; run++) {
+        omp_set_num_threads(2);
+        parlm_gpt *m = tiny(2, 2, 32, 16, 50, 0, 7);
+        int32_t in[3 * 16], tg[3 * 16];
+        random_tokens(in, 48, 50, 8);
+        random_tokens(tg, 48, 50, 9);
+        ck_assert_int_eq(parlm_gpt_setup(m, 3, 16, 1), PARLM_OK);
+        train(m, in, tg, 5, 1e-3f);
+        P = parlm_gpt_num_params(m);
+        p[run] = malloc((size_t)P * sizeof(float));
+        memcpy(p[run], parlm_gpt_params(m), (size_t)P * sizeof(float));
+        parlm_gpt_free(m);
+    }
+    ck_assert(memcmp(p[0], p[1], (size_t)P * sizeof(float)) == 0);
+    free(p[0]);
+    free(p[1]);
+}
+END_TEST
+
+/* Generation with the KV cache (a prefill of 5 tokens, then one token at a time) gives
+ * the logits the full forward computes at the same positions. Both sum the same terms
+ * in different blockings: 1e-4 absolute on logits of size ~1 is float noise. */
+START_TEST(kv_cache_matches_forward)
+{
+    parlm_isa best = parlm_isa_current();
+    for (int pass = 0; pass < 2; pass++) {
+        parlm_isa_select(pass ? best : PARLM_ISA_SCALAR);
+        const int T = 12, V = 40;
+        parlm_gpt *m = tiny(2, 2, 32, 16, V, 0, 11);
+        int Vp = parlm_gpt_get_config(m).vocab_pad;
+        float *p = parlm_gpt_params(m);
+        for (int64_t i = 0; i < parlm_gpt_num_params(m); i++)
+            p[i] *= 5.0f; /* sharper attention than at init */
+        int32_t in[12];
+        random_tokens(in, T, V, 12);
+        ck_assert_int_eq(parlm_gpt_setup(m, 1, T, 0), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_forward(m, in, NULL, NULL), PARLM_OK);
+        const float *full = parlm_gpt_logits(m);
+        float *lg = malloc((size_t)Vp * sizeof(float));
+        ck_assert_int_eq(parlm_gpt_infer(m, in, 5, 0, lg), PARLM_OK);
+        ck_assert_float_le(tu_max_abs_diff(lg, full + 4 * Vp, V), 1e-4f);
+        for (int t = 5; t < T; t++) {
+            ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, lg), PARLM_OK);
+            ck_assert_msg(tu_max_abs_diff(lg, full + (int64_t)t * Vp, V) <= 1e-4f,
+                          "position %d: %g", t, tu_max_abs_diff(lg, full + (int64_t)t * Vp, V));
+        }
+        ck_assert_int_eq(parlm_gpt_infer(m, in, 5, 12, lg), PARLM_EINVAL); /* past maxT */
+        free(lg);
+        parlm_gpt_free(m);
+    }
+    parlm_isa_select(best);
+}
+END_TEST
+
+/* bf16 matmuls: the loss stays within 1% of f32 (bf16 has 8 mantissa bits, errors
+ * average out over K), and training with them still learns. */
+START_TEST(bf16_matmuls_track_f32)
+{
+    parlm_gpt *m = tiny(2, 4, 64, 16, 64, 0, 13);
+    int32_t in[4 * 16], tg[4 * 16];
+    random_tokens(in, 64, 64, 13);
+    random_tokens(tg, 64, 64, 14);
+    ck_assert_int_eq(parlm_gpt_setup(m, 4, 16, 1), PARLM_OK);
+    float *p = parlm_gpt_params(m);
+    for (int64_t i = 0; i < parlm_gpt_num_params(m); i++)
+        p[i] *= 4.0f;
+    float lf, lb;
+    ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &lf), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_set_bf16(m, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &lb), PARLM_OK);
+    ck_assert_msg(fabsf(lf - lb) < 0.01f * lf, "f32 %f bf16 %f", lf, lb);
+    float last = train(m, in, tg, 100, 1e-2f);
+    ck_assert_msg(last < 1.0f, "bf16 training loss %f", last);
+    parlm_gpt_free(m);
+}
+END_TEST
+
+START_TEST(bad_input)
+{
+    parlm_gpt_config cfg = {2, 3, 64, 16, 50, 0};
+    parlm_gpt *m;
+    ck_assert_int_eq(parlm_gpt_create(&m, &cfg, 1), PARLM_EINVAL); /* 64 % 3 */
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "heads"));
+    cfg.n_head = 2;
+    cfg.vocab_pad = 10;
+    ck_assert_int_eq(parlm_gpt_create(&m, &cfg, 1), PARLM_EINVAL); /* Vp < V */
+    cfg.vocab_pad = 0;
+    ck_assert_int_eq(parlm_gpt_create(NULL, &cfg, 1), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_gpt_preset("d13", &cfg), PARLM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "d13"));
+    ck_assert_int_eq(parlm_gpt_preset("d12", &cfg), PARLM_OK);
+    ck_assert_int_eq(cfg.n_embd, 768);
+    cfg = (parlm_gpt_config){2, 2, 16, 8, 20, 0};
+    ck_assert_int_eq(parlm_gpt_create(&m, &cfg, 1), PARLM_OK);
+    int32_t in[8] = {0, 1, 2, 3, 4, 5, 6, 7}, tg[8] = {1, 2, 3, 4, 5, 6, 7, 20};
+    float loss;
+    ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &loss), PARLM_EINVAL); /* no setup */
+    ck_assert_int_eq(parlm_gpt_setup(m, 1, 9, 1), PARLM_EINVAL);         /* T > maxT */
+    ck_assert_int_eq(parlm_gpt_setup(m, 1, 8, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_backward(m, 1.0f), PARLM_EINVAL);         /* no forward */
+    ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &loss), PARLM_EINVAL); /* target 20 >= V */
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "20"));
+    in[3] = -1;
+    ck_assert_int_eq(parlm_gpt_forward(m, in, NULL, NULL), PARLM_EINVAL);
+    parlm_gpt_free(m);
+    parlm_gpt_free(NULL);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("gradients");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, gradients_match_finite_differences);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("training");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, loss_at_init_is_ln_v);
+    tcase_add_test(tc, overfits_one_batch);
+    tcase_add_test(tc, training_is_deterministic);
+    tcase_add_test(tc, bf16_matmuls_track_f32);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("generation");
+    tcase_add_test(tc, kv_cache_matches_forward);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("errors");
+    tcase_add_test(tc, bad_input);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -14,12 +14,14 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: parlm-bench [options] [BENCH ...]\n"
             "\n"
-            "BENCH (default: all):\n"
+            "BENCH (default: all; the full set takes several minutes on 2 cores):\n"
             "  peak     f32 FMA throughput of 1 core and of all threads (roofline ceiling)\n"
             "  stream   STREAM-triad memory bandwidth\n"
             "  gemm     parlm sgemm and bf16 GEMM vs OpenBLAS and a naive loop,\n"
             "           square sizes and GPT-2 shapes, 1 and all threads\n"
             "  gemv     decode GEMVs (f32 and bf16 weights) vs STREAM bandwidth\n"
+            "  train    a training step of GPT-2 124M (d12) at B=4,T=64 and B=8,T=256: ms, MFU\n"
+            "  generate GPT-2 124M prefill and decode tokens/s (f32, bf16) vs the bandwidth bound\n"
             "  all      all of the above (peak and stream run first: the others quote them)\n"
             "\n"
             "options:\n"
@@ -36,7 +38,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     bench_ctx ctx = {.max_threads = omp_get_max_threads(), .min_time = 0.3};
-    int want_peak = 0, want_stream = 0, want_gemm = 0, want_gemv = 0;
+    int want_peak = 0, want_stream = 0, want_gemm = 0, want_gemv = 0, want_train = 0, want_gen = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -71,15 +73,19 @@ int main(int argc, char **argv)
             want_gemm = 1;
         } else if (!strcmp(a, "gemv")) {
             want_gemv = 1;
+        } else if (!strcmp(a, "train")) {
+            want_train = 1;
+        } else if (!strcmp(a, "generate")) {
+            want_gen = 1;
         } else if (!strcmp(a, "all")) {
-            want_peak = want_stream = want_gemm = want_gemv = 1;
+            want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
         } else {
             fprintf(stderr, "parlm-bench: unknown argument '%s' (try --help)\n", a);
             return 2;
         }
     }
-    if (!(want_peak | want_stream | want_gemm | want_gemv))
-        want_peak = want_stream = want_gemm = want_gemv = 1;
+    if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen))
+        want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
     if (parlm_isa_init() != PARLM_OK) {
         fprintf(stderr, "parlm-bench: %s\n", parlm_last_error());
         return 2;
@@ -93,14 +99,18 @@ int main(int argc, char **argv)
     bench_begin(&ctx);
     int rc = 0;
     /* GEMM quotes % of peak and GEMV % of bandwidth: measure those first */
-    if (want_peak || want_gemm)
+    if (want_peak || want_gemm || want_train)
         rc |= bench_peak(&ctx);
-    if (want_stream || want_gemv)
+    if (want_stream || want_gemv || want_gen)
         rc |= bench_stream(&ctx);
     if (want_gemm)
         rc |= bench_gemm(&ctx);
     if (want_gemv)
         rc |= bench_gemv(&ctx);
+    if (want_train)
+        rc |= bench_train(&ctx);
+    if (want_gen)
+        rc |= bench_generate(&ctx);
     bench_end(&ctx);
     return rc ? 1 : 0;
 }

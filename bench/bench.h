@@ -52,4 +52,6 @@ int bench_peak(bench_ctx *ctx);   /* sets ctx->peak_1t */
 int bench_stream(bench_ctx *ctx); /* sets ctx->stream_gbs */
 int bench_gemm(bench_ctx *ctx);   /* parlm f32/bf16 vs OpenBLAS vs naive; square + LLM shapes */
 int bench_gemv(bench_ctx *ctx);   /* decode GEMVs vs STREAM bandwidth */
+int bench_train(bench_ctx *ctx);  /* a GPT-2 124M training step: ms, MFU (f32, bf16) */
+int bench_generate(bench_ctx *ctx); /* prefill tokens/s, decode tokens/s vs bandwidth bound */
 #endif

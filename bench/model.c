@@ -1,0 +1,175 @@
+/* bench/model.c — whole-model benchmarks: a training step of GPT-2 124M (d12) and
+ * generation (prefill, decode) with f32 and bf16 weights. Baselines in the same run:
+ * the FMA peak (MFU = achieved model FLOP/s / (threads x peak of one core)) and the
+ * STREAM bandwidth (decode is bound by streaming every weight once per token). */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "parlm.h"
+
+typedef struct step_arg {
+    parlm_gpt *m;
+    const int32_t *x, *y;
+    parlm_adamw_cfg opt;
+    parlm_status st;
+} step_arg;
+
+static void train_step(void *p)
+{
+    step_arg *a = p;
+    float loss;
+    if (a->st == PARLM_OK)
+        a->st = parlm_gpt_zero_grad(a->m);
+    if (a->st == PARLM_OK)
+        a->st = parlm_gpt_forward(a->m, a->x, a->y, &loss);
+    if (a->st == PARLM_OK)
+        a->st = parlm_gpt_backward(a->m, 1.0f);
+    if (a->st == PARLM_OK)
+        a->st = parlm_gpt_update(a->m, &a->opt, 1.0f);
+}
+
+static void random_tokens(int32_t *t, int64_t n, int V)
+{
+    uint64_t s = 12345;
+    for (int64_t i = 0; i < n; i++)
+        t[i] = (int32_t)(parlm_rng_next(&s) % (uint64_t)V);
+}
+
+/* model FLOPs of one training step: 6 per parameter per token (forward 2, backward 4),
+ * without the position embedding (a lookup), plus causal attention 6 L C T per token */
+static double step_flops(const parlm_gpt *m, int B, int T)
+{
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    double P = (double)parlm_gpt_num_params(m) - (double)c.max_seq * c.n_embd;
+    return (double)B * T * (6.0 * P + 6.0 * c.n_layer * c.n_embd * (double)T);
+}
+
+int bench_train(bench_ctx *ctx)
+{
+    const char *preset = ctx->quick ? "small" : "d12";
+    parlm_gpt_config cfg = {.max_seq = ctx->quick ? 128 : 1024, .vocab = ctx->quick ? 256 : 50257};
+    parlm_gpt *m;
+    if (parlm_gpt_preset(preset, &cfg) != PARLM_OK || parlm_gpt_create(&m, &cfg, 1) != PARLM_OK) {
+        fprintf(stderr, "train: %s\n", parlm_last_error());
+        return 1;
+    }
+    const int shapes[2][2] = {{4, 64}, {8, ctx->quick ? 128 : 256}};
+    bench_section(ctx, ctx->quick ? "train: one step of the 'small' model (--quick)"
+                                  : "train: one step of GPT-2 124M (d12): forward, backward, AdamW");
+    int rc = 0;
+    for (int s = 0; s < 2 && !rc; s++) {
+        int B = shapes[s][0], T = shapes[s][1];
+        int32_t *x = malloc((size_t)B * T * 4), *y = malloc((size_t)B * T * 4);
+        random_tokens(x, (int64_t)B * T, cfg.vocab);
+        random_tokens(y, (int64_t)B * T, cfg.vocab);
+        if (parlm_gpt_setup(m, B, T, 1) != PARLM_OK) {
+            fprintf(stderr, "train: %s\n", parlm_last_error());
+            rc = 1;
+        }
+        int tlist[2] = {1, ctx->max_threads};
+        for (int i = 0; i < (ctx->max_threads > 1 ? 2 : 1) && !rc; i++) {
+            for (int bf16 = 0; bf16 < 2 && !rc; bf16++) {
+                omp_set_num_threads(tlist[i]);
+                parlm_gpt_set_bf16(m, bf16);
+                step_arg a = {m, x, y, {1e-4f, 0.9f, 0.95f, 1e-8f, 0.0f}, PARLM_OK};
+                double sec = bench_time(train_step, &a, ctx->quick ? 0.0 : ctx->min_time);
+                if (a.st != PARLM_OK) {
+                    fprintf(stderr, "train: %s\n", parlm_last_error());
+                    rc = 1;
+                    break;
+                }
+                char shape[64];
+                snprintf(shape, sizeof shape, "%s B=%d T=%d", preset, B, T);
+                double gf = step_flops(m, B, T) / sec * 1e-9;
+                bench_row r = {.bench = "train", .impl = bf16 ? "parlm-bf16" : "parlm-f32",
+                               .shape = shape, .threads = tlist[i], .seconds = sec, .gflops = gf,
+                               .pct_peak = ctx->peak_1t > 0 ? 100 * gf / (tlist[i] * ctx->peak_1t) : 0};
+                bench_report(ctx, &r);
+            }
+        }
+        free(x);
+        free(y);
+    }
+    omp_set_num_threads(ctx->max_threads);
+    parlm_gpt_free(m);
+    return rc;
+}
+
+typedef struct gen_arg {
+    parlm_gpt *m;
+    const int32_t *prompt;
+    int n, decode;
+    float *logits;
+    parlm_status st;
+} gen_arg;
+
+static void prefill(void *p)
+{
+    gen_arg *a = p;
+    if (a->st == PARLM_OK)
+        a->st = parlm_gpt_infer(a->m, a->prompt, a->n, 0, a->logits);
+}
+
+static void decode(void *p) /* a->decode tokens after the prompt, one forward each */
+{
+    gen_arg *a = p;
+    for (int i = 0; i < a->decode && a->st == PARLM_OK; i++) {
+        int32_t t = (int32_t)(i * 7919 % 50257);
+        a->st = parlm_gpt_infer(a->m, &t, 1, a->n + i, a->logits);
+    }
+}
+
+int bench_generate(bench_ctx *ctx)
+{
+    const char *preset = ctx->quick ? "small" : "d12";
+    parlm_gpt_config cfg = {.max_seq = 1024, .vocab = 50257};
+    parlm_gpt *m;
+    if (parlm_gpt_preset(preset, &cfg) != PARLM_OK || parlm_gpt_create(&m, &cfg, 1) != PARLM_OK) {
+        fprintf(stderr, "generate: %s\n", parlm_last_error());
+        return 1;
+    }
+    /* bytes a decoded token streams: every weight except the position table, once */
+    double P = (double)parlm_gpt_num_params(m) - (double)cfg.max_seq * cfg.n_embd;
+    int n = 128, ndec = ctx->quick ? 16 : 64;
+    int32_t prompt[128];
+    random_tokens(prompt, n, cfg.vocab);
+    float *logits = malloc((size_t)parlm_gpt_get_config(m).vocab_pad * sizeof(float));
+    bench_section(ctx, "generate: prefill 128 tokens, then decode with the KV cache");
+    int rc = 0;
+    double f32_tps = 0;
+    for (int bf16 = 0; bf16 < 2 && !rc; bf16++) {
+        parlm_gpt_set_bf16(m, bf16);
+        gen_arg a = {m, prompt, n, ndec, logits, PARLM_OK};
+        double t_pre = bench_time(prefill, &a, ctx->min_time);
+        double t_dec = bench_time(decode, &a, ctx->min_time) / ndec;
+        if (a.st != PARLM_OK) {
+            fprintf(stderr, "generate: %s\n", parlm_last_error());
+            rc = 1;
+            break;
+        }
+        char shape[64];
+        snprintf(shape, sizeof shape, "%s prefill %d", preset, n);
+        bench_row r = {.bench = "generate", .impl = bf16 ? "parlm-bf16" : "parlm-f32",
+                       .shape = shape, .threads = ctx->max_threads, .seconds = t_pre,
+                       .gflops = 2.0 * P * n / t_pre * 1e-9};
+        bench_report(ctx, &r);
+        double bytes = P * (bf16 ? 2.0 : 4.0), gbs = bytes / t_dec * 1e-9;
+        snprintf(shape, sizeof shape, "%s decode %.0f tok/s", preset, 1.0 / t_dec);
+        bench_row d = {.bench = "generate", .impl = bf16 ? "parlm-bf16" : "parlm-f32",
+                       .shape = shape, .threads = ctx->max_threads, .seconds = t_dec, .gbs = gbs,
+                       .pct_peak = ctx->stream_gbs > 0 ? 100 * gbs / ctx->stream_gbs : 0};
+        if (bf16 && f32_tps > 0) {
+            d.ratio = (1.0 / t_dec) / f32_tps;
+            d.baseline = "f32 decode";
+        }
+        f32_tps = bf16 ? f32_tps : 1.0 / t_dec;
+        bench_report(ctx, &d);
+    }
+    free(logits);
+    parlm_gpt_free(m);
+    return rc;
+}

@@ -27,18 +27,21 @@ static void bias_bwd(float *dbias, const float *dout, int64_t rows, int64_t c)
             dbias[j] += dout[r * c + j];
 }
 
+/* Below -30 gelu is -0 in float; clamping there makes x = -inf give -0, not -inf * 0. */
 static void gelu_fwd(float *out, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
+        float v = x[i] < -30.0f ? -30.0f : x[i];
         out[i] = 0.5f * v * (1.0f + tanhf(GELU_SCALE * (v + 0.044715f * v * v * v)));
     }
 }
 
+/* Outside [-10, 10] tanh(u) is +-1 in float, so gelu' is exactly 0 or 1; clamping there
+ * keeps 0 * inf out of the product for |x| > 1e19 and +-inf (NaN still propagates). */
 static void gelu_bwd(float *dx, const float *x, const float *dout, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
+        float v = x[i] < -10.0f ? -10.0f : x[i] > 10.0f ? 10.0f : x[i];
         float u = GELU_SCALE * (v + 0.044715f * v * v * v);
         float t = tanhf(u);
         float sech2 = 1.0f - t * t;
@@ -101,6 +104,11 @@ static void softmax_fwd(float *out, const float *x, int64_t rows, int64_t c)
         float mx = -INFINITY;
         for (int64_t j = 0; j < c; j++)
             mx = xr[j] > mx ? xr[j] : mx;
+        if (mx == -INFINITY) { /* fully masked row: zeros, not 0/0 */
+            for (int64_t j = 0; j < c; j++)
+                o[j] = 0.0f;
+            continue;
+        }
         float sum = 0.0f;
         for (int64_t j = 0; j < c; j++) {
             o[j] = expf(xr[j] - mx);

@@ -124,18 +124,22 @@ parlm_status parlm_gpt_load_llmc(parlm_gpt **out, const char *path)
                            "expected %d and 3 or 5)", path, h[0], h[1], PARLM_LLMC_MAGIC);
     }
     parlm_gpt_config cfg = {h[4], h[5], h[6], h[2], h[3], h[7]};
-    parlm_gpt *m;
-    if ((st = parlm_gpt_create(&m, &cfg, 0)) != PARLM_OK) {
+    int64_t P;
+    int bf16 = h[1] == 5;
+    if ((st = parlm_gpt_config_num_params(&cfg, &P)) != PARLM_OK) {
         fclose(f);
         return parlm_error(st, "%s: bad model shape in header: %s", path, parlm_last_error());
     }
-    int bf16 = h[1] == 5;
-    long long want = 1024 + parlm_gpt_num_params(m) * (bf16 ? 2LL : 4LL);
-    if (size != want) {
+    long long want = 1024 + P * (bf16 ? 2LL : 4LL);
+    if (size != want) { /* checked before allocating: a header cannot ask for gigabytes */
         fclose(f);
-        parlm_gpt_free(m);
         return parlm_error(PARLM_EFORMAT, "%s: %lld bytes, but a %s model of this shape has %lld%s",
                            path, size, bf16 ? "bf16" : "f32", want, size < want ? ": truncated" : "");
+    }
+    parlm_gpt *m;
+    if ((st = parlm_gpt_create(&m, &cfg, 0)) != PARLM_OK) {
+        fclose(f);
+        return st;
     }
     llmc_io io = {f, path, parlm_gpt_params(m), bf16, NULL, 0};
     st = for_llmc_order(m, read_piece, &io);
@@ -283,20 +287,23 @@ parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out, parlm_trai
         }
     parlm_gpt_config cfg = {(int)h[H_L], (int)h[H_NH], (int)h[H_C], (int)h[H_MAXT], (int)h[H_V],
                             (int)h[H_VP]};
-    parlm_gpt *m;
-    if ((st = parlm_gpt_create(&m, &cfg, 0)) != PARLM_OK) {
+    int64_t P;
+    if ((st = parlm_gpt_config_num_params(&cfg, &P)) != PARLM_OK) {
         fclose(f);
         return parlm_error(st, "%s: bad model shape in header: %s", path, parlm_last_error());
     }
-    int64_t P = parlm_gpt_num_params(m);
     int nbufs = h[H_HAS_ADAM] ? 3 : 1;
     long long want = 8LL * H_SLOTS + 4LL * P * nbufs;
     if ((uint64_t)P != h[H_NPARAMS] || size != want || h[H_HAS_ADAM] > 1) {
-        fclose(f);
-        parlm_gpt_free(m);
+        fclose(f); /* checked before allocating: a header cannot ask for gigabytes */
         return parlm_error(PARLM_EFORMAT, "%s: %lld bytes, expected %lld for %lld parameters%s%s",
                            path, size, want, (long long)P, nbufs == 3 ? " with AdamW state" : "",
                            size < want ? ": truncated" : "");
+    }
+    parlm_gpt *m;
+    if ((st = parlm_gpt_create(&m, &cfg, 0)) != PARLM_OK) {
+        fclose(f);
+        return st;
     }
     if (nbufs == 3) {
         if ((st = parlm_gpt_init_optimizer(m)) != PARLM_OK) {

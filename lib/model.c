@@ -114,6 +114,19 @@ static parlm_status check_config(parlm_gpt_config *c)
     return PARLM_OK;
 }
 
+parlm_status parlm_gpt_config_num_params(const parlm_gpt_config *cfg, int64_t *n)
+{
+    if (!cfg || !n)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_config_num_params: null argument");
+    parlm_gpt_config c = *cfg;
+    parlm_status st = check_config(&c);
+    if (st != PARLM_OK)
+        return st;
+    int64_t C = c.n_embd; /* the sizes are bounded by check_config: no overflow */
+    *n = ((int64_t)c.vocab_pad + c.max_seq) * C + c.n_layer * (12 * C * C + 13 * C) + 2 * C;
+    return PARLM_OK;
+}
+
 static void add_tensor(parlm_gpt *m, const char *name, int layer, int64_t n, int decay)
 {
     tensor_info *t = &m->tensors[m->ntensors++];

@@ -253,6 +253,47 @@ START_TEST(bad_input)
 }
 END_TEST
 
+/* Sampling: greedy is the argmax; top-k and top-p never return a token outside their
+ * set; and the empirical frequencies over 40000 draws match softmax(logits / T) within
+ * 5 standard deviations of a binomial count (sqrt(n p (1-p))). */
+START_TEST(sampling)
+{
+    float logits[6] = {1.0f, 3.0f, 2.0f, -1.0f, 2.5f, 0.0f};
+    uint64_t rng = 1;
+    int32_t t;
+    ck_assert_int_eq(parlm_sample(logits, 6, 0.0f, 0, 1.0f, &rng, &t), PARLM_OK);
+    ck_assert_int_eq(t, 1);
+    ck_assert_int_eq(parlm_sample(logits, 6, 1.0f, 1, 1.0f, &rng, &t), PARLM_OK);
+    ck_assert_int_eq(t, 1);
+    int counts[6] = {0};
+    const int n = 40000;
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(parlm_sample(logits, 6, 0.7f, 0, 1.0f, &rng, &t), PARLM_OK);
+        counts[t]++;
+    }
+    double z = 0;
+    for (int j = 0; j < 6; j++)
+        z += exp(logits[j] / 0.7);
+    for (int j = 0; j < 6; j++) {
+        double p = exp(logits[j] / 0.7) / z, sd = sqrt(n * p * (1 - p));
+        ck_assert_msg(fabs(counts[j] - n * p) <= 5 * sd + 1, "token %d: %d draws, expected %.0f",
+                      j, counts[j], n * p);
+    }
+    for (int i = 0; i < 2000; i++) { /* top-k 2: only tokens 1 and 4 */
+        ck_assert_int_eq(parlm_sample(logits, 6, 1.0f, 2, 1.0f, &rng, &t), PARLM_OK);
+        ck_assert(t == 1 || t == 4);
+    }
+    /* top-p 0.5 at T=1: p(1) = 0.46 < 0.5, p(1) + p(4) = 0.74 >= 0.5 -> {1, 4} */
+    for (int i = 0; i < 2000; i++) {
+        ck_assert_int_eq(parlm_sample(logits, 6, 1.0f, 0, 0.5f, &rng, &t), PARLM_OK);
+        ck_assert(t == 1 || t == 4);
+    }
+    ck_assert_int_eq(parlm_sample(logits, 6, -1.0f, 0, 1.0f, &rng, &t), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_sample(logits, 6, 1.0f, 0, 0.0f, &rng, &t), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_sample(NULL, 6, 1.0f, 0, 1.0f, &rng, &t), PARLM_EINVAL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -269,6 +310,7 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("generation");
     tcase_add_test(tc, kv_cache_matches_forward);
+    tcase_add_test(tc, sampling);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
     tcase_add_test(tc, bad_input);

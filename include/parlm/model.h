@@ -38,6 +38,9 @@ typedef struct parlm_gpt_config {
  * else 1024 and 50257. */
 PARLM_API parlm_status parlm_gpt_preset(const char *name, parlm_gpt_config *cfg);
 
+/* Parameters a model of this config has (validating it, e.g. before trusting a file). */
+PARLM_API parlm_status parlm_gpt_config_num_params(const parlm_gpt_config *cfg, int64_t *n);
+
 typedef struct parlm_gpt parlm_gpt;
 
 /* Allocates parameters (GPT-2 init: N(0, 0.02), residual projections scaled by

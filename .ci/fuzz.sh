@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# .ci/fuzz.sh — coverage-guided fuzzing of parlm's file parsers with libFuzzer for a
+# bounded time (FUZZ_SECONDS, default 60). Builds an instrumented
+# library with clang (-fsanitize=fuzzer-no-link,address,undefined) out of tree in
+# build-fuzz/, seeds the corpus with valid files, and fails on any crash or report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${FUZZ_SECONDS:-60}
+if ! command -v clang >/dev/null || ! dpkg -s libclang-rt-14-dev libomp-14-dev >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang-14 \
+        libclang-rt-14-dev libomp-14-dev >/dev/null
+fi
+CLANG=$(command -v clang || command -v clang-14)
+san="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
+mkdir -p build-fuzz
+if [ ! -f build-fuzz/config.status ]; then
+    (cd build-fuzz && ../configure -q CC="$CLANG" CFLAGS="-g -O1 $san" --disable-shared)
+fi
+make -C build-fuzz -j"$(nproc)" lib/libparlm_core.la apps/parlm-prepare >/dev/null
+hw=$(pkg-config --libs hwloc) ob=$(pkg-config --libs openblas 2>/dev/null || true) mpi=$(pkg-config --libs ompi-c)
+# shellcheck disable=SC2086
+"$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Ibuild-fuzz/include \
+    tests/fuzz/fuzz_files.c build-fuzz/lib/.libs/libparlm_core.a $hw $ob $mpi -lm \
+    -o build-fuzz/fuzz_files
+
+# seeds: one valid file per parser, prefixed with its selector byte
+corpus=build-fuzz/corpus
+rm -rf "$corpus" && mkdir -p "$corpus"
+seq 1 300 | awk '{ print "word" $1 }' > build-fuzz/seed.txt
+build-fuzz/apps/parlm-prepare --out build-fuzz/seedshards --val-tokens 100 build-fuzz/seed.txt >/dev/null 2>&1
+{ printf '\0'; head -c 1400 build-fuzz/seedshards/corpus_val_000000.bin; } > "$corpus/shard"
+python3 - "$corpus" <<'PY'
+import struct, sys
+d = sys.argv[1]
+# llm.c tokenizer (selector 3): version 2, tokens "a", "bc", "<eot>"
+toks = [b"a", b"bc", b"<eot>"]
+open(d + "/llmc_tok", "wb").write(b"\3" + struct.pack("<256i", 20240328, 2, 3, 2, *[0] * 252) +
+                                  b"".join(bytes([len(t)]) + t for t in toks))
+# llm.c model (selector 1): L=1 NH=1 C=1 maxT=1 V=1 Vp=1 -> 29 f32 parameters
+params = struct.pack("<29f", *[0.5] * 29)
+open(d + "/llmc_model", "wb").write(b"\1" + struct.pack("<256i", 20240326, 3, 1, 1, 1, 1, 1, 1,
+                                                        *[0] * 248) + params)
+# parlm checkpoint (selector 2): 64 uint64 header slots, FNV-1a of the payload
+h = 0xcbf29ce484222325
+for i in range(0, len(params) - len(params) % 8, 8):
+    h = ((h ^ struct.unpack("<Q", params[i:i + 8])[0]) * 0x100000001b3) & (2**64 - 1)
+for b in params[len(params) - len(params) % 8:]:
+    h = ((h ^ b) * 0x100000001b3) & (2**64 - 1)
+slots = [0x504b43434d4c5250, 1, 1, 1, 1, 1, 1, 1, 29, 0] + [0] * 10 + [h] + [0] * 43
+open(d + "/ckpt", "wb").write(b"\2" + struct.pack("<64Q", *slots) + params)
+open(d + "/gpt2", "wb").write(b'\4{"a": 0, "b": 1, "ab": 2}\0#version: 0.2\na b\n')
+PY
+
+export ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1
+build-fuzz/fuzz_files -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix=build-fuzz/ "$corpus" 2> build-fuzz/fuzz.log || { tail -40 build-fuzz/fuzz.log; exit 1; }
+echo "fuzz: $(sed -n 's/^stat::number_of_executed_units: *//p' build-fuzz/fuzz.log) inputs in ${secs}s, no crash"

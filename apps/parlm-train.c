@@ -413,6 +413,14 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (!o.resume && o.ckpt_dir) {
+        long long steps[1];
+        if (list_ckpts(o.ckpt_dir, steps, 1)) {
+            fprintf(stderr, "parlm-train: %s already holds checkpoints of another run: pass "
+                    "--resume to continue it, or choose another --ckpt-dir\n", o.ckpt_dir);
+            return 2;
+        }
+    }
     if (!m && o.init) {
         parlm_status st = is_shard(o.init) ? PARLM_EINVAL : parlm_gpt_load_llmc(&m, o.init);
         if (st != PARLM_OK && parlm_checkpoint_load(o.init, &m, &ts) != PARLM_OK) {

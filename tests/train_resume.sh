@@ -20,6 +20,14 @@ grep -q "resume: .*step 3" "$work/out.txt"
 cmp "$work/a/ckpt_00000006.bin" "$work/b/ckpt_00000006.bin"
 echo "resume: byte-identical checkpoints after 3 + 3 and 6 steps"
 
+# a fresh run never overwrites another run's checkpoints
+if "$bin/parlm-train" --data "$work/corpus.txt" -b 2 -t 32 --model tiny --steps 2 \
+    --ckpt-dir "$work/a" --threads 2 > "$work/out.txt" 2>&1; then
+    echo "a fresh run into a used --ckpt-dir was accepted"; exit 1
+fi
+grep -q "already holds checkpoints" "$work/out.txt"
+cmp "$work/a/ckpt_00000006.bin" "$work/b/ckpt_00000006.bin"
+
 # a resumed run must keep the batch geometry
 if "$bin/parlm-train" --data "$work/corpus.txt" -b 3 -t 32 --model tiny --steps 9 \
     --ckpt-dir "$work/b" --resume --threads 2 > "$work/out.txt" 2>&1; then

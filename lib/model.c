@@ -61,6 +61,9 @@ struct parlm_gpt {
     float *d_res, *d_ln, *d_atty, *d_qkv, *d_fch, *d_fch_gelu; /* backward scratch */
     const int32_t *inputs, *targets; /* of the last forward (borrowed until backward) */
     int have_forward;
+    /* backward progress reports (overlapped gradient communication) */
+    parlm_grad_ready_fn hook;
+    void *hook_arg;
     /* inference */
     float *kv, *inf;  /* KV cache (L, 2, maxT, C); inference activations */
 };
@@ -534,6 +537,22 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
 
 const float *parlm_gpt_logits(const parlm_gpt *m) { return m && m->have_forward ? m->logits : NULL; }
 
+parlm_status parlm_gpt_set_grad_hook(parlm_gpt *m, parlm_grad_ready_fn fn, void *arg)
+{
+    if (!m)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_set_grad_hook: null model");
+    m->hook = fn;
+    m->hook_arg = arg;
+    return PARLM_OK;
+}
+
+static void grads_ready(parlm_gpt *m, int layer) /* layer L: the final layernorm */
+{
+    int64_t off = 0, n;
+    if (m->hook && parlm_gpt_layer_range(m, layer, &off, &n) == PARLM_OK)
+        m->hook(layer < 0 ? 0 : off, m->hook_arg);
+}
+
 parlm_status parlm_gpt_zero_grad(parlm_gpt *m)
 {
     if (!m)
@@ -563,6 +582,7 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
     memset(m->d_res, 0, (size_t)(N * C) * sizeof(float));
     TRY(parlm_layernorm_backward(m->d_res, LNFW(m->grads), LNFB(m->grads), m->d_ln, res_last,
                                  LNFW(m->params), m->lnf_mean, m->lnf_rstd, N, C));
+    grads_ready(m, L);
     for (int l = L - 1; l >= 0; l--) {
         layer_views w = lview(m, m->params, l), g = lview(m, m->grads, l);
         layer_acts *a = &m->acts[l];
@@ -584,9 +604,11 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
         TRY(matmul_bwd(m, m->d_ln, g.qkvw, g.qkvb, m->d_qkv, a->ln1, w.qkvw, N, C, 3 * C));
         TRY(parlm_layernorm_backward(m->d_res, g.ln1w, g.ln1b, m->d_ln, res_in, w.ln1w,
                                      a->ln1_mean, a->ln1_rstd, N, C));
+        grads_ready(m, l);
     }
     TRY(parlm_embedding_backward(WTE(m->grads), WPE(m->grads), m->d_res, m->inputs,
                                  B, T, C, c->vocab));
+    grads_ready(m, -1);
     return PARLM_OK;
 }
 
@@ -621,26 +643,44 @@ parlm_status parlm_gpt_init_optimizer(parlm_gpt *m)
     return PARLM_OK;
 }
 
+parlm_status parlm_gpt_update_range(parlm_gpt *m, const parlm_adamw_cfg *cfg, float grad_scale,
+                                    int64_t t, int64_t off, int64_t n, float *mom1, float *mom2)
+{
+    if (!m || !cfg || !mom1 || !mom2)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_update_range: null argument");
+    if (t < 1 || off < 0 || n < 0 || off > m->nparams - n)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_update_range: range [%lld, %lld) outside the "
+                           "%lld parameters, or step %lld < 1", (long long)off,
+                           (long long)(off + n), (long long)m->nparams, (long long)t);
+    parlm_adamw_cfg no_decay = *cfg;
+    no_decay.weight_decay = 0.0f;
+    /* the range cut into runs of consecutive tensors with the same decay flag */
+    int64_t end = off + n;
+    for (int i = 0; i < m->ntensors && off < end; i++) {
+        const tensor_info *ti = &m->tensors[i];
+        if (ti->off + ti->n <= off)
+            continue;
+        int j = i + 1;
+        while (j < m->ntensors && m->tensors[j].decay == ti->decay && m->tensors[j].off < end)
+            j++;
+        int64_t run_end = m->tensors[j - 1].off + m->tensors[j - 1].n;
+        int64_t len = (run_end < end ? run_end : end) - off, k = off - (end - n);
+        TRY(parlm_adamw_update(m->params + off, m->grads + off, mom1 + k, mom2 + k, len,
+                               ti->decay ? cfg : &no_decay, t, grad_scale));
+        off += len;
+        i = j - 1;
+    }
+    m->bf16_stale = 1;
+    return PARLM_OK;
+}
+
 parlm_status parlm_gpt_update(parlm_gpt *m, const parlm_adamw_cfg *cfg, float grad_scale)
 {
     if (!m || !cfg)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_update: null argument");
     TRY(parlm_gpt_init_optimizer(m));
-    int64_t t = m->step + 1;
-    parlm_adamw_cfg no_decay = *cfg;
-    no_decay.weight_decay = 0.0f;
-    /* runs of consecutive tensors with the same decay flag go in one call */
-    for (int i = 0; i < m->ntensors;) {
-        int j = i + 1;
-        while (j < m->ntensors && m->tensors[j].decay == m->tensors[i].decay)
-            j++;
-        int64_t off = m->tensors[i].off, n = m->tensors[j - 1].off + m->tensors[j - 1].n - off;
-        TRY(parlm_adamw_update(m->params + off, m->grads + off, m->m + off, m->v + off, n,
-                               m->tensors[i].decay ? cfg : &no_decay, t, grad_scale));
-        i = j;
-    }
-    m->step = t;
-    m->bf16_stale = 1;
+    TRY(parlm_gpt_update_range(m, cfg, grad_scale, m->step + 1, 0, m->nparams, m->m, m->v));
+    m->step++;
     return PARLM_OK;
 }
 

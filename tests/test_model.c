@@ -221,6 +221,86 @@ START_TEST(bf16_matmuls_track_f32)
 }
 END_TEST
 
+/* The sharded update (what ZeRO-1 runs on each rank) over any cut of the buffer equals
+ * the full update bitwise: same per-element arithmetic, same decay flags. */
+START_TEST(update_range_equals_update)
+{
+    parlm_gpt *a = tiny(2, 2, 16, 8, 20, 0, 21), *b = tiny(2, 2, 16, 8, 20, 0, 21);
+    int64_t P = parlm_gpt_num_params(a);
+    int32_t in[16], tg[16];
+    random_tokens(in, 16, 20, 22);
+    random_tokens(tg, 16, 20, 23);
+    parlm_adamw_cfg opt = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    float *m1 = calloc((size_t)P, 4), *m2 = calloc((size_t)P, 4), loss;
+    const int64_t cuts[4] = {0, 1000, P / 2 + 3, P}; /* shards cut through tensors */
+    ck_assert_int_eq(parlm_gpt_setup(a, 2, 8, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_setup(b, 2, 8, 1), PARLM_OK);
+    for (int step = 1; step <= 3; step++) {
+        parlm_gpt *ms[2] = {a, b};
+        for (int k = 0; k < 2; k++) {
+            ck_assert_int_eq(parlm_gpt_zero_grad(ms[k]), PARLM_OK);
+            ck_assert_int_eq(parlm_gpt_forward(ms[k], in, tg, &loss), PARLM_OK);
+            ck_assert_int_eq(parlm_gpt_backward(ms[k], 1.0f), PARLM_OK);
+        }
+        ck_assert_int_eq(parlm_gpt_update(a, &opt, 0.5f), PARLM_OK);
+        for (int s = 0; s < 3; s++)
+            ck_assert_int_eq(parlm_gpt_update_range(b, &opt, 0.5f, step, cuts[s],
+                                                    cuts[s + 1] - cuts[s], m1 + cuts[s],
+                                                    m2 + cuts[s]), PARLM_OK);
+    }
+    ck_assert(memcmp(parlm_gpt_params(a), parlm_gpt_params(b), (size_t)P * 4) == 0);
+    ck_assert(memcmp(parlm_gpt_adam_m(a), m1, (size_t)P * 4) == 0);
+    ck_assert_int_eq(parlm_gpt_update_range(b, &opt, 1, 1, P - 5, 6, m1, m2), PARLM_EINVAL);
+    free(m1);
+    free(m2);
+    parlm_gpt_free(a);
+    parlm_gpt_free(b);
+}
+END_TEST
+
+/* The backward hook fires with ready_from falling to 0, and what it reports as final is. */
+typedef struct hook_log {
+    parlm_gpt *m;
+    int64_t from[64];
+    float *snap[64];
+    int n;
+} hook_log;
+
+static void on_ready(int64_t from, void *arg)
+{
+    hook_log *h = arg;
+    int64_t P = parlm_gpt_num_params(h->m);
+    h->from[h->n] = from;
+    h->snap[h->n] = malloc((size_t)(P - from) * 4);
+    memcpy(h->snap[h->n], parlm_gpt_grads(h->m) + from, (size_t)(P - from) * 4);
+    h->n++;
+}
+
+START_TEST(grad_hook_reports_final_ranges)
+{
+    parlm_gpt *m = tiny(3, 2, 16, 8, 20, 0, 31);
+    int64_t P = parlm_gpt_num_params(m);
+    hook_log h = {.m = m};
+    int32_t in[16], tg[16];
+    random_tokens(in, 16, 20, 32);
+    random_tokens(tg, 16, 20, 33);
+    float loss;
+    ck_assert_int_eq(parlm_gpt_setup(m, 2, 8, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_set_grad_hook(m, on_ready, &h), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &loss), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_backward(m, 1.0f), PARLM_OK);
+    ck_assert_int_eq(h.n, 3 + 2); /* final layernorm, 3 layers, embeddings */
+    ck_assert_int_eq(h.from[h.n - 1], 0);
+    for (int i = 0; i < h.n; i++) {
+        if (i)
+            ck_assert_int_lt(h.from[i], h.from[i - 1]);
+        ck_assert(memcmp(h.snap[i], parlm_gpt_grads(m) + h.from[i], (size_t)(P - h.from[i]) * 4) == 0);
+        free(h.snap[i]);
+    }
+    parlm_gpt_free(m);
+}
+END_TEST
+
 START_TEST(bad_input)
 {
     parlm_gpt_config cfg = {2, 3, 64, 16, 50, 0};
@@ -307,6 +387,8 @@ int main(void)
     tcase_add_test(tc, overfits_one_batch);
     tcase_add_test(tc, training_is_deterministic);
     tcase_add_test(tc, bf16_matmuls_track_f32);
+    tcase_add_test(tc, update_range_equals_update);
+    tcase_add_test(tc, grad_hook_reports_final_ranges);
     suite_add_tcase(s, tc);
     tc = tcase_create("generation");
     tcase_add_test(tc, kv_cache_matches_forward);

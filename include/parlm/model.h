@@ -103,6 +103,20 @@ PARLM_API parlm_status parlm_gpt_grad_norm(parlm_gpt *m, float *norm);
 PARLM_API parlm_status parlm_gpt_update(parlm_gpt *m, const parlm_adamw_cfg *cfg,
                                         float grad_scale);
 
+/* AdamW on the parameters [off, off + n) only, with caller-owned moments mom1, mom2 (n
+ * floats each, for element off + i at index i), as step t >= 1 of the bias correction;
+ * the model's step counter is left alone. For sharded optimizers (ZeRO-1): each rank
+ * updates its slice with its own slice of the state. */
+PARLM_API parlm_status parlm_gpt_update_range(parlm_gpt *m, const parlm_adamw_cfg *cfg,
+                                              float grad_scale, int64_t t, int64_t off, int64_t n,
+                                              float *mom1, float *mom2);
+
+/* Called during parlm_gpt_backward whenever the gradients [ready_from, nparams) are final
+ * (after the final layernorm, after each layer from the last down, and 0 at the end), so
+ * that their communication can start while backward goes on. NULL disables. */
+typedef void (*parlm_grad_ready_fn)(int64_t ready_from, void *arg);
+PARLM_API parlm_status parlm_gpt_set_grad_hook(parlm_gpt *m, parlm_grad_ready_fn fn, void *arg);
+
 /* Generation with a KV cache: runs positions pos .. pos+n-1 of one sequence (tokens (n))
  * and writes the logits (Vp) of the last one. pos = 0 starts a new sequence; pos + n must
  * not exceed maxT. Allocates the cache at the first call. */

@@ -64,6 +64,7 @@ struct parlm_gpt {
     /* backward progress reports (overlapped gradient communication) */
     parlm_grad_ready_fn hook;
     void *hook_arg;
+    int64_t ready_from;
     /* inference */
     float *kv, *inf;  /* KV cache (L, 2, maxT, C); inference activations */
 };
@@ -546,12 +547,21 @@ parlm_status parlm_gpt_set_grad_hook(parlm_gpt *m, parlm_grad_ready_fn fn, void 
     return PARLM_OK;
 }
 
-static void grads_ready(parlm_gpt *m, int layer) /* layer L: the final layernorm */
+/* Tells the hook that gradients from layer `layer` on are final (layer L: the final
+ * layernorm; -1: everything), and again after every op in between with the same offset,
+ * so the hook can keep communication moving while backward computes. */
+static void grads_ready(parlm_gpt *m, int layer)
 {
     int64_t off = 0, n;
-    if (m->hook && parlm_gpt_layer_range(m, layer, &off, &n) == PARLM_OK)
-        m->hook(layer < 0 ? 0 : off, m->hook_arg);
+    if (!m->hook)
+        return;
+    if (layer >= 0 && parlm_gpt_layer_range(m, layer, &off, &n) != PARLM_OK)
+        return;
+    m->ready_from = off;
+    m->hook(off, m->hook_arg);
 }
+
+#define TICK(m) ((m)->hook ? (m)->hook((m)->ready_from, (m)->hook_arg) : (void)0)
 
 parlm_status parlm_gpt_zero_grad(parlm_gpt *m)
 {
@@ -590,17 +600,21 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
         /* res3 = res2 + fcproj: d_res is both d(res2) and d(fcproj) */
         TRY(matmul_bwd(m, m->d_fch_gelu, g.fcprojw, g.fcprojb, m->d_res, a->fch_gelu, w.fcprojw,
                        N, 4 * C, C));
+        TICK(m);
         memset(m->d_fch, 0, (size_t)(N * 4 * C) * sizeof(float));
         TRY(parlm_gelu_backward(m->d_fch, a->fch, m->d_fch_gelu, N * 4 * C));
         TRY(matmul_bwd(m, m->d_ln, g.fcw, g.fcb, m->d_fch, a->ln2, w.fcw, N, C, 4 * C));
+        TICK(m);
         TRY(parlm_layernorm_backward(m->d_res, g.ln2w, g.ln2b, m->d_ln, a->res2, w.ln2w,
                                      a->ln2_mean, a->ln2_rstd, N, C));
         /* res2 = res_in + attproj: d_res is both d(res_in) and d(attproj) */
         TRY(matmul_bwd(m, m->d_atty, g.attprojw, g.attprojb, m->d_res, a->atty, w.attprojw, N, C,
                        C));
+        TICK(m);
         memset(m->d_qkv, 0, (size_t)(N * 3 * C) * sizeof(float));
         TRY(parlm_attention_backward(m->d_qkv, m->d_atty, a->qkv, a->atty, a->att_lse, B, T, C,
                                      NH));
+        TICK(m);
         TRY(matmul_bwd(m, m->d_ln, g.qkvw, g.qkvb, m->d_qkv, a->ln1, w.qkvw, N, C, 3 * C));
         TRY(parlm_layernorm_backward(m->d_res, g.ln1w, g.ln1b, m->d_ln, res_in, w.ln1w,
                                      a->ln1_mean, a->ln1_rstd, N, C));

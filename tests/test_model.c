@@ -258,7 +258,8 @@ START_TEST(update_range_equals_update)
 }
 END_TEST
 
-/* The backward hook fires with ready_from falling to 0, and what it reports as final is. */
+/* The backward hook reports ranges falling to 0 (repeats between ops are progress ticks),
+ * and what it reports as final is. */
 typedef struct hook_log {
     parlm_gpt *m;
     int64_t from[64];
@@ -270,6 +271,8 @@ static void on_ready(int64_t from, void *arg)
 {
     hook_log *h = arg;
     int64_t P = parlm_gpt_num_params(h->m);
+    if (h->n && from == h->from[h->n - 1])
+        return; /* the same range again: a progress tick between ops */
     h->from[h->n] = from;
     h->snap[h->n] = malloc((size_t)(P - from) * 4);
     memcpy(h->snap[h->n], parlm_gpt_grads(h->m) + from, (size_t)(P - from) * 4);

@@ -248,8 +248,10 @@ static parlm_status work_reserve(bpe_work *w, size_t n)
 
 static void push_pair(const parlm_tokenizer *t, bpe_work *w, int32_t pos)
 {
+    if (pos < 0) /* no symbol before the first */
+        return;
     int32_t nx = w->next[pos];
-    if (pos < 0 || nx < 0)
+    if (nx < 0)
         return;
     const merge *m = merge_find(t, w->ids[pos], w->ids[nx]);
     if (m)

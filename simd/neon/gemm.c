@@ -1,3 +1,558 @@
-/* PLACEHOLDER — owned by a helper, replaced before commit. */
+/* simd/neon/gemm.c — AArch64 Advanced SIMD GEMM micro-kernels, packing and GEMVs.
+ * The micro-kernels keep an 8x12 block of C in 24 q-registers: per k step, two
+ * vectors of A (8 rows) and three of B (12 columns) are loaded and each A lane
+ * multiplies a whole B vector with fmla-by-element, so 5 loads feed 24 FMAs with
+ * 29 of the 32 vector registers live. bf16 needs no BF16 extension: widening a
+ * bf16 to f32 is a shift left by 16 (shll), exact; the products accumulate in f32. */
+#include <arm_neon.h>
+
+#include "../scalar/scalar.h"
 #include "neon.h"
-void parlm_neon_gemm_fill(parlm_kernels *k) { (void)k; }
+
+#define MR 8
+#define NR 12
+
+/* The 24 accumulators: row i of the block is c[i][0..2] (12 floats). Every loop
+ * over a tile is fully unrolled, so the compiler keeps it in registers. */
+typedef struct tile {
+    float32x4_t c[MR][3];
+} tile;
+
+static inline void tile_zero(tile *t)
+{
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < 3; j++)
+            t->c[i][j] = vdupq_n_f32(0.0f);
+}
+
+static inline void tile_spill(const tile *t, float buf[MR][NR])
+{
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < 3; j++)
+            vst1q_f32(&buf[i][4 * j], t->c[i][j]);
+}
+
+/* C[0:m, 0:n] = alpha * acc + beta * C; beta == 0 never reads C. */
+static inline void store_block(const float acc[MR][NR], float *c, int64_t ldc, float alpha,
+                               float beta, int m, int n)
+{
+    if (m == MR && n == NR) {
+        for (int i = 0; i < MR; i++) {
+            float *ci = c + i * ldc;
+            for (int j = 0; j < NR; j += 4) {
+                float32x4_t v = vmulq_n_f32(vld1q_f32(&acc[i][j]), alpha);
+                if (beta != 0.0f)
+                    v = vfmaq_n_f32(v, vld1q_f32(ci + j), beta);
+                vst1q_f32(ci + j, v);
+            }
+        }
+        return;
+    }
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float v = alpha * acc[i][j];
+            c[i * ldc + j] = beta == 0.0f ? v : v + beta * c[i * ldc + j];
+        }
+}
+
+/* Row i of the block += a[lane] * (b0 b1 b2). Lanes must be constants, so the eight
+ * rows are spelled out in ROWS_FMA. */
+#define ROW_FMA(t, i, a, lane, b0, b1, b2)                             \
+    do {                                                               \
+        (t).c[i][0] = vfmaq_laneq_f32((t).c[i][0], (b0), (a), (lane)); \
+        (t).c[i][1] = vfmaq_laneq_f32((t).c[i][1], (b1), (a), (lane)); \
+        (t).c[i][2] = vfmaq_laneq_f32((t).c[i][2], (b2), (a), (lane)); \
+    } while (0)
+
+/* The whole 8x12 rank-1 update: rows 0-3 from a_lo, rows 4-7 from a_hi. */
+#define ROWS_FMA(t, a_lo, a_hi, b0, b1, b2)  \
+    do {                                     \
+        ROW_FMA(t, 0, a_lo, 0, b0, b1, b2);  \
+        ROW_FMA(t, 1, a_lo, 1, b0, b1, b2);  \
+        ROW_FMA(t, 2, a_lo, 2, b0, b1, b2);  \
+        ROW_FMA(t, 3, a_lo, 3, b0, b1, b2);  \
+        ROW_FMA(t, 4, a_hi, 0, b0, b1, b2);  \
+        ROW_FMA(t, 5, a_hi, 1, b0, b1, b2);  \
+        ROW_FMA(t, 6, a_hi, 2, b0, b1, b2);  \
+        ROW_FMA(t, 7, a_hi, 3, b0, b1, b2);  \
+    } while (0)
+
+/* acc (MR, NR) = ap (kc, MR)^T . bp (kc, NR). Kept out of line so that alpha, beta
+ * and C do not occupy registers during the k loop. */
+static __attribute__((noinline)) void sgemm_block(int64_t kc, const float *ap,
+                                                  const float *bp, float acc[MR][NR])
+{
+    tile t;
+    tile_zero(&t);
+    for (int64_t p = 0; p < kc; p++) {
+        float32x4_t a_lo = vld1q_f32(ap), a_hi = vld1q_f32(ap + 4);
+        float32x4_t b0 = vld1q_f32(bp), b1 = vld1q_f32(bp + 4), b2 = vld1q_f32(bp + 8);
+        ROWS_FMA(t, a_lo, a_hi, b0, b1, b2);
+        ap += MR;
+        bp += NR;
+    }
+    tile_spill(&t, acc);
+}
+
+/* ap (kc, MR) packed, bp (kc, NR) packed -> C (m, n), m <= 8, n <= 12 */
+static void sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                      float alpha, float beta, int m, int n)
+{
+    float acc[MR][NR];
+    sgemm_block(kc, ap, bp, acc);
+    store_block(acc, c, ldc, alpha, beta, m, n);
+}
+
+/* Four bf16 -> four f32, exact: the bf16 bits become the top half of each lane. */
+static inline float32x4_t widen_bf16(uint16x4_t h)
+{
+    return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+}
+
+/* Column vector j of the block += A lanes * b. A arrives as four vectors
+ * (row 2r k-even, row 2r k-odd, row 2r+1 k-even, row 2r+1 k-odd), r = 0..3, and
+ * parity picks the k-even (0) or k-odd (1) lanes. */
+#define COL_FMA_BF16(t, j, x0, x1, x2, x3, parity, b)                       \
+    do {                                                                     \
+        (t).c[0][j] = vfmaq_laneq_f32((t).c[0][j], (b), (x0), (parity));     \
+        (t).c[1][j] = vfmaq_laneq_f32((t).c[1][j], (b), (x0), 2 + (parity)); \
+        (t).c[2][j] = vfmaq_laneq_f32((t).c[2][j], (b), (x1), (parity));     \
+        (t).c[3][j] = vfmaq_laneq_f32((t).c[3][j], (b), (x1), 2 + (parity)); \
+        (t).c[4][j] = vfmaq_laneq_f32((t).c[4][j], (b), (x2), (parity));     \
+        (t).c[5][j] = vfmaq_laneq_f32((t).c[5][j], (b), (x2), 2 + (parity)); \
+        (t).c[6][j] = vfmaq_laneq_f32((t).c[6][j], (b), (x3), (parity));     \
+        (t).c[7][j] = vfmaq_laneq_f32((t).c[7][j], (b), (x3), 2 + (parity)); \
+    } while (0)
+
+/* GCC's pre-allocation scheduler hoists all three ld2 of B to the top of the loop
+ * body, which needs 34 registers and spills accumulators; without it the loop
+ * allocates with no spill (checked in the assembly, GCC 12). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_PRE_RA_SCHED __attribute__((optimize("no-schedule-insns")))
+#else
+#define NO_PRE_RA_SCHED
+#endif
+
+/* acc (MR, NR) = sum over pairs of A pair . B pair, in f32. Per pair step A is
+ * widened in place (4 vectors, pairs left interleaved: fmla-by-element picks the
+ * lane); B goes one group of 4 column pairs at a time through a de-interleaving
+ * ld2 (a k-even and a k-odd vector), so 24 + 4 + 2-3 registers are live. */
+static __attribute__((noinline)) NO_PRE_RA_SCHED void
+bgemm_block(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float acc[MR][NR])
+{
+    tile t;
+    tile_zero(&t);
+    for (int64_t p = 0; p < kc2; p++) {
+        uint16x8_t ra_lo = vld1q_u16(ap), ra_hi = vld1q_u16(ap + 8);
+        float32x4_t x0 = widen_bf16(vget_low_u16(ra_lo)), x1 = widen_bf16(vget_high_u16(ra_lo));
+        float32x4_t x2 = widen_bf16(vget_low_u16(ra_hi)), x3 = widen_bf16(vget_high_u16(ra_hi));
+#pragma GCC unroll 3
+        for (int j = 0; j < 3; j++) {
+            uint16x4x2_t rb = vld2_u16(bp + 8 * j);
+            COL_FMA_BF16(t, j, x0, x1, x2, x3, 0, widen_bf16(rb.val[0]));
+            COL_FMA_BF16(t, j, x0, x1, x2, x3, 1, widen_bf16(rb.val[1]));
+        }
+        ap += 2 * MR;
+        bp += 2 * NR;
+    }
+    tile_spill(&t, acc);
+}
+
+/* ap (kc2, MR, 2) packed bf16, bp (kc2, NR, 2) packed bf16 -> C (m, n), f32 sums */
+static void bgemm_ukr(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float *c,
+                      int64_t ldc, float alpha, float beta, int m, int n)
+{
+    float acc[MR][NR];
+    bgemm_block(kc2, ap, bp, acc);
+    store_block(acc, c, ldc, alpha, beta, m, n);
+}
+
+/* ---- packing ---------------------------------------------------------------------
+ * A block of mn rows (A) or columns (B) becomes panels of width w (MR or NR), panel q
+ * at out + q*ps words (layout in simd/kernels.h). A copy (rs == 1: a panel's step k is
+ * contiguous in x) reads x row by row across all panels and moves vectors; a transpose
+ * (cs == 1: a panel's column i is contiguous) goes through 4x4 register transposes of
+ * 32-bit lanes (one f32, or one bf16 k-pair). Leftovers of fewer than 4 go one by one. */
+
+/* words of one panel: steps * w rounded up to 16 (64 bytes) */
+static inline int64_t panel_stride(int64_t steps, int w)
+{
+    return (steps * w + 15) / 16 * 16;
+}
+
+/* 4x4 transpose of 32-bit lanes: rows r0..r3 in, columns out (in place) */
+static inline void transpose4_u32(uint32x4_t *r0, uint32x4_t *r1, uint32x4_t *r2,
+                                  uint32x4_t *r3)
+{
+    uint32x4_t t0 = vtrn1q_u32(*r0, *r1), t1 = vtrn2q_u32(*r0, *r1);
+    uint32x4_t t2 = vtrn1q_u32(*r2, *r3), t3 = vtrn2q_u32(*r2, *r3);
+    uint64x2_t u0 = vreinterpretq_u64_u32(t0), u1 = vreinterpretq_u64_u32(t1);
+    uint64x2_t u2 = vreinterpretq_u64_u32(t2), u3 = vreinterpretq_u64_u32(t3);
+    *r0 = vreinterpretq_u32_u64(vtrn1q_u64(u0, u2));
+    *r1 = vreinterpretq_u32_u64(vtrn1q_u64(u1, u3));
+    *r2 = vreinterpretq_u32_u64(vtrn2q_u64(u0, u2));
+    *r3 = vreinterpretq_u32_u64(vtrn2q_u64(u1, u3));
+}
+
+/* One f32 panel by transposition: out (kc, w) <- x (mn rows of kc contiguous floats,
+ * rows rs apart), rows mn..w-1 zero. */
+static void spack_panel_t(int64_t kc, int64_t mn, const float *x, int64_t rs, int w,
+                          float *out)
+{
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        int64_t i = 0;
+        for (; i + 4 <= mn; i += 4) {
+            const float *xi = x + i * rs + k;
+            uint32x4_t r0 = vreinterpretq_u32_f32(vld1q_f32(xi));
+            uint32x4_t r1 = vreinterpretq_u32_f32(vld1q_f32(xi + rs));
+            uint32x4_t r2 = vreinterpretq_u32_f32(vld1q_f32(xi + 2 * rs));
+            uint32x4_t r3 = vreinterpretq_u32_f32(vld1q_f32(xi + 3 * rs));
+            transpose4_u32(&r0, &r1, &r2, &r3);
+            vst1q_f32(out + k * w + i, vreinterpretq_f32_u32(r0));
+            vst1q_f32(out + (k + 1) * w + i, vreinterpretq_f32_u32(r1));
+            vst1q_f32(out + (k + 2) * w + i, vreinterpretq_f32_u32(r2));
+            vst1q_f32(out + (k + 3) * w + i, vreinterpretq_f32_u32(r3));
+        }
+        for (int64_t kk = k; kk < k + 4; kk++)
+            for (int64_t t = i; t < w; t++)
+                out[kk * w + t] = t < mn ? x[t * rs + kk] : 0.0f;
+    }
+    for (; k < kc; k++)
+        for (int64_t t = 0; t < w; t++)
+            out[k * w + t] = t < mn ? x[t * rs + k] : 0.0f;
+}
+
+/* out: panels of (kc, w) <- x block, out[q*ps + k*w + i] = x[(q*w + i)*rs + k*cs] */
+static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs, int w,
+                  float *out)
+{
+    int64_t ps = panel_stride(kc, w), np = (mn + w - 1) / w;
+    if (rs == 1) {
+        for (int64_t k = 0; k < kc; k++) {
+            const float *xk = x + k * cs;
+            for (int64_t q = 0; q < np; q++) {
+                float *o = out + q * ps + k * w;
+                const float *xq = xk + q * w;
+                int64_t n = mn - q * w < w ? mn - q * w : w, i = 0;
+                for (; i + 4 <= n; i += 4)
+                    vst1q_f32(o + i, vld1q_f32(xq + i));
+                for (; i < n; i++)
+                    o[i] = xq[i];
+                for (; i < w; i++)
+                    o[i] = 0.0f;
+            }
+        }
+        return;
+    }
+    for (int64_t q = 0; q < np; q++) {
+        int64_t n = mn - q * w < w ? mn - q * w : w;
+        if (cs == 1) {
+            spack_panel_t(kc, n, x + q * w * rs, rs, w, out + q * ps);
+            continue;
+        }
+        for (int64_t k = 0; k < kc; k++) /* general strides: not used by lib/, kept exact */
+            for (int64_t t = 0; t < w; t++)
+                out[q * ps + k * w + t] = t < n ? x[(q * w + t) * rs + k * cs] : 0.0f;
+    }
+}
+
+/* One bf16 panel by transposition: a k-pair of a source row is one 32-bit lane, so this
+ * is spack_panel_t on u32 lanes; an odd kc's last pair gets a zero partner. */
+static void bpack_panel_t(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int w,
+                          uint16_t *out)
+{
+    int64_t kc2 = (kc + 1) / 2, p = 0;
+    for (; 2 * p + 8 <= kc; p += 4) {
+        int64_t i = 0;
+        for (; i + 4 <= mn; i += 4) {
+            const uint16_t *xi = x + i * rs + 2 * p;
+            uint32x4_t r0 = vreinterpretq_u32_u16(vld1q_u16(xi));
+            uint32x4_t r1 = vreinterpretq_u32_u16(vld1q_u16(xi + rs));
+            uint32x4_t r2 = vreinterpretq_u32_u16(vld1q_u16(xi + 2 * rs));
+            uint32x4_t r3 = vreinterpretq_u32_u16(vld1q_u16(xi + 3 * rs));
+            transpose4_u32(&r0, &r1, &r2, &r3);
+            vst1q_u16(out + (p * w + i) * 2, vreinterpretq_u16_u32(r0));
+            vst1q_u16(out + ((p + 1) * w + i) * 2, vreinterpretq_u16_u32(r1));
+            vst1q_u16(out + ((p + 2) * w + i) * 2, vreinterpretq_u16_u32(r2));
+            vst1q_u16(out + ((p + 3) * w + i) * 2, vreinterpretq_u16_u32(r3));
+        }
+        for (int64_t pp = p; pp < p + 4; pp++)
+            for (int64_t t = i; t < w; t++) {
+                out[(pp * w + t) * 2] = t < mn ? x[t * rs + 2 * pp] : 0;
+                out[(pp * w + t) * 2 + 1] = t < mn ? x[t * rs + 2 * pp + 1] : 0;
+            }
+    }
+    for (; p < kc2; p++)
+        for (int64_t t = 0; t < w; t++)
+            for (int e = 0; e < 2; e++) {
+                int64_t k = 2 * p + e;
+                out[(p * w + t) * 2 + e] = t < mn && k < kc ? x[t * rs + k] : 0;
+            }
+}
+
+/* out: bf16 panels, out[2*q*ps + (p*w + i)*2 + e] = x[(q*w + i)*rs + (2p+e)*cs] */
+static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
+                  uint16_t *out)
+{
+    int64_t kc2 = (kc + 1) / 2, ps = panel_stride(kc2, w), np = (mn + w - 1) / w;
+    if (rs == 1) {
+        /* source rows 2p and 2p+1 are contiguous: interleave them (zip) into every panel */
+        for (int64_t p = 0; p < kc2; p++) {
+            const uint16_t *x0 = x + 2 * p * cs;
+            const uint16_t *x1 = 2 * p + 1 < kc ? x0 + cs : NULL;
+            for (int64_t q = 0; q < np; q++) {
+                uint16_t *o = out + 2 * q * ps + p * w * 2;
+                const uint16_t *a0 = x0 + q * w, *a1 = x1 ? x1 + q * w : NULL;
+                int64_t n = mn - q * w < w ? mn - q * w : w, i = 0;
+                if (a1)
+                    for (; i + 8 <= n; i += 8) {
+                        uint16x8_t a = vld1q_u16(a0 + i), b = vld1q_u16(a1 + i);
+                        vst1q_u16(o + 2 * i, vzip1q_u16(a, b));
+                        vst1q_u16(o + 2 * i + 8, vzip2q_u16(a, b));
+                    }
+                for (; i < n; i++) {
+                    o[2 * i] = a0[i];
+                    o[2 * i + 1] = a1 ? a1[i] : 0;
+                }
+                for (; i < w; i++)
+                    o[2 * i] = o[2 * i + 1] = 0;
+            }
+        }
+        return;
+    }
+    for (int64_t q = 0; q < np; q++) {
+        int64_t n = mn - q * w < w ? mn - q * w : w;
+        if (cs == 1) {
+            bpack_panel_t(kc, n, x + q * w * rs, rs, w, out + 2 * q * ps);
+            continue;
+        }
+        for (int64_t p = 0; p < kc2; p++) /* general strides: not used by lib/, kept exact */
+            for (int64_t t = 0; t < w; t++)
+                for (int e = 0; e < 2; e++) {
+                    int64_t k = 2 * p + e;
+                    out[2 * q * ps + (p * w + t) * 2 + e] =
+                        t < n && k < kc ? x[(q * w + t) * rs + k * cs] : 0;
+                }
+    }
+}
+
+/* ---- GEMV ------------------------------------------------------------------------- */
+
+static inline float finish(float s, float alpha, float beta, const float *y)
+{
+    return beta == 0.0f ? alpha * s : alpha * s + beta * *y;
+}
+
+/* Four rows' dot products with x (k) at once: w (4, k) rows at stride ldw.
+ * Two accumulators per row hide FMA latency; the 8 reduce to one vector of 4 sums. */
+static inline float32x4_t dot4_f32(const float *w, int64_t ldw, const float *x, int64_t k)
+{
+    const float *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    float32x4_t t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+    int64_t p = 0;
+    for (; p + 8 <= k; p += 8) {
+        float32x4_t xa = vld1q_f32(x + p), xb = vld1q_f32(x + p + 4);
+        s0 = vfmaq_f32(s0, vld1q_f32(w0 + p), xa);
+        s1 = vfmaq_f32(s1, vld1q_f32(w1 + p), xa);
+        s2 = vfmaq_f32(s2, vld1q_f32(w2 + p), xa);
+        s3 = vfmaq_f32(s3, vld1q_f32(w3 + p), xa);
+        t0 = vfmaq_f32(t0, vld1q_f32(w0 + p + 4), xb);
+        t1 = vfmaq_f32(t1, vld1q_f32(w1 + p + 4), xb);
+        t2 = vfmaq_f32(t2, vld1q_f32(w2 + p + 4), xb);
+        t3 = vfmaq_f32(t3, vld1q_f32(w3 + p + 4), xb);
+    }
+    for (; p + 4 <= k; p += 4) {
+        float32x4_t xa = vld1q_f32(x + p);
+        s0 = vfmaq_f32(s0, vld1q_f32(w0 + p), xa);
+        s1 = vfmaq_f32(s1, vld1q_f32(w1 + p), xa);
+        s2 = vfmaq_f32(s2, vld1q_f32(w2 + p), xa);
+        s3 = vfmaq_f32(s3, vld1q_f32(w3 + p), xa);
+    }
+    s0 = vaddq_f32(s0, t0);
+    s1 = vaddq_f32(s1, t1);
+    s2 = vaddq_f32(s2, t2);
+    s3 = vaddq_f32(s3, t3);
+    /* pairwise adds: lane r of the result is the sum of row r's vector */
+    float32x4_t sum = vpaddq_f32(vpaddq_f32(s0, s1), vpaddq_f32(s2, s3));
+    if (p < k) {
+        float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (; p < k; p++) {
+            tail[0] += w0[p] * x[p];
+            tail[1] += w1[p] * x[p];
+            tail[2] += w2[p] * x[p];
+            tail[3] += w3[p] * x[p];
+        }
+        sum = vaddq_f32(sum, vld1q_f32(tail));
+    }
+    return sum;
+}
+
+static inline float dot1_f32(const float *w, const float *x, int64_t k)
+{
+    float32x4_t s = vdupq_n_f32(0.0f), t = s;
+    int64_t p = 0;
+    for (; p + 8 <= k; p += 8) {
+        s = vfmaq_f32(s, vld1q_f32(w + p), vld1q_f32(x + p));
+        t = vfmaq_f32(t, vld1q_f32(w + p + 4), vld1q_f32(x + p + 4));
+    }
+    for (; p + 4 <= k; p += 4)
+        s = vfmaq_f32(s, vld1q_f32(w + p), vld1q_f32(x + p));
+    float r = vaddvq_f32(vaddq_f32(s, t));
+    for (; p < k; p++)
+        r += w[p] * x[p];
+    return r;
+}
+
+/* y (rows) = alpha * W (rows, k) . x (k) + beta * y */
+static void sgemv_t(int64_t rows, int64_t k, float alpha, const float *w, int64_t ldw,
+                    const float *x, float beta, float *y)
+{
+    int64_t i = 0;
+    for (; i + 4 <= rows; i += 4) {
+        float32x4_t v = vmulq_n_f32(dot4_f32(w + i * ldw, ldw, x, k), alpha);
+        if (beta != 0.0f)
+            v = vfmaq_n_f32(v, vld1q_f32(y + i), beta);
+        vst1q_f32(y + i, v);
+    }
+    for (; i < rows; i++)
+        y[i] = finish(dot1_f32(w + i * ldw, x, k), alpha, beta, y + i);
+}
+
+/* y (n) = alpha * x (k) . B (k, n) + beta * y. Column blocks of 32 keep 8
+ * independent accumulators in flight; each B row segment is read once per block. */
+static void sgemv_n(int64_t k, int64_t n, float alpha, const float *b, int64_t ldb,
+                    const float *x, float beta, float *y)
+{
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        float32x4_t s[8];
+        for (int v = 0; v < 8; v++)
+            s[v] = vdupq_n_f32(0.0f);
+        for (int64_t p = 0; p < k; p++) {
+            const float *bp = b + p * ldb + j;
+            float xp = x[p];
+            for (int v = 0; v < 8; v++)
+                s[v] = vfmaq_n_f32(s[v], vld1q_f32(bp + 4 * v), xp);
+        }
+        for (int v = 0; v < 8; v++) {
+            float32x4_t r = vmulq_n_f32(s[v], alpha);
+            if (beta != 0.0f)
+                r = vfmaq_n_f32(r, vld1q_f32(y + j + 4 * v), beta);
+            vst1q_f32(y + j + 4 * v, r);
+        }
+    }
+    for (; j + 4 <= n; j += 4) {
+        float32x4_t s = vdupq_n_f32(0.0f);
+        for (int64_t p = 0; p < k; p++)
+            s = vfmaq_n_f32(s, vld1q_f32(b + p * ldb + j), x[p]);
+        float32x4_t r = vmulq_n_f32(s, alpha);
+        if (beta != 0.0f)
+            r = vfmaq_n_f32(r, vld1q_f32(y + j), beta);
+        vst1q_f32(y + j, r);
+    }
+    for (; j < n; j++) {
+        float s = 0.0f;
+        for (int64_t p = 0; p < k; p++)
+            s += x[p] * b[p * ldb + j];
+        y[j] = finish(s, alpha, beta, y + j);
+    }
+}
+
+/* bf16 W row segment of 8 -> two f32 vectors (exact widening). */
+static inline float32x4_t bf16_lo(uint16x8_t h)
+{
+    return vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
+}
+
+static inline float32x4_t bf16_hi(uint16x8_t h)
+{
+    return vreinterpretq_f32_u32(vshll_high_n_u16(h, 16));
+}
+
+static inline float32x4_t dot4_bf16(const uint16_t *w, int64_t ldw, const float *x, int64_t k)
+{
+    const uint16_t *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    float32x4_t t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+    int64_t p = 0;
+    for (; p + 8 <= k; p += 8) {
+        float32x4_t xa = vld1q_f32(x + p), xb = vld1q_f32(x + p + 4);
+        uint16x8_t h0 = vld1q_u16(w0 + p), h1 = vld1q_u16(w1 + p);
+        uint16x8_t h2 = vld1q_u16(w2 + p), h3 = vld1q_u16(w3 + p);
+        s0 = vfmaq_f32(s0, bf16_lo(h0), xa);
+        s1 = vfmaq_f32(s1, bf16_lo(h1), xa);
+        s2 = vfmaq_f32(s2, bf16_lo(h2), xa);
+        s3 = vfmaq_f32(s3, bf16_lo(h3), xa);
+        t0 = vfmaq_f32(t0, bf16_hi(h0), xb);
+        t1 = vfmaq_f32(t1, bf16_hi(h1), xb);
+        t2 = vfmaq_f32(t2, bf16_hi(h2), xb);
+        t3 = vfmaq_f32(t3, bf16_hi(h3), xb);
+    }
+    s0 = vaddq_f32(s0, t0);
+    s1 = vaddq_f32(s1, t1);
+    s2 = vaddq_f32(s2, t2);
+    s3 = vaddq_f32(s3, t3);
+    float32x4_t sum = vpaddq_f32(vpaddq_f32(s0, s1), vpaddq_f32(s2, s3));
+    if (p < k) {
+        float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (; p < k; p++) {
+            tail[0] += parlm_bf16_to_f32_1(w0[p]) * x[p];
+            tail[1] += parlm_bf16_to_f32_1(w1[p]) * x[p];
+            tail[2] += parlm_bf16_to_f32_1(w2[p]) * x[p];
+            tail[3] += parlm_bf16_to_f32_1(w3[p]) * x[p];
+        }
+        sum = vaddq_f32(sum, vld1q_f32(tail));
+    }
+    return sum;
+}
+
+static inline float dot1_bf16(const uint16_t *w, const float *x, int64_t k)
+{
+    float32x4_t s = vdupq_n_f32(0.0f), t = s;
+    int64_t p = 0;
+    for (; p + 8 <= k; p += 8) {
+        uint16x8_t h = vld1q_u16(w + p);
+        s = vfmaq_f32(s, bf16_lo(h), vld1q_f32(x + p));
+        t = vfmaq_f32(t, bf16_hi(h), vld1q_f32(x + p + 4));
+    }
+    float r = vaddvq_f32(vaddq_f32(s, t));
+    for (; p < k; p++)
+        r += parlm_bf16_to_f32_1(w[p]) * x[p];
+    return r;
+}
+
+/* y (rows) = alpha * W (rows, k, bf16) . x (k) + beta * y */
+static void bgemv_t(int64_t rows, int64_t k, float alpha, const uint16_t *w, int64_t ldw,
+                    const float *x, float beta, float *y)
+{
+    int64_t i = 0;
+    for (; i + 4 <= rows; i += 4) {
+        float32x4_t v = vmulq_n_f32(dot4_bf16(w + i * ldw, ldw, x, k), alpha);
+        if (beta != 0.0f)
+            v = vfmaq_n_f32(v, vld1q_f32(y + i), beta);
+        vst1q_f32(y + i, v);
+    }
+    for (; i < rows; i++)
+        y[i] = finish(dot1_bf16(w + i * ldw, x, k), alpha, beta, y + i);
+}
+
+void parlm_neon_gemm_fill(parlm_kernels *k)
+{
+    k->sgemm_mr = MR;
+    k->sgemm_nr = NR;
+    k->sgemm_ukr = sgemm_ukr;
+    k->bgemm_mr = MR;
+    k->bgemm_nr = NR;
+    k->bgemm_ukr = bgemm_ukr;
+    k->spack = spack;
+    k->bpack = bpack;
+    k->sgemv_t = sgemv_t;
+    k->sgemv_n = sgemv_n;
+    k->bgemv_t = bgemv_t;
+}

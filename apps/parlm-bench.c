@@ -23,6 +23,8 @@ static void usage(FILE *f)
             "  train    a training step of GPT-2 124M (d12) at B=4,T=64 and B=8,T=256: ms, MFU\n"
             "  generate GPT-2 124M prefill and decode tokens/s (f32, bf16) vs the bandwidth bound\n"
             "  all      all of the above (peak and stream run first: the others quote them)\n"
+            "  allreduce  all-reduce bus bandwidth, parlm vs MPI_Allreduce, 4 KB - 256 MB;\n"
+            "           not part of 'all': run it under MPI, `mpirun -np 2 parlm-bench allreduce`\n"
             "\n"
             "options:\n"
             "  --json         print one JSON document instead of tables\n"
@@ -39,6 +41,7 @@ int main(int argc, char **argv)
 {
     bench_ctx ctx = {.max_threads = omp_get_max_threads(), .min_time = 0.3};
     int want_peak = 0, want_stream = 0, want_gemm = 0, want_gemv = 0, want_train = 0, want_gen = 0;
+    int want_allreduce = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -77,6 +80,8 @@ int main(int argc, char **argv)
             want_train = 1;
         } else if (!strcmp(a, "generate")) {
             want_gen = 1;
+        } else if (!strcmp(a, "allreduce")) {
+            want_allreduce = 1;
         } else if (!strcmp(a, "all")) {
             want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
         } else {
@@ -84,8 +89,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen))
+    if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen | want_allreduce))
         want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
+    if (want_allreduce && bench_mpi_init(&argc, &argv) < 0) /* before anything is printed */
+        return 2;
     if (parlm_isa_init() != PARLM_OK) {
         fprintf(stderr, "parlm-bench: %s\n", parlm_last_error());
         return 2;
@@ -111,6 +118,10 @@ int main(int argc, char **argv)
         rc |= bench_train(&ctx);
     if (want_gen)
         rc |= bench_generate(&ctx);
+    if (want_allreduce)
+        rc |= bench_allreduce(&ctx);
     bench_end(&ctx);
+    if (want_allreduce)
+        bench_mpi_finalize();
     return rc ? 1 : 0;
 }

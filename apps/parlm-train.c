@@ -1,8 +1,12 @@
-/* apps/parlm-train.c — train a GPT on token shards or text, on one machine.
- * Step = grad-accum micro-batches (forward, backward) -> clip -> AdamW with warmup and
- * cosine decay. Prints loss, throughput and MFU against the FMA peak measured at start;
+/* apps/parlm-train.c — train a GPT on token shards or text, on one process or on many
+ * (mpirun / srun: data parallelism, parlm/dp.h). Step = grad-accum micro-batches
+ * (forward, backward) -> gradient exchange -> clip -> AdamW with warmup and cosine decay.
+ * Rank 0 prints loss, throughput and MFU against the FMA peak measured at start;
  * evaluates, samples and checkpoints periodically; Ctrl-C checkpoints before exiting.
- * Resuming from a checkpoint continues bitwise as if never interrupted. */
+ * Resuming from a checkpoint continues bitwise as if never interrupted. Each rank's
+ * OpenMP threads are bound to its own share of the node's cores (hwloc teams). */
+#include "config.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <glob.h>
@@ -18,13 +22,18 @@
 
 #include "../bench/bench.h"
 #include "parlm.h"
+#ifdef PARLM_HAVE_MPI
+#include "parlm/dp.h"
+#endif
 
 #define DEFAULT_CORPUS "/usr/share/games/fortunes/*"
 
 typedef struct opts {
     const char *data, *val_data, *model, *init, *ckpt_dir, *log, *encoder, *vocab;
     int B, T, steps, warmup, grad_accum, ckpt_every, val_every, val_steps, sample_every;
-    int sample_len, threads, resume, bf16, quiet, stop_at;
+    int sample_len, threads, resume, bf16, quiet, stop_at, local_steps, bucket_mb, bf16_wire;
+    int no_bind;
+    const char *dp_mode;
     double lr, lr_min_frac, weight_decay, grad_clip;
     unsigned long long seed;
 } opts;
@@ -58,7 +67,14 @@ static void usage(FILE *f)
         "  --grad-clip X        clip the global gradient norm (default 1.0; 0 = off)\n"
         "  --grad-accum N       micro-batches per step (default 1)\n"
         "  --seed N             initialization and sampling seed (default 1337)\n"
-        "  --threads N          OpenMP threads (default: all cores)\n"
+        "  --threads N          OpenMP threads per process (default: the process's share of\n"
+        "                       the node's cores, one thread per core, bound)\n"
+        "  --no-bind            leave thread placement to the OS / OMP_PROC_BIND\n"
+        "data parallelism (under mpirun or srun; see README):\n"
+        "  --dp MODE            sync, overlap (default), zero1, or local (local SGD)\n"
+        "  --local-steps H      local SGD: a synchronous step every H steps (default 4)\n"
+        "  --bucket-mb N        gradient all-reduce bucket size (default 25)\n"
+        "  --bf16-wire          send gradients as bf16 (accumulate in f32)\n"
         "checkpoints and output:\n"
         "  --ckpt-dir DIR       write checkpoints here (atomic; the last two are kept)\n"
         "  --ckpt-every N       steps between checkpoints (default 100)\n"
@@ -76,7 +92,7 @@ static void usage(FILE *f)
 
 static int parse_opts(int argc, char **argv, opts *o)
 {
-    *o = (opts){.model = "small", .B = 8, .T = 128, .steps = 300, .warmup = 20, .grad_accum = 1,
+    *o = (opts){.model = "small", .dp_mode = "overlap", .local_steps = 4, .bucket_mb = 25, .B = 8, .T = 128, .steps = 300, .warmup = 20, .grad_accum = 1,
                 .ckpt_every = 100, .val_every = 50, .val_steps = 10, .sample_every = 100,
                 .sample_len = 96, .lr = 1e-3, .lr_min_frac = 0.1, .grad_clip = 1.0,
                 .seed = 1337};
@@ -93,7 +109,9 @@ static int parse_opts(int argc, char **argv, opts *o)
         I("--sample-len", sample_len), I("--threads", threads), I("--stop-at", stop_at), D("--lr", lr),
         D("--lr-min-frac", lr_min_frac), D("--weight-decay", weight_decay),
         D("--grad-clip", grad_clip), F("--resume", resume), F("--bf16", bf16),
-        F("--quiet", quiet), {"--seed", 'u', offsetof(opts, seed)},
+        F("--quiet", quiet), {"--seed", 'u', offsetof(opts, seed)}, S("--dp", dp_mode),
+        I("--local-steps", local_steps), I("--bucket-mb", bucket_mb), F("--bf16-wire", bf16_wire),
+        F("--no-bind", no_bind),
 #undef S
 #undef I
 #undef D
@@ -144,12 +162,155 @@ static int parse_opts(int argc, char **argv, opts *o)
                     : !(o->grad_clip >= 0) ? "--grad-clip must be >= 0"
                     : !(o->lr_min_frac >= 0 && o->lr_min_frac <= 1) ? "--lr-min-frac must be in [0,1]"
                     : (o->resume && !o->ckpt_dir) ? "--resume needs --ckpt-dir"
+                    : o->local_steps < 1 ? "--local-steps must be >= 1"
+                    : o->bucket_mb < 1 ? "--bucket-mb must be >= 1"
                     : (!o->encoder) != (!o->vocab) ? "--encoder and --vocab go together" : NULL;
     if (bad) {
         fprintf(stderr, "parlm-train: %s\n", bad);
         return 2;
     }
     return 0;
+}
+
+
+/* ---- processes: one, or MPI ranks doing data parallelism ------------------------------- */
+
+typedef struct world {
+    int rank, size, local_rank, local_size;
+#ifdef PARLM_HAVE_MPI
+    parlm_comm *comm;
+    parlm_dp *dp;
+#endif
+} world;
+
+static int world_init(world *w, int *argc, char ***argv)
+{
+    *w = (world){.size = 1, .local_size = 1};
+#ifdef PARLM_HAVE_MPI
+    if (parlm_dist_init(argc, argv, NULL) != PARLM_OK || parlm_comm_world(&w->comm) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: MPI: %s\n", parlm_last_error());
+        return 1;
+    }
+    w->rank = parlm_comm_rank(w->comm), w->size = parlm_comm_size(w->comm);
+    w->local_rank = parlm_comm_local_rank(w->comm), w->local_size = parlm_comm_local_size(w->comm);
+#else
+    (void)argc, (void)argv;
+#endif
+    return 0;
+}
+
+static void world_end(world *w)
+{
+#ifdef PARLM_HAVE_MPI
+    parlm_dp_free(w->dp);
+    parlm_comm_free(w->comm);
+    parlm_dist_finalize();
+#else
+    (void)w;
+#endif
+}
+
+/* Every rank must run the same configuration: a mismatch stops all of them, naming the
+ * field and the ranks (never a hang: the check is one collective all ranks reach). */
+static int world_agree(world *w, const char *field, uint64_t value)
+{
+#ifdef PARLM_HAVE_MPI
+    if (w->size > 1 && parlm_comm_check_agree(w->comm, field, value) != PARLM_OK) {
+        if (w->rank == 0)
+            fprintf(stderr, "parlm-train: ranks disagree: %s\n", parlm_last_error());
+        return 1;
+    }
+#else
+    (void)w, (void)field, (void)value;
+#endif
+    return 0;
+}
+
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ULL;
+    return h;
+}
+
+static parlm_status world_backward(world *w, parlm_gpt *m, float scale, int last)
+{
+#ifdef PARLM_HAVE_MPI
+    if (w->dp)
+        return parlm_dp_backward(w->dp, scale, last);
+#endif
+    (void)w, (void)last;
+    return parlm_gpt_backward(m, scale);
+}
+
+static parlm_status world_step(world *w, parlm_gpt *m, const parlm_adamw_cfg *opt, float clip,
+                               float *norm)
+{
+#ifdef PARLM_HAVE_MPI
+    if (w->dp)
+        return parlm_dp_step(w->dp, opt, clip, norm);
+#endif
+    (void)w;
+    parlm_status st = parlm_gpt_grad_norm(m, norm);
+    if (st == PARLM_OK && !isfinite(*norm))
+        return PARLM_EINVAL; /* reported by the caller, who sees *norm */
+    float scale = clip > 0 && *norm > clip ? clip / *norm : 1.0f;
+    return st == PARLM_OK ? parlm_gpt_update(m, opt, scale) : st;
+}
+
+static double world_mean(world *w, double x)
+{
+#ifdef PARLM_HAVE_MPI
+    if (w->dp && w->size > 1)
+        parlm_dp_mean(w->dp, &x);
+#else
+    (void)w;
+#endif
+    return x;
+}
+
+/* Binds this process's OpenMP threads to its share of the node: with one rank per socket
+ * (as many ranks on the node as sockets) rank r takes socket r's cores, otherwise the
+ * node's cores are split evenly in order. Returns the thread count, 0 on failure. */
+static int place_threads(const world *w, int want, int bind, char *desc, size_t len)
+{
+    const parlm_topo *topo;
+    parlm_teams *teams = NULL;
+    int pus[4096], n = 0;
+    if (parlm_topo_system(&topo) != PARLM_OK ||
+        parlm_teams_plan(topo, PARLM_TEAMS_PER_SOCKET, 0, &teams) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: topology: %s\n", parlm_last_error());
+        return 0;
+    }
+    if (parlm_teams_count(teams) == w->local_size) {
+        for (int t = 0; t < parlm_teams_size(teams, w->local_rank) && n < 4096; t++)
+            pus[n++] = parlm_teams_pu(teams, w->local_rank, t);
+        snprintf(desc, len, "socket %d", parlm_teams_package(teams, w->local_rank));
+    } else {
+        int all[4096], total = 0;
+        for (int k = 0; k < parlm_teams_count(teams); k++)
+            for (int t = 0; t < parlm_teams_size(teams, k) && total < 4096; t++)
+                all[total++] = parlm_teams_pu(teams, k, t);
+        int a = total * w->local_rank / w->local_size, b = total * (w->local_rank + 1) / w->local_size;
+        for (int i = a; i < b; i++)
+            pus[n++] = all[i];
+        if (n == 0) /* more ranks than cores: share */
+            pus[n++] = all[w->local_rank % total];
+        snprintf(desc, len, "cores %d..%d of %d", a, a + n - 1, total);
+    }
+    parlm_teams_free(teams);
+    int threads = want > 0 ? want : n;
+    omp_set_num_threads(threads);
+    if (bind) {
+        int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : failed)
+        failed += parlm_bind_thread_to_pu(topo, pus[omp_get_thread_num() % n]) != PARLM_OK;
+        if (failed)
+            fprintf(stderr, "parlm-train: rank %d: could not bind %d thread(s): %s\n", w->rank,
+                    failed, parlm_last_error());
+    }
+    return threads;
 }
 
 /* ---- data ------------------------------------------------------------------------------- */
@@ -167,7 +328,7 @@ static int is_shard(const char *path)
 /* Text files -> tokens -> a train shard and a val shard (the last 5%, at least one batch)
  * in a fresh temporary directory. */
 static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int batch_tokens,
-                         char *dir, char *train_glob, char *val_glob, size_t len)
+                         char *dir, char *train_glob, char *val_glob, size_t len, int talk)
 {
     glob_t g;
     if (glob(pattern, 0, NULL, &g) != 0) {
@@ -234,7 +395,7 @@ static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int ba
             parlm_shard_write(val_glob, toks + (n - nval), nval) != PARLM_OK) {
             fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
             rc = 1;
-        } else {
+        } else if (talk) {
             printf("data: %d text files, %zu tokens (%zu train, %zu val)\n", files, n, n - nval,
                    nval);
         }
@@ -295,6 +456,22 @@ static int save_ckpt(const opts *o, parlm_gpt *m, const parlm_train_state *st)
     return 0;
 }
 
+/* Checkpoints with every rank: ZeRO-1 first gathers the optimizer blocks; rank 0 writes;
+ * all ranks learn whether it worked (so none carries on alone). */
+static int save_ckpt_all(world *w, const opts *o, parlm_gpt *m, const parlm_train_state *st)
+{
+    int rc = 0;
+#ifdef PARLM_HAVE_MPI
+    if (w->dp && parlm_dp_gather_state(w->dp) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: checkpoint: %s\n", parlm_last_error());
+        return 1;
+    }
+#endif
+    if (w->rank == 0)
+        rc = save_ckpt(o, m, st);
+    return world_mean(w, rc) > 0 ? 1 : 0;
+}
+
 /* ---- schedule, evaluation, samples ----------------------------------------------------------- */
 
 static double lr_at(const opts *o, int step) /* step counts from 0 */
@@ -349,6 +526,8 @@ static void print_sample(parlm_gpt *m, const parlm_tokenizer *tok, int len, uint
 
 /* ---- main ------------------------------------------------------------------------------- */
 
+#define SAY(...) (w.rank == 0 ? printf(__VA_ARGS__) : 0)
+
 int main(int argc, char **argv)
 {
     opts o;
@@ -359,9 +538,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
         return 2;
     }
-    if (o.threads > 0)
-        omp_set_num_threads(o.threads);
-    int threads = omp_get_max_threads();
+    world w;
+    if (world_init(&w, &argc, &argv))
+        return 1;
+    char placement[64];
+    int threads = place_threads(&w, o.threads, !o.no_bind, placement, sizeof placement);
+    if (!threads)
+        return 1;
 
     parlm_tokenizer *tok = NULL;
     if ((o.encoder ? parlm_tokenizer_load_gpt2(&tok, o.encoder, o.vocab)
@@ -381,8 +564,9 @@ int main(int argc, char **argv)
                 o.data ? "" : " (install the 'fortunes' package or pass --data)");
         return 1;
     }
-    if (!shards) {
-        if (tokenize_text(data, tok, o.B * o.T, tmpdir, train_glob, val_glob, sizeof train_glob))
+    if (!shards) { /* every rank tokenizes for itself: the same tokens, no shared disk needed */
+        if (tokenize_text(data, tok, o.B * o.T * w.size, tmpdir, train_glob, val_glob,
+                          sizeof train_glob, w.rank == 0))
             return 1;
         data = train_glob;
         if (!o.val_data)
@@ -400,16 +584,18 @@ int main(int argc, char **argv)
             char path[4096];
             ckpt_path(path, sizeof path, o.ckpt_dir, steps[i]);
             if (parlm_checkpoint_load(path, &m, &ts) == PARLM_OK)
-                printf("resume: %s (step %lld)\n", path, (long long)ts.step);
+                SAY("resume: %s (step %lld)\n", path, (long long)ts.step);
             else
                 fprintf(stderr, "parlm-train: skipping %s\n", parlm_last_error());
         }
-        if (!m)
-            printf("resume: no checkpoint in %s, starting fresh\n", o.ckpt_dir);
-        else if (ts.B != o.B || ts.T != o.T || ts.grad_accum != o.grad_accum) {
+        if (!m) {
+            SAY("resume: no checkpoint in %s, starting fresh\n", o.ckpt_dir);
+        } else if (ts.B != o.B || ts.T != o.T || ts.grad_accum != o.grad_accum ||
+                   ts.world != w.size) {
             fprintf(stderr, "parlm-train: the checkpoint was trained with -b %d -t %d "
-                    "--grad-accum %d; resume with the same (got -b %d -t %d --grad-accum %d)\n",
-                    ts.B, ts.T, ts.grad_accum, o.B, o.T, o.grad_accum);
+                    "--grad-accum %d on %d process(es); resume with the same (got -b %d -t %d "
+                    "--grad-accum %d on %d)\n", ts.B, ts.T, ts.grad_accum, ts.world, o.B, o.T,
+                    o.grad_accum, w.size);
             return 2;
         }
     }
@@ -446,36 +632,66 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!ts.B) {
-        ts = (parlm_train_state){.B = o.B, .T = o.T, .grad_accum = o.grad_accum, .world = 1,
+        ts = (parlm_train_state){.B = o.B, .T = o.T, .grad_accum = o.grad_accum, .world = w.size,
                                  .seed = o.seed, .rng = o.seed ^ 0x5eed};
     }
     parlm_loader *train = NULL, *val = NULL;
-    if (parlm_loader_open(&train, data, o.B, o.T, 0, 1, cfg.vocab) != PARLM_OK ||
-        (o.val_data && parlm_loader_open(&val, o.val_data, o.B, o.T, 0, 1, cfg.vocab) != PARLM_OK) ||
+    if (parlm_loader_open(&train, data, o.B, o.T, w.rank, w.size, cfg.vocab) != PARLM_OK ||
+        (o.val_data &&
+         parlm_loader_open(&val, o.val_data, o.B, o.T, w.rank, w.size, cfg.vocab) != PARLM_OK) ||
         parlm_loader_seek(train, ts.train) != PARLM_OK ||
         parlm_gpt_setup(m, o.B, o.T, 1) != PARLM_OK ||
         (o.bf16 && parlm_gpt_set_bf16(m, 1) != PARLM_OK)) {
-        fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
+        fprintf(stderr, "parlm-train: rank %d: %s\n", w.rank, parlm_last_error());
         return 1;
     }
 
+    /* all ranks must train the same thing on the same data with the same library */
+    double lr_bits = o.lr;
+    uint64_t data_tokens = parlm_loader_num_tokens(train);
+    if (world_agree(&w, "library version", hash_bytes(PARLM_VERSION, strlen(PARLM_VERSION))) ||
+        world_agree(&w, "model config", hash_bytes(&cfg, sizeof cfg)) ||
+        world_agree(&w, "batch size (-b)", (uint64_t)o.B) ||
+        world_agree(&w, "sequence length (-t)", (uint64_t)o.T) ||
+        world_agree(&w, "gradient accumulation", (uint64_t)o.grad_accum) ||
+        world_agree(&w, "steps", (uint64_t)o.steps) ||
+        world_agree(&w, "learning rate", hash_bytes(&lr_bits, sizeof lr_bits)) ||
+        world_agree(&w, "seed", o.seed) ||
+        world_agree(&w, "data-parallel mode", hash_bytes(o.dp_mode, strlen(o.dp_mode))) ||
+        world_agree(&w, "training tokens", data_tokens) ||
+        world_agree(&w, "resumed step", (uint64_t)ts.step))
+        return 2;
+#ifdef PARLM_HAVE_MPI
+    parlm_dp_config dpc = {PARLM_DP_OVERLAP, (int64_t)o.bucket_mb << 20,
+                           o.bf16_wire ? PARLM_WIRE_BF16 : 0, o.local_steps};
+    if (parlm_dp_mode_parse(o.dp_mode, &dpc.mode) != PARLM_OK ||
+        parlm_dp_create(&w.dp, m, w.comm, &dpc) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
+        return 2;
+    }
+#endif
+
     /* the roofline: what the cores can do, measured now */
     double sec, peak = bench_peak_gflops(threads, BENCH_PEAK_ITERS / 4, &sec);
-    int64_t P = parlm_gpt_num_params(m), tokens_per_step = (int64_t)o.B * o.T * o.grad_accum;
+    peak = world_mean(&w, peak) * w.size; /* all processes together */
+    int64_t P = parlm_gpt_num_params(m);
+    int64_t tokens_per_step = (int64_t)o.B * o.T * o.grad_accum * w.size;
     double flops_per_token = 6.0 * (double)(P - (int64_t)cfg.max_seq * cfg.n_embd) +
                              6.0 * cfg.n_layer * cfg.n_embd * (double)o.T;
-    printf("model: L%d NH%d C%d, vocab %d (padded %d), context %d: %.2fM parameters%s\n",
-           cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab, cfg.vocab_pad, cfg.max_seq, P / 1e6,
-           o.bf16 ? ", bf16 matmuls" : "");
-    printf("train: %llu tokens in %zu shard(s); %lld tokens/step (B=%d T=%d accum=%d); %d steps; "
-           "%d threads, %s kernels, peak %.0f GFLOP/s\n",
-           (unsigned long long)parlm_loader_num_tokens(train), parlm_loader_num_shards(train),
-           (long long)tokens_per_step, o.B, o.T, o.grad_accum, o.steps, threads,
-           parlm_isa_name(parlm_isa_current()), peak);
+    SAY("model: L%d NH%d C%d, vocab %d (padded %d), context %d: %.2fM parameters%s\n",
+        cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab, cfg.vocab_pad, cfg.max_seq, P / 1e6,
+        o.bf16 ? ", bf16 matmuls" : "");
+    SAY("train: %llu tokens in %zu shard(s); %lld tokens/step (B=%d T=%d accum=%d x %d "
+        "process%s); %d steps\n", (unsigned long long)data_tokens, parlm_loader_num_shards(train),
+        (long long)tokens_per_step, o.B, o.T, o.grad_accum, w.size, w.size > 1 ? "es" : "",
+        o.steps);
+    SAY("compute: %d process(es) x %d threads (%s%s), %s kernels, peak %.0f GFLOP/s%s%s\n", w.size,
+        threads, placement, o.no_bind ? ", unbound" : ", bound", parlm_isa_name(parlm_isa_current()),
+        peak, w.size > 1 ? ", data-parallel " : "", w.size > 1 ? o.dp_mode : "");
 
     FILE *log = NULL;
     int csv = 0;
-    if (o.log) {
+    if (o.log && w.rank == 0) {
         size_t l = strlen(o.log);
         csv = l > 4 && !strcmp(o.log + l - 4, ".csv");
         log = fopen(o.log, ts.step ? "a" : "w");
@@ -486,41 +702,39 @@ int main(int argc, char **argv)
         if (csv && !ts.step)
             fprintf(log, "step,loss,val_loss,lr,grad_norm,tokens_per_s,ms_per_step\n");
     }
-    signal(SIGINT, on_sigint);
+    signal(SIGINT, on_sigint); /* Ctrl-C, or Slurm's --signal=INT@seconds */
+    signal(SIGTERM, on_sigint);
     int32_t *x = malloc((size_t)o.B * o.T * sizeof *x), *y = malloc((size_t)o.B * o.T * sizeof *y);
     double t_start = bench_now(), ms_sum = 0;
-    int timed = 0;
+    int timed = 0, stop = o.stop_at > 0 && o.stop_at < o.steps ? o.stop_at : o.steps;
+    int halted = 0; /* Ctrl-C seen by any rank: all stop after the same step */
     parlm_adamw_cfg opt = {0, 0.9f, 0.95f, 1e-8f, (float)o.weight_decay};
-    int stop = o.stop_at > 0 && o.stop_at < o.steps ? o.stop_at : o.steps;
-    while (ts.step < stop && !interrupted && !rc) {
+    while (ts.step < stop && !halted && !rc) {
         double t0 = bench_now(), loss = 0;
         parlm_status st = parlm_gpt_zero_grad(m);
         for (int micro = 0; micro < o.grad_accum && st == PARLM_OK; micro++) {
-            float l;
+            float l = 0;
             if ((st = parlm_loader_next(train, x, y)) == PARLM_OK &&
                 (st = parlm_gpt_forward(m, x, y, &l)) == PARLM_OK)
-                st = parlm_gpt_backward(m, 1.0f / o.grad_accum);
+                st = world_backward(&w, m, 1.0f / o.grad_accum, micro == o.grad_accum - 1);
             loss += l / o.grad_accum;
         }
         float norm = 0;
-        if (st == PARLM_OK)
-            st = parlm_gpt_grad_norm(m, &norm);
         opt.lr = (float)lr_at(&o, (int)ts.step);
-        float scale = o.grad_clip > 0 && norm > o.grad_clip ? (float)(o.grad_clip / norm) : 1.0f;
-        if (st == PARLM_OK && !isfinite(norm)) {
-            fprintf(stderr, "parlm-train: step %lld: gradient norm is %g; stopping (lower --lr?)\n",
-                    (long long)ts.step + 1, norm);
-            rc = 1;
-            break;
-        }
         if (st == PARLM_OK)
-            st = parlm_gpt_update(m, &opt, scale);
+            st = world_step(&w, m, &opt, (float)o.grad_clip, &norm);
         if (st != PARLM_OK) {
-            fprintf(stderr, "parlm-train: step %lld: %s\n", (long long)ts.step + 1,
-                    parlm_last_error());
+            if (isfinite(norm))
+                fprintf(stderr, "parlm-train: rank %d, step %lld: %s\n", w.rank,
+                        (long long)ts.step + 1, parlm_last_error());
+            else
+                fprintf(stderr, "parlm-train: step %lld: the gradient norm is %g; stopping "
+                        "(lower --lr?)\n", (long long)ts.step + 1, norm);
             rc = 1;
             break;
         }
+        loss = world_mean(&w, loss);
+        halted = world_mean(&w, interrupted) > 0;
         ts.step = parlm_gpt_step(m);
         ts.train = parlm_loader_tell(train);
         ts.tokens += (double)tokens_per_step;
@@ -529,20 +743,22 @@ int main(int argc, char **argv)
             ms_sum += ms, timed++;
         double tps = tokens_per_step / (ms / 1e3), gflops = tps * flops_per_token / 1e9;
         float vl = NAN;
-        if (val && o.val_every && (ts.step % o.val_every == 0 || ts.step == o.steps) &&
-            val_loss(m, val, o.val_steps, x, y, &vl) != PARLM_OK) {
-            fprintf(stderr, "parlm-train: validation: %s\n", parlm_last_error());
-            rc = 1;
+        if (val && o.val_every && (ts.step % o.val_every == 0 || ts.step == o.steps)) {
+            if (val_loss(m, val, o.val_steps, x, y, &vl) != PARLM_OK) {
+                fprintf(stderr, "parlm-train: validation: %s\n", parlm_last_error());
+                rc = 1;
+            }
+            vl = (float)world_mean(&w, vl);
         }
         if (!o.quiet || !isnan(vl)) {
             double eta = timed ? (o.steps - ts.step) * ms_sum / timed / 1e3 : 0;
-            printf("step %5lld/%d | loss %.4f | lr %.2e | norm %.2f | %.0f tok/s | "
-                   "%.1f GFLOP/s %.1f%% MFU | %.0f ms | ETA %dm%02ds",
-                   (long long)ts.step, o.steps, loss, opt.lr, norm, tps, gflops,
-                   100 * gflops / peak, ms, (int)eta / 60, (int)eta % 60);
+            SAY("step %5lld/%d | loss %.4f | lr %.2e | norm %.2f | %.0f tok/s | "
+                "%.1f GFLOP/s %.1f%% MFU | %.0f ms | ETA %dm%02ds",
+                (long long)ts.step, o.steps, loss, opt.lr, norm, tps, gflops,
+                100 * gflops / peak, ms, (int)eta / 60, (int)eta % 60);
             if (!isnan(vl))
-                printf(" | val %.4f", vl);
-            printf("\n");
+                SAY(" | val %.4f", vl);
+            SAY("\n");
             fflush(stdout);
         }
         if (log) {
@@ -560,33 +776,33 @@ int main(int argc, char **argv)
                         (long long)ts.step, loss, v, opt.lr, norm, tps, ms);
             fflush(log);
         }
-        if (o.sample_every && ts.step % o.sample_every == 0)
+        if (w.rank == 0 && o.sample_every && ts.step % o.sample_every == 0)
             print_sample(m, tok, o.sample_len, &ts.rng);
-        if (o.ckpt_dir && o.ckpt_every && ts.step % o.ckpt_every == 0 && save_ckpt(&o, m, &ts))
-            rc = 1;
+        if (o.ckpt_dir && o.ckpt_every && ts.step % o.ckpt_every == 0)
+            rc = save_ckpt_all(&w, &o, m, &ts);
     }
-    if (interrupted)
-        printf("\ninterrupted at step %lld\n", (long long)ts.step);
-    if (o.ckpt_dir && !rc && (interrupted || !o.ckpt_every || ts.step % o.ckpt_every))
-        rc = save_ckpt(&o, m, &ts);
+    if (halted)
+        SAY("\ninterrupted at step %lld\n", (long long)ts.step);
+    if (o.ckpt_dir && !rc && (halted || !o.ckpt_every || ts.step % o.ckpt_every))
+        rc = save_ckpt_all(&w, &o, m, &ts);
     double total = bench_now() - t_start;
     if (timed)
-        printf("done: %lld steps in %.1f s, %.1f ms/step, %.0f tokens/s, %.1f%% MFU\n",
-               (long long)ts.step, total, ms_sum / timed,
-               tokens_per_step / (ms_sum / timed / 1e3),
-               100 * tokens_per_step / (ms_sum / timed / 1e3) * flops_per_token / 1e9 / peak);
+        SAY("done: %lld steps in %.1f s, %.1f ms/step, %.0f tokens/s, %.1f%% MFU\n",
+            (long long)ts.step, total, ms_sum / timed, tokens_per_step / (ms_sum / timed / 1e3),
+            100 * tokens_per_step / (ms_sum / timed / 1e3) * flops_per_token / 1e9 / peak);
     if (log)
         fclose(log);
     free(x);
     free(y);
     parlm_loader_free(train);
     parlm_loader_free(val);
-    parlm_gpt_free(m);
     parlm_tokenizer_free(tok);
+    world_end(&w);
+    parlm_gpt_free(m);
     if (tmpdir[0]) {
         unlink(train_glob);
         unlink(val_glob);
         rmdir(tmpdir);
     }
-    return rc ? rc : interrupted ? 130 : 0;
+    return rc ? rc : halted ? 130 : 0;
 }

@@ -54,4 +54,10 @@ int bench_gemm(bench_ctx *ctx);   /* parlm f32/bf16 vs OpenBLAS vs naive; square
 int bench_gemv(bench_ctx *ctx);   /* decode GEMVs vs STREAM bandwidth */
 int bench_train(bench_ctx *ctx);  /* a GPT-2 124M training step: ms, MFU (f32, bf16) */
 int bench_generate(bench_ctx *ctx); /* prefill tokens/s, decode tokens/s vs bandwidth bound */
+/* all-reduce bus bandwidth: parlm ring / shm / rd vs MPI_Allreduce; run under mpirun.
+ * bench_mpi_init initializes MPI and returns the world rank (-1 on error); ranks other
+ * than 0 then write stdout to /dev/null, so tables and JSON come from rank 0 alone. */
+int bench_allreduce(bench_ctx *ctx);
+int bench_mpi_init(int *argc, char ***argv);
+void bench_mpi_finalize(void);
 #endif

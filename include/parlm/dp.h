@@ -1,0 +1,85 @@
+/* parlm/dp.h — data-parallel training of a parlm_gpt over a parlm_comm (parlm/dist.h).
+ * Every rank holds the whole model and trains on its own part of each batch; gradients
+ * are averaged so that N ranks x batch B step exactly like 1 rank x batch N*B (up to
+ * the order of float sums). Modes:
+ *   PARLM_DP_SYNC     all-reduce the gradients after backward (bucketed, blocking).
+ *   PARLM_DP_OVERLAP  buckets (default 25 MB, last layers first) start their all-reduce
+ *                     as soon as backward has finished them, progressing while backward
+ *                     computes the earlier layers; the step waits for the rest.
+ *   PARLM_DP_ZERO1    reduce-scatter the gradients; each rank runs AdamW on its 1/N
+ *                     block with its 1/N of the optimizer state; all-gather parameters.
+ *   PARLM_DP_LOCAL    local SGD: ranks step on their own gradients; every H-th step the
+ *                     replicas are averaged (parameters and AdamW moments) and take one
+ *                     synchronous step with averaged gradients. H = 1 is PARLM_DP_SYNC;
+ *                     larger H trades gradient noise and replica drift (the loss per
+ *                     step is worse) for 1/H of the communication.
+ * No communication happens on gradient-accumulation micro-steps. */
+#ifndef PARLM_DP_H
+#define PARLM_DP_H
+#include <stdint.h>
+
+#include "dist.h"
+#include "model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum parlm_dp_mode {
+    PARLM_DP_SYNC = 0,
+    PARLM_DP_OVERLAP = 1,
+    PARLM_DP_ZERO1 = 2,
+    PARLM_DP_LOCAL = 3,
+} parlm_dp_mode;
+
+typedef struct parlm_dp_config {
+    parlm_dp_mode mode;
+    int64_t bucket_bytes; /* gradient bucket size (0: 25 MB) */
+    unsigned flags;       /* parlm/dist.h algorithm | PARLM_WIRE_BF16 */
+    int local_steps;      /* H for PARLM_DP_LOCAL (>= 1) */
+} parlm_dp_config;
+
+/* Time split of the last step, seconds (for benchmarks and logs). */
+typedef struct parlm_dp_stats {
+    double backward;   /* inside parlm_gpt_backward of the last micro-step */
+    double comm_wait;  /* waiting for communication after backward (exposed) */
+    double optimizer;  /* norm, clipping, AdamW, ZeRO-1 all-gather */
+    double comm_total; /* from the first bucket's start to the last one's end */
+} parlm_dp_stats;
+
+typedef struct parlm_dp parlm_dp;
+
+PARLM_API const char *parlm_dp_mode_name(parlm_dp_mode mode);
+/* "sync", "overlap", "zero1", "local" */
+PARLM_API parlm_status parlm_dp_mode_parse(const char *name, parlm_dp_mode *out);
+
+/* Collective. Makes rank 0's parameters (and step) everyone's, and in ZeRO-1 mode
+ * allocates this rank's block of the AdamW state (taking its slice of the model's state
+ * if the model has one, e.g. after loading a checkpoint). */
+PARLM_API parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
+                                       const parlm_dp_config *cfg);
+PARLM_API void parlm_dp_free(parlm_dp *dp);
+
+/* Runs parlm_gpt_backward for one micro-step; last = 1 on the step's last micro-batch
+ * (overlap mode starts bucket all-reduces during it). */
+PARLM_API parlm_status parlm_dp_backward(parlm_dp *dp, float loss_scale, int last);
+
+/* Finishes the gradient exchange and takes one optimizer step (clipping the global
+ * gradient norm to grad_clip when > 0). *grad_norm (may be NULL) = global norm before
+ * clipping, identical on every rank. */
+PARLM_API parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_clip,
+                                     float *grad_norm);
+
+/* *x = mean of x over the ranks (losses for logging). */
+PARLM_API parlm_status parlm_dp_mean(parlm_dp *dp, double *x);
+
+/* ZeRO-1: gathers the optimizer blocks into the model's full AdamW state (on every rank)
+ * so a checkpoint can be written; other modes: nothing to do. Collective. */
+PARLM_API parlm_status parlm_dp_gather_state(parlm_dp *dp);
+
+PARLM_API parlm_dp_stats parlm_dp_get_stats(const parlm_dp *dp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

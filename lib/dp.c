@@ -1,0 +1,320 @@
+/* lib/dp.c — data-parallel training over parlm_comm (see parlm/dp.h).
+ * Gradient buckets are laid over the flat gradient buffer from its end: the model's
+ * layers are contiguous and backward finishes them last-to-first, so when backward
+ * reports "gradients from offset X on are final", every bucket starting at or after X
+ * can start its all-reduce. The same report, issued after every backward op, is where
+ * the outstanding requests are progressed (parlm/dist.h progresses from the caller). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "parlm/dp.h"
+#include "parlm/nn.h"
+#include "parlm/tensor.h"
+
+#define DEFAULT_BUCKET_BYTES (25 << 20)
+
+struct parlm_dp {
+    parlm_gpt *m;
+    parlm_comm *comm;
+    parlm_dp_config cfg;
+    int rank, size;
+    int64_t P;
+    int nb, next;           /* buckets (nb), index of the next one to start */
+    int64_t *bstart, *bend; /* bucket i covers [bstart[i], bend[i]); i = 0 is the last */
+    parlm_request **req;
+    int armed;              /* overlap: this backward's buckets may start */
+    parlm_status hook_error;
+    int64_t blk_off, blk_n; /* ZeRO-1: this rank's block and its AdamW state */
+    float *zm, *zv;
+    int local_count, drift; /* local SGD: steps taken, replicas differ */
+    double t_comm_start;
+    parlm_dp_stats stats;
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+const char *parlm_dp_mode_name(parlm_dp_mode mode)
+{
+    static const char *const names[] = {"sync", "overlap", "zero1", "local"};
+    return (unsigned)mode < 4 ? names[mode] : "?";
+}
+
+parlm_status parlm_dp_mode_parse(const char *name, parlm_dp_mode *out)
+{
+    if (!name || !out)
+        return parlm_error(PARLM_EINVAL, "parlm_dp_mode_parse: null argument");
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, parlm_dp_mode_name((parlm_dp_mode)i))) {
+            *out = (parlm_dp_mode)i;
+            return PARLM_OK;
+        }
+    return parlm_error(PARLM_EINVAL, "unknown data-parallel mode '%s' (sync, overlap, zero1, local)",
+                       name);
+}
+
+void parlm_dp_free(parlm_dp *dp)
+{
+    if (!dp)
+        return;
+    for (int i = 0; i < dp->nb; i++)
+        if (dp->req && dp->req[i])
+            parlm_allreduce_wait(&dp->req[i]);
+    parlm_gpt_set_grad_hook(dp->m, NULL, NULL);
+    free(dp->bstart);
+    free(dp->bend);
+    free(dp->req);
+    parlm_free(dp->zm);
+    parlm_free(dp->zv);
+    free(dp);
+}
+
+static void on_grads_ready(int64_t from, void *arg)
+{
+    parlm_dp *dp = arg;
+    if (!dp->armed || dp->hook_error != PARLM_OK)
+        return;
+    float *g = parlm_gpt_grads(dp->m);
+    while (dp->next < dp->nb && dp->bstart[dp->next] >= from) {
+        int i = dp->next++;
+        if (i == 0)
+            dp->t_comm_start = now();
+        parlm_status st = parlm_allreduce_start(dp->comm, g + dp->bstart[i],
+                                                dp->bend[i] - dp->bstart[i], PARLM_REDUCE_AVG,
+                                                dp->cfg.flags, &dp->req[i]);
+        if (st != PARLM_OK) {
+            dp->hook_error = st;
+            return;
+        }
+    }
+    if (dp->next > 0) {
+        parlm_status st = parlm_comm_progress(dp->comm);
+        if (st != PARLM_OK)
+            dp->hook_error = st;
+    }
+}
+
+parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
+                             const parlm_dp_config *cfg)
+{
+    if (!out || !m || !comm || !cfg)
+        return parlm_error(PARLM_EINVAL, "parlm_dp_create: null argument");
+    *out = NULL;
+    if ((unsigned)cfg->mode > PARLM_DP_LOCAL || cfg->bucket_bytes < 0 ||
+        (cfg->mode == PARLM_DP_LOCAL && cfg->local_steps < 1))
+        return parlm_error(PARLM_EINVAL, "parlm_dp_create: bad mode, bucket size or local steps");
+    parlm_dp *dp = calloc(1, sizeof *dp);
+    if (!dp)
+        return parlm_error(PARLM_ENOMEM, "parlm_dp_create: out of memory");
+    dp->m = m, dp->comm = comm, dp->cfg = *cfg;
+    dp->rank = parlm_comm_rank(comm), dp->size = parlm_comm_size(comm);
+    dp->P = parlm_gpt_num_params(m);
+    int64_t bucket = (cfg->bucket_bytes ? cfg->bucket_bytes : DEFAULT_BUCKET_BYTES) / 4;
+    if (bucket < 1024)
+        bucket = 1024;
+    dp->nb = (int)((dp->P + bucket - 1) / bucket);
+    dp->bstart = calloc((size_t)dp->nb, sizeof *dp->bstart);
+    dp->bend = calloc((size_t)dp->nb, sizeof *dp->bend);
+    dp->req = calloc((size_t)dp->nb, sizeof *dp->req);
+    parlm_status st = PARLM_OK;
+    if (!dp->bstart || !dp->bend || !dp->req)
+        st = parlm_error(PARLM_ENOMEM, "parlm_dp_create: out of memory");
+    for (int i = 0; st == PARLM_OK && i < dp->nb; i++) {
+        dp->bend[i] = dp->P - i * bucket;
+        dp->bstart[i] = dp->bend[i] - bucket > 0 ? dp->bend[i] - bucket : 0;
+    }
+    /* everyone starts from rank 0's replica */
+    if (st == PARLM_OK)
+        st = parlm_comm_bcast(comm, parlm_gpt_params(m), (size_t)dp->P * 4, 0);
+    int64_t step = parlm_gpt_step(m);
+    if (st == PARLM_OK && (st = parlm_comm_bcast(comm, &step, sizeof step, 0)) == PARLM_OK)
+        st = parlm_gpt_set_step(m, step);
+    if (st == PARLM_OK && cfg->mode == PARLM_DP_ZERO1) {
+        parlm_block_range(dp->P, dp->size, dp->rank, &dp->blk_off, &dp->blk_n);
+        dp->zm = parlm_alloc((size_t)dp->blk_n, 4);
+        dp->zv = parlm_alloc((size_t)dp->blk_n, 4);
+        if (!dp->zm || !dp->zv) {
+            st = parlm_error(PARLM_ENOMEM, "ZeRO-1: optimizer block of %lld floats",
+                             (long long)dp->blk_n);
+        } else if (parlm_gpt_adam_m(m)) { /* resuming: take this rank's slice */
+            memcpy(dp->zm, parlm_gpt_adam_m(m) + dp->blk_off, (size_t)dp->blk_n * 4);
+            memcpy(dp->zv, parlm_gpt_adam_v(m) + dp->blk_off, (size_t)dp->blk_n * 4);
+        } else {
+            memset(dp->zm, 0, (size_t)dp->blk_n * 4);
+            memset(dp->zv, 0, (size_t)dp->blk_n * 4);
+        }
+    }
+    if (st == PARLM_OK && cfg->mode == PARLM_DP_OVERLAP)
+        st = parlm_gpt_set_grad_hook(m, on_grads_ready, dp);
+    if (st != PARLM_OK) {
+        parlm_dp_free(dp);
+        return st;
+    }
+    *out = dp;
+    return PARLM_OK;
+}
+
+parlm_status parlm_dp_backward(parlm_dp *dp, float loss_scale, int last)
+{
+    if (!dp)
+        return parlm_error(PARLM_EINVAL, "parlm_dp_backward: null argument");
+    dp->armed = last && dp->cfg.mode == PARLM_DP_OVERLAP && dp->size > 1;
+    dp->next = 0;
+    dp->hook_error = PARLM_OK;
+    double t0 = now();
+    parlm_status st = parlm_gpt_backward(dp->m, loss_scale);
+    if (last)
+        dp->stats.backward = now() - t0;
+    if (st == PARLM_OK)
+        st = dp->hook_error;
+    return st;
+}
+
+/* all-reduce (average) of a whole buffer, bucket by bucket */
+static parlm_status average(parlm_dp *dp, float *buf)
+{
+    for (int i = 0; i < dp->nb; i++) {
+        parlm_status st = parlm_allreduce(dp->comm, buf + dp->bstart[i],
+                                          dp->bend[i] - dp->bstart[i], PARLM_REDUCE_AVG,
+                                          dp->cfg.flags);
+        if (st != PARLM_OK)
+            return st;
+    }
+    return PARLM_OK;
+}
+
+static parlm_status exchange_grads(parlm_dp *dp)
+{
+    parlm_status st = PARLM_OK;
+    double t0 = now();
+    if (dp->cfg.mode == PARLM_DP_OVERLAP && dp->armed) {
+        for (int i = 0; i < dp->nb && st == PARLM_OK; i++)
+            if (dp->req[i])
+                st = parlm_allreduce_wait(&dp->req[i]);
+        if (st == PARLM_OK && dp->next != dp->nb)
+            st = parlm_error(PARLM_EINVAL, "data-parallel: backward finished %d of %d gradient "
+                             "buckets", dp->next, dp->nb);
+        dp->armed = 0;
+    } else {
+        dp->t_comm_start = t0;
+        st = average(dp, parlm_gpt_grads(dp->m));
+    }
+    double t1 = now();
+    dp->stats.comm_wait = t1 - t0;
+    dp->stats.comm_total = t1 - dp->t_comm_start;
+    return st;
+}
+
+parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_clip,
+                           float *grad_norm)
+{
+    if (!dp || !cfg)
+        return parlm_error(PARLM_EINVAL, "parlm_dp_step: null argument");
+    parlm_gpt *m = dp->m;
+    parlm_status st = PARLM_OK;
+    float norm = 0;
+    if (dp->size == 1) { /* nothing to exchange */
+        dp->stats.comm_wait = dp->stats.comm_total = 0;
+    } else if (dp->cfg.mode == PARLM_DP_ZERO1) {
+        double t0 = now();
+        st = parlm_reduce_scatter(dp->comm, parlm_gpt_grads(m), dp->P, PARLM_REDUCE_AVG,
+                                  dp->cfg.flags);
+        dp->stats.comm_wait = dp->stats.comm_total = now() - t0;
+    } else if (dp->cfg.mode == PARLM_DP_LOCAL) {
+        dp->local_count++;
+        if (dp->local_count % dp->cfg.local_steps == 0) {
+            /* a synchronous step from averaged replicas; after a synchronous step they are
+             * identical, and averaging them again could only add rounding */
+            if (dp->drift) {
+                st = average(dp, parlm_gpt_params(m));
+                if (st == PARLM_OK && parlm_gpt_adam_m(m))
+                    st = average(dp, parlm_gpt_adam_m(m));
+                if (st == PARLM_OK && parlm_gpt_adam_v(m))
+                    st = average(dp, parlm_gpt_adam_v(m));
+            }
+            dp->drift = 0;
+            if (st == PARLM_OK)
+                st = exchange_grads(dp);
+        } else {
+            dp->drift = 1;
+            dp->stats.comm_wait = dp->stats.comm_total = 0;
+        }
+    } else {
+        st = exchange_grads(dp);
+    }
+    if (st != PARLM_OK)
+        return st;
+    double t0 = now();
+    if (dp->cfg.mode == PARLM_DP_ZERO1 && dp->size > 1) {
+        /* global norm from the blocks; one float all-reduce, identical on every rank */
+        double ss = 0;
+        if (dp->blk_n)
+            st = parlm_sumsq(parlm_gpt_grads(m) + dp->blk_off, dp->blk_n, &ss);
+        float ssf = (float)ss;
+        if (st == PARLM_OK)
+            st = parlm_allreduce(dp->comm, &ssf, 1, PARLM_REDUCE_SUM, PARLM_ALGO_AUTO);
+        if (st != PARLM_OK)
+            return st;
+        norm = sqrtf(ssf);
+    } else if ((st = parlm_gpt_grad_norm(m, &norm)) != PARLM_OK) {
+        return st;
+    }
+    if (!isfinite(norm))
+        return parlm_error(PARLM_EINVAL, "data-parallel step: the gradient norm is %g", norm);
+    float scale = grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0f;
+    if (dp->cfg.mode == PARLM_DP_ZERO1 && dp->size > 1) {
+        int64_t t = parlm_gpt_step(m) + 1;
+        if (dp->blk_n)
+            st = parlm_gpt_update_range(m, cfg, scale, t, dp->blk_off, dp->blk_n, dp->zm, dp->zv);
+        if (st == PARLM_OK)
+            st = parlm_all_gather(dp->comm, parlm_gpt_params(m), dp->P, dp->cfg.flags & ~PARLM_WIRE_BF16);
+        if (st == PARLM_OK)
+            st = parlm_gpt_set_step(m, t);
+    } else {
+        st = parlm_gpt_update(m, cfg, scale);
+    }
+    dp->stats.optimizer = now() - t0;
+    if (grad_norm)
+        *grad_norm = norm;
+    return st;
+}
+
+parlm_status parlm_dp_mean(parlm_dp *dp, double *x)
+{
+    if (!dp || !x)
+        return parlm_error(PARLM_EINVAL, "parlm_dp_mean: null argument");
+    if (dp->size == 1)
+        return PARLM_OK;
+    float f = (float)*x;
+    parlm_status st = parlm_allreduce(dp->comm, &f, 1, PARLM_REDUCE_AVG, PARLM_ALGO_AUTO);
+    *x = f;
+    return st;
+}
+
+parlm_status parlm_dp_gather_state(parlm_dp *dp)
+{
+    if (!dp)
+        return parlm_error(PARLM_EINVAL, "parlm_dp_gather_state: null argument");
+    if (dp->cfg.mode != PARLM_DP_ZERO1 || dp->size == 1)
+        return PARLM_OK;
+    parlm_status st = parlm_gpt_init_optimizer(dp->m);
+    float *bufs[2][2] = {{parlm_gpt_adam_m(dp->m), dp->zm}, {parlm_gpt_adam_v(dp->m), dp->zv}};
+    for (int i = 0; i < 2 && st == PARLM_OK; i++) {
+        memcpy(bufs[i][0] + dp->blk_off, bufs[i][1], (size_t)dp->blk_n * 4);
+        st = parlm_all_gather(dp->comm, bufs[i][0], dp->P, PARLM_ALGO_AUTO);
+    }
+    return st;
+}
+
+parlm_dp_stats parlm_dp_get_stats(const parlm_dp *dp)
+{
+    parlm_dp_stats z = {0, 0, 0, 0};
+    return dp ? dp->stats : z;
+}

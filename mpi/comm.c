@@ -1,0 +1,407 @@
+/* mpi/comm.c — MPI start-up helpers and the parlm_comm: a private duplicate of the
+ * caller's communicator, split into nodes (ranks sharing memory) and node leaders,
+ * with the scratch every collective needs allocated once, here. Creation ends with an
+ * all-rank vote, so a failure on one rank fails creation on all (no rank is left
+ * waiting in a collective the others abandoned). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/error.h"
+#include "comm.h"
+
+parlm_status dist_mpi_error(int err, const char *what)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(err, msg, &len) != MPI_SUCCESS)
+        snprintf(msg, sizeof msg, "MPI error code %d", err);
+    return parlm_error(PARLM_ESYSTEM, "%s failed: %s", what, msg);
+}
+
+/* ---- start-up ------------------------------------------------------------------- */
+
+static int thread_level_to_parlm(int mpi_level)
+{
+    if (mpi_level == MPI_THREAD_MULTIPLE)
+        return PARLM_THREAD_MULTIPLE;
+    if (mpi_level == MPI_THREAD_SERIALIZED)
+        return PARLM_THREAD_SERIALIZED;
+    if (mpi_level == MPI_THREAD_FUNNELED)
+        return PARLM_THREAD_FUNNELED;
+    return PARLM_THREAD_SINGLE;
+}
+
+const char *parlm_thread_level_name(int level)
+{
+    switch (level) {
+    case PARLM_THREAD_SINGLE: return "single";
+    case PARLM_THREAD_FUNNELED: return "funneled";
+    case PARLM_THREAD_SERIALIZED: return "serialized";
+    case PARLM_THREAD_MULTIPLE: return "multiple";
+    }
+    return "?";
+}
+
+parlm_status parlm_dist_init(int *argc, char ***argv, int *provided)
+{
+    int inited = 0, finalized = 0, level = MPI_THREAD_SINGLE;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (finalized)
+        return parlm_error(PARLM_EINVAL, "parlm_dist_init: MPI was already finalized");
+    int err = inited ? MPI_Query_thread(&level)
+                     : MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &level);
+    if (err != MPI_SUCCESS)
+        return dist_mpi_error(err, inited ? "MPI_Query_thread" : "MPI_Init_thread");
+    if (provided)
+        *provided = thread_level_to_parlm(level);
+    return PARLM_OK;
+}
+
+parlm_status parlm_dist_finalize(void)
+{
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (!inited || finalized)
+        return PARLM_OK;
+    int err = MPI_Finalize();
+    return err == MPI_SUCCESS ? PARLM_OK : dist_mpi_error(err, "MPI_Finalize");
+}
+
+/* ---- names and blocks --------------------------------------------------------------- */
+
+static const char *const algo_names[] = {"auto", "ring", "shm", "rd", "mpi"};
+
+const char *parlm_algo_name(unsigned algo)
+{
+    return algo < sizeof algo_names / sizeof algo_names[0] ? algo_names[algo] : "?";
+}
+
+int dist_parse_algo(const char *s)
+{
+    for (int a = 0; a < (int)(sizeof algo_names / sizeof algo_names[0]); a++)
+        if (!strcmp(s, algo_names[a]))
+            return a;
+    return -1;
+}
+
+void parlm_block_range(int64_t n, int p, int r, int64_t *start, int64_t *count)
+{
+    /* floor(r*n/p) without forming r*n (which could overflow for huge n) */
+    int64_t q = n / p, m = n % p;
+    int64_t lo = q * r + m * r / p, hi = q * (r + 1) + m * (r + 1) / p;
+    *start = lo;
+    *count = hi - lo;
+}
+
+/* ---- creation ------------------------------------------------------------------- */
+
+static void comm_release(parlm_comm *c, int mpi_alive)
+{
+    if (mpi_alive) {
+        dist_shm_teardown(c);
+        if (c->leaders != MPI_COMM_NULL)
+            MPI_Comm_free(&c->leaders);
+        if (c->local != MPI_COMM_NULL)
+            MPI_Comm_free(&c->local);
+        if (c->comm != MPI_COMM_NULL)
+            MPI_Comm_free(&c->comm);
+    }
+    free(c->slot);
+    free(c->flag);
+    free(c->shm_src);
+    free(c->ring_tmp);
+    free(c->ring_sbf);
+    free(c->ring_rbf);
+    free(c->rd_tmp);
+    free(c->rd_bf);
+    free(c->counts);
+    free(c->displs);
+    free(c->agree);
+    for (int i = 0; i < c->n_owned; i++)
+        free(c->owned[i]);
+    free(c->owned);
+    free(c);
+}
+
+/* Optional tuning knob: a positive element count from the environment, else dflt. */
+static parlm_status env_count(const char *name, int64_t dflt, int64_t *out)
+{
+    const char *s = getenv(name);
+    *out = dflt;
+    if (!s || !*s)
+        return PARLM_OK;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*end || v < 256 || v > (1LL << 26))
+        return parlm_error(PARLM_EINVAL, "%s wants a chunk of 256 .. 2^26 floats, got '%s'",
+                           name, s);
+    *out = v;
+    return PARLM_OK;
+}
+
+static parlm_status read_env(parlm_comm *c)
+{
+    const char *s = getenv("PARLM_ALLREDUCE");
+    c->env_algo = PARLM_ALGO_AUTO;
+    if (s && *s) {
+        int a = dist_parse_algo(s);
+        if (a < 0)
+            return parlm_error(PARLM_EINVAL,
+                               "PARLM_ALLREDUCE='%s': expected auto, ring, shm, rd or mpi", s);
+        c->env_algo = (unsigned)a;
+    }
+    parlm_status st = env_count("PARLM_RING_CHUNK", DIST_RING_CHUNK_DEFAULT, &c->ring_chunk);
+    if (st == PARLM_OK)
+        st = env_count("PARLM_SHM_CHUNK", DIST_SHM_CHUNK_DEFAULT, &c->shm_chunk);
+    c->shm_nbuf = DIST_SHM_NBUF_DEFAULT;
+    const char *nb = getenv("PARLM_SHM_NBUF");
+    if (st == PARLM_OK && nb && *nb) {
+        char *end;
+        long v = strtol(nb, &end, 10);
+        if (*end || v < 2 || v > 64)
+            return parlm_error(PARLM_EINVAL, "PARLM_SHM_NBUF wants 2 .. 64, got '%s'", nb);
+        c->shm_nbuf = v;
+    }
+    return st;
+}
+
+/* Node split, leaders and layout. Collective over c->comm. */
+static parlm_status split_nodes(parlm_comm *c, int ranks_per_node)
+{
+    int err = ranks_per_node > 0
+                  ? MPI_Comm_split(c->comm, c->rank / ranks_per_node, c->rank, &c->local)
+                  : MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL,
+                                        &c->local);
+    if (err != MPI_SUCCESS)
+        return dist_mpi_error(err, "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)");
+    MPI_Comm_set_errhandler(c->local, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(c->local, &c->local_rank);
+    MPI_Comm_size(c->local, &c->local_size);
+    err = MPI_Comm_split(c->comm, c->local_rank == 0 ? 0 : MPI_UNDEFINED, c->rank, &c->leaders);
+    if (err != MPI_SUCCESS)
+        return dist_mpi_error(err, "MPI_Comm_split(leaders)");
+    int layout[2] = {0, 0}; /* node index, node count: known to leaders, told to the node */
+    if (c->leaders != MPI_COMM_NULL) {
+        MPI_Comm_set_errhandler(c->leaders, MPI_ERRORS_RETURN);
+        MPI_Comm_rank(c->leaders, &layout[0]);
+        MPI_Comm_size(c->leaders, &layout[1]);
+    }
+    err = MPI_Bcast(layout, 2, MPI_INT, 0, c->local);
+    if (err != MPI_SUCCESS)
+        return dist_mpi_error(err, "MPI_Bcast(node layout)");
+    c->node = layout[0];
+    c->nodes = layout[1];
+    /* oversubscription is about the real node, even when nodes are faked */
+    int node_ranks = c->local_size;
+    if (ranks_per_node > 0) {
+        MPI_Comm real;
+        err = MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &real);
+        if (err != MPI_SUCCESS)
+            return dist_mpi_error(err, "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)");
+        MPI_Comm_size(real, &node_ranks);
+        MPI_Comm_free(&real);
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    c->oversubscribed = cpus > 0 && node_ranks > cpus;
+    return PARLM_OK;
+}
+
+static parlm_status alloc_scratch(parlm_comm *c)
+{
+    size_t ch = (size_t)c->ring_chunk * DIST_RING_DEPTH;
+    c->ring_tmp = malloc(ch * sizeof(float));
+    c->ring_sbf = malloc(ch * sizeof(uint16_t));
+    c->ring_rbf = malloc(ch * sizeof(uint16_t));
+    c->counts = malloc((size_t)c->size * sizeof(int));
+    c->displs = malloc((size_t)c->size * sizeof(int));
+    c->agree = malloc((size_t)c->size * sizeof(uint64_t));
+    c->slot = calloc((size_t)c->local_size, sizeof *c->slot);
+    c->flag = calloc((size_t)c->local_size, sizeof *c->flag);
+    c->shm_src = calloc((size_t)c->local_size, sizeof *c->shm_src);
+    if (!c->ring_tmp || !c->ring_sbf || !c->ring_rbf || !c->counts || !c->displs || !c->agree ||
+        !c->slot || !c->flag || !c->shm_src)
+        return parlm_error(PARLM_ENOMEM, "parlm_comm: cannot allocate collective scratch");
+    return PARLM_OK;
+}
+
+/* Collective: st from every rank -> the first failure, on every rank (the failing rank
+ * keeps its own message; the others name it). */
+static parlm_status vote(parlm_comm *c, parlm_status st)
+{
+    char why[256];
+    snprintf(why, sizeof why, "%s", st == PARLM_OK ? "" : parlm_last_error());
+    int mine = st == PARLM_OK ? c->size : c->rank, first_bad = c->size;
+    int err = MPI_Allreduce(&mine, &first_bad, 1, MPI_INT, MPI_MIN, c->comm);
+    if (err != MPI_SUCCESS)
+        return dist_mpi_error(err, "MPI_Allreduce(creation vote)");
+    if (st != PARLM_OK)
+        return parlm_error(st, "%s", why);
+    if (first_bad < c->size)
+        return parlm_error(PARLM_ESYSTEM, "parlm_comm: creation failed on rank %d", first_bad);
+    return PARLM_OK;
+}
+
+parlm_status dist_comm_create(parlm_comm **out, MPI_Comm base, int ranks_per_node)
+{
+    if (!out)
+        return parlm_error(PARLM_EINVAL, "parlm_comm: out is NULL");
+    *out = NULL;
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (!inited || finalized)
+        return parlm_error(PARLM_EINVAL, "parlm_comm: MPI is %s (call parlm_dist_init first)",
+                           finalized ? "finalized" : "not initialized");
+    if (base == MPI_COMM_NULL)
+        return parlm_error(PARLM_EINVAL, "parlm_comm: the MPI communicator is MPI_COMM_NULL");
+    parlm_comm *c = calloc(1, sizeof *c);
+    if (!c)
+        return parlm_error(PARLM_ENOMEM, "parlm_comm: out of memory");
+    c->comm = c->local = c->leaders = MPI_COMM_NULL;
+    c->win = MPI_WIN_NULL;
+    /* a bad environment is the same on every rank: fail before any communication */
+    parlm_status st = read_env(c);
+    if (st != PARLM_OK) {
+        comm_release(c, 0);
+        return st;
+    }
+    int err = MPI_Comm_dup(base, &c->comm);
+    if (err != MPI_SUCCESS) {
+        c->comm = MPI_COMM_NULL;
+        comm_release(c, 1);
+        return dist_mpi_error(err, "MPI_Comm_dup");
+    }
+    MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(c->comm, &c->rank);
+    MPI_Comm_size(c->comm, &c->size);
+    st = split_nodes(c, ranks_per_node);
+    if (st != PARLM_OK) { /* MPI failed in a collective: every rank sees it */
+        comm_release(c, 1);
+        return st;
+    }
+    /* each rank may fail locally (memory): vote before the next collective step */
+    st = vote(c, alloc_scratch(c));
+    if (st == PARLM_OK && c->local_size > 1)
+        st = vote(c, dist_shm_setup(c));
+    if (st == PARLM_OK && c->local_size > 1) {
+        /* every rank must pick the same algorithms: use the window only if all can */
+        int have = c->have_win;
+        int err2 = MPI_Allreduce(&have, &c->have_win, 1, MPI_INT, MPI_MIN, c->comm);
+        if (err2 != MPI_SUCCESS)
+            st = dist_mpi_error(err2, "MPI_Allreduce(shared-memory vote)");
+    }
+    if (st != PARLM_OK) {
+        comm_release(c, 1);
+        return st;
+    }
+    *out = c;
+    return PARLM_OK;
+}
+
+parlm_status parlm_comm_world(parlm_comm **out) { return dist_comm_create(out, MPI_COMM_WORLD, 0); }
+
+parlm_status parlm_comm_from_mpi(parlm_comm **out, const void *mpi_comm_ptr)
+{
+    if (out)
+        *out = NULL;
+    if (!mpi_comm_ptr)
+        return parlm_error(PARLM_EINVAL, "parlm_comm_from_mpi: mpi_comm_ptr is NULL");
+    return dist_comm_create(out, *(const MPI_Comm *)mpi_comm_ptr, 0);
+}
+
+parlm_status parlm_comm_free(parlm_comm *c)
+{
+    if (!c)
+        return PARLM_OK;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    parlm_status st = finalized ? PARLM_OK : dist_drain(c);
+    comm_release(c, !finalized);
+    return st;
+}
+
+/* ---- layout ------------------------------------------------------------------------ */
+
+int parlm_comm_rank(const parlm_comm *c) { return c ? c->rank : -1; }
+int parlm_comm_size(const parlm_comm *c) { return c ? c->size : -1; }
+int parlm_comm_local_rank(const parlm_comm *c) { return c ? c->local_rank : -1; }
+int parlm_comm_local_size(const parlm_comm *c) { return c ? c->local_size : -1; }
+int parlm_comm_node(const parlm_comm *c) { return c ? c->node : -1; }
+int parlm_comm_nodes(const parlm_comm *c) { return c ? c->nodes : -1; }
+
+parlm_status parlm_comm_get_mpi(const parlm_comm *c, void *mpi_comm_out)
+{
+    if (!c || !mpi_comm_out)
+        return parlm_error(PARLM_EINVAL, "parlm_comm_get_mpi: NULL argument");
+    *(MPI_Comm *)mpi_comm_out = c->comm;
+    return PARLM_OK;
+}
+
+/* ---- small blocking collectives ----------------------------------------------------------- */
+
+parlm_status parlm_comm_barrier(parlm_comm *c)
+{
+    if (!c)
+        return parlm_error(PARLM_EINVAL, "parlm_comm_barrier: comm is NULL");
+    int err = MPI_Barrier(c->comm);
+    return err == MPI_SUCCESS ? PARLM_OK : dist_mpi_error(err, "MPI_Barrier");
+}
+
+parlm_status parlm_comm_bcast(parlm_comm *c, void *buf, size_t bytes, int root)
+{
+    if (!c)
+        return parlm_error(PARLM_EINVAL, "parlm_comm_bcast: comm is NULL");
+    if (root < 0 || root >= c->size)
+        return parlm_error(PARLM_EINVAL, "parlm_comm_bcast: root %d is not a rank of 0..%d",
+                           root, c->size - 1);
+    if (!buf && bytes > 0)
+        return parlm_error(PARLM_EINVAL, "parlm_comm_bcast: buf is NULL with %zu bytes", bytes);
+    char *p = buf;
+    while (bytes > 0) {
+        size_t piece = bytes < ((size_t)1 << 30) ? bytes : ((size_t)1 << 30);
+        int err = MPI_Bcast(p, (int)piece, MPI_BYTE, root, c->comm);
+        if (err != MPI_SUCCESS)
+            return dist_mpi_error(err, "MPI_Bcast");
+        p += piece;
+        bytes -= piece;
+    }
+    return PARLM_OK;
+}
+
+parlm_status parlm_comm_check_agree(parlm_comm *c, const char *field, uint64_t value)
+{
+    if (!c || !field)
+        return parlm_error(PARLM_EINVAL, "parlm_comm_check_agree: %s is NULL",
+                           c ? "field" : "comm");
+    int err = MPI_Allgather(&value, 1, MPI_UINT64_T, c->agree, 1, MPI_UINT64_T, c->comm);
+    if (err != MPI_SUCCESS)
+        return dist_mpi_error(err, "MPI_Allgather(check_agree)");
+    const uint64_t ref = c->agree[0];
+    int bad = 0;
+    for (int r = 1; r < c->size; r++)
+        bad += c->agree[r] != ref;
+    if (!bad)
+        return PARLM_OK;
+    char msg[480];
+    int len = snprintf(msg, sizeof msg,
+                       "'%s' differs across ranks: rank 0 has %" PRIu64 " (0x%" PRIx64
+                       "), %d of %d ranks differ:",
+                       field, ref, ref, bad, c->size);
+    int listed = 0;
+    for (int r = 1; r < c->size && len < (int)sizeof msg; r++) {
+        if (c->agree[r] == ref)
+            continue;
+        if (listed++ == 8) {
+            len += snprintf(msg + len, sizeof msg - (size_t)len, " ...");
+            break;
+        }
+        len += snprintf(msg + len, sizeof msg - (size_t)len, " rank %d has %" PRIu64 " (0x%" PRIx64 ")%s",
+                        r, c->agree[r], c->agree[r], listed < bad && listed < 8 ? "," : "");
+    }
+    return parlm_error(PARLM_EINVAL, "%s", msg);
+}

@@ -183,10 +183,27 @@ typedef struct world {
 #endif
 } world;
 
+/* Started by an MPI launcher (mpirun, mpiexec, srun)? A plain run stays a single process
+ * and never initializes MPI. PARLM_MPI=1 forces MPI (a singleton), 0 forbids it. */
+static int launched_by_mpi(void)
+{
+    const char *force = getenv("PARLM_MPI");
+    if (force && *force)
+        return strcmp(force, "0") != 0;
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK",
+                                       "PMI_SIZE", "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i]))
+            return 1;
+    return 0;
+}
+
 static int world_init(world *w, int *argc, char ***argv)
 {
     *w = (world){.size = 1, .local_size = 1};
 #ifdef PARLM_HAVE_MPI
+    if (!launched_by_mpi())
+        return 0;
     if (parlm_dist_init(argc, argv, NULL) != PARLM_OK || parlm_comm_world(&w->comm) != PARLM_OK) {
         fprintf(stderr, "parlm-train: MPI: %s\n", parlm_last_error());
         return 1;
@@ -202,6 +219,8 @@ static int world_init(world *w, int *argc, char ***argv)
 static void world_end(world *w)
 {
 #ifdef PARLM_HAVE_MPI
+    if (!w->comm)
+        return;
     parlm_dp_free(w->dp);
     parlm_comm_free(w->comm);
     parlm_dist_finalize();
@@ -665,7 +684,7 @@ int main(int argc, char **argv)
     parlm_dp_config dpc = {PARLM_DP_OVERLAP, (int64_t)o.bucket_mb << 20,
                            o.bf16_wire ? PARLM_WIRE_BF16 : 0, o.local_steps};
     if (parlm_dp_mode_parse(o.dp_mode, &dpc.mode) != PARLM_OK ||
-        parlm_dp_create(&w.dp, m, w.comm, &dpc) != PARLM_OK) {
+        (w.comm && parlm_dp_create(&w.dp, m, w.comm, &dpc) != PARLM_OK)) {
         fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
         return 2;
     }

@@ -1,2 +1,301 @@
-/* PLACEHOLDER — replaced before commit. */
-typedef int parlm_placeholder_gemm_bench;
+/* bench/gemm.c — GEMM and decode-GEMV benchmarks: parlm f32 and bf16 against OpenBLAS
+ * (same run, same threads) and against llm.c's naive loop, on square sizes and on the
+ * matmuls of GPT-2 small training with B*T = 256 (forward: out = inp W^T, i.e. NT).
+ * GEMV weights are cycled through more copies than the L3 holds, as a model's layers
+ * are in decoding, so GB/s is the rate weights arrive from memory. */
+#include "config.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef PARLM_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+#include "bench.h"
+#include "parlm.h"
+
+typedef struct gemm_shape {
+    int64_t M, N, K;
+    parlm_trans ta, tb;
+    int quick; /* also in --quick runs */
+    int naive; /* small enough for the naive loop */
+} gemm_shape;
+
+static const gemm_shape gemm_shapes[] = {
+    {256, 256, 256, PARLM_NO_TRANS, PARLM_NO_TRANS, 1, 1},
+    {512, 512, 512, PARLM_NO_TRANS, PARLM_NO_TRANS, 0, 1},
+    {1024, 1024, 1024, PARLM_NO_TRANS, PARLM_NO_TRANS, 0, 0},
+    {2048, 2048, 2048, PARLM_NO_TRANS, PARLM_NO_TRANS, 0, 0},
+    {256, 768, 768, PARLM_NO_TRANS, PARLM_TRANS, 1, 1},   /* attention projection */
+    {256, 3072, 768, PARLM_NO_TRANS, PARLM_TRANS, 1, 0},  /* MLP up */
+    {256, 768, 3072, PARLM_NO_TRANS, PARLM_TRANS, 0, 0},  /* MLP down */
+    {256, 50304, 768, PARLM_NO_TRANS, PARLM_TRANS, 0, 0}, /* logits (tied embedding) */
+    {1024, 3072, 768, PARLM_NO_TRANS, PARLM_TRANS, 0, 0}, /* MLP up, B*T = 1024 */
+};
+
+typedef struct gemm_run {
+    const gemm_shape *s;
+    const float *A, *B;
+    const uint16_t *Ah, *Bh;
+    float *C;
+    int threads;
+} gemm_run;
+
+static int64_t lda_of(const gemm_shape *s) { return s->ta ? s->M : s->K; }
+static int64_t ldb_of(const gemm_shape *s) { return s->tb ? s->K : s->N; }
+
+static void run_parlm_f32(void *p)
+{
+    gemm_run *r = p;
+    const gemm_shape *s = r->s;
+    parlm_sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, r->A, lda_of(s), r->B, ldb_of(s), 0.0f,
+                r->C, s->N);
+}
+
+static void run_parlm_bf16(void *p)
+{
+    gemm_run *r = p;
+    const gemm_shape *s = r->s;
+    parlm_gemm_bf16(s->ta, s->tb, s->M, s->N, s->K, 1.0f, r->Ah, lda_of(s), r->Bh, ldb_of(s),
+                    0.0f, r->C, s->N);
+}
+
+#ifdef PARLM_HAVE_OPENBLAS
+static void run_openblas(void *p)
+{
+    gemm_run *r = p;
+    const gemm_shape *s = r->s;
+    cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
+                s->tb ? CblasTrans : CblasNoTrans, (int)s->M, (int)s->N, (int)s->K, 1.0f, r->A,
+                (int)lda_of(s), r->B, (int)ldb_of(s), 0.0f, r->C, (int)s->N);
+}
+#endif
+
+/* llm.c's matmul_forward_naive: one dot product per output, rows over threads (NN and NT
+ * as stored; the naive baseline only runs on those). */
+static void run_naive(void *arg)
+{
+    gemm_run *r = arg;
+    const gemm_shape *s = r->s;
+    const float *A = r->A, *B = r->B;
+    float *C = r->C;
+    int64_t M = s->M, N = s->N, K = s->K;
+    int nt = s->tb == PARLM_TRANS;
+#pragma omp parallel for num_threads(r->threads) schedule(static)
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float v = 0.0f;
+            for (int64_t p = 0; p < K; p++)
+                v += A[i * K + p] * (nt ? B[j * K + p] : B[p * N + j]);
+            C[i * N + j] = v;
+        }
+}
+
+static void fill(float *x, int64_t n, uint32_t seed)
+{
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)(seed >> 8) * (1.0f / 16777216.0f) - 0.5f;
+    }
+}
+
+static void shape_name(char *buf, size_t n, const gemm_shape *s)
+{
+    snprintf(buf, n, "%lldx%lldx%lld %s%s", (long long)s->M, (long long)s->N, (long long)s->K,
+             s->ta ? "T" : "N", s->tb ? "T" : "N");
+}
+
+/* one row of the table; pct of threads * peak_1t, ratio against `base` seconds if > 0 */
+static void report_gemm(const bench_ctx *ctx, const char *impl, const char *shape, int threads,
+                        double flops, double sec, double base, const char *base_name)
+{
+    bench_row row = {.bench = "gemm", .impl = impl, .shape = shape, .threads = threads,
+                     .seconds = sec, .gflops = flops / sec * 1e-9};
+    if (ctx->peak_1t > 0)
+        row.pct_peak = 100.0 * row.gflops / (threads * ctx->peak_1t);
+    if (base > 0) {
+        row.ratio = base / sec;
+        row.baseline = base_name;
+    }
+    bench_report(ctx, &row);
+}
+
+int bench_gemm(bench_ctx *ctx)
+{
+    bench_section(ctx, "gemm: C = A op(B), GFLOP/s (ratio = speed-up over the baseline)");
+    int tlist[2] = {1, ctx->max_threads}, ntl = ctx->max_threads > 1 ? 2 : 1;
+    int nshapes = (int)(sizeof gemm_shapes / sizeof gemm_shapes[0]);
+    for (int si = 0; si < nshapes; si++) {
+        const gemm_shape *s = &gemm_shapes[si];
+        if (ctx->quick && !s->quick)
+            continue;
+        int64_t na = s->M * s->K, nb = s->K * s->N, nc = s->M * s->N;
+        float *A = parlm_alloc((size_t)na, 4), *B = parlm_alloc((size_t)nb, 4);
+        float *C = parlm_alloc((size_t)nc, 4);
+        uint16_t *Ah = parlm_alloc((size_t)na, 2), *Bh = parlm_alloc((size_t)nb, 2);
+        if (!A || !B || !C || !Ah || !Bh) {
+            fprintf(stderr, "gemm: cannot allocate the operands of %lldx%lldx%lld\n",
+                    (long long)s->M, (long long)s->N, (long long)s->K);
+            parlm_free(A), parlm_free(B), parlm_free(C), parlm_free(Ah), parlm_free(Bh);
+            return 1;
+        }
+        fill(A, na, 1u + (uint32_t)si);
+        fill(B, nb, 7u + (uint32_t)si);
+        memset(C, 0, (size_t)nc * 4);
+        parlm_f32_to_bf16(A, Ah, na);
+        parlm_f32_to_bf16(B, Bh, nb);
+        char shape[48];
+        shape_name(shape, sizeof shape, s);
+        double flops = 2.0 * (double)s->M * (double)s->N * (double)s->K;
+        for (int ti = 0; ti < ntl; ti++) {
+            gemm_run r = {s, A, B, Ah, Bh, C, tlist[ti]};
+            omp_set_num_threads(r.threads);
+            double base = 0.0;
+            const char *base_name = NULL;
+#ifdef PARLM_HAVE_OPENBLAS
+            openblas_set_num_threads(r.threads);
+            base = bench_time(run_openblas, &r, ctx->min_time);
+            base_name = "openblas";
+            report_gemm(ctx, "openblas", shape, r.threads, flops, base, 0.0, NULL);
+#endif
+            double naive = 0.0;
+            if (s->naive && (!ctx->quick || s->M * s->N * s->K <= (INT64_C(1) << 24))) {
+                /* the naive loop is ~100x slower: one timed call is plenty */
+                naive = bench_time(run_naive, &r, 0.0);
+                report_gemm(ctx, "naive", shape, r.threads, flops, naive, base, base_name);
+            }
+            if (base <= 0.0) { /* no OpenBLAS: compare with the naive loop when it ran */
+                base = naive;
+                base_name = naive > 0 ? "naive" : NULL;
+            }
+            double t32 = bench_time(run_parlm_f32, &r, ctx->min_time);
+            report_gemm(ctx, "parlm-f32", shape, r.threads, flops, t32, base, base_name);
+            double t16 = bench_time(run_parlm_bf16, &r, ctx->min_time);
+            report_gemm(ctx, "parlm-bf16", shape, r.threads, flops, t16, t32, "parlm-f32");
+        }
+        parlm_free(A), parlm_free(B), parlm_free(C), parlm_free(Ah), parlm_free(Bh);
+    }
+    omp_set_num_threads(ctx->max_threads);
+    return 0;
+}
+
+/* ---- GEMV ------------------------------------------------------------------------------ */
+
+typedef struct gemv_run {
+    int64_t rows, cols, copies, next;
+    float **w;     /* `copies` f32 weight matrices, rows x cols */
+    uint16_t **wh; /* and bf16 ones */
+    const float *x;
+    float *y;
+} gemv_run;
+
+static void run_gemv_f32(void *p)
+{
+    gemv_run *r = p;
+    const float *w = r->w[r->next++ % r->copies];
+    parlm_sgemv(PARLM_NO_TRANS, r->rows, r->cols, 1.0f, w, r->cols, r->x, 0.0f, r->y);
+}
+
+static void run_gemv_bf16(void *p)
+{
+    gemv_run *r = p;
+    const uint16_t *w = r->wh[r->next++ % r->copies];
+    parlm_gemv_bf16(r->rows, r->cols, 1.0f, w, r->cols, r->x, 0.0f, r->y);
+}
+
+#ifdef PARLM_HAVE_OPENBLAS
+static void run_gemv_openblas(void *p)
+{
+    gemv_run *r = p;
+    const float *w = r->w[r->next++ % r->copies];
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)r->rows, (int)r->cols, 1.0f, w, (int)r->cols,
+                r->x, 1, 0.0f, r->y, 1);
+}
+#endif
+
+static void report_gemv(const bench_ctx *ctx, const char *impl, const char *shape, int threads,
+                        double bytes, double sec, double base, const char *base_name)
+{
+    bench_row row = {.bench = "gemv", .impl = impl, .shape = shape, .threads = threads,
+                     .seconds = sec, .gbs = bytes / sec * 1e-9};
+    if (ctx->stream_gbs > 0)
+        row.pct_peak = 100.0 * row.gbs / ctx->stream_gbs;
+    if (base > 0) {
+        row.ratio = base / sec;
+        row.baseline = base_name;
+    }
+    bench_report(ctx, &row);
+}
+
+int bench_gemv(bench_ctx *ctx)
+{
+    bench_section(ctx, "gemv: y = W x, decode (GB/s of weights from memory; %peak = of STREAM)");
+    static const int64_t shapes[][2] = {{768, 768}, {3072, 768}, {50304, 768}};
+    /* weights cycled through >= 96 MiB (3x a 32 MiB L3): each call finds them in memory */
+    int64_t budget = (ctx->quick ? INT64_C(24) : INT64_C(96)) << 20;
+    int tlist[2] = {1, ctx->max_threads}, ntl = ctx->max_threads > 1 ? 2 : 1;
+    for (int si = 0; si < 3; si++) {
+        if (ctx->quick && si == 2)
+            continue;
+        gemv_run r = {.rows = shapes[si][0], .cols = shapes[si][1]};
+        int64_t n = r.rows * r.cols;
+        r.copies = budget / (n * 4) + 1;
+        r.w = calloc((size_t)r.copies, sizeof *r.w);
+        r.wh = calloc((size_t)r.copies, sizeof *r.wh);
+        float *x = parlm_alloc((size_t)r.cols, 4);
+        r.y = parlm_alloc((size_t)r.rows, 4);
+        int ok = r.w && r.wh && x && r.y;
+        for (int64_t c = 0; ok && c < r.copies; c++) {
+            r.w[c] = parlm_alloc((size_t)n, 4);
+            r.wh[c] = parlm_alloc((size_t)n, 2);
+            ok = r.w[c] && r.wh[c];
+            if (ok) {
+                fill(r.w[c], n, 3u + (uint32_t)c);
+                parlm_f32_to_bf16(r.w[c], r.wh[c], n);
+            }
+        }
+        if (ok) {
+            fill(x, r.cols, 5u);
+            r.x = x;
+            char shape[48];
+            snprintf(shape, sizeof shape, "1x%lldx%lld", (long long)r.rows, (long long)r.cols);
+            for (int ti = 0; ti < ntl; ti++) {
+                int threads = tlist[ti];
+                omp_set_num_threads(threads);
+                double base = 0.0;
+                const char *base_name = NULL;
+#ifdef PARLM_HAVE_OPENBLAS
+                openblas_set_num_threads(threads);
+                base = bench_time(run_gemv_openblas, &r, ctx->min_time);
+                base_name = "openblas";
+                report_gemv(ctx, "openblas", shape, threads, 4.0 * (double)n, base, 0.0, NULL);
+#endif
+                double t32 = bench_time(run_gemv_f32, &r, ctx->min_time);
+                report_gemv(ctx, "parlm-f32", shape, threads, 4.0 * (double)n, t32, base,
+                            base_name);
+                double t16 = bench_time(run_gemv_bf16, &r, ctx->min_time);
+                report_gemv(ctx, "parlm-bf16", shape, threads, 2.0 * (double)n, t16, t32,
+                            "parlm-f32");
+            }
+        } else {
+            fprintf(stderr, "gemv: cannot allocate %lld copies of %lldx%lld weights\n",
+                    (long long)r.copies, (long long)r.rows, (long long)r.cols);
+        }
+        for (int64_t c = 0; c < r.copies; c++) {
+            if (r.w)
+                parlm_free(r.w[c]);
+            if (r.wh)
+                parlm_free(r.wh[c]);
+        }
+        free(r.w), free(r.wh), parlm_free(x), parlm_free(r.y);
+        if (!ok)
+            return 1;
+    }
+    omp_set_num_threads(ctx->max_threads);
+    return 0;
+}

@@ -1,1 +1,34 @@
-/* PLACEHOLDER */
+/* lib/gemm.h — internal: the GEMM blocking rule and thread grid, as pure functions of
+ * cache sizes and shapes so that tests can check them with fixed numbers. */
+#ifndef PARLM_LIB_GEMM_H
+#define PARLM_LIB_GEMM_H
+#include <stdint.h>
+
+#include "parlm/gemm.h"
+
+/* Blocking for a micro-kernel of mr x nr (32-bit words per k step: f32 elements, or bf16
+ * k pairs) given the L1 / L2 / L3 sizes in bytes and the threads sharing the L3:
+ *   kc: a KC x NR B micro-panel fills half of L1, but KC >= 256: measured on Zen 4,
+ *       the extra passes over C of a shorter KC cost more than streaming B from L2
+ *       (whose bandwidth is several times what the micro-kernels need);
+ *   mc: an MC x KC A block fills half of L2;
+ *   nc: a KC x NC B block and the MC x NC block of C it updates fill half of the
+ *       thread's share of L3 (C is re-read once per KC block).
+ * kc is a multiple of 16, mc of mr, nc of nr; sizes <= 0 take PARLM_TOPO_L*_DEFAULT. */
+parlm_gemm_blocking parlm_gemm_blocking_for(int64_t l1, int64_t l2, int64_t l3, int l3_threads,
+                                            int mr, int nr);
+
+/* For tests: use these block sizes (rounded to 16 / mr / nr) instead of the cache-derived
+ * ones, so that small shapes cross every block boundary; NULL restores the default.
+ * Not thread-safe against running GEMMs. */
+void parlm_gemm_blocking_override(const parlm_gemm_blocking *b);
+
+/* Thread grid tm x tn (tm * tn == nt) over an M x N output cut into mr-row and nr-col
+ * tiles: the one whose largest per-thread block (padding included) plus its packing
+ * costs least. */
+void parlm_gemm_grid(int64_t M, int64_t N, int mr, int nr, int nt, int *tm, int *tn);
+
+/* 1 if parlm_sgemm hands its work to cblas_sgemm: the library was built with OpenBLAS and
+ * the environment says PARLM_GEMM=openblas (read once, at the first call). */
+int parlm_gemm_uses_openblas(void);
+#endif

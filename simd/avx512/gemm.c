@@ -1,3 +1,460 @@
-/* PLACEHOLDER — owned by a helper, replaced before commit. */
+/* simd/avx512/gemm.c — AVX-512 GEMM micro-kernels, packing and GEMVs.
+ * The f32 micro-kernel keeps an 8 x 32 block of C in 16 zmm accumulators: per k step it
+ * loads two vectors of B (32 columns) and broadcasts each of the 8 A values into two FMAs.
+ * One zmm FMA issues per cycle on this core class and its 4-cycle latency is hidden by
+ * 16 independent accumulators; MR = 8 divides the row counts of GPT-2 training (B*T).
+ * Edges use k-masks (never a scalar loop); bf16 without AVX512-BF16 widens each bf16 of a
+ * k pair to f32 in registers (a bf16 is the top half of an f32, so this is exact). */
+#include <immintrin.h>
+#include <string.h>
+
 #include "avx512.h"
-void parlm_avx512_gemm_fill(parlm_kernels *k) { (void)k; }
+
+#define MR 8
+#define NR 32
+/* transposes prefetch the source rows this far ahead (measured: 8 rows left 30% more
+ * of the packing time waiting on memory; 32 gained nothing) */
+#define PACK_AHEAD_ROWS 16
+/* GEMV prefetches the weight rows this far ahead: decode weights come from memory in
+ * rows of a few KB, too short for the hardware prefetcher alone */
+#define GEMV_AHEAD 16
+
+/* lanes [0, n) of 16, n clamped to [0, 16] */
+static inline __mmask16 mask16(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* C[0:m, 0:n] = alpha * acc + beta * C for an MR x NR tile held as acc[i][0..1].
+ * beta == 0 never reads C. Full and edge tiles share this path: masks cost nothing. */
+static inline void store_tile(__m512 acc[MR][2], float *c, int64_t ldc, float alpha,
+                              float beta, int m, int n)
+{
+    __mmask16 k0 = mask16(n), k1 = mask16(n - 16);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        if (i >= m)
+            break;
+        float *ci = c + i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        if (beta != 0.0f) {
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, ci), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, ci + 16), r1);
+        }
+        _mm512_mask_storeu_ps(ci, k0, r0);
+        _mm512_mask_storeu_ps(ci + 16, k1, r1);
+    }
+}
+
+/* The C tile is touched only after the k loop: ask for its lines now, so they arrive
+ * while the FMAs run (a strided 8-row tile is invisible to the hardware prefetcher).
+ * Into L2, not L1: in L1 they would compete with the B panel for the same sets.
+ * Always inlined: as a function of its own, GCC finds it free of side effects and drops
+ * the calls (as it would any function that only prefetches). */
+static inline __attribute__((always_inline)) void prefetch_tile(const float *c, int64_t ldc,
+                                                                 int m)
+{
+    for (int i = 0; i < m; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T1);
+    }
+}
+
+static void sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                      float alpha, float beta, int m, int n)
+{
+    __m512 acc[MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    prefetch_tile(c, ldc, m);
+    for (int64_t p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m512 a = _mm512_set1_ps(ap[i]);
+            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+        }
+        ap += MR;
+        bp += NR;
+    }
+    store_tile(acc, c, ldc, alpha, beta, m, n);
+}
+
+/* bf16 pairs -> two f32 vectors: the even element is the low half of each 32-bit lane
+ * (shift it up), the odd one the high half (clear the low half). */
+static inline __m512 bf16_even(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
+static inline __m512 bf16_odd(__m512i v)
+{
+    return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+static void bgemm_ukr(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float *c,
+                      int64_t ldc, float alpha, float beta, int m, int n)
+{
+    __m512 acc[MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    prefetch_tile(c, ldc, m);
+    for (int64_t p = 0; p < kc2; p++) {
+        __m512i w0 = _mm512_load_si512(bp), w1 = _mm512_load_si512(bp + 32);
+        __m512 be0 = bf16_even(w0), bo0 = bf16_odd(w0), be1 = bf16_even(w1), bo1 = bf16_odd(w1);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            uint32_t pair;
+            memcpy(&pair, ap + 2 * i, 4);
+            __m512i a = _mm512_set1_epi32((int)pair);
+            __m512 ae = bf16_even(a), ao = bf16_odd(a);
+            acc[i][0] = _mm512_fmadd_ps(ae, be0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(ae, be1, acc[i][1]);
+            acc[i][0] = _mm512_fmadd_ps(ao, bo0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(ao, bo1, acc[i][1]);
+        }
+        ap += 2 * MR;
+        bp += 2 * NR;
+    }
+    store_tile(acc, c, ldc, alpha, beta, m, n);
+}
+
+/* ---- packing ----------------------------------------------------------------------
+ * Copies read the source block row by row (long sequential streams); transposes move
+ * 8 source rows x 8 words at a time through registers. */
+
+/* 8 x 8 transpose in two shuffle stages: lane half h of a[i] / b[i] holds row i + 4h at
+ * words 0-3 / 4-7, so unpack + shuffle within 128-bit lanes finish the job (256-bit
+ * shuffles: two per cycle on cores that split 512-bit ones). */
+static inline __attribute__((always_inline)) void transpose8(const __m256 a[4], const __m256 b[4],
+                                                             __m256 o[8])
+{
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m256 *v = h ? b : a;
+        __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+        __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+        o[4 * h] = _mm256_shuffle_ps(t0, t2, 0x44);
+        o[4 * h + 1] = _mm256_shuffle_ps(t0, t2, 0xee);
+        o[4 * h + 2] = _mm256_shuffle_ps(t1, t3, 0x44);
+        o[4 * h + 3] = _mm256_shuffle_ps(t1, t3, 0xee);
+    }
+}
+
+/* 4 words at word k of a row, zero past the row's `len` source elements (32-bit words,
+ * or with half the 16-bit halves of words, so an odd bf16 row ends in a half pair). */
+static inline __m128 load4(const char *row, int64_t k, int64_t len, int half)
+{
+    if (half) {
+        int64_t n = len - 2 * k;
+        __mmask8 m = n >= 8 ? 0xff : n <= 0 ? 0 : (__mmask8)((1u << n) - 1u);
+        return _mm_castsi128_ps(_mm_maskz_loadu_epi16(m, row + 4 * k));
+    }
+    int64_t n = len - k;
+    __mmask8 m = n >= 4 ? 0xf : n <= 0 ? 0 : (__mmask8)((1u << n) - 1u);
+    return _mm_maskz_loadu_ps(m, row + 4 * k);
+}
+
+/* Prefetches word k0 of the row PACK_AHEAD_ROWS below `row` (never dereferenced, so
+ * running past the block is harmless; the address is formed as an integer). Always
+ * inlined, as prefetch_tile. */
+static inline __attribute__((always_inline)) void prefetch_ahead(const char *row,
+                                                                  int64_t rs_bytes, int64_t k0)
+{
+    uintptr_t a = (uintptr_t)row + (uintptr_t)(PACK_AHEAD_ROWS * rs_bytes + 4 * k0);
+    _mm_prefetch((const char *)a, _MM_HINT_T0);
+}
+
+/* out[k*w + i] = word k of row i (i < 8; row i at x + i*rs_bytes; rows >= mn read as
+ * zero, without access), for the kw = ceil(len / (1 + half)) words of a row; w is a
+ * multiple of 8. Rows further down are prefetched while these are read: a KC-long row
+ * is too short a stream for the hardware prefetcher to pick up. */
+static inline __attribute__((always_inline)) void
+transpose_rows8(int64_t len, int half, int64_t mn, const char *x, int64_t rs_bytes, int w,
+                float *out)
+{
+    int64_t kw = half ? (len + 1) / 2 : len, kfull = half ? len / 2 / 8 * 8 : len / 8 * 8;
+    const char *row[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        row[i] = (const char *)((uintptr_t)x + (uintptr_t)(i * rs_bytes));
+    int64_t k0 = 0;
+    if (mn >= 8) /* all rows present: whole 8-word blocks with plain loads */
+        for (; k0 < kfull; k0 += 8) {
+            __m256 a[4], b[4], o[8];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                prefetch_ahead(row[i], rs_bytes, k0);
+                prefetch_ahead(row[i + 4], rs_bytes, k0);
+                const float *lo = (const float *)row[i] + k0, *hi = (const float *)row[i + 4] + k0;
+                a[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)),
+                                            _mm_loadu_ps(hi), 1);
+                b[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo + 4)),
+                                            _mm_loadu_ps(hi + 4), 1);
+            }
+            transpose8(a, b, o);
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                _mm256_store_ps(out + (k0 + j) * w, o[j]);
+        }
+    for (; k0 < kw; k0 += 8) { /* rows or words missing: masked loads */
+        __m256 a[4], b[4], o[8];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            int64_t l0 = i < mn ? len : 0, l1 = i + 4 < mn ? len : 0;
+            a[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(load4(row[i], k0, l0, half)),
+                                        load4(row[i + 4], k0, l1, half), 1);
+            b[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(load4(row[i], k0 + 4, l0, half)),
+                                        load4(row[i + 4], k0 + 4, l1, half), 1);
+        }
+        transpose8(a, b, o);
+        for (int j = 0; j < 8 && k0 + j < kw; j++)
+            _mm256_store_ps(out + (k0 + j) * w, o[j]);
+    }
+}
+
+static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs, int w,
+                  float *out)
+{
+    int64_t ps = (kc * w + 15) / 16 * 16, np = (mn + w - 1) / w;
+    if (w % 8 != 0 || (rs != 1 && cs != 1)) { /* not a layout of this set: plain loops */
+        for (int64_t q = 0; q < np; q++)
+            for (int64_t k = 0; k < kc; k++)
+                for (int i = 0; i < w; i++) {
+                    int64_t r = q * w + i;
+                    out[q * ps + k * w + i] = r < mn ? x[r * rs + k * cs] : 0.0f;
+                }
+        return;
+    }
+    if (rs == 1) { /* copy: 8 block rows at a time, each read in order across the panels */
+        for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+            int64_t kn = kc - k0 < 8 ? kc - k0 : 8;
+            for (int64_t q = 0; q < np; q++) {
+                const float *src = x + q * w;
+                float *dst = out + q * ps;
+                if (w % 16 == 0 && (q + 1) * w <= mn) /* a whole panel: no masks */
+                    for (int64_t k = k0; k < k0 + kn; k++)
+                        for (int i = 0; i < w; i += 16)
+                            _mm512_store_ps(dst + k * w + i, _mm512_loadu_ps(src + k * cs + i));
+                else
+                    for (int64_t k = k0; k < k0 + kn; k++)
+                        for (int i = 0; i < w; i += 16)
+                            _mm512_mask_storeu_ps(dst + k * w + i, mask16(w - i),
+                                                  _mm512_maskz_loadu_ps(mask16(mn - q * w - i),
+                                                                        src + k * cs + i));
+            }
+        }
+        return;
+    }
+    for (int64_t q = 0; q < np; q++) /* transpose, 8 rows at a time */
+        for (int g = 0; g < w; g += 8) {
+            int64_t r = q * w + g;
+            /* rows past mn are never read: their address is only formed */
+            const char *src = (const char *)((uintptr_t)x + (uintptr_t)(4 * r * rs));
+            transpose_rows8(kc, 0, mn - r, src, 4 * rs, w, out + q * ps + g);
+        }
+}
+
+static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
+                  uint16_t *out)
+{
+    int64_t kc2 = (kc + 1) / 2, ps = (kc2 * w + 15) / 16 * 16, np = (mn + w - 1) / w;
+    if (w % 8 != 0 || (rs != 1 && cs != 1)) {
+        for (int64_t q = 0; q < np; q++)
+            for (int64_t p = 0; p < kc2; p++)
+                for (int i = 0; i < w; i++)
+                    for (int e = 0; e < 2; e++) {
+                        int64_t r = q * w + i, k = 2 * p + e;
+                        out[2 * q * ps + (p * w + i) * 2 + e] =
+                            r < mn && k < kc ? x[r * rs + k * cs] : 0;
+                    }
+        return;
+    }
+    if (rs == 1) { /* interleave block rows 2p and 2p+1; 4 pairs at a time, as spack */
+        for (int64_t p0 = 0; p0 < kc2; p0 += 4) {
+            int64_t pn = kc2 - p0 < 4 ? kc2 - p0 : 4;
+            for (int64_t q = 0; q < np; q++)
+                for (int64_t p = p0; p < p0 + pn; p++) {
+                    const uint16_t *r0 = x + 2 * p * cs + q * w;
+                    int odd = 2 * p + 1 < kc;
+                    for (int i = 0; i < w; i += 16) {
+                        __mmask16 m = mask16(mn - q * w - i);
+                        __m512i e = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r0 + i));
+                        __m512i o = _mm512_setzero_si512();
+                        if (odd)
+                            o = _mm512_slli_epi32(
+                                _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r0 + cs + i)),
+                                16);
+                        _mm512_mask_storeu_epi32(out + 2 * q * ps + (p * w + i) * 2,
+                                                 mask16(w - i), _mm512_or_si512(e, o));
+                    }
+                }
+        }
+        return;
+    }
+    /* transpose: a row's k pairs are 32-bit words already */
+    for (int64_t q = 0; q < np; q++)
+        for (int g = 0; g < w; g += 8) {
+            int64_t r = q * w + g;
+            const char *src = (const char *)((uintptr_t)x + (uintptr_t)(2 * r * rs));
+            transpose_rows8(kc, 1, mn - r, src, 2 * rs, w, (float *)(out + 2 * q * ps + 2 * g));
+        }
+}
+
+/* ---- GEMV ------------------------------------------------------------------------ */
+
+/* 16 weights from index p of a row as f32 (bf16 widened: exact), zero past n weights */
+static inline __m512 wload(const void *row, int64_t p, int64_t n, int bf16)
+{
+    if (bf16) {
+        const uint16_t *q = (const uint16_t *)row + p;
+        __m256i h = n >= 16 ? _mm256_loadu_si256((const __m256i *)q)
+                            : _mm256_maskz_loadu_epi16(mask16(n), q);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    const float *f = (const float *)row + p;
+    return n >= 16 ? _mm512_loadu_ps(f) : _mm512_maskz_loadu_ps(mask16(n), f);
+}
+
+/* The lane sums of 4 vectors at once: [sum v0, sum v1, sum v2, sum v3] (3 add levels
+ * instead of 4 separate reductions). */
+static inline __m128 hsum4(__m512 v0, __m512 v1, __m512 v2, __m512 v3)
+{
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(v0, v1), _mm512_unpackhi_ps(v0, v1));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(v2, v3), _mm512_unpackhi_ps(v2, v3));
+    /* each 128-bit lane: v0, v1, v2, v3 partial sums */
+    __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, 0x44), _mm512_shuffle_ps(t0, t1, 0xee));
+    u = _mm512_add_ps(u, _mm512_shuffle_f32x4(u, u, 0x4e));
+    u = _mm512_add_ps(u, _mm512_shuffle_f32x4(u, u, 0xb1));
+    return _mm512_castps512_ps128(u);
+}
+
+/* y[i] = alpha * dot(w[i, :k], x) + beta * y[i]: 4 rows at a time, 2 k vectors per step
+ * (8 independent accumulators, 4 weight streams for the hardware prefetcher). The
+ * single-row tail sums in the same order, so a row's result does not depend on how rows
+ * are grouped (or split over threads). bf16 is a constant at each caller. */
+static inline __attribute__((always_inline)) void
+gemv_t(int64_t rows, int64_t k, float alpha, const void *w, int64_t ldw, const float *x,
+       float beta, float *y, int bf16)
+{
+    int64_t es = bf16 ? 2 : 4, i = 0;
+    for (; i + 4 <= rows; i += 4) {
+        const char *w0 = (const char *)w + i * ldw * es, *w1 = w0 + ldw * es;
+        const char *w2 = w1 + ldw * es, *w3 = w2 + ldw * es;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int64_t p = 0;
+        for (; p + 32 <= k; p += 32) {
+            for (int r = 0; r < 4; r++) { /* the rows GEMV_AHEAD below, same columns */
+                uintptr_t a = (uintptr_t)w0 +
+                              (uintptr_t)(((GEMV_AHEAD * 4 / es + r) * ldw + p) * es);
+                _mm_prefetch((const char *)a, _MM_HINT_T0);
+                if (!bf16)
+                    _mm_prefetch((const char *)(a + 64), _MM_HINT_T0);
+            }
+            __m512 x0 = _mm512_loadu_ps(x + p), x1 = _mm512_loadu_ps(x + p + 16);
+            a0 = _mm512_fmadd_ps(wload(w0, p, 16, bf16), x0, a0);
+            a1 = _mm512_fmadd_ps(wload(w1, p, 16, bf16), x0, a1);
+            a2 = _mm512_fmadd_ps(wload(w2, p, 16, bf16), x0, a2);
+            a3 = _mm512_fmadd_ps(wload(w3, p, 16, bf16), x0, a3);
+            b0 = _mm512_fmadd_ps(wload(w0, p + 16, 16, bf16), x1, b0);
+            b1 = _mm512_fmadd_ps(wload(w1, p + 16, 16, bf16), x1, b1);
+            b2 = _mm512_fmadd_ps(wload(w2, p + 16, 16, bf16), x1, b2);
+            b3 = _mm512_fmadd_ps(wload(w3, p + 16, 16, bf16), x1, b3);
+        }
+        for (; p < k; p += 16) {
+            __m512 x0 = wload(x, p, k - p, 0);
+            a0 = _mm512_fmadd_ps(wload(w0, p, k - p, bf16), x0, a0);
+            a1 = _mm512_fmadd_ps(wload(w1, p, k - p, bf16), x0, a1);
+            a2 = _mm512_fmadd_ps(wload(w2, p, k - p, bf16), x0, a2);
+            a3 = _mm512_fmadd_ps(wload(w3, p, k - p, bf16), x0, a3);
+        }
+        __m128 s = hsum4(_mm512_add_ps(a0, b0), _mm512_add_ps(a1, b1), _mm512_add_ps(a2, b2),
+                         _mm512_add_ps(a3, b3));
+        s = _mm_mul_ps(_mm_set1_ps(alpha), s);
+        if (beta != 0.0f)
+            s = _mm_fmadd_ps(_mm_set1_ps(beta), _mm_loadu_ps(y + i), s);
+        _mm_storeu_ps(y + i, s);
+    }
+    for (; i < rows; i++) {
+        const char *w0 = (const char *)w + i * ldw * es;
+        __m512 a0 = _mm512_setzero_ps(), b0 = a0;
+        int64_t p = 0;
+        for (; p + 32 <= k; p += 32) {
+            a0 = _mm512_fmadd_ps(wload(w0, p, 16, bf16), _mm512_loadu_ps(x + p), a0);
+            b0 = _mm512_fmadd_ps(wload(w0, p + 16, 16, bf16), _mm512_loadu_ps(x + p + 16), b0);
+        }
+        for (; p < k; p += 16)
+            a0 = _mm512_fmadd_ps(wload(w0, p, k - p, bf16), wload(x, p, k - p, 0), a0);
+        __m512 z = _mm512_setzero_ps();
+        float s = _mm_cvtss_f32(hsum4(_mm512_add_ps(a0, b0), z, z, z));
+        y[i] = beta == 0.0f ? alpha * s : alpha * s + beta * y[i];
+    }
+}
+
+static void sgemv_t(int64_t rows, int64_t k, float alpha, const float *w, int64_t ldw,
+                    const float *x, float beta, float *y)
+{
+    gemv_t(rows, k, alpha, w, ldw, x, beta, y, 0);
+}
+
+static void bgemv_t(int64_t rows, int64_t k, float alpha, const uint16_t *w, int64_t ldw,
+                    const float *x, float beta, float *y)
+{
+    gemv_t(rows, k, alpha, w, ldw, x, beta, y, 1);
+}
+
+/* 128 columns (8 accumulators) per pass over the k rows of B. */
+static void sgemv_n(int64_t k, int64_t n, float alpha, const float *b, int64_t ldb,
+                    const float *x, float beta, float *y)
+{
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int64_t j0 = 0; j0 < n; j0 += 128) {
+        __mmask16 m[8];
+        __m512 acc[8];
+        for (int q = 0; q < 8; q++) {
+            m[q] = mask16(n - j0 - 16 * q);
+            acc[q] = _mm512_setzero_ps();
+        }
+        if (n - j0 >= 128) {
+            for (int64_t p = 0; p < k; p++) {
+                __m512 xp = _mm512_set1_ps(x[p]);
+                const float *row = b + p * ldb + j0;
+#pragma GCC unroll 8
+                for (int q = 0; q < 8; q++)
+                    acc[q] = _mm512_fmadd_ps(xp, _mm512_loadu_ps(row + 16 * q), acc[q]);
+            }
+        } else {
+            for (int64_t p = 0; p < k; p++) {
+                __m512 xp = _mm512_set1_ps(x[p]);
+                const float *row = b + p * ldb + j0;
+#pragma GCC unroll 8
+                for (int q = 0; q < 8; q++)
+                    acc[q] = _mm512_fmadd_ps(xp, _mm512_maskz_loadu_ps(m[q], row + 16 * q),
+                                             acc[q]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) {
+            __m512 r = _mm512_mul_ps(va, acc[q]);
+            if (beta != 0.0f)
+                r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m[q], y + j0 + 16 * q), r);
+            _mm512_mask_storeu_ps(y + j0 + 16 * q, m[q], r);
+        }
+    }
+}
+
+void parlm_avx512_gemm_fill(parlm_kernels *k)
+{
+    k->sgemm_mr = MR;
+    k->sgemm_nr = NR;
+    k->sgemm_ukr = sgemm_ukr;
+    k->bgemm_mr = MR;
+    k->bgemm_nr = NR;
+    k->bgemm_ukr = bgemm_ukr;
+    k->spack = spack;
+    k->bpack = bpack;
+    k->sgemv_t = sgemv_t;
+    k->sgemv_n = sgemv_n;
+    k->bgemv_t = bgemv_t;
+}

@@ -79,6 +79,33 @@ void parlm_scalar_bgemv_t(int64_t rows, int64_t k, float alpha, const uint16_t *
     }
 }
 
+/* The reference packing (block layout in simd/kernels.h). */
+static void scalar_spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs, int w,
+                         float *out)
+{
+    int64_t ps = (kc * w + 15) / 16 * 16;
+    for (int64_t q = 0; q * w < mn; q++)
+        for (int64_t k = 0; k < kc; k++)
+            for (int i = 0; i < w; i++) {
+                int64_t r = q * w + i;
+                out[q * ps + k * w + i] = r < mn ? x[r * rs + k * cs] : 0.0f;
+            }
+}
+
+static void scalar_bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs,
+                         int w, uint16_t *out)
+{
+    int64_t kc2 = (kc + 1) / 2, ps = (kc2 * w + 15) / 16 * 16;
+    for (int64_t q = 0; q * w < mn; q++)
+        for (int64_t p = 0; p < kc2; p++)
+            for (int i = 0; i < w; i++)
+                for (int e = 0; e < 2; e++) {
+                    int64_t r = q * w + i, k = 2 * p + e;
+                    out[2 * q * ps + (p * w + i) * 2 + e] =
+                        r < mn && k < kc ? x[r * rs + k * cs] : 0;
+                }
+}
+
 void parlm_scalar_gemm_fill(parlm_kernels *k)
 {
     k->sgemm_mr = MR;
@@ -87,6 +114,8 @@ void parlm_scalar_gemm_fill(parlm_kernels *k)
     k->bgemm_mr = MR;
     k->bgemm_nr = NR;
     k->bgemm_ukr = parlm_scalar_bgemm_ukr;
+    k->spack = scalar_spack;
+    k->bpack = scalar_bpack;
     k->sgemv_t = parlm_scalar_sgemv_t;
     k->sgemv_n = parlm_scalar_sgemv_n;
     k->bgemv_t = parlm_scalar_bgemv_t;

@@ -25,9 +25,12 @@ __attribute__((target("avx512f"))) static double fma_loop_avx512(int64_t iters, 
     __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
     for (int i = 0; i < NACC; i++)
         acc[i] = _mm512_set1_ps((float)i);
-    for (int64_t it = 0; it < iters; it++)
+    for (int64_t it = 0; it < iters; it++) {
+        /* fully unrolled, so the accumulators live in registers, not in memory */
+#pragma GCC unroll 24
         for (int i = 0; i < NACC; i++)
             acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+    }
     __m512 s = acc[0];
     for (int i = 1; i < NACC; i++)
         s = _mm512_add_ps(s, acc[i]);
@@ -41,9 +44,11 @@ __attribute__((target("avx2,fma"))) static double fma_loop_avx2(int64_t iters, f
     __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
     for (int i = 0; i < NACC / 2; i++)
         acc[i] = _mm256_set1_ps((float)i);
-    for (int64_t it = 0; it < iters; it++)
+    for (int64_t it = 0; it < iters; it++) {
+#pragma GCC unroll 12
         for (int i = 0; i < NACC / 2; i++)
             acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+    }
     float out[8];
     __m256 s = acc[0];
     for (int i = 1; i < NACC / 2; i++)
@@ -59,9 +64,11 @@ static double fma_loop_neon(int64_t iters, float *sink)
     float32x4_t a = vdupq_n_f32(0.999999f), b = vdupq_n_f32(1e-7f);
     for (int i = 0; i < NACC; i++)
         acc[i] = vdupq_n_f32((float)i);
-    for (int64_t it = 0; it < iters; it++)
+    for (int64_t it = 0; it < iters; it++) {
+#pragma GCC unroll 24
         for (int i = 0; i < NACC; i++)
             acc[i] = vfmaq_f32(b, acc[i], a);
+    }
     float s = 0;
     for (int i = 0; i < NACC; i++)
         s += vaddvq_f32(acc[i]);

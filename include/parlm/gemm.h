@@ -46,7 +46,9 @@ PARLM_API parlm_status parlm_gemv_bf16(int64_t rows, int64_t cols, float alpha,
 PARLM_API parlm_status parlm_f32_to_bf16(const float *x, uint16_t *y, int64_t n);
 PARLM_API parlm_status parlm_bf16_to_f32(const uint16_t *x, float *y, int64_t n);
 
-/* Blocking sizes in use (from the cache sizes hwloc reports; see parlm_gemm_blocking_init). */
+/* Blocking sizes in use (from the cache sizes hwloc reports for this machine).
+ * PARLM_GEMM=openblas in the environment sends parlm_sgemm to cblas_sgemm (builds with
+ * OpenBLAS), after the same argument checks. */
 typedef struct parlm_gemm_blocking {
     int64_t mc, kc, nc; /* A block MC x KC fits in L2, B panel KC x NR in L1, KC x NC in L3 */
 } parlm_gemm_blocking;

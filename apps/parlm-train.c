@@ -183,6 +183,7 @@ typedef struct world {
 #endif
 } world;
 
+#ifdef PARLM_HAVE_MPI
 /* Started by an MPI launcher (mpirun, mpiexec, srun)? A plain run stays a single process
  * and never initializes MPI. PARLM_MPI=1 forces MPI (a singleton), 0 forbids it. */
 static int launched_by_mpi(void)
@@ -197,6 +198,7 @@ static int launched_by_mpi(void)
             return 1;
     return 0;
 }
+#endif
 
 static int world_init(world *w, int *argc, char ***argv)
 {

@@ -59,7 +59,7 @@ static void usage(FILE *f)
         "optimization:\n"
         "  -b N                 batch size in sequences (default 8)\n"
         "  -t N                 sequence length (default 128)\n"
-        "  --steps N            optimizer steps (default 300)\n"
+        "  --steps N            optimizer steps (default 1500)\n"
         "  --lr X               peak learning rate (default 1e-3)\n"
         "  --warmup N           linear warmup steps (default 20)\n"
         "  --lr-min-frac X      cosine decay ends at lr * X (default 0.1)\n"
@@ -92,7 +92,8 @@ static void usage(FILE *f)
 
 static int parse_opts(int argc, char **argv, opts *o)
 {
-    *o = (opts){.model = "small", .dp_mode = "overlap", .local_steps = 4, .bucket_mb = 25, .B = 8, .T = 128, .steps = 300, .warmup = 20, .grad_accum = 1,
+    *o = (opts){.model = "small", .dp_mode = "overlap", .local_steps = 4, .bucket_mb = 25,
+                .B = 8, .T = 128, .steps = 1500, .warmup = 20, .grad_accum = 1,
                 .ckpt_every = 100, .val_every = 50, .val_steps = 10, .sample_every = 100,
                 .sample_len = 96, .lr = 1e-3, .lr_min_frac = 0.1, .grad_clip = 1.0,
                 .seed = 1337};

@@ -113,6 +113,7 @@ static void comm_release(parlm_comm *c, int mpi_alive)
     }
     free(c->slot);
     free(c->flag);
+    free(c->done);
     free(c->shm_src);
     free(c->ring_tmp);
     free(c->ring_sbf);
@@ -163,8 +164,9 @@ static parlm_status read_env(parlm_comm *c)
     if (st == PARLM_OK && nb && *nb) {
         char *end;
         long v = strtol(nb, &end, 10);
-        if (*end || v < 2 || v > 64)
-            return parlm_error(PARLM_EINVAL, "PARLM_SHM_NBUF wants 2 .. 64, got '%s'", nb);
+        if (*end || v < 2 || v > DIST_SHM_NBUF_MAX)
+            return parlm_error(PARLM_EINVAL, "PARLM_SHM_NBUF wants 2 .. %d, got '%s'",
+                               DIST_SHM_NBUF_MAX, nb);
         c->shm_nbuf = v;
     }
     return st;
@@ -222,9 +224,10 @@ static parlm_status alloc_scratch(parlm_comm *c)
     c->agree = malloc((size_t)c->size * sizeof(uint64_t));
     c->slot = calloc((size_t)c->local_size, sizeof *c->slot);
     c->flag = calloc((size_t)c->local_size, sizeof *c->flag);
+    c->done = calloc((size_t)c->local_size, sizeof *c->done);
     c->shm_src = calloc((size_t)c->local_size, sizeof *c->shm_src);
     if (!c->ring_tmp || !c->ring_sbf || !c->ring_rbf || !c->counts || !c->displs || !c->agree ||
-        !c->slot || !c->flag || !c->shm_src)
+        !c->slot || !c->flag || !c->done || !c->shm_src)
         return parlm_error(PARLM_ENOMEM, "parlm_comm: cannot allocate collective scratch");
     return PARLM_OK;
 }

@@ -19,10 +19,13 @@
 #define DIST_RING_DEPTH 4
 #define DIST_RING_CHUNK_DEFAULT (64 * 1024)
 /* Shared-memory slots: each local rank has DIST_SHM_NBUF buffers of shm_chunk floats,
- * used in rotation (at least 2 are needed; more let a peer's cached copy of a buffer age
- * out before the owner rewrites it, which is much cheaper than invalidating it). */
+ * used in rotation. On nodes of up to DIST_SHM_FULL_SUM_MAX ranks a rank may deposit
+ * chunks ahead of its peers until the buffers run out, so one progress call from the
+ * compute loop can move up to nbuf chunks (16 MiB by default) while the peers compute;
+ * larger nodes go chunk by chunk in lock step. */
 #define DIST_SHM_CHUNK_DEFAULT (64 * 1024)
-#define DIST_SHM_NBUF_DEFAULT 8
+#define DIST_SHM_NBUF_DEFAULT 64
+#define DIST_SHM_NBUF_MAX 4096
 /* Nodes of up to this many ranks reduce a chunk with one sync: every rank sums all
  * slots (reads (L-1) chunks from peers); larger nodes split the sum by slices and
  * copy the slices back (two syncs, about 2 chunks read from peers whatever L). */
@@ -89,8 +92,10 @@ typedef struct dist_shm {
     int64_t n;
     float scale;
     int64_t k, nk, cb; /* chunk index, chunk count, elements per chunk (per block) */
-    int sub;           /* position inside a chunk */
-    uint64_t gen;      /* flag generation being waited for */
+    int64_t kd;        /* small nodes: chunks deposited so far (k <= kd <= nk) */
+    uint64_t base;     /* small nodes: sequence number of chunk 0 */
+    int sub;           /* large nodes: position inside a chunk */
+    uint64_t gen;      /* large nodes: flag generation being waited for */
 } dist_shm;
 
 /* One queued collective. stage: algorithm-specific sequencing (hierarchical phases). */
@@ -127,6 +132,7 @@ struct parlm_comm {
     int64_t shm_chunk, shm_nbuf;
     float **slot;                 /* [local_size] -> 2 * shm_chunk floats each */
     _Atomic uint64_t **flag;      /* [local_size] -> arrival counter of that rank */
+    _Atomic uint64_t **done;      /* [local_size] -> chunks that rank has finished reading */
     const float **shm_src;        /* [local_size] scratch: the slots being summed */
     uint64_t shm_gen;             /* this rank's arrival count */
     int64_t shm_next;             /* chunks moved so far: picks the buffer of the next */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../mpi/comm.h"
 #include "parlm.h"
@@ -456,6 +457,69 @@ START_TEST(nonblocking_buckets_complete_in_order)
 }
 END_TEST
 
+/* Small nodes: a rank that only looks in now and then (as between layers of backward)
+ * finds its peers' chunks deposited ahead and deposits its own ahead, so it completes a
+ * long series of collectives in far fewer progress calls than there are chunks; the
+ * small window (3 buffers of 1000 floats) makes the rotation wrap many times, inside one
+ * collective and across them. Results equal the blocking collectives bitwise. */
+START_TEST(shm_runs_ahead_of_a_busy_peer)
+{
+    setenv("PARLM_SHM_NBUF", "3", 1);
+    setenv("PARLM_SHM_CHUNK", "1000", 1);
+    parlm_comm *c = NULL;
+    parlm_status st = parlm_comm_world(&c);
+    unsetenv("PARLM_SHM_NBUF");
+    unsetenv("PARLM_SHM_CHUNK");
+    ck_assert_int_eq(st, PARLM_OK);
+    enum { NB = 5 };
+    const int64_t len[NB] = {30011, 1, 9000, 2999, 40000}; /* 3 + 1 + 9 + 3 + 40: 56 chunks */
+    float *x[NB], *want[NB];
+    for (int b = 0; b < NB; b++) {
+        x[b] = make_input(len[b], 40 + (uint64_t)b);
+        want[b] = tu_alloc_nan(len[b]);
+        memcpy(want[b], x[b], (size_t)len[b] * sizeof(float));
+    }
+    /* expected: blocking, on the default communicator (same rank order of sums) */
+    ck_assert_int_eq(parlm_allreduce(g_world, want[0], len[0], PARLM_REDUCE_AVG, PARLM_ALGO_SHM), PARLM_OK);
+    ck_assert_int_eq(parlm_allreduce(g_world, want[1], len[1], PARLM_REDUCE_SUM, PARLM_ALGO_SHM), PARLM_OK);
+    ck_assert_int_eq(parlm_reduce_scatter(g_world, want[2], len[2], PARLM_REDUCE_SUM, PARLM_ALGO_SHM), PARLM_OK);
+    ck_assert_int_eq(parlm_all_gather(g_world, want[2], len[2], PARLM_ALGO_SHM), PARLM_OK);
+    ck_assert_int_eq(parlm_allreduce(g_world, want[3], len[3], PARLM_REDUCE_SUM, PARLM_ALGO_SHM), PARLM_OK);
+    ck_assert_int_eq(parlm_allreduce(g_world, want[4], len[4], PARLM_REDUCE_AVG, PARLM_ALGO_SHM), PARLM_OK);
+    parlm_request *req[NB + 1];
+    ck_assert_int_eq(parlm_allreduce_start(c, x[0], len[0], PARLM_REDUCE_AVG, PARLM_ALGO_SHM, &req[0]), PARLM_OK);
+    ck_assert_int_eq(parlm_allreduce_start(c, x[1], len[1], PARLM_REDUCE_SUM, PARLM_ALGO_SHM, &req[1]), PARLM_OK);
+    ck_assert_int_eq(parlm_reduce_scatter_start(c, x[2], len[2], PARLM_REDUCE_SUM, PARLM_ALGO_SHM, &req[2]), PARLM_OK);
+    ck_assert_int_eq(parlm_all_gather_start(c, x[2], len[2], PARLM_ALGO_SHM, &req[3]), PARLM_OK);
+    ck_assert_int_eq(parlm_allreduce_start(c, x[3], len[3], PARLM_REDUCE_SUM, PARLM_ALGO_SHM, &req[4]), PARLM_OK);
+    ck_assert_int_eq(parlm_allreduce_start(c, x[4], len[4], PARLM_REDUCE_AVG, PARLM_ALGO_SHM, &req[5]), PARLM_OK);
+    /* rank 0 is busy for 2 ms between looks; the others poll all the time */
+    int done = 0;
+    long calls = 0;
+    while (!done) {
+        if (g_rank == 0) {
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
+        }
+        calls++;
+        ck_assert_int_eq(parlm_allreduce_test(&req[NB], &done), PARLM_OK);
+    }
+    for (int b = 0; b < NB; b++)
+        ck_assert_int_eq(parlm_allreduce_wait(&req[b]), PARLM_OK);
+    int same = 1;
+    for (int b = 0; b < NB; b++)
+        same &= memcmp(x[b], want[b], (size_t)len[b] * sizeof(float)) == 0;
+    ck_assert_msg(all_ok(same, "results differ from the blocking collectives"), ALL_OK_MSG);
+    /* lock step would need a call per chunk (56); run-ahead moves up to 3 per call */
+    if (parlm_comm_local_size(c) <= DIST_SHM_FULL_SUM_MAX)
+        ck_assert_msg(all_ok(g_rank != 0 || calls < 40, "the busy rank needed %ld progress calls "
+                             "for 56 chunks: no run-ahead", calls), ALL_OK_MSG);
+    ck_assert_int_eq(parlm_comm_free(c), PARLM_OK);
+    for (int b = 0; b < NB; b++)
+        parlm_free(x[b]), parlm_free(want[b]);
+}
+END_TEST
+
 /* after the first call of a size, the scratch is reused (no allocation per call) */
 START_TEST(scratch_is_reused)
 {
@@ -726,6 +790,7 @@ static Suite *allreduce_suite(void)
         {"all_gather", all_gather_every_algorithm},
         {"rs_ag", reduce_scatter_then_all_gather_is_allreduce},
         {"nonblocking", nonblocking_buckets_complete_in_order},
+        {"shm_run_ahead", shm_runs_ahead_of_a_busy_peer},
         {"scratch", scratch_is_reused},
         {"agree", agree_check_finds_the_odd_rank},
         {"bad_input", bad_input_is_refused},

@@ -42,15 +42,16 @@ PARLM_API const char *parlm_thread_level_name(int level); /* "multiple", ...; ne
  * duplicates the communicator (its traffic never meets the caller's), sets
  * MPI_ERRORS_RETURN on everything it creates, splits it into nodes
  * (MPI_COMM_TYPE_SHARED) and node leaders (local rank 0 of each node), and on nodes with
- * more than one rank allocates an MPI-3 shared-memory window (2 MiB per local rank by
- * default) for the intra-node path; ring scratch is another 2 MiB. Nothing is allocated
+ * more than one rank allocates an MPI-3 shared-memory window (16 MiB per local rank by
+ * default: on nodes of two ranks, a rank hands over that much while its peer computes;
+ * see mpi/shm.c) for the intra-node path; ring scratch is another 2 MiB. Nothing is allocated
  * per call afterwards, except recursive-doubling scratch growing in powers of two.
  * mpi_comm_ptr points to an MPI_Comm (e.g. &comm); *out = NULL on failure.
  * Environment, read here (bad values are PARLM_EINVAL):
  *   PARLM_ALLREDUCE=auto|ring|shm|rd|mpi forces the algorithm of all-reduces made with
  *   PARLM_ALGO_AUTO. Tuning knobs: PARLM_RING_CHUNK (floats per ring message, default
  *   65536), PARLM_SHM_CHUNK (floats per shared-memory buffer, default 65536),
- *   PARLM_SHM_NBUF (buffers per local rank used in rotation, 2..64, default 8).
+ *   PARLM_SHM_NBUF (buffers per local rank used in rotation, 2..4096, default 64).
  * A parlm_comm is used by one thread at a time. Errors: PARLM_EINVAL (NULL, MPI not
  * initialized, MPI_COMM_NULL, bad PARLM_ALLREDUCE), PARLM_ENOMEM, PARLM_ESYSTEM. */
 PARLM_API parlm_status parlm_comm_world(parlm_comm **out);

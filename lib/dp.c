@@ -3,7 +3,11 @@
  * layers are contiguous and backward finishes them last-to-first, so when backward
  * reports "gradients from offset X on are final", every bucket starting at or after X
  * can start its all-reduce. The same report, issued after every backward op, is where
- * the outstanding requests are progressed (parlm/dist.h progresses from the caller). */
+ * the outstanding requests are progressed (parlm/dist.h progresses from the caller).
+ * In overlap mode the token embedding (the first and largest tensor, a third of GPT-2
+ * 124M) gets buckets of its own that go first: the model defers its lookup gradient
+ * (parlm_gpt_set_defer_token_grad), so wte is final right after the LM head, and only
+ * the B*T gradient rows of the lookup are exchanged after backward, by an all-gather. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +19,9 @@
 #include "parlm/tensor.h"
 
 #define DEFAULT_BUCKET_BYTES (25 << 20)
+/* a step's events: up to 4 per bucket (local SGD averages parameters, both moments and
+ * gradients) and a few more (backward, rows, wait, optimizer, ...) */
+#define MAX_EXTRA_EVENTS 8
 
 struct parlm_dp {
     parlm_gpt *m;
@@ -23,15 +30,27 @@ struct parlm_dp {
     int rank, size;
     int64_t P;
     int nb, next;           /* buckets (nb), index of the next one to start */
-    int64_t *bstart, *bend; /* bucket i covers [bstart[i], bend[i]); i = 0 is the last */
+    int nhead;              /* buckets 0 .. nhead-1 cover the token embedding [0, head_n) */
+    int64_t head_n;
+    int64_t *bstart, *bend; /* bucket i covers [bstart[i], bend[i]); the others count down
+                             * from the end of the buffer */
     parlm_request **req;
+    int observed;           /* buckets seen complete (they complete in order) */
+    int *bev;               /* bucket i's event */
     int armed;              /* overlap: this backward's buckets may start */
+    int deferred;           /* this backward deferred the token-lookup rows */
+    float *rows;            /* all ranks' lookup rows: per rank [N token ids][N x C rows] */
+    int64_t rows_cap, rows_n;
+    parlm_request *rows_req;
+    int rows_ev;
     parlm_status hook_error;
     int64_t blk_off, blk_n; /* ZeRO-1: this rank's block and its AdamW state */
     float *zm, *zv;
     int local_count, drift; /* local SGD: steps taken, replicas differ */
     double t_comm_start;
     parlm_dp_stats stats;
+    parlm_dp_event *ev; /* the current step's timeline */
+    int nev, cap_ev;
 };
 
 static double now(void)
@@ -68,37 +87,95 @@ void parlm_dp_free(parlm_dp *dp)
         if (dp->req && dp->req[i])
             parlm_allreduce_wait(&dp->req[i]);
     parlm_gpt_set_grad_hook(dp->m, NULL, NULL);
+    if (dp->rows_req)
+        parlm_allreduce_wait(&dp->rows_req);
+    parlm_gpt_set_defer_token_grad(dp->m, 0);
     free(dp->bstart);
     free(dp->bend);
     free(dp->req);
+    free(dp->bev);
+    free(dp->ev);
+    parlm_free(dp->rows);
     parlm_free(dp->zm);
     parlm_free(dp->zv);
     free(dp);
 }
 
-static void on_grads_ready(int64_t from, void *arg)
+/* ---- the step's timeline ---- */
+
+static int event_begin(parlm_dp *dp, const char *name, parlm_dp_lane lane, int64_t bytes)
+{
+    if (dp->nev == dp->cap_ev)
+        return -1; /* cannot happen: capacity is one per bucket plus the fixed ones */
+    dp->ev[dp->nev] = (parlm_dp_event){name, lane, now(), 0, bytes};
+    return dp->nev++;
+}
+
+static void event_end(parlm_dp *dp, int i)
+{
+    if (i >= 0 && dp->ev[i].end == 0)
+        dp->ev[i].end = now();
+}
+
+static void event_add(parlm_dp *dp, const char *name, parlm_dp_lane lane, double t0, double t1,
+                      int64_t bytes)
+{
+    int i = event_begin(dp, name, lane, bytes);
+    if (i >= 0)
+        dp->ev[i].start = t0, dp->ev[i].end = t1;
+}
+
+static int by_start(const void *a, const void *b)
+{
+    double x = ((const parlm_dp_event *)a)->start, y = ((const parlm_dp_event *)b)->start;
+    return (x > y) - (x < y);
+}
+
+/* ---- overlap: buckets start as backward finishes them ---- */
+
+static int bucket_ready(const parlm_dp *dp, int i, int64_t ready_from, int64_t head_ready)
+{
+    return i < dp->nhead ? dp->bend[i] <= head_ready : dp->bstart[i] >= ready_from;
+}
+
+/* progresses the queue (through test) and timestamps the buckets that completed */
+static parlm_status observe(parlm_dp *dp)
+{
+    while (dp->observed < dp->next) {
+        int i = dp->observed, done = 0;
+        parlm_status st = parlm_allreduce_test(&dp->req[i], &done);
+        if (st != PARLM_OK)
+            return st;
+        if (!done)
+            break;
+        event_end(dp, dp->bev[i]);
+        dp->observed++;
+    }
+    return PARLM_OK;
+}
+
+static void on_grads_ready(int64_t ready_from, int64_t head_ready, void *arg)
 {
     parlm_dp *dp = arg;
     if (!dp->armed || dp->hook_error != PARLM_OK)
         return;
     float *g = parlm_gpt_grads(dp->m);
-    while (dp->next < dp->nb && dp->bstart[dp->next] >= from) {
+    while (dp->next < dp->nb && bucket_ready(dp, dp->next, ready_from, head_ready)) {
         int i = dp->next++;
         if (i == 0)
             dp->t_comm_start = now();
-        parlm_status st = parlm_allreduce_start(dp->comm, g + dp->bstart[i],
-                                                dp->bend[i] - dp->bstart[i], PARLM_REDUCE_AVG,
+        int64_t n = dp->bend[i] - dp->bstart[i];
+        dp->bev[i] = event_begin(dp, "allreduce", PARLM_DP_LANE_COMM, n * 4);
+        parlm_status st = parlm_allreduce_start(dp->comm, g + dp->bstart[i], n, PARLM_REDUCE_AVG,
                                                 dp->cfg.flags, &dp->req[i]);
         if (st != PARLM_OK) {
             dp->hook_error = st;
             return;
         }
     }
-    if (dp->next > 0) {
-        parlm_status st = parlm_comm_progress(dp->comm);
-        if (st != PARLM_OK)
-            dp->hook_error = st;
-    }
+    parlm_status st = observe(dp);
+    if (st != PARLM_OK)
+        dp->hook_error = st;
 }
 
 parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
@@ -119,16 +196,29 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
     int64_t bucket = (cfg->bucket_bytes ? cfg->bucket_bytes : DEFAULT_BUCKET_BYTES) / 4;
     if (bucket < 1024)
         bucket = 1024;
-    dp->nb = (int)((dp->P + bucket - 1) / bucket);
+    /* overlap: the token embedding gets its own buckets (ids travel as floats: < 2^24) */
+    parlm_gpt_config mc = parlm_gpt_get_config(m);
+    if (cfg->mode == PARLM_DP_OVERLAP && dp->size > 1 && mc.vocab_pad < (1 << 24))
+        dp->head_n = (int64_t)mc.vocab_pad * mc.n_embd;
+    dp->nhead = (int)((dp->head_n + bucket - 1) / bucket);
+    dp->nb = dp->nhead + (int)((dp->P - dp->head_n + bucket - 1) / bucket);
+    dp->cap_ev = 4 * dp->nb + MAX_EXTRA_EVENTS;
     dp->bstart = calloc((size_t)dp->nb, sizeof *dp->bstart);
     dp->bend = calloc((size_t)dp->nb, sizeof *dp->bend);
     dp->req = calloc((size_t)dp->nb, sizeof *dp->req);
+    dp->bev = calloc((size_t)dp->nb, sizeof *dp->bev);
+    dp->ev = calloc((size_t)dp->cap_ev, sizeof *dp->ev);
     parlm_status st = PARLM_OK;
-    if (!dp->bstart || !dp->bend || !dp->req)
+    if (!dp->bstart || !dp->bend || !dp->req || !dp->bev || !dp->ev)
         st = parlm_error(PARLM_ENOMEM, "parlm_dp_create: out of memory");
     for (int i = 0; st == PARLM_OK && i < dp->nb; i++) {
-        dp->bend[i] = dp->P - i * bucket;
-        dp->bstart[i] = dp->bend[i] - bucket > 0 ? dp->bend[i] - bucket : 0;
+        if (i < dp->nhead) {
+            dp->bstart[i] = i * bucket;
+            dp->bend[i] = dp->bstart[i] + bucket < dp->head_n ? dp->bstart[i] + bucket : dp->head_n;
+        } else {
+            dp->bend[i] = dp->P - (i - dp->nhead) * bucket;
+            dp->bstart[i] = dp->bend[i] - bucket > dp->head_n ? dp->bend[i] - bucket : dp->head_n;
+        }
     }
     /* everyone starts from rank 0's replica */
     if (st == PARLM_OK)
@@ -161,19 +251,81 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
     return PARLM_OK;
 }
 
+/* After a deferring backward: this rank's lookup rows into its block of dp->rows, and
+ * an all-gather of everyone's queued behind the buckets. */
+static parlm_status start_rows(parlm_dp *dp)
+{
+    const int32_t *tok;
+    const float *rows;
+    int64_t N, C = parlm_gpt_get_config(dp->m).n_embd;
+    parlm_status st = parlm_gpt_token_grad_rows(dp->m, &tok, &rows, &N);
+    if (st != PARLM_OK)
+        return st;
+    int64_t blk = N * (C + 1);
+    dp->rows_n = blk * dp->size;
+    if (dp->rows_n > dp->rows_cap) {
+        parlm_free(dp->rows);
+        dp->rows = parlm_alloc((size_t)dp->rows_n, sizeof(float));
+        dp->rows_cap = dp->rows ? dp->rows_n : 0;
+        if (!dp->rows)
+            return parlm_error(PARLM_ENOMEM, "data-parallel: %lld floats of token-gradient rows",
+                               (long long)dp->rows_n);
+    }
+    float *mine = dp->rows + blk * dp->rank;
+    for (int64_t i = 0; i < N; i++)
+        mine[i] = (float)tok[i];
+    memcpy(mine + N, rows, (size_t)(N * C) * sizeof(float));
+    dp->rows_ev = event_begin(dp, "embedding rows", PARLM_DP_LANE_COMM, dp->rows_n * 4);
+    /* exact: the ids must survive the trip */
+    return parlm_all_gather_start(dp->comm, dp->rows, dp->rows_n, dp->cfg.flags & ~PARLM_WIRE_BF16,
+                                  &dp->rows_req);
+}
+
+/* wte gradient += every rank's lookup rows / p, in rank order (the same on every rank) */
+static parlm_status add_rows(parlm_dp *dp)
+{
+    parlm_gpt_config mc = parlm_gpt_get_config(dp->m);
+    int64_t C = mc.n_embd, blk = dp->rows_n / dp->size, N = blk / (C + 1);
+    float *g = parlm_gpt_grads(dp->m), scale = 1.0f / (float)dp->size;
+    for (int r = 0; r < dp->size; r++) {
+        const float *ids = dp->rows + blk * r, *rows = ids + N;
+        for (int64_t i = 0; i < N; i++) {
+            if (!(ids[i] >= 0 && ids[i] < (float)mc.vocab))
+                return parlm_error(PARLM_EINVAL, "data-parallel: rank %d sent token id %g "
+                                   "(vocabulary %d)", r, ids[i], mc.vocab);
+            float *e = g + (int64_t)ids[i] * C;
+            const float *d = rows + i * C;
+            for (int64_t c = 0; c < C; c++)
+                e[c] += scale * d[c];
+        }
+    }
+    return PARLM_OK;
+}
+
 parlm_status parlm_dp_backward(parlm_dp *dp, float loss_scale, int last)
 {
     if (!dp)
         return parlm_error(PARLM_EINVAL, "parlm_dp_backward: null argument");
     dp->armed = last && dp->cfg.mode == PARLM_DP_OVERLAP && dp->size > 1;
-    dp->next = 0;
+    dp->deferred = dp->armed && dp->nhead > 0;
+    dp->next = dp->observed = 0;
     dp->hook_error = PARLM_OK;
-    double t0 = now();
-    parlm_status st = parlm_gpt_backward(dp->m, loss_scale);
     if (last)
-        dp->stats.backward = now() - t0;
+        dp->nev = 0; /* a new step's timeline */
+    parlm_status st = parlm_gpt_set_defer_token_grad(dp->m, dp->deferred);
+    if (st != PARLM_OK)
+        return st;
+    double t0 = now();
+    st = parlm_gpt_backward(dp->m, loss_scale);
+    double t1 = now();
+    if (last) {
+        dp->stats.backward = t1 - t0;
+        event_add(dp, "backward", PARLM_DP_LANE_COMPUTE, t0, t1, 0);
+    }
     if (st == PARLM_OK)
         st = dp->hook_error;
+    if (st == PARLM_OK && dp->deferred)
+        st = start_rows(dp);
     return st;
 }
 
@@ -181,9 +333,11 @@ parlm_status parlm_dp_backward(parlm_dp *dp, float loss_scale, int last)
 static parlm_status average(parlm_dp *dp, float *buf)
 {
     for (int i = 0; i < dp->nb; i++) {
-        parlm_status st = parlm_allreduce(dp->comm, buf + dp->bstart[i],
-                                          dp->bend[i] - dp->bstart[i], PARLM_REDUCE_AVG,
+        int64_t n = dp->bend[i] - dp->bstart[i];
+        int e = event_begin(dp, "allreduce", PARLM_DP_LANE_COMM, n * 4);
+        parlm_status st = parlm_allreduce(dp->comm, buf + dp->bstart[i], n, PARLM_REDUCE_AVG,
                                           dp->cfg.flags);
+        event_end(dp, e);
         if (st != PARLM_OK)
             return st;
     }
@@ -196,12 +350,21 @@ static parlm_status exchange_grads(parlm_dp *dp)
     double t0 = now();
     if (dp->cfg.mode == PARLM_DP_OVERLAP && dp->armed) {
         for (int i = 0; i < dp->nb && st == PARLM_OK; i++)
-            if (dp->req[i])
+            if (dp->req[i]) {
                 st = parlm_allreduce_wait(&dp->req[i]);
+                if (i >= dp->observed)
+                    event_end(dp, dp->bev[i]);
+            }
         if (st == PARLM_OK && dp->next != dp->nb)
             st = parlm_error(PARLM_EINVAL, "data-parallel: backward finished %d of %d gradient "
                              "buckets", dp->next, dp->nb);
-        dp->armed = 0;
+        if (st == PARLM_OK && dp->deferred) {
+            st = parlm_allreduce_wait(&dp->rows_req);
+            event_end(dp, dp->rows_ev);
+            if (st == PARLM_OK)
+                st = add_rows(dp);
+        }
+        dp->armed = dp->deferred = 0;
     } else {
         dp->t_comm_start = t0;
         st = average(dp, parlm_gpt_grads(dp->m));
@@ -209,6 +372,7 @@ static parlm_status exchange_grads(parlm_dp *dp)
     double t1 = now();
     dp->stats.comm_wait = t1 - t0;
     dp->stats.comm_total = t1 - dp->t_comm_start;
+    event_add(dp, "wait", PARLM_DP_LANE_COMPUTE, t0, t1, 0);
     return st;
 }
 
@@ -226,7 +390,10 @@ parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_
         double t0 = now();
         st = parlm_reduce_scatter(dp->comm, parlm_gpt_grads(m), dp->P, PARLM_REDUCE_AVG,
                                   dp->cfg.flags);
-        dp->stats.comm_wait = dp->stats.comm_total = now() - t0;
+        double t1 = now();
+        dp->stats.comm_wait = dp->stats.comm_total = t1 - t0;
+        event_add(dp, "reduce-scatter", PARLM_DP_LANE_COMM, t0, t1, dp->P * 4);
+        event_add(dp, "wait", PARLM_DP_LANE_COMPUTE, t0, t1, 0);
     } else if (dp->cfg.mode == PARLM_DP_LOCAL) {
         dp->local_count++;
         if (dp->local_count % dp->cfg.local_steps == 0) {
@@ -273,14 +440,19 @@ parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_
         int64_t t = parlm_gpt_step(m) + 1;
         if (dp->blk_n)
             st = parlm_gpt_update_range(m, cfg, scale, t, dp->blk_off, dp->blk_n, dp->zm, dp->zv);
+        int e = event_begin(dp, "all-gather", PARLM_DP_LANE_COMM, dp->P * 4);
         if (st == PARLM_OK)
             st = parlm_all_gather(dp->comm, parlm_gpt_params(m), dp->P, dp->cfg.flags & ~PARLM_WIRE_BF16);
+        event_end(dp, e);
         if (st == PARLM_OK)
             st = parlm_gpt_set_step(m, t);
     } else {
         st = parlm_gpt_update(m, cfg, scale);
     }
-    dp->stats.optimizer = now() - t0;
+    double t1 = now();
+    dp->stats.optimizer = t1 - t0;
+    event_add(dp, "optimizer", PARLM_DP_LANE_COMPUTE, t0, t1, 0);
+    qsort(dp->ev, (size_t)dp->nev, sizeof *dp->ev, by_start);
     if (grad_norm)
         *grad_norm = norm;
     return st;
@@ -317,4 +489,12 @@ parlm_dp_stats parlm_dp_get_stats(const parlm_dp *dp)
 {
     parlm_dp_stats z = {0, 0, 0, 0};
     return dp ? dp->stats : z;
+}
+
+int parlm_dp_get_events(const parlm_dp *dp, const parlm_dp_event **events)
+{
+    if (!dp || !events)
+        return 0;
+    *events = dp->ev;
+    return dp->nev;
 }

@@ -64,7 +64,8 @@ struct parlm_gpt {
     /* backward progress reports (overlapped gradient communication) */
     parlm_grad_ready_fn hook;
     void *hook_arg;
-    int64_t ready_from;
+    int64_t ready_from, head_ready;
+    int defer_tok, tok_rows_valid; /* deferred token-lookup gradient (d_res holds the rows) */
     /* inference */
     float *kv, *inf;  /* KV cache (L, 2, maxT, C); inference activations */
 };
@@ -533,6 +534,7 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
         m->targets = targets;
     }
     m->have_forward = 1;
+    m->tok_rows_valid = 0;
     return PARLM_OK;
 }
 
@@ -547,6 +549,28 @@ parlm_status parlm_gpt_set_grad_hook(parlm_gpt *m, parlm_grad_ready_fn fn, void 
     return PARLM_OK;
 }
 
+parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on)
+{
+    if (!m)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_set_defer_token_grad: null model");
+    m->defer_tok = on != 0;
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_token_grad_rows(const parlm_gpt *m, const int32_t **tokens,
+                                       const float **rows, int64_t *n)
+{
+    if (!m || !tokens || !rows || !n)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_token_grad_rows: null argument");
+    if (!m->tok_rows_valid)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_token_grad_rows: the last backward did not "
+                           "defer the token-lookup gradient (or a forward came after it)");
+    *tokens = m->inputs;
+    *rows = m->d_res;
+    *n = (int64_t)m->B * m->T;
+    return PARLM_OK;
+}
+
 /* Tells the hook that gradients from layer `layer` on are final (layer L: the final
  * layernorm; -1: everything), and again after every op in between with the same offset,
  * so the hook can keep communication moving while backward computes. */
@@ -558,10 +582,21 @@ static void grads_ready(parlm_gpt *m, int layer)
     if (layer >= 0 && parlm_gpt_layer_range(m, layer, &off, &n) != PARLM_OK)
         return;
     m->ready_from = off;
-    m->hook(off, m->hook_arg);
+    m->hook(off, m->head_ready, m->hook_arg);
 }
 
-#define TICK(m) ((m)->hook ? (m)->hook((m)->ready_from, (m)->hook_arg) : (void)0)
+#define TICK(m) ((m)->hook ? (m)->hook((m)->ready_from, (m)->head_ready, (m)->hook_arg) : (void)0)
+
+/* d(wpe)[t] += sum over the batch of dout[b, t] (the lookup's position part alone) */
+static void wpe_backward(float *dwpe, const float *dout, int64_t rows, int64_t T, int64_t C)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        float *p = dwpe + (r % T) * C;
+        const float *d = dout + r * C;
+        for (int64_t c = 0; c < C; c++)
+            p[c] += d[c];
+    }
+}
 
 parlm_status parlm_gpt_zero_grad(parlm_gpt *m)
 {
@@ -587,8 +622,15 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
     TRY(parlm_crossentropy_backward(m->logits, m->logits, m->targets, m->ce_lse, m->dloss, N,
                                     c->vocab, (int)Vp));
     m->have_forward = 0;
+    m->tok_rows_valid = 0;
+    m->ready_from = m->nparams;
+    m->head_ready = 0;
     const float *res_last = L ? m->acts[L - 1].res3 : m->encoded;
     TRY(matmul_bwd(m, m->d_ln, WTE(m->grads), NULL, m->logits, m->lnf, WTE(m->params), N, C, Vp));
+    if (m->defer_tok && m->tensors[0].off == 0) { /* wte is final but for the lookup's rows */
+        m->head_ready = m->tensors[0].n;
+        TICK(m);
+    }
     memset(m->d_res, 0, (size_t)(N * C) * sizeof(float));
     TRY(parlm_layernorm_backward(m->d_res, LNFW(m->grads), LNFB(m->grads), m->d_ln, res_last,
                                  LNFW(m->params), m->lnf_mean, m->lnf_rstd, N, C));
@@ -620,8 +662,13 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
                                      a->ln1_mean, a->ln1_rstd, N, C));
         grads_ready(m, l);
     }
-    TRY(parlm_embedding_backward(WTE(m->grads), WPE(m->grads), m->d_res, m->inputs,
-                                 B, T, C, c->vocab));
+    if (m->head_ready) {
+        wpe_backward(WPE(m->grads), m->d_res, N, T, C);
+        m->tok_rows_valid = 1;
+    } else {
+        TRY(parlm_embedding_backward(WTE(m->grads), WPE(m->grads), m->d_res, m->inputs, B, T, C,
+                                     c->vocab));
+    }
     grads_ready(m, -1);
     return PARLM_OK;
 }

@@ -267,9 +267,10 @@ typedef struct hook_log {
     int n;
 } hook_log;
 
-static void on_ready(int64_t from, void *arg)
+static void on_ready(int64_t from, int64_t head, void *arg)
 {
     hook_log *h = arg;
+    (void)head; /* 0: nothing is deferred here */
     int64_t P = parlm_gpt_num_params(h->m);
     if (h->n && from == h->from[h->n - 1])
         return; /* the same range again: a progress tick between ops */
@@ -301,6 +302,69 @@ START_TEST(grad_hook_reports_final_ranges)
         free(h.snap[i]);
     }
     parlm_gpt_free(m);
+}
+END_TEST
+
+/* Deferred token-lookup gradient: the wte gradient is reported final right after the LM
+ * head (and is not touched again), and adding the rows afterwards gives exactly the
+ * gradients of a plain backward. */
+typedef struct head_log {
+    parlm_gpt *m;
+    int64_t head, first_from;
+    float *snap;
+} head_log;
+
+static void on_head(int64_t from, int64_t head, void *arg)
+{
+    head_log *h = arg;
+    if (head && !h->snap) {
+        h->head = head;
+        h->first_from = from;
+        h->snap = malloc((size_t)head * 4);
+        memcpy(h->snap, parlm_gpt_grads(h->m), (size_t)head * 4);
+    }
+}
+
+START_TEST(deferred_token_grad_adds_up)
+{
+    parlm_gpt *a = tiny(2, 2, 16, 8, 20, 0, 41), *b = tiny(2, 2, 16, 8, 20, 0, 41);
+    int64_t P = parlm_gpt_num_params(a);
+    parlm_gpt_config cfg = parlm_gpt_get_config(a);
+    int32_t in[16], tg[16];
+    random_tokens(in, 16, 20, 42);
+    random_tokens(tg, 16, 20, 43);
+    float la, lb;
+    head_log h = {.m = b};
+    ck_assert_int_eq(parlm_gpt_setup(a, 2, 8, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_setup(b, 2, 8, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_set_grad_hook(b, on_head, &h), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_set_defer_token_grad(b, 1), PARLM_OK);
+    for (int accum = 0; accum < 2; accum++) { /* the second backward accumulates */
+        ck_assert_int_eq(parlm_gpt_forward(a, in, tg, &la), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_backward(a, 1.0f), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_forward(b, in, tg, &lb), PARLM_OK);
+        const int32_t *tok;
+        const float *rows;
+        int64_t n;
+        ck_assert_int_eq(parlm_gpt_token_grad_rows(b, &tok, &rows, &n), PARLM_EINVAL); /* not yet */
+        free(h.snap);
+        h.snap = NULL;
+        ck_assert_int_eq(parlm_gpt_backward(b, 1.0f), PARLM_OK);
+        ck_assert_int_eq(h.head, (int64_t)cfg.vocab_pad * cfg.n_embd);
+        ck_assert_int_eq(h.first_from, P); /* before any layer */
+        ck_assert(memcmp(h.snap, parlm_gpt_grads(b), (size_t)h.head * 4) == 0);
+        ck_assert_int_eq(parlm_gpt_token_grad_rows(b, &tok, &rows, &n), PARLM_OK);
+        ck_assert_int_eq(n, 16);
+        ck_assert_ptr_eq(tok, in);
+        float *g = parlm_gpt_grads(b);
+        for (int64_t i = 0; i < n; i++)
+            for (int c = 0; c < cfg.n_embd; c++)
+                g[(int64_t)tok[i] * cfg.n_embd + c] += rows[i * cfg.n_embd + c];
+        ck_assert(memcmp(parlm_gpt_grads(a), parlm_gpt_grads(b), (size_t)P * 4) == 0);
+    }
+    free(h.snap);
+    parlm_gpt_free(a);
+    parlm_gpt_free(b);
 }
 END_TEST
 
@@ -392,6 +456,7 @@ int main(void)
     tcase_add_test(tc, bf16_matmuls_track_f32);
     tcase_add_test(tc, update_range_equals_update);
     tcase_add_test(tc, grad_hook_reports_final_ranges);
+    tcase_add_test(tc, deferred_token_grad_adds_up);
     suite_add_tcase(s, tc);
     tc = tcase_create("generation");
     tcase_add_test(tc, kv_cache_matches_forward);

@@ -79,6 +79,22 @@ PARLM_API parlm_status parlm_dp_gather_state(parlm_dp *dp);
 
 PARLM_API parlm_dp_stats parlm_dp_get_stats(const parlm_dp *dp);
 
+/* Timeline of the last step (what parlm-bench dp --trace draws). Times are seconds of
+ * CLOCK_MONOTONIC (comparable between processes of one node). A bucket's end is when
+ * this rank first saw it complete (at a progress point or in the final wait), so it is
+ * late by at most the gap between progress points. */
+typedef enum parlm_dp_lane { PARLM_DP_LANE_COMPUTE = 0, PARLM_DP_LANE_COMM = 1 } parlm_dp_lane;
+typedef struct parlm_dp_event {
+    const char *name;  /* "backward", "wait", "optimizer" (compute lane); "allreduce",
+                        * "reduce-scatter", "all-gather", "embedding rows" (comm lane) */
+    parlm_dp_lane lane;
+    double start, end;
+    int64_t bytes;     /* bytes of the collective's buffer (comm lane); 0 otherwise */
+} parlm_dp_event;
+/* *events = the last step's events (valid until the next step or free), sorted by start;
+ * returns their number (0 for NULL arguments). */
+PARLM_API int parlm_dp_get_events(const parlm_dp *dp, const parlm_dp_event **events);
+
 #ifdef __cplusplus
 }
 #endif

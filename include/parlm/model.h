@@ -111,11 +111,31 @@ PARLM_API parlm_status parlm_gpt_update_range(parlm_gpt *m, const parlm_adamw_cf
                                               float grad_scale, int64_t t, int64_t off, int64_t n,
                                               float *mom1, float *mom2);
 
-/* Called during parlm_gpt_backward whenever the gradients [ready_from, nparams) are final
- * (after the final layernorm, after each layer from the last down, and 0 at the end), so
- * that their communication can start while backward goes on. NULL disables. */
-typedef void (*parlm_grad_ready_fn)(int64_t ready_from, void *arg);
+/* Called during parlm_gpt_backward whenever more gradients are final, so that their
+ * communication can start while backward goes on: [ready_from, nparams) (after the final
+ * layernorm, after each layer from the last down, and 0 at the end) and [0, head_ready)
+ * (the token embedding right after the LM head's backward when its lookup gradient is
+ * deferred, see below; 0 otherwise). It is called again, with the same values, after
+ * every op in between, so the hook can keep communication moving. NULL disables. */
+typedef void (*parlm_grad_ready_fn)(int64_t ready_from, int64_t head_ready, void *arg);
 PARLM_API parlm_status parlm_gpt_set_grad_hook(parlm_gpt *m, parlm_grad_ready_fn fn, void *arg);
+
+/* Deferred token-lookup gradient, for data parallelism. The token embedding wte (the
+ * first tensor, the largest) is used twice: by the LM head, whose backward runs first,
+ * and by the token lookup, whose backward runs last; so its gradient is normally final
+ * only when backward ends and its all-reduce cannot overlap anything. With defer on,
+ * backward adds only the LM head's part to the wte gradient, reports it final at once
+ * (head_ready above), and leaves the lookup's part as rows: the true gradient is
+ * wte_grad[tokens[i]] += rows[i] for i < B*T, which the caller adds (for data
+ * parallelism: every rank's rows, scaled like the averaged gradient, after the
+ * all-reduce; that exchange is B*T*(C+1) floats instead of V*C). The position embedding
+ * is not deferred. Applies to every backward until turned off; default off. */
+PARLM_API parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on);
+/* After a backward with deferral: *tokens = the B*T input tokens (the caller's array of
+ * that forward), *rows = their gradient rows (B*T x n_embd), *n = B*T; valid until the
+ * next forward. PARLM_EINVAL if the last backward did not defer. */
+PARLM_API parlm_status parlm_gpt_token_grad_rows(const parlm_gpt *m, const int32_t **tokens,
+                                                 const float **rows, int64_t *n);
 
 /* Generation with a KV cache: runs positions pos .. pos+n-1 of one sequence (tokens (n))
  * and writes the logits (Vp) of the last one. pos = 0 starts a new sequence; pos + n must

@@ -25,12 +25,19 @@ static void usage(FILE *f)
             "  all      all of the above (peak and stream run first: the others quote them)\n"
             "  allreduce  all-reduce bus bandwidth, parlm vs MPI_Allreduce, 4 KB - 256 MB;\n"
             "           not part of 'all': run it under MPI, `mpirun -np 2 parlm-bench allreduce`\n"
+            "  dp       data-parallel GPT-2 124M step at B=4,T=64 per rank: no communication vs\n"
+            "           parlm_dp sync, overlap and zero1; step split into compute / exposed\n"
+            "           communication / optimizer, and the share of the all-reduce overlap\n"
+            "           hides; not part of 'all': `mpirun -np 2 parlm-bench dp`\n"
             "\n"
             "options:\n"
             "  --json         print one JSON document instead of tables\n"
             "  --quick        fewer sizes and repetitions (CI smoke run)\n"
             "  --threads N    'all threads' means N (default: OMP_NUM_THREADS or all cores)\n"
             "  --time S       seconds of repetitions per measurement (default 0.3)\n"
+            "  --trace FILE   dp: write the best step of each mode as a Chrome trace (JSON for\n"
+            "                 https://ui.perfetto.dev or chrome://tracing): ranks, compute and\n"
+            "                 communication lanes\n"
             "  -h, --help     this text\n"
             "\n"
             "environment: PARLM_ISA=scalar|avx2|avx512|neon forces a kernel set;\n"
@@ -41,7 +48,7 @@ int main(int argc, char **argv)
 {
     bench_ctx ctx = {.max_threads = omp_get_max_threads(), .min_time = 0.3};
     int want_peak = 0, want_stream = 0, want_gemm = 0, want_gemv = 0, want_train = 0, want_gen = 0;
-    int want_allreduce = 0;
+    int want_allreduce = 0, want_dp = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -68,6 +75,8 @@ int main(int argc, char **argv)
                 return 2;
             }
             ctx.min_time = v;
+        } else if (!strcmp(a, "--trace") && i + 1 < argc) {
+            ctx.trace = argv[++i];
         } else if (!strcmp(a, "peak")) {
             want_peak = 1;
         } else if (!strcmp(a, "stream")) {
@@ -82,6 +91,8 @@ int main(int argc, char **argv)
             want_gen = 1;
         } else if (!strcmp(a, "allreduce")) {
             want_allreduce = 1;
+        } else if (!strcmp(a, "dp")) {
+            want_dp = 1;
         } else if (!strcmp(a, "all")) {
             want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
         } else {
@@ -89,9 +100,16 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen | want_allreduce))
+    if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen | want_allreduce |
+          want_dp))
         want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
-    if (want_allreduce && bench_mpi_init(&argc, &argv) < 0) /* before anything is printed */
+    if (ctx.trace && !want_dp) {
+        fprintf(stderr, "parlm-bench: --trace %s: only the dp benchmark writes a trace\n",
+                ctx.trace);
+        return 2;
+    }
+    int want_mpi = want_allreduce || want_dp;
+    if (want_mpi && bench_mpi_init(&argc, &argv) < 0) /* before anything is printed */
         return 2;
     if (parlm_isa_init() != PARLM_OK) {
         fprintf(stderr, "parlm-bench: %s\n", parlm_last_error());
@@ -120,8 +138,10 @@ int main(int argc, char **argv)
         rc |= bench_generate(&ctx);
     if (want_allreduce)
         rc |= bench_allreduce(&ctx);
+    if (want_dp)
+        rc |= bench_dp(&ctx);
     bench_end(&ctx);
-    if (want_allreduce)
+    if (want_mpi)
         bench_mpi_finalize();
     return rc ? 1 : 0;
 }

@@ -13,6 +13,7 @@ typedef struct bench_ctx {
     double min_time;   /* seconds of repetitions per measurement (--time) */
     double peak_1t;    /* measured f32 FMA peak of one core, GFLOP/s (0 = not measured) */
     double stream_gbs; /* measured STREAM-triad bandwidth at max_threads, GB/s (0 = not measured) */
+    const char *trace; /* --trace FILE: dp writes a Chrome trace of one step per mode (or NULL) */
 } bench_ctx;
 
 /* One measurement. Unused numeric fields are 0 and left out of the output. */
@@ -27,6 +28,15 @@ typedef struct bench_row {
     double pct_peak;    /* percent of threads * peak_1t, or of stream_gbs */
     double ratio;       /* this / baseline (named in `baseline`) */
     const char *baseline;
+    /* the split of a training step (dp), seconds */
+    double compute;     /* forward + backward */
+    double comm;        /* communication the step waited for (exposed) */
+    double progress;    /* overlap: communication work done inside backward (part of compute) */
+    double opt;         /* gradient norm and optimizer */
+    /* overlap efficiency, percent; may be negative or above 100: printed when nonzero */
+    double hidden_pct;      /* share of the blocking all-reduce time neither waited for nor
+                             * spent progressing inside backward */
+    double hidden_step_pct; /* the same seen in step times, against a no-communication run */
 } bench_row;
 
 double bench_now(void); /* monotonic seconds */
@@ -58,6 +68,10 @@ int bench_generate(bench_ctx *ctx); /* prefill tokens/s, decode tokens/s vs band
  * bench_mpi_init initializes MPI and returns the world rank (-1 on error); ranks other
  * than 0 then write stdout to /dev/null, so tables and JSON come from rank 0 alone. */
 int bench_allreduce(bench_ctx *ctx);
+/* data-parallel GPT-2 124M training step (sync, overlap, ZeRO-1 vs no communication):
+ * step time split into compute / exposed communication / optimizer, the share of the
+ * all-reduce that overlap hides, and with ctx->trace a Chrome trace; run under mpirun */
+int bench_dp(bench_ctx *ctx);
 int bench_mpi_init(int *argc, char ***argv);
 void bench_mpi_finalize(void);
 #endif

@@ -62,6 +62,23 @@ static void num_or_dash(double v, int width, int prec)
         printf(" %*s", width, "-");
 }
 
+/* the step split and overlap figures trail the row: the other tables stay as they are */
+static void print_split(const bench_row *r)
+{
+    if (r->compute > 0 || r->opt > 0) {
+        printf(" | compute %.1f", r->compute * 1e3);
+        if (r->progress > 0)
+            printf(" (of which comm progress %.1f)", r->progress * 1e3);
+        if (r->comm > 0)
+            printf(" + comm %.1f", r->comm * 1e3);
+        printf(" + opt %.1f ms", r->opt * 1e3);
+    }
+    if (r->hidden_pct != 0)
+        printf(" | hidden %.1f%%", r->hidden_pct);
+    if (r->hidden_step_pct != 0)
+        printf(" (step view %.1f%%)", r->hidden_step_pct);
+}
+
 void bench_report(const bench_ctx *ctx, const bench_row *r)
 {
     if (ctx->json) {
@@ -78,6 +95,19 @@ void bench_report(const bench_ctx *ctx, const bench_row *r)
         if (r->ratio > 0)
             printf(", \"ratio\": %.3f, \"baseline\": \"%s\"", r->ratio,
                    r->baseline ? r->baseline : "");
+        const struct {
+            const char *key;
+            double v;
+        } split[] = {{"compute_s", r->compute}, {"comm_s", r->comm},
+                     {"progress_s", r->progress}, {"opt_s", r->opt}};
+        for (size_t i = 0; i < sizeof split / sizeof split[0]; i++)
+            if (split[i].v > 0)
+                printf(", \"%s\": %.6g", split[i].key, split[i].v);
+        /* JSON has no inf or nan */
+        if (r->hidden_pct != 0 && isfinite(r->hidden_pct))
+            printf(", \"hidden_pct\": %.2f", r->hidden_pct);
+        if (r->hidden_step_pct != 0 && isfinite(r->hidden_step_pct))
+            printf(", \"hidden_step_pct\": %.2f", r->hidden_step_pct);
         printf("}");
     } else {
         printf("%-8s %-14s %-22s %3d", r->bench, r->impl, r->shape ? r->shape : "", r->threads);
@@ -91,6 +121,7 @@ void bench_report(const bench_ctx *ctx, const bench_row *r)
             printf(" ");
         if (r->ratio > 0)
             printf(" %.2fx %s", r->ratio, r->baseline ? r->baseline : "");
+        print_split(r);
         printf("\n");
     }
     fflush(stdout);

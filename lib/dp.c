@@ -159,6 +159,7 @@ static void on_grads_ready(int64_t ready_from, int64_t head_ready, void *arg)
     parlm_dp *dp = arg;
     if (!dp->armed || dp->hook_error != PARLM_OK)
         return;
+    double t0 = now();
     float *g = parlm_gpt_grads(dp->m);
     while (dp->next < dp->nb && bucket_ready(dp, dp->next, ready_from, head_ready)) {
         int i = dp->next++;
@@ -176,6 +177,7 @@ static void on_grads_ready(int64_t ready_from, int64_t head_ready, void *arg)
     parlm_status st = observe(dp);
     if (st != PARLM_OK)
         dp->hook_error = st;
+    dp->stats.progress += now() - t0;
 }
 
 parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
@@ -310,8 +312,10 @@ parlm_status parlm_dp_backward(parlm_dp *dp, float loss_scale, int last)
     dp->deferred = dp->armed && dp->nhead > 0;
     dp->next = dp->observed = 0;
     dp->hook_error = PARLM_OK;
-    if (last)
+    if (last) {
         dp->nev = 0; /* a new step's timeline */
+        dp->stats.progress = 0;
+    }
     parlm_status st = parlm_gpt_set_defer_token_grad(dp->m, dp->deferred);
     if (st != PARLM_OK)
         return st;
@@ -487,7 +491,7 @@ parlm_status parlm_dp_gather_state(parlm_dp *dp)
 
 parlm_dp_stats parlm_dp_get_stats(const parlm_dp *dp)
 {
-    parlm_dp_stats z = {0, 0, 0, 0};
+    parlm_dp_stats z = {0, 0, 0, 0, 0};
     return dp ? dp->stats : z;
 }
 

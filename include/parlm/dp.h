@@ -45,6 +45,9 @@ typedef struct parlm_dp_stats {
     double comm_wait;  /* waiting for communication after backward (exposed) */
     double optimizer;  /* norm, clipping, AdamW, ZeRO-1 all-gather */
     double comm_total; /* from the first bucket's start to the last one's end */
+    double progress;   /* overlap: inside backward, starting and progressing buckets (the
+                        * compute core's time spent on communication there; part of
+                        * backward) */
 } parlm_dp_stats;
 
 typedef struct parlm_dp parlm_dp;

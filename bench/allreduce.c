@@ -3,6 +3,8 @@
  * in the same run, 4 KB to 256 MB. Run under mpirun (`mpirun -np 2 parlm-bench
  * allreduce`); rank 0 reports. Bus bandwidth = 2(p-1)/p * bytes / time (the bytes each
  * rank must move in an optimal all-reduce); ratio = MPI_Allreduce time / this time.
+ * parlm-shm-shared runs on a buffer from parlm_comm_alloc_shared (the zero-copy path a
+ * data-parallel run's gradients take).
  * Timing: each call starts after a barrier and counts as long as its slowest rank took;
  * the best call is kept (as bench_time does: on a shared machine, the least disturbed). */
 #include "config.h"
@@ -19,7 +21,7 @@
 int bench_mpi_init(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    fprintf(stderr, "parlm-bench: allreduce needs MPI; this parlm was configured --without-mpi\n");
+    fprintf(stderr, "parlm-bench: allreduce and dp need MPI; this parlm was configured --without-mpi\n");
     return -1;
 }
 void bench_mpi_finalize(void) {}
@@ -124,17 +126,27 @@ int bench_allreduce(bench_ctx *ctx)
                  p, parlm_comm_nodes(comm));
         bench_section(ctx, title);
     }
+    /* the zero-copy path: the same buffer size from parlm_comm_alloc_shared */
+    float *shared = NULL;
+    if (parlm_comm_alloc_shared(comm, max_bytes / 4, &shared) != PARLM_OK) {
+        fprintf(stderr, "allreduce: %s\n", parlm_last_error());
+        parlm_free(buf);
+        parlm_comm_free(comm);
+        return 1;
+    }
     const struct {
         const char *name;
         unsigned flags;
         int64_t max_bytes; /* latency algorithms stop early */
+        int shared;        /* on the parlm_comm_alloc_shared buffer */
     } impls[] = {
-        {"mpi", ~0u, INT64_MAX},
-        {"parlm-ring", PARLM_ALGO_RING, INT64_MAX},
-        {"parlm-shm", PARLM_ALGO_SHM, INT64_MAX},
-        {"parlm-rd", PARLM_ALGO_RD, INT64_C(1) << 20},
-        {"parlm-auto", PARLM_ALGO_AUTO, INT64_MAX},
-        {"parlm-ring-bf16", PARLM_ALGO_RING | PARLM_WIRE_BF16, INT64_MAX},
+        {"mpi", ~0u, INT64_MAX, 0},
+        {"parlm-ring", PARLM_ALGO_RING, INT64_MAX, 0},
+        {"parlm-shm", PARLM_ALGO_SHM, INT64_MAX, 0},
+        {"parlm-shm-shared", PARLM_ALGO_SHM, INT64_MAX, 1},
+        {"parlm-rd", PARLM_ALGO_RD, INT64_C(1) << 20, 0},
+        {"parlm-auto", PARLM_ALGO_AUTO, INT64_MAX, 0},
+        {"parlm-ring-bf16", PARLM_ALGO_RING | PARLM_WIRE_BF16, INT64_MAX, 0},
     };
     int rc = 0;
     for (int64_t bytes = 4096; bytes <= max_bytes && !rc; bytes *= 4) {
@@ -144,7 +156,7 @@ int bench_allreduce(bench_ctx *ctx)
         for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++) {
             if (bytes > impls[i].max_bytes)
                 continue;
-            ar_case c = {comm, buf, bytes / 4, impls[i].flags, 0};
+            ar_case c = {comm, impls[i].shared ? shared : buf, bytes / 4, impls[i].flags, 0};
             double sec = time_case(&c, ctx->min_time);
             int failed = 0;
             MPI_Allreduce(&c.failed, &failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
@@ -163,6 +175,7 @@ int bench_allreduce(bench_ctx *ctx)
                 bench_report(ctx, &r);
         }
     }
+    parlm_comm_free_shared(comm, shared);
     parlm_free(buf);
     parlm_comm_free(comm);
     return rc;

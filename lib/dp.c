@@ -46,6 +46,7 @@ struct parlm_dp {
     parlm_status hook_error;
     int64_t blk_off, blk_n; /* ZeRO-1: this rank's block and its AdamW state */
     float *zm, *zv;
+    float *shared_grads;    /* the model's gradients, in the node's shared memory */
     int local_count, drift; /* local SGD: steps taken, replicas differ */
     double t_comm_start;
     parlm_dp_stats stats;
@@ -90,6 +91,8 @@ void parlm_dp_free(parlm_dp *dp)
     if (dp->rows_req)
         parlm_allreduce_wait(&dp->rows_req);
     parlm_gpt_set_defer_token_grad(dp->m, 0);
+    if (dp->shared_grads && parlm_gpt_set_grad_buffer(dp->m, NULL) == PARLM_OK)
+        parlm_comm_free_shared(dp->comm, dp->shared_grads); /* else the model keeps using it */
     free(dp->bstart);
     free(dp->bend);
     free(dp->req);
@@ -222,6 +225,10 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
             dp->bstart[i] = dp->bend[i] - bucket > dp->head_n ? dp->bend[i] - bucket : dp->head_n;
         }
     }
+    /* gradients in shared memory: ranks of a node reduce them in place (collective) */
+    if (st == PARLM_OK && dp->size > 1 &&
+        (st = parlm_comm_alloc_shared(comm, dp->P, &dp->shared_grads)) == PARLM_OK)
+        st = parlm_gpt_set_grad_buffer(m, dp->shared_grads);
     /* everyone starts from rank 0's replica */
     if (st == PARLM_OK)
         st = parlm_comm_bcast(comm, parlm_gpt_params(m), (size_t)dp->P * 4, 0);

@@ -5,6 +5,7 @@
  * small per-call scratch of attention backward. Layout: see parlm/model.h. */
 #include <math.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "error.h"
@@ -65,6 +66,7 @@ struct parlm_gpt {
     parlm_grad_ready_fn hook;
     void *hook_arg;
     int64_t ready_from, head_ready;
+    int grads_external; /* grads is the caller's (parlm_gpt_set_grad_buffer) */
     int defer_tok, tok_rows_valid; /* deferred token-lookup gradient (d_res holds the rows) */
     /* inference */
     float *kv, *inf;  /* KV cache (L, 2, maxT, C); inference activations */
@@ -225,7 +227,8 @@ void parlm_gpt_free(parlm_gpt *m)
     if (!m)
         return;
     parlm_free(m->params);
-    parlm_free(m->grads);
+    if (!m->grads_external)
+        parlm_free(m->grads);
     parlm_free(m->m);
     parlm_free(m->v);
     parlm_free(m->params_bf16);
@@ -546,6 +549,27 @@ parlm_status parlm_gpt_set_grad_hook(parlm_gpt *m, parlm_grad_ready_fn fn, void 
         return parlm_error(PARLM_EINVAL, "parlm_gpt_set_grad_hook: null model");
     m->hook = fn;
     m->hook_arg = arg;
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_set_grad_buffer(parlm_gpt *m, float *buf)
+{
+    if (!m)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_set_grad_buffer: null model");
+    if (buf && (uintptr_t)buf % 64)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_set_grad_buffer: buffer %p is not 64-byte "
+                           "aligned", (void *)buf);
+    if (buf == m->grads)
+        return PARLM_OK;
+    float *g = buf;
+    if (!g && !(g = parlm_alloc((size_t)m->nparams, sizeof(float))))
+        return parlm_error(PARLM_ENOMEM, "parlm_gpt_set_grad_buffer: %lld floats",
+                           (long long)m->nparams);
+    memcpy(g, m->grads, (size_t)m->nparams * sizeof(float));
+    if (!m->grads_external)
+        parlm_free(m->grads);
+    m->grads = g;
+    m->grads_external = buf != NULL;
     return PARLM_OK;
 }
 

@@ -102,6 +102,7 @@ void parlm_block_range(int64_t n, int p, int r, int64_t *start, int64_t *count)
 
 static void comm_release(parlm_comm *c, int mpi_alive)
 {
+    dist_shared_release(c, mpi_alive);
     if (mpi_alive) {
         dist_shm_teardown(c);
         if (c->leaders != MPI_COMM_NULL)
@@ -114,6 +115,8 @@ static void comm_release(parlm_comm *c, int mpi_alive)
     free(c->slot);
     free(c->flag);
     free(c->done);
+    free(c->red);
+    free(c->desc);
     free(c->shm_src);
     free(c->ring_tmp);
     free(c->ring_sbf);
@@ -225,9 +228,11 @@ static parlm_status alloc_scratch(parlm_comm *c)
     c->slot = calloc((size_t)c->local_size, sizeof *c->slot);
     c->flag = calloc((size_t)c->local_size, sizeof *c->flag);
     c->done = calloc((size_t)c->local_size, sizeof *c->done);
+    c->red = calloc((size_t)c->local_size, sizeof *c->red);
+    c->desc = calloc((size_t)c->local_size, sizeof *c->desc);
     c->shm_src = calloc((size_t)c->local_size, sizeof *c->shm_src);
     if (!c->ring_tmp || !c->ring_sbf || !c->ring_rbf || !c->counts || !c->displs || !c->agree ||
-        !c->slot || !c->flag || !c->done || !c->shm_src)
+        !c->slot || !c->flag || !c->done || !c->red || !c->desc || !c->shm_src)
         return parlm_error(PARLM_ENOMEM, "parlm_comm: cannot allocate collective scratch");
     return PARLM_OK;
 }
@@ -325,6 +330,83 @@ parlm_status parlm_comm_free(parlm_comm *c)
     MPI_Finalized(&finalized);
     parlm_status st = finalized ? PARLM_OK : dist_drain(c);
     comm_release(c, !finalized);
+    return st;
+}
+
+/* ---- buffers in shared memory -------------------------------------------------------- */
+
+parlm_status parlm_comm_alloc_shared(parlm_comm *c, int64_t n, float **out)
+{
+    if (out)
+        *out = NULL;
+    if (!c || !out || n < 1 || (uint64_t)n > (SIZE_MAX - 64) / sizeof(float))
+        return parlm_error(PARLM_EINVAL, "parlm_comm_alloc_shared: need a comm, out and 1 <= n "
+                           "(got %lld)", (long long)n);
+    parlm_status st = PARLM_OK;
+    if (c->n_shared == c->cap_shared) {
+        int cap = c->cap_shared ? 2 * c->cap_shared : 4;
+        dist_shared_buf *nb = realloc(c->shared, (size_t)cap * sizeof *nb);
+        if (nb)
+            c->shared = nb, c->cap_shared = cap;
+        else
+            st = parlm_error(PARLM_ENOMEM, "parlm_comm_alloc_shared: out of memory");
+    }
+    dist_shared_buf *b = st == PARLM_OK ? &c->shared[c->n_shared] : NULL;
+    if (b) {
+        memset(b, 0, sizeof *b);
+        b->win = MPI_WIN_NULL;
+        b->n = n;
+        b->part = calloc((size_t)c->local_size, sizeof *b->part);
+        if (!b->part)
+            st = parlm_error(PARLM_ENOMEM, "parlm_comm_alloc_shared: out of memory");
+    }
+    if ((st = vote(c, st)) != PARLM_OK) { /* every rank returns; no window was made */
+        if (b)
+            dist_shared_unmap(b, 1);
+        return st;
+    }
+    if (c->have_win && c->local_size > 1) {
+        /* a window the node's ranks read from each other; if MPI cannot make one (say, a
+         * small /dev/shm), every rank falls back to private memory together */
+        if (vote(c, dist_shared_map(c, b, n)) != PARLM_OK) {
+            dist_shared_unmap(b, 1);
+            b->n = n;
+            b->part = calloc((size_t)c->local_size, sizeof *b->part);
+        }
+    }
+    if (b->win == MPI_WIN_NULL) {
+        size_t bytes = ((size_t)n * sizeof(float) + 63) / 64 * 64;
+        b->mine = aligned_alloc(64, bytes);
+        if (b->mine)
+            memset(b->mine, 0, (size_t)n * sizeof(float));
+        st = b->mine && b->part ? PARLM_OK
+                                : parlm_error(PARLM_ENOMEM, "parlm_comm_alloc_shared: %lld floats",
+                                              (long long)n);
+        if ((st = vote(c, st)) != PARLM_OK) {
+            dist_shared_unmap(b, 1);
+            return st;
+        }
+    }
+    c->n_shared++;
+    *out = b->mine;
+    return PARLM_OK;
+}
+
+parlm_status parlm_comm_free_shared(parlm_comm *c, float *p)
+{
+    if (!c)
+        return parlm_error(PARLM_EINVAL, "parlm_comm_free_shared: comm is NULL");
+    if (!p)
+        return PARLM_OK;
+    int i = 0;
+    while (i < c->n_shared && c->shared[i].mine != p)
+        i++;
+    if (i == c->n_shared)
+        return parlm_error(PARLM_EINVAL, "parlm_comm_free_shared: %p is not from "
+                           "parlm_comm_alloc_shared on this communicator", (void *)p);
+    parlm_status st = dist_drain(c); /* nothing may still read it */
+    dist_shared_unmap(&c->shared[i], 1);
+    c->shared[i] = c->shared[--c->n_shared];
     return st;
 }
 

@@ -86,8 +86,23 @@ enum dist_shm_mode {
     DIST_SHM_RS,        /* reduce-scatter, local rank = block index (single node) */
     DIST_SHM_AG,        /* all-gather, local rank = block index (single node) */
 };
+/* A buffer from parlm_comm_alloc_shared: this rank's part of a shared-memory window
+ * and where every local rank's part is mapped here. */
+typedef struct dist_shared_buf {
+    MPI_Win win; /* MPI_WIN_NULL: plain memory (single-rank node, or no window) */
+    float *mine;
+    float **part; /* [local_size] */
+    int64_t n;
+} dist_shared_buf;
+
 typedef struct dist_shm {
     int mode;
+    int zc;             /* all-reduce in place on shared buffers: peers read each other's */
+    const float *peer[DIST_SHM_FULL_SUM_MAX]; /* zc: local rank j's copy of buf */
+    int64_t kb;         /* zc: chunks reduced so far (k <= kb <= nk) */
+    uint64_t desc[2];   /* published at the op's start: n, mode and path; shared offset */
+    int dslot;          /* which of the two descriptor slots this op uses */
+    int checked;        /* the peers' descriptors were compared with desc */
     float *buf;
     int64_t n;
     float scale;
@@ -133,9 +148,14 @@ struct parlm_comm {
     float **slot;                 /* [local_size] -> 2 * shm_chunk floats each */
     _Atomic uint64_t **flag;      /* [local_size] -> arrival counter of that rank */
     _Atomic uint64_t **done;      /* [local_size] -> chunks that rank has finished reading */
+    _Atomic uint64_t **red;       /* [local_size] -> chunks reduced in place (zero-copy) */
+    _Atomic uint64_t **desc;      /* [local_size] -> 2 words describing that rank's op */
+    dist_shared_buf *shared;      /* parlm_comm_alloc_shared buffers */
+    int n_shared, cap_shared;
     const float **shm_src;        /* [local_size] scratch: the slots being summed */
     uint64_t shm_gen;             /* this rank's arrival count */
     int64_t shm_next;             /* chunks moved so far: picks the buffer of the next */
+    uint64_t shm_ops;             /* small nodes: shm collectives started (descriptor slot) */
     /* ring scratch (fixed size) */
     int64_t ring_chunk;
     float *ring_tmp;
@@ -179,6 +199,14 @@ int dist_rd_progress(dist_rd *g);
 parlm_status dist_shm_setup(parlm_comm *c);
 void dist_shm_teardown(parlm_comm *c);
 void dist_shm_init(dist_shm *s, parlm_comm *c, int mode, float *buf, int64_t n, float scale);
+void dist_shared_release(parlm_comm *c, int mpi_alive); /* every parlm_comm_alloc_shared buffer */
+/* 1 if [buf, buf + n) lies in a shared buffer: peer[j] = local rank j's copy, *offset =
+ * its offset (floats) in the allocation */
+int dist_shared_find(const parlm_comm *c, const float *buf, int64_t n, const float **peer,
+                     int64_t *offset);
+/* collective over the node: the window of a new shared buffer b (b->part allocated) */
+parlm_status dist_shared_map(parlm_comm *c, dist_shared_buf *b, int64_t n);
+void dist_shared_unmap(dist_shared_buf *b, int mpi_alive);
 int dist_shm_progress(dist_shm *s, parlm_comm *c);
 
 /* ---- mpi/allreduce.c ---- */

@@ -31,7 +31,9 @@
  * the buffers. */
 #define SHM_ALIGN 64
 #define SHM_FLAG_BYTES 256
+#define SHM_RED_OFFSET 64
 #define SHM_DONE_OFFSET 128
+#define SHM_DESC_OFFSET 192 /* two slots of two words */
 
 parlm_status dist_shm_setup(parlm_comm *c)
 {
@@ -62,6 +64,8 @@ parlm_status dist_shm_setup(parlm_comm *c)
         p += (SHM_ALIGN - (uintptr_t)p % SHM_ALIGN) % SHM_ALIGN;
         c->flag[j] = (_Atomic uint64_t *)(void *)p;
         c->done[j] = (_Atomic uint64_t *)(void *)(p + SHM_DONE_OFFSET);
+        c->red[j] = (_Atomic uint64_t *)(void *)(p + SHM_RED_OFFSET);
+        c->desc[j] = (_Atomic uint64_t *)(void *)(p + SHM_DESC_OFFSET);
         c->slot[j] = (float *)(void *)(p + SHM_FLAG_BYTES);
     }
     if (ok && !atomic_is_lock_free(c->flag[c->local_rank]))
@@ -69,6 +73,9 @@ parlm_status dist_shm_setup(parlm_comm *c)
     if (ok) {
         atomic_store(c->flag[c->local_rank], 0);
         atomic_store(c->done[c->local_rank], 0);
+        atomic_store(c->red[c->local_rank], 0);
+        for (int i = 0; i < 4; i++)
+            atomic_store(c->desc[c->local_rank] + i, 0);
         memset(c->slot[c->local_rank], 0, slot_bytes); /* first touch by the owner */
     }
     err = MPI_Win_lock_all(MPI_MODE_NOCHECK, c->win);
@@ -135,7 +142,47 @@ void dist_shm_init(dist_shm *s, parlm_comm *c, int mode, float *buf, int64_t n, 
     if (c->local_size <= DIST_SHM_FULL_SUM_MAX) { /* the pipeline numbers chunks itself */
         s->base = (uint64_t)c->shm_next;
         c->shm_next += s->nk;
+        int64_t off = 0;
+        s->zc = mode == DIST_SHM_ALLREDUCE && c->nodes == 1 &&
+                dist_shared_find(c, buf, n, s->peer, &off);
+        /* Two slots: a peer compares this op's descriptor before it finishes the op's
+         * first chunk, so the slot is not rewritten before then (that would take this
+         * rank two ops further, and the next op cannot complete without the peer). */
+        s->dslot = (int)(c->shm_ops++ % 2);
+        s->desc[0] = (uint64_t)n << 8 | (uint64_t)mode << 1 | (uint64_t)s->zc;
+        s->desc[1] = (uint64_t)off;
+        _Atomic uint64_t *d = c->desc[c->local_rank] + 2 * s->dslot;
+        atomic_store_explicit(d, s->desc[0], memory_order_relaxed);
+        atomic_store_explicit(d + 1, s->desc[1], memory_order_relaxed);
+        /* published by the release of this op's first flag store */
     }
+}
+
+/* Before reading anything a peer published for this op: did every rank start the same
+ * collective? (Mismatched lengths, or a shared buffer on one rank and a private one or
+ * another offset on another, would otherwise read garbage.) */
+static int check_peers(dist_shm *s, const parlm_comm *c)
+{
+    if (s->checked)
+        return DIST_DONE;
+    for (int j = 0; j < c->local_size; j++) {
+        const _Atomic uint64_t *d = c->desc[j] + 2 * s->dslot;
+        uint64_t d0 = atomic_load_explicit(d, memory_order_relaxed);
+        uint64_t d1 = atomic_load_explicit(d + 1, memory_order_relaxed);
+        if (d0 != s->desc[0] || d1 != s->desc[1])
+            return parlm_error(PARLM_EINVAL,
+                               "shared-memory collective: local rank %d started n = %llu (%s, "
+                               "offset %llu), local rank %d n = %llu (%s, offset %llu): every "
+                               "rank must pass the same length, and a buffer from "
+                               "parlm_comm_alloc_shared at the same offset or none",
+                               c->local_rank, (unsigned long long)(s->desc[0] >> 8),
+                               s->desc[0] & 1 ? "shared" : "private",
+                               (unsigned long long)s->desc[1], j,
+                               (unsigned long long)(d0 >> 8), d0 & 1 ? "shared" : "private",
+                               (unsigned long long)d1);
+    }
+    s->checked = 1;
+    return DIST_DONE;
 }
 
 /* ---- small nodes: the run-ahead pipeline ---- */
@@ -223,6 +270,9 @@ static int progress_small(dist_shm *s, parlm_comm *c)
     while (s->k < s->nk) {
         uint64_t seq = s->base + (uint64_t)s->k;
         if (s->k < s->kd && all_reached(c->flag, L, seq + 1)) {
+            int rc = check_peers(s, c);
+            if (rc != DIST_DONE)
+                return rc;
             finish(s, c, s->k, seq);
             atomic_store_explicit(c->done[me], seq + 1, memory_order_release);
             s->k++;
@@ -238,6 +288,72 @@ static int progress_small(dist_shm *s, parlm_comm *c)
         return DIST_PENDING;
     }
     return DIST_DONE;
+}
+
+/* dst[i] = (src[0][i] + ... + src[k-1][i]) * scale, summed in that order (as dist_sum_k,
+ * so both paths give the same bits); dst may be one of the sources */
+static void sum_in_place(float *dst, const float *const *src, int k, int64_t n, float scale)
+{
+    if (k == 2 && scale == 1.0f) {
+        const float *a = src[0], *b = src[1];
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = a[i] + b[i];
+        return;
+    }
+    if (k == 2) {
+        const float *a = src[0], *b = src[1];
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = (a[i] + b[i]) * scale;
+        return;
+    }
+    const float *a = src[0];
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = a[i] * scale;
+}
+
+/* Zero-copy all-reduce on a buffer in parlm_comm_alloc_shared memory: every rank reads
+ * its peers' buffers directly, so nothing is copied into the window. Per chunk: each rank
+ * reduces its slice from all ranks' buffers into its own and publishes red; then copies
+ * the other slices from their owners' buffers and publishes done. The whole buffer is
+ * final at the start, so flag covers all chunks at once. A rank overwrites a peer's slice
+ * in its own buffer only after that peer's red (it has read it), and the op completes
+ * only when every peer's done passed its end (no one still reads this rank's buffer). */
+static int progress_zc(dist_shm *s, parlm_comm *c)
+{
+    int me = c->local_rank, L = c->local_size;
+    if (s->kd == 0) {
+        s->kd = s->nk;
+        atomic_store_explicit(c->flag[me], s->base + (uint64_t)s->nk, memory_order_release);
+    }
+    while (s->kb < s->nk && all_reached(c->flag, L, s->base + (uint64_t)s->kb + 1)) {
+        int rc = check_peers(s, c);
+        if (rc != DIST_DONE)
+            return rc;
+        int64_t off = s->kb * s->cb, m = min64(s->cb, s->n - off), lo, len;
+        parlm_block_range(m, L, me, &lo, &len);
+        const float *src[DIST_SHM_FULL_SUM_MAX];
+        for (int j = 0; j < L; j++)
+            src[j] = s->peer[j] + off + lo;
+        sum_in_place(s->buf + off + lo, src, L, len, s->scale);
+        s->kb++;
+        atomic_store_explicit(c->red[me], s->base + (uint64_t)s->kb, memory_order_release);
+    }
+    while (s->k < s->kb && all_reached(c->red, L, s->base + (uint64_t)s->k + 1)) {
+        int64_t off = s->k * s->cb, m = min64(s->cb, s->n - off), lo, len;
+        for (int j = 0; j < L; j++) {
+            parlm_block_range(m, L, j, &lo, &len);
+            if (j != me)
+                memcpy(s->buf + off + lo, s->peer[j] + off + lo, (size_t)len * sizeof(float));
+        }
+        s->k++;
+        atomic_store_explicit(c->done[me], s->base + (uint64_t)s->k, memory_order_release);
+    }
+    if (s->k == s->nk && all_reached(c->done, L, s->base + (uint64_t)s->nk))
+        return DIST_DONE;
+    return DIST_PENDING;
 }
 
 /* ---- large nodes: chunk by chunk ---- */
@@ -355,7 +471,7 @@ static int step_ag(dist_shm *s, parlm_comm *c)
 int dist_shm_progress(dist_shm *s, parlm_comm *c)
 {
     if (c->local_size <= DIST_SHM_FULL_SUM_MAX)
-        return progress_small(s, c);
+        return s->zc ? progress_zc(s, c) : progress_small(s, c);
     while (s->k < s->nk) {
         int rc;
         switch (s->mode) {
@@ -372,4 +488,84 @@ int dist_shm_progress(dist_shm *s, parlm_comm *c)
         s->sub = 0;
     }
     return DIST_DONE;
+}
+
+/* ---- buffers for zero-copy collectives ---- */
+
+int dist_shared_find(const parlm_comm *c, const float *buf, int64_t n, const float **peer,
+                     int64_t *offset)
+{
+    for (int i = 0; i < c->n_shared; i++) {
+        const dist_shared_buf *b = &c->shared[i];
+        if (b->win == MPI_WIN_NULL || buf < b->mine || buf + n > b->mine + b->n)
+            continue;
+        *offset = buf - b->mine;
+        for (int j = 0; j < c->local_size; j++)
+            peer[j] = b->part[j] + *offset;
+        return 1;
+    }
+    return 0;
+}
+
+void dist_shared_unmap(dist_shared_buf *b, int mpi_alive)
+{
+    if (b->win != MPI_WIN_NULL) {
+        if (mpi_alive) {
+            MPI_Win_unlock_all(b->win);
+            MPI_Win_free(&b->win);
+        }
+    } else {
+        free(b->mine); /* aligned_alloc */
+    }
+    free(b->part);
+    memset(b, 0, sizeof *b);
+    b->win = MPI_WIN_NULL;
+}
+
+void dist_shared_release(parlm_comm *c, int mpi_alive)
+{
+    for (int i = 0; i < c->n_shared; i++)
+        dist_shared_unmap(&c->shared[i], mpi_alive);
+    free(c->shared);
+    c->shared = NULL;
+    c->n_shared = c->cap_shared = 0;
+}
+
+/* this rank's part of a new window of n floats on the node, and every part's address */
+parlm_status dist_shared_map(parlm_comm *c, dist_shared_buf *b, int64_t n)
+{
+    size_t bytes = (size_t)n * sizeof(float) + SHM_ALIGN;
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");
+    void *base = NULL;
+    int err = MPI_Win_allocate_shared((MPI_Aint)bytes, 1, info, c->local, &base, &b->win);
+    MPI_Info_free(&info);
+    if (err != MPI_SUCCESS) {
+        b->win = MPI_WIN_NULL;
+        return dist_mpi_error(err, "MPI_Win_allocate_shared(parlm_comm_alloc_shared)");
+    }
+    MPI_Win_set_errhandler(b->win, MPI_ERRORS_RETURN);
+    parlm_status st = PARLM_OK;
+    for (int j = 0; j < c->local_size; j++) {
+        MPI_Aint size = 0;
+        int disp = 1;
+        char *p = NULL;
+        err = MPI_Win_shared_query(b->win, j, &size, &disp, &p);
+        if (err != MPI_SUCCESS || !p || (size_t)size < bytes) {
+            st = parlm_error(PARLM_ESYSTEM, "parlm_comm_alloc_shared: cannot map local rank %d's "
+                             "part of the window", j);
+            continue;
+        }
+        p += (SHM_ALIGN - (uintptr_t)p % SHM_ALIGN) % SHM_ALIGN;
+        b->part[j] = (float *)(void *)p;
+    }
+    if (st == PARLM_OK) {
+        b->mine = b->part[c->local_rank];
+        memset(b->mine, 0, (size_t)n * sizeof(float)); /* first touch by the owner */
+    }
+    err = MPI_Win_lock_all(MPI_MODE_NOCHECK, b->win);
+    if (st == PARLM_OK && err != MPI_SUCCESS)
+        st = dist_mpi_error(err, "MPI_Win_lock_all(parlm_comm_alloc_shared)");
+    return st;
 }

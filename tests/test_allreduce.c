@@ -9,6 +9,7 @@
 #include <math.h>
 #include <mpi.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,6 +521,83 @@ START_TEST(shm_runs_ahead_of_a_busy_peer)
 }
 END_TEST
 
+/* Zero-copy all-reduce on parlm_comm_alloc_shared buffers: bitwise the copying path's
+ * result, for awkward lengths, at offsets inside the allocation, blocking and queued
+ * between copying collectives while one rank is busy; mismatched offsets are refused on
+ * every rank instead of reading garbage. */
+START_TEST(shared_buffers_reduce_in_place)
+{
+    const int64_t lens[] = {1, 2, 3, 5, 17, 65535, 65536, 65537, 131073, 1000003};
+    const int64_t cap = 1000003 + 64;
+    float *sh = NULL;
+    ck_assert_int_eq(parlm_comm_alloc_shared(g_world, cap, &sh), PARLM_OK);
+    ck_assert_ptr_nonnull(sh);
+    ck_assert_int_eq((uintptr_t)sh % 64, 0);
+    int same = 1;
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        int64_t n = lens[i], off = i % 2 ? 7 : 0; /* unaligned offsets too */
+        for (int op = 0; op < 2; op++) {
+            float *want = make_input(n, 60 + i);
+            memcpy(sh + off, want, (size_t)n * sizeof(float));
+            ck_assert_int_eq(parlm_allreduce(g_world, want, n, (parlm_reduce_op)op, PARLM_ALGO_SHM),
+                             PARLM_OK);
+            ck_assert_int_eq(parlm_allreduce(g_world, sh + off, n, (parlm_reduce_op)op,
+                                             PARLM_ALGO_AUTO), PARLM_OK);
+            same &= memcmp(sh + off, want, (size_t)n * sizeof(float)) == 0;
+            parlm_free(want);
+        }
+    }
+    ck_assert_msg(all_ok(same, "shared-buffer all-reduce differs from the copying path"),
+                  ALL_OK_MSG);
+
+    /* queued: private, shared, private, shared, with rank 0 busy between looks */
+    enum { NB = 4 };
+    const int64_t len[NB] = {300007, 200003, 5, 400009};
+    float *x[NB], *want[NB];
+    float *buf[NB] = {NULL, sh, NULL, sh + 200003 + 64};
+    parlm_request *req[NB];
+    for (int b = 0; b < NB; b++) {
+        want[b] = make_input(len[b], 70 + (uint64_t)b);
+        x[b] = buf[b] ? buf[b] : tu_alloc_nan(len[b]);
+        memcpy(x[b], want[b], (size_t)len[b] * sizeof(float));
+        ck_assert_int_eq(parlm_allreduce(g_world, want[b], len[b], PARLM_REDUCE_AVG, PARLM_ALGO_SHM),
+                         PARLM_OK);
+    }
+    for (int b = 0; b < NB; b++)
+        ck_assert_int_eq(parlm_allreduce_start(g_world, x[b], len[b], PARLM_REDUCE_AVG,
+                                               PARLM_ALGO_AUTO, &req[b]), PARLM_OK);
+    for (int done = 0; !done;) {
+        if (g_rank == 0) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        ck_assert_int_eq(parlm_allreduce_test(&req[NB - 1], &done), PARLM_OK);
+    }
+    for (int b = 0; b < NB; b++) {
+        ck_assert_int_eq(parlm_allreduce_wait(&req[b]), PARLM_OK);
+        same &= memcmp(x[b], want[b], (size_t)len[b] * sizeof(float)) == 0;
+        if (!buf[b])
+            parlm_free(x[b]);
+        parlm_free(want[b]);
+    }
+    ck_assert_msg(all_ok(same, "queued shared/private all-reduces differ"), ALL_OK_MSG);
+    ck_assert_int_eq(parlm_comm_free_shared(g_world, sh), PARLM_OK);
+    ck_assert_int_eq(parlm_comm_free_shared(g_world, sh), PARLM_EINVAL); /* not any more */
+
+    /* different offsets on different ranks: every rank gets an error (on a communicator
+     * of its own: a failed collective leaves its communicator unusable) */
+    parlm_comm *c = NULL;
+    ck_assert_int_eq(parlm_comm_world(&c), PARLM_OK);
+    ck_assert_int_eq(parlm_comm_alloc_shared(c, 1000, &sh), PARLM_OK);
+    if (parlm_comm_local_size(c) == 2 && parlm_comm_nodes(c) == 1) {
+        parlm_status st = parlm_allreduce(c, sh + g_rank, 100, PARLM_REDUCE_SUM, PARLM_ALGO_SHM);
+        ck_assert_int_eq(st, PARLM_EINVAL);
+        ck_assert_ptr_nonnull(strstr(parlm_last_error(), "offset"));
+    }
+    parlm_comm_free(c);
+}
+END_TEST
+
 /* after the first call of a size, the scratch is reused (no allocation per call) */
 START_TEST(scratch_is_reused)
 {
@@ -791,6 +869,7 @@ static Suite *allreduce_suite(void)
         {"rs_ag", reduce_scatter_then_all_gather_is_allreduce},
         {"nonblocking", nonblocking_buckets_complete_in_order},
         {"shm_run_ahead", shm_runs_ahead_of_a_busy_peer},
+        {"shared_buffers", shared_buffers_reduce_in_place},
         {"scratch", scratch_is_reused},
         {"agree", agree_check_finds_the_odd_rank},
         {"bad_input", bad_input_is_refused},

@@ -368,6 +368,40 @@ START_TEST(deferred_token_grad_adds_up)
 }
 END_TEST
 
+/* gradients moved into a caller's buffer and back are kept, and backward writes there */
+START_TEST(grad_buffer_moves)
+{
+    parlm_gpt *m = tiny(2, 2, 16, 8, 20, 0, 51), *ref = tiny(2, 2, 16, 8, 20, 0, 51);
+    int64_t P = parlm_gpt_num_params(m);
+    int32_t in[16], tg[16];
+    random_tokens(in, 16, 20, 52);
+    random_tokens(tg, 16, 20, 53);
+    float loss;
+    float *buf = parlm_alloc((size_t)P, 4);
+    ck_assert_int_eq(parlm_gpt_set_grad_buffer(m, buf + 1), PARLM_EINVAL); /* unaligned */
+    for (parlm_gpt *x = m; x; x = x == m ? ref : NULL) {
+        ck_assert_int_eq(parlm_gpt_setup(x, 2, 8, 1), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_forward(x, in, tg, &loss), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_backward(x, 1.0f), PARLM_OK);
+    }
+    ck_assert_int_eq(parlm_gpt_set_grad_buffer(m, buf), PARLM_OK);
+    ck_assert_ptr_eq(parlm_gpt_grads(m), buf);
+    ck_assert(memcmp(buf, parlm_gpt_grads(ref), (size_t)P * 4) == 0);
+    /* a second micro-batch accumulates into the caller's buffer */
+    for (parlm_gpt *x = m; x; x = x == m ? ref : NULL) {
+        ck_assert_int_eq(parlm_gpt_forward(x, tg, in, &loss), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_backward(x, 1.0f), PARLM_OK);
+    }
+    ck_assert(memcmp(buf, parlm_gpt_grads(ref), (size_t)P * 4) == 0);
+    ck_assert_int_eq(parlm_gpt_set_grad_buffer(m, NULL), PARLM_OK);
+    ck_assert_ptr_ne(parlm_gpt_grads(m), buf);
+    ck_assert(memcmp(parlm_gpt_grads(m), parlm_gpt_grads(ref), (size_t)P * 4) == 0);
+    parlm_free(buf);
+    parlm_gpt_free(m);
+    parlm_gpt_free(ref);
+}
+END_TEST
+
 START_TEST(bad_input)
 {
     parlm_gpt_config cfg = {2, 3, 64, 16, 50, 0};
@@ -457,6 +491,7 @@ int main(void)
     tcase_add_test(tc, update_range_equals_update);
     tcase_add_test(tc, grad_hook_reports_final_ranges);
     tcase_add_test(tc, deferred_token_grad_adds_up);
+    tcase_add_test(tc, grad_buffer_moves);
     suite_add_tcase(s, tc);
     tc = tcase_create("generation");
     tcase_add_test(tc, kv_cache_matches_forward);

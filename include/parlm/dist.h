@@ -81,6 +81,20 @@ PARLM_API parlm_status parlm_comm_bcast(parlm_comm *comm, void *buf, size_t byte
  * Collective; field must not be NULL (on any rank: it is checked before communicating). */
 PARLM_API parlm_status parlm_comm_check_agree(parlm_comm *comm, const char *field, uint64_t value);
 
+/* ---- buffers the node's ranks share ---------------------------------------------------
+ * parlm_comm_alloc_shared gives n floats (64-byte aligned, zeroed) in an MPI-3
+ * shared-memory window of the node (collective over comm; every rank asks for the same
+ * n). An all-reduce on a buffer inside it, on a single node of two ranks, reads the
+ * peer's buffer in place instead of copying through the window: half the memory traffic
+ * of the copying path (each rank reduces its half of every chunk from both buffers, then
+ * copies the other half from its owner). Every rank must then pass the same offset into
+ * its own allocation (as with data-parallel gradients); a mismatch is PARLM_EINVAL. The
+ * result is bitwise that of the copying path. Where no window can be made (one rank per
+ * node, MPI refusing), the memory is private and collectives copy as usual. Freeing is
+ * collective too and completes the outstanding requests first. */
+PARLM_API parlm_status parlm_comm_alloc_shared(parlm_comm *comm, int64_t n, float **out);
+PARLM_API parlm_status parlm_comm_free_shared(parlm_comm *comm, float *p);
+
 /* ---- collectives -----------------------------------------------------------------
  * All work in place on a float buffer of n elements; n, op and flags must be the same
  * on every rank, and every rank must issue the collectives of a communicator in the

@@ -56,11 +56,14 @@ PARLM_API const char *parlm_dp_mode_name(parlm_dp_mode mode);
 /* "sync", "overlap", "zero1", "local" */
 PARLM_API parlm_status parlm_dp_mode_parse(const char *name, parlm_dp_mode *out);
 
-/* Collective. Makes rank 0's parameters (and step) everyone's, and in ZeRO-1 mode
+/* Collective. Makes rank 0's parameters (and step) everyone's, moves the model's
+ * gradients into node shared memory (parlm_comm_alloc_shared: ranks of a two-rank node
+ * then reduce them in place; free the dp before the comm), and in ZeRO-1 mode
  * allocates this rank's block of the AdamW state (taking its slice of the model's state
  * if the model has one, e.g. after loading a checkpoint). */
 PARLM_API parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
                                        const parlm_dp_config *cfg);
+/* Collective (the gradients move back out of shared memory). */
 PARLM_API void parlm_dp_free(parlm_dp *dp);
 
 /* Runs parlm_gpt_backward for one micro-step; last = 1 on the step's last micro-batch

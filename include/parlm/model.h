@@ -53,6 +53,11 @@ PARLM_API parlm_gpt_config parlm_gpt_get_config(const parlm_gpt *m);
 PARLM_API int64_t parlm_gpt_num_params(const parlm_gpt *m);
 PARLM_API float *parlm_gpt_params(parlm_gpt *m);
 PARLM_API float *parlm_gpt_grads(parlm_gpt *m);
+/* Moves the gradients into caller-owned memory buf (nparams floats, 64-byte aligned; it
+ * must outlive its use), copying the current ones; buf = NULL moves them back into memory
+ * of the model's own. For data parallelism: parlm_dp puts them in a shared-memory window
+ * (parlm_comm_alloc_shared) so ranks of a node reduce each other's gradients in place. */
+PARLM_API parlm_status parlm_gpt_set_grad_buffer(parlm_gpt *m, float *buf);
 /* Allocates zeroed AdamW moments (parlm_gpt_update does so at its first call). */
 PARLM_API parlm_status parlm_gpt_init_optimizer(parlm_gpt *m);
 /* AdamW moments: NULL until allocated. */

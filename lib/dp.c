@@ -47,6 +47,8 @@ struct parlm_dp {
     int64_t blk_off, blk_n; /* ZeRO-1: this rank's block and its AdamW state */
     float *zm, *zv;
     float *shared_grads;    /* the model's gradients, in the node's shared memory */
+    float *shared_params;   /* ZeRO-1 and local SGD: its parameters too (all-gathered or
+                             * averaged in place) */
     int local_count, drift; /* local SGD: steps taken, replicas differ */
     double t_comm_start;
     parlm_dp_stats stats;
@@ -91,8 +93,12 @@ void parlm_dp_free(parlm_dp *dp)
     if (dp->rows_req)
         parlm_allreduce_wait(&dp->rows_req);
     parlm_gpt_set_defer_token_grad(dp->m, 0);
+    /* (if the model cannot take them back, for want of memory, it keeps using the
+     * shared buffers, which live until the communicator is freed) */
     if (dp->shared_grads && parlm_gpt_set_grad_buffer(dp->m, NULL) == PARLM_OK)
-        parlm_comm_free_shared(dp->comm, dp->shared_grads); /* else the model keeps using it */
+        parlm_comm_free_shared(dp->comm, dp->shared_grads);
+    if (dp->shared_params && parlm_gpt_set_param_buffer(dp->m, NULL) == PARLM_OK)
+        parlm_comm_free_shared(dp->comm, dp->shared_params);
     free(dp->bstart);
     free(dp->bend);
     free(dp->req);
@@ -229,6 +235,10 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
     if (st == PARLM_OK && dp->size > 1 &&
         (st = parlm_comm_alloc_shared(comm, dp->P, &dp->shared_grads)) == PARLM_OK)
         st = parlm_gpt_set_grad_buffer(m, dp->shared_grads);
+    if (st == PARLM_OK && dp->size > 1 &&
+        (cfg->mode == PARLM_DP_ZERO1 || cfg->mode == PARLM_DP_LOCAL) &&
+        (st = parlm_comm_alloc_shared(comm, dp->P, &dp->shared_params)) == PARLM_OK)
+        st = parlm_gpt_set_param_buffer(m, dp->shared_params);
     /* everyone starts from rank 0's replica */
     if (st == PARLM_OK)
         st = parlm_comm_bcast(comm, parlm_gpt_params(m), (size_t)dp->P * 4, 0);

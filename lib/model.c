@@ -66,7 +66,7 @@ struct parlm_gpt {
     parlm_grad_ready_fn hook;
     void *hook_arg;
     int64_t ready_from, head_ready;
-    int grads_external; /* grads is the caller's (parlm_gpt_set_grad_buffer) */
+    int grads_external, params_external; /* the caller's (parlm_gpt_set_*_buffer) */
     int defer_tok, tok_rows_valid; /* deferred token-lookup gradient (d_res holds the rows) */
     /* inference */
     float *kv, *inf;  /* KV cache (L, 2, maxT, C); inference activations */
@@ -226,7 +226,8 @@ void parlm_gpt_free(parlm_gpt *m)
 {
     if (!m)
         return;
-    parlm_free(m->params);
+    if (!m->params_external)
+        parlm_free(m->params);
     if (!m->grads_external)
         parlm_free(m->grads);
     parlm_free(m->m);
@@ -552,25 +553,37 @@ parlm_status parlm_gpt_set_grad_hook(parlm_gpt *m, parlm_grad_ready_fn fn, void 
     return PARLM_OK;
 }
 
+/* *cur (nparams floats) moves into buf, or back into memory of the model's own */
+static parlm_status move_buffer(parlm_gpt *m, float **cur, int *external, float *buf,
+                                const char *fn)
+{
+    if (buf && (uintptr_t)buf % 64)
+        return parlm_error(PARLM_EINVAL, "%s: buffer %p is not 64-byte aligned", fn, (void *)buf);
+    if (buf == *cur)
+        return PARLM_OK;
+    float *g = buf;
+    if (!g && !(g = parlm_alloc((size_t)m->nparams, sizeof(float))))
+        return parlm_error(PARLM_ENOMEM, "%s: %lld floats", fn, (long long)m->nparams);
+    memcpy(g, *cur, (size_t)m->nparams * sizeof(float));
+    if (!*external)
+        parlm_free(*cur);
+    *cur = g;
+    *external = buf != NULL;
+    return PARLM_OK;
+}
+
 parlm_status parlm_gpt_set_grad_buffer(parlm_gpt *m, float *buf)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_set_grad_buffer: null model");
-    if (buf && (uintptr_t)buf % 64)
-        return parlm_error(PARLM_EINVAL, "parlm_gpt_set_grad_buffer: buffer %p is not 64-byte "
-                           "aligned", (void *)buf);
-    if (buf == m->grads)
-        return PARLM_OK;
-    float *g = buf;
-    if (!g && !(g = parlm_alloc((size_t)m->nparams, sizeof(float))))
-        return parlm_error(PARLM_ENOMEM, "parlm_gpt_set_grad_buffer: %lld floats",
-                           (long long)m->nparams);
-    memcpy(g, m->grads, (size_t)m->nparams * sizeof(float));
-    if (!m->grads_external)
-        parlm_free(m->grads);
-    m->grads = g;
-    m->grads_external = buf != NULL;
-    return PARLM_OK;
+    return move_buffer(m, &m->grads, &m->grads_external, buf, "parlm_gpt_set_grad_buffer");
+}
+
+parlm_status parlm_gpt_set_param_buffer(parlm_gpt *m, float *buf)
+{
+    if (!m)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_set_param_buffer: null model");
+    return move_buffer(m, &m->params, &m->params_external, buf, "parlm_gpt_set_param_buffer");
 }
 
 parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on)

@@ -143,8 +143,8 @@ void dist_shm_init(dist_shm *s, parlm_comm *c, int mode, float *buf, int64_t n, 
         s->base = (uint64_t)c->shm_next;
         c->shm_next += s->nk;
         int64_t off = 0;
-        s->zc = mode == DIST_SHM_ALLREDUCE && c->nodes == 1 &&
-                dist_shared_find(c, buf, n, s->peer, &off);
+        s->zc = (mode == DIST_SHM_ALLREDUCE || mode == DIST_SHM_RS || mode == DIST_SHM_AG) &&
+                c->nodes == 1 && dist_shared_find(c, buf, n, s->peer, &off);
         /* Two slots: a peer compares this op's descriptor before it finishes the op's
          * first chunk, so the slot is not rewritten before then (that would take this
          * rank two ops further, and the next op cannot complete without the peer). */
@@ -321,6 +321,29 @@ static void sum_in_place(float *dst, const float *const *src, int k, int64_t n, 
  * final at the start, so flag covers all chunks at once. A rank overwrites a peer's slice
  * in its own buffer only after that peer's red (it has read it), and the op completes
  * only when every peer's done passed its end (no one still reads this rank's buffer). */
+/* zero-copy reduce-scatter / all-gather, chunk k of the blocks: this rank writes only its
+ * own block (RS) or only the others' (AG) in its buffer, and peers read only their own
+ * block (RS) or this rank's (AG) from it, so one step per chunk suffices */
+static void zc_block_chunk(const dist_shm *s, const parlm_comm *c, int64_t k)
+{
+    int me = c->local_rank, L = c->local_size;
+    int64_t boff, blen;
+    if (s->mode == DIST_SHM_RS) {
+        parlm_block_range(s->n, L, me, &boff, &blen);
+        const float *src[DIST_SHM_FULL_SUM_MAX];
+        for (int j = 0; j < L; j++)
+            src[j] = s->peer[j] + boff + k * s->cb;
+        sum_in_place(s->buf + boff + k * s->cb, src, L, chunk_len(blen, k, s->cb), s->scale);
+        return;
+    }
+    for (int j = 0; j < L; j++) {
+        parlm_block_range(s->n, L, j, &boff, &blen);
+        if (j != me)
+            memcpy(s->buf + boff + k * s->cb, s->peer[j] + boff + k * s->cb,
+                   (size_t)chunk_len(blen, k, s->cb) * sizeof(float));
+    }
+}
+
 static int progress_zc(dist_shm *s, parlm_comm *c)
 {
     int me = c->local_rank, L = c->local_size;
@@ -328,7 +351,16 @@ static int progress_zc(dist_shm *s, parlm_comm *c)
         s->kd = s->nk;
         atomic_store_explicit(c->flag[me], s->base + (uint64_t)s->nk, memory_order_release);
     }
-    while (s->kb < s->nk && all_reached(c->flag, L, s->base + (uint64_t)s->kb + 1)) {
+    while (s->mode != DIST_SHM_ALLREDUCE && s->k < s->nk &&
+           all_reached(c->flag, L, s->base + (uint64_t)s->k + 1)) {
+        int rc = check_peers(s, c);
+        if (rc != DIST_DONE)
+            return rc;
+        zc_block_chunk(s, c, s->k);
+        s->k++;
+        atomic_store_explicit(c->done[me], s->base + (uint64_t)s->k, memory_order_release);
+    }
+    while (s->mode == DIST_SHM_ALLREDUCE && s->kb < s->nk && all_reached(c->flag, L, s->base + (uint64_t)s->kb + 1)) {
         int rc = check_peers(s, c);
         if (rc != DIST_DONE)
             return rc;
@@ -341,7 +373,8 @@ static int progress_zc(dist_shm *s, parlm_comm *c)
         s->kb++;
         atomic_store_explicit(c->red[me], s->base + (uint64_t)s->kb, memory_order_release);
     }
-    while (s->k < s->kb && all_reached(c->red, L, s->base + (uint64_t)s->k + 1)) {
+    while (s->mode == DIST_SHM_ALLREDUCE && s->k < s->kb &&
+           all_reached(c->red, L, s->base + (uint64_t)s->k + 1)) {
         int64_t off = s->k * s->cb, m = min64(s->cb, s->n - off), lo, len;
         for (int j = 0; j < L; j++) {
             parlm_block_range(m, L, j, &lo, &len);

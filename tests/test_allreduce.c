@@ -549,6 +549,25 @@ START_TEST(shared_buffers_reduce_in_place)
     }
     ck_assert_msg(all_ok(same, "shared-buffer all-reduce differs from the copying path"),
                   ALL_OK_MSG);
+    /* reduce-scatter (this rank's block) and all-gather (everything) */
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        int64_t n = lens[i], off = i % 2 ? 0 : 5, bo, bn;
+        parlm_block_range(n, g_size, g_rank, &bo, &bn);
+        float *want = make_input(n, 80 + i);
+        memcpy(sh + off, want, (size_t)n * sizeof(float));
+        ck_assert_int_eq(parlm_reduce_scatter(g_world, want, n, PARLM_REDUCE_AVG, PARLM_ALGO_SHM),
+                         PARLM_OK);
+        ck_assert_int_eq(parlm_reduce_scatter(g_world, sh + off, n, PARLM_REDUCE_AVG,
+                                              PARLM_ALGO_AUTO), PARLM_OK);
+        same &= memcmp(sh + off + bo, want + bo, (size_t)bn * sizeof(float)) == 0;
+        memcpy(sh + off + bo, want + bo, (size_t)bn * sizeof(float));
+        ck_assert_int_eq(parlm_all_gather(g_world, want, n, PARLM_ALGO_SHM), PARLM_OK);
+        ck_assert_int_eq(parlm_all_gather(g_world, sh + off, n, PARLM_ALGO_AUTO), PARLM_OK);
+        same &= memcmp(sh + off, want, (size_t)n * sizeof(float)) == 0;
+        parlm_free(want);
+    }
+    ck_assert_msg(all_ok(same, "shared-buffer reduce-scatter / all-gather differ from the "
+                         "copying path"), ALL_OK_MSG);
 
     /* queued: private, shared, private, shared, with rank 0 busy between looks */
     enum { NB = 4 };

@@ -84,10 +84,11 @@ PARLM_API parlm_status parlm_comm_check_agree(parlm_comm *comm, const char *fiel
 /* ---- buffers the node's ranks share ---------------------------------------------------
  * parlm_comm_alloc_shared gives n floats (64-byte aligned, zeroed) in an MPI-3
  * shared-memory window of the node (collective over comm; every rank asks for the same
- * n). An all-reduce on a buffer inside it, on a single node of two ranks, reads the
- * peer's buffer in place instead of copying through the window: half the memory traffic
- * of the copying path (each rank reduces its half of every chunk from both buffers, then
- * copies the other half from its owner). Every rank must then pass the same offset into
+ * n). A collective on a buffer inside it, on a single node of two ranks, reads the peer's
+ * buffer in place instead of copying through the window: all-reduce has half the memory
+ * traffic of the copying path (each rank reduces its half of every chunk from both
+ * buffers, then copies the other half from its owner); reduce-scatter sums its block from
+ * both buffers; all-gather copies the other block from its owner. Every rank must then pass the same offset into
  * its own allocation (as with data-parallel gradients); a mismatch is PARLM_EINVAL. The
  * result is bitwise that of the copying path. Where no window can be made (one rank per
  * node, MPI refusing), the memory is private and collectives copy as usual. Freeing is

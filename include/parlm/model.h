@@ -58,6 +58,8 @@ PARLM_API float *parlm_gpt_grads(parlm_gpt *m);
  * of the model's own. For data parallelism: parlm_dp puts them in a shared-memory window
  * (parlm_comm_alloc_shared) so ranks of a node reduce each other's gradients in place. */
 PARLM_API parlm_status parlm_gpt_set_grad_buffer(parlm_gpt *m, float *buf);
+/* The same for the f32 parameters (ZeRO-1 all-gathers them in place). */
+PARLM_API parlm_status parlm_gpt_set_param_buffer(parlm_gpt *m, float *buf);
 /* Allocates zeroed AdamW moments (parlm_gpt_update does so at its first call). */
 PARLM_API parlm_status parlm_gpt_init_optimizer(parlm_gpt *m);
 /* AdamW moments: NULL until allocated. */

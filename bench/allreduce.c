@@ -93,18 +93,26 @@ static void size_name(char *s, size_t cap, int64_t bytes)
         snprintf(s, cap, "%lldKB", (long long)(bytes >> 10));
 }
 
-int bench_allreduce(bench_ctx *ctx)
+int bench_mpi_world(const char *bench, int *rank, int *p)
 {
-    int inited = 0, rank = 0, p = 1;
+    int inited = 0;
     MPI_Initialized(&inited);
     if (!inited && bench_mpi_init(NULL, NULL) < 0)
         return 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &p);
-    if (p < 2) {
-        fprintf(stderr, "allreduce: needs 2 or more ranks: mpirun -np 2 parlm-bench allreduce\n");
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, p);
+    if (*p < 2) {
+        fprintf(stderr, "%s: needs 2 or more ranks: mpirun -np 2 parlm-bench %s\n", bench, bench);
         return 1;
     }
+    return 0;
+}
+
+int bench_allreduce(bench_ctx *ctx)
+{
+    int rank = 0, p = 1;
+    if (bench_mpi_world("allreduce", &rank, &p))
+        return 1;
     parlm_comm *comm = NULL;
     if (parlm_comm_world(&comm) != PARLM_OK) {
         fprintf(stderr, "allreduce: %s\n", parlm_last_error());

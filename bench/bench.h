@@ -57,6 +57,12 @@ void bench_end(const bench_ctx *ctx);
 #define BENCH_PEAK_ITERS 4000000LL
 double bench_peak_gflops(int threads, int64_t iters, double *seconds);
 
+/* Model helpers (bench/model.c): n tokens uniform in [0, V) from seed; the model FLOPs of
+ * one training step of batch B x T. */
+struct parlm_gpt;
+void bench_random_tokens(int32_t *t, int64_t n, int V, uint64_t seed);
+double bench_step_flops(const struct parlm_gpt *m, int B, int T);
+
 /* The benchmarks; each returns 0, or 1 after printing why it could not run. */
 int bench_peak(bench_ctx *ctx);   /* sets ctx->peak_1t */
 int bench_stream(bench_ctx *ctx); /* sets ctx->stream_gbs */
@@ -74,4 +80,7 @@ int bench_allreduce(bench_ctx *ctx);
 int bench_dp(bench_ctx *ctx);
 int bench_mpi_init(int *argc, char ***argv);
 void bench_mpi_finalize(void);
+/* MPI initialized (bench_mpi_init if needed), this rank and the number of ranks; 1 after
+ * saying so if there are fewer than 2 (bench names the benchmark in the message) */
+int bench_mpi_world(const char *bench, int *rank, int *p);
 #endif

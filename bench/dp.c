@@ -295,21 +295,6 @@ static int trace_write(const char *path, const trace_buf *all, int p, const char
 
 /* ---- the benchmark ----------------------------------------------------------------- */
 
-static void random_tokens(int32_t *t, int64_t n, int V, uint64_t seed)
-{
-    for (int64_t i = 0; i < n; i++)
-        t[i] = (int32_t)(parlm_rng_next(&seed) % (uint64_t)V);
-}
-
-/* model FLOPs of one training step, as in bench/model.c: 6 per parameter per token
- * (without the position embedding, a lookup) plus causal attention 6 L C T per token */
-static double step_flops(const parlm_gpt *m, int B, int T)
-{
-    parlm_gpt_config c = parlm_gpt_get_config(m);
-    double P = (double)parlm_gpt_num_params(m) - (double)c.max_seq * c.n_embd;
-    return (double)B * T * (6.0 * P + 6.0 * c.n_layer * c.n_embd * (double)T);
-}
-
 /* 1 on every rank if any rank has failed */
 static int any_failed(int failed)
 {
@@ -342,16 +327,9 @@ static void summary(const bench_ctx *ctx, double res[M_N][T_N], double hidden, d
 
 int bench_dp(bench_ctx *ctx)
 {
-    int inited = 0, rank = 0, p = 1;
-    MPI_Initialized(&inited);
-    if (!inited && bench_mpi_init(NULL, NULL) < 0)
+    int rank = 0, p = 1;
+    if (bench_mpi_world("dp", &rank, &p))
         return 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &p);
-    if (p < 2) {
-        fprintf(stderr, "dp: needs 2 or more ranks: mpirun -np 2 parlm-bench dp\n");
-        return 1;
-    }
     omp_set_num_threads(ctx->max_threads);
     const char *preset = ctx->quick ? "small" : "d12";
     const int B = 4, T = 64;
@@ -376,8 +354,8 @@ int bench_dp(bench_ctx *ctx)
         return 1;
     }
     /* each rank its own data, as in training */
-    random_tokens(x, (int64_t)B * T, cfg.vocab, 12345 + 2 * (uint64_t)rank);
-    random_tokens(y, (int64_t)B * T, cfg.vocab, 12346 + 2 * (uint64_t)rank);
+    bench_random_tokens(x, (int64_t)B * T, cfg.vocab, 12345 + 2 * (uint64_t)rank);
+    bench_random_tokens(y, (int64_t)B * T, cfg.vocab, 12346 + 2 * (uint64_t)rank);
 
     char shape[64], title[512];
     snprintf(shape, sizeof shape, "%s B=%d T=%d x%d ranks", preset, B, T, p);
@@ -392,7 +370,7 @@ int bench_dp(bench_ctx *ctx)
 
     static const char *const names[M_N] = {"no-comm", "sync", "overlap", "zero1"};
     static const parlm_dp_mode dp_modes[M_N] = {0, PARLM_DP_SYNC, PARLM_DP_OVERLAP, PARLM_DP_ZERO1};
-    double res[M_N][T_N] = {{0}}, flops = step_flops(m, B, T) * p;
+    double res[M_N][T_N] = {{0}}, flops = bench_step_flops(m, B, T) * p;
     double hidden = 0, hidden_step = 0;
     trace_buf scratch = {0}, kept[M_N] = {{0}}, all = {0};
     for (int i = 0; i < M_N; i++)

@@ -32,16 +32,15 @@ static void train_step(void *p)
         a->st = parlm_gpt_update(a->m, &a->opt, 1.0f);
 }
 
-static void random_tokens(int32_t *t, int64_t n, int V)
+void bench_random_tokens(int32_t *t, int64_t n, int V, uint64_t seed)
 {
-    uint64_t s = 12345;
     for (int64_t i = 0; i < n; i++)
-        t[i] = (int32_t)(parlm_rng_next(&s) % (uint64_t)V);
+        t[i] = (int32_t)(parlm_rng_next(&seed) % (uint64_t)V);
 }
 
-/* model FLOPs of one training step: 6 per parameter per token (forward 2, backward 4),
- * without the position embedding (a lookup), plus causal attention 6 L C T per token */
-static double step_flops(const parlm_gpt *m, int B, int T)
+/* 6 per parameter per token (forward 2, backward 4), without the position embedding (a
+ * lookup), plus causal attention 6 L C T per token */
+double bench_step_flops(const parlm_gpt *m, int B, int T)
 {
     parlm_gpt_config c = parlm_gpt_get_config(m);
     double P = (double)parlm_gpt_num_params(m) - (double)c.max_seq * c.n_embd;
@@ -64,8 +63,8 @@ int bench_train(bench_ctx *ctx)
     for (int s = 0; s < 2 && !rc; s++) {
         int B = shapes[s][0], T = shapes[s][1];
         int32_t *x = malloc((size_t)B * T * 4), *y = malloc((size_t)B * T * 4);
-        random_tokens(x, (int64_t)B * T, cfg.vocab);
-        random_tokens(y, (int64_t)B * T, cfg.vocab);
+        bench_random_tokens(x, (int64_t)B * T, cfg.vocab, 12345);
+        bench_random_tokens(y, (int64_t)B * T, cfg.vocab, 12345);
         if (parlm_gpt_setup(m, B, T, 1) != PARLM_OK) {
             fprintf(stderr, "train: %s\n", parlm_last_error());
             rc = 1;
@@ -84,7 +83,7 @@ int bench_train(bench_ctx *ctx)
                 }
                 char shape[64];
                 snprintf(shape, sizeof shape, "%s B=%d T=%d", preset, B, T);
-                double gf = step_flops(m, B, T) / sec * 1e-9;
+                double gf = bench_step_flops(m, B, T) / sec * 1e-9;
                 bench_row r = {.bench = "train", .impl = bf16 ? "parlm-bf16" : "parlm-f32",
                                .shape = shape, .threads = tlist[i], .seconds = sec, .gflops = gf,
                                .pct_peak = ctx->peak_1t > 0 ? 100 * gf / (tlist[i] * ctx->peak_1t) : 0};
@@ -136,7 +135,7 @@ int bench_generate(bench_ctx *ctx)
     double P = (double)parlm_gpt_num_params(m) - (double)cfg.max_seq * cfg.n_embd;
     int n = 128, ndec = ctx->quick ? 16 : 64;
     int32_t prompt[128];
-    random_tokens(prompt, n, cfg.vocab);
+    bench_random_tokens(prompt, n, cfg.vocab, 12345);
     float *logits = malloc((size_t)parlm_gpt_get_config(m).vocab_pad * sizeof(float));
     bench_section(ctx, "generate: prefill 128 tokens, then decode with the KV cache");
     int rc = 0;

@@ -35,33 +35,50 @@
 #define SHM_DONE_OFFSET 128
 #define SHM_DESC_OFFSET 192 /* two slots of two words */
 
+/* A window of `bytes` per local rank, each part near its owner; MPI errors returned. */
+static int allocate_window(MPI_Comm local, size_t bytes, MPI_Win *win)
+{
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true"); /* each segment near its owner */
+    void *base = NULL;
+    int err = MPI_Win_allocate_shared((MPI_Aint)bytes, 1, info, local, &base, win);
+    MPI_Info_free(&info);
+    if (err != MPI_SUCCESS)
+        *win = MPI_WIN_NULL;
+    else
+        MPI_Win_set_errhandler(*win, MPI_ERRORS_RETURN);
+    return err;
+}
+
+/* local rank j's part of win as mapped here, rounded up to SHM_ALIGN (the same place in
+ * every process); NULL if MPI cannot say or the part is smaller than bytes */
+static char *window_part(MPI_Win win, int j, size_t bytes)
+{
+    MPI_Aint size = 0;
+    int disp = 1;
+    char *p = NULL;
+    int err = MPI_Win_shared_query(win, j, &size, &disp, &p);
+    if (err != MPI_SUCCESS || !p || (size_t)size < bytes)
+        return NULL;
+    return p + (SHM_ALIGN - (uintptr_t)p % SHM_ALIGN) % SHM_ALIGN;
+}
+
 parlm_status dist_shm_setup(parlm_comm *c)
 {
     /* every call below is collective over c->local: no early return between them */
     size_t slot_bytes = (size_t)c->shm_chunk * (size_t)c->shm_nbuf * sizeof(float);
     size_t seg = SHM_ALIGN + SHM_FLAG_BYTES + slot_bytes;
-    MPI_Info info;
-    MPI_Info_create(&info);
-    MPI_Info_set(info, "alloc_shared_noncontig", "true"); /* each segment near its owner */
-    void *base = NULL;
-    int err = MPI_Win_allocate_shared((MPI_Aint)seg, 1, info, c->local, &base, &c->win);
-    MPI_Info_free(&info);
-    if (err != MPI_SUCCESS) {
-        c->win = MPI_WIN_NULL;
+    int err = allocate_window(c->local, seg, &c->win);
+    if (err != MPI_SUCCESS)
         return dist_mpi_error(err, "MPI_Win_allocate_shared");
-    }
-    MPI_Win_set_errhandler(c->win, MPI_ERRORS_RETURN);
     int ok = 1;
     for (int j = 0; j < c->local_size; j++) {
-        MPI_Aint size = 0;
-        int disp = 1;
-        char *p = NULL;
-        err = MPI_Win_shared_query(c->win, j, &size, &disp, &p);
-        if (err != MPI_SUCCESS || !p || (size_t)size < seg) {
+        char *p = window_part(c->win, j, seg);
+        if (!p) {
             ok = 0;
             continue;
         }
-        p += (SHM_ALIGN - (uintptr_t)p % SHM_ALIGN) % SHM_ALIGN;
         c->flag[j] = (_Atomic uint64_t *)(void *)p;
         c->done[j] = (_Atomic uint64_t *)(void *)(p + SHM_DONE_OFFSET);
         c->red[j] = (_Atomic uint64_t *)(void *)(p + SHM_RED_OFFSET);
@@ -568,30 +585,15 @@ void dist_shared_release(parlm_comm *c, int mpi_alive)
 parlm_status dist_shared_map(parlm_comm *c, dist_shared_buf *b, int64_t n)
 {
     size_t bytes = (size_t)n * sizeof(float) + SHM_ALIGN;
-    MPI_Info info;
-    MPI_Info_create(&info);
-    MPI_Info_set(info, "alloc_shared_noncontig", "true");
-    void *base = NULL;
-    int err = MPI_Win_allocate_shared((MPI_Aint)bytes, 1, info, c->local, &base, &b->win);
-    MPI_Info_free(&info);
-    if (err != MPI_SUCCESS) {
-        b->win = MPI_WIN_NULL;
+    int err = allocate_window(c->local, bytes, &b->win);
+    if (err != MPI_SUCCESS)
         return dist_mpi_error(err, "MPI_Win_allocate_shared(parlm_comm_alloc_shared)");
-    }
-    MPI_Win_set_errhandler(b->win, MPI_ERRORS_RETURN);
     parlm_status st = PARLM_OK;
     for (int j = 0; j < c->local_size; j++) {
-        MPI_Aint size = 0;
-        int disp = 1;
-        char *p = NULL;
-        err = MPI_Win_shared_query(b->win, j, &size, &disp, &p);
-        if (err != MPI_SUCCESS || !p || (size_t)size < bytes) {
+        b->part[j] = (float *)(void *)window_part(b->win, j, bytes);
+        if (!b->part[j])
             st = parlm_error(PARLM_ESYSTEM, "parlm_comm_alloc_shared: cannot map local rank %d's "
                              "part of the window", j);
-            continue;
-        }
-        p += (SHM_ALIGN - (uintptr_t)p % SHM_ALIGN) % SHM_ALIGN;
-        b->part[j] = (float *)(void *)p;
     }
     if (st == PARLM_OK) {
         b->mine = b->part[c->local_rank];

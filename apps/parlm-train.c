@@ -780,6 +780,12 @@ int main(int argc, char **argv)
                 100 * gflops / peak, ms, (int)eta / 60, (int)eta % 60);
             if (!isnan(vl))
                 SAY(" | val %.4f", vl);
+#ifdef PARLM_HAVE_MPI
+            if (w.dp) { /* this rank's wait for gradients after backward (exposed comm) */
+                parlm_dp_stats ds = parlm_dp_get_stats(w.dp);
+                SAY(" | comm wait %.0f ms", ds.comm_wait * 1e3);
+            }
+#endif
             SAY("\n");
             fflush(stdout);
         }

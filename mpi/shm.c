@@ -307,37 +307,18 @@ static int progress_small(dist_shm *s, parlm_comm *c)
     return DIST_DONE;
 }
 
-/* dst[i] = (src[0][i] + ... + src[k-1][i]) * scale, summed in that order (as dist_sum_k,
- * so both paths give the same bits); dst may be one of the sources */
-static void sum_in_place(float *dst, const float *const *src, int k, int64_t n, float scale)
+/* dst = src[me]: dst[i] = (src[0][i] + src[1][i]) * scale, k <= 2. Adding the other
+ * source into dst gives the same bits as dist_sum_k's rank-ordered sum (a + b == b + a in
+ * IEEE arithmetic), and dst never aliases the source it reads. */
+static void sum_in_place(float *dst, const float *const *src, int k, int me, int64_t n,
+                         float scale)
 {
-    if (k == 2 && scale == 1.0f) {
-        const float *a = src[0], *b = src[1];
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = a[i] + b[i];
-        return;
-    }
-    if (k == 2) {
-        const float *a = src[0], *b = src[1];
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = (a[i] + b[i]) * scale;
-        return;
-    }
-    const float *a = src[0];
-#pragma omp simd
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = a[i] * scale;
+    if (k == 2)
+        dist_add(dst, src[1 - me], n);
+    if (scale != 1.0f)
+        dist_scale(dst, scale, n);
 }
 
-/* Zero-copy all-reduce on a buffer in parlm_comm_alloc_shared memory: every rank reads
- * its peers' buffers directly, so nothing is copied into the window. Per chunk: each rank
- * reduces its slice from all ranks' buffers into its own and publishes red; then copies
- * the other slices from their owners' buffers and publishes done. The whole buffer is
- * final at the start, so flag covers all chunks at once. A rank overwrites a peer's slice
- * in its own buffer only after that peer's red (it has read it), and the op completes
- * only when every peer's done passed its end (no one still reads this rank's buffer). */
 /* zero-copy reduce-scatter / all-gather, chunk k of the blocks: this rank writes only its
  * own block (RS) or only the others' (AG) in its buffer, and peers read only their own
  * block (RS) or this rank's (AG) from it, so one step per chunk suffices */
@@ -350,7 +331,7 @@ static void zc_block_chunk(const dist_shm *s, const parlm_comm *c, int64_t k)
         const float *src[DIST_SHM_FULL_SUM_MAX];
         for (int j = 0; j < L; j++)
             src[j] = s->peer[j] + boff + k * s->cb;
-        sum_in_place(s->buf + boff + k * s->cb, src, L, chunk_len(blen, k, s->cb), s->scale);
+        sum_in_place(s->buf + boff + k * s->cb, src, L, me, chunk_len(blen, k, s->cb), s->scale);
         return;
     }
     for (int j = 0; j < L; j++) {
@@ -386,7 +367,7 @@ static int progress_zc(dist_shm *s, parlm_comm *c)
         const float *src[DIST_SHM_FULL_SUM_MAX];
         for (int j = 0; j < L; j++)
             src[j] = s->peer[j] + off + lo;
-        sum_in_place(s->buf + off + lo, src, L, len, s->scale);
+        sum_in_place(s->buf + off + lo, src, L, me, len, s->scale);
         s->kb++;
         atomic_store_explicit(c->red[me], s->base + (uint64_t)s->kb, memory_order_release);
     }

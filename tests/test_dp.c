@@ -61,24 +61,30 @@ static parlm_gpt *reference(float *losses)
     return m;
 }
 
-/* trains with mode across the ranks (grad_accum micro-batches of B/accum... of B each) */
-static parlm_gpt *distributed(parlm_dp_config cfg, float *losses)
+/* trains with mode across the ranks: each rank's batch of B rows per step, in accum
+ * micro-batches of B/accum rows (communication only after the last one) */
+static parlm_gpt *distributed_accum(parlm_dp_config cfg, float *losses, int accum)
 {
     parlm_gpt *m = new_model();
     parlm_loader *l;
+    int mb = B / accum;
     ck_assert_int_eq(parlm_loader_open(&l, shard, B, T, rank, nranks, V), PARLM_OK);
-    ck_assert_int_eq(parlm_gpt_setup(m, B, T, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_setup(m, mb, T, 1), PARLM_OK);
     parlm_dp *dp;
     ck_assert_msg(parlm_dp_create(&dp, m, comm, &cfg) == PARLM_OK, "%s", parlm_last_error());
     int32_t x[B * T], y[B * T];
     for (int s = 0; s < STEPS; s++) {
         float loss, norm;
+        double mean = 0;
         ck_assert_int_eq(parlm_loader_next(l, x, y), PARLM_OK);
         ck_assert_int_eq(parlm_gpt_zero_grad(m), PARLM_OK);
-        ck_assert_int_eq(parlm_gpt_forward(m, x, y, &loss), PARLM_OK);
-        ck_assert_msg(parlm_dp_backward(dp, 1.0f, 1) == PARLM_OK, "%s", parlm_last_error());
+        for (int a = 0; a < accum; a++) {
+            ck_assert_int_eq(parlm_gpt_forward(m, x + a * mb * T, y + a * mb * T, &loss), PARLM_OK);
+            ck_assert_msg(parlm_dp_backward(dp, 1.0f / (float)accum, a == accum - 1) == PARLM_OK,
+                          "%s", parlm_last_error());
+            mean += loss / accum;
+        }
         ck_assert_msg(parlm_dp_step(dp, &OPT, 1.0f, &norm) == PARLM_OK, "%s", parlm_last_error());
-        double mean = loss;
         ck_assert_int_eq(parlm_dp_mean(dp, &mean), PARLM_OK);
         losses[s] = (float)mean;
     }
@@ -86,6 +92,11 @@ static parlm_gpt *distributed(parlm_dp_config cfg, float *losses)
     parlm_dp_free(dp);
     parlm_loader_free(l);
     return m;
+}
+
+static parlm_gpt *distributed(parlm_dp_config cfg, float *losses)
+{
+    return distributed_accum(cfg, losses, 1);
 }
 
 static float max_diff(parlm_gpt *a, parlm_gpt *b)
@@ -104,12 +115,12 @@ static void replicas_agree(parlm_gpt *m)
                   parlm_last_error());
 }
 
-static void check_against_reference(parlm_dp_mode mode, int64_t bucket_bytes, unsigned flags)
+static void check_accum(parlm_dp_mode mode, int64_t bucket_bytes, unsigned flags, int accum)
 {
     float ref_loss[STEPS], dp_loss[STEPS];
     parlm_gpt *ref = reference(ref_loss);
     parlm_dp_config cfg = {mode, bucket_bytes, flags, 1};
-    parlm_gpt *m = distributed(cfg, dp_loss);
+    parlm_gpt *m = distributed_accum(cfg, dp_loss, accum);
     for (int s = 0; s < STEPS; s++)
         ck_assert_msg(fabsf(dp_loss[s] - ref_loss[s]) <= 2e-6f * ref_loss[s],
                       "%s step %d: loss %.7f, reference %.7f", parlm_dp_mode_name(mode), s,
@@ -120,6 +131,11 @@ static void check_against_reference(parlm_dp_mode mode, int64_t bucket_bytes, un
     replicas_agree(m);
     parlm_gpt_free(m);
     parlm_gpt_free(ref);
+}
+
+static void check_against_reference(parlm_dp_mode mode, int64_t bucket_bytes, unsigned flags)
+{
+    check_accum(mode, bucket_bytes, flags, 1);
 }
 
 START_TEST(sync_equals_single_process)
@@ -134,12 +150,15 @@ START_TEST(overlap_equals_single_process)
      * (deferred lookup rows) is one bucket of its own, or two of 4 KB on the shm path */
     check_against_reference(PARLM_DP_OVERLAP, 8192, PARLM_ALGO_RING);
     check_against_reference(PARLM_DP_OVERLAP, 4096, PARLM_ALGO_AUTO);
+    /* two micro-batches: the first accumulates without communication or deferral */
+    check_accum(PARLM_DP_OVERLAP, 4096, PARLM_ALGO_AUTO, 2);
 }
 END_TEST
 
 START_TEST(zero1_equals_single_process)
 {
     check_against_reference(PARLM_DP_ZERO1, 0, PARLM_ALGO_AUTO);
+    check_accum(PARLM_DP_ZERO1, 0, PARLM_ALGO_AUTO, 2);
 }
 END_TEST
 

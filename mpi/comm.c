@@ -366,9 +366,10 @@ parlm_status parlm_comm_alloc_shared(parlm_comm *c, int64_t n, float **out)
         return st;
     }
     if (c->have_win && c->local_size > 1) {
-        /* a window the node's ranks read from each other; if MPI cannot make one (say, a
-         * small /dev/shm), every rank falls back to private memory together */
-        if (vote(c, dist_shared_map(c, b, n)) != PARLM_OK) {
+        /* a window the node's ranks read from each other; if MPI cannot make one, or its
+         * file system looks too small (pages of a full tmpfs fault with SIGBUS instead of
+         * failing the allocation), every rank falls back to private memory together */
+        if (vote(c, dist_shm_room(c, (size_t)n * sizeof(float) + 64)) != PARLM_OK || vote(c, dist_shared_map(c, b, n)) != PARLM_OK) {
             dist_shared_unmap(b, 1);
             b->n = n;
             b->part = calloc((size_t)c->local_size, sizeof *b->part);

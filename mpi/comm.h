@@ -204,6 +204,11 @@ void dist_shared_release(parlm_comm *c, int mpi_alive); /* every parlm_comm_allo
  * its offset (floats) in the allocation */
 int dist_shared_find(const parlm_comm *c, const float *buf, int64_t n, const float **peer,
                      int64_t *offset);
+/* PARLM_OK if the file system behind shared windows (Open MPI's osc_sm_backing_directory,
+ * /dev/shm by default) has room for a window of `bytes` per local rank, or cannot be
+ * asked. (Pages of a full tmpfs fault with SIGBUS when touched instead of failing the
+ * allocation, so this is checked first.) */
+parlm_status dist_shm_room(const parlm_comm *c, size_t bytes);
 /* collective over the node: the window of a new shared buffer b (b->part allocated) */
 parlm_status dist_shared_map(parlm_comm *c, dist_shared_buf *b, int64_t n);
 void dist_shared_unmap(dist_shared_buf *b, int mpi_alive);

@@ -21,6 +21,7 @@
  * runs on across collectives, so this holds between consecutive requests too. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "../lib/error.h"
 #include "comm.h"
@@ -34,6 +35,20 @@
 #define SHM_RED_OFFSET 64
 #define SHM_DONE_OFFSET 128
 #define SHM_DESC_OFFSET 192 /* two slots of two words */
+
+parlm_status dist_shm_room(const parlm_comm *c, size_t bytes)
+{
+    const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
+    struct statvfs fs;
+    if (statvfs(dir && *dir ? dir : "/dev/shm", &fs) != 0)
+        return PARLM_OK;
+    double need = 1.1 * (double)c->local_size * (double)bytes;
+    double have = (double)fs.f_bavail * (double)fs.f_frsize;
+    if (have >= need)
+        return PARLM_OK;
+    return parlm_error(PARLM_ENOMEM, "shared memory: %.0f MB free in %s, %.0f MB needed",
+                       have / 1e6, dir && *dir ? dir : "/dev/shm", need / 1e6);
+}
 
 /* A window of `bytes` per local rank, each part near its owner; MPI errors returned. */
 static int allocate_window(MPI_Comm local, size_t bytes, MPI_Win *win)
@@ -69,6 +84,11 @@ parlm_status dist_shm_setup(parlm_comm *c)
     /* every call below is collective over c->local: no early return between them */
     size_t slot_bytes = (size_t)c->shm_chunk * (size_t)c->shm_nbuf * sizeof(float);
     size_t seg = SHM_ALIGN + SHM_FLAG_BYTES + slot_bytes;
+    if (dist_shm_room(c, seg) != PARLM_OK) { /* the same file system for the whole node */
+        c->win = MPI_WIN_NULL;
+        c->have_win = 0; /* collectives take the ring (agreed on in creation) */
+        return PARLM_OK;
+    }
     int err = allocate_window(c->local, seg, &c->win);
     if (err != MPI_SUCCESS)
         return dist_mpi_error(err, "MPI_Win_allocate_shared");

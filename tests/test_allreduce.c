@@ -261,6 +261,17 @@ START_TEST(hierarchical_shm_across_fake_nodes)
             for (int op = 0; op < 2; op++)
                 ck_assert_msg(check_allreduce(g_fake, lengths[i], (parlm_reduce_op)op, algos[a]),
                               ALL_OK_MSG);
+    /* a shared buffer across nodes takes the hierarchical (copying) path: same bits */
+    const int64_t n = 100003;
+    float *sh = NULL, *want = make_input(n, 90);
+    ck_assert_int_eq(parlm_comm_alloc_shared(g_fake, n, &sh), PARLM_OK);
+    memcpy(sh, want, n * sizeof(float));
+    ck_assert_int_eq(parlm_allreduce(g_fake, want, n, PARLM_REDUCE_AVG, PARLM_ALGO_SHM), PARLM_OK);
+    ck_assert_int_eq(parlm_allreduce(g_fake, sh, n, PARLM_REDUCE_AVG, PARLM_ALGO_AUTO), PARLM_OK);
+    ck_assert_msg(all_ok(memcmp(sh, want, n * sizeof(float)) == 0, "shared buffer across "
+                         "fake nodes differs"), ALL_OK_MSG);
+    ck_assert_int_eq(parlm_comm_free_shared(g_fake, sh), PARLM_OK);
+    parlm_free(want);
 }
 END_TEST
 

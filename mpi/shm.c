@@ -19,6 +19,7 @@
  * rewrites buffer b of chunk t at chunk t+nbuf, after it passed a sync of chunk t+1 or
  * later, and every rank arrives there only after its last read of chunk t. The rotation
  * runs on across collectives, so this holds between consecutive requests too. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -339,68 +340,107 @@ static void sum_in_place(float *dst, const float *const *src, int k, int me, int
         dist_scale(dst, scale, n);
 }
 
-/* zero-copy reduce-scatter / all-gather, chunk k of the blocks: this rank writes only its
- * own block (RS) or only the others' (AG) in its buffer, and peers read only their own
- * block (RS) or this rank's (AG) from it, so one step per chunk suffices */
-static void zc_block_chunk(const dist_shm *s, const parlm_comm *c, int64_t k)
+/* Zero-copy collectives on a buffer in parlm_comm_alloc_shared memory: every rank reads
+ * its peers' buffers directly, so nothing is copied into the window. The whole buffer is
+ * final at the start, so one flag store covers all chunks. All-reduce takes two steps per
+ * chunk: each rank reduces its slice from all ranks' buffers into its own and publishes
+ * red; then it copies the other slices from their owners' buffers and publishes done. A
+ * rank overwrites a peer's slice in its own buffer only after that peer's red (the peer
+ * has read it), and the op completes only when every peer's done passed its end (no one
+ * still reads this rank's buffer). Reduce-scatter and all-gather take one step: a rank
+ * writes only its own block (RS) or only the others' (AG) in its buffer, and peers read
+ * only their own block (RS) or this rank's (AG) from it. Each step takes every chunk that
+ * is ready at once and splits them over the rank's OpenMP threads (idle then: progress
+ * runs between compute ops), so a rank with a socket of cores moves memory at the
+ * socket's bandwidth, not one core's. */
+enum { ZC_REDUCE, ZC_GATHER };
+
+/* one chunk of one step; reads s and the peers' buffers, writes this rank's only */
+static void zc_chunk(const dist_shm *s, const parlm_comm *c, int64_t k, int stage)
 {
     int me = c->local_rank, L = c->local_size;
-    int64_t boff, blen;
-    if (s->mode == DIST_SHM_RS) {
-        parlm_block_range(s->n, L, me, &boff, &blen);
-        const float *src[DIST_SHM_FULL_SUM_MAX];
-        for (int j = 0; j < L; j++)
-            src[j] = s->peer[j] + boff + k * s->cb;
-        sum_in_place(s->buf + boff + k * s->cb, src, L, me, chunk_len(blen, k, s->cb), s->scale);
+    const float *src[DIST_SHM_FULL_SUM_MAX];
+    int64_t off, len;
+    if (s->mode == DIST_SHM_ALLREDUCE) { /* slice j of chunk k belongs to rank j */
+        int64_t base = k * s->cb, m = min64(s->cb, s->n - base);
+        for (int j = 0; j < L; j++) {
+            if (stage == ZC_REDUCE ? j != me : j == me)
+                continue;
+            parlm_block_range(m, L, j, &off, &len);
+            off += base;
+            if (stage == ZC_REDUCE) {
+                for (int i = 0; i < L; i++)
+                    src[i] = s->peer[i] + off;
+                sum_in_place(s->buf + off, src, L, me, len, s->scale);
+            } else {
+                memcpy(s->buf + off, s->peer[j] + off, (size_t)len * sizeof(float));
+            }
+        }
         return;
     }
-    for (int j = 0; j < L; j++) {
+    for (int j = 0; j < L; j++) { /* RS: this rank's block; AG: the others' */
+        if (s->mode == DIST_SHM_RS ? j != me : j == me)
+            continue;
+        int64_t boff, blen;
         parlm_block_range(s->n, L, j, &boff, &blen);
-        if (j != me)
-            memcpy(s->buf + boff + k * s->cb, s->peer[j] + boff + k * s->cb,
-                   (size_t)chunk_len(blen, k, s->cb) * sizeof(float));
+        off = boff + k * s->cb;
+        len = chunk_len(blen, k, s->cb);
+        if (s->mode == DIST_SHM_RS) {
+            for (int i = 0; i < L; i++)
+                src[i] = s->peer[i] + off;
+            sum_in_place(s->buf + off, src, L, me, len, s->scale);
+        } else {
+            memcpy(s->buf + off, s->peer[j] + off, (size_t)len * sizeof(float));
+        }
     }
+}
+
+/* chunks k0 .. k1-1 of a step, over the OpenMP threads when there are several */
+static void zc_chunks(const dist_shm *s, const parlm_comm *c, int64_t k0, int64_t k1, int stage)
+{
+    int64_t nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt > k1 - k0)
+        nt = k1 - k0;
+#pragma omp parallel for num_threads((int)nt) schedule(static) if (nt > 1)
+    for (int64_t k = k0; k < k1; k++)
+        zc_chunk(s, c, k, stage);
+}
+
+/* the chunk index (in from .. to) every rank's counter has passed */
+static int64_t reached(_Atomic uint64_t *const *ctr, int L, uint64_t base, int64_t from, int64_t to)
+{
+    uint64_t low = UINT64_MAX;
+    for (int j = 0; j < L; j++) {
+        uint64_t v = atomic_load_explicit(ctr[j], memory_order_acquire);
+        low = v < low ? v : low;
+    }
+    int64_t r = low <= base ? 0 : low - base < (uint64_t)to ? (int64_t)(low - base) : to;
+    return r > from ? r : from;
 }
 
 static int progress_zc(dist_shm *s, parlm_comm *c)
 {
-    int me = c->local_rank, L = c->local_size;
+    int me = c->local_rank, L = c->local_size, ar = s->mode == DIST_SHM_ALLREDUCE;
     if (s->kd == 0) {
         s->kd = s->nk;
         atomic_store_explicit(c->flag[me], s->base + (uint64_t)s->nk, memory_order_release);
     }
-    while (s->mode != DIST_SHM_ALLREDUCE && s->k < s->nk &&
-           all_reached(c->flag, L, s->base + (uint64_t)s->k + 1)) {
+    /* first step: reduce (all-reduce, reduce-scatter) or gather (all-gather) */
+    int64_t *k1 = ar ? &s->kb : &s->k, end = reached(c->flag, L, s->base, *k1, s->nk);
+    if (end > *k1) {
         int rc = check_peers(s, c);
         if (rc != DIST_DONE)
             return rc;
-        zc_block_chunk(s, c, s->k);
-        s->k++;
-        atomic_store_explicit(c->done[me], s->base + (uint64_t)s->k, memory_order_release);
+        zc_chunks(s, c, *k1, end, s->mode == DIST_SHM_AG ? ZC_GATHER : ZC_REDUCE);
+        *k1 = end;
+        atomic_store_explicit(ar ? c->red[me] : c->done[me], s->base + (uint64_t)end,
+                              memory_order_release);
     }
-    while (s->mode == DIST_SHM_ALLREDUCE && s->kb < s->nk && all_reached(c->flag, L, s->base + (uint64_t)s->kb + 1)) {
-        int rc = check_peers(s, c);
-        if (rc != DIST_DONE)
-            return rc;
-        int64_t off = s->kb * s->cb, m = min64(s->cb, s->n - off), lo, len;
-        parlm_block_range(m, L, me, &lo, &len);
-        const float *src[DIST_SHM_FULL_SUM_MAX];
-        for (int j = 0; j < L; j++)
-            src[j] = s->peer[j] + off + lo;
-        sum_in_place(s->buf + off + lo, src, L, me, len, s->scale);
-        s->kb++;
-        atomic_store_explicit(c->red[me], s->base + (uint64_t)s->kb, memory_order_release);
-    }
-    while (s->mode == DIST_SHM_ALLREDUCE && s->k < s->kb &&
-           all_reached(c->red, L, s->base + (uint64_t)s->k + 1)) {
-        int64_t off = s->k * s->cb, m = min64(s->cb, s->n - off), lo, len;
-        for (int j = 0; j < L; j++) {
-            parlm_block_range(m, L, j, &lo, &len);
-            if (j != me)
-                memcpy(s->buf + off + lo, s->peer[j] + off + lo, (size_t)len * sizeof(float));
-        }
-        s->k++;
-        atomic_store_explicit(c->done[me], s->base + (uint64_t)s->k, memory_order_release);
+    /* all-reduce, second step: the other slices, once their owners have reduced them */
+    if (ar && (end = reached(c->red, L, s->base, s->k, s->kb)) > s->k) {
+        zc_chunks(s, c, s->k, end, ZC_GATHER);
+        s->k = end;
+        atomic_store_explicit(c->done[me], s->base + (uint64_t)end, memory_order_release);
     }
     if (s->k == s->nk && all_reached(c->done, L, s->base + (uint64_t)s->nk))
         return DIST_DONE;

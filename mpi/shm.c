@@ -395,15 +395,28 @@ static void zc_chunk(const dist_shm *s, const parlm_comm *c, int64_t k, int stag
     }
 }
 
-/* chunks k0 .. k1-1 of a step, over the OpenMP threads when there are several */
-static void zc_chunks(const dist_shm *s, const parlm_comm *c, int64_t k0, int64_t k1, int stage)
+/* Chunks *k .. end-1 of a step, then *ctr = base + end. One thread goes chunk by chunk,
+ * publishing each (peers start on it at once; no parallel region's cost on small
+ * messages); several share the chunks, publishing when all are done. */
+static void zc_step(const dist_shm *s, const parlm_comm *c, int64_t *k, int64_t end, int stage,
+                    _Atomic uint64_t *ctr)
 {
     int64_t nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    if (nt > k1 - k0)
-        nt = k1 - k0;
-#pragma omp parallel for num_threads((int)nt) schedule(static) if (nt > 1)
-    for (int64_t k = k0; k < k1; k++)
-        zc_chunk(s, c, k, stage);
+    if (nt > end - *k)
+        nt = end - *k;
+    if (nt <= 1) {
+        for (; *k < end; (*k)++) {
+            zc_chunk(s, c, *k, stage);
+            atomic_store_explicit(ctr, s->base + (uint64_t)*k + 1, memory_order_release);
+        }
+        return;
+    }
+    int64_t k0 = *k;
+#pragma omp parallel for num_threads((int)nt) schedule(static)
+    for (int64_t i = k0; i < end; i++)
+        zc_chunk(s, c, i, stage);
+    *k = end;
+    atomic_store_explicit(ctr, s->base + (uint64_t)end, memory_order_release);
 }
 
 /* the chunk index (in from .. to) every rank's counter has passed */
@@ -431,17 +444,12 @@ static int progress_zc(dist_shm *s, parlm_comm *c)
         int rc = check_peers(s, c);
         if (rc != DIST_DONE)
             return rc;
-        zc_chunks(s, c, *k1, end, s->mode == DIST_SHM_AG ? ZC_GATHER : ZC_REDUCE);
-        *k1 = end;
-        atomic_store_explicit(ar ? c->red[me] : c->done[me], s->base + (uint64_t)end,
-                              memory_order_release);
+        zc_step(s, c, k1, end, s->mode == DIST_SHM_AG ? ZC_GATHER : ZC_REDUCE,
+                ar ? c->red[me] : c->done[me]);
     }
     /* all-reduce, second step: the other slices, once their owners have reduced them */
-    if (ar && (end = reached(c->red, L, s->base, s->k, s->kb)) > s->k) {
-        zc_chunks(s, c, s->k, end, ZC_GATHER);
-        s->k = end;
-        atomic_store_explicit(c->done[me], s->base + (uint64_t)end, memory_order_release);
-    }
+    if (ar && (end = reached(c->red, L, s->base, s->k, s->kb)) > s->k)
+        zc_step(s, c, &s->k, end, ZC_GATHER, c->done[me]);
     if (s->k == s->nk && all_reached(c->done, L, s->base + (uint64_t)s->nk))
         return DIST_DONE;
     return DIST_PENDING;

@@ -71,7 +71,9 @@ static void usage(FILE *f)
         "                       the node's cores, one thread per core, bound)\n"
         "  --no-bind            leave thread placement to the OS / OMP_PROC_BIND\n"
         "data parallelism (under mpirun or srun; see README):\n"
-        "  --dp MODE            sync, overlap (default), zero1, or local (local SGD)\n"
+        "  --dp MODE            auto (default: overlap across nodes, sync on one node, where\n"
+        "                       copying between ranks takes the compute cores anyway), sync,\n"
+        "                       overlap, zero1, or local (local SGD)\n"
         "  --local-steps H      local SGD: a synchronous step every H steps (default 4)\n"
         "  --bucket-mb N        gradient all-reduce bucket size (default 25)\n"
         "  --bf16-wire          send gradients as bf16 (accumulate in f32)\n"
@@ -92,7 +94,7 @@ static void usage(FILE *f)
 
 static int parse_opts(int argc, char **argv, opts *o)
 {
-    *o = (opts){.model = "small", .dp_mode = "overlap", .local_steps = 4, .bucket_mb = 25,
+    *o = (opts){.model = "small", .dp_mode = "auto", .local_steps = 4, .bucket_mb = 25,
                 .B = 8, .T = 128, .steps = 1500, .warmup = 20, .grad_accum = 1,
                 .ckpt_every = 100, .val_every = 50, .val_steps = 10, .sample_every = 100,
                 .sample_len = 96, .lr = 1e-3, .lr_min_frac = 0.1, .grad_clip = 1.0,
@@ -684,6 +686,11 @@ int main(int argc, char **argv)
         world_agree(&w, "resumed step", (uint64_t)ts.step))
         return 2;
 #ifdef PARLM_HAVE_MPI
+    /* auto: on one node the ranks' "communication" is copying by the cores themselves, so
+     * overlapping it with backward only interleaves it (measured: a slower step than sync,
+     * bench/RESULTS.md); across nodes the network moves the bytes while backward runs */
+    if (!strcmp(o.dp_mode, "auto"))
+        o.dp_mode = w.comm && parlm_comm_nodes(w.comm) > 1 ? "overlap" : "sync";
     parlm_dp_config dpc = {PARLM_DP_OVERLAP, (int64_t)o.bucket_mb << 20,
                            o.bf16_wire ? PARLM_WIRE_BF16 : 0, o.local_steps};
     if (parlm_dp_mode_parse(o.dp_mode, &dpc.mode) != PARLM_OK ||

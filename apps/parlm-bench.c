@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../bench/bench.h"
+#include "cli.h"
 #include "parlm.h"
 
 static void usage(FILE *f)
@@ -49,35 +50,17 @@ int main(int argc, char **argv)
     bench_ctx ctx = {.max_threads = omp_get_max_threads(), .min_time = 0.3};
     int want_peak = 0, want_stream = 0, want_gemm = 0, want_gemv = 0, want_train = 0, want_gen = 0;
     int want_allreduce = 0, want_dp = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            ctx.json = 1;
-        } else if (!strcmp(a, "--quick")) {
-            ctx.quick = 1;
-        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 4096) {
-                fprintf(stderr, "parlm-bench: --threads wants 1..4096, got '%s'\n", argv[i]);
-                return 2;
-            }
-            ctx.max_threads = (int)v;
-        } else if (!strcmp(a, "--time") && i + 1 < argc) {
-            char *end;
-            double v = strtod(argv[++i], &end);
-            if (*end || !(v > 0 && v < 3600)) {
-                fprintf(stderr, "parlm-bench: --time wants seconds in (0, 3600), got '%s'\n",
-                        argv[i]);
-                return 2;
-            }
-            ctx.min_time = v;
-        } else if (!strcmp(a, "--trace") && i + 1 < argc) {
-            ctx.trace = argv[++i];
-        } else if (!strcmp(a, "peak")) {
+    const char **names = malloc((size_t)argc * sizeof *names);
+    const cli_opt table[] = {
+        CLI_F("--json", &ctx.json, 0), CLI_F("--quick", &ctx.quick, 0),
+        CLI_I("--threads", &ctx.max_threads, 1, 4096, 0),
+        CLI_D("--time", &ctx.min_time, 1e-6, 3600, 0), CLI_S("--trace", &ctx.trace, 0),
+    };
+    cli c = {"parlm-bench", table, (int)(sizeof table / sizeof table[0]), usage, names, 0};
+    int prc = names ? cli_parse(&c, argc, argv) : 2;
+    for (int i = 0; prc == 0 && i < c.npos; i++) {
+        const char *a = names[i];
+        if (!strcmp(a, "peak")) {
             want_peak = 1;
         } else if (!strcmp(a, "stream")) {
             want_stream = 1;
@@ -96,10 +79,13 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "all")) {
             want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
         } else {
-            fprintf(stderr, "parlm-bench: unknown argument '%s' (try --help)\n", a);
-            return 2;
+            fprintf(stderr, "parlm-bench: unknown benchmark '%s' (try --help)\n", a);
+            prc = 2;
         }
     }
+    free(names);
+    if (prc)
+        return prc < 0 ? 0 : prc;
     if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen | want_allreduce |
           want_dp))
         want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;

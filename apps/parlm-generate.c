@@ -3,6 +3,7 @@
  * Prints prefill and decode speed (tokens/s) at the end. */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cli.h"
 #include "parlm.h"
 
 static void usage(FILE *f)
@@ -22,7 +24,7 @@ static void usage(FILE *f)
         "  --max-tokens N     tokens to generate (default 200)\n"
         "  --temperature X    0 = greedy (default 0.8)\n"
         "  --top-k N          sample among the N most likely tokens (default 40; 0 = all)\n"
-        "  --top-p X          nucleus sampling mass (default 0.95)\n"
+        "  --top-p X          nucleus sampling mass, in (0, 1] (default 0.95)\n"
         "  --seed N           sampling seed (default 42)\n"
         "  --encoder F --vocab F   GPT-2 tokenizer files (needed for a GPT-2 vocabulary)\n"
         "  --llmc-tokenizer F llm.c's gpt2_tokenizer.bin (decoding only: no --prompt)\n"
@@ -74,59 +76,30 @@ int main(int argc, char **argv)
     const char *ckpt = NULL, *prompt = NULL, *encoder = NULL, *vocab = NULL, *llmc_tok = NULL;
     int max_tokens = 200, top_k = 40, bf16 = 0, threads = 0;
     double temperature = 0.8, top_p = 0.95;
-    unsigned long long seed = 42;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = "";
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--bf16")) {
-            bf16 = 1;
-            continue;
-        } else if (!v) {
-            fprintf(stderr, "parlm-generate: %s needs a value (try --help)\n", a);
-            return 2;
-        } else if (!strcmp(a, "--ckpt")) {
-            ckpt = v;
-        } else if (!strcmp(a, "--prompt")) {
-            prompt = v;
-        } else if (!strcmp(a, "--encoder")) {
-            encoder = v;
-        } else if (!strcmp(a, "--vocab")) {
-            vocab = v;
-        } else if (!strcmp(a, "--llmc-tokenizer")) {
-            llmc_tok = v;
-        } else if (!strcmp(a, "--max-tokens")) {
-            max_tokens = (int)strtol(v, &end, 10);
-        } else if (!strcmp(a, "--top-k")) {
-            top_k = (int)strtol(v, &end, 10);
-        } else if (!strcmp(a, "--threads")) {
-            threads = (int)strtol(v, &end, 10);
-        } else if (!strcmp(a, "--temperature")) {
-            temperature = strtod(v, &end);
-        } else if (!strcmp(a, "--top-p")) {
-            top_p = strtod(v, &end);
-        } else if (!strcmp(a, "--seed")) {
-            seed = strtoull(v, &end, 10);
-        } else {
-            fprintf(stderr, "parlm-generate: unknown option '%s' (try --help)\n", a);
-            return 2;
-        }
-        if (*end || !*v) {
-            fprintf(stderr, "parlm-generate: bad value '%s' for %s\n", v, a);
-            return 2;
-        }
-        i++;
-    }
+    uint64_t seed = 42;
+    const cli_opt table[] = {
+        CLI_S("--ckpt", &ckpt, 0), CLI_S("--prompt", &prompt, 0),
+        CLI_S("--encoder", &encoder, 0), CLI_S("--vocab", &vocab, 0),
+        CLI_S("--llmc-tokenizer", &llmc_tok, 0),
+        CLI_I("--max-tokens", &max_tokens, 1, INT_MAX, 0), CLI_I("--top-k", &top_k, 0, INT_MAX, 0),
+        CLI_I("--threads", &threads, 0, 4096, 0),
+        CLI_D("--temperature", &temperature, 0, 1e6, 0), CLI_D("--top-p", &top_p, 1e-9, 1, 0),
+        CLI_U64("--seed", &seed, 0), CLI_F("--bf16", &bf16, 0),
+    };
+    cli cl = {"parlm-generate", table, (int)(sizeof table / sizeof table[0]), usage, NULL, 0};
+    int rc = cli_parse(&cl, argc, argv);
+    if (rc)
+        return rc < 0 ? 0 : rc;
     if (!ckpt) {
         fprintf(stderr, "parlm-generate: --ckpt is required (try --help)\n");
         return 2;
     }
-    if (max_tokens < 1 || top_k < 0 || threads < 0 || !(temperature >= 0) ||
-        !(top_p > 0 && top_p <= 1) || (!encoder) != (!vocab)) {
-        fprintf(stderr, "parlm-generate: need --max-tokens >= 1, --top-k >= 0, --temperature >= 0, "
-                "0 < --top-p <= 1, and --encoder with --vocab\n");
+    if ((!encoder) != (!vocab)) {
+        fprintf(stderr, "parlm-generate: --encoder and --vocab go together\n");
+        return 2;
+    }
+    if (encoder && llmc_tok) {
+        fprintf(stderr, "parlm-generate: give --encoder/--vocab or --llmc-tokenizer, not both\n");
         return 2;
     }
     if (parlm_isa_init() != PARLM_OK) {

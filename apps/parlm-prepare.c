@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
+#include "cli.h"
 #include "parlm.h"
 
 typedef struct opts {
@@ -21,6 +23,7 @@ typedef struct writer {
     uint16_t *buf;
     size_t n;
     int in_val;        /* still filling the validation shard */
+    int n_val_written; /* the validation shard is on disk */
     int train_index;
     size_t total, docs;
 } writer;
@@ -57,6 +60,7 @@ static int flush_shard(writer *w)
         fprintf(stderr, "parlm-prepare: %s\n", parlm_last_error());
         return 1;
     }
+    w->n_val_written |= w->in_val;
     fprintf(stderr, "parlm-prepare: wrote %s (%zu tokens)\n", path, w->n);
     w->n = 0;
     return 0;
@@ -120,53 +124,50 @@ static char *slurp(const char *path, size_t *len)
     return buf;
 }
 
-static int parse_size(const char *s, size_t *out)
+/* Removes what a failed run wrote: its shards, and --out if this run created it. */
+static void undo(const writer *w, int created_out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v == 0 || s[0] == '-')
-        return 1;
-    *out = (size_t)v;
-    return 0;
+    char path[4096];
+    if (w->n_val_written) {
+        snprintf(path, sizeof path, "%s/%s_val_000000.bin", w->o->out, w->o->name);
+        unlink(path);
+    }
+    for (int i = 0; i < w->train_index; i++) {
+        snprintf(path, sizeof path, "%s/%s_train_%06d.bin", w->o->out, w->o->name, i);
+        unlink(path);
+    }
+    if (created_out && rmdir(w->o->out) == 0)
+        fprintf(stderr, "parlm-prepare: removed %s (created by this run)\n", w->o->out);
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {.out = "data", .name = "corpus", .val_tokens = 32768, .shard_tokens = 100000000};
-    int first_file = argc;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **str = !strcmp(a, "--out") ? &o.out : !strcmp(a, "--name") ? &o.name
-                         : !strcmp(a, "--tokenizer") ? &o.tokenizer
-                         : !strcmp(a, "--encoder") ? &o.encoder : !strcmp(a, "--vocab") ? &o.vocab
-                         : !strcmp(a, "--doc-sep") ? &o.doc_sep : NULL;
-        size_t *num = !strcmp(a, "--val-tokens") ? &o.val_tokens
-                    : !strcmp(a, "--shard-tokens") ? &o.shard_tokens : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if ((str || num) && i + 1 >= argc) {
-            fprintf(stderr, "parlm-prepare: %s needs a value\n", a);
-            return 2;
-        } else if (str) {
-            *str = argv[++i];
-        } else if (num) {
-            if (parse_size(argv[++i], num)) {
-                fprintf(stderr, "parlm-prepare: %s wants a positive integer, got '%s'\n", a,
-                        argv[i]);
-                return 2;
-            }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "parlm-prepare: unknown option '%s' (try --help)\n", a);
-            return 2;
-        } else {
-            first_file = i;
-            break;
-        }
+    opts o = {.out = "data", .name = "corpus"};
+    int64_t val_tokens = 32768, shard_tokens = 100000000;
+    static const char *const kinds[] = {"gpt2", "bytes", NULL};
+    const char **files = malloc((size_t)argc * sizeof *files);
+    const cli_opt table[] = {
+        CLI_S("--out", &o.out, 0), CLI_S("--name", &o.name, 0),
+        CLI_C("--tokenizer", &o.tokenizer, kinds, 0), CLI_S("--encoder", &o.encoder, 0),
+        CLI_S("--vocab", &o.vocab, 0), CLI_S("--doc-sep", &o.doc_sep, 0),
+        /* a shard's header counts tokens in an int32 */
+        CLI_I64("--val-tokens", &val_tokens, 1, INT32_MAX, 0),
+        CLI_I64("--shard-tokens", &shard_tokens, 1, INT32_MAX, 0),
+    };
+    cli c = {"parlm-prepare", table, (int)(sizeof table / sizeof table[0]), usage, files, 0};
+    int prc = files ? cli_parse(&c, argc, argv) : 2;
+    if (prc) {
+        free(files);
+        return prc < 0 ? 0 : prc;
     }
-    if (first_file >= argc) {
-        fprintf(stderr, "parlm-prepare: no input files (try --help)\n");
+    o.val_tokens = (size_t)val_tokens, o.shard_tokens = (size_t)shard_tokens;
+    const char *bad = c.npos == 0 ? "no input files (try --help)"
+                    : !o.name[0] || strchr(o.name, '/') || strstr(o.name, "..")
+                        ? "--name must be a plain file-name prefix (no '/', no '..')"
+                    : !o.out[0] ? "--out needs a directory" : NULL;
+    if (bad) {
+        fprintf(stderr, "parlm-prepare: %s\n", bad);
+        free(files);
         return 2;
     }
     if (!o.tokenizer)
@@ -175,28 +176,39 @@ int main(int argc, char **argv)
     if (!strcmp(o.tokenizer, "gpt2")) {
         if (!o.encoder || !o.vocab) {
             fprintf(stderr, "parlm-prepare: --tokenizer gpt2 needs --encoder and --vocab\n");
+            free(files);
             return 2;
         }
         if (parlm_tokenizer_load_gpt2(&tok, o.encoder, o.vocab) != PARLM_OK) {
             fprintf(stderr, "parlm-prepare: %s\n", parlm_last_error());
+            free(files);
             return 1;
         }
-    } else if (!strcmp(o.tokenizer, "bytes")) {
-        parlm_tokenizer_bytes(&tok);
     } else {
-        fprintf(stderr, "parlm-prepare: unknown tokenizer '%s' (gpt2 or bytes)\n", o.tokenizer);
-        return 2;
+        parlm_tokenizer_bytes(&tok);
     }
-    if (mkdir(o.out, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "parlm-prepare: cannot create %s: %s\n", o.out, strerror(errno));
+    size_t cap = o.val_tokens > o.shard_tokens ? o.val_tokens : o.shard_tokens;
+    uint16_t *buf = malloc(cap * sizeof *buf);
+    if (!buf) {
+        fprintf(stderr, "parlm-prepare: cannot allocate a buffer of %zu tokens (lower "
+                "--shard-tokens / --val-tokens)\n", cap);
+        parlm_tokenizer_free(tok);
+        free(files);
         return 1;
     }
-    writer w = {.o = &o, .in_val = 1};
-    w.buf = malloc((o.val_tokens > o.shard_tokens ? o.val_tokens : o.shard_tokens) * sizeof *w.buf);
-    int rc = w.buf ? 0 : 1;
-    for (int i = first_file; i < argc && !rc; i++) {
+    int created_out = mkdir(o.out, 0777) == 0;
+    if (!created_out && errno != EEXIST) {
+        fprintf(stderr, "parlm-prepare: cannot create %s: %s\n", o.out, strerror(errno));
+        free(buf);
+        parlm_tokenizer_free(tok);
+        free(files);
+        return 1;
+    }
+    writer w = {.o = &o, .in_val = 1, .buf = buf};
+    int rc = 0;
+    for (int i = 0; i < c.npos && !rc; i++) {
         size_t len;
-        char *text = slurp(argv[i], &len);
+        char *text = slurp(files[i], &len);
         if (!text) {
             rc = 1;
             break;
@@ -236,7 +248,10 @@ int main(int argc, char **argv)
     if (!rc)
         fprintf(stderr, "parlm-prepare: %zu documents, %zu tokens (%s tokenizer, vocab %d)\n",
                 w.docs, w.total, o.tokenizer, parlm_tokenizer_vocab_size(tok));
+    if (rc)
+        undo(&w, created_out);
     free(w.buf);
+    free(files);
     parlm_tokenizer_free(tok);
     return rc;
 }

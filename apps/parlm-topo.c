@@ -2,12 +2,11 @@
  * packages, NUMA nodes, cores, PUs, caches, the thread teams parlm would use with the
  * PU and NUMA node of every thread, and the SIMD kernel set in use. --verify runs the
  * plan on this system and has every thread report the PU it is actually running on. */
-#include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "parlm.h"
 
 static void usage(FILE *f)
@@ -203,50 +202,20 @@ int main(int argc, char **argv)
     parlm_team_policy policy = PARLM_TEAMS_PER_SOCKET;
     int threads = 0, json = 0, do_verify = 0;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has_value = i + 1 < argc;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (strcmp(a, "--verify") == 0) {
-            do_verify = 1;
-        } else if (strcmp(a, "--synthetic") == 0 && has_value) {
-            synthetic = argv[++i];
-        } else if (strcmp(a, "--xml") == 0 && has_value) {
-            xml = argv[++i];
-        } else if (strcmp(a, "--policy") == 0 && has_value) {
-            const char *p = argv[++i];
-            if (strcmp(p, "socket") == 0)
-                policy = PARLM_TEAMS_PER_SOCKET;
-            else if (strcmp(p, "numa") == 0)
-                policy = PARLM_TEAMS_PER_NUMA;
-            else if (strcmp(p, "single") == 0)
-                policy = PARLM_TEAMS_SINGLE;
-            else {
-                fprintf(stderr, "parlm-topo: unknown policy \"%s\" (socket, numa, single)\n", p);
-                return 2;
-            }
-        } else if (strcmp(a, "--threads") == 0 && has_value) {
-            char *end;
-            errno = 0;
-            long v = strtol(argv[++i], &end, 10);
-            if (errno || *end || end == argv[i] || v < 0 || v > INT_MAX) {
-                fprintf(stderr, "parlm-topo: --threads wants an integer >= 0, got \"%s\"\n",
-                        argv[i]);
-                return 2;
-            }
-            threads = (int)v;
-        } else {
-            int wants = strcmp(a, "--synthetic") == 0 || strcmp(a, "--xml") == 0 ||
-                        strcmp(a, "--policy") == 0 || strcmp(a, "--threads") == 0;
-            fprintf(stderr, "parlm-topo: %s %s\n", a, wants ? "needs a value" : "is not an option");
-            usage(stderr);
-            return 2;
-        }
-    }
+    static const char *const policies[] = {"socket", "numa", "single", NULL};
+    const char *policy_arg = "socket";
+    const cli_opt table[] = {
+        CLI_F("--json", &json, 0), CLI_F("--verify", &do_verify, 0),
+        CLI_S("--synthetic", &synthetic, 0), CLI_S("--xml", &xml, 0),
+        CLI_C("--policy", &policy_arg, policies, 0), CLI_I("--threads", &threads, 0, 4096, 0),
+    };
+    cli c = {"parlm-topo", table, (int)(sizeof table / sizeof table[0]), usage, NULL, 0};
+    int prc = cli_parse(&c, argc, argv);
+    if (prc)
+        return prc < 0 ? 0 : prc;
+    policy = !strcmp(policy_arg, "numa")     ? PARLM_TEAMS_PER_NUMA
+             : !strcmp(policy_arg, "single") ? PARLM_TEAMS_SINGLE
+                                             : PARLM_TEAMS_PER_SOCKET;
     if (synthetic && xml) {
         fprintf(stderr, "parlm-topo: give --synthetic or --xml, not both\n");
         return 2;

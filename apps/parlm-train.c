@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <glob.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "../bench/bench.h"
+#include "cli.h"
 #include "parlm.h"
 #ifdef PARLM_HAVE_MPI
 #include "parlm/dp.h"
@@ -35,7 +37,7 @@ typedef struct opts {
     int no_bind;
     const char *dp_mode;
     double lr, lr_min_frac, weight_decay, grad_clip;
-    unsigned long long seed;
+    uint64_t seed;
 } opts;
 
 static volatile sig_atomic_t interrupted;
@@ -92,6 +94,11 @@ static void usage(FILE *f)
         "  -h, --help\n");
 }
 
+/* The option table lives as long as the program: the MPI agreement hashes the options
+ * marked CLI_SAME (those that change the computation) after parsing. */
+static cli_opt opt_table[64];
+static cli opt_cli;
+
 static int parse_opts(int argc, char **argv, opts *o)
 {
     *o = (opts){.model = "small", .dp_mode = "auto", .local_steps = 4, .bucket_mb = 25,
@@ -99,74 +106,40 @@ static int parse_opts(int argc, char **argv, opts *o)
                 .ckpt_every = 100, .val_every = 50, .val_steps = 10, .sample_every = 100,
                 .sample_len = 96, .lr = 1e-3, .lr_min_frac = 0.1, .grad_clip = 1.0,
                 .seed = 1337};
-    static const struct { const char *name; char kind; size_t off; } table[] = {
-#define S(n, f) {n, 's', offsetof(opts, f)}
-#define I(n, f) {n, 'i', offsetof(opts, f)}
-#define D(n, f) {n, 'd', offsetof(opts, f)}
-#define F(n, f) {n, 'f', offsetof(opts, f)}
-        S("--data", data), S("--val-data", val_data), S("--model", model), S("--init", init),
-        S("--ckpt-dir", ckpt_dir), S("--log", log), S("--encoder", encoder), S("--vocab", vocab),
-        I("-b", B), I("-t", T), I("--steps", steps), I("--warmup", warmup),
-        I("--grad-accum", grad_accum), I("--ckpt-every", ckpt_every), I("--val-every", val_every),
-        I("--val-steps", val_steps), I("--sample-every", sample_every),
-        I("--sample-len", sample_len), I("--threads", threads), I("--stop-at", stop_at), D("--lr", lr),
-        D("--lr-min-frac", lr_min_frac), D("--weight-decay", weight_decay),
-        D("--grad-clip", grad_clip), F("--resume", resume), F("--bf16", bf16),
-        F("--quiet", quiet), {"--seed", 'u', offsetof(opts, seed)}, S("--dp", dp_mode),
-        I("--local-steps", local_steps), I("--bucket-mb", bucket_mb), F("--bf16-wire", bf16_wire),
-        F("--no-bind", no_bind),
-#undef S
-#undef I
-#undef D
-#undef F
+    static const char *const dp_modes[] = {"auto", "sync", "overlap", "zero1", "local", NULL};
+    enum { S = CLI_SAME, M = 1 << 16, BIG = INT_MAX };
+    const cli_opt table[] = {
+        CLI_S("--data", &o->data, 0), CLI_S("--val-data", &o->val_data, 0),
+        CLI_S("--model", &o->model, S), CLI_S("--init", &o->init, 0),
+        CLI_S("--ckpt-dir", &o->ckpt_dir, 0), CLI_S("--log", &o->log, 0),
+        CLI_S("--encoder", &o->encoder, 0), CLI_S("--vocab", &o->vocab, 0),
+        CLI_I("-b", &o->B, 1, M, S), CLI_I("-t", &o->T, 1, M, S),
+        CLI_I("--steps", &o->steps, 0, BIG, S), CLI_I("--warmup", &o->warmup, 0, BIG, S),
+        CLI_I("--grad-accum", &o->grad_accum, 1, M, S),
+        CLI_I("--ckpt-every", &o->ckpt_every, 0, BIG, S),
+        CLI_I("--val-every", &o->val_every, 0, BIG, S),
+        CLI_I("--val-steps", &o->val_steps, 1, BIG, S),
+        CLI_I("--sample-every", &o->sample_every, 0, BIG, 0),
+        CLI_I("--sample-len", &o->sample_len, 0, BIG, 0),
+        CLI_I("--threads", &o->threads, 0, 4096, 0), CLI_I("--stop-at", &o->stop_at, 0, BIG, S),
+        CLI_D("--lr", &o->lr, 0, 1e6, S), CLI_D("--lr-min-frac", &o->lr_min_frac, 0, 1, S),
+        CLI_D("--weight-decay", &o->weight_decay, 0, 1e6, S),
+        CLI_D("--grad-clip", &o->grad_clip, 0, 1e30, S), CLI_F("--resume", &o->resume, S),
+        CLI_F("--bf16", &o->bf16, S), CLI_F("--quiet", &o->quiet, 0),
+        CLI_U64("--seed", &o->seed, S), CLI_C("--dp", &o->dp_mode, dp_modes, S),
+        CLI_I("--local-steps", &o->local_steps, 1, BIG, S),
+        CLI_I("--bucket-mb", &o->bucket_mb, 1, 1 << 20, S),
+        CLI_F("--bf16-wire", &o->bf16_wire, S), CLI_F("--no-bind", &o->no_bind, 0),
     };
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            exit(0);
-        }
-        size_t k = 0, n = sizeof table / sizeof table[0];
-        while (k < n && strcmp(argv[i], table[k].name))
-            k++;
-        if (k == n) {
-            fprintf(stderr, "parlm-train: unknown option '%s' (try --help)\n", argv[i]);
-            return 2;
-        }
-        char *field = (char *)o + table[k].off, *end = NULL;
-        if (table[k].kind == 'f') {
-            *(int *)field = 1;
-            continue;
-        }
-        if (++i >= argc) {
-            fprintf(stderr, "parlm-train: %s needs a value\n", table[k].name);
-            return 2;
-        }
-        errno = 0;
-        switch (table[k].kind) {
-        case 's': *(const char **)field = argv[i]; end = ""; break;
-        case 'i': {
-            long v = strtol(argv[i], &end, 10);
-            if (v < 0 || v > 1 << 30)
-                errno = ERANGE;
-            *(int *)field = (int)v;
-            break;
-        }
-        case 'u': *(unsigned long long *)field = strtoull(argv[i], &end, 10); break;
-        case 'd': *(double *)field = strtod(argv[i], &end); break;
-        }
-        if (errno || !end || *end || !argv[i][0]) {
-            fprintf(stderr, "parlm-train: bad value '%s' for %s\n", argv[i], table[k].name);
-            return 2;
-        }
-    }
-    const char *bad = o->B < 1 ? "-b must be >= 1" : o->T < 1 ? "-t must be >= 1"
-                    : o->grad_accum < 1 ? "--grad-accum must be >= 1"
-                    : !(o->lr >= 0) ? "--lr must be >= 0"
-                    : !(o->grad_clip >= 0) ? "--grad-clip must be >= 0"
-                    : !(o->lr_min_frac >= 0 && o->lr_min_frac <= 1) ? "--lr-min-frac must be in [0,1]"
+    _Static_assert(sizeof table / sizeof table[0] <= sizeof opt_table / sizeof opt_table[0],
+                   "opt_table is too small");
+    memcpy(opt_table, table, sizeof table);
+    opt_cli = (cli){"parlm-train", opt_table, (int)(sizeof table / sizeof table[0]), usage, NULL, 0};
+    int rc = cli_parse(&opt_cli, argc, argv);
+    if (rc)
+        return rc < 0 ? -1 : rc;
+    const char *bad = (int64_t)o->B * o->T > 1 << 28 ? "-b x -t must be at most 2^28 tokens"
                     : (o->resume && !o->ckpt_dir) ? "--resume needs --ckpt-dir"
-                    : o->local_steps < 1 ? "--local-steps must be >= 1"
-                    : o->bucket_mb < 1 ? "--bucket-mb must be >= 1"
                     : (!o->encoder) != (!o->vocab) ? "--encoder and --vocab go together" : NULL;
     if (bad) {
         fprintf(stderr, "parlm-train: %s\n", bad);
@@ -174,7 +147,6 @@ static int parse_opts(int argc, char **argv, opts *o)
     }
     return 0;
 }
-
 
 /* ---- processes: one, or MPI ranks doing data parallelism ------------------------------- */
 
@@ -557,7 +529,7 @@ int main(int argc, char **argv)
     opts o;
     int rc = parse_opts(argc, argv, &o);
     if (rc)
-        return rc;
+        return rc < 0 ? 0 : rc;
     if (parlm_isa_init() != PARLM_OK) {
         fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
         return 2;

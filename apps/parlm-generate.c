@@ -120,6 +120,13 @@ int main(int argc, char **argv)
         return 1;
     }
     parlm_gpt_config c = parlm_gpt_get_config(m);
+    if (!encoder && !llmc_tok && c.vocab > 256) { /* the byte tokenizer would print nothing */
+        fprintf(stderr, "parlm-generate: %s has a vocabulary of %d tokens, not bytes: pass its "
+                "tokenizer files, --encoder encoder.json --vocab vocab.bpe (GPT-2) or "
+                "--llmc-tokenizer gpt2_tokenizer.bin\n", path, c.vocab);
+        parlm_gpt_free(m);
+        return 1;
+    }
     parlm_tokenizer *tok = NULL;
     parlm_status st = encoder    ? parlm_tokenizer_load_gpt2(&tok, encoder, vocab)
                       : llmc_tok ? parlm_tokenizer_load_llmc(&tok, llmc_tok)

@@ -321,6 +321,75 @@ static int is_shard(const char *path)
     return ok;
 }
 
+/* Files a text glob leaves out: fortune's index files and duplicate links, non-files. */
+static int skipped_text_file(const char *p)
+{
+    size_t plen = strlen(p);
+    struct stat st;
+    return stat(p, &st) || !S_ISREG(st.st_mode) ||
+           (plen > 4 && (!strcmp(p + plen - 4, ".dat") || !strcmp(p + plen - 3, ".u8")));
+}
+
+/* Each file of the glob is classified on its own, by name and content: all must be token
+ * shards or all text. A damaged shard is an error naming it, never a switch of the whole
+ * glob to text. Returns 0 and *shards, or 1 after printing why. */
+static int classify_data(const char *pattern, int *shards)
+{
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) != 0)
+        return -1;
+    const char *first[3] = {NULL, NULL, NULL}; /* by parlm_data_kind */
+    int rc = 0;
+    for (size_t i = 0; i < g.gl_pathc && !rc; i++) {
+        const char *p = g.gl_pathv[i];
+        parlm_data_kind kind;
+        size_t plen = strlen(p);
+        int bin = plen >= 4 && !strcmp(p + plen - 4, ".bin");
+        if (!bin && skipped_text_file(p))
+            continue;
+        if (parlm_data_probe(p, &kind) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: --data: %s\n", parlm_last_error());
+            rc = 1;
+        } else if (!first[kind]) {
+            first[kind] = p;
+        }
+    }
+    if (!rc && first[PARLM_DATA_SHARD] && first[PARLM_DATA_TEXT]) {
+        fprintf(stderr, "parlm-train: --data '%s' mixes token shards (%s) and text files (%s)\n",
+                pattern, first[PARLM_DATA_SHARD], first[PARLM_DATA_TEXT]);
+        rc = 1;
+    }
+    if (!rc && !first[PARLM_DATA_SHARD] && !first[PARLM_DATA_TEXT]) {
+        fprintf(stderr, "parlm-train: --data '%s' matches no regular file\n", pattern);
+        rc = 1;
+    }
+    *shards = first[PARLM_DATA_SHARD] != NULL;
+    globfree(&g);
+    return rc;
+}
+
+/* The temporary directory of tokenized text: removed at every exit (atexit), error or not;
+ * it is ours alone (mkdtemp), so everything in it goes. */
+static char tmp_dir[64];
+
+static void remove_tmp_dir(void)
+{
+    if (!tmp_dir[0])
+        return;
+    DIR *d = opendir(tmp_dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char p[sizeof tmp_dir + 260];
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", tmp_dir, e->d_name);
+            unlink(p);
+        }
+    }
+    if (d)
+        closedir(d);
+    rmdir(tmp_dir);
+    tmp_dir[0] = 0;
+}
+
 /* Text files -> tokens -> a train shard and a val shard (the last 5%, at least one batch)
  * in a fresh temporary directory. */
 static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int batch_tokens,
@@ -336,11 +405,9 @@ static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int ba
     int eot = parlm_tokenizer_eot(tok), rc = 0, files = 0;
     for (size_t i = 0; i < g.gl_pathc && !rc; i++) {
         const char *p = g.gl_pathv[i];
-        size_t plen = strlen(p);
         struct stat st;
-        if (stat(p, &st) || !S_ISREG(st.st_mode) ||
-            (plen > 4 && (!strcmp(p + plen - 4, ".dat") || !strcmp(p + plen - 3, ".u8"))))
-            continue; /* fortune's index files and duplicate links */
+        if (skipped_text_file(p) || stat(p, &st))
+            continue;
         FILE *f = fopen(p, "rb");
         char *text = f ? malloc((size_t)st.st_size + 1) : NULL;
         if (!text || fread(text, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
@@ -379,10 +446,13 @@ static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int ba
                 n, batch_tokens);
         rc = 1;
     }
-    strcpy(dir, "/tmp/parlm-train-XXXXXX");
-    if (!rc && !mkdtemp(dir)) {
-        fprintf(stderr, "parlm-train: mkdtemp: %s\n", strerror(errno));
-        rc = 1;
+    if (!rc) {
+        strcpy(dir, "/tmp/parlm-train-XXXXXX");
+        if (!mkdtemp(dir)) {
+            fprintf(stderr, "parlm-train: mkdtemp: %s\n", strerror(errno));
+            dir[0] = 0;
+            rc = 1;
+        }
     }
     if (!rc) {
         snprintf(train_glob, len, "%s/train.bin", dir);
@@ -549,19 +619,18 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *data = o.data ? o.data : DEFAULT_CORPUS;
-    char tmpdir[64] = "", train_glob[128], val_glob[128];
-    glob_t g;
-    int have = glob(data, 0, NULL, &g) == 0;
-    int shards = have && is_shard(g.gl_pathv[0]);
-    if (have)
-        globfree(&g);
-    if (!have) {
+    char train_glob[128], val_glob[128];
+    int shards = 0, have = classify_data(data, &shards);
+    if (have < 0) {
         fprintf(stderr, "parlm-train: no data matches '%s'%s\n", data,
                 o.data ? "" : " (install the 'fortunes' package or pass --data)");
         return 1;
     }
+    if (have > 0)
+        return 1;
     if (!shards) { /* every rank tokenizes for itself: the same tokens, no shared disk needed */
-        if (tokenize_text(data, tok, o.B * o.T * w.size, tmpdir, train_glob, val_glob,
+        atexit(remove_tmp_dir);
+        if (tokenize_text(data, tok, o.B * o.T * w.size, tmp_dir, train_glob, val_glob,
                           sizeof train_glob, w.rank == 0))
             return 1;
         data = train_glob;
@@ -806,10 +875,6 @@ int main(int argc, char **argv)
     parlm_tokenizer_free(tok);
     world_end(&w);
     parlm_gpt_free(m);
-    if (tmpdir[0]) {
-        unlink(train_glob);
-        unlink(val_glob);
-        rmdir(tmpdir);
-    }
+    remove_tmp_dir();
     return rc ? rc : halted ? 130 : 0;
 }

@@ -111,6 +111,93 @@ parlm_status parlm_shard_read(const char *path, uint16_t **tokens, size_t *n)
     return PARLM_OK;
 }
 
+parlm_status parlm_data_probe(const char *path, parlm_data_kind *kind)
+{
+    if (!path || !kind)
+        return parlm_error(PARLM_EINVAL, "parlm_data_probe: null argument");
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return parlm_error(PARLM_EIO, "%s: %s", path, strerror(errno));
+    unsigned char head[4096];
+    ssize_t got = pread(fd, head, sizeof head, 0);
+    parlm_status st = PARLM_OK;
+    size_t len = strlen(path), n;
+    int32_t magic = 0;
+    if (got >= 4)
+        memcpy(&magic, head, 4);
+    if (got < 0) {
+        st = parlm_error(PARLM_EIO, "%s: %s", path, strerror(errno));
+    } else if ((len >= 4 && !strcmp(path + len - 4, ".bin")) || magic == PARLM_SHARD_MAGIC) {
+        st = check_header(fd, path, &n); /* the message names the file and the field */
+        *kind = PARLM_DATA_SHARD;
+    } else {
+        /* a damaged shard (say a flipped magic bit) has NULs in its header: never "text" */
+        const unsigned char *nul = memchr(head, 0, (size_t)got);
+        if (nul)
+            st = parlm_error(PARLM_EFORMAT, "%s: neither a token shard (magic %d, a shard has "
+                             "%d) nor text (a NUL byte at offset %td)", path, magic,
+                             PARLM_SHARD_MAGIC, nul - head);
+        *kind = PARLM_DATA_TEXT;
+    }
+    close(fd);
+    return st;
+}
+
+/* Four independent multiply-rotate lanes over 8-byte words (so the loop pipelines),
+ * folded with the length at the end: fast enough to read at disk speed. */
+static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+#define MIX_P1 0x9E3779B185EBCA87ULL
+#define MIX_P2 0xC2B2AE3D27D4EB4FULL
+
+parlm_status parlm_shard_checksum(const char *path, uint64_t *sum)
+{
+    if (!path || !sum)
+        return parlm_error(PARLM_EINVAL, "parlm_shard_checksum: null argument");
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return parlm_error(PARLM_EIO, "%s: %s", path, strerror(errno));
+    enum { CHUNK = 1 << 20 };
+    uint64_t *buf = parlm_alloc(CHUNK / 8, 8);
+    if (!buf) {
+        close(fd);
+        return parlm_error(PARLM_ENOMEM, "%s: out of memory", path);
+    }
+    uint64_t lane[4] = {MIX_P1, MIX_P2, ~MIX_P1, ~MIX_P2}, total = 0;
+    parlm_status st = PARLM_OK;
+    for (;;) {
+        ssize_t got = 0; /* fill the whole chunk (a short read() must not shift the lanes) */
+        while (got < CHUNK) {
+            ssize_t r = read(fd, (char *)buf + got, (size_t)(CHUNK - got));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                if (r < 0)
+                    st = parlm_error(PARLM_EIO, "%s: %s", path, strerror(errno));
+                break;
+            }
+            got += r;
+        }
+        if (st != PARLM_OK || got == 0)
+            break;
+        size_t words = (size_t)got / 8;
+        if ((size_t)got % 8) { /* only the last chunk has a tail: zero-pad it */
+            memset((char *)buf + got, 0, 8 - (size_t)got % 8);
+            words++;
+        }
+        for (size_t i = 0; i < words; i++)
+            lane[i & 3] = rotl64(lane[i & 3] + buf[i] * MIX_P2, 31) * MIX_P1;
+        total += (uint64_t)got;
+    }
+    close(fd);
+    parlm_free(buf);
+    uint64_t h = total * MIX_P1;
+    for (int k = 0; k < 4; k++)
+        h = rotl64(h ^ lane[k], 27) * MIX_P1 + MIX_P2;
+    h ^= h >> 29;
+    *sum = h * MIX_P2;
+    return st;
+}
+
 /* ---- loader ---------------------------------------------------------------------- */
 
 struct parlm_loader {
@@ -265,4 +352,8 @@ parlm_status parlm_loader_seek(parlm_loader *l, parlm_loader_pos pos)
 }
 
 size_t parlm_loader_num_shards(const parlm_loader *l) { return l ? l->nshards : 0; }
+const char *parlm_loader_shard_path(const parlm_loader *l, size_t i)
+{
+    return l && i < l->nshards ? l->paths[i] : NULL;
+}
 uint64_t parlm_loader_num_tokens(const parlm_loader *l) { return l ? l->total : 0; }

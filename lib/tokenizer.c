@@ -764,6 +764,10 @@ done:
     return st;
 }
 
+/* vocab.bpe: a "#version" line, then one merge "left right" per line in rank order. The
+ * file must account for the whole vocabulary: every token that is neither one of the 256
+ * byte tokens nor <|endoftext|> is made by exactly one merge (GPT-2: 50257 = 256 + 50000
+ * + 1). So an empty, truncated or foreign merges file is refused, never half-used. */
 static parlm_status load_merges(parlm_tokenizer *t, const str_map *map, char *buf, size_t len,
                                 const char *path)
 {
@@ -779,12 +783,22 @@ static parlm_status load_merges(parlm_tokenizer *t, const str_map *map, char *bu
     for (size_t i = 0; i < cap; i++)
         t->merges[i].a = -1;
     t->merge_mask = cap - 1;
-    char *cat = malloc(len + 1); /* scratch for "left" + "right" */
-    if (!cat)
+    char *cat = malloc(len + 1);                         /* scratch for "left" + "right" */
+    unsigned char *made = calloc((size_t)t->vocab, 1);   /* 1: a byte, eot or merge result */
+    if (!cat || !made) {
+        free(cat), free(made);
         return parlm_error(PARLM_ENOMEM, "%s: out of memory", path);
+    }
+    for (int b = 0; b < 256; b++)
+        made[t->byte_id[b]] = 1;
+    if (t->eot >= 0)
+        made[t->eot] = 1;
     int32_t rank = 0;
     size_t lineno = 0;
     parlm_status st = PARLM_OK;
+    if (len < 8 || memcmp(buf, "#version", 8))
+        st = parlm_error(PARLM_EFORMAT, "%s:1: expected the \"#version\" header line of a GPT-2 "
+                         "merges file%s", path, len ? "" : " (the file is empty)");
     for (char *p = buf, *end = buf + len; p < end && st == PARLM_OK;) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
         char *le = nl ? nl : end;
@@ -792,14 +806,14 @@ static parlm_status load_merges(parlm_tokenizer *t, const str_map *map, char *bu
         size_t n = (size_t)(le - p);
         if (n && p[n - 1] == '\r')
             n--;
-        if (n == 0 || (lineno == 1 && p[0] == '#')) { /* "#version: 0.2" header, blank lines */
+        if (lineno == 1) { /* the header, checked above */
             p = le + 1;
             continue;
         }
-        char *sp = memchr(p, ' ', n);
+        char *sp = n ? memchr(p, ' ', n) : NULL;
         if (!sp || sp == p || sp == p + n - 1 || memchr(sp + 1, ' ', (size_t)(p + n - sp - 1))) {
-            st = parlm_error(PARLM_EFORMAT, "%s:%zu: expected two tokens separated by one space",
-                             path, lineno);
+            st = parlm_error(PARLM_EFORMAT, "%s:%zu: expected two tokens separated by one space%s",
+                             path, lineno, n ? "" : " (an empty line)");
             break;
         }
         size_t la = (size_t)(sp - p), lb = n - la - 1;
@@ -812,14 +826,32 @@ static parlm_status load_merges(parlm_tokenizer *t, const str_map *map, char *bu
                              "encoder.json does not have", path, lineno, (int)(n < 60 ? n : 60), p);
             break;
         }
+        if (made[ab]) {
+            st = parlm_error(PARLM_EFORMAT, "%s:%zu: merge \"%.*s\" makes token %d, which is a "
+                             "byte, <|endoftext|> or already made by an earlier merge", path,
+                             lineno, (int)(n < 60 ? n : 60), p, ab);
+            break;
+        }
+        made[ab] = 1;
         size_t h = pair_hash(a, b) & t->merge_mask;
         while (t->merges[h].a != -1 && !(t->merges[h].a == a && t->merges[h].b == b))
             h = (h + 1) & t->merge_mask;
-        if (t->merges[h].a == -1) /* a repeated merge keeps its first (lowest) rank */
-            t->merges[h] = (merge){a, b, ab, rank++};
+        if (t->merges[h].a != -1) {
+            st = parlm_error(PARLM_EFORMAT, "%s:%zu: merge \"%.*s\" is repeated", path, lineno,
+                             (int)(n < 60 ? n : 60), p);
+            break;
+        }
+        t->merges[h] = (merge){a, b, ab, rank++};
         p = le + 1;
     }
+    int special = t->eot >= 0;
+    if (st == PARLM_OK && rank != t->vocab - 256 - special)
+        st = parlm_error(PARLM_EFORMAT, "%s: %d merges, but encoder.json has %d tokens, which "
+                         "needs %d (256 bytes%s + one merge per other token): truncated, or "
+                         "not the merges of this encoder.json", path, (int)rank, t->vocab,
+                         t->vocab - 256 - special, special ? " + <|endoftext|>" : "");
     free(cat);
+    free(made);
     return st;
 }
 

@@ -1,6 +1,7 @@
 /* tests/test_data.c — token shards (round trip, every kind of corruption rejected with
  * the file named), atomic writes (a failed write leaves the old file intact), and the
- * loader (content, disjoint rank windows, wrap-around, exact resume). */
+ * loader (content, disjoint rank windows, wrap-around, exact resume); the kind of a data
+ * file from name and content, and the shard checksum ranks compare. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +105,110 @@ START_TEST(shard_corruption_is_rejected)
     }
     ck_assert_int_eq(parlm_shard_read("/nonexistent/x.bin", &t, &n), PARLM_EIO);
     ck_assert_int_eq(parlm_shard_read(NULL, &t, &n), PARLM_EINVAL);
+}
+END_TEST
+
+/* One flipped bit in any checked header field (magic, version, token count) is refused
+ * whatever the file's name: with ".bin" as a bad shard, otherwise as neither a shard nor
+ * text (the header's NUL bytes). The 253 reserved header words carry nothing (llm.c writes
+ * zeros and never reads them), so a flip there is accepted: it cannot change the tokens.
+ * A flip in the token payload is not detectable from the file alone (the format has no
+ * checksum); the loader's vocabulary check and the MPI data checksum cover what they can. */
+START_TEST(shard_header_bit_flips)
+{
+    char path[128], other[128], text[128];
+    snprintf(path, sizeof path, "%s/s.bin", dir);
+    snprintf(other, sizeof other, "%s/s.tokens", dir);
+    snprintf(text, sizeof text, "%s/notes.txt", dir);
+    uint16_t toks[64];
+    for (int i = 0; i < 64; i++)
+        toks[i] = (uint16_t)(i * 7);
+    ck_assert_int_eq(parlm_shard_write(path, toks, 64), PARLM_OK);
+    unsigned char good[1024 + 128], buf[sizeof good];
+    FILE *f = fopen(path, "rb");
+    ck_assert_uint_eq(fread(good, 1, sizeof good, f), sizeof good);
+    fclose(f);
+    parlm_data_kind kind = 0;
+    ck_assert_int_eq(parlm_data_probe(path, &kind), PARLM_OK);
+    ck_assert_int_eq(kind, PARLM_DATA_SHARD);
+    write_raw(other, good, sizeof good); /* a good shard is a shard under any name */
+    ck_assert_int_eq(parlm_data_probe(other, &kind), PARLM_OK);
+    ck_assert_int_eq(kind, PARLM_DATA_SHARD);
+    for (int bit = 0; bit < 3 * 32; bit++) {
+        memcpy(buf, good, sizeof good);
+        buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        write_raw(path, buf, sizeof buf);
+        write_raw(other, buf, sizeof buf);
+        ck_assert_msg(parlm_data_probe(path, &kind) == PARLM_EFORMAT, "bit %d accepted", bit);
+        ck_assert_ptr_nonnull(strstr(parlm_last_error(), path));
+        ck_assert_msg(parlm_data_probe(other, &kind) == PARLM_EFORMAT, "bit %d accepted", bit);
+        ck_assert_ptr_nonnull(strstr(parlm_last_error(), other));
+        size_t n;
+        ck_assert_int_eq(parlm_shard_count(path, &n), PARLM_EFORMAT);
+    }
+    for (int word = 3; word < 256; word += 50) { /* reserved: accepted, tokens unchanged */
+        memcpy(buf, good, sizeof good);
+        buf[4 * word + 1] ^= 0x10;
+        write_raw(path, buf, sizeof buf);
+        uint16_t *t;
+        size_t n;
+        ck_assert_int_eq(parlm_shard_read(path, &t, &n), PARLM_OK);
+        ck_assert(n == 64 && memcmp(t, toks, sizeof toks) == 0);
+        parlm_free(t);
+    }
+    write_raw(text, "plain text\nsecond line\n", 23);
+    ck_assert_int_eq(parlm_data_probe(text, &kind), PARLM_OK);
+    ck_assert_int_eq(kind, PARLM_DATA_TEXT);
+    write_raw(text, "text\0with a NUL", 15);
+    ck_assert_int_eq(parlm_data_probe(text, &kind), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "neither"));
+    write_raw(path, "text in a .bin", 14);
+    ck_assert_int_eq(parlm_data_probe(path, &kind), PARLM_EFORMAT);
+    ck_assert_int_eq(parlm_data_probe("/nonexistent/x", &kind), PARLM_EIO);
+}
+END_TEST
+
+/* Same bytes, same checksum; a change of one bit anywhere (header, tokens, a tail that is
+ * not a multiple of 8 bytes, beyond the first 1 MiB chunk) changes it. */
+START_TEST(shard_checksum_sees_every_bit)
+{
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/a.bin", dir);
+    snprintf(b, sizeof b, "%s/b.bin", dir);
+    size_t n = 700001; /* 1.4 MB: two chunks, odd tail */
+    uint16_t *t = malloc(n * sizeof *t);
+    for (size_t k = 0; k < n; k++)
+        t[k] = (uint16_t)(k * 2654435761u >> 16);
+    ck_assert_int_eq(parlm_shard_write(a, t, n), PARLM_OK);
+    ck_assert_int_eq(parlm_shard_write(b, t, n), PARLM_OK);
+    uint64_t ha, hb;
+    ck_assert_int_eq(parlm_shard_checksum(a, &ha), PARLM_OK);
+    ck_assert_int_eq(parlm_shard_checksum(b, &hb), PARLM_OK);
+    ck_assert_uint_eq(ha, hb);
+    size_t where[] = {0, 1, 17, 600000, n - 1};
+    for (size_t i = 0; i < sizeof where / sizeof where[0]; i++)
+        for (int bit = 0; bit < 16; bit += 5) {
+            t[where[i]] ^= (uint16_t)(1u << bit);
+            ck_assert_int_eq(parlm_shard_write(b, t, n), PARLM_OK); /* same size */
+            ck_assert_int_eq(parlm_shard_checksum(b, &hb), PARLM_OK);
+            ck_assert_msg(ha != hb, "token %zu bit %d not seen", where[i], bit);
+            t[where[i]] ^= (uint16_t)(1u << bit);
+        }
+    /* a zero byte appended (the padding of the tail is zeros): the length is in the sum */
+    ck_assert_int_eq(parlm_shard_write(b, t, n), PARLM_OK);
+    FILE *f = fopen(b, "ab");
+    fputc(0, f);
+    fclose(f);
+    ck_assert_int_eq(parlm_shard_checksum(b, &hb), PARLM_OK);
+    ck_assert_uint_ne(ha, hb);
+    write_raw(b, "\0", 1);
+    uint64_t h1, h2;
+    ck_assert_int_eq(parlm_shard_checksum(b, &h1), PARLM_OK);
+    write_raw(b, "\0\0", 2);
+    ck_assert_int_eq(parlm_shard_checksum(b, &h2), PARLM_OK);
+    ck_assert_uint_ne(h1, h2);
+    ck_assert_int_eq(parlm_shard_checksum("/nonexistent/x", &h1), PARLM_EIO);
+    free(t);
 }
 END_TEST
 
@@ -230,6 +335,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, shard_round_trip);
     tcase_add_test(tc, shard_corruption_is_rejected);
+    tcase_add_test(tc, shard_header_bit_flips);
+    tcase_add_test(tc, shard_checksum_sees_every_bit);
     tcase_add_test(tc, atomic_write_keeps_old_file_on_failure);
     suite_add_tcase(s, tc);
     tc = tcase_create("loader");

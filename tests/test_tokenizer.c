@@ -275,6 +275,87 @@ START_TEST(own_vocab_and_malformed_files)
 }
 END_TEST
 
+/* vocab.bpe must account for the vocabulary: header, one "left right" per line, one merge
+ * per token that is not a byte (or <|endoftext|>). Empty, truncated and garbled files are
+ * refused with the file named, never half-used. */
+START_TEST(merges_file_is_validated)
+{
+    char dir[] = "/tmp/parlm-tok-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char enc[64], bpe[64];
+    snprintf(enc, sizeof enc, "%s/enc.json", dir);
+    snprintf(bpe, sizeof bpe, "%s/vocab.bpe", dir);
+    parlm_tokenizer *t;
+    struct { const char *merges, *expect; } bad[] = {
+        {"", "empty"},                                              /* empty */
+        {"#version: 0.2\n", "0 merges"},                            /* header only */
+        {"#version: 0.2\na b\n", "1 merges"},                       /* truncated */
+        {"#version: 0.2\na b\nab", "vocab.bpe:3"},                  /* cut mid-line */
+        {"a b\nab c\n", "vocab.bpe:1"},                             /* no header */
+        {"#version: 0.2\na b\n\nab c\n", "empty line"},             /* blank line */
+        {"#version: 0.2\na b c\nab c\n", "vocab.bpe:2"},            /* three tokens */
+        {"#version: 0.2\na\tb\nab c\n", "vocab.bpe:2"},             /* no space */
+        {"#version: 0.2\nb a\nab c\n", "vocab.bpe:2"},              /* "ba" unknown */
+        {"#version: 0.2\na b\nab c\na b\n", "vocab.bpe:4"},         /* repeated */
+        {"#version: 0.2\na b\nab c\nabc \n", "vocab.bpe:4"},        /* trailing space */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_tiny_vocab(enc, bpe, "", bad[i].merges);
+        t = (parlm_tokenizer *)1;
+        ck_assert_int_eq(parlm_tokenizer_load_gpt2(&t, enc, bpe), PARLM_EFORMAT);
+        ck_assert_ptr_null(t);
+        ck_assert_msg(strstr(parlm_last_error(), bad[i].expect) &&
+                      strstr(parlm_last_error(), "vocab.bpe"), "case %zu: '%s'", i,
+                      parlm_last_error());
+    }
+    /* a token no merge makes ("zz" besides "ab", "abc"): the count no longer adds up */
+    write_tiny_vocab(enc, bpe, ", \"zz\": 258", "#version: 0.2\na b\nab c\n");
+    ck_assert_int_eq(parlm_tokenizer_load_gpt2(&t, enc, bpe), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "2 merges"));
+    /* CRLF line ends and a missing final newline are still the same file */
+    write_tiny_vocab(enc, bpe, "", "#version: 0.2\r\na b\r\nab c");
+    ck_assert_int_eq(parlm_tokenizer_load_gpt2(&t, enc, bpe), PARLM_OK);
+    parlm_tokenizer_free(t);
+
+    /* GPT-2's own files, cut: at half, without the last line, inside the last line */
+    if (data_dir[0]) {
+        char ref[4200], renc[4200];
+        snprintf(ref, sizeof ref, "%s/vocab.bpe", data_dir);
+        snprintf(renc, sizeof renc, "%s/encoder.json", data_dir);
+        FILE *f = fopen(ref, "rb");
+        ck_assert_ptr_nonnull(f);
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *full = malloc((size_t)len);
+        ck_assert_uint_eq(fread(full, 1, (size_t)len, f), (size_t)len);
+        fclose(f);
+        long last_nl = len - 2;
+        while (full[last_nl] != '\n')
+            last_nl--;
+        long half = len / 2;
+        while (full[half] != '\n')
+            half++;
+        long cuts[] = {half + 1, last_nl + 1, len - 2, len - 3, len - 4, 0, 5};
+        for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+            write_file(bpe, full, (size_t)cuts[i]);
+            t = (parlm_tokenizer *)1;
+            ck_assert_msg(parlm_tokenizer_load_gpt2(&t, renc, bpe) == PARLM_EFORMAT,
+                          "cut at %ld of %ld accepted", cuts[i], len);
+            ck_assert_ptr_null(t);
+        }
+        /* a garbled byte inside a token */
+        full[len / 3] = full[len / 3] == 'q' ? 'x' : 'q';
+        write_file(bpe, full, (size_t)len);
+        ck_assert_int_eq(parlm_tokenizer_load_gpt2(&t, renc, bpe), PARLM_EFORMAT);
+        free(full);
+    }
+    unlink(enc);
+    unlink(bpe);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(llmc_tokenizer_file)
 {
     char path[] = "/tmp/parlm-llmc-XXXXXX";
@@ -343,6 +424,7 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("files");
     tcase_add_test(tc, own_vocab_and_malformed_files);
+    tcase_add_test(tc, merges_file_is_validated);
     tcase_add_test(tc, llmc_tokenizer_file);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

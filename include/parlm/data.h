@@ -27,6 +27,19 @@ PARLM_API parlm_status parlm_shard_read(const char *path, uint16_t **tokens, siz
 /* Validates the header against the file size and returns the token count. */
 PARLM_API parlm_status parlm_shard_count(const char *path, size_t *n);
 
+/* What a data file holds, decided from its name and content together (never from the
+ * first file of a glob alone). */
+typedef enum parlm_data_kind { PARLM_DATA_SHARD = 1, PARLM_DATA_TEXT = 2 } parlm_data_kind;
+
+/* A file named *.bin, or one starting with the shard magic, must be a valid shard: any
+ * header fault is an error naming the file. Anything else is text if its first 4 KiB hold
+ * no NUL byte, else an error ("neither a token shard nor text"). */
+PARLM_API parlm_status parlm_data_probe(const char *path, parlm_data_kind *kind);
+
+/* A 64-bit checksum of a whole shard file (header and tokens), read in 1 MiB chunks: to
+ * check that several processes see the same bytes. */
+PARLM_API parlm_status parlm_shard_checksum(const char *path, uint64_t *sum);
+
 typedef struct parlm_loader parlm_loader;
 
 /* Where a loader is: enough to resume exactly (stored in training checkpoints). */
@@ -51,6 +64,8 @@ PARLM_API parlm_loader_pos parlm_loader_tell(const parlm_loader *l);
 /* Resumes at pos (from parlm_loader_tell of a loader over the same shards, B, T, R). */
 PARLM_API parlm_status parlm_loader_seek(parlm_loader *l, parlm_loader_pos pos);
 PARLM_API size_t parlm_loader_num_shards(const parlm_loader *l);
+/* Path of shard i (sorted order), NULL if out of range. */
+PARLM_API const char *parlm_loader_shard_path(const parlm_loader *l, size_t i);
 /* Total tokens over all shards. */
 PARLM_API uint64_t parlm_loader_num_tokens(const parlm_loader *l);
 

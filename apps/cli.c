@@ -186,6 +186,34 @@ uint64_t cli_value_hash(const cli_opt *o)
     return h;
 }
 
+void cli_format(const cli_opt *o, char *buf, size_t len)
+{
+    switch (o->kind) {
+    case CLI_FLAG:
+        snprintf(buf, len, "%s", *(const int *)o->dst ? "on" : "off");
+        return;
+    case CLI_INT:
+        snprintf(buf, len, "%d", *(const int *)o->dst);
+        return;
+    case CLI_INT64:
+        snprintf(buf, len, "%lld", (long long)*(const int64_t *)o->dst);
+        return;
+    case CLI_UINT64:
+        snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)o->dst);
+        return;
+    case CLI_DOUBLE:
+        snprintf(buf, len, "%.17g", *(const double *)o->dst);
+        return;
+    case CLI_STRING:
+    case CLI_CHOICE: {
+        const char *s = *(const char *const *)o->dst;
+        snprintf(buf, len, "%s", s ? s : "(unset)");
+        return;
+    }
+    }
+    snprintf(buf, len, "?");
+}
+
 uint64_t cli_hash(const cli *c)
 {
     uint64_t h = 1469598103934665603ULL;

@@ -5,6 +5,7 @@
  * error is one precise line: "--max-tokens: 4294967298 is out of range [1, 2147483647]". */
 #ifndef PARLM_APPS_CLI_H
 #define PARLM_APPS_CLI_H
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -59,5 +60,7 @@ int cli_parse(cli *c, int argc, char **argv);
  * defaults and parsing); cli_value_hash is one option's share, to find which differs. */
 uint64_t cli_hash(const cli *c);
 uint64_t cli_value_hash(const cli_opt *o);
+/* The option's current value as text ("0.001", "(unset)"), for messages. */
+void cli_format(const cli_opt *o, char *buf, size_t len);
 
 #endif

@@ -32,7 +32,7 @@ if OMP_NUM_THREADS=1 timeout 120 "$mpirun" $root --oversubscribe --mca btl self,
     -np 1 "$train" $common -b 4 > "$work/out.txt" 2>&1; then
     echo "ranks with different -b were accepted"; cat "$work/out.txt"; exit 1
 fi
-grep -q "batch size (-b)" "$work/out.txt" || { echo "no disagreement message"; cat "$work/out.txt"; exit 1; }
+grep -q "disagree on option -b" "$work/out.txt" || { echo "no disagreement message"; cat "$work/out.txt"; exit 1; }
 grep -q "rank 1" "$work/out.txt" || { echo "the message does not name rank 1"; cat "$work/out.txt"; exit 1; }
 echo "mismatch: every rank stopped, naming the field and rank"
 set +e

@@ -466,6 +466,20 @@ static int classify_data(const char *pattern, int *shards)
  * it is ours alone (mkdtemp), so everything in it goes. */
 static char tmp_dir[4096];
 
+static char tmp_files[2][4200]; /* train.bin and val.bin in it */
+
+/* Until the training loop takes over SIGINT/SIGTERM (stop after the step), a signal ends
+ * the process: remove the tokenized corpus first (unlink/rmdir are async-signal-safe),
+ * then die of the same signal. Covers mpirun killing the other ranks when one fails. */
+static void remove_tmp_and_die(int sig)
+{
+    unlink(tmp_files[0]);
+    unlink(tmp_files[1]);
+    rmdir(tmp_dir);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void remove_tmp_dir(void)
 {
     if (!tmp_dir[0])
@@ -553,6 +567,11 @@ static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int ba
     if (!rc) {
         snprintf(train_glob, len, "%s/train.bin", dir);
         snprintf(val_glob, len, "%s/val.bin", dir);
+        snprintf(tmp_files[0], sizeof tmp_files[0], "%s", train_glob);
+        snprintf(tmp_files[1], sizeof tmp_files[1], "%s", val_glob);
+        signal(SIGINT, remove_tmp_and_die);
+        signal(SIGTERM, remove_tmp_and_die);
+        signal(SIGHUP, remove_tmp_and_die);
         if (parlm_shard_write(train_glob, toks, n - nval) != PARLM_OK ||
             parlm_shard_write(val_glob, toks + (n - nval), nval) != PARLM_OK) {
             fprintf(stderr, "parlm-train: %s\n", parlm_last_error());

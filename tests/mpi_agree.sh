@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/mpi_agree.sh — MPMD launches of parlm-train where one rank differs in one setting
 # that changes the computation (an option, the model, the bytes of the data): every rank
-# must stop (mpirun fails, no hang) with a message naming the field and the rank.
+# must stop (mpirun fails, no hang) with a message naming the field and the rank. And a
+# rank killed by mpirun (another failed) leaves no temporary corpus behind.
 set -u
 train=${PARLM_BUILDDIR:-.}/apps/parlm-train
 prepare=${PARLM_BUILDDIR:-.}/apps/parlm-prepare
@@ -74,5 +75,20 @@ for s in 1 2; do
 done
 differ "model parameters" "rank 1" -- $d1 -b 2 --init "$work/init1/ckpt_00000001.bin" -- \
     $d1 -b 2 --init "$work/init2/ckpt_00000001.bin"
+# a rank that fails alone: mpirun kills the others, which must still remove their
+# tokenized corpus (TMPDIR/parlm-train-*)
+mkdir "$work/tmp"
+# shellcheck disable=SC2086
+OMP_NUM_THREADS=1 timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
+    --mca btl_vader_single_copy_mechanism none -np 1 env TMPDIR="$work/tmp" "$train" $common \
+    --data "$work/corpus.txt" --model tiny -b 2 : -np 1 "$train" $common --model tiny -b 2 \
+    --data "$work/none.txt" > "$work/out.txt" 2>&1
+rc=$?
+if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ -n "$(ls -A "$work/tmp")" ]; then
+    fails=$((fails + 1)); echo "FAIL: killed rank: exit $rc, left: $(ls -A "$work/tmp")"
+    sed 's/^/    /' "$work/out.txt"
+else
+    passes=$((passes + 1)); echo "ok: a rank killed by mpirun removed its temporary corpus"
+fi
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -500,7 +500,7 @@ static void remove_tmp_dir(void)
 
 /* Text files -> tokens -> a train shard and a val shard (the last 5%, at least one batch)
  * in a fresh temporary directory. */
-static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int batch_tokens,
+static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int64_t batch_tokens,
                          char *dir, char *train_glob, char *val_glob, size_t len, int talk)
 {
     glob_t g;
@@ -551,8 +551,8 @@ static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int ba
     globfree(&g);
     size_t nval = n / 20 > (size_t)batch_tokens + 1 ? n / 20 : (size_t)batch_tokens + 1;
     if (!rc && n < nval + (size_t)batch_tokens + 1) {
-        fprintf(stderr, "parlm-train: '%s' has %zu tokens, too few for batches of %d\n", pattern,
-                n, batch_tokens);
+        fprintf(stderr, "parlm-train: '%s' has %zu tokens, too few for batches of %lld\n",
+                pattern, n, (long long)batch_tokens);
         rc = 1;
     }
     if (!rc) {
@@ -749,7 +749,7 @@ int main(int argc, char **argv)
         return 1;
     if (!shards) { /* every rank tokenizes for itself: the same tokens, no shared disk needed */
         atexit(remove_tmp_dir);
-        if (tokenize_text(data, tok, o.B * o.T * w.size, tmp_dir, train_glob, val_glob,
+        if (tokenize_text(data, tok, (int64_t)o.B * o.T * w.size, tmp_dir, train_glob, val_glob,
                           sizeof train_glob, w.rank == 0))
             return 1;
         data = train_glob;
@@ -835,7 +835,7 @@ int main(int argc, char **argv)
     uint64_t data_tokens = parlm_loader_num_tokens(train);
     if (world_agree(&w, "model config", hash_bytes(&cfg, sizeof cfg)) ||
         world_agree(&w, "model parameters (--init / checkpoint contents)",
-                    hash_floats(parlm_gpt_params(m), parlm_gpt_num_params(m))) ||
+                    w.size > 1 ? hash_floats(parlm_gpt_params(m), parlm_gpt_num_params(m)) : 0) ||
         world_agree(&w, "resumed step", (uint64_t)ts.step) ||
         world_agree(&w, "training tokens", data_tokens) ||
         world_agree_data(&w, train, "training") ||

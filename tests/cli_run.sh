@@ -8,6 +8,11 @@ bin=${PARLM_BUILDDIR:-.}/apps
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fails=0 passes=0
+# sanitizer builds: a memory or UB error exits 99, never the 1 or 2 a case expects; memory
+# still held at an error exit is the process ending, not a leak to report
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0:exitcode=99"
+UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}exitcode=99:print_stacktrace=1"
+export ASAN_OPTIONS UBSAN_OPTIONS
 
 # expect CODE TEXT CMD...: CMD exits with CODE and its output contains TEXT
 expect() {

@@ -1,7 +1,6 @@
 /* apps/parlm-generate.c — text from a trained model: the prompt is prefilled in one
  * forward, then each new token costs one forward of one position against the KV cache.
  * Prints prefill and decode speed (tokens/s) at the end. */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <omp.h>
@@ -41,34 +40,42 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* PATH as a file, or the newest ckpt_*.bin in PATH as a directory */
-static int resolve_ckpt(const char *path, char *out, size_t len)
+/* PATH as a file, or a --ckpt-dir of parlm-train: its newest checkpoint that loads (never
+ * a temp file of a write in progress; a corrupt newest one is named and skipped) */
+static int load_ckpt(const char *path, parlm_gpt **m, char *chosen, size_t len)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
         fprintf(stderr, "parlm-generate: %s: %s\n", path, strerror(errno));
         return 1;
     }
+    parlm_train_state ts;
+    snprintf(chosen, len, "%s", path);
     if (!S_ISDIR(st.st_mode)) {
-        snprintf(out, len, "%s", path);
-        return 0;
-    }
-    DIR *d = opendir(path);
-    long long best = -1;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        long long s;
-        char tail;
-        if (sscanf(e->d_name, "ckpt_%lld.bi%c", &s, &tail) == 2 && tail == 'n' && s > best)
-            best = s;
-    }
-    if (d)
-        closedir(d);
-    if (best < 0) {
-        fprintf(stderr, "parlm-generate: no checkpoint (ckpt_*.bin) in %s\n", path);
+        if (parlm_gpt_load(m, path, &ts) == PARLM_OK)
+            return 0;
+        fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
         return 1;
     }
-    snprintf(out, len, "%s/ckpt_%08lld.bin", path, best);
-    return 0;
+    int64_t steps[64];
+    int n;
+    if (parlm_ckpt_list(path, steps, 64, &n) != PARLM_OK) {
+        fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
+        return 1;
+    }
+    if (!n) {
+        fprintf(stderr, "parlm-generate: no checkpoint (ckpt_<step>.bin) in %s\n", path);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (parlm_ckpt_path(chosen, len, path, steps[i]) == PARLM_OK &&
+            parlm_checkpoint_load(chosen, m, &ts) == PARLM_OK)
+            return 0;
+        fprintf(stderr, "parlm-generate: %s%s\n", parlm_last_error(),
+                i + 1 < n ? "; trying an older checkpoint" : "");
+    }
+    fprintf(stderr, "parlm-generate: no checkpoint in %s loads\n", path);
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -109,16 +116,10 @@ int main(int argc, char **argv)
     if (threads)
         omp_set_num_threads(threads);
 
-    char path[4096];
-    if (resolve_ckpt(ckpt, path, sizeof path))
-        return 1;
     parlm_gpt *m = NULL;
-    parlm_train_state ts;
-    if (parlm_gpt_load_llmc(&m, path) != PARLM_OK && parlm_checkpoint_load(path, &m, &ts) != PARLM_OK) {
-        fprintf(stderr, "parlm-generate: %s: neither an llm.c model nor a parlm checkpoint (%s)\n",
-                path, parlm_last_error());
+    char path[4096];
+    if (load_ckpt(ckpt, &m, path, sizeof path))
         return 1;
-    }
     parlm_gpt_config c = parlm_gpt_get_config(m);
     if (!encoder && !llmc_tok && c.vocab > 256) { /* the byte tokenizer would print nothing */
         fprintf(stderr, "parlm-generate: %s has a vocabulary of %d tokens, not bytes: pass its "

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@ typedef struct opts {
     const char *data, *val_data, *model, *init, *ckpt_dir, *log, *encoder, *vocab;
     int B, T, steps, warmup, grad_accum, ckpt_every, val_every, val_steps, sample_every;
     int sample_len, threads, resume, bf16, quiet, stop_at, local_steps, bucket_mb, bf16_wire;
-    int no_bind;
+    int no_bind, overwrite;
     const char *dp_mode;
     double lr, lr_min_frac, weight_decay, grad_clip;
     uint64_t seed;
@@ -42,6 +43,8 @@ typedef struct opts {
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+/* asked by forward and backward between layers: a step of minutes still stops at once */
+static int cancel_requested(void *arg) { (void)arg; return interrupted != 0; }
 
 static void usage(FILE *f)
 {
@@ -80,9 +83,14 @@ static void usage(FILE *f)
         "  --bucket-mb N        gradient all-reduce bucket size (default 25)\n"
         "  --bf16-wire          send gradients as bf16 (accumulate in f32)\n"
         "checkpoints and output:\n"
-        "  --ckpt-dir DIR       write checkpoints here (atomic; the last two are kept)\n"
+        "  --ckpt-dir DIR       write checkpoints here (created if missing; atomic; the last\n"
+        "                       two are kept). One run at a time: DIR/lock names the holder\n"
         "  --ckpt-every N       steps between checkpoints (default 100)\n"
-        "  --resume             continue from the newest valid checkpoint in --ckpt-dir\n"
+        "  --resume             continue from the newest valid checkpoint in --ckpt-dir (an\n"
+        "                       empty one starts fresh; if none of its checkpoints loads,\n"
+        "                       refuse and keep them)\n"
+        "  --overwrite          start a new run in a --ckpt-dir that holds checkpoints of an\n"
+        "                       earlier one, deleting them\n"
         "  --stop-at N          checkpoint and stop after step N (a later --resume goes on;\n"
         "                       for batch jobs with time limits)\n"
         "  --log FILE           per-step log: .csv, or JSON lines otherwise\n"
@@ -130,6 +138,7 @@ static int parse_opts(int argc, char **argv, opts *o)
         CLI_I("--local-steps", &o->local_steps, 1, BIG, S),
         CLI_I("--bucket-mb", &o->bucket_mb, 1, 1 << 20, S),
         CLI_F("--bf16-wire", &o->bf16_wire, S), CLI_F("--no-bind", &o->no_bind, 0),
+        CLI_F("--overwrite", &o->overwrite, 0),
     };
     _Static_assert(sizeof table / sizeof table[0] <= sizeof opt_table / sizeof opt_table[0],
                    "opt_table is too small");
@@ -140,6 +149,8 @@ static int parse_opts(int argc, char **argv, opts *o)
         return rc < 0 ? -1 : rc;
     const char *bad = (int64_t)o->B * o->T > 1 << 28 ? "-b x -t must be at most 2^28 tokens"
                     : (o->resume && !o->ckpt_dir) ? "--resume needs --ckpt-dir"
+                    : (o->overwrite && !o->ckpt_dir) ? "--overwrite needs --ckpt-dir"
+                    : (o->overwrite && o->resume) ? "--resume and --overwrite exclude each other"
                     : (!o->encoder) != (!o->vocab) ? "--encoder and --vocab go together" : NULL;
     if (bad) {
         fprintf(stderr, "parlm-train: %s\n", bad);
@@ -220,6 +231,20 @@ static int world_agree(world *w, const char *field, uint64_t value)
     (void)w, (void)field, (void)value;
 #endif
     return 0;
+}
+
+/* What rank 0 alone decided (its checkpoint directory, its log): every rank learns it. */
+static int world_share_rc(world *w, int rc)
+{
+#ifdef PARLM_HAVE_MPI
+    if (w->comm && w->size > 1 && parlm_comm_bcast(w->comm, &rc, sizeof rc, 0) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: MPI: %s\n", parlm_last_error());
+        return 1;
+    }
+#else
+    (void)w;
+#endif
+    return rc;
 }
 
 static uint64_t hash_bytes(const void *p, size_t n)
@@ -405,16 +430,6 @@ static int place_threads(const world *w, int want, int bind, char *desc, size_t 
 
 /* ---- data ------------------------------------------------------------------------------- */
 
-static int is_shard(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    int32_t magic = 0;
-    int ok = f && fread(&magic, 4, 1, f) == 1 && magic == PARLM_SHARD_MAGIC;
-    if (f)
-        fclose(f);
-    return ok;
-}
-
 /* Files a text glob leaves out: fortune's index files and duplicate links, non-files. */
 static int skipped_text_file(const char *p)
 {
@@ -585,61 +600,71 @@ static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int64_
     return rc;
 }
 
-/* ---- checkpoints -------------------------------------------------------------------------- */
+/* ---- checkpoints and the log ------------------------------------------------------------ */
 
-static void ckpt_path(char *buf, size_t len, const char *dir, long long step)
-{
-    snprintf(buf, len, "%s/ckpt_%08lld.bin", dir, step);
-}
+/* Rank 0's lock on --ckpt-dir, released at any exit (a killed process's lock goes with it) */
+static parlm_ckpt_dir *ckpt_dir_held;
+static void release_ckpt_dir(void) { parlm_ckpt_dir_close(ckpt_dir_held); }
 
-/* Steps of the checkpoints in dir, newest first. */
-static int list_ckpts(const char *dir, long long *steps, int max)
+/* At start, before any compute: create and lock --ckpt-dir (a second trainer stops here),
+ * and refuse to mix a new run with an earlier one's checkpoints unless told to. */
+static int open_ckpt_dir(const opts *o)
 {
-    DIR *d = opendir(dir);
-    int n = 0;
-    if (!d)
-        return 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        long long s;
-        char tail;
-        if (sscanf(e->d_name, "ckpt_%lld.bi%c", &s, &tail) == 2 && tail == 'n' && n < max)
-            steps[n++] = s;
+    parlm_ckpt_dir *d;
+    if (parlm_ckpt_dir_open(&d, o->ckpt_dir) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: --ckpt-dir: %s\n", parlm_last_error());
+        return 1;
     }
-    closedir(d);
-    for (int i = 1; i < n; i++) /* insertion sort, descending */
-        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
-            long long t = steps[j];
-            steps[j] = steps[j - 1];
-            steps[j - 1] = t;
+    ckpt_dir_held = d;
+    atexit(release_ckpt_dir);
+    parlm_ckpt_dir_info info = parlm_ckpt_dir_get_info(d);
+    if (info.no_lock[0])
+        fprintf(stderr, "parlm-train: warning: %s: nothing stops a second run from writing "
+                "into %s\n", info.no_lock, o->ckpt_dir);
+    if (info.stale_holder[0])
+        printf("ckpt: %s: took over the lock of %s, which ended without releasing it\n",
+               o->ckpt_dir, info.stale_holder);
+    if (info.removed_tmp)
+        printf("ckpt: %s: removed %d unfinished temp file(s) of an interrupted write\n",
+               o->ckpt_dir, info.removed_tmp);
+    int64_t step;
+    int n;
+    if (parlm_ckpt_list(o->ckpt_dir, &step, 1, &n) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: --ckpt-dir: %s\n", parlm_last_error());
+        return 1;
+    }
+    if (n && !o->resume && !o->overwrite) {
+        fprintf(stderr, "parlm-train: %s already holds checkpoints of another run: pass "
+                "--resume to continue it, --overwrite to replace it, or choose another "
+                "--ckpt-dir\n", o->ckpt_dir);
+        return 2;
+    }
+    if (n && o->overwrite) {
+        if (parlm_ckpt_dir_remove_all(d, &n) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: --overwrite: %s\n", parlm_last_error());
+            return 1;
         }
-    return n;
+        printf("ckpt: --overwrite: removed %d checkpoint(s) of an earlier run from %s\n", n,
+               o->ckpt_dir);
+    }
+    return 0;
 }
 
-static int save_ckpt(const opts *o, parlm_gpt *m, const parlm_train_state *st)
+static int save_ckpt(const parlm_train_state *st, parlm_gpt *m)
 {
     char path[4096];
-    if (mkdir(o->ckpt_dir, 0777) && errno != EEXIST) {
-        fprintf(stderr, "parlm-train: cannot create %s: %s\n", o->ckpt_dir, strerror(errno));
+    if (parlm_ckpt_dir_save(ckpt_dir_held, m, st, 2, path, sizeof path) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: checkpoint of step %lld failed (earlier checkpoints are "
+                "kept): %s\n", (long long)st->step, parlm_last_error());
         return 1;
     }
-    ckpt_path(path, sizeof path, o->ckpt_dir, (long long)st->step);
-    if (parlm_checkpoint_save(path, m, st) != PARLM_OK) {
-        fprintf(stderr, "parlm-train: checkpoint: %s\n", parlm_last_error());
-        return 1;
-    }
-    long long steps[4096];
-    int n = list_ckpts(o->ckpt_dir, steps, 4096);
-    for (int i = 2; i < n; i++) { /* keep the newest two */
-        ckpt_path(path, sizeof path, o->ckpt_dir, steps[i]);
-        unlink(path);
-    }
-    printf("checkpoint: %s/ckpt_%08lld.bin\n", o->ckpt_dir, (long long)st->step);
+    printf("checkpoint: %s\n", path);
     return 0;
 }
 
 /* Checkpoints with every rank: ZeRO-1 first gathers the optimizer blocks; rank 0 writes;
  * all ranks learn whether it worked (so none carries on alone). */
-static int save_ckpt_all(world *w, const opts *o, parlm_gpt *m, const parlm_train_state *st)
+static int save_ckpt_all(world *w, parlm_gpt *m, const parlm_train_state *st)
 {
     int rc = 0;
 #ifdef PARLM_HAVE_MPI
@@ -649,8 +674,22 @@ static int save_ckpt_all(world *w, const opts *o, parlm_gpt *m, const parlm_trai
     }
 #endif
     if (w->rank == 0)
-        rc = save_ckpt(o, m, st);
+        rc = save_ckpt(st, m);
     return world_mean(w, rc) > 0 ? 1 : 0;
+}
+
+/* One log line, written through at once; a failed write (a full disk) is an error. */
+static int log_printf(FILE *log, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int bad = vfprintf(log, fmt, ap) < 0;
+    va_end(ap);
+    if (fflush(log) != 0 || ferror(log) || bad) {
+        fprintf(stderr, "parlm-train: --log %s: write failed: %s\n", path, strerror(errno));
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- schedule, evaluation, samples ----------------------------------------------------------- */
@@ -711,6 +750,8 @@ static void print_sample(parlm_gpt *m, const parlm_tokenizer *tok, int len, uint
 
 int main(int argc, char **argv)
 {
+    /* line by line even into a file: "checkpoint:" lines survive a later kill -9 */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     opts o;
     int rc = parse_opts(argc, argv, &o);
     if (rc)
@@ -722,6 +763,16 @@ int main(int argc, char **argv)
     world w;
     if (world_init(&w, &argc, &argv))
         return 1;
+    /* before any compute: the checkpoint directory (locked) and the log must be writable */
+    FILE *log = NULL;
+    if (o.ckpt_dir && w.rank == 0)
+        rc = open_ckpt_dir(&o);
+    if (!rc && o.log && w.rank == 0 && !(log = fopen(o.log, "a"))) {
+        fprintf(stderr, "parlm-train: --log %s: %s\n", o.log, strerror(errno));
+        rc = 1;
+    }
+    if ((rc = world_share_rc(&w, rc)))
+        return rc;
     char placement[64];
     int threads = place_threads(&w, o.threads, !o.no_bind, placement, sizeof placement);
     if (!threads)
@@ -761,19 +812,47 @@ int main(int argc, char **argv)
     parlm_gpt *m = NULL;
     parlm_train_state ts = {0};
     int vocab = parlm_tokenizer_vocab_size(tok);
-    if (o.resume) {
-        long long steps[4096];
-        int n = list_ckpts(o.ckpt_dir, steps, 4096);
-        for (int i = 0; i < n && !m; i++) { /* newest first; a corrupt one falls back */
-            char path[4096];
-            ckpt_path(path, sizeof path, o.ckpt_dir, steps[i]);
-            if (parlm_checkpoint_load(path, &m, &ts) == PARLM_OK)
-                SAY("resume: %s (step %lld)\n", path, (long long)ts.step);
-            else
-                fprintf(stderr, "parlm-train: skipping %s\n", parlm_last_error());
+    if (o.resume) { /* every rank reads the checkpoint; rank 0's handle notes what failed */
+        int64_t steps[4096];
+        int n, tried = 0;
+        if (parlm_ckpt_list(o.ckpt_dir, steps, 4096, &n) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: --resume: %s\n", parlm_last_error());
+            return 1;
         }
+        for (int i = 0; i < n && !m; i++, tried++) { /* newest first; a corrupt one falls back */
+            char path[4096];
+            parlm_ckpt_path(path, sizeof path, o.ckpt_dir, steps[i]);
+            parlm_status st = ckpt_dir_held ? parlm_ckpt_dir_load(ckpt_dir_held, steps[i], &m, &ts)
+                                            : parlm_checkpoint_load(path, &m, &ts);
+            if (st == PARLM_OK)
+                SAY("resume: %s (step %lld)\n", path, (long long)ts.step);
+            else if (w.rank == 0)
+                fprintf(stderr, "parlm-train: resume: cannot use %s (kept): %s\n", path,
+                        parlm_last_error());
+        }
+        if (!m && n) {
+            if (w.rank == 0)
+                fprintf(stderr, "parlm-train: --resume: none of the %d checkpoint(s) in %s "
+                        "loads (each is named above with the reason); they are kept. Move them "
+                        "away, or pass --overwrite instead of --resume to start a new run "
+                        "there\n", tried, o.ckpt_dir);
+            return 1;
+        }
+        parlm_gpt_config want = {.max_seq = o.T, .vocab = vocab};
+        parlm_gpt_config got = m ? parlm_gpt_get_config(m) : want;
         if (!m) {
             SAY("resume: no checkpoint in %s, starting fresh\n", o.ckpt_dir);
+        } else if (parlm_gpt_preset(o.model, &want) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: --model: %s\n", parlm_last_error());
+            return 2;
+        } else if (want.n_layer != got.n_layer || want.n_head != got.n_head ||
+                   want.n_embd != got.n_embd) {
+            if (w.rank == 0)
+                fprintf(stderr, "parlm-train: the checkpoint holds a model of L%d NH%d C%d, "
+                        "but --model %s is L%d NH%d C%d: resume with the run's --model\n",
+                        got.n_layer, got.n_head, got.n_embd, o.model, want.n_layer,
+                        want.n_head, want.n_embd);
+            return 2;
         } else if (ts.B != o.B || ts.T != o.T || ts.grad_accum != o.grad_accum ||
                    ts.world != w.size) {
             fprintf(stderr, "parlm-train: the checkpoint was trained with -b %d -t %d "
@@ -783,19 +862,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!o.resume && o.ckpt_dir) {
-        long long steps[1];
-        if (list_ckpts(o.ckpt_dir, steps, 1)) {
-            fprintf(stderr, "parlm-train: %s already holds checkpoints of another run: pass "
-                    "--resume to continue it, or choose another --ckpt-dir\n", o.ckpt_dir);
-            return 2;
-        }
-    }
     if (!m && o.init) {
-        parlm_status st = is_shard(o.init) ? PARLM_EINVAL : parlm_gpt_load_llmc(&m, o.init);
-        if (st != PARLM_OK && parlm_checkpoint_load(o.init, &m, &ts) != PARLM_OK) {
-            fprintf(stderr, "parlm-train: --init %s: not an llm.c model nor a parlm checkpoint "
-                    "(%s)\n", o.init, parlm_last_error());
+        if (parlm_gpt_load(&m, o.init, &ts) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: --init: %s\n", parlm_last_error());
             return 1;
         }
         ts = (parlm_train_state){0}; /* a new run from these weights */
@@ -875,25 +944,29 @@ int main(int argc, char **argv)
         threads, placement, o.no_bind ? ", unbound" : ", bound", parlm_isa_name(parlm_isa_current()),
         peak, w.size > 1 ? ", data-parallel " : "", w.size > 1 ? o.dp_mode : "");
 
-    FILE *log = NULL;
-    int csv = 0;
-    if (o.log && w.rank == 0) {
-        size_t l = strlen(o.log);
-        csv = l > 4 && !strcmp(o.log + l - 4, ".csv");
-        log = fopen(o.log, ts.step ? "a" : "w");
-        if (!log) {
-            fprintf(stderr, "parlm-train: %s: %s\n", o.log, strerror(errno));
-            return 1;
+    size_t loglen = o.log ? strlen(o.log) : 0;
+    int csv = loglen > 4 && !strcmp(o.log + loglen - 4, ".csv");
+    if (log && !ts.step) { /* a new run: a new log (opened for appending at start) */
+        if (ftruncate(fileno(log), 0) != 0) {
+            fprintf(stderr, "parlm-train: --log %s: %s\n", o.log, strerror(errno));
+            rc = 1;
+        } else if (csv) {
+            rc = log_printf(log, o.log, "step,loss,val_loss,lr,grad_norm,tokens_per_s,"
+                            "ms_per_step\n");
         }
-        if (csv && !ts.step)
-            fprintf(log, "step,loss,val_loss,lr,grad_norm,tokens_per_s,ms_per_step\n");
     }
+    if ((rc = world_share_rc(&w, rc)))
+        return rc;
     signal(SIGINT, on_sigint); /* Ctrl-C, or Slurm's --signal=INT@seconds */
     signal(SIGTERM, on_sigint);
+    if (w.size == 1) /* alone, a signal can stop a step midway; ranks stop together at its end */
+        parlm_gpt_set_cancel(m, cancel_requested, NULL);
     int32_t *x = malloc((size_t)o.B * o.T * sizeof *x), *y = malloc((size_t)o.B * o.T * sizeof *y);
     double t_start = bench_now(), ms_sum = 0;
     int timed = 0, stop = o.stop_at > 0 && o.stop_at < o.steps ? o.stop_at : o.steps;
-    int halted = 0; /* Ctrl-C seen by any rank: all stop after the same step */
+    /* Ctrl-C seen by any rank: all stop after the same step (a process alone stops midway
+     * and keeps the state of its last whole step) */
+    int halted = world_mean(&w, interrupted) > 0;
     parlm_adamw_cfg opt = {0, 0.9f, 0.95f, 1e-8f, (float)o.weight_decay};
     while (ts.step < stop && !halted && !rc) {
         double t0 = bench_now(), loss = 0;
@@ -909,6 +982,10 @@ int main(int argc, char **argv)
         opt.lr = (float)lr_at(&o, (int)ts.step);
         if (st == PARLM_OK)
             st = world_step(&w, m, &opt, (float)o.grad_clip, &norm);
+        if (st == PARLM_ECANCELED) { /* parameters and ts are still those of the last step */
+            halted = 1;
+            break;
+        }
         if (st != PARLM_OK) {
             if (isfinite(norm))
                 fprintf(stderr, "parlm-train: rank %d, step %lld: %s\n", w.rank,
@@ -930,7 +1007,11 @@ int main(int argc, char **argv)
         double tps = tokens_per_step / (ms / 1e3), gflops = tps * flops_per_token / 1e9;
         float vl = NAN;
         if (val && o.val_every && (ts.step % o.val_every == 0 || ts.step == o.steps)) {
-            if (val_loss(m, val, o.val_steps, x, y, &vl) != PARLM_OK) {
+            parlm_status vst = val_loss(m, val, o.val_steps, x, y, &vl);
+            if (vst == PARLM_ECANCELED) { /* the step is done: stop after it, untested */
+                halted = 1;
+                vl = NAN;
+            } else if (vst != PARLM_OK) {
                 fprintf(stderr, "parlm-train: validation: %s\n", parlm_last_error());
                 rc = 1;
             }
@@ -960,30 +1041,34 @@ int main(int argc, char **argv)
             else
                 snprintf(v, sizeof v, "%.6f", vl);
             if (csv)
-                fprintf(log, "%lld,%.6f,%s,%.6g,%.4f,%.1f,%.2f\n", (long long)ts.step, loss, v,
-                        opt.lr, norm, tps, ms);
+                rc |= log_printf(log, o.log, "%lld,%.6f,%s,%.6g,%.4f,%.1f,%.2f\n",
+                                 (long long)ts.step, loss, v, opt.lr, norm, tps, ms);
             else
-                fprintf(log, "{\"step\": %lld, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6g, "
-                        "\"grad_norm\": %.4f, \"tokens_per_s\": %.1f, \"ms_per_step\": %.2f}\n",
-                        (long long)ts.step, loss, v, opt.lr, norm, tps, ms);
-            fflush(log);
+                rc |= log_printf(log, o.log, "{\"step\": %lld, \"loss\": %.6f, \"val_loss\": "
+                                 "%s, \"lr\": %.6g, \"grad_norm\": %.4f, \"tokens_per_s\": "
+                                 "%.1f, \"ms_per_step\": %.2f}\n", (long long)ts.step, loss, v,
+                                 opt.lr, norm, tps, ms);
         }
+        if (o.log && w.size > 1) /* only rank 0 writes it: a failure stops every rank */
+            rc = world_mean(&w, rc) > 0 ? 1 : 0;
         if (w.rank == 0 && o.sample_every && ts.step % o.sample_every == 0)
             print_sample(m, tok, o.sample_len, &ts.rng);
-        if (o.ckpt_dir && o.ckpt_every && ts.step % o.ckpt_every == 0)
-            rc = save_ckpt_all(&w, &o, m, &ts);
+        if (!rc && o.ckpt_dir && o.ckpt_every && ts.step % o.ckpt_every == 0)
+            rc = save_ckpt_all(&w, m, &ts);
     }
     if (halted)
         SAY("\ninterrupted at step %lld\n", (long long)ts.step);
     if (o.ckpt_dir && !rc && (halted || !o.ckpt_every || ts.step % o.ckpt_every))
-        rc = save_ckpt_all(&w, &o, m, &ts);
+        rc = save_ckpt_all(&w, m, &ts);
     double total = bench_now() - t_start;
     if (timed)
         SAY("done: %lld steps in %.1f s, %.1f ms/step, %.0f tokens/s, %.1f%% MFU\n",
             (long long)ts.step, total, ms_sum / timed, tokens_per_step / (ms_sum / timed / 1e3),
             100 * tokens_per_step / (ms_sum / timed / 1e3) * flops_per_token / 1e9 / peak);
-    if (log)
-        fclose(log);
+    if (log && fclose(log) != 0) {
+        fprintf(stderr, "parlm-train: --log %s: write failed: %s\n", o.log, strerror(errno));
+        rc = 1;
+    }
     free(x);
     free(y);
     parlm_loader_free(train);

@@ -186,13 +186,18 @@ parlm_status parlm_gpt_save_llmc(parlm_gpt *m, const char *path, int version)
 
 /* ---- training checkpoints ---------------------------------------------------------------
  * A 512-byte header of 64 little-endian uint64 slots, then the parameters and, if present,
- * the AdamW m and v, all f32. The header ends with an FNV-1a hash of the payload. */
+ * the AdamW m and v, all f32. Slot H_HASH holds an FNV-1a hash of the payload and then of
+ * the whole header (that slot read as 0): a flipped bit anywhere, the step and the data
+ * position included, is refused. FNV over 8-byte words changes its state for any change
+ * of one word, so every single-word corruption is caught, not just most. Version 1 files
+ * (older parlm) hashed the payload only; they still load under that rule, and the next
+ * checkpoint of a resumed run is version 2. */
 enum {
     H_MAGIC, H_VERSION, H_L, H_NH, H_C, H_MAXT, H_V, H_VP, H_NPARAMS, H_HAS_ADAM, H_STEP, H_RNG,
     H_SHARD, H_POS, H_B, H_T, H_ACCUM, H_WORLD, H_SEED, H_TOKENS, H_HASH, H_SLOTS = 64
 };
 static const uint64_t CKPT_MAGIC = 0x504b43434d4c5250ULL; /* "PRLMCCKP" little-endian */
-#define CKPT_VERSION 1
+#define CKPT_VERSION 2 /* 1 and 2 differ only in what the hash covers */
 
 static uint64_t fnv_update(uint64_t h, const void *p, size_t n)
 {
@@ -235,7 +240,7 @@ static parlm_status write_ckpt(FILE *f, void *arg)
     uint64_t hash = 0xcbf29ce484222325ULL;
     for (int i = 0; i < nbufs; i++)
         hash = fnv_update(hash, bufs[i], (size_t)P * 4);
-    h[H_HASH] = hash;
+    h[H_HASH] = fnv_update(hash, h, sizeof h); /* the header with its hash slot still 0 */
     if (fwrite(h, 8, H_SLOTS, f) != H_SLOTS)
         return parlm_error(PARLM_EIO, "%s: write failed", o->path);
     for (int i = 0; i < nbufs; i++)
@@ -275,10 +280,10 @@ parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out, parlm_trai
         fclose(f);
         return parlm_error(PARLM_EFORMAT, "%s: not a parlm checkpoint (bad magic)", path);
     }
-    if (h[H_VERSION] != CKPT_VERSION) {
+    if (h[H_VERSION] != 1 && h[H_VERSION] != CKPT_VERSION) {
         fclose(f);
-        return parlm_error(PARLM_EFORMAT, "%s: checkpoint version %llu, this parlm reads %d", path,
-                           (unsigned long long)h[H_VERSION], CKPT_VERSION);
+        return parlm_error(PARLM_EFORMAT, "%s: checkpoint version %llu, this parlm reads 1 to %d",
+                           path, (unsigned long long)h[H_VERSION], CKPT_VERSION);
     }
     for (int i = H_L; i <= H_VP; i++)
         if (h[i] > (1u << 24)) {
@@ -323,6 +328,12 @@ parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out, parlm_trai
         hash = fnv_update(hash, bufs[i], (size_t)P * 4);
     }
     fclose(f);
+    if (h[H_VERSION] >= 2) {
+        uint64_t stored = h[H_HASH];
+        h[H_HASH] = 0;
+        hash = fnv_update(hash, h, sizeof h);
+        h[H_HASH] = stored;
+    }
     if (hash != h[H_HASH]) {
         parlm_gpt_free(m);
         return parlm_error(PARLM_EFORMAT, "%s: checksum mismatch: the file is corrupt", path);
@@ -339,4 +350,57 @@ parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out, parlm_trai
     memcpy(&state->tokens, &h[H_TOKENS], 8);
     *out = m;
     return PARLM_OK;
+}
+
+/* ---- either format, chosen by the file's magic number -------------------------------------- */
+
+parlm_status parlm_model_file_kind(const char *path, parlm_model_kind *kind)
+{
+    if (!path || !kind)
+        return parlm_error(PARLM_EINVAL, "parlm_model_file_kind: null argument");
+    *kind = PARLM_MODEL_UNKNOWN;
+    FILE *f;
+    long long size;
+    parlm_status st = open_checked(path, &f, &size);
+    if (st != PARLM_OK)
+        return st;
+    unsigned char b[8] = {0};
+    size_t got = fread(b, 1, 8, f);
+    fclose(f);
+    int32_t m32;
+    uint64_t m64;
+    memcpy(&m32, b, 4);
+    memcpy(&m64, b, 8);
+    if (got >= 4 && m32 == PARLM_LLMC_MAGIC)
+        *kind = PARLM_MODEL_LLMC;
+    else if (got == 8 && m64 == CKPT_MAGIC)
+        *kind = PARLM_MODEL_CHECKPOINT;
+    else if (got >= 4 && m32 == PARLM_SHARD_MAGIC)
+        *kind = PARLM_MODEL_SHARD;
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_load(parlm_gpt **out, const char *path, parlm_train_state *state)
+{
+    if (!out || !path)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_load: null argument");
+    *out = NULL;
+    parlm_train_state ignored;
+    if (!state)
+        state = &ignored;
+    memset(state, 0, sizeof *state);
+    parlm_model_kind kind;
+    parlm_status st = parlm_model_file_kind(path, &kind);
+    if (st != PARLM_OK)
+        return st;
+    switch (kind) {
+    case PARLM_MODEL_LLMC: return parlm_gpt_load_llmc(out, path);
+    case PARLM_MODEL_CHECKPOINT: return parlm_checkpoint_load(path, out, state);
+    case PARLM_MODEL_SHARD:
+        return parlm_error(PARLM_EFORMAT, "%s: a token shard, not a model", path);
+    default:
+        return parlm_error(PARLM_EFORMAT, "%s: neither an llm.c model file (magic %d) nor a parlm "
+                           "checkpoint (magic \"PRLMCCKP\"): unknown magic number", path,
+                           PARLM_LLMC_MAGIC);
+    }
 }

@@ -30,6 +30,8 @@ const char *parlm_strerror(parlm_status s)
     case PARLM_EIO: return "I/O error";
     case PARLM_EFORMAT: return "bad file format";
     case PARLM_ESYSTEM: return "system library error";
+    case PARLM_EBUSY: return "in use by another process";
+    case PARLM_ECANCELED: return "canceled";
     }
     return "unknown error";
 }

@@ -94,3 +94,34 @@ parlm_status parlm_write_file_atomic(const char *path, parlm_write_fn write_fn, 
     }
     return PARLM_OK;
 }
+
+parlm_status parlm_mkdir_p(const char *path)
+{
+    if (!path || !*path)
+        return parlm_error(PARLM_EINVAL, "parlm_mkdir_p: empty path");
+    char *p = strdup(path);
+    if (!p)
+        return parlm_error(PARLM_ENOMEM, "%s: out of memory", path);
+    parlm_status st = PARLM_OK;
+    /* each prefix ending before a '/', then the whole path */
+    for (char *s = p + 1;; s++) {
+        if (*s && *s != '/')
+            continue;
+        char c = *s;
+        *s = '\0';
+        struct stat sb;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            st = parlm_error(PARLM_EIO, "cannot create directory %s: %s", p, strerror(errno));
+        else if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            st = parlm_error(PARLM_EIO, "%s: exists and is not a directory", p);
+        *s = c;
+        if (st != PARLM_OK || !c)
+            break;
+        while (s[1] == '/')
+            s++;
+        if (!s[1])
+            break;
+    }
+    free(p);
+    return st;
+}

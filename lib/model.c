@@ -66,6 +66,8 @@ struct parlm_gpt {
     parlm_grad_ready_fn hook;
     void *hook_arg;
     int64_t ready_from, head_ready;
+    parlm_cancel_fn cancel; /* asked between layers (parlm_gpt_set_cancel) */
+    void *cancel_arg;
     int grads_external, params_external; /* the caller's (parlm_gpt_set_*_buffer) */
     int defer_tok, tok_rows_valid; /* deferred token-lookup gradient (d_res holds the rows) */
     /* inference */
@@ -490,6 +492,12 @@ parlm_status parlm_gpt_setup(parlm_gpt *m, int B, int T, int training)
 
 /* ---- forward and backward ---------------------------------------------------------------- */
 
+#define CHECK_CANCEL(m, what)                                                                   \
+    do {                                                                                        \
+        if ((m)->cancel && (m)->cancel((m)->cancel_arg))                                        \
+            return parlm_error(PARLM_ECANCELED, "%s canceled", what);                           \
+    } while (0)
+
 parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_t *targets,
                                float *loss)
 {
@@ -508,6 +516,7 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
                                 c->vocab));
     const float *res = m->encoded;
     for (int l = 0; l < c->n_layer; l++) {
+        CHECK_CANCEL(m, "forward");
         layer_views w = lview(m, m->params, l);
         layer_acts *a = &m->acts[l];
         TRY(parlm_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res, w.ln1w, w.ln1b, N, C));
@@ -523,6 +532,7 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
         TRY(parlm_add(a->res3, a->res3, a->res2, N * C));
         res = a->res3;
     }
+    CHECK_CANCEL(m, "forward");
     TRY(parlm_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, LNFW(m->params),
                                 LNFB(m->params), N, C));
     TRY(matmul_fwd(m, m->logits, m->lnf, WTE(m->params), NULL, N, C, c->vocab_pad));
@@ -543,6 +553,15 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
 }
 
 const float *parlm_gpt_logits(const parlm_gpt *m) { return m && m->have_forward ? m->logits : NULL; }
+
+parlm_status parlm_gpt_set_cancel(parlm_gpt *m, parlm_cancel_fn fn, void *arg)
+{
+    if (!m)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_set_cancel: null model");
+    m->cancel = fn;
+    m->cancel_arg = arg;
+    return PARLM_OK;
+}
 
 parlm_status parlm_gpt_set_grad_hook(parlm_gpt *m, parlm_grad_ready_fn fn, void *arg)
 {
@@ -653,6 +672,7 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
     const parlm_gpt_config *c = &m->cfg;
     int B = m->B, T = m->T, C = c->n_embd, NH = c->n_head, L = c->n_layer;
     int64_t N = (int64_t)B * T, Vp = c->vocab_pad;
+    CHECK_CANCEL(m, "backward");
     for (int64_t i = 0; i < N; i++)
         m->dloss[i] = loss_scale / (float)N;
     /* dlogits overwrite the logits in place */
@@ -673,6 +693,7 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
                                  LNFW(m->params), m->lnf_mean, m->lnf_rstd, N, C));
     grads_ready(m, L);
     for (int l = L - 1; l >= 0; l--) {
+        CHECK_CANCEL(m, "backward");
         layer_views w = lview(m, m->params, l), g = lview(m, m->grads, l);
         layer_acts *a = &m->acts[l];
         const float *res_in = l ? m->acts[l - 1].res3 : m->encoded;

@@ -3,11 +3,13 @@
  * 5 = bf16 weights; tensors grouped by kind across layers) for import and export, so
  * GPT-2 weights exported by llm.c's train_gpt2.py load here. And parlm's own training
  * checkpoint: config, parameters, AdamW state, step, data position and RNG state, with a
- * checksum, so that training resumes exactly. Every file is written atomically (temp
- * file, fsync, rename) and read as untrusted input: a corrupt, truncated or mismatched
- * file is an error naming the file and what is wrong. */
+ * checksum over the whole file, so that training resumes exactly. Every file is written
+ * atomically (temp file, fsync, rename) and read as untrusted input: a corrupt, truncated
+ * or mismatched file is an error naming the file and what is wrong. And a run's checkpoint
+ * directory: final names, a lock for its one writer, rotation that never loses data. */
 #ifndef PARLM_CHECKPOINT_H
 #define PARLM_CHECKPOINT_H
+#include <stddef.h>
 #include <stdint.h>
 
 #include "data.h"
@@ -42,6 +44,59 @@ PARLM_API parlm_status parlm_checkpoint_save(const char *path, parlm_gpt *m,
 /* Loads a checkpoint into a new model (with its AdamW state and step) and *state. */
 PARLM_API parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out,
                                              parlm_train_state *state);
+
+/* What a model file claims to be, by its magic number. */
+typedef enum parlm_model_kind {
+    PARLM_MODEL_UNKNOWN, PARLM_MODEL_LLMC, PARLM_MODEL_CHECKPOINT,
+    PARLM_MODEL_SHARD /* a token shard (parlm/data.h): not a model */
+} parlm_model_kind;
+PARLM_API parlm_status parlm_model_file_kind(const char *path, parlm_model_kind *kind);
+/* Loads an llm.c model file or a parlm checkpoint, whichever the magic number says, so
+ * an error is that format's (not the other loader's "bad magic"). *state (may be NULL)
+ * gets the checkpoint's training state, all zero for an llm.c file. */
+PARLM_API parlm_status parlm_gpt_load(parlm_gpt **out, const char *path,
+                                      parlm_train_state *state);
+
+/* ---- a training run's checkpoint directory ------------------------------------------------
+ * Checkpoints are DIR/ckpt_<step>.bin (8 or more digits). Readers consider only these
+ * final names: a write in progress goes to ckpt_<step>.bin.tmp.<pid> and is renamed when
+ * complete, and a file moved aside ends in .unreadable or .replaced. */
+
+/* The steps of DIR's checkpoints, newest first: at most max of them in steps[], *n set.
+ * A missing directory has none. */
+PARLM_API parlm_status parlm_ckpt_list(const char *dir, int64_t *steps, int max, int *n);
+/* buf = DIR/ckpt_<step>.bin */
+PARLM_API parlm_status parlm_ckpt_path(char *buf, size_t len, const char *dir, int64_t step);
+
+/* The writer's handle. Open creates the directory (and its parents) when missing, fails at
+ * once if it cannot be written, and locks it: an exclusive flock on DIR/lock, which holds
+ * "pid@host" of the holder. A directory locked by a live process is PARLM_EBUSY naming
+ * it; the kernel drops the lock of a process that dies, so a killed run's lock is taken
+ * over. Holding the lock, open removes the temp files dead writers left behind. */
+typedef struct parlm_ckpt_dir parlm_ckpt_dir;
+PARLM_API parlm_status parlm_ckpt_dir_open(parlm_ckpt_dir **out, const char *path);
+/* Releases the lock. NULL is a no-op. */
+PARLM_API void parlm_ckpt_dir_close(parlm_ckpt_dir *d);
+
+typedef struct parlm_ckpt_dir_info {
+    const char *stale_holder; /* "pid@host" of a holder that died holding the lock, or "" */
+    const char *no_lock;      /* why the directory is not locked (a file system without
+                                 locks: open goes on unlocked), or "" */
+    int removed_tmp;          /* stale temp files removed by open */
+} parlm_ckpt_dir_info;
+PARLM_API parlm_ckpt_dir_info parlm_ckpt_dir_get_info(const parlm_ckpt_dir *d);
+
+/* parlm_checkpoint_load of DIR/ckpt_<step>.bin; the handle remembers the outcome: a file
+ * that failed to load is never deleted by rotation (and moved aside, not overwritten). */
+PARLM_API parlm_status parlm_ckpt_dir_load(parlm_ckpt_dir *d, int64_t step, parlm_gpt **out,
+                                           parlm_train_state *state);
+/* Saves DIR/ckpt_<state->step>.bin (its path into path[len]) and rotates: of the files up
+ * to that step, the newest `keep` that did not fail to load stay, older ones go. */
+PARLM_API parlm_status parlm_ckpt_dir_save(parlm_ckpt_dir *d, parlm_gpt *m,
+                                           const parlm_train_state *state, int keep, char *path,
+                                           size_t len);
+/* Deletes every checkpoint in the directory (a new run that replaces an old one). */
+PARLM_API parlm_status parlm_ckpt_dir_remove_all(parlm_ckpt_dir *d, int *removed);
 
 #ifdef __cplusplus
 }

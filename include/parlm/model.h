@@ -127,6 +127,14 @@ PARLM_API parlm_status parlm_gpt_update_range(parlm_gpt *m, const parlm_adamw_cf
 typedef void (*parlm_grad_ready_fn)(int64_t ready_from, int64_t head_ready, void *arg);
 PARLM_API parlm_status parlm_gpt_set_grad_hook(parlm_gpt *m, parlm_grad_ready_fn fn, void *arg);
 
+/* Asked between layers of parlm_gpt_forward and parlm_gpt_backward: when fn(arg) returns
+ * nonzero, the call stops with PARLM_ECANCELED, leaving parameters and optimizer state as
+ * they were (gradients and activations are then partial: discard the step). So a program
+ * can stop on a signal within a layer's time even when one step takes minutes. NULL
+ * disables (the default). Not for data parallelism: ranks must stop at the same point. */
+typedef int (*parlm_cancel_fn)(void *arg);
+PARLM_API parlm_status parlm_gpt_set_cancel(parlm_gpt *m, parlm_cancel_fn fn, void *arg);
+
 /* Deferred token-lookup gradient, for data parallelism. The token embedding wte (the
  * first tensor, the largest) is used twice: by the LM head, whose backward runs first,
  * and by the token lookup, whose backward runs last; so its gradient is normally final

@@ -23,6 +23,8 @@ typedef enum parlm_status {
     PARLM_EIO = -4,          /* file system error */
     PARLM_EFORMAT = -5,      /* malformed, truncated or mismatched file */
     PARLM_ESYSTEM = -6,      /* an external library (hwloc, MPI, ...) failed */
+    PARLM_EBUSY = -7,        /* held by another process (a locked checkpoint directory) */
+    PARLM_ECANCELED = -8,    /* stopped on request (parlm_gpt_set_cancel) */
 } parlm_status;
 
 /* Short name of a status code ("invalid argument", ...); never NULL. */

@@ -126,9 +126,10 @@ parlm_status parlm_gpt_load_llmc(parlm_gpt **out, const char *path)
     parlm_gpt_config cfg = {h[4], h[5], h[6], h[2], h[3], h[7]};
     int64_t P;
     int bf16 = h[1] == 5;
-    if ((st = parlm_gpt_config_num_params(&cfg, &P)) != PARLM_OK) {
+    if (parlm_gpt_config_num_params(&cfg, &P) != PARLM_OK) {
         fclose(f);
-        return parlm_error(st, "%s: bad model shape in header: %s", path, parlm_last_error());
+        return parlm_error(PARLM_EFORMAT, "%s: bad model shape in header: %s", path,
+                           parlm_last_error());
     }
     long long want = 1024 + P * (bf16 ? 2LL : 4LL);
     if (size != want) { /* checked before allocating: a header cannot ask for gigabytes */
@@ -293,9 +294,10 @@ parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out, parlm_trai
     parlm_gpt_config cfg = {(int)h[H_L], (int)h[H_NH], (int)h[H_C], (int)h[H_MAXT], (int)h[H_V],
                             (int)h[H_VP]};
     int64_t P;
-    if ((st = parlm_gpt_config_num_params(&cfg, &P)) != PARLM_OK) {
+    if (parlm_gpt_config_num_params(&cfg, &P) != PARLM_OK) {
         fclose(f);
-        return parlm_error(st, "%s: bad model shape in header: %s", path, parlm_last_error());
+        return parlm_error(PARLM_EFORMAT, "%s: bad model shape in header: %s", path,
+                           parlm_last_error());
     }
     int nbufs = h[H_HAS_ADAM] ? 3 : 1;
     long long want = 8LL * H_SLOTS + 4LL * P * nbufs;

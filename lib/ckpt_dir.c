@@ -27,7 +27,7 @@ struct parlm_ckpt_dir {
     int ngood, nbad, cap_good, cap_bad;
 };
 
-/* "ckpt_" digits ".bin" exactly (no temp or renamed-aside suffix); tail: what may follow */
+/* "ckpt_" + the step in 8 or more digits + ".bin"; *tail: what follows ("" for a final name) */
 static int parse_name(const char *name, int64_t *step, const char **tail)
 {
     if (strncmp(name, "ckpt_", 5))
@@ -41,6 +41,10 @@ static int parse_name(const char *name, int64_t *step, const char **tail)
         s = s * 10 + (*p - '0');
     }
     if (!digits || strncmp(p, ".bin", 4))
+        return 0;
+    char canon[32]; /* only the name parlm_ckpt_path gives this step (ckpt_12.bin is not) */
+    snprintf(canon, sizeof canon, "ckpt_%08lld", (long long)s);
+    if (strncmp(name, canon, (size_t)(p - name)) || strlen(canon) != (size_t)(p - name))
         return 0;
     *step = s;
     *tail = p + 4;

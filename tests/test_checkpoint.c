@@ -1,8 +1,14 @@
 /* tests/test_checkpoint.c — model files and training checkpoints: llm.c format round
  * trips (f32 exact, bf16 to bf16 rounding), parlm checkpoints with AdamW state, every
- * corruption rejected with the file named, and the promise that matters: k steps + save
- * + load + n-k steps == n steps, bitwise. */
+ * corruption rejected with the file named (any bit of the header), and the promise that
+ * matters: k steps + save + load + n-k steps == n steps, bitwise. Checkpoint directories:
+ * lock, stale locks and temp files, listing, rotation that keeps unreadable files; and
+ * stopping forward/backward midway (parlm_gpt_set_cancel) leaves the model untouched. */
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,6 +227,312 @@ START_TEST(checkpoint_corruption)
 }
 END_TEST
 
+
+static unsigned char *slurp(const char *p, long *n)
+{
+    *n = file_size(p);
+    FILE *f = fopen(p, "rb");
+    unsigned char *b = malloc((size_t)*n);
+    ck_assert_uint_eq(fread(b, 1, (size_t)*n, f), (size_t)*n);
+    fclose(f);
+    return b;
+}
+
+static void spill(const char *p, const unsigned char *b, long n)
+{
+    FILE *f = fopen(p, "wb");
+    ck_assert_uint_eq(fwrite(b, 1, (size_t)n, f), (size_t)n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* FNV-1a over 8-byte words, as the format describes it (written here from that description) */
+static uint64_t fnv_words(uint64_t h, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* Every single bit of the 512-byte header, and random payload bits: each flip is refused
+ * with an error naming the file (the step, data position, RNG, batch geometry included). */
+START_TEST(checkpoint_every_header_bit)
+{
+    char good[128], bad[128];
+    snprintf(good, sizeof good, "%s/good.ck", dir);
+    snprintf(bad, sizeof bad, "%s/bad.ck", dir);
+    parlm_gpt *m = model(6), *out;
+    ck_assert_int_eq(parlm_gpt_init_optimizer(m), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_set_step(m, 20), PARLM_OK);
+    parlm_train_state st = {.step = 20, .rng = 0x1234567, .train = {1, 4096}, .B = 4, .T = 64,
+                            .grad_accum = 2, .world = 1, .seed = 1337, .tokens = 20.0 * 512};
+    ck_assert_int_eq(parlm_checkpoint_save(good, m, &st), PARLM_OK);
+    long n;
+    unsigned char *b = slurp(good, &n);
+    parlm_train_state got;
+    for (int bit = 0; bit < 512 * 8; bit++) {
+        b[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        spill(bad, b, n);
+        b[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        parlm_status r = parlm_checkpoint_load(bad, &out, &got);
+        if (r != PARLM_EFORMAT)
+            ck_abort_msg("header bit %d: loaded (status %d)", bit, r);
+        ck_assert_ptr_null(out);
+        ck_assert_ptr_nonnull(strstr(parlm_last_error(), "bad.ck"));
+    }
+    uint64_t rs = 99;
+    for (int i = 0; i < 64; i++) {
+        long at = 512 + (long)(tu_next(&rs) % (uint64_t)(n - 512));
+        int bit = (int)(tu_next(&rs) % 8);
+        b[at] ^= (unsigned char)(1u << bit);
+        spill(bad, b, n);
+        b[at] ^= (unsigned char)(1u << bit);
+        ck_assert_int_eq(parlm_checkpoint_load(bad, &out, &got), PARLM_EFORMAT);
+        ck_assert_ptr_nonnull(strstr(parlm_last_error(), "checksum"));
+    }
+    /* the step, specifically: what used to resume at the wrong place with exit 0 */
+    b[80] ^= 1; /* slot 10 = step */
+    spill(bad, b, n);
+    ck_assert_int_eq(parlm_checkpoint_load(bad, &out, &got), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "checksum"));
+    b[80] ^= 1;
+    /* version 1 files (payload-only hash) still load, with their state */
+    uint64_t h[64];
+    memcpy(h, b, 512);
+    h[1] = 1;
+    h[20] = fnv_words(0xcbf29ce484222325ULL, b + 512, (size_t)(n - 512));
+    memcpy(b, h, 512);
+    spill(bad, b, n);
+    ck_assert_int_eq(parlm_checkpoint_load(bad, &out, &got), PARLM_OK);
+    ck_assert(memcmp(&got, &st, sizeof st) == 0);
+    ck_assert(memcmp(parlm_gpt_params(out), parlm_gpt_params(m),
+                     (size_t)parlm_gpt_num_params(m) * 4) == 0);
+    parlm_gpt_free(out);
+    h[1] = 3; /* a future version is refused, naming it */
+    memcpy(b, h, 512);
+    spill(bad, b, n);
+    ck_assert_int_eq(parlm_checkpoint_load(bad, &out, &got), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "version 3"));
+    free(b);
+    parlm_gpt_free(m);
+}
+END_TEST
+
+/* parlm_gpt_load reports the error of the format the file claims to be */
+START_TEST(load_by_magic)
+{
+    char ck[128], lm[128], sh[128], junk[128];
+    snprintf(ck, sizeof ck, "%s/a.ck", dir);
+    snprintf(lm, sizeof lm, "%s/m.bin", dir);
+    snprintf(sh, sizeof sh, "%s/s.bin", dir);
+    snprintf(junk, sizeof junk, "%s/junk.bin", dir);
+    parlm_gpt *m = model(7), *out;
+    parlm_train_state st = {.step = 0, .B = 2, .T = 8, .grad_accum = 1, .world = 1}, got;
+    ck_assert_int_eq(parlm_checkpoint_save(ck, m, &st), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_save_llmc(m, lm, 3), PARLM_OK);
+    uint16_t toks[100] = {0};
+    ck_assert_int_eq(parlm_shard_write(sh, toks, 100), PARLM_OK);
+    parlm_model_kind k;
+    ck_assert_int_eq(parlm_model_file_kind(ck, &k), PARLM_OK);
+    ck_assert_int_eq(k, PARLM_MODEL_CHECKPOINT);
+    ck_assert_int_eq(parlm_model_file_kind(lm, &k), PARLM_OK);
+    ck_assert_int_eq(k, PARLM_MODEL_LLMC);
+    ck_assert_int_eq(parlm_gpt_load(&out, ck, &got), PARLM_OK);
+    ck_assert_int_eq(got.B, 2);
+    parlm_gpt_free(out);
+    ck_assert_int_eq(parlm_gpt_load(&out, lm, &got), PARLM_OK);
+    ck_assert_int_eq(got.B, 0);
+    parlm_gpt_free(out);
+    /* an llm.c file with a bad version: llm.c's error, not the checkpoint loader's magic */
+    long n;
+    unsigned char *b = slurp(lm, &n);
+    b[4] = 9;
+    spill(lm, b, n);
+    ck_assert_int_eq(parlm_gpt_load(&out, lm, NULL), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "llm.c"));
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "version 9"));
+    memset(b, 'x', 16);
+    spill(junk, b, n);
+    ck_assert_int_eq(parlm_gpt_load(&out, junk, NULL), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "unknown magic"));
+    ck_assert_int_eq(parlm_gpt_load(&out, sh, NULL), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "token shard"));
+    ck_assert_int_eq(parlm_gpt_load(&out, "/nonexistent.bin", NULL), PARLM_EIO);
+    free(b);
+    parlm_gpt_free(m);
+}
+END_TEST
+
+static void touch(const char *d, const char *name, const char *content)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", d, name);
+    spill(p, (const unsigned char *)content, (long)strlen(content));
+}
+
+static int exists(const char *d, const char *name)
+{
+    char p[256];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", d, name);
+    return stat(p, &sb) == 0;
+}
+
+START_TEST(dir_create_lock_and_clean)
+{
+    char run[128], me[64], file[128];
+    snprintf(run, sizeof run, "%s/runs/a/b", dir);
+    parlm_ckpt_dir *d, *d2;
+    ck_assert_int_eq(parlm_ckpt_dir_open(&d, run), PARLM_OK); /* parents created */
+    ck_assert(exists(run, "lock"));
+    parlm_ckpt_dir_info info = parlm_ckpt_dir_get_info(d);
+    ck_assert_str_eq(info.stale_holder, "");
+    ck_assert_str_eq(info.no_lock, "");
+    /* a second writer stops at once, naming the holder */
+    ck_assert_int_eq(parlm_ckpt_dir_open(&d2, run), PARLM_EBUSY);
+    ck_assert_ptr_null(d2);
+    snprintf(me, sizeof me, "pid %ld@", (long)getpid());
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), me));
+    parlm_ckpt_dir_close(d);
+    /* released cleanly: the next holder finds no stale one */
+    ck_assert_int_eq(parlm_ckpt_dir_open(&d, run), PARLM_OK);
+    ck_assert_str_eq(parlm_ckpt_dir_get_info(d).stale_holder, "");
+    parlm_ckpt_dir_close(d);
+    /* a holder killed while holding it: its lock is gone with it, and named as stale */
+    pid_t child = fork();
+    if (child == 0) {
+        parlm_ckpt_dir *c;
+        _exit(parlm_ckpt_dir_open(&c, run) == PARLM_OK ? 0 : 1); /* never closed */
+    }
+    int status;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* temp files of a dead writer go; final names and files moved aside stay */
+    touch(run, "ckpt_00000005.bin.tmp.99999", "partial");
+    touch(run, "ckpt_00000004.bin", "final");
+    touch(run, "ckpt_00000003.bin.unreadable", "kept");
+    ck_assert_int_eq(parlm_ckpt_dir_open(&d, run), PARLM_OK);
+    info = parlm_ckpt_dir_get_info(d);
+    snprintf(me, sizeof me, "%ld@", (long)child);
+    ck_assert_ptr_nonnull(strstr(info.stale_holder, me));
+    ck_assert_int_eq(info.removed_tmp, 1);
+    ck_assert(!exists(run, "ckpt_00000005.bin.tmp.99999"));
+    ck_assert(exists(run, "ckpt_00000004.bin") && exists(run, "ckpt_00000003.bin.unreadable"));
+    parlm_ckpt_dir_close(d);
+    /* a path that is a file, or under one, fails at open */
+    snprintf(file, sizeof file, "%s/plain", dir);
+    touch(dir, "plain", "x");
+    ck_assert_int_eq(parlm_ckpt_dir_open(&d, file), PARLM_EIO);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "not a directory"));
+    snprintf(file, sizeof file, "%s/plain/sub", dir);
+    ck_assert_int_eq(parlm_ckpt_dir_open(&d, file), PARLM_EIO);
+    /* read-only (root writes anyway, so only as a user) */
+    if (geteuid() != 0) {
+        snprintf(file, sizeof file, "%s/ro", dir);
+        ck_assert_int_eq(mkdir(file, 0555), 0);
+        ck_assert_int_eq(parlm_ckpt_dir_open(&d, file), PARLM_EIO);
+        ck_assert_ptr_nonnull(strstr(parlm_last_error(), "lock"));
+        chmod(file, 0755);
+    }
+}
+END_TEST
+
+START_TEST(dir_list_and_rotate)
+{
+    char run[128], path[256];
+    snprintf(run, sizeof run, "%s/run", dir);
+    ck_assert_int_eq(mkdir(run, 0777), 0);
+    /* only final names count */
+    touch(run, "ckpt_00000003.bin", "x");
+    touch(run, "ckpt_00000012.bin", "x");
+    touch(run, "ckpt_12.bin", "x"); /* not the name of step 12: a stranger */
+    touch(run, "ckpt_00000007.bin.tmp.1", "x");
+    touch(run, "ckpt_00000009.bin.unreadable", "x");
+    touch(run, "ckpt_x.bin", "x");
+    touch(run, "ckpt_.bin", "x");
+    touch(run, "ckpt_00000011.binx", "x");
+    int64_t steps[8];
+    int n;
+    ck_assert_int_eq(parlm_ckpt_list(run, steps, 8, &n), PARLM_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert(steps[0] == 12 && steps[1] == 3);
+    ck_assert_int_eq(parlm_ckpt_list(run, steps, 1, &n), PARLM_OK);
+    ck_assert(n == 1 && steps[0] == 12);
+    snprintf(path, sizeof path, "%s/none", dir);
+    ck_assert_int_eq(parlm_ckpt_list(path, steps, 8, &n), PARLM_OK);
+    ck_assert_int_eq(n, 0);
+    /* rotation: files that failed to load are never deleted (nor overwritten) */
+    parlm_ckpt_dir *d;
+    ck_assert_int_eq(parlm_ckpt_dir_open(&d, run), PARLM_OK);
+    parlm_gpt *m = model(8), *out;
+    parlm_train_state st = {.B = 1, .T = 1, .grad_accum = 1, .world = 1}, got;
+    ck_assert_int_eq(parlm_ckpt_dir_load(d, 12, &out, &st), PARLM_EFORMAT); /* "x": corrupt */
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "ckpt_00000012.bin"));
+    for (int64_t s = 1; s <= 13; s += 3) { /* 1 4 7 10 13 */
+        ck_assert_int_eq(parlm_gpt_set_step(m, s), PARLM_OK);
+        st.step = s;
+        ck_assert_int_eq(parlm_ckpt_dir_save(d, m, &st, 2, path, sizeof path), PARLM_OK);
+        ck_assert_ptr_nonnull(strstr(path, "run/ckpt_000000"));
+    }
+    ck_assert_int_eq(parlm_ckpt_list(run, steps, 8, &n), PARLM_OK);
+    ck_assert_int_eq(n, 3); /* 13, 10 and the unreadable 12 */
+    ck_assert(steps[0] == 13 && steps[1] == 12 && steps[2] == 10);
+    /* a save onto the unreadable file's name moves it aside first */
+    st.step = 12;
+    ck_assert_int_eq(parlm_gpt_set_step(m, 12), PARLM_OK);
+    ck_assert_int_eq(parlm_ckpt_dir_save(d, m, &st, 2, path, sizeof path), PARLM_OK);
+    ck_assert(exists(run, "ckpt_00000012.bin.unreadable"));
+    ck_assert_int_eq(parlm_checkpoint_load(path, &out, &got), PARLM_OK);
+    parlm_gpt_free(out);
+    ck_assert(exists(run, "ckpt_00000013.bin")); /* newer than the save: untouched */
+    int removed;
+    ck_assert_int_eq(parlm_ckpt_dir_remove_all(d, &removed), PARLM_OK);
+    ck_assert_int_eq(removed, 3); /* 13 12 10 */
+    ck_assert_int_eq(parlm_ckpt_list(run, steps, 8, &n), PARLM_OK);
+    ck_assert_int_eq(n, 0);
+    parlm_ckpt_dir_close(d);
+    parlm_gpt_free(m);
+}
+END_TEST
+
+static int cancel_after(void *arg)
+{
+    int *left = arg;
+    return (*left)-- <= 0;
+}
+
+/* A canceled forward or backward returns PARLM_ECANCELED with parameters and optimizer state
+ * untouched, and the model trains normally afterwards. */
+START_TEST(cancel_midway)
+{
+    parlm_gpt *m = model(9);
+    int64_t P = parlm_gpt_num_params(m);
+    ck_assert_int_eq(parlm_gpt_setup(m, 2, 12, 1), PARLM_OK);
+    int32_t x[24], y[24];
+    for (int i = 0; i < 24; i++)
+        x[i] = i % 30, y[i] = (i * 7) % 30;
+    float *before = malloc((size_t)P * 4), loss;
+    memcpy(before, parlm_gpt_params(m), (size_t)P * 4);
+    int left = 1; /* past the first check, then stop: inside the layers */
+    ck_assert_int_eq(parlm_gpt_set_cancel(m, cancel_after, &left), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_forward(m, x, y, &loss), PARLM_ECANCELED);
+    ck_assert_int_eq(parlm_gpt_backward(m, 1.0f), PARLM_EINVAL); /* no complete forward */
+    left = 100;
+    ck_assert_int_eq(parlm_gpt_forward(m, x, y, &loss), PARLM_OK);
+    left = 2;
+    ck_assert_int_eq(parlm_gpt_backward(m, 1.0f), PARLM_ECANCELED);
+    ck_assert(memcmp(before, parlm_gpt_params(m), (size_t)P * 4) == 0);
+    ck_assert_int_eq(parlm_gpt_set_cancel(m, NULL, NULL), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_zero_grad(m), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_forward(m, x, y, &loss), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_backward(m, 1.0f), PARLM_OK);
+    free(before);
+    parlm_gpt_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -233,6 +545,14 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, resume_is_bitwise_exact);
     tcase_add_test(tc, checkpoint_corruption);
+    tcase_add_test(tc, checkpoint_every_header_bit);
+    tcase_add_test(tc, load_by_magic);
+    tcase_add_test(tc, cancel_midway);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("directory");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, dir_create_lock_and_clean);
+    tcase_add_test(tc, dir_list_and_rotate);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -58,8 +58,8 @@ PARLM_API parlm_status parlm_gpt_load(parlm_gpt **out, const char *path,
                                       parlm_train_state *state);
 
 /* ---- a training run's checkpoint directory ------------------------------------------------
- * Checkpoints are DIR/ckpt_<step>.bin (8 or more digits). Readers consider only these
- * final names: a write in progress goes to ckpt_<step>.bin.tmp.<pid> and is renamed when
+ * Checkpoints are DIR/ckpt_<step>.bin (the step printed with %08lld). Readers consider only
+ * these final names: a write in progress goes to ckpt_<step>.bin.tmp.<pid> and is renamed when
  * complete, and a file moved aside ends in .unreadable or .replaced. */
 
 /* The steps of DIR's checkpoints, newest first: at most max of them in steps[], *n set.

@@ -946,15 +946,17 @@ int main(int argc, char **argv)
 
     size_t loglen = o.log ? strlen(o.log) : 0;
     int csv = loglen > 4 && !strcmp(o.log + loglen - 4, ".csv");
-    if (log && !ts.step) { /* a new run: a new log (opened for appending at start) */
+    struct stat logst;
+    if (log && !ts.step && fstat(fileno(log), &logst) == 0 && S_ISREG(logst.st_mode)) {
+        /* a new run: a new log (opened for appending at start, so a second run locked out
+         * of --ckpt-dir cannot have emptied it; a pipe or device is left as it is) */
         if (ftruncate(fileno(log), 0) != 0) {
             fprintf(stderr, "parlm-train: --log %s: %s\n", o.log, strerror(errno));
             rc = 1;
-        } else if (csv) {
-            rc = log_printf(log, o.log, "step,loss,val_loss,lr,grad_norm,tokens_per_s,"
-                            "ms_per_step\n");
         }
     }
+    if (log && !ts.step && csv && !rc)
+        rc = log_printf(log, o.log, "step,loss,val_loss,lr,grad_norm,tokens_per_s,ms_per_step\n");
     if ((rc = world_share_rc(&w, rc)))
         return rc;
     signal(SIGINT, on_sigint); /* Ctrl-C, or Slurm's --signal=INT@seconds */

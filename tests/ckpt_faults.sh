@@ -182,4 +182,38 @@ else
 fi
 train full.out --steps 4 --log /dev/full
 expect 1 full.out "log /dev/full: write failed: No space"
+# 9. under mpirun only rank 0 locks and logs, but when it cannot, every rank stops (no hang)
+build=${PARLM_BUILDDIR:-.}
+if grep -q "define PARLM_HAVE_MPI 1" "$build/config.h" 2>/dev/null && command -v mpirun > /dev/null; then
+    root=""
+    [ "$(id -u)" -ne 0 ] || root="--allow-run-as-root"
+    mpi() { # mpi OUT ARGS...: two ranks, sets $rc
+        out=$1; shift
+        set +e
+        # shellcheck disable=SC2086
+        OMP_NUM_THREADS=1 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+            timeout 120 mpirun $root --oversubscribe --mca btl self,vader \
+            --mca btl_vader_single_copy_mechanism none -np 2 "$bin/parlm-train" \
+            --data "$work/corpus.txt" -b 2 -t 32 --model tiny --threads 1 --val-every 0 \
+            --sample-every 0 --quiet "$@" > "$work/$out" 2>&1
+        rc=$?
+        set -e
+    }
+    d="$work/mpi"
+    "$bin/parlm-train" --data "$work/corpus.txt" -b 2 -t 32 --model tiny --threads 1 \
+        --val-every 0 --sample-every 0 --quiet --steps 100000 --ckpt-every 1000 \
+        --ckpt-dir "$d" > "$work/holder.out" 2>&1 &
+    holder=$!
+    wait_for "$work/holder.out" "^compute:"
+    mpi mpi.out --steps 4 --ckpt-dir "$d"
+    kill -TERM "$holder"; wait "$holder" || true
+    [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "2 ranks on a locked directory: exit $rc"
+    grep -q "in use by pid $holder@" "$work/mpi.out" || fail "the holder is not named"
+    mpi mpi.out --steps 4 --log /dev/full
+    [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "2 ranks, log on a full disk: exit $rc"
+    grep -q "write failed: No space" "$work/mpi.out" || fail "no log write error under MPI"
+    echo "mpirun -np 2: a locked --ckpt-dir and a failing --log stop every rank"
+else
+    echo "SKIP mpirun cases: no MPI build or no mpirun"
+fi
 echo "ckpt_faults: all cases passed"

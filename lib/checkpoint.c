@@ -89,6 +89,14 @@ static parlm_status write_piece(int64_t off, int64_t n, void *arg)
     return st;
 }
 
+/* the message of parlm_gpt_config_num_params, copied: it cannot be formatted into itself */
+static parlm_status shape_error(const char *path)
+{
+    char why[256];
+    snprintf(why, sizeof why, "%s", parlm_last_error());
+    return parlm_error(PARLM_EFORMAT, "%s: bad model shape in header: %s", path, why);
+}
+
 static parlm_status open_checked(const char *path, FILE **f, long long *size)
 {
     *f = fopen(path, "rb");
@@ -128,8 +136,7 @@ parlm_status parlm_gpt_load_llmc(parlm_gpt **out, const char *path)
     int bf16 = h[1] == 5;
     if (parlm_gpt_config_num_params(&cfg, &P) != PARLM_OK) {
         fclose(f);
-        return parlm_error(PARLM_EFORMAT, "%s: bad model shape in header: %s", path,
-                           parlm_last_error());
+        return shape_error(path);
     }
     long long want = 1024 + P * (bf16 ? 2LL : 4LL);
     if (size != want) { /* checked before allocating: a header cannot ask for gigabytes */
@@ -296,8 +303,7 @@ parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out, parlm_trai
     int64_t P;
     if (parlm_gpt_config_num_params(&cfg, &P) != PARLM_OK) {
         fclose(f);
-        return parlm_error(PARLM_EFORMAT, "%s: bad model shape in header: %s", path,
-                           parlm_last_error());
+        return shape_error(path);
     }
     int nbufs = h[H_HAS_ADAM] ? 3 : 1;
     long long want = 8LL * H_SLOTS + 4LL * P * nbufs;

@@ -137,6 +137,8 @@ echo "all corrupt: --resume refused and kept them; --overwrite replaced them"
 d="$work/flip"
 train f.out --steps 4 --ckpt-every 2 --ckpt-dir "$d"
 printf '\001' | dd of="$d/ckpt_00000004.bin" bs=1 seek=80 conv=notrunc 2>/dev/null
+gen "$d" # the newest is refused, named, and the older one generates
+grep -q "ckpt_00000004.bin: checksum mismatch.*trying an older" "$work/gen.out" || fail "generate"
 train f.out --steps 6 --ckpt-every 2 --ckpt-dir "$d" --resume
 expect 0 f.out "resume: .*ckpt_00000002.bin (step 2)"
 grep -q "cannot use .*ckpt_00000004.bin (kept): .*checksum" "$work/f.out" || fail "flip not caught"

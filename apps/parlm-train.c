@@ -864,7 +864,8 @@ int main(int argc, char **argv)
     }
     if (!m && o.init) {
         if (parlm_gpt_load(&m, o.init, &ts) != PARLM_OK) {
-            fprintf(stderr, "parlm-train: --init: %s\n", parlm_last_error());
+            fprintf(stderr, "parlm-train: --init %s: cannot load it: %s\n", o.init,
+                    parlm_last_error());
             return 1;
         }
         ts = (parlm_train_state){0}; /* a new run from these weights */

@@ -91,7 +91,7 @@ awk '/^```c/ { on = 1; next } on && /^```/ { exit } on' "$readme" > snippet.c
     echo 'int main(void) {'
     echo '    enum { M = 7, N = 5, K = 3 };'
     echo '    float A[M * K] = {1}, B[N * K] = {1}, C[M * N];'
-    grep -v '^#include' snippet.c
+    grep -v '^#include' snippet.c | sed 's/^/    /'
     echo '    printf("C[0] = %g\n", C[0]);'
     echo '    return C[0] == 1.0f ? 0 : 1;'
     echo '}'

@@ -13,6 +13,8 @@
 #include "parlm/nn.h"
 #include "parlm/model.h"
 #include "parlm/checkpoint.h"
+#include "parlm/quant.h"
+#include "parlm/gguf.h"
 #if PARLM_WITH_MPI
 #include "parlm/dist.h"
 #include "parlm/dp.h"

@@ -1,0 +1,54 @@
+/* parlm/quant.h — weight storage types shared by the model file formats (GGUF,
+ * safetensors): f32, f16, bf16 and ggml's 8- and 4-bit block types, with scalar reference
+ * conversions. Type codes are ggml's (the numbers GGUF stores), so a file's type field is
+ * one of these directly. Q8_0 and Q4_0 hold 32 weights per block with an f16 scale d:
+ * Q8_0 = d, 32 int8 (x = d*q); Q4_0 = d, 16 bytes of nibbles (x = d*(q-8); byte j holds
+ * weight j in its low nibble and weight j+16 in its high one). */
+#ifndef PARLM_QUANT_H
+#define PARLM_QUANT_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum parlm_wtype {
+    PARLM_WT_F32 = 0,
+    PARLM_WT_F16 = 1,
+    PARLM_WT_Q4_0 = 2,
+    PARLM_WT_Q8_0 = 8,
+    PARLM_WT_BF16 = 30,
+} parlm_wtype;
+
+#define PARLM_QBLOCK 32 /* weights per Q8_0 / Q4_0 block */
+
+/* "f32", "f16", "bf16", "q8_0", "q4_0"; NULL for a type parlm does not support. */
+PARLM_API const char *parlm_wtype_name(int type);
+/* The type named by s (as parlm_wtype_name spells it, case-insensitive). */
+PARLM_API parlm_status parlm_wtype_parse(const char *s, parlm_wtype *type);
+/* Bytes that n elements of this type take; n must be a multiple of the block size (32
+ * for the Q types). PARLM_EUNSUPPORTED for an unknown type, PARLM_EINVAL for a bad n,
+ * PARLM_ENOMEM if the size overflows. */
+PARLM_API parlm_status parlm_wtype_bytes(int type, uint64_t n, uint64_t *bytes);
+
+/* IEEE half and bfloat16 one value at a time, rounding to nearest even; NaN stays NaN
+ * (quiet). (gemm.h converts bf16 arrays with SIMD kernels.) */
+PARLM_API uint16_t parlm_f32_to_f16(float x);
+PARLM_API float parlm_f16_to_f32(uint16_t h);
+PARLM_API uint16_t parlm_f32_to_bf16_scalar(float x);
+PARLM_API float parlm_bf16_to_f32_scalar(uint16_t h);
+
+/* x (n f32) -> out (parlm_wtype_bytes(type, n) bytes). Q8_0: d = max|x|/127 per block,
+ * q = round(x/d); Q4_0: d = -m/8 where m is the block's value of largest magnitude (so
+ * it maps to q = 0 exactly), q = clamp(round(x/d) + 8, 0, 15). */
+PARLM_API parlm_status parlm_quantize(int type, const float *x, int64_t n, void *out);
+/* in (type) -> out (n f32). */
+PARLM_API parlm_status parlm_dequantize(int type, const void *in, int64_t n, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,374 @@
+/* lib/gguf_gpt2.c — parlm GPT-2 models <-> llama.cpp's "gpt2" GGUF files.
+ * The one idea: ggml lists dimensions fastest-first, so a parlm (out, in) row-major
+ * matrix is ne = [in, out] with the same bytes; names and hyperparameter keys are
+ * llama.cpp's, so llama.cpp runs what parlm writes. The tokenizer is stored in GPT-2's
+ * byte-to-unicode spelling (as encoder.json and vocab.bpe spell it). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "file.h"
+#include "parlm/gguf.h"
+#include "parlm/tensor.h"
+#include "parlm/tokenizer.h"
+
+/* llama.cpp's name of parlm tensor kind `kind`, or NULL (the kinds of model.h) */
+static const char *gguf_name(const char *kind)
+{
+    static const char *const map[][2] = {
+        {"wte", "token_embd.weight"},      {"wpe", "position_embd.weight"},
+        {"ln1w", "attn_norm.weight"},      {"ln1b", "attn_norm.bias"},
+        {"qkvw", "attn_qkv.weight"},       {"qkvb", "attn_qkv.bias"},
+        {"attprojw", "attn_output.weight"}, {"attprojb", "attn_output.bias"},
+        {"ln2w", "ffn_norm.weight"},       {"ln2b", "ffn_norm.bias"},
+        {"fcw", "ffn_up.weight"},          {"fcb", "ffn_up.bias"},
+        {"fcprojw", "ffn_down.weight"},    {"fcprojb", "ffn_down.bias"},
+        {"lnfw", "output_norm.weight"},    {"lnfb", "output_norm.bias"}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(kind, map[i][0]) == 0)
+            return map[i][1];
+    return NULL;
+}
+
+/* Full name and ggml shape of model tensor i: ne[0] = row length (in features). */
+static parlm_status tensor_layout(const parlm_gpt *m, int i, char name[64], int *n_dims,
+                                  uint64_t ne[2], int64_t *off)
+{
+    const char *kind;
+    int layer;
+    int64_t count;
+    parlm_status s = parlm_gpt_tensor_info(m, i, &kind, &layer, off, &count);
+    if (s)
+        return s;
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    const char *g = gguf_name(kind);
+    if (!g)
+        return parlm_error(PARLM_EINVAL, "model tensor '%s' has no GGUF name", kind);
+    if (layer >= 0 && layer < c.n_layer)
+        snprintf(name, 64, "blk.%d.%s", layer, g);
+    else
+        snprintf(name, 64, "%s", g);
+    uint64_t C = (uint64_t)c.n_embd;
+    if (strcmp(kind, "wte") == 0)
+        count = (int64_t)c.vocab * c.n_embd; /* the real vocabulary only */
+    if (strcmp(kind, "fcprojw") == 0) { /* (C, 4C): rows of 4C */
+        *n_dims = 2, ne[0] = 4 * C, ne[1] = C;
+    } else if (strcmp(kind, "wte") == 0 || strcmp(kind, "wpe") == 0 || strcmp(kind, "qkvw") == 0 ||
+               strcmp(kind, "attprojw") == 0 || strcmp(kind, "fcw") == 0) { /* (out, C) */
+        *n_dims = 2, ne[0] = C, ne[1] = (uint64_t)count / C;
+    } else { /* layernorm weights and biases */
+        *n_dims = 1, ne[0] = (uint64_t)count, ne[1] = 1;
+    }
+    return PARLM_OK;
+}
+
+/* GPT-2's printable spelling of byte b as UTF-8 into out (<= 2 bytes); returns length */
+static int byte_char(unsigned b, char *out)
+{
+    unsigned cp;
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)
+        cp = b;
+    else { /* the others, in byte order, take code points 256, 257, ... */
+        unsigned k = 0;
+        for (unsigned x = 0; x < b; x++)
+            if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174))
+                k++;
+        cp = 256 + k;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    out[0] = (char)(0xC0 | cp >> 6);
+    out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+}
+
+typedef struct vocab {
+    char **tokens, **merges;
+    size_t *tok_len, *merge_len;
+    int32_t *types;
+    int64_t ntok, nmerge;
+    char *bpe; /* vocab.bpe's text; merges point into it */
+} vocab;
+
+static void vocab_free(vocab *v)
+{
+    for (int64_t i = 0; v->tokens && i < v->ntok; i++)
+        free(v->tokens[i]);
+    free(v->tokens);
+    free(v->tok_len);
+    free(v->types);
+    free(v->merges);
+    free(v->merge_len);
+    parlm_free(v->bpe);
+}
+
+static parlm_status vocab_load(vocab *v, const char *encoder_json, const char *vocab_bpe, int V)
+{
+    parlm_tokenizer *tok;
+    parlm_status s = parlm_tokenizer_load_gpt2(&tok, encoder_json, vocab_bpe);
+    if (s)
+        return s;
+    int n = parlm_tokenizer_vocab_size(tok), eot = parlm_tokenizer_eot(tok);
+    if (n != V) {
+        parlm_tokenizer_free(tok);
+        return parlm_error(PARLM_EINVAL, "%s has %d tokens, the model's vocabulary is %d",
+                           encoder_json, n, V);
+    }
+    v->ntok = n;
+    v->tokens = calloc((size_t)n, sizeof *v->tokens);
+    v->tok_len = calloc((size_t)n, sizeof *v->tok_len);
+    v->types = calloc((size_t)n, sizeof *v->types);
+    for (int i = 0; v->tokens && v->tok_len && v->types && i < n; i++) {
+        const char *b;
+        size_t len;
+        parlm_tokenizer_token(tok, i, &b, &len);
+        char *t = malloc(2 * len + 1);
+        if (!t)
+            break;
+        size_t k = 0;
+        if (i == eot) { /* control tokens are spelled as is */
+            memcpy(t, b, len);
+            k = len;
+        } else
+            for (size_t j = 0; j < len; j++)
+                k += (size_t)byte_char((unsigned char)b[j], t + k);
+        v->tokens[i] = t;
+        v->tok_len[i] = k;
+        v->types[i] = i == eot ? 3 : 1; /* llama.cpp: 1 normal, 3 control */
+    }
+    parlm_tokenizer_free(tok);
+    if (!v->tokens || !v->tok_len || !v->types || !v->tokens[n - 1])
+        return parlm_error(PARLM_ENOMEM, "out of memory for the GGUF vocabulary");
+    /* merges: vocab.bpe's lines after "#version", in rank order (already checked above) */
+    size_t len;
+    if ((s = parlm_read_file(vocab_bpe, (size_t)1 << 30, &v->bpe, &len)))
+        return s;
+    int64_t lines = 1;
+    for (size_t i = 0; i < len; i++)
+        lines += v->bpe[i] == '\n';
+    v->merges = malloc((size_t)lines * sizeof *v->merges);
+    v->merge_len = malloc((size_t)lines * sizeof *v->merge_len);
+    if (!v->merges || !v->merge_len)
+        return parlm_error(PARLM_ENOMEM, "out of memory for the GGUF merges");
+    for (char *p = v->bpe, *end = v->bpe + len; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (l && p[l - 1] == '\r')
+            l--;
+        if (l && strncmp(p, "#version", 8) != 0) {
+            v->merges[v->nmerge] = p;
+            v->merge_len[v->nmerge++] = l;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype type,
+                                 const char *encoder_json, const char *vocab_bpe)
+{
+    if (!m || !path)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_save_gguf: null argument");
+    if (!parlm_wtype_name(type))
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_save_gguf: unknown type %d", (int)type);
+    if (!encoder_json != !vocab_bpe)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_save_gguf: give encoder.json and vocab.bpe together");
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    parlm_gguf_writer *w;
+    parlm_status s = parlm_gguf_writer_create(&w);
+    if (s)
+        return s;
+    int nt = parlm_gpt_num_tensors(m);
+    void **bufs = calloc((size_t)nt, sizeof *bufs);
+    vocab v = {0};
+    const float *params = parlm_gpt_params(m);
+    /* llama.cpp's file types: 0 all f32, 1 f16, 7 q8_0, 2 q4_0, 32 bf16 */
+    uint32_t ftype = type == PARLM_WT_F32 ? 0 : type == PARLM_WT_F16 ? 1 : type == PARLM_WT_Q8_0 ? 7
+                   : type == PARLM_WT_Q4_0 ? 2 : 32;
+    uint32_t align = PARLM_GGUF_DEFAULT_ALIGNMENT, qv = 2;
+    uint32_t hp[5] = {(uint32_t)c.max_seq, (uint32_t)c.n_embd, (uint32_t)c.n_layer,
+                      4 * (uint32_t)c.n_embd, (uint32_t)c.n_head};
+    float eps = 1e-5f;
+    if (!bufs) {
+        s = parlm_error(PARLM_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((s = parlm_gguf_set_str(w, "general.architecture", "gpt2", 4)) ||
+        (s = parlm_gguf_set_str(w, "general.name", "parlm gpt2", 10)) ||
+        (s = parlm_gguf_set(w, "general.alignment", PARLM_GGUF_U32, &align)) ||
+        (s = parlm_gguf_set(w, "general.file_type", PARLM_GGUF_U32, &ftype)) ||
+        (s = parlm_gguf_set(w, "gpt2.context_length", PARLM_GGUF_U32, &hp[0])) ||
+        (s = parlm_gguf_set(w, "gpt2.embedding_length", PARLM_GGUF_U32, &hp[1])) ||
+        (s = parlm_gguf_set(w, "gpt2.block_count", PARLM_GGUF_U32, &hp[2])) ||
+        (s = parlm_gguf_set(w, "gpt2.feed_forward_length", PARLM_GGUF_U32, &hp[3])) ||
+        (s = parlm_gguf_set(w, "gpt2.attention.head_count", PARLM_GGUF_U32, &hp[4])) ||
+        (s = parlm_gguf_set(w, "gpt2.attention.layer_norm_epsilon", PARLM_GGUF_F32, &eps)))
+        goto done;
+    if ((type == PARLM_WT_Q8_0 || type == PARLM_WT_Q4_0) &&
+        (s = parlm_gguf_set(w, "general.quantization_version", PARLM_GGUF_U32, &qv)))
+        goto done;
+    if (encoder_json) {
+        int32_t eot;
+        if ((s = vocab_load(&v, encoder_json, vocab_bpe, c.vocab)))
+            goto done;
+        eot = v.types[v.ntok - 1] == 3 ? (int32_t)v.ntok - 1 : -1;
+        for (int64_t i = 0; i < v.ntok; i++)
+            if (v.types[i] == 3)
+                eot = (int32_t)i;
+        uint32_t id = (uint32_t)eot;
+        if ((s = parlm_gguf_set_str(w, "tokenizer.ggml.model", "gpt2", 4)) ||
+            (s = parlm_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (uint64_t)v.ntok,
+                                        (const char *const *)v.tokens, v.tok_len)) ||
+            (s = parlm_gguf_set_arr(w, "tokenizer.ggml.token_type", PARLM_GGUF_I32,
+                                    (uint64_t)v.ntok, v.types)) ||
+            (s = parlm_gguf_set_arr_str(w, "tokenizer.ggml.merges", (uint64_t)v.nmerge,
+                                        (const char *const *)v.merges, v.merge_len)))
+            goto done;
+        if (eot >= 0 && ((s = parlm_gguf_set(w, "tokenizer.ggml.bos_token_id", PARLM_GGUF_U32, &id)) ||
+                         (s = parlm_gguf_set(w, "tokenizer.ggml.eos_token_id", PARLM_GGUF_U32, &id))))
+            goto done;
+    }
+    for (int i = 0; i < nt; i++) {
+        char name[64];
+        int nd;
+        uint64_t ne[2], bytes;
+        int64_t off;
+        if ((s = tensor_layout(m, i, name, &nd, ne, &off)))
+            goto done;
+        parlm_wtype t = nd == 1 ? PARLM_WT_F32 : type;
+        if ((t == PARLM_WT_Q8_0 || t == PARLM_WT_Q4_0) && ne[0] % PARLM_QBLOCK)
+            t = PARLM_WT_F16;
+        if (t == PARLM_WT_F32) { /* stored as is: no copy */
+            if ((s = parlm_gguf_add_tensor(w, name, t, nd, ne, params + off)))
+                goto done;
+            continue;
+        }
+        if ((s = parlm_wtype_bytes(t, ne[0] * ne[1], &bytes)))
+            goto done;
+        if (!(bufs[i] = malloc((size_t)bytes))) {
+            s = parlm_error(PARLM_ENOMEM, "out of memory converting %s", name);
+            goto done;
+        }
+        if ((s = parlm_quantize(t, params + off, (int64_t)(ne[0] * ne[1]), bufs[i])) ||
+            (s = parlm_gguf_add_tensor(w, name, t, nd, ne, bufs[i])))
+            goto done;
+    }
+    s = parlm_gguf_write(w, path);
+done:
+    for (int i = 0; bufs && i < nt; i++)
+        free(bufs[i]);
+    free(bufs);
+    vocab_free(&v);
+    parlm_gguf_writer_free(w);
+    return s;
+}
+
+static parlm_status get_dim(const parlm_gguf *g, const char *key, uint64_t max, int *out)
+{
+    uint64_t v;
+    parlm_status s = parlm_gguf_get_uint(g, key, &v);
+    if (s)
+        return s;
+    if (v < 1 || v > max)
+        return parlm_error(PARLM_EFORMAT, "%s is %llu, outside 1..%llu", key,
+                           (unsigned long long)v, (unsigned long long)max);
+    *out = (int)v;
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_load_gguf(parlm_gpt **out, const char *path)
+{
+    if (!out || !path)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_load_gguf: null argument");
+    *out = NULL;
+    parlm_gguf *g;
+    parlm_status s = parlm_gguf_open(&g, path);
+    if (s)
+        return s;
+    parlm_gpt *m = NULL;
+    parlm_gpt_config c = {0};
+    const char *arch;
+    size_t alen;
+    int ff = 0;
+    double eps = 0;
+    int64_t ti;
+    if ((s = parlm_gguf_get_str(g, "general.architecture", &arch, &alen)))
+        goto done;
+    if (alen != 4 || memcmp(arch, "gpt2", 4) != 0) {
+        s = parlm_error(PARLM_EUNSUPPORTED, "%s: architecture '%.*s' (parlm loads gpt2)", path,
+                        (int)(alen > 32 ? 32 : alen), arch);
+        goto done;
+    }
+    if ((s = get_dim(g, "gpt2.context_length", 1 << 20, &c.max_seq)) ||
+        (s = get_dim(g, "gpt2.embedding_length", 1 << 16, &c.n_embd)) ||
+        (s = get_dim(g, "gpt2.block_count", 1024, &c.n_layer)) ||
+        (s = get_dim(g, "gpt2.attention.head_count", 1024, &c.n_head)) ||
+        (s = get_dim(g, "gpt2.feed_forward_length", 1 << 18, &ff)) ||
+        (s = parlm_gguf_get_float(g, "gpt2.attention.layer_norm_epsilon", &eps)))
+        goto done;
+    if (ff != 4 * c.n_embd || fabs(eps - 1e-5) > 1e-9) {
+        s = parlm_error(PARLM_EUNSUPPORTED,
+                        "%s: feed_forward_length %d and layer_norm_epsilon %g (parlm's GPT-2 has 4*%d and 1e-5)",
+                        path, ff, eps, c.n_embd);
+        goto done;
+    }
+    if ((ti = parlm_gguf_find_tensor(g, "token_embd.weight")) < 0) {
+        s = parlm_error(PARLM_EFORMAT, "%s: tensor token_embd.weight is missing", path);
+        goto done;
+    }
+    const parlm_gguf_tensor *te = parlm_gguf_tensor_at(g, ti);
+    if (te->ne[1] < 1 || te->ne[1] > (1 << 24)) {
+        s = parlm_error(PARLM_EFORMAT, "%s: token_embd.weight has %llu rows", path,
+                        (unsigned long long)te->ne[1]);
+        goto done;
+    }
+    c.vocab = (int)te->ne[1];
+    int64_t np;
+    if ((s = parlm_gpt_config_num_params(&c, &np)))
+        goto done;
+    if (parlm_gguf_find_tensor(g, "output.weight") >= 0) {
+        s = parlm_error(PARLM_EUNSUPPORTED, "%s: an untied output.weight (parlm ties the LM head to token_embd)", path);
+        goto done;
+    }
+    if ((s = parlm_gpt_create(&m, &c, 0)))
+        goto done;
+    float *params = parlm_gpt_params(m);
+    c = parlm_gpt_get_config(m);
+    int nt = parlm_gpt_num_tensors(m);
+    for (int i = 0; i < nt; i++) {
+        char name[64];
+        int nd;
+        uint64_t ne[2];
+        int64_t off;
+        if ((s = tensor_layout(m, i, name, &nd, ne, &off)))
+            goto done;
+        int64_t k = parlm_gguf_find_tensor(g, name);
+        if (k < 0) {
+            s = parlm_error(PARLM_EFORMAT, "%s: tensor %s is missing", path, name);
+            goto done;
+        }
+        const parlm_gguf_tensor *t = parlm_gguf_tensor_at(g, k);
+        if (t->n_dims != nd || t->ne[0] != ne[0] || t->ne[1] != ne[1]) {
+            s = parlm_error(PARLM_EFORMAT, "%s: tensor %s has shape [%llu, %llu] (%d dims), expected [%llu, %llu]",
+                            path, name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+                            t->n_dims, (unsigned long long)ne[0], (unsigned long long)ne[1]);
+            goto done;
+        }
+        if ((s = parlm_dequantize(t->type, t->data, (int64_t)(ne[0] * ne[1]), params + off)))
+            goto done;
+    }
+    /* the padding rows of the token embedding: never a real token's, zero as in llm.c */
+    memset(params + (int64_t)c.vocab * c.n_embd, 0,
+           (size_t)(c.vocab_pad - c.vocab) * (size_t)c.n_embd * sizeof(float));
+done:
+    if (s)
+        parlm_gpt_free(m);
+    else
+        *out = m;
+    parlm_gguf_close(g);
+    return s;
+}

@@ -1,0 +1,819 @@
+/* tests/test_formats.c — model file formats: the f16/bf16/Q8_0/Q4_0 conversions against
+ * independent references (exhaustive f16, nearest-value checks, stated error bounds,
+ * hand-computed blocks); GGUF read from hand-assembled bytes (independent of the writer),
+ * written and read back with every metadata type; every truncation and header bit flip
+ * refused without a crash; GPT-2 models exported to llama.cpp's gpt2 layout and back. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "parlm.h"
+#include "testutil.h"
+
+static char dir[64];
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/parlm-formats-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void write_raw(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
+    fclose(f);
+}
+
+static uint8_t *read_raw(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *p = malloc(*n + 1);
+    ck_assert_uint_eq(fread(p, 1, *n, f), *n);
+    fclose(f);
+    return p;
+}
+
+/* ---- conversions ------------------------------------------------------------------ */
+
+/* f16 -> f32 by the definition (sign, exponent, mantissa), independent of the library */
+static double half_value(uint16_t h)
+{
+    int e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(1024 + m, e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+START_TEST(f16_exhaustive)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = parlm_f16_to_f32((uint16_t)h);
+        double ref = half_value((uint16_t)h);
+        if (isnan(ref)) {
+            ck_assert(isnan(f));
+            ck_assert(isnan(parlm_f16_to_f32(parlm_f32_to_f16(f))));
+            continue;
+        }
+        ck_assert_msg((double)f == ref && !signbit(f) == !signbit(ref), "f16 %04x", h);
+        ck_assert_uint_eq(parlm_f32_to_f16(f), h); /* every half survives the round trip */
+    }
+    /* random floats go to the nearest half; ties to the even mantissa */
+    uint64_t rng = 7;
+    for (int i = 0; i < 200000; i++) {
+        uint32_t u = (uint32_t)tu_next(&rng);
+        u = (u & 0x8fffffffu) | (i % 3 == 0 ? 0 : 0x30000000u); /* many in the half range */
+        float x;
+        memcpy(&x, &u, 4);
+        if (isnan(x))
+            continue;
+        uint16_t h = parlm_f32_to_f16(x);
+        double d = fabs(half_value(h) - x);
+        if (isinf(half_value(h))) { /* overflow: x at least halfway past 65504 */
+            ck_assert(fabs((double)x) >= 65520.0);
+            continue;
+        }
+        for (int k = -1; k <= 1; k += 2) {
+            uint16_t nb = (uint16_t)(h + k);
+            if ((nb & 0x7c00) == 0x7c00 || (nb ^ h) & 0x8000)
+                continue;
+            double dn = fabs(half_value(nb) - x);
+            ck_assert_msg(d < dn || (d == dn && (h & 1) == 0), "x=%a h=%04x", (double)x, h);
+        }
+    }
+    ck_assert_uint_eq(parlm_f32_to_f16(65519.0f), 0x7bff);
+    ck_assert_uint_eq(parlm_f32_to_f16(65520.0f), 0x7c00);
+    ck_assert_uint_eq(parlm_f32_to_f16(-1e-9f), 0x8000);
+}
+END_TEST
+
+START_TEST(bf16_nearest)
+{
+    uint64_t rng = 11;
+    for (int i = 0; i < 200000; i++) {
+        uint32_t u = (uint32_t)tu_next(&rng);
+        float x;
+        memcpy(&x, &u, 4);
+        uint16_t b = parlm_f32_to_bf16_scalar(x);
+        if (isnan(x)) {
+            ck_assert(isnan(parlm_bf16_to_f32_scalar(b)));
+            continue;
+        }
+        /* candidates: the truncation t and t+1 (the next bf16 away from zero) */
+        uint16_t t = (uint16_t)(u >> 16);
+        uint32_t low = u & 0xffff;
+        uint16_t want = low > 0x8000 || (low == 0x8000 && (t & 1)) ? (uint16_t)(t + 1) : t;
+        ck_assert_uint_eq(b, want);
+        ck_assert_uint_eq(parlm_f32_to_bf16_scalar(parlm_bf16_to_f32_scalar(b)), b);
+    }
+}
+END_TEST
+
+static void fill_blocks(float *x, int n, uint64_t seed)
+{
+    tu_fill(x, n, seed);
+    for (int b = 0; b < n / 32; b++) { /* a different scale per block, one block all zero */
+        float scale = b == 3 ? 0.0f : powf(10.0f, (float)(b % 7) - 3.0f);
+        for (int j = 0; j < 32; j++)
+            x[b * 32 + j] *= scale;
+    }
+}
+
+/* Q8_0: d = amax/127 in f32, rounded to f16 as stored. Each element is within half a step
+ * of the grid q*d (rounding), and the stored d16 moves q*d by |q|*|d16-d| <= 127*|d16-d|. */
+START_TEST(q8_0_error_bound)
+{
+    enum { N = 32 * 40 };
+    float x[N], y[N];
+    uint8_t q[N / 32 * 34];
+    fill_blocks(x, N, 3);
+    uint64_t bytes;
+    ck_assert_int_eq(parlm_wtype_bytes(PARLM_WT_Q8_0, N, &bytes), PARLM_OK);
+    ck_assert_uint_eq(bytes, sizeof q);
+    ck_assert_int_eq(parlm_quantize(PARLM_WT_Q8_0, x, N, q), PARLM_OK);
+    ck_assert_int_eq(parlm_dequantize(PARLM_WT_Q8_0, q, N, y), PARLM_OK);
+    for (int b = 0; b < N / 32; b++) {
+        double amax = 0;
+        for (int j = 0; j < 32; j++)
+            amax = fmax(amax, fabs((double)x[b * 32 + j]));
+        double d = amax / 127, d16 = half_value((uint16_t)(q[b * 34] | q[b * 34 + 1] << 8));
+        double bound = d / 2 + 127 * fabs(d16 - d) + 1e-6 * amax;
+        for (int j = 0; j < 32; j++)
+            ck_assert_msg(fabs((double)y[b * 32 + j] - x[b * 32 + j]) <= bound, "block %d elem %d", b, j);
+    }
+    /* a hand-computed block: amax 127 -> d = 1, q = round(x) */
+    float h[32] = {0};
+    h[0] = 127.0f, h[1] = -3.4f, h[2] = 2.5f, h[31] = -127.0f;
+    ck_assert_int_eq(parlm_quantize(PARLM_WT_Q8_0, h, 32, q), PARLM_OK);
+    ck_assert_uint_eq(q[0] | q[1] << 8, 0x3c00); /* 1.0 in f16 */
+    ck_assert_int_eq((int8_t)q[2], 127);
+    ck_assert_int_eq((int8_t)q[3], -3);
+    ck_assert_int_eq((int8_t)q[4], 3); /* roundf: half away from zero */
+    ck_assert_int_eq((int8_t)q[33], -127);
+    ck_assert_int_eq(parlm_quantize(PARLM_WT_Q8_0, h, 31, q), PARLM_EINVAL);
+}
+END_TEST
+
+/* Q4_0: d = m/-8 where m has the largest magnitude, q = clamp(floor(x/d + 8.5), 0, 15):
+ * an element is within |d|/2 of its value (plus the f16 rounding of d, 8*|d16-d|), except
+ * one of magnitude amax and sign opposite to m, which clamps at 15 and is within |d|. */
+START_TEST(q4_0_error_bound_and_layout)
+{
+    enum { N = 32 * 40 };
+    float x[N], y[N];
+    uint8_t q[N / 32 * 18];
+    fill_blocks(x, N, 5);
+    ck_assert_int_eq(parlm_quantize(PARLM_WT_Q4_0, x, N, q), PARLM_OK);
+    ck_assert_int_eq(parlm_dequantize(PARLM_WT_Q4_0, q, N, y), PARLM_OK);
+    for (int b = 0; b < N / 32; b++) {
+        double amax = 0;
+        for (int j = 0; j < 32; j++)
+            amax = fmax(amax, fabs((double)x[b * 32 + j]));
+        double d = amax / 8, d16 = fabs(half_value((uint16_t)(q[b * 18] | q[b * 18 + 1] << 8)));
+        for (int j = 0; j < 32; j++) {
+            double bound = (fabs((double)x[b * 32 + j]) > 7.5 * d ? d : d / 2) + 8 * fabs(d16 - d) + 1e-6 * amax;
+            ck_assert_msg(fabs((double)y[b * 32 + j] - x[b * 32 + j]) <= bound, "block %d elem %d", b, j);
+        }
+    }
+    /* layout: m = -8 -> d = 1; x = j - 8 for j < 16 gives q = j in the low nibbles,
+     * x[j + 16] = 7 - j gives q = 15 - j in the high nibbles */
+    float h[32];
+    for (int j = 0; j < 16; j++) {
+        h[j] = (float)j - 8.0f;
+        h[j + 16] = 7.0f - (float)j;
+    }
+    ck_assert_int_eq(parlm_quantize(PARLM_WT_Q4_0, h, 32, q), PARLM_OK);
+    ck_assert_uint_eq(q[0] | q[1] << 8, 0x3c00);
+    for (int j = 0; j < 16; j++)
+        ck_assert_uint_eq(q[2 + j], (unsigned)(j | (15 - j) << 4));
+    ck_assert_int_eq(parlm_dequantize(PARLM_WT_Q4_0, q, 32, y), PARLM_OK);
+    for (int j = 0; j < 32; j++)
+        ck_assert_float_eq(y[j], h[j]);
+}
+END_TEST
+
+START_TEST(wtype_names)
+{
+    parlm_wtype t;
+    ck_assert_int_eq(parlm_wtype_parse("Q4_0", &t), PARLM_OK);
+    ck_assert_int_eq(t, PARLM_WT_Q4_0);
+    ck_assert_int_eq(parlm_wtype_parse("q5_k", &t), PARLM_EINVAL);
+    ck_assert_str_eq(parlm_wtype_name(PARLM_WT_BF16), "bf16");
+    ck_assert_ptr_null(parlm_wtype_name(12));
+    uint64_t n;
+    ck_assert_int_eq(parlm_wtype_bytes(12, 256, &n), PARLM_EUNSUPPORTED);
+    ck_assert_int_eq(parlm_wtype_bytes(PARLM_WT_Q4_0, UINT64_MAX - 31, &n), PARLM_OK);
+    ck_assert_int_eq(parlm_wtype_bytes(PARLM_WT_F32, UINT64_MAX / 2, &n), PARLM_ENOMEM);
+}
+END_TEST
+
+/* ---- GGUF from hand-assembled bytes ---------------------------------------------- */
+
+typedef struct buf {
+    uint8_t p[4096];
+    size_t n;
+} buf;
+
+static void b_le(buf *b, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        b->p[b->n++] = (uint8_t)(v >> (8 * i));
+}
+
+static void b_str(buf *b, const char *s)
+{
+    b_le(b, strlen(s), 8);
+    memcpy(b->p + b->n, s, strlen(s));
+    b->n += strlen(s);
+}
+
+static void b_pad(buf *b, size_t a)
+{
+    while (b->n % a)
+        b->p[b->n++] = 0;
+}
+
+/* A small v3 file: 4 metadata entries (string, u32 alignment 64, i16 array, string
+ * array) and two tensors: "a" f32 [3,2] at 0 and "b" q8_0 [32] at 64. Offsets of the
+ * fields that the corruption tests poke are returned. */
+typedef struct hand_offsets {
+    size_t nt, nkv, arrlen, name_b_len, type_b, off_b, data;
+} hand_offsets;
+
+static size_t hand_gguf(buf *b, hand_offsets *o)
+{
+    b->n = 0;
+    memcpy(b->p, "GGUF", 4);
+    b->n = 4;
+    b_le(b, 3, 4);
+    o->nt = b->n;
+    b_le(b, 2, 8);
+    o->nkv = b->n;
+    b_le(b, 4, 8);
+    b_str(b, "general.architecture");
+    b_le(b, 8, 4);
+    b_str(b, "gpt2");
+    b_str(b, "general.alignment");
+    b_le(b, 4, 4);
+    b_le(b, 64, 4);
+    b_str(b, "x.shorts");
+    b_le(b, 9, 4);
+    b_le(b, 3, 4);
+    o->arrlen = b->n;
+    b_le(b, 3, 8);
+    b_le(b, 0xffff, 2); /* -1 */
+    b_le(b, 2, 2);
+    b_le(b, 0x8000, 2); /* -32768 */
+    b_str(b, "x.words");
+    b_le(b, 9, 4);
+    b_le(b, 8, 4);
+    b_le(b, 2, 8);
+    b_str(b, "");
+    b_str(b, "héllo");
+    b_str(b, "a");
+    b_le(b, 2, 4);
+    b_le(b, 3, 8);
+    b_le(b, 2, 8);
+    b_le(b, 0, 4);
+    b_le(b, 0, 8);
+    o->name_b_len = b->n;
+    b_str(b, "b");
+    b_le(b, 1, 4);
+    b_le(b, 32, 8);
+    o->type_b = b->n;
+    b_le(b, 8, 4);
+    o->off_b = b->n;
+    b_le(b, 64, 8);
+    b_pad(b, 64);
+    o->data = b->n;
+    for (int i = 0; i < 6; i++) {
+        float f = (float)i + 0.5f;
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        b_le(b, u, 4);
+    }
+    b_pad(b, 64);
+    b_le(b, 0x3c00, 2); /* d = 1 */
+    for (int j = 0; j < 32; j++)
+        b->p[b->n++] = (uint8_t)(j - 16);
+    return b->n;
+}
+
+START_TEST(gguf_reads_hand_assembled_file)
+{
+    buf b;
+    hand_offsets o;
+    char path[128];
+    snprintf(path, sizeof path, "%s/h.gguf", dir);
+    write_raw(path, b.p, hand_gguf(&b, &o));
+    parlm_gguf *g;
+    ck_assert_int_eq(parlm_gguf_open(&g, path), PARLM_OK);
+    ck_assert_uint_eq(parlm_gguf_version(g), 3);
+    ck_assert_uint_eq(parlm_gguf_alignment(g), 64);
+    ck_assert_uint_eq(parlm_gguf_data_offset(g), o.data);
+    ck_assert_int_eq(parlm_gguf_num_kv(g), 4);
+    const char *s;
+    size_t len;
+    ck_assert_int_eq(parlm_gguf_get_str(g, "general.architecture", &s, &len), PARLM_OK);
+    ck_assert(len == 4 && memcmp(s, "gpt2", 4) == 0);
+    uint64_t u;
+    ck_assert_int_eq(parlm_gguf_get_uint(g, "general.alignment", &u), PARLM_OK);
+    ck_assert_uint_eq(u, 64);
+    parlm_gguf_type et;
+    uint64_t n;
+    const void *data;
+    ck_assert_int_eq(parlm_gguf_get_arr(g, "x.shorts", &et, &n, &data), PARLM_OK);
+    ck_assert_int_eq(et, PARLM_GGUF_I16);
+    ck_assert_uint_eq(n, 3);
+    int16_t sh[3];
+    memcpy(sh, data, sizeof sh);
+    ck_assert(sh[0] == -1 && sh[1] == 2 && sh[2] == -32768);
+    ck_assert_int_eq(parlm_gguf_kv_type(g, parlm_gguf_find_kv(g, "x.words"), &et, &n), PARLM_GGUF_ARRAY);
+    ck_assert(et == PARLM_GGUF_STRING && n == 2);
+    ck_assert_int_eq(parlm_gguf_get_arr_str(g, "x.words", 1, &s, &len), PARLM_OK);
+    ck_assert(len == 6 && memcmp(s, "héllo", 6) == 0);
+    ck_assert_int_eq(parlm_gguf_get_arr_str(g, "x.words", 0, &s, &len), PARLM_OK);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_int_eq(parlm_gguf_get_arr_str(g, "x.words", 2, &s, &len), PARLM_EINVAL);
+    /* wrong kinds and missing keys name the file and the key */
+    ck_assert_int_eq(parlm_gguf_get_uint(g, "general.architecture", &u), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "general.architecture"));
+    ck_assert_int_eq(parlm_gguf_get_uint(g, "nope", &u), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "h.gguf"));
+    ck_assert_int_eq(parlm_gguf_num_tensors(g), 2);
+    const parlm_gguf_tensor *a = parlm_gguf_tensor_at(g, parlm_gguf_find_tensor(g, "a"));
+    ck_assert(a->n_dims == 2 && a->ne[0] == 3 && a->ne[1] == 2 && a->type == PARLM_WT_F32);
+    ck_assert_uint_eq(a->size, 24);
+    float f[6];
+    memcpy(f, a->data, sizeof f);
+    ck_assert_float_eq(f[5], 5.5f);
+    const parlm_gguf_tensor *t = parlm_gguf_tensor_at(g, 1);
+    ck_assert_str_eq(t->name, "b");
+    ck_assert(t->type == PARLM_WT_Q8_0 && t->offset == 64 && t->size == 34);
+    float y[32];
+    ck_assert_int_eq(parlm_dequantize(t->type, t->data, 32, y), PARLM_OK);
+    ck_assert_float_eq(y[0], -16.0f);
+    ck_assert_float_eq(y[31], 15.0f);
+    parlm_gguf_close(g);
+}
+END_TEST
+
+static parlm_status open_bytes(const char *path, const uint8_t *p, size_t n)
+{
+    write_raw(path, p, n);
+    parlm_gguf *g;
+    parlm_status s = parlm_gguf_open(&g, path);
+    parlm_gguf_close(s == PARLM_OK ? g : NULL);
+    return s;
+}
+
+START_TEST(gguf_truncation_and_bit_flips)
+{
+    buf b;
+    hand_offsets o;
+    char path[128];
+    snprintf(path, sizeof path, "%s/t.gguf", dir);
+    size_t n = hand_gguf(&b, &o);
+    /* every truncation ends inside something the reader needs: refused, never a crash */
+    for (size_t k = 0; k < n; k++) {
+        parlm_status s = open_bytes(path, b.p, k);
+        ck_assert_msg(s == PARLM_EFORMAT, "truncated to %zu bytes: %d", k, (int)s);
+        ck_assert_ptr_nonnull(strstr(parlm_last_error(), "t.gguf"));
+    }
+    ck_assert_int_eq(open_bytes(path, b.p, n), PARLM_OK);
+    /* every bit of the header and tensor infos flipped: an error or a valid file */
+    for (size_t k = 0; k < o.data; k++)
+        for (int bit = 0; bit < 8; bit++) {
+            b.p[k] ^= (uint8_t)(1 << bit);
+            parlm_status s = open_bytes(path, b.p, n);
+            ck_assert_msg(s == PARLM_OK || s == PARLM_EFORMAT || s == PARLM_EUNSUPPORTED,
+                          "byte %zu bit %d: %d", k, bit, (int)s);
+            b.p[k] ^= (uint8_t)(1 << bit);
+        }
+}
+END_TEST
+
+static void poke(buf *b, size_t at, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        b->p[at + (size_t)i] = (uint8_t)(v >> (8 * i));
+}
+
+/* each damaged field: refused with a message naming it */
+START_TEST(gguf_corrupt_fields)
+{
+    buf b;
+    hand_offsets o;
+    char path[128];
+    snprintf(path, sizeof path, "%s/c.gguf", dir);
+    struct {
+        const char *what; /* expected in the message */
+        int field;        /* which offset of hand_offsets, or -1 for the magic */
+        uint64_t value;
+        int bytes;
+        parlm_status want;
+    } cases[] = {
+        {"not a GGUF", -1, 0x46554746, 4, PARLM_EFORMAT},
+        {"header counts", 0, UINT64_MAX, 8, PARLM_EFORMAT},            /* tensor count */
+        {"header counts", 1, (uint64_t)1 << 40, 8, PARLM_EFORMAT},     /* kv count */
+        {"does not fit", 2, (uint64_t)1 << 62, 8, PARLM_EFORMAT},      /* array length */
+        {"at most 63", 3, 1000, 8, PARLM_EFORMAT},                     /* tensor name length */
+        {"unsupported tensor type 12 for tensor b", 4, 12, 4, PARLM_EUNSUPPORTED},
+        {"unsupported tensor type 4294967295 for tensor b", 4, UINT32_MAX, 4, PARLM_EUNSUPPORTED},
+        {"not a multiple of the alignment", 5, 32, 8, PARLM_EFORMAT},  /* offset of b */
+        {"overlap", 5, 0, 8, PARLM_EFORMAT},
+        {"past the end", 5, 128, 8, PARLM_EFORMAT},
+        {"past the end", 5, UINT64_MAX - 63, 8, PARLM_EFORMAT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = hand_gguf(&b, &o);
+        size_t at[] = {o.nt, o.nkv, o.arrlen, o.name_b_len, o.type_b, o.off_b};
+        poke(&b, cases[i].field < 0 ? 0 : at[cases[i].field], cases[i].value, cases[i].bytes);
+        ck_assert_int_eq(open_bytes(path, b.p, n), cases[i].want);
+        ck_assert_msg(strstr(parlm_last_error(), cases[i].what) && strstr(parlm_last_error(), "c.gguf"),
+                      "case %zu: %s", i, parlm_last_error());
+    }
+    /* a duplicate tensor name: rename "b" to "a" */
+    size_t n = hand_gguf(&b, &o);
+    b.p[o.name_b_len + 8] = 'a';
+    ck_assert_int_eq(open_bytes(path, b.p, n), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "'a' appears twice"));
+    /* a bool other than 0/1, a version 1 file */
+    n = hand_gguf(&b, &o);
+    poke(&b, 4, 1, 4);
+    ck_assert_int_eq(open_bytes(path, b.p, n), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "version 1"));
+    parlm_gguf *g;
+    ck_assert_int_eq(parlm_gguf_open(&g, "/nonexistent/x.gguf"), PARLM_EIO);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "/nonexistent/x.gguf"));
+}
+END_TEST
+
+/* ---- GGUF writer -> reader -------------------------------------------------------- */
+
+START_TEST(gguf_write_read_all_types)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/w.gguf", dir);
+    parlm_gguf_writer *w;
+    ck_assert_int_eq(parlm_gguf_writer_create(&w), PARLM_OK);
+    uint8_t u8 = 200, bo = 1;
+    int8_t i8 = -100;
+    uint16_t u16 = 60000;
+    int16_t i16 = -30000;
+    uint32_t u32 = 4000000000u, align = 128;
+    int32_t i32 = -2000000000;
+    uint64_t u64 = UINT64_MAX;
+    int64_t i64 = INT64_MIN;
+    float f32 = 1.5f;
+    double f64 = -2.25;
+    ck_assert_int_eq(parlm_gguf_set(w, "t.u8", PARLM_GGUF_U8, &u8), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "t.i8", PARLM_GGUF_I8, &i8), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "t.u16", PARLM_GGUF_U16, &u16), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "t.i16", PARLM_GGUF_I16, &i16), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "t.u32", PARLM_GGUF_U32, &u32), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "t.i32", PARLM_GGUF_I32, &i32), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "t.u64", PARLM_GGUF_U64, &u64), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "t.i64", PARLM_GGUF_I64, &i64), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "t.f32", PARLM_GGUF_F32, &f32), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "t.f64", PARLM_GGUF_F64, &f64), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "t.bool", PARLM_GGUF_BOOL, &bo), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "general.alignment", PARLM_GGUF_U32, &align), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set_str(w, "t.str", "a\0b", 3), PARLM_OK);
+    const char *words[] = {"x", "", "yz"};
+    ck_assert_int_eq(parlm_gguf_set_arr_str(w, "t.words", 3, words, NULL), PARLM_OK);
+    const double ds[2] = {1e300, -0.0};
+    ck_assert_int_eq(parlm_gguf_set_arr(w, "t.doubles", PARLM_GGUF_F64, 2, ds), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set_arr(w, "t.empty", PARLM_GGUF_U32, 0, NULL), PARLM_OK);
+    /* refused: a second key of the same name, a bad bool, a bad alignment */
+    ck_assert_int_eq(parlm_gguf_set(w, "t.u8", PARLM_GGUF_U8, &u8), PARLM_EINVAL);
+    uint8_t two = 2;
+    ck_assert_int_eq(parlm_gguf_set(w, "t.bool2", PARLM_GGUF_BOOL, &two), PARLM_EINVAL);
+    uint32_t a3 = 3;
+    ck_assert_int_eq(parlm_gguf_set(w, "general.alignment", PARLM_GGUF_U32, &a3), PARLM_EINVAL);
+
+    /* one tensor of each type, 2 x 64 elements */
+    float x[128];
+    tu_fill(x, 128, 9);
+    static uint8_t data[5][512];
+    parlm_wtype types[5] = {PARLM_WT_F32, PARLM_WT_F16, PARLM_WT_BF16, PARLM_WT_Q8_0, PARLM_WT_Q4_0};
+    uint64_t ne[2] = {64, 2};
+    for (int i = 0; i < 5; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "w.%s", parlm_wtype_name(types[i]));
+        ck_assert_int_eq(parlm_quantize(types[i], x, 128, data[i]), PARLM_OK);
+        ck_assert_int_eq(parlm_gguf_add_tensor(w, name, types[i], 2, ne, data[i]), PARLM_OK);
+    }
+    uint64_t bad[1] = {33};
+    ck_assert_int_eq(parlm_gguf_add_tensor(w, "w.bad", PARLM_WT_Q8_0, 1, bad, data[0]), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_gguf_add_tensor(w, "w.f32", PARLM_WT_F32, 2, ne, data[0]), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_gguf_write(w, path), PARLM_OK);
+    parlm_gguf_writer_free(w);
+
+    parlm_gguf *g;
+    ck_assert_int_eq(parlm_gguf_open(&g, path), PARLM_OK);
+    uint64_t u;
+    int64_t i;
+    double d;
+    int bv;
+    ck_assert_int_eq(parlm_gguf_get_uint(g, "t.u8", &u), PARLM_OK);
+    ck_assert_uint_eq(u, 200);
+    ck_assert_int_eq(parlm_gguf_get_int(g, "t.i8", &i), PARLM_OK);
+    ck_assert_int_eq(i, -100);
+    ck_assert_int_eq(parlm_gguf_get_uint(g, "t.i8", &u), PARLM_EFORMAT); /* negative */
+    ck_assert_int_eq(parlm_gguf_get_uint(g, "t.u16", &u), PARLM_OK);
+    ck_assert_uint_eq(u, 60000);
+    ck_assert_int_eq(parlm_gguf_get_int(g, "t.i16", &i), PARLM_OK);
+    ck_assert_int_eq(i, -30000);
+    ck_assert_int_eq(parlm_gguf_get_uint(g, "t.u32", &u), PARLM_OK);
+    ck_assert_uint_eq(u, 4000000000u);
+    ck_assert_int_eq(parlm_gguf_get_int(g, "t.i32", &i), PARLM_OK);
+    ck_assert_int_eq(i, -2000000000);
+    ck_assert_int_eq(parlm_gguf_get_uint(g, "t.u64", &u), PARLM_OK);
+    ck_assert(u == UINT64_MAX);
+    ck_assert_int_eq(parlm_gguf_get_int(g, "t.u64", &i), PARLM_EFORMAT); /* too large */
+    ck_assert_int_eq(parlm_gguf_get_int(g, "t.i64", &i), PARLM_OK);
+    ck_assert(i == INT64_MIN);
+    ck_assert_int_eq(parlm_gguf_get_float(g, "t.f32", &d), PARLM_OK);
+    ck_assert(d == 1.5);
+    ck_assert_int_eq(parlm_gguf_get_float(g, "t.f64", &d), PARLM_OK);
+    ck_assert(d == -2.25);
+    ck_assert_int_eq(parlm_gguf_get_bool(g, "t.bool", &bv), PARLM_OK);
+    ck_assert_int_eq(bv, 1);
+    const char *s;
+    size_t len;
+    ck_assert_int_eq(parlm_gguf_get_str(g, "t.str", &s, &len), PARLM_OK);
+    ck_assert(len == 3 && memcmp(s, "a\0b", 3) == 0);
+    ck_assert_int_eq(parlm_gguf_get_arr_str(g, "t.words", 2, &s, &len), PARLM_OK);
+    ck_assert(len == 2 && memcmp(s, "yz", 2) == 0);
+    parlm_gguf_type et;
+    uint64_t n;
+    const void *p;
+    ck_assert_int_eq(parlm_gguf_get_arr(g, "t.doubles", &et, &n, &p), PARLM_OK);
+    double dd[2];
+    memcpy(dd, p, sizeof dd);
+    ck_assert(et == PARLM_GGUF_F64 && n == 2 && dd[0] == 1e300 && signbit(dd[1]));
+    ck_assert_int_eq(parlm_gguf_get_arr(g, "t.empty", &et, &n, &p), PARLM_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(parlm_gguf_alignment(g), 128);
+    ck_assert_uint_eq(parlm_gguf_data_offset(g) % 128, 0);
+    ck_assert_int_eq(parlm_gguf_num_tensors(g), 5);
+    for (int k = 0; k < 5; k++) {
+        const parlm_gguf_tensor *t = parlm_gguf_tensor_at(g, k);
+        uint64_t bytes;
+        parlm_wtype_bytes(types[k], 128, &bytes);
+        ck_assert_int_eq(t->type, types[k]);
+        ck_assert(t->n_dims == 2 && t->ne[0] == 64 && t->ne[1] == 2 && t->size == bytes);
+        ck_assert_uint_eq(t->offset % 128, 0);
+        ck_assert(memcmp(t->data, data[k], bytes) == 0);
+    }
+    parlm_gguf_close(g);
+    parlm_gguf_close(NULL);
+}
+END_TEST
+
+/* ---- GPT-2 <-> GGUF --------------------------------------------------------------- */
+
+static parlm_gpt *tiny_model(int vocab)
+{
+    parlm_gpt_config c = {0};
+    ck_assert_int_eq(parlm_gpt_preset("tiny", &c), PARLM_OK);
+    c.max_seq = 32;
+    c.vocab = vocab;
+    parlm_gpt *m;
+    ck_assert_int_eq(parlm_gpt_create(&m, &c, 42), PARLM_OK);
+    return m;
+}
+
+START_TEST(gpt2_gguf_round_trip_f32)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/m.gguf", dir);
+    parlm_gpt *m = tiny_model(300);
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    ck_assert_int_eq(parlm_gpt_save_gguf(m, path, PARLM_WT_F32, NULL, NULL), PARLM_OK);
+
+    /* llama.cpp's names and ggml shapes ([in, out]) */
+    parlm_gguf *g;
+    ck_assert_int_eq(parlm_gguf_open(&g, path), PARLM_OK);
+    const char *s;
+    size_t len;
+    ck_assert_int_eq(parlm_gguf_get_str(g, "general.architecture", &s, &len), PARLM_OK);
+    ck_assert(len == 4 && memcmp(s, "gpt2", 4) == 0);
+    uint64_t u;
+    ck_assert_int_eq(parlm_gguf_get_uint(g, "gpt2.block_count", &u), PARLM_OK);
+    ck_assert_uint_eq(u, (uint64_t)c.n_layer);
+    ck_assert_int_eq(parlm_gguf_get_uint(g, "gpt2.feed_forward_length", &u), PARLM_OK);
+    ck_assert_uint_eq(u, 4 * (uint64_t)c.n_embd);
+    ck_assert_int_eq(parlm_gguf_num_tensors(g), 2 + 12 * c.n_layer + 2);
+    ck_assert_int_eq(parlm_gguf_find_tensor(g, "output.weight"), -1);
+    struct {
+        const char *name;
+        uint64_t ne0, ne1;
+    } want[] = {{"token_embd.weight", 64, 300},   {"position_embd.weight", 64, 32},
+                {"blk.0.attn_qkv.weight", 64, 192}, {"blk.1.attn_qkv.bias", 192, 1},
+                {"blk.1.attn_output.weight", 64, 64}, {"blk.0.ffn_up.weight", 64, 256},
+                {"blk.0.ffn_down.weight", 256, 64}, {"blk.1.ffn_norm.bias", 64, 1},
+                {"output_norm.weight", 64, 1}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const parlm_gguf_tensor *t = parlm_gguf_tensor_at(g, parlm_gguf_find_tensor(g, want[i].name));
+        ck_assert_msg(t && t->ne[0] == want[i].ne0 && t->ne[1] == want[i].ne1 &&
+                          t->n_dims == (want[i].ne1 > 1 ? 2 : 1), "%s", want[i].name);
+    }
+    /* bytes as stored are the model's: blk.1.attn_qkv.weight is layer 1's qkvw */
+    const char *kind;
+    int layer;
+    int64_t off, cnt;
+    for (int i = 0; i < parlm_gpt_num_tensors(m); i++) {
+        parlm_gpt_tensor_info(m, i, &kind, &layer, &off, &cnt);
+        if (strcmp(kind, "qkvw") == 0 && layer == 1) {
+            const parlm_gguf_tensor *t = parlm_gguf_tensor_at(g, parlm_gguf_find_tensor(g, "blk.1.attn_qkv.weight"));
+            ck_assert(memcmp(t->data, parlm_gpt_params(m) + off, (size_t)cnt * 4) == 0);
+        }
+    }
+    parlm_gguf_close(g);
+
+    parlm_gpt *b;
+    ck_assert_int_eq(parlm_gpt_load_gguf(&b, path), PARLM_OK);
+    parlm_gpt_config cb = parlm_gpt_get_config(b);
+    ck_assert(memcmp(&c, &cb, sizeof c) == 0);
+    int64_t np = parlm_gpt_num_params(m), pad0 = (int64_t)c.vocab * c.n_embd,
+            pad1 = (int64_t)c.vocab_pad * c.n_embd;
+    const float *pa = parlm_gpt_params(m), *pb = parlm_gpt_params(b);
+    ck_assert(memcmp(pa, pb, (size_t)pad0 * 4) == 0);
+    ck_assert(memcmp(pa + pad1, pb + pad1, (size_t)(np - pad1) * 4) == 0);
+    for (int64_t i = pad0; i < pad1; i++)
+        ck_assert(pb[i] == 0.0f);
+    parlm_gpt_free(b);
+    parlm_gpt_free(m);
+}
+END_TEST
+
+START_TEST(gpt2_gguf_quantized)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/q.gguf", dir);
+    parlm_gpt *m = tiny_model(256);
+    parlm_wtype types[4] = {PARLM_WT_F16, PARLM_WT_BF16, PARLM_WT_Q8_0, PARLM_WT_Q4_0};
+    /* relative to the largest weight of a tensor: f16 2^-11, bf16 2^-8, Q8_0 one step
+     * (1/127, f16 scale included), Q4_0 one step (1/8) */
+    double tol[4] = {1.0 / 2048, 1.0 / 256, 1.0 / 127, 1.0 / 8};
+    for (int k = 0; k < 4; k++) {
+        ck_assert_int_eq(parlm_gpt_save_gguf(m, path, types[k], NULL, NULL), PARLM_OK);
+        parlm_gguf *g;
+        ck_assert_int_eq(parlm_gguf_open(&g, path), PARLM_OK);
+        ck_assert_int_eq(parlm_gguf_tensor_at(g, parlm_gguf_find_tensor(g, "blk.0.ffn_down.weight"))->type, types[k]);
+        ck_assert_int_eq(parlm_gguf_tensor_at(g, parlm_gguf_find_tensor(g, "blk.0.ffn_norm.weight"))->type, PARLM_WT_F32);
+        uint64_t qv;
+        ck_assert_int_eq(parlm_gguf_get_uint(g, "general.quantization_version", &qv),
+                         k >= 2 ? PARLM_OK : PARLM_EFORMAT);
+        parlm_gguf_close(g);
+        parlm_gpt *b;
+        ck_assert_int_eq(parlm_gpt_load_gguf(&b, path), PARLM_OK);
+        for (int i = 0; i < parlm_gpt_num_tensors(m); i++) {
+            const char *kind;
+            int layer;
+            int64_t off, cnt;
+            parlm_gpt_tensor_info(m, i, &kind, &layer, &off, &cnt);
+            if (strcmp(kind, "wte") == 0)
+                cnt = 256 * 64;
+            const float *x = parlm_gpt_params(m) + off, *y = parlm_gpt_params(b) + off;
+            float amax = tu_max_abs(x, cnt), err = tu_max_abs_diff(x, y, cnt);
+            ck_assert_msg(err <= tol[k] * amax * 1.01, "%s %s: %g > %g", parlm_wtype_name(types[k]),
+                          kind, (double)err, tol[k] * amax);
+        }
+        parlm_gpt_free(b);
+    }
+    parlm_gpt_free(m);
+}
+END_TEST
+
+START_TEST(gpt2_gguf_refuses_other_models)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/o.gguf", dir);
+    parlm_gguf_writer *w;
+    ck_assert_int_eq(parlm_gguf_writer_create(&w), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set_str(w, "general.architecture", "llama", 5), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_write(w, path), PARLM_OK);
+    parlm_gguf_writer_free(w);
+    parlm_gpt *m;
+    ck_assert_int_eq(parlm_gpt_load_gguf(&m, path), PARLM_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "llama"));
+    /* a gpt2 file missing a tensor names it */
+    parlm_gpt *t = tiny_model(256);
+    ck_assert_int_eq(parlm_gpt_save_gguf(t, path, PARLM_WT_F32, NULL, NULL), PARLM_OK);
+    parlm_gpt_free(t);
+    size_t n;
+    uint8_t *p = read_raw(path, &n);
+    uint8_t *hit = memmem(p, n, "blk.1.ffn_up.bias", 17);
+    ck_assert_ptr_nonnull(hit);
+    hit[4] = '9'; /* blk.9...: layer 1's tensor is gone */
+    write_raw(path, p, n);
+    free(p);
+    ck_assert_int_eq(parlm_gpt_load_gguf(&m, path), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "blk.1.ffn_up.bias"));
+}
+END_TEST
+
+/* the GPT-2 tokenizer in the file: tokens in GPT-2's byte-to-unicode spelling, merges in
+ * rank order, <|endoftext|> a control token and bos/eos */
+START_TEST(gpt2_gguf_tokenizer)
+{
+    const char *sd = getenv("PARLM_SHARED_DATA");
+    char enc[512], bpe[512], path[128];
+    if (!sd || !*sd)
+        return; /* no GPT-2 vocabulary here (configure names the shared data directory) */
+    snprintf(enc, sizeof enc, "%s/gpt2/encoder.json", sd);
+    snprintf(bpe, sizeof bpe, "%s/gpt2/vocab.bpe", sd);
+    if (access(enc, R_OK) != 0)
+        return;
+    snprintf(path, sizeof path, "%s/tok.gguf", dir);
+    parlm_gpt_config c = {0};
+    ck_assert_int_eq(parlm_gpt_preset("tiny", &c), PARLM_OK);
+    c.max_seq = 8;
+    c.vocab = 50257;
+    parlm_gpt *m;
+    ck_assert_int_eq(parlm_gpt_create(&m, &c, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_save_gguf(m, path, PARLM_WT_Q8_0, enc, bpe), PARLM_OK);
+    parlm_gpt_free(m);
+    parlm_gguf *g;
+    ck_assert_int_eq(parlm_gguf_open(&g, path), PARLM_OK);
+    const char *s;
+    size_t len;
+    ck_assert_int_eq(parlm_gguf_get_str(g, "tokenizer.ggml.model", &s, &len), PARLM_OK);
+    ck_assert(len == 4 && memcmp(s, "gpt2", 4) == 0);
+    parlm_gguf_type et;
+    uint64_t n;
+    ck_assert_int_eq(parlm_gguf_kv_type(g, parlm_gguf_find_kv(g, "tokenizer.ggml.tokens"), &et, &n), PARLM_GGUF_ARRAY);
+    ck_assert_uint_eq(n, 50257);
+    /* encoder.json's own spellings: "!" is 0, "\u0120" (space) starts " the" = 262 */
+    ck_assert_int_eq(parlm_gguf_get_arr_str(g, "tokenizer.ggml.tokens", 0, &s, &len), PARLM_OK);
+    ck_assert(len == 1 && s[0] == '!');
+    ck_assert_int_eq(parlm_gguf_get_arr_str(g, "tokenizer.ggml.tokens", 262, &s, &len), PARLM_OK);
+    ck_assert(len == 5 && memcmp(s, "\xc4\xa0the", 5) == 0);
+    ck_assert_int_eq(parlm_gguf_get_arr_str(g, "tokenizer.ggml.tokens", 50256, &s, &len), PARLM_OK);
+    ck_assert(len == 13 && memcmp(s, "<|endoftext|>", 13) == 0);
+    ck_assert_int_eq(parlm_gguf_get_arr_str(g, "tokenizer.ggml.merges", 0, &s, &len), PARLM_OK);
+    ck_assert(len == 4 && memcmp(s, "\xc4\xa0 t", 4) == 0);
+    ck_assert_int_eq(parlm_gguf_kv_type(g, parlm_gguf_find_kv(g, "tokenizer.ggml.merges"), &et, &n), PARLM_GGUF_ARRAY);
+    ck_assert_uint_eq(n, 50000);
+    const void *p;
+    ck_assert_int_eq(parlm_gguf_get_arr(g, "tokenizer.ggml.token_type", &et, &n, &p), PARLM_OK);
+    int32_t tt[2];
+    memcpy(&tt[0], (const int32_t *)p + 0, 4);
+    memcpy(&tt[1], (const char *)p + 4 * 50256, 4);
+    ck_assert(et == PARLM_GGUF_I32 && tt[0] == 1 && tt[1] == 3);
+    uint64_t id;
+    ck_assert_int_eq(parlm_gguf_get_uint(g, "tokenizer.ggml.eos_token_id", &id), PARLM_OK);
+    ck_assert_uint_eq(id, 50256);
+    parlm_gguf_close(g);
+    /* a vocabulary that does not match the model's is refused */
+    c.vocab = 1000;
+    ck_assert_int_eq(parlm_gpt_create(&m, &c, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_save_gguf(m, path, PARLM_WT_F32, enc, bpe), PARLM_EINVAL);
+    parlm_gpt_free(m);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("formats");
+    TCase *tc = tcase_create("conversions");
+    tcase_add_test(tc, f16_exhaustive);
+    tcase_add_test(tc, bf16_nearest);
+    tcase_add_test(tc, q8_0_error_bound);
+    tcase_add_test(tc, q4_0_error_bound_and_layout);
+    tcase_add_test(tc, wtype_names);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("gguf");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, gguf_reads_hand_assembled_file);
+    tcase_add_test(tc, gguf_truncation_and_bit_flips);
+    tcase_add_test(tc, gguf_corrupt_fields);
+    tcase_add_test(tc, gguf_write_read_all_types);
+    tcase_add_test(tc, gpt2_gguf_round_trip_f32);
+    tcase_add_test(tc, gpt2_gguf_quantized);
+    tcase_add_test(tc, gpt2_gguf_refuses_other_models);
+    tcase_add_test(tc, gpt2_gguf_tokenizer);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

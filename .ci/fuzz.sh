@@ -18,14 +18,14 @@ if [ ! -f build-fuzz/config.status ]; then
     (cd build-fuzz && ../configure -q CC="$CLANG" CFLAGS="-g -O1 $san -Wno-pass-failed" --disable-shared)
 fi
 make -C build-fuzz -j"$(nproc)" lib/libparlm_core.la apps/parlm-prepare tests/gguf_tool >/dev/null
-hw=$(pkg-config --libs hwloc) ob=$(pkg-config --libs openblas 2>/dev/null || true) mpi=$(pkg-config --libs ompi-c)
+hw=$(pkg-config --libs hwloc) ob=$(pkg-config --libs openblas 2>/dev/null || true) mpi=$(pkg-config --libs ompi-c) js=$(pkg-config --libs jansson)
 # shellcheck disable=SC2086
 "$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Ibuild-fuzz/include \
-    tests/fuzz/fuzz_files.c build-fuzz/lib/.libs/libparlm_core.a $hw $ob $mpi -lm \
+    tests/fuzz/fuzz_files.c build-fuzz/lib/.libs/libparlm_core.a $hw $js $ob $mpi -lm \
     -o build-fuzz/fuzz_files
 # shellcheck disable=SC2086
 "$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Ibuild-fuzz/include \
-    tests/fuzz/fuzz_formats.c build-fuzz/lib/.libs/libparlm_core.a $hw $ob $mpi -lm \
+    tests/fuzz/fuzz_formats.c build-fuzz/lib/.libs/libparlm_core.a $hw $js $ob $mpi -lm \
     -o build-fuzz/fuzz_formats
 
 # seeds: one valid file per parser, prefixed with its selector byte
@@ -56,12 +56,15 @@ open(d + "/ckpt", "wb").write(b"\2" + struct.pack("<64Q", *slots) + params)
 open(d + "/gpt2", "wb").write(b'\4{"a": 0, "b": 1, "ab": 2}\0#version: 0.2\na b\n')
 PY
 
-# model formats (fuzz_formats): a tiny GPT-2 GGUF and one with every metadata and tensor type
+# model formats (fuzz_formats): a tiny GPT-2 GGUF, one with every metadata and tensor type,
+# the GPT-2 as safetensors, and with its config.json
 fcorpus=build-fuzz/corpus-formats
-rm -rf "$fcorpus" && mkdir -p "$fcorpus"
+rm -rf "$fcorpus" build-fuzz/seed.gguf.st && mkdir -p "$fcorpus"
 build-fuzz/tests/gguf_tool write build-fuzz/seed.gguf
 { printf '\0'; cat build-fuzz/seed.gguf.types.gguf; } > "$fcorpus/gguf_types"
 { printf '\1'; cat build-fuzz/seed.gguf; } > "$fcorpus/gguf_gpt2"
+{ printf '\2'; cat build-fuzz/seed.gguf.st/model.safetensors; } > "$fcorpus/safetensors"
+{ printf '\3'; cat build-fuzz/seed.gguf.st/config.json; printf '\0'; cat build-fuzz/seed.gguf.st/model.safetensors; } > "$fcorpus/st_gpt2"
 
 export ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1
 build-fuzz/fuzz_formats -max_total_time="$secs" -max_len=200000 -rss_limit_mb=2048 \

@@ -15,6 +15,7 @@
 #include "parlm/checkpoint.h"
 #include "parlm/quant.h"
 #include "parlm/gguf.h"
+#include "parlm/safetensors.h"
 #if PARLM_WITH_MPI
 #include "parlm/dist.h"
 #include "parlm/dp.h"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# tests/convert_run.sh — parlm-convert end to end: GGUF -> llm.c -> checkpoint -> GGUF
-# in f32 gives back the same bytes; bf16 through llm.c equals bf16 written directly; the
+# tests/convert_run.sh — parlm-convert end to end: GGUF -> llm.c -> checkpoint ->
+# safetensors -> GGUF in f32 gives back the same bytes; Python's standard library (an
+# independent reader) finds the safetensors layout and HF's transposed Conv1D weights
+# equal to the llm.c file's; bf16 through llm.c equals bf16 written directly; the
 # quantized types and the tokenizer are written; bad requests fail with a message.
 set -euo pipefail
 B=${PARLM_BUILDDIR:-$(pwd)}
@@ -14,8 +16,33 @@ fail() { echo "convert_run: FAIL: $*"; exit 1; }
 "$cv" m.gguf a.gguf | grep -q "wrote a.gguf: gguf, GPT-2 L1 NH2 C32 maxT8 V16" || fail "gguf -> gguf"
 "$cv" a.gguf a.bin >/dev/null
 "$cv" a.bin a.ckpt >/dev/null
-"$cv" a.ckpt b.gguf >/dev/null
-cmp -s a.gguf b.gguf || fail "f32 through llm.c and a checkpoint changed the GGUF bytes"
+mkdir hf
+"$cv" a.ckpt hf/model.safetensors | grep -q "config.json beside it" || fail "-> safetensors"
+"$cv" hf/model.safetensors b.gguf >/dev/null
+cmp -s a.gguf b.gguf || fail "f32 through llm.c, a checkpoint and safetensors changed the GGUF bytes"
+if command -v python3 >/dev/null; then
+python3 - a.bin hf/model.safetensors hf/config.json <<'PY' || fail "python3 reads the safetensors file differently"
+import json, struct, sys
+llmc, st, cfg = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read(), json.load(open(sys.argv[3]))
+h = struct.unpack("<256i", llmc[:1024])
+T, V, L, NH, C, Vp = h[2:8]                          # llm.c: maxT, V, L, NH, C, Vp
+assert (cfg["n_layer"], cfg["n_head"], cfg["n_embd"], cfg["n_positions"], cfg["vocab_size"]) == (L, NH, C, T, V), cfg
+n = struct.unpack("<Q", st[:8])[0]
+hdr = json.loads(st[8:8 + n]); data = st[8 + n:]
+hdr.pop("__metadata__", None)
+spans = sorted(tuple(e["data_offsets"]) for e in hdr.values())
+assert spans[0][0] == 0 and spans[-1][1] == len(data) and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+f = lambda buf, off, cnt: struct.unpack("<%df" % cnt, buf[off:off + 4 * cnt])
+# llm.c v3 order: wte (Vp,C) wpe (T,C) ln1w ln1b (L,C) qkvw (L,3C,C) ...
+base = 1024 + 4 * (Vp * C + T * C + 2 * L * C)
+qkv = f(llmc, base, 3 * C * C)                       # layer 0, (3C, C)
+e = hdr["h.0.attn.c_attn.weight"]; assert e["shape"] == [C, 3 * C] and e["dtype"] == "F32"
+hf = f(data, e["data_offsets"][0], 3 * C * C)        # (C, 3C)
+assert all(hf[i * 3 * C + o] == qkv[o * C + i] for o in range(3 * C) for i in range(C))
+wte = hdr["wte.weight"]; assert wte["shape"] == [V, C]
+assert f(data, wte["data_offsets"][0], V * C) == f(llmc, 1024, V * C)
+PY
+fi
 "$cv" a.gguf c.bin --type bf16 >/dev/null
 "$cv" c.bin d.gguf --type bf16 >/dev/null
 "$cv" a.gguf e.gguf --type bf16 >/dev/null
@@ -35,12 +62,15 @@ expect_error() { # expect_error PATTERN ARGS...: exit status != 0 and the messag
 }
 expect_error "holds f32 or bf16" a.gguf z.bin --type q8_0
 expect_error "checkpoint holds f32" a.gguf z.ckpt --type q4_0
+expect_error "safetensors file holds" a.gguf z.safetensors --type q8_0
+rm hf/config.json
+expect_error "config.json" hf/model.safetensors z.gguf
 expect_error "cannot open" missing.gguf z.gguf
 head -c 100 m.gguf > cut.gguf
 expect_error "cut.gguf" cut.gguf z.gguf
 expect_error "go together" a.gguf z.gguf --encoder a.gguf
 expect_error "type" a.gguf z.gguf --type q5_k
-[ ! -e z.gguf ] && [ ! -e z.bin ] || fail "a failed conversion left a file"
+[ ! -e z.gguf ] && [ ! -e z.bin ] && [ ! -e z.safetensors ] || fail "a failed conversion left a file"
 sd=${PARLM_SHARED_DATA:-}
 if [ -n "$sd" ] && [ -f "$sd/gpt2/encoder.json" ]; then
     expect_error "50257 tokens" a.gguf z.gguf --encoder "$sd/gpt2/encoder.json" --vocab "$sd/gpt2/vocab.bpe"

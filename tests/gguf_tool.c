@@ -1,9 +1,11 @@
-/* tests/gguf_tool.c — helper of tests/gguf_npm.sh: `write PATH [encoder.json vocab.bpe]`
- * writes a tiny GPT-2 GGUF (Q8_0 matrices, the tokenizer if given) plus one metadata key
- * of every type; `dump PATH` prints what parlm's reader sees, one canonical line per
+/* tests/gguf_tool.c — helper of tests/gguf_npm.sh and the fuzz seeds: `write PATH
+ * [encoder.json vocab.bpe]` writes a tiny GPT-2 GGUF (Q8_0 matrices, the tokenizer if
+ * given), PATH.types.gguf with one metadata key and tensor of every type, and (without a
+ * vocabulary) PATH.st/model.safetensors + config.json; `dump PATH` prints what parlm's reader sees, one canonical line per
  * fact, in the format tests/gguf_npm.mjs prints for @huggingface/gguf's view. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "parlm.h"
 
@@ -143,6 +145,15 @@ static int write_sample(const char *path, const char *enc, const char *bpe)
         c.n_layer = 2, c.n_embd = 64, c.vocab = 50257;
     if (parlm_gpt_create(&m, &c, 5) != PARLM_OK ||
         parlm_gpt_save_gguf(m, path, PARLM_WT_Q8_0, enc, bpe) != PARLM_OK) {
+        fprintf(stderr, "gguf_tool: %s\n", parlm_last_error());
+        return 1;
+    }
+    /* the same model as Hugging Face safetensors + config.json, in PATH.st/ */
+    char st[4096];
+    snprintf(st, sizeof st, "%s.st", path);
+    mkdir(st, 0755);
+    snprintf(st, sizeof st, "%s.st/model.safetensors", path);
+    if (!enc && parlm_gpt_save_safetensors(m, st, PARLM_WT_F32) != PARLM_OK) {
         fprintf(stderr, "gguf_tool: %s\n", parlm_last_error());
         return 1;
     }

@@ -2,7 +2,8 @@
  * independent references (exhaustive f16, nearest-value checks, stated error bounds,
  * hand-computed blocks); GGUF read from hand-assembled bytes (independent of the writer),
  * written and read back with every metadata type; every truncation and header bit flip
- * refused without a crash; GPT-2 models exported to llama.cpp's gpt2 layout and back. */
+ * refused without a crash; GPT-2 models exported to llama.cpp's gpt2 layout and back;
+ * safetensors from hand-assembled headers, every bad offset refused, GPT-2 in HF's layout. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -790,6 +791,157 @@ START_TEST(gpt2_gguf_tokenizer)
 }
 END_TEST
 
+
+/* ---- safetensors ------------------------------------------------------------------ */
+
+/* header JSON + data, as Hugging Face lays it out: u64 length, JSON, bytes */
+static size_t hand_st(uint8_t *out, const char *json, const void *data, size_t n)
+{
+    uint64_t hl = strlen(json);
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(hl >> (8 * i));
+    memcpy(out + 8, json, hl);
+    memcpy(out + 8 + hl, data, n);
+    return 8 + hl + n;
+}
+
+static parlm_status open_st(const char *path, const uint8_t *p, size_t n)
+{
+    write_raw(path, p, n);
+    parlm_safetensors *st;
+    parlm_status s = parlm_safetensors_open(&st, path);
+    parlm_safetensors_close(s == PARLM_OK ? st : NULL);
+    return s;
+}
+
+START_TEST(safetensors_hand_assembled_and_corrupt)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/h.safetensors", dir);
+    float a[6] = {1, 2, 3, 4, 5, 6};
+    uint16_t b[2] = {0x3c00, 0xc000}; /* f16 1, -2 */
+    uint8_t data[28], file[1024];
+    memcpy(data, a, 24);
+    memcpy(data + 24, b, 4);
+    const char *good = "{\"__metadata__\":{\"format\":\"pt\"},\"b\":{\"dtype\":\"F16\",\"shape\":[2],"
+                       "\"data_offsets\":[24,28]},\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}}";
+    size_t n = hand_st(file, good, data, sizeof data);
+    write_raw(path, file, n);
+    parlm_safetensors *st;
+    ck_assert_int_eq(parlm_safetensors_open(&st, path), PARLM_OK);
+    ck_assert_int_eq(parlm_safetensors_num_tensors(st), 2);
+    ck_assert_str_eq(parlm_safetensors_meta(st, "format"), "pt");
+    ck_assert_ptr_null(parlm_safetensors_meta(st, "nope"));
+    const parlm_st_tensor *t = parlm_safetensors_tensor_at(st, parlm_safetensors_find(st, "a"));
+    ck_assert(t->type == PARLM_WT_F32 && t->n_dims == 2 && t->shape[0] == 2 && t->shape[1] == 3);
+    ck_assert(memcmp(t->data, a, 24) == 0);
+    t = parlm_safetensors_tensor_at(st, parlm_safetensors_find(st, "b"));
+    float y[2];
+    ck_assert_int_eq(parlm_dequantize(t->type, t->data, 2, y), PARLM_OK);
+    ck_assert(y[0] == 1.0f && y[1] == -2.0f);
+    parlm_safetensors_close(st);
+    /* every truncation refused, naming the file */
+    for (size_t k = 0; k < n; k++) {
+        ck_assert_msg(open_st(path, file, k) == PARLM_EFORMAT, "truncated to %zu", k);
+        ck_assert_ptr_nonnull(strstr(parlm_last_error(), "h.safetensors"));
+    }
+    struct {
+        const char *json, *what;
+        parlm_status want;
+    } bad[] = {
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[20,24]}}", "contiguous", PARLM_EFORMAT},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[26,30]}}", "contiguous", PARLM_EFORMAT},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}}", "cover 24 of the 28", PARLM_EFORMAT},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,24]},\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[24,28]}}", "needs 16", PARLM_EFORMAT},
+        {"{\"a\":{\"dtype\":\"I64\",\"shape\":[3],\"data_offsets\":[0,24]},\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[24,28]}}", "unsupported dtype I64 for tensor a", PARLM_EUNSUPPORTED},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[24,28]}}", "duplicate", PARLM_EFORMAT},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,4],\"data_offsets\":[0,24]}}", "overflows", PARLM_EFORMAT},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,24]}}", "shape[0]", PARLM_EFORMAT},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[24,0]}}", "invalid", PARLM_EFORMAT},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[7],\"data_offsets\":[0,28]}, \"__metadata__\":{\"x\":1}}", "not a string", PARLM_EFORMAT},
+        {"[1,2]", "not an object", PARLM_EFORMAT},
+        {"{\"a\":", "header JSON", PARLM_EFORMAT},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        n = hand_st(file, bad[i].json, data, sizeof data);
+        ck_assert_int_eq(open_st(path, file, n), bad[i].want);
+        ck_assert_msg(strstr(parlm_last_error(), bad[i].what) && strstr(parlm_last_error(), "h.safetensors"),
+                      "case %zu: %s", i, parlm_last_error());
+    }
+    /* a header length beyond the file */
+    n = hand_st(file, good, data, sizeof data);
+    file[7] = 0x40;
+    ck_assert_int_eq(open_st(path, file, n), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "header length"));
+}
+END_TEST
+
+START_TEST(gpt2_safetensors_round_trip)
+{
+    char path[128], cfg[128];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    parlm_gpt *m = tiny_model(300);
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    ck_assert_int_eq(parlm_gpt_save_safetensors(m, path, PARLM_WT_F32), PARLM_OK);
+    ck_assert_int_eq(access(cfg, R_OK), 0);
+    parlm_safetensors *st;
+    ck_assert_int_eq(parlm_safetensors_open(&st, path), PARLM_OK);
+    ck_assert_int_eq(parlm_safetensors_num_tensors(st), 2 + 12 * c.n_layer + 2);
+    ck_assert_uint_eq(parlm_safetensors_tensor_at(st, 0)->offset, 0);
+    /* Conv1D: h.1.attn.c_attn.weight is (C, 3C), the transpose of layer 1's qkvw (3C, C) */
+    const parlm_st_tensor *t = parlm_safetensors_tensor_at(st, parlm_safetensors_find(st, "h.1.attn.c_attn.weight"));
+    ck_assert(t && t->n_dims == 2 && t->shape[0] == 64 && t->shape[1] == 192);
+    const parlm_st_tensor *f = parlm_safetensors_tensor_at(st, parlm_safetensors_find(st, "h.0.mlp.c_proj.weight"));
+    ck_assert(f && f->shape[0] == 256 && f->shape[1] == 64);
+    const parlm_st_tensor *e = parlm_safetensors_tensor_at(st, parlm_safetensors_find(st, "wte.weight"));
+    ck_assert(e && e->shape[0] == 300 && e->shape[1] == 64);
+    for (int i = 0; i < parlm_gpt_num_tensors(m); i++) {
+        const char *kind;
+        int layer;
+        int64_t off, cnt;
+        parlm_gpt_tensor_info(m, i, &kind, &layer, &off, &cnt);
+        if (strcmp(kind, "qkvw") != 0 || layer != 1)
+            continue;
+        const float *w = parlm_gpt_params(m) + off;
+        for (int o = 0; o < 192; o += 7)
+            for (int in = 0; in < 64; in += 5) {
+                float hf;
+                memcpy(&hf, (const char *)t->data + 4 * ((size_t)in * 192 + (size_t)o), 4);
+                ck_assert(hf == w[o * 64 + in]);
+            }
+    }
+    parlm_safetensors_close(st);
+    parlm_gpt *b;
+    ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_OK);
+    parlm_gpt_config cb = parlm_gpt_get_config(b);
+    ck_assert(memcmp(&c, &cb, sizeof c) == 0);
+    int64_t np = parlm_gpt_num_params(m), pad0 = (int64_t)c.vocab * c.n_embd,
+            pad1 = (int64_t)c.vocab_pad * c.n_embd;
+    ck_assert(memcmp(parlm_gpt_params(m), parlm_gpt_params(b), (size_t)pad0 * 4) == 0);
+    ck_assert(memcmp(parlm_gpt_params(m) + pad1, parlm_gpt_params(b) + pad1, (size_t)(np - pad1) * 4) == 0);
+    parlm_gpt_free(b);
+    /* bf16: within half a step, 2^-8 of the value (8 significant bits) */
+    ck_assert_int_eq(parlm_gpt_save_safetensors(m, path, PARLM_WT_BF16), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_OK);
+    const float *x = parlm_gpt_params(m), *y = parlm_gpt_params(b);
+    for (int64_t i = pad1; i < np; i++)
+        ck_assert(fabsf(x[i] - y[i]) <= fabsf(x[i]) * (1.0f / 256));
+    parlm_gpt_free(b);
+    ck_assert_int_eq(parlm_gpt_save_safetensors(m, path, PARLM_WT_Q8_0), PARLM_EINVAL);
+    /* config.json: missing, or another model */
+    unlink(cfg);
+    ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_EIO);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "config.json"));
+    write_raw(cfg, "{\"model_type\": \"llama\"}", 23);
+    ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_EUNSUPPORTED);
+    write_raw(cfg, "{\"model_type\": \"gpt2\", \"n_layer\": 2, \"n_head\": 2, \"n_embd\": 64, \"n_positions\": 32, \"vocab_size\": 301}", 101);
+    ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "wte.weight"));
+    parlm_gpt_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("formats");
@@ -810,6 +962,11 @@ int main(void)
     tcase_add_test(tc, gpt2_gguf_quantized);
     tcase_add_test(tc, gpt2_gguf_refuses_other_models);
     tcase_add_test(tc, gpt2_gguf_tokenizer);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("safetensors");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, safetensors_hand_assembled_and_corrupt);
+    tcase_add_test(tc, gpt2_safetensors_round_trip);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -2,10 +2,14 @@
  * reader (every metadata getter and the conversion of every tensor to f32 are exercised
  * on whatever it accepts) and the GPT-2 GGUF import. The first byte picks the parser, the
  * rest is the file. Every input must end in PARLM_OK or an error code: any crash, leak
- * or sanitizer report is a bug. Run by .ci/fuzz.sh. */
+ * or sanitizer report is a bug. Also the safetensors reader (JSON header through Jansson)
+ * and the GPT-2 safetensors import with its config.json (selector 3: the input is split at
+ * the first NUL into config.json and the safetensors file). Run by .ci/fuzz.sh. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "parlm.h"
@@ -59,10 +63,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    char a[64];
+    char a[64], d[64], cfg[96], model[96];
     snprintf(a, sizeof a, "/tmp/parlm-fuzzfmt-%d", (int)getpid());
+    snprintf(d, sizeof d, "/tmp/parlm-fuzzfmt-%d.d", (int)getpid());
+    snprintf(cfg, sizeof cfg, "%s/config.json", d);
+    snprintf(model, sizeof model, "%s/model.safetensors", d);
+    mkdir(d, 0700);
     write_file(a, data + 1, size - 1);
-    switch (data[0] % 2) {
+    switch (data[0] % 4) {
     case 0: {
         parlm_gguf *g;
         if (parlm_gguf_open(&g, a) == PARLM_OK) {
@@ -77,7 +85,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             parlm_gpt_free(m);
         break;
     }
+    case 2: {
+        parlm_safetensors *st;
+        if (parlm_safetensors_open(&st, a) == PARLM_OK) {
+            for (int64_t i = 0; i < parlm_safetensors_num_tensors(st); i++) {
+                const parlm_st_tensor *t = parlm_safetensors_tensor_at(st, i);
+                uint64_t n = t->size / (t->type == PARLM_WT_F32 ? 4 : 2);
+                float *out = n <= (1u << 20) ? malloc((size_t)(n ? n : 1) * sizeof *out) : NULL;
+                if (out)
+                    parlm_dequantize(t->type, t->data, (int64_t)n, out);
+                free(out);
+            }
+            parlm_safetensors_meta(st, "format");
+            parlm_safetensors_close(st);
+        }
+        break;
+    }
+    case 3: {
+        const uint8_t *p = data + 1, *nul = memchr(p, 0, size - 1);
+        size_t na = nul ? (size_t)(nul - p) : size - 1;
+        write_file(cfg, p, na);
+        write_file(model, nul ? nul + 1 : p + na, nul ? size - 1 - na - 1 : 0);
+        parlm_gpt *m;
+        if (parlm_gpt_load_safetensors(&m, model) == PARLM_OK)
+            parlm_gpt_free(m);
+        break;
+    }
     }
     unlink(a);
+    unlink(cfg);
+    unlink(model);
+    rmdir(d);
     return 0;
 }

@@ -475,6 +475,8 @@ const char *parlm_gguf_kv_key(const parlm_gguf *g, int64_t i)
 
 parlm_gguf_type parlm_gguf_kv_type(const parlm_gguf *g, int64_t i, parlm_gguf_type *elem, uint64_t *n)
 {
+    if (!g || i < 0 || i >= g->nkv)
+        return (parlm_gguf_type)-1;
     const kv *e = &g->kv[i];
     if (elem)
         *elem = (parlm_gguf_type)e->elem;

@@ -334,6 +334,17 @@ parlm_status parlm_gpt_load_gguf(parlm_gpt **out, const char *path)
         s = parlm_error(PARLM_EUNSUPPORTED, "%s: an untied output.weight (parlm ties the LM head to token_embd)", path);
         goto done;
     }
+    /* before allocating a model of the header's size: the file must hold that many weights */
+    uint64_t have = 0, need = (uint64_t)np - (uint64_t)((c.vocab + 127) / 128 * 128 - c.vocab) * (uint64_t)c.n_embd;
+    for (int64_t i = 0; i < parlm_gguf_num_tensors(g); i++) {
+        const parlm_gguf_tensor *t = parlm_gguf_tensor_at(g, i);
+        have += t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]; /* each <= the file size */
+    }
+    if (have < need) {
+        s = parlm_error(PARLM_EFORMAT, "%s: the header describes %llu weights, the tensors hold %llu",
+                        path, (unsigned long long)need, (unsigned long long)have);
+        goto done;
+    }
     if ((s = parlm_gpt_create(&m, &c, 0)))
         goto done;
     float *params = parlm_gpt_params(m);

@@ -229,6 +229,17 @@ parlm_status parlm_gpt_load_safetensors(parlm_gpt **out, const char *path)
         return s;
     parlm_gpt *m = NULL;
     float *tmp = NULL;
+    /* before allocating a model of config.json's size: the file must hold that many weights */
+    uint64_t have = 0, need = (uint64_t)np - (uint64_t)((c.vocab + 127) / 128 * 128 - c.vocab) * (uint64_t)c.n_embd;
+    for (int64_t i = 0; i < parlm_safetensors_num_tensors(st); i++) {
+        const parlm_st_tensor *t = parlm_safetensors_tensor_at(st, i);
+        have += t->size / (t->type == PARLM_WT_F32 ? 4 : 2);
+    }
+    if (have < need) {
+        s = parlm_error(PARLM_EFORMAT, "%s: config.json describes %llu weights, the file holds %llu",
+                        path, (unsigned long long)need, (unsigned long long)have);
+        goto done;
+    }
     if ((s = parlm_gpt_create(&m, &c, 0)))
         goto done;
     c = parlm_gpt_get_config(m);

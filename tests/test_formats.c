@@ -728,6 +728,19 @@ START_TEST(gpt2_gguf_refuses_other_models)
     free(p);
     ck_assert_int_eq(parlm_gpt_load_gguf(&m, path), PARLM_EFORMAT);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "blk.1.ffn_up.bias"));
+    /* a header promising a far bigger model than the tensors hold: refused before the
+     * model is allocated */
+    t = tiny_model(256);
+    ck_assert_int_eq(parlm_gpt_save_gguf(t, path, PARLM_WT_F32, NULL, NULL), PARLM_OK);
+    parlm_gpt_free(t);
+    p = read_raw(path, &n);
+    hit = memmem(p, n, "gpt2.block_count", 16);
+    ck_assert_ptr_nonnull(hit);
+    hit[16 + 4] = 255; /* 2 -> 255 layers */
+    write_raw(path, p, n);
+    free(p);
+    ck_assert_int_eq(parlm_gpt_load_gguf(&m, path), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "the header describes"));
 }
 END_TEST
 
@@ -935,9 +948,12 @@ START_TEST(gpt2_safetensors_round_trip)
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "config.json"));
     write_raw(cfg, "{\"model_type\": \"llama\"}", 23);
     ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_EUNSUPPORTED);
-    write_raw(cfg, "{\"model_type\": \"gpt2\", \"n_layer\": 2, \"n_head\": 2, \"n_embd\": 64, \"n_positions\": 32, \"vocab_size\": 301}", 101);
+    write_raw(cfg, "{\"model_type\": \"gpt2\", \"n_layer\": 2, \"n_head\": 2, \"n_embd\": 64, \"n_positions\": 32, \"vocab_size\": 299}", 101);
     ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_EFORMAT);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "wte.weight"));
+    write_raw(cfg, "{\"model_type\": \"gpt2\", \"n_layer\": 900, \"n_head\": 2, \"n_embd\": 64, \"n_positions\": 32, \"vocab_size\": 300}", 103);
+    ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "config.json describes"));
     parlm_gpt_free(m);
 }
 END_TEST

@@ -46,8 +46,8 @@ PARLM_API int64_t parlm_gguf_num_kv(const parlm_gguf *g);
 /* Index of key, or -1. */
 PARLM_API int64_t parlm_gguf_find_kv(const parlm_gguf *g, const char *key);
 PARLM_API const char *parlm_gguf_kv_key(const parlm_gguf *g, int64_t i);
-/* Value type of entry i; for an array, *elem (may be NULL) receives the element type
- * and *n its length. */
+/* Value type of entry i (-1 if there is no entry i); for an array, *elem (may be NULL)
+ * receives the element type and *n (may be NULL) its length. */
 PARLM_API parlm_gguf_type parlm_gguf_kv_type(const parlm_gguf *g, int64_t i, parlm_gguf_type *elem,
                                              uint64_t *n);
 

@@ -220,7 +220,9 @@ parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype typ
             if (v.types[i] == 3)
                 eot = (int32_t)i;
         uint32_t id = (uint32_t)eot;
+        /* pre: llama.cpp's name for GPT-2's pre-tokenizer regex */
         if ((s = parlm_gguf_set_str(w, "tokenizer.ggml.model", "gpt2", 4)) ||
+            (s = parlm_gguf_set_str(w, "tokenizer.ggml.pre", "gpt-2", 5)) ||
             (s = parlm_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (uint64_t)v.ntok,
                                         (const char *const *)v.tokens, v.tok_len)) ||
             (s = parlm_gguf_set_arr(w, "tokenizer.ggml.token_type", PARLM_GGUF_I32,

@@ -771,6 +771,8 @@ START_TEST(gpt2_gguf_tokenizer)
     size_t len;
     ck_assert_int_eq(parlm_gguf_get_str(g, "tokenizer.ggml.model", &s, &len), PARLM_OK);
     ck_assert(len == 4 && memcmp(s, "gpt2", 4) == 0);
+    ck_assert_int_eq(parlm_gguf_get_str(g, "tokenizer.ggml.pre", &s, &len), PARLM_OK);
+    ck_assert(len == 5 && memcmp(s, "gpt-2", 5) == 0);
     parlm_gguf_type et;
     uint64_t n;
     ck_assert_int_eq(parlm_gguf_kv_type(g, parlm_gguf_find_kv(g, "tokenizer.ggml.tokens"), &et, &n), PARLM_GGUF_ARRAY);

@@ -47,9 +47,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    bench_ctx ctx = {.max_threads = omp_get_max_threads(), .min_time = 0.3};
+    bench_ctx ctx = {.max_threads = 0, .min_time = 0.3}; /* 0: no --threads */
     int want_peak = 0, want_stream = 0, want_gemm = 0, want_gemv = 0, want_train = 0, want_gen = 0;
-    int want_allreduce = 0, want_dp = 0;
+    int want_allreduce = 0, want_dp = 0, threads_set = 0;
     const char **names = malloc((size_t)argc * sizeof *names);
     const cli_opt table[] = {
         CLI_F("--json", &ctx.json, 0), CLI_F("--quick", &ctx.quick, 0),
@@ -86,6 +86,9 @@ int main(int argc, char **argv)
     free(names);
     if (prc)
         return prc < 0 ? 0 : prc;
+    threads_set = ctx.max_threads > 0;
+    if (!threads_set)
+        ctx.max_threads = omp_get_max_threads();
     if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen | want_allreduce |
           want_dp))
         want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
@@ -93,6 +96,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "parlm-bench: --trace %s: only the dp benchmark writes a trace\n",
                 ctx.trace);
         return 2;
+    }
+    /* under mpirun / srun: this rank's share of the node's cores, its threads bound there
+     * (so ranks x threads does not exceed the cores unless asked for) */
+    int local_rank, local_size;
+    char share[64] = "";
+    parlm_node_rank_env(&local_rank, &local_size);
+    if (local_size > 1) {
+        int nt = 0, want = threads_set || getenv("OMP_NUM_THREADS") ? ctx.max_threads : 0;
+        if (parlm_place_threads(local_rank, local_size, want, 1, &nt, share, sizeof share) !=
+            PARLM_OK)
+            fprintf(stderr, "parlm-bench: rank %d of the node: %s\n", local_rank,
+                    parlm_last_error());
+        if (nt > 0)
+            ctx.max_threads = nt;
     }
     int want_mpi = want_allreduce || want_dp;
     if (want_mpi && bench_mpi_init(&argc, &argv) < 0) /* before anything is printed */
@@ -104,9 +121,10 @@ int main(int argc, char **argv)
     if (ctx.quick)
         ctx.min_time = ctx.min_time < 0.05 ? ctx.min_time : 0.05;
     if (!ctx.json)
-        printf("parlm-bench %s: kernels %s%s, %d threads\n", parlm_version(),
+        printf("parlm-bench %s: kernels %s%s, %d threads%s%s\n", parlm_version(),
                parlm_isa_name(parlm_isa_current()),
-               parlm_cpu_has_avx512bf16() ? " (+avx512bf16)" : "", ctx.max_threads);
+               parlm_cpu_has_avx512bf16() ? " (+avx512bf16)" : "", ctx.max_threads,
+               share[0] ? " per rank on " : "", share);
     bench_begin(&ctx);
     int rc = 0;
     /* GEMM quotes % of peak and GEMV % of bandwidth: measure those first */

@@ -28,7 +28,7 @@ static void usage(FILE *f)
         "  --encoder F --vocab F   GPT-2 tokenizer files (needed for a GPT-2 vocabulary)\n"
         "  --llmc-tokenizer F llm.c's gpt2_tokenizer.bin (decoding only: no --prompt)\n"
         "  --bf16             bf16 weights (f32 activations and accumulation)\n"
-        "  --threads N        OpenMP threads (default: all cores)\n"
+        "  --threads N        OpenMP threads (default: all cores; under mpirun, the rank's share)\n"
         "  -h, --help\n"
         "Generation stops at end-of-text or after --max-tokens or at the context length.\n");
 }
@@ -113,8 +113,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
         return 2;
     }
-    if (threads)
+    int local_rank, local_size; /* under mpirun / srun: this rank's share of the cores */
+    parlm_node_rank_env(&local_rank, &local_size);
+    if (local_size > 1) {
+        int nt = 0, want = threads                       ? threads
+                           : getenv("OMP_NUM_THREADS") ? omp_get_max_threads()
+                                                       : 0;
+        if (parlm_place_threads(local_rank, local_size, want, 1, &nt, NULL, 0) != PARLM_OK)
+            fprintf(stderr, "parlm-generate: rank %d of the node: %s\n", local_rank,
+                    parlm_last_error());
+    } else if (threads) {
         omp_set_num_threads(threads);
+    }
 
     parlm_gpt *m = NULL;
     char path[4096];

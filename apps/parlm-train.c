@@ -385,46 +385,14 @@ static double world_mean(world *w, double x)
     return x;
 }
 
-/* Binds this process's OpenMP threads to its share of the node: with one rank per socket
- * (as many ranks on the node as sockets) rank r takes socket r's cores, otherwise the
- * node's cores are split evenly in order. Returns the thread count, 0 on failure. */
+/* Binds this process's OpenMP threads to its share of the node (parlm_place_threads).
+ * Returns the thread count, 0 on failure. */
 static int place_threads(const world *w, int want, int bind, char *desc, size_t len)
 {
-    const parlm_topo *topo;
-    parlm_teams *teams = NULL;
-    int pus[4096], n = 0;
-    if (parlm_topo_system(&topo) != PARLM_OK ||
-        parlm_teams_plan(topo, PARLM_TEAMS_PER_SOCKET, 0, &teams) != PARLM_OK) {
-        fprintf(stderr, "parlm-train: topology: %s\n", parlm_last_error());
-        return 0;
-    }
-    if (parlm_teams_count(teams) == w->local_size) {
-        for (int t = 0; t < parlm_teams_size(teams, w->local_rank) && n < 4096; t++)
-            pus[n++] = parlm_teams_pu(teams, w->local_rank, t);
-        snprintf(desc, len, "socket %d", parlm_teams_package(teams, w->local_rank));
-    } else {
-        int all[4096], total = 0;
-        for (int k = 0; k < parlm_teams_count(teams); k++)
-            for (int t = 0; t < parlm_teams_size(teams, k) && total < 4096; t++)
-                all[total++] = parlm_teams_pu(teams, k, t);
-        int a = total * w->local_rank / w->local_size, b = total * (w->local_rank + 1) / w->local_size;
-        for (int i = a; i < b; i++)
-            pus[n++] = all[i];
-        if (n == 0) /* more ranks than cores: share */
-            pus[n++] = all[w->local_rank % total];
-        snprintf(desc, len, "cores %d..%d of %d", a, a + n - 1, total);
-    }
-    parlm_teams_free(teams);
-    int threads = want > 0 ? want : n;
-    omp_set_num_threads(threads);
-    if (bind) {
-        int failed = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : failed)
-        failed += parlm_bind_thread_to_pu(topo, pus[omp_get_thread_num() % n]) != PARLM_OK;
-        if (failed)
-            fprintf(stderr, "parlm-train: rank %d: could not bind %d thread(s): %s\n", w->rank,
-                    failed, parlm_last_error());
-    }
+    int threads = 0;
+    if (parlm_place_threads(w->local_rank, w->local_size, want, bind, &threads, desc, len) !=
+        PARLM_OK)
+        fprintf(stderr, "parlm-train: rank %d: %s\n", w->rank, parlm_last_error());
     return threads;
 }
 
@@ -650,6 +618,27 @@ static int open_ckpt_dir(const opts *o)
     return 0;
 }
 
+/* mkdir -p of path's first len characters: the directory of --log may not exist yet
+ * (--ckpt-dir is created by parlm_ckpt_dir_open). */
+static int make_dirs(const char *path, int len)
+{
+    char p[4096];
+    size_t n = (size_t)len;
+    if (len <= 0 || n >= sizeof p)
+        return len == 0 ? 0 : -1;
+    memcpy(p, path, n);
+    p[n] = 0;
+    for (char *s = p + 1;; s++)
+        if (*s == '/' || !*s) {
+            char c = *s;
+            *s = 0;
+            if (mkdir(p, 0777) && errno != EEXIST)
+                return -1;
+            if (!(*s = c))
+                return 0;
+        }
+}
+
 static int save_ckpt(const parlm_train_state *st, parlm_gpt *m)
 {
     char path[4096];
@@ -767,6 +756,9 @@ int main(int argc, char **argv)
     FILE *log = NULL;
     if (o.ckpt_dir && w.rank == 0)
         rc = open_ckpt_dir(&o);
+    const char *slash = o.log ? strrchr(o.log, '/') : NULL;
+    if (!rc && slash && slash > o.log && w.rank == 0)
+        make_dirs(o.log, (int)(slash - o.log)); /* fopen reports what still fails */
     if (!rc && o.log && w.rank == 0 && !(log = fopen(o.log, "a"))) {
         fprintf(stderr, "parlm-train: --log %s: %s\n", o.log, strerror(errno));
         rc = 1;

@@ -5,6 +5,7 @@
  * when the caller tests or waits (see dist.h for why there is no progress thread). */
 #include <limits.h>
 #include <sched.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,14 +298,23 @@ static parlm_status release(parlm_request **req)
     return st;
 }
 
-/* Waiting spins on progress, as MPI does. It yields the CPU only when this node has
- * more ranks than cores (a spinning rank would hold the core its peer needs) and, as a
- * safety net, after ~2^20 idle polls (milliseconds): yielding sooner hands the core to
- * any other runnable process for a whole time slice while the peer may be ready. */
+/* Waiting spins on progress, as MPI does, but only briefly: then it yields the core on
+ * every poll (cheap when nothing else wants it), and after about a second of waiting it
+ * sleeps 50 us per poll. A crowded node (more ranks x threads than CPUs) yields almost
+ * at once: a spinning rank would hold the core its peer needs to get to the collective,
+ * which made an all-reduce take a whole scheduler slice (~10 ms) whatever its size. */
 static void idle(const parlm_comm *c, unsigned *spins)
 {
-    if (c->oversubscribed || (++*spins & 0xfffffu) == 0)
+    unsigned n = ++*spins;
+    if (n < (dist_crowded(c) ? 16u : 4096u))
+        return;
+    if (n < (1u << 20)) {
         sched_yield();
+    } else {
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+        *spins = 1u << 20; /* no wrap-around back to spinning */
+    }
 }
 
 /* ---- public ------------------------------------------------------------------------------ */

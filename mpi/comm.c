@@ -4,6 +4,7 @@
  * all-rank vote, so a failure on one rank fails creation on all (no rank is left
  * waiting in a collective the others abandoned). */
 #include <inttypes.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,7 +214,15 @@ static parlm_status split_nodes(parlm_comm *c, int ranks_per_node)
     }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     c->oversubscribed = cpus > 0 && node_ranks > cpus;
+    c->node_ranks = node_ranks;
+    c->cpus = cpus > 0 ? (int)cpus : 0;
     return PARLM_OK;
+}
+
+int dist_crowded(const parlm_comm *c)
+{
+    return c->oversubscribed ||
+           (c->cpus > 0 && (int64_t)c->node_ranks * omp_get_max_threads() > c->cpus);
 }
 
 static parlm_status alloc_scratch(parlm_comm *c)

@@ -127,6 +127,11 @@ typedef struct dist_op {
 
 enum dist_req_state { DIST_REQ_FREE, DIST_REQ_QUEUED, DIST_REQ_DONE };
 
+/* 1 when this node's ranks times this rank's OpenMP threads exceed its CPUs: waits must
+ * yield the core soon and collectives must not open parallel regions (whose idle
+ * threads spin in the OpenMP runtime, holding the cores the peers need). */
+int dist_crowded(const parlm_comm *c);
+
 struct parlm_request {
     parlm_request *next; /* in the comm's queue or free list */
     parlm_comm *comm;
@@ -140,6 +145,8 @@ struct parlm_comm {
     MPI_Comm comm, local, leaders; /* leaders: MPI_COMM_NULL on non-leaders */
     int rank, size, local_rank, local_size, node, nodes;
     int oversubscribed; /* more local ranks than online CPUs: yield while waiting */
+    int node_ranks, cpus; /* of the real node: with each rank's OpenMP threads, decide
+                           * at each wait whether the node is oversubscribed (dist_crowded) */
     unsigned env_algo;  /* PARLM_ALLREDUCE, or PARLM_ALGO_AUTO */
     /* shared-memory window (local_size > 1) */
     MPI_Win win;

@@ -401,7 +401,9 @@ static void zc_chunk(const dist_shm *s, const parlm_comm *c, int64_t k, int stag
 static void zc_step(const dist_shm *s, const parlm_comm *c, int64_t *k, int64_t end, int stage,
                     _Atomic uint64_t *ctr)
 {
-    int64_t nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    /* a crowded node: one thread, no parallel region whose idle threads would spin in
+     * the OpenMP runtime on the cores the peers need */
+    int64_t nt = omp_in_parallel() || dist_crowded(c) ? 1 : omp_get_max_threads();
     if (nt > end - *k)
         nt = end - *k;
     if (nt <= 1) {

@@ -27,3 +27,6 @@ run() {
 }
 run 2
 run 4 --oversubscribe
+# ranks left unbound, so that 2 ranks x 2 OpenMP threads float over the cores: the
+# crowded-node case (issue 8), which mpirun's default one-core-per-rank binding hides
+run 2 --bind-to none -x CK_RUN_CASE=crowded_node

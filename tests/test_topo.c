@@ -139,6 +139,46 @@ static char *temp_path(const char *tag)
 
 /* ---- plans on synthetic machines ------------------------------------------------------ */
 
+/* A rank's share: a socket each when ranks = sockets, equal consecutive pieces of the
+ * cores otherwise, one core round-robin when there are more ranks than cores. In the
+ * synthetic machine PU p of core c has OS index 2c + p, and a share takes first PUs. */
+START_TEST(rank_share_of_the_node)
+{
+    parlm_topo *t = load_syn("pack:2 numa:1 core:4 pu:2");
+    int pus[16], n = -1;
+    char desc[64];
+    ck_assert_int_eq(parlm_rank_share(t, 1, 2, pus, 16, &n, desc, sizeof desc), PARLM_OK);
+    ck_assert_int_eq(n, 4);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pus[i], 8 + 2 * i);
+    ck_assert_str_eq(desc, "socket 1");
+    ck_assert_int_eq(parlm_rank_share(t, 1, 3, pus, 16, &n, desc, sizeof desc), PARLM_OK);
+    ck_assert_int_eq(n, 3); /* cores [8/3, 16/3) = 2, 3, 4 */
+    ck_assert_int_eq(pus[0], 4);
+    ck_assert_int_eq(pus[2], 8);
+    ck_assert_str_eq(desc, "cores 2..4 of 8");
+    ck_assert_int_eq(parlm_rank_share(t, 0, 1, pus, 16, &n, NULL, 0), PARLM_OK);
+    ck_assert_int_eq(n, 8); /* one rank alone takes every core */
+    ck_assert_int_eq(parlm_rank_share(t, 13, 20, pus, 16, &n, desc, sizeof desc), PARLM_OK);
+    ck_assert_int_eq(n, 1); /* 20 ranks on 8 cores: [104/20, 112/20) is empty, share 13 % 8 */
+    ck_assert_int_eq(pus[0], 10);
+    ck_assert_int_eq(parlm_rank_share(t, 2, 2, pus, 16, &n, NULL, 0), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_rank_share(t, 0, 1, pus, 0, &n, NULL, 0), PARLM_EINVAL);
+    parlm_topo_free(t);
+
+    int r = -1, sz = -1;
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "3", 1);
+    setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "4", 1);
+    parlm_node_rank_env(&r, &sz);
+    ck_assert(r == 3 && sz == 4);
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "4", 1); /* inconsistent: ignored */
+    parlm_node_rank_env(&r, &sz);
+    ck_assert(r == 0 && sz == 1);
+    unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    unsetenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+}
+END_TEST
+
 START_TEST(plan_two_sockets)
 {
     const char *desc = "pack:2 numa:1 core:4 pu:1";
@@ -798,6 +838,7 @@ static Suite *topo_suite(void)
     Suite *s = suite_create("topo");
     TCase *tc = tcase_create("plans");
     tcase_add_test(tc, plan_two_sockets);
+    tcase_add_test(tc, rank_share_of_the_node);
     tcase_add_test(tc, plan_four_sockets_smt);
     tcase_add_test(tc, plan_thread_limits);
     tcase_add_test(tc, plan_asymmetric_and_cpuless_numa);

@@ -130,6 +130,32 @@ typedef void (*parlm_team_fn)(int team, int thread, int team_size, void *arg);
 PARLM_API parlm_status parlm_teams_run(const parlm_topo *topo, const parlm_teams *teams,
                                        parlm_team_fn fn, void *arg);
 
+/* ---- a rank's share of the node ---------------------------------------------------
+ * For programs run several to a node (mpirun, srun). */
+
+/* This process's rank among the node's and their count, from the launcher's environment
+ * (Open MPI: OMPI_COMM_WORLD_LOCAL_RANK/SIZE; MPICH: MPI_LOCALRANKID/MPI_LOCALNRANKS;
+ * Slurm: SLURM_LOCALID/SLURM_NTASKS_PER_NODE); 0 of 1 when absent or inconsistent.
+ * Usable before MPI_Init. Either pointer may be NULL. */
+PARLM_API void parlm_node_rank_env(int *local_rank, int *local_size);
+
+/* The PUs (OS indices, up to max_pus) of local rank local_rank of local_size: socket
+ * local_rank's cores when the node has exactly local_size sockets, otherwise the local_rank-th of local_size equal consecutive pieces of all cores (one
+ * core shared round-robin when there are more ranks than cores). desc (may be NULL)
+ * gets e.g. "socket 1" or "cores 2..3 of 4". Errors: PARLM_EINVAL, those of
+ * parlm_teams_plan. */
+PARLM_API parlm_status parlm_rank_share(const parlm_topo *topo, int local_rank,
+                                        int local_size, int *pus, int max_pus, int *n,
+                                        char *desc, size_t len);
+
+/* Takes this process's share of this system (parlm_rank_share): sets the OpenMP thread
+ * count to want (> 0) or to the share's core count (want = 0), *threads = that count,
+ * and, if bind, binds thread i of an OpenMP team to the share's PU i mod n. Call it
+ * before the program's first parallel region. On a binding failure *threads is still
+ * set and the threads run unbound; the status says why. */
+PARLM_API parlm_status parlm_place_threads(int local_rank, int local_size, int want, int bind,
+                                           int *threads, char *desc, size_t len);
+
 /* ---- memory ----------------------------------------------------------------------
  * Allocates `bytes` (page-aligned) bound to one NUMA node (hwloc_alloc_membind,
  * HWLOC_MEMBIND_BIND). Where binding is unsupported (a topology that is not this

@@ -367,11 +367,8 @@ static parlm_status world_step(world *w, parlm_gpt *m, const parlm_adamw_cfg *op
         return parlm_dp_step(w->dp, opt, clip, norm);
 #endif
     (void)w;
-    parlm_status st = parlm_gpt_grad_norm(m, norm);
-    if (st == PARLM_OK && !isfinite(*norm))
-        return PARLM_EINVAL; /* reported by the caller, who sees *norm */
-    float scale = clip > 0 && *norm > clip ? clip / *norm : 1.0f;
-    return st == PARLM_OK ? parlm_gpt_update(m, opt, scale) : st;
+    parlm_status st = parlm_gpt_optimizer_step(m, opt, clip > 0 ? clip : 0.0f, norm);
+    return st != PARLM_OK && !isfinite(*norm) ? PARLM_EINVAL : st; /* the caller reports it */
 }
 
 static double world_mean(world *w, double x)

@@ -4,11 +4,14 @@
  * Everything is allocated at create/setup; a training step allocates nothing except the
  * small per-call scratch of attention backward. Layout: see parlm/model.h. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "dispatch.h"
 #include "error.h"
+#include "parallel.h"
 #include "parlm/gemm.h"
 #include "parlm/model.h"
 #include "parlm/ops.h"
@@ -70,6 +73,7 @@ struct parlm_gpt {
     void *cancel_arg;
     int grads_external, params_external; /* the caller's (parlm_gpt_set_*_buffer) */
     int defer_tok, tok_rows_valid; /* deferred token-lookup gradient (d_res holds the rows) */
+    int grads_zero; /* the fused optimizer step left every gradient 0: zero_grad is free */
     /* inference */
     float *kv, *inf;  /* KV cache (L, 2, maxT, C); inference activations */
 };
@@ -291,7 +295,13 @@ float *parlm_gpt_params(parlm_gpt *m)
         m->bf16_stale = 1; /* the caller may write them */
     return m ? m->params : NULL;
 }
-float *parlm_gpt_grads(parlm_gpt *m) { return m ? m->grads : NULL; }
+float *parlm_gpt_grads(parlm_gpt *m)
+{
+    if (!m)
+        return NULL;
+    m->grads_zero = 0; /* the caller may write through the pointer */
+    return m->grads;
+}
 float *parlm_gpt_adam_m(parlm_gpt *m) { return m ? m->m : NULL; }
 float *parlm_gpt_adam_v(parlm_gpt *m) { return m ? m->v : NULL; }
 int64_t parlm_gpt_step(const parlm_gpt *m) { return m ? m->step : 0; }
@@ -595,6 +605,7 @@ parlm_status parlm_gpt_set_grad_buffer(parlm_gpt *m, float *buf)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_set_grad_buffer: null model");
+    m->grads_zero = 0;
     return move_buffer(m, &m->grads, &m->grads_external, buf, "parlm_gpt_set_grad_buffer");
 }
 
@@ -658,7 +669,9 @@ parlm_status parlm_gpt_zero_grad(parlm_gpt *m)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_zero_grad: null model");
-    memset(m->grads, 0, (size_t)m->nparams * sizeof(float));
+    if (!m->grads_zero)
+        memset(m->grads, 0, (size_t)m->nparams * sizeof(float));
+    m->grads_zero = 1;
     return PARLM_OK;
 }
 
@@ -680,6 +693,7 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
                                     c->vocab, (int)Vp));
     m->have_forward = 0;
     m->tok_rows_valid = 0;
+    m->grads_zero = 0;
     m->ready_from = m->nparams;
     m->head_ready = 0;
     const float *res_last = L ? m->acts[L - 1].res3 : m->encoded;
@@ -800,6 +814,67 @@ parlm_status parlm_gpt_update(parlm_gpt *m, const parlm_adamw_cfg *cfg, float gr
     TRY(parlm_gpt_init_optimizer(m));
     TRY(parlm_gpt_update_range(m, cfg, grad_scale, m->step + 1, 0, m->nparams, m->m, m->v));
     m->step++;
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_optimizer_step(parlm_gpt *m, const parlm_adamw_cfg *cfg, float clip,
+                                      float *norm)
+{
+    if (!m || !cfg || !norm)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_optimizer_step: null argument");
+    if (!(cfg->beta1 >= 0 && cfg->beta1 < 1 && cfg->beta2 >= 0 && cfg->beta2 < 1 &&
+          cfg->eps > 0 && isfinite(cfg->lr) && isfinite(cfg->weight_decay) && clip >= 0))
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_optimizer_step: need 0 <= beta < 1, "
+                           "eps > 0, finite lr and weight decay, clip >= 0");
+    TRY(parlm_gpt_init_optimizer(m));
+    float scale = 1.0f;
+    *norm = NAN;
+    if (clip > 0) { /* the clipping factor is needed before the update: a pass of its own */
+        TRY(parlm_gpt_grad_norm(m, norm));
+        if (!isfinite(*norm))
+            return parlm_error(PARLM_EINVAL, "the gradient norm is %g", *norm);
+        if (*norm > clip)
+            scale = clip / *norm;
+    }
+    /* the same bias corrections as parlm_adamw_update: bitwise the same step */
+    int64_t t = m->step + 1;
+    float bc1 = 1.0f - powf(cfg->beta1, (float)t), bc2 = 1.0f - powf(cfg->beta2, (float)t);
+    const parlm_kernels *k = parlm_kern();
+    int nt = parlm_threads_for(m->nparams, 1 << 15, omp_get_max_threads());
+    double part[256] = {0};
+    if (nt > 256)
+        nt = 256;
+    /* one parallel region for the whole model; each thread's slice is cut at tensor
+     * boundaries, where the weight decay switches on and off */
+#pragma omp parallel num_threads(nt)
+    {
+        int th = omp_get_thread_num();
+        int64_t i0, i1;
+        double s = 0.0;
+        parlm_split(m->nparams, 16, th, omp_get_num_threads(), &i0, &i1);
+        for (int i = 0; i < m->ntensors && i0 < i1; i++) {
+            const tensor_info *ti = &m->tensors[i];
+            int64_t a = ti->off > i0 ? ti->off : i0;
+            int64_t b = ti->off + ti->n < i1 ? ti->off + ti->n : i1;
+            if (b > a)
+                s += k->adamw_zero(b - a, m->params + a, m->grads + a, m->m + a, m->v + a,
+                                   cfg->lr, cfg->beta1, cfg->beta2, cfg->eps,
+                                   ti->decay ? cfg->weight_decay : 0.0f, bc1, bc2, scale);
+        }
+        part[th] = s;
+    }
+    double ss = 0.0;
+    for (int i = 0; i < nt; i++) /* fixed order: same thread count, same bits */
+        ss += part[i];
+    m->step++;
+    m->bf16_stale = 1;
+    m->grads_zero = 1;
+    if (clip > 0)
+        return PARLM_OK;
+    *norm = (float)sqrt(ss);
+    if (!isfinite(*norm))
+        return parlm_error(PARLM_EINVAL, "the gradient norm is %g (the parameters took the "
+                           "step)", *norm);
     return PARLM_OK;
 }
 

@@ -258,6 +258,58 @@ START_TEST(update_range_equals_update)
 }
 END_TEST
 
+/* The fused optimizer step (norm pass only when clipping, then AdamW + zeroing in one
+ * pass) against the unfused calls: parameters and moments bitwise equal over steps, with
+ * clipping off and with clipping active; gradients left 0. The norm: bitwise equal with
+ * clipping (both come from parlm_sumsq); without, the fused pass sums in another order:
+ * relative 1e-6 (double sums of ~1e4 squares, rounded to float: a few 2^-24 at most). */
+START_TEST(fused_step_equals_unfused)
+{
+    for (int c = 0; c < 2; c++) {
+        float clip = c ? 0.05f : 0.0f; /* 0.05: far below this model's norms, so it clips */
+        parlm_gpt *a = tiny(2, 2, 16, 8, 20, 0, 41), *b = tiny(2, 2, 16, 8, 20, 0, 41);
+        int64_t P = parlm_gpt_num_params(a);
+        int32_t in[16], tg[16];
+        parlm_adamw_cfg opt = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
+        ck_assert_int_eq(parlm_gpt_setup(a, 2, 8, 1), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_setup(b, 2, 8, 1), PARLM_OK);
+        for (int step = 1; step <= 4; step++) {
+            float loss, na, nb;
+            random_tokens(in, 16, 20, 42 + (uint64_t)step);
+            random_tokens(tg, 16, 20, 52 + (uint64_t)step);
+            parlm_gpt *ms[2] = {a, b};
+            for (int k = 0; k < 2; k++) {
+                ck_assert_int_eq(parlm_gpt_zero_grad(ms[k]), PARLM_OK);
+                ck_assert_int_eq(parlm_gpt_forward(ms[k], in, tg, &loss), PARLM_OK);
+                ck_assert_int_eq(parlm_gpt_backward(ms[k], 1.0f), PARLM_OK);
+            }
+            ck_assert_int_eq(parlm_gpt_grad_norm(a, &na), PARLM_OK);
+            ck_assert_int_eq(parlm_gpt_update(a, &opt, clip > 0 && na > clip ? clip / na : 1),
+                             PARLM_OK);
+            ck_assert_int_eq(parlm_gpt_optimizer_step(b, &opt, clip, &nb), PARLM_OK);
+            ck_assert(c ? nb == na : fabsf(nb - na) <= 1e-6f * na);
+            ck_assert(!c || na > clip);
+            ck_assert_int_eq(parlm_gpt_step(b), step);
+            ck_assert(memcmp(parlm_gpt_params(a), parlm_gpt_params(b), (size_t)P * 4) == 0);
+            ck_assert(memcmp(parlm_gpt_adam_m(a), parlm_gpt_adam_m(b), (size_t)P * 4) == 0);
+            ck_assert(memcmp(parlm_gpt_adam_v(a), parlm_gpt_adam_v(b), (size_t)P * 4) == 0);
+            const float *g = parlm_gpt_grads(b);
+            int zero = 1;
+            for (int64_t i = 0; i < P; i++)
+                zero &= g[i] == 0.0f;
+            ck_assert_msg(zero, "the fused step left a gradient non-zero");
+        }
+        parlm_adamw_cfg bad = opt;
+        bad.beta2 = 1.0f;
+        float n;
+        ck_assert_int_eq(parlm_gpt_optimizer_step(b, &bad, 0, &n), PARLM_EINVAL);
+        ck_assert_int_eq(parlm_gpt_optimizer_step(b, &opt, -1, &n), PARLM_EINVAL);
+        parlm_gpt_free(a);
+        parlm_gpt_free(b);
+    }
+}
+END_TEST
+
 /* The backward hook reports ranges falling to 0 (repeats between ops are progress ticks),
  * and what it reports as final is. */
 typedef struct hook_log {
@@ -489,6 +541,7 @@ int main(void)
     tcase_add_test(tc, training_is_deterministic);
     tcase_add_test(tc, bf16_matmuls_track_f32);
     tcase_add_test(tc, update_range_equals_update);
+    tcase_add_test(tc, fused_step_equals_unfused);
     tcase_add_test(tc, grad_hook_reports_final_ranges);
     tcase_add_test(tc, deferred_token_grad_adds_up);
     tcase_add_test(tc, grad_buffer_moves);

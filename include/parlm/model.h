@@ -110,6 +110,16 @@ PARLM_API parlm_status parlm_gpt_grad_norm(parlm_gpt *m, float *norm);
 PARLM_API parlm_status parlm_gpt_update(parlm_gpt *m, const parlm_adamw_cfg *cfg,
                                         float grad_scale);
 
+/* The optimizer's step, fused: with clip > 0, one pass for *norm (L2 norm of all
+ * gradients) and the clipping factor min(1, clip / norm); then one pass that does AdamW
+ * as parlm_gpt_update (bitwise the same parameters and moments) and zeroes the gradients
+ * (so the next parlm_gpt_zero_grad costs nothing). With clip = 0 there is no clipping and
+ * *norm comes from that same pass, for free. A non-finite norm is PARLM_EINVAL: with
+ * clip > 0 before anything changed; with clip = 0 after the step was taken (the caller
+ * should stop). The model's step counter advances. */
+PARLM_API parlm_status parlm_gpt_optimizer_step(parlm_gpt *m, const parlm_adamw_cfg *cfg,
+                                                float clip, float *norm);
+
 /* AdamW on the parameters [off, off + n) only, with caller-owned moments mom1, mom2 (n
  * floats each, for element off + i at index i), as step t >= 1 of the bias correction;
  * the model's step counter is left alone. For sharded optimizers (ZeRO-1): each rank

@@ -708,29 +708,67 @@ static void embed_bwd(int64_t rows, int64_t T, int64_t C, int64_t c0, int64_t c1
 
 /* AdamW in the reference's order of operations (no FMA contraction), so the result is
  * the reference's up to the correctly rounded vector div/sqrt: bitwise equal. */
+typedef struct {
+    __m256 b1, b2, c1, c2, bc1, bc2, lr, eps, wd, gs;
+} adamw_consts;
+
+static inline adamw_consts adamw_set(float lr, float b1, float b2, float eps, float wd, float bc1,
+                                     float bc2, float gscale)
+{
+    return (adamw_consts){_mm256_set1_ps(b1),  _mm256_set1_ps(b2),  _mm256_set1_ps(1.0f - b1),
+                          _mm256_set1_ps(1.0f - b2), _mm256_set1_ps(bc1), _mm256_set1_ps(bc2),
+                          _mm256_set1_ps(lr),  _mm256_set1_ps(eps), _mm256_set1_ps(wd),
+                          _mm256_set1_ps(gscale)};
+}
+
+/* 8 (masked: k) elements at p, m, v with the raw gradient g */
+static inline void adamw8(const adamw_consts *c, __m256i k, float *p, __m256 g, float *m,
+                          float *v)
+{
+    __m256 gi = _mm256_mul_ps(g, c->gs);
+    __m256 mi = _mm256_add_ps(_mm256_mul_ps(c->b1, _mm256_maskload_ps(m, k)),
+                              _mm256_mul_ps(c->c1, gi));
+    __m256 vi = _mm256_add_ps(_mm256_mul_ps(c->b2, _mm256_maskload_ps(v, k)),
+                              _mm256_mul_ps(_mm256_mul_ps(c->c2, gi), gi));
+    __m256 mh = _mm256_div_ps(mi, c->bc1), vh = _mm256_div_ps(vi, c->bc2);
+    __m256 pi = _mm256_maskload_ps(p, k);
+    __m256 upd = _mm256_add_ps(_mm256_div_ps(mh, _mm256_add_ps(_mm256_sqrt_ps(vh), c->eps)),
+                               _mm256_mul_ps(c->wd, pi));
+    _mm256_maskstore_ps(m, k, mi);
+    _mm256_maskstore_ps(v, k, vi);
+    _mm256_maskstore_ps(p, k, _mm256_sub_ps(pi, _mm256_mul_ps(c->lr, upd)));
+}
+
 static void adamw(int64_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
                   float b2, float eps, float wd, float bc1, float bc2, float gscale)
 {
-    const __m256 vb1 = _mm256_set1_ps(b1), vb2 = _mm256_set1_ps(b2);
-    const __m256 vc1 = _mm256_set1_ps(1.0f - b1), vc2 = _mm256_set1_ps(1.0f - b2);
-    const __m256 vbc1 = _mm256_set1_ps(bc1), vbc2 = _mm256_set1_ps(bc2);
-    const __m256 vlr = _mm256_set1_ps(lr), veps = _mm256_set1_ps(eps), vwd = _mm256_set1_ps(wd);
-    const __m256 vgs = _mm256_set1_ps(gscale);
+    adamw_consts c = adamw_set(lr, b1, b2, eps, wd, bc1, bc2, gscale);
     for (int64_t i = 0; i < n; i += 8) {
         __m256i k = tmask(n - i);
-        __m256 gi = _mm256_mul_ps(_mm256_maskload_ps(g + i, k), vgs);
-        __m256 mi = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_maskload_ps(m + i, k)),
-                                  _mm256_mul_ps(vc1, gi));
-        __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_maskload_ps(v + i, k)),
-                                  _mm256_mul_ps(_mm256_mul_ps(vc2, gi), gi));
-        __m256 mh = _mm256_div_ps(mi, vbc1), vh = _mm256_div_ps(vi, vbc2);
-        __m256 pi = _mm256_maskload_ps(p + i, k);
-        __m256 upd = _mm256_add_ps(_mm256_div_ps(mh, _mm256_add_ps(_mm256_sqrt_ps(vh), veps)),
-                                   _mm256_mul_ps(vwd, pi));
-        _mm256_maskstore_ps(m + i, k, mi);
-        _mm256_maskstore_ps(v + i, k, vi);
-        _mm256_maskstore_ps(p + i, k, _mm256_sub_ps(pi, _mm256_mul_ps(vlr, upd)));
+        adamw8(&c, k, p + i, _mm256_maskload_ps(g + i, k), m + i, v + i);
     }
+}
+
+/* adamw, g = 0 and the sum of g^2 in one pass: the four arrays are read once and
+ * written once, instead of three passes (norm, update, zeroing) over the gradient */
+static double adamw_zero(int64_t n, float *p, float *g, float *m, float *v, float lr, float b1,
+                         float b2, float eps, float wd, float bc1, float bc2, float gscale)
+{
+    adamw_consts c = adamw_set(lr, b1, b2, eps, wd, bc1, bc2, gscale);
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256i k = tmask(n - i);
+        __m256 gi = _mm256_maskload_ps(g + i, k);
+        __m256d x0 = _mm256_cvtps_pd(_mm256_castps256_ps128(gi));
+        __m256d x1 = _mm256_cvtps_pd(_mm256_extractf128_ps(gi, 1));
+        a0 = _mm256_fmadd_pd(x0, x0, a0);
+        a1 = _mm256_fmadd_pd(x1, x1, a1);
+        adamw8(&c, k, p + i, gi, m + i, v + i);
+        _mm256_maskstore_ps(g + i, k, _mm256_setzero_ps());
+    }
+    __m256d s = _mm256_add_pd(a0, a1);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 }
 
 /* sum of x^2 in double: each float is widened, its square is exact in double (48
@@ -770,4 +808,5 @@ void parlm_avx2_nn_fill(parlm_kernels *k)
     k->embed_bwd = embed_bwd;
     k->adamw = adamw;
     k->sumsq = sumsq;
+    k->adamw_zero = adamw_zero;
 }

@@ -720,29 +720,65 @@ static void embed_bwd(int64_t rows, int64_t T, int64_t C, int64_t c0, int64_t c1
 
 /* AdamW in the reference's order of operations (no FMA contraction), so the result is
  * the reference's up to the correctly rounded vector div/sqrt: bitwise equal. */
+typedef struct {
+    __m512 b1, b2, c1, c2, bc1, bc2, lr, eps, wd, gs;
+} adamw_consts;
+
+static inline adamw_consts adamw_set(float lr, float b1, float b2, float eps, float wd, float bc1,
+                                     float bc2, float gscale)
+{
+    return (adamw_consts){_mm512_set1_ps(b1),  _mm512_set1_ps(b2),  _mm512_set1_ps(1.0f - b1),
+                          _mm512_set1_ps(1.0f - b2), _mm512_set1_ps(bc1), _mm512_set1_ps(bc2),
+                          _mm512_set1_ps(lr),  _mm512_set1_ps(eps), _mm512_set1_ps(wd),
+                          _mm512_set1_ps(gscale)};
+}
+
+/* 16 (masked: k) elements at p, m, v with the raw gradient g */
+static inline void adamw16(const adamw_consts *c, __mmask16 k, float *p, __m512 g, float *m,
+                           float *v)
+{
+    __m512 gi = _mm512_mul_ps(g, c->gs);
+    __m512 mi = _mm512_add_ps(_mm512_mul_ps(c->b1, _mm512_maskz_loadu_ps(k, m)),
+                              _mm512_mul_ps(c->c1, gi));
+    __m512 vi = _mm512_add_ps(_mm512_mul_ps(c->b2, _mm512_maskz_loadu_ps(k, v)),
+                              _mm512_mul_ps(_mm512_mul_ps(c->c2, gi), gi));
+    __m512 mh = _mm512_div_ps(mi, c->bc1), vh = _mm512_div_ps(vi, c->bc2);
+    __m512 pi = _mm512_maskz_loadu_ps(k, p);
+    __m512 upd = _mm512_add_ps(_mm512_div_ps(mh, _mm512_add_ps(_mm512_sqrt_ps(vh), c->eps)),
+                               _mm512_mul_ps(c->wd, pi));
+    _mm512_mask_storeu_ps(m, k, mi);
+    _mm512_mask_storeu_ps(v, k, vi);
+    _mm512_mask_storeu_ps(p, k, _mm512_sub_ps(pi, _mm512_mul_ps(c->lr, upd)));
+}
+
 static void adamw(int64_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
                   float b2, float eps, float wd, float bc1, float bc2, float gscale)
 {
-    const __m512 vb1 = _mm512_set1_ps(b1), vb2 = _mm512_set1_ps(b2);
-    const __m512 vc1 = _mm512_set1_ps(1.0f - b1), vc2 = _mm512_set1_ps(1.0f - b2);
-    const __m512 vbc1 = _mm512_set1_ps(bc1), vbc2 = _mm512_set1_ps(bc2);
-    const __m512 vlr = _mm512_set1_ps(lr), veps = _mm512_set1_ps(eps), vwd = _mm512_set1_ps(wd);
-    const __m512 vgs = _mm512_set1_ps(gscale);
+    adamw_consts c = adamw_set(lr, b1, b2, eps, wd, bc1, bc2, gscale);
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = tmask(n - i);
-        __m512 gi = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + i), vgs);
-        __m512 mi = _mm512_add_ps(_mm512_mul_ps(vb1, _mm512_maskz_loadu_ps(k, m + i)),
-                                  _mm512_mul_ps(vc1, gi));
-        __m512 vi = _mm512_add_ps(_mm512_mul_ps(vb2, _mm512_maskz_loadu_ps(k, v + i)),
-                                  _mm512_mul_ps(_mm512_mul_ps(vc2, gi), gi));
-        __m512 mh = _mm512_div_ps(mi, vbc1), vh = _mm512_div_ps(vi, vbc2);
-        __m512 pi = _mm512_maskz_loadu_ps(k, p + i);
-        __m512 upd = _mm512_add_ps(_mm512_div_ps(mh, _mm512_add_ps(_mm512_sqrt_ps(vh), veps)),
-                                   _mm512_mul_ps(vwd, pi));
-        _mm512_mask_storeu_ps(m + i, k, mi);
-        _mm512_mask_storeu_ps(v + i, k, vi);
-        _mm512_mask_storeu_ps(p + i, k, _mm512_sub_ps(pi, _mm512_mul_ps(vlr, upd)));
+        adamw16(&c, k, p + i, _mm512_maskz_loadu_ps(k, g + i), m + i, v + i);
     }
+}
+
+/* adamw, g = 0 and the sum of g^2 in one pass: the four arrays are read once and
+ * written once, instead of three passes (norm, update, zeroing) over the gradient */
+static double adamw_zero(int64_t n, float *p, float *g, float *m, float *v, float lr, float b1,
+                         float b2, float eps, float wd, float bc1, float bc2, float gscale)
+{
+    adamw_consts c = adamw_set(lr, b1, b2, eps, wd, bc1, bc2, gscale);
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0;
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = tmask(n - i);
+        __m512 gi = _mm512_maskz_loadu_ps(k, g + i);
+        __m512d x0 = _mm512_cvtps_pd(_mm512_castps512_ps256(gi));
+        __m512d x1 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(gi, 1));
+        a0 = _mm512_fmadd_pd(x0, x0, a0);
+        a1 = _mm512_fmadd_pd(x1, x1, a1);
+        adamw16(&c, k, p + i, gi, m + i, v + i);
+        _mm512_mask_storeu_ps(g + i, k, _mm512_setzero_ps());
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
 }
 
 /* sum of x^2 in double: each float is widened, its square is exact in double (48
@@ -780,4 +816,5 @@ void parlm_avx512_nn_fill(parlm_kernels *k)
     k->embed_bwd = embed_bwd;
     k->adamw = adamw;
     k->sumsq = sumsq;
+    k->adamw_zero = adamw_zero;
 }

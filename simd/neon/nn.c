@@ -686,31 +686,64 @@ static void embed_bwd(int64_t rows, int64_t T, int64_t C, int64_t c0, int64_t c1
 
 /* AdamW in the reference's order of operations (no FMA contraction; the tail is the same
  * arithmetic on scalars), so the result is the reference's: bitwise equal. */
+static inline void adamw4(float *p, float32x4_t g, float *m, float *v, float lr, float b1,
+                          float b2, float eps, float wd, float bc1, float bc2, float gscale)
+{
+    float32x4_t gi = vmulq_n_f32(g, gscale);
+    float32x4_t mi = vaddq_f32(vmulq_n_f32(vld1q_f32(m), b1), vmulq_n_f32(gi, 1.0f - b1));
+    float32x4_t vi = vaddq_f32(vmulq_n_f32(vld1q_f32(v), b2),
+                               vmulq_f32(vmulq_n_f32(gi, 1.0f - b2), gi));
+    float32x4_t mh = vdivq_f32(mi, vdupq_n_f32(bc1)), vh = vdivq_f32(vi, vdupq_n_f32(bc2));
+    float32x4_t pi = vld1q_f32(p);
+    float32x4_t upd = vaddq_f32(vdivq_f32(mh, vaddq_f32(vsqrtq_f32(vh), vdupq_n_f32(eps))),
+                                vmulq_n_f32(pi, wd));
+    vst1q_f32(m, mi);
+    vst1q_f32(v, vi);
+    vst1q_f32(p, vsubq_f32(pi, vmulq_n_f32(upd, lr)));
+}
+
+static inline void adamw1(float *p, float g, float *m, float *v, float lr, float b1, float b2,
+                          float eps, float wd, float bc1, float bc2, float gscale)
+{
+    float gi = g * gscale;
+    *m = b1 * *m + (1.0f - b1) * gi;
+    *v = b2 * *v + (1.0f - b2) * gi * gi;
+    float mh = *m / bc1, vh = *v / bc2;
+    *p -= lr * (mh / (sqrtf(vh) + eps) + wd * *p);
+}
+
 static void adamw(int64_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
                   float b2, float eps, float wd, float bc1, float bc2, float gscale)
 {
-    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        adamw4(p + i, vld1q_f32(g + i), m + i, v + i, lr, b1, b2, eps, wd, bc1, bc2, gscale);
+    for (; i < n; i++)
+        adamw1(p + i, g[i], m + i, v + i, lr, b1, b2, eps, wd, bc1, bc2, gscale);
+}
+
+/* adamw, g = 0 and the sum of g^2 in one pass: the four arrays are read once and
+ * written once, instead of three passes (norm, update, zeroing) over the gradient */
+static double adamw_zero(int64_t n, float *p, float *g, float *m, float *v, float lr, float b1,
+                         float b2, float eps, float wd, float bc1, float bc2, float gscale)
+{
+    float64x2_t a0 = vdupq_n_f64(0.0), a1 = a0;
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        float32x4_t gi = vmulq_n_f32(vld1q_f32(g + i), gscale);
-        float32x4_t mi = vaddq_f32(vmulq_n_f32(vld1q_f32(m + i), b1), vmulq_n_f32(gi, c1));
-        float32x4_t vi = vaddq_f32(vmulq_n_f32(vld1q_f32(v + i), b2),
-                                   vmulq_f32(vmulq_n_f32(gi, c2), gi));
-        float32x4_t mh = vdivq_f32(mi, vdupq_n_f32(bc1)), vh = vdivq_f32(vi, vdupq_n_f32(bc2));
-        float32x4_t pi = vld1q_f32(p + i);
-        float32x4_t upd = vaddq_f32(vdivq_f32(mh, vaddq_f32(vsqrtq_f32(vh), vdupq_n_f32(eps))),
-                                    vmulq_n_f32(pi, wd));
-        vst1q_f32(m + i, mi);
-        vst1q_f32(v + i, vi);
-        vst1q_f32(p + i, vsubq_f32(pi, vmulq_n_f32(upd, lr)));
+        float32x4_t gi = vld1q_f32(g + i);
+        float64x2_t x0 = vcvt_f64_f32(vget_low_f32(gi)), x1 = vcvt_high_f64_f32(gi);
+        a0 = vfmaq_f64(a0, x0, x0);
+        a1 = vfmaq_f64(a1, x1, x1);
+        adamw4(p + i, gi, m + i, v + i, lr, b1, b2, eps, wd, bc1, bc2, gscale);
+        vst1q_f32(g + i, vdupq_n_f32(0.0f));
     }
+    double s = vaddvq_f64(vaddq_f64(a0, a1));
     for (; i < n; i++) {
-        float gi = g[i] * gscale;
-        m[i] = b1 * m[i] + c1 * gi;
-        v[i] = b2 * v[i] + c2 * gi * gi;
-        float mh = m[i] / bc1, vh = v[i] / bc2;
-        p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+        s += (double)g[i] * g[i];
+        adamw1(p + i, g[i], m + i, v + i, lr, b1, b2, eps, wd, bc1, bc2, gscale);
+        g[i] = 0.0f;
     }
+    return s;
 }
 
 /* sum of x^2 in double: each float is widened, its square is exact in double (48
@@ -745,4 +778,5 @@ void parlm_neon_nn_fill(parlm_kernels *k)
     k->embed_bwd = embed_bwd;
     k->adamw = adamw;
     k->sumsq = sumsq;
+    k->adamw_zero = adamw_zero;
 }

@@ -37,7 +37,7 @@ typedef struct opts {
     int sample_len, threads, resume, bf16, quiet, stop_at, local_steps, bucket_mb, bf16_wire;
     int no_bind, overwrite;
     const char *dp_mode;
-    double lr, lr_min_frac, weight_decay, grad_clip;
+    double lr, lr_min_frac, weight_decay, grad_clip, beta1, beta2, eps;
     uint64_t seed;
 } opts;
 
@@ -70,6 +70,8 @@ static void usage(FILE *f)
         "  --lr-min-frac X      cosine decay ends at lr * X (default 0.1)\n"
         "  --weight-decay X     AdamW weight decay on 2-D weights (default 0.0)\n"
         "  --grad-clip X        clip the global gradient norm (default 1.0; 0 = off)\n"
+        "  --beta1 X, --beta2 X AdamW moment decay rates (default 0.9, 0.95; llm.c: 0.9, 0.999)\n"
+        "  --eps X              AdamW epsilon (default 1e-8)\n"
         "  --grad-accum N       micro-batches per step (default 1)\n"
         "  --seed N             initialization and sampling seed (default 1337)\n"
         "  --threads N          OpenMP threads per process (default: the process's share of\n"
@@ -113,7 +115,7 @@ static int parse_opts(int argc, char **argv, opts *o)
                 .B = 8, .T = 128, .steps = 1500, .warmup = 20, .grad_accum = 1,
                 .ckpt_every = 100, .val_every = 50, .val_steps = 10, .sample_every = 100,
                 .sample_len = 96, .lr = 1e-3, .lr_min_frac = 0.1, .grad_clip = 1.0,
-                .seed = 1337};
+                .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .seed = 1337};
     static const char *const dp_modes[] = {"auto", "sync", "overlap", "zero1", "local", NULL};
     enum { S = CLI_SAME, M = 1 << 16, BIG = INT_MAX };
     const cli_opt table[] = {
@@ -139,6 +141,8 @@ static int parse_opts(int argc, char **argv, opts *o)
         CLI_I("--bucket-mb", &o->bucket_mb, 1, 1 << 20, S),
         CLI_F("--bf16-wire", &o->bf16_wire, S), CLI_F("--no-bind", &o->no_bind, 0),
         CLI_F("--overwrite", &o->overwrite, 0),
+        CLI_D("--beta1", &o->beta1, 0, 1, S), CLI_D("--beta2", &o->beta2, 0, 1, S),
+        CLI_D("--eps", &o->eps, 0, 1e6, S),
     };
     _Static_assert(sizeof table / sizeof table[0] <= sizeof opt_table / sizeof opt_table[0],
                    "opt_table is too small");
@@ -148,6 +152,8 @@ static int parse_opts(int argc, char **argv, opts *o)
     if (rc)
         return rc < 0 ? -1 : rc;
     const char *bad = (int64_t)o->B * o->T > 1 << 28 ? "-b x -t must be at most 2^28 tokens"
+                    : o->beta1 >= 1 || o->beta2 >= 1 ? "--beta1 and --beta2 must be below 1"
+                    : !(o->eps > 0) ? "--eps must be > 0"
                     : (o->resume && !o->ckpt_dir) ? "--resume needs --ckpt-dir"
                     : (o->overwrite && !o->ckpt_dir) ? "--overwrite needs --ckpt-dir"
                     : (o->overwrite && o->resume) ? "--resume and --overwrite exclude each other"
@@ -959,7 +965,7 @@ int main(int argc, char **argv)
     /* Ctrl-C seen by any rank: all stop after the same step (a process alone stops midway
      * and keeps the state of its last whole step) */
     int halted = world_mean(&w, interrupted) > 0;
-    parlm_adamw_cfg opt = {0, 0.9f, 0.95f, 1e-8f, (float)o.weight_decay};
+    parlm_adamw_cfg opt = {0, (float)o.beta1, (float)o.beta2, (float)o.eps, (float)o.weight_decay};
     while (ts.step < stop && !halted && !rc) {
         double t0 = bench_now(), loss = 0;
         parlm_status st = parlm_gpt_zero_grad(m);

@@ -923,7 +923,13 @@ int main(int argc, char **argv)
 #endif
 
     /* the roofline: what the cores can do, measured now */
-    double sec, peak = bench_peak_gflops(threads, BENCH_PEAK_ITERS / 4, &sec);
+    /* (best of several runs, and the best figure seen on this machine if cached: a noisy
+     * measurement can only be low) */
+    double sec, cached, measured = bench_peak_gflops(threads, BENCH_PEAK_ITERS / 4, &sec);
+    double peak = bench_peak_remember(threads, measured, &cached);
+    if (cached > measured)
+        SAY("peak: %.0f GFLOP/s measured now, %.0f cached for this CPU (PARLM_PEAK_CACHE=off "
+            "to ignore)\n", measured, cached);
     peak = world_mean(&w, peak) * w.size; /* all processes together */
     int64_t P = parlm_gpt_num_params(m);
     int64_t tokens_per_step = (int64_t)o.B * o.T * o.grad_accum * w.size;

@@ -4,7 +4,7 @@
 # no clipping) follows llm.c's AdamW step by step (tests/llmc_update.c checks each step's
 # parameters, moments and logged loss against the rule computed in double); other
 # --beta1/--beta2/--eps values are followed too. Also: --log and --ckpt-dir in
-# directories that do not exist yet are created.
+# directories that do not exist yet are created; a malformed peak cache is replaced.
 set -eu
 bin=${PARLM_BUILDDIR:-.}
 work=$(mktemp -d)
@@ -26,6 +26,10 @@ run() {
         k=$((k + 1))
     done
 }
+# the peak cache: a malformed file is ignored and replaced by well-formed lines
+PARLM_PEAK_CACHE="$work/peak"
+export PARLM_PEAK_CACHE
+printf 'garbage\nno|bar|x\n|\n' > "$PARLM_PEAK_CACHE"
 "$bin/tests/llmc_update" prepare "$work"
 mkdir "$work/llmc" "$work/other"
 run "$work/llmc" 4 0.9 0.999 1e-8
@@ -47,4 +51,7 @@ for args in "--beta1 1" "--beta2 -0.1" "--eps 0"; do
     fi
     grep -q -e "--beta" -e "--eps" "$work/out.txt"
 done
-echo "3 passed, 0 failed"
+if grep -qv '^[a-z0-9]* [0-9]*t .*|[0-9.e+]*$' "$PARLM_PEAK_CACHE"; then
+    echo "peak cache not rewritten cleanly:"; cat "$PARLM_PEAK_CACHE"; exit 1
+fi
+echo "4 passed, 0 failed"

@@ -5,10 +5,10 @@
  * when the caller tests or waits (see dist.h for why there is no progress thread). */
 #include <limits.h>
 #include <sched.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../lib/error.h"
 #include "comm.h"

@@ -27,7 +27,7 @@ static int fail(const char *what)
 static int prepare(const char *dir)
 {
     char path[4096];
-    parlm_gpt_config cfg = {2, 2, 32, 32, V, 320};
+    parlm_gpt_config cfg = {2, 2, 64, 32, V, 320}; /* the shape of --model tiny */
     parlm_gpt *m;
     if (parlm_gpt_create(&m, &cfg, 7) != PARLM_OK)
         return fail("create");

@@ -840,8 +840,9 @@ int main(int argc, char **argv)
         } else if (parlm_gpt_preset(o.model, &want) != PARLM_OK) {
             fprintf(stderr, "parlm-train: --model: %s\n", parlm_last_error());
             return 2;
-        } else if (want.n_layer != got.n_layer || want.n_head != got.n_head ||
-                   want.n_embd != got.n_embd) {
+        } else if (!o.init && (want.n_layer != got.n_layer || want.n_head != got.n_head ||
+                               want.n_embd != got.n_embd)) {
+            /* with --init the run's shape came from that file, not from --model */
             if (w.rank == 0)
                 fprintf(stderr, "parlm-train: the checkpoint holds a model of L%d NH%d C%d, "
                         "but --model %s is L%d NH%d C%d: resume with the run's --model\n",

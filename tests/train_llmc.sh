@@ -4,7 +4,8 @@
 # no clipping) follows llm.c's AdamW step by step (tests/llmc_update.c checks each step's
 # parameters, moments and logged loss against the rule computed in double); other
 # --beta1/--beta2/--eps values are followed too. Also: --log and --ckpt-dir in
-# directories that do not exist yet are created; a malformed peak cache is replaced.
+# directories that do not exist yet are created; a malformed peak cache is replaced; a run
+# started from --init resumes without repeating its shape in --model.
 set -eu
 bin=${PARLM_BUILDDIR:-.}
 work=$(mktemp -d)
@@ -17,7 +18,7 @@ run() {
     while [ "$k" -le "$n" ]; do
         resume=
         [ "$k" -gt 1 ] && resume=--resume
-        "$bin/apps/parlm-train" --init "$dir/model.bin" --model tiny --data "$dir/train.bin" -b 2 -t 16 \
+        "$bin/apps/parlm-train" --init "$dir/model.bin" --data "$dir/train.bin" -b 2 -t 16 \
             --steps "$n" --stop-at "$k" --lr 1e-4 --warmup 0 --lr-min-frac 1 --weight-decay 0 \
             --grad-clip 0 --beta1 "$3" --beta2 "$4" --eps "$5" --threads 2 --quiet \
             --sample-every 0 --ckpt-dir "$dir/runs/ckpt" --log "$dir/runs/logs/log.csv" $resume \

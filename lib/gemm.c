@@ -62,6 +62,14 @@ static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* ---- blocking ----------------------------------------------------------------------- */
 
+/* Rows of the A block: each B micro-panel brought into L2 serves MC_ROWS / MR micro-kernel
+ * calls. KC is as deep as the L2 then allows: the C tile is read and written once per KC
+ * block, and on Cascade Lake (1 MiB L2) KC = 768 measured 5-10% faster than 256-384 on
+ * the shapes of parlm-bench gemm; 1536 lost on K = 3072 (A block past L2). */
+#define MC_ROWS 256
+#define KC_MIN 256
+#define KC_MAX 1536
+
 parlm_gemm_blocking parlm_gemm_blocking_for(int64_t l1, int64_t l2, int64_t l3, int l3_threads,
                                             int mr, int nr)
 {
@@ -76,10 +84,12 @@ parlm_gemm_blocking parlm_gemm_blocking_for(int64_t l1, int64_t l2, int64_t l3, 
     mr = mr < 1 ? 1 : mr;
     nr = nr < 1 ? 1 : nr;
     parlm_gemm_blocking b;
-    b.kc = l1 / 2 / (4 * nr) / 16 * 16;
-    b.kc = b.kc < 256 ? 256 : b.kc > 1024 ? 1024 : b.kc;
-    b.mc = max64(l2 / 2 / (4 * b.kc) / mr * mr, mr);
+    /* an A block of MC_ROWS rows fills 3/4 of L2, the rest holding the B micro-panel */
+    b.kc = l2 * 3 / 4 / (4 * MC_ROWS) / 16 * 16;
+    b.kc = b.kc < KC_MIN ? KC_MIN : b.kc > KC_MAX ? KC_MAX : b.kc;
+    b.mc = max64(l2 * 3 / 4 / (4 * b.kc) / mr * mr, mr);
     b.nc = max64(l3 / l3_threads / 2 / (4 * (b.kc + b.mc)) / nr * nr, nr);
+    (void)l1;
     return b;
 }
 
@@ -333,6 +343,8 @@ static void run_gemv_n(const parlm_kernels *kern, int64_t k, int64_t n, float al
 typedef struct gemm_job {
     const parlm_kernels *kern;
     int bf16;                 /* A and B are bf16 (else f32) */
+    int pairs;                /* bf16 packed as k pairs for bgemm_ukr (the dot path); else
+                                 packed as f32 (widened if bf16) for sgemm_ukr */
     int64_t es;               /* their element size in bytes */
     parlm_trans ta, tb;
     int64_t M, N, K;
@@ -358,15 +370,17 @@ static int64_t even_block(int64_t n, int64_t cap, int64_t unit)
 /* Words of one packed panel of width w over kc k: 64-byte multiple keeps panels aligned. */
 static int64_t panel_words(const gemm_job *j, int64_t kc, int w)
 {
-    int64_t steps = j->bf16 ? (kc + 1) / 2 : kc;
+    int64_t steps = j->pairs ? (kc + 1) / 2 : kc;
     return round_up(steps * w, 16);
 }
 
 static void pack(const gemm_job *j, int64_t kc, int64_t mn, const char *x, int64_t rs,
                  int64_t cs, int w, void *out)
 {
-    if (j->bf16)
+    if (j->pairs)
         j->kern->bpack(kc, mn, (const uint16_t *)x, rs, cs, w, out);
+    else if (j->bf16)
+        j->kern->wpack(kc, mn, (const uint16_t *)x, rs, cs, w, out);
     else
         j->kern->spack(kc, mn, (const float *)x, rs, cs, w, out);
 }
@@ -389,7 +403,51 @@ static void pack_b(const gemm_job *j, int64_t pc, int64_t kc, int64_t jc, int64_
         pack(j, kc, nc, j->B + (jc * j->ldb + pc) * j->es, j->ldb, 1, j->nr, out);
 }
 
-/* The five loops over cell `cell` of the thread grid, with the buffers of slot `slot`. */
+/* Source rows of the B block pack_b would read for columns jc:jc+nc: their first byte,
+ * count, bytes per row and stride. */
+static void b_rows(const gemm_job *j, int64_t pc, int64_t kc, int64_t jc, int64_t nc,
+                   const char **p, int64_t *rows, int64_t *bytes, int64_t *stride)
+{
+    if (j->tb == PARLM_NO_TRANS) {
+        *p = j->B + (pc * j->ldb + jc) * j->es;
+        *rows = kc;
+        *bytes = nc * j->es;
+    } else {
+        *p = j->B + (jc * j->ldb + pc) * j->es;
+        *rows = nc;
+        *bytes = kc * j->es;
+    }
+    *stride = j->ldb * j->es;
+}
+
+/* A walk over the 64-byte lines of a block of rows, a few lines per step: the next B
+ * panel is fetched a slice per micro-kernel call while the current one computes, so its
+ * packing finds it in cache (a weight larger than the L3, as the LM head's, comes from
+ * memory in rows too short for the hardware prefetcher). */
+typedef struct line_walk {
+    const char *p;          /* the current row */
+    int64_t off, bytes;     /* offset in it, and its length */
+    int64_t rows, stride;   /* rows left after this one, row stride */
+} line_walk;
+
+static void prefetch_lines(line_walk *w, int64_t lines)
+{
+    for (; lines > 0 && w->p; lines--) {
+        __builtin_prefetch(w->p + w->off, 0, 2);
+        w->off += 64;
+        if (w->off >= w->bytes) {
+            w->off = 0;
+            w->p = w->rows-- > 0 ? w->p + w->stride : NULL;
+        }
+    }
+}
+
+/* The five loops over cell `cell` of the thread grid, with the buffers of slot `slot`.
+ * B panels are packed lazily, each just before the first micro-kernel that reads it (in
+ * the first MC block of rows): it is then still in L2 when used, where packing the whole
+ * KC x NC block first sent it through L3 and back (measured on Cascade Lake: packing
+ * bound by L3 bandwidth at 1.2 ns per element, a quarter of the time of the kernels on
+ * NT shapes with M = 256). Later MC blocks read the panels from the buffer. */
 static void gemm_cell(const gemm_job *j, int cell, int slot)
 {
     int64_t m0, m1, n0, n1;
@@ -402,21 +460,36 @@ static void gemm_cell(const gemm_job *j, int cell, int slot)
     for (int64_t jc = n0; jc < n1; jc += nc) {
         int64_t ncur = min64(nc, n1 - jc);
         for (int64_t pc = 0; pc < j->K; pc += j->kb) {
-            int64_t kcur = min64(j->kb, j->K - pc), steps = j->bf16 ? (kcur + 1) / 2 : kcur;
+            int64_t kcur = min64(j->kb, j->K - pc);
+            int64_t steps = j->pairs ? (kcur + 1) / 2 : kcur;
             int64_t astride = panel_words(j, kcur, j->mr), bstride = panel_words(j, kcur, j->nr);
             float beta = pc == 0 ? j->beta : 1.0f;
-            pack_b(j, pc, kcur, jc, ncur, bbuf);
             for (int64_t ic = m0; ic < m1; ic += mc) {
                 int64_t mcur = min64(mc, m1 - ic);
                 pack_a(j, ic, mcur, pc, kcur, abuf);
                 for (int64_t jr = 0; jr < ncur; jr += j->nr) {
-                    const char *bp = bbuf + jr / j->nr * bstride * 4;
+                    char *bp = bbuf + jr / j->nr * bstride * 4;
                     int n = (int)min64(j->nr, ncur - jr);
+                    line_walk next = {NULL, 0, 0, 0, 0}; /* the next panel's source */
+                    int64_t per_call = 0;
+                    if (ic == m0) {
+                        pack_b(j, pc, kcur, jc + jr, n, bp);
+                        if (jr + j->nr < ncur) {
+                            int64_t rows;
+                            b_rows(j, pc, kcur, jc + jr + j->nr,
+                                   min64(j->nr, ncur - jr - j->nr), &next.p, &rows, &next.bytes,
+                                   &next.stride);
+                            next.rows = rows - 1;
+                            per_call = ceil_div(rows * ceil_div(next.bytes, 64),
+                                                ceil_div(mcur, j->mr));
+                        }
+                    }
                     for (int64_t ir = 0; ir < mcur; ir += j->mr) {
+                        prefetch_lines(&next, per_call);
                         const char *ap = abuf + ir / j->mr * astride * 4;
                         float *c = j->C + (ic + ir) * j->ldc + jc + jr;
                         int m = (int)min64(j->mr, mcur - ir);
-                        if (j->bf16)
+                        if (j->pairs)
                             j->kern->bgemm_ukr(steps, (const uint16_t *)ap, (const uint16_t *)bp,
                                                c, j->ldc, j->alpha, beta, m, n);
                         else
@@ -432,8 +505,8 @@ static void gemm_cell(const gemm_job *j, int cell, int slot)
 static parlm_status run_gemm(gemm_job *j, const char *fn)
 {
     const parlm_kernels *k = j->kern;
-    j->mr = j->bf16 ? k->bgemm_mr : k->sgemm_mr;
-    j->nr = j->bf16 ? k->bgemm_nr : k->sgemm_nr;
+    j->mr = j->pairs ? k->bgemm_mr : k->sgemm_mr;
+    j->nr = j->pairs ? k->bgemm_nr : k->sgemm_nr;
     int64_t tiles = ceil_div(j->M, j->mr) * ceil_div(j->N, j->nr);
     int64_t fmas = j->M * j->N; /* M*N*K without overflow: K counted by the grain */
     int nt = parlm_threads_for(fmas > INT64_MAX / j->K ? INT64_MAX : fmas * j->K, GEMM_GRAIN,
@@ -442,7 +515,7 @@ static parlm_status run_gemm(gemm_job *j, const char *fn)
         nt = (int)tiles;
     parlm_gemm_grid(j->M, j->N, j->mr, j->nr, nt, &j->tm, &j->tn);
     parlm_gemm_blocking b = blocking(j->mr, j->nr, nt);
-    int64_t kstep = j->bf16 ? 2 : 1; /* k per 32-bit word */
+    int64_t kstep = j->pairs ? 2 : 1; /* k per 32-bit word */
     j->kb = even_block(j->K, b.kc * kstep, 16);
     int64_t rows = ceil_div(ceil_div(j->M, j->mr), j->tm) * j->mr;
     int64_t cols = ceil_div(ceil_div(j->N, j->nr), j->tn) * j->nr;
@@ -549,7 +622,7 @@ parlm_status parlm_gemm_bf16(parlm_trans ta, parlm_trans tb, int64_t M, int64_t 
         run_gemv_t(k, 1, N, K, alpha, B, ldb, x, beta, C);
         return PARLM_OK;
     }
-    gemm_job j = {.kern = k, .bf16 = 1, .es = 2, .ta = ta, .tb = tb, .M = M, .N = N, .K = K,
+    gemm_job j = {.kern = k, .bf16 = 1, .pairs = 1, .es = 2, .ta = ta, .tb = tb, .M = M, .N = N, .K = K,
                   .alpha = alpha, .beta = beta, .A = (const char *)A, .B = (const char *)B,
                   .lda = lda, .ldb = ldb, .C = C, .ldc = ldc};
     return run_gemm(&j, fn);

@@ -8,13 +8,16 @@
 
 /* Blocking for a micro-kernel of mr x nr (32-bit words per k step: f32 elements, or bf16
  * k pairs) given the L1 / L2 / L3 sizes in bytes and the threads sharing the L3:
- *   kc: a KC x NR B micro-panel fills half of L1, but KC >= 256: measured on Zen 4,
- *       the extra passes over C of a shorter KC cost more than streaming B from L2
- *       (whose bandwidth is several times what the micro-kernels need);
- *   mc: an MC x KC A block fills half of L2;
+ *   kc: an A block of 256 rows x KC fills 3/4 of L2 (256 <= KC <= 1536): as deep as L2
+ *       allows, since the C tile is read and written once per KC block; the KC x NR B
+ *       micro-panel (reused by the 32 calls of a block) takes the last quarter;
+ *   mc: the MC x KC A block fills 3/4 of L2 (256 rows unless KC is clamped);
  *   nc: a KC x NC B block and the MC x NC block of C it updates fill half of the
  *       thread's share of L3 (C is re-read once per KC block).
- * kc is a multiple of 16, mc of mr, nc of nr; sizes <= 0 take PARLM_TOPO_L*_DEFAULT. */
+ * L1 does not bound KC: the kernels stream the B micro-panel from L2 at full speed (one
+ * 64-byte line per 4 FMA cycles). kc is a multiple of 16, mc of mr, nc of nr; sizes <= 0
+ * take PARLM_TOPO_L*_DEFAULT. KC never depends on the thread count, so neither does the
+ * order of the sums (results are the same bits for any number of threads). */
 parlm_gemm_blocking parlm_gemm_blocking_for(int64_t l1, int64_t l2, int64_t l3, int l3_threads,
                                             int mr, int nr);
 

@@ -37,6 +37,8 @@ typedef struct parlm_kernels {
      * spack: panel q: out[q*ps + k*w + i] = x[(q*w + i)*rs + k*cs]; zero for rows >= mn.
      * bpack: panel q: out[2*q*ps + (p*w + i)*2 + e] = x[(q*w + i)*rs + (2p+e)*cs], zero
      *        for rows >= mn and for k = kc when kc is odd.
+     * wpack: bf16 source, f32 panels exactly as spack's (each bf16 widened, exact): the
+     *        "widen" bf16 path runs the f32 micro-kernel on them.
      * One of rs, cs is 1 (a copy when rs == 1, a transpose when cs == 1). out is 64-byte
      * aligned. SIMD sets pack with vector transposes and row-ordered reads: scalar packing
      * costs 5-10% of a GEMM of the shapes of GPT-2 training. */
@@ -44,6 +46,8 @@ typedef struct parlm_kernels {
                   float *out);
     void (*bpack)(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
                   uint16_t *out);
+    void (*wpack)(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
+                  float *out);
 
     /* ---- GEMV (decode) -------------------------------------------------------
      * sgemv_t: y[i] = alpha * dot(W[i, 0:k], x) + beta * y[i], i < rows (W row-major, ldw)

@@ -1,20 +1,24 @@
 /* simd/avx512/gemm.c — AVX-512 GEMM micro-kernels, packing and GEMVs.
- * The f32 micro-kernel keeps an 8 x 32 block of C in 16 zmm accumulators: per k step it
- * loads two vectors of B (32 columns) and broadcasts each of the 8 A values into two FMAs.
- * One zmm FMA issues per cycle on this core class and its 4-cycle latency is hidden by
- * 16 independent accumulators; MR = 8 divides the row counts of GPT-2 training (B*T).
- * Edges use k-masks (never a scalar loop); bf16 without AVX512-BF16 widens each bf16 of a
- * k pair to f32 in registers (a bf16 is the top half of an f32, so this is exact). */
+ * The f32 micro-kernel keeps an 8 x 48 block of C in 24 zmm accumulators: per k step it
+ * loads three vectors of B (48 columns) and broadcasts each of the 8 A values into three
+ * FMAs. Cores with two 512-bit FMA pipes (Skylake-SP and later Xeons) need >= 8 chains to
+ * hide the 4-cycle latency and, more to the point, a loop that issues 2 FMAs per cycle
+ * within the 4-uop/cycle front end: 8 x 32 spent 30 uops per 16 FMAs (72-117 GFLOP/s of a
+ * 145 peak on Cascade Lake, L1-resident), 8 x 48 spends 38 per 24 (136-143). MR = 8 divides
+ * the row counts of GPT-2 training (B*T) and 48 its widths (768, 2304, 3072, 50304).
+ * Edge tiles run the same loop on 1, 2 or 3 vectors and store through k-masks.
+ * The bf16 k-pair kernel (used only when forced: PARLM_BF16_PATH=dot) widens each bf16 of a
+ * pair to f32 in registers (a bf16 is the top half of an f32, so this is exact). */
 #include <immintrin.h>
 #include <string.h>
 
 #include "avx512.h"
 
 #define MR 8
-#define NR 32
-/* transposes prefetch the source rows this far ahead (measured: 8 rows left 30% more
- * of the packing time waiting on memory; 32 gained nothing) */
-#define PACK_AHEAD_ROWS 16
+#define NR 32 /* bf16 k-pair kernel */
+#define SNR 48 /* f32 kernel */
+/* transposes prefetch each source row this many bytes ahead (4 cache lines) */
+#define PACK_AHEAD 256
 /* GEMV prefetches the weight rows this far ahead: decode weights come from memory in
  * rows of a few KB, too short for the hardware prefetcher alone */
 #define GEMV_AHEAD 16
@@ -61,26 +65,83 @@ static inline __attribute__((always_inline)) void prefetch_tile(const float *c, 
     }
 }
 
-static void sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                      float alpha, float beta, int m, int n)
+/* The f32 tile on nv vectors (nv = 1..3, a constant after inlining): acc[i][v] holds
+ * C[i, 16v : 16v+16]. The k loop runs two steps per iteration (loop overhead is uops the
+ * front end would otherwise take from the FMAs). */
+static inline __attribute__((always_inline)) void
+sgemm_tile(const int nv, int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+           float alpha, float beta, int m, int n)
 {
-    __m512 acc[MR][2];
+    __m512 acc[MR][3];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
-        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    prefetch_tile(c, ldc, m);
-    for (int64_t p = 0; p < kc; p++) {
-        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++)
+            acc[i][v] = _mm512_setzero_ps();
+    for (int i = 0; i < m; i++) { /* see prefetch_tile */
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + i * ldc + 16 * nv - 1), _MM_HINT_T1);
+        if (nv == 3)
+            _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T1);
+    }
+    int64_t p = 0;
+    for (; p + 2 <= kc; p += 2) {
+#pragma GCC unroll 2
+        for (int u = 0; u < 2; u++) {
+            __m512 b[3];
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++)
+                b[v] = _mm512_load_ps(bp + u * SNR + 16 * v);
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; i++) {
+                __m512 a = _mm512_set1_ps(ap[u * MR + i]);
+#pragma GCC unroll 3
+                for (int v = 0; v < nv; v++)
+                    acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
+            }
+        }
+        ap += 2 * MR;
+        bp += 2 * SNR;
+    }
+    if (p < kc) {
+        __m512 b[3];
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++)
+            b[v] = _mm512_load_ps(bp + 16 * v);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             __m512 a = _mm512_set1_ps(ap[i]);
-            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++)
+                acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
         }
-        ap += MR;
-        bp += NR;
     }
-    store_tile(acc, c, ldc, alpha, beta, m, n);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        if (i >= m)
+            break;
+        float *ci = c + i * ldc;
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) {
+            __mmask16 k = mask16(n - 16 * v);
+            __m512 r = _mm512_mul_ps(va, acc[i][v]);
+            if (beta != 0.0f)
+                r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k, ci + 16 * v), r);
+            _mm512_mask_storeu_ps(ci + 16 * v, k, r);
+        }
+    }
+}
+
+static void sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                      float alpha, float beta, int m, int n)
+{
+    if (n > 32)
+        sgemm_tile(3, kc, ap, bp, c, ldc, alpha, beta, m, n);
+    else if (n > 16)
+        sgemm_tile(2, kc, ap, bp, c, ldc, alpha, beta, m, n);
+    else
+        sgemm_tile(1, kc, ap, bp, c, ldc, alpha, beta, m, n);
 }
 
 /* bf16 pairs -> two f32 vectors: the even element is the low half of each 32-bit lane
@@ -155,75 +216,126 @@ static inline __m128 load4(const char *row, int64_t k, int64_t len, int half)
     return _mm_maskz_loadu_ps(m, row + 4 * k);
 }
 
-/* Prefetches word k0 of the row PACK_AHEAD_ROWS below `row` (never dereferenced, so
- * running past the block is harmless; the address is formed as an integer). Always
- * inlined, as prefetch_tile. */
-static inline __attribute__((always_inline)) void prefetch_ahead(const char *row,
-                                                                  int64_t rs_bytes, int64_t k0)
-{
-    uintptr_t a = (uintptr_t)row + (uintptr_t)(PACK_AHEAD_ROWS * rs_bytes + 4 * k0);
-    _mm_prefetch((const char *)a, _MM_HINT_T0);
-}
-
-/* out[k*w + i] = word k of row i (i < 8; row i at x + i*rs_bytes; rows >= mn read as
- * zero, without access), for the kw = ceil(len / (1 + half)) words of a row; w is a
- * multiple of 8. Rows further down are prefetched while these are read: a KC-long row
- * is too short a stream for the hardware prefetcher to pick up. */
+/* 8 source rows x 8 words at word k0 -> o[j] = word k0 + j of the 8 rows. row[i] is row
+ * i (never dereferenced for i >= nrows); full: all 8 rows present and the 8 words whole
+ * (plain loads), else masked loads read zeros past a row's len elements (load4). */
 static inline __attribute__((always_inline)) void
-transpose_rows8(int64_t len, int half, int64_t mn, const char *x, int64_t rs_bytes, int w,
-                float *out)
+load_t8(const char *const row[8], int64_t k0, int64_t len, int half, int nrows, int full,
+        __m256 o[8])
 {
-    int64_t kw = half ? (len + 1) / 2 : len, kfull = half ? len / 2 / 8 * 8 : len / 8 * 8;
-    const char *row[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++)
-        row[i] = (const char *)((uintptr_t)x + (uintptr_t)(i * rs_bytes));
-    int64_t k0 = 0;
-    if (mn >= 8) /* all rows present: whole 8-word blocks with plain loads */
-        for (; k0 < kfull; k0 += 8) {
-            __m256 a[4], b[4], o[8];
+    __m256 a[4], b[4];
 #pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) {
-                prefetch_ahead(row[i], rs_bytes, k0);
-                prefetch_ahead(row[i + 4], rs_bytes, k0);
-                const float *lo = (const float *)row[i] + k0, *hi = (const float *)row[i + 4] + k0;
-                a[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)),
-                                            _mm_loadu_ps(hi), 1);
-                b[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo + 4)),
-                                            _mm_loadu_ps(hi + 4), 1);
-            }
-            transpose8(a, b, o);
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++)
-                _mm256_store_ps(out + (k0 + j) * w, o[j]);
-        }
-    for (; k0 < kw; k0 += 8) { /* rows or words missing: masked loads */
-        __m256 a[4], b[4], o[8];
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            int64_t l0 = i < mn ? len : 0, l1 = i + 4 < mn ? len : 0;
+    for (int i = 0; i < 4; i++) {
+        if (full) {
+            const float *lo = (const float *)row[i] + k0, *hi = (const float *)row[i + 4] + k0;
+            a[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)),
+                                        _mm_loadu_ps(hi), 1);
+            b[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo + 4)),
+                                        _mm_loadu_ps(hi + 4), 1);
+        } else {
+            int64_t l0 = i < nrows ? len : 0, l1 = i + 4 < nrows ? len : 0;
             a[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(load4(row[i], k0, l0, half)),
                                         load4(row[i + 4], k0, l1, half), 1);
             b[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(load4(row[i], k0 + 4, l0, half)),
                                         load4(row[i + 4], k0 + 4, l1, half), 1);
         }
-        transpose8(a, b, o);
-        for (int j = 0; j < 8 && k0 + j < kw; j++)
-            _mm256_store_ps(out + (k0 + j) * w, o[j]);
     }
+    transpose8(a, b, o);
+}
+
+/* Stores word columns j < nj of o at word row k0 + j of a panel of width w (out points at
+ * the group's column). widen: the words are bf16 pairs of k = 2(k0+j), 2(k0+j)+1 and go out
+ * as two f32 rows (a bf16 is the top half of an f32: shift the even one up, mask the odd
+ * one), the odd row only when k + 1 < len. */
+static inline __attribute__((always_inline)) void
+store_t8(const __m256 o[8], int64_t k0, int nj, int widen, int64_t len, int w, float *out)
+{
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        if (j >= nj)
+            break;
+        if (!widen) {
+            _mm256_store_ps(out + (k0 + j) * w, o[j]);
+        } else {
+            int64_t k = 2 * (k0 + j);
+            __m256i v = _mm256_castps_si256(o[j]);
+            _mm256_store_si256((__m256i *)(out + k * w), _mm256_slli_epi32(v, 16));
+            if (k + 1 < len)
+                _mm256_store_si256((__m256i *)(out + (k + 1) * w), _mm256_and_si256(v, hi));
+        }
+    }
+}
+
+/* One panel by transposition: out[k*w + i] = word k of row i (row i at x + i*rs_bytes,
+ * rows >= rows read as zero, without access) for the ceil(len / (1 + half)) words of a
+ * row (f32, or bf16 k pairs; widen writes the pairs as f32 rows, see store_t8).
+ * A whole panel runs k outside the rows: each 8 k steps fill 8 rows of w words, whole
+ * cache lines, where row groups outside would write each line in 32-byte pieces at
+ * different times (measured: 1.8 cycles per element with KC = 768, the panel then being
+ * larger than L1). Each row is a stream the hardware prefetcher may not follow (48 at
+ * once), so it is prefetched PACK_AHEAD bytes ahead, once per cache line. */
+static inline __attribute__((always_inline)) void
+transpose_panel(int64_t len, int half, int widen, int64_t rows, const char *x, int64_t rs_bytes,
+                int w, float *out)
+{
+    int64_t kw = half ? (len + 1) / 2 : len, kfull = half ? len / 2 / 8 * 8 : len / 8 * 8;
+    int64_t k0 = 0;
+    if (rows >= w)
+        for (; k0 < kfull; k0 += 8)
+            for (int g = 0; g < w; g += 8) {
+                const char *row[8];
+                __m256 o[8];
+#pragma GCC unroll 8
+                for (int i = 0; i < 8; i++) {
+                    row[i] = x + (g + i) * rs_bytes;
+                    if ((k0 & 15) == 0) /* never dereferenced: past the block is harmless */
+                        _mm_prefetch((const char *)((uintptr_t)row[i] + (uintptr_t)(4 * k0 +
+                                                                               PACK_AHEAD)),
+                                     _MM_HINT_T0);
+                }
+                load_t8(row, k0, len, half, 8, 1, o);
+                store_t8(o, k0, 8, widen, len, w, out + g);
+            }
+    for (; k0 < kw; k0 += 8) /* rows or words missing: masked loads */
+        for (int g = 0; g < w; g += 8) {
+            const char *row[8];
+            __m256 o[8];
+            int64_t nr = rows - g;
+            for (int i = 0; i < 8; i++) /* addresses of absent rows are only formed */
+                row[i] = (const char *)((uintptr_t)x + (uintptr_t)((g + i) * rs_bytes));
+            load_t8(row, k0, len, half, nr < 0 ? 0 : nr > 8 ? 8 : (int)nr, 0, o);
+            store_t8(o, k0, kw - k0 < 8 ? (int)(kw - k0) : 8, widen, len, w, out + g);
+        }
+}
+
+/* The plain loops of the packing contract, for layouts the vector code does not take
+ * (a width not a multiple of 8, or neither stride 1). */
+static void pack_plain(int64_t kc, int64_t mn, const void *x, int bf16, int64_t rs, int64_t cs,
+                       int w, float *out)
+{
+    int64_t ps = (kc * w + 15) / 16 * 16, np = (mn + w - 1) / w;
+    for (int64_t q = 0; q < np; q++)
+        for (int64_t k = 0; k < kc; k++)
+            for (int i = 0; i < w; i++) {
+                int64_t r = q * w + i, at = r * rs + k * cs;
+                float v = 0.0f;
+                if (r < mn && bf16) {
+                    uint32_t u = (uint32_t)((const uint16_t *)x)[at] << 16;
+                    memcpy(&v, &u, 4);
+                } else if (r < mn) {
+                    v = ((const float *)x)[at];
+                }
+                out[q * ps + k * w + i] = v;
+            }
 }
 
 static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs, int w,
                   float *out)
 {
     int64_t ps = (kc * w + 15) / 16 * 16, np = (mn + w - 1) / w;
-    if (w % 8 != 0 || (rs != 1 && cs != 1)) { /* not a layout of this set: plain loops */
-        for (int64_t q = 0; q < np; q++)
-            for (int64_t k = 0; k < kc; k++)
-                for (int i = 0; i < w; i++) {
-                    int64_t r = q * w + i;
-                    out[q * ps + k * w + i] = r < mn ? x[r * rs + k * cs] : 0.0f;
-                }
+    if (w % 8 != 0 || (rs != 1 && cs != 1)) {
+        pack_plain(kc, mn, x, 0, rs, cs, w, out);
         return;
     }
     if (rs == 1) { /* copy: 8 block rows at a time, each read in order across the panels */
@@ -246,13 +358,43 @@ static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs
         }
         return;
     }
-    for (int64_t q = 0; q < np; q++) /* transpose, 8 rows at a time */
-        for (int g = 0; g < w; g += 8) {
-            int64_t r = q * w + g;
-            /* rows past mn are never read: their address is only formed */
-            const char *src = (const char *)((uintptr_t)x + (uintptr_t)(4 * r * rs));
-            transpose_rows8(kc, 0, mn - r, src, 4 * rs, w, out + q * ps + g);
+    for (int64_t q = 0; q < np; q++) { /* rows past mn are never read: addresses only */
+        const char *src = (const char *)((uintptr_t)x + (uintptr_t)(4 * q * w * rs));
+        transpose_panel(kc, 0, 0, mn - q * w, src, 4 * rs, w, out + q * ps);
+    }
+}
+
+/* bf16 source -> f32 panels of spack's layout (the widening path: the f32 micro-kernel
+ * then runs on them). Widening is exact, so a GEMM through these equals the f32 GEMM of
+ * the widened inputs bit for bit. */
+static void wpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
+                  float *out)
+{
+    int64_t ps = (kc * w + 15) / 16 * 16, np = (mn + w - 1) / w;
+    if (w % 8 != 0 || (rs != 1 && cs != 1)) {
+        pack_plain(kc, mn, x, 1, rs, cs, w, out);
+        return;
+    }
+    if (rs == 1) { /* copy, as spack: 16 bf16 -> 16 f32 per vector */
+        for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+            int64_t kn = kc - k0 < 8 ? kc - k0 : 8;
+            for (int64_t q = 0; q < np; q++)
+                for (int64_t k = k0; k < k0 + kn; k++)
+                    for (int i = 0; i < w; i += 16) {
+                        const uint16_t *src = x + k * cs + q * w + i;
+                        __m256i h = (q + 1) * w <= mn && i + 16 <= w
+                                        ? _mm256_loadu_si256((const __m256i *)src)
+                                        : _mm256_maskz_loadu_epi16(mask16(mn - q * w - i), src);
+                        __m512i v = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
+                        _mm512_mask_storeu_epi32(out + q * ps + k * w + i, mask16(w - i), v);
+                    }
         }
+        return;
+    }
+    for (int64_t q = 0; q < np; q++) { /* transpose k pairs as words, widen on the way out */
+        const char *src = (const char *)((uintptr_t)x + (uintptr_t)(2 * q * w * rs));
+        transpose_panel(kc, 1, 1, mn - q * w, src, 2 * rs, w, out + q * ps);
+    }
 }
 
 static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
@@ -292,13 +434,10 @@ static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t
         }
         return;
     }
-    /* transpose: a row's k pairs are 32-bit words already */
-    for (int64_t q = 0; q < np; q++)
-        for (int g = 0; g < w; g += 8) {
-            int64_t r = q * w + g;
-            const char *src = (const char *)((uintptr_t)x + (uintptr_t)(2 * r * rs));
-            transpose_rows8(kc, 1, mn - r, src, 2 * rs, w, (float *)(out + 2 * q * ps + 2 * g));
-        }
+    for (int64_t q = 0; q < np; q++) { /* transpose: a row's k pairs are 32-bit words already */
+        const char *src = (const char *)((uintptr_t)x + (uintptr_t)(2 * q * w * rs));
+        transpose_panel(kc, 1, 0, mn - q * w, src, 2 * rs, w, (float *)(out + 2 * q * ps));
+    }
 }
 
 /* ---- GEMV ------------------------------------------------------------------------ */
@@ -447,13 +586,14 @@ static void sgemv_n(int64_t k, int64_t n, float alpha, const float *b, int64_t l
 void parlm_avx512_gemm_fill(parlm_kernels *k)
 {
     k->sgemm_mr = MR;
-    k->sgemm_nr = NR;
+    k->sgemm_nr = SNR;
     k->sgemm_ukr = sgemm_ukr;
     k->bgemm_mr = MR;
     k->bgemm_nr = NR;
     k->bgemm_ukr = bgemm_ukr;
     k->spack = spack;
     k->bpack = bpack;
+    k->wpack = wpack;
     k->sgemv_t = sgemv_t;
     k->sgemv_n = sgemv_n;
     k->bgemv_t = bgemv_t;

@@ -106,6 +106,19 @@ static void scalar_bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, 
                 }
 }
 
+/* bf16 source, f32 panels of scalar_spack's layout (widening is exact). */
+static void scalar_wpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs,
+                         int w, float *out)
+{
+    int64_t ps = (kc * w + 15) / 16 * 16;
+    for (int64_t q = 0; q * w < mn; q++)
+        for (int64_t k = 0; k < kc; k++)
+            for (int i = 0; i < w; i++) {
+                int64_t r = q * w + i;
+                out[q * ps + k * w + i] = r < mn ? parlm_bf16_to_f32_1(x[r * rs + k * cs]) : 0.0f;
+            }
+}
+
 void parlm_scalar_gemm_fill(parlm_kernels *k)
 {
     k->sgemm_mr = MR;
@@ -116,6 +129,7 @@ void parlm_scalar_gemm_fill(parlm_kernels *k)
     k->bgemm_ukr = parlm_scalar_bgemm_ukr;
     k->spack = scalar_spack;
     k->bpack = scalar_bpack;
+    k->wpack = scalar_wpack;
     k->sgemv_t = parlm_scalar_sgemv_t;
     k->sgemv_n = parlm_scalar_sgemv_n;
     k->bgemv_t = parlm_scalar_bgemv_t;

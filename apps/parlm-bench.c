@@ -42,6 +42,7 @@ static void usage(FILE *f)
             "  -h, --help     this text\n"
             "\n"
             "environment: PARLM_ISA=scalar|avx2|avx512|neon forces a kernel set;\n"
+            "PARLM_BF16_PATH=dot|widen forces the bf16 GEMM path (default: measured);\n"
             "OPENBLAS_CORETYPE (read by OpenBLAS) picks the baseline's kernels.\n");
 }
 
@@ -120,11 +121,14 @@ int main(int argc, char **argv)
     }
     if (ctx.quick)
         ctx.min_time = ctx.min_time < 0.05 ? ctx.min_time : 0.05;
-    if (!ctx.json)
-        printf("parlm-bench %s: kernels %s%s, %d threads%s%s\n", parlm_version(),
-               parlm_isa_name(parlm_isa_current()),
+    if (!ctx.json) {
+        const char *why;
+        parlm_bf16_path bp = parlm_bf16_path_current(&why);
+        printf("parlm-bench %s: kernels %s%s, %d threads%s%s; bf16 GEMM path %s (%s)\n",
+               parlm_version(), parlm_isa_name(parlm_isa_current()),
                parlm_cpu_has_avx512bf16() ? " (+avx512bf16)" : "", ctx.max_threads,
-               share[0] ? " per rank on " : "", share);
+               share[0] ? " per rank on " : "", share, parlm_bf16_path_name(bp), why);
+    }
     bench_begin(&ctx);
     int rc = 0;
     /* GEMM quotes % of peak and GEMV % of bandwidth: measure those first */

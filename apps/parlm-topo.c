@@ -130,6 +130,9 @@ static void print_text(const char *source, const parlm_topo *topo, parlm_team_po
     }
     printf("  kernels: %s, AVX512-BF16 %s\n", parlm_isa_name(parlm_isa_current()),
            parlm_cpu_has_avx512bf16() ? "yes" : "no");
+    const char *why;
+    parlm_bf16_path bp = parlm_bf16_path_current(&why);
+    printf("  bf16 GEMM: %s (%s)\n", parlm_bf16_path_name(bp), why);
     int nteams = parlm_teams_count(teams);
     printf("teams: policy %s, %d team%s, %d thread%s\n", policy_name(policy), nteams,
            nteams == 1 ? "" : "s", parlm_teams_threads(teams),
@@ -176,8 +179,12 @@ static void print_json(const char *source, const parlm_topo *topo, parlm_team_po
                level > 1 ? ", " : "", level, (long long)parlm_topo_cache_bytes(topo, level),
                parlm_topo_cache_cores(topo, level),
                parlm_topo_cache_reported(topo, level) ? "true" : "false");
-    printf("],\n \"kernels\": {\"isa\": \"%s\", \"avx512bf16\": %s},\n",
-           parlm_isa_name(parlm_isa_current()), parlm_cpu_has_avx512bf16() ? "true" : "false");
+    const char *why;
+    parlm_bf16_path bp = parlm_bf16_path_current(&why);
+    printf("],\n \"kernels\": {\"isa\": \"%s\", \"avx512bf16\": %s, \"bf16_path\": \"%s\", "
+           "\"bf16_path_reason\": \"%s\"},\n",
+           parlm_isa_name(parlm_isa_current()), parlm_cpu_has_avx512bf16() ? "true" : "false",
+           parlm_bf16_path_name(bp), why);
     printf(" \"policy\": \"%s\", \"threads\": %d, \"teams\": [", policy_name(policy),
            parlm_teams_threads(teams));
     int i = 0;

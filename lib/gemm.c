@@ -622,7 +622,9 @@ parlm_status parlm_gemm_bf16(parlm_trans ta, parlm_trans tb, int64_t M, int64_t 
         run_gemv_t(k, 1, N, K, alpha, B, ldb, x, beta, C);
         return PARLM_OK;
     }
-    gemm_job j = {.kern = k, .bf16 = 1, .pairs = 1, .es = 2, .ta = ta, .tb = tb, .M = M, .N = N, .K = K,
+    gemm_job j = {.kern = k, .bf16 = 1,
+                  .pairs = parlm_bf16_path_current(NULL) == PARLM_BF16_DOT, .es = 2,
+                  .ta = ta, .tb = tb, .M = M, .N = N, .K = K,
                   .alpha = alpha, .beta = beta, .A = (const char *)A, .B = (const char *)B,
                   .lda = lda, .ldb = ldb, .C = C, .ldc = ldc};
     return run_gemm(&j, fn);

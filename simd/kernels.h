@@ -28,6 +28,7 @@ typedef struct parlm_kernels {
      * bp: kc2 steps of NR pairs (b[2p][j], b[2p+1][j]) = 2*NR uint16 per step.
      * An odd kc is padded with a zero k. */
     int bgemm_mr, bgemm_nr;
+    const char *bgemm_dot; /* the bf16 dot-product instruction it uses, NULL: it widens */
     void (*bgemm_ukr)(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float *c,
                       int64_t ldc, float alpha, float beta, int m, int n);
 

@@ -3,6 +3,8 @@
  * calls, and the scalar kernel set (simd/scalar) for each set's micro-kernels, packing,
  * GEMVs and conversions. Shapes are awkward on purpose (1, 2, 7, 17, 31, 64, 127, 255,
  * 1000), and a forced small blocking makes small shapes cross every block boundary.
+ * bf16 runs both paths (dot: k-pair kernels; widen: f32 packs + the f32 kernel) on every
+ * set, whichever path this CPU would pick.
  * PARLM_GEMM is read once per process, so the backend test re-runs this program
  * (argv[1] == "--backend-child") with the variable set. */
 #include "config.h"
@@ -212,7 +214,16 @@ static void gemm_small_shapes(int bf16)
 START_TEST(sgemm_small_shapes_every_isa) { gemm_small_shapes(0); }
 END_TEST
 
-START_TEST(gemm_bf16_small_shapes_every_isa) { gemm_small_shapes(1); }
+/* Both bf16 paths on every kernel set, whichever this CPU would choose: the dot path's
+ * k-pair kernels (vdpbf16ps where the CPU has it, in-register widening elsewhere) and the
+ * widening packs with the f32 kernel. */
+START_TEST(gemm_bf16_small_shapes_every_isa)
+{
+    for (int path = PARLM_BF16_DOT; path <= PARLM_BF16_WIDEN; path++) {
+        ck_assert_int_eq(parlm_bf16_path_select((parlm_bf16_path)path), PARLM_OK);
+        gemm_small_shapes(1);
+    }
+}
 END_TEST
 
 /* Larger shapes: several KC blocks, MC blocks over 512 rows, edges everywhere; then each
@@ -252,7 +263,76 @@ static void gemm_large_shapes(int bf16)
 START_TEST(sgemm_large_shapes_every_isa) { gemm_large_shapes(0); }
 END_TEST
 
-START_TEST(gemm_bf16_large_shapes_every_isa) { gemm_large_shapes(1); }
+START_TEST(gemm_bf16_large_shapes_every_isa)
+{
+    for (int path = PARLM_BF16_DOT; path <= PARLM_BF16_WIDEN; path++) {
+        ck_assert_int_eq(parlm_bf16_path_select((parlm_bf16_path)path), PARLM_OK);
+        gemm_large_shapes(1);
+    }
+}
+END_TEST
+
+/* The widening path is the f32 GEMM of the widened inputs, bit for bit (widening is exact
+ * and the blocking the same), on 1 and 2 threads, for NN, NT and TN. */
+START_TEST(gemm_bf16_widen_is_f32_of_widened_bitwise)
+{
+    ck_assert_int_eq(parlm_bf16_path_select(PARLM_BF16_WIDEN), PARLM_OK);
+    int64_t M = 200, N = 300, K = 1100; /* K: two KC blocks */
+    int64_t na = M * K, nb = K * N;
+    float *A = tu_alloc_nan(na), *B = tu_alloc_nan(nb);
+    float *C32 = tu_alloc_nan(M * N), *C16 = tu_alloc_nan(M * N);
+    uint16_t *Ah = parlm_alloc((size_t)na, 2), *Bh = parlm_alloc((size_t)nb, 2);
+    tu_fill(A, na, 61);
+    tu_fill(B, nb, 62);
+    for (int64_t i = 0; i < na; i++)
+        A[i] = from_bf16(Ah[i] = to_bf16(A[i]));
+    for (int64_t i = 0; i < nb; i++)
+        B[i] = from_bf16(Bh[i] = to_bf16(B[i]));
+    for (int nt = 1; nt <= 2; nt++) {
+        omp_set_num_threads(nt);
+        for (int t = 0; t < 3; t++) {
+            int64_t lda = tas[t] ? M : K, ldb = tbs[t] ? K : N;
+            ck_assert_int_eq(parlm_sgemm(tas[t], tbs[t], M, N, K, 0.5f, A, lda, B, ldb, 0.0f,
+                                         C32, N),
+                             PARLM_OK);
+            ck_assert_int_eq(parlm_gemm_bf16(tas[t], tbs[t], M, N, K, 0.5f, Ah, lda, Bh, ldb,
+                                             0.0f, C16, N),
+                             PARLM_OK);
+            ck_assert_msg(memcmp(C32, C16, (size_t)(M * N) * 4) == 0,
+                          "%s, %d threads: widened bf16 GEMM differs from f32", tnames[t], nt);
+        }
+    }
+    omp_set_num_threads(1);
+    parlm_free(A);
+    parlm_free(B);
+    parlm_free(C32);
+    parlm_free(C16);
+    parlm_free(Ah);
+    parlm_free(Bh);
+}
+END_TEST
+
+/* The path choice: a valid path with a reason; the calibration measures both kernels of
+ * every set; a bad path is an error. (Which path wins is speed, never asserted.) */
+START_TEST(bf16_path_choice)
+{
+    const char *why = NULL;
+    parlm_bf16_path p = parlm_bf16_path_current(&why);
+    ck_assert(p == PARLM_BF16_DOT || p == PARLM_BF16_WIDEN);
+    ck_assert_ptr_nonnull(why);
+    ck_assert_int_gt((int)strlen(why), 0);
+    ck_assert_str_eq(parlm_bf16_path_name(PARLM_BF16_DOT), "dot");
+    ck_assert_str_eq(parlm_bf16_path_name(PARLM_BF16_WIDEN), "widen");
+    ck_assert_int_eq(parlm_bf16_path_select((parlm_bf16_path)7), PARLM_EINVAL);
+    kset sets[8];
+    int ns = kernel_sets(sets, 8);
+    for (int s = 0; s < ns; s++) {
+        double dot = 0.0, f32 = 0.0;
+        ck_assert_int_eq(parlm_bf16_calibrate(&sets[s].k, &dot, &f32), PARLM_OK);
+        ck_assert_msg(dot > 0.0 && f32 > 0.0, "%s: calibration gave %g / %g GFLOP/s",
+                      sets[s].name, dot, f32);
+    }
+}
 END_TEST
 
 /* Tiny forced blocks (MC = 2 MR, KC = 32, NC = 2 NR) make every loop of the framework
@@ -269,13 +349,19 @@ START_TEST(gemm_forced_small_blocking)
         parlm_gemm_blocking_override(&b);
         for (int s = 0; s < 4; s++)
             for (int t = 0; t < 3; t++)
-                for (int bf16 = 0; bf16 < 2; bf16++) {
+                for (int v = 0; v < 3; v++) { /* f32, bf16 dot, bf16 widen */
+                    int bf16 = v > 0;
+                    if (bf16)
+                        ck_assert_int_eq(parlm_bf16_path_select(v == 1 ? PARLM_BF16_DOT
+                                                                       : PARLM_BF16_WIDEN),
+                                         PARLM_OK);
                     gemm_case g = {tas[t], tbs[t], shapes[s][0], shapes[s][1], shapes[s][2], t,
                                    alphas[(s + t) % 5], betas[(s + t) % 5], bf16};
                     double w = run_gemm_case(&g, 200 + (uint64_t)(s * 3 + t));
                     ck_assert_msg(w <= 1.0, "%s %s %s %lldx%lldx%lld: error %.3g x tolerance",
-                                  parlm_isa_name((parlm_isa)isa), bf16 ? "bf16" : "f32",
-                                  tnames[t], (long long)g.M, (long long)g.N, (long long)g.K, w);
+                                  parlm_isa_name((parlm_isa)isa),
+                                  v == 0 ? "f32" : v == 1 ? "bf16 dot" : "bf16 widen", tnames[t],
+                                  (long long)g.M, (long long)g.N, (long long)g.K, w);
                 }
         parlm_gemm_blocking_override(NULL);
     }
@@ -540,9 +626,11 @@ START_TEST(pack_matches_scalar_every_set)
     float *o1 = parlm_alloc(cap, 1), *o2 = parlm_alloc(cap, 1);
     for (int s = 0; s < ns; s++) {
         const parlm_kernels *k = &sets[s].k;
-        int widths[4] = {k->sgemm_mr, k->sgemm_nr, k->bgemm_mr, k->bgemm_nr};
-        for (int wi = 0; wi < 4; wi++) {
-            int w = widths[wi], bf16 = wi >= 2;
+        /* f32, bf16 k pairs, bf16 widened to f32 (wpack) */
+        int widths[6] = {k->sgemm_mr, k->sgemm_nr, k->bgemm_mr, k->bgemm_nr, k->sgemm_mr,
+                         k->sgemm_nr};
+        for (int wi = 0; wi < 6; wi++) {
+            int w = widths[wi], bf16 = wi >= 2 && wi < 4, widen = wi >= 4;
             int64_t mns[] = {1, w - 1 > 0 ? w - 1 : 1, w, w + 1, 2 * w + 3, 70};
             for (int a = 0; a < 6; a++)
                 for (int c = 0; c < 8; c++)
@@ -554,13 +642,17 @@ START_TEST(pack_matches_scalar_every_set)
                         if (bf16) {
                             k->bpack(kc, mn, hsrc + 3, rs, cs, w, (uint16_t *)o1);
                             sc.bpack(kc, mn, hsrc + 3, rs, cs, w, (uint16_t *)o2);
+                        } else if (widen) {
+                            k->wpack(kc, mn, hsrc + 3, rs, cs, w, o1);
+                            sc.wpack(kc, mn, hsrc + 3, rs, cs, w, o2);
                         } else {
                             k->spack(kc, mn, src + 3, rs, cs, w, o1);
                             sc.spack(kc, mn, src + 3, rs, cs, w, o2);
                         }
                         ck_assert_msg(memcmp(o1, o2, cap) == 0,
                                       "%s %s pack w=%d mn=%lld kc=%lld %s differs from scalar",
-                                      sets[s].name, bf16 ? "bf16" : "f32", w, (long long)mn,
+                                      sets[s].name, bf16 ? "bf16" : widen ? "widen" : "f32", w,
+                                      (long long)mn,
                                       (long long)kc, tr ? "transpose" : "copy");
                     }
         }
@@ -663,6 +755,9 @@ START_TEST(no_scalar_entries_left)
             ck_assert_msg(k->spack != sc.spack, "%s: spack is scalar", n);
             ck_assert_msg(k->bpack != sc.bpack, "%s: bpack is scalar", n);
         }
+        /* the widening pack: avx512 has its own; avx2 and neon use the reference for now */
+        if (strcmp(k->name, "avx512") == 0)
+            ck_assert_msg(k->wpack != sc.wpack, "%s: wpack is scalar", n);
     }
 }
 END_TEST
@@ -936,8 +1031,45 @@ static int backend_child(void)
     return bad;
 }
 
-/* Runs the child with PARLM_GEMM=value (NULL: unset); returns its exit code, output in out. */
-static int run_backend_child(const char *value, char *out, size_t n)
+/* Child: parlm_isa_init's verdict on PARLM_BF16_PATH, then the path in use ("error" if
+ * init failed), and a bf16 GEMM against the double reference. Exit 0 if that is right. */
+static int bf16_child(void)
+{
+    if (parlm_isa_init() != PARLM_OK) {
+        printf("error");
+        return 0;
+    }
+    int64_t M = 33, N = 70, K = 41;
+    uint16_t *A = parlm_alloc((size_t)(M * K), 2), *B = parlm_alloc((size_t)(K * N), 2);
+    float *C = tu_alloc_nan(M * N), *f = tu_alloc_nan(M * K + K * N);
+    tu_fill(f, M * K + K * N, 71);
+    for (int64_t i = 0; i < M * K; i++)
+        A[i] = to_bf16(f[i]);
+    for (int64_t i = 0; i < K * N; i++)
+        B[i] = to_bf16(f[M * K + i]);
+    int bad = parlm_gemm_bf16(PARLM_NO_TRANS, PARLM_NO_TRANS, M, N, K, 1.0f, A, K, B, N, 0.0f, C,
+                              N) != PARLM_OK;
+    for (int64_t i = 0; i < M && !bad; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0.0, sa = 0.0;
+            for (int64_t p = 0; p < K; p++) {
+                double a = from_bf16(A[i * K + p]), b = from_bf16(B[p * N + j]);
+                s += a * b;
+                sa += fabs(a * b);
+            }
+            bad |= !(fabs(C[i * N + j] - s) <= gemm_tol(K, sa, 0.0));
+        }
+    printf("%s", parlm_bf16_path_name(parlm_bf16_path_current(NULL)));
+    parlm_free(A);
+    parlm_free(B);
+    parlm_free(C);
+    parlm_free(f);
+    return bad;
+}
+
+/* Runs this program as `mode` with variable var=value (NULL: unset); returns its exit
+ * code, its output in out. */
+static int run_child(const char *mode, const char *var, const char *value, char *out, size_t n)
 {
     int fd[2];
     ck_assert_int_eq(pipe(fd), 0);
@@ -947,10 +1079,10 @@ static int run_backend_child(const char *value, char *out, size_t n)
         dup2(fd[1], 1);
         close(fd[0]);
         if (value)
-            setenv("PARLM_GEMM", value, 1);
+            setenv(var, value, 1);
         else
-            unsetenv("PARLM_GEMM");
-        execl(self_path, self_path, "--backend-child", (char *)NULL);
+            unsetenv(var);
+        execl(self_path, self_path, mode, (char *)NULL);
         _exit(127);
     }
     close(fd[1]);
@@ -961,6 +1093,25 @@ static int run_backend_child(const char *value, char *out, size_t n)
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+static int run_backend_child(const char *value, char *out, size_t n)
+{
+    return run_child("--backend-child", "PARLM_GEMM", value, out, n);
+}
+
+START_TEST(bf16_path_by_environment)
+{
+    char out[64];
+    ck_assert_int_eq(run_child("--bf16-child", "PARLM_BF16_PATH", "dot", out, sizeof out), 0);
+    ck_assert_str_eq(out, "dot");
+    ck_assert_int_eq(run_child("--bf16-child", "PARLM_BF16_PATH", "widen", out, sizeof out), 0);
+    ck_assert_str_eq(out, "widen");
+    ck_assert_int_eq(run_child("--bf16-child", "PARLM_BF16_PATH", "fast", out, sizeof out), 0);
+    ck_assert_str_eq(out, "error");
+    ck_assert_int_eq(run_child("--bf16-child", "PARLM_BF16_PATH", NULL, out, sizeof out), 0);
+    ck_assert(strcmp(out, "dot") == 0 || strcmp(out, "widen") == 0);
+}
+END_TEST
 
 START_TEST(openblas_backend_by_environment)
 {
@@ -1049,6 +1200,8 @@ static Suite *gemm_suite(void)
     tcase_add_test(tc, gemm_bf16_small_shapes_every_isa);
     tcase_add_test(tc, gemm_bf16_large_shapes_every_isa);
     tcase_add_test(tc, gemm_bf16_close_to_f32);
+    tcase_add_test(tc, gemm_bf16_widen_is_f32_of_widened_bitwise);
+    tcase_add_test(tc, bf16_path_choice);
     suite_add_tcase(s, tc);
     tc = tcase_create("blocking");
     tcase_set_timeout(tc, 600);
@@ -1078,6 +1231,7 @@ static Suite *gemm_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("backend");
     tcase_add_test(tc, openblas_backend_by_environment);
+    tcase_add_test(tc, bf16_path_by_environment);
     suite_add_tcase(s, tc);
     tc = tcase_create("threads");
     tcase_set_timeout(tc, 600);
@@ -1090,6 +1244,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--backend-child") == 0)
         return backend_child();
+    if (argc > 1 && strcmp(argv[1], "--bf16-child") == 0)
+        return bf16_child();
     ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
     if (n <= 0) {
         fprintf(stderr, "test_gemm: cannot find its own executable\n");

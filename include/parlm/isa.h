@@ -42,6 +42,28 @@ PARLM_API parlm_status parlm_isa_init(void);
  * PARLM_EUNSUPPORTED if the CPU or build lacks the set. */
 PARLM_API parlm_status parlm_isa_select(parlm_isa isa);
 
+/* How parlm_gemm_bf16 computes, chosen per CPU by measured speed:
+ *   DOT:   bf16 k pairs packed as they are, multiplied by the set's bf16 kernel (vdpbf16ps
+ *          with AVX512-BF16; other sets widen each pair in registers, 2 FMAs per pair);
+ *   WIDEN: bf16 widened to f32 while packing (exact), then the f32 micro-kernel: the
+ *          memory stays bf16, the arithmetic runs at f32 peak.
+ * The choice is made once, at the first call that needs it: PARLM_BF16_PATH=dot|widen in
+ * the environment forces one (parlm_isa_init() reports any other value); otherwise a
+ * short calibration (a few ms) times both micro-kernels on one core and takes dot only
+ * when it is clearly (>= 1.15x) faster, e.g. on Zen 4/5 (2x), not on Intel cores where
+ * vdpbf16ps retires at half the f32 FMA rate, nor where there is no dot instruction. A
+ * clear margin keeps the choice, and so the result bits, the same from run to run. */
+typedef enum parlm_bf16_path { PARLM_BF16_DOT = 0, PARLM_BF16_WIDEN = 1 } parlm_bf16_path;
+
+/* The path in use; *why (if not NULL) gets a one-line reason with the measured rates. */
+PARLM_API parlm_bf16_path parlm_bf16_path_current(const char **why);
+
+/* "dot" or "widen". */
+PARLM_API const char *parlm_bf16_path_name(parlm_bf16_path path);
+
+/* Forces a path (tests and benchmarks; not thread-safe against running GEMMs). */
+PARLM_API parlm_status parlm_bf16_path_select(parlm_bf16_path path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -89,5 +89,6 @@ void parlm_kernels_avx512bf16(parlm_kernels *k)
     k->bgemm_mr = MR;
     k->bgemm_nr = NR;
     k->bgemm_ukr = bgemm_ukr;
+    k->bgemm_dot = "vdpbf16ps";
     k->f32_to_bf16 = f32_to_bf16;
 }

@@ -126,6 +126,7 @@ void parlm_scalar_gemm_fill(parlm_kernels *k)
     k->sgemm_ukr = parlm_scalar_sgemm_ukr;
     k->bgemm_mr = MR;
     k->bgemm_nr = NR;
+    k->bgemm_dot = NULL;
     k->bgemm_ukr = parlm_scalar_bgemm_ukr;
     k->spack = scalar_spack;
     k->bpack = scalar_bpack;

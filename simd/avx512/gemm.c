@@ -270,33 +270,49 @@ store_t8(const __m256 o[8], int64_t k0, int nj, int widen, int64_t len, int w, f
 /* One panel by transposition: out[k*w + i] = word k of row i (row i at x + i*rs_bytes,
  * rows >= rows read as zero, without access) for the ceil(len / (1 + half)) words of a
  * row (f32, or bf16 k pairs; widen writes the pairs as f32 rows, see store_t8).
- * A whole panel runs k outside the rows: each 8 k steps fill 8 rows of w words, whole
+ * A whole panel runs k outside the rows: each 16 k steps fill 16 rows of w words, whole
  * cache lines, where row groups outside would write each line in 32-byte pieces at
- * different times (measured: 1.8 cycles per element with KC = 768, the panel then being
- * larger than L1). Each row is a stream the hardware prefetcher may not follow (48 at
- * once), so it is prefetched PACK_AHEAD bytes ahead, once per cache line. */
+ * different times (the panel, 147 KB at KC = 768, is larger than L1). Each row is a
+ * stream the hardware prefetcher may not follow (48 at once), so it is prefetched
+ * PACK_AHEAD bytes ahead, once per cache line. */
 static inline __attribute__((always_inline)) void
 transpose_panel(int64_t len, int half, int widen, int64_t rows, const char *x, int64_t rs_bytes,
                 int w, float *out)
 {
     int64_t kw = half ? (len + 1) / 2 : len, kfull = half ? len / 2 / 8 * 8 : len / 8 * 8;
     int64_t k0 = 0;
-    if (rows >= w)
-        for (; k0 < kfull; k0 += 8)
+    if (rows >= w) {
+        /* 16 words (a cache line of f32 or of bf16 pairs) of each row per pass: rows a
+         * multiple of 4 KiB / 64 apart share few L1 sets (KC = 768: 48 rows in 4 sets), so a
+         * line left half read would be evicted before the next pass */
+        for (; k0 + 16 <= kfull; k0 += 16)
             for (int g = 0; g < w; g += 8) {
                 const char *row[8];
                 __m256 o[8];
 #pragma GCC unroll 8
                 for (int i = 0; i < 8; i++) {
                     row[i] = x + (g + i) * rs_bytes;
-                    if ((k0 & 15) == 0) /* never dereferenced: past the block is harmless */
-                        _mm_prefetch((const char *)((uintptr_t)row[i] + (uintptr_t)(4 * k0 +
-                                                                               PACK_AHEAD)),
-                                     _MM_HINT_T0);
+                    /* never dereferenced: past the block is harmless */
+                    _mm_prefetch((const char *)((uintptr_t)row[i] +
+                                                (uintptr_t)(4 * k0 + PACK_AHEAD)),
+                                 _MM_HINT_T0);
                 }
                 load_t8(row, k0, len, half, 8, 1, o);
                 store_t8(o, k0, 8, widen, len, w, out + g);
+                load_t8(row, k0 + 8, len, half, 8, 1, o);
+                store_t8(o, k0 + 8, 8, widen, len, w, out + g);
             }
+        for (; k0 < kfull; k0 += 8)
+            for (int g = 0; g < w; g += 8) {
+                const char *row[8];
+                __m256 o[8];
+#pragma GCC unroll 8
+                for (int i = 0; i < 8; i++)
+                    row[i] = x + (g + i) * rs_bytes;
+                load_t8(row, k0, len, half, 8, 1, o);
+                store_t8(o, k0, 8, widen, len, w, out + g);
+            }
+    }
     for (; k0 < kw; k0 += 8) /* rows or words missing: masked loads */
         for (int g = 0; g < w; g += 8) {
             const char *row[8];
@@ -338,6 +354,19 @@ static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs
         pack_plain(kc, mn, x, 0, rs, cs, w, out);
         return;
     }
+    if (rs == 1 && w == 8) { /* copy of 8-wide panels: two at a time, a 64-byte read */
+        for (int64_t q = 0; q < np; q += 2) {
+            __mmask16 m = mask16(mn - q * 8);
+            float *d0 = out + q * ps, *d1 = d0 + ps;
+            for (int64_t k = 0; k < kc; k++) {
+                __m512 v = _mm512_maskz_loadu_ps(m, x + k * cs + q * 8);
+                _mm256_store_ps(d0 + k * 8, _mm512_castps512_ps256(v));
+                if (q + 1 < np)
+                    _mm256_store_ps(d1 + k * 8, _mm512_extractf32x8_ps(v, 1));
+            }
+        }
+        return;
+    }
     if (rs == 1) { /* copy: 8 block rows at a time, each read in order across the panels */
         for (int64_t k0 = 0; k0 < kc; k0 += 8) {
             int64_t kn = kc - k0 < 8 ? kc - k0 : 8;
@@ -373,6 +402,20 @@ static void wpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t
     int64_t ps = (kc * w + 15) / 16 * 16, np = (mn + w - 1) / w;
     if (w % 8 != 0 || (rs != 1 && cs != 1)) {
         pack_plain(kc, mn, x, 1, rs, cs, w, out);
+        return;
+    }
+    if (rs == 1 && w == 8) { /* as spack: two 8-wide panels at a time */
+        for (int64_t q = 0; q < np; q += 2) {
+            __mmask16 m = mask16(mn - q * 8);
+            float *d0 = out + q * ps, *d1 = d0 + ps;
+            for (int64_t k = 0; k < kc; k++) {
+                __m256i h = _mm256_maskz_loadu_epi16(m, x + k * cs + q * 8);
+                __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+                _mm256_store_ps(d0 + k * 8, _mm512_castps512_ps256(v));
+                if (q + 1 < np)
+                    _mm256_store_ps(d1 + k * 8, _mm512_extractf32x8_ps(v, 1));
+            }
+        }
         return;
     }
     if (rs == 1) { /* copy, as spack: 16 bf16 -> 16 f32 per vector */

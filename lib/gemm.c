@@ -403,51 +403,14 @@ static void pack_b(const gemm_job *j, int64_t pc, int64_t kc, int64_t jc, int64_
         pack(j, kc, nc, j->B + (jc * j->ldb + pc) * j->es, j->ldb, 1, j->nr, out);
 }
 
-/* Source rows of the B block pack_b would read for columns jc:jc+nc: their first byte,
- * count, bytes per row and stride. */
-static void b_rows(const gemm_job *j, int64_t pc, int64_t kc, int64_t jc, int64_t nc,
-                   const char **p, int64_t *rows, int64_t *bytes, int64_t *stride)
-{
-    if (j->tb == PARLM_NO_TRANS) {
-        *p = j->B + (pc * j->ldb + jc) * j->es;
-        *rows = kc;
-        *bytes = nc * j->es;
-    } else {
-        *p = j->B + (jc * j->ldb + pc) * j->es;
-        *rows = nc;
-        *bytes = kc * j->es;
-    }
-    *stride = j->ldb * j->es;
-}
-
-/* A walk over the 64-byte lines of a block of rows, a few lines per step: the next B
- * panel is fetched a slice per micro-kernel call while the current one computes, so its
- * packing finds it in cache (a weight larger than the L3, as the LM head's, comes from
- * memory in rows too short for the hardware prefetcher). */
-typedef struct line_walk {
-    const char *p;          /* the current row */
-    int64_t off, bytes;     /* offset in it, and its length */
-    int64_t rows, stride;   /* rows left after this one, row stride */
-} line_walk;
-
-static void prefetch_lines(line_walk *w, int64_t lines)
-{
-    for (; lines > 0 && w->p; lines--) {
-        __builtin_prefetch(w->p + w->off, 0, 2);
-        w->off += 64;
-        if (w->off >= w->bytes) {
-            w->off = 0;
-            w->p = w->rows-- > 0 ? w->p + w->stride : NULL;
-        }
-    }
-}
-
 /* The five loops over cell `cell` of the thread grid, with the buffers of slot `slot`.
  * B panels are packed lazily, each just before the first micro-kernel that reads it (in
  * the first MC block of rows): it is then still in L2 when used, where packing the whole
  * KC x NC block first sent it through L3 and back (measured on Cascade Lake: packing
  * bound by L3 bandwidth at 1.2 ns per element, a quarter of the time of the kernels on
- * NT shapes with M = 256). Later MC blocks read the panels from the buffer. */
+ * NT shapes with M = 256). Later MC blocks read the panels from the buffer; with a
+ * single MC block (M per thread <= MC, as in training at B*T = 256) every panel goes to
+ * the same L2-resident buffer. */
 static void gemm_cell(const gemm_job *j, int cell, int slot)
 {
     int64_t m0, m1, n0, n1;
@@ -468,24 +431,12 @@ static void gemm_cell(const gemm_job *j, int cell, int slot)
                 int64_t mcur = min64(mc, m1 - ic);
                 pack_a(j, ic, mcur, pc, kcur, abuf);
                 for (int64_t jr = 0; jr < ncur; jr += j->nr) {
-                    char *bp = bbuf + jr / j->nr * bstride * 4;
+                    /* one MC block: each panel serves it alone, so one buffer, kept in L2 */
+                    char *bp = mc < m1 - m0 ? bbuf + jr / j->nr * bstride * 4 : bbuf;
                     int n = (int)min64(j->nr, ncur - jr);
-                    line_walk next = {NULL, 0, 0, 0, 0}; /* the next panel's source */
-                    int64_t per_call = 0;
-                    if (ic == m0) {
+                    if (ic == m0)
                         pack_b(j, pc, kcur, jc + jr, n, bp);
-                        if (jr + j->nr < ncur) {
-                            int64_t rows;
-                            b_rows(j, pc, kcur, jc + jr + j->nr,
-                                   min64(j->nr, ncur - jr - j->nr), &next.p, &rows, &next.bytes,
-                                   &next.stride);
-                            next.rows = rows - 1;
-                            per_call = ceil_div(rows * ceil_div(next.bytes, 64),
-                                                ceil_div(mcur, j->mr));
-                        }
-                    }
                     for (int64_t ir = 0; ir < mcur; ir += j->mr) {
-                        prefetch_lines(&next, per_call);
                         const char *ap = abuf + ir / j->mr * astride * 4;
                         float *c = j->C + (ic + ir) * j->ldc + jc + jr;
                         int m = (int)min64(j->mr, mcur - ir);
@@ -522,7 +473,9 @@ static parlm_status run_gemm(gemm_job *j, const char *fn)
     j->mc = min64(b.mc, rows);
     j->nc = min64(b.nc, cols);
     j->a_bytes = (size_t)(ceil_div(j->mc, j->mr) * panel_words(j, j->kb, j->mr) * 4);
-    j->b_bytes = (size_t)(ceil_div(j->nc, j->nr) * panel_words(j, j->kb, j->nr) * 4);
+    /* a cell of one MC block keeps one B panel at a time (gemm_cell) */
+    int64_t panels = rows <= j->mc ? 1 : ceil_div(j->nc, j->nr);
+    j->b_bytes = (size_t)(panels * panel_words(j, j->kb, j->nr) * 4);
     j->ws = ws_get((size_t)nt * (j->a_bytes + j->b_bytes));
     if (!j->ws)
         return parlm_error(PARLM_ENOMEM, "%s: cannot allocate %zu bytes of packing buffers", fn,

@@ -17,8 +17,8 @@
 #define MR 8
 #define NR 32 /* bf16 k-pair kernel */
 #define SNR 48 /* f32 kernel */
-/* transposes prefetch each source row this many bytes ahead (4 cache lines) */
-#define PACK_AHEAD 256
+/* transposes prefetch each source row this many bytes ahead (8 cache lines) */
+#define PACK_AHEAD 512
 /* GEMV prefetches the weight rows this far ahead: decode weights come from memory in
  * rows of a few KB, too short for the hardware prefetcher alone */
 #define GEMV_AHEAD 16
@@ -270,11 +270,12 @@ store_t8(const __m256 o[8], int64_t k0, int nj, int widen, int64_t len, int w, f
 /* One panel by transposition: out[k*w + i] = word k of row i (row i at x + i*rs_bytes,
  * rows >= rows read as zero, without access) for the ceil(len / (1 + half)) words of a
  * row (f32, or bf16 k pairs; widen writes the pairs as f32 rows, see store_t8).
- * A whole panel runs k outside the rows: each 16 k steps fill 16 rows of w words, whole
- * cache lines, where row groups outside would write each line in 32-byte pieces at
- * different times (the panel, 147 KB at KC = 768, is larger than L1). Each row is a
- * stream the hardware prefetcher may not follow (48 at once), so it is prefetched
- * PACK_AHEAD bytes ahead, once per cache line. */
+ * A whole panel goes 16 rows at a time (w a multiple of 16) over all of k: each k step
+ * then writes a whole 64-byte line of the panel (8 rows at a time wrote each line in two
+ * halves, far apart in time: the panel, 147 KB at KC = 768, is larger than L1), and 16
+ * source rows are streams the hardware prefetcher follows (all 48 of a panel at once
+ * were not: 48 rows 3 KB apart also share 4 L1 sets). Rows are also prefetched
+ * PACK_AHEAD bytes ahead, once per line. */
 static inline __attribute__((always_inline)) void
 transpose_panel(int64_t len, int half, int widen, int64_t rows, const char *x, int64_t rs_bytes,
                 int w, float *out)
@@ -282,36 +283,28 @@ transpose_panel(int64_t len, int half, int widen, int64_t rows, const char *x, i
     int64_t kw = half ? (len + 1) / 2 : len, kfull = half ? len / 2 / 8 * 8 : len / 8 * 8;
     int64_t k0 = 0;
     if (rows >= w) {
-        /* 16 words (a cache line of f32 or of bf16 pairs) of each row per pass: rows a
-         * multiple of 4 KiB / 64 apart share few L1 sets (KC = 768: 48 rows in 4 sets), so a
-         * line left half read would be evicted before the next pass */
-        for (; k0 + 16 <= kfull; k0 += 16)
-            for (int g = 0; g < w; g += 8) {
-                const char *row[8];
-                __m256 o[8];
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) {
-                    row[i] = x + (g + i) * rs_bytes;
-                    /* never dereferenced: past the block is harmless */
-                    _mm_prefetch((const char *)((uintptr_t)row[i] +
-                                                (uintptr_t)(4 * k0 + PACK_AHEAD)),
-                                 _MM_HINT_T0);
-                }
-                load_t8(row, k0, len, half, 8, 1, o);
-                store_t8(o, k0, 8, widen, len, w, out + g);
-                load_t8(row, k0 + 8, len, half, 8, 1, o);
-                store_t8(o, k0 + 8, 8, widen, len, w, out + g);
+        int gw = w % 16 == 0 ? 16 : 8; /* rows per pass */
+        for (int g = 0; g < w; g += gw) {
+            const char *row[16];
+            for (int i = 0; i < gw; i++)
+                row[i] = x + (g + i) * rs_bytes;
+            for (k0 = 0; k0 < kfull; k0 += 16) {
+                if (k0 + 16 <= kfull) /* never dereferenced: may run past the block */
+                    for (int i = 0; i < gw; i++)
+                        _mm_prefetch((const char *)((uintptr_t)row[i] +
+                                                    (uintptr_t)(4 * k0 + PACK_AHEAD)),
+                                     _MM_HINT_T0);
+                /* both halves of a row's line back to back: with rows 4 KiB apart all in
+                 * one L1 set, a line left half read would be gone by the next pass */
+                for (int sub = 0; sub < gw; sub += 8)
+                    for (int h = 0; h < 16 && k0 + h < kfull; h += 8) {
+                        __m256 o[8];
+                        load_t8(row + sub, k0 + h, len, half, 8, 1, o);
+                        store_t8(o, k0 + h, 8, widen, len, w, out + g + sub);
+                    }
             }
-        for (; k0 < kfull; k0 += 8)
-            for (int g = 0; g < w; g += 8) {
-                const char *row[8];
-                __m256 o[8];
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; i++)
-                    row[i] = x + (g + i) * rs_bytes;
-                load_t8(row, k0, len, half, 8, 1, o);
-                store_t8(o, k0, 8, widen, len, w, out + g);
-            }
+        }
+        k0 = kfull;
     }
     for (; k0 < kw; k0 += 8) /* rows or words missing: masked loads */
         for (int g = 0; g < w; g += 8) {

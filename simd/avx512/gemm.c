@@ -19,6 +19,8 @@
 #define SNR 48 /* f32 kernel */
 /* transposes prefetch each source row this many bytes ahead (8 cache lines) */
 #define PACK_AHEAD 512
+/* copies prefetch the source row this many rows ahead */
+#define COPY_AHEAD 8
 /* GEMV prefetches the weight rows this far ahead: decode weights come from memory in
  * rows of a few KB, too short for the hardware prefetcher alone */
 #define GEMV_AHEAD 16
@@ -367,9 +369,18 @@ static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs
                 const float *src = x + q * w;
                 float *dst = out + q * ps;
                 if (w % 16 == 0 && (q + 1) * w <= mn) /* a whole panel: no masks */
-                    for (int64_t k = k0; k < k0 + kn; k++)
+                    for (int64_t k = k0; k < k0 + kn; k++) {
+                        /* rows far apart (a 48-float panel of a long row): each row is its
+                         * own short stream, so fetch the one COPY_AHEAD below (an address
+                         * only: may point past the block) */
+                        uintptr_t ahead = (uintptr_t)(src + k * cs) +
+                                          (uintptr_t)(COPY_AHEAD * cs * 4);
+                        for (int i = 0; i < w; i += 16)
+                            _mm_prefetch((const char *)(ahead + (uintptr_t)(4 * i)), _MM_HINT_T0);
+                        _mm_prefetch((const char *)(ahead + (uintptr_t)(4 * w - 4)), _MM_HINT_T0);
                         for (int i = 0; i < w; i += 16)
                             _mm512_store_ps(dst + k * w + i, _mm512_loadu_ps(src + k * cs + i));
+                    }
                 else
                     for (int64_t k = k0; k < k0 + kn; k++)
                         for (int i = 0; i < w; i += 16)

@@ -934,8 +934,8 @@ START_TEST(bad_input_is_an_error_with_message)
 END_TEST
 
 /* ---- threads -------------------------------------------------------------------------------
- * Each element of C is summed by one thread in a fixed order, so 2 threads match 1 thread
- * within the GEMM tolerance (in fact bitwise), and two 2-thread runs match bitwise. */
+ * Each element of C is summed by one thread in a fixed order (KC does not depend on the
+ * thread count), so 2 threads match 1 thread bitwise, on both bf16 paths. */
 
 static void mt_run(int which, int threads, float *A, float *B, uint16_t *Ah, uint16_t *Bh,
                    float *C)
@@ -955,6 +955,13 @@ static void mt_run(int which, int threads, float *A, float *B, uint16_t *Ah, uin
     case 3: st = parlm_sgemv(PARLM_NO_TRANS, 5000, 300, 1.0f, A, 300, B, 0.0f, C); break;
     case 4: st = parlm_gemv_bf16(5000, 300, 1.0f, Ah, 300, B, 0.0f, C); break;
     case 5: st = parlm_sgemv(PARLM_TRANS, 300, 5000, 1.0f, A, 5000, B, 0.0f, C); break;
+    /* several KC and MC blocks */
+    case 6: st = parlm_sgemm(PARLM_NO_TRANS, PARLM_NO_TRANS, 600, 500, 2000, 1.0f, A, 2000, B,
+                             500, 0.0f, C, 500);
+        break;
+    case 7: st = parlm_gemm_bf16(PARLM_NO_TRANS, PARLM_TRANS, 600, 500, 2000, 1.0f, Ah, 2000, Bh,
+                                 2000, 0.0f, C, 500);
+        break;
     }
     ck_assert_msg(st == PARLM_OK, "%s", parlm_last_error());
 }
@@ -969,21 +976,19 @@ START_TEST(two_threads_match_one_and_repeat_bitwise)
     ck_assert_int_eq(parlm_f32_to_bf16(A, Ah, n), PARLM_OK);
     ck_assert_int_eq(parlm_f32_to_bf16(B, Bh, n), PARLM_OK);
     float *c1 = tu_alloc_nan(nc), *c2 = tu_alloc_nan(nc), *c3 = tu_alloc_nan(nc);
-    static const int64_t outs[] = {256 * 768, 1000 * 255, 255 * 1000, 5000, 5000, 5000};
-    static const int64_t depth[] = {300, 127, 200, 300, 300, 300};
-    for (int which = 0; which < 6; which++) {
-        mt_run(which, 1, A, B, Ah, Bh, c1);
-        mt_run(which, 2, A, B, Ah, Bh, c2);
-        mt_run(which, 2, A, B, Ah, Bh, c3);
-        int64_t m = outs[which];
-        ck_assert_msg(memcmp(c2, c3, (size_t)m * 4) == 0, "case %d: two 2-thread runs differ",
-                      which);
-        /* |c| <= depth here (|a|, |b| < 1): the tolerance for a sum of depth such products */
-        double tol = 2.0 * gemm_tol(depth[which], (double)depth[which], 0.0);
-        for (int64_t i = 0; i < m; i++)
-            if (!(fabs((double)c1[i] - c2[i]) <= tol))
-                ck_abort_msg("case %d [%lld]: %g (1 thread) vs %g (2)", which, (long long)i, c1[i],
-                             c2[i]);
+    static const int64_t outs[] = {256 * 768, 1000 * 255, 255 * 1000, 5000,
+                                   5000,      5000,       600 * 500,  600 * 500};
+    for (int path = PARLM_BF16_DOT; path <= PARLM_BF16_WIDEN; path++) {
+        ck_assert_int_eq(parlm_bf16_path_select((parlm_bf16_path)path), PARLM_OK);
+        for (int which = 0; which < 8; which++) {
+            mt_run(which, 1, A, B, Ah, Bh, c1);
+            mt_run(which, 2, A, B, Ah, Bh, c2);
+            mt_run(which, 2, A, B, Ah, Bh, c3);
+            size_t bytes = (size_t)outs[which] * 4;
+            ck_assert_msg(memcmp(c2, c3, bytes) == 0, "case %d: two 2-thread runs differ", which);
+            /* each output is summed by one thread in a fixed order whatever the split */
+            ck_assert_msg(memcmp(c1, c2, bytes) == 0, "case %d: 1 and 2 threads differ", which);
+        }
     }
     omp_set_num_threads(1);
     parlm_free(A);

@@ -374,13 +374,45 @@ static int64_t panel_words(const gemm_job *j, int64_t kc, int w)
     return round_up(steps * w, 16);
 }
 
+void parlm_gemm_widen_pack(const parlm_kernels *k, int64_t kc, int64_t mn, const uint16_t *x,
+                           int64_t rs, int64_t cs, int w, float *out)
+{
+    enum { KB = 64, WMAX = 64 }; /* a 64 x 64 f32 block on the stack: 16 KB, in L1 */
+    float tmp[KB * WMAX] __attribute__((aligned(64)));
+    int64_t ps = round_up(kc * w, 16), np = ceil_div(mn, w);
+    if (w > WMAX || (rs != 1 && cs != 1)) { /* not a layout of the kernels: plain loops */
+        parlm_kernels s;
+        parlm_kernels_for(PARLM_ISA_SCALAR, &s);
+        s.wpack(kc, mn, x, rs, cs, w, out);
+        return;
+    }
+    for (int64_t q = 0; q < np; q++) {
+        int64_t rows = min64(w, mn - q * w);
+        for (int64_t k0 = 0; k0 < kc; k0 += KB) {
+            int64_t kn = min64(KB, kc - k0);
+            float *dst = out + q * ps + k0 * w; /* 64-byte aligned: KB * w * 4 bytes */
+            if (cs == 1) { /* rows of the panel are runs of k: widen them, transpose-pack */
+                for (int64_t i = 0; i < rows; i++)
+                    k->bf16_to_f32(x + (q * w + i) * rs + k0, tmp + i * KB, kn);
+                k->spack(kn, rows, tmp, KB, 1, w, dst);
+            } else { /* runs of the panel's columns: widen each, copy-pack */
+                for (int64_t p = 0; p < kn; p++)
+                    k->bf16_to_f32(x + (k0 + p) * cs + q * w, tmp + p * w, rows);
+                k->spack(kn, rows, tmp, 1, w, w, dst);
+            }
+        }
+    }
+}
+
 static void pack(const gemm_job *j, int64_t kc, int64_t mn, const char *x, int64_t rs,
                  int64_t cs, int w, void *out)
 {
     if (j->pairs)
         j->kern->bpack(kc, mn, (const uint16_t *)x, rs, cs, w, out);
-    else if (j->bf16)
+    else if (j->bf16 && j->kern->wpack)
         j->kern->wpack(kc, mn, (const uint16_t *)x, rs, cs, w, out);
+    else if (j->bf16)
+        parlm_gemm_widen_pack(j->kern, kc, mn, (const uint16_t *)x, rs, cs, w, out);
     else
         j->kern->spack(kc, mn, (const float *)x, rs, cs, w, out);
 }

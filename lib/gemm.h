@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "parlm/gemm.h"
+#include "../simd/kernels.h"
 
 /* Blocking for a micro-kernel of mr x nr (32-bit words per k step: f32 elements, or bf16
  * k pairs) given the L1 / L2 / L3 sizes in bytes and the threads sharing the L3:
@@ -30,6 +31,12 @@ void parlm_gemm_blocking_override(const parlm_gemm_blocking *b);
  * tiles: the one whose largest per-thread block (padding included) plus its packing
  * costs least. */
 void parlm_gemm_grid(int64_t M, int64_t N, int mr, int nr, int nt, int *tm, int *tn);
+
+/* The widening pack (simd/kernels.h, wpack) composed from k's bf16_to_f32 and spack, 64 k
+ * at a time through a block on the stack: what the widen path packs with when k has no
+ * wpack of its own (k->wpack == NULL). */
+void parlm_gemm_widen_pack(const parlm_kernels *k, int64_t kc, int64_t mn, const uint16_t *x,
+                           int64_t rs, int64_t cs, int w, float *out);
 
 /* 1 if parlm_sgemm hands its work to cblas_sgemm: the library was built with OpenBLAS and
  * the environment says PARLM_GEMM=openblas (read once, at the first call). */

@@ -39,7 +39,8 @@ typedef struct parlm_kernels {
      * bpack: panel q: out[2*q*ps + (p*w + i)*2 + e] = x[(q*w + i)*rs + (2p+e)*cs], zero
      *        for rows >= mn and for k = kc when kc is odd.
      * wpack: bf16 source, f32 panels exactly as spack's (each bf16 widened, exact): the
-     *        "widen" bf16 path runs the f32 micro-kernel on them.
+     *        "widen" bf16 path runs the f32 micro-kernel on them. NULL: lib/gemm.c
+     *        composes it from bf16_to_f32 and spack (a pass through a block in L1).
      * One of rs, cs is 1 (a copy when rs == 1, a transpose when cs == 1). out is 64-byte
      * aligned. SIMD sets pack with vector transposes and row-ordered reads: scalar packing
      * costs 5-10% of a GEMM of the shapes of GPT-2 training. */

@@ -9,10 +9,11 @@
 
 /* Blocking for a micro-kernel of mr x nr (32-bit words per k step: f32 elements, or bf16
  * k pairs) given the L1 / L2 / L3 sizes in bytes and the threads sharing the L3:
- *   kc: an A block of 256 rows x KC fills 3/4 of L2 (256 <= KC <= 1536): as deep as L2
- *       allows, since the C tile is read and written once per KC block; the KC x NR B
- *       micro-panel (reused by the 32 calls of a block) takes the last quarter;
- *   mc: the MC x KC A block fills 3/4 of L2 (256 rows unless KC is clamped);
+ *   kc: 256 rows x KC fill 3/4 of L2 (256 <= KC <= 1536): as deep as L2 allows, since
+ *       the C tile is read and written once per KC block, with room for the KC x NR B
+ *       micro-panel the calls of an MC block share;
+ *   mc: the MC x KC A block fills twice L2 (512 rows unless KC is clamped): A streams
+ *       into the kernels at a rate L3 serves, B panels come back from L3 once per block;
  *   nc: a KC x NC B block and the MC x NC block of C it updates fill half of the
  *       thread's share of L3 (C is re-read once per KC block).
  * L1 does not bound KC: the kernels stream the B micro-panel from L2 at full speed (one

@@ -5,22 +5,30 @@
  * Loop order (one thread's block of C; simd/kernels.h has the micro-kernel contract):
  *   jc: NC columns   - the KC x NC block of packed B (and the MC x NC of C it updates) stay
  *                      in the thread's share of L3
- *    pc: KC depth    - pack B(pc, jc) into NR-column panels; a KC x NR panel is L1-sized
- *     ic: MC rows    - pack A(ic, pc) into MR-row panels; the MC x KC block stays in L2
- *      jr: NR, ir: MR - micro-kernel on one MR x NR tile of C; it applies alpha, and beta
- *                       only on the first KC block (beta = 1 after, as C then holds a sum)
- * Blocking: parlm_gemm_blocking_for() derives KC from L1, MC from L2 and NC from L3 (the
- * sizes hwloc reports, via parlm_topo_system), in 32-bit words per k step, so a bf16 block
- * (k pairs) takes the same bytes as an f32 one. Each loop cuts its range into equal blocks
+ *    pc: KC depth    - one KC block of the sums: C is read and written once per block
+ *     ic: MC rows    - pack A(ic, pc) into MR-row panels (streamed by the kernels)
+ *      jr: NR        - in the first MC block, pack B(pc, jr) into its NR-column panel just
+ *                      before use (it is in L2 for the kernels; later MC blocks re-read it
+ *                      from the buffer; with one MC block one panel buffer serves all)
+ *       ir: MR       - micro-kernel on one MR x NR tile of C; it applies alpha, and beta
+ *                      only on the first KC block (beta = 1 after, as C then holds a sum)
+ * Blocking: parlm_gemm_blocking_for() derives KC and MC from L2 and NC from L3 (the sizes
+ * hwloc reports, via parlm_topo_system), in 32-bit words per k step, so a bf16 k-pair
+ * block takes the same bytes as an f32 one. Each loop cuts its range into equal blocks
  * rounded up to 16 / MR / NR (no thin last block).
+ * bf16 (parlm_gemm_bf16) takes the path chosen once per process (parlm_bf16_path_current,
+ * by measured speed): "widen" packs bf16 as f32 panels (exact) for the f32 micro-kernel,
+ * so it equals the f32 GEMM of the widened inputs bit for bit; "dot" packs k pairs for the
+ * set's bf16 kernel (vdpbf16ps).
  * Threads: C is cut into a tm x tn grid of MR/NR-aligned blocks, one per OpenMP thread,
  * picked by parlm_gemm_grid (smallest largest block, padding and packing included: M = 256,
  * N = 768 splits N; tall shapes split M). Each thread runs the five loops on its block with
  * its own packing buffers, packing the B columns it needs itself: no barriers, no shared
  * writes. Sharing the packing of B would only pay when threads share columns (tm > 1, i.e.
- * tall M), where B (K x N) is small next to each thread's M/tm x N x K of work. Each element
- * of C is summed by one thread in a fixed K order, so results are bitwise repeatable, and
- * even independent of the thread count.
+ * tall M), where B (K x N) is small next to each thread's M/tm x N x K of work (measured
+ * bound for GPT-2 at B*T = 2048: about 1% of the GEMM). Each element of C is summed by one
+ * thread in a fixed order (KC depends on the caches only), so results are bitwise
+ * repeatable, and independent of the thread count (tests/test_gemm.c checks both).
  * Workspace: one 64-byte aligned buffer per calling thread, kept between calls (no
  * allocation in the loops, none at all in steady state); freed when that thread exits.
  * M == 1 (and parlm_sgemv) runs the GEMV kernels, rows split over threads.

@@ -2,7 +2,8 @@
  * C = alpha * op(A) * op(B) + beta * C with op(X) = X or X^T. op(A) is M x K, op(B) is
  * K x N, C is M x N; lda/ldb/ldc are row strides in elements (>= the stored row width).
  * beta == 0 means C is not read (it may hold garbage or NaN). Threaded with OpenMP
- * over the current team (omp_get_max_threads()); deterministic for a given thread count.
+ * over the current team (omp_get_max_threads()); the result bits do not depend on the
+ * thread count (each element is summed by one thread in an order fixed by the caches).
  * Errors (PARLM_EINVAL): null pointers, M/N/K < 1, a leading dim below the row width,
  * op(A) and op(B) both transposed (TT is not supported), aliasing of C with A or B. */
 #ifndef PARLM_GEMM_H
@@ -23,8 +24,10 @@ PARLM_API parlm_status parlm_sgemm(parlm_trans ta, parlm_trans tb, int64_t M, in
                                    const float *B, int64_t ldb, float beta, float *C,
                                    int64_t ldc);
 
-/* bf16 inputs, f32 accumulation and output (NN, NT, TN). Uses AVX512-BF16 dot products
- * where the CPU has them, else converts to f32 inside the micro-kernel. */
+/* bf16 inputs, f32 accumulation and output (NN, NT, TN). By the path parlm/isa.h's
+ * parlm_bf16_path_current() names: "widen" converts to f32 while packing and runs the f32
+ * micro-kernel (then the result is the f32 GEMM of the widened inputs, bit for bit);
+ * "dot" multiplies bf16 pairs (vdpbf16ps where the CPU has AVX512-BF16). */
 PARLM_API parlm_status parlm_gemm_bf16(parlm_trans ta, parlm_trans tb, int64_t M, int64_t N,
                                        int64_t K, float alpha, const uint16_t *A, int64_t lda,
                                        const uint16_t *B, int64_t ldb, float beta, float *C,
@@ -50,7 +53,7 @@ PARLM_API parlm_status parlm_bf16_to_f32(const uint16_t *x, float *y, int64_t n)
  * PARLM_GEMM=openblas in the environment sends parlm_sgemm to cblas_sgemm (builds with
  * OpenBLAS), after the same argument checks. */
 typedef struct parlm_gemm_blocking {
-    int64_t mc, kc, nc; /* A block MC x KC fits in L2, B panel KC x NR in L1, KC x NC in L3 */
+    int64_t mc, kc, nc; /* KC and MC from the L2 size, NC from the thread's share of L3 */
 } parlm_gemm_blocking;
 
 PARLM_API parlm_gemm_blocking parlm_gemm_blocking_get(void);

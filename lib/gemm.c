@@ -24,7 +24,9 @@
  * picked by parlm_gemm_grid (smallest largest block, padding and packing included: M = 256,
  * N = 768 splits N; tall shapes split M). Each thread runs the five loops on its block with
  * its own packing buffers, packing the B columns it needs itself: no barriers, no shared
- * writes. Sharing the packing of B would only pay when threads share columns (tm > 1, i.e.
+ * writes. Wide outputs split over columns (N >= 4 x threads x CHUNK_COLS, the LM head)
+ * are handed out in column chunks to whichever thread is free (run_gemm). Sharing the
+ * packing of B would only pay when threads share columns (tm > 1, i.e.
  * tall M), where B (K x N) is small next to each thread's M/tm x N x K of work (measured
  * bound for GPT-2 at B*T = 2048: about 1% of the GEMM). Each element of C is summed by one
  * thread in a fixed order (KC depends on the caches only), so results are bitwise
@@ -62,6 +64,8 @@
 /* Relative cost of packing one element vs one k-step of an output element, used to
  * weigh packing in the choice of the thread grid (vector packing, 16-wide FMAs). */
 #define PACK_WEIGHT 4
+/* Columns per dynamically scheduled chunk of a wide output (run_gemm). */
+#define CHUNK_COLS 2016
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -446,7 +450,7 @@ static void pack_b(const gemm_job *j, int64_t pc, int64_t kc, int64_t jc, int64_
         pack(j, kc, nc, j->B + (jc * j->ldb + pc) * j->es, j->ldb, 1, j->nr, out);
 }
 
-/* The five loops over cell `cell` of the thread grid, with the buffers of slot `slot`.
+/* The five loops over C[m0:m1, n0:n1], with the buffers of slot `slot`.
  * B panels are packed lazily, each just before the first micro-kernel that reads it (in
  * the first MC block of rows): it is then still in L2 when used, where packing the whole
  * KC x NC block first sent it through L3 and back (measured on Cascade Lake: packing
@@ -454,11 +458,9 @@ static void pack_b(const gemm_job *j, int64_t pc, int64_t kc, int64_t jc, int64_
  * NT shapes with M = 256). Later MC blocks read the panels from the buffer; with a
  * single MC block (M per thread <= MC, as in training at B*T = 256) every panel goes to
  * the same L2-resident buffer. */
-static void gemm_cell(const gemm_job *j, int cell, int slot)
+static void gemm_block(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                       int slot)
 {
-    int64_t m0, m1, n0, n1;
-    parlm_split(j->M, j->mr, cell / j->tn, j->tm, &m0, &m1);
-    parlm_split(j->N, j->nr, cell % j->tn, j->tn, &n0, &n1);
     if (m0 >= m1 || n0 >= n1)
         return;
     char *abuf = j->ws + (size_t)slot * (j->a_bytes + j->b_bytes), *bbuf = abuf + j->a_bytes;
@@ -513,6 +515,17 @@ static parlm_status run_gemm(gemm_job *j, const char *fn)
     j->kb = even_block(j->K, b.kc * kstep, 16);
     int64_t rows = ceil_div(ceil_div(j->M, j->mr), j->tm) * j->mr;
     int64_t cols = ceil_div(ceil_div(j->N, j->nr), j->tn) * j->nr;
+    /* Wide outputs split over columns (the LM head: N = 50304) go out in chunks of CHUNK_COLS,
+     * each to the next free thread, so a thread slowed by a busy core does less of them
+     * (static halves waited on it: 2-thread runs on a shared machine took up to twice the
+     * time). A chunk repacks A: 0.4 cycles per element against CHUNK_COLS / 32 cycles of
+     * FMAs, 0.6%. Which thread computes a chunk does not change its bits. */
+    int64_t chunks = 0;
+    if (j->tm == 1 && nt > 1 && ceil_div(j->N, CHUNK_COLS) >= 4 * nt) {
+        int64_t cw = round_up(CHUNK_COLS, j->nr);
+        chunks = ceil_div(j->N, cw);
+        cols = cw;
+    }
     j->mc = min64(b.mc, rows);
     j->nc = min64(b.nc, cols);
     j->a_bytes = (size_t)(ceil_div(j->mc, j->mr) * panel_words(j, j->kb, j->mr) * 4);
@@ -524,12 +537,23 @@ static parlm_status run_gemm(gemm_job *j, const char *fn)
         return parlm_error(PARLM_ENOMEM, "%s: cannot allocate %zu bytes of packing buffers", fn,
                            (size_t)nt * (j->a_bytes + j->b_bytes));
     int cells = j->tm * j->tn;
+    if (chunks) {
+        int64_t cw = cols;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+        for (int64_t c = 0; c < chunks; c++)
+            gemm_block(j, 0, j->M, c * cw, min64(j->N, (c + 1) * cw), omp_get_thread_num());
+        return PARLM_OK;
+    }
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         /* a team smaller than planned (nested regions) works through the cells in turn */
         int t = omp_get_thread_num(), team = omp_get_num_threads();
-        for (int cell = t; cell < cells; cell += team)
-            gemm_cell(j, cell, t);
+        for (int cell = t; cell < cells; cell += team) {
+            int64_t m0, m1, n0, n1;
+            parlm_split(j->M, j->mr, cell / j->tn, j->tm, &m0, &m1);
+            parlm_split(j->N, j->nr, cell % j->tn, j->tn, &n0, &n1);
+            gemm_block(j, m0, m1, n0, n1, t);
+        }
     }
     return PARLM_OK;
 }

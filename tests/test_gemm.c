@@ -965,13 +965,17 @@ static void mt_run(int which, int threads, float *A, float *B, uint16_t *Ah, uin
     case 7: st = parlm_gemm_bf16(PARLM_NO_TRANS, PARLM_TRANS, 600, 500, 2000, 1.0f, Ah, 2000, Bh,
                                  2000, 0.0f, C, 500);
         break;
+    /* wide: columns go out in dynamically scheduled chunks (the LM head's case) */
+    case 8: st = parlm_sgemm(PARLM_NO_TRANS, PARLM_TRANS, 64, 17000, 70, 1.0f, A, 70, B, 70,
+                             0.0f, C, 17000);
+        break;
     }
     ck_assert_msg(st == PARLM_OK, "%s", parlm_last_error());
 }
 
 START_TEST(two_threads_match_one_and_repeat_bitwise)
 {
-    int64_t n = 1500000, nc = 300000;
+    int64_t n = 1500000, nc = 64 * 17000;
     float *A = tu_alloc_nan(n), *B = tu_alloc_nan(n);
     uint16_t *Ah = parlm_alloc((size_t)n, 2), *Bh = parlm_alloc((size_t)n, 2);
     tu_fill(A, n, 41);
@@ -979,11 +983,11 @@ START_TEST(two_threads_match_one_and_repeat_bitwise)
     ck_assert_int_eq(parlm_f32_to_bf16(A, Ah, n), PARLM_OK);
     ck_assert_int_eq(parlm_f32_to_bf16(B, Bh, n), PARLM_OK);
     float *c1 = tu_alloc_nan(nc), *c2 = tu_alloc_nan(nc), *c3 = tu_alloc_nan(nc);
-    static const int64_t outs[] = {256 * 768, 1000 * 255, 255 * 1000, 5000,
-                                   5000,      5000,       600 * 500,  600 * 500};
+    static const int64_t outs[] = {256 * 768, 1000 * 255, 255 * 1000, 5000,    5000,
+                                   5000,      600 * 500,  600 * 500,  64 * 17000};
     for (int path = PARLM_BF16_DOT; path <= PARLM_BF16_WIDEN; path++) {
         ck_assert_int_eq(parlm_bf16_path_select((parlm_bf16_path)path), PARLM_OK);
-        for (int which = 0; which < 8; which++) {
+        for (int which = 0; which < 9; which++) {
             mt_run(which, 1, A, B, Ah, Bh, c1);
             mt_run(which, 2, A, B, Ah, Bh, c2);
             mt_run(which, 2, A, B, Ah, Bh, c3);

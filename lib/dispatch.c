@@ -276,8 +276,8 @@ parlm_status parlm_bf16_calibrate(const parlm_kernels *k, double *dot_gflops,
         parlm_free(a), parlm_free(b), parlm_free(c);
         return parlm_error(PARLM_ENOMEM, "parlm_bf16_calibrate: out of memory");
     }
-    /* small normal values (0x3c00 pairs: 2^-7 as bf16 and as the top of an f32), no
-     * denormals or overflow to slow either kernel */
+    /* bytes 0x3c: bf16 0x3c3c and f32 0x3c3c3c3c, both about 0.0115 (normal values: no
+     * denormals or overflow to slow either kernel) */
     memset(a, 0x3c, abytes);
     memset(b, 0x3c, bbytes);
     memset(c, 0, (size_t)mr * (size_t)nr * 4);

@@ -207,6 +207,29 @@ static void remove_stale_tmp(parlm_ckpt_dir *d)
         closedir(dd);
 }
 
+/* A lock file can be writable in a directory that is not (made by someone else, or
+ * a read-only remount): create and remove a temp file now, not after hours of compute.
+ * Its name is a temp name, so a kill between the two calls leaves only a stale temp. */
+static parlm_status probe_write(parlm_ckpt_dir *d)
+{
+    size_t len = strlen(d->path) + 48;
+    char *p = malloc(len);
+    if (!p)
+        return parlm_error(PARLM_ENOMEM, "%s: out of memory", d->path);
+    snprintf(p, len, "%s/ckpt_00000000.bin.tmp.%ld", d->path, (long)getpid());
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        parlm_status st = parlm_error(PARLM_EIO, "%s: cannot create a file in the directory: "
+                                      "%s (is it writable?)", d->path, strerror(errno));
+        free(p);
+        return st;
+    }
+    close(fd);
+    unlink(p);
+    free(p);
+    return PARLM_OK;
+}
+
 parlm_status parlm_ckpt_dir_open(parlm_ckpt_dir **out, const char *path)
 {
     if (!out || !path || !*path)
@@ -227,6 +250,10 @@ parlm_status parlm_ckpt_dir_open(parlm_ckpt_dir **out, const char *path)
     }
     if (d->lock_fd >= 0)
         remove_stale_tmp(d);
+    if ((st = probe_write(d)) != PARLM_OK) {
+        parlm_ckpt_dir_close(d);
+        return st;
+    }
     *out = d;
     return PARLM_OK;
 }

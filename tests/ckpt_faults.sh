@@ -163,6 +163,25 @@ expect 0 p.out "checkpoint: .*new/deep/dir/ckpt_00000002.bin"
 mkdir "$work/tmponly" && echo partial > "$work/tmponly/ckpt_00000003.bin.tmp.77"
 train p.out --steps 2 --ckpt-dir "$work/tmponly"
 expect 0 p.out "checkpoint: .*ckpt_00000002.bin"
+# a writable lock file in a directory that is not: refused at start, not at the first write
+# (root writes anywhere, so as root this runs as nobody when setpriv exists)
+mkdir "$work/rodir" && : > "$work/rodir/lock" && chmod 666 "$work/rodir/lock"
+chmod 555 "$work/rodir" && chmod 755 "$work"
+as=
+[ "$(id -u)" -ne 0 ] || as="setpriv --reuid=65534 --regid=65534 --clear-groups"
+if [ "$(id -u)" -ne 0 ] || command -v setpriv > /dev/null; then
+    set +e
+    $as "$bin/parlm-train" --data "$work/corpus.txt" -b 2 -t 32 --model tiny --threads 2 \
+        --val-every 0 --sample-every 0 --quiet --steps 4 --ckpt-every 2 \
+        --ckpt-dir "$work/rodir" > "$work/ro.out" 2>&1
+    rc=$?
+    set -e
+    expect 1 ro.out "rodir: cannot create a file in the directory: Permission denied"
+    grep -q "^compute:" "$work/ro.out" && fail "a read-only --ckpt-dir was found only after compute"
+else
+    echo "SKIP read-only --ckpt-dir: running as root without setpriv"
+fi
+chmod 755 "$work/rodir"
 echo "bad --ckpt-dir and --log: refused at start; a missing --ckpt-dir is created"
 
 # 8. a full disk: checkpoints and the log

@@ -410,6 +410,18 @@ static int skipped_text_file(const char *p)
            (plen > 4 && (!strcmp(p + plen - 4, ".dat") || !strcmp(p + plen - 3, ".u8")));
 }
 
+/* A token shard under another name (say x.dat) is still a shard: skipping it as a
+ * fortune index would silently drop it, or train on the text files beside it alone. */
+static int has_shard_magic(const char *p)
+{
+    int32_t magic = 0;
+    FILE *f = fopen(p, "rb");
+    int yes = f && fread(&magic, sizeof magic, 1, f) == 1 && magic == PARLM_SHARD_MAGIC;
+    if (f)
+        fclose(f);
+    return yes;
+}
+
 /* Each file of the glob is classified on its own, by name and content: all must be token
  * shards or all text. A damaged shard is an error naming it, never a switch of the whole
  * glob to text. Returns 0 and *shards, or 1 after printing why. */
@@ -425,7 +437,7 @@ static int classify_data(const char *pattern, int *shards)
         parlm_data_kind kind;
         size_t plen = strlen(p);
         int bin = plen >= 4 && !strcmp(p + plen - 4, ".bin");
-        if (!bin && skipped_text_file(p))
+        if (!bin && skipped_text_file(p) && !has_shard_magic(p))
             continue;
         if (parlm_data_probe(p, &kind) != PARLM_OK) {
             fprintf(stderr, "parlm-train: --data: %s\n", parlm_last_error());

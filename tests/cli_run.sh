@@ -105,6 +105,11 @@ cp "$work/corpus.txt" "$work/d/corpus_train_zz.txt"
 expect 1 "mixes token shards" "$bin/parlm-train" --data "$work/d/corpus_train_*" --model tiny \
     --steps 1
 rm "$work/d/corpus_train_zz.txt"
+# a shard named like a fortune index (.dat) is still a shard, never skipped beside text
+mkdir "$work/k" && cp "$work/d/corpus_train_000000.bin" "$work/k/a.dat"
+cp "$work/corpus.txt" "$work/k/b.txt"
+expect 1 "mixes token shards ($work/k/a.dat)" "$bin/parlm-train" --data "$work/k/*" --model tiny \
+    --steps 1
 
 echo "== parlm-train removes its temporary directory at every exit"
 mkdir "$work/tmp"

@@ -307,7 +307,15 @@ parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out, parlm_trai
     }
     int nbufs = h[H_HAS_ADAM] ? 3 : 1;
     long long want = 8LL * H_SLOTS + 4LL * P * nbufs;
-    if ((uint64_t)P != h[H_NPARAMS] || size != want || h[H_HAS_ADAM] > 1) {
+    if ((uint64_t)P != h[H_NPARAMS] || h[H_HAS_ADAM] > 1) {
+        fclose(f); /* the size may well match: say which header field is wrong */
+        if (h[H_HAS_ADAM] > 1)
+            return parlm_error(PARLM_EFORMAT, "%s: corrupt header: AdamW flag %llu (0 or 1)",
+                               path, (unsigned long long)h[H_HAS_ADAM]);
+        return parlm_error(PARLM_EFORMAT, "%s: corrupt header: %llu parameters, but its model "
+                           "shape has %lld", path, (unsigned long long)h[H_NPARAMS], (long long)P);
+    }
+    if (size != want) {
         fclose(f); /* checked before allocating: a header cannot ask for gigabytes */
         return parlm_error(PARLM_EFORMAT, "%s: %lld bytes, expected %lld for %lld parameters%s%s",
                            path, size, want, (long long)P, nbufs == 3 ? " with AdamW state" : "",

@@ -298,6 +298,18 @@ START_TEST(checkpoint_every_header_bit)
     ck_assert_int_eq(parlm_checkpoint_load(bad, &out, &got), PARLM_EFORMAT);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "checksum"));
     b[80] ^= 1;
+    /* the parameter count and AdamW flag: the message names the field, not a size that matches */
+    b[64] ^= 4; /* slot 8 = parameters */
+    spill(bad, b, n);
+    ck_assert_int_eq(parlm_checkpoint_load(bad, &out, &got), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "corrupt header"));
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "parameters, but its model shape"));
+    b[64] ^= 4;
+    b[72] ^= 4; /* slot 9 = AdamW flag */
+    spill(bad, b, n);
+    ck_assert_int_eq(parlm_checkpoint_load(bad, &out, &got), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "AdamW flag 5"));
+    b[72] ^= 4;
     /* version 1 files (payload-only hash) still load, with their state */
     uint64_t h[64];
     memcpy(h, b, 512);

@@ -4,6 +4,7 @@
  * with <|endoftext|>, as llm.c's data scripts do. The first --val-tokens tokens are the
  * validation shard. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,67 @@ static void undo(const writer *w, int created_out)
         fprintf(stderr, "parlm-prepare: removed %s (created by this run)\n", w->o->out);
 }
 
+/* A run stopped by a signal (Ctrl-C, a batch system's SIGTERM) is a failed run too: its
+ * first shards must not pass for a whole dataset. The handler undoes it with
+ * async-signal-safe calls only (unlink, rmdir, write), then dies of the signal. */
+static const writer *sig_w;
+static int sig_created_out;
+
+static char *put_str(char *p, const char *end, const char *s)
+{
+    while (*s && p < end)
+        *p++ = *s++;
+    return p;
+}
+
+static char *put_num(char *p, const char *end, long v, int width)
+{
+    char d[24];
+    int n = 0;
+    do
+        d[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0 && n < 20);
+    while (n < width && n < 20)
+        d[n++] = '0';
+    while (n > 0 && p < end)
+        *p++ = d[--n];
+    return p;
+}
+
+/* unlinks OUT/NAME_<kind>_<index>.bin (when final) and its temp file of this process */
+static void sig_unlink(const char *kind, int index, int final)
+{
+    char path[4200], *end = path + sizeof path - 1, *p = path;
+    p = put_str(p, end, sig_w->o->out);
+    p = put_str(p, end, "/");
+    p = put_str(p, end, sig_w->o->name);
+    p = put_str(p, end, kind);
+    p = put_num(p, end, index, 6);
+    p = put_str(p, end, ".bin");
+    *p = '\0';
+    if (final)
+        unlink(path);
+    p = put_str(p, end, ".tmp.");
+    p = put_num(p, end, (long)getpid(), 1);
+    *p = '\0';
+    unlink(path);
+}
+
+static void on_signal(int sig)
+{
+    const writer *w = sig_w;
+    sig_unlink("_val_", 0, w->n_val_written);
+    for (int i = 0; i < w->train_index; i++) /* the last may be in its temp file still */
+        sig_unlink("_train_", i, 1);
+    if (sig_created_out)
+        rmdir(w->o->out);
+    static const char msg[] = "parlm-prepare: interrupted: removed the shards of this run\n";
+    ssize_t wr = write(2, msg, sizeof msg - 1);
+    (void)wr;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 int main(int argc, char **argv)
 {
     opts o = {.out = "data", .name = "corpus"};
@@ -205,6 +267,11 @@ int main(int argc, char **argv)
         return 1;
     }
     writer w = {.o = &o, .in_val = 1, .buf = buf};
+    sig_w = &w;
+    sig_created_out = created_out;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
     int rc = 0;
     for (int i = 0; i < c.npos && !rc; i++) {
         size_t len;

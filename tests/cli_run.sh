@@ -86,6 +86,23 @@ expect 1 "$work/missing.txt" "$bin/parlm-prepare" --out "$work/p4" --val-tokens 
     --shard-tokens 1000 "$work/corpus.txt" "$work/missing.txt"
 check "failed prepare kept a directory it did not create, and its files, and removed its shards" \
     "test -f '$work/p4/mine.txt' && ! ls '$work/p4' | grep -q corpus_"
+# stopped by SIGTERM after its first shards (the second input, stdin, never ends): its shards
+# must not pass for a whole dataset
+mkfifo "$work/fifo"
+sleep 60 > "$work/fifo" & feeder=$!
+"$bin/parlm-prepare" --out "$work/p5" --val-tokens 100 --shard-tokens 1000 "$work/corpus.txt" - \
+    < "$work/fifo" > "$work/p5.out" 2>&1 & prep=$!
+i=0
+while ! grep -q "wrote .*train_000001" "$work/p5.out" 2>/dev/null && [ $i -lt 300 ]; do
+    i=$((i + 1)); sleep 0.1
+done
+kill -TERM $prep
+wait $prep
+rc=$?
+kill $feeder 2>/dev/null
+check "SIGTERM after two shards: exit 143, message, shards and created directory removed" \
+    "test $rc -eq 143 && grep -q 'interrupted: removed the shards' '$work/p5.out' && \
+     grep -q 'wrote .*train_000001' '$work/p5.out' && ! test -e '$work/p5'"
 
 echo "== data kind per file: a damaged shard is an error, never text mode"
 "$bin/parlm-prepare" --out "$work/d" --val-tokens 2000 --shard-tokens 15000 \

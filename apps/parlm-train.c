@@ -893,6 +893,21 @@ int main(int argc, char **argv)
                 "(vocab %d) at -t %d\n", cfg.vocab, cfg.max_seq, vocab, o.T);
         return 1;
     }
+    /* a GPT-2 model (--init, --resume) given text without its tokenizer would learn byte ids
+     * as if they were its tokens, and its samples would print nothing */
+    if (cfg.vocab > vocab && !shards) {
+        if (w.rank == 0)
+            fprintf(stderr, "parlm-train: the model has a vocabulary of %d tokens, but the text "
+                    "is tokenized with %s (%d): pass the model's tokenizer, --encoder "
+                    "encoder.json --vocab vocab.bpe\n", cfg.vocab,
+                    o.encoder ? o.encoder : "bytes", vocab);
+        return 1;
+    }
+    if (cfg.vocab > vocab && o.sample_every) {
+        SAY("samples: off (the model's %d tokens need its tokenizer: --encoder/--vocab)\n",
+            cfg.vocab);
+        o.sample_every = 0;
+    }
     if (!ts.B) {
         ts = (parlm_train_state){.B = o.B, .T = o.T, .grad_accum = o.grad_accum, .world = w.size,
                                  .seed = o.seed, .rng = o.seed ^ 0x5eed};

@@ -160,6 +160,18 @@ if [ -n "${PARLM_SHARED_DATA:-}" ] && [ -f "$gpt2/vocab.bpe" ]; then
         "$bin/parlm-generate" --ckpt "$work/g2" --max-tokens 5
     expect 0 "decode:" "$bin/parlm-generate" --ckpt "$work/g2" --max-tokens 5 \
         --encoder "$gpt2/encoder.json" --vocab "$gpt2/vocab.bpe"
+    # the same model given text without its tokenizer: refused, not trained on byte ids
+    expect 1 "the model has a vocabulary of 50257 tokens, but the text is tokenized with bytes" \
+        "$bin/parlm-train" --init "$work/g2/ckpt_00000001.bin" --data "$work/corpus.txt" \
+        -b 1 -t 16 --steps 1 --threads 1
+    # and on GPT-2 shards without the tokenizer: it trains, but says samples are off (they
+    # printed an empty line)
+    "$bin/parlm-prepare" --out "$work/g3" --val-tokens 500 --encoder "$gpt2/encoder.json" \
+        --vocab "$gpt2/vocab.bpe" "$work/corpus.txt" > /dev/null 2>&1
+    expect 0 "samples: off (the model's 50257 tokens need its tokenizer" "$bin/parlm-train" \
+        --init "$work/g2/ckpt_00000001.bin" --data "$work/g3/corpus_train_*.bin" -b 1 -t 16 \
+        --steps 1 --threads 1 --sample-every 1 --val-every 0
+    check "no empty sample line" "! grep -q '^sample: *\$' '$work/out.txt'"
 else
     echo "SKIP: GPT-2 vocabulary cases (PARLM_SHARED_DATA has no gpt2/vocab.bpe)"
 fi

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const cli_opt *find(const cli *c, const char *name, size_t len)
 {
@@ -101,8 +102,24 @@ static int set_value(const cli *c, const cli_opt *o, const char *v)
     return 0;
 }
 
+/* Output lost to a full disk or a closed file must not end with exit 0 (generated text,
+ * "checkpoint:" lines): checked at exit, after the program's own atexit handlers. */
+static const char *exit_prog;
+
+static void check_stdout(void)
+{
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: writing standard output failed%s%s\n", exit_prog,
+                errno ? ": " : "", errno ? strerror(errno) : "");
+        _exit(1);
+    }
+}
+
 int cli_parse(cli *c, int argc, char **argv)
 {
+    if (!exit_prog && atexit(check_stdout) == 0)
+        exit_prog = c->prog;
     c->npos = 0;
     int only_pos = 0;
     for (int i = 1; i < argc; i++) {

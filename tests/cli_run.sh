@@ -66,6 +66,12 @@ expect 2 "parlm-generate: --top-p: 0 is out of range" "$bin/parlm-generate" --ck
 expect 2 "parlm-bench: --time: 0 is out of range" "$bin/parlm-bench" --time 0
 expect 2 "parlm-prepare: --val-tokens: 0 is out of range" "$bin/parlm-prepare" --val-tokens 0 x
 expect 0 "usage: parlm-train" "$bin/parlm-train" --help
+# output lost to a full disk is an error, not exit 0
+if [ -c /dev/full ]; then
+    expect 1 "parlm-topo: writing standard output failed" sh -c '"$0" > /dev/full' "$bin/parlm-topo"
+    expect 1 "parlm-train: writing standard output failed" \
+        sh -c '"$0" --help > /dev/full' "$bin/parlm-train"
+fi
 
 echo "== parlm-prepare: refused names, nothing left behind"
 seq 1 3000 | awk '{ print "line " $1 }' > "$work/corpus.txt"

@@ -557,7 +557,8 @@ static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int64_
         const char *base = getenv("TMPDIR");
         snprintf(dir, sizeof tmp_dir, "%s/parlm-train-XXXXXX", base && *base ? base : "/tmp");
         if (!mkdtemp(dir)) {
-            fprintf(stderr, "parlm-train: mkdtemp: %s\n", strerror(errno));
+            fprintf(stderr, "parlm-train: cannot create a directory for the tokenized text "
+                    "%s: %s (set TMPDIR to a writable directory)\n", dir, strerror(errno));
             dir[0] = 0;
             rc = 1;
         }

@@ -146,6 +146,8 @@ check "temp dir removed after a failed loader" "test -z \"\$(ls -A '$work/tmp')\
 expect 0 "data: 1 text files" env TMPDIR="$work/tmp" "$bin/parlm-train" \
     --data "$work/corpus.txt" --model tiny -b 2 -t 16 --steps 1 --threads 1 --sample-every 0
 check "temp dir removed after a good run" "test -z \"\$(ls -A '$work/tmp')\""
+expect 1 "$work/none/parlm-train-" env TMPDIR="$work/none" "$bin/parlm-train" \
+    --data "$work/corpus.txt" --model tiny -b 2 -t 16 --steps 1 --threads 1
 
 echo "== GPT-2 vocabulary: vocab.bpe checked, generate needs the tokenizer"
 gpt2=${PARLM_SHARED_DATA:-}/gpt2

@@ -496,6 +496,40 @@ static void remove_tmp_dir(void)
     tmp_dir[0] = 0;
 }
 
+/* A run killed with -9 cannot remove its tokenized corpus, which can be gigabytes: the
+ * directory's name carries host and pid (parlm-train-HOST.PID-XXXXXX), and a later run on
+ * the same host removes those of dead processes (its two files, then the directory). */
+static void remove_stale_tmp_dirs(const char *base, const char *host)
+{
+    DIR *d = opendir(base);
+    size_t hl = strlen(host);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        const char *n = e->d_name;
+        if (strncmp(n, "parlm-train-", 12) || strncmp(n + 12, host, hl) || n[12 + hl] != '.')
+            continue;
+        char *end;
+        long pid = strtol(n + 13 + hl, &end, 10);
+        if (pid <= 0 || *end != '-' || strlen(end) != 7 || kill((pid_t)pid, 0) == 0 ||
+            errno != ESRCH)
+            continue;
+        char p[4400];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", base, n);
+        if (lstat(p, &st) || !S_ISDIR(st.st_mode) || st.st_uid != getuid())
+            continue;
+        size_t pl = strlen(p);
+        snprintf(p + pl, sizeof p - pl, "/train.bin");
+        unlink(p);
+        snprintf(p + pl, sizeof p - pl, "/val.bin");
+        unlink(p);
+        p[pl] = '\0';
+        if (rmdir(p) == 0)
+            fprintf(stderr, "parlm-train: removed %s (the tokenized text of a killed run)\n", p);
+    }
+    if (d)
+        closedir(d);
+}
+
 /* Text files -> tokens -> a train shard and a val shard (the last 5%, at least one batch)
  * in a fresh temporary directory. */
 static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int64_t batch_tokens,
@@ -555,7 +589,14 @@ static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int64_
     }
     if (!rc) {
         const char *base = getenv("TMPDIR");
-        snprintf(dir, sizeof tmp_dir, "%s/parlm-train-XXXXXX", base && *base ? base : "/tmp");
+        base = base && *base ? base : "/tmp";
+        char host[256] = "host";
+        if (gethostname(host, sizeof host - 1) != 0 || !host[0] || strchr(host, '/'))
+            snprintf(host, sizeof host, "host");
+        host[sizeof host - 1] = '\0';
+        remove_stale_tmp_dirs(base, host);
+        snprintf(dir, sizeof tmp_dir, "%s/parlm-train-%s.%ld-XXXXXX", base, host,
+                 (long)getpid());
         if (!mkdtemp(dir)) {
             fprintf(stderr, "parlm-train: cannot create a directory for the tokenized text "
                     "%s: %s (set TMPDIR to a writable directory)\n", dir, strerror(errno));

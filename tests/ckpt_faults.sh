@@ -13,6 +13,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# the tokenized corpus of each run goes here (a killed run's stays until the next run)
+mkdir "$work/tmp" && TMPDIR="$work/tmp" && export TMPDIR
 seq 1 6000 | awk '{ print "line " $1 " says " ($1 * 7) % 13 "." }' > "$work/corpus.txt"
 fail() { echo "FAIL: $*"; for f in "$work"/*.out; do echo "--- $f"; cat "$f"; done; exit 1; }
 train() { # train OUT ARGS...: runs parlm-train, sets $rc
@@ -71,6 +73,8 @@ train final.out --steps 400 --ckpt-every 1 --ckpt-dir "$d" --resume --stop-at $(
 expect 0 final.out "resume: .*step $n)"
 grep -q "removed [1-9][0-9]* unfinished temp file" "$work/final.out" || fail "temp file not removed"
 ls "$d" | grep -q 'tmp' && fail "temp files left in $d: $(ls "$d")"
+# the killed runs' tokenized corpora are gone too, the final run's removed at its exit
+[ -z "$(ls -A "$work/tmp")" ] || fail "tokenized text of killed runs left: $(ls "$work/tmp")"
 gen "$d"
 echo "kill -9: resumed at step $n and trained on; no temp file left"
 

@@ -767,7 +767,8 @@ done:
 /* vocab.bpe: a "#version" line, then one merge "left right" per line in rank order. The
  * file must account for the whole vocabulary: every token that is neither one of the 256
  * byte tokens nor <|endoftext|> is made by exactly one merge (GPT-2: 50257 = 256 + 50000
- * + 1). So an empty, truncated or foreign merges file is refused, never half-used. */
+ * + 1), and in rank order, so ids rise line by line. So an empty, truncated, reordered or
+ * foreign merges file is refused, never half-used. */
 static parlm_status load_merges(parlm_tokenizer *t, const str_map *map, char *buf, size_t len,
                                 const char *path)
 {
@@ -793,7 +794,7 @@ static parlm_status load_merges(parlm_tokenizer *t, const str_map *map, char *bu
         made[t->byte_id[b]] = 1;
     if (t->eot >= 0)
         made[t->eot] = 1;
-    int32_t rank = 0;
+    int32_t rank = 0, last_made = -1;
     size_t lineno = 0;
     parlm_status st = PARLM_OK;
     if (len < 8 || memcmp(buf, "#version", 8))
@@ -832,6 +833,14 @@ static parlm_status load_merges(parlm_tokenizer *t, const str_map *map, char *bu
                              lineno, (int)(n < 60 ? n : 60), p, ab);
             break;
         }
+        if (ab <= last_made) { /* GPT-2 numbers merged tokens in merge order: 256 + rank */
+            st = parlm_error(PARLM_EFORMAT, "%s:%zu: merge \"%.*s\" makes token %d, but the "
+                             "merge before it made %d: merged tokens are numbered in merge "
+                             "order (lines swapped, or ids of another encoder.json)", path,
+                             lineno, (int)(n < 60 ? n : 60), p, ab, last_made);
+            break;
+        }
+        last_made = ab;
         made[ab] = 1;
         size_t h = pair_hash(a, b) & t->merge_mask;
         while (t->merges[h].a != -1 && !(t->merges[h].a == a && t->merges[h].b == b))

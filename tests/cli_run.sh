@@ -158,6 +158,11 @@ if [ -n "${PARLM_SHARED_DATA:-}" ] && [ -f "$gpt2/vocab.bpe" ]; then
         --encoder "$gpt2/encoder.json" --vocab "$work/empty.bpe" "$work/corpus.txt"
     expect 1 "cut.bpe" "$bin/parlm-prepare" --out "$work/g" \
         --encoder "$gpt2/encoder.json" --vocab "$work/cut.bpe" "$work/corpus.txt"
+    # two merge lines swapped: the same count, but another tokenization
+    sed '25000{h;d};25001G' "$gpt2/vocab.bpe" > "$work/swap.bpe"
+    expect 1 "swap.bpe:25001: merge \"ĠSky pe\" makes token 25254, but the merge before it made" \
+        "$bin/parlm-prepare" --out "$work/g" --encoder "$gpt2/encoder.json" --vocab "$work/swap.bpe" \
+        "$work/corpus.txt"
     expect 1 "cut.bpe" "$bin/parlm-train" --encoder "$gpt2/encoder.json" --vocab "$work/cut.bpe" \
         --data "$work/corpus.txt" --model tiny --steps 1
     check "no output dir from a refused vocabulary" "! test -e '$work/g'"

@@ -298,6 +298,7 @@ START_TEST(merges_file_is_validated)
         {"#version: 0.2\nb a\nab c\n", "vocab.bpe:2"},              /* "ba" unknown */
         {"#version: 0.2\na b\nab c\na b\n", "vocab.bpe:4"},         /* repeated */
         {"#version: 0.2\na b\nab c\nabc \n", "vocab.bpe:4"},        /* trailing space */
+        {"#version: 0.2\nab c\na b\n", "numbered in merge order"}, /* lines swapped */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_tiny_vocab(enc, bpe, "", bad[i].merges);

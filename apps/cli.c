@@ -218,9 +218,15 @@ void cli_format(const cli_opt *o, char *buf, size_t len)
     case CLI_UINT64:
         snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)o->dst);
         return;
-    case CLI_DOUBLE:
-        snprintf(buf, len, "%.17g", *(const double *)o->dst);
+    case CLI_DOUBLE: { /* the shortest text that reads back exactly: 0.95, not 0.9499... */
+        double x = *(const double *)o->dst;
+        for (int prec = 6; prec <= 17; prec++) {
+            snprintf(buf, len, "%.*g", prec, x);
+            if (strtod(buf, NULL) == x)
+                break;
+        }
         return;
+    }
     case CLI_STRING:
     case CLI_CHOICE: {
         const char *s = *(const char *const *)o->dst;

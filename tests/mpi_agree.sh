@@ -57,6 +57,9 @@ differ "disagree on option -b" "rank 1 has -b 4" -- $d1 -b 2 -- $d1 -b 4
 differ "disagree on option --lr" "rank 1 has --lr 0.002" -- $d1 -b 2 -- $d1 -b 2 --lr 0.002
 differ "disagree on option --warmup" "rank 1 has --warmup 7" -- $d1 -b 2 -- $d1 -b 2 --warmup 7
 differ "disagree on option --grad-clip" "rank 1 has --grad-clip 0.5" -- $d1 -b 2 -- $d1 -b 2 --grad-clip 0.5
+differ "disagree on option --weight-decay" "rank 1 has --weight-decay 0.1 (" -- $d1 -b 2 -- $d1 -b 2 \
+    --weight-decay 0.1
+differ "disagree on option --beta2" "rank 1 has --beta2 0.999 (" -- $d1 -b 2 -- $d1 -b 2 --beta2 0.999
 differ "disagree on option --seed" "rank 1 has --seed 5" -- $d1 -b 2 -- $d1 -b 2 --seed 5
 differ "disagree on option --bf16" "rank 1 has --bf16 on" -- $d1 -b 2 -- $d1 -b 2 --bf16
 differ "disagree on option --dp" "rank 1 has --dp zero1" -- $d1 -b 2 -- $d1 -b 2 --dp zero1

@@ -28,7 +28,8 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install o
 # multiarch libc found through ld.so.cache. pkgconf:arm64 provides aarch64-linux-gnu-pkg-config.
 host_pkgs="make autoconf automake libtool pkg-config gcc-aarch64-linux-gnu qemu-user
            qemu-user-binfmt"
-arm_pkgs="libc6:arm64 libgomp1:arm64 libhwloc-dev:arm64 check:arm64 pkgconf:arm64"
+arm_pkgs="libc6:arm64 libgomp1:arm64 libhwloc-dev:arm64 check:arm64 pkgconf:arm64
+          libjansson-dev:arm64"
 missing=""
 for p in $host_pkgs $arm_pkgs; do installed "$p" || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -90,7 +90,8 @@ parlm_status parlm_ckpt_list(const char *dir, int64_t *steps, int max, int *n)
     if (st == PARLM_OK) {
         qsort(all, count, sizeof *all, cmp_desc);
         *n = count < (size_t)max ? (int)count : max;
-        memcpy(steps, all, (size_t)*n * sizeof *all);
+        if (*n > 0) /* steps may be NULL when max is 0 */
+            memcpy(steps, all, (size_t)*n * sizeof *all);
     }
     free(all);
     return st;

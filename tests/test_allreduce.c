@@ -629,7 +629,6 @@ START_TEST(shared_buffers_reduce_in_place)
 }
 END_TEST
 
-/* after the first call of a size, the scratch is reused (no allocation per call) */
 /* Best time over reps of a 4 MB zero-copy all-reduce, every rank starting together. */
 static double best_shared_allreduce(float *sh, int64_t n, int reps)
 {
@@ -650,8 +649,10 @@ static double best_shared_allreduce(float *sh, int64_t n, int reps)
  * node that has fewer cores than ranks x threads, the shared-buffer all-reduce must not
  * collapse. Waiting ranks used to spin (and the OpenMP runtime's idle threads with them)
  * on the cores their peers needed: ~10 ms whatever the size. Bound: 3x the 1-thread
- * time, each side the best of 15 runs, after a warm-up, so that a noisy machine's
- * hiccups do not fail it; the collapse it catches was 10-100x. */
+ * time, each side the best of 15 runs, after a warm-up; a busy moment of a shared machine
+ * can still cost one side, so up to three attempts are made and one within the bound
+ * passes (every rank sees the same times: they are the slowest rank's). The collapse it
+ * catches was 10-100x, every time. */
 START_TEST(crowded_node_does_not_collapse)
 {
     const int64_t n = (int64_t)1 << 20; /* 4 MB of floats */
@@ -660,22 +661,26 @@ START_TEST(crowded_node_does_not_collapse)
     for (int64_t i = 0; i < n; i++)
         sh[i] = (float)(i % 7);
     int saved = omp_get_max_threads();
-    omp_set_num_threads(1);
-    best_shared_allreduce(sh, n, 3);
-    double t1 = best_shared_allreduce(sh, n, 15);
-    omp_set_num_threads(2);
-    best_shared_allreduce(sh, n, 3);
-    double t2 = best_shared_allreduce(sh, n, 15);
+    double t1 = 0, t2 = 0;
+    for (int attempt = 0; attempt < 3 && (attempt == 0 || t2 > 3 * t1); attempt++) {
+        omp_set_num_threads(1);
+        best_shared_allreduce(sh, n, 3);
+        t1 = best_shared_allreduce(sh, n, 15);
+        omp_set_num_threads(2);
+        best_shared_allreduce(sh, n, 3);
+        t2 = best_shared_allreduce(sh, n, 15);
+        if (g_rank == 0)
+            printf("crowded node: 4 MB shared-buffer all-reduce, %d ranks: 1 thread/rank "
+                   "%.3f ms, 2 threads/rank %.3f ms\n", g_size, t1 * 1e3, t2 * 1e3);
+    }
     omp_set_num_threads(saved);
-    if (g_rank == 0)
-        printf("crowded node: 4 MB shared-buffer all-reduce, %d ranks: 1 thread/rank %.3f ms, "
-               "2 threads/rank %.3f ms\n", g_size, t1 * 1e3, t2 * 1e3);
     ck_assert_msg(t2 <= 3 * t1, "2 threads per rank: %.3f ms, > 3x the 1-thread %.3f ms",
                   t2 * 1e3, t1 * 1e3);
     parlm_comm_free_shared(g_world, sh);
 }
 END_TEST
 
+/* after the first call of a size, the scratch is reused (no allocation per call) */
 START_TEST(scratch_is_reused)
 {
     int64_t n = 5000;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "decode.h"
 #include "dispatch.h"
 #include "error.h"
 #include "parallel.h"
@@ -76,6 +77,9 @@ struct parlm_gpt {
     int grads_zero; /* the fused optimizer step left every gradient 0: zero_grad is free */
     /* inference */
     float *kv, *inf;  /* KV cache (L, 2, maxT, C); inference activations */
+    parlm_decode_layer *dec_layers; /* decode: the weights of each layer (L) */
+    float *dec_scratch;
+    int dec_threads;  /* threads dec_scratch is sized for */
 };
 
 /* ---- configuration ------------------------------------------------------------------ */
@@ -244,6 +248,8 @@ void parlm_gpt_free(parlm_gpt *m)
     parlm_free(m->arena);
     parlm_free(m->kv);
     parlm_free(m->inf);
+    parlm_free(m->dec_scratch);
+    free(m->dec_layers);
     free(m->acts);
     free(m->tensors);
     free(m);
@@ -880,6 +886,44 @@ parlm_status parlm_gpt_optimizer_step(parlm_gpt *m, const parlm_adamw_cfg *cfg, 
 
 /* ---- generation with a KV cache ------------------------------------------------------------ */
 
+/* One token at pos (the cache holds positions < pos) in one parallel region: see
+ * lib/decode.c. Threads: all, but no more than one per 16K weights of the smallest
+ * matrix (C x C), below which the barriers cost more than the slices save. */
+static parlm_status decode_one(parlm_gpt *m, int32_t token, int pos, float *logits)
+{
+    const parlm_gpt_config *c = &m->cfg;
+    int64_t C = c->n_embd;
+    int nt = parlm_threads_for(C * C, (int64_t)1 << 14, omp_get_max_threads());
+    if (!m->dec_layers && !(m->dec_layers = calloc((size_t)c->n_layer, sizeof *m->dec_layers)))
+        return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: out of memory");
+    if (nt > m->dec_threads) {
+        parlm_free(m->dec_scratch);
+        m->dec_scratch = parlm_alloc((size_t)parlm_decode_scratch((int)C, c->n_head, nt),
+                                     sizeof(float));
+        m->dec_threads = m->dec_scratch ? nt : 0;
+        if (!m->dec_scratch)
+            return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: out of memory");
+    }
+    /* the bf16 copy has the layout of the f32 parameters: same offsets */
+    const uint16_t *hb = m->params_bf16;
+#define DEC_W(p) (m->bf16 ? (const void *)(hb + ((p) - m->params)) : (const void *)(p))
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_views w = lview(m, m->params, l);
+        parlm_decode_layer d = {w.ln1w, w.ln1b, w.qkvb, w.attprojb, w.ln2w, w.ln2b, w.fcb,
+                                w.fcprojb, DEC_W(w.qkvw), DEC_W(w.attprojw), DEC_W(w.fcw),
+                                DEC_W(w.fcprojw)};
+        m->dec_layers[l] = d;
+    }
+    parlm_decode_model d = {c->n_layer, (int)C, c->n_head, c->vocab_pad, c->max_seq, m->bf16,
+                            m->dec_layers, LNFW(m->params), LNFB(m->params),
+                            DEC_W(WTE(m->params)), m->kv};
+#undef DEC_W
+    float *x = m->inf; /* the residual row */
+    TRY(parlm_embedding_forward(x, &token, WTE(m->params), WPE(m->params) + pos * C, 1, 1,
+                                (int)C, c->vocab));
+    return parlm_decode_step(&d, x, pos, logits, m->dec_scratch, nt);
+}
+
 parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos, float *logits)
 {
     if (!m || !tokens || !logits)
@@ -901,6 +945,8 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         }
     }
     TRY(refresh_bf16(m));
+    if (n == 1)
+        return decode_one(m, tokens[0], pos, logits);
     float *x = m->inf, *ln = x + maxT * C, *qkv = ln + maxT * C, *att = qkv + 3 * maxT * C;
     float *tmp = att + maxT * C, *fch = tmp + maxT * C;
     /* embeddings of positions pos..pos+n-1: one "batch" of n rows starting at wpe[pos] */

@@ -198,6 +198,60 @@ START_TEST(kv_cache_matches_forward)
 }
 END_TEST
 
+/* Decode runs one token in one parallel region (lib/decode.c), splitting heads over the
+ * threads when they divide them and output rows otherwise: every thread count gives
+ * bitwise the same logits (each output element is summed the same way), f32 and bf16,
+ * on heads of 66 and 88 channels (slices that are no multiple of 16); f32 equals the
+ * full forward, bf16 stays within 2% of the logits' range of it. C = 264 lets 4 threads
+ * run (decode takes one per 16K weights of a C x C matrix). */
+START_TEST(decode_is_independent_of_threads)
+{
+    int saved = omp_get_max_threads();
+    const int T = 9, V = 50, C = 264;
+    for (int NH = 3; NH <= 4; NH++) {
+        parlm_gpt *m = tiny(2, NH, C, T, V, 0, 31);
+        int Vp = parlm_gpt_get_config(m).vocab_pad;
+        float *p = parlm_gpt_params(m);
+        tu_fill(p, parlm_gpt_num_params(m), 33); /* biases and norms too, not just at init */
+        for (int64_t i = 0; i < parlm_gpt_num_params(m); i++)
+            p[i] *= 0.15f;
+        int32_t in[9];
+        random_tokens(in, T, V, 32);
+        ck_assert_int_eq(parlm_gpt_setup(m, 1, T, 0), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_forward(m, in, NULL, NULL), PARLM_OK);
+        float *full = malloc((size_t)T * Vp * sizeof(float));
+        memcpy(full, parlm_gpt_logits(m), (size_t)T * Vp * sizeof(float));
+        float range = 0.0f;
+        for (int64_t i = 0; i < (int64_t)T * Vp; i++)
+            range = fmaxf(range, fabsf(full[i]));
+        float *ref = malloc((size_t)T * Vp * sizeof(float)), *lg = malloc((size_t)Vp * sizeof(float));
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            ck_assert_int_eq(parlm_gpt_set_bf16(m, bf16), PARLM_OK);
+            for (int nt = 1; nt <= 4; nt++) {
+                omp_set_num_threads(nt);
+                for (int t = 0; t < T; t++) {
+                    ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, lg), PARLM_OK);
+                    if (nt == 1)
+                        memcpy(ref + (int64_t)t * Vp, lg, (size_t)Vp * sizeof(float));
+                    ck_assert_msg(!memcmp(lg, ref + (int64_t)t * Vp, (size_t)V * sizeof(float)),
+                                  "NH %d bf16 %d: %d threads differ at position %d", NH, bf16,
+                                  nt, t);
+                    float d = tu_max_abs_diff(lg, full + (int64_t)t * Vp, V);
+                    ck_assert_msg(d <= (bf16 ? 0.02f * range : 1e-4f), "NH %d bf16 %d "
+                                  "position %d: %g from the forward (range %g)", NH, bf16, t,
+                                  d, range);
+                }
+            }
+        }
+        free(ref);
+        free(lg);
+        free(full);
+        parlm_gpt_free(m);
+    }
+    omp_set_num_threads(saved);
+}
+END_TEST
+
 /* bf16 matmuls: the loss stays within 1% of f32 (bf16 has 8 mantissa bits, errors
  * average out over K), and training with them still learns. */
 START_TEST(bf16_matmuls_track_f32)
@@ -548,6 +602,7 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("generation");
     tcase_add_test(tc, kv_cache_matches_forward);
+    tcase_add_test(tc, decode_is_independent_of_threads);
     tcase_add_test(tc, sampling);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");

@@ -1,7 +1,8 @@
 /* bench/model.c — whole-model benchmarks: a training step of GPT-2 124M (d12) and
- * generation (prefill, decode) with f32 and bf16 weights. Baselines in the same run:
- * the FMA peak (MFU = achieved model FLOP/s / (threads x peak of one core)) and the
- * STREAM bandwidth (decode is bound by streaming every weight once per token). */
+ * generation (prefill, decode) with f32 and bf16 weights, decode also of a model larger
+ * than the last-level cache. Baselines in the same run: the FMA peak (MFU = achieved
+ * model FLOP/s / (threads x peak of one core)) and the STREAM bandwidth (decode is
+ * bound by streaming every weight once per token). */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -107,14 +108,14 @@ typedef struct gen_arg {
     parlm_status st;
 } gen_arg;
 
-static void prefill(void *p)
+static void prefill_fn(void *p)
 {
     gen_arg *a = p;
     if (a->st == PARLM_OK)
         a->st = parlm_gpt_infer(a->m, a->prompt, a->n, 0, a->logits);
 }
 
-static void decode(void *p) /* a->decode tokens after the prompt, one forward each */
+static void decode_fn(void *p) /* a->decode tokens after the prompt, one forward each */
 {
     gen_arg *a = p;
     for (int i = 0; i < a->decode && a->st == PARLM_OK; i++) {
@@ -123,53 +124,106 @@ static void decode(void *p) /* a->decode tokens after the prompt, one forward ea
     }
 }
 
-int bench_generate(bench_ctx *ctx)
+/* One model's generation rows: prefill of the prompt (if `prefill`), then decode at each
+ * thread count, f32 then bf16 weights. Decode streams every weight but the position
+ * table once per token: GB/s from that, % of STREAM at the thread count STREAM ran with,
+ * and bf16 tokens/s over f32's. */
+static int gen_rows(bench_ctx *ctx, const char *preset, int prefill, int ndec)
 {
-    const char *preset = ctx->quick ? "small" : "d12";
     parlm_gpt_config cfg = {.max_seq = 1024, .vocab = 50257};
     parlm_gpt *m;
     if (parlm_gpt_preset(preset, &cfg) != PARLM_OK || parlm_gpt_create(&m, &cfg, 1) != PARLM_OK) {
         fprintf(stderr, "generate: %s\n", parlm_last_error());
         return 1;
     }
-    /* bytes a decoded token streams: every weight except the position table, once */
     double P = (double)parlm_gpt_num_params(m) - (double)cfg.max_seq * cfg.n_embd;
-    int n = 128, ndec = ctx->quick ? 16 : 64;
+    int n = 128;
     int32_t prompt[128];
     bench_random_tokens(prompt, n, cfg.vocab, 12345);
     float *logits = malloc((size_t)parlm_gpt_get_config(m).vocab_pad * sizeof(float));
-    bench_section(ctx, "generate: prefill 128 tokens, then decode with the KV cache");
+    int tlist[2] = {ctx->max_threads, 1}, nts = ctx->max_threads > 1 && !ctx->quick ? 2 : 1;
     int rc = 0;
-    double f32_tps = 0;
+    double f32_tps[2] = {0, 0};
     for (int bf16 = 0; bf16 < 2 && !rc; bf16++) {
+        omp_set_num_threads(ctx->max_threads);
         parlm_gpt_set_bf16(m, bf16);
         gen_arg a = {m, prompt, n, ndec, logits, PARLM_OK};
-        double t_pre = bench_time(prefill, &a, ctx->min_time);
-        double t_dec = bench_time(decode, &a, ctx->min_time) / ndec;
+        char shape[96];
+        if (prefill) {
+            double t_pre = bench_time(prefill_fn, &a, ctx->min_time);
+            snprintf(shape, sizeof shape, "%s prefill %d", preset, n);
+            bench_row r = {.bench = "generate", .impl = bf16 ? "parlm-bf16" : "parlm-f32",
+                           .shape = shape, .threads = ctx->max_threads, .seconds = t_pre,
+                           .gflops = 2.0 * P * n / t_pre * 1e-9};
+            if (a.st == PARLM_OK)
+                bench_report(ctx, &r);
+        } else {
+            prefill_fn(&a); /* the cache the decoded tokens attend to */
+        }
+        for (int i = 0; i < nts && a.st == PARLM_OK; i++) {
+            omp_set_num_threads(tlist[i]);
+            double t_dec = bench_time(decode_fn, &a, ctx->min_time) / ndec;
+            if (a.st != PARLM_OK)
+                break;
+            double gbs = P * (bf16 ? 2.0 : 4.0) / t_dec * 1e-9;
+            snprintf(shape, sizeof shape, "%s decode %.1f tok/s", preset, 1.0 / t_dec);
+            bench_row d = {.bench = "generate", .impl = bf16 ? "parlm-bf16" : "parlm-f32",
+                           .shape = shape, .threads = tlist[i], .seconds = t_dec, .gbs = gbs,
+                           .pct_peak = ctx->stream_gbs > 0 && i == 0 ? 100 * gbs / ctx->stream_gbs
+                                                                     : 0};
+            if (bf16 && f32_tps[i] > 0) {
+                d.ratio = (1.0 / t_dec) / f32_tps[i];
+                d.baseline = "f32 decode";
+            } else if (!bf16) {
+                f32_tps[i] = 1.0 / t_dec;
+            }
+            bench_report(ctx, &d);
+        }
         if (a.st != PARLM_OK) {
             fprintf(stderr, "generate: %s\n", parlm_last_error());
             rc = 1;
-            break;
         }
-        char shape[64];
-        snprintf(shape, sizeof shape, "%s prefill %d", preset, n);
-        bench_row r = {.bench = "generate", .impl = bf16 ? "parlm-bf16" : "parlm-f32",
-                       .shape = shape, .threads = ctx->max_threads, .seconds = t_pre,
-                       .gflops = 2.0 * P * n / t_pre * 1e-9};
-        bench_report(ctx, &r);
-        double bytes = P * (bf16 ? 2.0 : 4.0), gbs = bytes / t_dec * 1e-9;
-        snprintf(shape, sizeof shape, "%s decode %.0f tok/s", preset, 1.0 / t_dec);
-        bench_row d = {.bench = "generate", .impl = bf16 ? "parlm-bf16" : "parlm-f32",
-                       .shape = shape, .threads = ctx->max_threads, .seconds = t_dec, .gbs = gbs,
-                       .pct_peak = ctx->stream_gbs > 0 ? 100 * gbs / ctx->stream_gbs : 0};
-        if (bf16 && f32_tps > 0) {
-            d.ratio = (1.0 / t_dec) / f32_tps;
-            d.baseline = "f32 decode";
-        }
-        f32_tps = bf16 ? f32_tps : 1.0 / t_dec;
-        bench_report(ctx, &d);
     }
+    omp_set_num_threads(ctx->max_threads);
     free(logits);
     parlm_gpt_free(m);
     return rc;
+}
+
+/* The total last-level cache: the L3 above the first core times the L3 instances the
+ * cores span (one per CCX or socket), as hwloc reports it (its default if it does not). */
+static double llc_bytes(void)
+{
+    parlm_topo *t;
+    if (parlm_topo_load_system(&t) != PARLM_OK)
+        return (double)PARLM_TOPO_L3_DEFAULT;
+    int per = parlm_topo_cache_cores(t, 3), cores = parlm_topo_cores(t);
+    double b = (double)parlm_topo_cache_bytes(t, 3) * (per > 0 ? (cores + per - 1) / per : 1);
+    parlm_topo_free(t);
+    return b;
+}
+
+int bench_generate(bench_ctx *ctx)
+{
+    bench_section(ctx, "generate: prefill 128 tokens, then decode with the KV cache");
+    int rc = gen_rows(ctx, ctx->quick ? "small" : "d12", 1, ctx->quick ? 16 : 64);
+    if (ctx->quick || rc)
+        return rc;
+    /* GPT-2 124M's weights fit in some CPUs' last-level cache: decode also a model whose
+     * bf16 weights exceed it 4x, so that its bandwidth figure is the memory's */
+    static const char *const big[] = {"d24", "d36", "d48"};
+    double llc = llc_bytes();
+    int b = 0;
+    for (; b < 2; b++) {
+        parlm_gpt_config c = {.max_seq = 1024, .vocab = 50257};
+        int64_t np;
+        if (parlm_gpt_preset(big[b], &c) == PARLM_OK &&
+            parlm_gpt_config_num_params(&c, &np) == PARLM_OK && 2.0 * np >= 4.0 * llc)
+            break;
+    }
+    char title[160];
+    snprintf(title, sizeof title, "generate: decode of %s, larger than the last-level cache "
+             "(%.0f MiB)", big[b], llc / (1024.0 * 1024.0));
+    bench_section(ctx, title);
+    return gen_rows(ctx, big[b], 0, 16);
 }

@@ -181,7 +181,7 @@ int main(int argc, char **argv)
     double t0 = now();
     st = parlm_gpt_infer(m, ctx, n, 0, logits);
     double t_prefill = now() - t0, t_decode = 0;
-    int pos = n, generated = 0;
+    int pos = n, generated = 0, decoded = 0; /* decoded: forwards of one token, timed */
     while (st == PARLM_OK && generated < max_tokens) {
         int32_t next;
         if ((st = parlm_sample(logits, c.vocab, (float)temperature, top_k, (float)top_p, &rng,
@@ -193,11 +193,12 @@ int main(int argc, char **argv)
             fwrite(b, 1, len, stdout);
         fflush(stdout);
         generated++;
-        if (pos >= c.max_seq)
+        if (pos >= c.max_seq || generated == max_tokens)
             break;
         double t1 = now();
         st = parlm_gpt_infer(m, &next, 1, pos++, logits);
         t_decode += now() - t1;
+        decoded++;
     }
     printf("\n");
     fflush(stdout);
@@ -206,8 +207,8 @@ int main(int argc, char **argv)
         return 1;
     }
     fprintf(stderr, "prefill: %d tokens, %.1f tokens/s | decode: %d tokens, %.1f tokens/s "
-            "(%s weights, %d threads, %s kernels)\n", n, n / t_prefill, generated - 1 > 0 ? generated - 1 : 0,
-            generated > 1 ? (generated - 1) / t_decode : 0.0, bf16 ? "bf16" : "f32",
+            "(%s weights, %d threads, %s kernels)\n", n, n / t_prefill, decoded,
+            decoded > 0 ? decoded / t_decode : 0.0, bf16 ? "bf16" : "f32",
             omp_get_max_threads(), parlm_isa_name(parlm_isa_current()));
     free(ctx);
     free(logits);

@@ -42,12 +42,13 @@ sums() { (cd "$1" && cksum ckpt_*.bin*) 2>/dev/null || true; }
 
 # 1. kill -9 at random points of a run checkpointing every step; each time the printed
 # checkpoint exists and loads, generation works, the lock of the dead run is taken over
-# and its temp files removed, and --resume goes on.
+# and its temp files removed, and --resume goes on. (--steps is far more than 2 s of
+# steps, so every run is still running when it is killed.)
 d="$work/killed"
 for it in 1 2 3 4; do
     ms=$(( $(rnd) % 1500 + 500 ))
     "$bin/parlm-train" --data "$work/corpus.txt" -b 2 -t 32 --model tiny --threads 2 \
-        --val-every 0 --sample-every 0 --quiet --steps 400 --ckpt-every 1 --ckpt-dir "$d" \
+        --val-every 0 --sample-every 0 --quiet --steps 100000 --ckpt-every 1 --ckpt-dir "$d" \
         --resume > "$work/kill$it.out" 2>&1 &
     pid=$!
     sleep "$(echo "$ms" | awk '{ print $1 / 1000 }')"
@@ -69,7 +70,7 @@ n=$(ls "$d" | sed -n 's/^ckpt_0*\([0-9][0-9]*\)\.bin$/\1/p' | sort -n | tail -1)
 # a dead writer's temp file (named as one of a newer step): never read, removed at start
 head -c 1000 "$d/ckpt_$(printf %08d "$n").bin" > "$d/ckpt_99999999.bin.tmp.4242"
 gen "$d"
-train final.out --steps 400 --ckpt-every 1 --ckpt-dir "$d" --resume --stop-at $((n + 2))
+train final.out --steps 100000 --ckpt-every 1 --ckpt-dir "$d" --resume --stop-at $((n + 2))
 expect 0 final.out "resume: .*step $n)"
 grep -q "removed [1-9][0-9]* unfinished temp file" "$work/final.out" || fail "temp file not removed"
 ls "$d" | grep -q 'tmp' && fail "temp files left in $d: $(ls "$d")"

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../lib/error.h"
+#include "../lib/core/error.h"
 #include "topo.h"
 
 struct parlm_teams {

@@ -1,6 +1,6 @@
 /* simd/kernels.h — the per-ISA kernel table (internal).
  * Each ISA directory (simd/scalar, simd/avx2, simd/avx512, simd/neon) is compiled
- * with its own flags and exports one function that fills this table. lib/dispatch.c
+ * with its own flags and exports one function that fills this table. lib/core/dispatch.c
  * picks one table at init from cpuid/XGETBV or HWCAP (or PARLM_ISA). Kernels are
  * single-threaded and never validate arguments: lib/ checks shapes and splits work
  * across OpenMP threads, then calls these on its slice. simd/scalar is the reference
@@ -39,7 +39,7 @@ typedef struct parlm_kernels {
      * bpack: panel q: out[2*q*ps + (p*w + i)*2 + e] = x[(q*w + i)*rs + (2p+e)*cs], zero
      *        for rows >= mn and for k = kc when kc is odd.
      * wpack: bf16 source, f32 panels exactly as spack's (each bf16 widened, exact): the
-     *        "widen" bf16 path runs the f32 micro-kernel on them. NULL: lib/gemm.c
+     *        "widen" bf16 path runs the f32 micro-kernel on them. NULL: lib/core/gemm.c
      *        composes it from bf16_to_f32 and spack (a pass through a block in L1).
      * One of rs, cs is 1 (a copy when rs == 1, a transpose when cs == 1). out is 64-byte
      * aligned. SIMD sets pack with vector transposes and row-ordered reads: scalar packing

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../lib/file.h"
+#include "../lib/io/file.h"
 #include "parlm.h"
 
 static char dir[64];

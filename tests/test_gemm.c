@@ -19,8 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../lib/dispatch.h"
-#include "../lib/gemm.h"
+#include "../lib/core/dispatch.h"
+#include "../lib/core/gemm.h"
 #include "../simd/kernels.h"
 #include "parlm.h"
 #include "testutil.h"
@@ -645,7 +645,7 @@ START_TEST(pack_matches_scalar_every_set)
                         } else if (widen) {
                             if (k->wpack)
                                 k->wpack(kc, mn, hsrc + 3, rs, cs, w, o1);
-                            else /* the composition lib/gemm.c packs with instead */
+                            else /* the composition lib/core/gemm.c packs with instead */
                                 parlm_gemm_widen_pack(k, kc, mn, hsrc + 3, rs, cs, w, o1);
                             sc.wpack(kc, mn, hsrc + 3, rs, cs, w, o2);
                         } else {
@@ -758,7 +758,7 @@ START_TEST(no_scalar_entries_left)
             ck_assert_msg(k->spack != sc.spack, "%s: spack is scalar", n);
             ck_assert_msg(k->bpack != sc.bpack, "%s: bpack is scalar", n);
         }
-        /* the widening pack: its own (avx512), or NULL for lib/gemm.c's composition of the
+        /* the widening pack: its own (avx512), or NULL for lib/core/gemm.c's composition of the
          * set's own conversion and packing (avx2, neon) */
         ck_assert_msg(k->wpack != sc.wpack, "%s: wpack is scalar", n);
     }
@@ -1147,7 +1147,7 @@ START_TEST(blocking_rule_fits_the_caches)
 {
     /* Cascade Lake: 32 KiB L1d, 1 MiB L2, 36 MiB L3 shared by 2 cores; 8 x 48 tiles */
     parlm_gemm_blocking b = parlm_gemm_blocking_for(32768, 1 << 20, 36 << 20, 2, 8, 48);
-    ck_assert_int_eq(b.kc, 768); /* measured best there (lib/gemm.c) */
+    ck_assert_int_eq(b.kc, 768); /* measured best there (lib/core/gemm.c) */
     ck_assert_int_eq(b.mc, 680);
     ck_assert_int_eq(b.nc % 48, 0);
     ck_assert_int_le(256 * b.kc * 4 + b.kc * 48 * 4, 1 << 20); /* 256 rows + a B panel in L2 */

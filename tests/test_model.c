@@ -198,7 +198,7 @@ START_TEST(kv_cache_matches_forward)
 }
 END_TEST
 
-/* Decode runs one token in one parallel region (lib/decode.c), splitting heads over the
+/* Decode runs one token in one parallel region (lib/model/decode.c), splitting heads over the
  * threads when they divide them and output rows otherwise: every thread count gives
  * bitwise the same logits (each output element is summed the same way), f32 and bf16,
  * on heads of 66 and 88 channels (slices that are no multiple of 16); f32 equals the

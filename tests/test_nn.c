@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../lib/dispatch.h"
+#include "../lib/core/dispatch.h"
 #include "parlm.h"
 #include "testutil.h"
 

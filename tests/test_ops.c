@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../lib/dispatch.h"
+#include "../lib/core/dispatch.h"
 #include "parlm.h"
 #include "testutil.h"
 
@@ -936,7 +936,7 @@ END_TEST
 /* ---- threads ------------------------------------------------------------------------------------ */
 
 /* Runs every public op on shapes far above the single-thread grains (at most 65536
- * elements per thread, lib/ops.c), writing all outputs into res (one slot per output). */
+ * elements per thread, lib/core/ops.c), writing all outputs into res (one slot per output). */
 enum { TR = 1000, TC = 768, TN = TR * TC, NOUT = 13 };
 
 static void run_all_ops(float *const res[NOUT], const float *x, const float *y, const float *w,

@@ -552,7 +552,7 @@ void parlm_neon_gemm_fill(parlm_kernels *k)
     k->bgemm_ukr = bgemm_ukr;
     k->spack = spack;
     k->bpack = bpack;
-    k->wpack = NULL; /* lib/gemm.c composes it from bf16_to_f32 and spack */
+    k->wpack = NULL; /* lib/core/gemm.c composes it from bf16_to_f32 and spack */
     k->sgemv_t = sgemv_t;
     k->sgemv_n = sgemv_n;
     k->bgemv_t = bgemv_t;

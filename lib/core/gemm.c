@@ -1,4 +1,4 @@
-/* lib/gemm.c — GEMM / GEMV / bf16 conversion: argument checks, blocking, packing, threads.
+/* lib/core/gemm.c — GEMM / GEMV / bf16 conversion: argument checks, blocking, packing, threads.
  * The arithmetic is in the per-ISA kernels of simd/ (micro-kernel, packing, GEMV); this
  * file is the portable BLIS-style framework around them.
  *

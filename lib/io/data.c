@@ -1,4 +1,4 @@
-/* lib/data.c — llm.c token shards and the batch loader (see parlm/data.h).
+/* lib/io/data.c — llm.c token shards and the batch loader (see parlm/data.h).
  * The loader keeps one shard open and pread()s each rank's B*T+1 window, so memory
  * stays O(B*T) whatever the corpus size, and a position is two integers to resume. */
 #include <errno.h>
@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "../core/error.h"
 #include "file.h"
 #include "parlm/data.h"
 #include "parlm/tensor.h"

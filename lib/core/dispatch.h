@@ -1,8 +1,8 @@
-/* lib/dispatch.h — internal: the kernel table in use. */
+/* lib/core/dispatch.h — internal: the kernel table in use. */
 #ifndef PARLM_LIB_DISPATCH_H
 #define PARLM_LIB_DISPATCH_H
 #include "parlm/isa.h"
-#include "../simd/kernels.h"
+#include "../../simd/kernels.h"
 
 /* The table of the current ISA (initialized on first call; never NULL). */
 const parlm_kernels *parlm_kern(void);

@@ -1,4 +1,4 @@
-/* lib/gguf.c — GGUF v3 reader (memory-mapped, validated) and writer (atomic).
+/* lib/io/gguf.c — GGUF v3 reader (memory-mapped, validated) and writer (atomic).
  * Reading walks the file with a cursor that refuses to step past the end: every length
  * and count read from the file is checked against the bytes left before it is used to
  * allocate, loop or point, so a hostile file costs at most its own size in memory.
@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "../core/error.h"
 #include "file.h"
 #include "parlm/gguf.h"
 #include "parlm/tensor.h"

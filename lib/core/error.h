@@ -1,4 +1,4 @@
-/* lib/error.h — internal: set the thread-local error message and return the code.
+/* lib/core/error.h — internal: set the thread-local error message and return the code.
  * The one leaf module every layer (lib, simd, numa, mpi) may use. */
 #ifndef PARLM_LIB_ERROR_H
 #define PARLM_LIB_ERROR_H

@@ -1,4 +1,4 @@
-/* lib/safetensors.c — safetensors reader (mapped; JSON header parsed by Jansson) and
+/* lib/io/safetensors.c — safetensors reader (mapped; JSON header parsed by Jansson) and
  * writer (atomic). The one idea: the header is untrusted, so its length is checked
  * against the file before parsing, and the tensors' data_offsets must tile the data
  * section exactly, as Hugging Face's own reader demands: sorted by offset, each begins
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "../core/error.h"
 #include "file.h"
 #include "parlm/safetensors.h"
 

@@ -1,4 +1,4 @@
-/* lib/model.c — GPT-2: parameters, forward, backward, AdamW update, KV-cache inference.
+/* lib/model/model.c — GPT-2: parameters, forward, backward, AdamW update, KV-cache inference.
  * Layer by layer, llm.c style, on the library's kernels: parlm_sgemm (or bf16 GEMM) for
  * the linear layers, fused attention and cross-entropy, layernorm/GELU/residual ops.
  * Everything is allocated at create/setup; a training step allocates nothing except the
@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "decode.h"
-#include "dispatch.h"
-#include "error.h"
-#include "parallel.h"
+#include "../core/dispatch.h"
+#include "../core/error.h"
+#include "../core/parallel.h"
 #include "parlm/gemm.h"
 #include "parlm/model.h"
 #include "parlm/ops.h"

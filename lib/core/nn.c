@@ -1,4 +1,4 @@
-/* lib/nn.c — public wrappers of the transformer kernels: argument checks at the boundary,
+/* lib/core/nn.c — public wrappers of the transformer kernels: argument checks at the boundary,
  * then OpenMP over independent units — (batch, head) for attention, rows for the loss,
  * column slices for the embedding scatter (so duplicate tokens never race), fixed slices
  * for AdamW and the norm — calling the kernel set in use on each. */

@@ -1,4 +1,4 @@
-/* lib/ckpt_dir.c — a training run's checkpoint directory (parlm/checkpoint.h): final files
+/* lib/io/ckpt_dir.c — a training run's checkpoint directory (parlm/checkpoint.h): final files
  * ckpt_<step>.bin, a lock held by the one writer, rotation. The idea to know: a file is
  * deleted only when this handle knows a newer good one exists and the file itself was not
  * found unreadable; temp files of a write in progress never match the final names, and
@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "../core/error.h"
 #include "file.h"
 #include "parlm/checkpoint.h"
 

@@ -1,4 +1,4 @@
-/* lib/dispatch.c — CPU feature detection and the choice of kernel set.
+/* lib/core/dispatch.c — CPU feature detection and the choice of kernel set.
  * x86-64: cpuid says what the core has, XGETBV says whether the OS saves the wider
  * registers (a CPU with AVX-512 under an OS that does not enable ZMM state must not
  * run AVX-512 code). aarch64: NEON (ASIMD) is architectural; HWCAP confirms it.

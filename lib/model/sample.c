@@ -1,11 +1,11 @@
-/* lib/sample.c — choosing the next token from logits: greedy, or temperature sampling
+/* lib/model/sample.c — choosing the next token from logits: greedy, or temperature sampling
  * restricted to the top-k tokens and to the smallest set whose probability reaches top-p.
  * The candidates are kept in a size-k min-heap (top-k) before any sort, so sampling from
  * 50k logits with k = 40 costs one pass over the logits. */
 #include <math.h>
 #include <stdlib.h>
 
-#include "error.h"
+#include "../core/error.h"
 #include "parlm/model.h"
 
 typedef struct cand {

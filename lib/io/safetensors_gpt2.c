@@ -1,4 +1,4 @@
-/* lib/safetensors_gpt2.c — parlm GPT-2 models <-> Hugging Face GPT2LMHeadModel
+/* lib/io/safetensors_gpt2.c — parlm GPT-2 models <-> Hugging Face GPT2LMHeadModel
  * safetensors + config.json. The one idea: HF's GPT-2 uses Conv1D layers whose weights
  * are (in, out), the transpose of parlm's (out, in) linear weights, so c_attn, c_proj,
  * c_fc and mlp.c_proj are transposed on the way; embeddings and norms are copied. */
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "../core/error.h"
 #include "file.h"
 #include "parlm/safetensors.h"
 #include "parlm/tensor.h"

@@ -1,4 +1,4 @@
-/* lib/file.c — whole-file reads for parsers of untrusted files, and atomic writes
+/* lib/io/file.c — whole-file reads for parsers of untrusted files, and atomic writes
  * (temp file, fsync, rename, fsync of the directory) for shards and checkpoints. */
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "../core/error.h"
 #include "file.h"
 #include "parlm/tensor.h"
 

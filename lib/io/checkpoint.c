@@ -1,4 +1,4 @@
-/* lib/checkpoint.c — llm.c model files and parlm training checkpoints (parlm/checkpoint.h).
+/* lib/io/checkpoint.c — llm.c model files and parlm training checkpoints (parlm/checkpoint.h).
  * llm.c groups each kind of tensor across layers (all ln1w, then all ln1b, ...) while
  * parlm keeps each layer contiguous, so import and export walk the tensors kind by kind
  * and copy each layer's piece to or from its place. */
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "error.h"
+#include "../core/error.h"
 #include "file.h"
 #include "parlm/checkpoint.h"
 #include "parlm/gemm.h"

@@ -1,4 +1,4 @@
-/* lib/tokenizer.c — GPT-2 byte-level BPE, llm.c's tokenizer file, and bytes.
+/* lib/io/tokenizer.c — GPT-2 byte-level BPE, llm.c's tokenizer file, and bytes.
  * GPT-2 encoding: (1) split the text with GPT-2's pre-tokenizer regex, written out by
  * hand over Unicode classes; (2) run BPE on each piece's bytes: repeatedly merge the
  * adjacent pair of lowest merge rank (leftmost first), found with a heap, so a piece of
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "../core/error.h"
 #include "file.h"
 #include "parlm/tensor.h"
 #include "parlm/tokenizer.h"

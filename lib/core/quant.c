@@ -1,4 +1,4 @@
-/* lib/quant.c — scalar reference conversions between f32 and the stored weight types
+/* lib/core/quant.c — scalar reference conversions between f32 and the stored weight types
  * (f16, bf16, ggml's Q8_0 and Q4_0 blocks). Plain loops on purpose: these define what
  * the formats mean, and faster kernels are checked against them. Q8_0/Q4_0 follow ggml's
  * reference quantizer exactly (scale from the f32 maximum, stored as f16), so files

@@ -1,4 +1,4 @@
-/* lib/tensor.c — tensor storage and views. Sizes are checked before they are
+/* lib/core/tensor.c — tensor storage and views. Sizes are checked before they are
  * multiplied: a shape whose byte count overflows is an error, not a short buffer. */
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* lib/decode.c — one decode step of GPT-2 (one token against the KV cache) in a single
+/* lib/model/decode.c — one decode step of GPT-2 (one token against the KV cache) in a single
  * OpenMP parallel region. A token is ~50 matrix-vector products of 0.1-2 ms each, bound
  * by streaming the weights; a parallel region per product, with serial layernorms and
  * adds in between, pays a fork and a join each time and leaves threads idle. Here the
@@ -11,8 +11,8 @@
 #include <omp.h>
 
 #include "decode.h"
-#include "dispatch.h"
-#include "parallel.h"
+#include "../core/dispatch.h"
+#include "../core/parallel.h"
 
 static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 

@@ -1,4 +1,4 @@
-/* lib/parallel.h — internal: how lib/ splits a range of work over OpenMP threads.
+/* lib/core/parallel.h — internal: how lib/ splits a range of work over OpenMP threads.
  * Static, contiguous slices (rounded to a multiple of `align` items) keep the result
  * independent of scheduling, so a run with the same thread count is bitwise repeatable. */
 #ifndef PARLM_LIB_PARALLEL_H

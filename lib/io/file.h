@@ -1,4 +1,4 @@
-/* lib/file.h — internal: whole-file reads with size limits, for parsers of
+/* lib/io/file.h — internal: whole-file reads with size limits, for parsers of
  * untrusted files (errors name the file); atomic writes; directory creation. */
 #ifndef PARLM_LIB_FILE_H
 #define PARLM_LIB_FILE_H

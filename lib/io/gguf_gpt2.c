@@ -1,4 +1,4 @@
-/* lib/gguf_gpt2.c — parlm GPT-2 models <-> llama.cpp's "gpt2" GGUF files.
+/* lib/io/gguf_gpt2.c — parlm GPT-2 models <-> llama.cpp's "gpt2" GGUF files.
  * The one idea: ggml lists dimensions fastest-first, so a parlm (out, in) row-major
  * matrix is ne = [in, out] with the same bytes; names and hyperparameter keys are
  * llama.cpp's, so llama.cpp runs what parlm writes. The tokenizer is stored in GPT-2's
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "../core/error.h"
 #include "file.h"
 #include "parlm/gguf.h"
 #include "parlm/tensor.h"

@@ -1,5 +1,5 @@
-/* lib/ops.c — public elementwise and row-wise ops: validate at the boundary, split the
- * work over OpenMP threads (static contiguous slices, lib/parallel.h), run the current
+/* lib/core/ops.c — public elementwise and row-wise ops: validate at the boundary, split the
+ * work over OpenMP threads (static contiguous slices, lib/core/parallel.h), run the current
  * kernel set on each slice. The one idea: reductions over rows (bias and layernorm
  * weight gradients) give thread 0 the real gradient and every other thread a zeroed
  * partial buffer, then add the partials in thread order — deterministic, no atomics. */

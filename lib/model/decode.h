@@ -1,5 +1,5 @@
-/* lib/decode.h — internal: one decode step of GPT-2 (a single new token against the KV
- * cache) run inside ONE OpenMP parallel region, for lib/model.c's parlm_gpt_infer.
+/* lib/model/decode.h — internal: one decode step of GPT-2 (a single new token against the KV
+ * cache) run inside ONE OpenMP parallel region, for lib/model/model.c's parlm_gpt_infer.
  * The model hands over plain pointers (f32, or bf16 copies of the four matrices per
  * layer and of the LM head), so this file knows nothing of the parameter layout. */
 #ifndef PARLM_LIB_DECODE_H

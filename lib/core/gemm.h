@@ -1,11 +1,11 @@
-/* lib/gemm.h — internal: the GEMM blocking rule and thread grid, as pure functions of
+/* lib/core/gemm.h — internal: the GEMM blocking rule and thread grid, as pure functions of
  * cache sizes and shapes so that tests can check them with fixed numbers. */
 #ifndef PARLM_LIB_GEMM_H
 #define PARLM_LIB_GEMM_H
 #include <stdint.h>
 
 #include "parlm/gemm.h"
-#include "../simd/kernels.h"
+#include "../../simd/kernels.h"
 
 /* Blocking for a micro-kernel of mr x nr (32-bit words per k step: f32 elements, or bf16
  * k pairs) given the L1 / L2 / L3 sizes in bytes and the threads sharing the L3:

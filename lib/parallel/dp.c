@@ -1,4 +1,4 @@
-/* lib/dp.c — data-parallel training over parlm_comm (see parlm/dp.h).
+/* lib/parallel/dp.c — data-parallel training over parlm_comm (see parlm/dp.h).
  * Gradient buckets are laid over the flat gradient buffer from its end: the model's
  * layers are contiguous and backward finishes them last-to-first, so when backward
  * reports "gradients from offset X on are final", every bucket starting at or after X
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "error.h"
+#include "../core/error.h"
 #include "parlm/dp.h"
 #include "parlm/nn.h"
 #include "parlm/tensor.h"

@@ -17,7 +17,7 @@ mkdir -p build-fuzz
 if [ ! -f build-fuzz/config.status ]; then
     (cd build-fuzz && ../configure -q CC="$CLANG" CFLAGS="-g -O1 $san -Wno-pass-failed" --disable-shared)
 fi
-make -C build-fuzz -j"$(nproc)" lib/libparlm_core.la apps/parlm-prepare tests/gguf_tool >/dev/null
+make -C build-fuzz -j"$(nproc)" lib/libparlm_core.la apps/parlm-prepare tests/io/gguf_tool >/dev/null
 hw=$(pkg-config --libs hwloc) ob=$(pkg-config --libs openblas 2>/dev/null || true) mpi=$(pkg-config --libs ompi-c) js=$(pkg-config --libs jansson)
 # shellcheck disable=SC2086
 "$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Ibuild-fuzz/include \
@@ -60,7 +60,7 @@ PY
 # the GPT-2 as safetensors, and with its config.json
 fcorpus=build-fuzz/corpus-formats
 rm -rf "$fcorpus" build-fuzz/seed.gguf.st && mkdir -p "$fcorpus"
-build-fuzz/tests/gguf_tool write build-fuzz/seed.gguf
+build-fuzz/tests/io/gguf_tool write build-fuzz/seed.gguf
 { printf '\0'; cat build-fuzz/seed.gguf.types.gguf; } > "$fcorpus/gguf_types"
 { printf '\1'; cat build-fuzz/seed.gguf; } > "$fcorpus/gguf_gpt2"
 { printf '\2'; cat build-fuzz/seed.gguf.st/model.safetensors; } > "$fcorpus/safetensors"

@@ -138,7 +138,7 @@ if [ "$status" -ne 0 ]; then
 fi
 programs=$(grep -h '^# \(TOTAL\|PASS\|SKIP\|FAIL\|ERROR\):' "$BUILD/neon-check.log" | tr -s ' ' | tr '\n' ' ')
 say "aarch64 test programs: ${programs:-no summary}"
-cat "$BUILD"/tests/*.log 2>/dev/null | awk '/^[0-9]+%: Checks: /{ gsub(",", "");
+cat "$BUILD"/tests/*/*.log 2>/dev/null | awk '/^[0-9]+%: Checks: /{ gsub(",", "");
     c += $3; f += $5 + $7 } END { printf "neon.sh: aarch64 Check totals: %d checks, %d failed\n", c, f }'
 say "$([ "$status" -eq 0 ] && echo passed || echo FAILED) in $(( $(date +%s) - start )) s"
 exit "$status"

@@ -13,7 +13,7 @@
 
 #include "../lib/core/dispatch.h"
 #include "parlm.h"
-#include "testutil.h"
+#include "../testutil.h"
 
 #define U_RND (FLT_EPSILON / 2.0) /* unit roundoff of f32 */
 #define GUARD 32                  /* sentinel floats after every buffer */

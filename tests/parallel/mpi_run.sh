@@ -5,7 +5,7 @@
 # summary. MCA settings: shared memory (vader) only; its single-copy mechanism off,
 # since containers often forbid the ptrace-style access CMA needs.
 set -u
-bin=${PARLM_BUILDDIR:-.}/tests/test_allreduce
+bin=${PARLM_BUILDDIR:-.}/tests/parallel/test_allreduce
 mpirun=${MPIRUN:-mpirun}
 if ! command -v "$mpirun" > /dev/null 2>&1; then
     echo "mpi_run.sh: mpirun not found (apt-get install openmpi-bin)"; exit 1

@@ -9,7 +9,7 @@
 
 #include "parlm.h"
 #include "parlm/tokenizer.h"
-#include "testutil.h"
+#include "../testutil.h"
 
 static char data_dir[4096]; /* .../shared/data/gpt2, or "" when not configured */
 

@@ -18,7 +18,7 @@
 
 #include "../mpi/comm.h"
 #include "parlm.h"
-#include "testutil.h"
+#include "../testutil.h"
 
 static int g_rank, g_size;
 static parlm_comm *g_world; /* the real layout: one node here */

@@ -23,7 +23,7 @@
 #include "../lib/core/gemm.h"
 #include "../simd/kernels.h"
 #include "parlm.h"
-#include "testutil.h"
+#include "../testutil.h"
 
 /* ---- tolerances ------------------------------------------------------------------------
  * u = 2^-24 is the f32 unit roundoff and gamma(n) = n u / (1 - n u). Any summation order

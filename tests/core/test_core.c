@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "parlm.h"
-#include "testutil.h"
+#include "../testutil.h"
 
 static char self_path[4096];
 

@@ -16,7 +16,7 @@
 
 #include "../lib/core/dispatch.h"
 #include "parlm.h"
-#include "testutil.h"
+#include "../testutil.h"
 
 #define U_RND (FLT_EPSILON / 2.0) /* unit roundoff of f32 */
 #define LAMBDA 8.0

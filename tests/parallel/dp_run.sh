@@ -1,9 +1,9 @@
 #!/bin/sh
-# tests/dp_run.sh — runs tests/test_dp (data-parallel training vs the single-process
+# tests/dp_run.sh — runs tests/parallel/test_dp (data-parallel training vs the single-process
 # reference) under mpirun with 2 and 4 ranks (oversubscribed on small machines); fails
 # if any rank fails. Root needs --allow-run-as-root; one OpenMP thread per rank.
 set -eu
-prog=${PARLM_BUILDDIR:-.}/tests/test_dp
+prog=${PARLM_BUILDDIR:-.}/tests/parallel/test_dp
 mpirun=${MPIRUN:-mpirun}
 root=""
 [ "$(id -u)" -ne 0 ] || root="--allow-run-as-root"

@@ -12,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 fail() { echo "convert_run: FAIL: $*"; exit 1; }
 
-"$B/tests/gguf_tool" write m.gguf                       # Q8_0 matrices
+"$B/tests/io/gguf_tool" write m.gguf                       # Q8_0 matrices
 "$cv" m.gguf a.gguf | grep -q "wrote a.gguf: gguf, GPT-2 L1 NH2 C32 maxT8 V16" || fail "gguf -> gguf"
 "$cv" a.gguf a.bin >/dev/null
 "$cv" a.bin a.ckpt >/dev/null

@@ -31,16 +31,16 @@ run() {
 PARLM_PEAK_CACHE="$work/peak"
 export PARLM_PEAK_CACHE
 printf 'garbage\nno|bar|x\n|\n' > "$PARLM_PEAK_CACHE"
-"$bin/tests/llmc_update" prepare "$work"
+"$bin/tests/model/llmc_update" prepare "$work"
 mkdir "$work/llmc" "$work/other"
 run "$work/llmc" 4 0.9 0.999 1e-8
-"$bin/tests/llmc_update" check "$work/llmc" 4 1e-4 0.9 0.999 1e-8 0 "$work/llmc/runs/logs/log.csv"
+"$bin/tests/model/llmc_update" check "$work/llmc" 4 1e-4 0.9 0.999 1e-8 0 "$work/llmc/runs/logs/log.csv"
 echo "llm.c hyperparameters: 4 steps follow gpt2_update"
 run "$work/other" 2 0.5 0.9 1e-3
-"$bin/tests/llmc_update" check "$work/other" 2 1e-4 0.5 0.9 1e-3 0 "$work/other/runs/logs/log.csv"
+"$bin/tests/model/llmc_update" check "$work/other" 2 1e-4 0.5 0.9 1e-3 0 "$work/other/runs/logs/log.csv"
 echo "--beta1 0.5 --beta2 0.9 --eps 1e-3: 2 steps follow the rule"
 # the rule with parlm's former hard-coded beta2 must NOT match a 0.999 run: the check can fail
-if "$bin/tests/llmc_update" check "$work/llmc" 1 1e-4 0.9 0.95 1e-8 0 \
+if "$bin/tests/model/llmc_update" check "$work/llmc" 1 1e-4 0.9 0.95 1e-8 0 \
     "$work/llmc/runs/logs/log.csv" > /dev/null 2>&1; then
     echo "the check accepted beta2 0.95 for a run with --beta2 0.999"; exit 1
 fi

@@ -8,7 +8,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${PARLM_BUILDDIR:-$(pwd)}
-tool=$B/tests/gguf_tool
+tool=$B/tests/io/gguf_tool
 npmdir=${PARLM_NPM_DIR:-$B/npm-gguf}
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     echo "gguf_npm: SKIP: node/npm not installed (apt-get install nodejs npm)"; exit 77

@@ -16,7 +16,7 @@
 
 #include "parlm.h"
 #include "parlm/dp.h"
-#include "testutil.h"
+#include "../testutil.h"
 
 #define B 2
 #define T 8

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "parlm.h"
-#include "testutil.h"
+#include "../testutil.h"
 
 static char dir[64];
 

@@ -451,13 +451,9 @@ parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_
         if (st != PARLM_OK)
             return st;
         norm = sqrtf(ssf);
-    } else if ((st = parlm_gpt_grad_norm(m, &norm)) != PARLM_OK) {
-        return st;
-    }
-    if (!isfinite(norm))
-        return parlm_error(PARLM_EINVAL, "data-parallel step: the gradient norm is %g", norm);
-    float scale = grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0f;
-    if (dp->cfg.mode == PARLM_DP_ZERO1 && dp->size > 1) {
+        if (!isfinite(norm))
+            return parlm_error(PARLM_EINVAL, "data-parallel step: the gradient norm is %g", norm);
+        float scale = grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0f;
         int64_t t = parlm_gpt_step(m) + 1;
         if (dp->blk_n)
             st = parlm_gpt_update_range(m, cfg, scale, t, dp->blk_off, dp->blk_n, dp->zm, dp->zv);
@@ -468,7 +464,9 @@ parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_
         if (st == PARLM_OK)
             st = parlm_gpt_set_step(m, t);
     } else {
-        st = parlm_gpt_update(m, cfg, scale);
+        /* every rank holds the averaged gradients: the single-process step, fused (a norm
+         * pass only when clipping; AdamW, gradient zeroing and the norm in one pass) */
+        st = parlm_gpt_optimizer_step(m, cfg, grad_clip, &norm);
     }
     double t1 = now();
     dp->stats.optimizer = t1 - t0;

@@ -88,9 +88,11 @@ parlm_status parlm_ckpt_list(const char *dir, int64_t *steps, int max, int *n)
     }
     closedir(d);
     if (st == PARLM_OK) {
-        qsort(all, count, sizeof *all, cmp_desc);
+        /* an empty directory leaves all NULL, which neither qsort nor memcpy may see */
+        if (count > 1)
+            qsort(all, count, sizeof *all, cmp_desc);
         *n = count < (size_t)max ? (int)count : max;
-        if (*n > 0) /* steps may be NULL when max is 0 */
+        if (*n > 0)
             memcpy(steps, all, (size_t)*n * sizeof *all);
     }
     free(all);

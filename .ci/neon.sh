@@ -89,7 +89,10 @@ print-var:
 	@echo $($(VAR))
 EOF
 }
-tests=$(listvar TESTS)
+# ckpt_faults.sh is left out: it kills and signals runs at wall-clock moments, which
+# emulation stretches 10-50x, and it tests checkpoint files, not kernels (the native and
+# sanitizer builds run it)
+tests=$(listvar TESTS | tr ' ' '\n' | grep -v '/ckpt_faults\.sh$' | tr '\n' ' ')
 progs=$(listvar check_PROGRAMS)
 [ -n "$tests" ] || { say "no tests found"; exit 1; }
 for t in $progs; do
@@ -119,7 +122,7 @@ chmod +x "$runner"
 # shellcheck disable=SC2086
 say "running" $tests "(aarch64 programs under qemu-aarch64)"
 status=0
-make -C "$BUILD" -j"$(nproc)" check LOG_COMPILER="$(cd "$BUILD" && pwd)/neon-run-test" \
+make -C "$BUILD" -j"$(nproc)" check TESTS="$tests" LOG_COMPILER="$(cd "$BUILD" && pwd)/neon-run-test" \
     > "$BUILD/neon-check.log" 2>&1 ||
     status=1
 for t in $tests; do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/gguf_npm.sh — an independent reader checks parlm's GGUF files: @huggingface/gguf
+# tests/io/gguf_npm.sh — an independent reader checks parlm's GGUF files: @huggingface/gguf
 # (npm) parses files parlm wrote (a GPT-2 model with its tokenizer when the vocabulary is
 # at hand, and a file with a key of every type and a tensor of every type), and its view of
 # the header, every metadata value, tensor names, shapes, types and offsets must equal

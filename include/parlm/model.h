@@ -120,6 +120,14 @@ PARLM_API parlm_status parlm_gpt_update(parlm_gpt *m, const parlm_adamw_cfg *cfg
 PARLM_API parlm_status parlm_gpt_optimizer_step(parlm_gpt *m, const parlm_adamw_cfg *cfg,
                                                 float clip, float *norm);
 
+/* Sharded models (see parlm_gpt_shard below): *sumsq = sum of squares of the gradients,
+ * of the tensors this shard owns only if owned_only (summed over the grid: the square of
+ * the global norm). Then parlm_gpt_optimizer_step_scale takes the fused AdamW step (and
+ * zeroes the gradients) with the clipping factor the caller derived from that norm. */
+PARLM_API parlm_status parlm_gpt_grad_sumsq(parlm_gpt *m, int owned_only, double *sumsq);
+PARLM_API parlm_status parlm_gpt_optimizer_step_scale(parlm_gpt *m, const parlm_adamw_cfg *cfg,
+                                                      float grad_scale);
+
 /* AdamW on the parameters [off, off + n) only, with caller-owned moments mom1, mom2 (n
  * floats each, for element off + i at index i), as step t >= 1 of the bias correction;
  * the model's step counter is left alone. For sharded optimizers (ZeRO-1): each rank
@@ -161,6 +169,92 @@ PARLM_API parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on);
  * next forward. PARLM_EINVAL if the last backward did not defer. */
 PARLM_API parlm_status parlm_gpt_token_grad_rows(const parlm_gpt *m, const int32_t **tokens,
                                                  const float **rows, int64_t *n);
+
+/* ---- model parallelism: a parlm_gpt holding one shard of the model -----------------
+ * A shard is a slice of tensor parallelism (Megatron-LM) and/or a pipeline stage:
+ *  - tp ways, this rank tp_rank: each attention keeps heads [r*NH/tp, (r+1)*NH/tp) (their
+ *    rows of qkvw/qkvb in each of the q, k and v thirds, their columns of attprojw), each
+ *    MLP hidden units [r*4C/tp, (r+1)*4C/tp) (rows of fcw/fcb, columns of fcprojw), and
+ *    the token embedding rows [r*Vp/tp, (r+1)*Vp/tp) (vocab-parallel lookup, LM head and
+ *    cross-entropy: the (B,T,Vp) logits are never gathered). Layernorms, wpe, attprojb
+ *    and fcprojb are replicated: every rank of the group computes them identically.
+ *  - layers [layer_begin, layer_end): the first stage (layer_begin = 0) holds wte and
+ *    wpe and reads tokens; the last (layer_end = L) holds the final layernorm and wte
+ *    (tied: a stage that is both holds it once) and computes the loss. Other stages read
+ *    their input activation and write their output (see parlm_gpt_stage_*).
+ * The shard's tensors are listed by parlm_gpt_tensor_info in the full model's order
+ * (local shapes); parlm_gpt_tensor_slice says where each lies in the full model. */
+typedef struct parlm_gpt_shard {
+    int tp, tp_rank;             /* 1, 0: no tensor parallelism */
+    int layer_begin, layer_end;  /* 0, L: every layer */
+} parlm_gpt_shard;
+
+/* Whether this shard can exist (before anything is allocated): heads % tp, 4C % tp,
+ * vocab_pad % tp, 0 <= begin < end <= L. Messages name the value and the rule. */
+PARLM_API parlm_status parlm_gpt_shard_check(const parlm_gpt_config *cfg,
+                                             const parlm_gpt_shard *sh);
+/* Creates the shard, initialized to exactly the values it has in parlm_gpt_create(cfg,
+ * seed) of the full model. sh = NULL is the full model. */
+PARLM_API parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg,
+                                              const parlm_gpt_shard *sh, uint64_t seed);
+PARLM_API parlm_gpt_shard parlm_gpt_get_shard(const parlm_gpt *m);
+
+/* Where shard tensor i lies in the full model: rows [row0[s], row0[s] + rows) for each of
+ * nseg segments (3 for qkvw and qkvb: the q, k, v thirds; 1 otherwise), and of each row
+ * the columns [col0, col0 + cols) of full_cols; the shard stores them in that order.
+ * owner = 1 on exactly one rank of the whole grid for every full tensor (replicas: tp
+ * rank 0; the tied wte: its first stage; vocab slices: each): the owner writes it to
+ * checkpoints and counts its gradient in the global norm. */
+typedef struct parlm_gpt_slice {
+    int full_index;         /* the tensor's index in the full model (parlm_gpt_tensor_info) */
+    int owner;
+    int nseg;
+    int64_t row0[3], rows;
+    int64_t col0, cols, full_cols;
+    int64_t full_offset;    /* the full tensor's offset in the full model's buffer */
+} parlm_gpt_slice;
+PARLM_API parlm_status parlm_gpt_tensor_slice(const parlm_gpt *m, int i, parlm_gpt_slice *s);
+/* Copies a slice between the shard's tensor (local, rows*nseg x cols) and the full
+ * tensor (full, the full tensor's first element): to_full = 1 local -> full, else
+ * full -> local. */
+PARLM_API void parlm_gpt_slice_copy(const parlm_gpt_slice *s, float *local, float *full,
+                                    int to_full);
+
+/* Collectives over the tensor-parallel group, called by forward, backward and infer of a
+ * shard with tp > 1 (required before them). Results must be bitwise identical on every
+ * rank of the group (parlm_allreduce's are), so replicated parameters stay identical.
+ *   allreduce_sum: buf (n) ends with the sum over the group.
+ *   all_gather:    buf (tp * n): rank r's n values at buf + r*n are copied to every rank. */
+typedef struct parlm_gpt_tp_comm {
+    parlm_status (*allreduce_sum)(void *arg, float *buf, int64_t n);
+    parlm_status (*all_gather)(void *arg, float *buf, int64_t n);
+    void *arg;
+} parlm_gpt_tp_comm;
+PARLM_API parlm_status parlm_gpt_set_tp_comm(parlm_gpt *m, const parlm_gpt_tp_comm *comm);
+
+/* Micro-batches in flight (pipeline schedules): nslots independent sets of activations of
+ * B x T each (parlm_gpt_setup is nslots = 1); parlm_gpt_set_slot picks the set the next
+ * forward, backward and the stage buffers below use. A slot's forward may be followed by
+ * other slots' forwards and backwards before its own backward. */
+PARLM_API parlm_status parlm_gpt_setup_slots(parlm_gpt *m, int B, int T, int training,
+                                             int nslots);
+PARLM_API parlm_status parlm_gpt_set_slot(parlm_gpt *m, int slot);
+/* Bytes of the activation arena of the last setup (for memory reports). */
+PARLM_API int64_t parlm_gpt_activation_bytes(const parlm_gpt *m);
+
+/* Pipeline stage buffers of the current slot, (B,T,C) floats each, NULL where the shard
+ * has no such boundary:
+ *   input:       a non-first stage's forward reads its input here (write it first;
+ *                forward then takes inputs = NULL);
+ *   output:      a non-last stage's output after forward (targets = NULL, loss untouched);
+ *   grad_output: a non-last stage's backward reads dloss/doutput here (write it first);
+ *   grad_input:  a non-first stage's dloss/dinput after backward (valid until the next
+ *                backward of any slot).
+ * The last stage's backward needs a forward with targets, as for the full model. */
+PARLM_API float *parlm_gpt_stage_input(parlm_gpt *m);
+PARLM_API const float *parlm_gpt_stage_output(const parlm_gpt *m);
+PARLM_API float *parlm_gpt_stage_grad_output(parlm_gpt *m);
+PARLM_API const float *parlm_gpt_stage_grad_input(const parlm_gpt *m);
 
 /* Generation with a KV cache: runs positions pos .. pos+n-1 of one sequence (tokens (n))
  * and writes the logits (Vp) of the last one. pos = 0 starts a new sequence; pos + n must

@@ -181,10 +181,25 @@ static parlm_status write_llmc(FILE *f, void *arg)
     return st;
 }
 
+/* these files hold the whole model: a shard (parlm_gpt_create_shard) would be cut short */
+static parlm_status whole_model(const parlm_gpt *m, const char *fn)
+{
+    parlm_gpt_shard sh = parlm_gpt_get_shard(m);
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    if (sh.tp != 1 || sh.layer_begin != 0 || sh.layer_end != c.n_layer)
+        return parlm_error(PARLM_EUNSUPPORTED, "%s: the model is a shard (tensor parallel %d, "
+                           "layers %d..%d of %d); gather it into the whole model first", fn,
+                           sh.tp, sh.layer_begin, sh.layer_end - 1, c.n_layer);
+    return PARLM_OK;
+}
+
 parlm_status parlm_gpt_save_llmc(parlm_gpt *m, const char *path, int version)
 {
     if (!m || !path)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_save_llmc: null argument");
+    parlm_status st = whole_model(m, "parlm_gpt_save_llmc");
+    if (st != PARLM_OK)
+        return st;
     if (version != 3 && version != 5)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_save_llmc: version %d (3 = f32, 5 = bf16)",
                            version);
@@ -261,6 +276,9 @@ parlm_status parlm_checkpoint_save(const char *path, parlm_gpt *m, const parlm_t
 {
     if (!path || !m || !state)
         return parlm_error(PARLM_EINVAL, "parlm_checkpoint_save: null argument");
+    parlm_status st = whole_model(m, "parlm_checkpoint_save");
+    if (st != PARLM_OK)
+        return st;
     if (state->step != parlm_gpt_step(m))
         return parlm_error(PARLM_EINVAL, "parlm_checkpoint_save: state step %lld differs from "
                            "the model's %lld", (long long)state->step,

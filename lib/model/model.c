@@ -24,6 +24,7 @@ typedef struct tensor_info {
     int layer;         /* -1 embeddings, 0..L-1, L final layernorm */
     int64_t off, n;
     int decay;         /* weight decay applies (2-D weights) */
+    parlm_gpt_slice sl; /* where it lies in the full model */
 } tensor_info;
 
 /* views of one layer's tensors in a flat buffer (parameters or gradients) */
@@ -35,37 +36,53 @@ typedef struct layer_views {
 enum { T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_ATTPROJW, T_ATTPROJB, T_LN2W, T_LN2B, T_FCW, T_FCB,
        T_FCPROJW, T_FCPROJB, T_PER_LAYER };
 
-/* activations of one layer (training arena), shapes with N = B*T rows */
+/* activations of one layer (training arena), shapes with N = B*T rows; a tensor-parallel
+ * shard has Ca = C/tp attention channels and NHa = NH/tp heads, Hm = 4C/tp MLP units */
 typedef struct layer_acts {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
-    float *qkv;                       /* (N,3C) */
-    float *atty, *att_lse;            /* (N,C) (B,NH,T) */
+    float *qkv;                       /* (N,3Ca) */
+    float *atty, *att_lse;            /* (N,Ca) (B,NHa,T) */
     float *res2;                      /* (N,C) residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd; /* (N,C) (N) (N) */
-    float *fch, *fch_gelu;            /* (N,4C) (N,4C) */
+    float *fch, *fch_gelu;            /* (N,Hm) (N,Hm) */
     float *res3;                      /* (N,C) residual after the MLP = next layer's input */
 } layer_acts;
 
+/* one micro-batch's activations (parlm_gpt_setup_slots) */
+typedef struct act_slot {
+    float *encoded;   /* (N,C): the embeddings, or a later stage's input */
+    layer_acts *acts; /* the shard's layers */
+    float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *ce_lse; /* last stage only */
+    float *grad_out;  /* (N,C): a non-last stage's output gradient */
+    const int32_t *inputs, *targets; /* of the slot's forward (borrowed until backward) */
+    int have_forward;
+} act_slot;
+
 struct parlm_gpt {
     parlm_gpt_config cfg;
+    parlm_gpt_shard sh;
+    int first, last;   /* the shard holds the embeddings / the final layernorm and loss */
+    int Ca, NHa, Hm, Vs; /* local attention channels, heads, MLP units, vocab rows */
     int64_t nparams;
     float *params, *grads, *m, *v;
     int64_t step;
     tensor_info *tensors;
     int ntensors;
+    int t_wte, t_wpe, t_layer0, t_lnf; /* tensor indices, -1 when not held */
     int64_t layer_off0, layer_size;
+    parlm_gpt_tp_comm tp;
+    int have_tp;
     /* bf16 matmuls */
     int bf16, bf16_stale;
     uint16_t *params_bf16, *xa_bf16, *xb_bf16;
     int64_t bf16_scratch;
-    /* training arena */
-    int B, T, training;
+    /* training arena: nslots micro-batch slots, cur the one in use */
+    int B, T, training, nslots;
     float *arena;
-    float *encoded, *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *ce_lse, *dloss;
-    layer_acts *acts;
+    int64_t arena_floats;
+    act_slot *slots, *cur;
+    float *dloss;
     float *d_res, *d_ln, *d_atty, *d_qkv, *d_fch, *d_fch_gelu; /* backward scratch */
-    const int32_t *inputs, *targets; /* of the last forward (borrowed until backward) */
-    int have_forward;
     /* backward progress reports (overlapped gradient communication) */
     parlm_grad_ready_fn hook;
     void *hook_arg;
@@ -73,6 +90,7 @@ struct parlm_gpt {
     parlm_cancel_fn cancel; /* asked between layers (parlm_gpt_set_cancel) */
     void *cancel_arg;
     int grads_external, params_external; /* the caller's (parlm_gpt_set_*_buffer) */
+    int grad_in_valid; /* d_res holds a non-first stage's input gradient */
     int defer_tok, tok_rows_valid; /* deferred token-lookup gradient (d_res holds the rows) */
     int grads_zero; /* the fused optimizer step left every gradient 0: zero_grad is free */
     /* inference */
@@ -81,6 +99,13 @@ struct parlm_gpt {
     float *dec_scratch;
     int dec_threads;  /* threads dec_scratch is sized for */
 };
+
+#define TRY(x)                                                                                  \
+    do {                                                                                        \
+        parlm_status st_ = (x);                                                                 \
+        if (st_ != PARLM_OK)                                                                    \
+            return st_;                                                                         \
+    } while (0)
 
 /* ---- configuration ------------------------------------------------------------------ */
 
@@ -144,43 +169,109 @@ parlm_status parlm_gpt_config_num_params(const parlm_gpt_config *cfg, int64_t *n
     return PARLM_OK;
 }
 
-static void add_tensor(parlm_gpt *m, const char *name, int layer, int64_t n, int decay)
+/* Appends tensor `full_index` of the full model (shape full_rows x full_cols) as the
+ * shard's slice: nseg row segments of `rows` rows from row0[], columns [col0, col0+cols). */
+static void add_tensor(parlm_gpt *m, const char *name, int layer, int decay, int full_index,
+                       int64_t full_offset, int64_t full_cols, int nseg, const int64_t *row0,
+                       int64_t rows, int64_t col0, int64_t cols, int owner)
 {
     tensor_info *t = &m->tensors[m->ntensors++];
     t->name = name;
     t->layer = layer;
     t->off = m->nparams;
-    t->n = n;
+    t->n = nseg * rows * cols;
     t->decay = decay;
-    m->nparams += n;
+    parlm_gpt_slice *sl = &t->sl;
+    memset(sl, 0, sizeof *sl);
+    sl->full_index = full_index;
+    sl->owner = owner;
+    sl->nseg = nseg;
+    for (int k = 0; k < nseg; k++)
+        sl->row0[k] = row0[k];
+    sl->rows = rows;
+    sl->col0 = col0;
+    sl->cols = cols;
+    sl->full_cols = full_cols;
+    sl->full_offset = full_offset;
+    m->nparams += t->n;
 }
 
+/* The shard's tensors in the full model's order, and where each lies in the full model.
+ * Split along heads (qkv rows of each third, attproj columns), MLP units (fc rows, fcproj
+ * columns) and vocabulary rows (wte); everything else is a replica owned by tp rank 0. */
 static void layout(parlm_gpt *m)
 {
     const parlm_gpt_config *c = &m->cfg;
-    int64_t C = c->n_embd;
+    const int64_t C = c->n_embd, tp = m->sh.tp, r = m->sh.tp_rank;
+    const int64_t Ca = C / tp, Hm = 4 * C / tp, Vs = c->vocab_pad / tp;
     static const char *const names[T_PER_LAYER] = {
         "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
         "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb"};
-    const int64_t sizes[T_PER_LAYER] = {C, C, 3 * C * C, 3 * C, C * C, C,
-                                        C, C, 4 * C * C, 4 * C, 4 * C * C, C};
+    /* full shapes (rows, cols) of each layer tensor (qkvb seen as 3 rows of C), and how
+     * the shard takes it: 0 replica, 1 rows of our heads in each third (qkvw), 2 a block
+     * of columns of every row, 3 a block of rows */
+    const int64_t frows[T_PER_LAYER] = {1, 1, 3 * C, 3, C, 1, 1, 1, 4 * C, 1, C, 1};
+    const int64_t fcols[T_PER_LAYER] = {C, C, C, C, C, C, C, C, C, 4 * C, 4 * C, C};
+    const int how[T_PER_LAYER] = {0, 0, 1, 2, 2, 0, 0, 0, 3, 2, 2, 0};
     const int decay[T_PER_LAYER] = {0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0};
+    const int lb = m->sh.layer_begin, le = m->sh.layer_end, rep0 = r == 0;
+    int64_t full_off = 0, zero = 0;
     m->nparams = 0;
     m->ntensors = 0;
-    add_tensor(m, "wte", -1, (int64_t)c->vocab_pad * C, 1);
-    add_tensor(m, "wpe", -1, (int64_t)c->max_seq * C, 1);
+    m->t_wte = m->t_wpe = m->t_layer0 = m->t_lnf = -1;
+    int64_t wte_rows = (int64_t)c->vocab_pad * C;
+    if (m->first || m->last) { /* the tied embedding: vocab rows [r Vs, (r+1) Vs) */
+        int64_t v0 = r * Vs;
+        m->t_wte = m->ntensors;
+        add_tensor(m, "wte", -1, 1, 0, 0, C, 1, &v0, Vs, 0, C, m->first);
+    }
+    full_off += wte_rows;
+    if (m->first) {
+        m->t_wpe = m->ntensors;
+        add_tensor(m, "wpe", -1, 1, 1, full_off, C, 1, &zero, c->max_seq, 0, C, rep0);
+    }
+    full_off += (int64_t)c->max_seq * C;
     m->layer_off0 = m->nparams;
+    m->t_layer0 = m->ntensors;
     for (int l = 0; l < c->n_layer; l++)
-        for (int i = 0; i < T_PER_LAYER; i++)
-            add_tensor(m, names[i], l, sizes[i], decay[i]);
-    m->layer_size = (m->nparams - m->layer_off0) / c->n_layer;
-    add_tensor(m, "lnfw", c->n_layer, C, 0);
-    add_tensor(m, "lnfb", c->n_layer, C, 0);
+        for (int i = 0; i < T_PER_LAYER; i++) {
+            int64_t fn = frows[i] * fcols[i], fi = 2 + l * T_PER_LAYER + i;
+            if (l >= lb && l < le) {
+                int64_t r0[3] = {0, 0, 0};
+                if (how[i] == 0) {
+                    add_tensor(m, names[i], l, decay[i], (int)fi, full_off, fcols[i], 1, r0,
+                               frows[i], 0, fcols[i], rep0);
+                } else if (how[i] == 1) {
+                    for (int k = 0; k < 3; k++)
+                        r0[k] = k * C + r * Ca;
+                    add_tensor(m, names[i], l, decay[i], (int)fi, full_off, C, 3, r0, Ca, 0, C, 1);
+                } else if (how[i] == 2) {
+                    int64_t w = fcols[i] / tp;
+                    add_tensor(m, names[i], l, decay[i], (int)fi, full_off, fcols[i], 1, r0,
+                               frows[i], r * w, w, 1);
+                } else {
+                    int64_t h = frows[i] / tp;
+                    r0[0] = r * h;
+                    add_tensor(m, names[i], l, decay[i], (int)fi, full_off, fcols[i], 1, r0, h,
+                               0, fcols[i], 1);
+                }
+            }
+            full_off += fn;
+        }
+    int nl = le - lb;
+    m->layer_size = nl ? (m->nparams - m->layer_off0) / nl : 0;
+    int fl = 2 + c->n_layer * T_PER_LAYER;
+    if (m->last) {
+        m->t_lnf = m->ntensors;
+        add_tensor(m, "lnfw", c->n_layer, 0, fl, full_off, C, 1, &zero, 1, 0, C, rep0);
+        add_tensor(m, "lnfb", c->n_layer, 0, fl + 1, full_off + C, C, 1, &zero, 1, 0, C, rep0);
+    }
+    m->Ca = (int)Ca, m->NHa = c->n_head / (int)tp, m->Hm = (int)Hm, m->Vs = (int)Vs;
 }
 
 static layer_views lview(const parlm_gpt *m, float *base, int l)
 {
-    const tensor_info *t = &m->tensors[2 + l * T_PER_LAYER];
+    const tensor_info *t = &m->tensors[m->t_layer0 + (l - m->sh.layer_begin) * T_PER_LAYER];
     layer_views v = {
         base + t[T_LN1W].off, base + t[T_LN1B].off, base + t[T_QKVW].off, base + t[T_QKVB].off,
         base + t[T_ATTPROJW].off, base + t[T_ATTPROJB].off, base + t[T_LN2W].off,
@@ -189,10 +280,10 @@ static layer_views lview(const parlm_gpt *m, float *base, int l)
     return v;
 }
 
-#define WTE(base) ((base) + m->tensors[0].off)
-#define WPE(base) ((base) + m->tensors[1].off)
-#define LNFW(base) ((base) + m->tensors[m->ntensors - 2].off)
-#define LNFB(base) ((base) + m->tensors[m->ntensors - 1].off)
+#define WTE(base) ((base) + m->tensors[m->t_wte].off)
+#define WPE(base) ((base) + m->tensors[m->t_wpe].off)
+#define LNFW(base) ((base) + m->tensors[m->t_lnf].off)
+#define LNFB(base) ((base) + m->tensors[m->t_lnf + 1].off)
 
 /* ---- creation and initialization ------------------------------------------------------- */
 
@@ -211,25 +302,46 @@ static void fill_normal(float *x, int64_t n, float std, uint64_t seed)
     }
 }
 
-static void init_params(parlm_gpt *m, uint64_t seed)
+/* Full tensor i's values (n floats): GPT-2 init from a generator seeded per tensor. */
+static void init_full_tensor(const parlm_gpt *m, const char *nm, int i, float *p, int64_t n,
+                             uint64_t seed)
 {
     float resid_std = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layer);
+    int decay = !strcmp(nm, "wte") || !strcmp(nm, "wpe") || !strcmp(nm, "qkvw") ||
+                !strcmp(nm, "attprojw") || !strcmp(nm, "fcw") || !strcmp(nm, "fcprojw");
+    if (!strcmp(nm, "ln1w") || !strcmp(nm, "ln2w") || !strcmp(nm, "lnfw")) {
+        for (int64_t k = 0; k < n; k++)
+            p[k] = 1.0f;
+    } else if (decay) {
+        int resid = !strcmp(nm, "attprojw") || !strcmp(nm, "fcprojw");
+        fill_normal(p, n, resid ? resid_std : 0.02f, seed * 1000003ULL + (uint64_t)i);
+    } else {
+        memset(p, 0, (size_t)n * sizeof(float)); /* biases */
+    }
+    if (i == 0) { /* padded vocabulary rows of wte stay 0: their logits are masked out */
+        int64_t C = m->cfg.n_embd, v = (int64_t)m->cfg.vocab * C;
+        memset(p + v, 0, (size_t)(n - v) * sizeof(float));
+    }
+}
+
+/* Each tensor as it is in the full model: generated whole, then sliced (so every
+ * layout starts from the same values); scratch holds the largest full tensor. */
+static void init_params(parlm_gpt *m, uint64_t seed, float *scratch)
+{
     for (int i = 0; i < m->ntensors; i++) {
         const tensor_info *t = &m->tensors[i];
-        float *p = m->params + t->off;
-        const char *nm = t->name;
-        if (!strcmp(nm, "ln1w") || !strcmp(nm, "ln2w") || !strcmp(nm, "lnfw")) {
-            for (int64_t k = 0; k < t->n; k++)
-                p[k] = 1.0f;
-        } else if (t->decay) {
-            int resid = !strcmp(nm, "attprojw") || !strcmp(nm, "fcprojw");
-            fill_normal(p, t->n, resid ? resid_std : 0.02f, seed * 1000003ULL + (uint64_t)i);
-        } /* biases stay 0 */
+        const parlm_gpt_slice *sl = &t->sl;
+        int64_t full_n = (sl->nseg == 3 ? 3 * m->cfg.n_embd : sl->row0[0] + sl->rows) *
+                         sl->full_cols; /* enough rows to cover the slice */
+        if (!scratch) {
+            init_full_tensor(m, t->name, sl->full_index, m->params + t->off, t->n, seed);
+            continue;
+        }
+        if (sl->full_index == 0)
+            full_n = (int64_t)m->cfg.vocab_pad * m->cfg.n_embd;
+        init_full_tensor(m, t->name, sl->full_index, scratch, full_n, seed);
+        parlm_gpt_slice_copy(sl, m->params + t->off, scratch, 0);
     }
-    /* padded vocabulary rows of wte stay 0: their logits are masked out of the loss */
-    int64_t C = m->cfg.n_embd;
-    memset(WTE(m->params) + (int64_t)m->cfg.vocab * C, 0,
-           (size_t)((m->cfg.vocab_pad - m->cfg.vocab) * C) * sizeof(float));
 }
 
 void parlm_gpt_free(parlm_gpt *m)
@@ -250,12 +362,38 @@ void parlm_gpt_free(parlm_gpt *m)
     parlm_free(m->inf);
     parlm_free(m->dec_scratch);
     free(m->dec_layers);
-    free(m->acts);
+    if (m->slots)
+        free(m->slots[0].acts);
+    free(m->slots);
     free(m->tensors);
     free(m);
 }
 
-parlm_status parlm_gpt_create(parlm_gpt **out, const parlm_gpt_config *cfg, uint64_t seed)
+parlm_status parlm_gpt_shard_check(const parlm_gpt_config *cfg, const parlm_gpt_shard *sh)
+{
+    if (!cfg || !sh)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_shard_check: null argument");
+    parlm_gpt_config c = *cfg;
+    TRY(check_config(&c));
+    if (sh->tp < 1 || sh->tp_rank < 0 || sh->tp_rank >= sh->tp)
+        return parlm_error(PARLM_EINVAL, "model shard: tensor-parallel rank %d of %d", sh->tp_rank,
+                           sh->tp);
+    if (c.n_head % sh->tp)
+        return parlm_error(PARLM_EINVAL, "tensor parallelism %d does not divide the %d attention "
+                           "heads", sh->tp, c.n_head);
+    if (c.vocab_pad % sh->tp)
+        return parlm_error(PARLM_EINVAL, "tensor parallelism %d does not divide the padded "
+                           "vocabulary %d (pad it to a multiple of %d)", sh->tp, c.vocab_pad,
+                           128 * sh->tp);
+    if (sh->layer_begin < 0 || sh->layer_end > c.n_layer || sh->layer_begin >= sh->layer_end)
+        return parlm_error(PARLM_EINVAL, "model shard: layers [%d, %d) outside the model's %d "
+                           "(a stage needs at least one layer)", sh->layer_begin, sh->layer_end,
+                           c.n_layer);
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg,
+                                    const parlm_gpt_shard *sh, uint64_t seed)
 {
     if (!out || !cfg)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_create: null argument");
@@ -264,10 +402,19 @@ parlm_status parlm_gpt_create(parlm_gpt **out, const parlm_gpt_config *cfg, uint
     parlm_status st = check_config(&c);
     if (st != PARLM_OK)
         return st;
+    parlm_gpt_shard whole = {1, 0, 0, c.n_layer};
+    if (!sh)
+        sh = &whole;
+    TRY(parlm_gpt_shard_check(&c, sh));
+    if (sh->tp > 1)
+        return parlm_error(PARLM_EUNSUPPORTED, "tensor parallelism is not built yet");
     parlm_gpt *m = calloc(1, sizeof *m);
     if (!m)
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_create: out of memory");
     m->cfg = c;
+    m->sh = *sh;
+    m->first = sh->layer_begin == 0;
+    m->last = sh->layer_end == c.n_layer;
     m->tensors = calloc((size_t)(4 + T_PER_LAYER * c.n_layer), sizeof *m->tensors);
     if (!m->tensors) {
         free(m);
@@ -276,16 +423,64 @@ parlm_status parlm_gpt_create(parlm_gpt **out, const parlm_gpt_config *cfg, uint
     layout(m);
     m->params = parlm_alloc((size_t)m->nparams, sizeof(float));
     m->grads = parlm_alloc((size_t)m->nparams, sizeof(float));
-    if (!m->params || !m->grads) {
+    /* a tensor-parallel slice is cut from its full tensor: room for the largest (wte) */
+    int64_t rows = c.vocab_pad > 4 * c.n_embd ? c.vocab_pad : 4 * c.n_embd;
+    rows = rows > c.max_seq ? rows : c.max_seq;
+    float *scratch = sh->tp > 1 ? parlm_alloc((size_t)rows * (size_t)c.n_embd, sizeof(float))
+                                : NULL;
+    if (!m->params || !m->grads || (sh->tp > 1 && !scratch)) {
+        parlm_free(scratch);
         parlm_gpt_free(m);
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_create: %lld parameters do not fit in memory",
                            (long long)m->nparams);
     }
     memset(m->grads, 0, (size_t)m->nparams * sizeof(float));
-    memset(m->params, 0, (size_t)m->nparams * sizeof(float)); /* biases start at 0 */
-    init_params(m, seed);
+    init_params(m, seed, scratch);
+    parlm_free(scratch);
     m->bf16_stale = 1;
     *out = m;
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_create(parlm_gpt **out, const parlm_gpt_config *cfg, uint64_t seed)
+{
+    return parlm_gpt_create_shard(out, cfg, NULL, seed);
+}
+
+parlm_gpt_shard parlm_gpt_get_shard(const parlm_gpt *m)
+{
+    parlm_gpt_shard z = {1, 0, 0, 0};
+    return m ? m->sh : z;
+}
+
+parlm_status parlm_gpt_tensor_slice(const parlm_gpt *m, int i, parlm_gpt_slice *s)
+{
+    if (!m || !s || i < 0 || i >= m->ntensors)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_tensor_slice: no tensor %d", i);
+    *s = m->tensors[i].sl;
+    return PARLM_OK;
+}
+
+void parlm_gpt_slice_copy(const parlm_gpt_slice *s, float *local, float *full, int to_full)
+{
+    size_t row = (size_t)s->cols * sizeof(float);
+    for (int k = 0; k < s->nseg; k++)
+        for (int64_t r = 0; r < s->rows; r++) {
+            float *l = local + (k * s->rows + r) * s->cols;
+            float *f = full + (s->row0[k] + r) * s->full_cols + s->col0;
+            if (to_full)
+                memcpy(f, l, row);
+            else
+                memcpy(l, f, row);
+        }
+}
+
+parlm_status parlm_gpt_set_tp_comm(parlm_gpt *m, const parlm_gpt_tp_comm *comm)
+{
+    if (!m || !comm || !comm->allreduce_sum || !comm->all_gather)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_set_tp_comm: null model or callback");
+    m->tp = *comm;
+    m->have_tp = 1;
     return PARLM_OK;
 }
 
@@ -324,14 +519,17 @@ parlm_status parlm_gpt_layer_range(const parlm_gpt *m, int layer, int64_t *offse
 {
     if (!m || !offset || !count || layer < -1 || layer > m->cfg.n_layer)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_layer_range: bad argument (layer %d)", layer);
+    /* a pipeline stage holds layers [lb, le): the others are empty ranges in place */
+    int lb = m->sh.layer_begin, le = m->sh.layer_end;
     if (layer == -1) {
         *offset = 0;
         *count = m->layer_off0;
     } else if (layer < m->cfg.n_layer) {
-        *offset = m->layer_off0 + layer * m->layer_size;
-        *count = m->layer_size;
+        int k = layer < lb ? 0 : layer < le ? layer - lb : le - lb;
+        *offset = m->layer_off0 + k * m->layer_size;
+        *count = layer >= lb && layer < le ? m->layer_size : 0;
     } else {
-        *offset = m->layer_off0 + (int64_t)m->cfg.n_layer * m->layer_size;
+        *offset = m->layer_off0 + (int64_t)(le - lb) * m->layer_size;
         *count = m->nparams - *offset;
     }
     return PARLM_OK;
@@ -395,13 +593,6 @@ static parlm_status refresh_bf16(parlm_gpt *m)
     return parlm_f32_to_bf16(m->params, m->params_bf16, m->nparams);
 }
 
-#define TRY(x)                                                                                  \
-    do {                                                                                        \
-        parlm_status st_ = (x);                                                                 \
-        if (st_ != PARLM_OK)                                                                    \
-            return st_;                                                                         \
-    } while (0)
-
 /* out (N,OC) = inp (N,IC) W^T (W is (OC,IC)) + b (OC, may be NULL) */
 static parlm_status matmul_fwd(parlm_gpt *m, float *out, const float *inp, const float *W,
                                const float *b, int64_t N, int64_t IC, int64_t OC)
@@ -451,59 +642,124 @@ static parlm_status matmul_bwd(parlm_gpt *m, float *dinp, float *dW, float *db, 
 
 /* ---- training arena ------------------------------------------------------------------------ */
 
-parlm_status parlm_gpt_setup(parlm_gpt *m, int B, int T, int training)
+parlm_status parlm_gpt_setup_slots(parlm_gpt *m, int B, int T, int training, int nslots)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_setup: null model");
     if (B < 1 || T < 1 || T > m->cfg.max_seq)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_setup: need B >= 1 and 1 <= T <= %d (got B=%d "
                            "T=%d)", m->cfg.max_seq, B, T);
-    int64_t N = (int64_t)B * T, C = m->cfg.n_embd, L = m->cfg.n_layer, Vp = m->cfg.vocab_pad;
-    int64_t NH = m->cfg.n_head;
-    /* per layer: ln1 C, stats 2, qkv 3C, atty C, lse NH, res2 C, ln2 C, stats 2, fch 4C,
-     * fch_gelu 4C, res3 C  => 16C + 4 + NH per row */
-    int64_t per_layer = N * (16 * C + 4 + NH);
-    int64_t total = N * C /* encoded */ + L * per_layer + N * (C + 2) /* lnf */ + N * Vp +
-                    3 * N /* losses, ce_lse, dloss */;
-    if (training)
-        total += N * C * 3 + N * 3 * C + N * 4 * C * 2; /* d_res d_ln d_atty d_qkv d_fch d_fch_gelu */
-    if (N > (int64_t)1 << 40 || total > ((int64_t)1 << 60) / 4)
+    if (nslots < 1 || nslots > 4096)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_setup_slots: %d slots (1 .. 4096)", nslots);
+    int64_t N = (int64_t)B * T, C = m->cfg.n_embd, L = m->sh.layer_end - m->sh.layer_begin;
+    int64_t Ca = m->Ca, NHa = m->NHa, Hm = m->Hm, Vs = m->Vs;
+    /* per layer: ln1 C, stats 2, qkv 3Ca, atty Ca, lse NHa, res2 C, ln2 C, stats 2, fch Hm,
+     * fch_gelu Hm, res3 C  => 4C + 4Ca + 2Hm + 4 + NHa per row */
+    int64_t per_layer = N * (4 * C + 4 * Ca + 2 * Hm + 4 + NHa);
+    int64_t per_slot = N * C /* encoded or stage input */ + L * per_layer;
+    if (m->last)
+        per_slot += N * (C + 2) /* lnf */ + N * Vs + 2 * N /* losses, ce_lse */;
+    else if (training)
+        per_slot += N * C; /* grad_out */
+    int64_t total = per_slot * nslots + N /* dloss */;
+    if (training) /* d_res d_ln d_atty d_qkv d_fch d_fch_gelu */
+        total += N * C * 2 + N * Ca * 4 + N * Hm * 2;
+    if (N > (int64_t)1 << 40 || per_slot > ((int64_t)1 << 60) / 4 / nslots)
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_setup: B*T = %lld is too large", (long long)N);
     float *arena = parlm_alloc((size_t)total, sizeof(float));
-    layer_acts *acts = calloc((size_t)L, sizeof *acts);
-    if (!arena || !acts) {
+    act_slot *slots = calloc((size_t)nslots, sizeof *slots);
+    layer_acts *acts = calloc((size_t)(L * nslots), sizeof *acts);
+    if (!arena || !slots || !acts) {
         parlm_free(arena);
+        free(slots);
         free(acts);
-        return parlm_error(PARLM_ENOMEM, "parlm_gpt_setup: activations for B=%d T=%d need %.1f GiB",
-                           B, T, (double)total * 4 / (1 << 30));
+        return parlm_error(PARLM_ENOMEM, "parlm_gpt_setup: activations for B=%d T=%d (%d slots) "
+                           "need %.1f GiB", B, T, nslots, (double)total * 4 / (1 << 30));
     }
     parlm_free(m->arena);
-    free(m->acts);
+    if (m->slots)
+        free(m->slots[0].acts);
+    free(m->slots);
     m->arena = arena;
-    m->acts = acts;
+    m->arena_floats = total;
+    m->slots = slots;
+    m->nslots = nslots;
     float *p = arena;
 #define TAKE(n) (p += (n), p - (n))
-    m->encoded = TAKE(N * C);
-    for (int64_t l = 0; l < L; l++) {
-        layer_acts *a = &acts[l];
-        a->ln1 = TAKE(N * C), a->ln1_mean = TAKE(N), a->ln1_rstd = TAKE(N);
-        a->qkv = TAKE(3 * N * C), a->atty = TAKE(N * C), a->att_lse = TAKE(N * NH);
-        a->res2 = TAKE(N * C);
-        a->ln2 = TAKE(N * C), a->ln2_mean = TAKE(N), a->ln2_rstd = TAKE(N);
-        a->fch = TAKE(4 * N * C), a->fch_gelu = TAKE(4 * N * C), a->res3 = TAKE(N * C);
+    for (int s = 0; s < nslots; s++) {
+        act_slot *sl = &slots[s];
+        sl->acts = acts + s * L;
+        sl->encoded = TAKE(N * C);
+        for (int64_t l = 0; l < L; l++) {
+            layer_acts *a = &sl->acts[l];
+            a->ln1 = TAKE(N * C), a->ln1_mean = TAKE(N), a->ln1_rstd = TAKE(N);
+            a->qkv = TAKE(3 * N * Ca), a->atty = TAKE(N * Ca), a->att_lse = TAKE(N * NHa);
+            a->res2 = TAKE(N * C);
+            a->ln2 = TAKE(N * C), a->ln2_mean = TAKE(N), a->ln2_rstd = TAKE(N);
+            a->fch = TAKE(N * Hm), a->fch_gelu = TAKE(N * Hm), a->res3 = TAKE(N * C);
+        }
+        if (m->last) {
+            sl->lnf = TAKE(N * C), sl->lnf_mean = TAKE(N), sl->lnf_rstd = TAKE(N);
+            sl->logits = TAKE(N * Vs);
+            sl->losses = TAKE(N), sl->ce_lse = TAKE(N);
+        } else if (training) {
+            sl->grad_out = TAKE(N * C);
+        }
     }
-    m->lnf = TAKE(N * C), m->lnf_mean = TAKE(N), m->lnf_rstd = TAKE(N);
-    m->logits = TAKE(N * Vp);
-    m->losses = TAKE(N), m->ce_lse = TAKE(N), m->dloss = TAKE(N);
+    m->dloss = TAKE(N);
     m->d_res = m->d_ln = m->d_atty = m->d_qkv = m->d_fch = m->d_fch_gelu = NULL;
     if (training) {
-        m->d_res = TAKE(N * C), m->d_ln = TAKE(N * C), m->d_atty = TAKE(N * C);
-        m->d_qkv = TAKE(3 * N * C), m->d_fch = TAKE(4 * N * C), m->d_fch_gelu = TAKE(4 * N * C);
+        m->d_res = TAKE(N * C), m->d_ln = TAKE(N * C), m->d_atty = TAKE(N * Ca);
+        m->d_qkv = TAKE(3 * N * Ca), m->d_fch = TAKE(N * Hm), m->d_fch_gelu = TAKE(N * Hm);
     }
 #undef TAKE
     m->B = B, m->T = T, m->training = training;
-    m->have_forward = 0;
+    m->cur = &slots[0];
+    m->tok_rows_valid = 0;
     return PARLM_OK;
+}
+
+parlm_status parlm_gpt_setup(parlm_gpt *m, int B, int T, int training)
+{
+    return parlm_gpt_setup_slots(m, B, T, training, 1);
+}
+
+parlm_status parlm_gpt_set_slot(parlm_gpt *m, int slot)
+{
+    if (!m || !m->slots)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_set_slot: null model or no parlm_gpt_setup");
+    if (slot < 0 || slot >= m->nslots)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_set_slot: slot %d of %d", slot, m->nslots);
+    m->cur = &m->slots[slot];
+    return PARLM_OK;
+}
+
+int64_t parlm_gpt_activation_bytes(const parlm_gpt *m)
+{
+    return m && m->arena ? m->arena_floats * (int64_t)sizeof(float) : 0;
+}
+
+float *parlm_gpt_stage_input(parlm_gpt *m)
+{
+    return m && m->cur && !m->first ? m->cur->encoded : NULL;
+}
+
+const float *parlm_gpt_stage_output(const parlm_gpt *m)
+{
+    if (!m || !m->cur || m->last || !m->cur->have_forward)
+        return NULL;
+    int L = m->sh.layer_end - m->sh.layer_begin;
+    return m->cur->acts[L - 1].res3;
+}
+
+float *parlm_gpt_stage_grad_output(parlm_gpt *m)
+{
+    return m && m->cur && !m->last ? m->cur->grad_out : NULL;
+}
+
+const float *parlm_gpt_stage_grad_input(const parlm_gpt *m)
+{
+    return m && m->training && !m->first && m->grad_in_valid ? m->d_res : NULL;
 }
 
 /* ---- forward and backward ---------------------------------------------------------------- */
@@ -517,58 +773,78 @@ parlm_status parlm_gpt_setup(parlm_gpt *m, int B, int T, int training)
 parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_t *targets,
                                float *loss)
 {
-    if (!m || !inputs)
-        return parlm_error(PARLM_EINVAL, "parlm_gpt_forward: null model or inputs");
+    if (!m)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_forward: null model");
     if (!m->arena)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_forward: call parlm_gpt_setup first");
+    if (m->first != (inputs != NULL))
+        return parlm_error(PARLM_EINVAL, m->first ? "parlm_gpt_forward: null inputs"
+                           : "parlm_gpt_forward: a later pipeline stage reads its input from "
+                             "parlm_gpt_stage_input (pass inputs = NULL)");
+    if (targets && !m->last)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_forward: only the last pipeline stage takes "
+                           "targets");
     if (targets && !loss)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_forward: targets given but loss is NULL");
+    if (m->sh.tp > 1 && !m->have_tp)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_forward: a tensor-parallel shard needs "
+                           "parlm_gpt_set_tp_comm first");
     const parlm_gpt_config *c = &m->cfg;
-    int B = m->B, T = m->T, C = c->n_embd, NH = c->n_head;
+    int B = m->B, T = m->T, C = c->n_embd, NHa = m->NHa, Ca = m->Ca, Hm = m->Hm;
+    int lb = m->sh.layer_begin;
     int64_t N = (int64_t)B * T;
-    m->have_forward = 0;
+    act_slot *S = m->cur;
+    S->have_forward = 0;
+    m->tok_rows_valid = 0;
     TRY(refresh_bf16(m));
-    TRY(parlm_embedding_forward(m->encoded, inputs, WTE(m->params), WPE(m->params), B, T, C,
-                                c->vocab));
-    const float *res = m->encoded;
-    for (int l = 0; l < c->n_layer; l++) {
+    if (m->first)
+        TRY(parlm_embedding_forward(S->encoded, inputs, WTE(m->params), WPE(m->params), B, T, C,
+                                    c->vocab));
+    const float *res = S->encoded;
+    for (int l = lb; l < m->sh.layer_end; l++) {
         CHECK_CANCEL(m, "forward");
         layer_views w = lview(m, m->params, l);
-        layer_acts *a = &m->acts[l];
+        layer_acts *a = &S->acts[l - lb];
         TRY(parlm_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res, w.ln1w, w.ln1b, N, C));
-        TRY(matmul_fwd(m, a->qkv, a->ln1, w.qkvw, w.qkvb, N, C, 3 * C));
-        TRY(parlm_attention_forward(a->atty, a->att_lse, a->qkv, B, T, C, NH));
-        TRY(matmul_fwd(m, a->res2, a->atty, w.attprojw, w.attprojb, N, C, C)); /* attproj */
+        TRY(matmul_fwd(m, a->qkv, a->ln1, w.qkvw, w.qkvb, N, C, 3 * Ca));
+        TRY(parlm_attention_forward(a->atty, a->att_lse, a->qkv, B, T, Ca, NHa));
+        TRY(matmul_fwd(m, a->res2, a->atty, w.attprojw, w.attprojb, N, Ca, C)); /* attproj */
         TRY(parlm_add(a->res2, a->res2, res, N * C));
         TRY(parlm_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w.ln2w, w.ln2b, N,
                                     C));
-        TRY(matmul_fwd(m, a->fch, a->ln2, w.fcw, w.fcb, N, C, 4 * C));
-        TRY(parlm_gelu_forward(a->fch_gelu, a->fch, N * 4 * C));
-        TRY(matmul_fwd(m, a->res3, a->fch_gelu, w.fcprojw, w.fcprojb, N, 4 * C, C)); /* fcproj */
+        TRY(matmul_fwd(m, a->fch, a->ln2, w.fcw, w.fcb, N, C, Hm));
+        TRY(parlm_gelu_forward(a->fch_gelu, a->fch, N * Hm));
+        TRY(matmul_fwd(m, a->res3, a->fch_gelu, w.fcprojw, w.fcprojb, N, Hm, C)); /* fcproj */
         TRY(parlm_add(a->res3, a->res3, a->res2, N * C));
         res = a->res3;
     }
+    S->inputs = inputs;
+    S->targets = NULL;
+    if (!m->last) { /* the stage's output is its last layer's residual */
+        S->have_forward = 1;
+        return PARLM_OK;
+    }
     CHECK_CANCEL(m, "forward");
-    TRY(parlm_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, LNFW(m->params),
+    TRY(parlm_layernorm_forward(S->lnf, S->lnf_mean, S->lnf_rstd, res, LNFW(m->params),
                                 LNFB(m->params), N, C));
-    TRY(matmul_fwd(m, m->logits, m->lnf, WTE(m->params), NULL, N, C, c->vocab_pad));
-    m->inputs = inputs;
-    m->targets = NULL;
+    TRY(matmul_fwd(m, S->logits, S->lnf, WTE(m->params), NULL, N, C, m->Vs));
     if (targets) {
-        TRY(parlm_crossentropy_forward(m->losses, m->ce_lse, m->logits, targets, N, c->vocab,
+        TRY(parlm_crossentropy_forward(S->losses, S->ce_lse, S->logits, targets, N, c->vocab,
                                        c->vocab_pad));
         double sum = 0.0;
         for (int64_t i = 0; i < N; i++)
-            sum += m->losses[i];
+            sum += S->losses[i];
         *loss = (float)(sum / (double)N);
-        m->targets = targets;
+        S->targets = targets;
     }
-    m->have_forward = 1;
-    m->tok_rows_valid = 0;
+    S->have_forward = 1;
     return PARLM_OK;
 }
 
-const float *parlm_gpt_logits(const parlm_gpt *m) { return m && m->have_forward ? m->logits : NULL; }
+const float *parlm_gpt_logits(const parlm_gpt *m)
+{
+    return m && m->cur && m->last && m->cur->have_forward ? m->cur->logits : NULL;
+}
 
 parlm_status parlm_gpt_set_cancel(parlm_gpt *m, parlm_cancel_fn fn, void *arg)
 {
@@ -626,6 +902,9 @@ parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_set_defer_token_grad: null model");
+    if (on && (!m->first || !m->last || m->sh.tp > 1))
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_set_defer_token_grad: only for the "
+                           "whole model, not a shard");
     m->defer_tok = on != 0;
     return PARLM_OK;
 }
@@ -638,7 +917,7 @@ parlm_status parlm_gpt_token_grad_rows(const parlm_gpt *m, const int32_t **token
     if (!m->tok_rows_valid)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_token_grad_rows: the last backward did not "
                            "defer the token-lookup gradient (or a forward came after it)");
-    *tokens = m->inputs;
+    *tokens = m->cur->inputs;
     *rows = m->d_res;
     *n = (int64_t)m->B * m->T;
     return PARLM_OK;
@@ -685,66 +964,76 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_backward: null model");
-    if (!m->training || !m->have_forward || !m->targets)
+    act_slot *S = m->cur;
+    if (!m->training || !S || !S->have_forward || (m->last && !S->targets))
         return parlm_error(PARLM_EINVAL, "parlm_gpt_backward: needs a forward with targets after "
                            "parlm_gpt_setup(..., training = 1)");
     const parlm_gpt_config *c = &m->cfg;
-    int B = m->B, T = m->T, C = c->n_embd, NH = c->n_head, L = c->n_layer;
-    int64_t N = (int64_t)B * T, Vp = c->vocab_pad;
+    int B = m->B, T = m->T, C = c->n_embd, NHa = m->NHa, Ca = m->Ca, Hm = m->Hm;
+    int lb = m->sh.layer_begin, le = m->sh.layer_end;
+    int64_t N = (int64_t)B * T;
     CHECK_CANCEL(m, "backward");
-    for (int64_t i = 0; i < N; i++)
-        m->dloss[i] = loss_scale / (float)N;
-    /* dlogits overwrite the logits in place */
-    TRY(parlm_crossentropy_backward(m->logits, m->logits, m->targets, m->ce_lse, m->dloss, N,
-                                    c->vocab, (int)Vp));
-    m->have_forward = 0;
+    S->have_forward = 0;
     m->tok_rows_valid = 0;
+    m->grad_in_valid = 0;
     m->grads_zero = 0;
     m->ready_from = m->nparams;
     m->head_ready = 0;
-    const float *res_last = L ? m->acts[L - 1].res3 : m->encoded;
-    TRY(matmul_bwd(m, m->d_ln, WTE(m->grads), NULL, m->logits, m->lnf, WTE(m->params), N, C, Vp));
-    if (m->defer_tok && m->tensors[0].off == 0) { /* wte is final but for the lookup's rows */
-        m->head_ready = m->tensors[0].n;
-        TICK(m);
+    const float *res_last = S->acts[le - lb - 1].res3;
+    if (m->last) {
+        for (int64_t i = 0; i < N; i++)
+            m->dloss[i] = loss_scale / (float)N;
+        /* dlogits overwrite the logits in place */
+        TRY(parlm_crossentropy_backward(S->logits, S->logits, S->targets, S->ce_lse, m->dloss, N,
+                                        c->vocab, c->vocab_pad));
+        TRY(matmul_bwd(m, m->d_ln, WTE(m->grads), NULL, S->logits, S->lnf, WTE(m->params), N, C,
+                       m->Vs));
+        if (m->defer_tok && m->tensors[0].off == 0) { /* wte is final but for the lookup's rows */
+            m->head_ready = m->tensors[0].n;
+            TICK(m);
+        }
+        memset(m->d_res, 0, (size_t)(N * C) * sizeof(float));
+        TRY(parlm_layernorm_backward(m->d_res, LNFW(m->grads), LNFB(m->grads), m->d_ln, res_last,
+                                     LNFW(m->params), S->lnf_mean, S->lnf_rstd, N, C));
+        grads_ready(m, c->n_layer);
+    } else { /* the next stage's gradient of our output */
+        memcpy(m->d_res, S->grad_out, (size_t)(N * C) * sizeof(float));
     }
-    memset(m->d_res, 0, (size_t)(N * C) * sizeof(float));
-    TRY(parlm_layernorm_backward(m->d_res, LNFW(m->grads), LNFB(m->grads), m->d_ln, res_last,
-                                 LNFW(m->params), m->lnf_mean, m->lnf_rstd, N, C));
-    grads_ready(m, L);
-    for (int l = L - 1; l >= 0; l--) {
+    for (int l = le - 1; l >= lb; l--) {
         CHECK_CANCEL(m, "backward");
         layer_views w = lview(m, m->params, l), g = lview(m, m->grads, l);
-        layer_acts *a = &m->acts[l];
-        const float *res_in = l ? m->acts[l - 1].res3 : m->encoded;
+        layer_acts *a = &S->acts[l - lb];
+        const float *res_in = l > lb ? S->acts[l - lb - 1].res3 : S->encoded;
         /* res3 = res2 + fcproj: d_res is both d(res2) and d(fcproj) */
         TRY(matmul_bwd(m, m->d_fch_gelu, g.fcprojw, g.fcprojb, m->d_res, a->fch_gelu, w.fcprojw,
-                       N, 4 * C, C));
+                       N, Hm, C));
         TICK(m);
-        memset(m->d_fch, 0, (size_t)(N * 4 * C) * sizeof(float));
-        TRY(parlm_gelu_backward(m->d_fch, a->fch, m->d_fch_gelu, N * 4 * C));
-        TRY(matmul_bwd(m, m->d_ln, g.fcw, g.fcb, m->d_fch, a->ln2, w.fcw, N, C, 4 * C));
+        memset(m->d_fch, 0, (size_t)(N * Hm) * sizeof(float));
+        TRY(parlm_gelu_backward(m->d_fch, a->fch, m->d_fch_gelu, N * Hm));
+        TRY(matmul_bwd(m, m->d_ln, g.fcw, g.fcb, m->d_fch, a->ln2, w.fcw, N, C, Hm));
         TICK(m);
         TRY(parlm_layernorm_backward(m->d_res, g.ln2w, g.ln2b, m->d_ln, a->res2, w.ln2w,
                                      a->ln2_mean, a->ln2_rstd, N, C));
         /* res2 = res_in + attproj: d_res is both d(res_in) and d(attproj) */
-        TRY(matmul_bwd(m, m->d_atty, g.attprojw, g.attprojb, m->d_res, a->atty, w.attprojw, N, C,
+        TRY(matmul_bwd(m, m->d_atty, g.attprojw, g.attprojb, m->d_res, a->atty, w.attprojw, N, Ca,
                        C));
         TICK(m);
-        memset(m->d_qkv, 0, (size_t)(N * 3 * C) * sizeof(float));
-        TRY(parlm_attention_backward(m->d_qkv, m->d_atty, a->qkv, a->atty, a->att_lse, B, T, C,
-                                     NH));
+        memset(m->d_qkv, 0, (size_t)(N * 3 * Ca) * sizeof(float));
+        TRY(parlm_attention_backward(m->d_qkv, m->d_atty, a->qkv, a->atty, a->att_lse, B, T, Ca,
+                                     NHa));
         TICK(m);
-        TRY(matmul_bwd(m, m->d_ln, g.qkvw, g.qkvb, m->d_qkv, a->ln1, w.qkvw, N, C, 3 * C));
+        TRY(matmul_bwd(m, m->d_ln, g.qkvw, g.qkvb, m->d_qkv, a->ln1, w.qkvw, N, C, 3 * Ca));
         TRY(parlm_layernorm_backward(m->d_res, g.ln1w, g.ln1b, m->d_ln, res_in, w.ln1w,
                                      a->ln1_mean, a->ln1_rstd, N, C));
         grads_ready(m, l);
     }
-    if (m->head_ready) {
+    if (!m->first) { /* d_res is the gradient of the stage's input */
+        m->grad_in_valid = 1;
+    } else if (m->head_ready) {
         wpe_backward(WPE(m->grads), m->d_res, N, T, C);
         m->tok_rows_valid = 1;
     } else {
-        TRY(parlm_embedding_backward(WTE(m->grads), WPE(m->grads), m->d_res, m->inputs, B, T, C,
+        TRY(parlm_embedding_backward(WTE(m->grads), WPE(m->grads), m->d_res, S->inputs, B, T, C,
                                      c->vocab));
     }
     grads_ready(m, -1);
@@ -823,25 +1112,19 @@ parlm_status parlm_gpt_update(parlm_gpt *m, const parlm_adamw_cfg *cfg, float gr
     return PARLM_OK;
 }
 
-parlm_status parlm_gpt_optimizer_step(parlm_gpt *m, const parlm_adamw_cfg *cfg, float clip,
-                                      float *norm)
+static parlm_status check_adamw(const parlm_adamw_cfg *cfg, float clip, const char *fn)
 {
-    if (!m || !cfg || !norm)
-        return parlm_error(PARLM_EINVAL, "parlm_gpt_optimizer_step: null argument");
     if (!(cfg->beta1 >= 0 && cfg->beta1 < 1 && cfg->beta2 >= 0 && cfg->beta2 < 1 &&
           cfg->eps > 0 && isfinite(cfg->lr) && isfinite(cfg->weight_decay) && clip >= 0))
-        return parlm_error(PARLM_EINVAL, "parlm_gpt_optimizer_step: need 0 <= beta < 1, "
-                           "eps > 0, finite lr and weight decay, clip >= 0");
-    TRY(parlm_gpt_init_optimizer(m));
-    float scale = 1.0f;
-    *norm = NAN;
-    if (clip > 0) { /* the clipping factor is needed before the update: a pass of its own */
-        TRY(parlm_gpt_grad_norm(m, norm));
-        if (!isfinite(*norm))
-            return parlm_error(PARLM_EINVAL, "the gradient norm is %g", *norm);
-        if (*norm > clip)
-            scale = clip / *norm;
-    }
+        return parlm_error(PARLM_EINVAL, "%s: need 0 <= beta < 1, eps > 0, finite lr and weight "
+                           "decay, clip >= 0", fn);
+    return PARLM_OK;
+}
+
+/* AdamW over all parameters with the gradients scaled by `scale`, zeroing them, in one
+ * parallel region; returns the sum of squares of the (unscaled) gradients it read. */
+static double adamw_pass(parlm_gpt *m, const parlm_adamw_cfg *cfg, float scale)
+{
     /* the same bias corrections as parlm_adamw_update: bitwise the same step */
     int64_t t = m->step + 1;
     float bc1 = 1.0f - powf(cfg->beta1, (float)t), bc2 = 1.0f - powf(cfg->beta2, (float)t);
@@ -850,8 +1133,7 @@ parlm_status parlm_gpt_optimizer_step(parlm_gpt *m, const parlm_adamw_cfg *cfg, 
     double part[256] = {0};
     if (nt > 256)
         nt = 256;
-    /* one parallel region for the whole model; each thread's slice is cut at tensor
-     * boundaries, where the weight decay switches on and off */
+    /* each thread's slice is cut at tensor boundaries, where the weight decay switches */
 #pragma omp parallel num_threads(nt)
     {
         int th = omp_get_thread_num();
@@ -875,12 +1157,72 @@ parlm_status parlm_gpt_optimizer_step(parlm_gpt *m, const parlm_adamw_cfg *cfg, 
     m->step++;
     m->bf16_stale = 1;
     m->grads_zero = 1;
+    return ss;
+}
+
+parlm_status parlm_gpt_optimizer_step(parlm_gpt *m, const parlm_adamw_cfg *cfg, float clip,
+                                      float *norm)
+{
+    if (!m || !cfg || !norm)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_optimizer_step: null argument");
+    TRY(check_adamw(cfg, clip, "parlm_gpt_optimizer_step"));
+    TRY(parlm_gpt_init_optimizer(m));
+    float scale = 1.0f;
+    *norm = NAN;
+    if (clip > 0) { /* the clipping factor is needed before the update: a pass of its own */
+        TRY(parlm_gpt_grad_norm(m, norm));
+        if (!isfinite(*norm))
+            return parlm_error(PARLM_EINVAL, "the gradient norm is %g", *norm);
+        if (*norm > clip)
+            scale = clip / *norm;
+    }
+    double ss = adamw_pass(m, cfg, scale);
     if (clip > 0)
         return PARLM_OK;
     *norm = (float)sqrt(ss);
     if (!isfinite(*norm))
         return parlm_error(PARLM_EINVAL, "the gradient norm is %g (the parameters took the "
                            "step)", *norm);
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_optimizer_step_scale(parlm_gpt *m, const parlm_adamw_cfg *cfg,
+                                            float grad_scale)
+{
+    if (!m || !cfg)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_optimizer_step_scale: null argument");
+    TRY(check_adamw(cfg, 0.0f, "parlm_gpt_optimizer_step_scale"));
+    if (!isfinite(grad_scale))
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_optimizer_step_scale: gradient scale %g",
+                           grad_scale);
+    TRY(parlm_gpt_init_optimizer(m));
+    adamw_pass(m, cfg, grad_scale);
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_grad_sumsq(parlm_gpt *m, int owned_only, double *sumsq)
+{
+    if (!m || !sumsq)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_grad_sumsq: null argument");
+    double total = 0.0;
+    if (!owned_only)
+        return parlm_sumsq(m->grads, m->nparams, sumsq);
+    /* runs of consecutive owned tensors, each summed by the threaded kernel */
+    for (int i = 0; i < m->ntensors;) {
+        if (!m->tensors[i].sl.owner) {
+            i++;
+            continue;
+        }
+        int j = i;
+        while (j < m->ntensors && m->tensors[j].sl.owner)
+            j++;
+        double s;
+        int64_t off = m->tensors[i].off;
+        TRY(parlm_sumsq(m->grads + off, m->tensors[j - 1].off + m->tensors[j - 1].n - off, &s));
+        total += s;
+        i = j;
+    }
+    *sumsq = total;
     return PARLM_OK;
 }
 
@@ -932,6 +1274,10 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
     if (n < 1 || pos < 0 || pos > c->max_seq - n)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_infer: positions %d..%d outside the context of "
                            "%d", pos, pos + n - 1, c->max_seq);
+    if (!m->first || !m->last)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_infer: generation needs every layer "
+                           "(a pipeline stage has layers %d..%d of %d)", m->sh.layer_begin,
+                           m->sh.layer_end - 1, c->n_layer);
     int64_t C = c->n_embd, L = c->n_layer, maxT = c->max_seq, NH = c->n_head;
     if (!m->kv) {
         m->kv = parlm_alloc((size_t)(L * 2 * maxT * C), sizeof(float));

@@ -33,6 +33,16 @@ PARLM_API parlm_status parlm_gemm_bf16(parlm_trans ta, parlm_trans tb, int64_t M
                                        const uint16_t *B, int64_t ldb, float beta, float *C,
                                        int64_t ldc);
 
+/* f32 A, bf16 B (weights), f32 accumulation and output (NN, NT, TN): B is widened to f32
+ * while packed and the f32 micro-kernel runs, whatever the bf16 path; the result is the
+ * f32 GEMM of A and the widened B, bit for bit (M > 1). Where the bf16 path is "widen" this is
+ * what a bf16-weight layer wants: bf16 storage, f32 speed, no rounding of activations.
+ * M == 1 with op(B) = B^T is the bf16-weight GEMV. */
+PARLM_API parlm_status parlm_gemm_f32_bf16(parlm_trans ta, parlm_trans tb, int64_t M,
+                                           int64_t N, int64_t K, float alpha, const float *A,
+                                           int64_t lda, const uint16_t *B, int64_t ldb,
+                                           float beta, float *C, int64_t ldc);
+
 /* y = alpha * op(A) x + beta * y, A is rows x cols row-major (lda).
  * NO_TRANS: y has rows entries (dot of each row with x; the decode case out = W x).
  * TRANS:    y has cols entries. */

@@ -85,8 +85,13 @@ PARLM_API parlm_status parlm_gpt_tensor_info(const parlm_gpt *m, int i, const ch
  * earlier arena). training = 0 skips the buffers only backward needs. */
 PARLM_API parlm_status parlm_gpt_setup(parlm_gpt *m, int B, int T, int training);
 
-/* Matmuls in bf16 with f32 accumulation (weights and activations rounded to bf16 on the
- * fly; master weights, gradients and optimizer state stay f32). Off by default. */
+/* Matmuls in bf16 where that is faster, with f32 accumulation (master weights, gradients
+ * and optimizer state stay f32). One-row products (decode) always stream a bf16 copy of
+ * the weights: half the memory traffic. GEMMs follow the CPU's bf16 path (parlm/isa.h,
+ * chosen by measured speed, read at this call): "dot" rounds weights and activations to
+ * bf16 and multiplies bf16 pairs; "widen" (bf16 no faster than f32 here) runs them on the
+ * f32 weights with the f32 kernels, unrounded: the f32 step's speed and numbers. Off by
+ * default. */
 PARLM_API parlm_status parlm_gpt_set_bf16(parlm_gpt *m, int on);
 
 /* Forward of inputs (B,T). With targets (B,T): *loss = mean cross-entropy; without,

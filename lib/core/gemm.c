@@ -291,7 +291,8 @@ static parlm_status check_dim(const char *fn, const char *name, int64_t v)
 
 static parlm_status check_gemm(const char *fn, parlm_trans ta, parlm_trans tb, int64_t M,
                                int64_t N, int64_t K, const void *A, int64_t lda, const void *B,
-                               int64_t ldb, const float *C, int64_t ldc, int64_t es)
+                               int64_t ldb, const float *C, int64_t ldc, int64_t es_a,
+                               int64_t es_b)
 {
     parlm_status st;
     if ((st = check_trans(fn, "ta", ta)) || (st = check_trans(fn, "tb", tb)))
@@ -302,8 +303,8 @@ static parlm_status check_gemm(const char *fn, parlm_trans ta, parlm_trans tb, i
     if ((st = check_dim(fn, "M", M)) || (st = check_dim(fn, "N", N)) ||
         (st = check_dim(fn, "K", K)))
         return st;
-    region a = {"A", A, ta ? K : M, ta ? M : K, lda, es};
-    region b = {"B", B, tb ? N : K, tb ? K : N, ldb, es};
+    region a = {"A", A, ta ? K : M, ta ? M : K, lda, es_a};
+    region b = {"B", B, tb ? N : K, tb ? K : N, ldb, es_b};
     region c = {"C", C, M, N, ldc, 4};
     if ((st = check_region(fn, &a, "lda")) || (st = check_region(fn, &b, "ldb")) ||
         (st = check_region(fn, &c, "ldc")))
@@ -357,10 +358,10 @@ static void run_gemv_n(const parlm_kernels *kern, int64_t k, int64_t n, float al
 
 typedef struct gemm_job {
     const parlm_kernels *kern;
-    int bf16;                 /* A and B are bf16 (else f32) */
-    int pairs;                /* bf16 packed as k pairs for bgemm_ukr (the dot path); else
-                                 packed as f32 (widened if bf16) for sgemm_ukr */
-    int64_t es;               /* their element size in bytes */
+    int a_bf16, b_bf16;       /* A, B are bf16 (else f32) */
+    int pairs;                /* both bf16, packed as k pairs for bgemm_ukr (the dot path);
+                                 else packed as f32 (bf16 widened) for sgemm_ukr */
+    int64_t es_a, es_b;       /* their element sizes in bytes */
     parlm_trans ta, tb;
     int64_t M, N, K;
     float alpha, beta;
@@ -419,14 +420,14 @@ void parlm_gemm_widen_pack(const parlm_kernels *k, int64_t kc, int64_t mn, const
     }
 }
 
-static void pack(const gemm_job *j, int64_t kc, int64_t mn, const char *x, int64_t rs,
-                 int64_t cs, int w, void *out)
+static void pack(const gemm_job *j, int bf16, int64_t kc, int64_t mn, const char *x,
+                 int64_t rs, int64_t cs, int w, void *out)
 {
     if (j->pairs)
         j->kern->bpack(kc, mn, (const uint16_t *)x, rs, cs, w, out);
-    else if (j->bf16 && j->kern->wpack)
+    else if (bf16 && j->kern->wpack)
         j->kern->wpack(kc, mn, (const uint16_t *)x, rs, cs, w, out);
-    else if (j->bf16)
+    else if (bf16)
         parlm_gemm_widen_pack(j->kern, kc, mn, (const uint16_t *)x, rs, cs, w, out);
     else
         j->kern->spack(kc, mn, (const float *)x, rs, cs, w, out);
@@ -436,18 +437,18 @@ static void pack(const gemm_job *j, int64_t kc, int64_t mn, const char *x, int64
 static void pack_a(const gemm_job *j, int64_t ic, int64_t mc, int64_t pc, int64_t kc, void *out)
 {
     if (j->ta == PARLM_NO_TRANS)
-        pack(j, kc, mc, j->A + (ic * j->lda + pc) * j->es, j->lda, 1, j->mr, out);
+        pack(j, j->a_bf16, kc, mc, j->A + (ic * j->lda + pc) * j->es_a, j->lda, 1, j->mr, out);
     else
-        pack(j, kc, mc, j->A + (pc * j->lda + ic) * j->es, 1, j->lda, j->mr, out);
+        pack(j, j->a_bf16, kc, mc, j->A + (pc * j->lda + ic) * j->es_a, 1, j->lda, j->mr, out);
 }
 
 /* B(pc:pc+kc, jc:jc+nc) -> NR-column panels. B(k, n) is B[k*ldb + n] (NN) or B[n*ldb + k]. */
 static void pack_b(const gemm_job *j, int64_t pc, int64_t kc, int64_t jc, int64_t nc, void *out)
 {
     if (j->tb == PARLM_NO_TRANS)
-        pack(j, kc, nc, j->B + (pc * j->ldb + jc) * j->es, 1, j->ldb, j->nr, out);
+        pack(j, j->b_bf16, kc, nc, j->B + (pc * j->ldb + jc) * j->es_b, 1, j->ldb, j->nr, out);
     else
-        pack(j, kc, nc, j->B + (jc * j->ldb + pc) * j->es, j->ldb, 1, j->nr, out);
+        pack(j, j->b_bf16, kc, nc, j->B + (jc * j->ldb + pc) * j->es_b, j->ldb, 1, j->nr, out);
 }
 
 /* The five loops over C[m0:m1, n0:n1], with the buffers of slot `slot`.
@@ -586,7 +587,7 @@ parlm_status parlm_sgemm(parlm_trans ta, parlm_trans tb, int64_t M, int64_t N, i
                          float beta, float *C, int64_t ldc)
 {
     static const char fn[] = "parlm_sgemm";
-    parlm_status st = check_gemm(fn, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, 4);
+    parlm_status st = check_gemm(fn, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, 4, 4);
     if (st)
         return st;
 #ifdef PARLM_HAVE_OPENBLAS
@@ -615,7 +616,7 @@ parlm_status parlm_sgemm(parlm_trans ta, parlm_trans tb, int64_t M, int64_t N, i
             run_gemv_n(k, K, N, alpha, B, ldb, x, beta, C);
         return PARLM_OK;
     }
-    gemm_job j = {.kern = k, .bf16 = 0, .es = 4, .ta = ta, .tb = tb, .M = M, .N = N, .K = K,
+    gemm_job j = {.kern = k, .es_a = 4, .es_b = 4, .ta = ta, .tb = tb, .M = M, .N = N, .K = K,
                   .alpha = alpha, .beta = beta, .A = (const char *)A, .B = (const char *)B,
                   .lda = lda, .ldb = ldb, .C = C, .ldc = ldc};
     return run_gemm(&j, fn);
@@ -626,7 +627,7 @@ parlm_status parlm_gemm_bf16(parlm_trans ta, parlm_trans tb, int64_t M, int64_t 
                              int64_t ldb, float beta, float *C, int64_t ldc)
 {
     static const char fn[] = "parlm_gemm_bf16";
-    parlm_status st = check_gemm(fn, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, 2);
+    parlm_status st = check_gemm(fn, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, 2, 2);
     if (st)
         return st;
     const parlm_kernels *k = parlm_kern();
@@ -642,11 +643,31 @@ parlm_status parlm_gemm_bf16(parlm_trans ta, parlm_trans tb, int64_t M, int64_t 
         run_gemv_t(k, 1, N, K, alpha, B, ldb, x, beta, C);
         return PARLM_OK;
     }
-    gemm_job j = {.kern = k, .bf16 = 1,
-                  .pairs = parlm_bf16_path_current(NULL) == PARLM_BF16_DOT, .es = 2,
+    gemm_job j = {.kern = k, .a_bf16 = 1, .b_bf16 = 1,
+                  .pairs = parlm_bf16_path_current(NULL) == PARLM_BF16_DOT, .es_a = 2, .es_b = 2,
                   .ta = ta, .tb = tb, .M = M, .N = N, .K = K,
                   .alpha = alpha, .beta = beta, .A = (const char *)A, .B = (const char *)B,
                   .lda = lda, .ldb = ldb, .C = C, .ldc = ldc};
+    return run_gemm(&j, fn);
+}
+
+parlm_status parlm_gemm_f32_bf16(parlm_trans ta, parlm_trans tb, int64_t M, int64_t N,
+                                 int64_t K, float alpha, const float *A, int64_t lda,
+                                 const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    static const char fn[] = "parlm_gemm_f32_bf16";
+    parlm_status st = check_gemm(fn, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, 4, 2);
+    if (st)
+        return st;
+    const parlm_kernels *k = parlm_kern();
+    if (M == 1 && tb == PARLM_TRANS && (ta == PARLM_NO_TRANS || K == 1 || lda == 1)) {
+        run_gemv_t(k, 1, N, K, alpha, B, ldb, A, beta, C); /* the bf16-weight GEMV */
+        return PARLM_OK;
+    }
+    gemm_job j = {.kern = k, .a_bf16 = 0, .b_bf16 = 1, .pairs = 0, .es_a = 4, .es_b = 2,
+                  .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+                  .A = (const char *)A, .B = (const char *)B, .lda = lda, .ldb = ldb, .C = C,
+                  .ldc = ldc};
     return run_gemm(&j, fn);
 }
 

@@ -74,6 +74,7 @@ struct parlm_gpt {
     int have_tp;
     /* bf16 matmuls */
     int bf16, bf16_stale;
+    int bf16_widen; /* the CPU's bf16 path widens to f32: GEMMs run on the f32 weights */
     uint16_t *params_bf16, *xa_bf16, *xb_bf16;
     int64_t bf16_scratch;
     /* training arena: nslots micro-batch slots, cur the one in use */
@@ -566,6 +567,7 @@ parlm_status parlm_gpt_set_bf16(parlm_gpt *m, int on)
             return parlm_error(PARLM_ENOMEM, "parlm_gpt_set_bf16: bf16 weight copy");
     }
     m->bf16 = on != 0;
+    m->bf16_widen = parlm_bf16_path_current(NULL) == PARLM_BF16_WIDEN;
     m->bf16_stale = 1;
     return PARLM_OK;
 }
@@ -585,9 +587,13 @@ static parlm_status bf16_scratch(parlm_gpt *m, int64_t n)
     return PARLM_OK;
 }
 
-static parlm_status refresh_bf16(parlm_gpt *m)
+/* The bf16 copy of the weights, brought up to date when something will read it: every
+ * matmul on the dot path; only one-row products (decode) on the widen path, whose GEMMs
+ * run on the f32 master weights (widened bf16 would cost a conversion per step and give
+ * the same kernels' speed, with the weights rounded). */
+static parlm_status refresh_bf16(parlm_gpt *m, int rows)
 {
-    if (!m->bf16 || !m->bf16_stale)
+    if (!m->bf16 || !m->bf16_stale || (m->bf16_widen && rows > 1))
         return PARLM_OK;
     m->bf16_stale = 0;
     return parlm_f32_to_bf16(m->params, m->params_bf16, m->nparams);
@@ -597,7 +603,7 @@ static parlm_status refresh_bf16(parlm_gpt *m)
 static parlm_status matmul_fwd(parlm_gpt *m, float *out, const float *inp, const float *W,
                                const float *b, int64_t N, int64_t IC, int64_t OC)
 {
-    if (m->bf16) {
+    if (m->bf16 && (N == 1 || !m->bf16_widen)) {
         const uint16_t *Wb = m->params_bf16 + (W - m->params);
         if (N == 1) { /* decode: stream bf16 weights against the f32 activation */
             TRY(parlm_gemv_bf16(OC, IC, 1.0f, Wb, IC, inp, 0.0f, out));
@@ -620,7 +626,7 @@ static parlm_status matmul_fwd(parlm_gpt *m, float *out, const float *inp, const
 static parlm_status matmul_bwd(parlm_gpt *m, float *dinp, float *dW, float *db, const float *dout,
                                const float *inp, const float *W, int64_t N, int64_t IC, int64_t OC)
 {
-    if (m->bf16) {
+    if (m->bf16 && !m->bf16_widen) {
         const uint16_t *Wb = m->params_bf16 + (W - m->params);
         TRY(bf16_scratch(m, N * (IC > OC ? IC : OC)));
         TRY(parlm_f32_to_bf16(dout, m->xa_bf16, N * OC));
@@ -796,7 +802,7 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
     act_slot *S = m->cur;
     S->have_forward = 0;
     m->tok_rows_valid = 0;
-    TRY(refresh_bf16(m));
+    TRY(refresh_bf16(m, B * T));
     if (m->first)
         TRY(parlm_embedding_forward(S->encoded, inputs, WTE(m->params), WPE(m->params), B, T, C,
                                     c->vocab));
@@ -1290,7 +1296,7 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
                                (long long)(L * 2 * maxT * C));
         }
     }
-    TRY(refresh_bf16(m));
+    TRY(refresh_bf16(m, n));
     if (n == 1)
         return decode_one(m, tokens[0], pos, logits);
     float *x = m->inf, *ln = x + maxT * C, *qkv = ln + maxT * C, *att = qkv + 3 * maxT * C;

@@ -312,6 +312,65 @@ START_TEST(gemm_bf16_widen_is_f32_of_widened_bitwise)
 }
 END_TEST
 
+/* f32 A times bf16 B is the f32 GEMM of A and the widened B, bit for bit, on every set,
+ * both bf16 paths, 1 and 2 threads, NN / NT / TN, awkward shapes and a padded ldc; M = 1
+ * (the GEMV) within rounding. */
+START_TEST(gemm_f32_bf16_is_f32_of_widened_b)
+{
+    static const int64_t shapes[][3] = {{2, 1, 1}, {7, 17, 31}, {17, 127, 7}, {127, 64, 300},
+                                        {200, 33, 1100}, {1, 127, 64}, {1, 7, 17}};
+    for (int isa = 0; isa < PARLM_ISA_COUNT; isa++) {
+        if (!parlm_isa_supported((parlm_isa)isa))
+            continue;
+        ck_assert_int_eq(parlm_isa_select((parlm_isa)isa), PARLM_OK);
+        for (int path = 0; path < 2; path++) {
+            ck_assert_int_eq(parlm_bf16_path_select(path ? PARLM_BF16_DOT : PARLM_BF16_WIDEN),
+                             PARLM_OK);
+            for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++)
+                for (int t = 0; t < 3; t++)
+                    for (int nt = 1; nt <= 2; nt++) {
+                        omp_set_num_threads(nt);
+                        int64_t M = shapes[c][0], N = shapes[c][1], K = shapes[c][2];
+                        int64_t lda = tas[t] ? M : K, ldb = tbs[t] ? K : N, ldc = N + 3;
+                        float *A = tu_alloc_nan(M * K), *B = tu_alloc_nan(K * N);
+                        float *C32 = tu_alloc_nan(M * ldc), *Cm = tu_alloc_nan(M * ldc);
+                        uint16_t *Bh = parlm_alloc((size_t)(K * N), 2);
+                        tu_fill(A, M * K, 71 + c);
+                        tu_fill(B, K * N, 72 + c);
+                        for (int64_t i = 0; i < K * N; i++)
+                            B[i] = from_bf16(Bh[i] = to_bf16(B[i]));
+                        for (int64_t i = 0; i < M * ldc; i++)
+                            C32[i] = Cm[i] = (float)(i % 5);
+                        ck_assert_int_eq(parlm_sgemm(tas[t], tbs[t], M, N, K, 0.5f, A, lda, B,
+                                                     ldb, 0.25f, C32, ldc),
+                                         PARLM_OK);
+                        ck_assert_msg(parlm_gemm_f32_bf16(tas[t], tbs[t], M, N, K, 0.5f, A, lda,
+                                                          Bh, ldb, 0.25f, Cm, ldc) == PARLM_OK,
+                                      "%s", parlm_last_error());
+                        for (int64_t i = 0; i < M * ldc; i++) {
+                            double d = fabs((double)Cm[i] - C32[i]);
+                            ck_assert_msg(M == 1 ? d <= 1e-5 * (1 + fabs(C32[i]) + K * 1e-2)
+                                                 : bits_of(Cm[i]) == bits_of(C32[i]),
+                                          "%s path %d %s M=%lld N=%lld K=%lld %d thr: element "
+                                          "%lld %.9g vs f32 %.9g",
+                                          parlm_isa_name((parlm_isa)isa), path, tnames[t],
+                                          (long long)M, (long long)N, (long long)K, nt,
+                                          (long long)i, Cm[i], C32[i]);
+                        }
+                        parlm_free(A), parlm_free(B), parlm_free(C32), parlm_free(Cm);
+                        parlm_free(Bh);
+                    }
+        }
+    }
+    omp_set_num_threads(1);
+    ck_assert_int_eq(parlm_bf16_path_select(PARLM_BF16_WIDEN), PARLM_OK);
+    float a = 1;
+    uint16_t b = 0;
+    ck_assert_int_eq(parlm_gemm_f32_bf16(PARLM_TRANS, PARLM_TRANS, 1, 1, 1, 1, &a, 1, &b, 1, 0,
+                                         &a, 1), PARLM_EINVAL);
+}
+END_TEST
+
 /* The path choice: a valid path with a reason; the calibration measures both kernels of
  * every set; a bad path is an error. (Which path wins is speed, never asserted.) */
 START_TEST(bf16_path_choice)
@@ -1213,6 +1272,7 @@ static Suite *gemm_suite(void)
     tcase_add_test(tc, gemm_bf16_large_shapes_every_isa);
     tcase_add_test(tc, gemm_bf16_close_to_f32);
     tcase_add_test(tc, gemm_bf16_widen_is_f32_of_widened_bitwise);
+    tcase_add_test(tc, gemm_f32_bf16_is_f32_of_widened_b);
     tcase_add_test(tc, bf16_path_choice);
     suite_add_tcase(s, tc);
     tc = tcase_create("blocking");

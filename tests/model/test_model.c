@@ -252,26 +252,35 @@ START_TEST(decode_is_independent_of_threads)
 }
 END_TEST
 
-/* bf16 matmuls: the loss stays within 1% of f32 (bf16 has 8 mantissa bits, errors
- * average out over K), and training with them still learns. */
+/* bf16 matmuls on both paths: "dot" stays within 1% of the f32 loss (bf16 has 8 mantissa
+ * bits, errors average out over K) and training with it still learns; "widen" runs the
+ * GEMMs on the f32 weights: the f32 loss bit for bit. */
 START_TEST(bf16_matmuls_track_f32)
 {
-    parlm_gpt *m = tiny(2, 4, 64, 16, 64, 0, 13);
-    int32_t in[4 * 16], tg[4 * 16];
-    random_tokens(in, 64, 64, 13);
-    random_tokens(tg, 64, 64, 14);
-    ck_assert_int_eq(parlm_gpt_setup(m, 4, 16, 1), PARLM_OK);
-    float *p = parlm_gpt_params(m);
-    for (int64_t i = 0; i < parlm_gpt_num_params(m); i++)
-        p[i] *= 4.0f;
-    float lf, lb;
-    ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &lf), PARLM_OK);
-    ck_assert_int_eq(parlm_gpt_set_bf16(m, 1), PARLM_OK);
-    ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &lb), PARLM_OK);
-    ck_assert_msg(fabsf(lf - lb) < 0.01f * lf, "f32 %f bf16 %f", lf, lb);
-    float last = train(m, in, tg, 100, 1e-2f);
-    ck_assert_msg(last < 1.0f, "bf16 training loss %f", last);
-    parlm_gpt_free(m);
+    for (int path = 0; path < 2; path++) {
+        parlm_gpt *m = tiny(2, 4, 64, 16, 64, 0, 13);
+        int32_t in[4 * 16], tg[4 * 16];
+        random_tokens(in, 64, 64, 13);
+        random_tokens(tg, 64, 64, 14);
+        ck_assert_int_eq(parlm_gpt_setup(m, 4, 16, 1), PARLM_OK);
+        float *p = parlm_gpt_params(m);
+        for (int64_t i = 0; i < parlm_gpt_num_params(m); i++)
+            p[i] *= 4.0f;
+        float lf, lb;
+        ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &lf), PARLM_OK);
+        ck_assert_int_eq(parlm_bf16_path_select(path ? PARLM_BF16_WIDEN : PARLM_BF16_DOT),
+                         PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_set_bf16(m, 1), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &lb), PARLM_OK);
+        if (path)
+            ck_assert_msg(lf == lb, "widen: f32 %.9g bf16 %.9g", lf, lb);
+        else
+            ck_assert_msg(fabsf(lf - lb) < 0.01f * lf && lf != lb, "dot: f32 %f bf16 %f", lf,
+                          lb);
+        float last = train(m, in, tg, 100, 1e-2f);
+        ck_assert_msg(last < 1.0f, "bf16 training loss %f", last);
+        parlm_gpt_free(m);
+    }
 }
 END_TEST
 

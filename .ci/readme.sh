@@ -79,7 +79,8 @@ grep -q '^mpirun ' cluster.txt || { echo "readme.sh: no mpirun line in 'On a clu
 while IFS= read -r cmd; do
     case "$cmd" in
     mpirun\ *) run "$(printf '%s\n' "$cmd" | sed "s/^mpirun /mpirun $root_flag --oversubscribe /") --steps 2" ;;
-    srun\ *) command -v srun >/dev/null && run "$cmd --steps 2" || echo "- skipped (no Slurm here): $cmd" ;;
+    srun\ *) command -v srun >/dev/null && scontrol ping >/dev/null 2>&1 && run "$cmd --steps 2" ||
+        echo "- skipped (no Slurm controller here): $cmd" ;;
     esac
 done < cluster.txt
 

@@ -5,7 +5,7 @@
 # happens. Slurm keeps no accounting here, so every check reads scontrol and the job's files.
 #   sudo .ci/slurm.sh          (after the build; BUILD=dir for another build, KEEP=1 keeps $W)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 if [ "$(id -u)" -ne 0 ]; then # slurmd starts the jobs as their user: it runs as root
     exec sudo BUILD="${BUILD:-}" KEEP="${KEEP:-}" bash "$0" "$@"
 fi
@@ -40,7 +40,7 @@ show_logs() {
 cleanup() {
     trap - EXIT INT TERM
     if [ -f "$SLURM_CONF" ] && kill -0 "${pids[1]:-0}" 2>/dev/null; then
-        scancel --quiet $(squeue -h -o %i 2>/dev/null) 2>/dev/null
+        squeue -h -o %i 2>/dev/null | xargs -r scancel --quiet
         for _ in $(seq 30); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 1; done
     fi
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do # slurmd, slurmctld, then munged
@@ -120,7 +120,7 @@ export PARLM=$A DATA="$W/data/corpus_train_*.bin" VAL="$W/data/corpus_val_*.bin"
 export TRAIN_ARGS="-b 4 -t 64 --grad-accum 1 --warmup 10 --val-every 0 --sample-every 0 --quiet"
 export PARLM_PEAK_CACHE=off
 one=$PWD/apps/slurm/train-1node.sbatch multi=$PWD/apps/slurm/train-multinode.sbatch
-small="--nodes=1 --ntasks-per-node=2 --cpus-per-task=1" # the scripts' shape, one core a rank
+small=(--nodes=1 --ntasks-per-node=2 --cpus-per-task=1) # the scripts' shape, one core a rank
 
 field() { scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
 # waits until job $1 has left the queue (at most $2 seconds); its final state in $job_state
@@ -132,10 +132,11 @@ wait_gone() {
     done
     job_state=$(field "$1" JobState) job_exit=$(field "$1" ExitCode)
 }
-# the log's steps are 1, 2, ..., $2: a resumed run continues them, it does not start over
+# the log's steps are 1, 2, 3, ...: a resumed run continues them, it does not start over;
+# prints the last step
 steps_continue() {
-    awk -F, -v n="$2" 'NR > 1 { if ($1 != NR - 1) { print "log: line " NR ": step " $1 ", expected " NR - 1; bad = 1; exit } }
-        END { if (!bad && NR - 1 != n) { print "log: " NR - 1 " steps, expected " n; bad = 1 } exit bad }' "$1"
+    awk -F, 'NR > 1 && $1 != NR - 1 { print "log: line " NR ": step " $1 ", expected " NR - 1 > "/dev/stderr"; bad = 1; exit }
+        END { if (!bad) print NR - 1; exit bad }' "$1"
 }
 report() { # a failed check shows the job's output and the daemons' logs
     fail "$1"
@@ -144,38 +145,49 @@ report() { # a failed check shows the job's output and the daemons' logs
 
 # (a) train-1node.sbatch runs to the end: 2 ranks by PMIx, checkpoints, the CSV log
 t0=$SECONDS
-RUN=$W/a STEPS=60 CKPT_EVERY=20 sbatch --parsable $small -o "$W/a.out" "$one" > "$W/jid" &&
+RUN=$W/a STEPS=60 CKPT_EVERY=20 sbatch --parsable "${small[@]}" -o "$W/a.out" "$one" > "$W/jid" &&
     wait_gone "$(cat "$W/jid")" 120
 out=$W/a.out
 if [ "${job_state:-}" != COMPLETED ]; then report "(a) train-1node: job ${job_state:-?} (exit ${job_exit:-?})" "$out"
 elif ! grep -q '2 processes' "$out"; then report "(a) train-1node: not 2 MPI ranks (srun --mpi=pmix)" "$out"
 elif ! grep -q '^done: 60 steps' "$out"; then report "(a) train-1node: no 'done: 60 steps'" "$out"
 elif [ ! -f "$W/a/ckpt_00000060.bin" ] || [ ! -f "$W/a/ckpt_00000040.bin" ]; then report "(a) train-1node: checkpoints 40 and 60 missing" "$out"
-elif ! steps_continue "$W/a/log.csv" 60; then report "(a) train-1node: log.csv" "$out"
+elif [ "$(steps_continue "$W/a/log.csv")" != 60 ]; then report "(a) train-1node: log.csv" "$out"
 else ok "(a) train-1node.sbatch, 2 ranks, 60 steps, checkpoints and log ($((SECONDS - t0)) s)"; fi
 
 # (b) the time limit: --signal=INT@10 of a 1-minute job reaches parlm-train through the srun
-# step (no B:), which checkpoints the step it is at and stops before the limit. Slurm checks
-# the limits every 30 s, so the signal comes 10-40 s early. --time and --signal here only
-# scale down the script's own #SBATCH lines.
+# step (no B:), which checkpoints the step it is at and stops before the limit; REQUEUE=1
+# puts the job back in the queue and it resumes from that checkpoint (then it is cancelled).
+# Slurm checks the limits every 30 s, so the signal comes 10-40 s early. --time and
+# --signal here only scale down the script's own #SBATCH lines.
 t0=$SECONDS
-RUN=$W/b STEPS=10000000 CKPT_EVERY=10000000 sbatch --parsable $small --time=1 --signal=INT@10 \
-    -o "$W/b.out" "$one" > "$W/jid" && wait_gone "$(cat "$W/jid")" 150
+RUN=$W/b STEPS=10000000 CKPT_EVERY=10000000 REQUEUE=1 sbatch --parsable "${small[@]}" --time=1 \
+    --signal=INT@10 -o "$W/b.out" "$one" > "$W/jid"
+jid=$(cat "$W/jid")
+for _ in $(seq 150); do # until the second run has resumed, or the job has ended
+    grep -q '^resume: .*(step [1-9]' "$W/b.out" 2>/dev/null && break
+    [ -z "$(squeue -h -j "$jid" 2>/dev/null)" ] && break
+    sleep 1
+done
+restarts=$(field "$jid" Restarts)
+scancel "$jid"
+wait_gone "$jid" 60
 out=$W/b.out
-n=$(sed -n 's/^interrupted at step \([0-9]*\)$/\1/p' "$out" 2>/dev/null)
+n=$(sed -n 's/^interrupted at step \([0-9]*\)$/\1/p' "$out" 2>/dev/null | head -1)
 ck=$(printf '%s/b/ckpt_%08d.bin' "$W" "${n:-0}")
-if [ "${job_state:-}" = TIMEOUT ]; then report "(b) SIGINT: the job reached its time limit (no signal?)" "$out"
-elif [ -z "$n" ] || [ "$n" -eq 0 ]; then report "(b) SIGINT: no 'interrupted at step N' (job ${job_state:-?}, exit ${job_exit:-?})" "$out"
-elif [ "$job_exit" != 130:0 ]; then report "(b) SIGINT: exit $job_exit, not 130 (stopped by the signal)" "$out"
-elif ! grep -q "^checkpoint: $ck\$" "$out" || [ ! -f "$ck" ]; then report "(b) SIGINT: no checkpoint of step $n" "$out"
-elif ! steps_continue "$W/b/log.csv" "$n"; then report "(b) SIGINT: log.csv does not end at step $n" "$out"
-elif ! "$A/parlm-generate" --ckpt "$ck" --max-tokens 4 > "$W/b.gen" 2>&1; then report "(b) SIGINT: ckpt of step $n does not load" "$W/b.gen"
-else ok "(b) --time=1 --signal=INT@10: checkpoint of step $n, exit $job_exit before the limit ($((SECONDS - t0)) s)"; fi
+if grep -q 'DUE TO TIME LIMIT' "$out"; then report "(b) SIGINT: the job reached its time limit (no signal?)" "$out"
+elif [ -z "$n" ] || [ "$n" -eq 0 ]; then report "(b) SIGINT: no 'interrupted at step N' (job ${job_state:-?})" "$out"
+elif ! grep -q "^checkpoint: $ck\$" "$out"; then report "(b) SIGINT: no checkpoint of step $n" "$out"
+elif ! grep -q 'exit code 130$' "$out"; then report "(b) SIGINT: parlm-train did not exit with 130 (stopped by the signal)" "$out"
+elif [ "${restarts:-0}" -lt 1 ] || ! grep -q "^resume: $ck (step $n)\$" "$out"; then
+    report "(b) SIGINT: REQUEUE=1 did not requeue the job to resume from step $n (restarts ${restarts:-?})" "$out"
+elif ! last=$(steps_continue "$W/b/log.csv") || [ "$last" -lt "$n" ]; then report "(b) SIGINT: log.csv steps" "$out"
+else ok "(b) --time=1 --signal=INT@10: checkpoint of step $n before the limit, requeued itself, resumed there ($((SECONDS - t0)) s)"; fi
 
 # (c)+(d) train-multinode.sbatch on one node, 2 ranks (srun --mpi=pmix, ZeRO-1), requeued
 # while it runs: SIGTERM checkpoints the step, the job starts again and resumes from it
 t0=$SECONDS
-RUN=$W/c STEPS=2000 CKPT_EVERY=500 sbatch --parsable $small -o "$W/c.out" "$multi" > "$W/jid"
+RUN=$W/c STEPS=1000 CKPT_EVERY=250 sbatch --parsable "${small[@]}" -o "$W/c.out" "$multi" > "$W/jid"
 jid=$(cat "$W/jid") requeued=0
 for _ in $(seq 600); do # until the run is past step 100 (a 0.1 s poll: steps take ms)
     s=$(tail -n 1 "$W/c/log.csv" 2>/dev/null | cut -d, -f1)
@@ -192,9 +204,9 @@ elif [ "${job_state:-}" != COMPLETED ] || [ "$(field "$jid" Restarts)" != 1 ]; t
 elif ! grep -q '2 processes' "$out" || ! grep -q 'data-parallel zero1' "$out"; then report "(d) multinode: not 2 MPI ranks with ZeRO-1" "$out"
 elif [ -z "$n" ]; then report "(c) requeue: SIGTERM did not stop the first run ('interrupted at step N')" "$out"
 elif ! grep -q "^resume: .*ckpt_0*$n.bin (step $n)\$" "$out"; then report "(c) requeue: the second run did not resume from step $n" "$out"
-elif ! grep -q '^done: 2000 steps' "$out"; then report "(c) requeue: no 'done: 2000 steps'" "$out"
-elif ! steps_continue "$W/c/log.csv" 2000; then report "(c) requeue: log.csv steps do not continue" "$out"
-else ok "(c)+(d) train-multinode.sbatch, 2 ranks: requeued at step $n, resumed there, finished 2000 steps ($((SECONDS - t0)) s)"; fi
+elif ! grep -q '^done: 1000 steps' "$out"; then report "(c) requeue: no 'done: 1000 steps'" "$out"
+elif [ "$(steps_continue "$W/c/log.csv")" != 1000 ]; then report "(c) requeue: log.csv steps do not continue" "$out"
+else ok "(c)+(d) train-multinode.sbatch, 2 ranks: requeued at step $n, resumed there, finished 1000 steps ($((SECONDS - t0)) s)"; fi
 
 echo "slurm.sh: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

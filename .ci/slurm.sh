@@ -5,10 +5,10 @@
 # happens. Slurm keeps no accounting here, so every check reads scontrol and the job's files.
 #   sudo .ci/slurm.sh          (after the build; BUILD=dir for another build, KEEP=1 keeps $W)
 set -uo pipefail
-cd "$(dirname "$0")/.." || exit 2
 if [ "$(id -u)" -ne 0 ]; then # slurmd starts the jobs as their user: it runs as root
     exec sudo BUILD="${BUILD:-}" KEEP="${KEEP:-}" bash "$0" "$@"
 fi
+cd "$(dirname "$0")/.." || exit 2
 BUILD=${BUILD:-build}
 A=$PWD/$BUILD/apps
 [ -x "$A/parlm-train" ] || { echo "slurm.sh: no $A/parlm-train: build first"; exit 2; }
@@ -49,7 +49,7 @@ cleanup() {
     if [ "$failed" -gt 0 ] || [ -n "${KEEP:-}" ]; then echo "slurm.sh: kept $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
-trap 'exit 143' INT TERM # so that cleanup runs under timeout(1) and Ctrl-C too
+trap 'echo "slurm.sh: stopped by a signal"; exit 143' INT TERM # cleanup runs: timeout(1), Ctrl-C
 
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
 ok() { echo "ok: $*"; passed=$((passed + 1)); }
@@ -66,7 +66,8 @@ for _ in $(seq 50); do [ -S "$W/munge/socket" ] && break; sleep 0.1; done
 H=$(hostname -s)
 node=$(slurmd -C 2>/dev/null | grep '^NodeName=' | sed "s/^NodeName=[^ ]*/NodeName=$H/")
 [ -n "$node" ] || node="NodeName=$H CPUs=$(nproc) RealMemory=$(free -m | awk '/^Mem:/{print $2}')"
-# cred_expire: a requeued job waits that long (+1 s) before it may start again (default 120)
+# cred_expire: a requeued job waits that long (+1 s) before it may start again (default 120);
+# sched_interval: the scheduler also looks every 2 s, not 60, so it starts then
 cat > "$SLURM_CONF" <<EOF
 ClusterName=parlmci
 SlurmctldHost=$H(127.0.0.1)
@@ -86,6 +87,7 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/builtin
+SchedulerParameters=sched_interval=2
 MpiDefault=none
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
@@ -118,7 +120,7 @@ echo "slurm.sh: node $H idle"
 "$A/parlm-prepare" --out "$W/data" --val-tokens 8192 README.md apps/*.c > /dev/null || exit 1
 export PARLM=$A DATA="$W/data/corpus_train_*.bin" VAL="$W/data/corpus_val_*.bin" MODEL=tiny
 export TRAIN_ARGS="-b 4 -t 64 --grad-accum 1 --warmup 10 --val-every 0 --sample-every 0 --quiet"
-export PARLM_PEAK_CACHE=off
+export PARLM_PEAK_CACHE=$W/peak
 one=$PWD/apps/slurm/train-1node.sbatch multi=$PWD/apps/slurm/train-multinode.sbatch
 small=(--nodes=1 --ntasks-per-node=2 --cpus-per-task=1) # the scripts' shape, one core a rank
 
@@ -126,6 +128,7 @@ field() { scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" 
 # waits until job $1 has left the queue (at most $2 seconds); its final state in $job_state
 wait_gone() {
     local t=0
+    job_state="" job_exit=""
     while [ -n "$(squeue -h -j "$1" 2>/dev/null)" ]; do
         [ "$t" -ge "$2" ] && { echo "slurm.sh: job $1 still queued after $2 s"; scancel "$1"; return 1; }
         sleep 1; t=$((t + 1))

@@ -59,7 +59,7 @@ n=0
 run() {
     local cmd=$1
     echo "+ $cmd"
-    if ! bash -c "set -e; B=build/apps; $cmd" > out.txt 2>&1; then
+    if ! bash -c "set -e; B=build/apps; $cmd" > out.txt 2>&1 < /dev/null; then # mpirun reads stdin
         tail -30 out.txt
         echo "readme.sh: this README command failed: $cmd"
         exit 1

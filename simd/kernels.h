@@ -102,12 +102,13 @@ typedef struct parlm_kernels {
                      const float *lse, float *dq, float *dk, float *dv, int64_t ldd, float scale,
                      float *scratch);
     /* Fused softmax + cross-entropy over each row of V logits (row stride ld):
-     * loss[r] = lse_r - logits[r, target[r]], lse[r] saved. */
+     * loss[r] = lse_r - logits[r, target[r]], lse[r] saved. A target < 0 is outside
+     * these columns (a vocab slice of tensor parallelism): loss[r] = lse_r. */
     void (*ce_fwd)(int64_t rows, int64_t V, const float *logits, int64_t ld,
                    const int32_t *target, float *loss, float *lse);
     /* dlogits[r, j] = (exp(logits[r, j] - lse[r]) - [j == target[r]]) * dloss[r] for
-     * j < V and 0 for V <= j < Vp. dlogits may be logits (in place: the probabilities
-     * are never stored). Written, not accumulated. */
+     * j < V and 0 for V <= j < Vp; a target < 0 has no one-hot term. dlogits may be
+     * logits (in place: the probabilities are never stored). Written, not accumulated. */
     void (*ce_bwd)(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const float *logits,
                    int64_t ld, const int32_t *target, const float *lse, const float *dloss);
     /* out[r, c0:c1] = wte[tok[r], c0:c1] + wpe[r % T, c0:c1] (rows of C floats) */

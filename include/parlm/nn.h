@@ -54,6 +54,44 @@ PARLM_API parlm_status parlm_embedding_backward(float *dwte, float *dwpe, const 
                                                 const int32_t *tokens, int B, int T, int C,
                                                 int V);
 
+/* ---- vocab-parallel loss and embedding (tensor parallelism, Megatron-LM) -------------
+ * Each of tp ranks holds the logit columns and the token-embedding rows [v0, v0 + Vs) of
+ * the padded vocabulary; of these only those < V are real, the rest is padding. The
+ * (N,Vp) logits are never gathered: the ranks exchange 2 floats per row (all-gather of
+ * the partials) for the loss, and all-reduce the (N,C) lookups for the embedding. */
+
+/* Cross-entropy, step 1. logits (N,Vs) of this slice -> part (N,2): per row the
+ * log-sum-exp of the slice's real columns (-inf when it has none), and the target's
+ * logit if the target lies in the slice, else 0. targets (N) in [0,V) (full ids). */
+PARLM_API parlm_status parlm_crossentropy_vp_partial(float *part, const float *logits,
+                                                     const int32_t *targets, int64_t N, int v0,
+                                                     int Vs, int V);
+/* Step 2. gathered (tp,N,2): the parts of the tp slices -> losses (N) and lse (N) as
+ * parlm_crossentropy_forward gives over the whole vocabulary (up to rounding: the sum of
+ * exponentials is grouped by slice). Same gathered bits, same results on every rank. */
+PARLM_API parlm_status parlm_crossentropy_vp_combine(float *losses, float *lse,
+                                                     const float *gathered, int64_t N, int tp);
+/* dlogits (N,Vs) = (softmax - onehot(target)) * dloss[r] on the slice's real columns,
+ * from the combined lse; 0 on its padding. Written, not accumulated; may be logits. */
+PARLM_API parlm_status parlm_crossentropy_vp_backward(float *dlogits, const float *logits,
+                                                      const int32_t *targets, const float *lse,
+                                                      const float *dloss, int64_t N, int v0,
+                                                      int Vs, int V);
+
+/* out (N,C) = wte[tokens[r] - v0] (wte: the slice's Vs rows) for tokens in the slice, 0
+ * for the others. Summed over the slices (all-reduce: one term per row is nonzero, so the
+ * sum is exact) it is the full lookup; then add wpe (parlm_bias_forward per sequence).
+ * tokens (N) in [0,V). */
+PARLM_API parlm_status parlm_embedding_vp_forward(float *out, const int32_t *tokens,
+                                                  const float *wte, int64_t N, int C, int v0,
+                                                  int Vs, int V);
+/* dwte[tokens[r] - v0] += dout[r] for the tokens in the slice and, if dwpe is not NULL,
+ * dwpe[t] += dout (B,T,C), rows in order: bitwise the rows parlm_embedding_backward
+ * writes, given the same dout. */
+PARLM_API parlm_status parlm_embedding_vp_backward(float *dwte, float *dwpe, const float *dout,
+                                                   const int32_t *tokens, int B, int T, int C,
+                                                   int v0, int Vs, int V);
+
 typedef struct parlm_adamw_cfg {
     float lr, beta1, beta2, eps, weight_decay;
 } parlm_adamw_cfg;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dispatch.h"
 #include "error.h"
@@ -266,5 +267,189 @@ parlm_status parlm_sumsq(const float *x, int64_t n, double *out)
     for (int t = 0; t < nt; t++) /* fixed order: same thread count, same bits */
         s += part[t];
     *out = s;
+    return PARLM_OK;
+}
+
+/* ---- vocab-parallel loss and embedding ------------------------------------------------ */
+
+static parlm_status check_slice(const char *fn, int64_t N, int v0, int Vs, int V)
+{
+    if (N < 1 || V < 1 || Vs < 1 || v0 < 0 || v0 > INT_MAX - Vs)
+        return parlm_error(PARLM_EINVAL, "%s: need N, V, Vs >= 1 and 0 <= v0 (got N=%lld V=%d "
+                           "v0=%d Vs=%d)", fn, (long long)N, V, v0, Vs);
+    return PARLM_OK;
+}
+
+/* real columns of the slice [v0, v0 + Vs) below V */
+static int64_t slice_real(int v0, int Vs, int V)
+{
+    int64_t r = (int64_t)V - v0;
+    return r < 0 ? 0 : r > Vs ? Vs : r;
+}
+
+#define VP_ROWS 256 /* rows per kernel call: their slice-local targets fit the stack */
+
+/* slice-local targets of rows [r0, r0 + n): t - v0 inside the slice, -1 outside */
+static void local_targets(int32_t *lt, const int32_t *targets, int64_t r0, int64_t n, int v0,
+                          int64_t real)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int64_t t = (int64_t)targets[r0 + i] - v0;
+        lt[i] = t >= 0 && t < real ? (int32_t)t : -1;
+    }
+}
+
+parlm_status parlm_crossentropy_vp_partial(float *part, const float *logits,
+                                           const int32_t *targets, int64_t N, int v0, int Vs,
+                                           int V)
+{
+    static const char fn[] = "parlm_crossentropy_vp_partial";
+    if (!part || !logits || !targets)
+        return parlm_error(PARLM_EINVAL, "%s: null buffer", fn);
+    parlm_status st = check_slice(fn, N, v0, Vs, V);
+    if (st == PARLM_OK)
+        st = check_targets(fn, targets, N, V);
+    if (st != PARLM_OK)
+        return st;
+    const parlm_kernels *k = parlm_kern();
+    int64_t real = slice_real(v0, Vs, V);
+    int nt = parlm_threads_for(N * (real + 1), 1 << 16, omp_get_max_threads());
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t r0, r1;
+        int32_t lt[VP_ROWS];
+        float loss[VP_ROWS], lse[VP_ROWS];
+        parlm_split(N, 1, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+        for (int64_t r = r0; r < r1; r += VP_ROWS) {
+            int64_t n = r1 - r < VP_ROWS ? r1 - r : VP_ROWS;
+            local_targets(lt, targets, r, n, v0, real);
+            if (real > 0)
+                k->ce_fwd(n, real, logits + r * Vs, Vs, lt, loss, lse);
+            for (int64_t i = 0; i < n; i++) {
+                part[2 * (r + i)] = real > 0 ? lse[i] : -INFINITY;
+                part[2 * (r + i) + 1] = lt[i] >= 0 ? logits[(r + i) * Vs + lt[i]] : 0.0f;
+            }
+        }
+    }
+    return PARLM_OK;
+}
+
+parlm_status parlm_crossentropy_vp_combine(float *losses, float *lse, const float *gathered,
+                                           int64_t N, int tp)
+{
+    if (!losses || !lse || !gathered)
+        return parlm_error(PARLM_EINVAL, "parlm_crossentropy_vp_combine: null buffer");
+    if (N < 1 || tp < 1)
+        return parlm_error(PARLM_EINVAL, "parlm_crossentropy_vp_combine: need N, tp >= 1 (got "
+                           "N=%lld tp=%d)", (long long)N, tp);
+    for (int64_t r = 0; r < N; r++) {
+        /* lse = M + log sum_s exp(lse_s - M), M the largest slice lse; in double, so the
+         * only rounding left is the final one (the target term: one slice's, others 0) */
+        double mx = -INFINITY, sum = 0.0;
+        float tgt = 0.0f;
+        for (int s = 0; s < tp; s++) {
+            const float *p = gathered + ((int64_t)s * N + r) * 2;
+            mx = p[0] > mx ? p[0] : mx;
+            tgt += p[1];
+        }
+        for (int s = 0; s < tp; s++) {
+            double l = gathered[((int64_t)s * N + r) * 2];
+            if (l > -INFINITY)
+                sum += exp(l - mx);
+        }
+        lse[r] = mx > -INFINITY ? (float)(mx + log(sum)) : (float)mx;
+        losses[r] = lse[r] - tgt;
+    }
+    return PARLM_OK;
+}
+
+parlm_status parlm_crossentropy_vp_backward(float *dlogits, const float *logits,
+                                            const int32_t *targets, const float *lse,
+                                            const float *dloss, int64_t N, int v0, int Vs, int V)
+{
+    static const char fn[] = "parlm_crossentropy_vp_backward";
+    if (!dlogits || !logits || !targets || !lse || !dloss)
+        return parlm_error(PARLM_EINVAL, "%s: null buffer", fn);
+    parlm_status st = check_slice(fn, N, v0, Vs, V);
+    if (st == PARLM_OK)
+        st = check_targets(fn, targets, N, V);
+    if (st != PARLM_OK)
+        return st;
+    const parlm_kernels *k = parlm_kern();
+    int64_t real = slice_real(v0, Vs, V);
+    int nt = parlm_threads_for(N * Vs, 1 << 16, omp_get_max_threads());
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t r0, r1;
+        int32_t lt[VP_ROWS];
+        parlm_split(N, 1, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+        for (int64_t r = r0; r < r1; r += VP_ROWS) {
+            int64_t n = r1 - r < VP_ROWS ? r1 - r : VP_ROWS;
+            local_targets(lt, targets, r, n, v0, real);
+            k->ce_bwd(n, real, Vs, dlogits + r * Vs, logits + r * Vs, Vs, lt, lse + r,
+                      dloss + r);
+        }
+    }
+    return PARLM_OK;
+}
+
+parlm_status parlm_embedding_vp_forward(float *out, const int32_t *tokens, const float *wte,
+                                        int64_t N, int C, int v0, int Vs, int V)
+{
+    static const char fn[] = "parlm_embedding_vp_forward";
+    if (!out || !tokens || !wte)
+        return parlm_error(PARLM_EINVAL, "%s: null buffer", fn);
+    parlm_status st = check_slice(fn, N, v0, Vs, V);
+    if (st == PARLM_OK && C < 1)
+        st = parlm_error(PARLM_EINVAL, "%s: C = %d < 1", fn, C);
+    if (st == PARLM_OK)
+        st = check_targets(fn, tokens, N, V);
+    if (st != PARLM_OK)
+        return st;
+    int nt = parlm_threads_for(N * C, 1 << 15, omp_get_max_threads());
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t r = 0; r < N; r++) {
+        int64_t t = (int64_t)tokens[r] - v0;
+        if (t >= 0 && t < Vs)
+            memcpy(out + r * C, wte + t * C, (size_t)C * sizeof(float));
+        else
+            memset(out + r * C, 0, (size_t)C * sizeof(float));
+    }
+    return PARLM_OK;
+}
+
+parlm_status parlm_embedding_vp_backward(float *dwte, float *dwpe, const float *dout,
+                                         const int32_t *tokens, int B, int T, int C, int v0,
+                                         int Vs, int V)
+{
+    static const char fn[] = "parlm_embedding_vp_backward";
+    if (!dwte || !dout || !tokens)
+        return parlm_error(PARLM_EINVAL, "%s: null buffer", fn);
+    parlm_status st = check_embed(fn, tokens, B, T, C, V);
+    if (st == PARLM_OK)
+        st = check_slice(fn, (int64_t)B * T, v0, Vs, V);
+    if (st != PARLM_OK)
+        return st;
+    int64_t rows = (int64_t)B * T;
+    int nt = parlm_threads_for(rows * C, 1 << 15, omp_get_max_threads());
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t c0, c1; /* each thread owns columns, rows in order: as embed_bwd */
+        parlm_split(C, 16, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        for (int64_t r = 0; r < rows && c1 > c0; r++) {
+            const float *d = dout + r * C;
+            int64_t t = (int64_t)tokens[r] - v0;
+            if (t >= 0 && t < Vs) {
+                float *e = dwte + t * C;
+                for (int64_t c = c0; c < c1; c++)
+                    e[c] += d[c];
+            }
+            if (dwpe) {
+                float *p = dwpe + (r % T) * C;
+                for (int64_t c = c0; c < c1; c++)
+                    p[c] += d[c];
+            }
+        }
+    }
     return PARLM_OK;
 }

@@ -637,7 +637,7 @@ static void ce_fwd(int64_t rows, int64_t V, const float *logits, int64_t ld, con
         }
         float sum = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
         lse[r] = m + logf(sum);
-        loss[r] = lse[r] - x[target[r]];
+        loss[r] = target[r] >= 0 ? lse[r] - x[target[r]] : lse[r];
     }
 }
 
@@ -661,7 +661,8 @@ static void ce_bwd(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const fl
             __m256 a = exp_ps(_mm256_sub_ps(_mm256_maskload_ps(x + j, m), vl));
             _mm256_maskstore_ps(dx + j, m, _mm256_mul_ps(a, vd));
         }
-        dx[target[r]] -= dloss[r];
+        if (target[r] >= 0)
+            dx[target[r]] -= dloss[r];
         for (j = V; j < Vp; j += 8)
             _mm256_maskstore_ps(dx + j, tmask(Vp - j), _mm256_setzero_ps());
     }

@@ -652,7 +652,7 @@ static void ce_fwd(int64_t rows, int64_t V, const float *logits, int64_t ld, con
         float sum =
             _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
         lse[r] = m + logf(sum);
-        loss[r] = lse[r] - x[target[r]];
+        loss[r] = target[r] >= 0 ? lse[r] - x[target[r]] : lse[r];
     }
 }
 
@@ -676,7 +676,8 @@ static void ce_bwd(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const fl
             __m512 a = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), vl));
             _mm512_mask_storeu_ps(dx + j, m, _mm512_mul_ps(a, vd));
         }
-        dx[target[r]] -= dloss[r];
+        if (target[r] >= 0)
+            dx[target[r]] -= dloss[r];
         for (j = V; j < Vp; j += 16)
             _mm512_mask_storeu_ps(dx + j, tmask(Vp - j), _mm512_setzero_ps());
     }

@@ -614,7 +614,7 @@ static void ce_fwd(int64_t rows, int64_t V, const float *logits, int64_t ld, con
         }
         float sum = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
         lse[r] = m + logf(sum);
-        loss[r] = lse[r] - x[target[r]];
+        loss[r] = target[r] >= 0 ? lse[r] - x[target[r]] : lse[r];
     }
 }
 
@@ -638,7 +638,8 @@ static void ce_bwd(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const fl
             float32x4_t a = exp_ps(vsubq_f32(load_n(x + j, V - j, 0.0f), vl));
             store_n(dx + j, V - j, vmulq_n_f32(a, dl));
         }
-        dx[target[r]] -= dl;
+        if (target[r] >= 0)
+            dx[target[r]] -= dl;
         for (j = V; j < Vp; j++)
             dx[j] = 0.0f;
     }

@@ -90,7 +90,7 @@ static void ce_fwd(int64_t rows, int64_t V, const float *logits, int64_t ld, con
         for (int64_t j = 0; j < V; j++)
             sum += expf(x[j] - mx);
         lse[r] = mx + logf(sum);
-        loss[r] = lse[r] - x[target[r]];
+        loss[r] = target[r] >= 0 ? lse[r] - x[target[r]] : lse[r];
     }
 }
 
@@ -102,7 +102,8 @@ static void ce_bwd(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const fl
         float *dx = dlogits + r * ld;
         for (int64_t j = 0; j < V; j++)
             dx[j] = expf(x[j] - lse[r]) * dloss[r];
-        dx[target[r]] -= dloss[r];
+        if (target[r] >= 0)
+            dx[target[r]] -= dloss[r];
         for (int64_t j = V; j < Vp; j++)
             dx[j] = 0.0f;
     }

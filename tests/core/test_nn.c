@@ -573,6 +573,223 @@ START_TEST(crossentropy_matches_naive_double)
 }
 END_TEST
 
+/* ---- vocab-parallel cross-entropy and embedding ------------------------------------------------
+ * The full vocabulary (N, Vp) split into ns column slices of Vp/ns, as tensor parallelism
+ * holds it: the per-slice partials, gathered in slice order and combined, against
+ * parlm_crossentropy_forward/backward on the whole rows. */
+
+/* logits (N, Vp) -> the ns slices packed one after another, each (N, Vp/ns) */
+static void split_cols(float *dst, const float *src, int64_t N, int Vp, int ns)
+{
+    int Vs = Vp / ns;
+    for (int s = 0; s < ns; s++)
+        for (int64_t r = 0; r < N; r++)
+            memcpy(dst + ((int64_t)s * N + r) * Vs, src + r * Vp + (int64_t)s * Vs,
+                   (size_t)Vs * sizeof(float));
+}
+
+/* losses and lse through the vocab-parallel ops; part scratch (ns, N, 2) */
+static void vp_forward(float *loss, float *lse, const float *sl, const int32_t *tgt, int64_t N,
+                       int V, int Vp, int ns, float *part)
+{
+    int Vs = Vp / ns;
+    for (int s = 0; s < ns; s++)
+        ck_assert_int_eq(parlm_crossentropy_vp_partial(part + (int64_t)s * N * 2,
+                                                       sl + (int64_t)s * N * Vs, tgt, N, s * Vs,
+                                                       Vs, V),
+                         PARLM_OK);
+    ck_assert_int_eq(parlm_crossentropy_vp_combine(loss, lse, part, N, ns), PARLM_OK);
+}
+
+START_TEST(crossentropy_vocab_parallel_matches_full)
+{
+    static const int64_t Ns[] = {1, 7, 17, 127};
+    static const int Vv[] = {1, 5, 17, 127, 1000};
+    for (int ni = 0; ni < 4; ni++)
+        for (int vi = 0; vi < 5; vi++)
+            for (int ns = 1; ns <= 4; ns++) {
+                int64_t N = Ns[ni];
+                int V = Vv[vi];
+                /* padding up to a multiple of 16 ns (at least one padded column when
+                 * ns > 1): V = 5 over 4 slices leaves two slices of padding only */
+                int Vp = (V + 16 * ns) / (16 * ns) * (16 * ns), Vs = Vp / ns;
+                int64_t nl = N * Vp;
+                float *x = tu_alloc_nan(nl), *sl = tu_alloc_nan(nl), *g = tu_alloc_nan(nl);
+                float *gs = tu_alloc_nan(nl), *gsplit = tu_alloc_nan(nl);
+                float *loss = tu_alloc_nan(N), *lse = tu_alloc_nan(N);
+                float *vloss = tu_alloc_nan(N), *vlse = tu_alloc_nan(N);
+                float *part = tu_alloc_nan(N * 2 * ns), *dloss = tu_alloc_nan(N);
+                int32_t *tgt = xmalloc((size_t)N * sizeof(int32_t));
+                fill_range(x, nl, 3000 + ni * 40 + vi * 4 + ns, -6.0f, 6.0f);
+                for (int64_t r = 0; r < N; r++) {
+                    tgt[r] = (int32_t)((r * 7919 + 5 * ns) % V);
+                    dloss[r] = (float)((r % 5) - 2) * 0.25f;
+                }
+                char ctx[96];
+                snprintf(ctx, sizeof ctx, "N=%lld V=%d Vp=%d slices=%d", (long long)N, V, Vp, ns);
+                ck_assert_int_eq(parlm_crossentropy_forward(loss, lse, x, tgt, N, V, Vp),
+                                 PARLM_OK);
+                split_cols(sl, x, N, Vp, ns);
+                vp_forward(vloss, vlse, sl, tgt, N, V, Vp, ns, part);
+                /* both are within (V + 8) u + 2 u |lse| of the exact lse (the bound of
+                 * crossentropy_matches_naive_double: a float sum of V exponentials, log and
+                 * add); grouping the sum by slices and combining them in double adds a few u
+                 * |lse|. The loss subtracts the same target logit: 2 u (|loss| + |x_t|). */
+                for (int64_t r = 0; r < N; r++) {
+                    double el = 2 * (V + 8) * U_RND + 6 * U_RND * fabs(lse[r]);
+                    double xt = x[r * Vp + tgt[r]];
+                    ck_assert_msg(fabs((double)vlse[r] - lse[r]) <= el,
+                                  "%s: lse[%lld] %.9g vs full %.9g", ctx, (long long)r,
+                                  (double)vlse[r], (double)lse[r]);
+                    ck_assert_msg(fabs((double)vloss[r] - loss[r]) <=
+                                      el + 4 * U_RND * (fabs(loss[r]) + fabs(xt)),
+                                  "%s: loss[%lld] %.9g vs full %.9g", ctx, (long long)r,
+                                  (double)vloss[r], (double)loss[r]);
+                }
+                /* backward from the full lse: the slice kernels compute each column's
+                 * exp(x - lse) dloss exactly as the full row does, so bitwise equal */
+                ck_assert_int_eq(parlm_crossentropy_backward(g, x, tgt, lse, dloss, N, V, Vp),
+                                 PARLM_OK);
+                for (int s = 0; s < ns; s++) {
+                    float *d = gs + (int64_t)s * N * Vs;
+                    ck_assert_int_eq(parlm_crossentropy_vp_backward(d, sl + (int64_t)s * N * Vs,
+                                                                    tgt, lse, dloss, N, s * Vs,
+                                                                    Vs, V),
+                                     PARLM_OK);
+                }
+                split_cols(gsplit, g, N, Vp, ns);
+                ck_assert_msg(memcmp(gs, gsplit, (size_t)nl * sizeof(float)) == 0,
+                              "%s: slice dlogits differ from the full ones", ctx);
+                /* and in place, from the combined lse: within the lse difference el times
+                 * p |dloss| (plus the roundings of exp and the product); padding exactly 0 */
+                for (int s = 0; s < ns; s++) {
+                    float *d = sl + (int64_t)s * N * Vs;
+                    ck_assert_int_eq(parlm_crossentropy_vp_backward(d, d, tgt, vlse, dloss, N,
+                                                                    s * Vs, Vs, V),
+                                     PARLM_OK);
+                }
+                for (int s = 0; s < ns; s++)
+                    for (int64_t r = 0; r < N; r++)
+                        for (int j = 0; j < Vs; j++) {
+                            int col = s * Vs + j;
+                            float got = sl[((int64_t)s * N + r) * Vs + j], ref = g[r * Vp + col];
+                            if (col >= V) {
+                                ck_assert_msg(got == 0.0f && !signbit(got),
+                                              "%s: padding column %d = %g", ctx, col,
+                                              (double)got);
+                                continue;
+                            }
+                            double xj = x[r * Vp + col], p = exp(xj - lse[r]);
+                            double el = 2 * (V + 8) * U_RND + 6 * U_RND * fabs(lse[r]);
+                            double tol = fabs(dloss[r]) *
+                                         (p * (el + 8 * U_RND * (1 + fabs(xj - lse[r]))) +
+                                          4 * U_RND * (1 + p));
+                            ck_assert_msg(fabs((double)got - ref) <= tol,
+                                          "%s: dlogits[%lld][%d] %.9g vs full %.9g", ctx,
+                                          (long long)r, col, (double)got, (double)ref);
+                        }
+                free(tgt);
+                parlm_free(x), parlm_free(sl), parlm_free(g), parlm_free(gs);
+                parlm_free(gsplit), parlm_free(loss), parlm_free(lse), parlm_free(vloss);
+                parlm_free(vlse), parlm_free(part), parlm_free(dloss);
+            }
+}
+END_TEST
+
+/* sum_r dloss_r loss_r through the vocab-parallel ops, in double from float losses */
+static double vp_objective(const float *sl, const int32_t *tgt, const float *dloss, int64_t N,
+                           int V, int Vp, int ns)
+{
+    float loss[3], lse[3], part[3 * 2 * 4];
+    vp_forward(loss, lse, sl, tgt, N, V, Vp, ns, part);
+    double f = 0;
+    for (int64_t r = 0; r < N; r++)
+        f += (double)dloss[r] * loss[r];
+    return f;
+}
+
+START_TEST(crossentropy_vocab_parallel_finite_differences)
+{
+    /* central differences of sum dloss * loss with h = 1e-2 on logits of size ~1: the
+     * truncation error is h^2 / 6 times a third derivative below 1 (softmax), < 2e-5, and
+     * the rounding of the float losses 2 u |f| / h < 1e-4; tolerance 1e-3 */
+    const int64_t N = 3;
+    const int V = 13, ns = 3, Vp = 24, Vs = Vp / ns;
+    float x[3 * 24], sl[3 * 24], gs[3 * 24], loss[3], lse[3], part[3 * 2 * 3];
+    float dloss[3] = {1.0f, -0.5f, 0.75f};
+    int32_t tgt[3] = {2, 9, 12};
+    fill_range(x, N * Vp, 77, -2.0f, 2.0f);
+    split_cols(sl, x, N, Vp, ns);
+    vp_forward(loss, lse, sl, tgt, N, V, Vp, ns, part);
+    for (int s = 0; s < ns; s++)
+        ck_assert_int_eq(parlm_crossentropy_vp_backward(gs + s * N * Vs, sl + s * N * Vs, tgt,
+                                                        lse, dloss, N, s * Vs, Vs, V),
+                         PARLM_OK);
+    const float h = 1e-2f;
+    for (int64_t i = 0; i < N * Vp; i++) {
+        float keep = sl[i];
+        sl[i] = keep + h;
+        double fp = vp_objective(sl, tgt, dloss, N, V, Vp, ns);
+        sl[i] = keep - h;
+        double fm = vp_objective(sl, tgt, dloss, N, V, Vp, ns);
+        sl[i] = keep;
+        double fd = (fp - fm) / (2.0 * ((double)(keep + h) - keep));
+        ck_assert_msg(fabs(fd - gs[i]) <= 1e-3, "dlogits[%lld] = %g, finite difference %g",
+                      (long long)i, (double)gs[i], fd);
+    }
+}
+END_TEST
+
+START_TEST(embedding_vocab_parallel_equals_full_bitwise)
+{
+    /* one nonzero term per row, so the sum over slices is exact, and the position add is
+     * the same float addition: bitwise equal to the full lookup; the backward adds the
+     * same rows in the same order */
+    const int B = 3, T = 7, C = 37, V = 21, Vp = 24;
+    const int64_t N = (int64_t)B * T;
+    float *wte = tu_alloc_nan(Vp * C), *wpe = tu_alloc_nan(T * C), *dout = tu_alloc_nan(N * C);
+    float *ref = tu_alloc_nan(N * C), *sum = tu_alloc_nan(N * C), *o = tu_alloc_nan(N * C);
+    float *dwte = tu_alloc_nan(Vp * C), *dwpe = tu_alloc_nan(T * C);
+    int32_t tok[21];
+    tu_fill(wte, Vp * C, 81), tu_fill(wpe, T * C, 82), tu_fill(dout, N * C, 83);
+    for (int64_t r = 0; r < N; r++)
+        tok[r] = (int32_t)((r * r * 5 + 3) % V) / (r % 3 ? 1 : 4); /* repeats */
+    ck_assert_int_eq(parlm_embedding_forward(ref, tok, wte, wpe, B, T, C, V), PARLM_OK);
+    tu_fill(dwte, Vp * C, 84), tu_fill(dwpe, T * C, 85); /* accumulate onto something */
+    ck_assert_int_eq(parlm_embedding_backward(dwte, dwpe, dout, tok, B, T, C, V), PARLM_OK);
+    for (int ns = 1; ns <= 4; ns++) {
+        int Vs = Vp / ns;
+        memset(sum, 0, (size_t)N * C * sizeof(float));
+        for (int s = 0; s < ns; s++) {
+            ck_assert_int_eq(parlm_embedding_vp_forward(o, tok, wte + (int64_t)s * Vs * C, N, C,
+                                                        s * Vs, Vs, V),
+                             PARLM_OK);
+            for (int64_t i = 0; i < N * C; i++)
+                sum[i] += o[i];
+        }
+        for (int b = 0; b < B; b++)
+            ck_assert_int_eq(parlm_bias_forward(sum + (int64_t)b * T * C, wpe, 1, (int64_t)T * C),
+                             PARLM_OK);
+        ck_assert_msg(memcmp(sum, ref, (size_t)N * C * sizeof(float)) == 0,
+                      "%d slices: lookup differs from the full one", ns);
+        float *w = tu_alloc_nan(Vp * C), *p = tu_alloc_nan(T * C);
+        tu_fill(w, Vp * C, 84), tu_fill(p, T * C, 85);
+        for (int s = 0; s < ns; s++) /* wpe on one slice only, as one rank's */
+            ck_assert_int_eq(parlm_embedding_vp_backward(w + (int64_t)s * Vs * C,
+                                                         s == 0 ? p : NULL, dout, tok, B, T, C,
+                                                         s * Vs, Vs, V),
+                             PARLM_OK);
+        ck_assert_msg(memcmp(w, dwte, (size_t)Vp * C * sizeof(float)) == 0,
+                      "%d slices: dwte differs", ns);
+        ck_assert_msg(memcmp(p, dwpe, (size_t)T * C * sizeof(float)) == 0,
+                      "%d slices: dwpe differs", ns);
+        parlm_free(w), parlm_free(p);
+    }
+    parlm_free(wte), parlm_free(wpe), parlm_free(dout), parlm_free(ref), parlm_free(sum);
+    parlm_free(o), parlm_free(dwte), parlm_free(dwpe);
+}
+END_TEST
+
 /* ---- embeddings ------------------------------------------------------------------------------ */
 
 START_TEST(embedding_matches_naive_with_repeated_tokens)
@@ -916,15 +1133,16 @@ START_TEST(kernels_match_scalar)
                 parlm_free(x), parlm_free(o), parlm_free(dout), parlm_free(lse);
                 parlm_free(d1), parlm_free(d2), parlm_free(scr), parlm_free(init);
             }
-        /* cross-entropy: rows of awkward lengths, ld > Vp */
+        /* cross-entropy: rows of awkward lengths, ld > Vp; the last row's target is
+         * outside the columns (-1: a vocab slice without it) */
         static const int Vs[] = {1, 5, 16, 17, 100, 2047, 2049, 5000};
         for (int a = 0; a < 8; a++) {
-            int V = Vs[a], Vp = V + 7, rows = 3;
+            int V = Vs[a], Vp = V + 7, rows = 4;
             int64_t ld = Vp + 2;
             float *x = tu_alloc_nan(rows * ld), *g1 = tu_alloc_nan(rows * ld);
             float *g2 = tu_alloc_nan(rows * ld);
-            float l1[3], l2[3], s1[3], s2[3], dl[3] = {1.0f, -0.5f, 0.25f};
-            int32_t tg[3] = {0, (int32_t)(V / 2), (int32_t)(V - 1)};
+            float l1[4], l2[4], s1[4], s2[4], dl[4] = {1.0f, -0.5f, 0.25f, 0.75f};
+            int32_t tg[4] = {0, (int32_t)(V / 2), (int32_t)(V - 1), -1};
             fill_range(x, rows * ld, 950 + a, -10, 10);
             S.ce_fwd(rows, V, x, ld, tg, l1, s1);
             K.ce_fwd(rows, V, x, ld, tg, l2, s2);
@@ -1108,6 +1326,16 @@ START_TEST(bad_input_is_an_error_with_message)
     expect_einval(parlm_crossentropy_forward(loss, ls, logits, tg, 0, 7, 8), "ce N = 0");
     expect_einval(parlm_crossentropy_backward(logits, logits, bad, ls, dl, 2, 7, 8), "ceb target");
     expect_einval(parlm_crossentropy_backward(logits, logits, tg, ls, NULL, 2, 7, 8), "ceb NULL");
+    float part[4];
+    expect_einval(parlm_crossentropy_vp_partial(part, logits, bad, 2, 0, 4, 7), "vp target = V");
+    expect_einval(parlm_crossentropy_vp_partial(part, logits, tg, 2, -1, 4, 7), "vp v0 < 0");
+    expect_einval(parlm_crossentropy_vp_partial(part, logits, tg, 2, 0, 0, 7), "vp Vs = 0");
+    expect_einval(parlm_crossentropy_vp_combine(loss, ls, part, 2, 0), "vp tp = 0");
+    expect_einval(parlm_crossentropy_vp_backward(logits, logits, tg, ls, NULL, 2, 0, 4, 7),
+                  "vpb NULL");
+    expect_einval(parlm_embedding_vp_forward(logits, neg, logits, 2, 1, 0, 4, 7), "vp token < 0");
+    expect_einval(parlm_embedding_vp_backward(logits, NULL, logits, bad, 1, 2, 1, 0, 4, 7),
+                  "vpb token = V");
 
     float wte[4 * 3] = {0}, wpe[2 * 3] = {0}, eo[2 * 3];
     int32_t tok[2] = {0, 4};
@@ -1147,10 +1375,13 @@ static Suite *nn_suite(void)
     tc = tcase_create("crossentropy");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, crossentropy_matches_naive_double);
+    tcase_add_test(tc, crossentropy_vocab_parallel_matches_full);
+    tcase_add_test(tc, crossentropy_vocab_parallel_finite_differences);
     suite_add_tcase(s, tc);
     tc = tcase_create("embedding");
     tcase_add_test(tc, embedding_matches_naive_with_repeated_tokens);
     tcase_add_test(tc, embedding_threads_bitwise_repeatable);
+    tcase_add_test(tc, embedding_vocab_parallel_equals_full_bitwise);
     suite_add_tcase(s, tc);
     tc = tcase_create("optimizer");
     tcase_add_test(tc, adamw_matches_naive_double);

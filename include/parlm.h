@@ -19,5 +19,6 @@
 #if PARLM_WITH_MPI
 #include "parlm/dist.h"
 #include "parlm/dp.h"
+#include "parlm/tp.h"
 #endif
 #endif

@@ -6,7 +6,10 @@
  * the whole residual row itself (C floats cost less than a barrier), computes its slice
  * of each product's output rows and applies bias, GELU and the residual add to that
  * slice. When the threads divide the heads, a thread computes q, k, v of its own heads
- * and their attention without waiting for the others. */
+ * and their attention without waiting for the others. On a tensor-parallel shard the same
+ * region runs the shard's heads, hidden units and vocab rows; the partial projections are
+ * summed over the group by the master thread between two barriers (cheaper than ending
+ * and restarting the region: see tp_collective). */
 #include <math.h>
 #include <omp.h>
 
@@ -35,72 +38,95 @@ static void gemv(const parlm_kernels *k, int bf16, const void *w, int64_t r0, in
         k->sgemv_t(r1 - r0, ic, 1.0f, (const float *)w + r0 * ic, ic, x, 0.0f, y);
 }
 
-/* rows [r0, r1) of qkv = W ln + b, each written where it is used: q into q, k and v
- * straight into the cache row of this position */
-static void qkv_rows(const parlm_kernels *k, int bf16, const parlm_decode_layer *w, int64_t C,
-                     int64_t r0, int64_t r1, const float *ln, float *q, float *krow,
+/* rows [r0, r1) of qkv = W ln + b (W has 3 parts of cl rows and C columns), each written
+ * where it is used: q into q, k and v straight into the cache row of this position */
+static void qkv_rows(const parlm_kernels *k, int bf16, const parlm_decode_layer *w, int64_t cl,
+                     int64_t C, int64_t r0, int64_t r1, const float *ln, float *q, float *krow,
                      float *vrow)
 {
     float *dst[3] = {q, krow, vrow};
     for (int64_t part = 0; part < 3; part++) {
-        int64_t a = r0 > part * C ? r0 : part * C, b = r1 < (part + 1) * C ? r1 : (part + 1) * C;
+        int64_t a = r0 > part * cl ? r0 : part * cl;
+        int64_t b = r1 < (part + 1) * cl ? r1 : (part + 1) * cl;
         if (a >= b)
             continue;
-        float *y = dst[part] + (a - part * C);
+        float *y = dst[part] + (a - part * cl);
         gemv(k, bf16, w->qkvw, a, b, C, ln, y);
         k->bias_fwd(y, w->qkvb + a, 1, b - a);
     }
 }
 
-/* x[c0:c1] += W[c0:c1, :] in + b[c0:c1] (the residual add after a projection) */
-static void project_add(const parlm_kernels *k, int bf16, const void *w, const float *b,
-                        int64_t c0, int64_t c1, int64_t ic, const float *in, float *tmp,
-                        float *x)
+/* x[c0:c1] += tmp[c0:c1] + b[c0:c1] (the residual add after a projection) */
+static void bias_add(const parlm_kernels *k, const float *b, int64_t c0, int64_t c1, float *tmp,
+                     float *x)
 {
     if (c1 <= c0)
         return;
-    gemv(k, bf16, w, c0, c1, ic, in, tmp + c0);
     k->bias_fwd(tmp + c0, b + c0, 1, c1 - c0);
     k->add(x + c0, x + c0, tmp + c0, c1 - c0);
+}
+
+/* The group's collective on buf, called by the master thread while the others wait at
+ * the barriers (the first one makes every thread's part of buf complete). A failure is
+ * kept in *st and later collectives are skipped: the team still runs to the end, so no
+ * thread is left at a barrier. */
+static void tp_collective(const parlm_decode_model *d, int gather, float *buf, int64_t n,
+                          parlm_status *st)
+{
+#pragma omp barrier
+#pragma omp master
+    if (*st == PARLM_OK)
+        *st = gather ? d->comm->all_gather(d->comm->arg, buf, n)
+                     : d->comm->allreduce_sum(d->comm->arg, buf, n);
+#pragma omp barrier
 }
 
 parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, float *logits,
                                float *scratch, int threads)
 {
     const parlm_kernels *k = parlm_kern();
-    const int64_t C = d->C, NH = d->NH, hs = C / NH, Cp = round16(C), T = d->max_seq;
+    const int tp = d->tp > 1 ? d->tp : 1;
+    /* local sizes: attention width, heads, hidden units and vocab rows of this shard */
+    const int64_t C = d->C, CL = C / tp, NHL = d->NH / tp, hs = C / d->NH, FL = 4 * C / tp;
+    const int64_t VL = d->Vp / tp, Cp = round16(C), T = d->max_seq;
     const int bf16 = d->bf16;
     float *q = scratch, *att = q + Cp, *tmp = att + Cp, *fch = tmp + Cp, *lse = fch + 4 * Cp;
-    float *lnrows = lse + round16(NH);
+    float *lnrows = lse + round16(d->NH);
+    float *mylogits = logits + (tp > 1 ? d->tp_rank * VL : 0);
     const float scale = 1.0f / sqrtf((float)hs);
+    parlm_status st = PARLM_OK;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         float *ln = lnrows + t * Cp, mean, rstd;
-        int by_head = NH % nt == 0;
+        int by_head = NHL % nt == 0;
         int64_t h0, h1, a0, a1, c0, c1, f0, f1, v0, v1;
-        parlm_split(NH, 1, t, nt, &h0, &h1);
-        parlm_split(3 * C, 16, t, nt, &a0, &a1);
+        parlm_split(NHL, 1, t, nt, &h0, &h1);
+        parlm_split(3 * CL, 16, t, nt, &a0, &a1);
         parlm_split(C, 16, t, nt, &c0, &c1);
-        parlm_split(4 * C, 16, t, nt, &f0, &f1);
-        parlm_split(d->Vp, 16, t, nt, &v0, &v1);
+        parlm_split(FL, 16, t, nt, &f0, &f1);
+        parlm_split(VL, 16, t, nt, &v0, &v1);
         for (int l = 0; l < d->L; l++) {
             const parlm_decode_layer *w = &d->layers[l];
-            float *kc = d->kv + (int64_t)l * 2 * T * C, *vc = kc + T * C;
+            float *kc = d->kv + (int64_t)l * 2 * T * CL, *vc = kc + T * CL;
             k->layernorm_fwd(ln, &mean, &rstd, x, w->ln1w, w->ln1b, 1, C);
             if (by_head) { /* q, k, v of heads h0..h1 */
                 for (int64_t part = 0; part < 3; part++)
-                    qkv_rows(k, bf16, w, C, part * C + h0 * hs, part * C + h1 * hs, ln, q,
-                             kc + pos * C, vc + pos * C);
+                    qkv_rows(k, bf16, w, CL, C, part * CL + h0 * hs, part * CL + h1 * hs, ln, q,
+                             kc + pos * CL, vc + pos * CL);
             } else {
-                qkv_rows(k, bf16, w, C, a0, a1, ln, q, kc + pos * C, vc + pos * C);
+                qkv_rows(k, bf16, w, CL, C, a0, a1, ln, q, kc + pos * CL, vc + pos * CL);
 #pragma omp barrier
             }
             for (int64_t h = h0; h < h1; h++)
-                k->attn_fwd(1, pos, hs, q + h * hs, C, kc + h * hs, vc + h * hs, C, att + h * hs,
-                            C, lse + h, scale);
+                k->attn_fwd(1, pos, hs, q + h * hs, CL, kc + h * hs, vc + h * hs, CL,
+                            att + h * hs, CL, lse + h, scale);
 #pragma omp barrier
-            project_add(k, bf16, w->attprojw, w->attprojb, c0, c1, C, att, tmp, x);
+            if (c1 > c0) /* this shard's part of the output projection */
+                gemv(k, bf16, w->attprojw, c0, c1, CL, att, tmp + c0);
+            if (tp > 1)
+                tp_collective(d, 0, tmp, C, &st);
+            bias_add(k, w->attprojb, c0, c1, tmp, x);
 #pragma omp barrier
             k->layernorm_fwd(ln, &mean, &rstd, x, w->ln2w, w->ln2b, 1, C);
             if (f1 > f0) {
@@ -109,11 +135,17 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
                 k->gelu_fwd(fch + f0, fch + f0, f1 - f0);
             }
 #pragma omp barrier
-            project_add(k, bf16, w->fcprojw, w->fcprojb, c0, c1, 4 * C, fch, tmp, x);
+            if (c1 > c0)
+                gemv(k, bf16, w->fcprojw, c0, c1, FL, fch, tmp + c0);
+            if (tp > 1)
+                tp_collective(d, 0, tmp, C, &st);
+            bias_add(k, w->fcprojb, c0, c1, tmp, x);
 #pragma omp barrier
         }
         k->layernorm_fwd(ln, &mean, &rstd, x, d->lnfw, d->lnfb, 1, C);
-        gemv(k, bf16, d->lm_head, v0, v1, C, ln, logits + v0);
+        gemv(k, bf16, d->lm_head, v0, v1, C, ln, mylogits + v0);
+        if (tp > 1) /* every rank gets the whole row: the same token is picked everywhere */
+            tp_collective(d, 1, logits, VL, &st);
     }
-    return PARLM_OK;
+    return st;
 }

@@ -6,6 +6,7 @@
 #define PARLM_LIB_DECODE_H
 #include <stdint.h>
 
+#include "parlm/model.h"
 #include "parlm/status.h"
 
 /* One layer. The matrices are (OC, IC) row-major: f32 (float) or bf16 (uint16_t). */
@@ -14,12 +15,21 @@ typedef struct parlm_decode_layer {
     const void *qkvw, *attprojw, *fcw, *fcprojw;
 } parlm_decode_layer;
 
+/* A tensor-parallel shard (tp > 1) holds NH/tp heads (qkvw (3C/tp, C) as [q | k | v] of
+ * them, attprojw (C, C/tp)), 4C/tp hidden units (fcw (4C/tp, C), fcprojw (C, 4C/tp)) and
+ * the vocab rows [tp_rank Vp/tp, ...) of lm_head; its KV cache rows are C/tp wide. The
+ * projections' partial outputs are summed over the group (comm->allreduce_sum) before
+ * the replicated bias is added once, and the logit slices are all-gathered, so every
+ * rank ends with the same Vp logits. One thread of the team calls comm, between
+ * barriers. */
 typedef struct parlm_decode_model {
-    int L, C, NH, Vp, max_seq, bf16;  /* bf16: the matrices and lm_head are uint16_t */
+    int L, C, NH, Vp, max_seq, bf16;  /* full sizes; bf16: matrices and lm_head are uint16_t */
     const parlm_decode_layer *layers; /* L of them */
     const float *lnfw, *lnfb;
-    const void *lm_head;              /* (Vp, C): the tied token embedding */
-    float *kv;                        /* KV cache (L, 2, max_seq, C) */
+    const void *lm_head;              /* (Vp/tp, C): the tied token embedding (its slice) */
+    float *kv;                        /* KV cache (L, 2, max_seq, C/tp) */
+    int tp, tp_rank;                  /* 0 or 1, 0: the whole model */
+    const parlm_gpt_tp_comm *comm;    /* tp > 1 */
 } parlm_decode_model;
 
 /* Floats of scratch parlm_decode_step needs with `threads` OpenMP threads. */
@@ -27,10 +37,11 @@ int64_t parlm_decode_scratch(int C, int NH, int threads);
 
 /* x (C floats, the embedded token at position pos, 0 <= pos < max_seq) runs through the
  * model: writes k and v of pos into the cache (positions < pos must be there already)
- * and logits (Vp floats). x is overwritten (the final residual stream). `scratch` holds
- * parlm_decode_scratch(C, NH, threads) floats, threads >= 1 (the team size asked for).
- * Every output element is computed the same way whatever the thread count: the result
- * is bitwise independent of it. Arguments are the caller's to check. */
+ * and logits (Vp floats, all of them also on a shard). x is overwritten (the final
+ * residual stream). `scratch` holds parlm_decode_scratch(C, NH, threads) floats, threads
+ * >= 1 (the team size asked for). Every output element is computed the same way whatever
+ * the thread count: the result is bitwise independent of it. Arguments are the caller's
+ * to check; a failed collective is returned (the logits are then garbage). */
 parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, float *logits,
                                float *scratch, int threads);
 #endif

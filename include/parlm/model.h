@@ -98,7 +98,8 @@ PARLM_API parlm_status parlm_gpt_set_bf16(parlm_gpt *m, int on);
  * *loss is left alone (may be NULL). Tokens must lie in [0, V). */
 PARLM_API parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs,
                                          const int32_t *targets, float *loss);
-/* Logits (B,T,Vp) of the last forward (invalid after backward, which reuses them). */
+/* Logits (B,T,Vp) of the last forward (invalid after backward, which reuses them); on a
+ * tensor-parallel shard its vocab slice, (B,T,Vp/tp). */
 PARLM_API const float *parlm_gpt_logits(const parlm_gpt *m);
 
 /* Backward of the last forward (which must have had targets): grads += dloss/dparams.

@@ -2,7 +2,13 @@
  * Layer by layer, llm.c style, on the library's kernels: parlm_sgemm (or bf16 GEMM) for
  * the linear layers, fused attention and cross-entropy, layernorm/GELU/residual ops.
  * Everything is allocated at create/setup; a training step allocates nothing except the
- * small per-call scratch of attention backward. Layout: see parlm/model.h. */
+ * small per-call scratch of attention backward. Layout: see parlm/model.h.
+ * Tensor parallelism (Megatron-LM): a shard with tp > 1 runs its heads, MLP units and vocab
+ * rows; the row-parallel projections (attproj, fcproj) produce partial sums that are
+ * all-reduced before the replicated bias is added once, and backward all-reduces the
+ * gradient of each layernorm's output (the input of the column-parallel qkv, fc and LM
+ * head). Everything else is computed identically on every rank of the group, from the
+ * same bits, so the replicas stay bitwise equal. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -83,6 +89,7 @@ struct parlm_gpt {
     int64_t arena_floats;
     act_slot *slots, *cur;
     float *dloss;
+    float *ce_part; /* tp > 1: the loss partials of every rank (tp, N, 2) */
     float *d_res, *d_ln, *d_atty, *d_qkv, *d_fch, *d_fch_gelu; /* backward scratch */
     /* backward progress reports (overlapped gradient communication) */
     parlm_grad_ready_fn hook;
@@ -407,8 +414,6 @@ parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg
     if (!sh)
         sh = &whole;
     TRY(parlm_gpt_shard_check(&c, sh));
-    if (sh->tp > 1)
-        return parlm_error(PARLM_EUNSUPPORTED, "tensor parallelism is not built yet");
     parlm_gpt *m = calloc(1, sizeof *m);
     if (!m)
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_create: out of memory");
@@ -668,6 +673,8 @@ parlm_status parlm_gpt_setup_slots(parlm_gpt *m, int B, int T, int training, int
     else if (training)
         per_slot += N * C; /* grad_out */
     int64_t total = per_slot * nslots + N /* dloss */;
+    if (m->last && m->sh.tp > 1)
+        total += 2 * N * m->sh.tp; /* ce_part */
     if (training) /* d_res d_ln d_atty d_qkv d_fch d_fch_gelu */
         total += N * C * 2 + N * Ca * 4 + N * Hm * 2;
     if (N > (int64_t)1 << 40 || per_slot > ((int64_t)1 << 60) / 4 / nslots)
@@ -713,6 +720,7 @@ parlm_status parlm_gpt_setup_slots(parlm_gpt *m, int B, int T, int training, int
         }
     }
     m->dloss = TAKE(N);
+    m->ce_part = m->last && m->sh.tp > 1 ? TAKE(2 * N * m->sh.tp) : NULL;
     m->d_res = m->d_ln = m->d_atty = m->d_qkv = m->d_fch = m->d_fch_gelu = NULL;
     if (training) {
         m->d_res = TAKE(N * C), m->d_ln = TAKE(N * C), m->d_atty = TAKE(N * Ca);
@@ -768,6 +776,46 @@ const float *parlm_gpt_stage_grad_input(const parlm_gpt *m)
     return m && m->training && !m->first && m->grad_in_valid ? m->d_res : NULL;
 }
 
+/* ---- tensor parallelism ------------------------------------------------------------------ */
+
+/* buf (n) = its sum over the tensor-parallel group (nothing without one) */
+static parlm_status tp_sum(parlm_gpt *m, float *buf, int64_t n)
+{
+    return m->sh.tp > 1 ? m->tp.allreduce_sum(m->tp.arg, buf, n) : PARLM_OK;
+}
+
+/* first vocabulary row of this shard's slice */
+static int vocab0(const parlm_gpt *m) { return m->sh.tp_rank * m->Vs; }
+
+/* out (n,C) = wte[tokens] + wpe[pos0 ..]: the whole lookup, or on a shard the slice's
+ * rows (0 for tokens of other slices) summed over the group, which is exact */
+static parlm_status embed(parlm_gpt *m, float *out, const int32_t *tokens, int64_t n, int pos0,
+                          int Bn, int Tn)
+{
+    int C = m->cfg.n_embd;
+    const float *wpe = WPE(m->params) + (int64_t)pos0 * C;
+    if (m->sh.tp == 1)
+        return parlm_embedding_forward(out, tokens, WTE(m->params), wpe, Bn, Tn, C, m->cfg.vocab);
+    TRY(parlm_embedding_vp_forward(out, tokens, WTE(m->params), n, C, vocab0(m), m->Vs,
+                                   m->cfg.vocab));
+    TRY(tp_sum(m, out, n * C));
+    for (int b = 0; b < Bn; b++) /* + wpe, the same float addition as the whole lookup */
+        TRY(parlm_bias_forward(out + (int64_t)b * Tn * C, wpe, 1, (int64_t)Tn * C));
+    return PARLM_OK;
+}
+
+/* out (N,C) = inp (N,IC) W^T + b, W row-parallel on a shard: the partial products are
+ * summed over the group, then the replicated bias is added once */
+static parlm_status row_parallel_fwd(parlm_gpt *m, float *out, const float *inp, const float *W,
+                                     const float *b, int64_t N, int64_t IC, int64_t C)
+{
+    if (m->sh.tp == 1)
+        return matmul_fwd(m, out, inp, W, b, N, IC, C);
+    TRY(matmul_fwd(m, out, inp, W, NULL, N, IC, C));
+    TRY(tp_sum(m, out, N * C));
+    return parlm_bias_forward(out, b, N, C);
+}
+
 /* ---- forward and backward ---------------------------------------------------------------- */
 
 #define CHECK_CANCEL(m, what)                                                                   \
@@ -804,8 +852,7 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
     m->tok_rows_valid = 0;
     TRY(refresh_bf16(m, B * T));
     if (m->first)
-        TRY(parlm_embedding_forward(S->encoded, inputs, WTE(m->params), WPE(m->params), B, T, C,
-                                    c->vocab));
+        TRY(embed(m, S->encoded, inputs, N, 0, B, T));
     const float *res = S->encoded;
     for (int l = lb; l < m->sh.layer_end; l++) {
         CHECK_CANCEL(m, "forward");
@@ -814,13 +861,13 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
         TRY(parlm_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res, w.ln1w, w.ln1b, N, C));
         TRY(matmul_fwd(m, a->qkv, a->ln1, w.qkvw, w.qkvb, N, C, 3 * Ca));
         TRY(parlm_attention_forward(a->atty, a->att_lse, a->qkv, B, T, Ca, NHa));
-        TRY(matmul_fwd(m, a->res2, a->atty, w.attprojw, w.attprojb, N, Ca, C)); /* attproj */
+        TRY(row_parallel_fwd(m, a->res2, a->atty, w.attprojw, w.attprojb, N, Ca, C));
         TRY(parlm_add(a->res2, a->res2, res, N * C));
         TRY(parlm_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w.ln2w, w.ln2b, N,
                                     C));
         TRY(matmul_fwd(m, a->fch, a->ln2, w.fcw, w.fcb, N, C, Hm));
         TRY(parlm_gelu_forward(a->fch_gelu, a->fch, N * Hm));
-        TRY(matmul_fwd(m, a->res3, a->fch_gelu, w.fcprojw, w.fcprojb, N, Hm, C)); /* fcproj */
+        TRY(row_parallel_fwd(m, a->res3, a->fch_gelu, w.fcprojw, w.fcprojb, N, Hm, C));
         TRY(parlm_add(a->res3, a->res3, a->res2, N * C));
         res = a->res3;
     }
@@ -834,9 +881,16 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
     TRY(parlm_layernorm_forward(S->lnf, S->lnf_mean, S->lnf_rstd, res, LNFW(m->params),
                                 LNFB(m->params), N, C));
     TRY(matmul_fwd(m, S->logits, S->lnf, WTE(m->params), NULL, N, C, m->Vs));
-    if (targets) {
+    if (targets && m->sh.tp > 1) { /* vocab-parallel: 2 floats a row from every rank */
+        TRY(parlm_crossentropy_vp_partial(m->ce_part + 2 * N * m->sh.tp_rank, S->logits, targets,
+                                          N, vocab0(m), m->Vs, c->vocab));
+        TRY(m->tp.all_gather(m->tp.arg, m->ce_part, 2 * N));
+        TRY(parlm_crossentropy_vp_combine(S->losses, S->ce_lse, m->ce_part, N, m->sh.tp));
+    } else if (targets) {
         TRY(parlm_crossentropy_forward(S->losses, S->ce_lse, S->logits, targets, N, c->vocab,
                                        c->vocab_pad));
+    }
+    if (targets) {
         double sum = 0.0;
         for (int64_t i = 0; i < N; i++)
             sum += S->losses[i];
@@ -990,10 +1044,15 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
         for (int64_t i = 0; i < N; i++)
             m->dloss[i] = loss_scale / (float)N;
         /* dlogits overwrite the logits in place */
-        TRY(parlm_crossentropy_backward(S->logits, S->logits, S->targets, S->ce_lse, m->dloss, N,
-                                        c->vocab, c->vocab_pad));
+        if (m->sh.tp > 1)
+            TRY(parlm_crossentropy_vp_backward(S->logits, S->logits, S->targets, S->ce_lse,
+                                               m->dloss, N, vocab0(m), m->Vs, c->vocab));
+        else
+            TRY(parlm_crossentropy_backward(S->logits, S->logits, S->targets, S->ce_lse,
+                                            m->dloss, N, c->vocab, c->vocab_pad));
         TRY(matmul_bwd(m, m->d_ln, WTE(m->grads), NULL, S->logits, S->lnf, WTE(m->params), N, C,
                        m->Vs));
+        TRY(tp_sum(m, m->d_ln, N * C)); /* each vocab slice's part of d(lnf out) */
         if (m->defer_tok && m->tensors[0].off == 0) { /* wte is final but for the lookup's rows */
             m->head_ready = m->tensors[0].n;
             TICK(m);
@@ -1017,6 +1076,7 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
         memset(m->d_fch, 0, (size_t)(N * Hm) * sizeof(float));
         TRY(parlm_gelu_backward(m->d_fch, a->fch, m->d_fch_gelu, N * Hm));
         TRY(matmul_bwd(m, m->d_ln, g.fcw, g.fcb, m->d_fch, a->ln2, w.fcw, N, C, Hm));
+        TRY(tp_sum(m, m->d_ln, N * C)); /* each shard's MLP units' part of d(ln2 out) */
         TICK(m);
         TRY(parlm_layernorm_backward(m->d_res, g.ln2w, g.ln2b, m->d_ln, a->res2, w.ln2w,
                                      a->ln2_mean, a->ln2_rstd, N, C));
@@ -1029,6 +1089,7 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
                                      NHa));
         TICK(m);
         TRY(matmul_bwd(m, m->d_ln, g.qkvw, g.qkvb, m->d_qkv, a->ln1, w.qkvw, N, C, 3 * Ca));
+        TRY(tp_sum(m, m->d_ln, N * C)); /* each shard's heads' part of d(ln1 out) */
         TRY(parlm_layernorm_backward(m->d_res, g.ln1w, g.ln1b, m->d_ln, res_in, w.ln1w,
                                      a->ln1_mean, a->ln1_rstd, N, C));
         grads_ready(m, l);
@@ -1038,6 +1099,9 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
     } else if (m->head_ready) {
         wpe_backward(WPE(m->grads), m->d_res, N, T, C);
         m->tok_rows_valid = 1;
+    } else if (m->sh.tp > 1) { /* the rows of the tokens in our vocab slice */
+        TRY(parlm_embedding_vp_backward(WTE(m->grads), WPE(m->grads), m->d_res, S->inputs, B, T,
+                                        C, vocab0(m), m->Vs, c->vocab));
     } else {
         TRY(parlm_embedding_backward(WTE(m->grads), WPE(m->grads), m->d_res, S->inputs, B, T, C,
                                      c->vocab));
@@ -1264,11 +1328,10 @@ static parlm_status decode_one(parlm_gpt *m, int32_t token, int pos, float *logi
     }
     parlm_decode_model d = {c->n_layer, (int)C, c->n_head, c->vocab_pad, c->max_seq, m->bf16,
                             m->dec_layers, LNFW(m->params), LNFB(m->params),
-                            DEC_W(WTE(m->params)), m->kv};
+                            DEC_W(WTE(m->params)), m->kv, m->sh.tp, m->sh.tp_rank, &m->tp};
 #undef DEC_W
     float *x = m->inf; /* the residual row */
-    TRY(parlm_embedding_forward(x, &token, WTE(m->params), WPE(m->params) + pos * C, 1, 1,
-                                (int)C, c->vocab));
+    TRY(embed(m, x, &token, 1, pos, 1, 1));
     return parlm_decode_step(&d, x, pos, logits, m->dec_scratch, nt);
 }
 
@@ -1284,26 +1347,30 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_infer: generation needs every layer "
                            "(a pipeline stage has layers %d..%d of %d)", m->sh.layer_begin,
                            m->sh.layer_end - 1, c->n_layer);
-    int64_t C = c->n_embd, L = c->n_layer, maxT = c->max_seq, NH = c->n_head;
+    if (m->sh.tp > 1 && !m->have_tp)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_infer: a tensor-parallel shard needs "
+                           "parlm_gpt_set_tp_comm first");
+    /* a shard's attention has Ca channels (NHa heads) and Hm MLP units */
+    int64_t C = c->n_embd, L = c->n_layer, maxT = c->max_seq, Ca = m->Ca, NHa = m->NHa;
+    int64_t Hm = m->Hm;
     if (!m->kv) {
-        m->kv = parlm_alloc((size_t)(L * 2 * maxT * C), sizeof(float));
+        m->kv = parlm_alloc((size_t)(L * 2 * maxT * Ca), sizeof(float));
         /* per row: x C, ln C, qkv 3C, att C, tmp C, fch 4C */
         m->inf = parlm_alloc((size_t)(maxT * 11 * C), sizeof(float));
         if (!m->kv || !m->inf) {
             parlm_free(m->kv), parlm_free(m->inf);
             m->kv = m->inf = NULL;
             return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: KV cache of %lld floats",
-                               (long long)(L * 2 * maxT * C));
+                               (long long)(L * 2 * maxT * Ca));
         }
     }
     TRY(refresh_bf16(m, n));
     if (n == 1)
         return decode_one(m, tokens[0], pos, logits);
-    float *x = m->inf, *ln = x + maxT * C, *qkv = ln + maxT * C, *att = qkv + 3 * maxT * C;
-    float *tmp = att + maxT * C, *fch = tmp + maxT * C;
+    float *x = m->inf, *ln = x + maxT * C, *qkv = ln + maxT * C, *att = qkv + 3 * maxT * Ca;
+    float *tmp = att + maxT * Ca, *fch = tmp + maxT * C;
     /* embeddings of positions pos..pos+n-1: one "batch" of n rows starting at wpe[pos] */
-    TRY(parlm_embedding_forward(x, tokens, WTE(m->params), WPE(m->params) + pos * C, 1, n, (int)C,
-                                c->vocab));
+    TRY(embed(m, x, tokens, n, pos, 1, n));
     float *mean = parlm_alloc((size_t)n * 2, sizeof(float));
     if (!mean)
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: out of memory");
@@ -1311,21 +1378,21 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
     parlm_status st = PARLM_OK;
     for (int64_t l = 0; l < L && st == PARLM_OK; l++) {
         layer_views w = lview(m, m->params, (int)l);
-        float *kc = m->kv + (l * 2) * maxT * C, *vc = kc + maxT * C;
+        float *kc = m->kv + (l * 2) * maxT * Ca, *vc = kc + maxT * Ca;
         if ((st = parlm_layernorm_forward(ln, mean, rstd, x, w.ln1w, w.ln1b, n, C)) ||
-            (st = matmul_fwd(m, qkv, ln, w.qkvw, w.qkvb, n, C, 3 * C)))
+            (st = matmul_fwd(m, qkv, ln, w.qkvw, w.qkvb, n, C, 3 * Ca)))
             break;
         for (int i = 0; i < n; i++) {
-            memcpy(kc + (pos + i) * C, qkv + i * 3 * C + C, (size_t)C * sizeof(float));
-            memcpy(vc + (pos + i) * C, qkv + i * 3 * C + 2 * C, (size_t)C * sizeof(float));
+            memcpy(kc + (pos + i) * Ca, qkv + i * 3 * Ca + Ca, (size_t)Ca * sizeof(float));
+            memcpy(vc + (pos + i) * Ca, qkv + i * 3 * Ca + 2 * Ca, (size_t)Ca * sizeof(float));
         }
-        if ((st = parlm_attention_cached(att, qkv, 3 * C, kc, vc, pos, n, (int)C, (int)NH)) ||
-            (st = matmul_fwd(m, tmp, att, w.attprojw, w.attprojb, n, C, C)) ||
+        if ((st = parlm_attention_cached(att, qkv, 3 * Ca, kc, vc, pos, n, (int)Ca, (int)NHa)) ||
+            (st = row_parallel_fwd(m, tmp, att, w.attprojw, w.attprojb, n, Ca, C)) ||
             (st = parlm_add(x, x, tmp, n * C)) ||
             (st = parlm_layernorm_forward(ln, mean, rstd, x, w.ln2w, w.ln2b, n, C)) ||
-            (st = matmul_fwd(m, fch, ln, w.fcw, w.fcb, n, C, 4 * C)) ||
-            (st = parlm_gelu_forward(fch, fch, n * 4 * C)) ||
-            (st = matmul_fwd(m, tmp, fch, w.fcprojw, w.fcprojb, n, 4 * C, C)) ||
+            (st = matmul_fwd(m, fch, ln, w.fcw, w.fcb, n, C, Hm)) ||
+            (st = parlm_gelu_forward(fch, fch, n * Hm)) ||
+            (st = row_parallel_fwd(m, tmp, fch, w.fcprojw, w.fcprojb, n, Hm, C)) ||
             (st = parlm_add(x, x, tmp, n * C)))
             break;
     }
@@ -1333,8 +1400,11 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
     const float *last = x + (int64_t)(n - 1) * C;
     if (st == PARLM_OK)
         st = parlm_layernorm_forward(ln, mean, rstd, last, LNFW(m->params), LNFB(m->params), 1, C);
+    /* a shard computes its vocab slice; the all-gather gives every rank the whole row */
     if (st == PARLM_OK)
-        st = matmul_fwd(m, logits, ln, WTE(m->params), NULL, 1, C, c->vocab_pad);
+        st = matmul_fwd(m, logits + vocab0(m), ln, WTE(m->params), NULL, 1, C, m->Vs);
+    if (st == PARLM_OK && m->sh.tp > 1)
+        st = m->tp.all_gather(m->tp.arg, logits, m->Vs);
     parlm_free(mean);
     return st;
 }

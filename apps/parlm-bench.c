@@ -32,6 +32,8 @@ static void usage(FILE *f)
             "           parlm_dp sync, overlap and zero1; step split into compute / exposed\n"
             "           communication / optimizer, and the share of the all-reduce overlap\n"
             "           hides; not part of 'all': `mpirun -np 2 parlm-bench dp`\n"
+            "  tp       tensor-parallel decode of GPT-2 124M (f32, bf16) over the ranks vs one\n"
+            "           process with all their threads; `mpirun -np 2 parlm-bench tp`\n"
             "\n"
             "options:\n"
             "  --json         print one JSON document instead of tables\n"
@@ -52,7 +54,7 @@ int main(int argc, char **argv)
 {
     bench_ctx ctx = {.max_threads = 0, .min_time = 0.3}; /* 0: no --threads */
     int want_peak = 0, want_stream = 0, want_gemm = 0, want_gemv = 0, want_train = 0, want_gen = 0;
-    int want_allreduce = 0, want_dp = 0, threads_set = 0;
+    int want_allreduce = 0, want_dp = 0, want_tp = 0, threads_set = 0;
     const char **names = malloc((size_t)argc * sizeof *names);
     const cli_opt table[] = {
         CLI_F("--json", &ctx.json, 0), CLI_F("--quick", &ctx.quick, 0),
@@ -79,6 +81,8 @@ int main(int argc, char **argv)
             want_allreduce = 1;
         } else if (!strcmp(a, "dp")) {
             want_dp = 1;
+        } else if (!strcmp(a, "tp")) {
+            want_tp = 1;
         } else if (!strcmp(a, "all")) {
             want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
         } else {
@@ -93,7 +97,7 @@ int main(int argc, char **argv)
     if (!threads_set)
         ctx.max_threads = omp_get_max_threads();
     if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen | want_allreduce |
-          want_dp))
+          want_dp | want_tp))
         want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
     if (ctx.trace && !want_dp) {
         fprintf(stderr, "parlm-bench: --trace %s: only the dp benchmark writes a trace\n",
@@ -114,7 +118,7 @@ int main(int argc, char **argv)
         if (nt > 0)
             ctx.max_threads = nt;
     }
-    int want_mpi = want_allreduce || want_dp;
+    int want_mpi = want_allreduce || want_dp || want_tp;
     if (want_mpi && bench_mpi_init(&argc, &argv) < 0) /* before anything is printed */
         return 2;
     if (parlm_isa_init() != PARLM_OK) {
@@ -150,6 +154,8 @@ int main(int argc, char **argv)
         rc |= bench_allreduce(&ctx);
     if (want_dp)
         rc |= bench_dp(&ctx);
+    if (want_tp)
+        rc |= bench_tp(&ctx);
     bench_end(&ctx);
     if (want_mpi)
         bench_mpi_finalize();

@@ -1,6 +1,8 @@
 /* apps/parlm-generate.c — text from a trained model: the prompt is prefilled in one
  * forward, then each new token costs one forward of one position against the KV cache.
- * Prints prefill and decode speed (tokens/s) at the end. */
+ * Prints prefill and decode speed (tokens/s) at the end. With --tp N under mpirun, N ranks
+ * hold one tensor-parallel shard each (1/N of the weights, streamed per token) and compute
+ * the same logits, so every rank samples the same token; rank 0 prints. */
 #include <errno.h>
 #include <limits.h>
 #include <omp.h>
@@ -29,6 +31,8 @@ static void usage(FILE *f)
         "  --llmc-tokenizer F llm.c's gpt2_tokenizer.bin (decoding only: no --prompt)\n"
         "  --bf16             bf16 weights (f32 activations and accumulation)\n"
         "  --threads N        OpenMP threads (default: all cores; under mpirun, the rank's share)\n"
+        "  --tp N             tensor parallelism over N ranks (mpirun -np N; the model's heads\n"
+        "                     and padded vocabulary must divide by N)\n"
         "  -h, --help\n"
         "Generation stops at end-of-text or after --max-tokens or at the context length.\n");
 }
@@ -78,10 +82,38 @@ static int load_ckpt(const char *path, parlm_gpt **m, char *chosen, size_t len)
     return 1;
 }
 
+#if PARLM_WITH_MPI
+/* Replaces *m (the whole model) by this rank's tensor-parallel shard of it: each rank
+ * loads the file and keeps only its slices. */
+static int to_shard(parlm_gpt **m, int tp, int rank, parlm_comm *comm, parlm_gpt_tp_comm *tpc)
+{
+    parlm_gpt_config c = parlm_gpt_get_config(*m);
+    parlm_gpt_shard sh = {tp, rank, 0, c.n_layer};
+    parlm_gpt *s = NULL;
+    if (parlm_gpt_create_shard(&s, &c, &sh, 0) != PARLM_OK ||
+        parlm_tp_comm_init(tpc, comm) != PARLM_OK || parlm_gpt_set_tp_comm(s, tpc) != PARLM_OK) {
+        fprintf(stderr, "parlm-generate: --tp %d: %s\n", tp, parlm_last_error());
+        parlm_gpt_free(s);
+        return 1;
+    }
+    float *full = parlm_gpt_params(*m), *local = parlm_gpt_params(s);
+    for (int i = 0; i < parlm_gpt_num_tensors(s); i++) {
+        parlm_gpt_slice sl;
+        int64_t off;
+        parlm_gpt_tensor_info(s, i, NULL, NULL, &off, NULL);
+        parlm_gpt_tensor_slice(s, i, &sl);
+        parlm_gpt_slice_copy(&sl, local + off, full + sl.full_offset, 0);
+    }
+    parlm_gpt_free(*m);
+    *m = s;
+    return 0;
+}
+#endif
+
 int main(int argc, char **argv)
 {
     const char *ckpt = NULL, *prompt = NULL, *encoder = NULL, *vocab = NULL, *llmc_tok = NULL;
-    int max_tokens = 200, top_k = 40, bf16 = 0, threads = 0;
+    int max_tokens = 200, top_k = 40, bf16 = 0, threads = 0, tp = 1, rank = 0;
     double temperature = 0.8, top_p = 0.95;
     uint64_t seed = 42;
     const cli_opt table[] = {
@@ -89,7 +121,7 @@ int main(int argc, char **argv)
         CLI_S("--encoder", &encoder, 0), CLI_S("--vocab", &vocab, 0),
         CLI_S("--llmc-tokenizer", &llmc_tok, 0),
         CLI_I("--max-tokens", &max_tokens, 1, INT_MAX, 0), CLI_I("--top-k", &top_k, 0, INT_MAX, 0),
-        CLI_I("--threads", &threads, 0, 4096, 0),
+        CLI_I("--threads", &threads, 0, 4096, 0), CLI_I("--tp", &tp, 1, 4096, 0),
         CLI_D("--temperature", &temperature, 0, 1e6, 0), CLI_D("--top-p", &top_p, 1e-9, 1, 0),
         CLI_U64("--seed", &seed, 0), CLI_F("--bf16", &bf16, 0),
     };
@@ -109,6 +141,30 @@ int main(int argc, char **argv)
         fprintf(stderr, "parlm-generate: give --encoder/--vocab or --llmc-tokenizer, not both\n");
         return 2;
     }
+#if PARLM_WITH_MPI
+    parlm_comm *comm = NULL;
+    parlm_gpt_tp_comm tpc;
+    if (tp > 1) {
+        if (parlm_dist_init(&argc, &argv, NULL) != PARLM_OK || parlm_comm_world(&comm) != PARLM_OK) {
+            fprintf(stderr, "parlm-generate: MPI: %s\n", parlm_last_error());
+            return 1;
+        }
+        rank = parlm_comm_rank(comm);
+        if (parlm_comm_size(comm) != tp) {
+            if (rank == 0)
+                fprintf(stderr, "parlm-generate: --tp %d needs %d ranks (mpirun -np %d), not %d\n",
+                        tp, tp, tp, parlm_comm_size(comm));
+            parlm_comm_free(comm);
+            parlm_dist_finalize();
+            return 2;
+        }
+    }
+#else
+    if (tp > 1) {
+        fprintf(stderr, "parlm-generate: --tp needs a build with MPI\n");
+        return 2;
+    }
+#endif
     if (parlm_isa_init() != PARLM_OK) {
         fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
         return 2;
@@ -130,6 +186,10 @@ int main(int argc, char **argv)
     char path[4096];
     if (load_ckpt(ckpt, &m, path, sizeof path))
         return 1;
+#if PARLM_WITH_MPI
+    if (tp > 1 && to_shard(&m, tp, rank, comm, &tpc))
+        return 1;
+#endif
     parlm_gpt_config c = parlm_gpt_get_config(m);
     if (!encoder && !llmc_tok && c.vocab > 256) { /* the byte tokenizer would print nothing */
         fprintf(stderr, "parlm-generate: %s has a vocabulary of %d tokens, not bytes: pass its "
@@ -176,7 +236,7 @@ int main(int argc, char **argv)
     }
     float *logits = malloc((size_t)c.vocab_pad * sizeof *logits);
     uint64_t rng = seed;
-    if (prompt)
+    if (prompt && rank == 0)
         fputs(prompt, stdout);
     double t0 = now();
     st = parlm_gpt_infer(m, ctx, n, 0, logits);
@@ -189,7 +249,7 @@ int main(int argc, char **argv)
             break;
         const char *b;
         size_t len;
-        if (parlm_tokenizer_token(tok, next, &b, &len) == PARLM_OK)
+        if (rank == 0 && parlm_tokenizer_token(tok, next, &b, &len) == PARLM_OK)
             fwrite(b, 1, len, stdout);
         fflush(stdout);
         generated++;
@@ -200,19 +260,30 @@ int main(int argc, char **argv)
         t_decode += now() - t1;
         decoded++;
     }
-    printf("\n");
+    if (rank == 0)
+        printf("\n");
     fflush(stdout);
     if (st != PARLM_OK) {
         fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
         return 1;
     }
-    fprintf(stderr, "prefill: %d tokens, %.1f tokens/s | decode: %d tokens, %.1f tokens/s "
-            "(%s weights, %d threads, %s kernels)\n", n, n / t_prefill, decoded,
-            decoded > 0 ? decoded / t_decode : 0.0, bf16 ? "bf16" : "f32",
-            omp_get_max_threads(), parlm_isa_name(parlm_isa_current()));
+    if (rank == 0)
+        fprintf(stderr, "prefill: %d tokens, %.1f tokens/s | decode: %d tokens, %.1f tokens/s "
+                "(%s weights, %d threads%s, %s kernels)\n", n, n / t_prefill, decoded,
+                decoded > 0 ? decoded / t_decode : 0.0, bf16 ? "bf16" : "f32",
+                omp_get_max_threads(), tp > 1 ? " per rank x tp" : "",
+                parlm_isa_name(parlm_isa_current()));
+    if (rank == 0 && tp > 1)
+        fprintf(stderr, "tensor parallelism: %d ranks, each with 1/%d of the weights\n", tp, tp);
     free(ctx);
     free(logits);
     parlm_tokenizer_free(tok);
     parlm_gpt_free(m);
+#if PARLM_WITH_MPI
+    if (comm) {
+        parlm_comm_free(comm);
+        parlm_dist_finalize();
+    }
+#endif
     return 0;
 }

@@ -86,6 +86,8 @@ int bench_allreduce(bench_ctx *ctx);
  * step time split into compute / exposed communication / optimizer, the share of the
  * all-reduce that overlap hides, and with ctx->trace a Chrome trace; run under mpirun */
 int bench_dp(bench_ctx *ctx);
+/* tensor-parallel decode over the ranks vs one process with all their threads; mpirun */
+int bench_tp(bench_ctx *ctx);
 int bench_mpi_init(int *argc, char ***argv);
 void bench_mpi_finalize(void);
 /* MPI initialized (bench_mpi_init if needed), this rank and the number of ranks; 1 after

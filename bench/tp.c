@@ -1,0 +1,132 @@
+/* bench/tp.c — tensor-parallel decode under mpirun (`mpirun -np 2 parlm-bench tp`): GPT-2
+ * 124M (--quick: small) decoded by p ranks, each holding one Megatron shard (1/p of the
+ * weights streamed per token, 2 all-reduces of C floats per layer plus the embedding's,
+ * and an all-gather of the logit slices), against one process with all the ranks'
+ * threads decoding the whole model, in the same run: rank 0 rebinds its team to the whole
+ * node for the baseline while the other ranks sleep. Rounds alternate baseline and TP; the
+ * best of each is kept (a TP token counts as long as its slowest rank took). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bench.h"
+#include "parlm.h"
+
+#ifndef PARLM_HAVE_MPI
+int bench_tp(bench_ctx *ctx)
+{
+    (void)ctx;
+    fprintf(stderr, "parlm-bench: tp needs MPI; this parlm was configured --without-mpi\n");
+    return 1;
+}
+#else
+#include <mpi.h>
+#include <omp.h>
+#include <time.h>
+
+#define PROMPT 16
+
+/* decode ndec tokens after the prompt; seconds per token (the prompt is prefilled first,
+ * untimed) */
+static double decode_time(parlm_gpt *m, float *logits, int ndec, int V, parlm_status *st)
+{
+    int32_t prompt[PROMPT];
+    bench_random_tokens(prompt, PROMPT, V, 7);
+    if (*st == PARLM_OK)
+        *st = parlm_gpt_infer(m, prompt, PROMPT, 0, logits);
+    double t0 = bench_now();
+    for (int i = 0; i < ndec && *st == PARLM_OK; i++) {
+        int32_t t = (int32_t)(i * 7919 % V);
+        *st = parlm_gpt_infer(m, &t, 1, PROMPT + i, logits);
+    }
+    return (bench_now() - t0) / ndec;
+}
+
+/* waits for every rank without spinning (a busy MPI_Barrier would take a core from the
+ * baseline's threads) */
+static void sleepy_barrier(void)
+{
+    MPI_Request r;
+    int done = 0;
+    MPI_Ibarrier(MPI_COMM_WORLD, &r);
+    while (!done) {
+        MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+        if (!done)
+            nanosleep(&(struct timespec){0, 200000}, NULL);
+    }
+}
+
+int bench_tp(bench_ctx *ctx)
+{
+    int rank, p;
+    if (bench_mpi_world("tp", &rank, &p))
+        return 1;
+    const char *preset = ctx->quick ? "small" : "d12";
+    parlm_gpt_config cfg = {.max_seq = 1024, .vocab = 50257};
+    parlm_gpt_shard sh = {p, rank, 0, 0};
+    parlm_gpt *full = NULL, *shard = NULL;
+    parlm_comm *comm = NULL;
+    parlm_gpt_tp_comm tpc;
+    int ok = parlm_gpt_preset(preset, &cfg) == PARLM_OK;
+    sh.layer_end = cfg.n_layer;
+    ok = ok && parlm_gpt_create_shard(&shard, &cfg, &sh, 1) == PARLM_OK;
+    ok = ok && parlm_comm_world(&comm) == PARLM_OK && parlm_tp_comm_init(&tpc, comm) == PARLM_OK &&
+         parlm_gpt_set_tp_comm(shard, &tpc) == PARLM_OK;
+    ok = ok && (rank != 0 || parlm_gpt_create(&full, &cfg, 1) == PARLM_OK);
+    int all_ok;
+    if (!ok)
+        fprintf(stderr, "tp: rank %d: %s\n", rank, parlm_last_error());
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    int local_rank, local_size, t = ctx->max_threads, nt;
+    parlm_node_rank_env(&local_rank, &local_size);
+    float *logits = malloc((size_t)(cfg.vocab + 128) * sizeof(float));
+    int rounds = ctx->quick ? 1 : 3, ndec = ctx->quick ? 8 : 32, rc = !all_ok;
+    char shape[96];
+    for (int bf16 = 0; bf16 < 2 && !rc; bf16++) {
+        double best_one = 1e30, best_tp = 1e30;
+        parlm_status st = PARLM_OK;
+        if (full)
+            parlm_gpt_set_bf16(full, bf16);
+        parlm_gpt_set_bf16(shard, bf16);
+        for (int r = 0; r < rounds && st == PARLM_OK; r++) {
+            /* one process on the whole node: rank 0 with p x t threads */
+            sleepy_barrier();
+            if (rank == 0) {
+                parlm_place_threads(0, 1, p * t, 1, &nt, NULL, 0);
+                double s = decode_time(full, logits, ndec, cfg.vocab, &st);
+                best_one = s < best_one ? s : best_one;
+                parlm_place_threads(local_rank, local_size, t, 1, &nt, NULL, 0);
+            }
+            sleepy_barrier();
+            /* tensor parallelism: every rank, t threads each */
+            double mine = decode_time(shard, logits, ndec, cfg.vocab, &st), slowest;
+            MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            best_tp = slowest < best_tp ? slowest : best_tp;
+        }
+        int good = st == PARLM_OK, all_good;
+        if (!good)
+            fprintf(stderr, "tp: rank %d: %s\n", rank, parlm_last_error());
+        MPI_Allreduce(&good, &all_good, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        if (!all_good) {
+            rc = 1;
+            break;
+        }
+        const char *impl = bf16 ? "parlm-bf16" : "parlm-f32";
+        snprintf(shape, sizeof shape, "%s decode %.1f tok/s, 1 process", preset, 1 / best_one);
+        bench_row a = {.bench = "tp", .impl = impl, .shape = shape, .threads = p * t,
+                       .seconds = best_one};
+        bench_report(ctx, &a);
+        snprintf(shape, sizeof shape, "%s decode %.1f tok/s, tp=%d", preset, 1 / best_tp, p);
+        bench_row b = {.bench = "tp", .impl = impl, .shape = shape, .threads = t,
+                       .seconds = best_tp, .ratio = best_one / best_tp,
+                       .baseline = "1 process, all threads"};
+        bench_report(ctx, &b);
+    }
+    free(logits);
+    parlm_gpt_free(full);
+    parlm_gpt_free(shard);
+    parlm_comm_free(comm);
+    return rc;
+}
+#endif

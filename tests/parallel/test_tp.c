@@ -13,6 +13,7 @@
 #include <check.h>
 #include <math.h>
 #include <mpi.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +356,44 @@ START_TEST(generation_same_tokens)
 }
 END_TEST
 
+/* a shard's decode step is bitwise the same for 1, 2 and 3 threads per rank (heads split
+ * over the threads, or rows when they do not divide the heads; one thread calls the
+ * collectives); the prefill that fills the cache runs on one thread each time. tp = 3's
+ * model is too small to take more than one thread. */
+START_TEST(decode_threads_bitwise)
+{
+    int tp = tp_of_test(_i);
+    if (tp != wsize || tp == 3) /* one group of the world (oversubscribed threads are slow) */
+        return;
+    group g;
+    group_open(&g, tp);
+    parlm_gpt_config cfg = config_for(tp);
+    parlm_gpt *m = shard_of(&g, &cfg, 41);
+    int Vp = (cfg.vocab + 127) / 128 * 128, saved = omp_get_max_threads();
+    float *first = malloc((size_t)Vp * 6 * sizeof(float)), *lt = malloc((size_t)Vp * sizeof(float));
+    int32_t prompt[4] = {5, 6, 7, 8};
+    for (int nt = 1; nt <= 3; nt++) {
+        omp_set_num_threads(1);
+        ck_assert_int_eq(parlm_gpt_infer(m, prompt, 4, 0, lt), PARLM_OK);
+        omp_set_num_threads(nt);
+        for (int i = 0; i < 6; i++) {
+            int32_t tok = (int32_t)((i * 37 + 11) % cfg.vocab);
+            ck_assert_int_eq(parlm_gpt_infer(m, &tok, 1, 4 + i, lt), PARLM_OK);
+            if (nt == 1)
+                memcpy(first + (int64_t)i * Vp, lt, (size_t)Vp * sizeof(float));
+            else
+                ck_assert_msg(memcmp(first + (int64_t)i * Vp, lt, (size_t)Vp * sizeof(float)) == 0,
+                              "tp=%d: decode with %d threads differs from 1 thread at step %d",
+                              tp, nt, i);
+        }
+    }
+    omp_set_num_threads(saved);
+    free(first), free(lt);
+    parlm_gpt_free(m);
+    group_close(&g);
+}
+END_TEST
+
 START_TEST(bad_layouts_refused)
 {
     parlm_gpt_config cfg = small_config(100); /* Vp 128, NH 4, C 256 */
@@ -389,12 +428,17 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
     MPI_Comm_size(MPI_COMM_WORLD, &wsize);
     Suite *s = suite_create("tp");
-    TCase *tc = tcase_create("tensor_parallel");
+    TCase *tc = tcase_create("collectives");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, collectives_bitwise_and_blocks, 0, 3);
+    suite_add_tcase(s, tc);
+    /* the rest; tp_run.sh also runs "collectives" alone with other algorithms forced */
+    tc = tcase_create("model");
+    tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, forward_backward_equal_single_process, 0, 3);
     tcase_add_loop_test(tc, training_equals_single_process, 0, 3);
     tcase_add_loop_test(tc, generation_same_tokens, 0, 3);
+    tcase_add_loop_test(tc, decode_threads_bitwise, 0, 3);
     tcase_add_test(tc, bad_layouts_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

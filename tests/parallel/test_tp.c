@@ -80,7 +80,9 @@ static parlm_gpt_config config_for(int tp)
         parlm_gpt_config cfg = {2, 6, 96, 32, 300, 0}; /* Vp 384 */
         return cfg;
     }
-    return small_config(500); /* Vp 512: 12 padded columns in the last slice */
+    /* Vp 384, not a multiple of 128 tp: slices of 192 or 96 rows, 84 of them padding (at
+     * tp = 4 the last slice has 12 real rows) */
+    return small_config(300);
 }
 
 static parlm_gpt *shard_of(group *g, const parlm_gpt_config *cfg, uint64_t seed)

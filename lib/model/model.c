@@ -1364,7 +1364,8 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
                                (long long)(L * 2 * maxT * Ca));
         }
     }
-    TRY(refresh_bf16(m, n));
+    /* 1 row even for a prefill: its LM head is the last row's product, on the bf16 copy */
+    TRY(refresh_bf16(m, 1));
     if (n == 1)
         return decode_one(m, tokens[0], pos, logits);
     float *x = m->inf, *ln = x + maxT * C, *qkv = ln + maxT * C, *att = qkv + 3 * maxT * Ca;

@@ -277,6 +277,8 @@ static void check_generation(int tp, int bf16)
         /* logits: reordered f32 sums (~1e-6 relative, measured); in bf16 a reordered sum
          * can flip the rounding of an activation to bf16 (2^-8 relative) */
         float scale = tu_max_abs(lr, cfg.vocab), tol = (bf16 ? 2e-2f : 1e-4f) * scale;
+        ck_assert_msg(scale > 1e-3f, "tp=%d%s position %d: the logits are all (nearly) 0", tp,
+                      bf16 ? " bf16" : "", pos); /* e.g. from a bf16 copy never filled */
         ck_assert_msg(tu_max_abs_diff(lr, lt, cfg.vocab) <= tol,
                       "tp=%d position %d: logits differ by %g", tp, pos,
                       (double)tu_max_abs_diff(lr, lt, cfg.vocab));

@@ -67,7 +67,9 @@ static void bias_add(const parlm_kernels *k, const float *b, int64_t c0, int64_t
 }
 
 /* The group's collective on buf, called by the master thread while the others wait at
- * the barriers (the first one makes every thread's part of buf complete). A failure is
+ * the barriers (the first one makes every thread's part of buf complete). Measured with 2
+ * threads (libgomp, Cascade Lake, best of 3): the two barriers cost 2.0 us, ending the
+ * region and forking a new one 2.6 us, and the threads would lose their slices. A failure is
  * kept in *st and later collectives are skipped: the team still runs to the end, so no
  * thread is left at a barrier. */
 static void tp_collective(const parlm_decode_model *d, int gather, float *buf, int64_t n,

@@ -8,8 +8,10 @@
  * exponentials slice by slice — so each of the ~12 reductions per layer of forward and
  * backward is off by about sqrt(K) u ~ 1e-6 relative to its operands' scale, and over
  * the 2L + 2 of them (L = 4: ~50) the error stays below 1e-4 of each tensor's largest
- * gradient (measured: ~1e-6). Losses: 1e-5 relative. Replicated parameters and their
- * gradients must be bitwise the same on every rank of a group. */
+ * gradient (measured: 1.3e-6 at most). Losses: 1e-5 relative; the clipping norm 1e-4.
+ * After 20 AdamW steps parameters within 1e-3 of each tensor's largest (measured 4e-5; see
+ * check_training). Replicated parameters and their gradients must be bitwise the same on
+ * every rank of a group; the embedding lookup is bitwise the single-process one. */
 #include <check.h>
 #include <math.h>
 #include <mpi.h>

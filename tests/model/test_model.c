@@ -252,6 +252,36 @@ START_TEST(decode_is_independent_of_threads)
 }
 END_TEST
 
+/* A bf16 prefill (several tokens in one parlm_gpt_infer) on either bf16 path gives the
+ * last position's logits within 2% of the logits' range of the f32 forward: the one-row
+ * LM head reads the bf16 copy, which must be current even when the GEMMs do not use it. */
+START_TEST(bf16_prefill_matches_forward)
+{
+    const int T = 9, V = 50;
+    for (int path = 0; path < 2; path++) {
+        parlm_gpt *m = tiny(2, 2, 64, T, V, 0, 41);
+        int Vp = parlm_gpt_get_config(m).vocab_pad;
+        int32_t in[9];
+        random_tokens(in, T, V, 42);
+        ck_assert_int_eq(parlm_gpt_setup(m, 1, T, 0), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_forward(m, in, NULL, NULL), PARLM_OK);
+        const float *full = parlm_gpt_logits(m) + (int64_t)(T - 1) * Vp;
+        float range = 0.0f, *lg = malloc((size_t)Vp * sizeof(float));
+        for (int i = 0; i < V; i++)
+            range = fmaxf(range, fabsf(full[i]));
+        ck_assert_int_eq(parlm_bf16_path_select(path ? PARLM_BF16_WIDEN : PARLM_BF16_DOT),
+                         PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_set_bf16(m, 1), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_infer(m, in, T, 0, lg), PARLM_OK);
+        float d = tu_max_abs_diff(lg, full, V);
+        ck_assert_msg(d <= 0.02f * range && range > 0, "path %d: prefill logits %g from the "
+                      "forward (range %g)", path, d, range);
+        free(lg);
+        parlm_gpt_free(m);
+    }
+}
+END_TEST
+
 /* bf16 matmuls on both paths: "dot" stays within 1% of the f32 loss (bf16 has 8 mantissa
  * bits, errors average out over K) and training with it still learns; "widen" runs the
  * GEMMs on the f32 weights: the f32 loss bit for bit. */
@@ -603,6 +633,7 @@ int main(void)
     tcase_add_test(tc, overfits_one_batch);
     tcase_add_test(tc, training_is_deterministic);
     tcase_add_test(tc, bf16_matmuls_track_f32);
+    tcase_add_test(tc, bf16_prefill_matches_forward);
     tcase_add_test(tc, update_range_equals_update);
     tcase_add_test(tc, fused_step_equals_unfused);
     tcase_add_test(tc, grad_hook_reports_final_ranges);

@@ -1,0 +1,281 @@
+/* lib/serve/forward.c — one batched GPT-2 forward over the next positions of many
+ * sequences (decode rows and prompt chunks alike), against the paged KV cache. Each
+ * weight matrix is read once per step for all rows (one GEMM), where per-sequence decode
+ * would stream it once per sequence.
+ * Batch invariance: parlm_sgemm sums every element of a row in an order fixed by K and
+ * the cache sizes whatever M is, as long as M >= 2 (M = 1 goes to the GEMV kernels, which
+ * sum in another order), so a step of one row runs with a second, dummy row. Layernorm is
+ * per row, bias/GELU/add are elementwise (their vector tails are masked, not scalar), and
+ * attention below is computed per (row, head) by one thread in a fixed order. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve.h"
+#include "../core/error.h"
+#include "parlm/gemm.h"
+#include "parlm/nn.h"
+#include "parlm/ops.h"
+#include "parlm/tensor.h"
+
+enum { T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_APW, T_APB, T_LN2W, T_LN2B, T_FCW, T_FCB, T_FPW,
+       T_FPB, T_PER_LAYER };
+static const char *const layer_names[T_PER_LAYER] = {
+    "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+    "ln2w", "ln2b", "fcw",  "fcb",  "fcprojw",  "fcprojb"};
+
+struct ps_model {
+    parlm_gpt_config c;
+    int max_rows, threads, bf16;
+    const float *params;
+    uint16_t *pbf16;                 /* bf16 copy of the parameters (bf16 mode) */
+    int64_t (*off)[T_PER_LAYER];     /* per layer: offsets of its tensors */
+    int64_t wte, wpe, lnfw, lnfb;
+    float *x, *ln, *qkv, *att, *tmp, *fch, *mean, *rstd, *scores, *lnf, *logits;
+    int *row_seq, *row_pos;          /* per row: its group and position */
+};
+
+parlm_gpt_config ps_model_config(const ps_model *pm) { return pm->c; }
+
+void ps_model_free(ps_model *pm)
+{
+    if (!pm)
+        return;
+    parlm_free(pm->pbf16);
+    free(pm->off);
+    parlm_free(pm->x);
+    free(pm->row_seq);
+    free(pm->row_pos);
+    free(pm);
+}
+
+parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int threads, int bf16)
+{
+    *out = NULL;
+    if (!m || max_rows < 1)
+        return parlm_error(PARLM_EINVAL, "ps_model_create: no model or max_rows %d", max_rows);
+    parlm_gpt_shard sh = parlm_gpt_get_shard(m);
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    if (sh.tp != 1 || sh.layer_begin != 0 || sh.layer_end != c.n_layer)
+        return parlm_error(PARLM_EUNSUPPORTED, "ps_model_create: the model is a shard");
+    ps_model *pm = calloc(1, sizeof *pm);
+    if (!pm)
+        return parlm_error(PARLM_ENOMEM, "ps_model_create: out of memory");
+    pm->c = c;
+    pm->max_rows = max_rows < 2 ? 2 : max_rows; /* room for the dummy row */
+    pm->threads = threads > 0 ? threads : omp_get_max_threads();
+    pm->bf16 = bf16;
+    pm->params = parlm_gpt_params(m);
+    pm->off = calloc((size_t)c.n_layer, sizeof *pm->off);
+    if (!pm->off) {
+        ps_model_free(pm);
+        return parlm_error(PARLM_ENOMEM, "ps_model_create: out of memory");
+    }
+    int found = 0;
+    for (int i = 0; i < parlm_gpt_num_tensors(m); i++) {
+        const char *name;
+        int layer;
+        int64_t off, count;
+        if (parlm_gpt_tensor_info(m, i, &name, &layer, &off, &count) != PARLM_OK)
+            continue;
+        if (!strcmp(name, "wte"))
+            pm->wte = off, found++;
+        else if (!strcmp(name, "wpe"))
+            pm->wpe = off, found++;
+        else if (!strcmp(name, "lnfw"))
+            pm->lnfw = off, found++;
+        else if (!strcmp(name, "lnfb"))
+            pm->lnfb = off, found++;
+        else if (layer >= 0 && layer < c.n_layer)
+            for (int t = 0; t < T_PER_LAYER; t++)
+                if (!strcmp(name, layer_names[t]))
+                    pm->off[layer][t] = off, found++;
+    }
+    if (found != 4 + T_PER_LAYER * c.n_layer) {
+        ps_model_free(pm);
+        return parlm_error(PARLM_EFORMAT, "ps_model_create: %d of %d tensors found", found,
+                           4 + T_PER_LAYER * c.n_layer);
+    }
+    if (bf16) {
+        int64_t n = parlm_gpt_num_params(m);
+        pm->pbf16 = parlm_alloc((size_t)n, sizeof(uint16_t));
+        if (!pm->pbf16) {
+            ps_model_free(pm);
+            return parlm_error(PARLM_ENOMEM, "ps_model_create: bf16 copy of %lld parameters",
+                               (long long)n);
+        }
+        parlm_status st = parlm_f32_to_bf16(pm->params, pm->pbf16, n);
+        if (st != PARLM_OK) {
+            ps_model_free(pm);
+            return st;
+        }
+    }
+    int64_t R = pm->max_rows, C = c.n_embd;
+    /* x ln qkv att tmp fch lnf: 12C per row; logits Vp per row; mean, rstd; scores per thread */
+    int64_t floats = R * (12 * C + c.vocab_pad + 2) + (int64_t)pm->threads * c.max_seq;
+    pm->x = parlm_alloc((size_t)floats, sizeof(float));
+    pm->row_seq = malloc((size_t)R * sizeof(int));
+    pm->row_pos = malloc((size_t)R * sizeof(int));
+    if (!pm->x || !pm->row_seq || !pm->row_pos) {
+        ps_model_free(pm);
+        return parlm_error(PARLM_ENOMEM, "ps_model_create: scratch of %lld floats",
+                           (long long)floats);
+    }
+    memset(pm->x, 0, (size_t)floats * sizeof(float)); /* the dummy row reads zeros */
+    pm->ln = pm->x + R * C;
+    pm->qkv = pm->ln + R * C;
+    pm->att = pm->qkv + 3 * R * C;
+    pm->tmp = pm->att + R * C;
+    pm->fch = pm->tmp + R * C;
+    pm->lnf = pm->fch + 4 * R * C;
+    pm->logits = pm->lnf + R * C;
+    pm->mean = pm->logits + R * c.vocab_pad;
+    pm->rstd = pm->mean + R;
+    pm->scores = pm->rstd + R;
+    *out = pm;
+    return PARLM_OK;
+}
+
+/* out (M, OC) = in (M, IC) W^T + b, M >= 2 (see the header) */
+static parlm_status linear(const ps_model *pm, float *out, const float *in, int64_t woff,
+                           const float *b, int64_t M, int64_t IC, int64_t OC)
+{
+    parlm_status st;
+    if (pm->bf16)
+        st = parlm_gemm_f32_bf16(PARLM_NO_TRANS, PARLM_TRANS, M, OC, IC, 1.0f, in, IC,
+                                 pm->pbf16 + woff, IC, 0.0f, out, OC);
+    else
+        st = parlm_sgemm(PARLM_NO_TRANS, PARLM_TRANS, M, OC, IC, 1.0f, in, IC,
+                         pm->params + woff, IC, 0.0f, out, OC);
+    if (st == PARLM_OK && b)
+        st = parlm_bias_forward(out, b, M, OC);
+    return st;
+}
+
+/* Causal attention of one row (position pos of a sequence) for one head: softmax of
+ * q.k / sqrt(hs) over positions 0..pos, then the weighted sum of v. */
+static void attend(const ps_kv_pool *kv, const ps_kv_seq *s, int l, int h, int hs, int pos,
+                   const float *q, float *out, float *sc)
+{
+    const float scale = 1.0f / sqrtf((float)hs);
+    float mx = -INFINITY;
+    for (int j = 0; j <= pos; j++) {
+        const float *k = ps_kv_at(kv, s, l, 0, j) + (int64_t)h * hs;
+        float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+        for (int i = 0; i < hs; i++)
+            d += q[i] * k[i];
+        sc[j] = d * scale;
+        mx = sc[j] > mx ? sc[j] : mx;
+    }
+    float sum = 0.0f;
+    for (int j = 0; j <= pos; j++) {
+        sc[j] = expf(sc[j] - mx);
+        sum += sc[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int i = 0; i < hs; i++)
+        out[i] = 0.0f;
+    for (int j = 0; j <= pos; j++) {
+        const float *v = ps_kv_at(kv, s, l, 1, j) + (int64_t)h * hs;
+        const float w = sc[j] * inv;
+#pragma omp simd
+        for (int i = 0; i < hs; i++)
+            out[i] += w * v[i];
+    }
+}
+
+#define TRY(x)                                                                                 \
+    do {                                                                                       \
+        parlm_status st_ = (x);                                                                \
+        if (st_ != PARLM_OK)                                                                   \
+            return st_;                                                                        \
+    } while (0)
+
+parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngroups)
+{
+    const parlm_gpt_config *c = &pm->c;
+    const int64_t C = c->n_embd, NH = c->n_head, hs = C / NH, Vp = c->vocab_pad;
+    const float *P = pm->params;
+    int64_t R = 0;
+    for (int i = 0; i < ngroups; i++) {
+        if (g[i].n < 1 || g[i].pos < 0 || g[i].pos + g[i].n > c->max_seq ||
+            g[i].seq->nblocks * kv->block < g[i].pos + g[i].n)
+            return parlm_error(PARLM_EINVAL, "ps_forward: group %d: positions %d..%d (KV for %d)",
+                               i, g[i].pos, g[i].pos + g[i].n - 1,
+                               g[i].seq->nblocks * kv->block);
+        for (int j = 0; j < g[i].n; j++) {
+            if (g[i].tokens[j] < 0 || g[i].tokens[j] >= c->vocab)
+                return parlm_error(PARLM_EINVAL, "ps_forward: token %d outside [0, %d)",
+                                   g[i].tokens[j], c->vocab);
+            if (R >= pm->max_rows)
+                return parlm_error(PARLM_EINVAL, "ps_forward: more than %d rows", pm->max_rows);
+            pm->row_seq[R] = i;
+            pm->row_pos[R++] = g[i].pos + j;
+        }
+    }
+    if (R == 0)
+        return PARLM_OK;
+    const int64_t M = R < 2 ? 2 : R; /* the GEMMs' row count: see the header */
+    omp_set_num_threads(pm->threads);
+    if (R < 2) /* the dummy row starts from zeros: it must stay finite, step after step */
+        memset(pm->x + C, 0, (size_t)C * sizeof(float));
+    for (int64_t r = 0; r < R; r++) {
+        const ps_group *gr = &g[pm->row_seq[r]];
+        int pos = pm->row_pos[r];
+        TRY(parlm_embedding_forward(pm->x + r * C, &gr->tokens[pos - gr->pos], P + pm->wte,
+                                    P + pm->wpe + pos * C, 1, 1, (int)C, c->vocab));
+    }
+    float *x = pm->x, *ln = pm->ln, *qkv = pm->qkv, *att = pm->att, *tmp = pm->tmp,
+          *fch = pm->fch;
+    for (int l = 0; l < c->n_layer; l++) {
+        const int64_t *o = pm->off[l];
+        TRY(parlm_layernorm_forward(ln, pm->mean, pm->rstd, x, P + o[T_LN1W], P + o[T_LN1B], M,
+                                    C));
+        TRY(linear(pm, qkv, ln, o[T_QKVW], P + o[T_QKVB], M, C, 3 * C));
+        for (int64_t r = 0; r < R; r++) {
+            const ps_group *gr = &g[pm->row_seq[r]];
+            memcpy(ps_kv_at(kv, gr->seq, l, 0, pm->row_pos[r]), qkv + r * 3 * C + C,
+                   (size_t)C * sizeof(float));
+            memcpy(ps_kv_at(kv, gr->seq, l, 1, pm->row_pos[r]), qkv + r * 3 * C + 2 * C,
+                   (size_t)C * sizeof(float));
+        }
+        const int64_t tasks = R * NH;
+#pragma omp parallel for num_threads(pm->threads) schedule(dynamic, 1) if (tasks > 1)
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t r = t / NH, h = t % NH;
+            float *sc = pm->scores + (int64_t)omp_get_thread_num() * c->max_seq;
+            attend(kv, g[pm->row_seq[r]].seq, l, (int)h, (int)hs, pm->row_pos[r],
+                   qkv + r * 3 * C + h * hs, att + r * C + h * hs, sc);
+        }
+        TRY(linear(pm, tmp, att, o[T_APW], P + o[T_APB], M, C, C));
+        TRY(parlm_add(x, x, tmp, M * C));
+        TRY(parlm_layernorm_forward(ln, pm->mean, pm->rstd, x, P + o[T_LN2W], P + o[T_LN2B], M,
+                                    C));
+        TRY(linear(pm, fch, ln, o[T_FCW], P + o[T_FCB], M, C, 4 * C));
+        TRY(parlm_gelu_forward(fch, fch, M * 4 * C));
+        TRY(linear(pm, tmp, fch, o[T_FPW], P + o[T_FPB], M, 4 * C, C));
+        TRY(parlm_add(x, x, tmp, M * C));
+    }
+    /* the LM head only for the rows whose logits are wanted */
+    int64_t G = 0, r = 0;
+    for (int i = 0; i < ngroups; i++) {
+        r += g[i].n;
+        if (g[i].logits_out)
+            memcpy(pm->lnf + G++ * C, x + (r - 1) * C, (size_t)C * sizeof(float));
+    }
+    if (G == 0)
+        return PARLM_OK;
+    const int64_t MG = G < 2 ? 2 : G;
+    if (G < 2)
+        memset(pm->lnf + C, 0, (size_t)C * sizeof(float));
+    TRY(parlm_layernorm_forward(pm->lnf, pm->mean, pm->rstd, pm->lnf, P + pm->lnfw, P + pm->lnfb,
+                                MG, C));
+    TRY(linear(pm, pm->logits, pm->lnf, pm->wte, NULL, MG, C, Vp));
+    G = 0;
+    for (int i = 0; i < ngroups; i++)
+        if (g[i].logits_out)
+            memcpy(g[i].logits_out, pm->logits + G++ * Vp, (size_t)Vp * sizeof(float));
+    return PARLM_OK;
+}

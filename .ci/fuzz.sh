@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# .ci/fuzz.sh — coverage-guided fuzzing of parlm's file parsers with libFuzzer for a
+# .ci/fuzz.sh — coverage-guided fuzzing of parlm's file parsers (and of parlm-serve's
+# request parser) with libFuzzer for a
 # bounded time (FUZZ_SECONDS, default 60). Builds an instrumented
 # library with clang (-fsanitize=fuzzer-no-link,address,undefined) out of tree in
 # build-fuzz/, seeds the corpus with valid files, and fails on any crash or report.
@@ -17,7 +18,8 @@ mkdir -p build-fuzz
 if [ ! -f build-fuzz/config.status ]; then
     (cd build-fuzz && ../configure -q CC="$CLANG" CFLAGS="-g -O1 $san -Wno-pass-failed" --disable-shared)
 fi
-make -C build-fuzz -j"$(nproc)" lib/libparlm_core.la apps/parlm-prepare tests/io/gguf_tool >/dev/null
+make -C build-fuzz -j"$(nproc)" lib/libparlm_core.la lib/libparlm_serve.la apps/parlm-prepare \
+    tests/io/gguf_tool >/dev/null
 hw=$(pkg-config --libs hwloc) ob=$(pkg-config --libs openblas 2>/dev/null || true) mpi=$(pkg-config --libs ompi-c) js=$(pkg-config --libs jansson)
 # shellcheck disable=SC2086
 "$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Ibuild-fuzz/include \
@@ -27,6 +29,10 @@ hw=$(pkg-config --libs hwloc) ob=$(pkg-config --libs openblas 2>/dev/null || tru
 "$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Ibuild-fuzz/include \
     tests/fuzz/fuzz_formats.c build-fuzz/lib/.libs/libparlm_core.a $hw $js $ob $mpi -lm \
     -o build-fuzz/fuzz_formats
+# shellcheck disable=SC2086
+"$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Ibuild-fuzz/include \
+    tests/fuzz/fuzz_request.c build-fuzz/lib/.libs/libparlm_serve.a \
+    build-fuzz/lib/.libs/libparlm_core.a $hw $js $ob $mpi -lm -o build-fuzz/fuzz_request
 
 # seeds: one valid file per parser, prefixed with its selector byte
 corpus=build-fuzz/corpus
@@ -73,3 +79,16 @@ echo "fuzz formats: $(sed -n 's/^stat::number_of_executed_units: *//p' build-fuz
 build-fuzz/fuzz_files -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix=build-fuzz/ "$corpus" 2> build-fuzz/fuzz.log || { tail -40 build-fuzz/fuzz.log; exit 1; }
 echo "fuzz: $(sed -n 's/^stat::number_of_executed_units: *//p' build-fuzz/fuzz.log) inputs in ${secs}s, no crash"
+
+# parlm-serve's request bodies: seeds are valid and invalid requests of each kind
+rcorpus=build-fuzz/corpus-request
+rm -rf "$rcorpus" && mkdir -p "$rcorpus"
+i=0
+for body in '{"prompt":"hello","max_tokens":5}' '{"prompt":[1,2,3],"temperature":0,"seed":7}' \
+    '{"model":"m","prompt":"a b","max_tokens":8,"temperature":0.7,"top_p":0.9,"top_k":40,"stop":["x","\n"],"stream":true,"stream_options":{"include_usage":true},"n":1,"echo":false,"logprobs":null,"presence_penalty":0}' \
+    '{"prompt":"\u00e9\ud83d\ude00","stop":"z"}' '{"prompt":"x","max_tokens":0}' '[1]'; do
+    printf '%s' "$body" > "$rcorpus/seed$i"; i=$((i + 1))
+done
+build-fuzz/fuzz_request -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix=build-fuzz/request- "$rcorpus" 2> build-fuzz/fuzz-request.log || { tail -40 build-fuzz/fuzz-request.log; exit 1; }
+echo "fuzz request: $(sed -n 's/^stat::number_of_executed_units: *//p' build-fuzz/fuzz-request.log) inputs in ${secs}s, no crash"

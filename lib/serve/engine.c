@@ -105,7 +105,9 @@ static void retire(ps_engine *e, int i, ps_finish why)
     if (why != PS_FINISH_STOP) /* a stop string already cut the text */
         r->visible = r->tlen;
     e->st.finished[why]++;
+    e->st.kv_blocks_used = e->kv.nblocks - e->kv.nfree;
     e->run[i] = e->run[--e->nrun];
+    e->st.running = e->nrun;
     pthread_cond_broadcast(&r->cv);
     unref(r);
 }

@@ -229,12 +229,11 @@ static int parse(json_t *root, const parlm_tokenizer *tok, int max_seq, int V, p
         p->stream = json_is_true(v);
     }
     if ((v = json_object_get(root, "stream_options")) && !json_is_null(v)) {
-        json_t *u;
-        if (!json_is_object(v) || json_object_size(v) > 1 ||
-            (json_object_size(v) == 1 && !(u = json_object_get(v, "include_usage"))))
+        json_t *u = json_is_object(v) ? json_object_get(v, "include_usage") : NULL;
+        if (!json_is_object(v) || json_object_size(v) > (u ? 1u : 0u))
             return fail(e, 400, "stream_options", NULL,
                         "stream_options may only hold include_usage");
-        if (json_object_size(v) == 1) {
+        if (u) {
             if (!json_is_boolean(u))
                 return fail(e, 400, "stream_options", NULL, "include_usage must be a boolean");
             p->include_usage = json_is_true(u);

@@ -64,6 +64,7 @@ typedef struct server {
     pthread_mutex_t mu;
     uint64_t codes[600];          /* responses by HTTP status */
     uint64_t next_id;
+    int live;                     /* request contexts not yet freed: responses in flight */
     volatile sig_atomic_t draining;
 } server;
 
@@ -278,6 +279,7 @@ static void ctx_free(req_ctx *x)
         return;
     pthread_mutex_lock(&S.mu);
     int last = --x->refs == 0;
+    S.live -= last;
     pthread_mutex_unlock(&S.mu);
     if (!last)
         return;
@@ -485,6 +487,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (!(x = calloc(1, sizeof *x)))
             return MHD_NO;
         x->refs = 1;
+        pthread_mutex_lock(&S.mu);
+        S.live++;
+        pthread_mutex_unlock(&S.mu);
         *con_cls = x;
         return MHD_YES;
     }
@@ -685,10 +690,13 @@ int main(int argc, char **argv)
     double end = now() + grace;
     sigset_t none;
     sigemptyset(&none);
-    for (;;) {
+    for (;;) { /* until the engine is idle and the last responses have gone out */
         ps_stats st;
         ps_engine_stats(S.eng, &st);
-        if (st.running == 0 && st.queued == 0)
+        pthread_mutex_lock(&S.mu);
+        int live = S.live;
+        pthread_mutex_unlock(&S.mu);
+        if (st.running == 0 && st.queued == 0 && live == 0)
             break;
         struct timespec ts = {0, 50000000L};
         if (now() >= end || sigtimedwait(&sigs, NULL, &ts) > 0) { /* deadline or 2nd signal */

@@ -18,6 +18,7 @@ seq 1 3000 | awk '{ print "line " $1 " says hello to number " ($1 * 7) % 13 "." 
     { cat "$work/train.log"; exit 1; }
 
 start() {
+    : > "$work/srv.log"
     "$bin/parlm-serve" --model "$work/ck" --model-name tiny --port 0 --threads 2 \
         --kv-mb 8 --max-batch 32 --chunk 32 --max-body-kb 4 --shutdown-timeout 20 \
         > "$work/srv.log" 2>&1 &
@@ -105,11 +106,11 @@ code=$(curl -s -o "$work/out" -w '%{http_code}' "$url/v2/nothing")
 [ "$(curl -s "$url/health")" = '{"status":"ok"}' ] || fail "still serving after bad requests"
 
 # a client killed mid-stream: its request is cancelled and its KV blocks freed
-curl -sN "$url/v1/completions" -d '{"prompt":"line","max_tokens":250,"temperature":0.8,"seed":1,"stream":true}' > "$work/sse" &
+curl -sN "$url/v1/completions" -d '{"prompt":"line","max_tokens":250,"temperature":0.8,"seed":1,"stream":true}' > "$work/cancel.sse" &
 cpid=$!
-for _ in $(seq 1 500); do [ "$(grep -c '^data: {' "$work/sse")" -ge 3 ] && break; sleep 0.01; done
+for _ in $(seq 1 500); do [ "$(grep -c '^data: {' "$work/cancel.sse")" -ge 3 ] && break; sleep 0.01; done
 kill -9 "$cpid"; wait "$cpid" 2>/dev/null || true
-grep -q '\[DONE\]' "$work/sse" && fail "the stream ended before the client was killed"
+grep -q '\[DONE\]' "$work/cancel.sse" && fail "the stream ended before the client was killed"
 for _ in $(seq 1 100); do [ "$(metric 'parlm_requests_finished_total{reason="cancelled"}')" = 1 ] && break; sleep 0.05; done
 [ "$(metric 'parlm_requests_finished_total{reason="cancelled"}')" = 1 ] || fail "no cancellation: $(curl -s "$url/metrics")"
 [ "$(metric parlm_kv_blocks_used)" = 0 ] || fail "KV blocks still held after the cancel"
@@ -138,12 +139,13 @@ done
 grep -q '^# TYPE parlm_time_to_first_token_seconds histogram' "$work/metrics" || fail "histogram type"
 
 # SIGTERM: the running request finishes, new connections are refused, exit 0
-curl -sN "$url/v1/completions" -d '{"prompt":"line","max_tokens":200,"temperature":0,"stream":true}' > "$work/sse" &
+curl -sN "$url/v1/completions" -d '{"prompt":"line","max_tokens":200,"temperature":0,"stream":true}' > "$work/term.sse" &
 cpid=$!
-for _ in $(seq 1 500); do [ "$(grep -c '^data: {' "$work/sse")" -ge 2 ] && break; sleep 0.01; done
+for _ in $(seq 1 500); do [ "$(grep -c '^data: {' "$work/term.sse")" -ge 2 ] && break; sleep 0.01; done
 kill -TERM "$pid"
-wait "$cpid" || fail "the streaming client failed during shutdown"
-grep -q '"finish_reason":"length"' "$work/sse" && tail -n 2 "$work/sse" | grep -q '\[DONE\]' || fail "the running request did not finish: $(tail -3 "$work/sse")"
+crc=0; wait "$cpid" || crc=$?
+[ "$crc" = 0 ] || fail "the streaming client failed during shutdown (curl exit $crc): $(tail -c 600 "$work/term.sse")"
+grep -q '"finish_reason":"length"' "$work/term.sse" && tail -n 2 "$work/term.sse" | grep -q '\[DONE\]' || fail "the running request did not finish: $(tail -3 "$work/term.sse")"
 rc=0; wait "$pid" || rc=$?
 pid=""
 [ "$rc" = 0 ] || fail "parlm-serve exited $rc after SIGTERM"

@@ -7,6 +7,7 @@
  * ever preempted; blocks are taken from the pool as positions are written.
  * Clients (HTTP threads) only queue requests and wait on them: one mutex guards the queue
  * and every request's output; the forward itself runs without it. */
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,7 @@ struct ps_engine {
     ps_model *pm;
     ps_kv_pool kv;
     const parlm_tokenizer *tok;
-    int eot, V, Vp;
+    int eot, V, Vp, threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t th;
@@ -234,14 +235,21 @@ static void *loop(void *arg)
         e->st.batch_rows_last = rows;
         pthread_mutex_unlock(&e->mu);
         parlm_status fst = ps_forward(e->pm, &e->kv, e->groups, ng);
-        for (int i = 0; i < ng && fst == PARLM_OK; i++) {
+        /* each request samples with its own generator, so the requests of a step can be
+         * sampled in parallel (with top_k = 0 one sample sorts the whole vocabulary) */
+        int bad = 0;
+#pragma omp parallel for num_threads(e->threads) schedule(dynamic, 1) reduction(| : bad) \
+    if (fst == PARLM_OK && ng > 1)
+        for (int i = 0; i < ng; i++) {
             ps_request *r = e->grp_req[i];
             const ps_params *p = &r->p;
-            if (e->groups[i].logits_out &&
+            if (fst == PARLM_OK && e->groups[i].logits_out &&
                 parlm_sample(e->groups[i].logits_out, e->V, p->temperature, p->top_k, p->top_p,
                              &r->rng, &e->sampled[i]) != PARLM_OK)
-                fst = PARLM_EINVAL;
+                bad = 1;
         }
+        if (bad)
+            fst = PARLM_EINVAL;
         pthread_mutex_lock(&e->mu);
         e->st.steps++;
         double tnow = now();
@@ -320,6 +328,7 @@ parlm_status ps_engine_create(ps_engine **out, parlm_gpt *m, const parlm_tokeniz
     pthread_cond_init(&e->cv, NULL);
     parlm_gpt_config c = parlm_gpt_get_config(m);
     e->V = c.vocab, e->Vp = c.vocab_pad;
+    e->threads = cfg->threads > 0 ? cfg->threads : omp_get_max_threads();
     parlm_status st = ps_model_create(&e->pm, m, cfg->max_batch + cfg->chunk, cfg->threads,
                                       cfg->bf16);
     if (st == PARLM_OK)

@@ -132,13 +132,13 @@ END_TEST
 /* Sequence 0 alone, then among `others` sequences that start at staggered steps with
  * other prompt lengths; every step's batch mixes decode rows and prompt chunks. Sequence
  * 0's logits must be bitwise the same at every position. */
-static void invariance(int others, int threads)
+static void invariance(int others, int threads, int bf16)
 {
     parlm_gpt *m = small_model();
     parlm_gpt_config c = parlm_gpt_get_config(m);
     const int N = others + 1, NP0 = 9, STEPS = 24, CH = 4;
     ps_model *pm;
-    ck_assert_int_eq(ps_model_create(&pm, m, N + CH, threads, 0), PARLM_OK);
+    ck_assert_int_eq(ps_model_create(&pm, m, N + CH, threads, bf16), PARLM_OK);
     ps_kv_pool kv;
     ck_assert_int_eq(ps_kv_pool_init(&kv, c.n_layer, c.n_embd, 16, 16 << 20), PARLM_OK);
     int64_t Vp = c.vocab_pad;
@@ -215,11 +215,14 @@ static void invariance(int others, int threads)
     parlm_gpt_free(m);
 }
 
-START_TEST(batch_invariance_8) { invariance(7, 2); }
+START_TEST(batch_invariance_8) { invariance(7, 2, 0); }
 END_TEST
-START_TEST(batch_invariance_32) { invariance(31, 2); }
+START_TEST(batch_invariance_32) { invariance(31, 2, 0); }
 END_TEST
-START_TEST(batch_invariance_13_one_thread) { invariance(12, 1); }
+START_TEST(batch_invariance_13_one_thread) { invariance(12, 1, 0); }
+END_TEST
+/* bf16 weights: f32 GEMM of the widened weights, as row-independent as f32 */
+START_TEST(batch_invariance_bf16) { invariance(15, 2, 1); }
 END_TEST
 
 /* the engine: the same requests alone and all at once give the same tokens */
@@ -473,6 +476,7 @@ int main(void)
     tcase_add_test(tc, batch_invariance_8);
     tcase_add_test(tc, batch_invariance_32);
     tcase_add_test(tc, batch_invariance_13_one_thread);
+    tcase_add_test(tc, batch_invariance_bf16);
     tcase_add_test(tc, engine_batches);
     tcase_add_test(tc, text_stops);
     tcase_add_test(tc, request_parsing);

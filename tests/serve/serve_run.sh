@@ -17,10 +17,10 @@ seq 1 3000 | awk '{ print "line " $1 " says hello to number " ($1 * 7) % 13 "." 
     --ckpt-dir "$work/ck" --threads 2 --quiet --sample-every 0 > "$work/train.log" 2>&1 ||
     { cat "$work/train.log"; exit 1; }
 
-start() {
+start() { # extra options
     : > "$work/srv.log"
     "$bin/parlm-serve" --model "$work/ck" --model-name tiny --port 0 --threads 2 \
-        --kv-mb 8 --max-batch 32 --chunk 32 --max-body-kb 4 --shutdown-timeout 20 \
+        --kv-mb 8 --max-batch 32 --chunk 32 --max-body-kb 4 --shutdown-timeout 20 "$@" \
         > "$work/srv.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 200); do
@@ -151,4 +151,23 @@ pid=""
 [ "$rc" = 0 ] || fail "parlm-serve exited $rc after SIGTERM"
 grep -q "draining" "$work/srv.log" || fail "no drain message"
 curl -s -m 5 "$url/health" > /dev/null 2>&1 && fail "still accepting after shutdown"
-echo "serve: completions, streaming, stops, seeds, errors, cancellation, 32 concurrent, shutdown"
+
+# admission control: one running request and no queue -> the next one is a 429 with Retry-After
+start --max-batch 1 --max-queue 0
+curl -sN "$url/v1/completions" -d '{"prompt":"line","max_tokens":200,"temperature":0,"stream":true}' > "$work/busy.sse" &
+cpid=$!
+for _ in $(seq 1 500); do [ "$(grep -c '^data: {' "$work/busy.sse")" -ge 1 ] && break; sleep 0.01; done
+code=$(curl -s -D "$work/headers" -o "$work/out" -w '%{http_code}' "$url/v1/completions" -d '{"prompt":"x","max_tokens":2}')
+if grep -q '\[DONE\]' "$work/busy.sse"; then
+    echo "note: the first request ended before the second arrived: admission not exercised"
+else
+    [ "$code" = 429 ] || fail "a full server answered $code: $(cat "$work/out")"
+    grep -qi '^Retry-After: [0-9]' "$work/headers" || fail "429 without Retry-After"
+    grep -q '"error":{"message"' "$work/out" || fail "429 body"
+fi
+wait "$cpid" || true
+kill -TERM "$pid"
+rc=0; wait "$pid" || rc=$?
+pid=""
+[ "$rc" = 0 ] || fail "parlm-serve exited $rc"
+echo "serve: completions, streaming, stops, seeds, errors, cancellation, 32 concurrent, shutdown, 429"

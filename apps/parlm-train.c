@@ -1,10 +1,9 @@
 /* apps/parlm-train.c — train a GPT on token shards or text, on one process or on many
- * (mpirun / srun: data parallelism, parlm/dp.h). Step = grad-accum micro-batches
- * (forward, backward) -> gradient exchange -> clip -> AdamW with warmup and cosine decay.
- * Rank 0 prints loss, throughput and MFU against the FMA peak measured at start;
- * evaluates, samples and checkpoints periodically; Ctrl-C checkpoints before exiting.
- * Resuming from a checkpoint continues bitwise as if never interrupted. Each rank's
- * OpenMP threads are bound to its own share of the node's cores (hwloc teams). */
+ * (mpirun / srun: data parallelism). The training loop itself is the library's
+ * (parlm/trainer.h): this program parses options, turns text into token shards, measures
+ * the FMA peak, and prints what the trainer reports (rank 0: loss, throughput, MFU,
+ * samples, checkpoints); Ctrl-C / SIGTERM set the trainer's cancel flag, which checkpoints
+ * before exiting. Each rank's OpenMP threads are bound to its share of the node's cores. */
 #include "config.h"
 
 #include <dirent.h>
@@ -25,9 +24,6 @@
 #include "../bench/bench.h"
 #include "cli.h"
 #include "parlm.h"
-#ifdef PARLM_HAVE_MPI
-#include "parlm/dp.h"
-#endif
 
 #define DEFAULT_CORPUS "/usr/share/games/fortunes/*"
 
@@ -35,16 +31,14 @@ typedef struct opts {
     const char *data, *val_data, *model, *init, *ckpt_dir, *log, *encoder, *vocab;
     int B, T, steps, warmup, grad_accum, ckpt_every, val_every, val_steps, sample_every;
     int sample_len, threads, resume, bf16, quiet, stop_at, local_steps, bucket_mb, bf16_wire;
-    int no_bind, overwrite;
-    const char *dp_mode;
+    int no_bind, overwrite, tp, pp, micro_batches;
+    const char *dp_mode, *schedule;
     double lr, lr_min_frac, weight_decay, grad_clip, beta1, beta2, eps;
     uint64_t seed;
 } opts;
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
-/* asked by forward and backward between layers: a step of minutes still stops at once */
-static int cancel_requested(void *arg) { (void)arg; return interrupted != 0; }
 
 static void usage(FILE *f)
 {
@@ -84,6 +78,11 @@ static void usage(FILE *f)
         "  --local-steps H      local SGD: a synchronous step every H steps (default 4)\n"
         "  --bucket-mb N        gradient all-reduce bucket size (default 25)\n"
         "  --bf16-wire          send gradients as bf16 (accumulate in f32)\n"
+        "model parallelism (the process grid is dp x tp x pp; dp = ranks / (tp x pp)):\n"
+        "  --tp N, --pp N       tensor / pipeline parallel ways (default 1: data parallelism\n"
+        "                       only; larger values are refused until the grid is built in)\n"
+        "  --micro-batches M    pipeline micro-batches per batch (default: pp)\n"
+        "  --schedule S         pipeline schedule: gpipe or 1f1b (default 1f1b)\n"
         "checkpoints and output:\n"
         "  --ckpt-dir DIR       write checkpoints here (created if missing; atomic; the last\n"
         "                       two are kept). One run at a time: DIR/lock names the holder\n"
@@ -115,8 +114,10 @@ static int parse_opts(int argc, char **argv, opts *o)
                 .B = 8, .T = 128, .steps = 1500, .warmup = 20, .grad_accum = 1,
                 .ckpt_every = 100, .val_every = 50, .val_steps = 10, .sample_every = 100,
                 .sample_len = 96, .lr = 1e-3, .lr_min_frac = 0.1, .grad_clip = 1.0,
-                .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .seed = 1337};
+                .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .seed = 1337, .tp = 1, .pp = 1,
+                .schedule = "1f1b"};
     static const char *const dp_modes[] = {"auto", "sync", "overlap", "zero1", "local", NULL};
+    static const char *const schedules[] = {"gpipe", "1f1b", NULL};
     enum { S = CLI_SAME, M = 1 << 16, BIG = INT_MAX };
     const cli_opt table[] = {
         CLI_S("--data", &o->data, 0), CLI_S("--val-data", &o->val_data, 0),
@@ -143,6 +144,9 @@ static int parse_opts(int argc, char **argv, opts *o)
         CLI_F("--overwrite", &o->overwrite, 0),
         CLI_D("--beta1", &o->beta1, 0, 1, S), CLI_D("--beta2", &o->beta2, 0, 1, S),
         CLI_D("--eps", &o->eps, 0, 1e6, S),
+        CLI_I("--tp", &o->tp, 1, 4096, S), CLI_I("--pp", &o->pp, 1, 4096, S),
+        CLI_I("--micro-batches", &o->micro_batches, 0, M, S),
+        CLI_C("--schedule", &o->schedule, schedules, S),
     };
     _Static_assert(sizeof table / sizeof table[0] <= sizeof opt_table / sizeof opt_table[0],
                    "opt_table is too small");
@@ -165,13 +169,12 @@ static int parse_opts(int argc, char **argv, opts *o)
     return 0;
 }
 
-/* ---- processes: one, or MPI ranks doing data parallelism ------------------------------- */
+/* ---- processes: one, or MPI ranks (the trainer composes data parallelism over them) ----- */
 
 typedef struct world {
     int rank, size, local_rank, local_size;
 #ifdef PARLM_HAVE_MPI
     parlm_comm *comm;
-    parlm_dp *dp;
 #endif
 } world;
 
@@ -215,28 +218,11 @@ static void world_end(world *w)
 #ifdef PARLM_HAVE_MPI
     if (!w->comm)
         return;
-    parlm_dp_free(w->dp);
     parlm_comm_free(w->comm);
     parlm_dist_finalize();
 #else
     (void)w;
 #endif
-}
-
-/* Every rank must run the same configuration: a mismatch stops all of them, naming the
- * field and the ranks (never a hang: the check is one collective all ranks reach). */
-static int world_agree(world *w, const char *field, uint64_t value)
-{
-#ifdef PARLM_HAVE_MPI
-    if (w->size > 1 && parlm_comm_check_agree(w->comm, field, value) != PARLM_OK) {
-        if (w->rank == 0)
-            fprintf(stderr, "parlm-train: ranks disagree: %s\n", parlm_last_error());
-        return 1;
-    }
-#else
-    (void)w, (void)field, (void)value;
-#endif
-    return 0;
 }
 
 /* What rank 0 alone decided (its checkpoint directory, its log): every rank learns it. */
@@ -251,27 +237,6 @@ static int world_share_rc(world *w, int rc)
     (void)w;
 #endif
     return rc;
-}
-
-static uint64_t hash_bytes(const void *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ULL;
-    return h;
-}
-
-/* Word by word: the parameters of GPT-2 124M (500 MB) hash in a fraction of a second. */
-static uint64_t hash_floats(const float *p, int64_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &p[i], 4);
-        h = (h ^ u) * 0x100000001B3ULL;
-        h ^= h >> 29;
-    }
-    return h;
 }
 
 /* Every option marked CLI_SAME (it changes the computation), after defaults: one hash for
@@ -313,81 +278,6 @@ static int world_agree_options(world *w)
 /* A checksum of every shard a loader reads, compared across ranks: a same-size shard with
  * other contents on one rank is caught here, not after a week of diverging training.
  * The shard count is agreed first, so the per-shard pass is the same on every rank. */
-static int world_agree_data(world *w, const parlm_loader *l, const char *what)
-{
-#ifdef PARLM_HAVE_MPI
-    if (w->size <= 1 || !l)
-        return 0;
-    char field[4200];
-    size_t n = parlm_loader_num_shards(l);
-    snprintf(field, sizeof field, "number of %s shards", what);
-    if (world_agree(w, field, (uint64_t)n))
-        return 1;
-    uint64_t *sums = calloc(n, sizeof *sums), all = 0;
-    int failed = !sums;
-    for (size_t i = 0; i < n && !failed; i++) {
-        if (parlm_shard_checksum(parlm_loader_shard_path(l, i), &sums[i]) != PARLM_OK) {
-            fprintf(stderr, "parlm-train: rank %d: %s\n", w->rank, parlm_last_error());
-            failed = 1;
-        }
-        all = (all ^ sums[i]) * 0x100000001B3ULL + i;
-    }
-    snprintf(field, sizeof field, "%s data (readable)", what);
-    if (world_agree(w, field, (uint64_t)failed) || failed) {
-        free(sums);
-        return 1;
-    }
-    snprintf(field, sizeof field, "%s data checksum", what);
-    if (parlm_comm_check_agree(w->comm, field, all) != PARLM_OK) {
-        for (size_t i = 0; i < n; i++) {
-            snprintf(field, sizeof field, "%s data: shard %zu (%s on rank 0) checksum", what, i,
-                     parlm_loader_shard_path(l, i));
-            if (world_agree(w, field, sums[i]))
-                break;
-        }
-        free(sums);
-        return 1;
-    }
-    free(sums);
-#else
-    (void)w, (void)l, (void)what;
-#endif
-    return 0;
-}
-
-static parlm_status world_backward(world *w, parlm_gpt *m, float scale, int last)
-{
-#ifdef PARLM_HAVE_MPI
-    if (w->dp)
-        return parlm_dp_backward(w->dp, scale, last);
-#endif
-    (void)w, (void)last;
-    return parlm_gpt_backward(m, scale);
-}
-
-static parlm_status world_step(world *w, parlm_gpt *m, const parlm_adamw_cfg *opt, float clip,
-                               float *norm)
-{
-#ifdef PARLM_HAVE_MPI
-    if (w->dp)
-        return parlm_dp_step(w->dp, opt, clip, norm);
-#endif
-    (void)w;
-    parlm_status st = parlm_gpt_optimizer_step(m, opt, clip > 0 ? clip : 0.0f, norm);
-    return st != PARLM_OK && !isfinite(*norm) ? PARLM_EINVAL : st; /* the caller reports it */
-}
-
-static double world_mean(world *w, double x)
-{
-#ifdef PARLM_HAVE_MPI
-    if (w->dp && w->size > 1)
-        parlm_dp_mean(w->dp, &x);
-#else
-    (void)w;
-#endif
-    return x;
-}
-
 /* Binds this process's OpenMP threads to its share of the node (parlm_place_threads).
  * Returns the thread count, 0 on failure. */
 static int place_threads(const world *w, int want, int bind, char *desc, size_t len)
@@ -625,55 +515,7 @@ static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int64_
     return rc;
 }
 
-/* ---- checkpoints and the log ------------------------------------------------------------ */
-
-/* Rank 0's lock on --ckpt-dir, released at any exit (a killed process's lock goes with it) */
-static parlm_ckpt_dir *ckpt_dir_held;
-static void release_ckpt_dir(void) { parlm_ckpt_dir_close(ckpt_dir_held); }
-
-/* At start, before any compute: create and lock --ckpt-dir (a second trainer stops here),
- * and refuse to mix a new run with an earlier one's checkpoints unless told to. */
-static int open_ckpt_dir(const opts *o)
-{
-    parlm_ckpt_dir *d;
-    if (parlm_ckpt_dir_open(&d, o->ckpt_dir) != PARLM_OK) {
-        fprintf(stderr, "parlm-train: --ckpt-dir: %s\n", parlm_last_error());
-        return 1;
-    }
-    ckpt_dir_held = d;
-    atexit(release_ckpt_dir);
-    parlm_ckpt_dir_info info = parlm_ckpt_dir_get_info(d);
-    if (info.no_lock[0])
-        fprintf(stderr, "parlm-train: warning: %s: nothing stops a second run from writing "
-                "into %s\n", info.no_lock, o->ckpt_dir);
-    if (info.stale_holder[0])
-        printf("ckpt: %s: took over the lock of %s, which ended without releasing it\n",
-               o->ckpt_dir, info.stale_holder);
-    if (info.removed_tmp)
-        printf("ckpt: %s: removed %d unfinished temp file(s) of an interrupted write\n",
-               o->ckpt_dir, info.removed_tmp);
-    int64_t step;
-    int n;
-    if (parlm_ckpt_list(o->ckpt_dir, &step, 1, &n) != PARLM_OK) {
-        fprintf(stderr, "parlm-train: --ckpt-dir: %s\n", parlm_last_error());
-        return 1;
-    }
-    if (n && !o->resume && !o->overwrite) {
-        fprintf(stderr, "parlm-train: %s already holds checkpoints of another run: pass "
-                "--resume to continue it, --overwrite to replace it, or choose another "
-                "--ckpt-dir\n", o->ckpt_dir);
-        return 2;
-    }
-    if (n && o->overwrite) {
-        if (parlm_ckpt_dir_remove_all(d, &n) != PARLM_OK) {
-            fprintf(stderr, "parlm-train: --overwrite: %s\n", parlm_last_error());
-            return 1;
-        }
-        printf("ckpt: --overwrite: removed %d checkpoint(s) of an earlier run from %s\n", n,
-               o->ckpt_dir);
-    }
-    return 0;
-}
+/* ---- the log ---------------------------------------------------------------------------- */
 
 /* mkdir -p of path's first len characters: the directory of --log may not exist yet
  * (--ckpt-dir is created by parlm_ckpt_dir_open). */
@@ -696,34 +538,6 @@ static int make_dirs(const char *path, int len)
         }
 }
 
-static int save_ckpt(const parlm_train_state *st, parlm_gpt *m)
-{
-    char path[4096];
-    if (parlm_ckpt_dir_save(ckpt_dir_held, m, st, 2, path, sizeof path) != PARLM_OK) {
-        fprintf(stderr, "parlm-train: checkpoint of step %lld failed (earlier checkpoints are "
-                "kept): %s\n", (long long)st->step, parlm_last_error());
-        return 1;
-    }
-    printf("checkpoint: %s\n", path);
-    return 0;
-}
-
-/* Checkpoints with every rank: ZeRO-1 first gathers the optimizer blocks; rank 0 writes;
- * all ranks learn whether it worked (so none carries on alone). */
-static int save_ckpt_all(world *w, parlm_gpt *m, const parlm_train_state *st)
-{
-    int rc = 0;
-#ifdef PARLM_HAVE_MPI
-    if (w->dp && parlm_dp_gather_state(w->dp) != PARLM_OK) {
-        fprintf(stderr, "parlm-train: checkpoint: %s\n", parlm_last_error());
-        return 1;
-    }
-#endif
-    if (w->rank == 0)
-        rc = save_ckpt(st, m);
-    return world_mean(w, rc) > 0 ? 1 : 0;
-}
-
 /* One log line, written through at once; a failed write (a full disk) is an error. */
 static int log_printf(FILE *log, const char *path, const char *fmt, ...)
 {
@@ -738,61 +552,116 @@ static int log_printf(FILE *log, const char *path, const char *fmt, ...)
     return 0;
 }
 
-/* ---- schedule, evaluation, samples ----------------------------------------------------------- */
 
-static double lr_at(const opts *o, int step) /* step counts from 0 */
+/* ---- what the trainer says, and each step ------------------------------------------------ */
+
+/* The library's messages: progress to stdout, problems to stderr (it sends INFO and WARN
+ * from rank 0 only, an ERROR from the rank(s) that should say it). */
+static void on_message(void *arg, parlm_trainer_msg kind, const char *text)
 {
-    if (step < o->warmup)
-        return o->lr * (step + 1) / o->warmup;
-    double span = o->steps - o->warmup, frac = span > 0 ? (step - o->warmup) / span : 1.0;
-    if (frac > 1)
-        frac = 1;
-    double lo = o->lr * o->lr_min_frac;
-    return lo + 0.5 * (o->lr - lo) * (1.0 + cos(M_PI * frac));
+    (void)arg;
+    if (kind == PARLM_MSG_INFO)
+        printf("%s\n", text);
+    else
+        fprintf(stderr, "parlm-train: %s\n", text);
 }
 
-static parlm_status val_loss(parlm_gpt *m, parlm_loader *val, int steps, int32_t *x, int32_t *y,
-                             float *out)
+typedef struct run {
+    const opts *o;
+    int rank;
+    FILE *log;
+    int csv;
+    const parlm_tokenizer *tok;
+    double peak, flops_per_token, ms_sum;
+    int timed;
+} run;
+
+#define SAY(...) (w.rank == 0 ? printf(__VA_ARGS__) : 0)
+
+/* Each step: rank 0 prints its line (and the sample), the log gets a record. A failed log
+ * write returns 1: the trainer stops every rank. */
+static int on_step(void *arg, const parlm_trainer_report *r)
 {
-    parlm_loader_pos start = parlm_loader_tell(val);
-    double sum = 0;
-    parlm_status st = PARLM_OK;
-    for (int i = 0; i < steps && st == PARLM_OK; i++) {
-        float l;
-        if ((st = parlm_loader_next(val, x, y)) == PARLM_OK &&
-            (st = parlm_gpt_forward(m, x, y, &l)) == PARLM_OK)
-            sum += l;
+    run *u = arg;
+    const opts *o = u->o;
+    world w = {.rank = u->rank};
+    double ms = r->seconds * 1e3;
+    if (r->step > 1 || o->steps == 1) /* the first step pays for page faults */
+        u->ms_sum += ms, u->timed++;
+    double tps = (double)r->tokens / r->seconds, gflops = tps * u->flops_per_token / 1e9;
+    float vl = r->val_loss;
+    int rc = 0;
+    if (!o->quiet || !isnan(vl)) {
+        double eta = u->timed ? (o->steps - r->step) * u->ms_sum / u->timed / 1e3 : 0;
+        SAY("step %5lld/%d | loss %.4f | lr %.2e | norm %.2f | %.0f tok/s | "
+            "%.1f GFLOP/s %.1f%% MFU | %.0f ms | ETA %dm%02ds",
+            (long long)r->step, o->steps, r->loss, r->lr, r->grad_norm, tps, gflops,
+            100 * gflops / u->peak, ms, (int)eta / 60, (int)eta % 60);
+        if (!isnan(vl))
+            SAY(" | val %.4f", vl);
+        if (r->comm_wait >= 0) /* this rank's wait for gradients after backward */
+            SAY(" | comm wait %.0f ms", r->comm_wait * 1e3);
+        SAY("\n");
+        fflush(stdout);
     }
-    parlm_loader_seek(val, start); /* the same batches every time: comparable numbers */
-    *out = (float)(sum / steps);
-    return st;
+    if (u->log) {
+        char v[32];
+        if (isnan(vl))
+            snprintf(v, sizeof v, "%s", u->csv ? "" : "null");
+        else
+            snprintf(v, sizeof v, "%.6f", vl);
+        if (u->csv)
+            rc |= log_printf(u->log, o->log, "%lld,%.6f,%s,%.6g,%.4f,%.1f,%.2f\n",
+                             (long long)r->step, r->loss, v, r->lr, r->grad_norm, tps, ms);
+        else
+            rc |= log_printf(u->log, o->log, "{\"step\": %lld, \"loss\": %.6f, \"val_loss\": "
+                             "%s, \"lr\": %.6g, \"grad_norm\": %.4f, \"tokens_per_s\": "
+                             "%.1f, \"ms_per_step\": %.2f}\n", (long long)r->step, r->loss, v,
+                             r->lr, r->grad_norm, tps, ms);
+    }
+    if (r->sample) {
+        printf("sample: ");
+        for (int i = 0; i < r->sample_n; i++) {
+            const char *b;
+            size_t n;
+            if (parlm_tokenizer_token(u->tok, r->sample[i], &b, &n) == PARLM_OK)
+                fwrite(b, 1, n, stdout);
+        }
+        printf("\n");
+    }
+    return rc;
 }
 
-static void print_sample(parlm_gpt *m, const parlm_tokenizer *tok, int len, uint64_t *rng)
+/* The trainer's configuration from the options (one field per option). */
+static parlm_trainer_config trainer_config(const opts *o, const world *w, int vocab, int eot)
 {
-    parlm_gpt_config c = parlm_gpt_get_config(m);
-    int eot = parlm_tokenizer_eot(tok);
-    int32_t t = eot >= 0 ? eot : '\n';
-    float *logits = malloc((size_t)c.vocab_pad * sizeof(float));
-    printf("sample: ");
-    for (int pos = 0; logits && pos < len && pos < c.max_seq; pos++) {
-        if (parlm_gpt_infer(m, &t, 1, pos, logits) != PARLM_OK ||
-            parlm_sample(logits, c.vocab, 1.0f, 40, 1.0f, rng, &t) != PARLM_OK)
-            break;
-        if (t == eot)
-            break;
-        const char *b;
-        size_t n;
-        if (parlm_tokenizer_token(tok, t, &b, &n) == PARLM_OK)
-            fwrite(b, 1, n, stdout);
-    }
-    printf("\n");
-    free(logits);
+    parlm_trainer_config c;
+    parlm_trainer_config_default(&c);
+    c.model = o->model, c.init = o->init, c.vocab = vocab, c.bf16 = o->bf16, c.seed = o->seed;
+    c.B = o->B, c.T = o->T, c.grad_accum = o->grad_accum;
+    c.steps = o->steps, c.stop_at = o->stop_at, c.warmup = o->warmup;
+    c.lr = o->lr, c.lr_min_frac = o->lr_min_frac, c.weight_decay = o->weight_decay;
+    c.grad_clip = o->grad_clip, c.beta1 = o->beta1, c.beta2 = o->beta2, c.eps = o->eps;
+    c.val_every = o->val_every, c.val_steps = o->val_steps;
+    c.sample_every = o->sample_every, c.sample_len = o->sample_len;
+    c.sample_start = eot >= 0 ? eot : '\n', c.sample_stop = eot;
+    c.ckpt_dir = o->ckpt_dir, c.ckpt_every = o->ckpt_every, c.ckpt_keep = 2;
+    c.resume = o->resume, c.overwrite = o->overwrite;
+#ifdef PARLM_HAVE_MPI
+    c.comm = w->comm;
+#else
+    (void)w;
+#endif
+    c.dp = o->dp_mode, c.local_steps = o->local_steps, c.bucket_mb = o->bucket_mb;
+    c.bf16_wire = o->bf16_wire;
+    c.tp = o->tp, c.pp = o->pp, c.micro_batches = o->micro_batches, c.schedule = o->schedule;
+    c.cancel = &interrupted;
+    c.on_message = on_message;
+    c.on_step = on_step;
+    return c;
 }
 
 /* ---- main ------------------------------------------------------------------------------- */
-
-#define SAY(...) (w.rank == 0 ? printf(__VA_ARGS__) : 0)
 
 int main(int argc, char **argv)
 {
@@ -809,14 +678,27 @@ int main(int argc, char **argv)
     world w;
     if (world_init(&w, &argc, &argv))
         return 1;
-    /* before any compute: the checkpoint directory (locked) and the log must be writable */
+    parlm_tokenizer *tok = NULL;
+    if ((o.encoder ? parlm_tokenizer_load_gpt2(&tok, o.encoder, o.vocab)
+                   : parlm_tokenizer_bytes(&tok)) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
+        return 1;
+    }
+    int vocab = parlm_tokenizer_vocab_size(tok);
+    /* before any compute: the checkpoint directory (locked by the trainer) and the log must
+     * be writable */
+    parlm_trainer_config tc = trainer_config(&o, &w, vocab, parlm_tokenizer_eot(tok));
+    run u = {.o = &o, .rank = w.rank, .tok = tok};
+    tc.arg = &u;
+    parlm_trainer *t = NULL;
+    parlm_status st = parlm_trainer_open(&t, &tc);
+    if (st != PARLM_OK)
+        return st == PARLM_EINVAL || st == PARLM_EUNSUPPORTED ? 2 : 1;
     FILE *log = NULL;
-    if (o.ckpt_dir && w.rank == 0)
-        rc = open_ckpt_dir(&o);
     const char *slash = o.log ? strrchr(o.log, '/') : NULL;
-    if (!rc && slash && slash > o.log && w.rank == 0)
+    if (slash && slash > o.log && w.rank == 0)
         make_dirs(o.log, (int)(slash - o.log)); /* fopen reports what still fails */
-    if (!rc && o.log && w.rank == 0 && !(log = fopen(o.log, "a"))) {
+    if (o.log && w.rank == 0 && !(log = fopen(o.log, "a"))) {
         fprintf(stderr, "parlm-train: --log %s: %s\n", o.log, strerror(errno));
         rc = 1;
     }
@@ -826,17 +708,10 @@ int main(int argc, char **argv)
     int threads = place_threads(&w, o.threads, !o.no_bind, placement, sizeof placement);
     if (!threads)
         return 1;
-    /* first, before any rank can fail alone on a setting the others do not share */
-    if (world_agree(&w, "library version", hash_bytes(PARLM_VERSION, strlen(PARLM_VERSION))) ||
-        world_agree_options(&w))
+    /* before any rank can fail alone on a setting the others do not share */
+    if (world_agree_options(&w))
         return 2;
 
-    parlm_tokenizer *tok = NULL;
-    if ((o.encoder ? parlm_tokenizer_load_gpt2(&tok, o.encoder, o.vocab)
-                   : parlm_tokenizer_bytes(&tok)) != PARLM_OK) {
-        fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
-        return 1;
-    }
     const char *data = o.data ? o.data : DEFAULT_CORPUS;
     char train_glob[4200], val_glob[4200];
     int shards = 0, have = classify_data(data, &shards);
@@ -857,84 +732,11 @@ int main(int argc, char **argv)
             o.val_data = val_glob;
     }
 
-    /* model: a checkpoint to resume, an initial file, or a fresh preset */
-    parlm_gpt *m = NULL;
-    parlm_train_state ts = {0};
-    int vocab = parlm_tokenizer_vocab_size(tok);
-    if (o.resume) { /* every rank reads the checkpoint; rank 0's handle notes what failed */
-        int64_t steps[4096];
-        int n, tried = 0;
-        if (parlm_ckpt_list(o.ckpt_dir, steps, 4096, &n) != PARLM_OK) {
-            fprintf(stderr, "parlm-train: --resume: %s\n", parlm_last_error());
-            return 1;
-        }
-        for (int i = 0; i < n && !m; i++, tried++) { /* newest first; a corrupt one falls back */
-            char path[4096];
-            parlm_ckpt_path(path, sizeof path, o.ckpt_dir, steps[i]);
-            parlm_status st = ckpt_dir_held ? parlm_ckpt_dir_load(ckpt_dir_held, steps[i], &m, &ts)
-                                            : parlm_checkpoint_load(path, &m, &ts);
-            if (st == PARLM_OK)
-                SAY("resume: %s (step %lld)\n", path, (long long)ts.step);
-            else if (w.rank == 0)
-                fprintf(stderr, "parlm-train: resume: cannot use %s (kept): %s\n", path,
-                        parlm_last_error());
-        }
-        if (!m && n) {
-            if (w.rank == 0)
-                fprintf(stderr, "parlm-train: --resume: none of the %d checkpoint(s) in %s "
-                        "loads (each is named above with the reason); they are kept. Move them "
-                        "away, or pass --overwrite instead of --resume to start a new run "
-                        "there\n", tried, o.ckpt_dir);
-            return 1;
-        }
-        parlm_gpt_config want = {.max_seq = o.T, .vocab = vocab};
-        parlm_gpt_config got = m ? parlm_gpt_get_config(m) : want;
-        if (!m) {
-            SAY("resume: no checkpoint in %s, starting fresh\n", o.ckpt_dir);
-        } else if (parlm_gpt_preset(o.model, &want) != PARLM_OK) {
-            fprintf(stderr, "parlm-train: --model: %s\n", parlm_last_error());
-            return 2;
-        } else if (!o.init && (want.n_layer != got.n_layer || want.n_head != got.n_head ||
-                               want.n_embd != got.n_embd)) {
-            /* with --init the run's shape came from that file, not from --model */
-            if (w.rank == 0)
-                fprintf(stderr, "parlm-train: the checkpoint holds a model of L%d NH%d C%d, "
-                        "but --model %s is L%d NH%d C%d: resume with the run's --model\n",
-                        got.n_layer, got.n_head, got.n_embd, o.model, want.n_layer,
-                        want.n_head, want.n_embd);
-            return 2;
-        } else if (ts.B != o.B || ts.T != o.T || ts.grad_accum != o.grad_accum ||
-                   ts.world != w.size) {
-            fprintf(stderr, "parlm-train: the checkpoint was trained with -b %d -t %d "
-                    "--grad-accum %d on %d process(es); resume with the same (got -b %d -t %d "
-                    "--grad-accum %d on %d)\n", ts.B, ts.T, ts.grad_accum, ts.world, o.B, o.T,
-                    o.grad_accum, w.size);
-            return 2;
-        }
-    }
-    if (!m && o.init) {
-        if (parlm_gpt_load(&m, o.init, &ts) != PARLM_OK) {
-            fprintf(stderr, "parlm-train: --init %s: cannot load it: %s\n", o.init,
-                    parlm_last_error());
-            return 1;
-        }
-        ts = (parlm_train_state){0}; /* a new run from these weights */
-        parlm_gpt_set_step(m, 0);
-    }
-    if (!m) {
-        parlm_gpt_config cfg = {.max_seq = o.T, .vocab = vocab};
-        if (parlm_gpt_preset(o.model, &cfg) != PARLM_OK ||
-            parlm_gpt_create(&m, &cfg, o.seed) != PARLM_OK) {
-            fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
-            return 1;
-        }
-    }
+    /* the model (resumed, --init or fresh), the data, the ranks' agreement, DP */
+    if ((st = parlm_trainer_start(t, data, o.val_data)) != PARLM_OK)
+        return st == PARLM_EINVAL || st == PARLM_EUNSUPPORTED ? 2 : 1;
+    parlm_gpt *m = parlm_trainer_model(t);
     parlm_gpt_config cfg = parlm_gpt_get_config(m);
-    if (cfg.vocab < vocab || o.T > cfg.max_seq) {
-        fprintf(stderr, "parlm-train: the model (vocab %d, context %d) cannot take this data "
-                "(vocab %d) at -t %d\n", cfg.vocab, cfg.max_seq, vocab, o.T);
-        return 1;
-    }
     /* a GPT-2 model (--init, --resume) given text without its tokenizer would learn byte ids
      * as if they were its tokens, and its samples would print nothing */
     if (cfg.vocab > vocab && !shards) {
@@ -945,52 +747,6 @@ int main(int argc, char **argv)
                     o.encoder ? o.encoder : "bytes", vocab);
         return 1;
     }
-    if (cfg.vocab > vocab && o.sample_every) {
-        SAY("samples: off (the model's %d tokens need its tokenizer: --encoder/--vocab)\n",
-            cfg.vocab);
-        o.sample_every = 0;
-    }
-    if (!ts.B) {
-        ts = (parlm_train_state){.B = o.B, .T = o.T, .grad_accum = o.grad_accum, .world = w.size,
-                                 .seed = o.seed, .rng = o.seed ^ 0x5eed};
-    }
-    parlm_loader *train = NULL, *val = NULL;
-    if (parlm_loader_open(&train, data, o.B, o.T, w.rank, w.size, cfg.vocab) != PARLM_OK ||
-        (o.val_data &&
-         parlm_loader_open(&val, o.val_data, o.B, o.T, w.rank, w.size, cfg.vocab) != PARLM_OK) ||
-        parlm_loader_seek(train, ts.train) != PARLM_OK ||
-        parlm_gpt_setup(m, o.B, o.T, 1) != PARLM_OK ||
-        (o.bf16 && parlm_gpt_set_bf16(m, 1) != PARLM_OK)) {
-        fprintf(stderr, "parlm-train: rank %d: %s\n", w.rank, parlm_last_error());
-        return 1;
-    }
-
-    /* all ranks must train the same thing on the same data with the same library: every
-     * option that changes the computation, the model, and the bytes of the data */
-    uint64_t data_tokens = parlm_loader_num_tokens(train);
-    if (world_agree(&w, "model config", hash_bytes(&cfg, sizeof cfg)) ||
-        world_agree(&w, "model parameters (--init / checkpoint contents)",
-                    w.size > 1 ? hash_floats(parlm_gpt_params(m), parlm_gpt_num_params(m)) : 0) ||
-        world_agree(&w, "resumed step", (uint64_t)ts.step) ||
-        world_agree(&w, "training tokens", data_tokens) ||
-        world_agree_data(&w, train, "training") ||
-        world_agree(&w, "validation data (given)", val != NULL) ||
-        world_agree_data(&w, val, "validation"))
-        return 2;
-#ifdef PARLM_HAVE_MPI
-    /* auto: on one node the ranks' "communication" is copying by the cores themselves, so
-     * overlapping it with backward only interleaves it (measured: a slower step than sync,
-     * bench/RESULTS.md); across nodes the network moves the bytes while backward runs */
-    if (!strcmp(o.dp_mode, "auto"))
-        o.dp_mode = w.comm && parlm_comm_nodes(w.comm) > 1 ? "overlap" : "sync";
-    parlm_dp_config dpc = {PARLM_DP_OVERLAP, (int64_t)o.bucket_mb << 20,
-                           o.bf16_wire ? PARLM_WIRE_BF16 : 0, o.local_steps};
-    if (parlm_dp_mode_parse(o.dp_mode, &dpc.mode) != PARLM_OK ||
-        (w.comm && parlm_dp_create(&w.dp, m, w.comm, &dpc) != PARLM_OK)) {
-        fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
-        return 2;
-    }
-#endif
 
     /* the roofline: what the cores can do, measured now */
     /* (best of several runs, and the best figure seen on this machine if cached: a noisy
@@ -1000,26 +756,29 @@ int main(int argc, char **argv)
     if (cached > measured)
         SAY("peak: %.0f GFLOP/s measured now, %.0f cached for this CPU (PARLM_PEAK_CACHE=off "
             "to ignore)\n", measured, cached);
-    peak = world_mean(&w, peak) * w.size; /* all processes together */
+    parlm_trainer_mean(t, &peak);
+    peak *= w.size; /* all processes together */
     int64_t P = parlm_gpt_num_params(m);
     int64_t tokens_per_step = (int64_t)o.B * o.T * o.grad_accum * w.size;
     double flops_per_token = 6.0 * (double)(P - (int64_t)cfg.max_seq * cfg.n_embd) +
                              6.0 * cfg.n_layer * cfg.n_embd * (double)o.T;
+    uint64_t data_tokens = parlm_trainer_data_tokens(t);
     SAY("model: L%d NH%d C%d, vocab %d (padded %d), context %d: %.2fM parameters%s\n",
         cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab, cfg.vocab_pad, cfg.max_seq, P / 1e6,
         o.bf16 ? ", bf16 matmuls" : "");
     SAY("train: %llu tokens in %zu shard(s); %lld tokens/step (B=%d T=%d accum=%d x %d "
-        "process%s); %d steps\n", (unsigned long long)data_tokens, parlm_loader_num_shards(train),
+        "process%s); %d steps\n", (unsigned long long)data_tokens, parlm_trainer_data_shards(t),
         (long long)tokens_per_step, o.B, o.T, o.grad_accum, w.size, w.size > 1 ? "es" : "",
         o.steps);
     SAY("compute: %d process(es) x %d threads (%s%s), %s kernels, peak %.0f GFLOP/s%s%s\n", w.size,
         threads, placement, o.no_bind ? ", unbound" : ", bound", parlm_isa_name(parlm_isa_current()),
-        peak, w.size > 1 ? ", data-parallel " : "", w.size > 1 ? o.dp_mode : "");
+        peak, w.size > 1 ? ", data-parallel " : "", w.size > 1 ? parlm_trainer_dp_mode(t) : "");
 
     size_t loglen = o.log ? strlen(o.log) : 0;
     int csv = loglen > 4 && !strcmp(o.log + loglen - 4, ".csv");
     struct stat logst;
-    if (log && !ts.step && fstat(fileno(log), &logst) == 0 && S_ISREG(logst.st_mode)) {
+    int64_t first_step = parlm_trainer_state(t).step;
+    if (log && !first_step && fstat(fileno(log), &logst) == 0 && S_ISREG(logst.st_mode)) {
         /* a new run: a new log (opened for appending at start, so a second run locked out
          * of --ckpt-dir cannot have emptied it; a pipe or device is left as it is) */
         if (ftruncate(fileno(log), 0) != 0) {
@@ -1027,129 +786,41 @@ int main(int argc, char **argv)
             rc = 1;
         }
     }
-    if (log && !ts.step && csv && !rc)
+    if (log && !first_step && csv && !rc)
         rc = log_printf(log, o.log, "step,loss,val_loss,lr,grad_norm,tokens_per_s,ms_per_step\n");
     if ((rc = world_share_rc(&w, rc)))
         return rc;
+    u.log = log, u.csv = csv, u.peak = peak, u.flops_per_token = flops_per_token;
     signal(SIGINT, on_sigint); /* Ctrl-C, or Slurm's --signal=INT@seconds */
     signal(SIGTERM, on_sigint);
-    if (w.size == 1) /* alone, a signal can stop a step midway; ranks stop together at its end */
-        parlm_gpt_set_cancel(m, cancel_requested, NULL);
-    int32_t *x = malloc((size_t)o.B * o.T * sizeof *x), *y = malloc((size_t)o.B * o.T * sizeof *y);
-    double t_start = bench_now(), ms_sum = 0;
-    int timed = 0, stop = o.stop_at > 0 && o.stop_at < o.steps ? o.stop_at : o.steps;
+    double t_start = bench_now();
     /* Ctrl-C seen by any rank: all stop after the same step (a process alone stops midway
      * and keeps the state of its last whole step) */
-    int halted = world_mean(&w, interrupted) > 0;
-    parlm_adamw_cfg opt = {0, (float)o.beta1, (float)o.beta2, (float)o.eps, (float)o.weight_decay};
-    while (ts.step < stop && !halted && !rc) {
-        double t0 = bench_now(), loss = 0;
-        parlm_status st = parlm_gpt_zero_grad(m);
-        for (int micro = 0; micro < o.grad_accum && st == PARLM_OK; micro++) {
-            float l = 0;
-            if ((st = parlm_loader_next(train, x, y)) == PARLM_OK &&
-                (st = parlm_gpt_forward(m, x, y, &l)) == PARLM_OK)
-                st = world_backward(&w, m, 1.0f / o.grad_accum, micro == o.grad_accum - 1);
-            loss += l / o.grad_accum;
-        }
-        float norm = 0;
-        opt.lr = (float)lr_at(&o, (int)ts.step);
-        if (st == PARLM_OK)
-            st = world_step(&w, m, &opt, (float)o.grad_clip, &norm);
-        if (st == PARLM_ECANCELED) { /* parameters and ts are still those of the last step */
-            halted = 1;
-            break;
-        }
-        if (st != PARLM_OK) {
-            if (isfinite(norm))
-                fprintf(stderr, "parlm-train: rank %d, step %lld: %s\n", w.rank,
-                        (long long)ts.step + 1, parlm_last_error());
-            else
-                fprintf(stderr, "parlm-train: step %lld: the gradient norm is %g; stopping "
-                        "(lower --lr?)\n", (long long)ts.step + 1, norm);
-            rc = 1;
-            break;
-        }
-        loss = world_mean(&w, loss);
-        halted = world_mean(&w, interrupted) > 0;
-        ts.step = parlm_gpt_step(m);
-        ts.train = parlm_loader_tell(train);
-        ts.tokens += (double)tokens_per_step;
-        double ms = (bench_now() - t0) * 1e3;
-        if (ts.step > 1 || o.steps == 1) /* the first step pays for page faults */
-            ms_sum += ms, timed++;
-        double tps = tokens_per_step / (ms / 1e3), gflops = tps * flops_per_token / 1e9;
-        float vl = NAN;
-        if (val && o.val_every && (ts.step % o.val_every == 0 || ts.step == o.steps)) {
-            parlm_status vst = val_loss(m, val, o.val_steps, x, y, &vl);
-            if (vst == PARLM_ECANCELED) { /* the step is done: stop after it, untested */
-                halted = 1;
-                vl = NAN;
-            } else if (vst != PARLM_OK) {
-                fprintf(stderr, "parlm-train: validation: %s\n", parlm_last_error());
-                rc = 1;
-            }
-            vl = (float)world_mean(&w, vl);
-        }
-        if (!o.quiet || !isnan(vl)) {
-            double eta = timed ? (o.steps - ts.step) * ms_sum / timed / 1e3 : 0;
-            SAY("step %5lld/%d | loss %.4f | lr %.2e | norm %.2f | %.0f tok/s | "
-                "%.1f GFLOP/s %.1f%% MFU | %.0f ms | ETA %dm%02ds",
-                (long long)ts.step, o.steps, loss, opt.lr, norm, tps, gflops,
-                100 * gflops / peak, ms, (int)eta / 60, (int)eta % 60);
-            if (!isnan(vl))
-                SAY(" | val %.4f", vl);
-#ifdef PARLM_HAVE_MPI
-            if (w.dp) { /* this rank's wait for gradients after backward (exposed comm) */
-                parlm_dp_stats ds = parlm_dp_get_stats(w.dp);
-                SAY(" | comm wait %.0f ms", ds.comm_wait * 1e3);
-            }
-#endif
-            SAY("\n");
-            fflush(stdout);
-        }
-        if (log) {
-            char v[32];
-            if (isnan(vl))
-                snprintf(v, sizeof v, "%s", csv ? "" : "null");
-            else
-                snprintf(v, sizeof v, "%.6f", vl);
-            if (csv)
-                rc |= log_printf(log, o.log, "%lld,%.6f,%s,%.6g,%.4f,%.1f,%.2f\n",
-                                 (long long)ts.step, loss, v, opt.lr, norm, tps, ms);
-            else
-                rc |= log_printf(log, o.log, "{\"step\": %lld, \"loss\": %.6f, \"val_loss\": "
-                                 "%s, \"lr\": %.6g, \"grad_norm\": %.4f, \"tokens_per_s\": "
-                                 "%.1f, \"ms_per_step\": %.2f}\n", (long long)ts.step, loss, v,
-                                 opt.lr, norm, tps, ms);
-        }
-        if (o.log && w.size > 1) /* only rank 0 writes it: a failure stops every rank */
-            rc = world_mean(&w, rc) > 0 ? 1 : 0;
-        if (w.rank == 0 && o.sample_every && ts.step % o.sample_every == 0)
-            print_sample(m, tok, o.sample_len, &ts.rng);
-        if (!rc && o.ckpt_dir && o.ckpt_every && ts.step % o.ckpt_every == 0)
-            rc = save_ckpt_all(&w, m, &ts);
+    while (!parlm_trainer_done(t) && !rc) {
+        parlm_trainer_report r;
+        st = parlm_trainer_step(t, &r);
+        if (st != PARLM_OK && st != PARLM_ECANCELED)
+            rc = 1; /* the trainer said why (or the log did) */
     }
+    int halted = parlm_trainer_canceled(t);
+    int64_t step = parlm_trainer_state(t).step;
     if (halted)
-        SAY("\ninterrupted at step %lld\n", (long long)ts.step);
-    if (o.ckpt_dir && !rc && (halted || !o.ckpt_every || ts.step % o.ckpt_every))
-        rc = save_ckpt_all(&w, m, &ts);
+        SAY("\ninterrupted at step %lld\n", (long long)step);
+    if (o.ckpt_dir && !rc && parlm_trainer_finish(t) != PARLM_OK)
+        rc = 1;
     double total = bench_now() - t_start;
-    if (timed)
+    if (u.timed)
         SAY("done: %lld steps in %.1f s, %.1f ms/step, %.0f tokens/s, %.1f%% MFU\n",
-            (long long)ts.step, total, ms_sum / timed, tokens_per_step / (ms_sum / timed / 1e3),
-            100 * tokens_per_step / (ms_sum / timed / 1e3) * flops_per_token / 1e9 / peak);
+            (long long)step, total, u.ms_sum / u.timed,
+            tokens_per_step / (u.ms_sum / u.timed / 1e3),
+            100 * tokens_per_step / (u.ms_sum / u.timed / 1e3) * flops_per_token / 1e9 / peak);
     if (log && fclose(log) != 0) {
         fprintf(stderr, "parlm-train: --log %s: write failed: %s\n", o.log, strerror(errno));
         rc = 1;
     }
-    free(x);
-    free(y);
-    parlm_loader_free(train);
-    parlm_loader_free(val);
+    parlm_trainer_free(t);
     parlm_tokenizer_free(tok);
     world_end(&w);
-    parlm_gpt_free(m);
     remove_tmp_dir();
     return rc ? rc : halted ? 130 : 0;
 }

@@ -16,6 +16,7 @@
 #include "parlm/quant.h"
 #include "parlm/gguf.h"
 #include "parlm/safetensors.h"
+#include "parlm/trainer.h"
 #if PARLM_WITH_MPI
 #include "parlm/dist.h"
 #include "parlm/dp.h"

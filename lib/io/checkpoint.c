@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "../core/error.h"
+#include "ckpt_format.h"
 #include "file.h"
 #include "parlm/checkpoint.h"
 #include "parlm/gemm.h"
@@ -97,7 +98,7 @@ static parlm_status shape_error(const char *path)
     return parlm_error(PARLM_EFORMAT, "%s: bad model shape in header: %s", path, why);
 }
 
-static parlm_status open_checked(const char *path, FILE **f, long long *size)
+parlm_status parlm_ckpt_open_checked(const char *path, FILE **f, long long *size)
 {
     *f = fopen(path, "rb");
     if (!*f)
@@ -111,6 +112,28 @@ static parlm_status open_checked(const char *path, FILE **f, long long *size)
     return PARLM_OK;
 }
 
+parlm_status parlm_llmc_read_header(const char *path, FILE *f, long long size,
+                                    parlm_gpt_config *cfg, int *bf16)
+{
+    int32_t h[256];
+    if (fread(h, 4, 256, f) != 256)
+        return parlm_error(PARLM_EFORMAT, "%s: truncated header (%lld bytes)", path, size);
+    if (h[0] != PARLM_LLMC_MAGIC || (h[1] != 3 && h[1] != 5))
+        return parlm_error(PARLM_EFORMAT, "%s: not an llm.c model file (magic %d version %d; "
+                           "expected %d and 3 or 5)", path, h[0], h[1], PARLM_LLMC_MAGIC);
+    *cfg = (parlm_gpt_config){h[4], h[5], h[6], h[2], h[3], h[7]};
+    *bf16 = h[1] == 5;
+    int64_t P;
+    if (parlm_gpt_config_num_params(cfg, &P) != PARLM_OK)
+        return shape_error(path);
+    long long want = 1024 + P * (*bf16 ? 2LL : 4LL);
+    if (size != want) /* checked before allocating: a header cannot ask for gigabytes */
+        return parlm_error(PARLM_EFORMAT, "%s: %lld bytes, but a %s model of this shape has %lld%s",
+                           path, size, *bf16 ? "bf16" : "f32", want,
+                           size < want ? ": truncated" : "");
+    return PARLM_OK;
+}
+
 parlm_status parlm_gpt_load_llmc(parlm_gpt **out, const char *path)
 {
     if (!out || !path)
@@ -118,34 +141,14 @@ parlm_status parlm_gpt_load_llmc(parlm_gpt **out, const char *path)
     *out = NULL;
     FILE *f;
     long long size;
-    parlm_status st = open_checked(path, &f, &size);
+    parlm_status st = parlm_ckpt_open_checked(path, &f, &size);
     if (st != PARLM_OK)
         return st;
-    int32_t h[256];
-    if (fread(h, 4, 256, f) != 256) {
-        fclose(f);
-        return parlm_error(PARLM_EFORMAT, "%s: truncated header (%lld bytes)", path, size);
-    }
-    if (h[0] != PARLM_LLMC_MAGIC || (h[1] != 3 && h[1] != 5)) {
-        fclose(f);
-        return parlm_error(PARLM_EFORMAT, "%s: not an llm.c model file (magic %d version %d; "
-                           "expected %d and 3 or 5)", path, h[0], h[1], PARLM_LLMC_MAGIC);
-    }
-    parlm_gpt_config cfg = {h[4], h[5], h[6], h[2], h[3], h[7]};
-    int64_t P;
-    int bf16 = h[1] == 5;
-    if (parlm_gpt_config_num_params(&cfg, &P) != PARLM_OK) {
-        fclose(f);
-        return shape_error(path);
-    }
-    long long want = 1024 + P * (bf16 ? 2LL : 4LL);
-    if (size != want) { /* checked before allocating: a header cannot ask for gigabytes */
-        fclose(f);
-        return parlm_error(PARLM_EFORMAT, "%s: %lld bytes, but a %s model of this shape has %lld%s",
-                           path, size, bf16 ? "bf16" : "f32", want, size < want ? ": truncated" : "");
-    }
+    parlm_gpt_config cfg;
+    int bf16;
     parlm_gpt *m;
-    if ((st = parlm_gpt_create(&m, &cfg, 0)) != PARLM_OK) {
+    if ((st = parlm_llmc_read_header(path, f, size, &cfg, &bf16)) != PARLM_OK ||
+        (st = parlm_gpt_create(&m, &cfg, 0)) != PARLM_OK) {
         fclose(f);
         return st;
     }
@@ -207,33 +210,79 @@ parlm_status parlm_gpt_save_llmc(parlm_gpt *m, const char *path, int version)
     return parlm_write_file_atomic(path, write_llmc, &o);
 }
 
-/* ---- training checkpoints ---------------------------------------------------------------
- * A 512-byte header of 64 little-endian uint64 slots, then the parameters and, if present,
- * the AdamW m and v, all f32. Slot H_HASH holds an FNV-1a hash of the payload and then of
- * the whole header (that slot read as 0): a flipped bit anywhere, the step and the data
- * position included, is refused. FNV over 8-byte words changes its state for any change
- * of one word, so every single-word corruption is caught, not just most. Version 1 files
- * (older parlm) hashed the payload only; they still load under that rule, and the next
- * checkpoint of a resumed run is version 2. */
-enum {
-    H_MAGIC, H_VERSION, H_L, H_NH, H_C, H_MAXT, H_V, H_VP, H_NPARAMS, H_HAS_ADAM, H_STEP, H_RNG,
-    H_SHARD, H_POS, H_B, H_T, H_ACCUM, H_WORLD, H_SEED, H_TOKENS, H_HASH, H_SLOTS = 64
-};
-static const uint64_t CKPT_MAGIC = 0x504b43434d4c5250ULL; /* "PRLMCCKP" little-endian */
-#define CKPT_VERSION 2 /* 1 and 2 differ only in what the hash covers */
+/* ---- training checkpoints (the format: ckpt_format.h) ----------------------------------- */
 
-static uint64_t fnv_update(uint64_t h, const void *p, size_t n)
+void parlm_ckpt_fill_header(uint64_t *h, parlm_gpt_config c, int64_t P, int has_adam,
+                            const parlm_train_state *s)
 {
-    const unsigned char *b = p;
-    size_t words = n / 8;
-    for (size_t i = 0; i < words; i++) { /* 8 bytes per step: ~10x faster than bytewise */
-        uint64_t w;
-        memcpy(&w, b + 8 * i, 8);
-        h = (h ^ w) * 0x100000001b3ULL;
-    }
-    for (size_t i = words * 8; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
+    memset(h, 0, H_SLOTS * sizeof *h);
+    h[H_MAGIC] = CKPT_MAGIC, h[H_VERSION] = CKPT_VERSION;
+    h[H_L] = (uint64_t)c.n_layer, h[H_NH] = (uint64_t)c.n_head, h[H_C] = (uint64_t)c.n_embd;
+    h[H_MAXT] = (uint64_t)c.max_seq, h[H_V] = (uint64_t)c.vocab, h[H_VP] = (uint64_t)c.vocab_pad;
+    h[H_NPARAMS] = (uint64_t)P, h[H_HAS_ADAM] = has_adam != 0, h[H_STEP] = (uint64_t)s->step;
+    h[H_RNG] = s->rng, h[H_SHARD] = s->train.shard, h[H_POS] = s->train.position;
+    h[H_B] = (uint64_t)s->B, h[H_T] = (uint64_t)s->T, h[H_ACCUM] = (uint64_t)s->grad_accum;
+    h[H_WORLD] = (uint64_t)s->world, h[H_SEED] = s->seed;
+    memcpy(&h[H_TOKENS], &s->tokens, 8);
+}
+
+void parlm_ckpt_state_from_header(const uint64_t *h, parlm_train_state *state)
+{
+    memset(state, 0, sizeof *state);
+    state->step = (int64_t)h[H_STEP];
+    state->rng = h[H_RNG];
+    state->train.shard = h[H_SHARD];
+    state->train.position = h[H_POS];
+    state->B = (int32_t)h[H_B], state->T = (int32_t)h[H_T];
+    state->grad_accum = (int32_t)h[H_ACCUM], state->world = (int32_t)h[H_WORLD];
+    state->seed = h[H_SEED];
+    memcpy(&state->tokens, &h[H_TOKENS], 8);
+}
+
+uint64_t parlm_ckpt_final_hash(uint64_t payload_hash, uint64_t *h)
+{
+    if (h[H_VERSION] < 2)
+        return payload_hash; /* version 1 hashed the payload only */
+    uint64_t stored = h[H_HASH];
+    h[H_HASH] = 0;
+    uint64_t hash = fnv_update(payload_hash, h, H_SLOTS * 8);
+    h[H_HASH] = stored;
+    return hash;
+}
+
+parlm_status parlm_ckpt_read_header(const char *path, FILE *f, long long size, uint64_t *h,
+                                    parlm_gpt_config *cfg, int64_t *nparams, int *nbufs)
+{
+    if (fread(h, 8, H_SLOTS, f) != H_SLOTS)
+        return parlm_error(PARLM_EFORMAT, "%s: truncated header (%lld bytes)", path, size);
+    if (h[H_MAGIC] != CKPT_MAGIC)
+        return parlm_error(PARLM_EFORMAT, "%s: not a parlm checkpoint (bad magic)", path);
+    if (h[H_VERSION] != 1 && h[H_VERSION] != CKPT_VERSION)
+        return parlm_error(PARLM_EFORMAT, "%s: checkpoint version %llu, this parlm reads 1 to %d",
+                           path, (unsigned long long)h[H_VERSION], CKPT_VERSION);
+    for (int i = H_L; i <= H_VP; i++)
+        if (h[i] > (1u << 24))
+            return parlm_error(PARLM_EFORMAT, "%s: corrupt model shape in header", path);
+    *cfg = (parlm_gpt_config){(int)h[H_L], (int)h[H_NH], (int)h[H_C], (int)h[H_MAXT],
+                              (int)h[H_V], (int)h[H_VP]};
+    int64_t P;
+    if (parlm_gpt_config_num_params(cfg, &P) != PARLM_OK)
+        return shape_error(path);
+    *nbufs = h[H_HAS_ADAM] ? 3 : 1;
+    long long want = 8LL * H_SLOTS + 4LL * P * *nbufs;
+    /* the size may well match: say which header field is wrong */
+    if (h[H_HAS_ADAM] > 1)
+        return parlm_error(PARLM_EFORMAT, "%s: corrupt header: AdamW flag %llu (0 or 1)", path,
+                           (unsigned long long)h[H_HAS_ADAM]);
+    if ((uint64_t)P != h[H_NPARAMS])
+        return parlm_error(PARLM_EFORMAT, "%s: corrupt header: %llu parameters, but its model "
+                           "shape has %lld", path, (unsigned long long)h[H_NPARAMS], (long long)P);
+    if (size != want) /* checked before allocating: a header cannot ask for gigabytes */
+        return parlm_error(PARLM_EFORMAT, "%s: %lld bytes, expected %lld for %lld parameters%s%s",
+                           path, size, want, (long long)P, *nbufs == 3 ? " with AdamW state" : "",
+                           size < want ? ": truncated" : "");
+    *nparams = P;
+    return PARLM_OK;
 }
 
 typedef struct ckpt_out {
@@ -246,24 +295,15 @@ static parlm_status write_ckpt(FILE *f, void *arg)
 {
     ckpt_out *o = arg;
     parlm_gpt *m = o->m;
-    const parlm_train_state *s = o->s;
-    parlm_gpt_config c = parlm_gpt_get_config(m);
     int64_t P = parlm_gpt_num_params(m);
     const float *bufs[3] = {parlm_gpt_params(m), parlm_gpt_adam_m(m), parlm_gpt_adam_v(m)};
     int nbufs = bufs[1] ? 3 : 1;
-    uint64_t h[H_SLOTS] = {0};
-    h[H_MAGIC] = CKPT_MAGIC, h[H_VERSION] = CKPT_VERSION;
-    h[H_L] = (uint64_t)c.n_layer, h[H_NH] = (uint64_t)c.n_head, h[H_C] = (uint64_t)c.n_embd;
-    h[H_MAXT] = (uint64_t)c.max_seq, h[H_V] = (uint64_t)c.vocab, h[H_VP] = (uint64_t)c.vocab_pad;
-    h[H_NPARAMS] = (uint64_t)P, h[H_HAS_ADAM] = nbufs == 3, h[H_STEP] = (uint64_t)s->step;
-    h[H_RNG] = s->rng, h[H_SHARD] = s->train.shard, h[H_POS] = s->train.position;
-    h[H_B] = (uint64_t)s->B, h[H_T] = (uint64_t)s->T, h[H_ACCUM] = (uint64_t)s->grad_accum;
-    h[H_WORLD] = (uint64_t)s->world, h[H_SEED] = s->seed;
-    memcpy(&h[H_TOKENS], &s->tokens, 8);
-    uint64_t hash = 0xcbf29ce484222325ULL;
+    uint64_t h[H_SLOTS];
+    parlm_ckpt_fill_header(h, parlm_gpt_get_config(m), P, nbufs == 3, o->s);
+    uint64_t hash = FNV_START;
     for (int i = 0; i < nbufs; i++)
         hash = fnv_update(hash, bufs[i], (size_t)P * 4);
-    h[H_HASH] = fnv_update(hash, h, sizeof h); /* the header with its hash slot still 0 */
+    h[H_HASH] = parlm_ckpt_final_hash(hash, h); /* the header with its hash slot still 0 */
     if (fwrite(h, 8, H_SLOTS, f) != H_SLOTS)
         return parlm_error(PARLM_EIO, "%s: write failed", o->path);
     for (int i = 0; i < nbufs; i++)
@@ -294,53 +334,16 @@ parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out, parlm_trai
     *out = NULL;
     FILE *f;
     long long size;
-    parlm_status st = open_checked(path, &f, &size);
+    parlm_status st = parlm_ckpt_open_checked(path, &f, &size);
     if (st != PARLM_OK)
         return st;
     uint64_t h[H_SLOTS];
-    if (fread(h, 8, H_SLOTS, f) != H_SLOTS) {
-        fclose(f);
-        return parlm_error(PARLM_EFORMAT, "%s: truncated header (%lld bytes)", path, size);
-    }
-    if (h[H_MAGIC] != CKPT_MAGIC) {
-        fclose(f);
-        return parlm_error(PARLM_EFORMAT, "%s: not a parlm checkpoint (bad magic)", path);
-    }
-    if (h[H_VERSION] != 1 && h[H_VERSION] != CKPT_VERSION) {
-        fclose(f);
-        return parlm_error(PARLM_EFORMAT, "%s: checkpoint version %llu, this parlm reads 1 to %d",
-                           path, (unsigned long long)h[H_VERSION], CKPT_VERSION);
-    }
-    for (int i = H_L; i <= H_VP; i++)
-        if (h[i] > (1u << 24)) {
-            fclose(f);
-            return parlm_error(PARLM_EFORMAT, "%s: corrupt model shape in header", path);
-        }
-    parlm_gpt_config cfg = {(int)h[H_L], (int)h[H_NH], (int)h[H_C], (int)h[H_MAXT], (int)h[H_V],
-                            (int)h[H_VP]};
+    parlm_gpt_config cfg;
     int64_t P;
-    if (parlm_gpt_config_num_params(&cfg, &P) != PARLM_OK) {
-        fclose(f);
-        return shape_error(path);
-    }
-    int nbufs = h[H_HAS_ADAM] ? 3 : 1;
-    long long want = 8LL * H_SLOTS + 4LL * P * nbufs;
-    if ((uint64_t)P != h[H_NPARAMS] || h[H_HAS_ADAM] > 1) {
-        fclose(f); /* the size may well match: say which header field is wrong */
-        if (h[H_HAS_ADAM] > 1)
-            return parlm_error(PARLM_EFORMAT, "%s: corrupt header: AdamW flag %llu (0 or 1)",
-                               path, (unsigned long long)h[H_HAS_ADAM]);
-        return parlm_error(PARLM_EFORMAT, "%s: corrupt header: %llu parameters, but its model "
-                           "shape has %lld", path, (unsigned long long)h[H_NPARAMS], (long long)P);
-    }
-    if (size != want) {
-        fclose(f); /* checked before allocating: a header cannot ask for gigabytes */
-        return parlm_error(PARLM_EFORMAT, "%s: %lld bytes, expected %lld for %lld parameters%s%s",
-                           path, size, want, (long long)P, nbufs == 3 ? " with AdamW state" : "",
-                           size < want ? ": truncated" : "");
-    }
+    int nbufs;
     parlm_gpt *m;
-    if ((st = parlm_gpt_create(&m, &cfg, 0)) != PARLM_OK) {
+    if ((st = parlm_ckpt_read_header(path, f, size, h, &cfg, &P, &nbufs)) != PARLM_OK ||
+        (st = parlm_gpt_create(&m, &cfg, 0)) != PARLM_OK) {
         fclose(f);
         return st;
     }
@@ -352,7 +355,7 @@ parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out, parlm_trai
         }
     }
     float *bufs[3] = {parlm_gpt_params(m), parlm_gpt_adam_m(m), parlm_gpt_adam_v(m)};
-    uint64_t hash = 0xcbf29ce484222325ULL;
+    uint64_t hash = FNV_START;
     for (int i = 0; i < nbufs; i++) {
         if (fread(bufs[i], 4, (size_t)P, f) != (size_t)P) {
             fclose(f);
@@ -362,26 +365,12 @@ parlm_status parlm_checkpoint_load(const char *path, parlm_gpt **out, parlm_trai
         hash = fnv_update(hash, bufs[i], (size_t)P * 4);
     }
     fclose(f);
-    if (h[H_VERSION] >= 2) {
-        uint64_t stored = h[H_HASH];
-        h[H_HASH] = 0;
-        hash = fnv_update(hash, h, sizeof h);
-        h[H_HASH] = stored;
-    }
-    if (hash != h[H_HASH]) {
+    if (parlm_ckpt_final_hash(hash, h) != h[H_HASH]) {
         parlm_gpt_free(m);
         return parlm_error(PARLM_EFORMAT, "%s: checksum mismatch: the file is corrupt", path);
     }
     parlm_gpt_set_step(m, (int64_t)h[H_STEP]);
-    memset(state, 0, sizeof *state);
-    state->step = (int64_t)h[H_STEP];
-    state->rng = h[H_RNG];
-    state->train.shard = h[H_SHARD];
-    state->train.position = h[H_POS];
-    state->B = (int32_t)h[H_B], state->T = (int32_t)h[H_T];
-    state->grad_accum = (int32_t)h[H_ACCUM], state->world = (int32_t)h[H_WORLD];
-    state->seed = h[H_SEED];
-    memcpy(&state->tokens, &h[H_TOKENS], 8);
+    parlm_ckpt_state_from_header(h, state);
     *out = m;
     return PARLM_OK;
 }
@@ -395,7 +384,7 @@ parlm_status parlm_model_file_kind(const char *path, parlm_model_kind *kind)
     *kind = PARLM_MODEL_UNKNOWN;
     FILE *f;
     long long size;
-    parlm_status st = open_checked(path, &f, &size);
+    parlm_status st = parlm_ckpt_open_checked(path, &f, &size);
     if (st != PARLM_OK)
         return st;
     unsigned char b[8] = {0};

@@ -57,6 +57,35 @@ PARLM_API parlm_status parlm_model_file_kind(const char *path, parlm_model_kind 
 PARLM_API parlm_status parlm_gpt_load(parlm_gpt **out, const char *path,
                                       parlm_train_state *state);
 
+/* ---- model parallelism: a sharded model in the same files ----------------------------------
+ * A checkpoint or llm.c file always holds the whole model, whatever layout (parlm_gpt_shard:
+ * tensor-parallel slices, pipeline stages) wrote it or reads it. Saving assembles every
+ * owned slice (parameters and AdamW m, v) into the full layout on one rank, which writes the
+ * usual file, byte for byte what parlm_checkpoint_save writes of the whole model; loading
+ * cuts each shard's slices from it. Both go tensor by tensor: beyond the shards, memory holds
+ * about one full tensor. Assembling only copies, so values are exact. */
+struct parlm_comm; /* parlm/dist.h (MPI builds) */
+
+/* The model config a checkpoint or llm.c file holds (its header only), to plan a layout. */
+PARLM_API parlm_status parlm_model_file_config(const char *path, parlm_gpt_config *cfg);
+
+/* Loads a checkpoint or an llm.c model file into n new shards of the given layouts
+ * (layout NULL and n = 1: the whole model), each holding its slices of the parameters and,
+ * from a checkpoint, of the AdamW state, with the step set; *state (may be NULL) as for
+ * parlm_gpt_load. The file is read once, by this process alone (every rank of a grid reads
+ * it itself: no communication). On error no shard is left (out[k] = NULL). */
+PARLM_API parlm_status parlm_gpt_load_shards(const char *path, const parlm_gpt_shard *layout,
+                                             int n, parlm_gpt **out, parlm_train_state *state);
+
+/* Saves the sharded model as one checkpoint at path, atomically: shards[0..n) are this
+ * process's shards, comm (NULL: this process holds the whole model among its shards) the
+ * processes holding the others; rank 0 of comm writes. Every full tensor must be owned
+ * exactly once over all shards (parlm_gpt_slice.owner). Collective over comm; all ranks
+ * return rank 0's status (path matters on rank 0 only). */
+PARLM_API parlm_status parlm_checkpoint_save_shards(const char *path, parlm_gpt *const *shards,
+                                                    int n, struct parlm_comm *comm,
+                                                    const parlm_train_state *state);
+
 /* ---- a training run's checkpoint directory ------------------------------------------------
  * Checkpoints are DIR/ckpt_<step>.bin (the step printed with %08lld). Readers consider only
  * these final names: a write in progress goes to ckpt_<step>.bin.tmp.<pid> and is renamed when
@@ -95,6 +124,18 @@ PARLM_API parlm_status parlm_ckpt_dir_load(parlm_ckpt_dir *d, int64_t step, parl
 PARLM_API parlm_status parlm_ckpt_dir_save(parlm_ckpt_dir *d, parlm_gpt *m,
                                            const parlm_train_state *state, int keep, char *path,
                                            size_t len);
+/* The same for a sharded model (see above). d is rank 0's handle (NULL on the other ranks,
+ * which only take part in the assembling); path[len] gets the file's name on rank 0.
+ * Collective over comm; every rank returns rank 0's status. */
+PARLM_API parlm_status parlm_ckpt_dir_save_shards(parlm_ckpt_dir *d, parlm_gpt *const *shards,
+                                                  int n, struct parlm_comm *comm,
+                                                  const parlm_train_state *state, int keep,
+                                                  char *path, size_t len);
+/* parlm_gpt_load_shards of DIR/ckpt_<step>.bin, remembering the outcome as
+ * parlm_ckpt_dir_load does. */
+PARLM_API parlm_status parlm_ckpt_dir_load_shards(parlm_ckpt_dir *d, int64_t step,
+                                                  const parlm_gpt_shard *layout, int n,
+                                                  parlm_gpt **out, parlm_train_state *state);
 /* Deletes every checkpoint in the directory (a new run that replaces an old one). */
 PARLM_API parlm_status parlm_ckpt_dir_remove_all(parlm_ckpt_dir *d, int *removed);
 

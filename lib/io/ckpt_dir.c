@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../core/error.h"
+#include "ckpt_format.h"
 #include "file.h"
 #include "parlm/checkpoint.h"
 
@@ -288,6 +289,21 @@ parlm_ckpt_dir_info parlm_ckpt_dir_get_info(const parlm_ckpt_dir *d)
     return i;
 }
 
+/* Remembers how loading step went: a file that failed is never deleted by rotation. */
+static parlm_status loaded(parlm_ckpt_dir *d, int64_t step, parlm_status st)
+{
+    if (st == PARLM_OK)
+        return remember(&d->good, &d->ngood, &d->cap_good, step);
+    if (st != PARLM_ENOMEM) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", parlm_last_error());
+        if (remember(&d->bad, &d->nbad, &d->cap_bad, step) != PARLM_OK)
+            return PARLM_ENOMEM;
+        parlm_error(st, "%s", msg);
+    }
+    return st;
+}
+
 parlm_status parlm_ckpt_dir_load(parlm_ckpt_dir *d, int64_t step, parlm_gpt **out,
                                  parlm_train_state *state)
 {
@@ -298,18 +314,30 @@ parlm_status parlm_ckpt_dir_load(parlm_ckpt_dir *d, int64_t step, parlm_gpt **ou
     parlm_status st = parlm_ckpt_path(path, sizeof path, d->path, step);
     if (st == PARLM_OK)
         st = parlm_checkpoint_load(path, out, state);
-    if (st == PARLM_OK && remember(&d->good, &d->ngood, &d->cap_good, step) != PARLM_OK) {
+    if ((st = loaded(d, step, st)) != PARLM_OK) {
         parlm_gpt_free(*out);
         *out = NULL;
-        return PARLM_ENOMEM;
     }
-    if (st != PARLM_OK && st != PARLM_ENOMEM) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", parlm_last_error());
-        if (remember(&d->bad, &d->nbad, &d->cap_bad, step) != PARLM_OK)
-            return PARLM_ENOMEM;
-        parlm_error(st, "%s", msg);
-    }
+    return st;
+}
+
+parlm_status parlm_ckpt_dir_load_shards(parlm_ckpt_dir *d, int64_t step,
+                                        const parlm_gpt_shard *layout, int n, parlm_gpt **out,
+                                        parlm_train_state *state)
+{
+    if (!d || !out || n < 1)
+        return parlm_error(PARLM_EINVAL, "parlm_ckpt_dir_load_shards: bad argument");
+    for (int k = 0; k < n; k++)
+        out[k] = NULL;
+    char path[4096];
+    parlm_status st = parlm_ckpt_path(path, sizeof path, d->path, step);
+    if (st == PARLM_OK)
+        st = parlm_gpt_load_shards(path, layout, n, out, state);
+    if ((st = loaded(d, step, st)) != PARLM_OK)
+        for (int k = 0; k < n; k++) {
+            parlm_gpt_free(out[k]);
+            out[k] = NULL;
+        }
     return st;
 }
 
@@ -337,44 +365,43 @@ parlm_status parlm_ckpt_dir_remove_all(parlm_ckpt_dir *d, int *removed)
     }
 }
 
-parlm_status parlm_ckpt_dir_save(parlm_ckpt_dir *d, parlm_gpt *m, const parlm_train_state *state,
-                                 int keep, char *path, size_t len)
+/* Before writing step's file: path = its name; a file we never read (or could not) that
+ * has this name is kept under another. */
+static parlm_status before_save(parlm_ckpt_dir *d, int64_t step, char *path, size_t len)
 {
-    if (!d || !m || !state || keep < 1 || !path)
-        return parlm_error(PARLM_EINVAL, "parlm_ckpt_dir_save: bad argument");
-    parlm_status st = parlm_ckpt_path(path, len, d->path, state->step);
+    parlm_status st = parlm_ckpt_path(path, len, d->path, step);
     if (st != PARLM_OK)
         return st;
     struct stat sb;
-    if (!known(d->good, d->ngood, state->step) && stat(path, &sb) == 0) {
-        /* a file we never read (or could not) has our name: keep it under another */
+    if (!known(d->good, d->ngood, step) && stat(path, &sb) == 0) {
         size_t alen = strlen(path) + 16;
         char *aside = malloc(alen);
         if (!aside)
             return parlm_error(PARLM_ENOMEM, "%s: out of memory", path);
-        snprintf(aside, alen, "%s.%s", path,
-                 known(d->bad, d->nbad, state->step) ? "unreadable" : "replaced");
+        snprintf(aside, alen, "%s.%s", path, known(d->bad, d->nbad, step) ? "unreadable" : "replaced");
         int ok = rename(path, aside) == 0;
         st = ok ? PARLM_OK : parlm_error(PARLM_EIO, "%s: cannot move aside to %s: %s", path,
                                          aside, strerror(errno));
         free(aside);
-        if (st != PARLM_OK)
-            return st;
     }
-    if ((st = parlm_checkpoint_save(path, m, state)) != PARLM_OK)
+    return st;
+}
+
+/* After step's file is written: rotation. Of the files up to this step, the newest `keep`
+ * that are not known to be unreadable stay; older ones are superseded by this good one.
+ * Newer steps (a file this run has not reached) are never touched. */
+static parlm_status after_save(parlm_ckpt_dir *d, int64_t step, int keep)
+{
+    parlm_status st = remember(&d->good, &d->ngood, &d->cap_good, step);
+    if (st != PARLM_OK)
         return st;
-    if ((st = remember(&d->good, &d->ngood, &d->cap_good, state->step)) != PARLM_OK)
-        return st;
-    /* rotation: of the files up to this step, the newest `keep` that are not known to be
-     * unreadable stay; older ones are superseded by this good one. Newer steps (a file
-     * this run has not reached) are never touched. */
     int64_t steps[4096];
     int n, kept = 0;
     if ((st = parlm_ckpt_list(d->path, steps, 4096, &n)) != PARLM_OK)
         return st;
     char old[4096];
     for (int i = 0; i < n; i++) {
-        if (steps[i] > state->step || known(d->bad, d->nbad, steps[i]))
+        if (steps[i] > step || known(d->bad, d->nbad, steps[i]))
             continue;
         if (kept++ < keep)
             continue;
@@ -382,4 +409,33 @@ parlm_status parlm_ckpt_dir_save(parlm_ckpt_dir *d, parlm_gpt *m, const parlm_tr
             unlink(old); /* a failure leaves one more file, nothing is lost */
     }
     return PARLM_OK;
+}
+
+parlm_status parlm_ckpt_dir_save(parlm_ckpt_dir *d, parlm_gpt *m, const parlm_train_state *state,
+                                 int keep, char *path, size_t len)
+{
+    if (!d || !m || !state || keep < 1 || !path)
+        return parlm_error(PARLM_EINVAL, "parlm_ckpt_dir_save: bad argument");
+    parlm_status st = before_save(d, state->step, path, len);
+    if (st == PARLM_OK)
+        st = parlm_checkpoint_save(path, m, state);
+    return st == PARLM_OK ? after_save(d, state->step, keep) : st;
+}
+
+parlm_status parlm_ckpt_dir_save_shards(parlm_ckpt_dir *d, parlm_gpt *const *shards, int n,
+                                        struct parlm_comm *comm, const parlm_train_state *state,
+                                        int keep, char *path, size_t len)
+{
+    if (!shards || n < 1 || !state || keep < 1 || (d && !path))
+        return parlm_error(PARLM_EINVAL, "parlm_ckpt_dir_save_shards: bad argument");
+    for (int k = 0; k < n; k++)
+        if (!shards[k])
+            return parlm_error(PARLM_EINVAL, "parlm_ckpt_dir_save_shards: shard %d is NULL", k);
+    /* rank 0 (the one with the handle) writes; a failure before writing still lets the
+     * others hand over their slices, so no rank waits forever */
+    parlm_status prior = d ? before_save(d, state->step, path, len) : PARLM_OK;
+    parlm_status st = parlm_ckpt_save_shards_local(d ? path : NULL, prior, shards, n, comm, state);
+    if (d && st == PARLM_OK)
+        st = after_save(d, state->step, keep);
+    return parlm_ckpt_share_status(comm, st);
 }

@@ -55,4 +55,15 @@ void parlm_ckpt_state_from_header(const uint64_t *h, parlm_train_state *state);
 /* The value of slot H_HASH for a payload hashed to payload_hash (h's own slot is ignored). */
 uint64_t parlm_ckpt_final_hash(uint64_t payload_hash, uint64_t *h);
 
+
+/* Sharded saving (ckpt_shards.c) for the checkpoint directory: this rank's part of
+ * parlm_checkpoint_save_shards (rank 0 writes path unless path is NULL or prior is an
+ * error, which it then returns; the others hand over their slices), and rank 0's status
+ * (with its message) made every rank's. Both collective over comm. */
+struct parlm_comm;
+parlm_status parlm_ckpt_save_shards_local(const char *path, parlm_status prior,
+                                          parlm_gpt *const *sh, int n, struct parlm_comm *comm,
+                                          const parlm_train_state *state);
+parlm_status parlm_ckpt_share_status(struct parlm_comm *comm, parlm_status st);
+
 #endif

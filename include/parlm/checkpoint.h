@@ -79,9 +79,11 @@ PARLM_API parlm_status parlm_gpt_load_shards(const char *path, const parlm_gpt_s
 
 /* Saves the sharded model as one checkpoint at path, atomically: shards[0..n) are this
  * process's shards, comm (NULL: this process holds the whole model among its shards) the
- * processes holding the others; rank 0 of comm writes. Every full tensor must be owned
- * exactly once over all shards (parlm_gpt_slice.owner). Collective over comm; all ranks
- * return rank 0's status (path matters on rank 0 only). */
+ * processes holding the others: the ranks of ONE model replica (with data parallelism,
+ * the tensor x pipeline group of data-parallel rank 0), so that every value is owned
+ * exactly once over all shards (parlm_gpt_slice.owner); rank 0 of comm writes. Memory
+ * beyond the shards: one full tensor on every rank (a piece in flight), two on rank 0.
+ * Collective over comm; all ranks return rank 0's status (path matters on rank 0 only). */
 PARLM_API parlm_status parlm_checkpoint_save_shards(const char *path, parlm_gpt *const *shards,
                                                     int n, struct parlm_comm *comm,
                                                     const parlm_train_state *state);

@@ -122,10 +122,12 @@ static parlm_status single_mean(parlm_trainer *t, double *x)
     return PARLM_OK;
 }
 
+/* Rank 0 writes the whole model; with the model in shards (one replica's tensor and
+ * pipeline parts), the same call assembles them over that replica's communicator. */
 static parlm_status write_ckpt(parlm_trainer *t, char *path, size_t len)
 {
     int keep = t->c.ckpt_keep > 0 ? t->c.ckpt_keep : 2;
-    return parlm_ckpt_dir_save(t->dir, t->m, &t->ts, keep, path, len);
+    return parlm_ckpt_dir_save_shards(t->dir, &t->m, 1, NULL, &t->ts, keep, path, len);
 }
 
 static parlm_status single_save(parlm_trainer *t, char *path, size_t len)
@@ -133,13 +135,17 @@ static parlm_status single_save(parlm_trainer *t, char *path, size_t len)
     return write_ckpt(t, path, len);
 }
 
+/* A checkpoint, whatever layout wrote it, into this process's layout: the whole model for
+ * one process and DP (layout NULL; a sharded strategy passes its shard, planned from
+ * parlm_model_file_config). Rank 0 goes through its handle, which remembers a file that
+ * failed to load. */
 static parlm_status read_ckpt(parlm_trainer *t, int64_t step, parlm_gpt **m, parlm_train_state *ts)
 {
     if (t->dir)
-        return parlm_ckpt_dir_load(t->dir, step, m, ts);
+        return parlm_ckpt_dir_load_shards(t->dir, step, NULL, 1, m, ts);
     char path[4096];
     parlm_status st = parlm_ckpt_path(path, sizeof path, t->c.ckpt_dir, step);
-    return st == PARLM_OK ? parlm_checkpoint_load(path, m, ts) : st;
+    return st == PARLM_OK ? parlm_gpt_load_shards(path, NULL, 1, m, ts) : st;
 }
 
 static const strategy single_strategy = {"single", single_forward_backward,

@@ -242,8 +242,8 @@ static const char *config_problem(const parlm_trainer_config *c)
                   : !dp_ok ? "--dp must be one of auto, sync, overlap, zero1, local"
                   : c->local_steps < 1 || c->bucket_mb < 1 ? "--local-steps and --bucket-mb "
                     "must be >= 1"
-                  : c->tp < 0 || c->pp < 0 || c->micro_batches < 0 ? "--tp, --pp and "
-                    "--micro-batches must be >= 1"
+                  : c->tp < 0 || c->pp < 0 || c->micro_batches < 0 ? "--tp and --pp must be "
+                    ">= 1, --micro-batches >= 0 (0: pp)"
                   : c->schedule && strcmp(c->schedule, "gpipe") && strcmp(c->schedule, "1f1b")
                     ? "--schedule must be gpipe or 1f1b"
                   : NULL;

@@ -437,9 +437,17 @@ parlm_status parlm_trainer_open(parlm_trainer **out, const parlm_trainer_config 
         st = fail(t, PARLM_EUNSUPPORTED, 0, "--tp %d --pp %d: tensor and pipeline "
                   "parallelism are not available in this build of the trainer (only data "
                   "parallelism: --tp 1 --pp 1)", tp, pp);
-    if (st == PARLM_OK && c->ckpt_dir && t->rank == 0)
-        st = claim_ckpt_dir(t);
-    st = share_status(t, st);
+    /* a rank alone with a bad configuration stops every rank (it says why) */
+    if (t->comm && t->size > 1) {
+        parlm_status mine = st;
+        st = agree(t, "configuration is valid", mine == PARLM_OK);
+        st = mine != PARLM_OK ? mine : st;
+    }
+    if (st == PARLM_OK) { /* the same on every rank now */
+        if (c->ckpt_dir && t->rank == 0)
+            st = claim_ckpt_dir(t);
+        st = share_status(t, st); /* what rank 0 alone did: everyone learns how it went */
+    }
     if (st == PARLM_OK)
         st = agree(t, "library version", hash_bytes(1469598103934665603ULL, PARLM_VERSION,
                                                     strlen(PARLM_VERSION)));

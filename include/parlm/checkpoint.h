@@ -79,9 +79,10 @@ PARLM_API parlm_status parlm_gpt_load_shards(const char *path, const parlm_gpt_s
 
 /* Saves the sharded model as one checkpoint at path, atomically: shards[0..n) are this
  * process's shards, comm (NULL: this process holds the whole model among its shards) the
- * processes holding the others: the ranks of ONE model replica (with data parallelism,
- * the tensor x pipeline group of data-parallel rank 0), so that every value is owned
- * exactly once over all shards (parlm_gpt_slice.owner); rank 0 of comm writes. Memory
+ * processes holding the others. Every value must be owned exactly once over all shards
+ * (parlm_gpt_slice.owner), so with data parallelism one replica saves: the other replicas'
+ * ranks of comm pass n = 0 (no shard; they only take part in the collectives), or comm
+ * holds that replica's ranks only. Rank 0 of comm, which holds a shard, writes. Memory
  * beyond the shards: one full tensor on every rank (a piece in flight), two on rank 0.
  * Collective over comm; all ranks return rank 0's status (path matters on rank 0 only). */
 PARLM_API parlm_status parlm_checkpoint_save_shards(const char *path, parlm_gpt *const *shards,

@@ -426,7 +426,7 @@ parlm_status parlm_ckpt_dir_save_shards(parlm_ckpt_dir *d, parlm_gpt *const *sha
                                         struct parlm_comm *comm, const parlm_train_state *state,
                                         int keep, char *path, size_t len)
 {
-    if (!shards || n < 1 || !state || keep < 1 || (d && !path))
+    if ((!shards && n) || n < 0 || (n == 0 && !comm) || !state || keep < 1 || (d && !path))
         return parlm_error(PARLM_EINVAL, "parlm_ckpt_dir_save_shards: bad argument");
     for (int k = 0; k < n; k++)
         if (!shards[k])

@@ -472,10 +472,12 @@ static parlm_status agree_layout(saver *v)
 {
     parlm_status st = PARLM_OK;
     int bad = 0, adam = 1;
-    v->cfg = parlm_gpt_get_config(v->sh[0]);
-    parlm_gpt_config root = v->cfg;
+    /* a rank with no shard (another data-parallel replica) takes rank 0's config */
+    parlm_gpt_config root = v->n ? parlm_gpt_get_config(v->sh[0]) : (parlm_gpt_config){0};
     if ((st = bcast(v, &root, sizeof root, 0)) != PARLM_OK)
         return st;
+    if (root.n_layer == 0) /* every rank sees it alike */
+        return parlm_error(PARLM_EINVAL, "sharded checkpoint: rank 0 (the writer) holds no shard");
     for (int k = 0; k < v->n && !bad; k++) { /* the first problem is the one named */
         parlm_gpt_config c = parlm_gpt_get_config(v->sh[k]);
         if (memcmp(&c, &root, sizeof c)) {
@@ -619,9 +621,10 @@ parlm_status parlm_ckpt_share_status(struct parlm_comm *comm, parlm_status st)
 parlm_status parlm_checkpoint_save_shards(const char *path, parlm_gpt *const *shards, int n,
                                           struct parlm_comm *comm, const parlm_train_state *state)
 {
-    if (!shards || n < 1 || !state)
+    if ((!shards && n) || n < 0 || (n == 0 && !comm) || !state)
         return parlm_error(PARLM_EINVAL, "parlm_checkpoint_save_shards: %s",
-                           n < 1 ? "n must be >= 1" : "null argument");
+                           n < 0 || (n == 0 && !comm) ? "n must be >= 1 (0 only with a comm)"
+                                                      : "null argument");
     for (int k = 0; k < n; k++)
         if (!shards[k])
             return parlm_error(PARLM_EINVAL, "parlm_checkpoint_save_shards: shard %d is NULL", k);

@@ -130,6 +130,38 @@ START_TEST(stages_across_ranks)
 }
 END_TEST
 
+/* Two replicas of a two-stage pipeline (with 4 ranks; with 2, one replica of two stages):
+ * the first replica's ranks hold the stages, the others pass no shard. */
+START_TEST(one_replica_saves)
+{
+    parlm_gpt *full = trained(2);
+    int stages = size < 4 ? size : 2, replica = rank / stages, stage = rank % stages;
+    parlm_gpt *mine = cut(full, stage * CFG.n_layer / stages, (stage + 1) * CFG.n_layer / stages);
+    parlm_train_state st = {.step = 2, .seed = 3};
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/whole2.bin", dir);
+    snprintf(b, sizeof b, "%s/replica.bin", dir);
+    parlm_status s = parlm_checkpoint_save_shards(b, &mine, replica == 0 ? 1 : 0, comm, &st);
+    ck_assert_msg(s == PARLM_OK, "rank %d: %s", rank, parlm_last_error());
+    if (rank == 0) {
+        ck_assert_int_eq(parlm_checkpoint_save(a, full, &st), PARLM_OK);
+        same_files(a, b);
+    }
+    /* every replica saving: values owned twice (with 4 ranks) */
+    if (size == 4) {
+        s = parlm_checkpoint_save_shards(b, &mine, 1, comm, &st);
+        ck_assert_int_eq(s, PARLM_EINVAL);
+    }
+    /* rank 0 without a shard cannot write */
+    s = parlm_checkpoint_save_shards(b, &mine, rank == 0 ? 0 : 1, comm, &st);
+    ck_assert_int_eq(s, PARLM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "holds no shard"));
+    ck_assert_int_eq(parlm_comm_barrier(comm), PARLM_OK);
+    parlm_gpt_free(mine);
+    parlm_gpt_free(full);
+}
+END_TEST
+
 START_TEST(errors_reach_every_rank)
 {
     parlm_gpt *full = trained(1);
@@ -184,6 +216,7 @@ int main(int argc, char **argv)
     TCase *tc = tcase_create("ckpt_shards_mpi");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, stages_across_ranks);
+    tcase_add_test(tc, one_replica_saves);
     tcase_add_test(tc, errors_reach_every_rank);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -1,7 +1,8 @@
 /* tests/io/test_ckpt_shards.c — a sharded model in the whole-model files, one process:
  * pipeline-stage shards (and the whole model as one shard) save byte for byte the file
  * parlm_checkpoint_save writes of the whole model; a checkpoint or llm.c file (f32, bf16)
- * loads into stage shards as exactly the slices of the whole model; shards that do not
+ * loads into stage shards as exactly the slices of the whole model (tensor-parallel
+ * slices too, where model.c builds them); shards that do not
  * cover the model, or cover it twice, are refused and write nothing; bad layouts and
  * corrupt files are errors naming the file; the checkpoint directory rotates them. The
  * reference slices are cut here from the whole model in memory. */
@@ -232,6 +233,49 @@ START_TEST(llmc_into_stages)
 }
 END_TEST
 
+/* Tensor-parallel slices (heads, MLP units, vocabulary rows; replicas owned by tp rank 0),
+ * alone and with pipeline stages, all held by this one process. A model.c without tensor
+ * parallelism refuses such shards: then loading into them must be refused too. */
+static const parlm_gpt_shard TP2[2] = {{2, 0, 0, 4}, {2, 1, 0, 4}};
+static const parlm_gpt_shard TP2PP2[4] = {{2, 0, 0, 2}, {2, 1, 0, 2}, {2, 0, 2, 4}, {2, 1, 2, 4}};
+
+START_TEST(tensor_parallel_slices)
+{
+    parlm_gpt *full = trained(2);
+    char a[128];
+    path_of(a, sizeof a, "whole.bin");
+    parlm_train_state st = STATE;
+    st.step = 2;
+    ck_assert_int_eq(parlm_checkpoint_save(a, full, &st), PARLM_OK);
+    parlm_gpt *probe, *sh[4];
+    if (parlm_gpt_create_shard(&probe, &CFG, &TP2[1], 1) == PARLM_EUNSUPPORTED) {
+        ck_assert_int_eq(parlm_gpt_load_shards(a, TP2, 2, sh, NULL), PARLM_EUNSUPPORTED);
+        ck_assert_ptr_null(sh[0]);
+        fprintf(stderr, "test_ckpt_shards: tensor-parallel shards are not built here: only "
+                "their refusal is checked\n");
+        parlm_gpt_free(full);
+        return;
+    }
+    parlm_gpt_free(probe);
+    save_layout(full, TP2, 2, "tp2.bin");
+    save_layout(full, TP2PP2, 4, "tp2pp2.bin");
+    const parlm_gpt_shard *lays[2] = {TP2, TP2PP2};
+    for (int l = 0; l < 2; l++) {
+        int n = l ? 4 : 2;
+        parlm_train_state got;
+        ck_assert_int_eq(parlm_gpt_load_shards(a, lays[l], n, sh, &got), PARLM_OK);
+        ck_assert_mem_eq(&got, &st, sizeof st);
+        for (int k = 0; k < n; k++) {
+            parlm_gpt *want = cut(full, lays[l][k]);
+            assert_same_shard(sh[k], want);
+            parlm_gpt_free(want);
+            parlm_gpt_free(sh[k]);
+        }
+    }
+    parlm_gpt_free(full);
+}
+END_TEST
+
 static void refused_save(parlm_gpt **sh, int n, const parlm_train_state *st, const char *text)
 {
     char b[128];
@@ -351,6 +395,7 @@ int main(void)
     tcase_add_test(tc, save_from_stages_is_the_whole_file);
     tcase_add_test(tc, load_into_stages_is_the_slices);
     tcase_add_test(tc, llmc_into_stages);
+    tcase_add_test(tc, tensor_parallel_slices);
     tcase_add_test(tc, bad_shards_and_files);
     tcase_add_test(tc, checkpoint_directory);
     suite_add_tcase(s, tc);

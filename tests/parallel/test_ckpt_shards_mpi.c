@@ -1,7 +1,8 @@
 /* tests/parallel/test_ckpt_shards_mpi.c — sharded checkpoints across ranks (run by
  * ckpt_shards_run.sh under mpirun -np 2 and 4): each rank holds one pipeline stage of the
  * same model; saving over the communicator writes on rank 0 byte for byte the file of the
- * whole model, and each rank loads its own stage back from it. A rank with a bad shard, a
+ * whole model, and each rank loads its own stage back from it; the same with tensor-parallel
+ * slices (tp = 2, and tp = 2 x pp = 2), whose file one process loads as the whole model. A rank with a bad shard, a
  * layout that leaves layers out, or a rank 0 that cannot write: every rank gets the error
  * (none waits forever). Every rank trains the same whole model itself (same inputs, one
  * thread: the same bits), so rank 0 has the reference file. */
@@ -162,6 +163,65 @@ START_TEST(one_replica_saves)
 }
 END_TEST
 
+/* Tensor parallelism across ranks: tp = 2 (2 ranks) or tp = 2 x pp = 2 (4 ranks) writes the
+ * whole file, which one process loads as the whole model, and each rank loads its slice. */
+START_TEST(tensor_parallel_ranks)
+{
+    int tp = 2, t = rank % tp, stages = size / tp, p = rank / tp;
+    parlm_gpt_shard lay = {tp, t, p * CFG.n_layer / stages, (p + 1) * CFG.n_layer / stages};
+    parlm_gpt *probe;
+    parlm_status s = parlm_gpt_create_shard(&probe, &CFG, &lay, 1);
+    if (s == PARLM_EUNSUPPORTED) { /* model.c without tensor parallelism: refused alike */
+        if (rank == 0)
+            fprintf(stderr, "test_ckpt_shards_mpi: tensor-parallel shards are not built here\n");
+        ck_assert_int_eq(parlm_comm_barrier(comm), PARLM_OK);
+        return;
+    }
+    ck_assert_int_eq(s, PARLM_OK);
+    parlm_gpt_free(probe);
+    parlm_gpt *full = trained(2);
+    parlm_gpt_shard cutlay = lay;
+    parlm_gpt *mine;
+    ck_assert_int_eq(parlm_gpt_create_shard(&mine, &CFG, &cutlay, 99), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_init_optimizer(mine), PARLM_OK);
+    for (int j = 0; j < parlm_gpt_num_tensors(mine); j++) {
+        parlm_gpt_slice sl;
+        int64_t off;
+        ck_assert_int_eq(parlm_gpt_tensor_slice(mine, j, &sl), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_tensor_info(mine, j, NULL, NULL, &off, NULL), PARLM_OK);
+        for (int b = 0; b < 3; b++)
+            parlm_gpt_slice_copy(&sl, buf_of(mine, b) + off, buf_of(full, b) + sl.full_offset, 0);
+    }
+    ck_assert_int_eq(parlm_gpt_set_step(mine, 2), PARLM_OK);
+    parlm_train_state st = {.step = 2, .rng = 9, .seed = 4};
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/whole_tp.bin", dir);
+    snprintf(b, sizeof b, "%s/tp.bin", dir);
+    s = parlm_checkpoint_save_shards(b, &mine, 1, comm, &st);
+    ck_assert_msg(s == PARLM_OK, "rank %d: %s", rank, parlm_last_error());
+    if (rank == 0) {
+        ck_assert_int_eq(parlm_checkpoint_save(a, full, &st), PARLM_OK);
+        same_files(a, b);
+        parlm_gpt *whole; /* one process resumes what tp = 2 wrote */
+        parlm_train_state got;
+        ck_assert_int_eq(parlm_checkpoint_load(b, &whole, &got), PARLM_OK);
+        int64_t n = parlm_gpt_num_params(full);
+        for (int k = 0; k < 3; k++)
+            ck_assert_mem_eq(buf_of(whole, k), buf_of(full, k), (size_t)n * 4);
+        parlm_gpt_free(whole);
+    }
+    ck_assert_int_eq(parlm_comm_barrier(comm), PARLM_OK);
+    parlm_gpt *back;
+    ck_assert_int_eq(parlm_gpt_load_shards(b, &lay, 1, &back, NULL), PARLM_OK);
+    int64_t n = parlm_gpt_num_params(mine);
+    for (int k = 0; k < 3; k++)
+        ck_assert_mem_eq(buf_of(back, k), buf_of(mine, k), (size_t)n * 4);
+    parlm_gpt_free(back);
+    parlm_gpt_free(mine);
+    parlm_gpt_free(full);
+}
+END_TEST
+
 START_TEST(errors_reach_every_rank)
 {
     parlm_gpt *full = trained(1);
@@ -217,6 +277,7 @@ int main(int argc, char **argv)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, stages_across_ranks);
     tcase_add_test(tc, one_replica_saves);
+    tcase_add_test(tc, tensor_parallel_ranks);
     tcase_add_test(tc, errors_reach_every_rank);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -85,10 +85,10 @@ static double now(void)
 
 struct strategy {
     const char *name;
-    /* forward and backward of one micro-batch (B,T); gradients accumulate scaled by scale;
-     * last = the step's last micro-batch */
-    parlm_status (*forward_backward)(parlm_trainer *t, const int32_t *x, const int32_t *y,
-                                     float scale, int last, float *loss);
+    /* forward and backward of this process's next batch, which it reads from t->train
+     * (one (B,T) batch here; a pipeline reads its micro-batches); gradients accumulate
+     * scaled by scale; last = the step's last accumulation step */
+    parlm_status (*forward_backward)(parlm_trainer *t, float scale, int last, float *loss);
     /* gradient exchange, clipping to clip (> 0), AdamW; *norm = the global norm */
     parlm_status (*optimizer_step)(parlm_trainer *t, const parlm_adamw_cfg *opt, float clip,
                                    float *norm);
@@ -102,11 +102,12 @@ struct strategy {
     parlm_status (*load)(parlm_trainer *t, int64_t step, parlm_gpt **m, parlm_train_state *ts);
 };
 
-static parlm_status single_forward_backward(parlm_trainer *t, const int32_t *x, const int32_t *y,
-                                            float scale, int last, float *loss)
+static parlm_status single_forward_backward(parlm_trainer *t, float scale, int last, float *loss)
 {
     (void)last;
-    parlm_status st = parlm_gpt_forward(t->m, x, y, loss);
+    parlm_status st = parlm_loader_next(t->train, t->x, t->y);
+    if (st == PARLM_OK)
+        st = parlm_gpt_forward(t->m, t->x, t->y, loss);
     return st == PARLM_OK ? parlm_gpt_backward(t->m, scale) : st;
 }
 
@@ -153,10 +154,11 @@ static const strategy single_strategy = {"single", single_forward_backward,
                                          read_ckpt};
 
 #ifdef PARLM_HAVE_MPI
-static parlm_status dp_forward_backward(parlm_trainer *t, const int32_t *x, const int32_t *y,
-                                        float scale, int last, float *loss)
+static parlm_status dp_forward_backward(parlm_trainer *t, float scale, int last, float *loss)
 {
-    parlm_status st = parlm_gpt_forward(t->m, x, y, loss);
+    parlm_status st = parlm_loader_next(t->train, t->x, t->y);
+    if (st == PARLM_OK)
+        st = parlm_gpt_forward(t->m, t->x, t->y, loss);
     return st == PARLM_OK ? parlm_dp_backward(t->dp, scale, last) : st;
 }
 
@@ -717,9 +719,7 @@ parlm_status parlm_trainer_step(parlm_trainer *t, parlm_trainer_report *r)
     parlm_status st = parlm_gpt_zero_grad(t->m);
     for (int micro = 0; micro < c->grad_accum && st == PARLM_OK; micro++) {
         float l = 0;
-        if ((st = parlm_loader_next(t->train, t->x, t->y)) == PARLM_OK)
-            st = t->s->forward_backward(t, t->x, t->y, 1.0f / c->grad_accum,
-                                        micro == c->grad_accum - 1, &l);
+        st = t->s->forward_backward(t, 1.0f / c->grad_accum, micro == c->grad_accum - 1, &l);
         loss += l / c->grad_accum;
     }
     float norm = 0;

@@ -20,5 +20,6 @@
 #include "parlm/dist.h"
 #include "parlm/dp.h"
 #include "parlm/tp.h"
+#include "parlm/grid.h"
 #endif
 #endif

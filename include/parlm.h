@@ -21,5 +21,6 @@
 #include "parlm/dp.h"
 #include "parlm/tp.h"
 #include "parlm/grid.h"
+#include "parlm/pp.h"
 #endif
 #endif

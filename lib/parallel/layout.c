@@ -137,7 +137,18 @@ parlm_status parlm_grid_check(const parlm_gpt_config *cfg, int nranks, const par
     if (gc->seq_len < 0 || gc->seq_len > c.max_seq)
         return parlm_error(PARLM_EINVAL, "layout: sequence length %d outside [0, max_seq %d]",
                            gc->seq_len, c.max_seq);
-    return PARLM_OK;
+    /* and the model's own rules for every shard this layout makes */
+    int *bounds = malloc(sizeof(int) * ((size_t)gc->pp + 1));
+    if (!bounds)
+        return parlm_error(PARLM_ENOMEM, "layout: out of memory");
+    st = parlm_pp_split(&c, gc->seq_len ? gc->seq_len : c.max_seq, gc->pp, bounds);
+    for (int p = 0; st == PARLM_OK && p < gc->pp; p++)
+        for (int t = 0; st == PARLM_OK && t < gc->tp; t++) {
+            parlm_gpt_shard sh = {gc->tp, t, bounds[p], bounds[p + 1]};
+            st = parlm_gpt_shard_check(&c, &sh);
+        }
+    free(bounds);
+    return st;
 }
 
 parlm_status parlm_grid_check_nodes(int nranks, const parlm_grid_config *gc, const int *node)

@@ -27,7 +27,7 @@ struct parlm_pp {
     unsigned dp_flags;
     MPI_Comm p2p, world;
     int64_t n; /* floats of one stage boundary, B*T*C */
-    float **in, **out, **gout; /* the model's stage buffers of each slot */
+    float **in, **out, **gout; /* the model's stage buffers of each slot (out: after forward) */
     float *gin;                /* [slots][n]: copies of grad_input being sent */
     MPI_Request *req;          /* [NKINDS * slots] */
     int *req_ev;               /* event of each request */
@@ -232,10 +232,8 @@ parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B,
     for (int k = 0; st == PARLM_OK && k < pp->slots; k++) {
         st = parlm_gpt_set_slot(m, k);
         pp->in[k] = parlm_gpt_stage_input(m);
-        pp->out[k] = (float *)parlm_gpt_stage_output(m);
         pp->gout[k] = parlm_gpt_stage_grad_output(m);
-        if (st == PARLM_OK && ((!pp->first && !pp->in[k]) || (!pp->last && (!pp->out[k] ||
-                                                                             !pp->gout[k]))))
+        if (st == PARLM_OK && ((!pp->first && !pp->in[k]) || (!pp->last && !pp->gout[k])))
             st = parlm_error(PARLM_EINVAL, "parlm_pp_create: the model has no stage buffers");
     }
     /* the tied embedding: wte on a first or last stage that is not both */
@@ -319,6 +317,8 @@ static parlm_status run_ops(parlm_pp *pp, const int32_t *inputs, const int32_t *
             add_event(pp, "forward", PARLM_PP_LANE_COMPUTE, mb, t0, t1, 0);
             if (pp->last)
                 *loss_sum += loss; /* in micro-batch order, as one process accumulating */
+            else if (!(pp->out[slot] = (float *)parlm_gpt_stage_output(m)))
+                st = parlm_error(PARLM_EINVAL, "pipeline: stage %d has no output", pp->stage);
             else
                 st = post(pp, SEND_ACT, slot, mb);
         } else {

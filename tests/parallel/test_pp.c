@@ -1,7 +1,9 @@
 /* tests/parallel/test_pp.c — the process grid and pipeline parallelism under mpirun
  * (tests/parallel/pp_run.sh: 2 and 4 ranks). Grid: every group holds exactly the ranks the
  * formula rank = (d*pp + p)*tp + t says, in order; disagreeing or impossible layouts stop
- * every rank with a message. */
+ * every rank with a message. Pipeline: layouts (dp, tp, pp) train the `small` model for
+ * STEPS steps and are compared with the single-process run every rank computes itself
+ * (the full model accumulating the same dp*M micro-batches in order). TOLERANCES below. */
 #include <check.h>
 #include <math.h>
 #include <mpi.h>
@@ -13,6 +15,7 @@
 #include "../../mpi/comm.h"
 #include "parlm.h"
 #include "parlm/grid.h"
+#include "parlm/pp.h"
 #include "../testutil.h"
 
 static parlm_comm *world;
@@ -157,6 +160,312 @@ START_TEST(bad_layouts)
 }
 END_TEST
 
+
+/* ---- pipeline training vs the single process ----------------------------------------- */
+#define PB 1     /* micro-batch: PB sequences of PT tokens */
+#define PT 32
+#define PV 256
+#define STEPS 20
+static const parlm_adamw_cfg OPT = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
+
+static parlm_gpt_config pp_model(void)
+{
+    parlm_gpt_config c = {0};
+    c.max_seq = 64;
+    c.vocab = PV;
+    ck_assert_int_eq(parlm_gpt_preset("small", &c), PARLM_OK); /* L4 NH4 C256 */
+    return c;
+}
+
+/* inputs without repeats (see one_micro_batch_is_bitwise) */
+static int distinct_inputs;
+
+/* micro-batch g of step s (g counts over the global batch: dp rank d has d*M .. d*M+M-1) */
+static void batch(int s, int g, int32_t *x, int32_t *y)
+{
+    uint64_t r = (uint64_t)(s * 1000 + g) * 0x9E3779B97F4A7C15ULL + 5;
+    for (int i = 0; i < PB * PT; i++) {
+        x[i] = (int32_t)(tu_next(&r) % PV);
+        y[i] = (int32_t)(tu_next(&r) % PV);
+    }
+    /* a random offset and stride 1 over the vocabulary: PB*PT < PV different tokens */
+    if (distinct_inputs)
+        for (int i = 0; i < PB * PT; i++)
+            x[i] = (int32_t)((x[0] + i) % PV);
+}
+
+typedef struct run_result {
+    float loss[STEPS];
+    float *grads0; /* full-model gradients of the first step, before the update */
+    float *params; /* full-model parameters after the last step */
+    int64_t act_bytes, stage0_act_bytes;
+} run_result;
+
+static void result_free(run_result *r)
+{
+    free(r->grads0);
+    free(r->params);
+}
+
+static void reference_run(parlm_gpt *m, int dp, int M, float clip, run_result *r)
+{
+    int64_t P = parlm_gpt_num_params(m);
+    int32_t x[PB * PT], y[PB * PT];
+    for (int s = 0; s < STEPS; s++) {
+        double sum = 0;
+        ck_assert_int_eq(parlm_gpt_zero_grad(m), PARLM_OK);
+        for (int g = 0; g < dp * M; g++) {
+            float l;
+            batch(s, g, x, y);
+            ck_assert_int_eq(parlm_gpt_forward(m, x, y, &l), PARLM_OK);
+            ck_assert_int_eq(parlm_gpt_backward(m, 1.0f / (float)(dp * M)), PARLM_OK);
+            sum += l;
+        }
+        r->loss[s] = (float)(sum / (dp * M));
+        if (s == 0)
+            memcpy(r->grads0, parlm_gpt_grads(m), (size_t)P * sizeof(float));
+        float norm;
+        ck_assert_int_eq(parlm_gpt_optimizer_step(m, &OPT, clip, &norm), PARLM_OK);
+    }
+    memcpy(r->params, parlm_gpt_params(m), (size_t)P * sizeof(float));
+}
+
+/* the single process: the full model accumulating dp*M micro-batches per step, run on
+ * rank 0 and sent to the others (on an oversubscribed machine, every rank running it
+ * would only share the same cores) */
+static void reference(int dp, int M, float clip, run_result *r)
+{
+    parlm_gpt_config c = pp_model();
+    int64_t P;
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &P), PARLM_OK);
+    r->grads0 = malloc((size_t)P * sizeof(float));
+    r->params = malloc((size_t)P * sizeof(float));
+    if (rank == 0) {
+        parlm_gpt *m;
+        ck_assert_int_eq(parlm_gpt_create(&m, &c, 42), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_setup(m, PB, PT, 1), PARLM_OK);
+        reference_run(m, dp, M, clip, r);
+        parlm_gpt_free(m);
+    }
+    ck_assert_int_eq(parlm_comm_bcast(world, r->loss, sizeof r->loss, 0), PARLM_OK);
+    ck_assert_int_eq(parlm_comm_bcast(world, r->grads0, (size_t)P * sizeof(float), 0), PARLM_OK);
+    ck_assert_int_eq(parlm_comm_bcast(world, r->params, (size_t)P * sizeof(float), 0), PARLM_OK);
+}
+
+/* the owned tensors of every shard, assembled into the full model's layout on every rank
+ * (a sum over the grid where exactly one rank contributes each element: exact) */
+static float *gather_full(parlm_grid *g, parlm_gpt *m, int grads, int64_t P)
+{
+    float *full = calloc((size_t)P, sizeof(float));
+    float *src = grads ? parlm_gpt_grads(m) : parlm_gpt_params(m);
+    if (parlm_grid_dp_rank(g) == 0)
+        for (int i = 0; i < parlm_gpt_num_tensors(m); i++) {
+            parlm_gpt_slice sl;
+            int64_t off;
+            ck_assert_int_eq(parlm_gpt_tensor_slice(m, i, &sl), PARLM_OK);
+            ck_assert_int_eq(parlm_gpt_tensor_info(m, i, NULL, NULL, &off, NULL), PARLM_OK);
+            if (sl.owner)
+                parlm_gpt_slice_copy(&sl, src + off, full + sl.full_offset, 1);
+        }
+    MPI_Comm wc;
+    ck_assert_int_eq(parlm_comm_get_mpi(world, &wc), PARLM_OK);
+    ck_assert_int_eq(MPI_Allreduce(MPI_IN_PLACE, full, (int)P, MPI_FLOAT, MPI_SUM, wc),
+                     MPI_SUCCESS);
+    return full;
+}
+
+static void train_pp(int tp, int pp, int M, parlm_pp_schedule sched, float clip, run_result *r)
+{
+    parlm_gpt_config c = pp_model();
+    parlm_grid_config gc = {tp, pp, M, sched, PT, 0};
+    parlm_grid *g;
+    ck_assert_msg(parlm_grid_create(&g, world, &c, &gc) == PARLM_OK, "%s", parlm_last_error());
+    parlm_gpt_shard sh = parlm_grid_shard(g);
+    parlm_gpt *m;
+    ck_assert_msg(parlm_gpt_create_shard(&m, &c, &sh, 42) == PARLM_OK, "%s", parlm_last_error());
+    parlm_pp *p;
+    ck_assert_msg(parlm_pp_create(&p, m, g, PB, PT, 0) == PARLM_OK, "%s", parlm_last_error());
+    int64_t P;
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &P), PARLM_OK);
+    int d = parlm_grid_dp_rank(g);
+    int32_t *x = malloc(sizeof(int32_t) * (size_t)M * PB * PT);
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)M * PB * PT);
+    for (int s = 0; s < STEPS; s++) {
+        for (int i = 0; i < M; i++)
+            batch(s, d * M + i, x + i * PB * PT, y + i * PB * PT);
+        ck_assert_msg(parlm_pp_run(p, x, y, &r->loss[s]) == PARLM_OK, "%s", parlm_last_error());
+        if (s == 0)
+            r->grads0 = gather_full(g, m, 1, P);
+        float norm;
+        ck_assert_msg(parlm_pp_update(p, &OPT, clip, &norm) == PARLM_OK, "%s", parlm_last_error());
+    }
+    r->params = gather_full(g, m, 0, P);
+    /* the tied embedding: the last stage's copy is bitwise the first stage's */
+    if (parlm_grid_pp_rank(g) == pp - 1) {
+        int64_t off, n;
+        ck_assert_int_eq(parlm_gpt_tensor_info(m, 0, NULL, NULL, &off, &n), PARLM_OK);
+        ck_assert(memcmp(parlm_gpt_params(m) + off, r->params, (size_t)n * sizeof(float)) == 0);
+    }
+    /* activation memory of stage 0 (slots: M for GPipe, pp for 1F1B), shared with all */
+    r->act_bytes = parlm_pp_get_stats(p).activation_bytes;
+    r->stage0_act_bytes = r->act_bytes;
+    MPI_Comm wc;
+    ck_assert_int_eq(parlm_comm_get_mpi(world, &wc), PARLM_OK);
+    long long mine = parlm_grid_pp_rank(g) == 0 ? (long long)r->act_bytes : 0, s0 = 0;
+    MPI_Allreduce(&mine, &s0, 1, MPI_LONG_LONG, MPI_MAX, wc);
+    r->stage0_act_bytes = s0;
+    const parlm_pp_event *ev;
+    ck_assert_int_gt(parlm_pp_get_events(p, &ev), 2 * M);
+    free(x);
+    free(y);
+    parlm_pp_free(p);
+    parlm_gpt_free(m);
+    parlm_grid_free(g);
+}
+
+/* max |a - b| over [from, to) */
+static float maxdiff(const float *a, const float *b, int64_t from, int64_t to)
+{
+    return tu_max_abs_diff(a + from, b + from, to - from);
+}
+
+/* TOLERANCES. Without dp, a stage computes its layers exactly as the full model does and
+ * accumulates micro-batches in the same order, so the first step's gradients are bitwise
+ * the reference's for every tensor but the tied wte: the reference adds, per micro-batch,
+ * the LM head's part and then the lookup's, the pipeline sums each part on its own stage
+ * and adds the two, so wte differs by float rounding (~1e-7 relative; GRAD_TOL below is
+ * 1e-6 of the largest wte gradient). The norm too is summed in another order. From the
+ * first update on, every parameter carries that rounding: AdamW divides by sqrt(v), so a
+ * relative gradient change of ~1e-6 moves an update by ~lr * 1e-6 unless |g| is near the
+ * noise, where the sign of a tiny gradient can flip (an update of up to ~lr). Measured
+ * after 20 steps of lr 1e-3: max |dparam| 1.2e-5 (dp 1), 8e-6 (dp 2); the bound is lr/10, an
+ * order of magnitude below one update of one parameter (lr), so a wrong micro-batch, a
+ * missing tied-gradient sum, or a wrong scale (each moving many parameters by ~lr from the
+ * first step) fails it. Losses agree to 1e-5 relative. With dp, the average over replicas
+ * adds one more rounding of every gradient: the same bounds hold. */
+#define LOSS_RTOL 1e-5f
+#define PARAM_TOL 1e-4f
+
+static void compare(const char *what, const run_result *a, const run_result *ref, int64_t wte,
+                    int64_t P, int bitwise_grads)
+{
+    for (int s = 0; s < STEPS; s++)
+        ck_assert_msg(fabsf(a->loss[s] - ref->loss[s]) <= LOSS_RTOL * ref->loss[s],
+                      "%s: step %d loss %.9g, single process %.9g", what, s, a->loss[s],
+                      ref->loss[s]);
+    float gmax = tu_max_abs(ref->grads0, wte);
+    float gw = maxdiff(a->grads0, ref->grads0, 0, wte);
+    float go = maxdiff(a->grads0, ref->grads0, wte, P);
+    ck_assert_msg(gw <= 1e-6f * gmax, "%s: wte gradient differs by %g (max %g)", what, gw, gmax);
+    if (bitwise_grads)
+        ck_assert_msg(go == 0, "%s: a gradient other than wte differs by %g", what, go);
+    else
+        ck_assert_msg(go <= 1e-6f * tu_max_abs(ref->grads0 + wte, P - wte), "%s: gradients differ by %g",
+                      what, go);
+    float dp = maxdiff(a->params, ref->params, 0, P), dl = 0;
+    for (int s = 0; s < STEPS; s++)
+        dl = fmaxf(dl, fabsf(a->loss[s] - ref->loss[s]) / ref->loss[s]);
+    if (rank == 0)
+        printf("%s: max |dloss|/loss %.2g, wte grad %.2g, other grads %.2g, params %.2g\n", what,
+               (double)dl, (double)gw, (double)go, (double)dp);
+    ck_assert_msg(dp <= PARAM_TOL, "%s: parameters differ by %g after %d steps", what, dp, STEPS);
+}
+
+static int64_t wte_floats(void)
+{
+    parlm_gpt_config c = pp_model();
+    return (int64_t)((c.vocab + 127) / 128 * 128) * c.n_embd;
+}
+
+START_TEST(pipeline_matches_single_process)
+{
+    const int M = 4;
+    parlm_gpt_config c = pp_model();
+    int64_t P, wte = wte_floats();
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &P), PARLM_OK);
+    /* layouts (tp, pp) with dp = ranks / pp: 2 ranks (1,1,2); 4 ranks (1,1,4), (2,1,2) */
+    const int pps[2] = {nranks, nranks / 2};
+    run_result refs[2];
+    memset(refs, 0, sizeof refs);
+    for (int li = 0; li < (nranks >= 4 ? 2 : 1); li++) {
+        int pp = pps[li], dp = nranks / pp;
+        run_result *ref = &refs[li];
+        reference(dp, M, 1.0f, ref);
+        run_result gp = {0}, ofob = {0};
+        char what[64];
+        snprintf(what, sizeof what, "(dp %d, tp 1, pp %d) gpipe", dp, pp);
+        train_pp(1, pp, M, PARLM_PP_GPIPE, 1.0f, &gp);
+        compare(what, &gp, ref, wte, P, dp == 1);
+        snprintf(what, sizeof what, "(dp %d, tp 1, pp %d) 1f1b", dp, pp);
+        train_pp(1, pp, M, PARLM_PP_1F1B, 1.0f, &ofob);
+        compare(what, &ofob, ref, wte, P, dp == 1);
+        /* the two schedules run the same arithmetic in the same order */
+        ck_assert_msg(memcmp(gp.params, ofob.params, (size_t)P * sizeof(float)) == 0,
+                      "gpipe and 1f1b parameters differ (max %g)",
+                      (double)maxdiff(gp.params, ofob.params, 0, P));
+        ck_assert(memcmp(gp.loss, ofob.loss, sizeof gp.loss) == 0);
+        /* stage 0 holds M micro-batches with GPipe, pp with 1F1B */
+        double ratio = (double)ofob.stage0_act_bytes / (double)gp.stage0_act_bytes;
+        if (rank == 0)
+            printf("activation memory of stage 0, 1f1b / gpipe: %.3f (pp/M = %.3f)\n", ratio,
+                   (double)pp / M);
+        /* about pp/M: a little more for the arena's part that does not grow with slots */
+        ck_assert_msg(ratio >= (double)pp / M && ratio <= 1.15 * pp / M,
+                      "1f1b / gpipe activation memory %.3f, pp/M %.3f", ratio, (double)pp / M);
+        result_free(&gp);
+        result_free(&ofob);
+        result_free(ref);
+    }
+}
+END_TEST
+
+/* Where the order of sums is the same, the pipeline is bitwise the single process: one
+ * micro-batch, no clipping (whose norm is summed in another order), and inputs without a
+ * repeated token (the reference adds a token's lookup rows one by one onto the LM head's
+ * gradient, the first stage sums them first: with one row per token, head + row is the
+ * same sum either way). */
+START_TEST(one_micro_batch_is_bitwise)
+{
+    distinct_inputs = 1;
+    parlm_gpt_config c = pp_model();
+    int64_t P;
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &P), PARLM_OK);
+    run_result ref = {0}, r = {0};
+    reference(1, 1, 0.0f, &ref);
+    train_pp(1, nranks, 1, PARLM_PP_GPIPE, 0.0f, &r);
+    ck_assert(memcmp(r.loss, ref.loss, sizeof r.loss) == 0);
+    ck_assert_msg(memcmp(r.params, ref.params, (size_t)P * sizeof(float)) == 0,
+                  "parameters differ by %g", (double)maxdiff(r.params, ref.params, 0, P));
+    result_free(&ref);
+    result_free(&r);
+    distinct_inputs = 0;
+}
+END_TEST
+
+START_TEST(pipeline_bad_input)
+{
+    parlm_gpt_config c = pp_model();
+    parlm_grid_config gc = {1, nranks, nranks, PARLM_PP_1F1B, PT, 0};
+    parlm_grid *g;
+    ck_assert_int_eq(parlm_grid_create(&g, world, &c, &gc), PARLM_OK);
+    parlm_gpt_shard sh = parlm_grid_shard(g);
+    parlm_gpt *m;
+    ck_assert_int_eq(parlm_gpt_create_shard(&m, &c, &sh, 1), PARLM_OK);
+    parlm_pp *p = (parlm_pp *)1;
+    /* ranks with another micro-batch size all stop, naming it */
+    ck_assert_int_eq(parlm_pp_create(&p, m, g, rank == 1 ? 2 : 1, PT, 0), PARLM_EINVAL);
+    ck_assert_ptr_null(p);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "micro-batch size"));
+    /* a model that is not this rank's shard: every rank fails */
+    parlm_gpt *full;
+    ck_assert_int_eq(parlm_gpt_create(&full, &c, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_pp_create(&p, rank == 0 ? m : full, g, PB, PT, 0), PARLM_EINVAL);
+    parlm_gpt_free(full);
+    parlm_gpt_free(m);
+    parlm_grid_free(g);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     if (parlm_dist_init(&argc, &argv, NULL) != PARLM_OK || parlm_comm_world(&world) != PARLM_OK) {
@@ -171,6 +480,12 @@ int main(int argc, char **argv)
     tcase_add_test(tc, groups);
     tcase_add_test(tc, bad_layouts);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("pipeline");
+    tcase_set_timeout(tp, 240);
+    tcase_add_test(tp, pipeline_matches_single_process);
+    tcase_add_test(tp, one_micro_batch_is_bitwise);
+    tcase_add_test(tp, pipeline_bad_input);
+    suite_add_tcase(s, tp);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK); /* every rank must run every collective */
     srunner_run_all(sr, rank == 0 ? CK_NORMAL : CK_SILENT);

@@ -23,13 +23,17 @@ typedef struct parlm_pp parlm_pp;
 
 /* Collective over the grid. m must be this rank's shard (parlm_grid_shard), with its tensor-
  * parallel communicator set if tp > 1; B x T is one micro-batch (the same on every rank,
- * checked). Sets up the model's activation slots (parlm_pp_max_in_flight of them), makes
- * dp rank 0's parameters every replica's, and takes the model's cancel hook (parlm_gpt_set_
- * cancel) to progress transfers between layers: do not set another while the pp exists.
+ * checked). Sets up the model's activation slots (parlm_pp_max_in_flight of them); with
+ * dp > 1 moves the gradients into the dp group's node shared memory (parlm_comm_alloc_
+ * shared: replicas on a node average them in place) and makes dp rank 0's parameters and
+ * step every replica's. Takes the model's cancel hook (parlm_gpt_set_cancel) to progress
+ * transfers between layers: do not set another while the pp exists.
  * dp_flags: algorithm flags of the dp all-reduce (parlm/dist.h; 0 = auto). */
 PARLM_API parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B, int T,
                                        unsigned dp_flags);
-PARLM_API void parlm_pp_free(parlm_pp *pp); /* gives the cancel hook back; NULL is a no-op */
+/* Collective over the dp group when dp > 1 (the gradients leave its shared memory); gives
+ * the cancel hook back. NULL is a no-op. */
+PARLM_API void parlm_pp_free(parlm_pp *pp);
 
 /* Forward and backward of the step's M micro-batches, then the gradient exchange (tied
  * embedding, dp average); the gradients are zeroed first. inputs and targets hold M*B*T

@@ -29,6 +29,7 @@ struct parlm_pp {
     int64_t n; /* floats of one stage boundary, B*T*C */
     float **in, **out, **gout; /* the model's stage buffers of each slot (out: after forward) */
     float *gin;                /* [slots][n]: copies of grad_input being sent */
+    float *shared_grads;       /* dp > 1: the gradients, in the dp group's shared memory */
     MPI_Request *req;          /* [NKINDS * slots] */
     int *req_ev;               /* event of each request */
     parlm_pp_op *ops;          /* the schedule, 2M */
@@ -146,6 +147,10 @@ static parlm_status post_recvs(parlm_pp *pp, int slot, int mb)
 
 static void release(parlm_pp *pp)
 {
+    /* (if the model cannot take its gradients back, for want of memory, it keeps the
+     * shared buffer, which lives until the communicator is freed) */
+    if (pp->shared_grads && parlm_gpt_set_grad_buffer(pp->m, NULL) == PARLM_OK)
+        parlm_comm_free_shared(parlm_grid_comm(pp->g, PARLM_GRID_DP), pp->shared_grads);
     free(pp->in);
     free(pp->out);
     free(pp->gout);
@@ -258,10 +263,18 @@ parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B,
         any = 1;
     if (any && st == PARLM_OK)
         st = parlm_error(PARLM_EINVAL, "parlm_pp_create failed on another rank");
-    /* one set of parameters per shard: dp rank 0's */
+    /* replicas of a shard: gradients in the node's shared memory (ranks of a node then
+     * average them in place), and one set of parameters and step, dp rank 0's */
+    parlm_comm *dpc = parlm_grid_comm(g, PARLM_GRID_DP);
+    int64_t np = parlm_gpt_num_params(m), step = parlm_gpt_step(m);
+    if (st == PARLM_OK && parlm_grid_dp(g) > 1 &&
+        (st = parlm_comm_alloc_shared(dpc, np, &pp->shared_grads)) == PARLM_OK)
+        st = parlm_gpt_set_grad_buffer(m, pp->shared_grads);
     if (st == PARLM_OK && parlm_grid_dp(g) > 1)
-        st = parlm_comm_bcast(parlm_grid_comm(g, PARLM_GRID_DP), parlm_gpt_params(m),
-                              (size_t)parlm_gpt_num_params(m) * sizeof(float), 0);
+        st = parlm_comm_bcast(dpc, parlm_gpt_params(m), (size_t)np * sizeof(float), 0);
+    if (st == PARLM_OK && parlm_grid_dp(g) > 1 &&
+        (st = parlm_comm_bcast(dpc, &step, sizeof step, 0)) == PARLM_OK)
+        st = parlm_gpt_set_step(m, step);
     if (st == PARLM_OK)
         st = parlm_gpt_set_cancel(m, progress, pp);
     if (st != PARLM_OK) {

@@ -52,7 +52,8 @@ static int add_event(parlm_pp *pp, const char *name, parlm_pp_lane lane, int mb,
                      double end, int64_t bytes)
 {
     if (pp->nev == pp->cap_ev)
-        return -1; /* cannot happen: capacity covers a step's events */
+        return -1; /* cannot happen: a step has at most 10 M + 3 events (2M computes, 4M
+                    * transfers, a wait per transfer, tied, dp, update) */
     pp->ev[pp->nev] = (parlm_pp_event){name, lane, mb, start, end, bytes};
     return pp->nev++;
 }
@@ -84,7 +85,8 @@ static int progress(void *arg)
             continue;
         double t = now();
         for (int i = 0; i < done; i++)
-            pp->ev[pp->req_ev[base + idx[i]]].end = t;
+            if (pp->req_ev[base + idx[i]] >= 0)
+                pp->ev[pp->req_ev[base + idx[i]]].end = t;
     }
     return 0;
 }
@@ -99,7 +101,8 @@ static parlm_status wait_req(parlm_pp *pp, int kind, int slot, int mb)
     double t1 = now();
     if (err != MPI_SUCCESS)
         return mpi_fail(err, xfer_name[kind]);
-    pp->ev[pp->req_ev[j]].end = t1;
+    if (pp->req_ev[j] >= 0)
+        pp->ev[pp->req_ev[j]].end = t1;
     pp->stats.wait += t1 - t0;
     add_event(pp, "wait", PARLM_PP_LANE_COMPUTE, mb, t0, t1, 0);
     return PARLM_OK;

@@ -314,8 +314,24 @@ static void train_pp(int tp, int pp, int M, parlm_pp_schedule sched, float clip,
     long long mine = parlm_grid_pp_rank(g) == 0 ? (long long)r->act_bytes : 0, s0 = 0;
     MPI_Allreduce(&mine, &s0, 1, MPI_LONG_LONG, MPI_MAX, wc);
     r->stage0_act_bytes = s0;
+    /* the timeline: this stage's forwards and backwards in the schedule's order, in time */
     const parlm_pp_event *ev;
-    ck_assert_int_gt(parlm_pp_get_events(p, &ev), 2 * M);
+    int nev = parlm_pp_get_events(p, &ev), k = 0;
+    parlm_pp_op ops[64];
+    ck_assert_int_eq(parlm_pp_schedule_ops(sched, parlm_grid_pp_rank(g), pp, M, ops), PARLM_OK);
+    double last = 0;
+    for (int i = 0; i < nev; i++) {
+        int bwd = strcmp(ev[i].name, "backward") == 0;
+        if (!bwd && strcmp(ev[i].name, "forward") != 0)
+            continue;
+        ck_assert_int_lt(k, 2 * M);
+        ck_assert_int_eq(bwd, ops[k].backward);
+        ck_assert_int_eq(ev[i].mb, ops[k].mb);
+        ck_assert(ev[i].start >= last && ev[i].end >= ev[i].start);
+        last = ev[i].end;
+        k++;
+    }
+    ck_assert_int_eq(k, 2 * M);
     free(x);
     free(y);
     parlm_pp_free(p);

@@ -13,6 +13,6 @@ export ASAN_OPTIONS
 for np in 2 4; do
     echo "== $np ranks"
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=1 timeout 300 "$mpirun" $root --oversubscribe -np "$np" \
+    OMP_NUM_THREADS=1 timeout 600 "$mpirun" $root --oversubscribe -np "$np" \
         --mca btl self,vader --mca btl_vader_single_copy_mechanism none "$prog"
 done

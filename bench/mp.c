@@ -45,8 +45,8 @@ typedef struct mp_ev {
 
 typedef struct mp_result {
     double step, compute, wait, tied, dp, update, bubble; /* seconds; bubble a fraction */
-    double state_mb, act_mb;                                /* per rank, the largest */
-    mp_ev *ev;                                              /* this rank's events of the best step */
+    double state_mb, act_mb; /* per rank, the largest */
+    mp_ev *ev;               /* this rank's events of the best step */
     int nev;
 } mp_result;
 
@@ -65,7 +65,7 @@ static int layouts(int p, int G, int M, int L, mp_layout *out)
     out[n++] = (mp_layout){p, 1, 1, 1, G / p, PARLM_PP_GPIPE, 1, "no-comm"};
     for (int pp = 1; pp <= p; pp++)
         for (int tp = 1; tp * pp <= p; tp++) {
-            if (p % (tp * pp) || pp > L || tp > 1) /* tensor parallelism: its own benchmark */
+            if (p % (tp * pp) || pp > L)
                 continue;
             int dp = p / (tp * pp);
             for (int s = 0; s < (pp > 1 ? 2 : 1) && n < MAX_LAYOUTS; s++) {
@@ -132,6 +132,7 @@ static int run_layout(const bench_ctx *ctx, parlm_comm *world, const parlm_gpt_c
     parlm_grid *g = NULL;
     parlm_gpt *m = NULL;
     parlm_pp *pp = NULL;
+    parlm_gpt_tp_comm tc;
     parlm_status st = PARLM_OK;
     int M = l->M, B = l->B, d = rank / (l->tp * l->pp);
     if (l->nocomm) {
@@ -144,6 +145,9 @@ static int run_layout(const bench_ctx *ctx, parlm_comm *world, const parlm_gpt_c
         parlm_gpt_shard sh = parlm_grid_shard(g);
         if (st == PARLM_OK)
             st = parlm_gpt_create_shard(&m, cfg, &sh, 1);
+        if (st == PARLM_OK && l->tp > 1 &&
+            (st = parlm_tp_comm_init(&tc, parlm_grid_comm(g, PARLM_GRID_TP))) == PARLM_OK)
+            st = parlm_gpt_set_tp_comm(m, &tc);
     }
     if (st != PARLM_OK)
         fprintf(stderr, "mp: rank %d, %s: %s\n", rank, l->name, parlm_last_error());
@@ -326,7 +330,7 @@ int bench_mp(bench_ctx *ctx)
              "mp: model-parallel training step, %s, global batch %d x %d tokens, %d ranks "
              "(thr = threads per rank; ratio = no-comm step / this step; compute = slowest "
              "rank's forward + backward; comm = waiting + tied-embedding sum + dp all-reduce; "
-             "opt = norm all-reduce + AdamW); tensor parallelism: see its own benchmark",
+             "opt = norm all-reduce + AdamW; tp's collectives are inside compute)",
              preset, G, T, p);
     if (rank == 0)
         bench_section(ctx, title);

@@ -175,7 +175,8 @@ parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B,
     parlm_comm *world = parlm_grid_comm(g, PARLM_GRID_WORLD);
     parlm_status st;
     /* every rank the same micro-batch, or all stop naming it */
-    if ((st = parlm_comm_check_agree(world, "micro-batch size", (uint64_t)(int64_t)B)) != PARLM_OK ||
+    if ((st = parlm_comm_check_agree(world, "micro-batch size", (uint64_t)(int64_t)B)) !=
+            PARLM_OK ||
         (st = parlm_comm_check_agree(world, "sequence length", (uint64_t)(int64_t)T)) != PARLM_OK)
         return st;
     parlm_gpt_config mc = parlm_gpt_get_config(m);
@@ -184,8 +185,9 @@ parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B,
     int64_t n = (int64_t)B * T * mc.n_embd;
     st = PARLM_OK;
     if (B < 1 || T < 1 || T > mc.max_seq)
-        st = parlm_error(PARLM_EINVAL, "parlm_pp_create: micro-batch %d x %d (T must be in [1, %d])",
-                         B, T, mc.max_seq);
+        st = parlm_error(PARLM_EINVAL,
+                         "parlm_pp_create: micro-batch %d x %d (T must be in [1, %d])", B, T,
+                         mc.max_seq);
     else if (n > INT32_MAX)
         st = parlm_error(PARLM_EUNSUPPORTED,
                          "parlm_pp_create: a stage boundary of %lld floats exceeds one MPI message",

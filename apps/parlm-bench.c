@@ -34,15 +34,19 @@ static void usage(FILE *f)
             "           hides; not part of 'all': `mpirun -np 2 parlm-bench dp`\n"
             "  tp       tensor-parallel decode of GPT-2 124M (f32, bf16) over the ranks vs one\n"
             "           process with all their threads; `mpirun -np 2 parlm-bench tp`\n"
+            "  mp       model-parallel GPT-2 124M step, every (dp,tp,pp) layout that fits the\n"
+            "           ranks (pipelines with GPipe and 1F1B, M=8) on the same global batch vs\n"
+            "           no communication: compute / waiting / exchanges, measured bubble vs\n"
+            "           (pp-1)/(M+pp-1), memory per rank; `mpirun -np 2 parlm-bench mp`\n"
             "\n"
             "options:\n"
             "  --json         print one JSON document instead of tables\n"
             "  --quick        fewer sizes and repetitions (CI smoke run)\n"
             "  --threads N    'all threads' means N (default: OMP_NUM_THREADS or all cores)\n"
             "  --time S       seconds of repetitions per measurement (default 0.3)\n"
-            "  --trace FILE   dp: write the best step of each mode as a Chrome trace (JSON for\n"
-            "                 https://ui.perfetto.dev or chrome://tracing): ranks, compute and\n"
-            "                 communication lanes\n"
+            "  --trace FILE   dp, mp: write the best step of each mode / layout as a Chrome\n"
+            "                 trace (JSON for https://ui.perfetto.dev or chrome://tracing):\n"
+            "                 ranks, compute and communication lanes\n"
             "  -h, --help     this text\n"
             "\n"
             "environment: PARLM_ISA=scalar|avx2|avx512|neon forces a kernel set;\n"
@@ -54,7 +58,7 @@ int main(int argc, char **argv)
 {
     bench_ctx ctx = {.max_threads = 0, .min_time = 0.3}; /* 0: no --threads */
     int want_peak = 0, want_stream = 0, want_gemm = 0, want_gemv = 0, want_train = 0, want_gen = 0;
-    int want_allreduce = 0, want_dp = 0, want_tp = 0, threads_set = 0;
+    int want_allreduce = 0, want_dp = 0, want_tp = 0, want_mp = 0, threads_set = 0;
     const char **names = malloc((size_t)argc * sizeof *names);
     const cli_opt table[] = {
         CLI_F("--json", &ctx.json, 0), CLI_F("--quick", &ctx.quick, 0),
@@ -83,6 +87,8 @@ int main(int argc, char **argv)
             want_dp = 1;
         } else if (!strcmp(a, "tp")) {
             want_tp = 1;
+        } else if (!strcmp(a, "mp")) {
+            want_mp = 1;
         } else if (!strcmp(a, "all")) {
             want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
         } else {
@@ -97,11 +103,11 @@ int main(int argc, char **argv)
     if (!threads_set)
         ctx.max_threads = omp_get_max_threads();
     if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen | want_allreduce |
-          want_dp | want_tp))
+          want_dp | want_tp | want_mp))
         want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
-    if (ctx.trace && !want_dp) {
-        fprintf(stderr, "parlm-bench: --trace %s: only the dp benchmark writes a trace\n",
-                ctx.trace);
+    if (ctx.trace && want_dp == want_mp) {
+        fprintf(stderr, "parlm-bench: --trace %s: the dp or the mp benchmark writes a trace "
+                "(one of them)\n", ctx.trace);
         return 2;
     }
     /* under mpirun / srun: this rank's share of the node's cores, its threads bound there
@@ -118,7 +124,7 @@ int main(int argc, char **argv)
         if (nt > 0)
             ctx.max_threads = nt;
     }
-    int want_mpi = want_allreduce || want_dp || want_tp;
+    int want_mpi = want_allreduce || want_dp || want_tp || want_mp;
     if (want_mpi && bench_mpi_init(&argc, &argv) < 0) /* before anything is printed */
         return 2;
     if (parlm_isa_init() != PARLM_OK) {
@@ -156,6 +162,8 @@ int main(int argc, char **argv)
         rc |= bench_dp(&ctx);
     if (want_tp)
         rc |= bench_tp(&ctx);
+    if (want_mp)
+        rc |= bench_mp(&ctx);
     bench_end(&ctx);
     if (want_mpi)
         bench_mpi_finalize();

@@ -13,7 +13,7 @@ typedef struct bench_ctx {
     double min_time;   /* seconds of repetitions per measurement (--time) */
     double peak_1t;    /* measured f32 FMA peak of one core, GFLOP/s (0 = not measured) */
     double stream_gbs; /* measured STREAM-triad bandwidth at max_threads, GB/s (0 = not measured) */
-    const char *trace; /* --trace FILE: dp writes a Chrome trace of one step per mode (or NULL) */
+    const char *trace; /* --trace FILE: dp / mp write a Chrome trace of one step per mode (or NULL) */
 } bench_ctx;
 
 /* One measurement. Unused numeric fields are 0 and left out of the output. */
@@ -88,6 +88,9 @@ int bench_allreduce(bench_ctx *ctx);
 int bench_dp(bench_ctx *ctx);
 /* tensor-parallel decode over the ranks vs one process with all their threads; mpirun */
 int bench_tp(bench_ctx *ctx);
+/* model-parallel GPT-2 124M training step: every (dp, tp, pp) layout of the ranks vs no
+ * communication; split, bubble vs formula, memory per rank; ctx->trace: a Chrome trace */
+int bench_mp(bench_ctx *ctx);
 int bench_mpi_init(int *argc, char ***argv);
 void bench_mpi_finalize(void);
 /* MPI initialized (bench_mpi_init if needed), this rank and the number of ranks; 1 after

@@ -21,5 +21,7 @@
 #include "parlm/dist.h"
 #include "parlm/dp.h"
 #include "parlm/tp.h"
+#include "parlm/grid.h"
+#include "parlm/pp.h"
 #endif
 #endif

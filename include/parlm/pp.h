@@ -1,0 +1,86 @@
+/* parlm/pp.h — pipeline-parallel training of a model shard over a parlm_grid (parlm/grid.h),
+ * composed with data parallelism (and tensor parallelism inside the shard). One step runs
+ * M micro-batches through the stages with the grid's schedule (GPipe or 1F1B):
+ * activations go forward and their gradients back with non-blocking MPI, posted as early
+ * as each buffer allows and progressed between layers, so transfers overlap compute. After
+ * the last backward, the tied token embedding's gradient is summed between the first and
+ * last stage (Megatron-LM), each shard's gradients are averaged over its dp group, and the
+ * update clips by the norm of the whole model's gradient (every tensor counted once). */
+#ifndef PARLM_PP_H
+#define PARLM_PP_H
+#include <stdint.h>
+
+#include "dist.h"
+#include "grid.h"
+#include "model.h"
+#include "nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct parlm_pp parlm_pp;
+
+/* Collective over the grid. m must be this rank's shard (parlm_grid_shard), with its tensor-
+ * parallel communicator set if tp > 1; B x T is one micro-batch (the same on every rank,
+ * checked). Sets up the model's activation slots (parlm_pp_max_in_flight of them); with
+ * dp > 1 moves the gradients into the dp group's node shared memory (parlm_comm_alloc_
+ * shared: replicas on a node average them in place) and makes dp rank 0's parameters and
+ * step every replica's. Takes the model's cancel hook (parlm_gpt_set_cancel) to progress
+ * transfers between layers: do not set another while the pp exists.
+ * dp_flags: algorithm flags of the dp all-reduce (parlm/dist.h; 0 = auto). */
+PARLM_API parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B, int T,
+                                       unsigned dp_flags);
+/* Collective over the dp group when dp > 1 (the gradients leave its shared memory); gives
+ * the cancel hook back. NULL is a no-op. */
+PARLM_API void parlm_pp_free(parlm_pp *pp);
+
+/* Forward and backward of the step's M micro-batches, then the gradient exchange (tied
+ * embedding, dp average); the gradients are zeroed first. inputs and targets hold M*B*T
+ * tokens (micro-batch i at i*B*T): inputs are read on the first stage, targets on the last;
+ * other stages may pass NULL. *loss (may be NULL) = the mean loss of the step over every
+ * micro-batch and dp rank, on every rank. Collective over the grid. */
+PARLM_API parlm_status parlm_pp_run(parlm_pp *pp, const int32_t *inputs, const int32_t *targets,
+                                    float *loss);
+/* The optimizer step after parlm_pp_run: *grad_norm (may be NULL) = the global gradient norm
+ * (sqrt of the owned tensors' sums of squares over the grid), identical on every rank;
+ * with grad_clip > 0 the gradients are scaled by min(1, grad_clip / norm); then AdamW
+ * (parlm_gpt_optimizer_step_scale). A non-finite norm is PARLM_EINVAL on every rank before
+ * anything changes. Collective over the grid. */
+PARLM_API parlm_status parlm_pp_update(parlm_pp *pp, const parlm_adamw_cfg *cfg, float grad_clip,
+                                       float *grad_norm);
+
+/* Time split of the last run and update, seconds. */
+typedef struct parlm_pp_stats {
+    double run;           /* parlm_pp_run from start to end */
+    double compute;       /* inside forward and backward */
+    double wait;          /* blocked on activations, gradients and send buffers */
+    double tied;          /* summing the tied embedding's gradient */
+    double dp;            /* the dp all-reduce */
+    double update;        /* parlm_pp_update (norm all-reduce and AdamW) */
+    double bubble;        /* 1 - compute / (start of the first op to end of the last) */
+    int64_t activation_bytes; /* the model's activation arena (every slot) */
+    int slots;            /* micro-batches of activations held at once */
+} parlm_pp_stats;
+PARLM_API parlm_pp_stats parlm_pp_get_stats(const parlm_pp *pp);
+
+/* Timeline of the last step for a Chrome trace. Times: seconds of CLOCK_MONOTONIC
+ * (comparable between processes of a node). A transfer's end is when this rank saw it
+ * complete (between layers or in a wait), so it may be late by up to a layer's time. */
+typedef enum parlm_pp_lane { PARLM_PP_LANE_COMPUTE = 0, PARLM_PP_LANE_COMM = 1 } parlm_pp_lane;
+typedef struct parlm_pp_event {
+    const char *name; /* compute lane: "forward", "backward", "wait", "tied wte", "dp
+                       * all-reduce", "update"; comm lane: "send act", "recv act", "send
+                       * grad", "recv grad" */
+    parlm_pp_lane lane;
+    int mb;           /* micro-batch, or -1 */
+    double start, end;
+    int64_t bytes;
+} parlm_pp_event;
+/* *events = the last step's events (valid until the next run or free); returns their count. */
+PARLM_API int parlm_pp_get_events(const parlm_pp *pp, const parlm_pp_event **events);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -4,6 +4,7 @@
 #define PARLM_TESTUTIL_H
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,5 +58,19 @@ static inline float tu_max_abs(const float *a, int64_t n)
     for (int64_t i = 0; i < n; i++)
         m = fabsf(a[i]) > m ? fabsf(a[i]) : m;
     return m;
+}
+/* A fresh directory "/tmp/<prefix>-XXXXXX" written into dir (len bytes): 0, or -1. */
+static inline int tu_mkdtemp(char *dir, size_t len, const char *prefix)
+{
+    snprintf(dir, len, "/tmp/%s-XXXXXX", prefix);
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+/* Removes a tree made by tu_mkdtemp: system()'s status (0 on success). */
+static inline int tu_rmtree(const char *dir)
+{
+    char cmd[320];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
 }
 #endif

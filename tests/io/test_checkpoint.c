@@ -19,18 +19,9 @@
 
 static char dir[64];
 
-static void setup(void)
-{
-    strcpy(dir, "/tmp/parlm-ckpt-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
+static void setup(void) { ck_assert_int_eq(tu_mkdtemp(dir, sizeof dir, "parlm-ckpt"), 0); }
 
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { ck_assert_int_eq(tu_rmtree(dir), 0); }
 
 static parlm_gpt *model(uint64_t seed)
 {

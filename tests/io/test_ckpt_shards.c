@@ -15,73 +15,18 @@
 
 #include "parlm.h"
 #include "../testutil.h"
+#include "ckpt_fixture.h"
 
 static char dir[64];
 static const parlm_gpt_config CFG = {4, 2, 32, 16, 200, 0}; /* L4 NH2 C32, V200 (Vp 256) */
 
-static void setup(void)
-{
-    strcpy(dir, "/tmp/parlm-ckpt-shards-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
+static void setup(void) { ck_assert_int_eq(tu_mkdtemp(dir, sizeof dir, "parlm-ckpt-shards"), 0); }
 
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { ck_assert_int_eq(tu_rmtree(dir), 0); }
 
 static void path_of(char *buf, size_t len, const char *name)
 {
     snprintf(buf, len, "%s/%s", dir, name);
-}
-
-/* A whole model after `steps` AdamW steps on random tokens (so m and v are not zero). */
-static parlm_gpt *trained(int steps)
-{
-    parlm_gpt *m;
-    ck_assert_int_eq(parlm_gpt_create(&m, &CFG, 5), PARLM_OK);
-    ck_assert_int_eq(parlm_gpt_setup(m, 2, 8, 1), PARLM_OK);
-    uint64_t s = 11;
-    int32_t x[16], y[16];
-    for (int k = 0; k < steps; k++) {
-        for (int i = 0; i < 16; i++)
-            x[i] = (int32_t)(tu_next(&s) % 200), y[i] = (int32_t)(tu_next(&s) % 200);
-        float loss, norm;
-        parlm_adamw_cfg opt = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
-        ck_assert_int_eq(parlm_gpt_zero_grad(m), PARLM_OK);
-        ck_assert_int_eq(parlm_gpt_forward(m, x, y, &loss), PARLM_OK);
-        ck_assert_int_eq(parlm_gpt_backward(m, 1.0f), PARLM_OK);
-        ck_assert_int_eq(parlm_gpt_optimizer_step(m, &opt, 1.0f, &norm), PARLM_OK);
-    }
-    return m;
-}
-
-static float *buf_of(parlm_gpt *m, int b)
-{
-    return b == 0 ? parlm_gpt_params(m) : b == 1 ? parlm_gpt_adam_m(m) : parlm_gpt_adam_v(m);
-}
-
-/* The shard of `full` with this layout: created with other values, then each tensor's
- * slice copied from the whole model (parameters and, if any, AdamW m and v). */
-static parlm_gpt *cut(parlm_gpt *full, parlm_gpt_shard sh)
-{
-    parlm_gpt *m;
-    ck_assert_int_eq(parlm_gpt_create_shard(&m, &CFG, &sh, 99), PARLM_OK);
-    int nb = parlm_gpt_adam_m(full) ? 3 : 1;
-    if (nb == 3)
-        ck_assert_int_eq(parlm_gpt_init_optimizer(m), PARLM_OK);
-    for (int j = 0; j < parlm_gpt_num_tensors(m); j++) {
-        parlm_gpt_slice s;
-        int64_t off;
-        ck_assert_int_eq(parlm_gpt_tensor_slice(m, j, &s), PARLM_OK);
-        ck_assert_int_eq(parlm_gpt_tensor_info(m, j, NULL, NULL, &off, NULL), PARLM_OK);
-        for (int b = 0; b < nb; b++)
-            parlm_gpt_slice_copy(&s, buf_of(m, b) + off, buf_of(full, b) + s.full_offset, 0);
-    }
-    ck_assert_int_eq(parlm_gpt_set_step(m, parlm_gpt_step(full)), PARLM_OK);
-    return m;
 }
 
 static void assert_same_shard(parlm_gpt *a, parlm_gpt *b)
@@ -133,7 +78,7 @@ static void save_layout(parlm_gpt *full, const parlm_gpt_shard *lay, int n, cons
 {
     parlm_gpt *sh[4];
     for (int k = 0; k < n; k++)
-        sh[k] = cut(full, lay[k]);
+        sh[k] = fx_cut(&CFG, full, lay[k]);
     parlm_train_state st = STATE;
     st.step = parlm_gpt_step(full);
     char a[128], b[128];
@@ -149,7 +94,7 @@ static void save_layout(parlm_gpt *full, const parlm_gpt_shard *lay, int n, cons
 
 START_TEST(save_from_stages_is_the_whole_file)
 {
-    parlm_gpt *full = trained(2); /* with AdamW state */
+    parlm_gpt *full = fx_trained(&CFG, 2); /* with AdamW state */
     save_layout(full, THREE, 3, "three.bin");
     save_layout(full, TWO, 2, "two.bin");
     save_layout(full, ONE, 1, "one.bin");
@@ -157,7 +102,7 @@ START_TEST(save_from_stages_is_the_whole_file)
     parlm_gpt_shard rev[3] = {THREE[2], THREE[0], THREE[1]};
     save_layout(full, rev, 3, "rev.bin");
     parlm_gpt_free(full);
-    full = trained(0); /* no AdamW state */
+    full = fx_trained(&CFG, 0); /* no AdamW state */
     save_layout(full, THREE, 3, "fresh.bin");
     parlm_gpt_free(full);
 }
@@ -165,7 +110,7 @@ END_TEST
 
 START_TEST(load_into_stages_is_the_slices)
 {
-    parlm_gpt *full = trained(3);
+    parlm_gpt *full = fx_trained(&CFG, 3);
     char a[128];
     path_of(a, sizeof a, "whole.bin");
     parlm_train_state st = STATE, got;
@@ -180,7 +125,7 @@ START_TEST(load_into_stages_is_the_slices)
         ck_assert_msg(s == PARLM_OK, "%s", parlm_last_error());
         ck_assert_mem_eq(&got, &st, sizeof st);
         for (int k = 0; k < ns[l]; k++) {
-            parlm_gpt *want = cut(full, lays[l][k]);
+            parlm_gpt *want = fx_cut(&CFG, full, lays[l][k]);
             parlm_gpt_shard g = parlm_gpt_get_shard(sh[k]);
             ck_assert(g.layer_begin == lays[l][k].layer_begin &&
                       g.layer_end == lays[l][k].layer_end);
@@ -202,7 +147,7 @@ END_TEST
 
 START_TEST(llmc_into_stages)
 {
-    parlm_gpt *full = trained(1);
+    parlm_gpt *full = fx_trained(&CFG, 1);
     for (int version = 3; version <= 5; version += 2) {
         char a[128];
         path_of(a, sizeof a, version == 3 ? "f32.llmc" : "bf16.llmc");
@@ -221,7 +166,7 @@ START_TEST(llmc_into_stages)
         ck_assert_int_eq(parlm_gpt_load_shards(a, THREE, 3, sh, &got), PARLM_OK);
         ck_assert_int_eq(got.step, 0);
         for (int k = 0; k < 3; k++) {
-            parlm_gpt *want = cut(whole, THREE[k]);
+            parlm_gpt *want = fx_cut(&CFG, whole, THREE[k]);
             assert_same_shard(sh[k], want);
             ck_assert_ptr_null(parlm_gpt_adam_m(sh[k]));
             parlm_gpt_free(want);
@@ -240,7 +185,7 @@ static const parlm_gpt_shard TP2PP2[4] = {{2, 0, 0, 2}, {2, 1, 0, 2}, {2, 0, 2, 
 
 START_TEST(tensor_parallel_slices)
 {
-    parlm_gpt *full = trained(2);
+    parlm_gpt *full = fx_trained(&CFG, 2);
     char a[128];
     path_of(a, sizeof a, "whole.bin");
     parlm_train_state st = STATE;
@@ -256,7 +201,7 @@ START_TEST(tensor_parallel_slices)
         ck_assert_int_eq(parlm_gpt_load_shards(a, lays[l], n, sh, &got), PARLM_OK);
         ck_assert_mem_eq(&got, &st, sizeof st);
         for (int k = 0; k < n; k++) {
-            parlm_gpt *want = cut(full, lays[l][k]);
+            parlm_gpt *want = fx_cut(&CFG, full, lays[l][k]);
             assert_same_shard(sh[k], want);
             parlm_gpt_free(want);
             parlm_gpt_free(sh[k]);
@@ -281,8 +226,8 @@ static void refused_save(parlm_gpt **sh, int n, const parlm_train_state *st, con
 
 START_TEST(bad_shards_and_files)
 {
-    parlm_gpt *full = trained(1);
-    parlm_gpt *sh[3] = {cut(full, THREE[0]), cut(full, THREE[1]), cut(full, THREE[2])};
+    parlm_gpt *full = fx_trained(&CFG, 1);
+    parlm_gpt *sh[3] = {fx_cut(&CFG, full, THREE[0]), fx_cut(&CFG, full, THREE[1]), fx_cut(&CFG, full, THREE[2])};
     parlm_train_state st = STATE;
     st.step = 1;
     parlm_gpt *gap[2] = {sh[0], sh[2]}; /* layers 1, 2 missing */
@@ -338,11 +283,11 @@ START_TEST(checkpoint_directory)
     path_of(d, sizeof d, "run");
     parlm_ckpt_dir *h;
     ck_assert_int_eq(parlm_ckpt_dir_open(&h, d), PARLM_OK);
-    parlm_gpt *full = trained(0);
+    parlm_gpt *full = fx_trained(&CFG, 0);
     for (int step = 1; step <= 3; step++) {
         parlm_gpt_free(full);
-        full = trained(step);
-        parlm_gpt *sh[2] = {cut(full, TWO[0]), cut(full, TWO[1])};
+        full = fx_trained(&CFG, step);
+        parlm_gpt *sh[2] = {fx_cut(&CFG, full, TWO[0]), fx_cut(&CFG, full, TWO[1])};
         parlm_train_state st = STATE;
         st.step = step;
         ck_assert_int_eq(parlm_ckpt_dir_save_shards(h, sh, 2, NULL, &st, 2, p, sizeof p),
@@ -363,7 +308,7 @@ START_TEST(checkpoint_directory)
     ck_assert_int_eq(parlm_ckpt_dir_load_shards(h, 3, THREE, 3, out, &got), PARLM_OK);
     ck_assert_int_eq(got.step, 3);
     for (int k = 0; k < 3; k++) {
-        parlm_gpt *want = cut(full, THREE[k]);
+        parlm_gpt *want = fx_cut(&CFG, full, THREE[k]);
         assert_same_shard(out[k], want);
         parlm_gpt_free(want);
         parlm_gpt_free(out[k]);

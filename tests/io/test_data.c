@@ -10,21 +10,13 @@
 
 #include "../lib/io/file.h"
 #include "parlm.h"
+#include "../testutil.h"
 
 static char dir[64];
 
-static void setup(void)
-{
-    strcpy(dir, "/tmp/parlm-data-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
+static void setup(void) { ck_assert_int_eq(tu_mkdtemp(dir, sizeof dir, "parlm-data"), 0); }
 
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { ck_assert_int_eq(tu_rmtree(dir), 0); }
 
 /* shard i holds tokens base_i + k for k < n (distinct across shards) */
 static void make_shard(const char *path, size_t n, uint16_t base)

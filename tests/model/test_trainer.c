@@ -22,8 +22,7 @@ static char dir[256], data[300];
 /* random tokens, with some structure so the loss moves */
 static void make_data(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/parlm-test-trainer-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(tu_mkdtemp(dir, sizeof dir, "parlm-test-trainer"), 0);
     snprintf(data, sizeof data, "%s/train.bin", dir);
     enum { N = 20000 };
     uint16_t *tok = malloc(N * sizeof *tok);
@@ -34,12 +33,7 @@ static void make_data(void)
     free(tok);
 }
 
-static void remove_data(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void remove_data(void) { ck_assert_int_eq(tu_rmtree(dir), 0); }
 
 static char said[8][600];
 static int nsaid;

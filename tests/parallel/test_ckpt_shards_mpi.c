@@ -14,60 +14,23 @@
 
 #include "parlm.h"
 #include "../testutil.h"
+#include "../io/ckpt_fixture.h"
 
 static parlm_comm *comm;
 static int rank, size;
 static char dir[64];
 static const parlm_gpt_config CFG = {4, 2, 32, 16, 200, 0}; /* L4: up to 4 stages */
 
-static parlm_gpt *trained(int steps)
-{
-    parlm_gpt *m;
-    ck_assert_int_eq(parlm_gpt_create(&m, &CFG, 5), PARLM_OK);
-    ck_assert_int_eq(parlm_gpt_setup(m, 2, 8, 1), PARLM_OK);
-    uint64_t s = 11;
-    int32_t x[16], y[16];
-    for (int k = 0; k < steps; k++) {
-        for (int i = 0; i < 16; i++)
-            x[i] = (int32_t)(tu_next(&s) % 200), y[i] = (int32_t)(tu_next(&s) % 200);
-        float loss, norm;
-        parlm_adamw_cfg opt = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
-        ck_assert_int_eq(parlm_gpt_zero_grad(m), PARLM_OK);
-        ck_assert_int_eq(parlm_gpt_forward(m, x, y, &loss), PARLM_OK);
-        ck_assert_int_eq(parlm_gpt_backward(m, 1.0f), PARLM_OK);
-        ck_assert_int_eq(parlm_gpt_optimizer_step(m, &opt, 1.0f, &norm), PARLM_OK);
-    }
-    return m;
-}
-
-static float *buf_of(parlm_gpt *m, int b)
-{
-    return b == 0 ? parlm_gpt_params(m) : b == 1 ? parlm_gpt_adam_m(m) : parlm_gpt_adam_v(m);
-}
-
 /* layers [begin, end) of `full` as a stage shard, values copied slice by slice */
-static parlm_gpt *cut(parlm_gpt *full, int begin, int end)
+static parlm_gpt *stage_of(parlm_gpt *full, int begin, int end)
 {
-    parlm_gpt_shard sh = {1, 0, begin, end};
-    parlm_gpt *m;
-    ck_assert_int_eq(parlm_gpt_create_shard(&m, &CFG, &sh, 99), PARLM_OK);
-    ck_assert_int_eq(parlm_gpt_init_optimizer(m), PARLM_OK);
-    for (int j = 0; j < parlm_gpt_num_tensors(m); j++) {
-        parlm_gpt_slice s;
-        int64_t off;
-        ck_assert_int_eq(parlm_gpt_tensor_slice(m, j, &s), PARLM_OK);
-        ck_assert_int_eq(parlm_gpt_tensor_info(m, j, NULL, NULL, &off, NULL), PARLM_OK);
-        for (int b = 0; b < 3; b++)
-            parlm_gpt_slice_copy(&s, buf_of(m, b) + off, buf_of(full, b) + s.full_offset, 0);
-    }
-    ck_assert_int_eq(parlm_gpt_set_step(m, parlm_gpt_step(full)), PARLM_OK);
-    return m;
+    return fx_cut(&CFG, full, (parlm_gpt_shard){1, 0, begin, end});
 }
 
 /* this rank's stage of `size` */
 static parlm_gpt *my_stage(parlm_gpt *full)
 {
-    return cut(full, rank * CFG.n_layer / size, (rank + 1) * CFG.n_layer / size);
+    return stage_of(full, rank * CFG.n_layer / size, (rank + 1) * CFG.n_layer / size);
 }
 
 static void same_files(const char *a, const char *b)
@@ -88,7 +51,7 @@ static void same_files(const char *a, const char *b)
 
 START_TEST(stages_across_ranks)
 {
-    parlm_gpt *full = trained(2);
+    parlm_gpt *full = fx_trained(&CFG, 2);
     parlm_gpt *mine = my_stage(full);
     parlm_train_state st = {.step = 2, .rng = 77, .train = {0, 512}, .B = 2, .T = 8,
                             .grad_accum = 1, .world = 1, .seed = 5, .tokens = 32};
@@ -110,7 +73,7 @@ START_TEST(stages_across_ranks)
     ck_assert_mem_eq(&got, &st, sizeof st);
     int64_t n = parlm_gpt_num_params(mine);
     for (int k = 0; k < 3; k++)
-        ck_assert_mem_eq(buf_of(back, k), buf_of(mine, k), (size_t)n * 4);
+        ck_assert_mem_eq(fx_buf(back, k), fx_buf(mine, k), (size_t)n * 4);
     parlm_gpt_free(back);
 
     /* through the checkpoint directory: rank 0 holds the handle */
@@ -135,9 +98,10 @@ END_TEST
  * the first replica's ranks hold the stages, the others pass no shard. */
 START_TEST(one_replica_saves)
 {
-    parlm_gpt *full = trained(2);
+    parlm_gpt *full = fx_trained(&CFG, 2);
     int stages = size < 4 ? size : 2, replica = rank / stages, stage = rank % stages;
-    parlm_gpt *mine = cut(full, stage * CFG.n_layer / stages, (stage + 1) * CFG.n_layer / stages);
+    parlm_gpt *mine = stage_of(full, stage * CFG.n_layer / stages,
+                               (stage + 1) * CFG.n_layer / stages);
     parlm_train_state st = {.step = 2, .seed = 3};
     char a[128], b[128];
     snprintf(a, sizeof a, "%s/whole2.bin", dir);
@@ -169,7 +133,7 @@ START_TEST(tensor_parallel_ranks)
 {
     int tp = 2, t = rank % tp, stages = size / tp, p = rank / tp;
     parlm_gpt_shard lay = {tp, t, p * CFG.n_layer / stages, (p + 1) * CFG.n_layer / stages};
-    parlm_gpt *full = trained(2);
+    parlm_gpt *full = fx_trained(&CFG, 2);
     parlm_gpt_shard cutlay = lay;
     parlm_gpt *mine;
     ck_assert_int_eq(parlm_gpt_create_shard(&mine, &CFG, &cutlay, 99), PARLM_OK);
@@ -180,7 +144,7 @@ START_TEST(tensor_parallel_ranks)
         ck_assert_int_eq(parlm_gpt_tensor_slice(mine, j, &sl), PARLM_OK);
         ck_assert_int_eq(parlm_gpt_tensor_info(mine, j, NULL, NULL, &off, NULL), PARLM_OK);
         for (int b = 0; b < 3; b++)
-            parlm_gpt_slice_copy(&sl, buf_of(mine, b) + off, buf_of(full, b) + sl.full_offset, 0);
+            parlm_gpt_slice_copy(&sl, fx_buf(mine, b) + off, fx_buf(full, b) + sl.full_offset, 0);
     }
     ck_assert_int_eq(parlm_gpt_set_step(mine, 2), PARLM_OK);
     parlm_train_state st = {.step = 2, .rng = 9, .seed = 4};
@@ -197,7 +161,7 @@ START_TEST(tensor_parallel_ranks)
         ck_assert_int_eq(parlm_checkpoint_load(b, &whole, &got), PARLM_OK);
         int64_t n = parlm_gpt_num_params(full);
         for (int k = 0; k < 3; k++)
-            ck_assert_mem_eq(buf_of(whole, k), buf_of(full, k), (size_t)n * 4);
+            ck_assert_mem_eq(fx_buf(whole, k), fx_buf(full, k), (size_t)n * 4);
         parlm_gpt_free(whole);
     }
     ck_assert_int_eq(parlm_comm_barrier(comm), PARLM_OK);
@@ -205,7 +169,7 @@ START_TEST(tensor_parallel_ranks)
     ck_assert_int_eq(parlm_gpt_load_shards(b, &lay, 1, &back, NULL), PARLM_OK);
     int64_t n = parlm_gpt_num_params(mine);
     for (int k = 0; k < 3; k++)
-        ck_assert_mem_eq(buf_of(back, k), buf_of(mine, k), (size_t)n * 4);
+        ck_assert_mem_eq(fx_buf(back, k), fx_buf(mine, k), (size_t)n * 4);
     parlm_gpt_free(back);
     parlm_gpt_free(mine);
     parlm_gpt_free(full);
@@ -214,7 +178,7 @@ END_TEST
 
 START_TEST(errors_reach_every_rank)
 {
-    parlm_gpt *full = trained(1);
+    parlm_gpt *full = fx_trained(&CFG, 1);
     parlm_gpt *mine = my_stage(full);
     parlm_train_state st = {.step = 1};
     char b[128];
@@ -233,7 +197,7 @@ START_TEST(errors_reach_every_rank)
     parlm_gpt_free(mine);
     /* the last rank holds rank 0's stage again: some layers owned twice, others never */
     int r = rank == size - 1 ? 0 : rank;
-    mine = cut(full, r * CFG.n_layer / size, (r + 1) * CFG.n_layer / size);
+    mine = stage_of(full, r * CFG.n_layer / size, (r + 1) * CFG.n_layer / size);
     ck_assert_int_eq(parlm_checkpoint_save_shards(b, &mine, 1, comm, &st), PARLM_EINVAL);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "each value must be owned exactly once"));
     ck_assert_int_ne(access(b, F_OK), 0);

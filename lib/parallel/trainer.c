@@ -18,8 +18,11 @@
 #include "parlm/trainer.h"
 #include "parlm/version.h"
 #ifdef PARLM_HAVE_MPI
-#include "parlm/dp.h"
 #include "parlm/dist.h"
+#include "parlm/dp.h"
+#include "parlm/grid.h"
+#include "parlm/pp.h"
+#include "parlm/tp.h"
 #endif
 
 typedef struct strategy strategy;
@@ -31,7 +34,11 @@ struct parlm_trainer {
     int rank, size;
 #ifdef PARLM_HAVE_MPI
     parlm_dp *dp;
+    parlm_grid *grid;        /* tp x pp > 1: the process grid, this rank's pipeline, */
+    parlm_pp *pp;            /* and the tensor-parallel collectives of its shard */
+    parlm_gpt_tp_comm tpc;
 #endif
+    int dpn, dpr;            /* data-parallel replicas and this rank's (the loader's shard) */
     char dp_mode[16];
     parlm_ckpt_dir *dir;     /* rank 0's lock on ckpt_dir */
     parlm_gpt *m;
@@ -140,13 +147,19 @@ static parlm_status single_save(parlm_trainer *t, char *path, size_t len)
  * one process and DP (layout NULL; a sharded strategy passes its shard, planned from
  * parlm_model_file_config). Rank 0 goes through its handle, which remembers a file that
  * failed to load. */
-static parlm_status read_ckpt(parlm_trainer *t, int64_t step, parlm_gpt **m, parlm_train_state *ts)
+static parlm_status read_ckpt_as(parlm_trainer *t, int64_t step, const parlm_gpt_shard *layout,
+                                 parlm_gpt **m, parlm_train_state *ts)
 {
     if (t->dir)
-        return parlm_ckpt_dir_load_shards(t->dir, step, NULL, 1, m, ts);
+        return parlm_ckpt_dir_load_shards(t->dir, step, layout, 1, m, ts);
     char path[4096];
     parlm_status st = parlm_ckpt_path(path, sizeof path, t->c.ckpt_dir, step);
-    return st == PARLM_OK ? parlm_gpt_load_shards(path, NULL, 1, m, ts) : st;
+    return st == PARLM_OK ? parlm_gpt_load_shards(path, layout, 1, m, ts) : st;
+}
+
+static parlm_status read_ckpt(parlm_trainer *t, int64_t step, parlm_gpt **m, parlm_train_state *ts)
+{
+    return read_ckpt_as(t, step, NULL, m, ts);
 }
 
 static const strategy single_strategy = {"single", single_forward_backward,
@@ -184,6 +197,62 @@ static parlm_status dp_save(parlm_trainer *t, char *path, size_t len)
 
 static const strategy dp_strategy = {"dp", dp_forward_backward, dp_optimizer_step, dp_mean,
                                      dp_save, read_ckpt};
+
+/* The grid (tp x pp > 1, Megatron-LM's batch semantics): an accumulation step is one batch
+ * of -b rows per data-parallel replica, which every rank of the replica reads alike (the
+ * loader's shard is the replica's, not the rank's) and the pipeline runs as M micro-batches
+ * of -b/M rows each (rows i*b/M .. of the batch are micro-batch i). So at the same -b,
+ * --grad-accum and number of replicas, any (tp, pp) trains on the tokens of the same
+ * global batch as data parallelism alone. parlm_pp_run averages the shard's gradients over
+ * the dp group (sync) and returns the loss averaged over micro-batches and replicas. */
+static parlm_status grid_forward_backward(parlm_trainer *t, float scale, int last, float *loss)
+{
+    (void)last;
+    if (scale != 1.0f) /* parlm_pp_run zeroes the gradients: one batch per step */
+        return parlm_error(PARLM_EUNSUPPORTED, "--grad-accum > 1 with --tp/--pp: use "
+                           "--micro-batches (the pipeline accumulates its micro-batches)");
+    parlm_status st = parlm_loader_next(t->train, t->x, t->y);
+    return st == PARLM_OK ? parlm_pp_run(t->pp, t->x, t->y, loss) : st;
+}
+
+static parlm_status grid_optimizer_step(parlm_trainer *t, const parlm_adamw_cfg *opt, float clip,
+                                        float *norm)
+{
+    return parlm_pp_update(t->pp, opt, clip, norm);
+}
+
+/* the loss and the flags the loop averages are already the same on every rank of a
+ * replica; the mean over the whole grid keeps the replicas in step too */
+static parlm_status grid_mean(parlm_trainer *t, double *x)
+{
+    if (!t->grid)
+        return PARLM_OK;
+    /* a float pair carries ~48 bits: the logged loss keeps more than float's 24 */
+    float v[2] = {(float)*x, 0};
+    v[1] = (float)(*x - v[0]);
+    parlm_status st = parlm_allreduce(t->comm, v, 2, PARLM_REDUCE_SUM, PARLM_ALGO_AUTO);
+    if (st == PARLM_OK)
+        *x = ((double)v[0] + v[1]) / t->size;
+    return st;
+}
+
+/* replica 0's shards assemble the whole file over the grid's world; the other replicas
+ * only take part (their shards are copies) */
+static parlm_status grid_save(parlm_trainer *t, char *path, size_t len)
+{
+    int keep = t->c.ckpt_keep > 0 ? t->c.ckpt_keep : 2;
+    int mine = parlm_grid_dp_rank(t->grid) == 0;
+    return parlm_ckpt_dir_save_shards(t->dir, &t->m, mine, t->comm, &t->ts, keep, path, len);
+}
+
+static parlm_status grid_load(parlm_trainer *t, int64_t step, parlm_gpt **m, parlm_train_state *ts)
+{
+    parlm_gpt_shard sh = parlm_grid_shard(t->grid);
+    return read_ckpt_as(t, step, &sh, m, ts);
+}
+
+static const strategy grid_strategy = {"grid", grid_forward_backward, grid_optimizer_step,
+                                       grid_mean, grid_save, grid_load};
 #endif
 
 /* ---- configuration -------------------------------------------------------------------- */
@@ -417,13 +486,14 @@ parlm_status parlm_trainer_open(parlm_trainer **out, const parlm_trainer_config 
     if (!t)
         return parlm_error(PARLM_ENOMEM, "parlm_trainer_open: out of memory");
     t->c = *c;
-    t->size = 1;
+    t->size = t->dpn = 1;
     t->s = &single_strategy;
     parlm_status st = PARLM_OK;
     if (c->comm) {
 #ifdef PARLM_HAVE_MPI
         t->comm = c->comm;
         t->rank = parlm_comm_rank(c->comm), t->size = parlm_comm_size(c->comm);
+        t->dpr = t->rank, t->dpn = t->size;
         t->s = &dp_strategy;
 #else
         st = fail(t, PARLM_EUNSUPPORTED, 1, "a communicator was given to a build without MPI");
@@ -433,12 +503,33 @@ parlm_status parlm_trainer_open(parlm_trainer **out, const parlm_trainer_config 
     int tp = c->tp > 1 ? c->tp : 1, pp = c->pp > 1 ? c->pp : 1;
     if (bad)
         st = fail(t, PARLM_EINVAL, 0, "%s", bad);
-    else if (st == PARLM_OK && (int64_t)tp * pp > 1)
-        /* the process grid (dp x tp x pp) and the sharded strategies come with
-         * lib/parallel/grid.c; until then such a layout is refused, never run as DP */
-        st = fail(t, PARLM_EUNSUPPORTED, 0, "--tp %d --pp %d: tensor and pipeline "
-                  "parallelism are not available in this build of the trainer (only data "
-                  "parallelism: --tp 1 --pp 1)", tp, pp);
+    else if (st == PARLM_OK && (int64_t)tp * pp > 1) {
+#ifdef PARLM_HAVE_MPI
+        /* the grid averages over its dp group in sync: other modes, bf16 matmuls and
+         * accumulation over batches are not composed with it */
+        if (!t->comm)
+            st = fail(t, PARLM_EINVAL, 0, "--tp %d --pp %d needs %d processes (run under "
+                      "mpirun)", tp, pp, tp * pp);
+        else if (strcmp(c->dp, "auto") && strcmp(c->dp, "sync"))
+            st = fail(t, PARLM_EUNSUPPORTED, 0, "--dp %s: with --tp/--pp the replicas "
+                      "average gradients in sync only (--dp sync or auto)", c->dp);
+        else if (c->bf16 || c->bf16_wire)
+            st = fail(t, PARLM_EUNSUPPORTED, 0, "--bf16 and --bf16-wire are not available "
+                      "with --tp/--pp");
+        else if (c->grad_accum > 1)
+            st = fail(t, PARLM_EUNSUPPORTED, 0, "--grad-accum %d with --tp/--pp: use "
+                      "--micro-batches (the pipeline accumulates its micro-batches)",
+                      c->grad_accum);
+        else if (c->B % (c->micro_batches > 0 ? c->micro_batches : pp))
+            st = fail(t, PARLM_EINVAL, 0, "-b %d must be a multiple of --micro-batches %d "
+                      "(each micro-batch is -b / M rows)", c->B,
+                      c->micro_batches > 0 ? c->micro_batches : pp);
+        else
+            t->s = &grid_strategy;
+#else
+        st = fail(t, PARLM_EUNSUPPORTED, 0, "--tp %d --pp %d: this build has no MPI", tp, pp);
+#endif
+    }
     /* a rank alone with a bad configuration stops every rank (it says why) */
     if (t->comm && t->size > 1) {
         parlm_status mine = st;
@@ -521,26 +612,104 @@ static parlm_status resume(parlm_trainer *t, parlm_gpt **m)
                     "--model %s is L%d NH%d C%d: resume with the run's --model", got.n_layer,
                     got.n_head, got.n_embd, c->model, want.n_layer, want.n_head, want.n_embd);
     if (ts->B != c->B || ts->T != c->T || ts->grad_accum != c->grad_accum ||
-        ts->world != t->size)
+        ts->world != t->dpn)
         return fail(t, PARLM_EINVAL, 1, "the checkpoint was trained with -b %d -t %d "
-                    "--grad-accum %d on %d process(es); resume with the same (got -b %d -t %d "
-                    "--grad-accum %d on %d)", ts->B, ts->T, ts->grad_accum, ts->world, c->B,
-                    c->T, c->grad_accum, t->size);
+                    "--grad-accum %d on %d data-parallel replica(s); resume with the same (got "
+                    "-b %d -t %d --grad-accum %d on %d; --tp/--pp may differ)", ts->B, ts->T, ts->grad_accum, ts->world, c->B,
+                    c->T, c->grad_accum, t->dpn);
     return PARLM_OK;
 }
+
+#ifdef PARLM_HAVE_MPI
+#define GRID(t) ((t)->s == &grid_strategy)
+
+/* The shape of the model the grid is planned for: the newest checkpoint's when resuming
+ * (any layout wrote it), the --init file's, or the preset's. */
+static parlm_status grid_model_config(parlm_trainer *t, parlm_gpt_config *cfg)
+{
+    const parlm_trainer_config *c = &t->c;
+    *cfg = (parlm_gpt_config){.max_seq = c->T, .vocab = c->vocab ? c->vocab : 50257};
+    if (c->resume) {
+        int64_t step;
+        int n = 0;
+        char path[4096];
+        if (parlm_ckpt_list(c->ckpt_dir, &step, 1, &n) != PARLM_OK)
+            return fail(t, PARLM_EIO, 1, "--resume: %s", parlm_last_error());
+        if (n) {
+            parlm_ckpt_path(path, sizeof path, c->ckpt_dir, step);
+            if (parlm_model_file_config(path, cfg) != PARLM_OK)
+                return fail(t, PARLM_EFORMAT, 0, "--resume: %s: %s", path, parlm_last_error());
+            return PARLM_OK;
+        }
+    }
+    if (c->init) {
+        if (parlm_model_file_config(c->init, cfg) != PARLM_OK)
+            return fail(t, PARLM_EIO, 1, "--init %s: %s", c->init, parlm_last_error());
+        return PARLM_OK;
+    }
+    if (parlm_gpt_preset(c->model ? c->model : "small", cfg) != PARLM_OK)
+        return fail(t, PARLM_EINVAL, 0, "--model: %s", parlm_last_error());
+    return PARLM_OK;
+}
+
+/* The grid over the trainer's ranks, checked before any model is allocated; its plan is
+ * said on rank 0; the loader reads by replica. */
+static parlm_status grid_setup(parlm_trainer *t)
+{
+    const parlm_trainer_config *c = &t->c;
+    parlm_gpt_config cfg;
+    parlm_status st = grid_model_config(t, &cfg);
+    if (st != PARLM_OK)
+        return st;
+    parlm_grid_config gc = {c->tp > 1 ? c->tp : 1, c->pp > 1 ? c->pp : 1, 0, PARLM_PP_1F1B,
+                            c->T, 0};
+    gc.micro_batches = c->micro_batches > 0 ? c->micro_batches : gc.pp;
+    if (parlm_pp_schedule_parse(c->schedule ? c->schedule : "1f1b", &gc.schedule) != PARLM_OK ||
+        parlm_grid_create(&t->grid, t->comm, &cfg, &gc) != PARLM_OK)
+        return fail(t, PARLM_EINVAL, 0, "%s", parlm_last_error());
+    t->dpn = parlm_grid_dp(t->grid), t->dpr = parlm_grid_dp_rank(t->grid);
+    say(t, PARLM_MSG_INFO, "grid: dp %d x tp %d x pp %d, %d micro-batch(es) of %d row(s), %s\n%s",
+        t->dpn, gc.tp, gc.pp, gc.micro_batches, c->B / gc.micro_batches,
+        parlm_pp_schedule_name(gc.schedule), parlm_grid_plan(t->grid));
+    return PARLM_OK;
+}
+
+static parlm_status grid_create_shard(parlm_trainer *t, const parlm_gpt_config *cfg,
+                                      parlm_gpt **m)
+{
+    parlm_gpt_shard sh = parlm_grid_shard(t->grid);
+    return parlm_gpt_create_shard(m, cfg, &sh, t->c.seed);
+}
+
+static parlm_status grid_load_file(parlm_trainer *t, const char *path, parlm_gpt **m,
+                                   parlm_train_state *ts)
+{
+    parlm_gpt_shard sh = parlm_grid_shard(t->grid);
+    return parlm_gpt_load_shards(path, &sh, 1, m, ts);
+}
+#else
+#define GRID(t) 0
+#define grid_setup(t) PARLM_OK
+#define grid_create_shard(t, cfg, m) PARLM_EUNSUPPORTED
+#define grid_load_file(t, path, m, ts) PARLM_EUNSUPPORTED
+#endif
 
 /* The model: a checkpoint to resume, an initial file, or a fresh preset. */
 static parlm_status make_model(parlm_trainer *t)
 {
     const parlm_trainer_config *c = &t->c;
     parlm_gpt *m = NULL;
-    parlm_status st = c->resume ? resume(t, &m) : PARLM_OK;
+    parlm_status st = GRID(t) ? grid_setup(t) : PARLM_OK;
+    if (st != PARLM_OK)
+        return st;
+    st = c->resume ? resume(t, &m) : PARLM_OK;
     if (st != PARLM_OK) {
         parlm_gpt_free(m);
         return st;
     }
     if (!m && c->init) {
-        if (parlm_gpt_load(&m, c->init, &t->ts) != PARLM_OK)
+        if ((GRID(t) ? grid_load_file(t, c->init, &m, &t->ts)
+                     : parlm_gpt_load(&m, c->init, &t->ts)) != PARLM_OK)
             return fail(t, PARLM_EIO, 1, "--init %s: cannot load it: %s", c->init,
                         parlm_last_error());
         t->ts = (parlm_train_state){0}; /* a new run from these weights */
@@ -549,10 +718,17 @@ static parlm_status make_model(parlm_trainer *t)
     if (!m) {
         parlm_gpt_config cfg = {.max_seq = c->T, .vocab = c->vocab ? c->vocab : 50257};
         if (parlm_gpt_preset(c->model ? c->model : "small", &cfg) != PARLM_OK ||
-            parlm_gpt_create(&m, &cfg, c->seed) != PARLM_OK)
+            (GRID(t) ? grid_create_shard(t, &cfg, &m) : parlm_gpt_create(&m, &cfg, c->seed)) !=
+                PARLM_OK)
             return fail(t, PARLM_EINVAL, 1, "%s", parlm_last_error());
     }
     t->m = m;
+#ifdef PARLM_HAVE_MPI
+    if (GRID(t) && parlm_grid_tp(t->grid) > 1 &&
+        (parlm_tp_comm_init(&t->tpc, parlm_grid_comm(t->grid, PARLM_GRID_TP)) != PARLM_OK ||
+         parlm_gpt_set_tp_comm(m, &t->tpc) != PARLM_OK))
+        return fail(t, PARLM_EINVAL, 1, "rank %d: %s", t->rank, parlm_last_error());
+#endif
     return PARLM_OK;
 }
 
@@ -575,6 +751,10 @@ parlm_status parlm_trainer_start(parlm_trainer *t, const char *data, const char 
     if (cfg.vocab < vocab || c->T > cfg.max_seq)
         return fail(t, PARLM_EFORMAT, 1, "the model (vocab %d, context %d) cannot take this "
                     "data (vocab %d) at -t %d", cfg.vocab, cfg.max_seq, vocab, c->T);
+    if (GRID(t) && t->c.sample_every) {
+        say(t, PARLM_MSG_INFO, "samples: off (not generated with --tp/--pp)");
+        t->c.sample_every = 0;
+    }
     if (cfg.vocab > vocab && t->c.sample_every) {
         say(t, PARLM_MSG_INFO, "samples: off (the model's %d tokens need its tokenizer: "
             "--encoder/--vocab)", cfg.vocab);
@@ -582,12 +762,12 @@ parlm_status parlm_trainer_start(parlm_trainer *t, const char *data, const char 
     }
     if (!t->ts.B)
         t->ts = (parlm_train_state){.B = c->B, .T = c->T, .grad_accum = c->grad_accum,
-                                    .world = t->size, .seed = c->seed, .rng = c->seed ^ 0x5eed};
-    if (parlm_loader_open(&t->train, data, c->B, c->T, t->rank, t->size, cfg.vocab) != PARLM_OK ||
-        (val_data && parlm_loader_open(&t->val, val_data, c->B, c->T, t->rank, t->size,
+                                    .world = t->dpn, .seed = c->seed, .rng = c->seed ^ 0x5eed};
+    if (parlm_loader_open(&t->train, data, c->B, c->T, t->dpr, t->dpn, cfg.vocab) != PARLM_OK ||
+        (val_data && parlm_loader_open(&t->val, val_data, c->B, c->T, t->dpr, t->dpn,
                                        cfg.vocab) != PARLM_OK) ||
         parlm_loader_seek(t->train, t->ts.train) != PARLM_OK ||
-        parlm_gpt_setup(t->m, c->B, c->T, 1) != PARLM_OK ||
+        (!GRID(t) && parlm_gpt_setup(t->m, c->B, c->T, 1) != PARLM_OK) ||
         (c->bf16 && parlm_gpt_set_bf16(t->m, 1) != PARLM_OK))
         return fail(t, PARLM_EIO, 1, "rank %d: %s", t->rank, parlm_last_error());
     size_t n = (size_t)c->B * c->T;
@@ -603,7 +783,7 @@ parlm_status parlm_trainer_start(parlm_trainer *t, const char *data, const char 
         (st = agree(t, "model config", hash_bytes(1469598103934665603ULL, &cfg, sizeof cfg))) !=
             PARLM_OK ||
         (st = agree(t, "model parameters (--init / checkpoint contents)",
-                    t->size > 1 ? hash_floats(parlm_gpt_params(t->m), parlm_gpt_num_params(t->m))
+                    t->size > 1 && !GRID(t) ? hash_floats(parlm_gpt_params(t->m), parlm_gpt_num_params(t->m))
                                 : 0)) != PARLM_OK ||
         (st = agree(t, "resumed step", (uint64_t)t->ts.step)) != PARLM_OK ||
         (st = agree(t, "training tokens", parlm_loader_num_tokens(t->train))) != PARLM_OK ||
@@ -612,7 +792,12 @@ parlm_status parlm_trainer_start(parlm_trainer *t, const char *data, const char 
         (st = agree_data(t, t->val, "validation")) != PARLM_OK)
         return st;
 #ifdef PARLM_HAVE_MPI
-    if (t->comm) {
+    if (GRID(t)) {
+        snprintf(t->dp_mode, sizeof t->dp_mode, "sync");
+        int M = c->micro_batches > 0 ? c->micro_batches : parlm_grid_pp(t->grid);
+        if (parlm_pp_create(&t->pp, t->m, t->grid, c->B / M, c->T, 0) != PARLM_OK)
+            return fail(t, PARLM_EINVAL, 1, "rank %d: %s", t->rank, parlm_last_error());
+    } else if (t->comm) {
         /* auto: on one node the ranks' "communication" is copying by the cores themselves,
          * so overlapping it with backward only interleaves it (measured: a slower step than
          * sync, bench/RESULTS.md); across nodes the network moves the bytes while backward
@@ -656,8 +841,15 @@ static parlm_status val_loss(parlm_trainer *t, float *out)
     parlm_status st = PARLM_OK;
     for (int i = 0; i < t->c.val_steps && st == PARLM_OK; i++) {
         float l;
-        if ((st = parlm_loader_next(t->val, t->x, t->y)) == PARLM_OK &&
-            (st = parlm_gpt_forward(t->m, t->x, t->y, &l)) == PARLM_OK)
+        if ((st = parlm_loader_next(t->val, t->x, t->y)) != PARLM_OK)
+            break;
+#ifdef PARLM_HAVE_MPI
+        if (GRID(t)) /* a shard has no forward alone: the pipeline's gradients are dropped */
+            st = parlm_pp_run(t->pp, t->x, t->y, &l);
+        else
+#endif
+            st = parlm_gpt_forward(t->m, t->x, t->y, &l);
+        if (st == PARLM_OK)
             sum += l;
     }
     parlm_loader_seek(t->val, start); /* the same batches every time: comparable numbers */
@@ -742,7 +934,7 @@ parlm_status parlm_trainer_step(parlm_trainer *t, parlm_trainer_report *r)
     }
     t->s->mean(t, &loss);
     t->halted = cancel_seen(t);
-    int64_t tokens = (int64_t)c->B * c->T * c->grad_accum * t->size;
+    int64_t tokens = (int64_t)c->B * c->T * c->grad_accum * t->dpn;
     t->ts.step = parlm_gpt_step(t->m);
     t->ts.train = parlm_loader_tell(t->train);
     t->ts.tokens += (double)tokens;
@@ -816,11 +1008,15 @@ void parlm_trainer_free(parlm_trainer *t)
     if (!t)
         return;
 #ifdef PARLM_HAVE_MPI
+    parlm_pp_free(t->pp);
     parlm_dp_free(t->dp);
 #endif
     parlm_loader_free(t->train);
     parlm_loader_free(t->val);
     parlm_gpt_free(t->m);
+#ifdef PARLM_HAVE_MPI
+    parlm_grid_free(t->grid);
+#endif
     parlm_ckpt_dir_close(t->dir);
     free(t->x);
     free(t->y);

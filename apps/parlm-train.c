@@ -80,8 +80,11 @@ static void usage(FILE *f)
         "  --bf16-wire          send gradients as bf16 (accumulate in f32)\n"
         "model parallelism (the process grid is dp x tp x pp; dp = ranks / (tp x pp)):\n"
         "  --tp N, --pp N       tensor / pipeline parallel ways (default 1: data parallelism\n"
-        "                       only; larger values are refused until the grid is built in)\n"
-        "  --micro-batches M    pipeline micro-batches per batch (default: pp)\n"
+        "                       only). -b stays the batch of one dp replica (all its ranks\n"
+        "                       read the same rows): global batch = -b x dp, as with DP\n"
+        "  --micro-batches M    the pipeline runs -b as M micro-batches of -b/M rows\n"
+        "                       (default: pp). No --grad-accum, --bf16, --dp other than sync\n"
+        "                       or samples with --tp/--pp\n"
         "  --schedule S         pipeline schedule: gpipe or 1f1b (default 1f1b)\n"
         "checkpoints and output:\n"
         "  --ckpt-dir DIR       write checkpoints here (created if missing; atomic; the last\n"
@@ -195,12 +198,31 @@ static int launched_by_mpi(void)
 }
 #endif
 
+/* A launcher that started several tasks which each see a world of one (srun --mpi=none,
+ * or an MPI library that does not speak the launcher's PMI) would run N independent
+ * trainings writing the same checkpoints: refused, naming the variable. */
+static int launcher_mismatch(int size)
+{
+    static const char *const vars[] = {"SLURM_STEP_NUM_TASKS", "PMI_SIZE",
+                                       "OMPI_COMM_WORLD_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0] && size == 1; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 1) {
+            fprintf(stderr, "parlm-train: the launcher started %s tasks (%s=%s) but MPI sees "
+                    "1 process: each task would train alone. Launch with MPI (mpirun, or srun "
+                    "--mpi=pmix) or run one task\n", v, vars[i], v);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int world_init(world *w, int *argc, char ***argv)
 {
     *w = (world){.size = 1, .local_size = 1};
 #ifdef PARLM_HAVE_MPI
     if (!launched_by_mpi())
-        return 0;
+        return launcher_mismatch(1);
     if (parlm_dist_init(argc, argv, NULL) != PARLM_OK || parlm_comm_world(&w->comm) != PARLM_OK) {
         fprintf(stderr, "parlm-train: MPI: %s\n", parlm_last_error());
         return 1;
@@ -210,7 +232,7 @@ static int world_init(world *w, int *argc, char ***argv)
 #else
     (void)argc, (void)argv;
 #endif
-    return 0;
+    return launcher_mismatch(w->size);
 }
 
 static void world_end(world *w)

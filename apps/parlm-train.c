@@ -698,8 +698,10 @@ int main(int argc, char **argv)
         return 2;
     }
     world w;
-    if (world_init(&w, &argc, &argv))
+    if (world_init(&w, &argc, &argv)) {
+        world_end(&w);
         return 1;
+    }
     parlm_tokenizer *tok = NULL;
     if ((o.encoder ? parlm_tokenizer_load_gpt2(&tok, o.encoder, o.vocab)
                    : parlm_tokenizer_bytes(&tok)) != PARLM_OK) {

@@ -783,7 +783,11 @@ int main(int argc, char **argv)
     parlm_trainer_mean(t, &peak);
     peak *= w.size; /* all processes together */
     int64_t P = parlm_gpt_num_params(m);
-    int64_t tokens_per_step = (int64_t)o.B * o.T * o.grad_accum * w.size;
+    /* with --tp/--pp the model here is this rank's shard and a replica spans tp x pp ranks */
+    int mp = o.tp * o.pp, replicas = w.size / (mp > 0 ? mp : 1);
+    if (mp > 1 && parlm_gpt_config_num_params(&cfg, &P) != PARLM_OK)
+        P = parlm_gpt_num_params(m);
+    int64_t tokens_per_step = (int64_t)o.B * o.T * o.grad_accum * replicas;
     double flops_per_token = 6.0 * (double)(P - (int64_t)cfg.max_seq * cfg.n_embd) +
                              6.0 * cfg.n_layer * cfg.n_embd * (double)o.T;
     uint64_t data_tokens = parlm_trainer_data_tokens(t);
@@ -791,9 +795,9 @@ int main(int argc, char **argv)
         cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab, cfg.vocab_pad, cfg.max_seq, P / 1e6,
         o.bf16 ? ", bf16 matmuls" : "");
     SAY("train: %llu tokens in %zu shard(s); %lld tokens/step (B=%d T=%d accum=%d x %d "
-        "process%s); %d steps\n", (unsigned long long)data_tokens, parlm_trainer_data_shards(t),
-        (long long)tokens_per_step, o.B, o.T, o.grad_accum, w.size, w.size > 1 ? "es" : "",
-        o.steps);
+        "%s); %d steps\n", (unsigned long long)data_tokens, parlm_trainer_data_shards(t),
+        (long long)tokens_per_step, o.B, o.T, o.grad_accum, replicas,
+        mp > 1 ? "data-parallel replica(s)" : replicas > 1 ? "processes" : "process", o.steps);
     SAY("compute: %d process(es) x %d threads (%s%s), %s kernels, peak %.0f GFLOP/s%s%s\n", w.size,
         threads, placement, o.no_bind ? ", unbound" : ", bound", parlm_isa_name(parlm_isa_current()),
         peak, w.size > 1 ? ", data-parallel " : "", w.size > 1 ? parlm_trainer_dp_mode(t) : "");

@@ -58,7 +58,8 @@ typedef struct parlm_trainer_config {
     const char *data;       /* --data: glob of training shards */
     const char *val_data;   /* --val-data: glob of validation shards (NULL: no validation) */
     int B, T, grad_accum;   /* -b, -t, --grad-accum: a step is grad_accum batches of (B,T)
-                             * per data-parallel rank */
+                             * per data-parallel rank (with tp x pp > 1: per replica, read
+                             * alike by its ranks, in micro_batches of B / M rows) */
     /* schedule and optimizer */
     int steps;              /* --steps: the length of the schedule */
     int stop_at;            /* --stop-at: stop (done) after this step; 0: at steps */
@@ -80,7 +81,8 @@ typedef struct parlm_trainer_config {
     struct parlm_comm *comm; /* every rank of the job (NULL: one process) */
     const char *dp;         /* --dp: "auto", "sync", "overlap", "zero1", "local" */
     int local_steps, bucket_mb, bf16_wire;
-    int tp, pp;             /* tensor / pipeline parallel ways (0 or 1: none) */
+    int tp, pp;             /* tensor / pipeline parallel ways (0 or 1: none); tp x pp > 1
+                             * needs comm, dp sync/auto, no bf16, grad_accum 1; no samples */
     int micro_batches;      /* pipeline micro-batches per batch (0: pp) */
     const char *schedule;   /* "gpipe" or "1f1b" (NULL: 1f1b) */
     /* control and output */

@@ -2,8 +2,8 @@
  * The idea to know: what depends on how the model is spread over processes goes through a
  * strategy table (forward+backward of a micro-batch, optimizer step, mean of a scalar, save,
  * load); everything else (schedule, accumulation, validation, samples, checkpoint cadence,
- * resume, the checks every rank must pass) is written once above it. One process and data
- * parallelism are the strategies today; tensor and pipeline layouts plug in beside them.
+ * resume, the checks every rank must pass) is written once above it. The strategies: one
+ * process, data parallelism, and the grid (tensor x pipeline x data, parlm/pp.h).
  * The library never prints: messages go to the config's callback, and errors are returned. */
 #include "config.h"
 

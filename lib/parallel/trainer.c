@@ -508,8 +508,9 @@ parlm_status parlm_trainer_open(parlm_trainer **out, const parlm_trainer_config 
         /* the grid averages over its dp group in sync: other modes, bf16 matmuls and
          * accumulation over batches are not composed with it */
         if (!t->comm)
-            st = fail(t, PARLM_EINVAL, 0, "--tp %d --pp %d needs %d processes (run under "
-                      "mpirun)", tp, pp, tp * pp);
+            st = fail(t, PARLM_EUNSUPPORTED, 0, "--tp %d --pp %d: tensor and pipeline "
+                      "parallelism need a multiple of %d processes (run under mpirun)", tp,
+                      pp, tp * pp);
         else if (strcmp(c->dp, "auto") && strcmp(c->dp, "sync"))
             st = fail(t, PARLM_EUNSUPPORTED, 0, "--dp %s: with --tp/--pp the replicas "
                       "average gradients in sync only (--dp sync or auto)", c->dp);
@@ -527,7 +528,8 @@ parlm_status parlm_trainer_open(parlm_trainer **out, const parlm_trainer_config 
         else
             t->s = &grid_strategy;
 #else
-        st = fail(t, PARLM_EUNSUPPORTED, 0, "--tp %d --pp %d: this build has no MPI", tp, pp);
+        st = fail(t, PARLM_EUNSUPPORTED, 0, "--tp %d --pp %d: tensor and pipeline "
+                  "parallelism need MPI, which this build has not", tp, pp);
 #endif
     }
     /* a rank alone with a bad configuration stops every rank (it says why) */

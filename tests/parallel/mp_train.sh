@@ -33,7 +33,7 @@ same() {
                        if (!($1 in ref) || d > 1e-4 * ref[$1]) { print "step " $1 ": " $2 " vs " ref[$1]; bad = 1 } }
              END { exit bad || n == 0 }' "$1" "$2" || { echo "losses differ: $2"; exit 1; }
 }
-# (a) layouts at the same global batch (-b 4, one replica)
+# (a) layouts at the same global batch (4 rows)
 timeout 120 "$train" $common --log "$work/ref.csv" > "$work/out.txt" 2>&1 || { cat "$work/out.txt"; exit 1; }
 run 2 "$work/tp2.csv" --tp 2
 same "$work/ref.csv" "$work/tp2.csv"
@@ -42,7 +42,12 @@ run 2 "$work/pp2.csv" --pp 2 --micro-batches 4 --schedule gpipe
 same "$work/ref.csv" "$work/pp2.csv"
 run 4 "$work/tp2pp2.csv" --tp 2 --pp 2
 same "$work/ref.csv" "$work/tp2pp2.csv"
-echo "layouts (2,1), (1,2), (2,2): the single process's losses"
+# two replicas of -b 2 are the same global batch of 4 rows
+run 4 "$work/dp2tp2.csv" --tp 2 -b 2
+same "$work/ref.csv" "$work/dp2tp2.csv"
+run 4 "$work/dp2pp2.csv" --pp 2 -b 2
+same "$work/ref.csv" "$work/dp2pp2.csv"
+echo "layouts (dp,tp,pp) (1,2,1), (1,1,2), (1,2,2), (2,2,1), (2,1,2): the single process's losses"
 # (b) written with --tp 2 at step 3, resumed with --pp 2 and as one process
 run 2 "$work/a.csv" --tp 2 --ckpt-dir "$work/ck" --stop-at 3
 cp -r "$work/ck" "$work/ck1"

@@ -34,6 +34,7 @@ same() {
              END { exit bad || n == 0 }' "$1" "$2" || { echo "losses differ: $2"; exit 1; }
 }
 # (a) layouts at the same global batch (4 rows)
+# shellcheck disable=SC2086
 timeout 120 "$train" $common --log "$work/ref.csv" > "$work/out.txt" 2>&1 || { cat "$work/out.txt"; exit 1; }
 run 2 "$work/tp2.csv" --tp 2
 same "$work/ref.csv" "$work/tp2.csv"
@@ -54,6 +55,7 @@ cp -r "$work/ck" "$work/ck1"
 run 2 "$work/b.csv" --pp 2 --ckpt-dir "$work/ck" --resume
 grep -q "resume: .*step 3" "$work/out.txt" || { cat "$work/out.txt"; exit 1; }
 same "$work/ref.csv" "$work/b.csv"
+# shellcheck disable=SC2086
 timeout 120 "$train" $common --log "$work/c.csv" --ckpt-dir "$work/ck1" --resume > "$work/out.txt" 2>&1 || { cat "$work/out.txt"; exit 1; }
 same "$work/ref.csv" "$work/c.csv"
 echo "tp 2 checkpoint: resumed with pp 2 and alone, the uninterrupted run's losses"
@@ -65,7 +67,7 @@ timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
     -np 1 "$train" $common --pp 2 --micro-batches 4 > "$work/out.txt" 2>&1
 rc=$?
 set -e
-[ $rc -ne 0 ] && [ $rc -ne 124 ] || { echo "mismatched --micro-batches: rc $rc"; cat "$work/out.txt"; exit 1; }
+case $rc in 0|124) echo "mismatched --micro-batches: rc $rc"; cat "$work/out.txt"; exit 1 ;; esac
 grep -q "micro-batches 4" "$work/out.txt" || { echo "the value is not named"; cat "$work/out.txt"; exit 1; }
 set +e
 # shellcheck disable=SC2086
@@ -73,7 +75,7 @@ timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
     --mca btl_vader_single_copy_mechanism none -np 3 "$train" $common --tp 3 > "$work/out.txt" 2>&1
 rc=$?
 set -e
-[ $rc -ne 0 ] && [ $rc -ne 124 ] || { echo "--tp 3 with 4 heads: rc $rc"; cat "$work/out.txt"; exit 1; }
+case $rc in 0|124) echo "--tp 3 with 4 heads: rc $rc"; cat "$work/out.txt"; exit 1 ;; esac
 grep -q "head" "$work/out.txt" || { echo "no layout message"; cat "$work/out.txt"; exit 1; }
 if grep -q "grid: dp" "$work/out.txt"; then echo "--tp 3 got a grid"; exit 1; fi
 echo "mismatched --micro-batches and --tp 3 with 4 heads: every rank stopped, named"

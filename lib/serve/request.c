@@ -3,6 +3,7 @@
  * field (never a crash, never a silent default). Fields a client may send with their
  * default value (echo false, logprobs null, penalties 0, ...) are accepted at that value
  * only: anything else would be a feature we do not have. Unknown fields are refused. */
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -199,7 +200,9 @@ static int parse(json_t *root, const parlm_tokenizer *tok, int max_seq, int V, p
             return fail(e, 400, "top_p", NULL, "top_p must be a number");
         if (!(d > 0 && d <= 1))
             return fail(e, 400, "top_p", NULL, "top_p must be in (0, 1], got %g", d);
-        p->top_p = (float)d;
+        /* a top_p below float's range (1e-50) means what 1e-30 means, the most likely
+         * token only; rounding it to 0 would break the (0, 1] rule the sampler relies on */
+        p->top_p = d < FLT_MIN ? FLT_MIN : (float)d;
     }
     if ((v = json_object_get(root, "top_k")) && !json_is_null(v)) {
         if (!json_is_integer(v))

@@ -403,6 +403,11 @@ START_TEST(request_parsing)
     ck_assert(p.has_seed && p.seed == 9 && p.stream && p.include_usage);
     ck_assert_str_eq(p.model, "x");
     ps_params_free(&p);
+    /* a top_p too small for a float stays positive (found by fuzz_request) */
+    ck_assert_int_eq(parse("{\"prompt\":[1],\"top_p\":1e-50,\"temperature\":1e-50}", &p, &e),
+                     0);
+    ck_assert(p.top_p > 0 && p.top_p <= 1e-37f && p.temperature == 0);
+    ps_params_free(&p);
     ck_assert_int_eq(parse("{\"prompt\":[1]}", &p, &e), 0); /* defaults */
     ck_assert_int_eq(p.max_tokens, 16);
     ck_assert_float_eq(p.temperature, 1.0f);

@@ -96,4 +96,7 @@ void bench_mpi_finalize(void);
 /* MPI initialized (bench_mpi_init if needed), this rank and the number of ranks; 1 after
  * saying so if there are fewer than 2 (bench names the benchmark in the message) */
 int bench_mpi_world(const char *bench, int *rank, int *p);
+/* MPI_COMM_WORLD barrier that sleeps while it waits (a busy MPI_Barrier would take a core
+ * from a baseline that runs on one rank with the whole node's threads) */
+void bench_sleepy_barrier(void);
 #endif

@@ -1,5 +1,7 @@
 /* bench/mp.c — model-parallel training steps under mpirun: every (dp, tp, pp) layout that
- * fits the ranks trains GPT-2 124M on the same global batch, against the same work with no
+ * fits the ranks trains GPT-2 124M on the same global batch, against two baselines in the
+ * same run: one process with all the ranks' threads on the whole batch (rank 0 alone, the
+ * others asleep: the speed model parallelism has to match), and the same work with no
  * communication at all (each rank a full model on its 1/N of the batch, all at once, so
  * the machine is as loaded). Per layout: step time (slowest rank, best step), its split
  * into compute / waiting / tied-embedding and dp exchanges / update, the pipeline bubble
@@ -29,10 +31,12 @@ int bench_mp(bench_ctx *ctx)
 
 #define MAX_LAYOUTS 16
 
+enum { MP_ONE_PROCESS, MP_NO_COMM, MP_GRID };
+
 typedef struct mp_layout {
     int dp, tp, pp, M, B;
     parlm_pp_schedule sched;
-    int nocomm; /* the baseline */
+    int kind;   /* MP_ONE_PROCESS, MP_NO_COMM (the baselines) or MP_GRID */
     char name[48];
 } mp_layout;
 
@@ -57,12 +61,13 @@ static int any_failed(int failed)
     return any;
 }
 
-/* the layouts of p ranks: the baseline, then (dp, tp, pp) with tp*pp dividing p; M
+/* the layouts of p ranks: the baselines, then (dp, tp, pp) with tp*pp dividing p; M
  * micro-batches of B sequences per dp rank make up the global batch G */
 static int layouts(int p, int G, int M, int L, mp_layout *out)
 {
     int n = 0;
-    out[n++] = (mp_layout){p, 1, 1, 1, G / p, PARLM_PP_GPIPE, 1, "no-comm"};
+    out[n++] = (mp_layout){1, 1, 1, 1, G, PARLM_PP_GPIPE, MP_ONE_PROCESS, "1 process"};
+    out[n++] = (mp_layout){p, 1, 1, 1, G / p, PARLM_PP_GPIPE, MP_NO_COMM, "no-comm"};
     for (int pp = 1; pp <= p; pp++)
         for (int tp = 1; tp * pp <= p; tp++) {
             if (p % (tp * pp) || pp > L)
@@ -70,7 +75,7 @@ static int layouts(int p, int G, int M, int L, mp_layout *out)
             int dp = p / (tp * pp);
             for (int s = 0; s < (pp > 1 ? 2 : 1) && n < MAX_LAYOUTS; s++) {
                 mp_layout l = {dp, tp, pp, pp > 1 ? M : 1, 0, s ? PARLM_PP_1F1B : PARLM_PP_GPIPE,
-                               0, ""};
+                               MP_GRID, ""};
                 if (G % (dp * l.M) || l.M < pp)
                     continue;
                 l.B = G / (dp * l.M);
@@ -135,7 +140,12 @@ static int run_layout(const bench_ctx *ctx, parlm_comm *world, const parlm_gpt_c
     parlm_gpt_tp_comm tc;
     parlm_status st = PARLM_OK;
     int M = l->M, B = l->B, d = rank / (l->tp * l->pp);
-    if (l->nocomm) {
+    int one = l->kind == MP_ONE_PROCESS, grid = l->kind == MP_GRID;
+    int local_rank, local_size, nt;
+    parlm_node_rank_env(&local_rank, &local_size);
+    if (one && rank != 0) {
+        /* the other ranks sleep while rank 0 runs on the whole node */
+    } else if (!grid) {
         st = parlm_gpt_create(&m, cfg, 1);
         if (st == PARLM_OK)
             st = parlm_gpt_setup(m, B, T, 1);
@@ -156,7 +166,7 @@ static int run_layout(const bench_ctx *ctx, parlm_comm *world, const parlm_gpt_c
         parlm_grid_free(g);
         return 1;
     }
-    if (!l->nocomm && parlm_pp_create(&pp, m, g, B, T, 0) != PARLM_OK) {
+    if (grid && parlm_pp_create(&pp, m, g, B, T, 0) != PARLM_OK) {
         fprintf(stderr, "mp: rank %d, %s: %s\n", rank, l->name, parlm_last_error());
         parlm_gpt_free(m);
         parlm_grid_free(g);
@@ -164,22 +174,31 @@ static int run_layout(const bench_ctx *ctx, parlm_comm *world, const parlm_gpt_c
     }
     int64_t n = (int64_t)M * B * T;
     int32_t *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
-    int failed = !x || !y;
+    int failed = !x || !y || (m == NULL && !(one && rank != 0));
     if (!failed) {
-        bench_random_tokens(x, n, cfg->vocab, 777 + 2 * (uint64_t)(l->nocomm ? rank : d));
-        bench_random_tokens(y, n, cfg->vocab, 778 + 2 * (uint64_t)(l->nocomm ? rank : d));
+        bench_random_tokens(x, n, cfg->vocab, 777 + 2 * (uint64_t)(grid ? d : rank));
+        bench_random_tokens(y, n, cfg->vocab, 778 + 2 * (uint64_t)(grid ? d : rank));
     }
     static const parlm_adamw_cfg opt = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.0f};
     double spent = 0;
     for (int it = 0; !any_failed(failed) && (it < (ctx->quick ? 2 : 4) ||
                                               (spent < ctx->min_time && it < 50));
          it++) {
-        MPI_Barrier(MPI_COMM_WORLD);
+        if (one)
+            bench_sleepy_barrier();
+        else
+            MPI_Barrier(MPI_COMM_WORLD);
         double t0 = bench_now();
-        parlm_status s;
+        parlm_status s = PARLM_OK;
         float loss, norm;
         double compute = 0;
-        if (l->nocomm) {
+        if (one && rank == 0) {
+            parlm_place_threads(0, 1, local_size * ctx->max_threads, 1, &nt, NULL, 0);
+            t0 = bench_now();
+            s = nocomm_step(m, x, y, &compute);
+        } else if (one) {
+            /* asleep */
+        } else if (!grid) {
             s = nocomm_step(m, x, y, &compute);
         } else {
             s = parlm_pp_run(pp, x, y, &loss);
@@ -187,6 +206,11 @@ static int run_layout(const bench_ctx *ctx, parlm_comm *world, const parlm_gpt_c
                 s = parlm_pp_update(pp, &opt, 1.0f, &norm);
         }
         double t = bench_now() - t0, slowest = 0;
+        if (one) {
+            if (rank == 0)
+                parlm_place_threads(local_rank, local_size, ctx->max_threads, 1, &nt, NULL, 0);
+            bench_sleepy_barrier();
+        }
         if (s != PARLM_OK) {
             fprintf(stderr, "mp: rank %d, %s: %s\n", rank, l->name, parlm_last_error());
             failed = 1;
@@ -218,9 +242,9 @@ static int run_layout(const bench_ctx *ctx, parlm_comm *world, const parlm_gpt_c
         r->bubble = bsum / p;
     }
     /* memory: parameters, gradients and AdamW's two moments; the activation arena */
-    double mem[2] = {(double)parlm_gpt_num_params(m) * 16 / 1e6,
+    double mem[2] = {m ? (double)parlm_gpt_num_params(m) * 16 / 1e6 : 0,
                      (double)(pp ? parlm_pp_get_stats(pp).activation_bytes
-                                 : parlm_gpt_activation_bytes(m)) / 1e6},
+                              : m ? parlm_gpt_activation_bytes(m) : 0) / 1e6},
            most_mem[2];
     MPI_Allreduce(mem, most_mem, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     r->state_mb = most_mem[0], r->act_mb = most_mem[1];
@@ -265,7 +289,7 @@ static int write_trace(const char *path, mp_result *res, const mp_layout *ls, in
     double offset = 0;
     int first = 1;
     for (int li = 0; li < nl; li++) {
-        if (ls[li].nocomm)
+        if (ls[li].kind != MP_GRID)
             continue;
         int n = res[li].nev, *counts = NULL;
         if (rank == 0)
@@ -328,7 +352,7 @@ int bench_mp(bench_ctx *ctx)
     char title[512], shape[64];
     snprintf(title, sizeof title,
              "mp: model-parallel training step, %s, global batch %d x %d tokens, %d ranks "
-             "(thr = threads per rank; ratio = no-comm step / this step; compute = slowest "
+             "(thr = threads per rank; ratio = the 1-process step / this step; compute = slowest "
              "rank's forward + backward; comm = waiting + tied-embedding sum + dp all-reduce; "
              "opt = norm all-reduce + AdamW; tp's collectives are inside compute)",
              preset, G, T, p);
@@ -354,21 +378,25 @@ int bench_mp(bench_ctx *ctx)
     for (int li = 0; li < nl && !failed; li++) {
         mp_result *r = &res[li];
         snprintf(shape, sizeof shape, "M=%d B=%d T=%d", ls[li].M, ls[li].B, T);
+        int local_size;
+        parlm_node_rank_env(NULL, &local_size);
         bench_row row = {.bench = "mp", .impl = ls[li].name, .shape = shape,
-                         .threads = ctx->max_threads, .seconds = r->step,
+                         .threads = ctx->max_threads *
+                                    (ls[li].kind == MP_ONE_PROCESS ? local_size : 1),
+                         .seconds = r->step,
                          .gflops = flops / r->step * 1e-9, .compute = r->compute,
                          .comm = r->wait + r->tied + r->dp, .opt = r->update};
         if (li > 0)
-            row.ratio = res[0].step / r->step, row.baseline = "no-comm";
+            row.ratio = res[0].step / r->step, row.baseline = "1 process, all threads";
         if (rank == 0)
             bench_report(ctx, &row);
-        if (rank == 0 && !ctx->json && !ls[li].nocomm) {
+        if (rank == 0 && !ctx->json && ls[li].kind == MP_GRID) {
             double formula = (double)(ls[li].pp - 1) / (ls[li].M + ls[li].pp - 1);
-            printf("mp: %-18s bubble %.1f%% (formula (pp-1)/(M+pp-1) %.1f%%); wait %.1f ms, "
-                   "tied wte %.1f ms, dp %.1f ms; per rank: params+grads+adam %.0f MB, "
-                   "activations %.0f MB\n",
-                   ls[li].name, 100 * r->bubble, 100 * formula, r->wait * 1e3, r->tied * 1e3,
-                   r->dp * 1e3, r->state_mb, r->act_mb);
+            printf("mp: %-18s %.2fx no-comm; bubble %.1f%% (formula (pp-1)/(M+pp-1) %.1f%%); "
+                   "wait %.1f ms, tied wte %.1f ms, dp %.1f ms; per rank: params+grads+adam "
+                   "%.0f MB, activations %.0f MB\n",
+                   ls[li].name, res[1].step / r->step, 100 * r->bubble, 100 * formula,
+                   r->wait * 1e3, r->tied * 1e3, r->dp * 1e3, r->state_mb, r->act_mb);
         }
     }
     if (!failed && ctx->trace) {

@@ -27,7 +27,6 @@ int bench_tp(bench_ctx *ctx)
 #include <math.h>
 #include <mpi.h>
 #include <omp.h>
-#include <time.h>
 
 #define PROMPT 16
 
@@ -97,20 +96,6 @@ static double train_step(parlm_gpt *m, int shard, const int32_t *x, const int32_
     return bench_now() - t0;
 }
 
-/* waits for every rank without spinning (a busy MPI_Barrier would take a core from the
- * baseline's threads) */
-static void sleepy_barrier(void)
-{
-    MPI_Request r;
-    int done = 0;
-    MPI_Ibarrier(MPI_COMM_WORLD, &r);
-    while (!done) {
-        MPI_Test(&r, &done, MPI_STATUS_IGNORE);
-        if (!done)
-            nanosleep(&(struct timespec){0, 200000}, NULL);
-    }
-}
-
 int bench_tp(bench_ctx *ctx)
 {
     int rank, p;
@@ -146,14 +131,14 @@ int bench_tp(bench_ctx *ctx)
         parlm_gpt_set_bf16(shard, bf16);
         for (int r = 0; r < rounds && st == PARLM_OK; r++) {
             /* one process on the whole node: rank 0 with p x t threads */
-            sleepy_barrier();
+            bench_sleepy_barrier();
             if (rank == 0) {
                 parlm_place_threads(0, 1, p * t, 1, &nt, NULL, 0);
                 double s = decode_time(full, logits, ndec, cfg.vocab, NULL, &st);
                 best_one = s < best_one ? s : best_one;
                 parlm_place_threads(local_rank, local_size, t, 1, &nt, NULL, 0);
             }
-            sleepy_barrier();
+            bench_sleepy_barrier();
             /* tensor parallelism: every rank, t threads each */
             double mine[2], slowest[2]; /* seconds per token, of them in collectives */
             mine[0] = decode_time(shard, logits, ndec, cfg.vocab, &tc, &st);
@@ -197,14 +182,14 @@ int bench_tp(bench_ctx *ctx)
         st = PARLM_EINVAL;
     double best_one = 1e30, best_tp = 1e30, comm_share = 0;
     for (int r = 0; r < rounds + 1 && !rc && st == PARLM_OK; r++) { /* round 0 warms up */
-        sleepy_barrier();
+        bench_sleepy_barrier();
         if (rank == 0) {
             parlm_place_threads(0, 1, p * t, 1, &nt, NULL, 0);
             double s = train_step(full, 0, x, y, &st);
             best_one = r > 0 && s < best_one ? s : best_one;
             parlm_place_threads(local_rank, local_size, t, 1, &nt, NULL, 0);
         }
-        sleepy_barrier();
+        bench_sleepy_barrier();
         double mine[2], slowest[2];
         tc.seconds = 0;
         mine[0] = train_step(shard, 1, x, y, &st);

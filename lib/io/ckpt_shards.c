@@ -172,30 +172,51 @@ static parlm_status not_a_model(const char *path)
     return st != PARLM_OK ? st : parlm_error(PARLM_EFORMAT, "%s: not a model file", path);
 }
 
+/* A model file's header, whichever of the two kinds: *f is left at the payload (closed and
+ * NULL on error). llm.c files: *bf16 says the weights' type, *nbufs = 1; checkpoints: h,
+ * *P and *nbufs (1 weights, 3 with AdamW's moments). */
+typedef struct model_header {
+    parlm_model_kind kind;
+    parlm_gpt_config cfg;
+    uint64_t h[H_SLOTS];
+    int64_t P;
+    int nbufs, bf16;
+} model_header;
+
+static parlm_status open_model_file(const char *path, FILE **f, model_header *mh)
+{
+    *f = NULL;
+    memset(mh, 0, sizeof *mh);
+    mh->nbufs = 1;
+    parlm_status st = parlm_model_file_kind(path, &mh->kind);
+    if (st != PARLM_OK)
+        return st;
+    if (mh->kind != PARLM_MODEL_LLMC && mh->kind != PARLM_MODEL_CHECKPOINT)
+        return not_a_model(path);
+    long long size;
+    if ((st = parlm_ckpt_open_checked(path, f, &size)) != PARLM_OK)
+        return st;
+    st = mh->kind == PARLM_MODEL_LLMC
+             ? parlm_llmc_read_header(path, *f, size, &mh->cfg, &mh->bf16)
+             : parlm_ckpt_read_header(path, *f, size, mh->h, &mh->cfg, &mh->P, &mh->nbufs);
+    if (st != PARLM_OK) {
+        fclose(*f);
+        *f = NULL;
+    }
+    return st;
+}
+
 parlm_status parlm_model_file_config(const char *path, parlm_gpt_config *cfg)
 {
     if (!path || !cfg)
         return parlm_error(PARLM_EINVAL, "parlm_model_file_config: null argument");
-    parlm_model_kind kind;
-    parlm_status st = parlm_model_file_kind(path, &kind);
-    if (st != PARLM_OK)
-        return st;
-    if (kind != PARLM_MODEL_LLMC && kind != PARLM_MODEL_CHECKPOINT)
-        return not_a_model(path);
     FILE *f;
-    long long size;
-    if ((st = parlm_ckpt_open_checked(path, &f, &size)) != PARLM_OK)
-        return st;
-    if (kind == PARLM_MODEL_LLMC) {
-        int bf16;
-        st = parlm_llmc_read_header(path, f, size, cfg, &bf16);
-    } else {
-        uint64_t h[H_SLOTS];
-        int64_t P;
-        int nbufs;
-        st = parlm_ckpt_read_header(path, f, size, h, cfg, &P, &nbufs);
+    model_header mh;
+    parlm_status st = open_model_file(path, &f, &mh);
+    if (st == PARLM_OK) {
+        *cfg = mh.cfg;
+        fclose(f);
     }
-    fclose(f);
     return st;
 }
 
@@ -251,22 +272,13 @@ parlm_status parlm_gpt_load_shards(const char *path, const parlm_gpt_shard *layo
     parlm_train_state ignored;
     state = state ? state : &ignored;
     memset(state, 0, sizeof *state);
-    parlm_model_kind kind;
-    parlm_status st = parlm_model_file_kind(path, &kind);
+    FILE *f;
+    model_header mh;
+    parlm_status st = open_model_file(path, &f, &mh);
     if (st != PARLM_OK)
         return st;
-    if (kind != PARLM_MODEL_LLMC && kind != PARLM_MODEL_CHECKPOINT)
-        return not_a_model(path);
-    FILE *f;
-    long long size;
-    if ((st = parlm_ckpt_open_checked(path, &f, &size)) != PARLM_OK)
-        return st;
-    parlm_gpt_config cfg;
-    uint64_t h[H_SLOTS];
-    int64_t P = 0;
-    int nbufs = 1, bf16 = 0;
-    st = kind == PARLM_MODEL_LLMC ? parlm_llmc_read_header(path, f, size, &cfg, &bf16)
-                                  : parlm_ckpt_read_header(path, f, size, h, &cfg, &P, &nbufs);
+    const parlm_gpt_config cfg = mh.cfg;
+    const int nbufs = mh.nbufs, bf16 = mh.bf16;
     full_model fm = {0, NULL, NULL, 0};
     int **maps = NULL;
     float *full = NULL;
@@ -291,7 +303,7 @@ parlm_status parlm_gpt_load_shards(const char *path, const parlm_gpt_shard *layo
             st = parlm_error(PARLM_ENOMEM, "%s: out of memory for one tensor (%lld values)", path,
                              (long long)fm.max);
     }
-    if (st == PARLM_OK && kind == PARLM_MODEL_LLMC) {
+    if (st == PARLM_OK && mh.kind == PARLM_MODEL_LLMC) {
         for (int k = 0; k < fm.nt && st == PARLM_OK; k++) {
             int i = llmc_index(cfg.n_layer, k);
             if ((st = read_floats(f, path, full, fm.cnt[i], bf16, stage)) == PARLM_OK)
@@ -308,10 +320,10 @@ parlm_status parlm_gpt_load_shards(const char *path, const parlm_gpt_shard *layo
             }
             fnv_end_buffer(&hs);
         }
-        if (st == PARLM_OK && parlm_ckpt_final_hash(hs.h, h) != h[H_HASH])
+        if (st == PARLM_OK && parlm_ckpt_final_hash(hs.h, mh.h) != mh.h[H_HASH])
             st = parlm_error(PARLM_EFORMAT, "%s: checksum mismatch: the file is corrupt", path);
         if (st == PARLM_OK) {
-            parlm_ckpt_state_from_header(h, state);
+            parlm_ckpt_state_from_header(mh.h, state);
             for (int k = 0; k < n; k++)
                 parlm_gpt_set_step(out[k], state->step);
         }

@@ -83,8 +83,9 @@ static void usage(FILE *f)
         "                       only). -b stays the batch of one dp replica (all its ranks\n"
         "                       read the same rows): global batch = -b x dp, as with DP\n"
         "  --micro-batches M    the pipeline runs -b as M micro-batches of -b/M rows\n"
-        "                       (default: pp). No --grad-accum, --bf16, --dp other than sync\n"
-        "                       or samples with --tp/--pp\n"
+        "                       (default: pp). Each shard is averaged over its dp replicas\n"
+        "                       with --dp auto, sync, overlap or zero1; no --dp local,\n"
+        "                       --grad-accum, --bf16, --bf16-wire or samples with --tp/--pp\n"
         "  --schedule S         pipeline schedule: gpipe or 1f1b (default 1f1b)\n"
         "checkpoints and output:\n"
         "  --ckpt-dir DIR       write checkpoints here (created if missing; atomic; the last\n"
@@ -798,9 +799,18 @@ int main(int argc, char **argv)
         "%s); %d steps\n", (unsigned long long)data_tokens, parlm_trainer_data_shards(t),
         (long long)tokens_per_step, o.B, o.T, o.grad_accum, replicas,
         mp > 1 ? "data-parallel replica(s)" : replicas > 1 ? "processes" : "process", o.steps);
-    SAY("compute: %d process(es) x %d threads (%s%s), %s kernels, peak %.0f GFLOP/s%s%s\n", w.size,
+    /* the layout: the grid's (dp x tp x pp, its schedule and micro-batches, the replicas'
+     * averaging), or data parallelism's mode */
+    char layout[160] = "";
+    if (mp > 1)
+        snprintf(layout, sizeof layout, ", grid dp %d x tp %d x pp %d (%s, %d micro-batch(es)), "
+                 "dp %s", replicas, o.tp, o.pp, o.schedule, o.micro_batches > 0 ? o.micro_batches : o.pp,
+                 parlm_trainer_dp_mode(t));
+    else if (w.size > 1)
+        snprintf(layout, sizeof layout, ", data-parallel %s", parlm_trainer_dp_mode(t));
+    SAY("compute: %d process(es) x %d threads (%s%s), %s kernels, peak %.0f GFLOP/s%s\n", w.size,
         threads, placement, o.no_bind ? ", unbound" : ", bound", parlm_isa_name(parlm_isa_current()),
-        peak, w.size > 1 ? ", data-parallel " : "", w.size > 1 ? parlm_trainer_dp_mode(t) : "");
+        peak, layout);
 
     size_t loglen = o.log ? strlen(o.log) : 0;
     int csv = loglen > 4 && !strcmp(o.log + loglen - 4, ".csv");

@@ -56,7 +56,10 @@ PARLM_API const char *parlm_dp_mode_name(parlm_dp_mode mode);
 /* "sync", "overlap", "zero1", "local" */
 PARLM_API parlm_status parlm_dp_mode_parse(const char *name, parlm_dp_mode *out);
 
-/* Collective. Makes rank 0's parameters (and step) everyone's, moves the model's
+/* Collective. m may be a shard of the model (parlm/model.h): then every rank holds the same
+ * shard. On a pipeline's first or last stage (not both) the token embedding is tied to the
+ * other end's copy and final only once the caller has summed the two: overlap mode starts
+ * its buckets in parlm_dp_exchange, after the others. Makes rank 0's parameters (and step) everyone's, moves the model's
  * gradients into node shared memory (parlm_comm_alloc_shared: ranks of a two-rank node
  * then reduce them in place; free the dp before the comm), and in ZeRO-1 mode
  * allocates this rank's block of the AdamW state (taking its slice of the model's state
@@ -75,6 +78,22 @@ PARLM_API parlm_status parlm_dp_backward(parlm_dp *dp, float loss_scale, int las
  * clipping, identical on every rank. */
 PARLM_API parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_clip,
                                      float *grad_norm);
+
+/* parlm_dp_step in two halves, for a caller that derives the clipping factor itself (a
+ * pipeline stage clips by the norm of the whole model over the grid, parlm/pp.h). Not for
+ * PARLM_DP_LOCAL (PARLM_EUNSUPPORTED). Collective.
+ * parlm_dp_exchange finishes the gradient exchange after the step's last backward: sync
+ * averages every bucket, overlap starts the held buckets and waits for all, ZeRO-1
+ * reduce-scatters (only this rank's block is then averaged; the rest is scratch).
+ * parlm_dp_block gives that block, [*off, *off + *n) of the gradient buffer (every mode
+ * has one, parlm_block_range over the ranks: a norm summed block by block is then the
+ * same float sums in every mode). parlm_dp_update takes the AdamW step with the gradients
+ * scaled by grad_scale: ZeRO-1 on its block with its part of the state, then all-gathers
+ * the parameters; the other modes on every parameter (parlm_gpt_optimizer_step_scale). */
+PARLM_API parlm_status parlm_dp_exchange(parlm_dp *dp);
+PARLM_API void parlm_dp_block(const parlm_dp *dp, int64_t *off, int64_t *n);
+PARLM_API parlm_status parlm_dp_update(parlm_dp *dp, const parlm_adamw_cfg *cfg,
+                                       float grad_scale);
 
 /* *x = mean of x over the ranks (losses for logging). */
 PARLM_API parlm_status parlm_dp_mean(parlm_dp *dp, double *x);

@@ -4,13 +4,15 @@
  * activations go forward and their gradients back with non-blocking MPI, posted as early
  * as each buffer allows and progressed between layers, so transfers overlap compute. After
  * the last backward, the tied token embedding's gradient is summed between the first and
- * last stage (Megatron-LM), each shard's gradients are averaged over its dp group, and the
- * update clips by the norm of the whole model's gradient (every tensor counted once). */
+ * last stage (Megatron-LM), each shard's gradients are averaged over its dp group with a
+ * data-parallel mode of parlm/dp.h (sync, overlap, ZeRO-1), and the update clips by the
+ * norm of the whole model's gradient (every tensor counted once). */
 #ifndef PARLM_PP_H
 #define PARLM_PP_H
 #include <stdint.h>
 
 #include "dist.h"
+#include "dp.h"
 #include "grid.h"
 #include "model.h"
 #include "nn.h"
@@ -31,6 +33,17 @@ typedef struct parlm_pp parlm_pp;
  * dp_flags: algorithm flags of the dp all-reduce (parlm/dist.h; 0 = auto). */
 PARLM_API parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B, int T,
                                        unsigned dp_flags);
+/* The same with the replicas averaging as dp says (parlm/dp.h; nothing to do when dp = 1):
+ *   PARLM_DP_SYNC     one blocking all-reduce of the shard's gradients after the pipeline.
+ *   PARLM_DP_OVERLAP  buckets start during the last micro-batch's backward as it finishes
+ *                     them and progress between ops; the tied embedding's start after its
+ *                     sum between the end stages.
+ *   PARLM_DP_ZERO1    reduce-scatter; each replica keeps the AdamW state of its 1/dp block
+ *                     of the shard, updates it, and the parameters are all-gathered.
+ * The three give bitwise the same parameters at dp = 2 (the two-rank sums are the same
+ * float additions). PARLM_DP_LOCAL is PARLM_EUNSUPPORTED. */
+PARLM_API parlm_status parlm_pp_create_dp(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B,
+                                          int T, const parlm_dp_config *dp);
 /* Collective over the dp group when dp > 1 (the gradients leave its shared memory); gives
  * the cancel hook back. NULL is a no-op. */
 PARLM_API void parlm_pp_free(parlm_pp *pp);
@@ -49,6 +62,10 @@ PARLM_API parlm_status parlm_pp_run(parlm_pp *pp, const int32_t *inputs, const i
  * anything changes. Collective over the grid. */
 PARLM_API parlm_status parlm_pp_update(parlm_pp *pp, const parlm_adamw_cfg *cfg, float grad_clip,
                                        float *grad_norm);
+/* ZeRO-1: gathers the replicas' blocks into the shard's full AdamW state (the model's, on
+ * every replica) so a checkpoint can be written; other modes: nothing to do. Collective
+ * over the grid. */
+PARLM_API parlm_status parlm_pp_gather_state(parlm_pp *pp);
 
 /* Time split of the last run and update, seconds. */
 typedef struct parlm_pp_stats {
@@ -56,8 +73,9 @@ typedef struct parlm_pp_stats {
     double compute;       /* inside forward and backward */
     double wait;          /* blocked on activations, gradients and send buffers */
     double tied;          /* summing the tied embedding's gradient */
-    double dp;            /* the dp all-reduce */
-    double update;        /* parlm_pp_update (norm all-reduce and AdamW) */
+    double dp;            /* the dp exchange after the pipeline (sync: the all-reduce;
+                           * overlap: waiting for the buckets; ZeRO-1: the reduce-scatter) */
+    double update;        /* parlm_pp_update (norm all-reduce, AdamW, ZeRO-1 all-gather) */
     double bubble;        /* 1 - compute / (start of the first op to end of the last) */
     int64_t activation_bytes; /* the model's activation arena (every slot) */
     int slots;            /* micro-batches of activations held at once */
@@ -70,8 +88,8 @@ PARLM_API parlm_pp_stats parlm_pp_get_stats(const parlm_pp *pp);
 typedef enum parlm_pp_lane { PARLM_PP_LANE_COMPUTE = 0, PARLM_PP_LANE_COMM = 1 } parlm_pp_lane;
 typedef struct parlm_pp_event {
     const char *name; /* compute lane: "forward", "backward", "wait", "tied wte", "dp
-                       * all-reduce", "update"; comm lane: "send act", "recv act", "send
-                       * grad", "recv grad" */
+                       * all-reduce" (or "dp overlap wait", "dp reduce-scatter"), "update";
+                       * comm lane: "send act", "recv act", "send grad", "recv grad" */
     parlm_pp_lane lane;
     int mb;           /* micro-batch, or -1 */
     double start, end;
@@ -79,6 +97,9 @@ typedef struct parlm_pp_event {
 } parlm_pp_event;
 /* *events = the last step's events (valid until the next run or free); returns their count. */
 PARLM_API int parlm_pp_get_events(const parlm_pp *pp, const parlm_pp_event **events);
+/* The shard's data parallelism over its replicas (NULL when dp = 1): its stats and the
+ * timeline of the last step's exchange (parlm_dp_get_stats, parlm_dp_get_events). */
+PARLM_API const parlm_dp *parlm_pp_dp(const parlm_pp *pp);
 
 #ifdef __cplusplus
 }

@@ -82,7 +82,8 @@ typedef struct parlm_trainer_config {
     const char *dp;         /* --dp: "auto", "sync", "overlap", "zero1", "local" */
     int local_steps, bucket_mb, bf16_wire;
     int tp, pp;             /* tensor / pipeline parallel ways (0 or 1: none); tp x pp > 1
-                             * needs comm, dp sync/auto, no bf16, grad_accum 1; no samples */
+                             * needs comm, dp auto/sync/overlap/zero1 (not local), no bf16
+                             * or bf16_wire, grad_accum 1; no samples */
     int micro_batches;      /* pipeline micro-batches per batch (0: pp) */
     const char *schedule;   /* "gpipe" or "1f1b" (NULL: 1f1b) */
     /* control and output */
@@ -103,8 +104,8 @@ struct parlm_trainer_report {
     double seconds;         /* wall time of the step (validation, sample and checkpoint not
                              * included) */
     int64_t tokens;         /* tokens of the step over all ranks */
-    double comm_wait;       /* data parallelism: this rank's exposed wait for gradients (s);
-                             * -1 without */
+    double comm_wait;       /* data parallelism (also the grid's replicas): this rank's
+                             * exposed wait for gradients (s); -1 without */
     const int32_t *sample;  /* rank 0, when a sample was due: its tokens (valid until the
                              * next step), else NULL */
     int sample_n;

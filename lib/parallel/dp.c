@@ -7,7 +7,9 @@
  * In overlap mode the token embedding (the first and largest tensor, a third of GPT-2
  * 124M) gets buckets of its own that go first: the model defers its lookup gradient
  * (parlm_gpt_set_defer_token_grad), so wte is final right after the LM head, and only
- * the B*T gradient rows of the lookup are exchanged after backward, by an all-gather. */
+ * the B*T gradient rows of the lookup are exchanged after backward, by an all-gather.
+ * On a pipeline stage (parlm/pp.h) the token embedding is tied to the other end stage's
+ * copy: its buckets are held back, to start after the pipeline has summed the copies. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,8 @@ struct parlm_dp {
     int nb, next;           /* buckets (nb), index of the next one to start */
     int nhead;              /* buckets 0 .. nhead-1 cover the token embedding [0, head_n) */
     int64_t head_n;
+    int nheld;              /* or the last nheld buckets cover a pipeline end stage's tied
+                             * wte (tensor 0; started by parlm_dp_exchange) */
     int64_t *bstart, *bend; /* bucket i covers [bstart[i], bend[i]); the others count down
                              * from the end of the buffer */
     parlm_request **req;
@@ -142,9 +146,12 @@ static int by_start(const void *a, const void *b)
 
 /* ---- overlap: buckets start as backward finishes them ---- */
 
+static int held(const parlm_dp *dp, int i) { return i >= dp->nb - dp->nheld; }
+
 static int bucket_ready(const parlm_dp *dp, int i, int64_t ready_from, int64_t head_ready)
 {
-    return i < dp->nhead ? dp->bend[i] <= head_ready : dp->bstart[i] >= ready_from;
+    return i < dp->nhead ? dp->bend[i] <= head_ready
+                         : !held(dp, i) && dp->bstart[i] >= ready_from;
 }
 
 /* progresses the queue (through test) and timestamps the buckets that completed */
@@ -163,21 +170,26 @@ static parlm_status observe(parlm_dp *dp)
     return PARLM_OK;
 }
 
+/* the all-reduce of the next bucket, in bucket order (the same on every rank) */
+static parlm_status start_next(parlm_dp *dp)
+{
+    int i = dp->next++;
+    if (i == 0)
+        dp->t_comm_start = now();
+    int64_t n = dp->bend[i] - dp->bstart[i];
+    dp->bev[i] = event_begin(dp, "allreduce", PARLM_DP_LANE_COMM, n * 4);
+    return parlm_allreduce_start(dp->comm, parlm_gpt_grads(dp->m) + dp->bstart[i], n,
+                                 PARLM_REDUCE_AVG, dp->cfg.flags, &dp->req[i]);
+}
+
 static void on_grads_ready(int64_t ready_from, int64_t head_ready, void *arg)
 {
     parlm_dp *dp = arg;
     if (!dp->armed || dp->hook_error != PARLM_OK)
         return;
     double t0 = now();
-    float *g = parlm_gpt_grads(dp->m);
     while (dp->next < dp->nb && bucket_ready(dp, dp->next, ready_from, head_ready)) {
-        int i = dp->next++;
-        if (i == 0)
-            dp->t_comm_start = now();
-        int64_t n = dp->bend[i] - dp->bstart[i];
-        dp->bev[i] = event_begin(dp, "allreduce", PARLM_DP_LANE_COMM, n * 4);
-        parlm_status st = parlm_allreduce_start(dp->comm, g + dp->bstart[i], n, PARLM_REDUCE_AVG,
-                                                dp->cfg.flags, &dp->req[i]);
+        parlm_status st = start_next(dp);
         if (st != PARLM_OK) {
             dp->hook_error = st;
             return;
@@ -207,12 +219,25 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
     int64_t bucket = (cfg->bucket_bytes ? cfg->bucket_bytes : DEFAULT_BUCKET_BYTES) / 4;
     if (bucket < 1024)
         bucket = 1024;
-    /* overlap: the token embedding gets its own buckets (ids travel as floats: < 2^24) */
+    /* overlap: the token embedding gets its own buckets (ids travel as floats: < 2^24);
+     * only the whole model can defer its lookup gradient (a shard's wte is tied or cut) */
     parlm_gpt_config mc = parlm_gpt_get_config(m);
-    if (cfg->mode == PARLM_DP_OVERLAP && dp->size > 1 && mc.vocab_pad < (1 << 24))
+    parlm_gpt_shard sh = parlm_gpt_get_shard(m);
+    int first = sh.layer_begin == 0, last = sh.layer_end == mc.n_layer;
+    int64_t held_n = 0; /* a pipeline end stage's tied wte: its tensor 0 */
+    if (first != last && cfg->mode == PARLM_DP_OVERLAP)
+        (void)parlm_gpt_tensor_info(m, 0, NULL, NULL, NULL, &held_n);
+    if (cfg->mode == PARLM_DP_OVERLAP && dp->size > 1 && mc.vocab_pad < (1 << 24) &&
+        sh.tp == 1 && first && last)
         dp->head_n = (int64_t)mc.vocab_pad * mc.n_embd;
-    dp->nhead = (int)((dp->head_n + bucket - 1) / bucket);
-    dp->nb = dp->nhead + (int)((dp->P - dp->head_n + bucket - 1) / bucket);
+    /* the prefix [0, pre) has buckets of its own: first (head) or last (held) */
+    int64_t pre = dp->head_n ? dp->head_n : held_n;
+    int npre = (int)((pre + bucket - 1) / bucket);
+    if (dp->head_n)
+        dp->nhead = npre;
+    else
+        dp->nheld = npre;
+    dp->nb = npre + (int)((dp->P - pre + bucket - 1) / bucket);
     dp->cap_ev = 4 * dp->nb + MAX_EXTRA_EVENTS;
     dp->bstart = calloc((size_t)dp->nb, sizeof *dp->bstart);
     dp->bend = calloc((size_t)dp->nb, sizeof *dp->bend);
@@ -222,13 +247,14 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
     parlm_status st = PARLM_OK;
     if (!dp->bstart || !dp->bend || !dp->req || !dp->bev || !dp->ev)
         st = parlm_error(PARLM_ENOMEM, "parlm_dp_create: out of memory");
+    int pre0 = dp->head_n ? 0 : dp->nb - npre; /* the prefix's first bucket */
     for (int i = 0; st == PARLM_OK && i < dp->nb; i++) {
-        if (i < dp->nhead) {
-            dp->bstart[i] = i * bucket;
-            dp->bend[i] = dp->bstart[i] + bucket < dp->head_n ? dp->bstart[i] + bucket : dp->head_n;
+        if (i >= pre0 && i < pre0 + npre) {
+            dp->bstart[i] = (i - pre0) * bucket;
+            dp->bend[i] = dp->bstart[i] + bucket < pre ? dp->bstart[i] + bucket : pre;
         } else {
             dp->bend[i] = dp->P - (i - dp->nhead) * bucket;
-            dp->bstart[i] = dp->bend[i] - bucket > dp->head_n ? dp->bend[i] - bucket : dp->head_n;
+            dp->bstart[i] = dp->bend[i] - bucket > pre ? dp->bend[i] - bucket : pre;
         }
     }
     /* gradients in shared memory: ranks of a node reduce them in place (collective) */
@@ -245,8 +271,8 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
     int64_t step = parlm_gpt_step(m);
     if (st == PARLM_OK && (st = parlm_comm_bcast(comm, &step, sizeof step, 0)) == PARLM_OK)
         st = parlm_gpt_set_step(m, step);
+    parlm_block_range(dp->P, dp->size, dp->rank, &dp->blk_off, &dp->blk_n);
     if (st == PARLM_OK && cfg->mode == PARLM_DP_ZERO1) {
-        parlm_block_range(dp->P, dp->size, dp->rank, &dp->blk_off, &dp->blk_n);
         dp->zm = parlm_alloc((size_t)dp->blk_n, 4);
         dp->zv = parlm_alloc((size_t)dp->blk_n, 4);
         if (!dp->zm || !dp->zv) {
@@ -370,9 +396,13 @@ static parlm_status exchange_grads(parlm_dp *dp)
     parlm_status st = PARLM_OK;
     double t0 = now();
     if (dp->cfg.mode == PARLM_DP_OVERLAP && dp->armed) {
-        for (int i = 0; i < dp->nb && st == PARLM_OK; i++)
+        /* the held buckets (a pipeline stage's tied embedding, summed by now) go last */
+        while (dp->next < dp->nb && held(dp, dp->next) && st == PARLM_OK)
+            st = start_next(dp);
+        for (int i = 0; i < dp->nb; i++)
             if (dp->req[i]) {
-                st = parlm_allreduce_wait(&dp->req[i]);
+                parlm_status w = parlm_allreduce_wait(&dp->req[i]);
+                st = st != PARLM_OK ? st : w;
                 if (i >= dp->observed)
                     event_end(dp, dp->bev[i]);
             }
@@ -397,6 +427,50 @@ static parlm_status exchange_grads(parlm_dp *dp)
     return st;
 }
 
+/* the gradient exchange of sync, overlap and ZeRO-1 (which averages this rank's block) */
+static parlm_status exchange(parlm_dp *dp)
+{
+    if (dp->size == 1) { /* nothing to exchange */
+        dp->stats.comm_wait = dp->stats.comm_total = 0;
+        return PARLM_OK;
+    }
+    if (dp->cfg.mode != PARLM_DP_ZERO1)
+        return exchange_grads(dp);
+    double t0 = now();
+    parlm_status st = parlm_reduce_scatter(dp->comm, parlm_gpt_grads(dp->m), dp->P,
+                                           PARLM_REDUCE_AVG, dp->cfg.flags);
+    double t1 = now();
+    dp->stats.comm_wait = dp->stats.comm_total = t1 - t0;
+    event_add(dp, "reduce-scatter", PARLM_DP_LANE_COMM, t0, t1, dp->P * 4);
+    event_add(dp, "wait", PARLM_DP_LANE_COMPUTE, t0, t1, 0);
+    return st;
+}
+
+/* ZeRO-1: AdamW on this rank's block with its part of the state, then every rank's block
+ * of the parameters to everyone */
+static parlm_status zero1_update(parlm_dp *dp, const parlm_adamw_cfg *cfg, float scale)
+{
+    parlm_gpt *m = dp->m;
+    parlm_status st = PARLM_OK;
+    int64_t t = parlm_gpt_step(m) + 1;
+    if (dp->blk_n)
+        st = parlm_gpt_update_range(m, cfg, scale, t, dp->blk_off, dp->blk_n, dp->zm, dp->zv);
+    int e = event_begin(dp, "all-gather", PARLM_DP_LANE_COMM, dp->P * 4);
+    if (st == PARLM_OK)
+        st = parlm_all_gather(dp->comm, parlm_gpt_params(m), dp->P,
+                              dp->cfg.flags & ~PARLM_WIRE_BF16);
+    event_end(dp, e);
+    return st == PARLM_OK ? parlm_gpt_set_step(m, t) : st;
+}
+
+static void end_step(parlm_dp *dp, double t0)
+{
+    double t1 = now();
+    dp->stats.optimizer = t1 - t0;
+    event_add(dp, "optimizer", PARLM_DP_LANE_COMPUTE, t0, t1, 0);
+    qsort(dp->ev, (size_t)dp->nev, sizeof *dp->ev, by_start);
+}
+
 parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_clip,
                            float *grad_norm)
 {
@@ -405,17 +479,7 @@ parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_
     parlm_gpt *m = dp->m;
     parlm_status st = PARLM_OK;
     float norm = 0;
-    if (dp->size == 1) { /* nothing to exchange */
-        dp->stats.comm_wait = dp->stats.comm_total = 0;
-    } else if (dp->cfg.mode == PARLM_DP_ZERO1) {
-        double t0 = now();
-        st = parlm_reduce_scatter(dp->comm, parlm_gpt_grads(m), dp->P, PARLM_REDUCE_AVG,
-                                  dp->cfg.flags);
-        double t1 = now();
-        dp->stats.comm_wait = dp->stats.comm_total = t1 - t0;
-        event_add(dp, "reduce-scatter", PARLM_DP_LANE_COMM, t0, t1, dp->P * 4);
-        event_add(dp, "wait", PARLM_DP_LANE_COMPUTE, t0, t1, 0);
-    } else if (dp->cfg.mode == PARLM_DP_LOCAL) {
+    if (dp->cfg.mode == PARLM_DP_LOCAL && dp->size > 1) {
         dp->local_count++;
         if (dp->local_count % dp->cfg.local_steps == 0) {
             /* a synchronous step from averaged replicas; after a synchronous step they are
@@ -435,7 +499,7 @@ parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_
             dp->stats.comm_wait = dp->stats.comm_total = 0;
         }
     } else {
-        st = exchange_grads(dp);
+        st = exchange(dp);
     }
     if (st != PARLM_OK)
         return st;
@@ -453,27 +517,46 @@ parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_
         norm = sqrtf(ssf);
         if (!isfinite(norm))
             return parlm_error(PARLM_EINVAL, "data-parallel step: the gradient norm is %g", norm);
-        float scale = grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0f;
-        int64_t t = parlm_gpt_step(m) + 1;
-        if (dp->blk_n)
-            st = parlm_gpt_update_range(m, cfg, scale, t, dp->blk_off, dp->blk_n, dp->zm, dp->zv);
-        int e = event_begin(dp, "all-gather", PARLM_DP_LANE_COMM, dp->P * 4);
-        if (st == PARLM_OK)
-            st = parlm_all_gather(dp->comm, parlm_gpt_params(m), dp->P, dp->cfg.flags & ~PARLM_WIRE_BF16);
-        event_end(dp, e);
-        if (st == PARLM_OK)
-            st = parlm_gpt_set_step(m, t);
+        st = zero1_update(dp, cfg, grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0f);
     } else {
         /* every rank holds the averaged gradients: the single-process step, fused (a norm
          * pass only when clipping; AdamW, gradient zeroing and the norm in one pass) */
         st = parlm_gpt_optimizer_step(m, cfg, grad_clip, &norm);
     }
-    double t1 = now();
-    dp->stats.optimizer = t1 - t0;
-    event_add(dp, "optimizer", PARLM_DP_LANE_COMPUTE, t0, t1, 0);
-    qsort(dp->ev, (size_t)dp->nev, sizeof *dp->ev, by_start);
+    end_step(dp, t0);
     if (grad_norm)
         *grad_norm = norm;
+    return st;
+}
+
+parlm_status parlm_dp_exchange(parlm_dp *dp)
+{
+    if (!dp)
+        return parlm_error(PARLM_EINVAL, "parlm_dp_exchange: null argument");
+    if (dp->cfg.mode == PARLM_DP_LOCAL)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_dp_exchange: local SGD exchanges in "
+                           "parlm_dp_step");
+    return exchange(dp);
+}
+
+void parlm_dp_block(const parlm_dp *dp, int64_t *off, int64_t *n)
+{
+    *off = dp ? dp->blk_off : 0;
+    *n = dp ? dp->blk_n : 0;
+}
+
+parlm_status parlm_dp_update(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_scale)
+{
+    if (!dp || !cfg)
+        return parlm_error(PARLM_EINVAL, "parlm_dp_update: null argument");
+    if (dp->cfg.mode == PARLM_DP_LOCAL)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_dp_update: local SGD steps in "
+                           "parlm_dp_step");
+    double t0 = now();
+    parlm_status st = dp->cfg.mode == PARLM_DP_ZERO1 && dp->size > 1
+                          ? zero1_update(dp, cfg, grad_scale)
+                          : parlm_gpt_optimizer_step_scale(dp->m, cfg, grad_scale);
+    end_step(dp, t0);
     return st;
 }
 

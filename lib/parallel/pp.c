@@ -4,7 +4,10 @@
  * backward), so a stage only waits for data that truly is not there yet. MPI moves
  * messages only inside MPI calls, so the model's between-layers hook (parlm_gpt_set_cancel)
  * tests the outstanding requests: a send posted after forward drains while the next
- * forward computes, instead of at the next wait. */
+ * forward computes, instead of at the next wait. The replicas of a shard (dp > 1) average
+ * their gradients through a parlm_dp over the dp group (parlm/dp.h: sync, overlap during
+ * the last micro-batch's backward, or ZeRO-1), which holds the tied embedding's buckets
+ * back until the end stages have summed it. */
 #include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 #include <time.h>
 
 #include "../core/error.h"
+#include "parlm/dp.h"
 #include "parlm/pp.h"
 #include "parlm/tensor.h"
 
@@ -24,12 +28,13 @@ struct parlm_pp {
     parlm_grid *g;
     int B, T, C, M, stage, nstages, slots, first, last;
     parlm_pp_schedule schedule;
-    unsigned dp_flags;
+    parlm_dp_config dpc;
+    parlm_dp *dp;              /* dp > 1: the average over the shard's replicas */
+    int last_bwd;              /* the schedule's last backward (ops index) */
     MPI_Comm p2p, world;
     int64_t n; /* floats of one stage boundary, B*T*C */
     float **in, **out, **gout; /* the model's stage buffers of each slot (out: after forward) */
     float *gin;                /* [slots][n]: copies of grad_input being sent */
-    float *shared_grads;       /* dp > 1: the gradients, in the dp group's shared memory */
     MPI_Request *req;          /* [NKINDS * slots] */
     int *req_ev;               /* event of each request */
     parlm_pp_op *ops;          /* the schedule, 2M */
@@ -150,10 +155,7 @@ static parlm_status post_recvs(parlm_pp *pp, int slot, int mb)
 
 static void release(parlm_pp *pp)
 {
-    /* (if the model cannot take its gradients back, for want of memory, it keeps the
-     * shared buffer, which lives until the communicator is freed) */
-    if (pp->shared_grads && parlm_gpt_set_grad_buffer(pp->m, NULL) == PARLM_OK)
-        parlm_comm_free_shared(parlm_grid_comm(pp->g, PARLM_GRID_DP), pp->shared_grads);
+    parlm_dp_free(pp->dp);
     free(pp->in);
     free(pp->out);
     free(pp->gout);
@@ -168,10 +170,21 @@ static void release(parlm_pp *pp)
 parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B, int T,
                              unsigned dp_flags)
 {
+    parlm_dp_config dpc = {PARLM_DP_SYNC, 0, dp_flags, 1};
+    return parlm_pp_create_dp(out, m, g, B, T, &dpc);
+}
+
+parlm_status parlm_pp_create_dp(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B, int T,
+                                const parlm_dp_config *dpc)
+{
     if (out)
         *out = NULL;
-    if (!out || !m || !g)
+    if (!out || !m || !g || !dpc)
         return parlm_error(PARLM_EINVAL, "parlm_pp_create: null argument");
+    if (dpc->mode == PARLM_DP_LOCAL)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_pp_create: local SGD (each replica "
+                           "stepping alone) is not composed with the grid: sync, overlap or "
+                           "zero1");
     parlm_comm *world = parlm_grid_comm(g, PARLM_GRID_WORLD);
     parlm_status st;
     /* every rank the same micro-batch, or all stop naming it */
@@ -211,7 +224,7 @@ parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B,
         pp->B = B, pp->T = T, pp->C = mc.n_embd, pp->n = n;
         pp->M = gc.micro_batches;
         pp->schedule = gc.schedule;
-        pp->dp_flags = dp_flags;
+        pp->dpc = *dpc;
         pp->stage = parlm_grid_pp_rank(g);
         pp->nstages = parlm_grid_pp(g);
         pp->first = pp->stage == 0;
@@ -236,6 +249,9 @@ parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B,
         for (int j = 0; j < NKINDS * pp->slots; j++)
             pp->req[j] = MPI_REQUEST_NULL;
         st = parlm_pp_schedule_ops(pp->schedule, pp->stage, pp->nstages, pp->M, pp->ops);
+        for (int k = 0; st == PARLM_OK && k < 2 * pp->M; k++)
+            if (pp->ops[k].backward)
+                pp->last_bwd = k;
     }
     if (st == PARLM_OK)
         st = parlm_gpt_setup_slots(m, B, T, 1, pp->slots);
@@ -257,6 +273,9 @@ parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B,
     }
     if (st == PARLM_OK && pp->nstages > 1 && (pp->first || pp->last) && pp->wte_n == 0)
         st = parlm_error(PARLM_EINVAL, "parlm_pp_create: an end stage without the token embedding");
+    if (st == PARLM_OK && (unsigned)dpc->mode > PARLM_DP_ZERO1)
+        st = parlm_error(PARLM_EINVAL, "parlm_pp_create: unknown data-parallel mode %d",
+                         (int)dpc->mode);
     if (st == PARLM_OK && (parlm_comm_get_mpi(world, &pp->world) != PARLM_OK ||
                            parlm_grid_pp_mpi(g, &pp->p2p) != PARLM_OK))
         st = PARLM_EINVAL;
@@ -268,18 +287,11 @@ parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B,
         any = 1;
     if (any && st == PARLM_OK)
         st = parlm_error(PARLM_EINVAL, "parlm_pp_create failed on another rank");
-    /* replicas of a shard: gradients in the node's shared memory (ranks of a node then
-     * average them in place), and one set of parameters and step, dp rank 0's */
-    parlm_comm *dpc = parlm_grid_comm(g, PARLM_GRID_DP);
-    int64_t np = parlm_gpt_num_params(m), step = parlm_gpt_step(m);
-    if (st == PARLM_OK && parlm_grid_dp(g) > 1 &&
-        (st = parlm_comm_alloc_shared(dpc, np, &pp->shared_grads)) == PARLM_OK)
-        st = parlm_gpt_set_grad_buffer(m, pp->shared_grads);
+    /* replicas of a shard: data parallelism over the dp group (gradients in the node's
+     * shared memory, dp rank 0's parameters and step; ZeRO-1 takes its slice of a loaded
+     * AdamW state) */
     if (st == PARLM_OK && parlm_grid_dp(g) > 1)
-        st = parlm_comm_bcast(dpc, parlm_gpt_params(m), (size_t)np * sizeof(float), 0);
-    if (st == PARLM_OK && parlm_grid_dp(g) > 1 &&
-        (st = parlm_comm_bcast(dpc, &step, sizeof step, 0)) == PARLM_OK)
-        st = parlm_gpt_set_step(m, step);
+        st = parlm_dp_create(&pp->dp, m, parlm_grid_comm(g, PARLM_GRID_DP), dpc);
     if (st == PARLM_OK)
         st = parlm_gpt_set_cancel(m, progress, pp);
     if (st != PARLM_OK) {
@@ -348,8 +360,10 @@ static parlm_status run_ops(parlm_pp *pp, const int32_t *inputs, const int32_t *
              * its request must be completed before the slot's buffers are reused */
             if (!pp->last && (st = wait_req(pp, SEND_ACT, slot, mb)) != PARLM_OK)
                 break;
+            /* the last backward lets overlap start the final gradients' buckets */
             double t0 = now();
-            st = parlm_gpt_backward(m, 1.0f / (float)pp->M);
+            st = pp->dp ? parlm_dp_backward(pp->dp, 1.0f / (float)pp->M, k == pp->last_bwd)
+                        : parlm_gpt_backward(m, 1.0f / (float)pp->M);
             double t1 = now();
             if (st != PARLM_OK)
                 break;
@@ -412,13 +426,14 @@ parlm_status parlm_pp_run(parlm_pp *pp, const int32_t *inputs, const int32_t *ta
         add_event(pp, "tied wte", PARLM_PP_LANE_COMPUTE, -1, t0, t1,
                   pp->wte_n * (int64_t)sizeof(float));
     }
-    if (st == PARLM_OK && parlm_grid_dp(pp->g) > 1) {
+    if (st == PARLM_OK && pp->dp) {
+        static const char *const names[] = {"dp all-reduce", "dp overlap wait",
+                                            "dp reduce-scatter"};
         double t0 = now();
-        st = parlm_allreduce(parlm_grid_comm(pp->g, PARLM_GRID_DP), grads,
-                             parlm_gpt_num_params(pp->m), PARLM_REDUCE_AVG, pp->dp_flags);
+        st = parlm_dp_exchange(pp->dp);
         double t1 = now();
         pp->stats.dp = t1 - t0;
-        add_event(pp, "dp all-reduce", PARLM_PP_LANE_COMPUTE, -1, t0, t1,
+        add_event(pp, names[pp->dpc.mode], PARLM_PP_LANE_COMPUTE, -1, t0, t1,
                   parlm_gpt_num_params(pp->m) * (int64_t)sizeof(float));
     }
     /* the loss: the last stages' means (tensor-parallel rank 0 of each), averaged over dp */
@@ -431,16 +446,68 @@ parlm_status parlm_pp_run(parlm_pp *pp, const int32_t *inputs, const int32_t *ta
     return st;
 }
 
+/* *sum = sum of squares of the gradients of the owned tensors within [lo, lo + n), by runs
+ * of consecutive ones (as parlm_gpt_grad_sumsq does over the whole buffer) */
+static parlm_status owned_sumsq(parlm_gpt *m, int64_t lo, int64_t n, double *sum)
+{
+    const float *g = parlm_gpt_grads(m);
+    int64_t a = 0, b = 0; /* the current run */
+    double total = 0;
+    for (int i = 0, nt = parlm_gpt_num_tensors(m); i <= nt; i++) {
+        int64_t s = 0, e = 0;
+        parlm_gpt_slice sl = {0};
+        if (i < nt) {
+            int64_t off, cnt;
+            parlm_status st = parlm_gpt_tensor_info(m, i, NULL, NULL, &off, &cnt);
+            if (st == PARLM_OK)
+                st = parlm_gpt_tensor_slice(m, i, &sl);
+            if (st != PARLM_OK)
+                return st;
+            s = off > lo ? off : lo;
+            e = off + cnt < lo + n ? off + cnt : lo + n;
+            if (sl.owner && e > s && s == b && b > a) { /* extends the run */
+                b = e;
+                continue;
+            }
+        }
+        if (b > a) {
+            double x;
+            parlm_status st = parlm_sumsq(g + a, b - a, &x);
+            if (st != PARLM_OK)
+                return st;
+            total += x;
+        }
+        a = b = 0;
+        if (sl.owner && e > s)
+            a = s, b = e;
+    }
+    *sum = total;
+    return PARLM_OK;
+}
+
+parlm_status parlm_pp_gather_state(parlm_pp *pp)
+{
+    if (!pp)
+        return parlm_error(PARLM_EINVAL, "parlm_pp_gather_state: null pipeline");
+    return pp->dp ? parlm_dp_gather_state(pp->dp) : PARLM_OK;
+}
+
 parlm_status parlm_pp_update(parlm_pp *pp, const parlm_adamw_cfg *cfg, float grad_clip,
                              float *grad_norm)
 {
     if (!pp || !cfg)
         return parlm_error(PARLM_EINVAL, "parlm_pp_update: null argument");
     double t0 = now(), mine = 0, sum = 0;
-    /* every tensor once: the owned ones of one replica (dp rank 0) */
-    parlm_status st = parlm_gpt_grad_sumsq(pp->m, 1, &mine);
-    if (parlm_grid_dp_rank(pp->g) != 0)
-        mine = 0;
+    /* every tensor once: the owned ones, each replica summing its dp block (ZeRO-1 holds
+     * only that block averaged; the same partition in every mode gives the same norm) */
+    parlm_status st;
+    if (pp->dp) {
+        int64_t off, n;
+        parlm_dp_block(pp->dp, &off, &n);
+        st = owned_sumsq(pp->m, off, n, &mine);
+    } else {
+        st = parlm_gpt_grad_sumsq(pp->m, 1, &mine);
+    }
     int bad = st != PARLM_OK;
     double send[2] = {mine, bad}, recv[2] = {0, 0};
     if (MPI_Allreduce(send, recv, 2, MPI_DOUBLE, MPI_SUM, pp->world) != MPI_SUCCESS)
@@ -456,7 +523,8 @@ parlm_status parlm_pp_update(parlm_pp *pp, const parlm_adamw_cfg *cfg, float gra
     if (!isfinite(norm))
         return parlm_error(PARLM_EINVAL, "parlm_pp_update: the gradient norm is %g", (double)norm);
     float scale = grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0f;
-    st = parlm_gpt_optimizer_step_scale(pp->m, cfg, scale);
+    st = pp->dp ? parlm_dp_update(pp->dp, cfg, scale)
+                : parlm_gpt_optimizer_step_scale(pp->m, cfg, scale);
     double t1 = now();
     pp->stats.update = t1 - t0;
     add_event(pp, "update", PARLM_PP_LANE_COMPUTE, -1, t0, t1, 0);
@@ -476,3 +544,5 @@ int parlm_pp_get_events(const parlm_pp *pp, const parlm_pp_event **events)
     *events = pp->ev;
     return pp->nev;
 }
+
+const parlm_dp *parlm_pp_dp(const parlm_pp *pp) { return pp ? pp->dp : NULL; }

@@ -204,7 +204,8 @@ static const strategy dp_strategy = {"dp", dp_forward_backward, dp_optimizer_ste
  * of -b/M rows each (rows i*b/M .. of the batch are micro-batch i). So at the same -b,
  * --grad-accum and number of replicas, any (tp, pp) trains on the tokens of the same
  * global batch as data parallelism alone. parlm_pp_run averages the shard's gradients over
- * the dp group (sync) and returns the loss averaged over micro-batches and replicas. */
+ * the dp group (--dp sync, overlap or zero1) and returns the loss averaged over micro-batches
+ * and replicas. */
 static parlm_status grid_forward_backward(parlm_trainer *t, float scale, int last, float *loss)
 {
     (void)last;
@@ -237,11 +238,17 @@ static parlm_status grid_mean(parlm_trainer *t, double *x)
 }
 
 /* replica 0's shards assemble the whole file over the grid's world; the other replicas
- * only take part (their shards are copies) */
+ * only take part (their shards are copies). ZeRO-1 first gathers each shard's AdamW state
+ * from its replicas. */
 static parlm_status grid_save(parlm_trainer *t, char *path, size_t len)
 {
     int keep = t->c.ckpt_keep > 0 ? t->c.ckpt_keep : 2;
     int mine = parlm_grid_dp_rank(t->grid) == 0;
+    parlm_status st = parlm_pp_gather_state(t->pp);
+    double bad = st != PARLM_OK; /* the save is collective: all ranks go on, or none */
+    if (grid_mean(t, &bad) != PARLM_OK || bad > 0)
+        return st != PARLM_OK ? st : parlm_error(PARLM_EIO, "another rank failed to gather "
+                                                 "its optimizer state");
     return parlm_ckpt_dir_save_shards(t->dir, &t->m, mine, t->comm, &t->ts, keep, path, len);
 }
 
@@ -505,15 +512,16 @@ parlm_status parlm_trainer_open(parlm_trainer **out, const parlm_trainer_config 
         st = fail(t, PARLM_EINVAL, 0, "%s", bad);
     else if (st == PARLM_OK && (int64_t)tp * pp > 1) {
 #ifdef PARLM_HAVE_MPI
-        /* the grid averages over its dp group in sync: other modes, bf16 matmuls and
-         * accumulation over batches are not composed with it */
+        /* the grid averages over its dp group in sync, overlap or ZeRO-1: local SGD, bf16
+         * matmuls and accumulation over batches are not composed with it */
         if (!t->comm)
             st = fail(t, PARLM_EUNSUPPORTED, 0, "--tp %d --pp %d: tensor and pipeline "
                       "parallelism need a multiple of %d processes (run under mpirun)", tp,
                       pp, tp * pp);
-        else if (strcmp(c->dp, "auto") && strcmp(c->dp, "sync"))
-            st = fail(t, PARLM_EUNSUPPORTED, 0, "--dp %s: with --tp/--pp the replicas "
-                      "average gradients in sync only (--dp sync or auto)", c->dp);
+        else if (!strcmp(c->dp, "local"))
+            st = fail(t, PARLM_EUNSUPPORTED, 0, "--dp local: with --tp/--pp the replicas "
+                      "average gradients every step (--dp auto, sync, overlap or zero1); "
+                      "local SGD is data parallelism alone");
         else if (c->bf16 || c->bf16_wire)
             st = fail(t, PARLM_EUNSUPPORTED, 0, "--bf16 and --bf16-wire are not available "
                       "with --tp/--pp");
@@ -794,25 +802,24 @@ parlm_status parlm_trainer_start(parlm_trainer *t, const char *data, const char 
         (st = agree_data(t, t->val, "validation")) != PARLM_OK)
         return st;
 #ifdef PARLM_HAVE_MPI
-    if (GRID(t)) {
-        snprintf(t->dp_mode, sizeof t->dp_mode, "sync");
-        int M = c->micro_batches > 0 ? c->micro_batches : parlm_grid_pp(t->grid);
-        if (parlm_pp_create(&t->pp, t->m, t->grid, c->B / M, c->T, 0) != PARLM_OK)
-            return fail(t, PARLM_EINVAL, 1, "rank %d: %s", t->rank, parlm_last_error());
-    } else if (t->comm) {
+    if (t->comm) {
         /* auto: on one node the ranks' "communication" is copying by the cores themselves,
          * so overlapping it with backward only interleaves it (measured: a slower step than
          * sync, bench/RESULTS.md); across nodes the network moves the bytes while backward
-         * runs */
+         * runs. The grid averages over each shard's dp group: its nodes decide. */
+        parlm_comm *dpcomm = GRID(t) ? parlm_grid_comm(t->grid, PARLM_GRID_DP) : t->comm;
         const char *mode = c->dp;
         if (!strcmp(mode, "auto"))
-            mode = parlm_comm_nodes(t->comm) > 1 ? "overlap" : "sync";
+            mode = parlm_comm_nodes(dpcomm) > 1 ? "overlap" : "sync";
         snprintf(t->dp_mode, sizeof t->dp_mode, "%s", mode);
         parlm_dp_config dpc = {PARLM_DP_OVERLAP, (int64_t)c->bucket_mb << 20,
                                c->bf16_wire ? PARLM_WIRE_BF16 : 0, c->local_steps};
-        if (parlm_dp_mode_parse(mode, &dpc.mode) != PARLM_OK ||
-            parlm_dp_create(&t->dp, t->m, t->comm, &dpc) != PARLM_OK)
+        int M = c->micro_batches > 0 ? c->micro_batches : GRID(t) ? parlm_grid_pp(t->grid) : 1;
+        if (parlm_dp_mode_parse(mode, &dpc.mode) != PARLM_OK)
             return fail(t, PARLM_EINVAL, 1, "%s", parlm_last_error());
+        if (GRID(t) ? parlm_pp_create_dp(&t->pp, t->m, t->grid, c->B / M, c->T, &dpc) != PARLM_OK
+                    : parlm_dp_create(&t->dp, t->m, t->comm, &dpc) != PARLM_OK)
+            return fail(t, PARLM_EINVAL, 1, "rank %d: %s", t->rank, parlm_last_error());
     }
 #endif
     /* alone, a signal can stop a step midway; ranks stop together at a step's end */
@@ -946,6 +953,8 @@ parlm_status parlm_trainer_step(parlm_trainer *t, parlm_trainer_report *r)
 #ifdef PARLM_HAVE_MPI
     if (t->dp) /* this rank's wait for gradients after backward (exposed communication) */
         r->comm_wait = parlm_dp_get_stats(t->dp).comm_wait;
+    else if (t->pp && t->dpn > 1)
+        r->comm_wait = parlm_pp_get_stats(t->pp).dp;
 #endif
     if (t->val && c->val_every && (t->ts.step % c->val_every == 0 || t->ts.step == c->steps)) {
         float vl = NAN;

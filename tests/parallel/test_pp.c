@@ -3,7 +3,8 @@
  * formula rank = (d*pp + p)*tp + t says, in order; disagreeing or impossible layouts stop
  * every rank with a message. Pipeline: layouts (dp, tp, pp) train the `small` model for
  * STEPS steps and are compared with the single-process run every rank computes itself
- * (the full model accumulating the same dp*M micro-batches in order). TOLERANCES below. */
+ * (the full model accumulating the same dp*M micro-batches in order). TOLERANCES below.
+ * With dp = 2 the replicas' overlap and ZeRO-1 modes give bitwise sync's results. */
 #include <check.h>
 #include <math.h>
 #include <mpi.h>
@@ -275,6 +276,31 @@ static float *gather_full(parlm_grid *g, parlm_gpt *m, int grads, int64_t P)
     return full;
 }
 
+/* the replicas' averaging of the next train_pp (NULL: parlm_pp_create's sync) */
+static const parlm_dp_config *train_dp;
+
+/* overlap's timeline of the last step: buckets started during the last backward, and on a
+ * pipeline's end stage the tied embedding's after it (once the end stages summed it) */
+static void check_overlap_timeline(const parlm_dp *dp, int end_stage)
+{
+    const parlm_dp_event *ev;
+    int n = parlm_dp_get_events(dp, &ev), during = 0, after = 0;
+    double b0 = -1, b1 = -1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(ev[i].name, "backward"))
+            b0 = ev[i].start, b1 = ev[i].end;
+    ck_assert_msg(b1 >= 0, "no backward in the dp timeline");
+    for (int i = 0; i < n; i++)
+        if (!strcmp(ev[i].name, "allreduce")) {
+            during += ev[i].start >= b0 && ev[i].start < b1;
+            after += ev[i].start >= b1;
+        }
+    ck_assert_msg(during > 0, "overlap: no bucket started during the last backward");
+    if (end_stage)
+        ck_assert_msg(after > 0, "overlap: the tied embedding's buckets did not wait for "
+                      "backward's end");
+}
+
 static void train_pp(int tp, int pp, int M, parlm_pp_schedule sched, float clip, run_result *r)
 {
     parlm_gpt_config c = pp_model();
@@ -290,7 +316,13 @@ static void train_pp(int tp, int pp, int M, parlm_pp_schedule sched, float clip,
         ck_assert_int_eq(parlm_gpt_set_tp_comm(m, &tc), PARLM_OK);
     }
     parlm_pp *p;
-    ck_assert_msg(parlm_pp_create(&p, m, g, PB, PT, 0) == PARLM_OK, "%s", parlm_last_error());
+    if (train_dp)
+        ck_assert_msg(parlm_pp_create_dp(&p, m, g, PB, PT, train_dp) == PARLM_OK, "%s",
+                      parlm_last_error());
+    else
+        ck_assert_msg(parlm_pp_create(&p, m, g, PB, PT, 0) == PARLM_OK, "%s",
+                      parlm_last_error());
+    int zero1 = train_dp && train_dp->mode == PARLM_DP_ZERO1 && parlm_grid_dp(g) > 1;
     int64_t P;
     ck_assert_int_eq(parlm_gpt_config_num_params(&c, &P), PARLM_OK);
     int d = parlm_grid_dp_rank(g);
@@ -300,12 +332,15 @@ static void train_pp(int tp, int pp, int M, parlm_pp_schedule sched, float clip,
         for (int i = 0; i < M; i++)
             batch(s, d * M + i, x + i * PB * PT, y + i * PB * PT);
         ck_assert_msg(parlm_pp_run(p, x, y, &r->loss[s]) == PARLM_OK, "%s", parlm_last_error());
-        if (s == 0)
+        if (s == 0 && !zero1) /* (ZeRO-1 averaged only its block of the gradients) */
             r->grads0 = gather_full(g, m, 1, P);
         float norm;
         ck_assert_msg(parlm_pp_update(p, &OPT, clip, &norm) == PARLM_OK, "%s", parlm_last_error());
     }
     r->params = gather_full(g, m, 0, P);
+    ck_assert(parlm_grid_dp(g) > 1 ? parlm_pp_dp(p) != NULL : parlm_pp_dp(p) == NULL);
+    if (train_dp && train_dp->mode == PARLM_DP_OVERLAP && parlm_grid_dp(g) > 1)
+        check_overlap_timeline(parlm_pp_dp(p), pp > 1);
     /* the tied embedding: the last stage's copy is bitwise the first stage's */
     if (parlm_grid_pp_rank(g) == pp - 1) {
         int64_t off, n;
@@ -486,6 +521,59 @@ START_TEST(one_micro_batch_is_bitwise)
 }
 END_TEST
 
+/* The replicas of each shard average with the modes of parlm/dp.h. At dp = 2 every mode
+ * adds the same two floats per gradient (and scales by 1/2): overlap only starts the sums
+ * earlier, in buckets, and ZeRO-1's reduce-scatter computes the same sums of its block;
+ * the global norm is summed over the same dp blocks in every mode and AdamW is elementwise.
+ * So overlap and ZeRO-1 must give bitwise sync's losses and parameters (with clipping on:
+ * the norm is ~20 at these steps). Small buckets, so that overlap has many. */
+START_TEST(dp_modes_match_sync)
+{
+    if (nranks != 4)
+        return;
+    parlm_gpt_config c = pp_model();
+    int64_t P;
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &P), PARLM_OK);
+    const int layouts[2][2] = {{1, 2}, {2, 1}}; /* (tp, pp), dp = 2 */
+    for (int li = 0; li < 2; li++) {
+        int tp = layouts[li][0], pp = layouts[li][1];
+        run_result sync = {0};
+        train_pp(tp, pp, 2, PARLM_PP_1F1B, 1.0f, &sync);
+        for (parlm_dp_mode mode = PARLM_DP_OVERLAP; mode <= PARLM_DP_ZERO1; mode++) {
+            parlm_dp_config dpc = {mode, 64 << 10, 0, 1};
+            run_result r = {0};
+            train_dp = &dpc;
+            train_pp(tp, pp, 2, PARLM_PP_1F1B, 1.0f, &r);
+            train_dp = NULL;
+            ck_assert_msg(memcmp(r.loss, sync.loss, sizeof r.loss) == 0,
+                          "(dp 2, tp %d, pp %d) %s: losses differ from sync", tp, pp,
+                          parlm_dp_mode_name(mode));
+            ck_assert_msg(memcmp(r.params, sync.params, (size_t)P * sizeof(float)) == 0,
+                          "(dp 2, tp %d, pp %d) %s: parameters differ from sync by %g", tp, pp,
+                          parlm_dp_mode_name(mode), (double)maxdiff(r.params, sync.params, 0, P));
+            if (rank == 0)
+                printf("(dp 2, tp %d, pp %d) %s: bitwise sync's losses and parameters\n", tp,
+                       pp, parlm_dp_mode_name(mode));
+            result_free(&r);
+        }
+        result_free(&sync);
+    }
+    /* local SGD is not composed with the grid */
+    parlm_grid_config gc = {1, 2, 2, PARLM_PP_1F1B, PT, 0};
+    parlm_grid *g;
+    ck_assert_int_eq(parlm_grid_create(&g, world, &c, &gc), PARLM_OK);
+    parlm_gpt_shard sh = parlm_grid_shard(g);
+    parlm_gpt *m;
+    ck_assert_int_eq(parlm_gpt_create_shard(&m, &c, &sh, 1), PARLM_OK);
+    parlm_dp_config local = {PARLM_DP_LOCAL, 0, 0, 2};
+    parlm_pp *p = (parlm_pp *)1;
+    ck_assert_int_eq(parlm_pp_create_dp(&p, m, g, PB, PT, &local), PARLM_EUNSUPPORTED);
+    ck_assert_ptr_null(p);
+    parlm_gpt_free(m);
+    parlm_grid_free(g);
+}
+END_TEST
+
 START_TEST(pipeline_bad_input)
 {
     parlm_gpt_config c = pp_model();
@@ -528,6 +616,7 @@ int main(int argc, char **argv)
     tcase_set_timeout(tp, 240);
     tcase_add_test(tp, pipeline_matches_single_process);
     tcase_add_test(tp, one_micro_batch_is_bitwise);
+    tcase_add_test(tp, dp_modes_match_sync);
     tcase_add_test(tp, pipeline_bad_input);
     suite_add_tcase(s, tp);
     SRunner *sr = srunner_create(s);

@@ -1,7 +1,9 @@
 #!/bin/sh
 # tests/parallel/mp_train.sh — parlm-train with model parallelism (--tp/--pp) under mpirun:
 # every layout matches the single process at the same global batch, a checkpoint written
-# with --tp 2 resumes with --pp 2 and as one process as if never stopped, and bad flags or
+# with --tp 2 resumes with --pp 2 and as one process as if never stopped, two replicas of
+# a shard average with --dp overlap and zero1 bitwise as with sync (a zero1 checkpoint
+# resumes into other layouts), and bad flags or
 # layouts stop every rank with a message naming them. Losses are compared within 1e-4
 # relative: tensor parallelism sums a row-parallel matmul's halves and the vocab slices'
 # softmax terms in another order than one GEMM does (float rounding, ~1e-7 per op, grown
@@ -44,9 +46,11 @@ same "$work/ref.csv" "$work/pp2.csv"
 run 4 "$work/tp2pp2.csv" --tp 2 --pp 2
 same "$work/ref.csv" "$work/tp2pp2.csv"
 # two replicas of -b 2 are the same global batch of 4 rows
-run 4 "$work/dp2tp2.csv" --tp 2 -b 2
+run 4 "$work/dp2tp2.csv" --tp 2 -b 2 --dp sync --ckpt-dir "$work/sync_tp"
 same "$work/ref.csv" "$work/dp2tp2.csv"
-run 4 "$work/dp2pp2.csv" --pp 2 -b 2
+grep -q "grid dp 2 x tp 2 x pp 1 (1f1b, 1 micro-batch(es)), dp sync" "$work/out.txt" ||
+    { echo "the start line does not name the layout"; cat "$work/out.txt"; exit 1; }
+run 4 "$work/dp2pp2.csv" --pp 2 -b 2 --dp sync --ckpt-dir "$work/sync_pp"
 same "$work/ref.csv" "$work/dp2pp2.csv"
 echo "layouts (dp,tp,pp) (1,2,1), (1,1,2), (1,2,2), (2,2,1), (2,1,2): the single process's losses"
 # (b) written with --tp 2 at step 3, resumed with --pp 2 and as one process
@@ -59,7 +63,47 @@ same "$work/ref.csv" "$work/b.csv"
 timeout 120 "$train" $common --log "$work/c.csv" --ckpt-dir "$work/ck1" --resume > "$work/out.txt" 2>&1 || { cat "$work/out.txt"; exit 1; }
 same "$work/ref.csv" "$work/c.csv"
 echo "tp 2 checkpoint: resumed with pp 2 and alone, the uninterrupted run's losses"
-# (c) a rank with other --micro-batches; a layout the model cannot take
+# (c) the replicas' other averaging modes. At dp 2 each gradient is the same sum of two
+# floats in every mode (overlap sums buckets earlier, zero1 its block), the norm is summed
+# over the same dp blocks, AdamW is elementwise: the whole checkpoint of step 6
+# (parameters, AdamW state gathered from zero1's blocks, step, data position) is byte
+# for byte sync's. Small buckets: overlap starts many during backward.
+ck=ckpt_00000006.bin
+for l in tp pp; do
+    for mode in overlap zero1; do
+        run 4 "$work/$l$mode.csv" --$l 2 -b 2 --dp $mode --bucket-mb 1 --ckpt-dir "$work/$l$mode"
+        grep -q "dp $mode" "$work/out.txt" || { echo "no dp $mode"; cat "$work/out.txt"; exit 1; }
+        cmp "$work/sync_$l/$ck" "$work/$l$mode/$ck" || { echo "--$l 2 --dp $mode is not sync"; exit 1; }
+        cut -d, -f1-5 "$work/dp2${l}2.csv" > "$work/a.txt"
+        cut -d, -f1-5 "$work/$l$mode.csv" > "$work/b.txt"
+        cmp "$work/a.txt" "$work/b.txt" || { echo "--$l 2 --dp $mode: other losses"; exit 1; }
+    done
+done
+# zero1 (dp 2, pp 2) stopped at step 3 (its AdamW state gathered into the file): resumed in
+# zero1, bitwise the uninterrupted run; resumed with --tp 2 in overlap and as plain data
+# parallelism, the single process's losses
+run 4 "$work/z3.csv" --pp 2 -b 2 --dp zero1 --ckpt-dir "$work/z" --stop-at 3
+cp -r "$work/z" "$work/z_tp"
+cp -r "$work/z" "$work/z_dp"
+run 4 "$work/z6.csv" --pp 2 -b 2 --dp zero1 --ckpt-dir "$work/z" --resume
+cmp "$work/sync_pp/$ck" "$work/z/$ck" || { echo "zero1 resumed is not the uninterrupted run"; exit 1; }
+run 4 "$work/ztp.csv" --tp 2 -b 2 --dp overlap --ckpt-dir "$work/z_tp" --resume
+grep -q "resume: .*step 3" "$work/out.txt" || { cat "$work/out.txt"; exit 1; }
+same "$work/ref.csv" "$work/ztp.csv"
+run 2 "$work/zdp.csv" -b 2 --dp sync --ckpt-dir "$work/z_dp" --resume
+same "$work/ref.csv" "$work/zdp.csv"
+echo "(dp 2, tp 2) and (dp 2, pp 2): --dp overlap and zero1 bitwise sync; zero1 checkpoint resumed"
+# (d) --dp local (data parallelism alone); a rank with other --micro-batches; a layout the
+# model cannot take
+set +e
+# shellcheck disable=SC2086
+timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
+    --mca btl_vader_single_copy_mechanism none -np 4 "$train" $common --pp 2 -b 2 --dp local \
+    > "$work/out.txt" 2>&1
+rc=$?
+set -e
+case $rc in 0|124) echo "--dp local with --pp 2: rc $rc"; cat "$work/out.txt"; exit 1 ;; esac
+grep -q -- "--dp local" "$work/out.txt" || { echo "--dp local not named"; cat "$work/out.txt"; exit 1; }
 set +e
 # shellcheck disable=SC2086
 timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
@@ -78,5 +122,5 @@ set -e
 case $rc in 0|124) echo "--tp 3 with 4 heads: rc $rc"; cat "$work/out.txt"; exit 1 ;; esac
 grep -q "head" "$work/out.txt" || { echo "no layout message"; cat "$work/out.txt"; exit 1; }
 if grep -q "grid: dp" "$work/out.txt"; then echo "--tp 3 got a grid"; exit 1; fi
-echo "mismatched --micro-batches and --tp 3 with 4 heads: every rank stopped, named"
-echo "3 passed, 0 failed"
+echo "--dp local with --pp, mismatched --micro-batches and --tp 3 with 4 heads: every rank stopped, named"
+echo "4 passed, 0 failed"

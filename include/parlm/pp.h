@@ -28,8 +28,9 @@ typedef struct parlm_pp parlm_pp;
  * checked). Sets up the model's activation slots (parlm_pp_max_in_flight of them); with
  * dp > 1 creates the shard's parlm_dp over the dp group (parlm_dp_create: the gradients,
  * and ZeRO-1's parameters, move into the group's node shared memory, where replicas on a
- * node average them in place; dp rank 0's parameters and step become every replica's). Takes the model's cancel hook (parlm_gpt_set_cancel) to progress
- * transfers between layers: do not set another while the pp exists.
+ * node average them in place; dp rank 0's parameters and step become every replica's).
+ * Takes the model's cancel hook (parlm_gpt_set_cancel) to progress transfers between
+ * layers, and with overlap its grad hook: do not set others while the pp exists.
  * dp_flags: algorithm flags of the dp all-reduce (parlm/dist.h; 0 = auto). */
 PARLM_API parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B, int T,
                                        unsigned dp_flags);

@@ -34,7 +34,8 @@ typedef struct parlm_pp parlm_pp;
  * dp_flags: algorithm flags of the dp all-reduce (parlm/dist.h; 0 = auto). */
 PARLM_API parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B, int T,
                                        unsigned dp_flags);
-/* The same with the replicas averaging as dp says (parlm/dp.h; nothing to do when dp = 1):
+/* The same with the replicas averaging as dp says (parlm/dp.h; the same mode and bucket
+ * size on every rank, checked; nothing to average when dp = 1):
  *   PARLM_DP_SYNC     one blocking all-reduce of the shard's gradients after the pipeline.
  *   PARLM_DP_OVERLAP  buckets start during the last micro-batch's backward as it finishes
  *                     them and progress between ops; the tied embedding's start after its

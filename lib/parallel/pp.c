@@ -181,17 +181,25 @@ parlm_status parlm_pp_create_dp(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int
         *out = NULL;
     if (!out || !m || !g || !dpc)
         return parlm_error(PARLM_EINVAL, "parlm_pp_create: null argument");
+    parlm_comm *world = parlm_grid_comm(g, PARLM_GRID_WORLD);
+    parlm_status st;
+    /* every rank the same micro-batch and averaging, or all stop naming it */
+    if ((st = parlm_comm_check_agree(world, "micro-batch size", (uint64_t)(int64_t)B)) !=
+            PARLM_OK ||
+        (st = parlm_comm_check_agree(world, "sequence length", (uint64_t)(int64_t)T)) !=
+            PARLM_OK ||
+        (st = parlm_comm_check_agree(world, "data-parallel mode", (uint64_t)dpc->mode)) !=
+            PARLM_OK ||
+        (st = parlm_comm_check_agree(world, "data-parallel bucket bytes",
+                                     (uint64_t)dpc->bucket_bytes)) != PARLM_OK)
+        return st;
     if (dpc->mode == PARLM_DP_LOCAL)
         return parlm_error(PARLM_EUNSUPPORTED, "parlm_pp_create: local SGD (each replica "
                            "stepping alone) is not composed with the grid: sync, overlap or "
                            "zero1");
-    parlm_comm *world = parlm_grid_comm(g, PARLM_GRID_WORLD);
-    parlm_status st;
-    /* every rank the same micro-batch, or all stop naming it */
-    if ((st = parlm_comm_check_agree(world, "micro-batch size", (uint64_t)(int64_t)B)) !=
-            PARLM_OK ||
-        (st = parlm_comm_check_agree(world, "sequence length", (uint64_t)(int64_t)T)) != PARLM_OK)
-        return st;
+    if ((unsigned)dpc->mode > PARLM_DP_ZERO1)
+        return parlm_error(PARLM_EINVAL, "parlm_pp_create: unknown data-parallel mode %d",
+                           (int)dpc->mode);
     parlm_gpt_config mc = parlm_gpt_get_config(m);
     parlm_gpt_shard sh = parlm_gpt_get_shard(m), want = parlm_grid_shard(g);
     parlm_grid_config gc = parlm_grid_get_config(g);
@@ -273,9 +281,6 @@ parlm_status parlm_pp_create_dp(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int
     }
     if (st == PARLM_OK && pp->nstages > 1 && (pp->first || pp->last) && pp->wte_n == 0)
         st = parlm_error(PARLM_EINVAL, "parlm_pp_create: an end stage without the token embedding");
-    if (st == PARLM_OK && (unsigned)dpc->mode > PARLM_DP_ZERO1)
-        st = parlm_error(PARLM_EINVAL, "parlm_pp_create: unknown data-parallel mode %d",
-                         (int)dpc->mode);
     if (st == PARLM_OK && (parlm_comm_get_mpi(world, &pp->world) != PARLM_OK ||
                            parlm_grid_pp_mpi(g, &pp->p2p) != PARLM_OK))
         st = PARLM_EINVAL;

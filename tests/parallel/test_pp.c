@@ -588,6 +588,11 @@ START_TEST(pipeline_bad_input)
     ck_assert_int_eq(parlm_pp_create(&p, m, g, rank == 1 ? 2 : 1, PT, 0), PARLM_EINVAL);
     ck_assert_ptr_null(p);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "micro-batch size"));
+    /* or another averaging of the replicas */
+    parlm_dp_config mode = {rank == 1 ? PARLM_DP_ZERO1 : PARLM_DP_OVERLAP, 0, 0, 1};
+    ck_assert_int_eq(parlm_pp_create_dp(&p, m, g, PB, PT, &mode), PARLM_EINVAL);
+    ck_assert_ptr_null(p);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "data-parallel mode"));
     /* a model that is not this rank's shard: every rank fails */
     parlm_gpt *full;
     ck_assert_int_eq(parlm_gpt_create(&full, &c, 1), PARLM_OK);

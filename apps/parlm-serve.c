@@ -5,13 +5,16 @@
  * parses, queues and then waits on its request, polling its socket so that a client that
  * goes away cancels the request (and frees its KV blocks) within a fraction of a second.
  * SIGTERM/SIGINT: stop accepting, let running requests finish up to --shutdown-timeout,
- * exit 0. */
+ * exit 0. With --tp N under mpirun, each of N ranks holds a tensor-parallel shard; rank 0
+ * speaks HTTP and schedules, the others run its steps (ps_engine_worker) until it stops
+ * them: they ignore SIGTERM/SIGINT themselves and end when rank 0 does. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <omp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,6 +30,9 @@
 #include "../lib/serve/serve.h"
 #include "cli.h"
 #include "parlm.h"
+#if PARLM_WITH_MPI
+#include <mpi.h>
+#endif
 
 static void usage(FILE *f)
 {
@@ -43,7 +49,10 @@ static void usage(FILE *f)
         "  --max-batch N         sequences generating at once (default 32)\n"
         "  --chunk N             prompt positions per step, mixed with decoding (default 64)\n"
         "  --max-queue N         requests waiting for a slot before 429 (default 64)\n"
-        "  --threads N           OpenMP threads of the forward (default: all cores)\n"
+        "  --threads N           OpenMP threads of the forward (default: all cores; under\n"
+        "                        mpirun, the rank's share)\n"
+        "  --tp N                tensor parallelism over N ranks (mpirun -np N; N must divide\n"
+        "                        the heads and the padded vocabulary); rank 0 serves HTTP\n"
         "  --bf16                read the weights from a bf16 copy (f32 arithmetic)\n"
         "  --max-body-kb N       request body limit (default 1024)\n"
         "  --max-connections N   open connections at most (default 256)\n"
@@ -546,6 +555,58 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ---- main -------------------------------------------------------------------------------- */
 
+#if PARLM_WITH_MPI
+/* Step messages from rank 0: a nonblocking broadcast, polled. While idle (between
+ * requests) the other ranks test it every 200 us after the first 2 ms, so they do not spin
+ * a core; in a busy stream of steps the next message comes within the 2 ms. */
+static parlm_status tp_bcast(void *arg, int32_t *buf, int64_t n, int idle)
+{
+    MPI_Comm comm = *(MPI_Comm *)arg;
+    MPI_Request rq;
+    if (n > INT_MAX || MPI_Ibcast(buf, (int)n, MPI_INT32_T, 0, comm, &rq) != MPI_SUCCESS) {
+        fprintf(stderr, "%s: MPI_Ibcast of %lld words failed\n", prog, (long long)n);
+        return PARLM_ESYSTEM;
+    }
+    double t0 = now();
+    for (int done = 0;;) {
+        if (MPI_Test(&rq, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            fprintf(stderr, "%s: MPI_Test failed\n", prog);
+            return PARLM_ESYSTEM;
+        }
+        if (done)
+            return PARLM_OK;
+        if (idle && now() - t0 > 0.002)
+            nanosleep(&(struct timespec){0, 200000}, NULL);
+    }
+}
+
+/* Replaces *m (the whole model) by this rank's tensor-parallel shard of it: each rank
+ * loads the file and keeps only its slices. */
+static int to_shard(parlm_gpt **m, int tp, int rank, parlm_comm *comm, parlm_gpt_tp_comm *tpc)
+{
+    parlm_gpt_config c = parlm_gpt_get_config(*m);
+    parlm_gpt_shard sh = {tp, rank, 0, c.n_layer};
+    parlm_gpt *s = NULL;
+    if (parlm_gpt_create_shard(&s, &c, &sh, 0) != PARLM_OK ||
+        parlm_tp_comm_init(tpc, comm) != PARLM_OK || parlm_gpt_set_tp_comm(s, tpc) != PARLM_OK) {
+        fprintf(stderr, "%s: --tp %d: %s\n", prog, tp, parlm_last_error());
+        parlm_gpt_free(s);
+        return 1;
+    }
+    float *full = parlm_gpt_params(*m), *local = parlm_gpt_params(s);
+    for (int i = 0; i < parlm_gpt_num_tensors(s); i++) {
+        parlm_gpt_slice sl;
+        int64_t off;
+        parlm_gpt_tensor_info(s, i, NULL, NULL, &off, NULL);
+        parlm_gpt_tensor_slice(s, i, &sl);
+        parlm_gpt_slice_copy(&sl, local + off, full + sl.full_offset, 0);
+    }
+    parlm_gpt_free(*m);
+    *m = s;
+    return 0;
+}
+#endif
+
 /* PATH as a file, or a --ckpt-dir of parlm-train: its newest checkpoint that loads */
 static int load_model(const char *path, parlm_gpt **m)
 {
@@ -582,7 +643,8 @@ int main(int argc, char **argv)
     const char *model = NULL, *host = "127.0.0.1", *encoder = NULL, *vocab = NULL,
                *name = NULL;
     int port = 8080, kv_mb = 256, block = 16, max_batch = 32, chunk = 64, max_queue = 64,
-        threads = 0, bf16 = 0, max_body_kb = 1024, max_conn = 256, idle = 30, grace = 30;
+        threads = 0, bf16 = 0, max_body_kb = 1024, max_conn = 256, idle = 30, grace = 30,
+        tp = 1;
     cli_opt opts[] = {
         CLI_S("--model", &model, 0), CLI_S("--host", &host, 0),
         CLI_I("--port", &port, 0, 65535, 0), CLI_S("--encoder", &encoder, 0),
@@ -591,6 +653,7 @@ int main(int argc, char **argv)
         CLI_I("--max-batch", &max_batch, 1, 4096, 0), CLI_I("--chunk", &chunk, 1, 65536, 0),
         CLI_I("--max-queue", &max_queue, 0, 1 << 20, 0),
         CLI_I("--threads", &threads, 0, 4096, 0), CLI_F("--bf16", &bf16, 0),
+        CLI_I("--tp", &tp, 1, 4096, 0),
         CLI_I("--max-body-kb", &max_body_kb, 1, 1 << 20, 0),
         CLI_I("--max-connections", &max_conn, 1, 1 << 16, 0),
         CLI_I("--idle-timeout", &idle, 1, 86400, 0),
@@ -608,10 +671,84 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: --encoder and --vocab go together\n", prog);
         return 2;
     }
+#if PARLM_WITH_MPI
+    int rank = 0;
+    parlm_comm *comm = NULL;
+    parlm_gpt_tp_comm tpc;
+    MPI_Comm bcomm = MPI_COMM_NULL;
+    ps_tp tps = {{0}, tp_bcast, &bcomm};
+    if (tp > 1) {
+        int level = 0;
+        if (parlm_dist_init(&argc, &argv, &level) != PARLM_OK || parlm_comm_world(&comm) != PARLM_OK) {
+            fprintf(stderr, "%s: MPI: %s\n", prog, parlm_last_error());
+            return 1;
+        }
+        rank = parlm_comm_rank(comm);
+        if (parlm_comm_size(comm) != tp) {
+            if (rank == 0)
+                fprintf(stderr, "%s: --tp %d needs %d ranks (mpirun -np %d), not %d\n", prog, tp,
+                        tp, tp, parlm_comm_size(comm));
+            parlm_comm_free(comm);
+            parlm_dist_finalize();
+            return 2;
+        }
+        /* rank 0's MPI calls come from its engine thread, not the one that initialized */
+        if (level < PARLM_THREAD_SERIALIZED) {
+            if (rank == 0)
+                fprintf(stderr, "%s: --tp needs MPI_THREAD_SERIALIZED; this MPI gives %s\n",
+                        prog, parlm_thread_level_name(level));
+            parlm_comm_free(comm);
+            parlm_dist_finalize();
+            return 1;
+        }
+        MPI_Comm_dup(MPI_COMM_WORLD, &bcomm);
+    }
+#else
+    if (tp > 1) {
+        fprintf(stderr, "%s: --tp needs a build with MPI (this one was configured without)\n",
+                prog);
+        return 2;
+    }
+#endif
+    int local_rank, local_size; /* under mpirun / srun: this rank's share of the cores */
+    parlm_node_rank_env(&local_rank, &local_size);
+    if (local_size > 1) {
+        int nt = 0, want = threads                       ? threads
+                           : getenv("OMP_NUM_THREADS") ? omp_get_max_threads()
+                                                       : 0;
+        if (parlm_place_threads(local_rank, local_size, want, 1, &nt, NULL, 0) != PARLM_OK)
+            fprintf(stderr, "%s: rank %d of the node: %s\n", prog, local_rank,
+                    parlm_last_error());
+        threads = nt;
+    }
     parlm_gpt *m = NULL;
     if (load_model(model, &m))
         return 1;
     parlm_gpt_config c = parlm_gpt_get_config(m);
+#if PARLM_WITH_MPI
+    if (tp > 1) {
+        if (to_shard(&m, tp, rank, comm, &tpc))
+            return 1;
+        tps.comm = tpc;
+    }
+    if (rank > 0) { /* a worker: rank 0 says when to stop (mpirun's signals reach us too) */
+        sigset_t sigs;
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGTERM);
+        sigaddset(&sigs, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+        ps_engine_cfg wc = {max_batch, chunk, max_queue, block, (int64_t)kv_mb << 20, threads,
+                            bf16, &tps};
+        parlm_status st = ps_engine_worker(m, &wc);
+        if (st != PARLM_OK)
+            fprintf(stderr, "%s: rank %d: %s\n", prog, rank, parlm_last_error());
+        parlm_gpt_free(m);
+        MPI_Comm_free(&bcomm);
+        parlm_comm_free(comm);
+        parlm_dist_finalize();
+        return st == PARLM_OK ? 0 : 1;
+    }
+#endif
     parlm_tokenizer *tok = NULL;
     if (!encoder && c.vocab > 256) {
         fprintf(stderr, "%s: %s has a vocabulary of %d tokens, not bytes: pass its tokenizer "
@@ -632,7 +769,12 @@ int main(int argc, char **argv)
         const char *slash = strrchr(model, '/');
         name = slash && slash[1] ? slash + 1 : model;
     }
-    ps_engine_cfg ec = {max_batch, chunk, max_queue, block, (int64_t)kv_mb << 20, threads, bf16};
+    ps_engine_cfg ec = {max_batch, chunk, max_queue, block, (int64_t)kv_mb << 20, threads, bf16,
+                        NULL};
+#if PARLM_WITH_MPI
+    if (tp > 1)
+        ec.tp = &tps;
+#endif
     pthread_mutex_init(&S.mu, NULL);
     S.tok = tok, S.name = name, S.max_seq = c.max_seq, S.vocab = c.vocab;
     S.max_body = (size_t)max_body_kb << 10;
@@ -676,8 +818,12 @@ int main(int argc, char **argv)
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     fprintf(stderr, "%s: %s (L%d C%d, context %d) on http://%s:%u, KV pool %d MiB, "
-            "batch %d, %d threads\n", prog, name, c.n_layer, c.n_embd, c.max_seq, host,
+            "batch %d, %d threads", prog, name, c.n_layer, c.n_embd, c.max_seq, host,
             di ? di->port : (unsigned)port, kv_mb, max_batch, threads);
+    if (tp > 1)
+        fprintf(stderr, " per rank, tensor-parallel over %d ranks (rank 0: pid %d)", tp,
+                (int)getpid());
+    fprintf(stderr, "\n");
     int sig = 0;
     sigwait(&sigs, &sig);
     /* drain: no new connections, no new requests; running ones get `grace` seconds */
@@ -710,6 +856,13 @@ int main(int argc, char **argv)
     ps_engine_free(S.eng);
     parlm_tokenizer_free(tok);
     parlm_gpt_free(m);
+#if PARLM_WITH_MPI
+    if (tp > 1) {
+        MPI_Comm_free(&bcomm);
+        parlm_comm_free(comm);
+        parlm_dist_finalize();
+    }
+#endif
     fprintf(stderr, "%s: stopped\n", prog);
     return 0;
 }

@@ -6,7 +6,10 @@
  * max_tokens) at admission, so a running sequence never waits for memory and nothing is
  * ever preempted; blocks are taken from the pool as positions are written.
  * Clients (HTTP threads) only queue requests and wait on them: one mutex guards the queue
- * and every request's output; the forward itself runs without it. */
+ * and every request's output; the forward itself runs without it.
+ * Tensor parallelism: rank 0's engine sends each step as a message (below) just before its
+ * forward; the other ranks (ps_engine_worker) rebuild the groups from it and run the same
+ * forward on their shards. They hold no request state, so nothing can drift apart. */
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -58,6 +61,7 @@ struct ps_engine {
     ps_request **grp_req;
     float *logits;
     int32_t *sampled;
+    int32_t *msg;            /* tensor parallelism: the step message */
     uint64_t seed_counter;
     ps_stats st;
 };
@@ -171,6 +175,41 @@ static int emit(ps_engine *e, ps_request *r, int32_t t, double tnow, ps_finish *
     return 0;
 }
 
+/* A step message: a header {MSG_STEP or MSG_STOP, groups, payload words, KV blocks of the
+ * pool}, then the payload: per group {pos, n, logits wanted, block table length}, every
+ * group's tokens, every group's block table. */
+enum { MSG_STOP = 0, MSG_STEP = 1, HDR = 4 };
+
+static int64_t msg_words(const ps_engine_cfg *cfg, int max_seq)
+{
+    int64_t ng = cfg->max_batch + 1, rows = (int64_t)cfg->max_batch + cfg->chunk,
+            per_seq = (max_seq + cfg->block - 1) / cfg->block;
+    return HDR + 4 * ng + rows + ng * per_seq;
+}
+
+static parlm_status tp_send(ps_engine *e, int ng)
+{
+    int32_t *b = e->msg + HDR;
+    int64_t k = 0;
+    for (int i = 0; i < ng; i++) {
+        const ps_group *g = &e->groups[i];
+        b[k++] = g->pos;
+        b[k++] = g->n;
+        b[k++] = g->logits_out != NULL;
+        b[k++] = (g->pos + g->n + e->cfg.block - 1) / e->cfg.block;
+    }
+    for (int i = 0; i < ng; i++)
+        for (int j = 0; j < e->groups[i].n; j++)
+            b[k++] = e->groups[i].tokens[j];
+    for (int i = 0; i < ng; i++)
+        for (int j = 0; j < b[4 * i + 3]; j++)
+            b[k++] = e->groups[i].seq->blocks[j];
+    e->msg[0] = MSG_STEP, e->msg[1] = ng, e->msg[2] = (int32_t)k, e->msg[3] = e->kv.nblocks;
+    const ps_tp *tp = e->cfg.tp;
+    parlm_status st = tp->bcast(tp->arg, e->msg, HDR, 1);
+    return st == PARLM_OK ? tp->bcast(tp->arg, b, k, 0) : st;
+}
+
 static void *loop(void *arg)
 {
     ps_engine *e = arg;
@@ -234,7 +273,9 @@ static void *loop(void *arg)
         e->st.kv_blocks_used = e->kv.nblocks - e->kv.nfree;
         e->st.batch_rows_last = rows;
         pthread_mutex_unlock(&e->mu);
-        parlm_status fst = ps_forward(e->pm, &e->kv, e->groups, ng);
+        parlm_status fst = e->cfg.tp ? tp_send(e, ng) : PARLM_OK;
+        if (fst == PARLM_OK)
+            fst = ps_forward(e->pm, &e->kv, e->groups, ng);
         /* each request samples with its own generator, so the requests of a step can be
          * sampled in parallel (with top_k = 0 one sample sorts the whole vocabulary) */
         int bad = 0;
@@ -285,7 +326,83 @@ static void *loop(void *arg)
     e->nwait = 0;
     e->wait_tail = NULL;
     pthread_mutex_unlock(&e->mu);
+    if (e->cfg.tp) { /* the other ranks end too */
+        e->msg[0] = MSG_STOP, e->msg[1] = e->msg[2] = e->msg[3] = 0;
+        e->cfg.tp->bcast(e->cfg.tp->arg, e->msg, HDR, 1);
+    }
     return NULL;
+}
+
+parlm_status ps_engine_worker(parlm_gpt *m, const ps_engine_cfg *cfg)
+{
+    if (!m || !cfg || !cfg->tp || cfg->max_batch < 1 || cfg->chunk < 1 || cfg->block < 1 ||
+        cfg->kv_bytes < 1)
+        return parlm_error(PARLM_EINVAL, "ps_engine_worker: bad configuration");
+    const ps_tp *tp = cfg->tp;
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    ps_model *pm = NULL;
+    ps_kv_pool kv;
+    memset(&kv, 0, sizeof kv);
+    int ngmax = cfg->max_batch + 1;
+    int64_t words = msg_words(cfg, c.max_seq);
+    int32_t *msg = malloc((size_t)words * sizeof *msg);
+    ps_kv_seq *seqs = calloc((size_t)ngmax, sizeof *seqs);
+    ps_group *groups = calloc((size_t)ngmax, sizeof *groups);
+    float *logits = malloc((size_t)ngmax * (size_t)c.vocab_pad * sizeof(float));
+    parlm_status st = msg && seqs && groups && logits
+                          ? PARLM_OK
+                          : parlm_error(PARLM_ENOMEM, "ps_engine_worker: out of memory");
+    if (st == PARLM_OK)
+        st = ps_model_create(&pm, m, cfg->max_batch + cfg->chunk, cfg->threads, cfg->bf16,
+                             &tp->comm);
+    if (st == PARLM_OK)
+        st = ps_kv_pool_init(&kv, c.n_layer, ps_model_kv_channels(pm), cfg->block,
+                             cfg->kv_bytes);
+    while (st == PARLM_OK) {
+        if ((st = tp->bcast(tp->arg, msg, HDR, 1)) != PARLM_OK || msg[0] == MSG_STOP)
+            break;
+        int ng = msg[1];
+        int64_t k = msg[2];
+        if (msg[0] != MSG_STEP || ng < 1 || ng > ngmax || k < 4 * (int64_t)ng ||
+            k > words - HDR || msg[3] != kv.nblocks) {
+            st = parlm_error(PARLM_EINVAL, "ps_engine_worker: a step of %d groups, %lld words, "
+                             "for a pool of %d blocks (here %d): not rank 0's configuration?",
+                             ng, (long long)k, msg[3], kv.nblocks);
+            break;
+        }
+        int32_t *b = msg + HDR;
+        if ((st = tp->bcast(tp->arg, b, k, 0)) != PARLM_OK)
+            break;
+        int64_t tok = 4 * (int64_t)ng, blk = tok;
+        for (int i = 0; i < ng; i++)
+            blk += b[4 * i + 1] > 0 ? b[4 * i + 1] : 0;
+        for (int i = 0; i < ng && st == PARLM_OK; i++) {
+            int32_t pos = b[4 * i], n = b[4 * i + 1], nb = b[4 * i + 3];
+            if (n < 1 || nb < 0 || blk + nb > k ||
+                (int64_t)nb * cfg->block < (int64_t)pos + n) {
+                st = parlm_error(PARLM_EINVAL, "ps_engine_worker: a malformed step message");
+                break;
+            }
+            for (int j = 0; j < nb; j++)
+                if (b[blk + j] < 0 || b[blk + j] >= kv.nblocks)
+                    st = parlm_error(PARLM_EINVAL, "ps_engine_worker: KV block %d of %d",
+                                     b[blk + j], kv.nblocks);
+            seqs[i] = (ps_kv_seq){b + blk, nb, nb};
+            groups[i] = (ps_group){&seqs[i], b + tok, pos, n,
+                                   b[4 * i + 2] ? logits + (int64_t)i * c.vocab_pad : NULL};
+            tok += n;
+            blk += nb;
+        }
+        if (st == PARLM_OK)
+            st = ps_forward(pm, &kv, groups, ng);
+    }
+    ps_model_free(pm);
+    ps_kv_pool_free(&kv);
+    free(msg);
+    free(seqs);
+    free(groups);
+    free(logits);
+    return st;
 }
 
 void ps_engine_free(ps_engine *e)
@@ -308,6 +425,7 @@ void ps_engine_free(ps_engine *e)
     free(e->grp_req);
     free(e->logits);
     free(e->sampled);
+    free(e->msg);
     free(e);
 }
 
@@ -330,9 +448,13 @@ parlm_status ps_engine_create(ps_engine **out, parlm_gpt *m, const parlm_tokeniz
     e->V = c.vocab, e->Vp = c.vocab_pad;
     e->threads = cfg->threads > 0 ? cfg->threads : omp_get_max_threads();
     parlm_status st = ps_model_create(&e->pm, m, cfg->max_batch + cfg->chunk, cfg->threads,
-                                      cfg->bf16);
+                                      cfg->bf16, cfg->tp ? &cfg->tp->comm : NULL);
+    int kvc = st == PARLM_OK ? ps_model_kv_channels(e->pm) : c.n_embd;
     if (st == PARLM_OK)
-        st = ps_kv_pool_init(&e->kv, c.n_layer, c.n_embd, cfg->block, cfg->kv_bytes);
+        st = ps_kv_pool_init(&e->kv, c.n_layer, kvc, cfg->block, cfg->kv_bytes);
+    if (st == PARLM_OK && cfg->tp &&
+        !(e->msg = malloc((size_t)msg_words(cfg, c.max_seq) * sizeof *e->msg)))
+        st = parlm_error(PARLM_ENOMEM, "ps_engine_create: out of memory");
     if (st == PARLM_OK) {
         int ng = cfg->max_batch + 1; /* decode rows and at least one prompt chunk */
         e->run = calloc((size_t)cfg->max_batch, sizeof *e->run);
@@ -345,7 +467,7 @@ parlm_status ps_engine_create(ps_engine **out, parlm_gpt *m, const parlm_tokeniz
     }
     e->st.kv_blocks_total = e->kv.nblocks;
     e->st.kv_block_positions = cfg->block;
-    e->st.kv_block_bytes = ps_kv_block_bytes(c.n_layer, c.n_embd, cfg->block);
+    e->st.kv_block_bytes = ps_kv_block_bytes(c.n_layer, kvc, cfg->block);
     e->seed_counter = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull;
     if (st == PARLM_OK) {
         if (pthread_create(&e->th, NULL, loop, e) != 0)

@@ -6,7 +6,13 @@
  * the cache sizes whatever M is, as long as M >= 2 (M = 1 goes to the GEMV kernels, which
  * sum in another order), so a step of one row runs with a second, dummy row. Layernorm is
  * per row, bias/GELU/add are elementwise (their vector tails are masked, not scalar), and
- * attention below is computed per (row, head) by one thread in a fixed order. */
+ * attention below is computed per (row, head) by one thread in a fixed order.
+ * On a tensor-parallel shard (Megatron-LM, as parlm_gpt_forward's): this rank's heads of
+ * QKV and MLP units of fc (column-parallel), the matching columns of attproj and fcproj
+ * (row-parallel: partial sums, added over the group before the replicated bias), its
+ * vocabulary rows of the embedding (lookups summed over the group) and of the LM head
+ * (gathered). The sums add the ranks' all-gathered partials in rank order, so they do not
+ * depend on the row count or the collective's algorithm. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -28,6 +34,10 @@ static const char *const layer_names[T_PER_LAYER] = {
 struct ps_model {
     parlm_gpt_config c;
     int max_rows, threads, bf16;
+    int tp, tp_rank;                 /* tensor parallelism (1, 0: a whole model) */
+    parlm_gpt_tp_comm comm;
+    int64_t Ca, Hm, Vl, v0;          /* local attention channels, MLP units, vocab rows from v0 */
+    float *gat;                      /* all-gather scratch (tp > 1) */
     const float *params;
     uint16_t *pbf16;                 /* bf16 copy of the parameters (bf16 mode) */
     int64_t (*off)[T_PER_LAYER];     /* per layer: offsets of its tensors */
@@ -37,6 +47,8 @@ struct ps_model {
 };
 
 parlm_gpt_config ps_model_config(const ps_model *pm) { return pm->c; }
+
+int ps_model_kv_channels(const ps_model *pm) { return (int)pm->Ca; }
 
 void ps_model_free(ps_model *pm)
 {
@@ -50,19 +62,28 @@ void ps_model_free(ps_model *pm)
     free(pm);
 }
 
-parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int threads, int bf16)
+static int64_t tp_max(int64_t a, int64_t b) { return a > b ? a : b; }
+
+parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int threads, int bf16,
+                             const parlm_gpt_tp_comm *comm)
 {
     *out = NULL;
     if (!m || max_rows < 1)
         return parlm_error(PARLM_EINVAL, "ps_model_create: no model or max_rows %d", max_rows);
     parlm_gpt_shard sh = parlm_gpt_get_shard(m);
     parlm_gpt_config c = parlm_gpt_get_config(m);
-    if (sh.tp != 1 || sh.layer_begin != 0 || sh.layer_end != c.n_layer)
-        return parlm_error(PARLM_EUNSUPPORTED, "ps_model_create: the model is a shard");
+    if (sh.layer_begin != 0 || sh.layer_end != c.n_layer)
+        return parlm_error(PARLM_EUNSUPPORTED, "ps_model_create: the model is a pipeline stage");
+    if (sh.tp > 1 && (!comm || !comm->all_gather))
+        return parlm_error(PARLM_EINVAL, "ps_model_create: a tensor-parallel shard needs its "
+                           "group's all-gather");
     ps_model *pm = calloc(1, sizeof *pm);
     if (!pm)
         return parlm_error(PARLM_ENOMEM, "ps_model_create: out of memory");
     pm->c = c;
+    pm->tp = sh.tp, pm->tp_rank = sh.tp_rank;
+    if (sh.tp > 1)
+        pm->comm = *comm;
     pm->max_rows = max_rows < 2 ? 2 : max_rows; /* room for the dummy row */
     pm->threads = threads > 0 ? threads : omp_get_max_threads();
     pm->bf16 = bf16;
@@ -77,8 +98,22 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
         const char *name;
         int layer;
         int64_t off, count;
-        if (parlm_gpt_tensor_info(m, i, &name, &layer, &off, &count) != PARLM_OK)
+        parlm_gpt_slice sl;
+        if (parlm_gpt_tensor_info(m, i, &name, &layer, &off, &count) != PARLM_OK ||
+            parlm_gpt_tensor_slice(m, i, &sl) != PARLM_OK)
             continue;
+        /* this shard's sizes, as the slices say (the same in every layer) */
+        int64_t *size = !strcmp(name, "qkvw") ? &pm->Ca : !strcmp(name, "fcw") ? &pm->Hm
+                        : !strcmp(name, "wte") ? &pm->Vl : NULL;
+        if (size && *size && *size != sl.rows) {
+            ps_model_free(pm);
+            return parlm_error(PARLM_EFORMAT, "ps_model_create: %s of layer %d has %lld rows, "
+                               "not %lld", name, layer, (long long)sl.rows, (long long)*size);
+        }
+        if (size)
+            *size = sl.rows;
+        if (!strcmp(name, "wte"))
+            pm->v0 = sl.row0[0];
         if (!strcmp(name, "wte"))
             pm->wte = off, found++;
         else if (!strcmp(name, "wpe"))
@@ -97,6 +132,16 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
         return parlm_error(PARLM_EFORMAT, "ps_model_create: %d of %d tensors found", found,
                            4 + T_PER_LAYER * c.n_layer);
     }
+    const int64_t hs = c.n_embd / c.n_head;
+    if (pm->Ca < 1 || pm->Ca % hs || pm->Hm < 1 || pm->Vl < 1 ||
+        pm->Vl * sh.tp != c.vocab_pad) {
+        parlm_status st = parlm_error(PARLM_EFORMAT, "ps_model_create: shard of %lld attention "
+                                      "channels (heads of %lld), %lld MLP units, %lld of %d "
+                                      "vocabulary rows", (long long)pm->Ca, (long long)hs,
+                                      (long long)pm->Hm, (long long)pm->Vl, c.vocab_pad);
+        ps_model_free(pm);
+        return st;
+    }
     if (bf16) {
         int64_t n = parlm_gpt_num_params(m);
         pm->pbf16 = parlm_alloc((size_t)n, sizeof(uint16_t));
@@ -111,9 +156,12 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
             return st;
         }
     }
-    int64_t R = pm->max_rows, C = c.n_embd;
-    /* x ln qkv att tmp fch lnf: 12C per row; logits Vp per row; mean, rstd; scores per thread */
-    int64_t floats = R * (12 * C + c.vocab_pad + 2) + (int64_t)pm->threads * c.max_seq;
+    int64_t R = pm->max_rows, C = c.n_embd, Ca = pm->Ca;
+    /* x ln tmp lnf: 4C per row; qkv att: 4Ca; fch: Hm; local logits: Vl; mean, rstd; scores
+     * per thread; the all-gathers: tp partial sums of C, or a row of Vp */
+    int64_t gat = sh.tp > 1 ? R * (tp_max(sh.tp * C, c.vocab_pad)) : 0;
+    int64_t floats = R * (4 * C + 4 * Ca + pm->Hm + pm->Vl + 2) +
+                     (int64_t)pm->threads * c.max_seq + gat;
     pm->x = parlm_alloc((size_t)floats, sizeof(float));
     pm->row_seq = malloc((size_t)R * sizeof(int));
     pm->row_pos = malloc((size_t)R * sizeof(int));
@@ -125,14 +173,15 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
     memset(pm->x, 0, (size_t)floats * sizeof(float)); /* the dummy row reads zeros */
     pm->ln = pm->x + R * C;
     pm->qkv = pm->ln + R * C;
-    pm->att = pm->qkv + 3 * R * C;
-    pm->tmp = pm->att + R * C;
+    pm->att = pm->qkv + 3 * R * Ca;
+    pm->tmp = pm->att + R * Ca;
     pm->fch = pm->tmp + R * C;
-    pm->lnf = pm->fch + 4 * R * C;
+    pm->lnf = pm->fch + R * pm->Hm;
     pm->logits = pm->lnf + R * C;
-    pm->mean = pm->logits + R * c.vocab_pad;
+    pm->mean = pm->logits + R * pm->Vl;
     pm->rstd = pm->mean + R;
     pm->scores = pm->rstd + R;
+    pm->gat = gat ? pm->scores + (int64_t)pm->threads * c.max_seq : NULL;
     *out = pm;
     return PARLM_OK;
 }
@@ -193,11 +242,43 @@ static void attend(const ps_kv_pool *kv, const ps_kv_seq *s, int l, int h, int h
             return st_;                                                                        \
     } while (0)
 
+/* buf (n) = the sum over the group of every rank's buf, added in rank order */
+static parlm_status tp_sum(ps_model *pm, float *buf, int64_t n)
+{
+    const int tp = pm->tp;
+    float *g = pm->gat;
+    memcpy(g + pm->tp_rank * n, buf, (size_t)n * sizeof(float));
+    TRY(pm->comm.all_gather(pm->comm.arg, g, n));
+#pragma omp parallel for num_threads(pm->threads) schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float s = g[i];
+        for (int r = 1; r < tp; r++)
+            s += g[r * n + i];
+        buf[i] = s;
+    }
+    return PARLM_OK;
+}
+
+/* out (M, OC) = the row-parallel product in (M, IC) W^T summed over the group, + b */
+static parlm_status linear_rows(ps_model *pm, float *out, const float *in, int64_t woff,
+                                const float *b, int64_t M, int64_t IC, int64_t OC)
+{
+    if (pm->tp == 1)
+        return linear(pm, out, in, woff, b, M, IC, OC);
+    TRY(linear(pm, out, in, woff, NULL, M, IC, OC));
+    TRY(tp_sum(pm, out, M * OC));
+    return parlm_bias_forward(out, b, M, OC);
+}
+
 parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngroups)
 {
     const parlm_gpt_config *c = &pm->c;
-    const int64_t C = c->n_embd, NH = c->n_head, hs = C / NH, Vp = c->vocab_pad;
+    const int64_t C = c->n_embd, hs = C / c->n_head, Ca = pm->Ca, NH = Ca / hs, Hm = pm->Hm,
+                  Vl = pm->Vl, Vp = c->vocab_pad;
     const float *P = pm->params;
+    if (kv->C != Ca)
+        return parlm_error(PARLM_EINVAL, "ps_forward: a KV pool of %d channels, not %lld", kv->C,
+                           (long long)Ca);
     int64_t R = 0;
     for (int i = 0; i < ngroups; i++) {
         if (g[i].n < 1 || g[i].pos < 0 || g[i].pos + g[i].n > c->max_seq ||
@@ -224,22 +305,36 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
     for (int64_t r = 0; r < R; r++) {
         const ps_group *gr = &g[pm->row_seq[r]];
         int pos = pm->row_pos[r];
-        TRY(parlm_embedding_forward(pm->x + r * C, &gr->tokens[pos - gr->pos], P + pm->wte,
-                                    P + pm->wpe + pos * C, 1, 1, (int)C, c->vocab));
+        const int32_t tok = gr->tokens[pos - gr->pos];
+        if (pm->tp == 1) {
+            TRY(parlm_embedding_forward(pm->x + r * C, &tok, P + pm->wte, P + pm->wpe + pos * C,
+                                        1, 1, (int)C, c->vocab));
+            continue;
+        }
+        /* vocab-parallel lookup: the owner's row, rank 0's position; the sum over the
+         * group has one nonzero term besides the position, so it is exactly wte + wpe */
+        float *x = pm->x + r * C;
+        const float *e = tok >= pm->v0 && tok < pm->v0 + Vl ? P + pm->wte + (tok - pm->v0) * C
+                                                             : NULL;
+        const float *w = pm->tp_rank == 0 ? P + pm->wpe + (int64_t)pos * C : NULL;
+        for (int64_t i = 0; i < C; i++)
+            x[i] = (e ? e[i] : 0.0f) + (w ? w[i] : 0.0f);
     }
+    if (pm->tp > 1)
+        TRY(tp_sum(pm, pm->x, M * C));
     float *x = pm->x, *ln = pm->ln, *qkv = pm->qkv, *att = pm->att, *tmp = pm->tmp,
           *fch = pm->fch;
     for (int l = 0; l < c->n_layer; l++) {
         const int64_t *o = pm->off[l];
         TRY(parlm_layernorm_forward(ln, pm->mean, pm->rstd, x, P + o[T_LN1W], P + o[T_LN1B], M,
                                     C));
-        TRY(linear(pm, qkv, ln, o[T_QKVW], P + o[T_QKVB], M, C, 3 * C));
+        TRY(linear(pm, qkv, ln, o[T_QKVW], P + o[T_QKVB], M, C, 3 * Ca));
         for (int64_t r = 0; r < R; r++) {
             const ps_group *gr = &g[pm->row_seq[r]];
-            memcpy(ps_kv_at(kv, gr->seq, l, 0, pm->row_pos[r]), qkv + r * 3 * C + C,
-                   (size_t)C * sizeof(float));
-            memcpy(ps_kv_at(kv, gr->seq, l, 1, pm->row_pos[r]), qkv + r * 3 * C + 2 * C,
-                   (size_t)C * sizeof(float));
+            memcpy(ps_kv_at(kv, gr->seq, l, 0, pm->row_pos[r]), qkv + r * 3 * Ca + Ca,
+                   (size_t)Ca * sizeof(float));
+            memcpy(ps_kv_at(kv, gr->seq, l, 1, pm->row_pos[r]), qkv + r * 3 * Ca + 2 * Ca,
+                   (size_t)Ca * sizeof(float));
         }
         const int64_t tasks = R * NH;
 #pragma omp parallel for num_threads(pm->threads) schedule(dynamic, 1) if (tasks > 1)
@@ -247,15 +342,15 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
             int64_t r = t / NH, h = t % NH;
             float *sc = pm->scores + (int64_t)omp_get_thread_num() * c->max_seq;
             attend(kv, g[pm->row_seq[r]].seq, l, (int)h, (int)hs, pm->row_pos[r],
-                   qkv + r * 3 * C + h * hs, att + r * C + h * hs, sc);
+                   qkv + r * 3 * Ca + h * hs, att + r * Ca + h * hs, sc);
         }
-        TRY(linear(pm, tmp, att, o[T_APW], P + o[T_APB], M, C, C));
+        TRY(linear_rows(pm, tmp, att, o[T_APW], P + o[T_APB], M, Ca, C));
         TRY(parlm_add(x, x, tmp, M * C));
         TRY(parlm_layernorm_forward(ln, pm->mean, pm->rstd, x, P + o[T_LN2W], P + o[T_LN2B], M,
                                     C));
-        TRY(linear(pm, fch, ln, o[T_FCW], P + o[T_FCB], M, C, 4 * C));
-        TRY(parlm_gelu_forward(fch, fch, M * 4 * C));
-        TRY(linear(pm, tmp, fch, o[T_FPW], P + o[T_FPB], M, 4 * C, C));
+        TRY(linear(pm, fch, ln, o[T_FCW], P + o[T_FCB], M, C, Hm));
+        TRY(parlm_gelu_forward(fch, fch, M * Hm));
+        TRY(linear_rows(pm, tmp, fch, o[T_FPW], P + o[T_FPB], M, Hm, C));
         TRY(parlm_add(x, x, tmp, M * C));
     }
     /* the LM head only for the rows whose logits are wanted */
@@ -272,10 +367,20 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
         memset(pm->lnf + C, 0, (size_t)C * sizeof(float));
     TRY(parlm_layernorm_forward(pm->lnf, pm->mean, pm->rstd, pm->lnf, P + pm->lnfw, P + pm->lnfb,
                                 MG, C));
-    TRY(linear(pm, pm->logits, pm->lnf, pm->wte, NULL, MG, C, Vp));
+    /* vocab-parallel head: rank q's (MG, Vl) block lands at gat + q MG Vl */
+    float *lg = pm->tp > 1 ? pm->gat + pm->tp_rank * MG * Vl : pm->logits;
+    TRY(linear(pm, lg, pm->lnf, pm->wte, NULL, MG, C, Vl));
+    if (pm->tp > 1)
+        TRY(pm->comm.all_gather(pm->comm.arg, pm->gat, MG * Vl));
     G = 0;
-    for (int i = 0; i < ngroups; i++)
-        if (g[i].logits_out)
-            memcpy(g[i].logits_out, pm->logits + G++ * Vp, (size_t)Vp * sizeof(float));
+    for (int i = 0; i < ngroups; i++) {
+        if (!g[i].logits_out)
+            continue;
+        for (int q = 0; q < pm->tp; q++) {
+            const float *src = pm->tp > 1 ? pm->gat + (q * MG + G) * Vl : pm->logits + G * Vp;
+            memcpy(g[i].logits_out + q * Vl, src, (size_t)Vl * sizeof(float));
+        }
+        G++;
+    }
     return PARLM_OK;
 }

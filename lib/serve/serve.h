@@ -61,12 +61,23 @@ typedef struct ps_model ps_model;
 
 /* Views of m's weights (m must outlive it; its parameters must not change), scratch for
  * steps of up to max_rows positions, OpenMP teams of `threads` (0: omp_get_max_threads).
- * bf16: the matrices are read from a bf16 copy (f32 activations and accumulation). */
-parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int threads, int bf16);
+ * bf16: the matrices are read from a bf16 copy (f32 activations and accumulation).
+ * m may be a tensor-parallel shard (every layer, tp > 1): then comm (borrowed; NULL for a
+ * whole model) is its group's all-gather, and every rank of the group must run each
+ * ps_forward on the same groups (logits_out set for the same ones): every rank then gets
+ * the whole vocabulary row of logits. */
+parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int threads, int bf16,
+                             const parlm_gpt_tp_comm *comm);
 void ps_model_free(ps_model *pm);
+/* The full model's configuration (also on a shard). */
 parlm_gpt_config ps_model_config(const ps_model *pm);
+/* Channels of K (and of V) per position and layer that this model keeps in the KV cache:
+ * n_embd, or its share of the heads on a tensor-parallel shard. */
+int ps_model_kv_channels(const ps_model *pm);
 /* One forward over the groups (each group's positions must have KV blocks reserved, at
- * most max_rows positions in all). */
+ * most max_rows positions in all). On a shard: the all-reduces of the row-parallel
+ * products are an all-gather of the partial sums added in rank order, the same bits
+ * whatever the number of rows (batch invariance holds as in one process). */
 parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngroups);
 
 /* ---- text: stop strings and UTF-8 ------------------------------------------------------ */
@@ -123,6 +134,20 @@ void ps_params_free(ps_params *p);
 
 typedef struct ps_engine ps_engine;
 
+/* Tensor-parallel serving: the ranks of a group run the engine in lock-step. Rank 0 does
+ * everything the one-process engine does; before each step it broadcasts the step (each
+ * sequence's positions, tokens and KV block table) and every rank runs that forward on its
+ * shard. The other ranks keep no state of their own but their KV pool (of the same blocks,
+ * their heads' channels): block ids come from rank 0.
+ *   comm:  the group's all-gather (ps_model_create's);
+ *   bcast: rank 0's n int32 at buf to every rank's buf; idle = 1 when the wait may be
+ *          long (between requests): it must not spin a core then. */
+typedef struct ps_tp {
+    parlm_gpt_tp_comm comm;
+    parlm_status (*bcast)(void *arg, int32_t *buf, int64_t n, int idle);
+    void *arg;
+} ps_tp;
+
 typedef struct ps_engine_cfg {
     int max_batch;      /* sequences decoding at once */
     int chunk;          /* prompt positions per step (prefill chunk) */
@@ -131,6 +156,7 @@ typedef struct ps_engine_cfg {
     int64_t kv_bytes;   /* KV pool size */
     int threads;        /* OpenMP threads of the forward (0: all) */
     int bf16;
+    const ps_tp *tp;    /* NULL: one process (m is a whole model); else m is a shard */
 } ps_engine_cfg;
 
 /* Why a request ended. */
@@ -148,9 +174,13 @@ enum { PS_SUBMIT_OK = 0, PS_SUBMIT_QUEUE_FULL = 1, PS_SUBMIT_TOO_BIG = 2, PS_SUB
  * ends generation at its end-of-text token. */
 parlm_status ps_engine_create(ps_engine **out, parlm_gpt *m, const parlm_tokenizer *tok,
                               const ps_engine_cfg *cfg);
-/* Stops the thread (requests still running end as cancelled) and frees everything; the
- * caller's requests must all be released before. */
+/* Stops the thread (requests still running end as cancelled; with tensor parallelism the
+ * other ranks are told to stop) and frees everything; the caller's requests must all be
+ * released before. */
 void ps_engine_free(ps_engine *e);
+/* A rank other than 0 of a tensor-parallel group: runs the forwards rank 0's engine
+ * (created with the same cfg) broadcasts, until it stops (PARLM_OK) or something fails. */
+parlm_status ps_engine_worker(parlm_gpt *m, const ps_engine_cfg *cfg);
 /* Queues a request (PS_SUBMIT_TOO_BIG: more positions than the context or the whole KV
  * pool holds), taking ownership of p's contents (p is zeroed) on success. *out is the
  * caller's reference: drop it with ps_request_release. Returns a PS_SUBMIT_* code. */

@@ -86,7 +86,7 @@ START_TEST(forward_matches_infer)
     parlm_gpt *m = small_model();
     parlm_gpt_config c = parlm_gpt_get_config(m);
     ps_model *pm;
-    ck_assert_int_eq(ps_model_create(&pm, m, 16, 2, 0), PARLM_OK);
+    ck_assert_int_eq(ps_model_create(&pm, m, 16, 2, 0, NULL), PARLM_OK);
     ps_kv_pool kv;
     ck_assert_int_eq(ps_kv_pool_init(&kv, c.n_layer, c.n_embd, 16, 1 << 20), PARLM_OK);
     ps_kv_seq s = {0};
@@ -138,7 +138,7 @@ static void invariance(int others, int threads, int bf16)
     parlm_gpt_config c = parlm_gpt_get_config(m);
     const int N = others + 1, NP0 = 9, STEPS = 24, CH = 4;
     ps_model *pm;
-    ck_assert_int_eq(ps_model_create(&pm, m, N + CH, threads, bf16), PARLM_OK);
+    ck_assert_int_eq(ps_model_create(&pm, m, N + CH, threads, bf16, NULL), PARLM_OK);
     ps_kv_pool kv;
     ck_assert_int_eq(ps_kv_pool_init(&kv, c.n_layer, c.n_embd, 16, 16 << 20), PARLM_OK);
     int64_t Vp = c.vocab_pad;

@@ -2,9 +2,12 @@
  * parlm_gpt_infer (tolerance on logits, equal greedy tokens), batch invariance (bitwise
  * equal logits and tokens alone and among 7 or 31 other sequences, prompts cut in chunks),
  * the engine (continuous batching, seeds, cancellation, KV back to zero), stop strings
- * and UTF-8, and the request parser's 400s. */
+ * and UTF-8, and the request parser's 400s. Tensor parallelism: 2 and 3 shards run by
+ * threads (an all-gather over a barrier) against the whole model, and batch-invariant. */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -258,7 +261,7 @@ static ps_finish finish(ps_request *r)
 START_TEST(engine_batches)
 {
     parlm_gpt *m = small_model();
-    ps_engine_cfg cfg = {8, 8, 64, 16, 8 << 20, 2, 0};
+    ps_engine_cfg cfg = {8, 8, 64, 16, 8 << 20, 2, 0, NULL};
     ps_engine *e;
     ck_assert_int_eq(ps_engine_create(&e, m, NULL, &cfg), PARLM_OK);
     enum { N = 12, MT = 20 };
@@ -471,6 +474,147 @@ START_TEST(request_parsing)
 }
 END_TEST
 
+/* ---- tensor parallelism: tp threads, one shard each, an all-gather over a barrier ---- */
+
+typedef struct tp_ctx {
+    int tp;
+    pthread_barrier_t bar;
+    float *shared;                 /* the gathered blocks */
+    parlm_gpt_config c;
+    float *out[2][4];              /* [alone, batch][rank]: sequence 0's logits per step */
+    parlm_status st[4];
+} tp_ctx;
+typedef struct tp_rank {
+    tp_ctx *x;
+    int r;
+} tp_rank;
+
+static parlm_status fake_gather(void *arg, float *buf, int64_t n)
+{
+    tp_rank *k = arg;
+    memcpy(k->x->shared + k->r * n, buf + k->r * n, (size_t)n * sizeof(float));
+    pthread_barrier_wait(&k->x->bar);
+    memcpy(buf, k->x->shared, (size_t)(k->x->tp * n) * sizeof(float));
+    pthread_barrier_wait(&k->x->bar); /* before anyone writes shared again */
+    return PARLM_OK;
+}
+
+enum { TP_STEPS = 12, TP_CH = 4 };
+
+/* nseq sequences (prompts of 5 + 3i tokens, chunks of TP_CH, then fixed decode tokens);
+ * out gets sequence 0's logits at each of its TP_STEPS decode steps */
+static parlm_status tp_run(ps_model *pm, int kvc, int nseq, float *out)
+{
+    parlm_gpt_config c = ps_model_config(pm);
+    ps_kv_pool kv;
+    parlm_status st = ps_kv_pool_init(&kv, c.n_layer, kvc, 8, 4 << 20);
+    ps_kv_seq seq[3] = {{0}};
+    int32_t tok[3][64];
+    int pos[3] = {0}, np[3], got = 0;
+    float *lg = malloc((size_t)3 * (size_t)c.vocab_pad * sizeof(float));
+    for (int i = 0; i < nseq; i++) {
+        np[i] = 5 + 3 * i;
+        for (int j = 0; j < 64; j++)
+            tok[i][j] = (j * 37 + i * 11 + 1) % c.vocab;
+    }
+    while (st == PARLM_OK && got < TP_STEPS) {
+        ps_group g[3];
+        for (int i = 0; i < nseq; i++) {
+            int n = pos[i] < np[i] ? (np[i] - pos[i] < TP_CH ? np[i] - pos[i] : TP_CH) : 1;
+            ps_kv_seq_reserve(&kv, &seq[i], pos[i] + n);
+            g[i] = (ps_group){&seq[i], tok[i] + pos[i], pos[i], n,
+                              pos[i] + n >= np[i] ? lg + (int64_t)i * c.vocab_pad : NULL};
+        }
+        st = ps_forward(pm, &kv, g, nseq);
+        for (int i = 0; i < nseq; i++)
+            pos[i] += g[i].n;
+        if (g[0].logits_out)
+            memcpy(out + (int64_t)got++ * c.vocab_pad, lg, (size_t)c.vocab_pad * sizeof(float));
+    }
+    for (int i = 0; i < nseq; i++) {
+        ps_kv_seq_release(&kv, &seq[i]);
+        free(seq[i].blocks);
+    }
+    free(lg);
+    ps_kv_pool_free(&kv);
+    return st;
+}
+
+static void *tp_thread(void *arg)
+{
+    tp_rank *k = arg;
+    tp_ctx *x = k->x;
+    parlm_gpt_shard sh = {x->tp, k->r, 0, x->c.n_layer};
+    parlm_gpt *m = NULL;
+    ps_model *pm = NULL;
+    parlm_gpt_tp_comm comm = {NULL, fake_gather, k};
+    parlm_status st = parlm_gpt_create_shard(&m, &x->c, &sh, 77);
+    if (st == PARLM_OK)
+        st = ps_model_create(&pm, m, 16, 1, 0, &comm);
+    for (int run = 0; run < 2 && st == PARLM_OK; run++)
+        st = tp_run(pm, ps_model_kv_channels(pm), run ? 3 : 1, x->out[run][k->r]);
+    x->st[k->r] = st;
+    ps_model_free(pm);
+    parlm_gpt_free(m);
+    return NULL;
+}
+
+static void tp_check(int tp)
+{
+    tp_ctx x = {.tp = tp, .c = {2, 6, 96, 64, 300, 384}};
+    const int64_t Vp = x.c.vocab_pad, n = TP_STEPS * Vp;
+    x.shared = malloc((size_t)(16 * 96 * tp + 16 * Vp) * sizeof(float));
+    pthread_barrier_init(&x.bar, NULL, (unsigned)tp);
+    for (int run = 0; run < 2; run++)
+        for (int r = 0; r < tp; r++)
+            x.out[run][r] = tu_alloc_nan(n);
+    tp_rank k[4];
+    pthread_t th[4];
+    for (int r = 0; r < tp; r++) {
+        k[r] = (tp_rank){&x, r};
+        ck_assert_int_eq(pthread_create(&th[r], NULL, tp_thread, &k[r]), 0);
+    }
+    for (int r = 0; r < tp; r++)
+        pthread_join(th[r], NULL);
+    for (int r = 0; r < tp; r++)
+        ck_assert_msg(x.st[r] == PARLM_OK, "rank %d: %s", r, parlm_last_error());
+    /* the whole model, same schedule */
+    parlm_gpt *m;
+    ps_model *pm;
+    ck_assert_int_eq(parlm_gpt_create(&m, &x.c, 77), PARLM_OK);
+    ck_assert_int_eq(ps_model_create(&pm, m, 16, 1, 0, NULL), PARLM_OK);
+    float *whole = tu_alloc_nan(n);
+    ck_assert_int_eq(tp_run(pm, x.c.n_embd, 1, whole), PARLM_OK);
+    for (int r = 0; r < tp; r++) /* every rank the same bits, alone or in a batch */
+        for (int run = 0; run < 2; run++)
+            ck_assert_msg(!memcmp(x.out[run][r], x.out[0][0], (size_t)n * sizeof(float)),
+                          "tp %d: rank %d's logits (%s) differ from rank 0's alone", tp, r,
+                          run ? "in a batch" : "alone");
+    float worst = 0;
+    for (int t = 0; t < TP_STEPS; t++) {
+        const float *a = whole + t * Vp, *b = x.out[0][0] + t * Vp;
+        float scale = tu_max_abs(a, x.c.vocab) > 1 ? tu_max_abs(a, x.c.vocab) : 1;
+        float d = tu_max_abs_diff(a, b, x.c.vocab) / scale;
+        worst = d > worst ? d : worst;
+        ck_assert_int_eq(argmax(a, x.c.vocab), argmax(b, x.c.vocab));
+    }
+    /* only the row-parallel sums' order differs: rounding-level */
+    ck_assert_msg(worst < 1e-5f, "tp %d: logits differ by %g (relative)", tp, worst);
+    parlm_free(whole);
+    ps_model_free(pm);
+    parlm_gpt_free(m);
+    for (int run = 0; run < 2; run++)
+        for (int r = 0; r < tp; r++)
+            parlm_free(x.out[run][r]);
+    pthread_barrier_destroy(&x.bar);
+    free(x.shared);
+}
+
+START_TEST(tensor_parallel_2) { tp_check(2); }
+END_TEST
+START_TEST(tensor_parallel_3) { tp_check(3); }
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("serve");
@@ -485,6 +629,8 @@ int main(void)
     tcase_add_test(tc, engine_batches);
     tcase_add_test(tc, text_stops);
     tcase_add_test(tc, request_parsing);
+    tcase_add_test(tc, tensor_parallel_2);
+    tcase_add_test(tc, tensor_parallel_3);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -712,6 +712,12 @@ int main(int argc, char **argv)
 #endif
     int local_rank, local_size; /* under mpirun / srun: this rank's share of the cores */
     parlm_node_rank_env(&local_rank, &local_size);
+    if (tp == 1 && local_size > 1) { /* N servers on one port would fight: say what to do */
+        if (local_rank == 0)
+            fprintf(stderr, "%s: started as %d ranks: give --tp %d (one server, tensor-"
+                    "parallel), or run one process\n", prog, local_size, local_size);
+        return 2;
+    }
     if (local_size > 1) {
         int nt = 0, want = threads                       ? threads
                            : getenv("OMP_NUM_THREADS") ? omp_get_max_threads()

@@ -363,7 +363,7 @@ parlm_status ps_engine_worker(parlm_gpt *m, const ps_engine_cfg *cfg)
             break;
         int ng = msg[1];
         int64_t k = msg[2];
-        if (msg[0] != MSG_STEP || ng < 1 || ng > ngmax || k < 4 * (int64_t)ng ||
+        if (msg[0] != MSG_STEP || ng < 0 || ng > ngmax || k < 4 * (int64_t)ng ||
             k > words - HDR || msg[3] != kv.nblocks) {
             st = parlm_error(PARLM_EINVAL, "ps_engine_worker: a step of %d groups, %lld words, "
                              "for a pool of %d blocks (here %d): not rank 0's configuration?",

@@ -122,6 +122,10 @@ rc=0
 # shellcheck disable=SC2086
 $mpi -np 3 "$bin/parlm-serve" --model "$work/ck" --tp 3 --port 0 > "$work/bad3.log" 2>&1 || rc=$?
 [ "$rc" != 0 ] && grep -q -- "--tp 3:" "$work/bad3.log" || fail "--tp 3 on 4 heads: $rc"
+rc=0
+# shellcheck disable=SC2086
+$mpi -np 2 "$bin/parlm-serve" --model "$work/ck" > "$work/bad2.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q -- "give --tp 2" "$work/bad2.log" || fail "2 ranks without --tp: $rc"
 echo "bad layouts refused"
 
 # 3 ranks: a 6-head model (d6) on GPT-2's vocabulary (50304 padded rows divide by 3)

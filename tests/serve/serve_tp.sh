@@ -31,6 +31,7 @@ seq 1 3000 | awk '{ print "line " $1 " says hello to number " ($1 * 7) % 13 "." 
 start() {
     log=$work/$1.log
     shift
+    : > "$log" # before the background job opens it: the port is read from it below
     "$@" --port 0 --kv-mb 8 --max-batch 16 --chunk 32 --shutdown-timeout 20 > "$log" 2>&1 &
     pid=$!
     pids="$pids $pid"
@@ -112,6 +113,20 @@ kill -TERM "$pid1"
 wait "$pid1" || fail "the one-process server exited $?"
 pids=""
 echo "tp 2: SIGTERM to rank 0 ends both ranks, exit 0"
+
+# a rank that dies takes the job down (mpirun aborts it) instead of leaving rank 0 hanging
+# shellcheck disable=SC2086
+start tp2k $mpi -np 2 "$bin/parlm-serve" --model "$work/ck" --tp 2 --threads 1
+r0=$(sed -n 's/.*(rank 0: pid \([0-9]*\)).*/\1/p' "$work/tp2k.log")
+mp=$(ps -o pid= --ppid "$pid" | tr -d ' ')
+r1=$(ps -o pid= --ppid "$mp" | tr -d ' ' | grep -v "^$r0\$" | head -n 1)
+[ -n "$r1" ] || fail "no rank 1 under mpirun $mp"
+kill -9 "$r1"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "rank 1 killed: mpirun exited $rc (124: it hung)"
+pids=""
+echo "tp 2: a killed rank ends the job (mpirun exit $rc)"
 
 # layouts refused with a message: --tp without its ranks, heads that do not divide
 rc=0

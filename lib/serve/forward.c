@@ -106,9 +106,11 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
         int64_t *size = !strcmp(name, "qkvw") ? &pm->Ca : !strcmp(name, "fcw") ? &pm->Hm
                         : !strcmp(name, "wte") ? &pm->Vl : NULL;
         if (size && *size && *size != sl.rows) {
+            parlm_status st = parlm_error(PARLM_EFORMAT, "ps_model_create: %s of layer %d has "
+                                          "%lld rows, not %lld", name, layer,
+                                          (long long)sl.rows, (long long)*size);
             ps_model_free(pm);
-            return parlm_error(PARLM_EFORMAT, "ps_model_create: %s of layer %d has %lld rows, "
-                               "not %lld", name, layer, (long long)sl.rows, (long long)*size);
+            return st;
         }
         if (size)
             *size = sl.rows;

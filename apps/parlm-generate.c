@@ -87,22 +87,13 @@ static int load_ckpt(const char *path, parlm_gpt **m, char *chosen, size_t len)
  * loads the file and keeps only its slices. */
 static int to_shard(parlm_gpt **m, int tp, int rank, parlm_comm *comm, parlm_gpt_tp_comm *tpc)
 {
-    parlm_gpt_config c = parlm_gpt_get_config(*m);
-    parlm_gpt_shard sh = {tp, rank, 0, c.n_layer};
+    parlm_gpt_shard sh = {tp, rank, 0, parlm_gpt_get_config(*m).n_layer};
     parlm_gpt *s = NULL;
-    if (parlm_gpt_create_shard(&s, &c, &sh, 0) != PARLM_OK ||
+    if (parlm_gpt_shard_from(&s, *m, &sh) != PARLM_OK ||
         parlm_tp_comm_init(tpc, comm) != PARLM_OK || parlm_gpt_set_tp_comm(s, tpc) != PARLM_OK) {
         fprintf(stderr, "parlm-generate: --tp %d: %s\n", tp, parlm_last_error());
         parlm_gpt_free(s);
         return 1;
-    }
-    float *full = parlm_gpt_params(*m), *local = parlm_gpt_params(s);
-    for (int i = 0; i < parlm_gpt_num_tensors(s); i++) {
-        parlm_gpt_slice sl;
-        int64_t off;
-        parlm_gpt_tensor_info(s, i, NULL, NULL, &off, NULL);
-        parlm_gpt_tensor_slice(s, i, &sl);
-        parlm_gpt_slice_copy(&sl, local + off, full + sl.full_offset, 0);
     }
     parlm_gpt_free(*m);
     *m = s;

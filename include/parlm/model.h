@@ -204,6 +204,11 @@ PARLM_API parlm_status parlm_gpt_shard_check(const parlm_gpt_config *cfg,
 PARLM_API parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg,
                                               const parlm_gpt_shard *sh, uint64_t seed);
 PARLM_API parlm_gpt_shard parlm_gpt_get_shard(const parlm_gpt *m);
+/* *out = shard sh of the whole model full, with full's parameter values and step (no
+ * optimizer state, bf16 off): how a process that read a whole checkpoint keeps only its
+ * part. full is unchanged (free it when done). */
+PARLM_API parlm_status parlm_gpt_shard_from(parlm_gpt **out, parlm_gpt *full,
+                                            const parlm_gpt_shard *sh);
 
 /* Where shard tensor i lies in the full model: rows [row0[s], row0[s] + rows) for each of
  * nseg segments (3 for qkvw and qkvb: the q, k, v thirds; 1 otherwise), and of each row

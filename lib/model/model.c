@@ -448,6 +448,28 @@ parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg
     return PARLM_OK;
 }
 
+parlm_status parlm_gpt_shard_from(parlm_gpt **out, parlm_gpt *full, const parlm_gpt_shard *sh)
+{
+    if (!out || !full || !sh)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_shard_from: null argument");
+    *out = NULL;
+    if (full->sh.tp != 1 || !full->first || !full->last)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_shard_from: the source must be a whole model "
+                           "(it is a shard: tp %d, layers %d..%d)", full->sh.tp,
+                           full->sh.layer_begin, full->sh.layer_end - 1);
+    parlm_gpt *s;
+    TRY(parlm_gpt_create_shard(&s, &full->cfg, sh, 0));
+    for (int i = 0; i < s->ntensors; i++) {
+        int64_t off;
+        parlm_gpt_tensor_info(s, i, NULL, NULL, &off, NULL);
+        parlm_gpt_slice_copy(&s->tensors[i].sl, s->params + off,
+                             full->params + s->tensors[i].sl.full_offset, 0);
+    }
+    s->step = full->step;
+    *out = s;
+    return PARLM_OK;
+}
+
 parlm_status parlm_gpt_create(parlm_gpt **out, const parlm_gpt_config *cfg, uint64_t seed)
 {
     return parlm_gpt_create_shard(out, cfg, NULL, seed);

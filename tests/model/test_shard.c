@@ -92,6 +92,35 @@ END_TEST
 
 /* Two stages, M micro-batches in slots, GPipe order (all forwards, then all backwards in
  * reverse), against the full model accumulating the same micro-batches. */
+/* parlm_gpt_shard_from cuts the same values out of a whole model as a shard created from
+ * its seed, for tensor- and pipeline-parallel shards, and refuses a shard as the source */
+START_TEST(shard_from_a_whole_model)
+{
+    parlm_gpt *full = make(NULL, 9);
+    ck_assert_int_eq(parlm_gpt_set_step(full, 3), PARLM_OK);
+    const parlm_gpt_shard shards[] = {{2, 1, 0, 4}, {4, 3, 0, 4}, {1, 0, 1, 3}, {2, 0, 2, 4}};
+    for (size_t k = 0; k < sizeof shards / sizeof shards[0]; k++) {
+        parlm_gpt *a, *b = make(&shards[k], 9);
+        ck_assert_msg(parlm_gpt_shard_from(&a, full, &shards[k]) == PARLM_OK, "%s",
+                      parlm_last_error());
+        int64_t n = parlm_gpt_num_params(a);
+        ck_assert_int_eq(n, parlm_gpt_num_params(b));
+        ck_assert_msg(!memcmp(parlm_gpt_params(a), parlm_gpt_params(b), (size_t)n * 4),
+                      "shard %zu differs from the seeded shard", k);
+        ck_assert_int_eq(parlm_gpt_step(a), 3);
+        if (k == 0) { /* a shard is no source */
+            parlm_gpt *c = (parlm_gpt *)1;
+            ck_assert_int_eq(parlm_gpt_shard_from(&c, a, &shards[0]), PARLM_EINVAL);
+            ck_assert_ptr_null(c);
+            ck_assert_ptr_nonnull(strstr(parlm_last_error(), "whole model"));
+        }
+        parlm_gpt_free(a);
+        parlm_gpt_free(b);
+    }
+    parlm_gpt_free(full);
+}
+END_TEST
+
 START_TEST(two_stages_compute_the_full_model)
 {
     const int B = 2, T = 8, M = 3, N = B * T, C = CFG.n_embd;
@@ -299,6 +328,7 @@ int main(void)
     TCase *tc = tcase_create("shard");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, stages_start_as_slices_of_the_full_model);
+    tcase_add_test(tc, shard_from_a_whole_model);
     tcase_add_test(tc, two_stages_compute_the_full_model);
     tcase_add_test(tc, stage_chain_is_bitwise_in_order);
     tcase_add_test(tc, scaled_step_equals_clipping_step);

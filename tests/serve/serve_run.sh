@@ -2,8 +2,9 @@
 # tests/serve/serve_run.sh — parlm-serve end to end over HTTP with curl: completions,
 # streaming (SSE, [DONE], usage), stop strings, seeds, /health, /v1/models, /metrics, every
 # class of bad request, a client killed mid-stream (its request is cancelled, KV back to 0),
-# 32 concurrent requests each equal to its answer alone, and SIGTERM (the running request
-# finishes, exit 0). The model: parlm-train's tiny preset on bytes, a few steps.
+# 32 concurrent requests each equal to its answer alone, SIGTERM (the running request
+# finishes, exit 0), admission (429) and a flood of idle and slowloris connections from one
+# address (tests/serve/flood.py). The model: parlm-train's tiny preset on bytes, a few steps.
 set -eu
 bin=${PARLM_BUILDDIR:-.}/apps
 command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
@@ -170,4 +171,12 @@ kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 pid=""
 [ "$rc" = 0 ] || fail "parlm-serve exited $rc"
-echo "serve: completions, streaming, stops, seeds, errors, cancellation, 32 concurrent, shutdown, 429"
+# a flood from one address (idle and trickling connections): the rest are still served
+command -v python3 >/dev/null || fail "python3 is needed for the flood test"
+start --idle-timeout 2 --max-connections-per-ip 16
+python3 "$(dirname "$0")/flood.py" "$port" 2 || fail "flood"
+kill -TERM "$pid"
+rc=0; wait "$pid" || rc=$?
+pid=""
+[ "$rc" = 0 ] || fail "parlm-serve exited $rc after the flood"
+echo "serve: completions, streaming, stops, seeds, errors, cancellation, 32 concurrent, shutdown, 429, flood"

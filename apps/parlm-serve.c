@@ -56,9 +56,11 @@ static void usage(FILE *f)
         "  --bf16                read the weights from a bf16 copy (f32 arithmetic)\n"
         "  --max-body-kb N       request body limit (default 1024)\n"
         "  --max-connections N   open connections at most (default 256)\n"
-        "  --max-connections-per-ip N  open connections from one address at most\n"
-        "                        (default 32; more are closed at once: one client that\n"
-        "                        opens many or trickles bytes cannot starve the rest)\n"
+        "  --max-connections-per-ip N  open connections from one address at most (default:\n"
+        "                        half of --max-connections; more are closed at once, so\n"
+        "                        one client that opens many or trickles its bytes cannot\n"
+        "                        take every slot; behind a load balancer, where every\n"
+        "                        client has its address, set it to --max-connections)\n"
         "  --idle-timeout S      close a connection idle this long (default 30)\n"
         "  --shutdown-timeout S  on SIGTERM, wait this long for running requests (default 30)\n"
         "  -h, --help\n");
@@ -637,7 +639,7 @@ int main(int argc, char **argv)
     const char *model = NULL, *host = "127.0.0.1", *encoder = NULL, *vocab = NULL,
                *name = NULL;
     int port = 8080, kv_mb = 256, block = 16, max_batch = 32, chunk = 64, max_queue = 64,
-        threads = 0, bf16 = 0, max_body_kb = 1024, max_conn = 256, max_conn_ip = 32, idle = 30,
+        threads = 0, bf16 = 0, max_body_kb = 1024, max_conn = 256, max_conn_ip = 0, idle = 30,
         grace = 30, tp = 1;
     cli_opt opts[] = {
         CLI_S("--model", &model, 0), CLI_S("--host", &host, 0),
@@ -650,7 +652,7 @@ int main(int argc, char **argv)
         CLI_I("--tp", &tp, 1, 4096, 0),
         CLI_I("--max-body-kb", &max_body_kb, 1, 1 << 20, 0),
         CLI_I("--max-connections", &max_conn, 1, 1 << 16, 0),
-        CLI_I("--max-connections-per-ip", &max_conn_ip, 1, 1 << 16, 0),
+        CLI_I("--max-connections-per-ip", &max_conn_ip, 1, 1 << 16, 0), /* unset: max_conn / 2 */
         CLI_I("--idle-timeout", &idle, 1, 86400, 0),
         CLI_I("--shutdown-timeout", &grace, 0, 86400, 0),
     };
@@ -802,6 +804,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: --host %s: %s\n", prog, host, gai_strerror(gai));
         return 2;
     }
+    if (max_conn_ip == 0)
+        max_conn_ip = max_conn > 1 ? max_conn / 2 : 1;
     /* poll(), not select(): a flood of connections may push descriptors past FD_SETSIZE */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;

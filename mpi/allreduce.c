@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../lib/core/error.h"
+#include "../base/error.h"
 #include "comm.h"
 
 /* Automatic choice. Measured on 2 ranks of one node (parlm-bench allreduce; best call

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../lib/core/error.h"
+#include "../base/error.h"
 #include "comm.h"
 
 parlm_status dist_mpi_error(int err, const char *what)

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../lib/core/error.h"
+#include "../base/error.h"
 #include "comm.h"
 
 enum { RD_FOLD_IN, RD_ROUNDS, RD_FOLD_OUT, RD_DONE };

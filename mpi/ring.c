@@ -8,7 +8,7 @@
  * step s of all-gather: send block (r-s) mod p, receive block (r-s-1). */
 #include <string.h>
 
-#include "../lib/core/error.h"
+#include "../base/error.h"
 #include "comm.h"
 
 static int mod(int a, int p) { return ((a % p) + p) % p; }

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
-#include "../lib/core/error.h"
+#include "../base/error.h"
 #include "comm.h"
 
 /* A rank's segment: 64 bytes of slack (MPI aligns segments to only 8 bytes here; the

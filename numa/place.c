@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../lib/core/error.h"
+#include "../base/error.h"
 #include "topo.h"
 
 static int env_int(const char *const *names, int *out)

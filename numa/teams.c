@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../lib/core/error.h"
+#include "../base/error.h"
 #include "topo.h"
 
 struct parlm_teams {

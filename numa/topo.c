@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../lib/core/error.h"
+#include "../base/error.h"
 #include "topo.h"
 
 static const char *errno_text(int e, char *buf, size_t n)

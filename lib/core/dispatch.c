@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "dispatch.h"
-#include "error.h"
+#include "../../base/error.h"
 #include "parlm/tensor.h"
 
 #if defined(__x86_64__)

@@ -49,7 +49,7 @@
 #endif
 
 #include "dispatch.h"
-#include "error.h"
+#include "../../base/error.h"
 #include "gemm.h"
 #include "parallel.h"
 #include "parlm/tensor.h"

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "dispatch.h"
-#include "error.h"
+#include "../../base/error.h"
 #include "parallel.h"
 #include "parlm/nn.h"
 #include "parlm/tensor.h"

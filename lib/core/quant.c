@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "error.h"
+#include "../../base/error.h"
 #include "parlm/quant.h"
 
 const char *parlm_wtype_name(int type)

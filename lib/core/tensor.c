@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "../../base/error.h"
 #include "parlm/tensor.h"
 
 size_t parlm_dtype_size(parlm_dtype dt)

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "ckpt_format.h"
 #include "file.h"
 #include "parlm/checkpoint.h"

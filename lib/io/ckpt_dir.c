@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "ckpt_format.h"
 #include "file.h"
 #include "parlm/checkpoint.h"

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "ckpt_format.h"
 #include "file.h"
 #include "parlm/checkpoint.h"

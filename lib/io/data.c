@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "file.h"
 #include "parlm/data.h"
 #include "parlm/tensor.h"

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "file.h"
 #include "parlm/tensor.h"
 

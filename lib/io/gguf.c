@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "file.h"
 #include "parlm/gguf.h"
 #include "parlm/tensor.h"

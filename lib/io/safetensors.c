@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "file.h"
 #include "parlm/safetensors.h"
 

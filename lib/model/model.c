@@ -17,7 +17,7 @@
 
 #include "decode.h"
 #include "../core/dispatch.h"
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "../core/parallel.h"
 #include "parlm/gemm.h"
 #include "parlm/model.h"

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "parlm/model.h"
 
 typedef struct cand {

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "parlm/dp.h"
 #include "parlm/nn.h"
 #include "parlm/tensor.h"

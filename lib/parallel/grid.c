@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "../../numa/topo.h"
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "parlm/grid.h"
 #include "parlm/topo.h"
 

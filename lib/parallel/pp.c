@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "parlm/dp.h"
 #include "parlm/pp.h"
 #include "parlm/tensor.h"

@@ -4,7 +4,7 @@
  * layout (rank r's slice at buf + r n) is the collective's own. */
 #include <stdint.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "parlm/tp.h"
 
 static parlm_status tp_allreduce(void *arg, float *buf, int64_t n)

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "parlm/trainer.h"
 #include "parlm/version.h"
 #ifdef PARLM_HAVE_MPI

@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "serve.h"
-#include "../core/error.h"
+#include "../../base/error.h"
 
 const double PS_LAT_BOUNDS[PS_LAT_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                               0.5,   1.0,  2.5,   5.0,  10.0, 30.0};

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "serve.h"
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "parlm/gemm.h"
 #include "parlm/nn.h"
 #include "parlm/ops.h"

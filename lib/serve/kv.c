@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "serve.h"
-#include "../core/error.h"
+#include "../../base/error.h"
 #include "parlm/tensor.h"
 
 int64_t ps_kv_block_bytes(int L, int C, int block)

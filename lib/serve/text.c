@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "serve.h"
-#include "../core/error.h"
+#include "../../base/error.h"
 
 /* Length of the valid UTF-8 sequence starting at s[0:n], 0 if invalid, -1 if it is a
  * valid but incomplete start (more bytes could complete it). */

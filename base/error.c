@@ -1,4 +1,4 @@
-/* lib/core/error.c — thread-local last-error message behind parlm_last_error(). */
+/* base/error.c — thread-local last-error message behind parlm_last_error(). */
 #include <stdarg.h>
 #include <stdio.h>
 

@@ -1,7 +1,8 @@
-/* lib/core/error.h — internal: set the thread-local error message and return the code.
- * The one leaf module every layer (lib, simd, numa, mpi) may use. */
-#ifndef PARLM_LIB_ERROR_H
-#define PARLM_LIB_ERROR_H
+/* base/error.h — internal: set the thread-local error message and return the code.
+ * The one leaf module below every layer: lib, numa and mpi include it from here, so
+ * no arrow runs up from numa/ or mpi/ into lib/. */
+#ifndef PARLM_BASE_ERROR_H
+#define PARLM_BASE_ERROR_H
 #include "parlm/status.h"
 
 #if defined(__GNUC__)

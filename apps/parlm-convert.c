@@ -125,7 +125,7 @@ int main(int argc, char **argv)
     else if (strcmp(of, "llmc") == 0)
         s = parlm_gpt_save_llmc(m, out, wt == PARLM_WT_BF16 ? 5 : 3);
     else {
-        st.step = parlm_gpt_step(m);
+        st.step = parlm_gpt_get_step(m);
         s = parlm_checkpoint_save(out, m, &st);
     }
     if (s) {

@@ -125,9 +125,9 @@ static parlm_status run_step(dp_run *r, double t[T_N])
         if (st == PARLM_OK)
             st = parlm_dp_backward(r->dp, 1.0f, 1);
         if (st == PARLM_OK)
-            st = parlm_dp_step(r->dp, &r->opt, 1.0f, NULL);
+            st = parlm_dp_update(r->dp, &r->opt, 1.0f, NULL);
     } else {
-        /* the same work as parlm_dp_step's minus the exchange: norm, clip, AdamW */
+        /* the same work as parlm_dp_update's minus the exchange: norm, clip, AdamW */
         if (st == PARLM_OK)
             st = parlm_gpt_backward(r->m, 1.0f);
         b1 = bench_now();

@@ -337,15 +337,15 @@ parlm_status parlm_all_gather_start(parlm_comm *c, float *buf, int64_t n, unsign
     return start(DIST_ALL_GATHER, c, buf, n, PARLM_REDUCE_SUM, flags, req);
 }
 
-parlm_status parlm_allreduce_test(parlm_request **req, int *done)
+parlm_status parlm_request_test(parlm_request **req, int *done)
 {
     if (!req || !done)
-        return parlm_error(PARLM_EINVAL, "parlm_allreduce_test: NULL argument");
+        return parlm_error(PARLM_EINVAL, "parlm_request_test: NULL argument");
     *done = 1;
     if (!*req)
         return PARLM_OK;
     if ((*req)->state == DIST_REQ_FREE)
-        return parlm_error(PARLM_EINVAL, "parlm_allreduce_test: request already completed");
+        return parlm_error(PARLM_EINVAL, "parlm_request_test: request already completed");
     queue_progress((*req)->comm);
     if ((*req)->state == DIST_REQ_QUEUED) {
         *done = 0;
@@ -354,15 +354,15 @@ parlm_status parlm_allreduce_test(parlm_request **req, int *done)
     return release(req);
 }
 
-parlm_status parlm_allreduce_wait(parlm_request **req)
+parlm_status parlm_request_wait(parlm_request **req)
 {
     if (!req)
-        return parlm_error(PARLM_EINVAL, "parlm_allreduce_wait: req is NULL");
+        return parlm_error(PARLM_EINVAL, "parlm_request_wait: req is NULL");
     if (!*req)
         return PARLM_OK;
     parlm_request *r = *req;
     if (r->state == DIST_REQ_FREE)
-        return parlm_error(PARLM_EINVAL, "parlm_allreduce_wait: request already completed");
+        return parlm_error(PARLM_EINVAL, "parlm_request_wait: request already completed");
     unsigned spins = 0;
     for (;;) {
         queue_progress(r->comm);
@@ -398,7 +398,7 @@ parlm_status parlm_allreduce(parlm_comm *c, float *buf, int64_t n, parlm_reduce_
 {
     parlm_request *r;
     parlm_status st = start(DIST_ALLREDUCE, c, buf, n, (int)op, flags, &r);
-    return st != PARLM_OK ? st : parlm_allreduce_wait(&r);
+    return st != PARLM_OK ? st : parlm_request_wait(&r);
 }
 
 parlm_status parlm_reduce_scatter(parlm_comm *c, float *buf, int64_t n, parlm_reduce_op op,
@@ -406,12 +406,12 @@ parlm_status parlm_reduce_scatter(parlm_comm *c, float *buf, int64_t n, parlm_re
 {
     parlm_request *r;
     parlm_status st = start(DIST_REDUCE_SCATTER, c, buf, n, (int)op, flags, &r);
-    return st != PARLM_OK ? st : parlm_allreduce_wait(&r);
+    return st != PARLM_OK ? st : parlm_request_wait(&r);
 }
 
 parlm_status parlm_all_gather(parlm_comm *c, float *buf, int64_t n, unsigned flags)
 {
     parlm_request *r;
     parlm_status st = start(DIST_ALL_GATHER, c, buf, n, PARLM_REDUCE_SUM, flags, &r);
-    return st != PARLM_OK ? st : parlm_allreduce_wait(&r);
+    return st != PARLM_OK ? st : parlm_request_wait(&r);
 }

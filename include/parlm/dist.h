@@ -162,7 +162,7 @@ PARLM_API parlm_status parlm_all_gather(parlm_comm *comm, float *buf, int64_t n,
 /* ---- nonblocking ------------------------------------------------------------------
  * The *_start calls check their arguments, queue the collective and return at once
  * (*req = NULL on error). buf must stay untouched until the request completes.
- * Progress is made only inside parlm_allreduce_test / _wait / parlm_comm_progress:
+ * Progress is made only inside parlm_request_test / _wait / parlm_comm_progress:
  * call test from the compute loop (e.g. between layers) to keep the transfer moving.
  * Why not a communication thread: on a CPU the compute uses every core, so a progress
  * thread would either spin (stealing a core from the GEMMs) or sleep (adding latency),
@@ -181,10 +181,10 @@ PARLM_API parlm_status parlm_all_gather_start(parlm_comm *comm, float *buf, int6
 /* Advances the communicator's queue without blocking. *done = 1 if *req is complete:
  * the request is then released and *req set to NULL, and its status is returned
  * (a failed collective returns its error here). *req == NULL: *done = 1, PARLM_OK. */
-PARLM_API parlm_status parlm_allreduce_test(parlm_request **req, int *done);
+PARLM_API parlm_status parlm_request_test(parlm_request **req, int *done);
 /* Blocks until *req completes (and every request started before it); releases it,
  * sets *req = NULL and returns its status. */
-PARLM_API parlm_status parlm_allreduce_wait(parlm_request **req);
+PARLM_API parlm_status parlm_request_wait(parlm_request **req);
 /* Advances the queue without blocking (e.g. when holding several requests). */
 PARLM_API parlm_status parlm_comm_progress(parlm_comm *comm);
 

@@ -76,10 +76,10 @@ PARLM_API parlm_status parlm_dp_backward(parlm_dp *dp, float loss_scale, int las
 /* Finishes the gradient exchange and takes one optimizer step (clipping the global
  * gradient norm to grad_clip when > 0). *grad_norm (may be NULL) = global norm before
  * clipping, identical on every rank. */
-PARLM_API parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_clip,
+PARLM_API parlm_status parlm_dp_update(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_clip,
                                      float *grad_norm);
 
-/* parlm_dp_step in two halves, for a caller that derives the clipping factor itself (a
+/* parlm_dp_update in two halves, for a caller that derives the clipping factor itself (a
  * pipeline stage clips by the norm of the whole model over the grid, parlm/pp.h). Not for
  * PARLM_DP_LOCAL (PARLM_EUNSUPPORTED). Collective.
  * parlm_dp_exchange finishes the gradient exchange after the step's last backward: sync
@@ -87,12 +87,12 @@ PARLM_API parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, f
  * reduce-scatters (only this rank's block is then averaged; the rest is scratch).
  * parlm_dp_block gives that block, [*off, *off + *n) of the gradient buffer (every mode
  * has one, parlm_block_range over the ranks: a norm summed block by block is then the
- * same float sums in every mode). parlm_dp_update takes the AdamW step with the gradients
+ * same float sums in every mode). parlm_dp_apply takes the AdamW step with the gradients
  * scaled by grad_scale: ZeRO-1 on its block with its part of the state, then all-gathers
  * the parameters; the other modes on every parameter (parlm_gpt_optimizer_step_scale). */
 PARLM_API parlm_status parlm_dp_exchange(parlm_dp *dp);
 PARLM_API void parlm_dp_block(const parlm_dp *dp, int64_t *off, int64_t *n);
-PARLM_API parlm_status parlm_dp_update(parlm_dp *dp, const parlm_adamw_cfg *cfg,
+PARLM_API parlm_status parlm_dp_apply(parlm_dp *dp, const parlm_adamw_cfg *cfg,
                                        float grad_scale);
 
 /* *x = mean of x over the ranks (losses for logging). */

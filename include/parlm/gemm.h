@@ -55,9 +55,6 @@ PARLM_API parlm_status parlm_gemv_bf16(int64_t rows, int64_t cols, float alpha,
                                        const uint16_t *A, int64_t lda, const float *x, float beta,
                                        float *y);
 
-/* f32 <-> bf16, round to nearest even, NaN preserved. Threaded for large n. */
-PARLM_API parlm_status parlm_f32_to_bf16(const float *x, uint16_t *y, int64_t n);
-PARLM_API parlm_status parlm_bf16_to_f32(const uint16_t *x, float *y, int64_t n);
 
 /* Blocking sizes in use (from the cache sizes hwloc reports for this machine).
  * PARLM_GEMM=openblas in the environment sends parlm_sgemm to cblas_sgemm (builds with

@@ -66,7 +66,7 @@ PARLM_API parlm_status parlm_gpt_init_optimizer(parlm_gpt *m);
 PARLM_API float *parlm_gpt_adam_m(parlm_gpt *m);
 PARLM_API float *parlm_gpt_adam_v(parlm_gpt *m);
 /* Number of AdamW steps taken (t of the bias correction). */
-PARLM_API int64_t parlm_gpt_step(const parlm_gpt *m);
+PARLM_API int64_t parlm_gpt_get_step(const parlm_gpt *m);
 PARLM_API parlm_status parlm_gpt_set_step(parlm_gpt *m, int64_t step);
 
 /* Offset and size (floats) of the layer-independent tensors and of each layer's block,
@@ -273,13 +273,6 @@ PARLM_API const float *parlm_gpt_stage_grad_input(const parlm_gpt *m);
 PARLM_API parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos,
                                        float *logits);
 
-/* Picks the next token from logits (V): greedy when temperature == 0 or top_k == 1, else
- * a sample at this temperature from the top_k most likely tokens (0 = all) and within
- * them the smallest set with probability >= top_p (1 = all). rng is the generator's state. */
-PARLM_API parlm_status parlm_sample(const float *logits, int V, float temperature, int top_k,
-                                    float top_p, uint64_t *rng, int32_t *out);
-/* The generator behind parlm_sample (splitmix64): returns the next 64 random bits. */
-PARLM_API uint64_t parlm_rng_next(uint64_t *state);
 
 #ifdef __cplusplus
 }

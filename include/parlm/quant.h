@@ -35,7 +35,7 @@ PARLM_API parlm_status parlm_wtype_parse(const char *s, parlm_wtype *type);
 PARLM_API parlm_status parlm_wtype_bytes(int type, uint64_t n, uint64_t *bytes);
 
 /* IEEE half and bfloat16 one value at a time, rounding to nearest even; NaN stays NaN
- * (quiet). (gemm.h converts bf16 arrays with SIMD kernels.) */
+ * (quiet). (parlm/bf16.h converts bf16 arrays with SIMD kernels.) */
 PARLM_API uint16_t parlm_f32_to_f16(float x);
 PARLM_API float parlm_f16_to_f32(uint16_t h);
 PARLM_API uint16_t parlm_f32_to_bf16_scalar(float x);

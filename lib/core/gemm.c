@@ -52,6 +52,7 @@
 #include "../../base/error.h"
 #include "gemm.h"
 #include "parallel.h"
+#include "parlm/bf16.h"
 #include "parlm/tensor.h"
 #include "parlm/topo.h"
 

@@ -13,6 +13,7 @@
 #include "ckpt_format.h"
 #include "file.h"
 #include "parlm/checkpoint.h"
+#include "parlm/bf16.h"
 #include "parlm/gemm.h"
 #include "parlm/tensor.h"
 
@@ -319,10 +320,10 @@ parlm_status parlm_checkpoint_save(const char *path, parlm_gpt *m, const parlm_t
     parlm_status st = whole_model(m, "parlm_checkpoint_save");
     if (st != PARLM_OK)
         return st;
-    if (state->step != parlm_gpt_step(m))
+    if (state->step != parlm_gpt_get_step(m))
         return parlm_error(PARLM_EINVAL, "parlm_checkpoint_save: state step %lld differs from "
                            "the model's %lld", (long long)state->step,
-                           (long long)parlm_gpt_step(m));
+                           (long long)parlm_gpt_get_step(m));
     ckpt_out o = {m, state, path};
     return parlm_write_file_atomic(path, write_ckpt, &o);
 }

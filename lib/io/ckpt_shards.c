@@ -15,6 +15,7 @@
 #include "ckpt_format.h"
 #include "file.h"
 #include "parlm/checkpoint.h"
+#include "parlm/bf16.h"
 #include "parlm/gemm.h"
 #include "parlm/tensor.h"
 #ifdef PARLM_HAVE_MPI
@@ -498,10 +499,10 @@ static parlm_status agree_layout(saver *v)
                              c.n_layer, c.n_head, c.n_embd, root.n_layer, root.n_head,
                              root.n_embd);
             bad = 1;
-        } else if (parlm_gpt_step(v->sh[k]) != v->state->step) {
+        } else if (parlm_gpt_get_step(v->sh[k]) != v->state->step) {
             st = parlm_error(PARLM_EINVAL, "sharded checkpoint: state step %lld differs from "
                              "shard %d's %lld", (long long)v->state->step, k,
-                             (long long)parlm_gpt_step(v->sh[k]));
+                             (long long)parlm_gpt_get_step(v->sh[k]));
             bad = 1;
         }
         adam &= parlm_gpt_adam_m(v->sh[k]) != NULL;

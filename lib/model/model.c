@@ -19,8 +19,10 @@
 #include "../core/dispatch.h"
 #include "../../base/error.h"
 #include "../core/parallel.h"
+#include "parlm/bf16.h"
 #include "parlm/gemm.h"
 #include "parlm/model.h"
+#include "parlm/sample.h"
 #include "parlm/ops.h"
 #include "parlm/tensor.h"
 
@@ -533,7 +535,7 @@ float *parlm_gpt_grads(parlm_gpt *m)
 }
 float *parlm_gpt_adam_m(parlm_gpt *m) { return m ? m->m : NULL; }
 float *parlm_gpt_adam_v(parlm_gpt *m) { return m ? m->v : NULL; }
-int64_t parlm_gpt_step(const parlm_gpt *m) { return m ? m->step : 0; }
+int64_t parlm_gpt_get_step(const parlm_gpt *m) { return m ? m->step : 0; }
 
 parlm_status parlm_gpt_set_step(parlm_gpt *m, int64_t step)
 {

@@ -7,6 +7,7 @@
 
 #include "../../base/error.h"
 #include "parlm/model.h"
+#include "parlm/sample.h"
 
 typedef struct cand {
     float logit;

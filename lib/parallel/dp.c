@@ -92,10 +92,10 @@ void parlm_dp_free(parlm_dp *dp)
         return;
     for (int i = 0; i < dp->nb; i++)
         if (dp->req && dp->req[i])
-            parlm_allreduce_wait(&dp->req[i]);
+            parlm_request_wait(&dp->req[i]);
     parlm_gpt_set_grad_hook(dp->m, NULL, NULL);
     if (dp->rows_req)
-        parlm_allreduce_wait(&dp->rows_req);
+        parlm_request_wait(&dp->rows_req);
     parlm_gpt_set_defer_token_grad(dp->m, 0);
     /* (if the model cannot take them back, for want of memory, it keeps using the
      * shared buffers, which live until the communicator is freed) */
@@ -159,7 +159,7 @@ static parlm_status observe(parlm_dp *dp)
 {
     while (dp->observed < dp->next) {
         int i = dp->observed, done = 0;
-        parlm_status st = parlm_allreduce_test(&dp->req[i], &done);
+        parlm_status st = parlm_request_test(&dp->req[i], &done);
         if (st != PARLM_OK)
             return st;
         if (!done)
@@ -268,7 +268,7 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
     /* everyone starts from rank 0's replica */
     if (st == PARLM_OK)
         st = parlm_comm_bcast(comm, parlm_gpt_params(m), (size_t)dp->P * 4, 0);
-    int64_t step = parlm_gpt_step(m);
+    int64_t step = parlm_gpt_get_step(m);
     if (st == PARLM_OK && (st = parlm_comm_bcast(comm, &step, sizeof step, 0)) == PARLM_OK)
         st = parlm_gpt_set_step(m, step);
     parlm_block_range(dp->P, dp->size, dp->rank, &dp->blk_off, &dp->blk_n);
@@ -401,7 +401,7 @@ static parlm_status exchange_grads(parlm_dp *dp)
             st = start_next(dp);
         for (int i = 0; i < dp->nb; i++)
             if (dp->req[i]) {
-                parlm_status w = parlm_allreduce_wait(&dp->req[i]);
+                parlm_status w = parlm_request_wait(&dp->req[i]);
                 st = st != PARLM_OK ? st : w;
                 if (i >= dp->observed)
                     event_end(dp, dp->bev[i]);
@@ -410,7 +410,7 @@ static parlm_status exchange_grads(parlm_dp *dp)
             st = parlm_error(PARLM_EINVAL, "data-parallel: backward finished %d of %d gradient "
                              "buckets", dp->next, dp->nb);
         if (st == PARLM_OK && dp->deferred) {
-            st = parlm_allreduce_wait(&dp->rows_req);
+            st = parlm_request_wait(&dp->rows_req);
             event_end(dp, dp->rows_ev);
             if (st == PARLM_OK)
                 st = add_rows(dp);
@@ -452,7 +452,7 @@ static parlm_status zero1_update(parlm_dp *dp, const parlm_adamw_cfg *cfg, float
 {
     parlm_gpt *m = dp->m;
     parlm_status st = PARLM_OK;
-    int64_t t = parlm_gpt_step(m) + 1;
+    int64_t t = parlm_gpt_get_step(m) + 1;
     if (dp->blk_n)
         st = parlm_gpt_update_range(m, cfg, scale, t, dp->blk_off, dp->blk_n, dp->zm, dp->zv);
     int e = event_begin(dp, "all-gather", PARLM_DP_LANE_COMM, dp->P * 4);
@@ -471,11 +471,11 @@ static void end_step(parlm_dp *dp, double t0)
     qsort(dp->ev, (size_t)dp->nev, sizeof *dp->ev, by_start);
 }
 
-parlm_status parlm_dp_step(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_clip,
+parlm_status parlm_dp_update(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_clip,
                            float *grad_norm)
 {
     if (!dp || !cfg)
-        return parlm_error(PARLM_EINVAL, "parlm_dp_step: null argument");
+        return parlm_error(PARLM_EINVAL, "parlm_dp_update: null argument");
     parlm_gpt *m = dp->m;
     parlm_status st = PARLM_OK;
     float norm = 0;
@@ -535,7 +535,7 @@ parlm_status parlm_dp_exchange(parlm_dp *dp)
         return parlm_error(PARLM_EINVAL, "parlm_dp_exchange: null argument");
     if (dp->cfg.mode == PARLM_DP_LOCAL)
         return parlm_error(PARLM_EUNSUPPORTED, "parlm_dp_exchange: local SGD exchanges in "
-                           "parlm_dp_step");
+                           "parlm_dp_update");
     return exchange(dp);
 }
 
@@ -545,13 +545,13 @@ void parlm_dp_block(const parlm_dp *dp, int64_t *off, int64_t *n)
     *n = dp ? dp->blk_n : 0;
 }
 
-parlm_status parlm_dp_update(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_scale)
+parlm_status parlm_dp_apply(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad_scale)
 {
     if (!dp || !cfg)
-        return parlm_error(PARLM_EINVAL, "parlm_dp_update: null argument");
+        return parlm_error(PARLM_EINVAL, "parlm_dp_apply: null argument");
     if (dp->cfg.mode == PARLM_DP_LOCAL)
-        return parlm_error(PARLM_EUNSUPPORTED, "parlm_dp_update: local SGD steps in "
-                           "parlm_dp_step");
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_dp_apply: local SGD steps in "
+                           "parlm_dp_update");
     double t0 = now();
     parlm_status st = dp->cfg.mode == PARLM_DP_ZERO1 && dp->size > 1
                           ? zero1_update(dp, cfg, grad_scale)

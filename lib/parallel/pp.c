@@ -528,7 +528,7 @@ parlm_status parlm_pp_update(parlm_pp *pp, const parlm_adamw_cfg *cfg, float gra
     if (!isfinite(norm))
         return parlm_error(PARLM_EINVAL, "parlm_pp_update: the gradient norm is %g", (double)norm);
     float scale = grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0f;
-    st = pp->dp ? parlm_dp_update(pp->dp, cfg, scale)
+    st = pp->dp ? parlm_dp_apply(pp->dp, cfg, scale)
                 : parlm_gpt_optimizer_step_scale(pp->m, cfg, scale);
     double t1 = now();
     pp->stats.update = t1 - t0;

@@ -16,6 +16,7 @@
 
 #include "../../base/error.h"
 #include "parlm/trainer.h"
+#include "parlm/sample.h"
 #include "parlm/version.h"
 #ifdef PARLM_HAVE_MPI
 #include "parlm/dist.h"
@@ -178,7 +179,7 @@ static parlm_status dp_forward_backward(parlm_trainer *t, float scale, int last,
 static parlm_status dp_optimizer_step(parlm_trainer *t, const parlm_adamw_cfg *opt, float clip,
                                       float *norm)
 {
-    return parlm_dp_step(t->dp, opt, clip, norm);
+    return parlm_dp_update(t->dp, opt, clip, norm);
 }
 
 static parlm_status dp_mean(parlm_trainer *t, double *x)
@@ -944,7 +945,7 @@ parlm_status parlm_trainer_step(parlm_trainer *t, parlm_trainer_report *r)
     t->s->mean(t, &loss);
     t->halted = cancel_seen(t);
     int64_t tokens = (int64_t)c->B * c->T * c->grad_accum * t->dpn;
-    t->ts.step = parlm_gpt_step(t->m);
+    t->ts.step = parlm_gpt_get_step(t->m);
     t->ts.train = parlm_loader_tell(t->train);
     t->ts.tokens += (double)tokens;
     *r = (parlm_trainer_report){.step = t->ts.step, .loss = loss, .val_loss = NAN, .lr = opt.lr,

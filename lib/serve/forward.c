@@ -20,6 +20,7 @@
 
 #include "serve.h"
 #include "../../base/error.h"
+#include "parlm/bf16.h"
 #include "parlm/gemm.h"
 #include "parlm/nn.h"
 #include "parlm/ops.h"

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "parlm/model.h"
+#include "parlm/sample.h"
 #include "parlm/status.h"
 #include "parlm/tokenizer.h"
 

@@ -54,7 +54,7 @@ static inline parlm_gpt *fx_cut(const parlm_gpt_config *cfg, parlm_gpt *full, pa
         for (int b = 0; b < nb; b++)
             parlm_gpt_slice_copy(&s, fx_buf(m, b) + off, fx_buf(full, b) + s.full_offset, 0);
     }
-    ck_assert_int_eq(parlm_gpt_set_step(m, parlm_gpt_step(full)), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_set_step(m, parlm_gpt_get_step(full)), PARLM_OK);
     return m;
 }
 #endif

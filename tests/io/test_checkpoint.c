@@ -168,7 +168,7 @@ START_TEST(resume_is_bitwise_exact)
     parlm_train_state st2;
     ck_assert_int_eq(parlm_checkpoint_load(ck, &c, &st2), PARLM_OK);
     ck_assert(memcmp(&st, &st2, sizeof st) == 0);
-    ck_assert_int_eq(parlm_gpt_step(c), k);
+    ck_assert_int_eq(parlm_gpt_get_step(c), k);
     ck_assert_int_eq(parlm_loader_open(&lb, shard, B, T, 0, 1, 30), PARLM_OK);
     ck_assert_int_eq(parlm_loader_seek(lb, st2.train), PARLM_OK);
     ck_assert_int_eq(parlm_gpt_setup(c, B, T, 1), PARLM_OK);

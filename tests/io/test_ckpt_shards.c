@@ -33,7 +33,7 @@ static void assert_same_shard(parlm_gpt *a, parlm_gpt *b)
 {
     int64_t n = parlm_gpt_num_params(a);
     ck_assert_int_eq(parlm_gpt_num_params(b), n);
-    ck_assert_int_eq(parlm_gpt_step(a), parlm_gpt_step(b));
+    ck_assert_int_eq(parlm_gpt_get_step(a), parlm_gpt_get_step(b));
     ck_assert_mem_eq(parlm_gpt_params(a), parlm_gpt_params(b), (size_t)n * 4);
     ck_assert_int_eq(parlm_gpt_adam_m(a) != NULL, parlm_gpt_adam_m(b) != NULL);
     if (parlm_gpt_adam_m(a)) {
@@ -80,7 +80,7 @@ static void save_layout(parlm_gpt *full, const parlm_gpt_shard *lay, int n, cons
     for (int k = 0; k < n; k++)
         sh[k] = fx_cut(&CFG, full, lay[k]);
     parlm_train_state st = STATE;
-    st.step = parlm_gpt_step(full);
+    st.step = parlm_gpt_get_step(full);
     char a[128], b[128];
     path_of(a, sizeof a, "whole.bin");
     path_of(b, sizeof b, name);

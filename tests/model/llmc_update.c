@@ -131,9 +131,9 @@ static int check(const char *dir, int n, double lr, float b1, float b2, float ep
                     p1[worst], m1[worst], v1[worst], worst_err);
             bad++;
         }
-        if (parlm_gpt_step(b) != k) {
+        if (parlm_gpt_get_step(b) != k) {
             fprintf(stderr, "step %d: the checkpoint says step %lld\n", k,
-                    (long long)parlm_gpt_step(b));
+                    (long long)parlm_gpt_get_step(b));
             bad++;
         }
         printf("step %d: loss %.6f, worst error %.3f of its tolerance\n", k, loss, worst_err);

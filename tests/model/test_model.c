@@ -134,7 +134,7 @@ START_TEST(overfits_one_batch)
     ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &first), PARLM_OK);
     float last = train(m, in, tg, 150, 1e-2f);
     ck_assert_msg(last < 0.5f, "loss %f -> %f after 150 steps", first, last);
-    ck_assert_int_eq(parlm_gpt_step(m), 150);
+    ck_assert_int_eq(parlm_gpt_get_step(m), 150);
     parlm_gpt_free(m);
 }
 END_TEST
@@ -382,7 +382,7 @@ START_TEST(fused_step_equals_unfused)
             ck_assert_int_eq(parlm_gpt_optimizer_step(b, &opt, clip, &nb), PARLM_OK);
             ck_assert(c ? nb == na : fabsf(nb - na) <= 1e-6f * na);
             ck_assert(!c || na > clip);
-            ck_assert_int_eq(parlm_gpt_step(b), step);
+            ck_assert_int_eq(parlm_gpt_get_step(b), step);
             ck_assert(memcmp(parlm_gpt_params(a), parlm_gpt_params(b), (size_t)P * 4) == 0);
             ck_assert(memcmp(parlm_gpt_adam_m(a), parlm_gpt_adam_m(b), (size_t)P * 4) == 0);
             ck_assert(memcmp(parlm_gpt_adam_v(a), parlm_gpt_adam_v(b), (size_t)P * 4) == 0);

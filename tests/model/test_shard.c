@@ -107,7 +107,7 @@ START_TEST(shard_from_a_whole_model)
         ck_assert_int_eq(n, parlm_gpt_num_params(b));
         ck_assert_msg(!memcmp(parlm_gpt_params(a), parlm_gpt_params(b), (size_t)n * 4),
                       "shard %zu differs from the seeded shard", k);
-        ck_assert_int_eq(parlm_gpt_step(a), 3);
+        ck_assert_int_eq(parlm_gpt_get_step(a), 3);
         if (k == 0) { /* a shard is no source */
             parlm_gpt *c = (parlm_gpt *)1;
             ck_assert_int_eq(parlm_gpt_shard_from(&c, a, &shards[0]), PARLM_EINVAL);
@@ -248,7 +248,7 @@ START_TEST(scaled_step_equals_clipping_step)
     ck_assert_int_eq(parlm_gpt_optimizer_step_scale(y, &opt, 0.01f / norm), PARLM_OK);
     int64_t P = parlm_gpt_num_params(x);
     ck_assert_int_eq(memcmp(parlm_gpt_params(x), parlm_gpt_params(y), (size_t)P * 4), 0);
-    ck_assert_int_eq(parlm_gpt_step(y), 1);
+    ck_assert_int_eq(parlm_gpt_get_step(y), 1);
     ck_assert_int_eq(parlm_gpt_optimizer_step_scale(y, &opt, NAN), PARLM_EINVAL);
     parlm_gpt_free(x);
     parlm_gpt_free(y);

@@ -428,22 +428,22 @@ START_TEST(nonblocking_buckets_complete_in_order)
             if (!req[b])
                 continue;
             int done = 0;
-            ck_assert_int_eq(parlm_allreduce_test(&req[b], &done), PARLM_OK);
+            ck_assert_int_eq(parlm_request_test(&req[b], &done), PARLM_OK);
             if (done) {
                 ck_assert_ptr_null(req[b]);
                 for (int e = 0; e < b; e++) {
                     int earlier = 1;
-                    ck_assert_int_eq(parlm_allreduce_test(&req[e], &earlier), PARLM_OK);
+                    ck_assert_int_eq(parlm_request_test(&req[e], &earlier), PARLM_OK);
                     order_ok &= earlier;
                 }
             }
         }
-        ck_assert_int_eq(parlm_allreduce_test(&ag, &done_last), PARLM_OK);
+        ck_assert_int_eq(parlm_request_test(&ag, &done_last), PARLM_OK);
     }
     /* the all-gather was started last: every bucket is complete now */
     for (int b = 0; b < NB; b++) {
         int done = 0;
-        ck_assert_int_eq(parlm_allreduce_test(&req[b], &done), PARLM_OK);
+        ck_assert_int_eq(parlm_request_test(&req[b], &done), PARLM_OK);
         order_ok &= done;
     }
     ck_assert_msg(all_ok(order_ok, "a bucket completed before an earlier one"), ALL_OK_MSG);
@@ -457,10 +457,10 @@ START_TEST(nonblocking_buckets_complete_in_order)
         ck_assert_int_eq(parlm_allreduce_start(g_world, x[b], len[b], PARLM_REDUCE_SUM, algo[b],
                                                &req[b]),
                          PARLM_OK);
-    ck_assert_int_eq(parlm_allreduce_wait(&req[NB - 1]), PARLM_OK);
+    ck_assert_int_eq(parlm_request_wait(&req[NB - 1]), PARLM_OK);
     for (int b = 0; b < NB - 1; b++) {
         int done = 0;
-        ck_assert_int_eq(parlm_allreduce_test(&req[b], &done), PARLM_OK);
+        ck_assert_int_eq(parlm_request_test(&req[b], &done), PARLM_OK);
         ck_assert_msg(done, "bucket %d not done after waiting on the last", b);
     }
     ck_assert_int_eq(parlm_comm_progress(g_world), PARLM_OK);
@@ -515,10 +515,10 @@ START_TEST(shm_runs_ahead_of_a_busy_peer)
             nanosleep(&ts, NULL);
         }
         calls++;
-        ck_assert_int_eq(parlm_allreduce_test(&req[NB], &done), PARLM_OK);
+        ck_assert_int_eq(parlm_request_test(&req[NB], &done), PARLM_OK);
     }
     for (int b = 0; b < NB; b++)
-        ck_assert_int_eq(parlm_allreduce_wait(&req[b]), PARLM_OK);
+        ck_assert_int_eq(parlm_request_wait(&req[b]), PARLM_OK);
     int same = 1;
     for (int b = 0; b < NB; b++)
         same &= memcmp(x[b], want[b], (size_t)len[b] * sizeof(float)) == 0;
@@ -602,10 +602,10 @@ START_TEST(shared_buffers_reduce_in_place)
             struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
         }
-        ck_assert_int_eq(parlm_allreduce_test(&req[NB - 1], &done), PARLM_OK);
+        ck_assert_int_eq(parlm_request_test(&req[NB - 1], &done), PARLM_OK);
     }
     for (int b = 0; b < NB; b++) {
-        ck_assert_int_eq(parlm_allreduce_wait(&req[b]), PARLM_OK);
+        ck_assert_int_eq(parlm_request_wait(&req[b]), PARLM_OK);
         same &= memcmp(x[b], want[b], (size_t)len[b] * sizeof(float)) == 0;
         if (!buf[b])
             parlm_free(x[b]);
@@ -745,12 +745,12 @@ START_TEST(bad_input_is_refused)
     ck_assert_int_eq(parlm_allreduce(g_world, &one, (int64_t)1 << 40, PARLM_REDUCE_SUM, PARLM_ALGO_MPI),
                      PARLM_EUNSUPPORTED);
     int done = 0;
-    ck_assert_int_eq(parlm_allreduce_test(NULL, &done), PARLM_EINVAL);
-    ck_assert_int_eq(parlm_allreduce_wait(NULL), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_request_test(NULL, &done), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_request_wait(NULL), PARLM_EINVAL);
     r = NULL;
-    ck_assert_int_eq(parlm_allreduce_test(&r, &done), PARLM_OK);
+    ck_assert_int_eq(parlm_request_test(&r, &done), PARLM_OK);
     ck_assert_int_eq(done, 1);
-    ck_assert_int_eq(parlm_allreduce_wait(&r), PARLM_OK);
+    ck_assert_int_eq(parlm_request_wait(&r), PARLM_OK);
     ck_assert_int_eq(parlm_comm_bcast(g_world, &one, 4, g_size), PARLM_EINVAL);
     ck_assert_int_eq(parlm_comm_world(NULL), PARLM_EINVAL);
     parlm_comm *none = g_world;

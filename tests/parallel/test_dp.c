@@ -84,7 +84,7 @@ static parlm_gpt *distributed_accum(parlm_dp_config cfg, float *losses, int accu
                           "%s", parlm_last_error());
             mean += loss / accum;
         }
-        ck_assert_msg(parlm_dp_step(dp, &OPT, 1.0f, &norm) == PARLM_OK, "%s", parlm_last_error());
+        ck_assert_msg(parlm_dp_update(dp, &OPT, 1.0f, &norm) == PARLM_OK, "%s", parlm_last_error());
         ck_assert_int_eq(parlm_dp_mean(dp, &mean), PARLM_OK);
         losses[s] = (float)mean;
     }
@@ -196,7 +196,7 @@ START_TEST(local_sgd)
         ck_assert_int_eq(parlm_gpt_zero_grad(m), PARLM_OK);
         ck_assert_int_eq(parlm_gpt_forward(m, x, y, &loss), PARLM_OK);
         ck_assert_int_eq(parlm_dp_backward(dp, 1.0f, 1), PARLM_OK);
-        ck_assert_int_eq(parlm_dp_step(dp, &OPT, 1.0f, NULL), PARLM_OK);
+        ck_assert_int_eq(parlm_dp_update(dp, &OPT, 1.0f, NULL), PARLM_OK);
     }
     replicas_agree(m);
     parlm_dp_free(dp);

@@ -4,18 +4,11 @@
 # if any rank fails. Root needs --allow-run-as-root; one OpenMP thread per rank.
 set -eu
 prog=${PARLM_BUILDDIR:-.}/tests/parallel/test_dp
-mpirun=${MPIRUN:-mpirun}
-root=""
-[ "$(id -u)" -ne 0 ] || root="--allow-run-as-root"
-# in sanitizer builds: Open MPI leaks from plugins it has already unloaded, which no
-# suppression can name; address and UB checks stay on
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-export ASAN_OPTIONS
+. "$(dirname "$0")/../mpi.sh"
 for np in 2 4; do
     echo "== $np ranks"
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=1 timeout 600 "$mpirun" $root --oversubscribe -np "$np" \
-        --mca btl self,vader --mca btl_vader_single_copy_mechanism none "$prog"
+    OMP_NUM_THREADS=1 timeout 600 $MPI -np "$np" "$prog"
 done
 
 # parlm-train under mpirun: ranks that disagree stop together with a message naming the
@@ -27,8 +20,7 @@ seq 1 4000 | awk '{ print "line " $1 }' > "$work/corpus.txt"
 train=${PARLM_BUILDDIR:-.}/apps/parlm-train
 common="--data $work/corpus.txt -t 32 --model tiny --steps 3 --sample-every 0 --val-every 0 --threads 1"
 # shellcheck disable=SC2086
-if OMP_NUM_THREADS=1 timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
-    --mca btl_vader_single_copy_mechanism none -np 1 "$train" $common -b 2 : \
+if OMP_NUM_THREADS=1 timeout 120 $MPI -np 1 "$train" $common -b 2 : \
     -np 1 "$train" $common -b 4 > "$work/out.txt" 2>&1; then
     echo "ranks with different -b were accepted"; cat "$work/out.txt"; exit 1
 fi
@@ -37,8 +29,7 @@ grep -q "rank 1" "$work/out.txt" || { echo "the message does not name rank 1"; c
 echo "mismatch: every rank stopped, naming the field and rank"
 set +e
 # shellcheck disable=SC2086
-OMP_NUM_THREADS=1 timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
-    --mca btl_vader_single_copy_mechanism none -np 1 "$train" $common -b 2 : \
+OMP_NUM_THREADS=1 timeout 120 $MPI -np 1 "$train" $common -b 2 : \
     -np 1 "$train" $common -b 2 --data /nonexistent.txt > "$work/out.txt" 2>&1
 rc=$?
 set -e
@@ -49,12 +40,10 @@ esac
 echo "a dead rank ends the job"
 # a short data-parallel run (2 ranks, ZeRO-1) checkpoints and resumes
 # shellcheck disable=SC2086
-OMP_NUM_THREADS=1 timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
-    --mca btl_vader_single_copy_mechanism none -np 2 "$train" $common -b 2 --dp zero1 \
+OMP_NUM_THREADS=1 timeout 120 $MPI -np 2 "$train" $common -b 2 --dp zero1 \
     --ckpt-dir "$work/ck" --stop-at 2 > "$work/out.txt" 2>&1 || { cat "$work/out.txt"; exit 1; }
 # shellcheck disable=SC2086
-OMP_NUM_THREADS=1 timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
-    --mca btl_vader_single_copy_mechanism none -np 2 "$train" $common -b 2 --dp zero1 \
+OMP_NUM_THREADS=1 timeout 120 $MPI -np 2 "$train" $common -b 2 --dp zero1 \
     --ckpt-dir "$work/ck" --resume > "$work/out.txt" 2>&1 || { cat "$work/out.txt"; exit 1; }
 grep -q "resume: .*step 2" "$work/out.txt" && test -f "$work/ck/ckpt_00000003.bin"
 echo "2 passed, 0 failed"

@@ -6,11 +6,8 @@
 # as in mp_train.sh).
 set -eu
 train=${PARLM_BUILDDIR:-.}/apps/parlm-train
-mpirun=${MPIRUN:-mpirun}
-root=""
-[ "$(id -u)" -ne 0 ] || root="--allow-run-as-root"
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-export ASAN_OPTIONS OMP_NUM_THREADS=1
+. "$(dirname "$0")/../mpi.sh"
+export OMP_NUM_THREADS=1
 work=$(mktemp -d)
 mpid=""
 trap '[ -n "$mpid" ] && kill -9 "$mpid" 2>/dev/null; rm -rf "$work"' EXIT
@@ -24,8 +21,7 @@ timeout 300 "$train" $common --log "$work/ref.csv" > "$work/out.txt" 2>&1 || fai
 
 # pp 2 with a checkpoint every 2 steps; stage 1 is killed once step 4's checkpoint exists
 # shellcheck disable=SC2086
-"$mpirun" $root --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
-    -np 2 "$train" $common --pp 2 --micro-batches 2 --ckpt-dir "$work/ck" --ckpt-every 2 \
+$MPI -np 2 "$train" $common --pp 2 --micro-batches 2 --ckpt-dir "$work/ck" --ckpt-every 2 \
     --log "$work/a.csv" > "$work/out.txt" 2>&1 &
 mpid=$!
 i=0
@@ -51,8 +47,7 @@ echo "a killed pipeline rank ended the job (mpirun exit $rc)"
 
 # resume in the same layout from the newest good checkpoint
 # shellcheck disable=SC2086
-timeout 300 "$mpirun" $root --oversubscribe --mca btl self,vader \
-    --mca btl_vader_single_copy_mechanism none -np 2 "$train" $common --pp 2 --micro-batches 2 \
+timeout 300 $MPI -np 2 "$train" $common --pp 2 --micro-batches 2 \
     --ckpt-dir "$work/ck" --ckpt-every 2 --resume --log "$work/b.csv" > "$work/out.txt" 2>&1 ||
     fail "resume after the kill"
 grep -q "resume: .*step [0-9]" "$work/out.txt" || fail "no resume line"

@@ -11,11 +11,8 @@
 # in the 2nd-3rd digit.
 set -eu
 train=${PARLM_BUILDDIR:-.}/apps/parlm-train
-mpirun=${MPIRUN:-mpirun}
-root=""
-[ "$(id -u)" -ne 0 ] || root="--allow-run-as-root"
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-export ASAN_OPTIONS OMP_NUM_THREADS=1
+. "$(dirname "$0")/../mpi.sh"
+export OMP_NUM_THREADS=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 seq 1 4000 | awk '{ print "line " $1 }' > "$work/corpus.txt"
@@ -24,8 +21,7 @@ run() { # np, log, args...
     np=$1 log=$2
     shift 2
     # shellcheck disable=SC2086
-    timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
-        --mca btl_vader_single_copy_mechanism none -np "$np" "$train" $common --log "$log" "$@" \
+    timeout 120 $MPI -np "$np" "$train" $common --log "$log" "$@" \
         > "$work/out.txt" 2>&1 || { echo "failed: -np $np $*"; cat "$work/out.txt"; exit 1; }
 }
 # same losses as $1 for the steps $2 holds (1e-4 relative)
@@ -97,8 +93,7 @@ echo "(dp 2, tp 2) and (dp 2, pp 2): --dp overlap and zero1 bitwise sync; zero1 
 # model cannot take
 set +e
 # shellcheck disable=SC2086
-timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
-    --mca btl_vader_single_copy_mechanism none -np 4 "$train" $common --pp 2 -b 2 --dp local \
+timeout 120 $MPI -np 4 "$train" $common --pp 2 -b 2 --dp local \
     > "$work/out.txt" 2>&1
 rc=$?
 set -e
@@ -106,8 +101,7 @@ case $rc in 0|124) echo "--dp local with --pp 2: rc $rc"; cat "$work/out.txt"; e
 grep -q -- "--dp local" "$work/out.txt" || { echo "--dp local not named"; cat "$work/out.txt"; exit 1; }
 set +e
 # shellcheck disable=SC2086
-timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
-    --mca btl_vader_single_copy_mechanism none -np 1 "$train" $common --pp 2 --micro-batches 2 : \
+timeout 120 $MPI -np 1 "$train" $common --pp 2 --micro-batches 2 : \
     -np 1 "$train" $common --pp 2 --micro-batches 4 > "$work/out.txt" 2>&1
 rc=$?
 set -e
@@ -115,8 +109,7 @@ case $rc in 0|124) echo "mismatched --micro-batches: rc $rc"; cat "$work/out.txt
 grep -q "micro-batches 4" "$work/out.txt" || { echo "the value is not named"; cat "$work/out.txt"; exit 1; }
 set +e
 # shellcheck disable=SC2086
-timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
-    --mca btl_vader_single_copy_mechanism none -np 3 "$train" $common --tp 3 > "$work/out.txt" 2>&1
+timeout 120 $MPI -np 3 "$train" $common --tp 3 > "$work/out.txt" 2>&1
 rc=$?
 set -e
 case $rc in 0|124) echo "--tp 3 with 4 heads: rc $rc"; cat "$work/out.txt"; exit 1 ;; esac

@@ -6,11 +6,7 @@
 set -u
 train=${PARLM_BUILDDIR:-.}/apps/parlm-train
 prepare=${PARLM_BUILDDIR:-.}/apps/parlm-prepare
-mpirun=${MPIRUN:-mpirun}
-root=""
-[ "$(id -u)" -ne 0 ] || root="--allow-run-as-root"
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-export ASAN_OPTIONS
+. "$(dirname "$0")/../mpi.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fails=0 passes=0
@@ -36,8 +32,7 @@ $1"; shift; done
     while [ "$1" != "--" ]; do a0="$a0 $1"; shift; done
     shift
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=1 timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
-        --mca btl_vader_single_copy_mechanism none -np 1 "$train" $common $a0 : \
+    OMP_NUM_THREADS=1 timeout 120 $MPI -np 1 "$train" $common $a0 : \
         -np 1 "$train" $common "$@" > "$work/out.txt" 2>&1
     rc=$?
     ok=1
@@ -82,8 +77,7 @@ differ "model parameters" "rank 1" -- $d1 -b 2 --init "$work/init1/ckpt_00000001
 # tokenized corpus (TMPDIR/parlm-train-*)
 mkdir "$work/tmp"
 # shellcheck disable=SC2086
-OMP_NUM_THREADS=1 timeout 120 "$mpirun" $root --oversubscribe --mca btl self,vader \
-    --mca btl_vader_single_copy_mechanism none -np 1 env TMPDIR="$work/tmp" "$train" $common \
+OMP_NUM_THREADS=1 timeout 120 $MPI -np 1 env TMPDIR="$work/tmp" "$train" $common \
     --data "$work/corpus.txt" --model tiny -b 2 : -np 1 "$train" $common --model tiny -b 2 \
     --data "$work/none.txt" > "$work/out.txt" 2>&1
 rc=$?

@@ -9,24 +9,17 @@ set -eu
 OMP_WAIT_POLICY=passive
 export OMP_WAIT_POLICY
 prog=${PARLM_BUILDDIR:-.}/tests/parallel/test_tp
-mpirun=${MPIRUN:-mpirun}
-root=""
-[ "$(id -u)" -ne 0 ] || root="--allow-run-as-root"
-# sanitizer builds: Open MPI leaks from plugins it has already unloaded (see mpi_run.sh)
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-export ASAN_OPTIONS
+. "$(dirname "$0")/../mpi.sh"
 for np in 2 3 4; do
     echo "== $np ranks"
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=1 timeout 300 "$mpirun" $root --oversubscribe -np "$np" -x OMP_WAIT_POLICY \
-        --mca btl self,vader --mca btl_vader_single_copy_mechanism none "$prog"
+    OMP_NUM_THREADS=1 timeout 300 $MPI -np "$np" -x OMP_WAIT_POLICY "$prog"
 done
 # the group's collectives give every rank the same bits whatever the algorithm
 # (3 ranks: recursive doubling's non-power-of-two case)
 for algo in ring rd mpi; do
     echo "== 3 ranks, PARLM_ALLREDUCE=$algo"
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=1 PARLM_ALLREDUCE=$algo CK_RUN_CASE=collectives timeout 300 "$mpirun" $root \
-        --oversubscribe -np 3 -x PARLM_ALLREDUCE -x CK_RUN_CASE \
-        --mca btl self,vader --mca btl_vader_single_copy_mechanism none "$prog"
+    OMP_NUM_THREADS=1 PARLM_ALLREDUCE=$algo CK_RUN_CASE=collectives timeout 300 $MPI \
+        -np 3 -x PARLM_ALLREDUCE -x CK_RUN_CASE "$prog"
 done

@@ -9,13 +9,10 @@
 # sample lands on another token as soon as the sums differ in the last bits.
 set -eu
 bin=${PARLM_BUILDDIR:-.}/apps
-mpirun=${MPIRUN:-mpirun}
 command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
-root=""
-[ "$(id -u)" -ne 0 ] || root="--allow-run-as-root"
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" # Open MPI's plugins leak
+. "$(dirname "$0")/../mpi.sh"
 OMP_WAIT_POLICY=passive # ranks share 2 cores: waiting threads must not spin
-export ASAN_OPTIONS OMP_WAIT_POLICY
+export OMP_WAIT_POLICY
 work=$(mktemp -d)
 pids=""
 # (TERM: timeout passes it on to mpirun, which takes its ranks down)
@@ -60,8 +57,7 @@ stop_tp() {
     [ "$rc" = 0 ] || fail "mpirun exited $rc after SIGTERM to rank 0"
     grep -q "parlm-serve: stopped" "$2" || fail "rank 0 did not stop cleanly"
 }
-mpi="timeout 120 $mpirun $root --oversubscribe -x OMP_WAIT_POLICY -x ASAN_OPTIONS --mca btl
-    self,vader --mca btl_vader_single_copy_mechanism none"
+mpi="timeout 120 $MPI -x OMP_WAIT_POLICY -x ASAN_OPTIONS"
 
 start one "$bin/parlm-serve" --model "$work/ck" --threads 2
 url1=$url

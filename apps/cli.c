@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "parlm.h"
+
 static const cli_opt *find(const cli *c, const char *name, size_t len)
 {
     for (int i = 0; i < c->nopts; i++)
@@ -247,3 +249,58 @@ uint64_t cli_hash(const cli *c)
         }
     return h;
 }
+
+/* ---- the library's settings from the environment ---------------------------------------- */
+
+void cli_gemm_env(void)
+{
+    const char *e = getenv("PARLM_GEMM");
+    if (e && !strcmp(e, "openblas"))
+        parlm_gemm_set_backend(PARLM_GEMM_OPENBLAS); /* EUNSUPPORTED: stays native */
+}
+
+#if PARLM_WITH_MPI
+/* A whole number in [lo, hi] from the variable `name`, if set and not empty. */
+static int env_int64(const char *prog, const char *name, long long lo, long long hi,
+                     const char *what, int64_t *out)
+{
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) {
+        fprintf(stderr, "%s: %s wants %s, got '%s'\n", prog, name, what, s);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_comm_env(const char *prog, parlm_comm_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    const char *a = getenv("PARLM_ALLREDUCE");
+    if (a && *a) {
+        unsigned i = 0;
+        while (i <= PARLM_ALGO_MPI && strcmp(a, parlm_algo_name(i)))
+            i++;
+        if (i > PARLM_ALGO_MPI) {
+            fprintf(stderr, "%s: PARLM_ALLREDUCE='%s': expected auto, ring, shm, rd or mpi\n",
+                    prog, a);
+            return 2;
+        }
+        cfg->algo = i;
+    }
+    const char *chunk = "a chunk of 256 .. 2^26 floats";
+    if (env_int64(prog, "PARLM_RING_CHUNK", PARLM_COMM_CHUNK_MIN, PARLM_COMM_CHUNK_MAX, chunk,
+                  &cfg->ring_chunk) ||
+        env_int64(prog, "PARLM_SHM_CHUNK", PARLM_COMM_CHUNK_MIN, PARLM_COMM_CHUNK_MAX, chunk,
+                  &cfg->shm_chunk) ||
+        env_int64(prog, "PARLM_SHM_NBUF", PARLM_SHM_NBUF_MIN, PARLM_SHM_NBUF_MAX, "2 .. 4096",
+                  &cfg->shm_nbuf))
+        return 2;
+    return 0;
+}
+#endif

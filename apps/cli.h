@@ -63,4 +63,16 @@ uint64_t cli_value_hash(const cli_opt *o);
 /* The option's current value as text ("0.001", "(unset)"), for messages. */
 void cli_format(const cli_opt *o, char *buf, size_t len);
 
+/* ---- the library's settings from the environment ----------------------------------------
+ * The library reads no environment variables: programs take them here, in one place.
+ * cli_gemm_env, at start-up before any GEMM: PARLM_GEMM=openblas -> parlm_gemm_set_backend
+ * (other values or unset: native; a build without OpenBLAS stays native, as it always did).
+ * cli_comm_env, before each parlm_comm_world / _from_mpi: PARLM_ALLREDUCE
+ * (auto|ring|shm|rd|mpi), PARLM_RING_CHUNK, PARLM_SHM_CHUNK (floats, 256 .. 2^26) and
+ * PARLM_SHM_NBUF (2 .. 4096) -> *cfg (unset: 0, the library's default). Returns 0, or 2
+ * after printing one line ("prog: PARLM_SHM_NBUF wants 2 .. 4096, got '1'") to stderr. */
+struct parlm_comm_config;
+void cli_gemm_env(void);
+int cli_comm_env(const char *prog, struct parlm_comm_config *cfg);
+
 #endif

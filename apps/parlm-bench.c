@@ -128,6 +128,7 @@ int main(int argc, char **argv)
     int want_mpi = want_allreduce || want_dp || want_tp || want_mp;
     if (want_mpi && bench_mpi_init(&argc, &argv) < 0) /* before anything is printed */
         return 2;
+    cli_gemm_env();
     if (parlm_isa_init() != PARLM_OK) {
         fprintf(stderr, "parlm-bench: %s\n", parlm_last_error());
         return 2;

@@ -136,7 +136,10 @@ int main(int argc, char **argv)
     parlm_comm *comm = NULL;
     parlm_gpt_tp_comm tpc;
     if (tp > 1) {
-        if (parlm_dist_init(&argc, &argv, NULL) != PARLM_OK || parlm_comm_world(&comm) != PARLM_OK) {
+        parlm_comm_config cc;
+        if (cli_comm_env("parlm-generate", &cc))
+            return 2;
+        if (parlm_dist_init(&argc, &argv, NULL) != PARLM_OK || parlm_comm_world(&comm, &cc) != PARLM_OK) {
             fprintf(stderr, "parlm-generate: MPI: %s\n", parlm_last_error());
             return 1;
         }
@@ -156,6 +159,7 @@ int main(int argc, char **argv)
         return 2;
     }
 #endif
+    cli_gemm_env();
     if (parlm_isa_init() != PARLM_OK) {
         fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
         return 2;

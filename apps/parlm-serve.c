@@ -660,6 +660,7 @@ int main(int argc, char **argv)
     int rc = cli_parse(&cl, argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
+    cli_gemm_env();
     if (!model) {
         fprintf(stderr, "%s: --model is required (try --help)\n", prog);
         return 2;
@@ -676,7 +677,10 @@ int main(int argc, char **argv)
     ps_tp tps = {{0}, tp_bcast, &bcomm};
     if (tp > 1) {
         int level = 0;
-        if (parlm_dist_init(&argc, &argv, &level) != PARLM_OK || parlm_comm_world(&comm) != PARLM_OK) {
+        parlm_comm_config cc;
+        if (cli_comm_env(prog, &cc))
+            return 2;
+        if (parlm_dist_init(&argc, &argv, &level) != PARLM_OK || parlm_comm_world(&comm, &cc) != PARLM_OK) {
             fprintf(stderr, "%s: MPI: %s\n", prog, parlm_last_error());
             return 1;
         }

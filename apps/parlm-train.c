@@ -224,7 +224,10 @@ static int world_init(world *w, int *argc, char ***argv)
 #ifdef PARLM_HAVE_MPI
     if (!launched_by_mpi())
         return launcher_mismatch(1);
-    if (parlm_dist_init(argc, argv, NULL) != PARLM_OK || parlm_comm_world(&w->comm) != PARLM_OK) {
+    parlm_comm_config cc;
+    if (cli_comm_env("parlm-train", &cc))
+        return 2;
+    if (parlm_dist_init(argc, argv, NULL) != PARLM_OK || parlm_comm_world(&w->comm, &cc) != PARLM_OK) {
         fprintf(stderr, "parlm-train: MPI: %s\n", parlm_last_error());
         return 1;
     }
@@ -694,6 +697,7 @@ int main(int argc, char **argv)
     int rc = parse_opts(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
+    cli_gemm_env();
     if (parlm_isa_init() != PARLM_OK) {
         fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
         return 2;

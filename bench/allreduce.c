@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../apps/cli.h"
 #include "bench.h"
 #include "parlm.h"
 
@@ -127,7 +128,10 @@ int bench_allreduce(bench_ctx *ctx)
     if (bench_mpi_world("allreduce", &rank, &p))
         return 1;
     parlm_comm *comm = NULL;
-    if (parlm_comm_world(&comm) != PARLM_OK) {
+    parlm_comm_config cc;
+    if (cli_comm_env("allreduce", &cc))
+        return 1;
+    if (parlm_comm_world(&comm, &cc) != PARLM_OK) {
         fprintf(stderr, "allreduce: %s\n", parlm_last_error());
         return 1;
     }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../apps/cli.h"
 #include "bench.h"
 #include "parlm.h"
 
@@ -338,7 +339,9 @@ int bench_dp(bench_ctx *ctx)
     parlm_gpt *m = NULL;
     int32_t *x = malloc((size_t)B * T * sizeof *x), *y = malloc((size_t)B * T * sizeof *y);
     int failed = 0;
-    if (parlm_comm_world(&comm) != PARLM_OK || parlm_gpt_preset(preset, &cfg) != PARLM_OK ||
+    parlm_comm_config cc;
+    if (cli_comm_env("dp", &cc) || parlm_comm_world(&comm, &cc) != PARLM_OK ||
+        parlm_gpt_preset(preset, &cfg) != PARLM_OK ||
         parlm_gpt_create(&m, &cfg, 1) != PARLM_OK || parlm_gpt_setup(m, B, T, 1) != PARLM_OK) {
         fprintf(stderr, "dp: rank %d: %s\n", rank, parlm_last_error());
         failed = 1;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../apps/cli.h"
 #include "bench.h"
 #include "parlm.h"
 
@@ -342,7 +343,10 @@ int bench_mp(bench_ctx *ctx)
     const int T = 64, M = ctx->quick ? 4 : 8, G = (ctx->quick ? 4 : 8) * p;
     parlm_gpt_config cfg = {.max_seq = ctx->quick ? 128 : 1024, .vocab = ctx->quick ? 256 : 50257};
     parlm_comm *world = NULL;
-    if (parlm_gpt_preset(preset, &cfg) != PARLM_OK || parlm_comm_world(&world) != PARLM_OK) {
+    parlm_comm_config cc;
+    if (cli_comm_env("mp", &cc))
+        return 1;
+    if (parlm_gpt_preset(preset, &cfg) != PARLM_OK || parlm_comm_world(&world, &cc) != PARLM_OK) {
         fprintf(stderr, "mp: rank %d: %s\n", rank, parlm_last_error());
         parlm_comm_free(world);
         return 1;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../apps/cli.h"
 #include "bench.h"
 #include "parlm.h"
 
@@ -111,7 +112,9 @@ int bench_tp(bench_ctx *ctx)
     int ok = parlm_gpt_preset(preset, &cfg) == PARLM_OK;
     sh.layer_end = cfg.n_layer;
     ok = ok && parlm_gpt_create_shard(&shard, &cfg, &sh, 1) == PARLM_OK;
-    ok = ok && parlm_comm_world(&comm) == PARLM_OK && parlm_tp_comm_init(&tc.inner, comm) == PARLM_OK &&
+    parlm_comm_config cc;
+    ok = ok && cli_comm_env("tp", &cc) == 0;
+    ok = ok && parlm_comm_world(&comm, &cc) == PARLM_OK && parlm_tp_comm_init(&tc.inner, comm) == PARLM_OK &&
          parlm_gpt_set_tp_comm(shard, &tpc) == PARLM_OK;
     ok = ok && (rank != 0 || parlm_gpt_create(&full, &cfg, 1) == PARLM_OK);
     int all_ok;

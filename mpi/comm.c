@@ -4,7 +4,6 @@
  * all-rank vote, so a failure on one rank fails creation on all (no rank is left
  * waiting in a collective the others abandoned). */
 #include <inttypes.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,15 +11,6 @@
 
 #include "../base/error.h"
 #include "comm.h"
-
-parlm_status dist_mpi_error(int err, const char *what)
-{
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(err, msg, &len) != MPI_SUCCESS)
-        snprintf(msg, sizeof msg, "MPI error code %d", err);
-    return parlm_error(PARLM_ESYSTEM, "%s failed: %s", what, msg);
-}
 
 /* ---- start-up ------------------------------------------------------------------- */
 
@@ -73,57 +63,21 @@ parlm_status parlm_dist_finalize(void)
     return err == MPI_SUCCESS ? PARLM_OK : dist_mpi_error(err, "MPI_Finalize");
 }
 
-/* ---- names and blocks --------------------------------------------------------------- */
-
-static const char *const algo_names[] = {"auto", "ring", "shm", "rd", "mpi"};
-
-const char *parlm_algo_name(unsigned algo)
-{
-    return algo < sizeof algo_names / sizeof algo_names[0] ? algo_names[algo] : "?";
-}
-
-int dist_parse_algo(const char *s)
-{
-    for (int a = 0; a < (int)(sizeof algo_names / sizeof algo_names[0]); a++)
-        if (!strcmp(s, algo_names[a]))
-            return a;
-    return -1;
-}
-
-void parlm_block_range(int64_t n, int p, int r, int64_t *start, int64_t *count)
-{
-    /* floor(r*n/p) without forming r*n (which could overflow for huge n) */
-    int64_t q = n / p, m = n % p;
-    int64_t lo = q * r + m * r / p, hi = q * (r + 1) + m * (r + 1) / p;
-    *start = lo;
-    *count = hi - lo;
-}
-
 /* ---- creation ------------------------------------------------------------------- */
 
 static void comm_release(parlm_comm *c, int mpi_alive)
 {
-    dist_shared_release(c, mpi_alive);
+    dist_node_free(&c->node, mpi_alive);
     if (mpi_alive) {
-        dist_shm_teardown(c);
         if (c->leaders != MPI_COMM_NULL)
             MPI_Comm_free(&c->leaders);
-        if (c->local != MPI_COMM_NULL)
-            MPI_Comm_free(&c->local);
+        if (c->node.local != MPI_COMM_NULL)
+            MPI_Comm_free(&c->node.local);
         if (c->comm != MPI_COMM_NULL)
             MPI_Comm_free(&c->comm);
     }
-    free(c->slot);
-    free(c->flag);
-    free(c->done);
-    free(c->red);
-    free(c->desc);
-    free(c->shm_src);
-    free(c->ring_tmp);
-    free(c->ring_sbf);
-    free(c->ring_rbf);
-    free(c->rd_tmp);
-    free(c->rd_bf);
+    dist_ring_scratch_free(&c->ring);
+    dist_rd_scratch_free(&c->rd);
     free(c->counts);
     free(c->displs);
     free(c->agree);
@@ -133,62 +87,50 @@ static void comm_release(parlm_comm *c, int mpi_alive)
     free(c);
 }
 
-/* Optional tuning knob: a positive element count from the environment, else dflt. */
-static parlm_status env_count(const char *name, int64_t dflt, int64_t *out)
+/* cfg (NULL: defaults) -> c->cfg with the defaults filled in; the same on every rank, so
+ * a bad field fails creation everywhere before any communication. */
+static parlm_status set_config(parlm_comm *c, const parlm_comm_config *cfg)
 {
-    const char *s = getenv(name);
-    *out = dflt;
-    if (!s || !*s)
-        return PARLM_OK;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*end || v < 256 || v > (1LL << 26))
-        return parlm_error(PARLM_EINVAL, "%s wants a chunk of 256 .. 2^26 floats, got '%s'",
-                           name, s);
-    *out = v;
+    parlm_comm_config k = {0};
+    if (cfg)
+        k = *cfg;
+    if (k.algo > PARLM_ALGO_MPI)
+        return parlm_error(PARLM_EINVAL, "parlm_comm: cfg.algo = %u is not a PARLM_ALGO_* "
+                           "(auto, ring, shm, rd or mpi)", k.algo);
+    if (!k.ring_chunk)
+        k.ring_chunk = DIST_RING_CHUNK_DEFAULT;
+    if (!k.shm_chunk)
+        k.shm_chunk = DIST_SHM_CHUNK_DEFAULT;
+    if (!k.shm_nbuf)
+        k.shm_nbuf = DIST_SHM_NBUF_DEFAULT;
+    const int64_t chunk[2] = {k.ring_chunk, k.shm_chunk};
+    for (int i = 0; i < 2; i++)
+        if (chunk[i] < PARLM_COMM_CHUNK_MIN || chunk[i] > PARLM_COMM_CHUNK_MAX)
+            return parlm_error(PARLM_EINVAL, "parlm_comm: cfg.%s wants a chunk of %d .. 2^26 "
+                               "floats, got %lld", i ? "shm_chunk" : "ring_chunk",
+                               PARLM_COMM_CHUNK_MIN, (long long)chunk[i]);
+    if (k.shm_nbuf < PARLM_SHM_NBUF_MIN || k.shm_nbuf > PARLM_SHM_NBUF_MAX)
+        return parlm_error(PARLM_EINVAL, "parlm_comm: cfg.shm_nbuf wants %d .. %d, got %lld",
+                           PARLM_SHM_NBUF_MIN, PARLM_SHM_NBUF_MAX, (long long)k.shm_nbuf);
+    c->cfg = k;
+    c->node.shm_chunk = k.shm_chunk;
+    c->node.shm_nbuf = k.shm_nbuf;
     return PARLM_OK;
-}
-
-static parlm_status read_env(parlm_comm *c)
-{
-    const char *s = getenv("PARLM_ALLREDUCE");
-    c->env_algo = PARLM_ALGO_AUTO;
-    if (s && *s) {
-        int a = dist_parse_algo(s);
-        if (a < 0)
-            return parlm_error(PARLM_EINVAL,
-                               "PARLM_ALLREDUCE='%s': expected auto, ring, shm, rd or mpi", s);
-        c->env_algo = (unsigned)a;
-    }
-    parlm_status st = env_count("PARLM_RING_CHUNK", DIST_RING_CHUNK_DEFAULT, &c->ring_chunk);
-    if (st == PARLM_OK)
-        st = env_count("PARLM_SHM_CHUNK", DIST_SHM_CHUNK_DEFAULT, &c->shm_chunk);
-    c->shm_nbuf = DIST_SHM_NBUF_DEFAULT;
-    const char *nb = getenv("PARLM_SHM_NBUF");
-    if (st == PARLM_OK && nb && *nb) {
-        char *end;
-        long v = strtol(nb, &end, 10);
-        if (*end || v < 2 || v > DIST_SHM_NBUF_MAX)
-            return parlm_error(PARLM_EINVAL, "PARLM_SHM_NBUF wants 2 .. %d, got '%s'",
-                               DIST_SHM_NBUF_MAX, nb);
-        c->shm_nbuf = v;
-    }
-    return st;
 }
 
 /* Node split, leaders and layout. Collective over c->comm. */
 static parlm_status split_nodes(parlm_comm *c, int ranks_per_node)
 {
     int err = ranks_per_node > 0
-                  ? MPI_Comm_split(c->comm, c->rank / ranks_per_node, c->rank, &c->local)
+                  ? MPI_Comm_split(c->comm, c->rank / ranks_per_node, c->rank, &c->node.local)
                   : MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL,
-                                        &c->local);
+                                        &c->node.local);
     if (err != MPI_SUCCESS)
         return dist_mpi_error(err, "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)");
-    MPI_Comm_set_errhandler(c->local, MPI_ERRORS_RETURN);
-    MPI_Comm_rank(c->local, &c->local_rank);
-    MPI_Comm_size(c->local, &c->local_size);
-    err = MPI_Comm_split(c->comm, c->local_rank == 0 ? 0 : MPI_UNDEFINED, c->rank, &c->leaders);
+    MPI_Comm_set_errhandler(c->node.local, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(c->node.local, &c->node.local_rank);
+    MPI_Comm_size(c->node.local, &c->node.local_size);
+    err = MPI_Comm_split(c->comm, c->node.local_rank == 0 ? 0 : MPI_UNDEFINED, c->rank, &c->leaders);
     if (err != MPI_SUCCESS)
         return dist_mpi_error(err, "MPI_Comm_split(leaders)");
     int layout[2] = {0, 0}; /* node index, node count: known to leaders, told to the node */
@@ -197,13 +139,13 @@ static parlm_status split_nodes(parlm_comm *c, int ranks_per_node)
         MPI_Comm_rank(c->leaders, &layout[0]);
         MPI_Comm_size(c->leaders, &layout[1]);
     }
-    err = MPI_Bcast(layout, 2, MPI_INT, 0, c->local);
+    err = MPI_Bcast(layout, 2, MPI_INT, 0, c->node.local);
     if (err != MPI_SUCCESS)
         return dist_mpi_error(err, "MPI_Bcast(node layout)");
-    c->node = layout[0];
-    c->nodes = layout[1];
+    c->node_index = layout[0];
+    c->node.nodes = layout[1];
     /* oversubscription is about the real node, even when nodes are faked */
-    int node_ranks = c->local_size;
+    int node_ranks = c->node.local_size;
     if (ranks_per_node > 0) {
         MPI_Comm real;
         err = MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &real);
@@ -213,37 +155,21 @@ static parlm_status split_nodes(parlm_comm *c, int ranks_per_node)
         MPI_Comm_free(&real);
     }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    c->oversubscribed = cpus > 0 && node_ranks > cpus;
-    c->node_ranks = node_ranks;
-    c->cpus = cpus > 0 ? (int)cpus : 0;
+    c->node.oversubscribed = cpus > 0 && node_ranks > cpus;
+    c->node.node_ranks = node_ranks;
+    c->node.cpus = cpus > 0 ? (int)cpus : 0;
     return PARLM_OK;
-}
-
-int dist_crowded(const parlm_comm *c)
-{
-    return c->oversubscribed ||
-           (c->cpus > 0 && (int64_t)c->node_ranks * omp_get_max_threads() > c->cpus);
 }
 
 static parlm_status alloc_scratch(parlm_comm *c)
 {
-    size_t ch = (size_t)c->ring_chunk * DIST_RING_DEPTH;
-    c->ring_tmp = malloc(ch * sizeof(float));
-    c->ring_sbf = malloc(ch * sizeof(uint16_t));
-    c->ring_rbf = malloc(ch * sizeof(uint16_t));
     c->counts = malloc((size_t)c->size * sizeof(int));
     c->displs = malloc((size_t)c->size * sizeof(int));
     c->agree = malloc((size_t)c->size * sizeof(uint64_t));
-    c->slot = calloc((size_t)c->local_size, sizeof *c->slot);
-    c->flag = calloc((size_t)c->local_size, sizeof *c->flag);
-    c->done = calloc((size_t)c->local_size, sizeof *c->done);
-    c->red = calloc((size_t)c->local_size, sizeof *c->red);
-    c->desc = calloc((size_t)c->local_size, sizeof *c->desc);
-    c->shm_src = calloc((size_t)c->local_size, sizeof *c->shm_src);
-    if (!c->ring_tmp || !c->ring_sbf || !c->ring_rbf || !c->counts || !c->displs || !c->agree ||
-        !c->slot || !c->flag || !c->done || !c->red || !c->desc || !c->shm_src)
+    if (!c->counts || !c->displs || !c->agree)
         return parlm_error(PARLM_ENOMEM, "parlm_comm: cannot allocate collective scratch");
-    return PARLM_OK;
+    parlm_status st = dist_ring_scratch_alloc(&c->ring, c->cfg.ring_chunk);
+    return st == PARLM_OK ? dist_node_alloc(&c->node) : st;
 }
 
 /* Collective: st from every rank -> the first failure, on every rank (the failing rank
@@ -263,7 +189,8 @@ static parlm_status vote(parlm_comm *c, parlm_status st)
     return PARLM_OK;
 }
 
-parlm_status dist_comm_create(parlm_comm **out, MPI_Comm base, int ranks_per_node)
+parlm_status dist_comm_create(parlm_comm **out, MPI_Comm base, int ranks_per_node,
+                              const parlm_comm_config *cfg)
 {
     if (!out)
         return parlm_error(PARLM_EINVAL, "parlm_comm: out is NULL");
@@ -279,10 +206,9 @@ parlm_status dist_comm_create(parlm_comm **out, MPI_Comm base, int ranks_per_nod
     parlm_comm *c = calloc(1, sizeof *c);
     if (!c)
         return parlm_error(PARLM_ENOMEM, "parlm_comm: out of memory");
-    c->comm = c->local = c->leaders = MPI_COMM_NULL;
-    c->win = MPI_WIN_NULL;
-    /* a bad environment is the same on every rank: fail before any communication */
-    parlm_status st = read_env(c);
+    c->comm = c->node.local = c->leaders = MPI_COMM_NULL;
+    c->node.win = MPI_WIN_NULL;
+    parlm_status st = set_config(c, cfg);
     if (st != PARLM_OK) {
         comm_release(c, 0);
         return st;
@@ -303,12 +229,12 @@ parlm_status dist_comm_create(parlm_comm **out, MPI_Comm base, int ranks_per_nod
     }
     /* each rank may fail locally (memory): vote before the next collective step */
     st = vote(c, alloc_scratch(c));
-    if (st == PARLM_OK && c->local_size > 1)
-        st = vote(c, dist_shm_setup(c));
-    if (st == PARLM_OK && c->local_size > 1) {
+    if (st == PARLM_OK && c->node.local_size > 1)
+        st = vote(c, dist_shm_setup(&c->node));
+    if (st == PARLM_OK && c->node.local_size > 1) {
         /* every rank must pick the same algorithms: use the window only if all can */
-        int have = c->have_win;
-        int err2 = MPI_Allreduce(&have, &c->have_win, 1, MPI_INT, MPI_MIN, c->comm);
+        int have = c->node.have_win;
+        int err2 = MPI_Allreduce(&have, &c->node.have_win, 1, MPI_INT, MPI_MIN, c->comm);
         if (err2 != MPI_SUCCESS)
             st = dist_mpi_error(err2, "MPI_Allreduce(shared-memory vote)");
     }
@@ -320,15 +246,27 @@ parlm_status dist_comm_create(parlm_comm **out, MPI_Comm base, int ranks_per_nod
     return PARLM_OK;
 }
 
-parlm_status parlm_comm_world(parlm_comm **out) { return dist_comm_create(out, MPI_COMM_WORLD, 0); }
+parlm_status parlm_comm_world(parlm_comm **out, const parlm_comm_config *cfg)
+{
+    return dist_comm_create(out, MPI_COMM_WORLD, 0, cfg);
+}
 
-parlm_status parlm_comm_from_mpi(parlm_comm **out, const void *mpi_comm_ptr)
+parlm_status parlm_comm_from_mpi(parlm_comm **out, const void *mpi_comm_ptr,
+                                 const parlm_comm_config *cfg)
 {
     if (out)
         *out = NULL;
     if (!mpi_comm_ptr)
         return parlm_error(PARLM_EINVAL, "parlm_comm_from_mpi: mpi_comm_ptr is NULL");
-    return dist_comm_create(out, *(const MPI_Comm *)mpi_comm_ptr, 0);
+    return dist_comm_create(out, *(const MPI_Comm *)mpi_comm_ptr, 0, cfg);
+}
+
+parlm_status parlm_comm_get_config(const parlm_comm *c, parlm_comm_config *out)
+{
+    if (!c || !out)
+        return parlm_error(PARLM_EINVAL, "parlm_comm_get_config: NULL argument");
+    *out = c->cfg;
+    return PARLM_OK;
 }
 
 parlm_status parlm_comm_free(parlm_comm *c)
@@ -352,20 +290,20 @@ parlm_status parlm_comm_alloc_shared(parlm_comm *c, int64_t n, float **out)
         return parlm_error(PARLM_EINVAL, "parlm_comm_alloc_shared: need a comm, out and 1 <= n "
                            "(got %lld)", (long long)n);
     parlm_status st = PARLM_OK;
-    if (c->n_shared == c->cap_shared) {
-        int cap = c->cap_shared ? 2 * c->cap_shared : 4;
-        dist_shared_buf *nb = realloc(c->shared, (size_t)cap * sizeof *nb);
+    if (c->node.n_shared == c->node.cap_shared) {
+        int cap = c->node.cap_shared ? 2 * c->node.cap_shared : 4;
+        dist_shared_buf *nb = realloc(c->node.shared, (size_t)cap * sizeof *nb);
         if (nb)
-            c->shared = nb, c->cap_shared = cap;
+            c->node.shared = nb, c->node.cap_shared = cap;
         else
             st = parlm_error(PARLM_ENOMEM, "parlm_comm_alloc_shared: out of memory");
     }
-    dist_shared_buf *b = st == PARLM_OK ? &c->shared[c->n_shared] : NULL;
+    dist_shared_buf *b = st == PARLM_OK ? &c->node.shared[c->node.n_shared] : NULL;
     if (b) {
         memset(b, 0, sizeof *b);
         b->win = MPI_WIN_NULL;
         b->n = n;
-        b->part = calloc((size_t)c->local_size, sizeof *b->part);
+        b->part = calloc((size_t)c->node.local_size, sizeof *b->part);
         if (!b->part)
             st = parlm_error(PARLM_ENOMEM, "parlm_comm_alloc_shared: out of memory");
     }
@@ -374,14 +312,14 @@ parlm_status parlm_comm_alloc_shared(parlm_comm *c, int64_t n, float **out)
             dist_shared_unmap(b, 1);
         return st;
     }
-    if (c->have_win && c->local_size > 1) {
+    if (c->node.have_win && c->node.local_size > 1) {
         /* a window the node's ranks read from each other; if MPI cannot make one, or its
          * file system looks too small (pages of a full tmpfs fault with SIGBUS instead of
          * failing the allocation), every rank falls back to private memory together */
-        if (vote(c, dist_shm_room(c, (size_t)n * sizeof(float) + 64)) != PARLM_OK || vote(c, dist_shared_map(c, b, n)) != PARLM_OK) {
+        if (vote(c, dist_shm_room(&c->node, (size_t)n * sizeof(float) + 64)) != PARLM_OK || vote(c, dist_shared_map(&c->node, b, n)) != PARLM_OK) {
             dist_shared_unmap(b, 1);
             b->n = n;
-            b->part = calloc((size_t)c->local_size, sizeof *b->part);
+            b->part = calloc((size_t)c->node.local_size, sizeof *b->part);
         }
     }
     if (b->win == MPI_WIN_NULL) {
@@ -397,7 +335,7 @@ parlm_status parlm_comm_alloc_shared(parlm_comm *c, int64_t n, float **out)
             return st;
         }
     }
-    c->n_shared++;
+    c->node.n_shared++;
     *out = b->mine;
     return PARLM_OK;
 }
@@ -409,14 +347,14 @@ parlm_status parlm_comm_free_shared(parlm_comm *c, float *p)
     if (!p)
         return PARLM_OK;
     int i = 0;
-    while (i < c->n_shared && c->shared[i].mine != p)
+    while (i < c->node.n_shared && c->node.shared[i].mine != p)
         i++;
-    if (i == c->n_shared)
+    if (i == c->node.n_shared)
         return parlm_error(PARLM_EINVAL, "parlm_comm_free_shared: %p is not from "
                            "parlm_comm_alloc_shared on this communicator", (void *)p);
     parlm_status st = dist_drain(c); /* nothing may still read it */
-    dist_shared_unmap(&c->shared[i], 1);
-    c->shared[i] = c->shared[--c->n_shared];
+    dist_shared_unmap(&c->node.shared[i], 1);
+    c->node.shared[i] = c->node.shared[--c->node.n_shared];
     return st;
 }
 
@@ -424,10 +362,10 @@ parlm_status parlm_comm_free_shared(parlm_comm *c, float *p)
 
 int parlm_comm_rank(const parlm_comm *c) { return c ? c->rank : -1; }
 int parlm_comm_size(const parlm_comm *c) { return c ? c->size : -1; }
-int parlm_comm_local_rank(const parlm_comm *c) { return c ? c->local_rank : -1; }
-int parlm_comm_local_size(const parlm_comm *c) { return c ? c->local_size : -1; }
-int parlm_comm_node(const parlm_comm *c) { return c ? c->node : -1; }
-int parlm_comm_nodes(const parlm_comm *c) { return c ? c->nodes : -1; }
+int parlm_comm_local_rank(const parlm_comm *c) { return c ? c->node.local_rank : -1; }
+int parlm_comm_local_size(const parlm_comm *c) { return c ? c->node.local_size : -1; }
+int parlm_comm_node(const parlm_comm *c) { return c ? c->node_index : -1; }
+int parlm_comm_nodes(const parlm_comm *c) { return c ? c->node.nodes : -1; }
 
 parlm_status parlm_comm_get_mpi(const parlm_comm *c, void *mpi_comm_out)
 {

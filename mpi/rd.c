@@ -8,16 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../base/error.h"
-#include "comm.h"
+#include "algo.h"
 
 enum { RD_FOLD_IN, RD_ROUNDS, RD_FOLD_OUT, RD_DONE };
 
-/* Grows the comm's scratch to hold n floats (and n bf16), by powers of two, so a run
+/* Grows the scratch to hold n floats (and n bf16 each way), by powers of two, so a run
  * allocates once per size class, not once per call. */
-static parlm_status rd_scratch(parlm_comm *c, int64_t n)
+static parlm_status rd_scratch(dist_rd_scratch *c, int64_t n)
 {
-    if (n <= c->rd_cap)
+    if (n <= c->cap)
         return PARLM_OK;
     int64_t cap = 1024;
     while (cap < n)
@@ -30,35 +29,44 @@ static parlm_status rd_scratch(parlm_comm *c, int64_t n)
         return parlm_error(PARLM_ENOMEM, "recursive doubling: cannot allocate %lld floats",
                            (long long)cap);
     }
-    free(c->rd_tmp);
-    free(c->rd_bf);
-    c->rd_tmp = t;
-    c->rd_bf = b;
-    c->rd_cap = cap;
+    free(c->tmp);
+    free(c->bf);
+    c->tmp = t;
+    c->bf = b;
+    c->cap = cap;
     return PARLM_OK;
 }
 
-parlm_status dist_rd_init(dist_rd *g, parlm_comm *c, float *buf, int64_t n, float scale,
-                          int bf16, int tag)
+void dist_rd_scratch_free(dist_rd_scratch *s)
+{
+    free(s->tmp);
+    free(s->bf);
+    s->tmp = NULL;
+    s->bf = NULL;
+    s->cap = 0;
+}
+
+parlm_status dist_rd_init(dist_rd *g, dist_rd_scratch *s, MPI_Comm comm, float *buf, int64_t n,
+                          float scale, int bf16, int tag)
 {
     if (n > INT_MAX)
         return parlm_error(PARLM_EUNSUPPORTED,
                            "recursive doubling sends the buffer in one message: n = %lld > INT_MAX",
                            (long long)n);
-    parlm_status st = rd_scratch(c, n);
+    parlm_status st = rd_scratch(s, n);
     if (st != PARLM_OK)
         return st;
-    g->comm = c->comm;
-    g->rank = c->rank;
-    g->size = c->size;
+    g->comm = comm;
+    MPI_Comm_rank(comm, &g->rank);
+    MPI_Comm_size(comm, &g->size);
     g->tag = tag;
     g->buf = buf;
     g->n = n;
     g->scale = scale;
     g->bf16 = bf16;
-    g->tmp = c->rd_tmp;
-    g->sbf = c->rd_bf;
-    g->rbf = c->rd_bf + c->rd_cap;
+    g->tmp = s->tmp;
+    g->sbf = s->bf;
+    g->rbf = s->bf + s->cap;
     g->pof2 = 1;
     while (g->pof2 * 2 <= g->size)
         g->pof2 *= 2;

@@ -1,10 +1,11 @@
 /* mpi/reduce.c — the arithmetic of the collectives: f32 sums, scaling and the bf16
  * wire format. Plain loops marked `omp simd` so the compiler vectorizes them for the
  * build's baseline ISA; they run on cache-resident chunks, so memory, not SIMD width,
- * bounds them. bf16 = the top 16 bits of an f32, rounded to nearest even. */
+ * bounds them. bf16 = the top 16 bits of an f32, rounded to nearest even. The block
+ * distribution (parlm_block_range) is here too: the bottom of mpi/, every layer uses it. */
 #include <string.h>
 
-#include "comm.h"
+#include "algo.h"
 
 static inline uint32_t f32_bits(float f)
 {
@@ -91,4 +92,13 @@ void dist_sum_k(float *restrict dst, const float *const *src, int k, int64_t n, 
         dist_add(dst, src[j], n);
     if (scale != 1.0f)
         dist_scale(dst, scale, n);
+}
+
+void parlm_block_range(int64_t n, int p, int r, int64_t *start, int64_t *count)
+{
+    /* floor(r*n/p) without forming r*n (which could overflow for huge n) */
+    int64_t q = n / p, m = n % p;
+    int64_t lo = q * r + m * r / p, hi = q * (r + 1) + m * (r + 1) / p;
+    *start = lo;
+    *count = hi - lo;
 }

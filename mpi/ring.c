@@ -6,15 +6,37 @@
  * all-gather steps pass the finished blocks around the ring the same way.
  * Step s of reduce-scatter: send block (r-s-1) mod p, receive and reduce block (r-s-2);
  * step s of all-gather: send block (r-s) mod p, receive block (r-s-1). */
+#include <stdlib.h>
 #include <string.h>
 
-#include "../base/error.h"
-#include "comm.h"
+#include "algo.h"
 
 static int mod(int a, int p) { return ((a % p) + p) % p; }
 
-void dist_ring_init(dist_ring *g, parlm_comm *c, MPI_Comm comm, int kind, float *buf,
-                    int64_t n, float scale, int bf16, int tag)
+parlm_status dist_ring_scratch_alloc(dist_ring_scratch *s, int64_t chunk)
+{
+    size_t ch = (size_t)chunk * DIST_RING_DEPTH;
+    s->chunk = chunk;
+    s->tmp = malloc(ch * sizeof(float));
+    s->sbf = malloc(ch * sizeof(uint16_t));
+    s->rbf = malloc(ch * sizeof(uint16_t));
+    if (!s->tmp || !s->sbf || !s->rbf)
+        return parlm_error(PARLM_ENOMEM, "ring: cannot allocate %d chunks of %lld floats",
+                           DIST_RING_DEPTH, (long long)chunk);
+    return PARLM_OK;
+}
+
+void dist_ring_scratch_free(dist_ring_scratch *s)
+{
+    free(s->tmp);
+    free(s->sbf);
+    free(s->rbf);
+    s->tmp = NULL;
+    s->sbf = s->rbf = NULL;
+}
+
+void dist_ring_init(dist_ring *g, const dist_ring_scratch *s, MPI_Comm comm, int kind,
+                    float *buf, int64_t n, float scale, int bf16, int tag)
 {
     memset(g, 0, sizeof *g);
     g->comm = comm;
@@ -27,10 +49,10 @@ void dist_ring_init(dist_ring *g, parlm_comm *c, MPI_Comm comm, int kind, float 
     g->ag_steps = kind != DIST_REDUCE_SCATTER ? g->size - 1 : 0;
     g->scale = scale;
     g->bf16 = bf16;
-    g->chunk = c->ring_chunk;
-    g->tmp = c->ring_tmp;
-    g->sbf = c->ring_sbf;
-    g->rbf = c->ring_rbf;
+    g->chunk = s->chunk;
+    g->tmp = s->tmp;
+    g->sbf = s->sbf;
+    g->rbf = s->rbf;
     for (int i = 0; i < DIST_RING_DEPTH; i++)
         g->rreq[i] = g->sreq[i] = MPI_REQUEST_NULL;
 }

@@ -24,8 +24,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
-#include "../base/error.h"
-#include "comm.h"
+#include "algo.h"
 
 /* A rank's segment: 64 bytes of slack (MPI aligns segments to only 8 bytes here; the
  * offset within the page is the same in every process, so rounding the address up to 64
@@ -37,7 +36,29 @@
 #define SHM_DONE_OFFSET 128
 #define SHM_DESC_OFFSET 192 /* two slots of two words */
 
-parlm_status dist_shm_room(const parlm_comm *c, size_t bytes)
+int dist_crowded(const dist_node *c)
+{
+    return c->oversubscribed ||
+           (c->cpus > 0 && (int64_t)c->node_ranks * omp_get_max_threads() > c->cpus);
+}
+
+parlm_status dist_node_alloc(dist_node *c)
+{
+    c->slot = calloc((size_t)c->local_size, sizeof *c->slot);
+    c->flag = calloc((size_t)c->local_size, sizeof *c->flag);
+    c->done = calloc((size_t)c->local_size, sizeof *c->done);
+    c->red = calloc((size_t)c->local_size, sizeof *c->red);
+    c->desc = calloc((size_t)c->local_size, sizeof *c->desc);
+    c->shm_src = calloc((size_t)c->local_size, sizeof *c->shm_src);
+    if (!c->slot || !c->flag || !c->done || !c->red || !c->desc || !c->shm_src)
+        return parlm_error(PARLM_ENOMEM, "parlm_comm: cannot allocate the node's tables");
+    return PARLM_OK;
+}
+
+static int shared_find(const dist_node *c, const float *buf, int64_t n, const float **peer,
+                       int64_t *offset);
+
+parlm_status dist_shm_room(const dist_node *c, size_t bytes)
 {
     const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
     struct statvfs fs;
@@ -80,7 +101,7 @@ static char *window_part(MPI_Win win, int j, size_t bytes)
     return p + (SHM_ALIGN - (uintptr_t)p % SHM_ALIGN) % SHM_ALIGN;
 }
 
-parlm_status dist_shm_setup(parlm_comm *c)
+parlm_status dist_shm_setup(dist_node *c)
 {
     /* every call below is collective over c->local: no early return between them */
     size_t slot_bytes = (size_t)c->shm_chunk * (size_t)c->shm_nbuf * sizeof(float);
@@ -126,22 +147,14 @@ parlm_status dist_shm_setup(parlm_comm *c)
     return PARLM_OK;
 }
 
-void dist_shm_teardown(parlm_comm *c)
-{
-    if (c->win == MPI_WIN_NULL)
-        return;
-    MPI_Win_unlock_all(c->win);
-    MPI_Win_free(&c->win);
-    c->have_win = 0;
-}
 
-static void arrive(parlm_comm *c)
+static void arrive(dist_node *c)
 {
     c->shm_gen++;
     atomic_store_explicit(c->flag[c->local_rank], c->shm_gen, memory_order_release);
 }
 
-static int all_arrived(const parlm_comm *c, uint64_t gen)
+static int all_arrived(const dist_node *c, uint64_t gen)
 {
     for (int j = 0; j < c->local_size; j++)
         if (atomic_load_explicit(c->flag[j], memory_order_acquire) < gen)
@@ -150,7 +163,7 @@ static int all_arrived(const parlm_comm *c, uint64_t gen)
 }
 
 /* local rank j's buffer for the current chunk */
-static float *cur(const parlm_comm *c, int j)
+static float *cur(const dist_node *c, int j)
 {
     return c->slot[j] + (c->shm_next % c->shm_nbuf) * c->shm_chunk;
 }
@@ -163,7 +176,7 @@ static int64_t chunk_len(int64_t len, int64_t k, int64_t cb)
     return len > k * cb ? min64(cb, len - k * cb) : 0;
 }
 
-void dist_shm_init(dist_shm *s, parlm_comm *c, int mode, float *buf, int64_t n, float scale)
+void dist_shm_init(dist_shm *s, dist_node *c, int mode, float *buf, int64_t n, float scale)
 {
     memset(s, 0, sizeof *s);
     s->mode = mode;
@@ -182,7 +195,7 @@ void dist_shm_init(dist_shm *s, parlm_comm *c, int mode, float *buf, int64_t n, 
         c->shm_next += s->nk;
         int64_t off = 0;
         s->zc = (mode == DIST_SHM_ALLREDUCE || mode == DIST_SHM_RS || mode == DIST_SHM_AG) &&
-                c->nodes == 1 && dist_shared_find(c, buf, n, s->peer, &off);
+                c->nodes == 1 && shared_find(c, buf, n, s->peer, &off);
         /* Two slots: a peer compares this op's descriptor before it finishes the op's
          * first chunk, so the slot is not rewritten before then (that would take this
          * rank two ops further, and the next op cannot complete without the peer). */
@@ -199,7 +212,7 @@ void dist_shm_init(dist_shm *s, parlm_comm *c, int mode, float *buf, int64_t n, 
 /* Before reading anything a peer published for this op: did every rank start the same
  * collective? (Mismatched lengths, or a shared buffer on one rank and a private one or
  * another offset on another, would otherwise read garbage.) */
-static int check_peers(dist_shm *s, const parlm_comm *c)
+static int check_peers(dist_shm *s, const dist_node *c)
 {
     if (s->checked)
         return DIST_DONE;
@@ -225,7 +238,7 @@ static int check_peers(dist_shm *s, const parlm_comm *c)
 
 /* ---- small nodes: the run-ahead pipeline ---- */
 
-static float *slot_of(const parlm_comm *c, int j, uint64_t seq)
+static float *slot_of(const dist_node *c, int j, uint64_t seq)
 {
     return c->slot[j] + (int64_t)(seq % (uint64_t)c->shm_nbuf) * c->shm_chunk;
 }
@@ -239,7 +252,7 @@ static int all_reached(_Atomic uint64_t *const *ctr, int L, uint64_t v)
 }
 
 /* chunk k of this rank's contribution into its buffer dst */
-static void deposit(const dist_shm *s, const parlm_comm *c, int64_t k, float *dst)
+static void deposit(const dist_shm *s, const dist_node *c, int64_t k, float *dst)
 {
     int me = c->local_rank, L = c->local_size;
     int64_t off = k * s->cb, m = min64(s->cb, s->n - off), boff, blen;
@@ -265,7 +278,7 @@ static void deposit(const dist_shm *s, const parlm_comm *c, int64_t k, float *ds
 }
 
 /* chunk k (sequence number seq) from every rank's buffer into this rank's result */
-static void finish(const dist_shm *s, parlm_comm *c, int64_t k, uint64_t seq)
+static void finish(const dist_shm *s, dist_node *c, int64_t k, uint64_t seq)
 {
     int me = c->local_rank, L = c->local_size;
     int64_t off = k * s->cb, m = min64(s->cb, s->n - off), boff, blen;
@@ -301,7 +314,7 @@ static void finish(const dist_shm *s, parlm_comm *c, int64_t k, uint64_t seq)
 
 /* Finishing comes first (it frees buffers and keeps data in cache); otherwise deposit the
  * next chunk if its buffer is free. Returns when neither is possible. */
-static int progress_small(dist_shm *s, parlm_comm *c)
+static int progress_small(dist_shm *s, dist_node *c)
 {
     int me = c->local_rank, L = c->local_size;
     uint64_t nbuf = (uint64_t)c->shm_nbuf;
@@ -356,7 +369,7 @@ static void sum_in_place(float *dst, const float *const *src, int k, int me, int
 enum { ZC_REDUCE, ZC_GATHER };
 
 /* one chunk of one step; reads s and the peers' buffers, writes this rank's only */
-static void zc_chunk(const dist_shm *s, const parlm_comm *c, int64_t k, int stage)
+static void zc_chunk(const dist_shm *s, const dist_node *c, int64_t k, int stage)
 {
     int me = c->local_rank, L = c->local_size;
     const float *src[DIST_SHM_FULL_SUM_MAX];
@@ -398,7 +411,7 @@ static void zc_chunk(const dist_shm *s, const parlm_comm *c, int64_t k, int stag
 /* Chunks *k .. end-1 of a step, then *ctr = base + end. One thread goes chunk by chunk,
  * publishing each (peers start on it at once; no parallel region's cost on small
  * messages); several share the chunks, publishing when all are done. */
-static void zc_step(const dist_shm *s, const parlm_comm *c, int64_t *k, int64_t end, int stage,
+static void zc_step(const dist_shm *s, const dist_node *c, int64_t *k, int64_t end, int stage,
                     _Atomic uint64_t *ctr)
 {
     /* a crowded node: one thread, no parallel region whose idle threads would spin in
@@ -433,7 +446,7 @@ static int64_t reached(_Atomic uint64_t *const *ctr, int L, uint64_t base, int64
     return r > from ? r : from;
 }
 
-static int progress_zc(dist_shm *s, parlm_comm *c)
+static int progress_zc(dist_shm *s, dist_node *c)
 {
     int me = c->local_rank, L = c->local_size, ar = s->mode == DIST_SHM_ALLREDUCE;
     if (s->kd == 0) {
@@ -461,7 +474,7 @@ static int progress_zc(dist_shm *s, parlm_comm *c)
 
 /* all-reduce / reduce-to-leader by slices, chunk s->k; s->sub: 0 copy in, 1 reduce,
  * 2 copy out */
-static int step_reduce(dist_shm *s, parlm_comm *c)
+static int step_reduce(dist_shm *s, dist_node *c)
 {
     int me = c->local_rank, L = c->local_size;
     int64_t off = s->k * s->cb, m = min64(s->cb, s->n - off);
@@ -501,7 +514,7 @@ static int step_reduce(dist_shm *s, parlm_comm *c)
 }
 
 /* leader's buf -> everyone, chunk s->k */
-static int step_bcast(dist_shm *s, parlm_comm *c)
+static int step_bcast(dist_shm *s, dist_node *c)
 {
     int64_t off = s->k * s->cb, m = min64(s->cb, s->n - off);
     if (s->sub == 0) {
@@ -520,7 +533,7 @@ static int step_bcast(dist_shm *s, parlm_comm *c)
 
 /* reduce-scatter: area j of a buffer holds chunk k of block j; each rank sums its own
  * area over all buffers */
-static int step_rs(dist_shm *s, parlm_comm *c)
+static int step_rs(dist_shm *s, dist_node *c)
 {
     int me = c->local_rank, L = c->local_size;
     if (s->sub == 0) {
@@ -545,7 +558,7 @@ static int step_rs(dist_shm *s, parlm_comm *c)
 }
 
 /* all-gather: each buffer holds chunk k of its owner's block */
-static int step_ag(dist_shm *s, parlm_comm *c)
+static int step_ag(dist_shm *s, dist_node *c)
 {
     int me = c->local_rank, L = c->local_size;
     if (s->sub == 0) {
@@ -569,7 +582,7 @@ static int step_ag(dist_shm *s, parlm_comm *c)
     return DIST_DONE;
 }
 
-int dist_shm_progress(dist_shm *s, parlm_comm *c)
+int dist_shm_progress(dist_shm *s, dist_node *c)
 {
     if (c->local_size <= DIST_SHM_FULL_SUM_MAX)
         return s->zc ? progress_zc(s, c) : progress_small(s, c);
@@ -593,7 +606,7 @@ int dist_shm_progress(dist_shm *s, parlm_comm *c)
 
 /* ---- buffers for zero-copy collectives ---- */
 
-int dist_shared_find(const parlm_comm *c, const float *buf, int64_t n, const float **peer,
+static int shared_find(const dist_node *c, const float *buf, int64_t n, const float **peer,
                      int64_t *offset)
 {
     for (int i = 0; i < c->n_shared; i++) {
@@ -623,17 +636,31 @@ void dist_shared_unmap(dist_shared_buf *b, int mpi_alive)
     b->win = MPI_WIN_NULL;
 }
 
-void dist_shared_release(parlm_comm *c, int mpi_alive)
+void dist_node_free(dist_node *c, int mpi_alive)
 {
     for (int i = 0; i < c->n_shared; i++)
         dist_shared_unmap(&c->shared[i], mpi_alive);
     free(c->shared);
     c->shared = NULL;
     c->n_shared = c->cap_shared = 0;
+    if (mpi_alive && c->win != MPI_WIN_NULL) {
+        MPI_Win_unlock_all(c->win);
+        MPI_Win_free(&c->win);
+    }
+    c->have_win = 0;
+    free(c->slot);
+    free(c->flag);
+    free(c->done);
+    free(c->red);
+    free(c->desc);
+    free(c->shm_src);
+    c->slot = NULL;
+    c->flag = c->done = c->red = c->desc = NULL;
+    c->shm_src = NULL;
 }
 
 /* this rank's part of a new window of n floats on the node, and every part's address */
-parlm_status dist_shared_map(parlm_comm *c, dist_shared_buf *b, int64_t n)
+parlm_status dist_shared_map(dist_node *c, dist_shared_buf *b, int64_t n)
 {
     size_t bytes = (size_t)n * sizeof(float) + SHM_ALIGN;
     int err = allocate_window(c->local, bytes, &b->win);

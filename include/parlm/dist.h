@@ -47,15 +47,29 @@ PARLM_API const char *parlm_thread_level_name(int level); /* "multiple", ...; ne
  * see mpi/shm.c) for the intra-node path; ring scratch is another 2 MiB. Nothing is allocated
  * per call afterwards, except recursive-doubling scratch growing in powers of two.
  * mpi_comm_ptr points to an MPI_Comm (e.g. &comm); *out = NULL on failure.
- * Environment, read here (bad values are PARLM_EINVAL):
- *   PARLM_ALLREDUCE=auto|ring|shm|rd|mpi forces the algorithm of all-reduces made with
- *   PARLM_ALGO_AUTO. Tuning knobs: PARLM_RING_CHUNK (floats per ring message, default
- *   65536), PARLM_SHM_CHUNK (floats per shared-memory buffer, default 65536),
- *   PARLM_SHM_NBUF (buffers per local rank used in rotation, 2..4096, default 64).
+ * cfg (NULL, or fields left 0: the defaults) tunes the collectives; the library reads no
+ * environment: programs fill it from PARLM_ALLREDUCE, PARLM_RING_CHUNK, PARLM_SHM_CHUNK
+ * and PARLM_SHM_NBUF (apps/cli.c). Every rank must pass the same configuration.
  * A parlm_comm is used by one thread at a time. Errors: PARLM_EINVAL (NULL, MPI not
- * initialized, MPI_COMM_NULL, bad PARLM_ALLREDUCE), PARLM_ENOMEM, PARLM_ESYSTEM. */
-PARLM_API parlm_status parlm_comm_world(parlm_comm **out);
-PARLM_API parlm_status parlm_comm_from_mpi(parlm_comm **out, const void *mpi_comm_ptr);
+ * initialized, MPI_COMM_NULL, a field out of range), PARLM_ENOMEM, PARLM_ESYSTEM. */
+typedef struct parlm_comm_config {
+    unsigned algo;      /* PARLM_ALGO_*: forces the algorithm of all-reduces made with
+                         * PARLM_ALGO_AUTO (0 = AUTO: chosen per call) */
+    int64_t ring_chunk; /* floats per ring message, PARLM_COMM_CHUNK_MIN..MAX (65536) */
+    int64_t shm_chunk;  /* floats per shared-memory buffer, same range (65536) */
+    int64_t shm_nbuf;   /* buffers per local rank used in rotation, 2..4096 (64) */
+} parlm_comm_config;
+enum {
+    PARLM_COMM_CHUNK_MIN = 256,
+    PARLM_COMM_CHUNK_MAX = 1 << 26,
+    PARLM_SHM_NBUF_MIN = 2,
+    PARLM_SHM_NBUF_MAX = 4096,
+};
+PARLM_API parlm_status parlm_comm_world(parlm_comm **out, const parlm_comm_config *cfg);
+PARLM_API parlm_status parlm_comm_from_mpi(parlm_comm **out, const void *mpi_comm_ptr,
+                                           const parlm_comm_config *cfg);
+/* The configuration in use, defaults filled in (e.g. to create sub-communicators alike). */
+PARLM_API parlm_status parlm_comm_get_config(const parlm_comm *comm, parlm_comm_config *out);
 /* Completes outstanding requests, then frees. NULL is a no-op. After MPI_Finalize it
  * only releases memory. */
 PARLM_API parlm_status parlm_comm_free(parlm_comm *comm);
@@ -107,8 +121,8 @@ PARLM_API parlm_status parlm_comm_free_shared(parlm_comm *comm, float *p);
  *
  * flags = one algorithm | optional PARLM_WIRE_BF16:
  *   PARLM_ALGO_AUTO  chosen from the message size and node layout (see dist_choose in
- *                    mpi/allreduce.c for the measured thresholds); PARLM_ALLREDUCE
- *                    overrides it for all-reduce.
+ *                    mpi/allreduce.c for the measured thresholds); the
+ *                    communicator's cfg.algo overrides it for all-reduce.
  *   PARLM_ALGO_RING  ring: reduce-scatter then all-gather, in chunks pipelined so the
  *                    transfer of one chunk overlaps the reduction of the previous one.
  *   PARLM_ALGO_SHM   node-local reduction through the shared-memory window; with

@@ -56,9 +56,19 @@ PARLM_API parlm_status parlm_gemv_bf16(int64_t rows, int64_t cols, float alpha,
                                        float *y);
 
 
-/* Blocking sizes in use (from the cache sizes hwloc reports for this machine).
- * PARLM_GEMM=openblas in the environment sends parlm_sgemm to cblas_sgemm (builds with
- * OpenBLAS), after the same argument checks. */
+/* parlm_sgemm's backend: native (the default) or OpenBLAS's cblas_sgemm, after the same
+ * argument checks (bf16 always stays native). PARLM_EUNSUPPORTED if the library was built
+ * without OpenBLAS (the backend stays native). The library reads no environment: programs
+ * set this from PARLM_GEMM=openblas at start-up (apps/cli.c). Process-wide; set it before
+ * GEMMs run on other threads (it is an atomic, so a change meanwhile is no data race, but
+ * GEMMs already running may still take the old backend). */
+typedef enum parlm_gemm_backend {
+    PARLM_GEMM_NATIVE = 0,
+    PARLM_GEMM_OPENBLAS = 1,
+} parlm_gemm_backend;
+PARLM_API parlm_status parlm_gemm_set_backend(parlm_gemm_backend backend);
+
+/* Blocking sizes in use (from the cache sizes hwloc reports for this machine). */
 typedef struct parlm_gemm_blocking {
     int64_t mc, kc, nc; /* KC and MC from the L2 size, NC from the thread's share of L3 */
 } parlm_gemm_blocking;

@@ -34,13 +34,14 @@
  * Workspace: one 64-byte aligned buffer per calling thread, kept between calls (no
  * allocation in the loops, none at all in steady state); freed when that thread exits.
  * M == 1 (and parlm_sgemv) runs the GEMV kernels, rows split over threads.
- * PARLM_GEMM=openblas in the environment sends parlm_sgemm to cblas_sgemm when the library
- * was built with OpenBLAS (after the same argument checks); bf16 always stays native. */
+ * parlm_gemm_set_backend(PARLM_GEMM_OPENBLAS) sends parlm_sgemm to cblas_sgemm when the
+ * library was built with OpenBLAS (after the same argument checks); bf16 always stays native. */
 #include "config.h"
 
 #include <limits.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,8 +127,10 @@ static void cache_init(void)
         cache_l3_cores = 1;
 }
 
-static parlm_gemm_blocking forced;
-static int forced_on;
+/* Thread-local: blocking() runs on the thread that called the GEMM, before its parallel
+ * region, so an override reaches only that thread's GEMMs and no thread reads another's. */
+static _Thread_local parlm_gemm_blocking forced;
+static _Thread_local int forced_on;
 
 void parlm_gemm_blocking_override(const parlm_gemm_blocking *b)
 {
@@ -560,28 +563,30 @@ static parlm_status run_gemm(gemm_job *j, const char *fn)
     return PARLM_OK;
 }
 
-#ifdef PARLM_HAVE_OPENBLAS
-static int openblas_wanted;
-static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
-static void backend_init(void)
-{
-    const char *e = getenv("PARLM_GEMM");
-    openblas_wanted = e && strcmp(e, "openblas") == 0;
-}
+static atomic_int backend = PARLM_GEMM_NATIVE; /* set once at start-up, read per call */
 
-/* cblas takes int sizes: larger problems stay native. */
-static int fits_int(int64_t v) { return v <= INT_MAX; }
+parlm_status parlm_gemm_set_backend(parlm_gemm_backend b)
+{
+    if (b != PARLM_GEMM_NATIVE && b != PARLM_GEMM_OPENBLAS)
+        return parlm_error(PARLM_EINVAL, "parlm_gemm_set_backend: unknown backend %d", (int)b);
+#ifndef PARLM_HAVE_OPENBLAS
+    if (b == PARLM_GEMM_OPENBLAS)
+        return parlm_error(PARLM_EUNSUPPORTED,
+                           "parlm_gemm_set_backend: this build has no OpenBLAS");
 #endif
+    atomic_store_explicit(&backend, (int)b, memory_order_relaxed);
+    return PARLM_OK;
+}
 
 int parlm_gemm_uses_openblas(void)
 {
-#ifdef PARLM_HAVE_OPENBLAS
-    pthread_once(&backend_once, backend_init);
-    return openblas_wanted;
-#else
-    return 0;
-#endif
+    return atomic_load_explicit(&backend, memory_order_relaxed) == PARLM_GEMM_OPENBLAS;
 }
+
+#ifdef PARLM_HAVE_OPENBLAS
+/* cblas takes int sizes: larger problems stay native. */
+static int fits_int(int64_t v) { return v <= INT_MAX; }
+#endif
 
 parlm_status parlm_sgemm(parlm_trans ta, parlm_trans tb, int64_t M, int64_t N, int64_t K,
                          float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,

@@ -23,9 +23,10 @@
 parlm_gemm_blocking parlm_gemm_blocking_for(int64_t l1, int64_t l2, int64_t l3, int l3_threads,
                                             int mr, int nr);
 
-/* For tests: use these block sizes (rounded to 16 / mr / nr) instead of the cache-derived
- * ones, so that small shapes cross every block boundary; NULL restores the default.
- * Not thread-safe against running GEMMs. */
+/* Test-only (internal, not exported): the calling thread's GEMMs use these block sizes
+ * (rounded to 16 / mr / nr) instead of the cache-derived ones, so that small shapes cross
+ * every block boundary; NULL restores the default. Thread-local, so GEMMs called from
+ * other threads never see it and nothing races. */
 void parlm_gemm_blocking_override(const parlm_gemm_blocking *b);
 
 /* Thread grid tm x tn (tm * tn == nt) over an M x N output cut into mr-row and nr-col
@@ -39,7 +40,6 @@ void parlm_gemm_grid(int64_t M, int64_t N, int mr, int nr, int nt, int *tm, int 
 void parlm_gemm_widen_pack(const parlm_kernels *k, int64_t kc, int64_t mn, const uint16_t *x,
                            int64_t rs, int64_t cs, int w, float *out);
 
-/* 1 if parlm_sgemm hands its work to cblas_sgemm: the library was built with OpenBLAS and
- * the environment says PARLM_GEMM=openblas (read once, at the first call). */
+/* 1 if parlm_sgemm hands its work to cblas_sgemm (parlm_gemm_set_backend). */
 int parlm_gemm_uses_openblas(void);
 #endif

@@ -184,7 +184,10 @@ parlm_status parlm_grid_create(parlm_grid **out, parlm_comm *world, const parlm_
         }
         st = PARLM_OK;
         if (sub != MPI_COMM_NULL) {
-            st = parlm_comm_from_mpi(&g->comm[i], &sub);
+            parlm_comm_config cc; /* the groups are tuned as world is */
+            st = parlm_comm_get_config(world, &cc);
+            if (st == PARLM_OK)
+                st = parlm_comm_from_mpi(&g->comm[i], &sub, &cc);
             if (st == PARLM_OK && i == PARLM_GRID_PP && MPI_Comm_dup(sub, &g->p2p) != MPI_SUCCESS)
                 st = parlm_error(PARLM_ESYSTEM, "parlm_grid_create: MPI_Comm_dup failed");
             MPI_Comm_free(&sub);

@@ -78,6 +78,8 @@ END_TEST
  * the backend in use. Exit 0 if both are right. */
 static int backend_child(void)
 {
+    const char *env = getenv("PARLM_GEMM"); /* as programs set it (apps/cli.c) */
+    parlm_gemm_set_backend(env && !strcmp(env, "openblas") ? PARLM_GEMM_OPENBLAS : PARLM_GEMM_NATIVE);
     int64_t M = 64, N = 50, K = 70, ld = 80;
     float *A = tu_alloc_nan(ld * ld), *B = tu_alloc_nan(ld * ld), *C = tu_alloc_nan(M * N);
     tu_fill(A, ld * ld, 51);

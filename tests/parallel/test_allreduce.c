@@ -213,9 +213,9 @@ END_TEST
  * small), so lengths straddle chunk and slice boundaries in every path. */
 START_TEST(chunk_boundaries)
 {
-    int64_t ring = g_world->ring_chunk, shm = g_world->shm_chunk;
-    g_world->ring_chunk = 100;
-    g_world->shm_chunk = 96;
+    int64_t ring = g_world->ring.chunk, shm = g_world->node.shm_chunk;
+    g_world->ring.chunk = 100;
+    g_world->node.shm_chunk = 96;
     int64_t C = 100, P = g_size;
     const int64_t lens[] = {95, 96, 97, 99, 100, 101, C * P - 1, C * P, C * P + 1, 2 * C * P + 3, 5003};
     const unsigned algos[] = {PARLM_ALGO_RING, PARLM_ALGO_SHM, PARLM_ALGO_RING | PARLM_WIRE_BF16};
@@ -226,15 +226,15 @@ START_TEST(chunk_boundaries)
             ck_assert_msg(check_all_gather(g_world, lens[i], algos[a]), ALL_OK_MSG);
         }
     if (g_fake) {
-        g_fake->ring_chunk = 100;
-        g_fake->shm_chunk = 96;
+        g_fake->ring.chunk = 100;
+        g_fake->node.shm_chunk = 96;
         for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
             ck_assert_msg(check_allreduce(g_fake, lens[i], PARLM_REDUCE_SUM, PARLM_ALGO_SHM), ALL_OK_MSG);
-        g_fake->ring_chunk = ring;
-        g_fake->shm_chunk = shm;
+        g_fake->ring.chunk = ring;
+        g_fake->node.shm_chunk = shm;
     }
-    g_world->ring_chunk = ring;
-    g_world->shm_chunk = shm;
+    g_world->ring.chunk = ring;
+    g_world->node.shm_chunk = shm;
 }
 END_TEST
 
@@ -477,12 +477,9 @@ END_TEST
  * collective and across them. Results equal the blocking collectives bitwise. */
 START_TEST(shm_runs_ahead_of_a_busy_peer)
 {
-    setenv("PARLM_SHM_NBUF", "3", 1);
-    setenv("PARLM_SHM_CHUNK", "1000", 1);
+    const parlm_comm_config cfg = {.shm_chunk = 1000, .shm_nbuf = 3};
     parlm_comm *c = NULL;
-    parlm_status st = parlm_comm_world(&c);
-    unsetenv("PARLM_SHM_NBUF");
-    unsetenv("PARLM_SHM_CHUNK");
+    parlm_status st = parlm_comm_world(&c, &cfg);
     ck_assert_int_eq(st, PARLM_OK);
     enum { NB = 5 };
     const int64_t len[NB] = {30011, 1, 9000, 2999, 40000}; /* 3 + 1 + 9 + 3 + 40: 56 chunks */
@@ -618,7 +615,7 @@ START_TEST(shared_buffers_reduce_in_place)
     /* different offsets on different ranks: every rank gets an error (on a communicator
      * of its own: a failed collective leaves its communicator unusable) */
     parlm_comm *c = NULL;
-    ck_assert_int_eq(parlm_comm_world(&c), PARLM_OK);
+    ck_assert_int_eq(parlm_comm_world(&c, NULL), PARLM_OK);
     ck_assert_int_eq(parlm_comm_alloc_shared(c, 1000, &sh), PARLM_OK);
     if (parlm_comm_local_size(c) == 2 && parlm_comm_nodes(c) == 1) {
         parlm_status st = parlm_allreduce(c, sh + g_rank, 100, PARLM_REDUCE_SUM, PARLM_ALGO_SHM);
@@ -686,18 +683,18 @@ START_TEST(scratch_is_reused)
     int64_t n = 5000;
     float *x = make_input(n, 30);
     ck_assert_int_eq(parlm_allreduce(g_world, x, n, PARLM_REDUCE_SUM, PARLM_ALGO_RD), PARLM_OK);
-    float *rd = g_world->rd_tmp, *ring = g_world->ring_tmp;
+    float *rd = g_world->rd.tmp, *ring = g_world->ring.tmp;
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(parlm_allreduce(g_world, x, n - i, PARLM_REDUCE_AVG, PARLM_ALGO_RD), PARLM_OK);
         ck_assert_int_eq(parlm_allreduce(g_world, x, n, PARLM_REDUCE_AVG, PARLM_ALGO_RING), PARLM_OK);
     }
-    ck_assert_ptr_eq(g_world->rd_tmp, rd);
-    ck_assert_ptr_eq(g_world->ring_tmp, ring);
+    ck_assert_ptr_eq(g_world->rd.tmp, rd);
+    ck_assert_ptr_eq(g_world->ring.tmp, ring);
     parlm_free(x);
 }
 END_TEST
 
-/* ---- agreement check, bad input, environment, errors ------------------------------ */
+/* ---- agreement check, bad input, configuration, errors ----------------------------- */
 
 START_TEST(agree_check_finds_the_odd_rank)
 {
@@ -752,9 +749,9 @@ START_TEST(bad_input_is_refused)
     ck_assert_int_eq(done, 1);
     ck_assert_int_eq(parlm_request_wait(&r), PARLM_OK);
     ck_assert_int_eq(parlm_comm_bcast(g_world, &one, 4, g_size), PARLM_EINVAL);
-    ck_assert_int_eq(parlm_comm_world(NULL), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_comm_world(NULL, NULL), PARLM_EINVAL);
     parlm_comm *none = g_world;
-    ck_assert_int_eq(parlm_comm_from_mpi(&none, NULL), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_comm_from_mpi(&none, NULL, NULL), PARLM_EINVAL);
     ck_assert_ptr_null(none);
     ck_assert_int_eq(parlm_comm_rank(NULL), -1);
     /* nothing above touched the communicator: it still works */
@@ -764,29 +761,39 @@ START_TEST(bad_input_is_refused)
 }
 END_TEST
 
-START_TEST(environment_forces_the_algorithm)
+START_TEST(config_forces_the_algorithm)
 {
-    const char *names[] = {"ring", "shm", "rd", "mpi"};
     const unsigned want[] = {PARLM_ALGO_RING, PARLM_ALGO_SHM, PARLM_ALGO_RD, PARLM_ALGO_MPI};
     for (int i = 0; i < 4; i++) {
         parlm_comm *c = NULL;
-        setenv("PARLM_ALLREDUCE", names[i], 1);
-        ck_assert_int_eq(parlm_comm_world(&c), PARLM_OK);
+        const parlm_comm_config cfg = {.algo = want[i]};
+        ck_assert_int_eq(parlm_comm_world(&c, &cfg), PARLM_OK);
         unsigned got = (unsigned)dist_choose(c, DIST_ALLREDUCE, 1 << 20, PARLM_ALGO_AUTO);
         int shm_possible = parlm_comm_local_size(c) > 1;
         unsigned expect = want[i] == PARLM_ALGO_SHM && !shm_possible ? PARLM_ALGO_RING : want[i];
         ck_assert_uint_eq(got, expect);
-        /* an explicit algorithm wins over the environment */
+        /* an explicit algorithm wins over the configuration */
         ck_assert_int_eq(dist_choose(c, DIST_ALLREDUCE, 1 << 20, PARLM_ALGO_RING), PARLM_ALGO_RING);
         ck_assert_msg(check_allreduce(c, 70001, PARLM_REDUCE_SUM, PARLM_ALGO_AUTO), ALL_OK_MSG);
+        parlm_comm_config got_cfg;
+        ck_assert_int_eq(parlm_comm_get_config(c, &got_cfg), PARLM_OK);
+        ck_assert_uint_eq(got_cfg.algo, want[i]);
+        ck_assert_int_eq(got_cfg.ring_chunk, DIST_RING_CHUNK_DEFAULT); /* 0: the defaults */
+        ck_assert_int_eq(got_cfg.shm_nbuf, DIST_SHM_NBUF_DEFAULT);
         ck_assert_int_eq(parlm_comm_free(c), PARLM_OK);
     }
-    parlm_comm *c = (parlm_comm *)&names; /* set to NULL on failure */
-    setenv("PARLM_ALLREDUCE", "tree", 1);
-    ck_assert_int_eq(parlm_comm_world(&c), PARLM_EINVAL);
-    ck_assert(strstr(parlm_last_error(), "tree"));
-    ck_assert_ptr_null(c);
-    unsetenv("PARLM_ALLREDUCE");
+    /* out of range: refused on every rank before any communication */
+    const parlm_comm_config bad[] = {{.algo = PARLM_ALGO_MPI + 1}, {.ring_chunk = 255},
+                                     {.shm_chunk = PARLM_COMM_CHUNK_MAX + 1}, {.shm_nbuf = 1},
+                                     {.shm_nbuf = -64}};
+    const char *field[] = {"cfg.algo", "cfg.ring_chunk", "cfg.shm_chunk", "cfg.shm_nbuf",
+                           "cfg.shm_nbuf"};
+    for (int i = 0; i < 5; i++) {
+        parlm_comm *c = (parlm_comm *)&bad; /* set to NULL on failure */
+        ck_assert_int_eq(parlm_comm_world(&c, &bad[i]), PARLM_EINVAL);
+        ck_assert_msg(strstr(parlm_last_error(), field[i]), "%s", parlm_last_error());
+        ck_assert_ptr_null(c);
+    }
 }
 END_TEST
 
@@ -800,7 +807,7 @@ START_TEST(mpi_errors_become_esystem)
     ck_assert(strstr(parlm_last_error(), mpi_msg));
     MPI_Comm null = MPI_COMM_NULL;
     parlm_comm *c = NULL;
-    ck_assert_int_eq(parlm_comm_from_mpi(&c, &null), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_comm_from_mpi(&c, &null, NULL), PARLM_EINVAL);
     ck_assert(strstr(parlm_last_error(), "MPI_COMM_NULL"));
 }
 END_TEST
@@ -837,7 +844,7 @@ START_TEST(layout_matches_mpi)
     MPI_Comm half;
     MPI_Comm_split(MPI_COMM_WORLD, r % 2, r, &half);
     parlm_comm *h = NULL;
-    ck_assert_int_eq(parlm_comm_from_mpi(&h, &half), PARLM_OK);
+    ck_assert_int_eq(parlm_comm_from_mpi(&h, &half, NULL), PARLM_OK);
     ck_assert_int_eq(parlm_comm_size(h), (p + 1 - r % 2) / 2);
     ck_assert_int_eq(parlm_comm_rank(h), r / 2);
     float v = (float)r;
@@ -956,7 +963,7 @@ static Suite *allreduce_suite(void)
         {"scratch", scratch_is_reused},
         {"agree", agree_check_finds_the_odd_rank},
         {"bad_input", bad_input_is_refused},
-        {"environment", environment_forces_the_algorithm},
+        {"config", config_forces_the_algorithm},
         {"mpi_errors", mpi_errors_become_esystem},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -976,10 +983,10 @@ int main(int argc, char **argv)
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
-    unsetenv("PARLM_ALLREDUCE"); /* the tests pick algorithms themselves */
     make_lengths();
-    if (parlm_comm_world(&g_world) != PARLM_OK ||
-        (g_size >= 4 && g_size % 2 == 0 && dist_comm_create(&g_fake, MPI_COMM_WORLD, 2) != PARLM_OK)) {
+    if (parlm_comm_world(&g_world, NULL) != PARLM_OK ||
+        (g_size >= 4 && g_size % 2 == 0 &&
+         dist_comm_create(&g_fake, MPI_COMM_WORLD, 2, NULL) != PARLM_OK)) {
         fprintf(stderr, "test_allreduce: rank %d: %s\n", g_rank, parlm_last_error());
         MPI_Abort(MPI_COMM_WORLD, 1);
     }

@@ -210,7 +210,7 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-    if (parlm_dist_init(&argc, &argv, NULL) != PARLM_OK || parlm_comm_world(&comm) != PARLM_OK ||
+    if (parlm_dist_init(&argc, &argv, NULL) != PARLM_OK || parlm_comm_world(&comm, NULL) != PARLM_OK ||
         parlm_isa_init() != PARLM_OK) {
         fprintf(stderr, "test_ckpt_shards_mpi: %s\n", parlm_last_error());
         return 1;

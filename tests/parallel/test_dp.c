@@ -223,7 +223,7 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-    if (parlm_dist_init(&argc, &argv, NULL) != PARLM_OK || parlm_comm_world(&comm) != PARLM_OK) {
+    if (parlm_dist_init(&argc, &argv, NULL) != PARLM_OK || parlm_comm_world(&comm, NULL) != PARLM_OK) {
         fprintf(stderr, "test_dp: %s\n", parlm_last_error());
         return 1;
     }

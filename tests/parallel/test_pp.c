@@ -151,7 +151,7 @@ START_TEST(bad_layouts)
     all_fail(world, &mc, &gc, "1F1B");
     /* a node per rank: a tensor-parallel group would span two */
     parlm_comm *fake;
-    ck_assert_int_eq(dist_comm_create(&fake, MPI_COMM_WORLD, 1), PARLM_OK);
+    ck_assert_int_eq(dist_comm_create(&fake, MPI_COMM_WORLD, 1, NULL), PARLM_OK);
     parlm_grid_config tp2 = {2, 1, 1, PARLM_PP_GPIPE, 0, 0};
     all_fail(fake, &mc, &tp2, "spans nodes");
     tp2.allow_tp_across_nodes = 1;
@@ -605,7 +605,7 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-    if (parlm_dist_init(&argc, &argv, NULL) != PARLM_OK || parlm_comm_world(&world) != PARLM_OK) {
+    if (parlm_dist_init(&argc, &argv, NULL) != PARLM_OK || parlm_comm_world(&world, NULL) != PARLM_OK) {
         fprintf(stderr, "test_pp: %s\n", parlm_last_error());
         return 1;
     }

@@ -41,7 +41,11 @@ static void group_open(group *g, int tp)
     g->tp = tp;
     g->rank = wrank % tp;
     ck_assert_int_eq(MPI_Comm_split(MPI_COMM_WORLD, wrank / tp, g->rank, &g->mpi), MPI_SUCCESS);
-    ck_assert_msg(parlm_comm_from_mpi(&g->comm, &g->mpi) == PARLM_OK, "%s", parlm_last_error());
+    parlm_comm_config cfg = {0}; /* tp_run.sh forces the algorithm, as programs do (apps/cli.c) */
+    const char *algo = getenv("PARLM_ALLREDUCE");
+    while (algo && cfg.algo < PARLM_ALGO_MPI && strcmp(algo, parlm_algo_name(cfg.algo)))
+        cfg.algo++;
+    ck_assert_msg(parlm_comm_from_mpi(&g->comm, &g->mpi, &cfg) == PARLM_OK, "%s", parlm_last_error());
     ck_assert_int_eq(parlm_comm_rank(g->comm), g->rank);
     ck_assert_int_eq(parlm_tp_comm_init(&g->tpc, g->comm), PARLM_OK);
 }

@@ -2,7 +2,6 @@
  * then each is handed to the request engine (mpi/engine.c) as a request; the blocking
  * forms are a start and a wait. Nothing here touches the queue or an algorithm's state. */
 #include <limits.h>
-#include <string.h>
 
 #include "comm.h"
 
@@ -98,15 +97,9 @@ static parlm_status start(int kind, parlm_comm *c, float *buf, int64_t n, int op
     parlm_status st = check_args(kind, c, buf, n, op, flags);
     if (st != PARLM_OK)
         return st;
-    dist_op o;
-    memset(&o, 0, sizeof o);
-    o.kind = kind;
-    o.algo = dist_choose(c, kind, n, flags);
-    o.bf16 = (flags & PARLM_WIRE_BF16) != 0;
-    o.buf = buf;
-    o.n = n;
-    o.scale = op == PARLM_REDUCE_AVG ? 1.0f / (float)c->size : 1.0f;
-    parlm_request *r = dist_submit(c, &o);
+    parlm_request *r = dist_submit(c, kind, dist_choose(c, kind, n, flags),
+                                   (flags & PARLM_WIRE_BF16) != 0, buf, n,
+                                   op == PARLM_REDUCE_AVG ? 1.0f / (float)c->size : 1.0f);
     if (!r)
         return parlm_error(PARLM_ENOMEM, "%s: cannot allocate a request", kind_name(kind));
     *req = r;

@@ -71,9 +71,10 @@ parlm_status dist_comm_create(parlm_comm **out, MPI_Comm base, int ranks_per_nod
 int dist_choose(const parlm_comm *c, int kind, int64_t n, unsigned flags);
 
 /* ---- mpi/engine.c ---- */
-/* Queues *op (kind, algo, bf16, buf, n, scale filled; the rest is the engine's) and starts
- * it if the queue was empty. NULL: out of memory. */
-parlm_request *dist_submit(parlm_comm *c, const dist_op *op);
+/* Queues a collective (arguments already checked, algorithm chosen) and starts it if the
+ * queue was empty. NULL: out of memory. */
+parlm_request *dist_submit(parlm_comm *c, int kind, int algo, int bf16, float *buf, int64_t n,
+                           float scale);
 /* Drives the queue until it is empty (before free, and before a shared buffer goes). */
 parlm_status dist_drain(parlm_comm *c);
 #endif

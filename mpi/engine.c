@@ -174,7 +174,8 @@ static parlm_request *new_request(parlm_comm *c)
     return r;
 }
 
-parlm_request *dist_submit(parlm_comm *c, const dist_op *op)
+parlm_request *dist_submit(parlm_comm *c, int kind, int algo, int bf16, float *buf, int64_t n,
+                           float scale)
 {
     parlm_request *r = new_request(c);
     if (!r)
@@ -183,10 +184,16 @@ parlm_request *dist_submit(parlm_comm *c, const dist_op *op)
     r->state = DIST_REQ_QUEUED;
     r->status = PARLM_OK;
     r->next = NULL;
-    r->op = *op;
-    r->op.tag = (int)(c->seq++ % 32767); /* MPI guarantees tags up to 32767 */
-    r->op.stage = r->op.started = 0;
-    r->op.mreq = MPI_REQUEST_NULL;
+    dist_op *o = &r->op;
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->algo = algo;
+    o->bf16 = bf16;
+    o->tag = (int)(c->seq++ % 32767); /* MPI guarantees tags up to 32767 */
+    o->buf = buf;
+    o->n = n;
+    o->scale = scale;
+    o->mreq = MPI_REQUEST_NULL;
     if (c->tail)
         c->tail->next = r;
     else

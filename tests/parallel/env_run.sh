@@ -7,11 +7,8 @@ set -u
 train=${PARLM_BUILDDIR:-.}/apps/parlm-train
 prepare=${PARLM_BUILDDIR:-.}/apps/parlm-prepare
 bench=${PARLM_BUILDDIR:-.}/apps/parlm-bench
-mpirun=${MPIRUN:-mpirun}
-root=""
-[ "$(id -u)" -ne 0 ] || root="--allow-run-as-root"
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-export ASAN_OPTIONS OMP_NUM_THREADS=1
+. "$(dirname "$0")/../mpi.sh"
+export OMP_NUM_THREADS=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fails=0
@@ -19,9 +16,7 @@ run() { # run VAR=VALUE PROGRAM ARGS...: 2 ranks, output in $work/out, returns m
     var=$1
     shift
     # shellcheck disable=SC2086
-    env "$var" timeout 300 "$mpirun" $root --oversubscribe --mca btl self,vader \
-        --mca btl_vader_single_copy_mechanism none -x "${var%%=*}" -x OMP_NUM_THREADS \
-        -np 2 "$@" > "$work/out" 2>&1
+    env "$var" timeout 300 $MPI -x "${var%%=*}" -x OMP_NUM_THREADS -np 2 "$@" > "$work/out" 2>&1
 }
 expect_fail() { # expect_fail TEXT VAR=VALUE PROGRAM ARGS...
     text=$1

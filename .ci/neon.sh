@@ -45,7 +45,7 @@ fi
 
 # ---- binfmt_misc: lets a test exec() an aarch64 program (best effort) -----------------
 # The Check programs run under qemu-aarch64 explicitly; binfmt is for what they start
-# themselves (test_core re-executes itself) and for script tests that run apps/.
+# themselves (test_dispatch and test_gemm_setup re-execute themselves) and for script tests that run apps/.
 binfmt=/proc/sys/fs/binfmt_misc
 if [ ! -e "$binfmt/qemu-aarch64" ]; then
     [ -e "$binfmt/register" ] || $sudo mount -t binfmt_misc binfmt_misc "$binfmt" 2>/dev/null || true

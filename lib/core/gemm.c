@@ -30,7 +30,7 @@
  * tall M), where B (K x N) is small next to each thread's M/tm x N x K of work (measured
  * bound for GPT-2 at B*T = 2048: about 1% of the GEMM). Each element of C is summed by one
  * thread in a fixed order (KC depends on the caches only), so results are bitwise
- * repeatable, and independent of the thread count (tests/test_gemm.c checks both).
+ * repeatable, and independent of the thread count (tests/core/test_gemm.c checks both).
  * Workspace: one 64-byte aligned buffer per calling thread, kept between calls (no
  * allocation in the loops, none at all in steady state); freed when that thread exits.
  * M == 1 (and parlm_sgemv) runs the GEMV kernels, rows split over threads.

@@ -110,13 +110,6 @@ struct parlm_gpt {
     int dec_threads;  /* threads dec_scratch is sized for */
 };
 
-#define TRY(x)                                                                                  \
-    do {                                                                                        \
-        parlm_status st_ = (x);                                                                 \
-        if (st_ != PARLM_OK)                                                                    \
-            return st_;                                                                         \
-    } while (0)
-
 /* ---- configuration ------------------------------------------------------------------ */
 
 parlm_status parlm_gpt_preset(const char *name, parlm_gpt_config *cfg)
@@ -384,7 +377,7 @@ parlm_status parlm_gpt_shard_check(const parlm_gpt_config *cfg, const parlm_gpt_
     if (!cfg || !sh)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_shard_check: null argument");
     parlm_gpt_config c = *cfg;
-    TRY(check_config(&c));
+    RETURN_IF_ERROR(check_config(&c));
     if (sh->tp < 1 || sh->tp_rank < 0 || sh->tp_rank >= sh->tp)
         return parlm_error(PARLM_EINVAL, "model shard: tensor-parallel rank %d of %d", sh->tp_rank,
                            sh->tp);
@@ -415,7 +408,7 @@ parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg
     parlm_gpt_shard whole = {1, 0, 0, c.n_layer};
     if (!sh)
         sh = &whole;
-    TRY(parlm_gpt_shard_check(&c, sh));
+    RETURN_IF_ERROR(parlm_gpt_shard_check(&c, sh));
     parlm_gpt *m = calloc(1, sizeof *m);
     if (!m)
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_create: out of memory");
@@ -460,7 +453,7 @@ parlm_status parlm_gpt_shard_from(parlm_gpt **out, parlm_gpt *full, const parlm_
                            "(it is a shard: tp %d, layers %d..%d)", full->sh.tp,
                            full->sh.layer_begin, full->sh.layer_end - 1);
     parlm_gpt *s;
-    TRY(parlm_gpt_create_shard(&s, &full->cfg, sh, 0));
+    RETURN_IF_ERROR(parlm_gpt_create_shard(&s, &full->cfg, sh, 0));
     for (int i = 0; i < s->ntensors; i++) {
         int64_t off;
         parlm_gpt_tensor_info(s, i, NULL, NULL, &off, NULL);
@@ -635,19 +628,19 @@ static parlm_status matmul_fwd(parlm_gpt *m, float *out, const float *inp, const
     if (m->bf16 && (N == 1 || !m->bf16_widen)) {
         const uint16_t *Wb = m->params_bf16 + (W - m->params);
         if (N == 1) { /* decode: stream bf16 weights against the f32 activation */
-            TRY(parlm_gemv_bf16(OC, IC, 1.0f, Wb, IC, inp, 0.0f, out));
+            RETURN_IF_ERROR(parlm_gemv_bf16(OC, IC, 1.0f, Wb, IC, inp, 0.0f, out));
         } else {
-            TRY(bf16_scratch(m, N * IC));
-            TRY(parlm_f32_to_bf16(inp, m->xa_bf16, N * IC));
-            TRY(parlm_gemm_bf16(PARLM_NO_TRANS, PARLM_TRANS, N, OC, IC, 1.0f, m->xa_bf16, IC, Wb,
+            RETURN_IF_ERROR(bf16_scratch(m, N * IC));
+            RETURN_IF_ERROR(parlm_f32_to_bf16(inp, m->xa_bf16, N * IC));
+            RETURN_IF_ERROR(parlm_gemm_bf16(PARLM_NO_TRANS, PARLM_TRANS, N, OC, IC, 1.0f, m->xa_bf16, IC, Wb,
                                 IC, 0.0f, out, OC));
         }
     } else {
-        TRY(parlm_sgemm(PARLM_NO_TRANS, PARLM_TRANS, N, OC, IC, 1.0f, inp, IC, W, IC, 0.0f, out,
+        RETURN_IF_ERROR(parlm_sgemm(PARLM_NO_TRANS, PARLM_TRANS, N, OC, IC, 1.0f, inp, IC, W, IC, 0.0f, out,
                         OC));
     }
     if (b)
-        TRY(parlm_bias_forward(out, b, N, OC));
+        RETURN_IF_ERROR(parlm_bias_forward(out, b, N, OC));
     return PARLM_OK;
 }
 
@@ -657,21 +650,21 @@ static parlm_status matmul_bwd(parlm_gpt *m, float *dinp, float *dW, float *db, 
 {
     if (m->bf16 && !m->bf16_widen) {
         const uint16_t *Wb = m->params_bf16 + (W - m->params);
-        TRY(bf16_scratch(m, N * (IC > OC ? IC : OC)));
-        TRY(parlm_f32_to_bf16(dout, m->xa_bf16, N * OC));
-        TRY(parlm_f32_to_bf16(inp, m->xb_bf16, N * IC));
-        TRY(parlm_gemm_bf16(PARLM_NO_TRANS, PARLM_NO_TRANS, N, IC, OC, 1.0f, m->xa_bf16, OC, Wb,
+        RETURN_IF_ERROR(bf16_scratch(m, N * (IC > OC ? IC : OC)));
+        RETURN_IF_ERROR(parlm_f32_to_bf16(dout, m->xa_bf16, N * OC));
+        RETURN_IF_ERROR(parlm_f32_to_bf16(inp, m->xb_bf16, N * IC));
+        RETURN_IF_ERROR(parlm_gemm_bf16(PARLM_NO_TRANS, PARLM_NO_TRANS, N, IC, OC, 1.0f, m->xa_bf16, OC, Wb,
                             IC, 0.0f, dinp, IC));
-        TRY(parlm_gemm_bf16(PARLM_TRANS, PARLM_NO_TRANS, OC, IC, N, 1.0f, m->xa_bf16, OC,
+        RETURN_IF_ERROR(parlm_gemm_bf16(PARLM_TRANS, PARLM_NO_TRANS, OC, IC, N, 1.0f, m->xa_bf16, OC,
                             m->xb_bf16, IC, 1.0f, dW, IC));
     } else {
-        TRY(parlm_sgemm(PARLM_NO_TRANS, PARLM_NO_TRANS, N, IC, OC, 1.0f, dout, OC, W, IC, 0.0f,
+        RETURN_IF_ERROR(parlm_sgemm(PARLM_NO_TRANS, PARLM_NO_TRANS, N, IC, OC, 1.0f, dout, OC, W, IC, 0.0f,
                         dinp, IC));
-        TRY(parlm_sgemm(PARLM_TRANS, PARLM_NO_TRANS, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW,
+        RETURN_IF_ERROR(parlm_sgemm(PARLM_TRANS, PARLM_NO_TRANS, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW,
                         IC));
     }
     if (db)
-        TRY(parlm_bias_backward(db, dout, N, OC));
+        RETURN_IF_ERROR(parlm_bias_backward(db, dout, N, OC));
     return PARLM_OK;
 }
 
@@ -820,11 +813,11 @@ static parlm_status embed(parlm_gpt *m, float *out, const int32_t *tokens, int64
     const float *wpe = WPE(m->params) + (int64_t)pos0 * C;
     if (m->sh.tp == 1)
         return parlm_embedding_forward(out, tokens, WTE(m->params), wpe, Bn, Tn, C, m->cfg.vocab);
-    TRY(parlm_embedding_vp_forward(out, tokens, WTE(m->params), n, C, vocab0(m), m->Vs,
+    RETURN_IF_ERROR(parlm_embedding_vp_forward(out, tokens, WTE(m->params), n, C, vocab0(m), m->Vs,
                                    m->cfg.vocab));
-    TRY(tp_sum(m, out, n * C));
+    RETURN_IF_ERROR(tp_sum(m, out, n * C));
     for (int b = 0; b < Bn; b++) /* + wpe, the same float addition as the whole lookup */
-        TRY(parlm_bias_forward(out + (int64_t)b * Tn * C, wpe, 1, (int64_t)Tn * C));
+        RETURN_IF_ERROR(parlm_bias_forward(out + (int64_t)b * Tn * C, wpe, 1, (int64_t)Tn * C));
     return PARLM_OK;
 }
 
@@ -835,8 +828,8 @@ static parlm_status row_parallel_fwd(parlm_gpt *m, float *out, const float *inp,
 {
     if (m->sh.tp == 1)
         return matmul_fwd(m, out, inp, W, b, N, IC, C);
-    TRY(matmul_fwd(m, out, inp, W, NULL, N, IC, C));
-    TRY(tp_sum(m, out, N * C));
+    RETURN_IF_ERROR(matmul_fwd(m, out, inp, W, NULL, N, IC, C));
+    RETURN_IF_ERROR(tp_sum(m, out, N * C));
     return parlm_bias_forward(out, b, N, C);
 }
 
@@ -874,25 +867,25 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
     act_slot *S = m->cur;
     S->have_forward = 0;
     m->tok_rows_valid = 0;
-    TRY(refresh_bf16(m, B * T));
+    RETURN_IF_ERROR(refresh_bf16(m, B * T));
     if (m->first)
-        TRY(embed(m, S->encoded, inputs, N, 0, B, T));
+        RETURN_IF_ERROR(embed(m, S->encoded, inputs, N, 0, B, T));
     const float *res = S->encoded;
     for (int l = lb; l < m->sh.layer_end; l++) {
         CHECK_CANCEL(m, "forward");
         layer_views w = lview(m, m->params, l);
         layer_acts *a = &S->acts[l - lb];
-        TRY(parlm_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res, w.ln1w, w.ln1b, N, C));
-        TRY(matmul_fwd(m, a->qkv, a->ln1, w.qkvw, w.qkvb, N, C, 3 * Ca));
-        TRY(parlm_attention_forward(a->atty, a->att_lse, a->qkv, B, T, Ca, NHa));
-        TRY(row_parallel_fwd(m, a->res2, a->atty, w.attprojw, w.attprojb, N, Ca, C));
-        TRY(parlm_add(a->res2, a->res2, res, N * C));
-        TRY(parlm_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w.ln2w, w.ln2b, N,
+        RETURN_IF_ERROR(parlm_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res, w.ln1w, w.ln1b, N, C));
+        RETURN_IF_ERROR(matmul_fwd(m, a->qkv, a->ln1, w.qkvw, w.qkvb, N, C, 3 * Ca));
+        RETURN_IF_ERROR(parlm_attention_forward(a->atty, a->att_lse, a->qkv, B, T, Ca, NHa));
+        RETURN_IF_ERROR(row_parallel_fwd(m, a->res2, a->atty, w.attprojw, w.attprojb, N, Ca, C));
+        RETURN_IF_ERROR(parlm_add(a->res2, a->res2, res, N * C));
+        RETURN_IF_ERROR(parlm_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w.ln2w, w.ln2b, N,
                                     C));
-        TRY(matmul_fwd(m, a->fch, a->ln2, w.fcw, w.fcb, N, C, Hm));
-        TRY(parlm_gelu_forward(a->fch_gelu, a->fch, N * Hm));
-        TRY(row_parallel_fwd(m, a->res3, a->fch_gelu, w.fcprojw, w.fcprojb, N, Hm, C));
-        TRY(parlm_add(a->res3, a->res3, a->res2, N * C));
+        RETURN_IF_ERROR(matmul_fwd(m, a->fch, a->ln2, w.fcw, w.fcb, N, C, Hm));
+        RETURN_IF_ERROR(parlm_gelu_forward(a->fch_gelu, a->fch, N * Hm));
+        RETURN_IF_ERROR(row_parallel_fwd(m, a->res3, a->fch_gelu, w.fcprojw, w.fcprojb, N, Hm, C));
+        RETURN_IF_ERROR(parlm_add(a->res3, a->res3, a->res2, N * C));
         res = a->res3;
     }
     S->inputs = inputs;
@@ -902,16 +895,16 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
         return PARLM_OK;
     }
     CHECK_CANCEL(m, "forward");
-    TRY(parlm_layernorm_forward(S->lnf, S->lnf_mean, S->lnf_rstd, res, LNFW(m->params),
+    RETURN_IF_ERROR(parlm_layernorm_forward(S->lnf, S->lnf_mean, S->lnf_rstd, res, LNFW(m->params),
                                 LNFB(m->params), N, C));
-    TRY(matmul_fwd(m, S->logits, S->lnf, WTE(m->params), NULL, N, C, m->Vs));
+    RETURN_IF_ERROR(matmul_fwd(m, S->logits, S->lnf, WTE(m->params), NULL, N, C, m->Vs));
     if (targets && m->sh.tp > 1) { /* vocab-parallel: 2 floats a row from every rank */
-        TRY(parlm_crossentropy_vp_partial(m->ce_part + 2 * N * m->sh.tp_rank, S->logits, targets,
+        RETURN_IF_ERROR(parlm_crossentropy_vp_partial(m->ce_part + 2 * N * m->sh.tp_rank, S->logits, targets,
                                           N, vocab0(m), m->Vs, c->vocab));
-        TRY(m->tp.all_gather(m->tp.arg, m->ce_part, 2 * N));
-        TRY(parlm_crossentropy_vp_combine(S->losses, S->ce_lse, m->ce_part, N, m->sh.tp));
+        RETURN_IF_ERROR(m->tp.all_gather(m->tp.arg, m->ce_part, 2 * N));
+        RETURN_IF_ERROR(parlm_crossentropy_vp_combine(S->losses, S->ce_lse, m->ce_part, N, m->sh.tp));
     } else if (targets) {
-        TRY(parlm_crossentropy_forward(S->losses, S->ce_lse, S->logits, targets, N, c->vocab,
+        RETURN_IF_ERROR(parlm_crossentropy_forward(S->losses, S->ce_lse, S->logits, targets, N, c->vocab,
                                        c->vocab_pad));
     }
     if (targets) {
@@ -1069,20 +1062,20 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
             m->dloss[i] = loss_scale / (float)N;
         /* dlogits overwrite the logits in place */
         if (m->sh.tp > 1)
-            TRY(parlm_crossentropy_vp_backward(S->logits, S->logits, S->targets, S->ce_lse,
+            RETURN_IF_ERROR(parlm_crossentropy_vp_backward(S->logits, S->logits, S->targets, S->ce_lse,
                                                m->dloss, N, vocab0(m), m->Vs, c->vocab));
         else
-            TRY(parlm_crossentropy_backward(S->logits, S->logits, S->targets, S->ce_lse,
+            RETURN_IF_ERROR(parlm_crossentropy_backward(S->logits, S->logits, S->targets, S->ce_lse,
                                             m->dloss, N, c->vocab, c->vocab_pad));
-        TRY(matmul_bwd(m, m->d_ln, WTE(m->grads), NULL, S->logits, S->lnf, WTE(m->params), N, C,
+        RETURN_IF_ERROR(matmul_bwd(m, m->d_ln, WTE(m->grads), NULL, S->logits, S->lnf, WTE(m->params), N, C,
                        m->Vs));
-        TRY(tp_sum(m, m->d_ln, N * C)); /* each vocab slice's part of d(lnf out) */
+        RETURN_IF_ERROR(tp_sum(m, m->d_ln, N * C)); /* each vocab slice's part of d(lnf out) */
         if (m->defer_tok && m->tensors[0].off == 0) { /* wte is final but for the lookup's rows */
             m->head_ready = m->tensors[0].n;
             TICK(m);
         }
         memset(m->d_res, 0, (size_t)(N * C) * sizeof(float));
-        TRY(parlm_layernorm_backward(m->d_res, LNFW(m->grads), LNFB(m->grads), m->d_ln, res_last,
+        RETURN_IF_ERROR(parlm_layernorm_backward(m->d_res, LNFW(m->grads), LNFB(m->grads), m->d_ln, res_last,
                                      LNFW(m->params), S->lnf_mean, S->lnf_rstd, N, C));
         grads_ready(m, c->n_layer);
     } else { /* the next stage's gradient of our output */
@@ -1094,27 +1087,27 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
         layer_acts *a = &S->acts[l - lb];
         const float *res_in = l > lb ? S->acts[l - lb - 1].res3 : S->encoded;
         /* res3 = res2 + fcproj: d_res is both d(res2) and d(fcproj) */
-        TRY(matmul_bwd(m, m->d_fch_gelu, g.fcprojw, g.fcprojb, m->d_res, a->fch_gelu, w.fcprojw,
+        RETURN_IF_ERROR(matmul_bwd(m, m->d_fch_gelu, g.fcprojw, g.fcprojb, m->d_res, a->fch_gelu, w.fcprojw,
                        N, Hm, C));
         TICK(m);
         memset(m->d_fch, 0, (size_t)(N * Hm) * sizeof(float));
-        TRY(parlm_gelu_backward(m->d_fch, a->fch, m->d_fch_gelu, N * Hm));
-        TRY(matmul_bwd(m, m->d_ln, g.fcw, g.fcb, m->d_fch, a->ln2, w.fcw, N, C, Hm));
-        TRY(tp_sum(m, m->d_ln, N * C)); /* each shard's MLP units' part of d(ln2 out) */
+        RETURN_IF_ERROR(parlm_gelu_backward(m->d_fch, a->fch, m->d_fch_gelu, N * Hm));
+        RETURN_IF_ERROR(matmul_bwd(m, m->d_ln, g.fcw, g.fcb, m->d_fch, a->ln2, w.fcw, N, C, Hm));
+        RETURN_IF_ERROR(tp_sum(m, m->d_ln, N * C)); /* each shard's MLP units' part of d(ln2 out) */
         TICK(m);
-        TRY(parlm_layernorm_backward(m->d_res, g.ln2w, g.ln2b, m->d_ln, a->res2, w.ln2w,
+        RETURN_IF_ERROR(parlm_layernorm_backward(m->d_res, g.ln2w, g.ln2b, m->d_ln, a->res2, w.ln2w,
                                      a->ln2_mean, a->ln2_rstd, N, C));
         /* res2 = res_in + attproj: d_res is both d(res_in) and d(attproj) */
-        TRY(matmul_bwd(m, m->d_atty, g.attprojw, g.attprojb, m->d_res, a->atty, w.attprojw, N, Ca,
+        RETURN_IF_ERROR(matmul_bwd(m, m->d_atty, g.attprojw, g.attprojb, m->d_res, a->atty, w.attprojw, N, Ca,
                        C));
         TICK(m);
         memset(m->d_qkv, 0, (size_t)(N * 3 * Ca) * sizeof(float));
-        TRY(parlm_attention_backward(m->d_qkv, m->d_atty, a->qkv, a->atty, a->att_lse, B, T, Ca,
+        RETURN_IF_ERROR(parlm_attention_backward(m->d_qkv, m->d_atty, a->qkv, a->atty, a->att_lse, B, T, Ca,
                                      NHa));
         TICK(m);
-        TRY(matmul_bwd(m, m->d_ln, g.qkvw, g.qkvb, m->d_qkv, a->ln1, w.qkvw, N, C, 3 * Ca));
-        TRY(tp_sum(m, m->d_ln, N * C)); /* each shard's heads' part of d(ln1 out) */
-        TRY(parlm_layernorm_backward(m->d_res, g.ln1w, g.ln1b, m->d_ln, res_in, w.ln1w,
+        RETURN_IF_ERROR(matmul_bwd(m, m->d_ln, g.qkvw, g.qkvb, m->d_qkv, a->ln1, w.qkvw, N, C, 3 * Ca));
+        RETURN_IF_ERROR(tp_sum(m, m->d_ln, N * C)); /* each shard's heads' part of d(ln1 out) */
+        RETURN_IF_ERROR(parlm_layernorm_backward(m->d_res, g.ln1w, g.ln1b, m->d_ln, res_in, w.ln1w,
                                      a->ln1_mean, a->ln1_rstd, N, C));
         grads_ready(m, l);
     }
@@ -1124,10 +1117,10 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
         wpe_backward(WPE(m->grads), m->d_res, N, T, C);
         m->tok_rows_valid = 1;
     } else if (m->sh.tp > 1) { /* the rows of the tokens in our vocab slice */
-        TRY(parlm_embedding_vp_backward(WTE(m->grads), WPE(m->grads), m->d_res, S->inputs, B, T,
+        RETURN_IF_ERROR(parlm_embedding_vp_backward(WTE(m->grads), WPE(m->grads), m->d_res, S->inputs, B, T,
                                         C, vocab0(m), m->Vs, c->vocab));
     } else {
-        TRY(parlm_embedding_backward(WTE(m->grads), WPE(m->grads), m->d_res, S->inputs, B, T, C,
+        RETURN_IF_ERROR(parlm_embedding_backward(WTE(m->grads), WPE(m->grads), m->d_res, S->inputs, B, T, C,
                                      c->vocab));
     }
     grads_ready(m, -1);
@@ -1141,7 +1134,7 @@ parlm_status parlm_gpt_grad_norm(parlm_gpt *m, float *norm)
     if (!m || !norm)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_grad_norm: null argument");
     double s;
-    TRY(parlm_sumsq(m->grads, m->nparams, &s));
+    RETURN_IF_ERROR(parlm_sumsq(m->grads, m->nparams, &s));
     *norm = (float)sqrt(s);
     return PARLM_OK;
 }
@@ -1187,7 +1180,7 @@ parlm_status parlm_gpt_update_range(parlm_gpt *m, const parlm_adamw_cfg *cfg, fl
             j++;
         int64_t run_end = m->tensors[j - 1].off + m->tensors[j - 1].n;
         int64_t len = (run_end < end ? run_end : end) - off, k = off - (end - n);
-        TRY(parlm_adamw_update(m->params + off, m->grads + off, mom1 + k, mom2 + k, len,
+        RETURN_IF_ERROR(parlm_adamw_update(m->params + off, m->grads + off, mom1 + k, mom2 + k, len,
                                ti->decay ? cfg : &no_decay, t, grad_scale));
         off += len;
         i = j - 1;
@@ -1200,8 +1193,8 @@ parlm_status parlm_gpt_update(parlm_gpt *m, const parlm_adamw_cfg *cfg, float gr
 {
     if (!m || !cfg)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_update: null argument");
-    TRY(parlm_gpt_init_optimizer(m));
-    TRY(parlm_gpt_update_range(m, cfg, grad_scale, m->step + 1, 0, m->nparams, m->m, m->v));
+    RETURN_IF_ERROR(parlm_gpt_init_optimizer(m));
+    RETURN_IF_ERROR(parlm_gpt_update_range(m, cfg, grad_scale, m->step + 1, 0, m->nparams, m->m, m->v));
     m->step++;
     return PARLM_OK;
 }
@@ -1259,12 +1252,12 @@ parlm_status parlm_gpt_optimizer_step(parlm_gpt *m, const parlm_adamw_cfg *cfg, 
 {
     if (!m || !cfg || !norm)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_optimizer_step: null argument");
-    TRY(check_adamw(cfg, clip, "parlm_gpt_optimizer_step"));
-    TRY(parlm_gpt_init_optimizer(m));
+    RETURN_IF_ERROR(check_adamw(cfg, clip, "parlm_gpt_optimizer_step"));
+    RETURN_IF_ERROR(parlm_gpt_init_optimizer(m));
     float scale = 1.0f;
     *norm = NAN;
     if (clip > 0) { /* the clipping factor is needed before the update: a pass of its own */
-        TRY(parlm_gpt_grad_norm(m, norm));
+        RETURN_IF_ERROR(parlm_gpt_grad_norm(m, norm));
         if (!isfinite(*norm))
             return parlm_error(PARLM_EINVAL, "the gradient norm is %g", *norm);
         if (*norm > clip)
@@ -1285,11 +1278,11 @@ parlm_status parlm_gpt_optimizer_step_scale(parlm_gpt *m, const parlm_adamw_cfg 
 {
     if (!m || !cfg)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_optimizer_step_scale: null argument");
-    TRY(check_adamw(cfg, 0.0f, "parlm_gpt_optimizer_step_scale"));
+    RETURN_IF_ERROR(check_adamw(cfg, 0.0f, "parlm_gpt_optimizer_step_scale"));
     if (!isfinite(grad_scale))
         return parlm_error(PARLM_EINVAL, "parlm_gpt_optimizer_step_scale: gradient scale %g",
                            grad_scale);
-    TRY(parlm_gpt_init_optimizer(m));
+    RETURN_IF_ERROR(parlm_gpt_init_optimizer(m));
     adamw_pass(m, cfg, grad_scale);
     return PARLM_OK;
 }
@@ -1312,7 +1305,7 @@ parlm_status parlm_gpt_grad_sumsq(parlm_gpt *m, int owned_only, double *sumsq)
             j++;
         double s;
         int64_t off = m->tensors[i].off;
-        TRY(parlm_sumsq(m->grads + off, m->tensors[j - 1].off + m->tensors[j - 1].n - off, &s));
+        RETURN_IF_ERROR(parlm_sumsq(m->grads + off, m->tensors[j - 1].off + m->tensors[j - 1].n - off, &s));
         total += s;
         i = j;
     }
@@ -1355,7 +1348,7 @@ static parlm_status decode_one(parlm_gpt *m, int32_t token, int pos, float *logi
                             DEC_W(WTE(m->params)), m->kv, m->sh.tp, m->sh.tp_rank, &m->tp};
 #undef DEC_W
     float *x = m->inf; /* the residual row */
-    TRY(embed(m, x, &token, 1, pos, 1, 1));
+    RETURN_IF_ERROR(embed(m, x, &token, 1, pos, 1, 1));
     return parlm_decode_step(&d, x, pos, logits, m->dec_scratch, nt);
 }
 
@@ -1389,13 +1382,13 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         }
     }
     /* 1 row even for a prefill: its LM head is the last row's product, on the bf16 copy */
-    TRY(refresh_bf16(m, 1));
+    RETURN_IF_ERROR(refresh_bf16(m, 1));
     if (n == 1)
         return decode_one(m, tokens[0], pos, logits);
     float *x = m->inf, *ln = x + maxT * C, *qkv = ln + maxT * C, *att = qkv + 3 * maxT * Ca;
     float *tmp = att + maxT * Ca, *fch = tmp + maxT * C;
     /* embeddings of positions pos..pos+n-1: one "batch" of n rows starting at wpe[pos] */
-    TRY(embed(m, x, tokens, n, pos, 1, n));
+    RETURN_IF_ERROR(embed(m, x, tokens, n, pos, 1, n));
     float *mean = parlm_alloc((size_t)n * 2, sizeof(float));
     if (!mean)
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: out of memory");

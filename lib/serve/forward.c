@@ -238,20 +238,13 @@ static void attend(const ps_kv_pool *kv, const ps_kv_seq *s, int l, int h, int h
     }
 }
 
-#define TRY(x)                                                                                 \
-    do {                                                                                       \
-        parlm_status st_ = (x);                                                                \
-        if (st_ != PARLM_OK)                                                                   \
-            return st_;                                                                        \
-    } while (0)
-
 /* buf (n) = the sum over the group of every rank's buf, added in rank order */
 static parlm_status tp_sum(ps_model *pm, float *buf, int64_t n)
 {
     const int tp = pm->tp;
     float *g = pm->gat;
     memcpy(g + pm->tp_rank * n, buf, (size_t)n * sizeof(float));
-    TRY(pm->comm.all_gather(pm->comm.arg, g, n));
+    RETURN_IF_ERROR(pm->comm.all_gather(pm->comm.arg, g, n));
 #pragma omp parallel for num_threads(pm->threads) schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
         float s = g[i];
@@ -268,8 +261,8 @@ static parlm_status linear_rows(ps_model *pm, float *out, const float *in, int64
 {
     if (pm->tp == 1)
         return linear(pm, out, in, woff, b, M, IC, OC);
-    TRY(linear(pm, out, in, woff, NULL, M, IC, OC));
-    TRY(tp_sum(pm, out, M * OC));
+    RETURN_IF_ERROR(linear(pm, out, in, woff, NULL, M, IC, OC));
+    RETURN_IF_ERROR(tp_sum(pm, out, M * OC));
     return parlm_bias_forward(out, b, M, OC);
 }
 
@@ -310,7 +303,7 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
         int pos = pm->row_pos[r];
         const int32_t tok = gr->tokens[pos - gr->pos];
         if (pm->tp == 1) {
-            TRY(parlm_embedding_forward(pm->x + r * C, &tok, P + pm->wte, P + pm->wpe + pos * C,
+            RETURN_IF_ERROR(parlm_embedding_forward(pm->x + r * C, &tok, P + pm->wte, P + pm->wpe + pos * C,
                                         1, 1, (int)C, c->vocab));
             continue;
         }
@@ -324,14 +317,14 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
             x[i] = (e ? e[i] : 0.0f) + (w ? w[i] : 0.0f);
     }
     if (pm->tp > 1)
-        TRY(tp_sum(pm, pm->x, M * C));
+        RETURN_IF_ERROR(tp_sum(pm, pm->x, M * C));
     float *x = pm->x, *ln = pm->ln, *qkv = pm->qkv, *att = pm->att, *tmp = pm->tmp,
           *fch = pm->fch;
     for (int l = 0; l < c->n_layer; l++) {
         const int64_t *o = pm->off[l];
-        TRY(parlm_layernorm_forward(ln, pm->mean, pm->rstd, x, P + o[T_LN1W], P + o[T_LN1B], M,
+        RETURN_IF_ERROR(parlm_layernorm_forward(ln, pm->mean, pm->rstd, x, P + o[T_LN1W], P + o[T_LN1B], M,
                                     C));
-        TRY(linear(pm, qkv, ln, o[T_QKVW], P + o[T_QKVB], M, C, 3 * Ca));
+        RETURN_IF_ERROR(linear(pm, qkv, ln, o[T_QKVW], P + o[T_QKVB], M, C, 3 * Ca));
         for (int64_t r = 0; r < R; r++) {
             const ps_group *gr = &g[pm->row_seq[r]];
             memcpy(ps_kv_at(kv, gr->seq, l, 0, pm->row_pos[r]), qkv + r * 3 * Ca + Ca,
@@ -347,14 +340,14 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
             attend(kv, g[pm->row_seq[r]].seq, l, (int)h, (int)hs, pm->row_pos[r],
                    qkv + r * 3 * Ca + h * hs, att + r * Ca + h * hs, sc);
         }
-        TRY(linear_rows(pm, tmp, att, o[T_APW], P + o[T_APB], M, Ca, C));
-        TRY(parlm_add(x, x, tmp, M * C));
-        TRY(parlm_layernorm_forward(ln, pm->mean, pm->rstd, x, P + o[T_LN2W], P + o[T_LN2B], M,
+        RETURN_IF_ERROR(linear_rows(pm, tmp, att, o[T_APW], P + o[T_APB], M, Ca, C));
+        RETURN_IF_ERROR(parlm_add(x, x, tmp, M * C));
+        RETURN_IF_ERROR(parlm_layernorm_forward(ln, pm->mean, pm->rstd, x, P + o[T_LN2W], P + o[T_LN2B], M,
                                     C));
-        TRY(linear(pm, fch, ln, o[T_FCW], P + o[T_FCB], M, C, Hm));
-        TRY(parlm_gelu_forward(fch, fch, M * Hm));
-        TRY(linear_rows(pm, tmp, fch, o[T_FPW], P + o[T_FPB], M, Hm, C));
-        TRY(parlm_add(x, x, tmp, M * C));
+        RETURN_IF_ERROR(linear(pm, fch, ln, o[T_FCW], P + o[T_FCB], M, C, Hm));
+        RETURN_IF_ERROR(parlm_gelu_forward(fch, fch, M * Hm));
+        RETURN_IF_ERROR(linear_rows(pm, tmp, fch, o[T_FPW], P + o[T_FPB], M, Hm, C));
+        RETURN_IF_ERROR(parlm_add(x, x, tmp, M * C));
     }
     /* the LM head only for the rows whose logits are wanted */
     int64_t G = 0, r = 0;
@@ -368,13 +361,13 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
     const int64_t MG = G < 2 ? 2 : G;
     if (G < 2)
         memset(pm->lnf + C, 0, (size_t)C * sizeof(float));
-    TRY(parlm_layernorm_forward(pm->lnf, pm->mean, pm->rstd, pm->lnf, P + pm->lnfw, P + pm->lnfb,
+    RETURN_IF_ERROR(parlm_layernorm_forward(pm->lnf, pm->mean, pm->rstd, pm->lnf, P + pm->lnfw, P + pm->lnfb,
                                 MG, C));
     /* vocab-parallel head: rank q's (MG, Vl) block lands at gat + q MG Vl */
     float *lg = pm->tp > 1 ? pm->gat + pm->tp_rank * MG * Vl : pm->logits;
-    TRY(linear(pm, lg, pm->lnf, pm->wte, NULL, MG, C, Vl));
+    RETURN_IF_ERROR(linear(pm, lg, pm->lnf, pm->wte, NULL, MG, C, Vl));
     if (pm->tp > 1)
-        TRY(pm->comm.all_gather(pm->comm.arg, pm->gat, MG * Vl));
+        RETURN_IF_ERROR(pm->comm.all_gather(pm->comm.arg, pm->gat, MG * Vl));
     G = 0;
     for (int i = 0; i < ngroups; i++) {
         if (!g[i].logits_out)

@@ -9,18 +9,6 @@
 #define PARLM_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define PARLM_PRINTF(a, b)
-/* The one macro that returns: evaluates x (a parlm_status) once and returns it from the
- * calling function unless it is PARLM_OK. Only for functions that own nothing to free
- * at that point (the model's forward/backward chains of kernel calls, where writing
- * each check out would bury the arithmetic); anything holding a resource writes its
- * check out and frees first. The name says what it does: no hidden control flow. */
-#define RETURN_IF_ERROR(x)                                                                    \
-    do {                                                                                      \
-        parlm_status st_ = (x);                                                               \
-        if (st_ != PARLM_OK)                                                                  \
-            return st_;                                                                       \
-    } while (0)
-
 #endif
 
 /* Records "fmt ..." as the calling thread's last error; returns s unchanged,

@@ -19,6 +19,7 @@
 #include "parlm/gguf.h"
 #include "parlm/safetensors.h"
 #include "parlm/trainer.h"
+#include "parlm/plan.h"
 #if PARLM_WITH_MPI
 #include "parlm/dist.h"
 #include "parlm/dp.h"

@@ -1,0 +1,145 @@
+/* parlm/plan.h — the cost model and the layout planner (issue 14), pure functions, no MPI.
+ * A machine profile (rates, link latency/bandwidth) and a cluster shape turn every
+ * (dp, tp, pp, micro-batches, schedule, ZeRO-1, overlap) layout into a predicted step
+ * time split into named terms; the largest term is the bottleneck. Models: GPT-2 family. */
+#ifndef PARLM_PLAN_H
+#define PARLM_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PARLM_PLAN_NAME 32
+#define PARLM_PLAN_MAX_GEMM 64
+#define PARLM_PLAN_MAX_LINKS 8
+
+/* One measured GEMM shape: C(m,n) += A(m,k) B(k,n) ran at flops FLOP/s on one core (f32). */
+typedef struct parlm_plan_gemm_point {
+    double m, n, k, flops;
+} parlm_plan_gemm_point;
+
+/* A link class: time of a message of n bytes = alpha + n * beta; allreduce_* are the
+ * per-step latency and per-byte cost a ring all-reduce sees on it. */
+typedef struct parlm_plan_link {
+    char name[PARLM_PLAN_NAME];
+    double p2p_alpha, p2p_beta;             /* s, s/byte */
+    double allreduce_alpha, allreduce_beta; /* s, s/byte */
+} parlm_plan_link;
+
+typedef struct parlm_plan_profile {
+    double fma_peak_f32, fma_peak_bf16; /* FLOP/s per core */
+    int n_gemm;                         /* >= 1 */
+    parlm_plan_gemm_point gemm[PARLM_PLAN_MAX_GEMM];
+    double attention_flops;  /* FLOP/s per core of the attention kernels */
+    double stream_bandwidth; /* bytes/s of one node (STREAM triad) */
+    int n_links;
+    parlm_plan_link links[PARLM_PLAN_MAX_LINKS];
+} parlm_plan_profile;
+
+typedef struct parlm_plan_cluster {
+    int nodes, sockets, cores_per_socket; /* per node: sockets x cores_per_socket */
+    double memory_per_node;               /* bytes */
+    char intra_link[PARLM_PLAN_NAME];     /* a link name of the profile */
+    char inter_link[PARLM_PLAN_NAME];
+} parlm_plan_cluster;
+
+typedef struct parlm_plan_layout {
+    int dp, tp, pp, micro_batches;
+    int schedule; /* a parlm_pp_schedule (parlm/grid.h): 0 GPipe, 1 1F1B */
+    int zero1, overlap, bf16;
+    int threads; /* cores per rank */
+} parlm_plan_layout;
+
+/* The terms of a step, in seconds; step = compute + tp + bubble + p2p + dp_exposed + optimizer. */
+typedef enum parlm_plan_term {
+    PARLM_PLAN_COMPUTE = 0, /* M micro-batches of forward + backward on the slowest stage */
+    PARLM_PLAN_TP,          /* Megatron all-reduces: 2 forward + 2 backward per layer */
+    PARLM_PLAN_BUBBLE,      /* (pp - 1) idle micro-batch slots of the pipeline */
+    PARLM_PLAN_P2P,         /* activations and their gradients between stages */
+    PARLM_PLAN_DP,          /* the gradient all-reduce, the part overlap does not hide */
+    PARLM_PLAN_OPTIMIZER,   /* AdamW, memory-bound */
+    PARLM_PLAN_NTERMS
+} parlm_plan_term;
+
+typedef struct parlm_plan_estimate {
+    double term[PARLM_PLAN_NTERMS];
+    double dp_total, dp_hidden; /* the whole gradient all-reduce, and what overlap hides */
+    double step;                /* s */
+    double tokens_per_s;
+    double eta;                 /* T1 / (cores * step), T1 = the step on one core */
+    double mem_params, mem_grads, mem_optim, mem_act, mem_total; /* bytes, worst rank */
+    double mem_limit;           /* bytes a rank may use: node memory / ranks per node */
+    parlm_plan_term bottleneck;
+} parlm_plan_estimate;
+
+/* What to plan: model, global batch (sequences per step), sequence length, ranks. */
+typedef struct parlm_plan_request {
+    parlm_gpt_config model;
+    int global_batch, seq_len;
+    int ranks; /* a multiple of cluster.nodes, at most one per core */
+    int bf16;
+} parlm_plan_request;
+
+typedef struct parlm_plan_entry {
+    parlm_plan_layout layout;
+    parlm_plan_estimate est;
+    int excluded;     /* 1: does not fit or breaks a grid rule; reason says which */
+    char reason[256];
+} parlm_plan_entry;
+
+PARLM_API const char *parlm_plan_term_name(parlm_plan_term t);
+
+/* Forward FLOPs per token (matmuls and attention, the count parlm-train uses for MFU:
+ * forward + backward = 3x forward) of the whole GPT-2 model, and of layers [begin, end)
+ * plus the head if end == L. */
+PARLM_API double parlm_plan_gpt_flops_per_token(const parlm_gpt_config *cfg, int T);
+
+/* Cost of a ring all-reduce of n bytes over p ranks: 2(p-1)/p n beta + 2(p-1) alpha. */
+PARLM_API double parlm_plan_ring_allreduce(double n, int p, double alpha, double beta);
+
+/* The f32 GEMM rate (FLOP/s per core) at (m, n, k): linear interpolation in log(m n k)
+ * between the profile's points, clamped at the ends. */
+PARLM_API double parlm_plan_gemm_rate(const parlm_plan_profile *pr, double m, double n, double k);
+
+/* Estimates one layout; PARLM_EINVAL if it breaks a grid rule (message says which).
+ * A layout that does not fit in memory still gets an estimate: compare mem_total, mem_limit. */
+PARLM_API parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr,
+                                                  const parlm_plan_cluster *cl,
+                                                  const parlm_plan_request *rq,
+                                                  const parlm_plan_layout *lay,
+                                                  parlm_plan_estimate *est);
+
+/* Every layout of rq->ranks ranks: dp*tp*pp = ranks, M dividing the per-replica batch,
+ * GPipe and 1F1B when pp > 1, ZeRO-1 and overlap on/off when dp > 1. Feasible entries
+ * first, sorted by step time, then the excluded ones with their reason. *out is malloc'd
+ * (free() it); *n its length. */
+PARLM_API parlm_status parlm_plan_enumerate(const parlm_plan_profile *pr,
+                                            const parlm_plan_cluster *cl,
+                                            const parlm_plan_request *rq,
+                                            parlm_plan_entry **out, int *n);
+
+/* Least squares t = alpha + beta * bytes over n >= 2 samples (at least two distinct sizes,
+ * times > 0); rel_rms = sqrt(mean(((fit - t) / t)^2)). */
+PARLM_API parlm_status parlm_plan_fit_alpha_beta(const double *bytes, const double *seconds,
+                                                 int n, double *alpha, double *beta,
+                                                 double *rel_rms);
+
+/* JSON files (untrusted: errors name the file and the field). */
+PARLM_API parlm_status parlm_plan_profile_load(const char *path, parlm_plan_profile *pr);
+PARLM_API parlm_status parlm_plan_profile_save(const char *path, const parlm_plan_profile *pr);
+PARLM_API parlm_status parlm_plan_cluster_load(const char *path, parlm_plan_cluster *cl);
+PARLM_API parlm_status parlm_plan_cluster_save(const char *path, const parlm_plan_cluster *cl);
+/* The result as JSON: request, then every entry with its terms. */
+PARLM_API parlm_status parlm_plan_save(const char *path, const parlm_plan_request *rq,
+                                       const parlm_plan_entry *e, int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

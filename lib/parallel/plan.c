@@ -1,0 +1,597 @@
+/* lib/parallel/plan.c — the cost model and layout planner (parlm/plan.h). Pure arithmetic:
+ * a step is (M + pp - 1) slots of the slowest stage's micro-batch (compute + its TP
+ * all-reduces), plus stage-to-stage transfers, the gradient all-reduce overlap does not
+ * hide, and AdamW; the grid rules themselves come from layout.c (parlm_grid_check). */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "../../base/error.h"
+#include "parlm/grid.h"
+#include "parlm/plan.h"
+
+_Static_assert(PARLM_PP_GPIPE == 0 && PARLM_PP_1F1B == 1, "parlm_plan_layout.schedule");
+
+#define TRY(x)                                                                                  \
+    do {                                                                                        \
+        parlm_status st_ = (x);                                                                 \
+        if (st_ != PARLM_OK)                                                                    \
+            return st_;                                                                         \
+    } while (0)
+
+const char *parlm_plan_term_name(parlm_plan_term t)
+{
+    switch (t) {
+    case PARLM_PLAN_COMPUTE: return "compute";
+    case PARLM_PLAN_TP: return "tp-allreduce";
+    case PARLM_PLAN_BUBBLE: return "pp-bubble";
+    case PARLM_PLAN_P2P: return "pp-p2p";
+    case PARLM_PLAN_DP: return "dp-allreduce";
+    case PARLM_PLAN_OPTIMIZER: return "optimizer";
+    case PARLM_PLAN_NTERMS: break;
+    }
+    return "?";
+}
+
+/* ---- the GPT-2 family: parameters and FLOPs ---------------------------------------- */
+/* Another family adds its own pair of functions and a switch in stage_shape. */
+
+static double gpt_layer_params(const parlm_gpt_config *c)
+{
+    double C = c->n_embd; /* qkv 3C^2+3C, proj C^2+C, fc 4C^2+4C, fcproj 4C^2+C, 2 LN 4C */
+    return 12.0 * C * C + 13.0 * C;
+}
+
+/* Forward FLOPs per token of one layer: 2 per weight, and the causal attention's QK^T and
+ * AV, 2 C T together (parlm-train's MFU counts 6 L C T for forward + backward). */
+static double gpt_layer_flops(const parlm_gpt_config *c, int T)
+{
+    return 2.0 * gpt_layer_params(c) + 2.0 * c->n_embd * (double)T;
+}
+
+static double gpt_head_flops(const parlm_gpt_config *c)
+{
+    return 2.0 * ((double)c->vocab_pad * c->n_embd + 2.0 * c->n_embd);
+}
+
+double parlm_plan_gpt_flops_per_token(const parlm_gpt_config *cfg, int T)
+{
+    return cfg->n_layer * gpt_layer_flops(cfg, T) + gpt_head_flops(cfg);
+}
+
+/* ---- primitives --------------------------------------------------------------------- */
+
+double parlm_plan_ring_allreduce(double n, int p, double alpha, double beta)
+{
+    if (p <= 1)
+        return 0.0;
+    return 2.0 * (p - 1) / p * n * beta + 2.0 * (p - 1) * alpha;
+}
+
+double parlm_plan_gemm_rate(const parlm_plan_profile *pr, double m, double n, double k)
+{
+    if (!pr || pr->n_gemm < 1)
+        return 0.0;
+    double x = log(fmax(m * n * k, 1.0));
+    /* the two points around x in log-volume (the table need not be sorted) */
+    int lo = -1, hi = -1;
+    double xlo = -DBL_MAX, xhi = DBL_MAX;
+    for (int i = 0; i < pr->n_gemm; i++) {
+        const parlm_plan_gemm_point *g = &pr->gemm[i];
+        double xi = log(fmax(g->m * g->n * g->k, 1.0));
+        if (xi <= x && xi > xlo)
+            xlo = xi, lo = i;
+        if (xi >= x && xi < xhi)
+            xhi = xi, hi = i;
+    }
+    if (lo < 0)
+        return pr->gemm[hi].flops;
+    if (hi < 0 || xhi == xlo)
+        return pr->gemm[lo].flops;
+    double f = (x - xlo) / (xhi - xlo);
+    return pr->gemm[lo].flops + f * (pr->gemm[hi].flops - pr->gemm[lo].flops);
+}
+
+static const parlm_plan_link *find_link(const parlm_plan_profile *pr, const char *name)
+{
+    for (int i = 0; i < pr->n_links; i++)
+        if (!strcmp(pr->links[i].name, name))
+            return &pr->links[i];
+    return NULL;
+}
+
+/* Hierarchical ring all-reduce of n bytes over p ranks, pi of them on each node: reduce-
+ * scatter inside the node, all-reduce of the n/pi shard across nodes, all-gather inside. */
+static double hier_allreduce(double n, int p, int pi, const parlm_plan_link *in,
+                             const parlm_plan_link *out)
+{
+    if (pi < 1)
+        pi = 1;
+    if (pi > p)
+        pi = p;
+    int pe = p / pi;
+    return parlm_plan_ring_allreduce(n, pi, in->allreduce_alpha, in->allreduce_beta) +
+           parlm_plan_ring_allreduce(n / pi, pe, out->allreduce_alpha, out->allreduce_beta);
+}
+
+/* ---- one layout --------------------------------------------------------------------- */
+
+static parlm_status check_inputs(const parlm_plan_profile *pr, const parlm_plan_cluster *cl,
+                                 const parlm_plan_request *rq)
+{
+    if (!pr || !cl || !rq)
+        return parlm_error(PARLM_EINVAL, "parlm_plan: null argument");
+    if (pr->n_gemm < 1 || pr->fma_peak_f32 <= 0 || pr->attention_flops <= 0 ||
+        pr->stream_bandwidth <= 0)
+        return parlm_error(PARLM_EINVAL, "parlm_plan: the profile needs gemm points, "
+                                         "fma_peak_f32, attention_flops, stream_bandwidth > 0");
+    if (rq->bf16 && pr->fma_peak_bf16 <= 0)
+        return parlm_error(PARLM_EINVAL, "parlm_plan: bf16 asked, the profile has no fma_peak_bf16");
+    if (cl->nodes < 1 || cl->sockets < 1 || cl->cores_per_socket < 1 || cl->memory_per_node <= 0)
+        return parlm_error(PARLM_EINVAL, "parlm_plan: bad cluster (nodes %d sockets %d cores %d)",
+                           cl->nodes, cl->sockets, cl->cores_per_socket);
+    if (!find_link(pr, cl->intra_link) || !find_link(pr, cl->inter_link))
+        return parlm_error(PARLM_EINVAL, "parlm_plan: the cluster's links '%s'/'%s' are not "
+                                         "in the profile", cl->intra_link, cl->inter_link);
+    int cores = cl->sockets * cl->cores_per_socket;
+    if (rq->ranks < 1 || rq->ranks % cl->nodes || rq->ranks / cl->nodes > cores)
+        return parlm_error(PARLM_EINVAL, "parlm_plan: %d ranks on %d nodes of %d cores: need a "
+                                         "multiple of the nodes, at most one rank per core",
+                           rq->ranks, cl->nodes, cores);
+    if (rq->global_batch < 1 || rq->seq_len < 1 || rq->seq_len > rq->model.max_seq)
+        return parlm_error(PARLM_EINVAL, "parlm_plan: batch %d, seq %d (max_seq %d)",
+                           rq->global_batch, rq->seq_len, rq->model.max_seq);
+    int64_t np;
+    return parlm_gpt_config_num_params(&rq->model, &np);
+}
+
+parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parlm_plan_cluster *cl,
+                                        const parlm_plan_request *rq, const parlm_plan_layout *lay,
+                                        parlm_plan_estimate *est)
+{
+    TRY(check_inputs(pr, cl, rq));
+    if (!lay || !est)
+        return parlm_error(PARLM_EINVAL, "parlm_plan_estimate_layout: null argument");
+    parlm_gpt_config cm = rq->model; /* a request may leave vocab_pad 0: computed */
+    if (cm.vocab_pad == 0)
+        cm.vocab_pad = (cm.vocab + 127) / 128 * 128;
+    const parlm_gpt_config *c = &cm;
+    int dp = lay->dp, tp = lay->tp, pp = lay->pp, M = lay->micro_batches, T = rq->seq_len;
+    if (dp < 1 || tp < 1 || pp < 1 || M < 1 || lay->threads < 1 ||
+        (long)dp * tp * pp != rq->ranks)
+        return parlm_error(PARLM_EINVAL, "dp %d x tp %d x pp %d != %d ranks (or M %d, threads "
+                                         "%d < 1)", dp, tp, pp, rq->ranks, M, lay->threads);
+    if (rq->global_batch % (dp * M))
+        return parlm_error(PARLM_EINVAL, "global batch %d is not a multiple of dp %d x M %d",
+                           rq->global_batch, dp, M);
+    parlm_grid_config gc = {.tp = tp, .pp = pp, .micro_batches = M, .schedule = (parlm_pp_schedule)lay->schedule,
+                            .seq_len = T};
+    TRY(parlm_grid_check(c, rq->ranks, &gc));
+    int rpn = rq->ranks / cl->nodes, cores = cl->sockets * cl->cores_per_socket;
+    if (lay->threads * rpn > cores)
+        return parlm_error(PARLM_EINVAL, "%d ranks x %d threads exceed the %d cores of a node",
+                           rpn, lay->threads, cores);
+    /* node of each rank (consecutive ranks per node): TP groups must not span nodes */
+    int *node = malloc((size_t)rq->ranks * sizeof *node);
+    if (!node)
+        return parlm_error(PARLM_ENOMEM, "parlm_plan: out of memory");
+    for (int r = 0; r < rq->ranks; r++)
+        node[r] = r / rpn;
+    parlm_status st = parlm_grid_check_nodes(rq->ranks, &gc, node);
+    free(node);
+    TRY(st);
+    int bounds[pp + 1];
+    TRY(parlm_pp_split(c, T, pp, bounds));
+
+    const parlm_plan_link *intra = find_link(pr, cl->intra_link), *inter = find_link(pr, cl->inter_link);
+    double b = (double)rq->global_batch / (dp * M); /* sequences per micro-batch */
+    double tok = b * T, C = c->n_embd;
+    double scale = lay->bf16 ? pr->fma_peak_bf16 / pr->fma_peak_f32 : 1.0;
+    /* one representative GEMM of a layer (the MLP's: tokens x 4C/tp x C) sets the rate */
+    double gemm = parlm_plan_gemm_rate(pr, tok, 4.0 * C / tp, C) * scale * lay->threads;
+    double attn = pr->attention_flops * lay->threads;
+    double bw_rank = pr->stream_bandwidth / rpn;
+    /* TP link: inside the node (grid_check_nodes refused the rest) */
+    double act_bytes = tok * C * 4.0;
+    double tp_ar = parlm_plan_ring_allreduce(act_bytes, tp, intra->allreduce_alpha,
+                                             intra->allreduce_beta);
+    double params_total = 0, P_max = 0;
+    memset(est, 0, sizeof *est);
+    double worst_mb = 0, worst_tp = 0;
+    for (int s = 0; s < pp; s++) {
+        int nl = bounds[s + 1] - bounds[s];
+        double mm = nl * 2.0 * gpt_layer_params(c) + (s == pp - 1 ? gpt_head_flops(c) : 0);
+        double at = nl * 2.0 * C * T;
+        /* forward + backward = 3x forward, per micro-batch, this rank's 1/tp share */
+        double t_c = 3.0 * tok * (mm / gemm + at / attn) / tp;
+        double t_tp = nl * 4.0 * tp_ar;
+        if (t_c + t_tp > worst_mb)
+            worst_mb = t_c + t_tp, worst_tp = t_tp;
+        /* memory of this stage's rank: params (wte on the first and the last stage) */
+        double P = nl * gpt_layer_params(c) / tp;
+        if (s == 0)
+            P += ((double)c->vocab_pad * C + (double)c->max_seq * C) / tp;
+        if (s == pp - 1)
+            P += (pp > 1 ? (double)c->vocab_pad * C / tp : 0) + 2.0 * C;
+        params_total += P;
+        /* activations kept per micro-batch, floats per token per layer: residuals, LNs and
+         * projections (9C) stay whole; qkv, attention output, MLP (12C) and the two T x T
+         * score maps per head (2 NH T) are split over tp. The last stage adds logits and
+         * probabilities, 2 Vp / tp per token. */
+        double a = tok * 4.0 * (nl * (9.0 * C + (12.0 * C + 2.0 * c->n_head * (double)T) / tp) +
+                                (s == pp - 1 ? 2.0 * c->vocab_pad / tp : 0));
+        int inflight = parlm_pp_max_in_flight((parlm_pp_schedule)lay->schedule, s, pp, M);
+        double m_par = P * (4.0 + (lay->bf16 ? 2.0 : 0.0)), m_grad = P * 4.0;
+        double m_opt = P * 8.0 / (lay->zero1 ? dp : 1), m_act = a * inflight;
+        double total = m_par + m_grad + m_opt + m_act;
+        if (total > est->mem_total) {
+            est->mem_total = total, est->mem_params = m_par, est->mem_grads = m_grad;
+            est->mem_optim = m_opt, est->mem_act = m_act;
+        }
+        if (P > P_max)
+            P_max = P;
+    }
+    est->mem_limit = cl->memory_per_node / rpn;
+    est->term[PARLM_PLAN_COMPUTE] = M * (worst_mb - worst_tp);
+    est->term[PARLM_PLAN_TP] = M * worst_tp;
+    est->term[PARLM_PLAN_BUBBLE] = (pp - 1) * worst_mb;
+    /* each micro-batch crosses pp - 1 boundaries forward and backward; after the first, the
+     * pipeline overlaps them but the critical path still carries M + pp - 2 of each */
+    const parlm_plan_link *pl = rpn >= tp * 2 ? intra : inter; /* next stage on the node? */
+    if (pp > 1)
+        est->term[PARLM_PLAN_P2P] = 2.0 * (M + pp - 2) * (pl->p2p_alpha + act_bytes * pl->p2p_beta);
+    /* DP: a dp group holds one rank per replica; tp*pp ranks per replica, so rpn/(tp*pp)
+     * replicas share a node (at least one) */
+    int dpi = rpn / (tp * pp);
+    if (dpi < 1)
+        dpi = 1;
+    if (dpi > dp)
+        dpi = dp;
+    while (dp % dpi)
+        dpi--;
+    est->dp_total = dp > 1 ? hier_allreduce(P_max * 4.0, dp, dpi, intra, inter) : 0;
+    /* overlap: the all-reduce runs behind the last micro-batch's backward (2/3 of it) */
+    est->dp_hidden = lay->overlap ? fmin(est->dp_total, 2.0 / 3.0 * (worst_mb - worst_tp)) : 0;
+    est->term[PARLM_PLAN_DP] = est->dp_total - est->dp_hidden;
+    /* AdamW reads param, grad, m, v and writes param, m, v: 28 bytes a parameter */
+    est->term[PARLM_PLAN_OPTIMIZER] = 28.0 * P_max / (lay->zero1 ? dp : 1) / bw_rank;
+    est->step = 0;
+    est->bottleneck = PARLM_PLAN_COMPUTE;
+    for (int t = 0; t < PARLM_PLAN_NTERMS; t++) {
+        est->step += est->term[t];
+        if (est->term[t] > est->term[est->bottleneck])
+            est->bottleneck = (parlm_plan_term)t;
+    }
+    est->tokens_per_s = (double)rq->global_batch * T / est->step;
+    /* T1: the whole batch on one core, no communication, optimizer at the node's bandwidth */
+    double P_all = params_total - (pp > 1 ? (double)c->vocab_pad * C / tp : 0);
+    double mm1 = c->n_layer * 2.0 * gpt_layer_params(c) + gpt_head_flops(c);
+    double tok1 = (double)rq->global_batch * T;
+    double gemm1 = parlm_plan_gemm_rate(pr, tok1 / M / dp, 4.0 * C, C) * scale;
+    double t1 = 3.0 * tok1 * (mm1 / gemm1 + c->n_layer * 2.0 * C * T / pr->attention_flops) +
+                28.0 * P_all * tp / pr->stream_bandwidth;
+    est->eta = t1 / ((double)rq->ranks * lay->threads * est->step);
+    return PARLM_OK;
+}
+
+/* ---- enumeration -------------------------------------------------------------------- */
+
+static int cmp_entry(const void *a, const void *b)
+{
+    const parlm_plan_entry *x = a, *y = b;
+    if (x->excluded != y->excluded)
+        return x->excluded - y->excluded;
+    if (x->excluded)
+        return 0;
+    return (x->est.step > y->est.step) - (x->est.step < y->est.step);
+}
+
+parlm_status parlm_plan_enumerate(const parlm_plan_profile *pr, const parlm_plan_cluster *cl,
+                                  const parlm_plan_request *rq, parlm_plan_entry **out, int *n)
+{
+    if (!out || !n)
+        return parlm_error(PARLM_EINVAL, "parlm_plan_enumerate: null argument");
+    *out = NULL, *n = 0;
+    TRY(check_inputs(pr, cl, rq));
+    int rpn = rq->ranks / cl->nodes, threads = cl->sockets * cl->cores_per_socket / rpn;
+    int cap = 64, cnt = 0;
+    parlm_plan_entry *e = malloc((size_t)cap * sizeof *e);
+    if (!e)
+        return parlm_error(PARLM_ENOMEM, "parlm_plan_enumerate: out of memory");
+    for (int tp = 1; tp <= rq->ranks; tp++) {
+        for (int pp = 1; pp <= rq->ranks / tp; pp++) {
+            if (rq->ranks % (tp * pp))
+                continue;
+            int dp = rq->ranks / (tp * pp);
+            if (rq->global_batch % dp)
+                continue; /* no whole per-replica batch: not a layout at all */
+            int Br = rq->global_batch / dp;
+            for (int M = 1; M <= Br; M++) {
+                if (Br % M)
+                    continue;
+                for (int sch = 0; sch < (pp > 1 ? 2 : 1); sch++) {
+                    for (int zo = 0; zo < (dp > 1 ? 4 : 1); zo++) {
+                        if (cnt == cap) {
+                            parlm_plan_entry *g = realloc(e, (size_t)cap * 2 * sizeof *e);
+                            if (!g) {
+                                free(e);
+                                return parlm_error(PARLM_ENOMEM, "parlm_plan_enumerate: out of memory");
+                            }
+                            e = g, cap *= 2;
+                        }
+                        parlm_plan_entry *x = &e[cnt++];
+                        memset(x, 0, sizeof *x);
+                        x->layout = (parlm_plan_layout){
+                            .dp = dp, .tp = tp, .pp = pp, .micro_batches = M,
+                            .schedule = sch ? PARLM_PP_1F1B : PARLM_PP_GPIPE,
+                            .zero1 = zo & 1, .overlap = zo >> 1, .bf16 = rq->bf16,
+                            .threads = threads};
+                        if (parlm_plan_estimate_layout(pr, cl, rq, &x->layout, &x->est)) {
+                            x->excluded = 1;
+                            snprintf(x->reason, sizeof x->reason, "%s", parlm_last_error());
+                        } else if (x->est.mem_total > x->est.mem_limit) {
+                            x->excluded = 1;
+                            snprintf(x->reason, sizeof x->reason,
+                                     "needs %.2f GiB a rank, %.2f GiB available (%d ranks a node)",
+                                     x->est.mem_total / 1073741824.0,
+                                     x->est.mem_limit / 1073741824.0, rpn);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    qsort(e, (size_t)cnt, sizeof *e, cmp_entry);
+    *out = e, *n = cnt;
+    return PARLM_OK;
+}
+
+/* ---- alpha/beta fit ----------------------------------------------------------------- */
+
+parlm_status parlm_plan_fit_alpha_beta(const double *bytes, const double *seconds, int n,
+                                       double *alpha, double *beta, double *rel_rms)
+{
+    if (!bytes || !seconds || !alpha || !beta || !rel_rms || n < 2)
+        return parlm_error(PARLM_EINVAL, "parlm_plan_fit_alpha_beta: need >= 2 samples");
+    double sx = 0, sy = 0;
+    for (int i = 0; i < n; i++) {
+        if (!(bytes[i] >= 0) || !(seconds[i] > 0) || !isfinite(bytes[i]) || !isfinite(seconds[i]))
+            return parlm_error(PARLM_EINVAL, "parlm_plan_fit_alpha_beta: sample %d (%g bytes, "
+                                             "%g s) is not valid", i, bytes[i], seconds[i]);
+        sx += bytes[i], sy += seconds[i];
+    }
+    double mx = sx / n, my = sy / n, sxx = 0, sxy = 0;
+    for (int i = 0; i < n; i++)
+        sxx += (bytes[i] - mx) * (bytes[i] - mx), sxy += (bytes[i] - mx) * (seconds[i] - my);
+    if (!(sxx > 0))
+        return parlm_error(PARLM_EINVAL, "parlm_plan_fit_alpha_beta: all samples have the same size");
+    *beta = sxy / sxx;
+    *alpha = my - *beta * mx;
+    double e2 = 0;
+    for (int i = 0; i < n; i++) {
+        double r = (*alpha + *beta * bytes[i] - seconds[i]) / seconds[i];
+        e2 += r * r;
+    }
+    *rel_rms = sqrt(e2 / n);
+    return PARLM_OK;
+}
+
+/* ---- JSON --------------------------------------------------------------------------- */
+
+/* a positive finite number (zero too if may_be_zero), else an error naming file and field */
+static parlm_status get_num(const char *path, json_t *o, const char *ctx, const char *key,
+                            int may_be_zero, double *v)
+{
+    json_t *j = json_object_get(o, key);
+    if (!j)
+        return parlm_error(PARLM_EFORMAT, "%s: missing field %s%s", path, ctx, key);
+    if (!json_is_number(j))
+        return parlm_error(PARLM_EFORMAT, "%s: field %s%s is not a number", path, ctx, key);
+    *v = json_number_value(j);
+    if (!isfinite(*v) || *v < 0 || (*v == 0 && !may_be_zero))
+        return parlm_error(PARLM_EFORMAT, "%s: field %s%s must be %s, got %g", path, ctx, key,
+                           may_be_zero ? ">= 0" : "> 0", *v);
+    return PARLM_OK;
+}
+
+static parlm_status get_int(const char *path, json_t *o, const char *key, int *v)
+{
+    json_t *j = json_object_get(o, key);
+    if (!j)
+        return parlm_error(PARLM_EFORMAT, "%s: missing field %s", path, key);
+    if (!json_is_integer(j) || json_integer_value(j) < 1 || json_integer_value(j) > 1000000)
+        return parlm_error(PARLM_EFORMAT, "%s: field %s must be an integer in [1, 1000000]",
+                           path, key);
+    *v = (int)json_integer_value(j);
+    return PARLM_OK;
+}
+
+static parlm_status get_str(const char *path, json_t *o, const char *ctx, const char *key,
+                            char *dst)
+{
+    json_t *j = json_object_get(o, key);
+    if (!j)
+        return parlm_error(PARLM_EFORMAT, "%s: missing field %s%s", path, ctx, key);
+    const char *s = json_string_value(j);
+    if (!s || !*s || strlen(s) >= PARLM_PLAN_NAME)
+        return parlm_error(PARLM_EFORMAT, "%s: field %s%s must be a string of 1 to %d chars",
+                           path, ctx, key, PARLM_PLAN_NAME - 1);
+    strcpy(dst, s);
+    return PARLM_OK;
+}
+
+static parlm_status load_root(const char *path, json_t **root)
+{
+    json_error_t err;
+    *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (!*root)
+        return parlm_error(PARLM_EFORMAT, "%s: line %d: %s", path, err.line, err.text);
+    if (!json_is_object(*root)) {
+        json_decref(*root);
+        return parlm_error(PARLM_EFORMAT, "%s: not a JSON object", path);
+    }
+    return PARLM_OK;
+}
+
+static parlm_status profile_from(const char *path, json_t *r, parlm_plan_profile *pr)
+{
+    memset(pr, 0, sizeof *pr);
+    TRY(get_num(path, r, "", "fma_peak_f32", 0, &pr->fma_peak_f32));
+    TRY(get_num(path, r, "", "fma_peak_bf16", 1, &pr->fma_peak_bf16));
+    TRY(get_num(path, r, "", "attention_flops", 0, &pr->attention_flops));
+    TRY(get_num(path, r, "", "stream_bandwidth", 0, &pr->stream_bandwidth));
+    json_t *g = json_object_get(r, "gemm");
+    if (!json_is_array(g) || json_array_size(g) < 1 || json_array_size(g) > PARLM_PLAN_MAX_GEMM)
+        return parlm_error(PARLM_EFORMAT, "%s: field gemm must be an array of 1 to %d points",
+                           path, PARLM_PLAN_MAX_GEMM);
+    pr->n_gemm = (int)json_array_size(g);
+    for (int i = 0; i < pr->n_gemm; i++) {
+        char ctx[32];
+        snprintf(ctx, sizeof ctx, "gemm[%d].", i);
+        json_t *p = json_array_get(g, (size_t)i);
+        if (!json_is_object(p))
+            return parlm_error(PARLM_EFORMAT, "%s: %s is not an object", path, ctx);
+        parlm_plan_gemm_point *q = &pr->gemm[i];
+        TRY(get_num(path, p, ctx, "m", 0, &q->m));
+        TRY(get_num(path, p, ctx, "n", 0, &q->n));
+        TRY(get_num(path, p, ctx, "k", 0, &q->k));
+        TRY(get_num(path, p, ctx, "flops", 0, &q->flops));
+    }
+    json_t *l = json_object_get(r, "links");
+    if (!json_is_array(l) || json_array_size(l) < 1 || json_array_size(l) > PARLM_PLAN_MAX_LINKS)
+        return parlm_error(PARLM_EFORMAT, "%s: field links must be an array of 1 to %d links",
+                           path, PARLM_PLAN_MAX_LINKS);
+    pr->n_links = (int)json_array_size(l);
+    for (int i = 0; i < pr->n_links; i++) {
+        char ctx[32];
+        snprintf(ctx, sizeof ctx, "links[%d].", i);
+        json_t *p = json_array_get(l, (size_t)i);
+        if (!json_is_object(p))
+            return parlm_error(PARLM_EFORMAT, "%s: %s is not an object", path, ctx);
+        parlm_plan_link *q = &pr->links[i];
+        TRY(get_str(path, p, ctx, "name", q->name));
+        TRY(get_num(path, p, ctx, "p2p_alpha", 1, &q->p2p_alpha));
+        TRY(get_num(path, p, ctx, "p2p_beta", 0, &q->p2p_beta));
+        TRY(get_num(path, p, ctx, "allreduce_alpha", 1, &q->allreduce_alpha));
+        TRY(get_num(path, p, ctx, "allreduce_beta", 0, &q->allreduce_beta));
+    }
+    return PARLM_OK;
+}
+
+parlm_status parlm_plan_profile_load(const char *path, parlm_plan_profile *pr)
+{
+    if (!path || !pr)
+        return parlm_error(PARLM_EINVAL, "parlm_plan_profile_load: null argument");
+    json_t *r;
+    TRY(load_root(path, &r));
+    parlm_status st = profile_from(path, r, pr);
+    json_decref(r);
+    return st;
+}
+
+parlm_status parlm_plan_cluster_load(const char *path, parlm_plan_cluster *cl)
+{
+    if (!path || !cl)
+        return parlm_error(PARLM_EINVAL, "parlm_plan_cluster_load: null argument");
+    json_t *r;
+    TRY(load_root(path, &r));
+    memset(cl, 0, sizeof *cl);
+    parlm_status st = get_int(path, r, "nodes", &cl->nodes);
+    if (!st)
+        st = get_int(path, r, "sockets", &cl->sockets);
+    if (!st)
+        st = get_int(path, r, "cores_per_socket", &cl->cores_per_socket);
+    if (!st)
+        st = get_num(path, r, "", "memory_per_node", 0, &cl->memory_per_node);
+    if (!st)
+        st = get_str(path, r, "", "intra_link", cl->intra_link);
+    if (!st)
+        st = get_str(path, r, "", "inter_link", cl->inter_link);
+    json_decref(r);
+    return st;
+}
+
+static parlm_status dump(json_t *r, const char *path)
+{
+    if (!r)
+        return parlm_error(PARLM_ENOMEM, "%s: out of memory building JSON", path);
+    int rc = json_dump_file(r, path, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    json_decref(r);
+    return rc ? parlm_error(PARLM_EIO, "%s: cannot write", path) : PARLM_OK;
+}
+
+parlm_status parlm_plan_profile_save(const char *path, const parlm_plan_profile *pr)
+{
+    if (!path || !pr || pr->n_gemm < 0 || pr->n_gemm > PARLM_PLAN_MAX_GEMM || pr->n_links < 0 ||
+        pr->n_links > PARLM_PLAN_MAX_LINKS)
+        return parlm_error(PARLM_EINVAL, "parlm_plan_profile_save: bad argument");
+    json_t *g = json_array(), *l = json_array();
+    for (int i = 0; i < pr->n_gemm; i++)
+        json_array_append_new(g, json_pack("{s:f,s:f,s:f,s:f}", "m", pr->gemm[i].m, "n",
+                                           pr->gemm[i].n, "k", pr->gemm[i].k, "flops",
+                                           pr->gemm[i].flops));
+    for (int i = 0; i < pr->n_links; i++) {
+        const parlm_plan_link *q = &pr->links[i];
+        json_array_append_new(l, json_pack("{s:s,s:f,s:f,s:f,s:f}", "name", q->name, "p2p_alpha",
+                                           q->p2p_alpha, "p2p_beta", q->p2p_beta,
+                                           "allreduce_alpha", q->allreduce_alpha,
+                                           "allreduce_beta", q->allreduce_beta));
+    }
+    return dump(json_pack("{s:f,s:f,s:f,s:f,s:o,s:o}", "fma_peak_f32", pr->fma_peak_f32,
+                          "fma_peak_bf16", pr->fma_peak_bf16, "attention_flops",
+                          pr->attention_flops, "stream_bandwidth", pr->stream_bandwidth, "gemm",
+                          g, "links", l),
+                path);
+}
+
+parlm_status parlm_plan_cluster_save(const char *path, const parlm_plan_cluster *cl)
+{
+    if (!path || !cl)
+        return parlm_error(PARLM_EINVAL, "parlm_plan_cluster_save: null argument");
+    return dump(json_pack("{s:i,s:i,s:i,s:f,s:s,s:s}", "nodes", cl->nodes, "sockets", cl->sockets,
+                          "cores_per_socket", cl->cores_per_socket, "memory_per_node",
+                          cl->memory_per_node, "intra_link", cl->intra_link, "inter_link",
+                          cl->inter_link),
+                path);
+}
+
+parlm_status parlm_plan_save(const char *path, const parlm_plan_request *rq,
+                             const parlm_plan_entry *e, int n)
+{
+    if (!path || !rq || (n > 0 && !e) || n < 0)
+        return parlm_error(PARLM_EINVAL, "parlm_plan_save: bad argument");
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+        const parlm_plan_layout *y = &e[i].layout;
+        const parlm_plan_estimate *s = &e[i].est;
+        json_t *terms = json_object();
+        for (int t = 0; t < PARLM_PLAN_NTERMS; t++)
+            json_object_set_new(terms, parlm_plan_term_name((parlm_plan_term)t), json_real(s->term[t]));
+        json_t *o = json_pack(
+            "{s:i,s:i,s:i,s:i,s:s,s:b,s:b,s:b,s:i,s:b}", "dp", y->dp, "tp", y->tp, "pp", y->pp,
+            "micro_batches", y->micro_batches, "schedule", parlm_pp_schedule_name((parlm_pp_schedule)y->schedule),
+            "zero1", y->zero1, "overlap", y->overlap, "bf16", y->bf16, "threads", y->threads,
+            "excluded", e[i].excluded);
+        if (e[i].excluded)
+            json_object_set_new(o, "reason", json_string(e[i].reason));
+        json_object_set_new(o, "estimate", json_pack(
+            "{s:f,s:f,s:f,s:s,s:o,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "step_s", s->step,
+            "tokens_per_s", s->tokens_per_s, "eta", s->eta, "bottleneck",
+            parlm_plan_term_name(s->bottleneck), "terms_s", terms, "dp_total_s", s->dp_total,
+            "dp_hidden_s", s->dp_hidden, "mem_params", s->mem_params, "mem_grads", s->mem_grads,
+            "mem_optim", s->mem_optim, "mem_act", s->mem_act, "mem_total", s->mem_total,
+            "mem_limit", s->mem_limit));
+        json_array_append_new(arr, o);
+    }
+    const parlm_gpt_config *c = &rq->model;
+    return dump(json_pack("{s:{s:i,s:i,s:i,s:i,s:i},s:i,s:i,s:i,s:b,s:o}", "model", "n_layer",
+                          c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "max_seq",
+                          c->max_seq, "vocab_pad", c->vocab_pad, "global_batch", rq->global_batch,
+                          "seq_len", rq->seq_len, "ranks", rq->ranks, "bf16", rq->bf16,
+                          "layouts", arr),
+                path);
+}

@@ -241,7 +241,8 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
     est->term[PARLM_PLAN_BUBBLE] = (pp - 1) * worst_mb;
     /* each micro-batch crosses pp - 1 boundaries forward and backward; after the first, the
      * pipeline overlaps them but the critical path still carries M + pp - 2 of each */
-    const parlm_plan_link *pl = rpn >= tp * 2 ? intra : inter; /* next stage on the node? */
+    /* a pipeline is tp*pp consecutive ranks: on one node only if they divide its ranks */
+    const parlm_plan_link *pl = rpn % (tp * pp) == 0 ? intra : inter;
     if (pp > 1)
         est->term[PARLM_PLAN_P2P] = 2.0 * (M + pp - 2) * (pl->p2p_alpha + act_bytes * pl->p2p_beta);
     /* DP: a dp group holds one rank per replica; tp*pp ranks per replica, so rpn/(tp*pp)

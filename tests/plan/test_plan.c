@@ -1,0 +1,267 @@
+/* tests/plan/test_plan.c — the cost model (parlm/plan.h) against hand arithmetic on a
+ * small model whose every term fits in a comment, layout enumeration counts, memory
+ * exclusion, the alpha/beta fit on synthetic timings, and the JSON files (untrusted). */
+#define _POSIX_C_SOURCE 200809L /* mkstemp */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "parlm.h"
+
+#define NEAR(a, b) ck_assert_msg(fabs((a) - (b)) <= 1e-9 * fabs(b) + 1e-15, "%s = %.12g, want %.12g", #a, (double)(a), (double)(b))
+
+/* L2 NH2 C64, max_seq 16, vocab 128 (= vocab_pad). Every rate 1e9 (one GEMM point), so a
+ * time is FLOPs / 1e9. Link "a" (intra): all-reduce alpha 2e-6, beta 2e-9; link "b"
+ * (inter): 1e-5 and 1e-8 for both kinds. 2 nodes of 1 socket x 2 cores. */
+static parlm_plan_profile pr;
+static parlm_plan_cluster cl;
+static parlm_plan_request rq;
+
+static void setup(void)
+{
+    memset(&pr, 0, sizeof pr);
+    pr.fma_peak_f32 = pr.fma_peak_bf16 = 1e9;
+    pr.n_gemm = 1;
+    pr.gemm[0] = (parlm_plan_gemm_point){64, 64, 64, 1e9};
+    pr.attention_flops = 1e9, pr.stream_bandwidth = 1e9;
+    pr.n_links = 2;
+    pr.links[0] = (parlm_plan_link){"a", 1e-6, 1e-9, 2e-6, 2e-9};
+    pr.links[1] = (parlm_plan_link){"b", 1e-5, 1e-8, 1e-5, 1e-8};
+    cl = (parlm_plan_cluster){.nodes = 2, .sockets = 1, .cores_per_socket = 2,
+                              .memory_per_node = 1e12, .intra_link = "a", .inter_link = "b"};
+    rq = (parlm_plan_request){.model = {.n_layer = 2, .n_head = 2, .n_embd = 64, .max_seq = 16,
+                                        .vocab = 128, .vocab_pad = 128},
+                              .global_batch = 4, .seq_len = 16, .ranks = 4};
+}
+
+START_TEST(primitives)
+{
+    /* ring of 4 over 1000 bytes: 2*3/4*1000*1e-9 + 6*1e-6 */
+    NEAR(parlm_plan_ring_allreduce(1000, 4, 1e-6, 1e-9), 1.5e-6 + 6e-6);
+    NEAR(parlm_plan_ring_allreduce(1000, 1, 1e-6, 1e-9), 0.0);
+    /* FLOPs per token: layer params 12*64^2 + 13*64 = 49984, x2 = 99968, attention 2*64*16 =
+     * 2048; head 2*(128*64 + 2*64) = 16640: 2*(99968 + 2048) + 16640 = 220672 */
+    NEAR(parlm_plan_gpt_flops_per_token(&rq.model, 16), 220672.0);
+    /* interpolation in log(m n k): 1e9 at 1, 3e9 at 1e6 -> 2e9 at 1e3 */
+    parlm_plan_profile p2 = pr;
+    p2.n_gemm = 2;
+    p2.gemm[0] = (parlm_plan_gemm_point){1, 1, 1, 1e9};
+    p2.gemm[1] = (parlm_plan_gemm_point){100, 100, 100, 3e9};
+    NEAR(parlm_plan_gemm_rate(&p2, 10, 10, 10), 2e9);
+    NEAR(parlm_plan_gemm_rate(&p2, 1000, 1000, 1000), 3e9); /* clamped */
+}
+END_TEST
+
+START_TEST(tp_pp_terms)
+{
+    /* dp 1, tp 2, pp 2, M 2, GPipe, 1 thread: micro-batch b = 4/2 = 2 sequences, 32 tokens.
+     * Stages [0,1), [1,2) (parlm_pp_split). Stage 1 = layer + head:
+     *   t_c = 3 * 32 * (99968 + 16640 + 2048) / 1e9 / tp 2 = 5.695488e-3
+     * TP all-reduce of 32*64*4 = 8192 bytes over 2 on "a": 8192*2e-9 + 2*2e-6 = 20.384e-6,
+     *   4 a layer: 81.536e-6. Slowest micro-batch 5.777024e-3.
+     * compute 2 * 5.695488e-3; tp 2 * 81.536e-6; bubble 1 * 5.777024e-3.
+     * p2p: a pipeline (4 ranks) spans both nodes -> "b": 2*(M+pp-2) = 4 transfers of
+     *   1e-5 + 8192*1e-8 = 9.192e-5 -> 3.6768e-4.
+     * optimizer: stage 0 holds 49984/2 + (128*64 + 16*64)/2 = 29600 params (the most),
+     *   28 bytes each at 1e9/2 ranks a node: 1.6576e-3. */
+    parlm_plan_layout y = {.dp = 1, .tp = 2, .pp = 2, .micro_batches = 2, .schedule = 0,
+                           .threads = 1};
+    parlm_plan_estimate e;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+    NEAR(e.term[PARLM_PLAN_COMPUTE], 11.390976e-3);
+    NEAR(e.term[PARLM_PLAN_TP], 163.072e-6);
+    NEAR(e.term[PARLM_PLAN_BUBBLE], 5.777024e-3);
+    NEAR(e.term[PARLM_PLAN_P2P], 3.6768e-4);
+    NEAR(e.term[PARLM_PLAN_DP], 0.0);
+    NEAR(e.term[PARLM_PLAN_OPTIMIZER], 1.6576e-3);
+    NEAR(e.step, 19.356352e-3);
+    NEAR(e.tokens_per_s, 64 / 19.356352e-3);
+    ck_assert_int_eq(e.bottleneck, PARLM_PLAN_COMPUTE);
+    /* memory, stage 1 (the worst): 29216 params (24992 + 8192/2 + 128): 4 + 4 + 8 bytes;
+     * activations 32 tokens * 4 bytes * (9*64 + (12*64 + 2*2*16)/2 + 2*128/2) = 143360,
+     * GPipe keeps M = 2: 286720. Total 754176. Limit 1e12 / 2 ranks a node. */
+    NEAR(e.mem_act, 286720.0);
+    NEAR(e.mem_total, 754176.0);
+    NEAR(e.mem_limit, 5e11);
+    /* 1F1B: stage 1 keeps min(M, pp - 1) = 1, stage 0 keeps 2 and becomes the worst:
+     * 29600*16 + 2 * 32*4*(576 + 416) = 473600 + 253952 = 727552 */
+    y.schedule = 1;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+    NEAR(e.mem_total, 727552.0);
+}
+END_TEST
+
+START_TEST(dp_terms)
+{
+    /* dp 4, tp 1, pp 1, M 1: all 109312 params (= parlm_gpt_config_num_params), 437248
+     * bytes of gradients. 2 replicas a node: ring of 2 on "a": 437248*2e-9 + 2*2e-6 =
+     * 878.496e-6; then 218624 bytes across 2 nodes on "b": 218624e-8 + 2e-5 = 2206.24e-6.
+     * Total 3084.736e-6. Micro-batch compute: 3 * 16 * 220672 / 1e9 = 10.592256e-3, 2/3 of
+     * it (7.06e-3) hides the whole all-reduce when overlapping. */
+    parlm_plan_layout y = {.dp = 4, .tp = 1, .pp = 1, .micro_batches = 1, .threads = 1};
+    parlm_plan_estimate e;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+    NEAR(e.dp_total, 3084.736e-6);
+    NEAR(e.term[PARLM_PLAN_DP], 3084.736e-6);
+    NEAR(e.term[PARLM_PLAN_COMPUTE], 10.592256e-3);
+    NEAR(e.term[PARLM_PLAN_OPTIMIZER], 28.0 * 109312 / 5e8);
+    /* ZeRO-1 shards AdamW state and its update over dp 4; overlap hides the all-reduce */
+    y.zero1 = y.overlap = 1;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+    NEAR(e.term[PARLM_PLAN_DP], 0.0);
+    NEAR(e.dp_hidden, 3084.736e-6);
+    NEAR(e.term[PARLM_PLAN_OPTIMIZER], 28.0 * 109312 / 4 / 5e8);
+    NEAR(e.mem_optim, 8.0 * 109312 / 4);
+    /* a broken layout names the rule */
+    y.tp = 4, y.dp = 1;
+    ck_assert_int_ne(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+}
+END_TEST
+
+static int find(const parlm_plan_entry *e, int n, int dp, int tp, int pp, int M, int sch)
+{
+    for (int i = 0; i < n; i++)
+        if (e[i].layout.dp == dp && e[i].layout.tp == tp && e[i].layout.pp == pp &&
+            e[i].layout.micro_batches == M && e[i].layout.schedule == sch &&
+            !e[i].layout.zero1 && !e[i].layout.overlap)
+            return i;
+    return -1;
+}
+
+START_TEST(enumeration)
+{
+    /* 4 ranks, B 4: (tp,pp,dp) = (1,1,4): M 1, zero1 x overlap 4 -> 4; (1,2,2): M 1|2, 2
+     * schedules, 4 -> 16; (1,4,1): M 1|2|4, 2 -> 6; (2,1,2): 2 M x 4 -> 8; (2,2,1): 3 x 2 -> 6;
+     * (4,1,1): 3. Total 43. Excluded: pp 4 > 2 layers (6), tp 4 > 2 heads (3), 1F1B with
+     * M 1 < pp 2 (4 at dp 2, 1 at dp 1): 14. */
+    parlm_plan_entry *e;
+    int n;
+    ck_assert_int_eq(parlm_plan_enumerate(&pr, &cl, &rq, &e, &n), PARLM_OK);
+    ck_assert_int_eq(n, 43);
+    int ex = 0;
+    for (int i = 0; i < n; i++) {
+        ex += e[i].excluded;
+        if (i > 0 && !e[i].excluded) /* feasible first, fastest first */
+            ck_assert(!e[i - 1].excluded && e[i - 1].est.step <= e[i].est.step);
+        if (e[i].excluded)
+            ck_assert(e[i].reason[0]);
+    }
+    ck_assert_int_eq(ex, 14);
+    free(e);
+    /* memory: 740000 bytes a rank keeps 1F1B (727552) and drops GPipe (754176) */
+    cl.memory_per_node = 1480000;
+    ck_assert_int_eq(parlm_plan_enumerate(&pr, &cl, &rq, &e, &n), PARLM_OK);
+    int g = find(e, n, 1, 2, 2, 2, 0), f = find(e, n, 1, 2, 2, 2, 1);
+    ck_assert(g >= 0 && f >= 0);
+    ck_assert(e[g].excluded && strstr(e[g].reason, "GiB"));
+    ck_assert(!e[f].excluded);
+    free(e);
+}
+END_TEST
+
+START_TEST(fit)
+{
+    double x[64], t[64], a, b, r;
+    uint64_t s = 12345;
+    for (int i = 0; i < 64; i++) {
+        x[i] = 1000.0 * (i + 1) * (i + 1); /* 1 kB .. 4 MB */
+        t[i] = 5e-6 + 1e-10 * x[i];
+    }
+    ck_assert_int_eq(parlm_plan_fit_alpha_beta(x, t, 64, &a, &b, &r), PARLM_OK);
+    ck_assert(fabs(a - 5e-6) < 1e-12 && fabs(b - 1e-10) < 1e-16 && r < 1e-9);
+    /* +-1% multiplicative noise: parameters within a few percent, rms near 0.6% */
+    for (int i = 0; i < 64; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        double u = (double)(s >> 11) / 9007199254740992.0 * 2 - 1;
+        t[i] = (5e-6 + 1e-10 * x[i]) * (1 + 0.01 * u);
+    }
+    ck_assert_int_eq(parlm_plan_fit_alpha_beta(x, t, 64, &a, &b, &r), PARLM_OK);
+    ck_assert_msg(fabs(a - 5e-6) < 1e-6 && fabs(b - 1e-10) < 2e-12 && r > 1e-4 && r < 0.02,
+                  "alpha %g beta %g rms %g", a, b, r);
+    /* bad input */
+    ck_assert_int_ne(parlm_plan_fit_alpha_beta(x, t, 1, &a, &b, &r), PARLM_OK);
+    double same[3] = {10, 10, 10}, neg[3] = {1e-6, -1, 2e-6};
+    ck_assert_int_ne(parlm_plan_fit_alpha_beta(same, t, 3, &a, &b, &r), PARLM_OK);
+    ck_assert_int_ne(parlm_plan_fit_alpha_beta(x, neg, 3, &a, &b, &r), PARLM_OK);
+}
+END_TEST
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* loading text as a profile (or a cluster) fails and the message names the field */
+static void bad(int cluster, const char *text, const char *field)
+{
+    char path[] = "/tmp/parlm-plan-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    close(fd);
+    write_file(path, text);
+    parlm_plan_profile p;
+    parlm_plan_cluster c;
+    parlm_status st = cluster ? parlm_plan_cluster_load(path, &c) : parlm_plan_profile_load(path, &p);
+    unlink(path);
+    ck_assert_int_ne(st, PARLM_OK);
+    ck_assert_msg(strstr(parlm_last_error(), field) && strstr(parlm_last_error(), path),
+                  "error '%s' should name %s and the file", parlm_last_error(), field);
+}
+
+START_TEST(json)
+{
+    char path[] = "/tmp/parlm-plan-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    close(fd);
+    parlm_plan_profile p;
+    parlm_plan_cluster c;
+    ck_assert_int_eq(parlm_plan_profile_save(path, &pr), PARLM_OK);
+    ck_assert_int_eq(parlm_plan_profile_load(path, &p), PARLM_OK);
+    ck_assert(memcmp(&p, &pr, sizeof p) == 0);
+    ck_assert_int_eq(parlm_plan_cluster_save(path, &cl), PARLM_OK);
+    ck_assert_int_eq(parlm_plan_cluster_load(path, &c), PARLM_OK);
+    ck_assert(memcmp(&c, &cl, sizeof c) == 0);
+    unlink(path);
+    bad(0, "{\"fma_peak_f32\": 1e9,", "line");
+    bad(0, "[1, 2]", "object");
+    bad(0, "{\"fma_peak_bf16\": 0}", "fma_peak_f32");
+    bad(0, "{\"fma_peak_f32\": -5, \"fma_peak_bf16\": 0}", "fma_peak_f32");
+    bad(0, "{\"fma_peak_f32\": 1, \"fma_peak_bf16\": 0, \"attention_flops\": 1,"
+           "\"stream_bandwidth\": 1, \"gemm\": [{\"m\": 1, \"n\": 1, \"k\": \"x\", \"flops\": 1}]}",
+        "gemm[0].k");
+    bad(0, "{\"fma_peak_f32\": 1, \"fma_peak_bf16\": 0, \"attention_flops\": 1,"
+           "\"stream_bandwidth\": 1, \"gemm\": [{\"m\": 1, \"n\": 1, \"k\": 1, \"flops\": 1}],"
+           "\"links\": [{\"name\": \"a\", \"p2p_alpha\": 0, \"p2p_beta\": -1}]}",
+        "links[0].p2p_beta");
+    bad(1, "{\"nodes\": 2, \"sockets\": 0}", "sockets");
+    bad(1, "{\"nodes\": 2, \"sockets\": 1, \"cores_per_socket\": 4, \"memory_per_node\": 1e9,"
+           "\"intra_link\": 3}", "intra_link");
+    ck_assert_int_ne(parlm_plan_profile_load("/nonexistent/p.json", &p), PARLM_OK);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("plan");
+    TCase *tc = tcase_create("plan");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, primitives);
+    tcase_add_test(tc, tp_pp_terms);
+    tcase_add_test(tc, dp_terms);
+    tcase_add_test(tc, enumeration);
+    tcase_add_test(tc, fit);
+    tcase_add_test(tc, json);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

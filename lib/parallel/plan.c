@@ -16,13 +16,6 @@
 
 _Static_assert(PARLM_PP_GPIPE == 0 && PARLM_PP_1F1B == 1, "parlm_plan_layout.schedule");
 
-#define TRY(x)                                                                                  \
-    do {                                                                                        \
-        parlm_status st_ = (x);                                                                 \
-        if (st_ != PARLM_OK)                                                                    \
-            return st_;                                                                         \
-    } while (0)
-
 const char *parlm_plan_term_name(parlm_plan_term t)
 {
     switch (t) {
@@ -153,7 +146,7 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
                                         const parlm_plan_request *rq, const parlm_plan_layout *lay,
                                         parlm_plan_estimate *est)
 {
-    TRY(check_inputs(pr, cl, rq));
+    RETURN_IF_ERROR(check_inputs(pr, cl, rq));
     if (!lay || !est)
         return parlm_error(PARLM_EINVAL, "parlm_plan_estimate_layout: null argument");
     parlm_gpt_config cm = rq->model; /* a request may leave vocab_pad 0: computed */
@@ -170,7 +163,7 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
                            rq->global_batch, dp, M);
     parlm_grid_config gc = {.tp = tp, .pp = pp, .micro_batches = M, .schedule = (parlm_pp_schedule)lay->schedule,
                             .seq_len = T};
-    TRY(parlm_grid_check(c, rq->ranks, &gc));
+    RETURN_IF_ERROR(parlm_grid_check(c, rq->ranks, &gc));
     int rpn = rq->ranks / cl->nodes, cores = cl->sockets * cl->cores_per_socket;
     if (lay->threads * rpn > cores)
         return parlm_error(PARLM_EINVAL, "%d ranks x %d threads exceed the %d cores of a node",
@@ -183,9 +176,9 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
         node[r] = r / rpn;
     parlm_status st = parlm_grid_check_nodes(rq->ranks, &gc, node);
     free(node);
-    TRY(st);
+    RETURN_IF_ERROR(st);
     int bounds[pp + 1];
-    TRY(parlm_pp_split(c, T, pp, bounds));
+    RETURN_IF_ERROR(parlm_pp_split(c, T, pp, bounds));
 
     const parlm_plan_link *intra = find_link(pr, cl->intra_link), *inter = find_link(pr, cl->inter_link);
     double b = (double)rq->global_batch / (dp * M); /* sequences per micro-batch */
@@ -297,7 +290,7 @@ parlm_status parlm_plan_enumerate(const parlm_plan_profile *pr, const parlm_plan
     if (!out || !n)
         return parlm_error(PARLM_EINVAL, "parlm_plan_enumerate: null argument");
     *out = NULL, *n = 0;
-    TRY(check_inputs(pr, cl, rq));
+    RETURN_IF_ERROR(check_inputs(pr, cl, rq));
     int rpn = rq->ranks / cl->nodes, threads = cl->sockets * cl->cores_per_socket / rpn;
     int cap = 64, cnt = 0;
     parlm_plan_entry *e = malloc((size_t)cap * sizeof *e);
@@ -441,10 +434,10 @@ static parlm_status load_root(const char *path, json_t **root)
 static parlm_status profile_from(const char *path, json_t *r, parlm_plan_profile *pr)
 {
     memset(pr, 0, sizeof *pr);
-    TRY(get_num(path, r, "", "fma_peak_f32", 0, &pr->fma_peak_f32));
-    TRY(get_num(path, r, "", "fma_peak_bf16", 1, &pr->fma_peak_bf16));
-    TRY(get_num(path, r, "", "attention_flops", 0, &pr->attention_flops));
-    TRY(get_num(path, r, "", "stream_bandwidth", 0, &pr->stream_bandwidth));
+    RETURN_IF_ERROR(get_num(path, r, "", "fma_peak_f32", 0, &pr->fma_peak_f32));
+    RETURN_IF_ERROR(get_num(path, r, "", "fma_peak_bf16", 1, &pr->fma_peak_bf16));
+    RETURN_IF_ERROR(get_num(path, r, "", "attention_flops", 0, &pr->attention_flops));
+    RETURN_IF_ERROR(get_num(path, r, "", "stream_bandwidth", 0, &pr->stream_bandwidth));
     json_t *g = json_object_get(r, "gemm");
     if (!json_is_array(g) || json_array_size(g) < 1 || json_array_size(g) > PARLM_PLAN_MAX_GEMM)
         return parlm_error(PARLM_EFORMAT, "%s: field gemm must be an array of 1 to %d points",
@@ -457,10 +450,10 @@ static parlm_status profile_from(const char *path, json_t *r, parlm_plan_profile
         if (!json_is_object(p))
             return parlm_error(PARLM_EFORMAT, "%s: %s is not an object", path, ctx);
         parlm_plan_gemm_point *q = &pr->gemm[i];
-        TRY(get_num(path, p, ctx, "m", 0, &q->m));
-        TRY(get_num(path, p, ctx, "n", 0, &q->n));
-        TRY(get_num(path, p, ctx, "k", 0, &q->k));
-        TRY(get_num(path, p, ctx, "flops", 0, &q->flops));
+        RETURN_IF_ERROR(get_num(path, p, ctx, "m", 0, &q->m));
+        RETURN_IF_ERROR(get_num(path, p, ctx, "n", 0, &q->n));
+        RETURN_IF_ERROR(get_num(path, p, ctx, "k", 0, &q->k));
+        RETURN_IF_ERROR(get_num(path, p, ctx, "flops", 0, &q->flops));
     }
     json_t *l = json_object_get(r, "links");
     if (!json_is_array(l) || json_array_size(l) < 1 || json_array_size(l) > PARLM_PLAN_MAX_LINKS)
@@ -474,11 +467,11 @@ static parlm_status profile_from(const char *path, json_t *r, parlm_plan_profile
         if (!json_is_object(p))
             return parlm_error(PARLM_EFORMAT, "%s: %s is not an object", path, ctx);
         parlm_plan_link *q = &pr->links[i];
-        TRY(get_str(path, p, ctx, "name", q->name));
-        TRY(get_num(path, p, ctx, "p2p_alpha", 1, &q->p2p_alpha));
-        TRY(get_num(path, p, ctx, "p2p_beta", 0, &q->p2p_beta));
-        TRY(get_num(path, p, ctx, "allreduce_alpha", 1, &q->allreduce_alpha));
-        TRY(get_num(path, p, ctx, "allreduce_beta", 0, &q->allreduce_beta));
+        RETURN_IF_ERROR(get_str(path, p, ctx, "name", q->name));
+        RETURN_IF_ERROR(get_num(path, p, ctx, "p2p_alpha", 1, &q->p2p_alpha));
+        RETURN_IF_ERROR(get_num(path, p, ctx, "p2p_beta", 0, &q->p2p_beta));
+        RETURN_IF_ERROR(get_num(path, p, ctx, "allreduce_alpha", 1, &q->allreduce_alpha));
+        RETURN_IF_ERROR(get_num(path, p, ctx, "allreduce_beta", 0, &q->allreduce_beta));
     }
     return PARLM_OK;
 }
@@ -488,7 +481,7 @@ parlm_status parlm_plan_profile_load(const char *path, parlm_plan_profile *pr)
     if (!path || !pr)
         return parlm_error(PARLM_EINVAL, "parlm_plan_profile_load: null argument");
     json_t *r;
-    TRY(load_root(path, &r));
+    RETURN_IF_ERROR(load_root(path, &r));
     parlm_status st = profile_from(path, r, pr);
     json_decref(r);
     return st;
@@ -499,7 +492,7 @@ parlm_status parlm_plan_cluster_load(const char *path, parlm_plan_cluster *cl)
     if (!path || !cl)
         return parlm_error(PARLM_EINVAL, "parlm_plan_cluster_load: null argument");
     json_t *r;
-    TRY(load_root(path, &r));
+    RETURN_IF_ERROR(load_root(path, &r));
     memset(cl, 0, sizeof *cl);
     parlm_status st = get_int(path, r, "nodes", &cl->nodes);
     if (!st)

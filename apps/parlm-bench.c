@@ -25,6 +25,8 @@ static void usage(FILE *f)
             "  generate GPT-2 124M prefill and decode tokens/s (f32, bf16; decode on 1 and all\n"
             "           threads), and decode of a model larger than the last-level cache (d24\n"
             "           or bigger), vs the bandwidth bound\n"
+            "  kernels  the non-GEMM kernels (elementwise, layernorm, softmax, attention, cross-\n"
+            "           entropy, embedding, AdamW, bf16) on 1 thread vs the scalar ones\n"
             "  all      all of the above (peak and stream run first: the others quote them)\n"
             "  allreduce  all-reduce bus bandwidth, parlm vs MPI_Allreduce, 4 KB - 256 MB;\n"
             "           not part of 'all': run it under MPI, `mpirun -np 2 parlm-bench allreduce`\n"
@@ -59,7 +61,7 @@ int main(int argc, char **argv)
 {
     bench_ctx ctx = {.max_threads = 0, .min_time = 0.3}; /* 0: no --threads */
     int want_peak = 0, want_stream = 0, want_gemm = 0, want_gemv = 0, want_train = 0, want_gen = 0;
-    int want_allreduce = 0, want_dp = 0, want_tp = 0, want_mp = 0, threads_set = 0;
+    int want_kern = 0, want_allreduce = 0, want_dp = 0, want_tp = 0, want_mp = 0, threads_set = 0;
     const char **names = malloc((size_t)argc * sizeof *names);
     const cli_opt table[] = {
         CLI_F("--json", &ctx.json, 0), CLI_F("--quick", &ctx.quick, 0),
@@ -82,6 +84,8 @@ int main(int argc, char **argv)
             want_train = 1;
         } else if (!strcmp(a, "generate")) {
             want_gen = 1;
+        } else if (!strcmp(a, "kernels")) {
+            want_kern = 1;
         } else if (!strcmp(a, "allreduce")) {
             want_allreduce = 1;
         } else if (!strcmp(a, "dp")) {
@@ -91,7 +95,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "mp")) {
             want_mp = 1;
         } else if (!strcmp(a, "all")) {
-            want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
+            want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = want_kern = 1;
         } else {
             fprintf(stderr, "parlm-bench: unknown benchmark '%s' (try --help)\n", a);
             prc = 2;
@@ -103,9 +107,10 @@ int main(int argc, char **argv)
     threads_set = ctx.max_threads > 0;
     if (!threads_set)
         ctx.max_threads = omp_get_max_threads();
-    if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen | want_allreduce |
+    if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen | want_kern |
+          want_allreduce |
           want_dp | want_tp | want_mp))
-        want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = 1;
+        want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = want_kern = 1;
     if (ctx.trace && want_dp == want_mp) {
         fprintf(stderr, "parlm-bench: --trace %s: the dp or the mp benchmark writes a trace "
                 "(one of them)\n", ctx.trace);
@@ -158,6 +163,8 @@ int main(int argc, char **argv)
         rc |= bench_train(&ctx);
     if (want_gen)
         rc |= bench_generate(&ctx);
+    if (want_kern)
+        rc |= bench_kernels(&ctx);
     if (want_allreduce)
         rc |= bench_allreduce(&ctx);
     if (want_dp)

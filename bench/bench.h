@@ -78,6 +78,8 @@ int bench_gemm(bench_ctx *ctx);   /* parlm f32/bf16 vs OpenBLAS vs naive; square
 int bench_gemv(bench_ctx *ctx);   /* decode GEMVs vs STREAM bandwidth */
 int bench_train(bench_ctx *ctx);  /* a GPT-2 124M training step: ms, MFU (f32, bf16) */
 int bench_generate(bench_ctx *ctx); /* prefill tokens/s, decode tokens/s vs bandwidth bound */
+/* the non-GEMM kernels of the selected ISA table vs the scalar one, one thread */
+int bench_kernels(bench_ctx *ctx);
 /* all-reduce bus bandwidth: parlm ring / shm / rd vs MPI_Allreduce; run under mpirun.
  * bench_mpi_init initializes MPI and returns the world rank (-1 on error); ranks other
  * than 0 then write stdout to /dev/null, so tables and JSON come from rank 0 alone. */

@@ -1,5 +1,5 @@
 /* simd/avx2/nn.c — AVX2+FMA transformer kernels: causal flash attention (forward and
- * backward), fused softmax + cross-entropy, embeddings, AdamW, sum of squares.
+ * backward), fused softmax + cross-entropy (embeddings, AdamW and sum of squares: simd/common/nn.c).
  * The one idea: attention holds a block of 16 queries TRANSPOSED (head dim major, one
  * query per lane), so the scores of 4 keys are 8 register accumulators fed by broadcast
  * key elements, the softmax statistics are per lane (no horizontal reductions) and P.V
@@ -668,146 +668,11 @@ static void ce_bwd(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const fl
     }
 }
 
-/* ---- embeddings -------------------------------------------------------------------- */
-
-/* out[r, c0:c1] = wte[tok[r], c0:c1] + wpe[r % T, c0:c1] */
-static void embed_fwd(int64_t rows, int64_t T, int64_t C, int64_t c0, int64_t c1,
-                      const int32_t *tok, const float *wte, const float *wpe, float *out)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        const float *e = wte + (int64_t)tok[r] * C, *p = wpe + (r % T) * C;
-        float *o = out + r * C;
-        int64_t c = c0;
-        for (; c + 8 <= c1; c += 8)
-            _mm256_storeu_ps(o + c, _mm256_add_ps(_mm256_loadu_ps(e + c), _mm256_loadu_ps(p + c)));
-        if (c < c1) {
-            __m256i m = tmask(c1 - c);
-            _mm256_maskstore_ps(o + c, m, _mm256_add_ps(_mm256_maskload_ps(e + c, m),
-                                                        _mm256_maskload_ps(p + c, m)));
-        }
-    }
-}
-
-/* dwte[tok[r], c0:c1] += dout[r]; dwpe[r % T, c0:c1] += dout[r]; rows in order, so a
- * repeated token accumulates in the same order as the reference (bitwise equal) */
-static void embed_bwd(int64_t rows, int64_t T, int64_t C, int64_t c0, int64_t c1,
-                      const int32_t *tok, const float *dout, float *dwte, float *dwpe)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        float *e = dwte + (int64_t)tok[r] * C, *p = dwpe + (r % T) * C;
-        const float *d = dout + r * C;
-        for (int64_t c = c0; c < c1; c += 8) {
-            __m256i m = tmask(c1 - c);
-            __m256 g = _mm256_maskload_ps(d + c, m);
-            _mm256_maskstore_ps(e + c, m, _mm256_add_ps(_mm256_maskload_ps(e + c, m), g));
-            _mm256_maskstore_ps(p + c, m, _mm256_add_ps(_mm256_maskload_ps(p + c, m), g));
-        }
-    }
-}
-
-/* ---- optimizer and norm ----------------------------------------------------------- */
-
-/* AdamW in the reference's order of operations (no FMA contraction), so the result is
- * the reference's up to the correctly rounded vector div/sqrt: bitwise equal. */
-typedef struct {
-    __m256 b1, b2, c1, c2, bc1, bc2, lr, eps, wd, gs;
-} adamw_consts;
-
-static inline adamw_consts adamw_set(float lr, float b1, float b2, float eps, float wd, float bc1,
-                                     float bc2, float gscale)
-{
-    return (adamw_consts){_mm256_set1_ps(b1),  _mm256_set1_ps(b2),  _mm256_set1_ps(1.0f - b1),
-                          _mm256_set1_ps(1.0f - b2), _mm256_set1_ps(bc1), _mm256_set1_ps(bc2),
-                          _mm256_set1_ps(lr),  _mm256_set1_ps(eps), _mm256_set1_ps(wd),
-                          _mm256_set1_ps(gscale)};
-}
-
-/* 8 (masked: k) elements at p, m, v with the raw gradient g */
-static inline void adamw8(const adamw_consts *c, __m256i k, float *p, __m256 g, float *m,
-                          float *v)
-{
-    __m256 gi = _mm256_mul_ps(g, c->gs);
-    __m256 mi = _mm256_add_ps(_mm256_mul_ps(c->b1, _mm256_maskload_ps(m, k)),
-                              _mm256_mul_ps(c->c1, gi));
-    __m256 vi = _mm256_add_ps(_mm256_mul_ps(c->b2, _mm256_maskload_ps(v, k)),
-                              _mm256_mul_ps(_mm256_mul_ps(c->c2, gi), gi));
-    __m256 mh = _mm256_div_ps(mi, c->bc1), vh = _mm256_div_ps(vi, c->bc2);
-    __m256 pi = _mm256_maskload_ps(p, k);
-    __m256 upd = _mm256_add_ps(_mm256_div_ps(mh, _mm256_add_ps(_mm256_sqrt_ps(vh), c->eps)),
-                               _mm256_mul_ps(c->wd, pi));
-    _mm256_maskstore_ps(m, k, mi);
-    _mm256_maskstore_ps(v, k, vi);
-    _mm256_maskstore_ps(p, k, _mm256_sub_ps(pi, _mm256_mul_ps(c->lr, upd)));
-}
-
-static void adamw(int64_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
-                  float b2, float eps, float wd, float bc1, float bc2, float gscale)
-{
-    adamw_consts c = adamw_set(lr, b1, b2, eps, wd, bc1, bc2, gscale);
-    for (int64_t i = 0; i < n; i += 8) {
-        __m256i k = tmask(n - i);
-        adamw8(&c, k, p + i, _mm256_maskload_ps(g + i, k), m + i, v + i);
-    }
-}
-
-/* adamw, g = 0 and the sum of g^2 in one pass: the four arrays are read once and
- * written once, instead of three passes (norm, update, zeroing) over the gradient */
-static double adamw_zero(int64_t n, float *p, float *g, float *m, float *v, float lr, float b1,
-                         float b2, float eps, float wd, float bc1, float bc2, float gscale)
-{
-    adamw_consts c = adamw_set(lr, b1, b2, eps, wd, bc1, bc2, gscale);
-    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
-    for (int64_t i = 0; i < n; i += 8) {
-        __m256i k = tmask(n - i);
-        __m256 gi = _mm256_maskload_ps(g + i, k);
-        __m256d x0 = _mm256_cvtps_pd(_mm256_castps256_ps128(gi));
-        __m256d x1 = _mm256_cvtps_pd(_mm256_extractf128_ps(gi, 1));
-        a0 = _mm256_fmadd_pd(x0, x0, a0);
-        a1 = _mm256_fmadd_pd(x1, x1, a1);
-        adamw8(&c, k, p + i, gi, m + i, v + i);
-        _mm256_maskstore_ps(g + i, k, _mm256_setzero_ps());
-    }
-    __m256d s = _mm256_add_pd(a0, a1);
-    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-}
-
-/* sum of x^2 in double: each float is widened, its square is exact in double (48
- * significant bits), so the only error is the double summation over 4 x 4 lanes:
- * relative error <= (n/16 + 4) 2^-53, against n 2^-53 for a serial double loop. */
-static double sumsq(int64_t n, const float *x)
-{
-    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256d x0 = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
-        __m256d x1 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
-        __m256d x2 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 8));
-        __m256d x3 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 12));
-        a0 = _mm256_fmadd_pd(x0, x0, a0);
-        a1 = _mm256_fmadd_pd(x1, x1, a1);
-        a2 = _mm256_fmadd_pd(x2, x2, a2);
-        a3 = _mm256_fmadd_pd(x3, x3, a3);
-    }
-    for (; i < n; i += 4) {
-        __m128i m = _mm256_castsi256_si128(tmask(n - i < 4 ? n - i : 4));
-        __m256d xi = _mm256_cvtps_pd(_mm_maskload_ps(x + i, m));
-        a0 = _mm256_fmadd_pd(xi, xi, a0);
-    }
-    __m256d s = _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3));
-    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-}
-
 void parlm_avx2_nn_fill(parlm_kernels *k)
 {
     k->attn_fwd = attn_fwd;
     k->attn_bwd = attn_bwd;
     k->ce_fwd = ce_fwd;
     k->ce_bwd = ce_bwd;
-    k->embed_fwd = embed_fwd;
-    k->embed_bwd = embed_bwd;
-    k->adamw = adamw;
-    k->sumsq = sumsq;
-    k->adamw_zero = adamw_zero;
+    parlm_avx2_nn_common_fill(k); /* common/nn.c */
 }

@@ -1,5 +1,5 @@
 /* simd/avx512/nn.c — AVX-512 transformer kernels: causal flash attention (forward and
- * backward), fused softmax + cross-entropy, embeddings, AdamW, sum of squares.
+ * backward), fused softmax + cross-entropy (embeddings, AdamW and sum of squares: simd/common/nn.c).
  * The one idea: attention holds a block of 32 queries TRANSPOSED (head dim major, one
  * query per lane), so the scores of 8 keys are 16 register accumulators fed by broadcast
  * key elements, the softmax statistics are per lane (no horizontal reductions) and P.V
@@ -683,139 +683,11 @@ static void ce_bwd(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const fl
     }
 }
 
-/* ---- embeddings -------------------------------------------------------------------- */
-
-/* out[r, c0:c1] = wte[tok[r], c0:c1] + wpe[r % T, c0:c1] */
-static void embed_fwd(int64_t rows, int64_t T, int64_t C, int64_t c0, int64_t c1,
-                      const int32_t *tok, const float *wte, const float *wpe, float *out)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        const float *e = wte + (int64_t)tok[r] * C, *p = wpe + (r % T) * C;
-        float *o = out + r * C;
-        for (int64_t c = c0; c < c1; c += 16) {
-            __mmask16 m = tmask(c1 - c);
-            _mm512_mask_storeu_ps(o + c, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, e + c),
-                                                          _mm512_maskz_loadu_ps(m, p + c)));
-        }
-    }
-}
-
-/* dwte[tok[r], c0:c1] += dout[r]; dwpe[r % T, c0:c1] += dout[r]; rows in order, so a
- * repeated token accumulates in the same order as the reference (bitwise equal) */
-static void embed_bwd(int64_t rows, int64_t T, int64_t C, int64_t c0, int64_t c1,
-                      const int32_t *tok, const float *dout, float *dwte, float *dwpe)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        float *e = dwte + (int64_t)tok[r] * C, *p = dwpe + (r % T) * C;
-        const float *d = dout + r * C;
-        for (int64_t c = c0; c < c1; c += 16) {
-            __mmask16 m = tmask(c1 - c);
-            __m512 g = _mm512_maskz_loadu_ps(m, d + c);
-            _mm512_mask_storeu_ps(e + c, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, e + c), g));
-            _mm512_mask_storeu_ps(p + c, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, p + c), g));
-        }
-    }
-}
-
-/* ---- optimizer and norm ----------------------------------------------------------- */
-
-/* AdamW in the reference's order of operations (no FMA contraction), so the result is
- * the reference's up to the correctly rounded vector div/sqrt: bitwise equal. */
-typedef struct {
-    __m512 b1, b2, c1, c2, bc1, bc2, lr, eps, wd, gs;
-} adamw_consts;
-
-static inline adamw_consts adamw_set(float lr, float b1, float b2, float eps, float wd, float bc1,
-                                     float bc2, float gscale)
-{
-    return (adamw_consts){_mm512_set1_ps(b1),  _mm512_set1_ps(b2),  _mm512_set1_ps(1.0f - b1),
-                          _mm512_set1_ps(1.0f - b2), _mm512_set1_ps(bc1), _mm512_set1_ps(bc2),
-                          _mm512_set1_ps(lr),  _mm512_set1_ps(eps), _mm512_set1_ps(wd),
-                          _mm512_set1_ps(gscale)};
-}
-
-/* 16 (masked: k) elements at p, m, v with the raw gradient g */
-static inline void adamw16(const adamw_consts *c, __mmask16 k, float *p, __m512 g, float *m,
-                           float *v)
-{
-    __m512 gi = _mm512_mul_ps(g, c->gs);
-    __m512 mi = _mm512_add_ps(_mm512_mul_ps(c->b1, _mm512_maskz_loadu_ps(k, m)),
-                              _mm512_mul_ps(c->c1, gi));
-    __m512 vi = _mm512_add_ps(_mm512_mul_ps(c->b2, _mm512_maskz_loadu_ps(k, v)),
-                              _mm512_mul_ps(_mm512_mul_ps(c->c2, gi), gi));
-    __m512 mh = _mm512_div_ps(mi, c->bc1), vh = _mm512_div_ps(vi, c->bc2);
-    __m512 pi = _mm512_maskz_loadu_ps(k, p);
-    __m512 upd = _mm512_add_ps(_mm512_div_ps(mh, _mm512_add_ps(_mm512_sqrt_ps(vh), c->eps)),
-                               _mm512_mul_ps(c->wd, pi));
-    _mm512_mask_storeu_ps(m, k, mi);
-    _mm512_mask_storeu_ps(v, k, vi);
-    _mm512_mask_storeu_ps(p, k, _mm512_sub_ps(pi, _mm512_mul_ps(c->lr, upd)));
-}
-
-static void adamw(int64_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
-                  float b2, float eps, float wd, float bc1, float bc2, float gscale)
-{
-    adamw_consts c = adamw_set(lr, b1, b2, eps, wd, bc1, bc2, gscale);
-    for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = tmask(n - i);
-        adamw16(&c, k, p + i, _mm512_maskz_loadu_ps(k, g + i), m + i, v + i);
-    }
-}
-
-/* adamw, g = 0 and the sum of g^2 in one pass: the four arrays are read once and
- * written once, instead of three passes (norm, update, zeroing) over the gradient */
-static double adamw_zero(int64_t n, float *p, float *g, float *m, float *v, float lr, float b1,
-                         float b2, float eps, float wd, float bc1, float bc2, float gscale)
-{
-    adamw_consts c = adamw_set(lr, b1, b2, eps, wd, bc1, bc2, gscale);
-    __m512d a0 = _mm512_setzero_pd(), a1 = a0;
-    for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = tmask(n - i);
-        __m512 gi = _mm512_maskz_loadu_ps(k, g + i);
-        __m512d x0 = _mm512_cvtps_pd(_mm512_castps512_ps256(gi));
-        __m512d x1 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(gi, 1));
-        a0 = _mm512_fmadd_pd(x0, x0, a0);
-        a1 = _mm512_fmadd_pd(x1, x1, a1);
-        adamw16(&c, k, p + i, gi, m + i, v + i);
-        _mm512_mask_storeu_ps(g + i, k, _mm512_setzero_ps());
-    }
-    return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
-}
-
-/* sum of x^2 in double: each float is widened, its square is exact in double (48
- * significant bits), so the only error is the double summation over 4 x 8 lanes:
- * relative error <= (n/32 + 5) 2^-53, against n 2^-53 for a serial double loop. */
-static double sumsq(int64_t n, const float *x)
-{
-    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m512 u = _mm512_loadu_ps(x + i), w = _mm512_loadu_ps(x + i + 16);
-        __m512d x0 = _mm512_cvtps_pd(_mm512_castps512_ps256(u));
-        __m512d x1 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(u, 1));
-        __m512d x2 = _mm512_cvtps_pd(_mm512_castps512_ps256(w));
-        __m512d x3 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(w, 1));
-        a0 = _mm512_fmadd_pd(x0, x0, a0);
-        a1 = _mm512_fmadd_pd(x1, x1, a1);
-        a2 = _mm512_fmadd_pd(x2, x2, a2);
-        a3 = _mm512_fmadd_pd(x3, x3, a3);
-    }
-    for (; i < n; i += 8) {
-        __m512d xi = _mm512_cvtps_pd(_mm256_maskz_loadu_ps((__mmask8)tmask(n - i), x + i));
-        a0 = _mm512_fmadd_pd(xi, xi, a0);
-    }
-    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
-}
-
 void parlm_avx512_nn_fill(parlm_kernels *k)
 {
     k->attn_fwd = attn_fwd;
     k->attn_bwd = attn_bwd;
     k->ce_fwd = ce_fwd;
     k->ce_bwd = ce_bwd;
-    k->embed_fwd = embed_fwd;
-    k->embed_bwd = embed_bwd;
-    k->adamw = adamw;
-    k->sumsq = sumsq;
-    k->adamw_zero = adamw_zero;
+    parlm_avx512_nn_common_fill(k); /* common/nn.c */
 }

@@ -1,5 +1,5 @@
 /* simd/neon/nn.c — AArch64 Advanced SIMD transformer kernels: causal flash attention
- * (forward and backward), fused softmax + cross-entropy, embeddings, AdamW, sum of squares.
+ * (forward and backward), fused softmax + cross-entropy (embeddings, AdamW and sum of squares: simd/common/nn.c).
  * The one idea: attention holds a block of 8 queries TRANSPOSED (head dim major, one
  * query per lane), so the scores of 8 keys are 16 register accumulators fed by broadcast
  * key elements (ld1r), the softmax statistics are per lane (no horizontal reductions) and
@@ -645,139 +645,11 @@ static void ce_bwd(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const fl
     }
 }
 
-/* ---- embeddings -------------------------------------------------------------------- */
-
-/* out[r, c0:c1] = wte[tok[r], c0:c1] + wpe[r % T, c0:c1] */
-static void embed_fwd(int64_t rows, int64_t T, int64_t C, int64_t c0, int64_t c1,
-                      const int32_t *tok, const float *wte, const float *wpe, float *out)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        const float *e = wte + (int64_t)tok[r] * C, *p = wpe + (r % T) * C;
-        float *o = out + r * C;
-        int64_t c = c0;
-        for (; c + 4 <= c1; c += 4)
-            vst1q_f32(o + c, vaddq_f32(vld1q_f32(e + c), vld1q_f32(p + c)));
-        for (; c < c1; c++)
-            o[c] = e[c] + p[c];
-    }
-}
-
-/* dwte[tok[r], c0:c1] += dout[r]; dwpe[r % T, c0:c1] += dout[r]; rows in order, so a
- * repeated token accumulates in the same order as the reference (bitwise equal) */
-static void embed_bwd(int64_t rows, int64_t T, int64_t C, int64_t c0, int64_t c1,
-                      const int32_t *tok, const float *dout, float *dwte, float *dwpe)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        float *e = dwte + (int64_t)tok[r] * C, *p = dwpe + (r % T) * C;
-        const float *d = dout + r * C;
-        int64_t c = c0;
-        for (; c + 4 <= c1; c += 4) {
-            float32x4_t g = vld1q_f32(d + c);
-            vst1q_f32(e + c, vaddq_f32(vld1q_f32(e + c), g));
-            vst1q_f32(p + c, vaddq_f32(vld1q_f32(p + c), g));
-        }
-        for (; c < c1; c++) {
-            e[c] += d[c];
-            p[c] += d[c];
-        }
-    }
-}
-
-/* ---- optimizer and norm ----------------------------------------------------------- */
-
-/* AdamW in the reference's order of operations (no FMA contraction; the tail is the same
- * arithmetic on scalars), so the result is the reference's: bitwise equal. */
-static inline void adamw4(float *p, float32x4_t g, float *m, float *v, float lr, float b1,
-                          float b2, float eps, float wd, float bc1, float bc2, float gscale)
-{
-    float32x4_t gi = vmulq_n_f32(g, gscale);
-    float32x4_t mi = vaddq_f32(vmulq_n_f32(vld1q_f32(m), b1), vmulq_n_f32(gi, 1.0f - b1));
-    float32x4_t vi = vaddq_f32(vmulq_n_f32(vld1q_f32(v), b2),
-                               vmulq_f32(vmulq_n_f32(gi, 1.0f - b2), gi));
-    float32x4_t mh = vdivq_f32(mi, vdupq_n_f32(bc1)), vh = vdivq_f32(vi, vdupq_n_f32(bc2));
-    float32x4_t pi = vld1q_f32(p);
-    float32x4_t upd = vaddq_f32(vdivq_f32(mh, vaddq_f32(vsqrtq_f32(vh), vdupq_n_f32(eps))),
-                                vmulq_n_f32(pi, wd));
-    vst1q_f32(m, mi);
-    vst1q_f32(v, vi);
-    vst1q_f32(p, vsubq_f32(pi, vmulq_n_f32(upd, lr)));
-}
-
-static inline void adamw1(float *p, float g, float *m, float *v, float lr, float b1, float b2,
-                          float eps, float wd, float bc1, float bc2, float gscale)
-{
-    float gi = g * gscale;
-    *m = b1 * *m + (1.0f - b1) * gi;
-    *v = b2 * *v + (1.0f - b2) * gi * gi;
-    float mh = *m / bc1, vh = *v / bc2;
-    *p -= lr * (mh / (sqrtf(vh) + eps) + wd * *p);
-}
-
-static void adamw(int64_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
-                  float b2, float eps, float wd, float bc1, float bc2, float gscale)
-{
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        adamw4(p + i, vld1q_f32(g + i), m + i, v + i, lr, b1, b2, eps, wd, bc1, bc2, gscale);
-    for (; i < n; i++)
-        adamw1(p + i, g[i], m + i, v + i, lr, b1, b2, eps, wd, bc1, bc2, gscale);
-}
-
-/* adamw, g = 0 and the sum of g^2 in one pass: the four arrays are read once and
- * written once, instead of three passes (norm, update, zeroing) over the gradient */
-static double adamw_zero(int64_t n, float *p, float *g, float *m, float *v, float lr, float b1,
-                         float b2, float eps, float wd, float bc1, float bc2, float gscale)
-{
-    float64x2_t a0 = vdupq_n_f64(0.0), a1 = a0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t gi = vld1q_f32(g + i);
-        float64x2_t x0 = vcvt_f64_f32(vget_low_f32(gi)), x1 = vcvt_high_f64_f32(gi);
-        a0 = vfmaq_f64(a0, x0, x0);
-        a1 = vfmaq_f64(a1, x1, x1);
-        adamw4(p + i, gi, m + i, v + i, lr, b1, b2, eps, wd, bc1, bc2, gscale);
-        vst1q_f32(g + i, vdupq_n_f32(0.0f));
-    }
-    double s = vaddvq_f64(vaddq_f64(a0, a1));
-    for (; i < n; i++) {
-        s += (double)g[i] * g[i];
-        adamw1(p + i, g[i], m + i, v + i, lr, b1, b2, eps, wd, bc1, bc2, gscale);
-        g[i] = 0.0f;
-    }
-    return s;
-}
-
-/* sum of x^2 in double: each float is widened, its square is exact in double (48
- * significant bits), so the only error is the double summation over 4 x 2 lanes:
- * relative error <= (n/8 + 3) 2^-53, against n 2^-53 for a serial double loop. */
-static double sumsq(int64_t n, const float *x)
-{
-    float64x2_t a0 = vdupq_n_f64(0.0), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        float32x4_t u = vld1q_f32(x + i), w = vld1q_f32(x + i + 4);
-        float64x2_t x0 = vcvt_f64_f32(vget_low_f32(u)), x1 = vcvt_high_f64_f32(u);
-        float64x2_t x2 = vcvt_f64_f32(vget_low_f32(w)), x3 = vcvt_high_f64_f32(w);
-        a0 = vfmaq_f64(a0, x0, x0);
-        a1 = vfmaq_f64(a1, x1, x1);
-        a2 = vfmaq_f64(a2, x2, x2);
-        a3 = vfmaq_f64(a3, x3, x3);
-    }
-    double s = vaddvq_f64(vaddq_f64(vaddq_f64(a0, a1), vaddq_f64(a2, a3)));
-    for (; i < n; i++)
-        s += (double)x[i] * x[i];
-    return s;
-}
-
 void parlm_neon_nn_fill(parlm_kernels *k)
 {
     k->attn_fwd = attn_fwd;
     k->attn_bwd = attn_bwd;
     k->ce_fwd = ce_fwd;
     k->ce_bwd = ce_bwd;
-    k->embed_fwd = embed_fwd;
-    k->embed_bwd = embed_bwd;
-    k->adamw = adamw;
-    k->sumsq = sumsq;
-    k->adamw_zero = adamw_zero;
+    parlm_neon_nn_common_fill(k); /* common/nn.c */
 }

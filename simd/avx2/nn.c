@@ -1,5 +1,5 @@
 /* simd/avx2/nn.c — AVX2+FMA transformer kernels: causal flash attention (forward and
- * backward), fused softmax + cross-entropy (embeddings, AdamW and sum of squares: simd/common/nn.c).
+ * backward), (cross-entropy, embeddings, AdamW, sum of squares: simd/common/nn.c).
  * The one idea: attention holds a block of 16 queries TRANSPOSED (head dim major, one
  * query per lane), so the scores of 4 keys are 8 register accumulators fed by broadcast
  * key elements, the softmax statistics are per lane (no horizontal reductions) and P.V
@@ -20,7 +20,6 @@
 /* The running max m only moves when a score exceeds it by more than SLACK, so the
  * rescale of the output is rare; exp(s - m) <= e^8 cannot overflow and l >= 1. */
 #define SLACK 8.0f
-#define CE_BLOCK 2048 /* cross-entropy: block of logits (8 KB) maxed, then exp-summed */
 
 /* lane mask (all-ones in lanes < n) for vmaskmovps; n clamped to [0, 8] */
 static const int32_t mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -585,8 +584,6 @@ static void attn_bwd(int64_t T, int64_t hs, const float *q, const float *k, cons
                   dv, ldd, scale);
 }
 
-/* ---- cross-entropy ------------------------------------------------------------------- */
-
 /* x[j .. j+8) with lanes >= n set to -inf (exp gives 0, max ignores them) */
 static inline __m256 load_or_ninf(const float *x, int64_t n)
 {
@@ -595,84 +592,9 @@ static inline __m256 load_or_ninf(const float *x, int64_t n)
                             _mm256_castsi256_ps(m));
 }
 
-/* loss[r] = lse[r] - x[target[r]]: one pass over each row, block by block (max of the
- * block, then exp-sum against the running max, rescaling the sum when the max grows). */
-static void ce_fwd(int64_t rows, int64_t V, const float *logits, int64_t ld, const int32_t *target,
-                   float *loss, float *lse)
-{
-    const __m256 ninf = _mm256_set1_ps(-INFINITY);
-    for (int64_t r = 0; r < rows; r++) {
-        const float *x = logits + r * ld;
-        float m = -INFINITY;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int64_t b0 = 0; b0 < V; b0 += CE_BLOCK) {
-            int64_t n = V - b0 < CE_BLOCK ? V - b0 : CE_BLOCK;
-            const float *xb = x + b0;
-            __m256 m0 = ninf, m1 = ninf;
-            int64_t j = 0;
-            for (; j + 16 <= n; j += 16) {
-                m0 = _mm256_max_ps(m0, _mm256_loadu_ps(xb + j));
-                m1 = _mm256_max_ps(m1, _mm256_loadu_ps(xb + j + 8));
-            }
-            for (; j < n; j += 8)
-                m0 = _mm256_max_ps(m0, load_or_ninf(xb + j, n - j));
-            float bm = hmax(_mm256_max_ps(m0, m1));
-            if (bm > m) {
-                __m256 c = _mm256_set1_ps(expf(m - bm)); /* 0 on the first block */
-                s0 = _mm256_mul_ps(s0, c), s1 = _mm256_mul_ps(s1, c);
-                s2 = _mm256_mul_ps(s2, c), s3 = _mm256_mul_ps(s3, c);
-                m = bm;
-            }
-            if (m == -INFINITY)
-                continue; /* every logit so far is -inf: nothing to add */
-            __m256 vm = _mm256_set1_ps(m);
-            for (j = 0; j + 32 <= n; j += 32) {
-                s0 = _mm256_add_ps(s0, exp_ps(_mm256_sub_ps(_mm256_loadu_ps(xb + j), vm)));
-                s1 = _mm256_add_ps(s1, exp_ps(_mm256_sub_ps(_mm256_loadu_ps(xb + j + 8), vm)));
-                s2 = _mm256_add_ps(s2, exp_ps(_mm256_sub_ps(_mm256_loadu_ps(xb + j + 16), vm)));
-                s3 = _mm256_add_ps(s3, exp_ps(_mm256_sub_ps(_mm256_loadu_ps(xb + j + 24), vm)));
-            }
-            for (; j < n; j += 8)
-                s0 = _mm256_add_ps(s0, exp_ps(_mm256_sub_ps(load_or_ninf(xb + j, n - j), vm)));
-        }
-        float sum = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-        lse[r] = m + logf(sum);
-        loss[r] = target[r] >= 0 ? lse[r] - x[target[r]] : lse[r];
-    }
-}
-
-/* dx[j] = exp(x[j] - lse) dloss - [j == target] dloss (j < V), 0 up to Vp; dx may be x */
-static void ce_bwd(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const float *logits,
-                   int64_t ld, const int32_t *target, const float *lse, const float *dloss)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        const float *x = logits + r * ld;
-        float *dx = dlogits + r * ld;
-        __m256 vl = _mm256_set1_ps(lse[r]), vd = _mm256_set1_ps(dloss[r]);
-        int64_t j = 0;
-        for (; j + 16 <= V; j += 16) {
-            __m256 a = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), vl));
-            __m256 b = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), vl));
-            _mm256_storeu_ps(dx + j, _mm256_mul_ps(a, vd));
-            _mm256_storeu_ps(dx + j + 8, _mm256_mul_ps(b, vd));
-        }
-        for (; j < V; j += 8) {
-            __m256i m = tmask(V - j);
-            __m256 a = exp_ps(_mm256_sub_ps(_mm256_maskload_ps(x + j, m), vl));
-            _mm256_maskstore_ps(dx + j, m, _mm256_mul_ps(a, vd));
-        }
-        if (target[r] >= 0)
-            dx[target[r]] -= dloss[r];
-        for (j = V; j < Vp; j += 8)
-            _mm256_maskstore_ps(dx + j, tmask(Vp - j), _mm256_setzero_ps());
-    }
-}
-
 void parlm_avx2_nn_fill(parlm_kernels *k)
 {
     k->attn_fwd = attn_fwd;
     k->attn_bwd = attn_bwd;
-    k->ce_fwd = ce_fwd;
-    k->ce_bwd = ce_bwd;
     parlm_avx2_nn_common_fill(k); /* common/nn.c */
 }

@@ -1,5 +1,5 @@
 /* simd/avx512/nn.c — AVX-512 transformer kernels: causal flash attention (forward and
- * backward), fused softmax + cross-entropy (embeddings, AdamW and sum of squares: simd/common/nn.c).
+ * backward), (cross-entropy, embeddings, AdamW, sum of squares: simd/common/nn.c).
  * The one idea: attention holds a block of 32 queries TRANSPOSED (head dim major, one
  * query per lane), so the scores of 8 keys are 16 register accumulators fed by broadcast
  * key elements, the softmax statistics are per lane (no horizontal reductions) and P.V
@@ -20,7 +20,6 @@
  * rescale of the output (hs * QV multiplies) is rare; exp(s - m) <= e^8 cannot overflow
  * and l >= 1 (the max key has p >= 1), so nothing is lost in float. */
 #define SLACK 8.0f
-#define CE_BLOCK 2048 /* cross-entropy: block of logits (8 KB) maxed, then exp-summed */
 
 /* mask of the first n lanes, n clamped to [0, 16] */
 static inline __mmask16 tmask(int64_t n)
@@ -605,89 +604,9 @@ static void attn_bwd(int64_t T, int64_t hs, const float *q, const float *k, cons
                   dv, ldd, scale);
 }
 
-/* ---- cross-entropy ------------------------------------------------------------------- */
-
-/* loss[r] = lse[r] - x[target[r]]: one pass over each row, block by block (max of the
- * block, then exp-sum against the running max, rescaling the sum when the max grows). */
-static void ce_fwd(int64_t rows, int64_t V, const float *logits, int64_t ld, const int32_t *target,
-                   float *loss, float *lse)
-{
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    for (int64_t r = 0; r < rows; r++) {
-        const float *x = logits + r * ld;
-        float m = -INFINITY;
-        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int64_t b0 = 0; b0 < V; b0 += CE_BLOCK) {
-            int64_t n = V - b0 < CE_BLOCK ? V - b0 : CE_BLOCK;
-            const float *xb = x + b0;
-            __m512 m0 = ninf, m1 = ninf;
-            int64_t j = 0;
-            for (; j + 32 <= n; j += 32) {
-                m0 = _mm512_max_ps(m0, _mm512_loadu_ps(xb + j));
-                m1 = _mm512_max_ps(m1, _mm512_loadu_ps(xb + j + 16));
-            }
-            for (; j < n; j += 16)
-                m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(ninf, tmask(n - j), xb + j));
-            float bm = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
-            if (bm > m) {
-                __m512 c = _mm512_set1_ps(expf(m - bm)); /* 0 on the first block */
-                s0 = _mm512_mul_ps(s0, c), s1 = _mm512_mul_ps(s1, c);
-                s2 = _mm512_mul_ps(s2, c), s3 = _mm512_mul_ps(s3, c);
-                m = bm;
-            }
-            if (m == -INFINITY)
-                continue; /* every logit so far is -inf: nothing to add */
-            __m512 vm = _mm512_set1_ps(m);
-            for (j = 0; j + 64 <= n; j += 64) {
-                s0 = _mm512_add_ps(s0, exp_ps(_mm512_sub_ps(_mm512_loadu_ps(xb + j), vm)));
-                s1 = _mm512_add_ps(s1, exp_ps(_mm512_sub_ps(_mm512_loadu_ps(xb + j + 16), vm)));
-                s2 = _mm512_add_ps(s2, exp_ps(_mm512_sub_ps(_mm512_loadu_ps(xb + j + 32), vm)));
-                s3 = _mm512_add_ps(s3, exp_ps(_mm512_sub_ps(_mm512_loadu_ps(xb + j + 48), vm)));
-            }
-            for (; j < n; j += 16) { /* masked lanes load -inf: exp gives 0 */
-                __m512 xj = _mm512_mask_loadu_ps(ninf, tmask(n - j), xb + j);
-                s0 = _mm512_add_ps(s0, exp_ps(_mm512_sub_ps(xj, vm)));
-            }
-        }
-        float sum =
-            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-        lse[r] = m + logf(sum);
-        loss[r] = target[r] >= 0 ? lse[r] - x[target[r]] : lse[r];
-    }
-}
-
-/* dx[j] = exp(x[j] - lse) dloss - [j == target] dloss (j < V), 0 up to Vp; dx may be x */
-static void ce_bwd(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const float *logits,
-                   int64_t ld, const int32_t *target, const float *lse, const float *dloss)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        const float *x = logits + r * ld;
-        float *dx = dlogits + r * ld;
-        __m512 vl = _mm512_set1_ps(lse[r]), vd = _mm512_set1_ps(dloss[r]);
-        int64_t j = 0;
-        for (; j + 32 <= V; j += 32) {
-            __m512 a = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), vl));
-            __m512 b = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j + 16), vl));
-            _mm512_storeu_ps(dx + j, _mm512_mul_ps(a, vd));
-            _mm512_storeu_ps(dx + j + 16, _mm512_mul_ps(b, vd));
-        }
-        for (; j < V; j += 16) {
-            __mmask16 m = tmask(V - j);
-            __m512 a = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), vl));
-            _mm512_mask_storeu_ps(dx + j, m, _mm512_mul_ps(a, vd));
-        }
-        if (target[r] >= 0)
-            dx[target[r]] -= dloss[r];
-        for (j = V; j < Vp; j += 16)
-            _mm512_mask_storeu_ps(dx + j, tmask(Vp - j), _mm512_setzero_ps());
-    }
-}
-
 void parlm_avx512_nn_fill(parlm_kernels *k)
 {
     k->attn_fwd = attn_fwd;
     k->attn_bwd = attn_bwd;
-    k->ce_fwd = ce_fwd;
-    k->ce_bwd = ce_bwd;
     parlm_avx512_nn_common_fill(k); /* common/nn.c */
 }

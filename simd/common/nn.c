@@ -1,8 +1,9 @@
-/* simd/common/nn.c — embeddings, AdamW (plain and fused with zeroing and the gradient
+/* simd/common/nn.c — cross-entropy, embeddings, AdamW (plain and fused with zeroing and the gradient
  * norm) and the sum of squares, written once over "vec.h" + "vec_nn.h" and compiled once
  * per ISA (simd/local.am); contracts in simd/kernels.h. The one idea: AdamW keeps the
  * reference's order of operations (no FMA), so with correctly rounded div/sqrt every ISA
- * gives the scalar reference's bits. Attention and cross-entropy are still per ISA. */
+ * gives the scalar reference's bits. Attention is still per ISA (simd/<isa>/nn.c). */
+#include <math.h>
 #include <stdint.h>
 
 #include "vec_nn.h"
@@ -12,6 +13,82 @@
 void VEC_ISA_NAME(nn_common_fill)(parlm_kernels *k);
 
 #define L VF_LANES
+
+/* ---- cross-entropy ---------------------------------------------------------------- */
+
+#define CE_BLOCK 2048 /* a block of logits (8 KB) is maxed, then exp-summed while in L1 */
+
+/* per row: lse = max + log(sum exp(x - max)), the max taken per block and the running sum
+ * rescaled when it grows (one read of the block from memory, one from L1) */
+static void ce_fwd(int64_t rows, int64_t V, const float *logits, int64_t ld, const int32_t *target,
+                   float *loss, float *lse)
+{
+    const vf ninf = vf_set1(-INFINITY);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = logits + r * ld;
+        float m = -INFINITY;
+        vf s0 = vf_zero(), s1 = s0, s2 = s0, s3 = s0;
+        for (int64_t b0 = 0; b0 < V; b0 += CE_BLOCK) {
+            int64_t n = V - b0 < CE_BLOCK ? V - b0 : CE_BLOCK;
+            const float *xb = x + b0;
+            vf m0 = ninf, m1 = ninf;
+            int64_t j = 0;
+            for (; j + 2 * L <= n; j += 2 * L) {
+                m0 = vf_max(m0, vf_load(xb + j));
+                m1 = vf_max(m1, vf_load(xb + j + L));
+            }
+            for (; j < n; j += L)
+                m0 = vf_max(m0, vf_load_n_fill(xb + j, n - j, -INFINITY));
+            float bm = vf_hmax(vf_max(m0, m1));
+            if (bm > m) {
+                vf c = vf_set1(expf(m - bm)); /* 0 on the first block */
+                s0 = vf_mul(s0, c), s1 = vf_mul(s1, c);
+                s2 = vf_mul(s2, c), s3 = vf_mul(s3, c);
+                m = bm;
+            }
+            if (m == -INFINITY)
+                continue; /* every logit so far is -inf: nothing to add */
+            vf vmax = vf_set1(m);
+            for (j = 0; j + 4 * L <= n; j += 4 * L) {
+                s0 = vf_add(s0, vf_exp(vf_sub(vf_load(xb + j), vmax)));
+                s1 = vf_add(s1, vf_exp(vf_sub(vf_load(xb + j + L), vmax)));
+                s2 = vf_add(s2, vf_exp(vf_sub(vf_load(xb + j + 2 * L), vmax)));
+                s3 = vf_add(s3, vf_exp(vf_sub(vf_load(xb + j + 3 * L), vmax)));
+            }
+            for (; j < n; j += L) /* lanes past n are -inf: exp gives 0 */
+                s0 = vf_add(s0, vf_exp(vf_sub(vf_load_n_fill(xb + j, n - j, -INFINITY), vmax)));
+        }
+        float sum = vf_hsum(vf_add(vf_add(s0, s1), vf_add(s2, s3)));
+        lse[r] = m + logf(sum);
+        loss[r] = target[r] >= 0 ? lse[r] - x[target[r]] : lse[r];
+    }
+}
+
+/* dx[j] = exp(x[j] - lse) dloss - [j == target] dloss (j < V), 0 up to Vp; dx may be x */
+static void ce_bwd(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const float *logits,
+                   int64_t ld, const int32_t *target, const float *lse, const float *dloss)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = logits + r * ld;
+        float *dx = dlogits + r * ld;
+        vf vl = vf_set1(lse[r]), vdl = vf_set1(dloss[r]);
+        int64_t j = 0;
+        for (; j + 2 * L <= V; j += 2 * L) {
+            vf a = vf_exp(vf_sub(vf_load(x + j), vl));
+            vf b = vf_exp(vf_sub(vf_load(x + j + L), vl));
+            vf_store(dx + j, vf_mul(a, vdl));
+            vf_store(dx + j + L, vf_mul(b, vdl));
+        }
+        for (; j < V; j += L) {
+            vf a = vf_exp(vf_sub(vf_load_n(x + j, V - j), vl));
+            vf_store_n(dx + j, V - j, vf_mul(a, vdl));
+        }
+        if (target[r] >= 0)
+            dx[target[r]] -= dloss[r];
+        for (j = V; j < Vp; j += L)
+            vf_store_n(dx + j, Vp - j, vf_zero());
+    }
+}
 
 /* ---- embeddings ------------------------------------------------------------------- */
 
@@ -149,6 +226,8 @@ static double sumsq(int64_t n, const float *x)
 
 void VEC_ISA_NAME(nn_common_fill)(parlm_kernels *k)
 {
+    k->ce_fwd = ce_fwd;
+    k->ce_bwd = ce_bwd;
     k->embed_fwd = embed_fwd;
     k->embed_bwd = embed_bwd;
     k->adamw = adamw;

@@ -1,5 +1,5 @@
 /* simd/neon/nn.c — AArch64 Advanced SIMD transformer kernels: causal flash attention
- * (forward and backward), fused softmax + cross-entropy (embeddings, AdamW and sum of squares: simd/common/nn.c).
+ * (forward and backward), (cross-entropy, embeddings, AdamW, sum of squares: simd/common/nn.c).
  * The one idea: attention holds a block of 8 queries TRANSPOSED (head dim major, one
  * query per lane), so the scores of 8 keys are 16 register accumulators fed by broadcast
  * key elements (ld1r), the softmax statistics are per lane (no horizontal reductions) and
@@ -20,7 +20,6 @@
 /* The running max m only moves when a score exceeds it by more than SLACK, so the
  * rescale of the output is rare; exp(s - m) <= e^8 cannot overflow and l >= 1. */
 #define SLACK 8.0f
-#define CE_BLOCK 2048 /* cross-entropy: block of logits (8 KB) maxed, then exp-summed */
 
 /* the first n (< 4) floats of x, the other lanes `fill` */
 static inline float32x4_t load_part(const float *x, int64_t n, float fill)
@@ -570,86 +569,9 @@ static void attn_bwd(int64_t T, int64_t hs, const float *q, const float *k, cons
                   dv, ldd, scale);
 }
 
-/* ---- cross-entropy ------------------------------------------------------------------- */
-
-/* loss[r] = lse[r] - x[target[r]]: one pass over each row, block by block (max of the
- * block, then exp-sum against the running max, rescaling the sum when the max grows). */
-static void ce_fwd(int64_t rows, int64_t V, const float *logits, int64_t ld, const int32_t *target,
-                   float *loss, float *lse)
-{
-    const float32x4_t ninf = vdupq_n_f32(-INFINITY);
-    for (int64_t r = 0; r < rows; r++) {
-        const float *x = logits + r * ld;
-        float m = -INFINITY;
-        float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0, s2 = s0, s3 = s0;
-        for (int64_t b0 = 0; b0 < V; b0 += CE_BLOCK) {
-            int64_t n = V - b0 < CE_BLOCK ? V - b0 : CE_BLOCK;
-            const float *xb = x + b0;
-            float32x4_t m0 = ninf, m1 = ninf;
-            int64_t j = 0;
-            for (; j + 8 <= n; j += 8) {
-                m0 = vmaxq_f32(m0, vld1q_f32(xb + j));
-                m1 = vmaxq_f32(m1, vld1q_f32(xb + j + 4));
-            }
-            for (; j < n; j += 4)
-                m0 = vmaxq_f32(m0, load_n(xb + j, n - j, -INFINITY));
-            float bm = vmaxvq_f32(vmaxq_f32(m0, m1));
-            if (bm > m) {
-                float c = expf(m - bm); /* 0 on the first block */
-                s0 = vmulq_n_f32(s0, c), s1 = vmulq_n_f32(s1, c);
-                s2 = vmulq_n_f32(s2, c), s3 = vmulq_n_f32(s3, c);
-                m = bm;
-            }
-            if (m == -INFINITY)
-                continue; /* every logit so far is -inf: nothing to add */
-            float32x4_t vm = vdupq_n_f32(m);
-            for (j = 0; j + 16 <= n; j += 16) {
-                s0 = vaddq_f32(s0, exp_ps(vsubq_f32(vld1q_f32(xb + j), vm)));
-                s1 = vaddq_f32(s1, exp_ps(vsubq_f32(vld1q_f32(xb + j + 4), vm)));
-                s2 = vaddq_f32(s2, exp_ps(vsubq_f32(vld1q_f32(xb + j + 8), vm)));
-                s3 = vaddq_f32(s3, exp_ps(vsubq_f32(vld1q_f32(xb + j + 12), vm)));
-            }
-            for (; j < n; j += 4) /* padding lanes are -inf: exp gives 0 */
-                s0 = vaddq_f32(s0, exp_ps(vsubq_f32(load_n(xb + j, n - j, -INFINITY), vm)));
-        }
-        float sum = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
-        lse[r] = m + logf(sum);
-        loss[r] = target[r] >= 0 ? lse[r] - x[target[r]] : lse[r];
-    }
-}
-
-/* dx[j] = exp(x[j] - lse) dloss - [j == target] dloss (j < V), 0 up to Vp; dx may be x */
-static void ce_bwd(int64_t rows, int64_t V, int64_t Vp, float *dlogits, const float *logits,
-                   int64_t ld, const int32_t *target, const float *lse, const float *dloss)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        const float *x = logits + r * ld;
-        float *dx = dlogits + r * ld;
-        float32x4_t vl = vdupq_n_f32(lse[r]);
-        float dl = dloss[r];
-        int64_t j = 0;
-        for (; j + 8 <= V; j += 8) {
-            float32x4_t a = exp_ps(vsubq_f32(vld1q_f32(x + j), vl));
-            float32x4_t b = exp_ps(vsubq_f32(vld1q_f32(x + j + 4), vl));
-            vst1q_f32(dx + j, vmulq_n_f32(a, dl));
-            vst1q_f32(dx + j + 4, vmulq_n_f32(b, dl));
-        }
-        for (; j < V; j += 4) {
-            float32x4_t a = exp_ps(vsubq_f32(load_n(x + j, V - j, 0.0f), vl));
-            store_n(dx + j, V - j, vmulq_n_f32(a, dl));
-        }
-        if (target[r] >= 0)
-            dx[target[r]] -= dl;
-        for (j = V; j < Vp; j++)
-            dx[j] = 0.0f;
-    }
-}
-
 void parlm_neon_nn_fill(parlm_kernels *k)
 {
     k->attn_fwd = attn_fwd;
     k->attn_bwd = attn_bwd;
-    k->ce_fwd = ce_fwd;
-    k->ce_bwd = ce_bwd;
     parlm_neon_nn_common_fill(k); /* common/nn.c */
 }

@@ -1,5 +1,5 @@
 /* simd/avx2/nn.c — AVX2+FMA transformer kernels: causal flash attention (forward and
- * backward), (cross-entropy, embeddings, AdamW, sum of squares: simd/common/nn.c).
+ * backward); cross-entropy, embeddings and AdamW are in simd/common/nn.c.
  * The one idea: attention holds a block of 16 queries TRANSPOSED (head dim major, one
  * query per lane), so the scores of 4 keys are 8 register accumulators fed by broadcast
  * key elements, the softmax statistics are per lane (no horizontal reductions) and P.V

@@ -1,5 +1,5 @@
 /* simd/avx512/nn.c — AVX-512 transformer kernels: causal flash attention (forward and
- * backward), (cross-entropy, embeddings, AdamW, sum of squares: simd/common/nn.c).
+ * backward); cross-entropy, embeddings and AdamW are in simd/common/nn.c.
  * The one idea: attention holds a block of 32 queries TRANSPOSED (head dim major, one
  * query per lane), so the scores of 8 keys are 16 register accumulators fed by broadcast
  * key elements, the softmax statistics are per lane (no horizontal reductions) and P.V

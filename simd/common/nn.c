@@ -1,6 +1,6 @@
-/* simd/common/nn.c — cross-entropy, embeddings, AdamW (plain and fused with zeroing and the gradient
- * norm) and the sum of squares, written once over "vec.h" + "vec_nn.h" and compiled once
- * per ISA (simd/local.am); contracts in simd/kernels.h. The one idea: AdamW keeps the
+/* simd/common/nn.c — cross-entropy, embeddings, AdamW (plain and fused with zeroing and
+ * the gradient norm) and the sum of squares, written once over "vec.h" + "vec_nn.h" and
+ * compiled once per ISA (simd/local.am); contracts in simd/kernels.h. The one idea: AdamW keeps the
  * reference's order of operations (no FMA), so with correctly rounded div/sqrt every ISA
  * gives the scalar reference's bits. Attention is still per ISA (simd/<isa>/nn.c). */
 #include <math.h>

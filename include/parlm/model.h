@@ -175,6 +175,11 @@ PARLM_API parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on);
  * next forward. PARLM_EINVAL if the last backward did not defer. */
 PARLM_API parlm_status parlm_gpt_token_grad_rows(const parlm_gpt *m, const int32_t **tokens,
                                                  const float **rows, int64_t *n);
+/* wte_grad[tokens[i]] += scale * rows[i] (n_embd floats each), i = 0..n-1 in order: adds
+ * deferred lookup rows (this model's or another data-parallel rank's) into the gradient.
+ * Every token must be in [0, vocab); only for a model holding the whole wte. */
+PARLM_API parlm_status parlm_gpt_token_grad_add(parlm_gpt *m, const int32_t *tokens,
+                                                const float *rows, int64_t n, float scale);
 
 /* ---- model parallelism: a parlm_gpt holding one shard of the model -----------------
  * A shard is a slice of tensor parallelism (Megatron-LM) and/or a pipeline stage:

@@ -986,6 +986,30 @@ parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on)
     return PARLM_OK;
 }
 
+parlm_status parlm_gpt_token_grad_add(parlm_gpt *m, const int32_t *tokens, const float *rows,
+                                      int64_t n, float scale)
+{
+    if (!m || (n > 0 && (!tokens || !rows)) || n < 0)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_token_grad_add: null argument or n < 0");
+    if (!m->first || m->sh.tp > 1)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_token_grad_add: only for a model "
+                           "holding the whole token embedding");
+    int64_t C = m->cfg.n_embd;
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab)
+            return parlm_error(PARLM_EINVAL, "parlm_gpt_token_grad_add: token %lld is %d "
+                               "(vocabulary %d)", (long long)i, tokens[i], m->cfg.vocab);
+    float *g = WTE(m->grads); /* rows in order: a token seen twice adds in the callers' order */
+    for (int64_t i = 0; i < n; i++) {
+        float *e = g + (int64_t)tokens[i] * C;
+        const float *d = rows + i * C;
+        for (int64_t c = 0; c < C; c++)
+            e[c] += scale * d[c];
+    }
+    m->grads_zero = 0;
+    return PARLM_OK;
+}
+
 parlm_status parlm_gpt_token_grad_rows(const parlm_gpt *m, const int32_t **tokens,
                                        const float **rows, int64_t *n)
 {

@@ -43,8 +43,10 @@ struct parlm_dp {
     int *bev;               /* bucket i's event */
     int armed;              /* overlap: this backward's buckets may start */
     int deferred;           /* this backward deferred the token-lookup rows */
-    float *rows;            /* all ranks' lookup rows: per rank [N token ids][N x C rows] */
+    float *rows;            /* all ranks' lookup rows: per rank [N int32 token ids][N x C rows] */
     int64_t rows_cap, rows_n;
+    int32_t *ids;           /* one rank's ids, copied out of their float slots */
+    int64_t ids_cap;
     parlm_request *rows_req;
     int rows_ev;
     parlm_status hook_error;
@@ -109,6 +111,7 @@ void parlm_dp_free(parlm_dp *dp)
     free(dp->bev);
     free(dp->ev);
     parlm_free(dp->rows);
+    parlm_free(dp->ids);
     parlm_free(dp->zm);
     parlm_free(dp->zv);
     free(dp);
@@ -317,11 +320,10 @@ static parlm_status start_rows(parlm_dp *dp)
                                (long long)dp->rows_n);
     }
     float *mine = dp->rows + blk * dp->rank;
-    for (int64_t i = 0; i < N; i++)
-        mine[i] = (float)tok[i];
+    memcpy(mine, tok, (size_t)N * sizeof(int32_t)); /* the ids' bytes ride in float slots */
     memcpy(mine + N, rows, (size_t)(N * C) * sizeof(float));
     dp->rows_ev = event_begin(dp, "embedding rows", PARLM_DP_LANE_COMM, dp->rows_n * 4);
-    /* exact: the ids must survive the trip */
+    /* exact (no bf16 wire): a gather only copies, so the ids' bytes arrive as sent */
     return parlm_all_gather_start(dp->comm, dp->rows, dp->rows_n, dp->cfg.flags & ~PARLM_WIRE_BF16,
                                   &dp->rows_req);
 }
@@ -329,20 +331,22 @@ static parlm_status start_rows(parlm_dp *dp)
 /* wte gradient += every rank's lookup rows / p, in rank order (the same on every rank) */
 static parlm_status add_rows(parlm_dp *dp)
 {
-    parlm_gpt_config mc = parlm_gpt_get_config(dp->m);
-    int64_t C = mc.n_embd, blk = dp->rows_n / dp->size, N = blk / (C + 1);
-    float *g = parlm_gpt_grads(dp->m), scale = 1.0f / (float)dp->size;
+    int64_t C = parlm_gpt_get_config(dp->m).n_embd, blk = dp->rows_n / dp->size;
+    int64_t N = blk / (C + 1);
+    if (N > dp->ids_cap) {
+        parlm_free(dp->ids);
+        dp->ids = parlm_alloc((size_t)N, sizeof(int32_t));
+        dp->ids_cap = dp->ids ? N : 0;
+        if (!dp->ids)
+            return parlm_error(PARLM_ENOMEM, "data-parallel: %lld token ids", (long long)N);
+    }
     for (int r = 0; r < dp->size; r++) {
-        const float *ids = dp->rows + blk * r, *rows = ids + N;
-        for (int64_t i = 0; i < N; i++) {
-            if (!(ids[i] >= 0 && ids[i] < (float)mc.vocab))
-                return parlm_error(PARLM_EINVAL, "data-parallel: rank %d sent token id %g "
-                                   "(vocabulary %d)", r, ids[i], mc.vocab);
-            float *e = g + (int64_t)ids[i] * C;
-            const float *d = rows + i * C;
-            for (int64_t c = 0; c < C; c++)
-                e[c] += scale * d[c];
-        }
+        const float *blk_r = dp->rows + blk * r;
+        memcpy(dp->ids, blk_r, (size_t)N * sizeof(int32_t));
+        parlm_status st = parlm_gpt_token_grad_add(dp->m, dp->ids, blk_r + N, N,
+                                                   1.0f / (float)dp->size);
+        if (st != PARLM_OK)
+            return st; /* a bad id names itself; ranks are in order, so it is rank r's */
     }
     return PARLM_OK;
 }

@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "../bench/bench.h"
 #include "cli.h"
 #include "parlm.h"
 
@@ -39,6 +39,13 @@ typedef struct opts {
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+
+static double wall_now(void) /* monotonic seconds, for the run's total time */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static void usage(FILE *f)
 {
@@ -780,8 +787,8 @@ int main(int argc, char **argv)
     /* the roofline: what the cores can do, measured now */
     /* (best of several runs, and the best figure seen on this machine if cached: a noisy
      * measurement can only be low) */
-    double sec, cached, measured = bench_peak_gflops(threads, BENCH_PEAK_ITERS / 4, &sec);
-    double peak = bench_peak_remember(threads, measured, &cached);
+    double sec, cached, measured = parlm_peak_gflops(threads, PARLM_PEAK_ITERS / 4, &sec);
+    double peak = parlm_peak_remember(threads, measured, &cached);
     if (cached > measured)
         SAY("peak: %.0f GFLOP/s measured now, %.0f cached for this CPU (PARLM_PEAK_CACHE=off "
             "to ignore)\n", measured, cached);
@@ -835,7 +842,7 @@ int main(int argc, char **argv)
     u.log = log, u.csv = csv, u.peak = peak, u.flops_per_token = flops_per_token;
     signal(SIGINT, on_sigint); /* Ctrl-C, or Slurm's --signal=INT@seconds */
     signal(SIGTERM, on_sigint);
-    double t_start = bench_now();
+    double t_start = wall_now();
     /* Ctrl-C seen by any rank: all stop after the same step (a process alone stops midway
      * and keeps the state of its last whole step) */
     while (!parlm_trainer_done(t) && !rc) {
@@ -850,7 +857,7 @@ int main(int argc, char **argv)
         SAY("\ninterrupted at step %lld\n", (long long)step);
     if (o.ckpt_dir && !rc && parlm_trainer_finish(t) != PARLM_OK)
         rc = 1;
-    double total = bench_now() - t_start;
+    double total = wall_now() - t_start;
     if (u.timed)
         SAY("done: %lld steps in %.1f s, %.1f ms/step, %.0f tokens/s, %.1f%% MFU\n",
             (long long)step, total, u.ms_sum / u.timed,

@@ -52,19 +52,6 @@ void bench_report(const bench_ctx *ctx, const bench_row *row);
 void bench_begin(const bench_ctx *ctx);
 void bench_end(const bench_ctx *ctx);
 
-/* f32 FMA throughput (GFLOP/s) of `threads` threads each running `iters` iterations of
- * the kernel set's FMA loop (BENCH_PEAK_ITERS: ~0.1 s per run), after a warm-up: the
- * best of BENCH_PEAK_REPS runs; *seconds = that run's time. */
-#define BENCH_PEAK_ITERS 4000000LL
-#define BENCH_PEAK_REPS 7
-double bench_peak_gflops(int threads, int64_t iters, double *seconds);
-/* The best peak seen on this machine: max(measured, the figure cached for this CPU model,
- * kernel set and thread count), which it stores when measured is higher. The cache is
- * $PARLM_PEAK_CACHE (a file; "0" or "off" disables it), else $XDG_CACHE_HOME/parlm/peak,
- * else ~/.cache/parlm/peak; any trouble with it just returns measured. *cached = the
- * figure found (0: none). */
-double bench_peak_remember(int threads, double measured, double *cached);
-
 /* Model helpers (bench/model.c): n tokens uniform in [0, V) from seed; the model FLOPs of
  * one training step of batch B x T. */
 struct parlm_gpt;

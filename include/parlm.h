@@ -4,6 +4,7 @@
 #include "parlm/status.h"
 #include "parlm/version.h"
 #include "parlm/isa.h"
+#include "parlm/peak.h"
 #include "parlm/tensor.h"
 #include "parlm/bf16.h"
 #include "parlm/gemm.h"

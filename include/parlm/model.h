@@ -165,9 +165,10 @@ PARLM_API parlm_status parlm_gpt_set_cancel(parlm_gpt *m, parlm_cancel_fn fn, vo
  * only when backward ends and its all-reduce cannot overlap anything. With defer on,
  * backward adds only the LM head's part to the wte gradient, reports it final at once
  * (head_ready above), and leaves the lookup's part as rows: the true gradient is
- * wte_grad[tokens[i]] += rows[i] for i < B*T, which the caller adds (for data
- * parallelism: every rank's rows, scaled like the averaged gradient, after the
- * all-reduce; that exchange is B*T*(C+1) floats instead of V*C). The position embedding
+ * wte_grad[tokens[i]] += rows[i] for i < B*T, which the caller adds with
+ * parlm_gpt_token_grad_add (for data parallelism: every rank's rows, scaled like the
+ * averaged gradient, after the all-reduce; that exchange is B*T ids and B*T*C floats
+ * instead of V*C floats). The position embedding
  * is not deferred. Applies to every backward until turned off; default off. */
 PARLM_API parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on);
 /* After a backward with deferral: *tokens = the B*T input tokens (the caller's array of

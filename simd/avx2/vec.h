@@ -10,7 +10,7 @@
 
 typedef __m256 vf;
 typedef __m256i vi; /* 8 x int32 */
-typedef __m256 vm;  /* lane mask: all-ones or zero per lane */
+typedef __m256 vmask;  /* lane mask: all-ones or zero per lane */
 #define VF_LANES 8
 #define VEC_ISA_NAME(x) parlm_avx2_##x
 
@@ -63,18 +63,18 @@ static inline float vf_hmax(vf v)
 static inline float vf_first(vf a) { return _mm256_cvtss_f32(a); }
 
 /* compare + select: vf_select(vf_lt(a, b), x, y) = a < b ? x : y per lane */
-static inline vm vf_lt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
-static inline vm vf_gt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
-static inline vm vf_le(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
-static inline vf vf_select(vm m, vf x, vf y) { return _mm256_blendv_ps(y, x, m); }
+static inline vmask vf_lt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+static inline vmask vf_gt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+static inline vmask vf_le(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
+static inline vf vf_select(vmask m, vf x, vf y) { return _mm256_blendv_ps(y, x, m); }
 
 /* int32 lanes */
 static inline vi vi_set1(int32_t x) { return _mm256_set1_epi32(x); }
 static inline vi vi_iota(void) { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
 static inline vi vi_add(vi a, vi b) { return _mm256_add_epi32(a, b); }
 static inline vi vi_load(const int32_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
-static inline vm vi_lt(vi a, vi b) { return _mm256_castsi256_ps(_mm256_cmpgt_epi32(b, a)); }
-static inline vm vi_eq(vi a, vi b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
+static inline vmask vi_lt(vi a, vi b) { return _mm256_castsi256_ps(_mm256_cmpgt_epi32(b, a)); }
+static inline vmask vi_eq(vi a, vi b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
 static inline vf vf_from_vi(vi a) { return _mm256_cvtepi32_ps(a); }
 
 /* exp(x), all lanes: the polynomial and reduction of simd/avx512/vec.h (see there; max

@@ -45,11 +45,11 @@ static inline float vf_hmax(vf a) { return _mm512_reduce_max_ps(a); }
 static inline float vf_first(vf a) { return _mm512_cvtss_f32(a); }
 
 /* compare + select: vf_select(vf_lt(a, b), x, y) = a < b ? x : y per lane */
-typedef __mmask16 vm;
-static inline vm vf_lt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
-static inline vm vf_gt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
-static inline vm vf_le(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
-static inline vf vf_select(vm m, vf x, vf y) { return _mm512_mask_blend_ps(m, y, x); }
+typedef __mmask16 vmask;
+static inline vmask vf_lt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+static inline vmask vf_gt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+static inline vmask vf_le(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
+static inline vf vf_select(vmask m, vf x, vf y) { return _mm512_mask_blend_ps(m, y, x); }
 
 /* int32 lanes */
 static inline vi vi_set1(int32_t x) { return _mm512_set1_epi32(x); }
@@ -59,8 +59,8 @@ static inline vi vi_iota(void)
 }
 static inline vi vi_add(vi a, vi b) { return _mm512_add_epi32(a, b); }
 static inline vi vi_load(const int32_t *p) { return _mm512_loadu_si512(p); }
-static inline vm vi_lt(vi a, vi b) { return _mm512_cmplt_epi32_mask(a, b); }
-static inline vm vi_eq(vi a, vi b) { return _mm512_cmpeq_epi32_mask(a, b); }
+static inline vmask vi_lt(vi a, vi b) { return _mm512_cmplt_epi32_mask(a, b); }
+static inline vmask vi_eq(vi a, vi b) { return _mm512_cmpeq_epi32_mask(a, b); }
 static inline vf vf_from_vi(vi a) { return _mm512_cvtepi32_ps(a); }
 
 /* exp(x), all lanes. exp(x) = 2^n exp(r), n = round(x / ln2), r = x - n ln2 with ln2 split

@@ -10,7 +10,7 @@
 
 typedef float32x4_t vf;
 typedef int32x4_t vi;  /* 4 x int32 */
-typedef uint32x4_t vm; /* lane mask: all-ones or zero per lane */
+typedef uint32x4_t vmask; /* lane mask: all-ones or zero per lane */
 #define VF_LANES 4
 #define VEC_ISA_NAME(x) parlm_neon_##x
 
@@ -56,10 +56,10 @@ static inline float vf_hmax(vf a) { return vmaxvq_f32(a); }
 static inline float vf_first(vf a) { return vgetq_lane_f32(a, 0); }
 
 /* compare + select: vf_select(vf_lt(a, b), x, y) = a < b ? x : y per lane */
-static inline vm vf_lt(vf a, vf b) { return vcltq_f32(a, b); }
-static inline vm vf_gt(vf a, vf b) { return vcgtq_f32(a, b); }
-static inline vm vf_le(vf a, vf b) { return vcleq_f32(a, b); }
-static inline vf vf_select(vm m, vf x, vf y) { return vbslq_f32(m, x, y); }
+static inline vmask vf_lt(vf a, vf b) { return vcltq_f32(a, b); }
+static inline vmask vf_gt(vf a, vf b) { return vcgtq_f32(a, b); }
+static inline vmask vf_le(vf a, vf b) { return vcleq_f32(a, b); }
+static inline vf vf_select(vmask m, vf x, vf y) { return vbslq_f32(m, x, y); }
 
 /* int32 lanes */
 static inline vi vi_set1(int32_t x) { return vdupq_n_s32(x); }
@@ -70,8 +70,8 @@ static inline vi vi_iota(void)
 }
 static inline vi vi_add(vi a, vi b) { return vaddq_s32(a, b); }
 static inline vi vi_load(const int32_t *p) { return vld1q_s32(p); }
-static inline vm vi_lt(vi a, vi b) { return vcltq_s32(a, b); }
-static inline vm vi_eq(vi a, vi b) { return vceqq_s32(a, b); }
+static inline vmask vi_lt(vi a, vi b) { return vcltq_s32(a, b); }
+static inline vmask vi_eq(vi a, vi b) { return vceqq_s32(a, b); }
 static inline vf vf_from_vi(vi a) { return vcvtq_f32_s32(a); }
 
 /* exp(x), all lanes: the polynomial and reduction of simd/avx512/vec.h (see there; max

@@ -79,7 +79,7 @@ int main(int argc, char **argv)
         const parlm_plan_estimate *s = &e[i].est;
         char g[32];
         printf("%4d %4d %4d %5d %-5s %5d %7d %4d %10.2f %11.0f %6.3f %8s  %s\n", y->dp, y->tp,
-               y->pp, y->micro_batches, parlm_pp_schedule_name((parlm_pp_schedule)y->schedule),
+               y->pp, y->micro_batches, parlm_plan_schedule_name(y->schedule),
                y->zero1, y->overlap, y->threads, s->step * 1e3, s->tokens_per_s, s->eta,
                gib(g, sizeof g, s->mem_total), parlm_plan_term_name(s->bottleneck));
     }
@@ -90,7 +90,7 @@ int main(int argc, char **argv)
     for (int i = nfeas; i < n && i - nfeas < top; i++) {
         const parlm_plan_layout *y = &e[i].layout;
         printf("  dp %d tp %d pp %d M %d %s zero1 %d overlap %d: %s\n", y->dp, y->tp, y->pp,
-               y->micro_batches, parlm_pp_schedule_name((parlm_pp_schedule)y->schedule),
+               y->micro_batches, parlm_plan_schedule_name(y->schedule),
                y->zero1, y->overlap, e[i].reason);
     }
     if (n - nfeas > top)

@@ -94,6 +94,9 @@ typedef struct parlm_plan_entry {
 } parlm_plan_entry;
 
 PARLM_API const char *parlm_plan_term_name(parlm_plan_term t);
+/* A layout's schedule by name ("gpipe", "1f1b"): parlm/grid.h is installed only by MPI
+ * builds, the planner everywhere. */
+PARLM_API const char *parlm_plan_schedule_name(int schedule);
 
 /* Forward FLOPs per token (matmuls and attention, the count parlm-train uses for MFU:
  * forward + backward = 3x forward) of the whole GPT-2 model, and of layers [begin, end)

@@ -16,6 +16,11 @@
 
 _Static_assert(PARLM_PP_GPIPE == 0 && PARLM_PP_1F1B == 1, "parlm_plan_layout.schedule");
 
+const char *parlm_plan_schedule_name(int schedule)
+{
+    return parlm_pp_schedule_name((parlm_pp_schedule)schedule);
+}
+
 const char *parlm_plan_term_name(parlm_plan_term t)
 {
     switch (t) {

@@ -1,19 +1,14 @@
-/* base/error.h — internal: set the thread-local error message and return the code.
+/* base/error.h — internal: errors as every layer reports them (parlm_error) and the one
+ * macro that returns on an error.
  * The one leaf module below every layer: lib, numa and mpi include it from here, so
  * no arrow runs up from numa/ or mpi/ into lib/. */
 #ifndef PARLM_BASE_ERROR_H
 #define PARLM_BASE_ERROR_H
 #include "parlm/status.h"
 
-#if defined(__GNUC__)
-#define PARLM_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#else
-#define PARLM_PRINTF(a, b)
-#endif
-
-/* Records "fmt ..." as the calling thread's last error; returns s unchanged,
- * so call sites read: return parlm_error(PARLM_EINVAL, "M must be >= 1, got %lld", M); */
-parlm_status parlm_error(parlm_status s, const char *fmt, ...) PARLM_PRINTF(2, 3);
+/* parlm_error(status, fmt, ...), which records the message and returns the status, is
+ * declared in parlm/status.h: it is public, so that code layered over the library (lib/serve,
+ * a user's callbacks) writes the same thread-local message parlm_last_error() reads. */
 
 /* The one macro that returns: evaluates x (a parlm_status) once and returns it from the
  * calling function unless it is PARLM_OK. Only for functions that own nothing to free

@@ -7,8 +7,10 @@
 
 #if defined(__GNUC__)
 #define PARLM_API __attribute__((visibility("default")))
+#define PARLM_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define PARLM_API
+#define PARLM_PRINTF(a, b)
 #endif
 
 #ifdef __cplusplus
@@ -36,6 +38,13 @@ PARLM_API const char *parlm_last_error(void);
 
 /* Forget the calling thread's last error message. */
 PARLM_API void parlm_clear_error(void);
+
+/* Records "fmt ..." (printf-style) as the calling thread's last error and returns s
+ * unchanged: how code built on parlm reports a failure the way the library does, so that
+ * its caller reads one message with parlm_last_error() whichever side failed. For
+ * callbacks the library calls (a parlm_gpt_tp_comm) and for layers over it (parlm-serve's
+ * engine): return parlm_error(PARLM_EINVAL, "block size %d < 1", b); */
+PARLM_API parlm_status parlm_error(parlm_status s, const char *fmt, ...) PARLM_PRINTF(2, 3);
 
 /* Version of the library that is running (may differ from the headers compiled against). */
 PARLM_API const char *parlm_version(void);

@@ -53,13 +53,6 @@ PARLM_API parlm_gpt_config parlm_gpt_get_config(const parlm_gpt *m);
 PARLM_API int64_t parlm_gpt_num_params(const parlm_gpt *m);
 PARLM_API float *parlm_gpt_params(parlm_gpt *m);
 PARLM_API float *parlm_gpt_grads(parlm_gpt *m);
-/* Moves the gradients into caller-owned memory buf (nparams floats, 64-byte aligned; it
- * must outlive its use), copying the current ones; buf = NULL moves them back into memory
- * of the model's own. For data parallelism: parlm_dp puts them in a shared-memory window
- * (parlm_comm_alloc_shared) so ranks of a node reduce each other's gradients in place. */
-PARLM_API parlm_status parlm_gpt_set_grad_buffer(parlm_gpt *m, float *buf);
-/* The same for the f32 parameters (ZeRO-1 all-gathers them in place). */
-PARLM_API parlm_status parlm_gpt_set_param_buffer(parlm_gpt *m, float *buf);
 /* Allocates zeroed AdamW moments (parlm_gpt_update does so at its first call). */
 PARLM_API parlm_status parlm_gpt_init_optimizer(parlm_gpt *m);
 /* AdamW moments: NULL until allocated. */
@@ -68,12 +61,6 @@ PARLM_API float *parlm_gpt_adam_v(parlm_gpt *m);
 /* Number of AdamW steps taken (t of the bias correction). */
 PARLM_API int64_t parlm_gpt_get_step(const parlm_gpt *m);
 PARLM_API parlm_status parlm_gpt_set_step(parlm_gpt *m, int64_t step);
-
-/* Offset and size (floats) of the layer-independent tensors and of each layer's block,
- * for sharding and bucketing: layer = -1 gives the embeddings (wte, wpe), layer = L the
- * final layernorm. */
-PARLM_API parlm_status parlm_gpt_layer_range(const parlm_gpt *m, int layer, int64_t *offset,
-                                             int64_t *count);
 
 /* The parameter tensors in buffer order (2 + 12 L + 2 of them): name ("wte", "qkvw", ...),
  * layer (-1 embeddings, L final layernorm), offset and count in floats. */
@@ -134,23 +121,6 @@ PARLM_API parlm_status parlm_gpt_grad_sumsq(parlm_gpt *m, int owned_only, double
 PARLM_API parlm_status parlm_gpt_optimizer_step_scale(parlm_gpt *m, const parlm_adamw_cfg *cfg,
                                                       float grad_scale);
 
-/* AdamW on the parameters [off, off + n) only, with caller-owned moments mom1, mom2 (n
- * floats each, for element off + i at index i), as step t >= 1 of the bias correction;
- * the model's step counter is left alone. For sharded optimizers (ZeRO-1): each rank
- * updates its slice with its own slice of the state. */
-PARLM_API parlm_status parlm_gpt_update_range(parlm_gpt *m, const parlm_adamw_cfg *cfg,
-                                              float grad_scale, int64_t t, int64_t off, int64_t n,
-                                              float *mom1, float *mom2);
-
-/* Called during parlm_gpt_backward whenever more gradients are final, so that their
- * communication can start while backward goes on: [ready_from, nparams) (after the final
- * layernorm, after each layer from the last down, and 0 at the end) and [0, head_ready)
- * (the token embedding right after the LM head's backward when its lookup gradient is
- * deferred, see below; 0 otherwise). It is called again, with the same values, after
- * every op in between, so the hook can keep communication moving. NULL disables. */
-typedef void (*parlm_grad_ready_fn)(int64_t ready_from, int64_t head_ready, void *arg);
-PARLM_API parlm_status parlm_gpt_set_grad_hook(parlm_gpt *m, parlm_grad_ready_fn fn, void *arg);
-
 /* Asked between layers of parlm_gpt_forward and parlm_gpt_backward: when fn(arg) returns
  * nonzero, the call stops with PARLM_ECANCELED, leaving parameters and optimizer state as
  * they were (gradients and activations are then partial: discard the step). So a program
@@ -158,29 +128,6 @@ PARLM_API parlm_status parlm_gpt_set_grad_hook(parlm_gpt *m, parlm_grad_ready_fn
  * disables (the default). Not for data parallelism: ranks must stop at the same point. */
 typedef int (*parlm_cancel_fn)(void *arg);
 PARLM_API parlm_status parlm_gpt_set_cancel(parlm_gpt *m, parlm_cancel_fn fn, void *arg);
-
-/* Deferred token-lookup gradient, for data parallelism. The token embedding wte (the
- * first tensor, the largest) is used twice: by the LM head, whose backward runs first,
- * and by the token lookup, whose backward runs last; so its gradient is normally final
- * only when backward ends and its all-reduce cannot overlap anything. With defer on,
- * backward adds only the LM head's part to the wte gradient, reports it final at once
- * (head_ready above), and leaves the lookup's part as rows: the true gradient is
- * wte_grad[tokens[i]] += rows[i] for i < B*T, which the caller adds with
- * parlm_gpt_token_grad_add (for data parallelism: every rank's rows, scaled like the
- * averaged gradient, after the all-reduce; that exchange is B*T ids and B*T*C floats
- * instead of V*C floats). The position embedding
- * is not deferred. Applies to every backward until turned off; default off. */
-PARLM_API parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on);
-/* After a backward with deferral: *tokens = the B*T input tokens (the caller's array of
- * that forward), *rows = their gradient rows (B*T x n_embd), *n = B*T; valid until the
- * next forward. PARLM_EINVAL if the last backward did not defer. */
-PARLM_API parlm_status parlm_gpt_token_grad_rows(const parlm_gpt *m, const int32_t **tokens,
-                                                 const float **rows, int64_t *n);
-/* wte_grad[tokens[i]] += scale * rows[i] (n_embd floats each), i = 0..n-1 in order: adds
- * deferred lookup rows (this model's or another data-parallel rank's) into the gradient.
- * Every token must be in [0, vocab); only for a model holding the whole wte. */
-PARLM_API parlm_status parlm_gpt_token_grad_add(parlm_gpt *m, const int32_t *tokens,
-                                                const float *rows, int64_t n, float scale);
 
 /* ---- model parallelism: a parlm_gpt holding one shard of the model -----------------
  * A shard is a slice of tensor parallelism (Megatron-LM) and/or a pipeline stage:

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "decode.h"
+#include "dp_hooks.h"
 #include "../core/dispatch.h"
 #include "../../base/error.h"
 #include "../core/parallel.h"
@@ -538,16 +539,13 @@ parlm_status parlm_gpt_set_step(parlm_gpt *m, int64_t step)
     return PARLM_OK;
 }
 
-parlm_status parlm_gpt_layer_range(const parlm_gpt *m, int layer, int64_t *offset, int64_t *count)
+/* Offset and size (floats) of layer `layer`'s block, or (layer = L) of the final
+ * layernorm: where the gradients backward reports final to the hook begin. */
+static void layer_range(const parlm_gpt *m, int layer, int64_t *offset, int64_t *count)
 {
-    if (!m || !offset || !count || layer < -1 || layer > m->cfg.n_layer)
-        return parlm_error(PARLM_EINVAL, "parlm_gpt_layer_range: bad argument (layer %d)", layer);
     /* a pipeline stage holds layers [lb, le): the others are empty ranges in place */
     int lb = m->sh.layer_begin, le = m->sh.layer_end;
-    if (layer == -1) {
-        *offset = 0;
-        *count = m->layer_off0;
-    } else if (layer < m->cfg.n_layer) {
+    if (layer < m->cfg.n_layer) {
         int k = layer < lb ? 0 : layer < le ? layer - lb : le - lb;
         *offset = m->layer_off0 + k * m->layer_size;
         *count = layer >= lb && layer < le ? m->layer_size : 0;
@@ -555,7 +553,6 @@ parlm_status parlm_gpt_layer_range(const parlm_gpt *m, int layer, int64_t *offse
         *offset = m->layer_off0 + (int64_t)(le - lb) * m->layer_size;
         *count = m->nparams - *offset;
     }
-    return PARLM_OK;
 }
 
 int parlm_gpt_num_tensors(const parlm_gpt *m) { return m ? m->ntensors : 0; }
@@ -1032,8 +1029,8 @@ static void grads_ready(parlm_gpt *m, int layer)
     int64_t off = 0, n;
     if (!m->hook)
         return;
-    if (layer >= 0 && parlm_gpt_layer_range(m, layer, &off, &n) != PARLM_OK)
-        return;
+    if (layer >= 0)
+        layer_range(m, layer, &off, &n);
     m->ready_from = off;
     m->hook(off, m->head_ready, m->hook_arg);
 }

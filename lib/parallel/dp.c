@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "../../base/error.h"
+#include "../model/dp_hooks.h"
 #include "parlm/dp.h"
 #include "parlm/nn.h"
 #include "parlm/tensor.h"

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "parlm.h"
+#include "../../lib/model/dp_hooks.h"
 #include "../testutil.h"
 
 static parlm_gpt *tiny(int L, int NH, int C, int maxT, int V, int Vp, uint64_t seed)

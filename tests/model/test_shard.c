@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "parlm.h"
+#include "../../lib/model/dp_hooks.h"
 #include "../testutil.h"
 
 static const parlm_gpt_config CFG = {4, 4, 32, 16, 200, 0}; /* L NH C maxT V (Vp 256) */

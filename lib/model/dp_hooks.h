@@ -42,12 +42,13 @@ parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on);
  * next forward. PARLM_EINVAL if the last backward did not defer. */
 parlm_status parlm_gpt_token_grad_rows(const parlm_gpt *m, const int32_t **tokens,
                                        const float **rows, int64_t *n);
-/* wte_grad[tokens[i]] += scale * rows[i] (n_embd floats each), i = 0..n-1 in order: adds
- * deferred lookup rows (this model's or another data-parallel rank's) into the gradient.
- * Every token must be in [0, vocab) (checked before anything is added); only for a model
- * holding the whole wte. */
+/* wte_grad[tokens[i]] += rows[i] (n_embd floats each), i = 0..n-1 in order, through the
+ * lookup's backward (parlm_embedding_vp_backward with no position part): adds deferred
+ * lookup rows (this model's, or every data-parallel rank's, scaled by the caller) into the
+ * gradient, bitwise as an undeferred backward would. Every token must be in [0, vocab)
+ * (checked before anything is added); only for a model holding the whole wte. */
 parlm_status parlm_gpt_token_grad_add(parlm_gpt *m, const int32_t *tokens, const float *rows,
-                                      int64_t n, float scale);
+                                      int64_t n);
 
 /* AdamW on the parameters [off, off + n) only, with caller-owned moments mom1, mom2 (n
  * floats each, for element off + i at index i), as step t >= 1 of the bias correction;

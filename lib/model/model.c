@@ -9,6 +9,7 @@
  * gradient of each layernorm's output (the input of the column-parallel qkv, fc and LM
  * head). Everything else is computed identically on every rank of the group, from the
  * same bits, so the replicas stay bitwise equal. */
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -984,24 +985,25 @@ parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on)
 }
 
 parlm_status parlm_gpt_token_grad_add(parlm_gpt *m, const int32_t *tokens, const float *rows,
-                                      int64_t n, float scale)
+                                      int64_t n)
 {
     if (!m || (n > 0 && (!tokens || !rows)) || n < 0)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_token_grad_add: null argument or n < 0");
     if (!m->first || m->sh.tp > 1)
         return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_token_grad_add: only for a model "
                            "holding the whole token embedding");
-    int64_t C = m->cfg.n_embd;
-    for (int64_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab)
+    const parlm_gpt_config *c = &m->cfg;
+    for (int64_t i = 0; i < n; i++) /* all of them before anything is added */
+        if (tokens[i] < 0 || tokens[i] >= c->vocab)
             return parlm_error(PARLM_EINVAL, "parlm_gpt_token_grad_add: token %lld is %d "
-                               "(vocabulary %d)", (long long)i, tokens[i], m->cfg.vocab);
-    float *g = WTE(m->grads); /* rows in order: a token seen twice adds in the callers' order */
-    for (int64_t i = 0; i < n; i++) {
-        float *e = g + (int64_t)tokens[i] * C;
-        const float *d = rows + i * C;
-        for (int64_t c = 0; c < C; c++)
-            e[c] += scale * d[c];
+                               "(vocabulary %d)", (long long)i, tokens[i], c->vocab);
+    /* the lookup's own backward without its position part (dwpe = NULL): threads own
+     * columns and take the rows in order, so the sums are those backward would make */
+    for (int64_t i = 0; i < n; i += INT_MAX) {
+        int k = n - i < INT_MAX ? (int)(n - i) : INT_MAX;
+        RETURN_IF_ERROR(parlm_embedding_vp_backward(WTE(m->grads), NULL, rows + i * c->n_embd,
+                                                    tokens + i, 1, k, c->n_embd, 0, m->Vs,
+                                                    c->vocab));
     }
     m->grads_zero = 0;
     return PARLM_OK;

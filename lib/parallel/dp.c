@@ -322,14 +322,19 @@ static parlm_status start_rows(parlm_dp *dp)
     }
     float *mine = dp->rows + blk * dp->rank;
     memcpy(mine, tok, (size_t)N * sizeof(int32_t)); /* the ids' bytes ride in float slots */
-    memcpy(mine + N, rows, (size_t)(N * C) * sizeof(float));
+    /* scaled by 1/p like the averaged gradient before they travel: every rank then adds
+     * the same rounded products, in the same order */
+    float scale = 1.0f / (float)dp->size, *dst = mine + N;
+    for (int64_t i = 0; i < N * C; i++)
+        dst[i] = scale * rows[i];
     dp->rows_ev = event_begin(dp, "embedding rows", PARLM_DP_LANE_COMM, dp->rows_n * 4);
     /* exact (no bf16 wire): a gather only copies, so the ids' bytes arrive as sent */
     return parlm_all_gather_start(dp->comm, dp->rows, dp->rows_n, dp->cfg.flags & ~PARLM_WIRE_BF16,
                                   &dp->rows_req);
 }
 
-/* wte gradient += every rank's lookup rows / p, in rank order (the same on every rank) */
+/* wte gradient += every rank's (scaled) lookup rows, in rank order (the same on every
+ * rank), through the model's lookup backward */
 static parlm_status add_rows(parlm_dp *dp)
 {
     int64_t C = parlm_gpt_get_config(dp->m).n_embd, blk = dp->rows_n / dp->size;
@@ -344,8 +349,7 @@ static parlm_status add_rows(parlm_dp *dp)
     for (int r = 0; r < dp->size; r++) {
         const float *blk_r = dp->rows + blk * r;
         memcpy(dp->ids, blk_r, (size_t)N * sizeof(int32_t));
-        parlm_status st = parlm_gpt_token_grad_add(dp->m, dp->ids, blk_r + N, N,
-                                                   1.0f / (float)dp->size);
+        parlm_status st = parlm_gpt_token_grad_add(dp->m, dp->ids, blk_r + N, N);
         if (st != PARLM_OK)
             return st; /* a bad id names itself; ranks are in order, so it is rank r's */
     }

@@ -504,10 +504,10 @@ START_TEST(deferred_token_grad_adds_up)
         ck_assert_ptr_eq(tok, in);
         /* a token outside the vocabulary is refused before anything is added */
         int32_t bad[2] = {tok[0], cfg.vocab};
-        ck_assert_int_eq(parlm_gpt_token_grad_add(b, bad, rows, 2, 1.0f), PARLM_EINVAL);
-        ck_assert_int_eq(parlm_gpt_token_grad_add(b, NULL, rows, 2, 1.0f), PARLM_EINVAL);
+        ck_assert_int_eq(parlm_gpt_token_grad_add(b, bad, rows, 2), PARLM_EINVAL);
+        ck_assert_int_eq(parlm_gpt_token_grad_add(b, NULL, rows, 2), PARLM_EINVAL);
         ck_assert(memcmp(h.snap, parlm_gpt_grads(b), (size_t)h.head * 4) == 0);
-        ck_assert_int_eq(parlm_gpt_token_grad_add(b, tok, rows, n, 1.0f), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_token_grad_add(b, tok, rows, n), PARLM_OK);
         ck_assert(memcmp(parlm_gpt_grads(a), parlm_gpt_grads(b), (size_t)P * 4) == 0);
     }
     free(h.snap);

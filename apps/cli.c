@@ -259,6 +259,24 @@ void cli_gemm_env(void)
         parlm_gemm_set_backend(PARLM_GEMM_OPENBLAS); /* EUNSUPPORTED: stays native */
 }
 
+const char *cli_peak_cache(char *buf, size_t len)
+{
+    const char *env = getenv("PARLM_PEAK_CACHE"), *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    int n;
+    if (env && (!*env || !strcmp(env, "0") || !strcmp(env, "off")))
+        return NULL;
+    if (env)
+        n = snprintf(buf, len, "%s", env);
+    else if (xdg && xdg[0] == '/')
+        n = snprintf(buf, len, "%s/parlm/peak", xdg);
+    else if (home && home[0] == '/')
+        n = snprintf(buf, len, "%s/.cache/parlm/peak", home);
+    else
+        return NULL;
+    return n >= 0 && (size_t)n < len ? buf : NULL;
+}
+
 #if PARLM_WITH_MPI
 /* A whole number in [lo, hi] from the variable `name`, if set and not empty. */
 static int env_int64(const char *prog, const char *name, long long lo, long long hi,

@@ -74,5 +74,9 @@ void cli_format(const cli_opt *o, char *buf, size_t len);
 struct parlm_comm_config;
 void cli_gemm_env(void);
 int cli_comm_env(const char *prog, struct parlm_comm_config *cfg);
+/* The file parlm_peak_remember keeps the best FMA peak in: $PARLM_PEAK_CACHE (a file;
+ * "0", "off" or "" disable the cache), else $XDG_CACHE_HOME/parlm/peak, else
+ * ~/.cache/parlm/peak; written into buf (len bytes). NULL: no cache. */
+const char *cli_peak_cache(char *buf, size_t len);
 
 #endif

@@ -788,7 +788,9 @@ int main(int argc, char **argv)
     /* (best of several runs, and the best figure seen on this machine if cached: a noisy
      * measurement can only be low) */
     double sec, cached, measured = parlm_peak_gflops(threads, PARLM_PEAK_ITERS / 4, &sec);
-    double peak = parlm_peak_remember(threads, measured, &cached);
+    char cache[4096];
+    double peak = parlm_peak_remember(cli_peak_cache(cache, sizeof cache), threads, measured,
+                                      &cached);
     if (cached > measured)
         SAY("peak: %.0f GFLOP/s measured now, %.0f cached for this CPU (PARLM_PEAK_CACHE=off "
             "to ignore)\n", measured, cached);

@@ -19,12 +19,16 @@ extern "C" {
  * 7 runs; *seconds (may be NULL) = that run's time. */
 PARLM_API double parlm_peak_gflops(int threads, int64_t iters, double *seconds);
 
-/* The best peak seen on this machine: max(measured, the figure cached for this CPU model,
- * kernel set and thread count), which it stores when measured is higher. The cache is
- * $PARLM_PEAK_CACHE (a file; "0" or "off" disables it), else $XDG_CACHE_HOME/parlm/peak,
- * else ~/.cache/parlm/peak; any trouble with it just returns measured. *cached (may be
- * NULL) = the figure found (0: none). */
-PARLM_API double parlm_peak_remember(int threads, double measured, double *cached);
+/* The best peak seen on this machine: max(measured, the figure stored in the cache file
+ * `path` for this CPU model, kernel set and thread count), which it stores there when
+ * measured is higher (through a temporary file, atomic for readers; missing directories on
+ * the way are made). path = NULL or "": no cache. The file is the program's choice (the
+ * library reads no environment; parlm-train's: $PARLM_PEAK_CACHE, else
+ * $XDG_CACHE_HOME/parlm/peak, else ~/.cache/parlm/peak). Any trouble with it (unreadable,
+ * unwritable, malformed lines) just returns measured. *cached (may be NULL) = the figure
+ * found (0: none). */
+PARLM_API double parlm_peak_remember(const char *path, int threads, double measured,
+                                     double *cached);
 
 #ifdef __cplusplus
 }

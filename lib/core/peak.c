@@ -187,36 +187,30 @@ static void peak_key(char *key, size_t len, int threads)
     snprintf(key, len, "%s %dt %s", parlm_isa_name(parlm_isa_current()), threads, model);
 }
 
-static int peak_cache_path(char *path, size_t len, char *dir, size_t dlen)
+/* the directories on the way to the file `path`, made where missing (errors are left to
+ * the fopen that follows) */
+static void make_dirs(const char *path)
 {
-    const char *env = getenv("PARLM_PEAK_CACHE"), *xdg = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    if (env && (!strcmp(env, "0") || !strcmp(env, "off") || !*env))
-        return 0;
-    if (env) { /* an explicit file */
-        snprintf(path, len, "%s", env);
-        dir[0] = 0;
-        return strlen(env) < len;
+    char d[4096];
+    if (snprintf(d, sizeof d, "%s", path) >= (int)sizeof d)
+        return;
+    for (char *p = strchr(d + 1, '/'); p; p = strchr(p + 1, '/')) {
+        *p = 0;
+        mkdir(d, 0755);
+        *p = '/';
     }
-    if (xdg && xdg[0] == '/')
-        snprintf(dir, dlen, "%s/parlm", xdg);
-    else if (home && home[0] == '/')
-        snprintf(dir, dlen, "%s/.cache/parlm", home);
-    else
-        return 0;
-    return (size_t)snprintf(path, len, "%s/peak", dir) < len;
 }
 
-double parlm_peak_remember(int threads, double measured, double *cached)
+double parlm_peak_remember(const char *path, int threads, double measured, double *cached)
 {
-    char path[4096], dir[4096], tmp[4200], key[400], line[1024];
+    char tmp[4200], key[400], line[1024];
     char keep[64][1024];
     double keep_g[64];
     int nkeep = 0;
     double found = 0;
     if (cached)
         *cached = 0;
-    if (!peak_cache_path(path, sizeof path, dir, sizeof dir))
+    if (!path || !*path || strlen(path) >= 4096)
         return measured;
     peak_key(key, sizeof key, threads);
     /* lines "key|gflops"; anything malformed is dropped */
@@ -243,16 +237,7 @@ double parlm_peak_remember(int threads, double measured, double *cached)
     if (measured <= found)
         return found;
     /* a new best: rewrite the file through a temporary one (atomic for readers) */
-    if (dir[0]) {
-        char parent[4096];
-        snprintf(parent, sizeof parent, "%s", dir);
-        char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) {
-            *slash = 0;
-            mkdir(parent, 0755);
-        }
-        mkdir(dir, 0755);
-    }
+    make_dirs(path);
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
     f = fopen(tmp, "w");
     if (!f)

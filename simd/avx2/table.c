@@ -10,4 +10,5 @@ void parlm_kernels_avx2(parlm_kernels *k)
     parlm_avx2_convert_fill(k);
     parlm_avx2_eltwise_fill(k);
     parlm_avx2_nn_fill(k);
+    parlm_avx2_attn_fill(k);
 }

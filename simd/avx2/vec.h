@@ -35,6 +35,7 @@ static inline vf vf_load_n_fill(const float *p, int64_t n, float fill)
 static inline void vf_store_n(float *p, int64_t n, vf v) { _mm256_maskstore_ps(p, vf_mask_(n), v); }
 
 static inline vf vf_set1(float x) { return _mm256_set1_ps(x); }
+static inline vf vf_bcast(const float *p) { return _mm256_broadcast_ss(p); } /* *p in every lane */
 static inline vf vf_zero(void) { return _mm256_setzero_ps(); }
 static inline vf vf_add(vf a, vf b) { return _mm256_add_ps(a, b); }
 static inline vf vf_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
@@ -67,6 +68,7 @@ static inline vmask vf_lt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); 
 static inline vmask vf_gt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
 static inline vmask vf_le(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
 static inline vf vf_select(vmask m, vf x, vf y) { return _mm256_blendv_ps(y, x, m); }
+static inline int vm_any(vmask m) { return _mm256_movemask_ps(m) != 0; } /* some lane set */
 
 /* int32 lanes */
 static inline vi vi_set1(int32_t x) { return _mm256_set1_epi32(x); }
@@ -103,6 +105,43 @@ static inline vf vf_exp(vf x)
     __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
+
+/* lane j of the result = the sum of the lanes of a[j], j < 8 */
+static inline vf vf_sum_lanes(const vf a[8])
+{
+    __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                         _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* in place 8 x 8 transpose: lane c of r[i] -> lane i of r[c] */
+static inline __attribute__((always_inline)) void vf_transpose(vf r[8])
+{
+    __m256 t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 8; i += 4) { /* u[i + c], 128-bit half H: rows i..i+3 of column 4H+c */
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+/* prefetch a cache line for reading / for writing */
+static inline void v_prefetch(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
+static inline void v_prefetchw(const void *p) { __builtin_prefetch(p, 1, 3); }
 
 /* ---- bf16: the top half of an f32. Narrowing rounds to nearest even by adding
  * 0x7fff + (bit 16) before the shift; a NaN keeps its top bits with the quiet bit set.

@@ -1,6 +1,7 @@
-/* simd/avx2/vec_nn.h — what simd/common/nn.c needs beyond vec.h: sums of squares in
- * double. A `vd` holds one float vector widened to two double vectors; squares of floats
- * are exact in double, so only the (vector-parallel) summation rounds. */
+/* simd/avx2/vec_nn.h — what simd/common/nn.c and attn.c need beyond vec.h: sums of
+ * squares in double, and attention's block sizes for this ISA (ATTN_*). A `vd` holds one
+ * float vector widened to two double vectors; squares of floats are exact in double, so
+ * only the (vector-parallel) summation rounds. */
 #ifndef PARLM_SIMD_AVX2_VEC_NN_H
 #define PARLM_SIMD_AVX2_VEC_NN_H
 #include "vec.h"
@@ -20,4 +21,13 @@ static inline double vd_hsum(vd a)
     __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
     return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 }
+
+/* attention (simd/common/attn.c) tuned for 16 ymm registers: half the AVX-512 block
+ * (2 x 8 query lanes) and half its key group; P.V updates 2 rows at a time */
+#define ATTN_KG 4          /* keys per group of the query-block path */
+#define ATTN_AXPY_ROWS 2   /* rows of the transposed output updated together */
+#define ATTN_ROWS_BELOW 5  /* fewer queries than this take the row path (measured crossover) */
+#define ATTN_ROW_VECS 1    /* row path: ATTN_ROW_VECS * VF_LANES keys per group */
+#define ATTN_UPD_VECS 2    /* dK/dV update: head-dim vectors per key held in registers */
+#define ATTN_PREFETCH 0    /* prefetch the rows of the next query block */
 #endif

@@ -10,4 +10,5 @@ void parlm_kernels_avx512(parlm_kernels *k)
     parlm_avx512_convert_fill(k);
     parlm_avx512_eltwise_fill(k);
     parlm_avx512_nn_fill(k);
+    parlm_avx512_attn_fill(k);
 }

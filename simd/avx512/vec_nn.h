@@ -1,6 +1,7 @@
-/* simd/avx512/vec_nn.h — what simd/common/nn.c needs beyond vec.h: sums of squares in
- * double. A `vd` holds one float vector widened to two double vectors; squares of floats
- * are exact in double, so only the (vector-parallel) summation rounds. */
+/* simd/avx512/vec_nn.h — what simd/common/nn.c and attn.c need beyond vec.h: sums of
+ * squares in double, and attention's block sizes for this ISA (ATTN_*). A `vd` holds one
+ * float vector widened to two double vectors; squares of floats are exact in double, so
+ * only the (vector-parallel) summation rounds. */
 #ifndef PARLM_SIMD_AVX512_VEC_NN_H
 #define PARLM_SIMD_AVX512_VEC_NN_H
 #include "vec.h"
@@ -15,4 +16,15 @@ static inline vd vd_add_sq(vd a, vf x)
     return (vd){_mm512_fmadd_pd(x0, x0, a.lo), _mm512_fmadd_pd(x1, x1, a.hi)};
 }
 static inline double vd_hsum(vd a) { return _mm512_reduce_add_pd(_mm512_add_pd(a.lo, a.hi)); }
+
+/* attention (simd/common/attn.c) tuned for 32 zmm registers: a query block of 2 x 16
+ * lanes against 8 keys keeps 16 score accumulators; P.V updates 4 rows at a time; the
+ * row (decode) path scores 16 keys per group; the next block's rows are prefetched
+ * (3C floats apart in training, a stride the hardware prefetchers do not follow) */
+#define ATTN_KG 8          /* keys per group of the query-block path */
+#define ATTN_AXPY_ROWS 4   /* rows of the transposed output updated together */
+#define ATTN_ROWS_BELOW 10 /* fewer queries than this take the row path (measured crossover) */
+#define ATTN_ROW_VECS 1    /* row path: ATTN_ROW_VECS * VF_LANES keys per group */
+#define ATTN_UPD_VECS 4    /* dK/dV update: head-dim vectors per key held in registers */
+#define ATTN_PREFETCH 1    /* prefetch the rows of the next query block */
 #endif

@@ -2,7 +2,7 @@
  * the gradient norm) and the sum of squares, written once over "vec.h" + "vec_nn.h" and
  * compiled once per ISA (simd/local.am); contracts in simd/kernels.h. The one idea: AdamW keeps the
  * reference's order of operations (no FMA), so with correctly rounded div/sqrt every ISA
- * gives the scalar reference's bits. Attention is still per ISA (simd/<isa>/nn.c). */
+ * gives the scalar reference's bits. Attention is in simd/common/attn.c. */
 #include <math.h>
 #include <stdint.h>
 
@@ -10,7 +10,7 @@
 
 #include "../kernels.h"
 
-void VEC_ISA_NAME(nn_common_fill)(parlm_kernels *k);
+void VEC_ISA_NAME(nn_fill)(parlm_kernels *k);
 
 #define L VF_LANES
 
@@ -224,7 +224,7 @@ static double sumsq(int64_t n, const float *x)
     return vd_hsum(a0) + vd_hsum(a1);
 }
 
-void VEC_ISA_NAME(nn_common_fill)(parlm_kernels *k)
+void VEC_ISA_NAME(nn_fill)(parlm_kernels *k)
 {
     k->ce_fwd = ce_fwd;
     k->ce_bwd = ce_bwd;

@@ -3,9 +3,9 @@
 #define PARLM_SIMD_NEON_H
 #include "../kernels.h"
 
-void parlm_neon_gemm_fill(parlm_kernels *k);    /* gemm.c: sgemm/bgemm micro-kernels, gemv */
-void parlm_neon_convert_fill(parlm_kernels *k); /* common/convert.c: f32 <-> bf16 */
-void parlm_neon_eltwise_fill(parlm_kernels *k); /* common/eltwise.c: add, bias, gelu, layernorm, softmax */
-void parlm_neon_nn_common_fill(parlm_kernels *k); /* common/nn.c: cross-entropy, embeddings, AdamW, sumsq */
-void parlm_neon_nn_fill(parlm_kernels *k);      /* nn.c: attention */
+void parlm_neon_gemm_fill(parlm_kernels *k);       /* gemm.c: sgemm/bgemm micro-kernels, gemv */
+void parlm_neon_convert_fill(parlm_kernels *k);    /* common/convert.c: f32 <-> bf16 */
+void parlm_neon_eltwise_fill(parlm_kernels *k);    /* common/eltwise.c: add, bias, gelu, layernorm, softmax */
+void parlm_neon_nn_fill(parlm_kernels *k);         /* common/nn.c: cross-entropy, embeddings, AdamW, sumsq */
+void parlm_neon_attn_fill(parlm_kernels *k);       /* common/attn.c: causal flash attention */
 #endif

@@ -40,6 +40,7 @@ static inline void vf_store_n(float *p, int64_t n, vf v)
 }
 
 static inline vf vf_set1(float x) { return vdupq_n_f32(x); }
+static inline vf vf_bcast(const float *p) { return vld1q_dup_f32(p); } /* *p in every lane (ld1r) */
 static inline vf vf_zero(void) { return vdupq_n_f32(0.0f); }
 static inline vf vf_add(vf a, vf b) { return vaddq_f32(a, b); }
 static inline vf vf_sub(vf a, vf b) { return vsubq_f32(a, b); }
@@ -60,6 +61,7 @@ static inline vmask vf_lt(vf a, vf b) { return vcltq_f32(a, b); }
 static inline vmask vf_gt(vf a, vf b) { return vcgtq_f32(a, b); }
 static inline vmask vf_le(vf a, vf b) { return vcleq_f32(a, b); }
 static inline vf vf_select(vmask m, vf x, vf y) { return vbslq_f32(m, x, y); }
+static inline int vm_any(vmask m) { return vmaxvq_u32(m) != 0; } /* some lane set */
 
 /* int32 lanes */
 static inline vi vi_set1(int32_t x) { return vdupq_n_s32(x); }
@@ -96,6 +98,29 @@ static inline vf vf_exp(vf x)
     float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, vdupq_n_s32(127)), 23));
     return vmulq_f32(vmulq_f32(p, s1), s2);
 }
+
+/* lane j of the result = the sum of the lanes of a[j], j < 4 (pairwise adds) */
+static inline vf vf_sum_lanes(const vf a[4])
+{
+    return vpaddq_f32(vpaddq_f32(a[0], a[1]), vpaddq_f32(a[2], a[3]));
+}
+
+/* in place 4 x 4 transpose: lane c of r[i] -> lane i of r[c] */
+static inline void vf_transpose(vf r[4])
+{
+    float32x4_t t0 = vtrn1q_f32(r[0], r[1]), t1 = vtrn2q_f32(r[0], r[1]);
+    float32x4_t t2 = vtrn1q_f32(r[2], r[3]), t3 = vtrn2q_f32(r[2], r[3]);
+    float64x2_t a0 = vreinterpretq_f64_f32(t0), a1 = vreinterpretq_f64_f32(t1);
+    float64x2_t a2 = vreinterpretq_f64_f32(t2), a3 = vreinterpretq_f64_f32(t3);
+    r[0] = vreinterpretq_f32_f64(vtrn1q_f64(a0, a2));
+    r[1] = vreinterpretq_f32_f64(vtrn1q_f64(a1, a3));
+    r[2] = vreinterpretq_f32_f64(vtrn2q_f64(a0, a2));
+    r[3] = vreinterpretq_f32_f64(vtrn2q_f64(a1, a3));
+}
+
+/* prefetch a cache line for reading / for writing */
+static inline void v_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+static inline void v_prefetchw(const void *p) { __builtin_prefetch(p, 1, 3); }
 
 /* ---- bf16: the top half of an f32. Narrowing rounds to nearest even by adding
  * 0x7fff + (bit 16); a NaN keeps its top half with the quiet bit set. Bitwise the same as

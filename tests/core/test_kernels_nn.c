@@ -1,5 +1,5 @@
-/* tests/core/test_kernels_nn.c — simd/<isa>/nn.c: each kernel set's attention (own strides,
- * queries at t0 > 0), cross-entropy, embedding, AdamW, fused AdamW + zeroing and sum of
+/* tests/core/test_kernels_nn.c — simd/common/{attn,nn}.c: each kernel set's attention (own
+ * strides, queries at t0 > 0), cross-entropy, embedding, AdamW, fused AdamW + zeroing and sum of
  * squares kernels against the scalar set's, called directly from the table; attention
  * within twice the naive bound of attn_ref.c, the data movement and AdamW bitwise. */
 #include <check.h>

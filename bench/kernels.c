@@ -149,16 +149,27 @@ static double thread_cpu(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* best CPU seconds per call of fn(arg): one warm-up call, then repeats until min_time of
- * wall time has passed (at least 5 calls) */
+/* best CPU seconds per call of fn(arg): one warm-up call, then batches of calls (enough
+ * for >= 1 ms each, far above the clock's granularity: a lone 2 us call can read as 0)
+ * until min_time of wall time has passed (at least 5 batches); the best batch mean. */
 static double cpu_time_best(void (*fn)(void *), void *arg, double min_time)
 {
     fn(arg);
+    int batch = 1;
+    for (;;) {
+        double t0 = thread_cpu();
+        for (int i = 0; i < batch; i++)
+            fn(arg);
+        if (thread_cpu() - t0 >= 1e-3 || batch >= (1 << 20))
+            break;
+        batch *= 2;
+    }
     double best = INFINITY, start = bench_now();
     for (int reps = 0; reps < 5 || bench_now() - start < min_time; reps++) {
         double t0 = thread_cpu();
-        fn(arg);
-        double dt = thread_cpu() - t0;
+        for (int i = 0; i < batch; i++)
+            fn(arg);
+        double dt = (thread_cpu() - t0) / batch;
         if (dt < best)
             best = dt;
     }

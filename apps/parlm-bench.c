@@ -50,6 +50,8 @@ static void usage(FILE *f)
             "  --trace FILE   dp, mp: write the best step of each mode / layout as a Chrome\n"
             "                 trace (JSON for https://ui.perfetto.dev or chrome://tracing):\n"
             "                 ranks, compute and communication lanes\n"
+            "  --seq T        mp: tokens per sequence (default 64; the global batch stays\n"
+            "                 8 sequences per rank, so T sets the micro-batch's rows)\n"
             "  -h, --help     this text\n"
             "\n"
             "environment: PARLM_ISA=scalar|avx2|avx512|neon forces a kernel set;\n"
@@ -67,6 +69,7 @@ int main(int argc, char **argv)
         CLI_F("--json", &ctx.json, 0), CLI_F("--quick", &ctx.quick, 0),
         CLI_I("--threads", &ctx.max_threads, 1, 4096, 0),
         CLI_D("--time", &ctx.min_time, 1e-6, 3600, 0), CLI_S("--trace", &ctx.trace, 0),
+        CLI_I("--seq", &ctx.seq, 1, 1024, 0),
     };
     cli c = {"parlm-bench", table, (int)(sizeof table / sizeof table[0]), usage, names, 0};
     int prc = names ? cli_parse(&c, argc, argv) : 2;

@@ -14,6 +14,7 @@ typedef struct bench_ctx {
     double peak_1t;    /* measured f32 FMA peak of one core, GFLOP/s (0 = not measured) */
     double stream_gbs; /* measured STREAM-triad bandwidth at max_threads, GB/s (0 = not measured) */
     const char *trace; /* --trace FILE: dp / mp write a Chrome trace of one step per mode (or NULL) */
+    int seq;           /* --seq T: mp's sequence length (0: its default, 64) */
 } bench_ctx;
 
 /* One measurement. Unused numeric fields are 0 and left out of the output. */

@@ -340,8 +340,14 @@ int bench_mp(bench_ctx *ctx)
         return 1;
     omp_set_num_threads(ctx->max_threads);
     const char *preset = ctx->quick ? "small" : "d12";
-    const int T = 64, M = ctx->quick ? 4 : 8, G = (ctx->quick ? 4 : 8) * p;
+    const int T = ctx->seq ? ctx->seq : 64, M = ctx->quick ? 4 : 8, G = (ctx->quick ? 4 : 8) * p;
     parlm_gpt_config cfg = {.max_seq = ctx->quick ? 128 : 1024, .vocab = ctx->quick ? 256 : 50257};
+    if (T > cfg.max_seq) {
+        if (rank == 0)
+            fprintf(stderr, "mp: --seq %d is longer than the model's %d positions\n", T,
+                    cfg.max_seq);
+        return 1;
+    }
     parlm_comm *world = NULL;
     parlm_comm_config cc;
     if (cli_comm_env("mp", &cc))

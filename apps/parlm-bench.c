@@ -1,6 +1,8 @@
 /* apps/parlm-bench.c — parlm's microbenchmarks. Every benchmark measures its
  * baseline in the same run (FMA peak, STREAM triad, OpenBLAS sgemm, naive loops)
  * and prints ratios; absolute times on shared machines are noise, ratios are not. */
+#include "config.h"
+
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,12 @@ static void usage(FILE *f)
             "           one process with all the ranks' threads and vs no communication:\n"
             "           compute / waiting / exchanges, measured bubble vs (pp-1)/(M+pp-1),\n"
             "           memory per rank; `mpirun -np 2 parlm-bench mp`\n"
+            "  calibrate the machine profile of parlm-plan (--out FILE): f32 FMA peak, bf16 GEMM\n"
+            "           path speed-up, parlm f32 GEMM on 16 GPT-2 training shapes and attention\n"
+            "           (1 thread), STREAM of the node; under `mpirun -np 2` also the alpha/beta\n"
+            "           of MPI point-to-point and parlm all-reduce (least squares over 8 B -\n"
+            "           64 MB, fit error printed); one rank: no links, or those of --links FILE.\n"
+            "           Not part of 'all'. About 30 s at the default --time\n"
             "\n"
             "options:\n"
             "  --json         print one JSON document instead of tables\n"
@@ -52,6 +60,8 @@ static void usage(FILE *f)
             "                 ranks, compute and communication lanes\n"
             "  --seq T        mp: tokens per sequence (default 64; the global batch stays\n"
             "                 8 sequences per rank, so T sets the micro-batch's rows)\n"
+            "  --out FILE     calibrate: write the profile (JSON, parlm/plan.h) here\n"
+            "  --links FILE   calibrate on one rank: copy the links of this profile\n"
             "  -h, --help     this text\n"
             "\n"
             "environment: PARLM_ISA=scalar|avx2|avx512|neon forces a kernel set;\n"
@@ -59,17 +69,35 @@ static void usage(FILE *f)
             "OPENBLAS_CORETYPE (read by OpenBLAS) picks the baseline's kernels.\n");
 }
 
+#ifdef PARLM_HAVE_MPI
+/* Tasks the launcher started (1 without one): calibrate initializes MPI only when > 1,
+ * a plain run must not need mpirun. */
+static int launcher_ranks(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE",
+                                       "SLURM_STEP_NUM_TASKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 1)
+            return atoi(v);
+    }
+    return 1;
+}
+#endif
+
 int main(int argc, char **argv)
 {
     bench_ctx ctx = {.max_threads = 0, .min_time = 0.3}; /* 0: no --threads */
     int want_peak = 0, want_stream = 0, want_gemm = 0, want_gemv = 0, want_train = 0, want_gen = 0;
     int want_kern = 0, want_allreduce = 0, want_dp = 0, want_tp = 0, want_mp = 0, threads_set = 0;
+    int want_calib = 0;
     const char **names = malloc((size_t)argc * sizeof *names);
     const cli_opt table[] = {
         CLI_F("--json", &ctx.json, 0), CLI_F("--quick", &ctx.quick, 0),
         CLI_I("--threads", &ctx.max_threads, 1, 4096, 0),
         CLI_D("--time", &ctx.min_time, 1e-6, 3600, 0), CLI_S("--trace", &ctx.trace, 0),
         CLI_I("--seq", &ctx.seq, 1, 1024, 0),
+        CLI_S("--out", &ctx.out, 0), CLI_S("--links", &ctx.links, 0),
     };
     cli c = {"parlm-bench", table, (int)(sizeof table / sizeof table[0]), usage, names, 0};
     int prc = names ? cli_parse(&c, argc, argv) : 2;
@@ -97,6 +125,8 @@ int main(int argc, char **argv)
             want_tp = 1;
         } else if (!strcmp(a, "mp")) {
             want_mp = 1;
+        } else if (!strcmp(a, "calibrate")) {
+            want_calib = 1;
         } else if (!strcmp(a, "all")) {
             want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = want_kern = 1;
         } else {
@@ -112,7 +142,7 @@ int main(int argc, char **argv)
         ctx.max_threads = omp_get_max_threads();
     if (!(want_peak | want_stream | want_gemm | want_gemv | want_train | want_gen | want_kern |
           want_allreduce |
-          want_dp | want_tp | want_mp))
+          want_dp | want_tp | want_mp | want_calib))
         want_peak = want_stream = want_gemm = want_gemv = want_train = want_gen = want_kern = 1;
     if (ctx.trace && want_dp == want_mp) {
         fprintf(stderr, "parlm-bench: --trace %s: the dp or the mp benchmark writes a trace "
@@ -134,6 +164,11 @@ int main(int argc, char **argv)
             ctx.max_threads = nt;
     }
     int want_mpi = want_allreduce || want_dp || want_tp || want_mp;
+#ifdef PARLM_HAVE_MPI
+    /* calibrate measures links only when a launcher started several ranks */
+    if (want_calib && launcher_ranks() > 1)
+        want_mpi = 1;
+#endif
     if (want_mpi && bench_mpi_init(&argc, &argv) < 0) /* before anything is printed */
         return 2;
     cli_gemm_env();
@@ -176,6 +211,8 @@ int main(int argc, char **argv)
         rc |= bench_tp(&ctx);
     if (want_mp)
         rc |= bench_mp(&ctx);
+    if (want_calib)
+        rc |= bench_calibrate(&ctx);
     bench_end(&ctx);
     if (want_mpi)
         bench_mpi_finalize();

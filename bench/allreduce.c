@@ -87,6 +87,16 @@ static double time_case(ar_case *c, double min_time)
     return best;
 }
 
+double bench_allreduce_seconds(parlm_comm *comm, float *buf, int64_t n, unsigned flags,
+                               double min_time)
+{
+    ar_case c = {comm, buf, n, flags, 0};
+    double sec = time_case(&c, min_time);
+    int failed = 0;
+    MPI_Allreduce(&c.failed, &failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return failed ? -1.0 : sec;
+}
+
 static void size_name(char *s, size_t cap, int64_t bytes)
 {
     if (bytes >= (1 << 20))

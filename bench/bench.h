@@ -15,6 +15,8 @@ typedef struct bench_ctx {
     double stream_gbs; /* measured STREAM-triad bandwidth at max_threads, GB/s (0 = not measured) */
     const char *trace; /* --trace FILE: dp / mp write a Chrome trace of one step per mode (or NULL) */
     int seq;           /* --seq T: mp's sequence length (0: its default, 64) */
+    const char *out;   /* calibrate --out FILE: the machine profile (parlm/plan.h) */
+    const char *links; /* calibrate --links FILE: a profile whose links a 1-rank run copies */
 } bench_ctx;
 
 /* One measurement. Unused numeric fields are 0 and left out of the output. */
@@ -81,6 +83,19 @@ int bench_tp(bench_ctx *ctx);
 /* model-parallel GPT-2 124M training step: every (dp, tp, pp) layout of the ranks vs no
  * communication; split, bubble vs formula, memory per rank; ctx->trace: a Chrome trace */
 int bench_mp(bench_ctx *ctx);
+/* the machine profile of parlm-plan (parlm/plan.h): FMA peaks, a GEMM grid, attention,
+ * STREAM on one core / the node, and under mpirun the links' alpha/beta; rank 0 writes
+ * ctx->out */
+int bench_calibrate(bench_ctx *ctx);
+/* Best seconds per call of parlm's f32 (bf16 = 0) or bf16 GEMM at M x N x K (ta, tb:
+ * transposed operands) on `threads` threads; < 0 if the operands cannot be allocated. */
+double bench_gemm_seconds(int64_t M, int64_t N, int64_t K, int ta, int tb, int bf16,
+                          int threads, double min_time);
+/* MPI builds: best seconds of parlm_allreduce(comm, buf, n floats, flags) (flags ~0u:
+ * MPI_Allreduce), a call counting as its slowest rank; < 0 if a rank failed. */
+struct parlm_comm;
+double bench_allreduce_seconds(struct parlm_comm *comm, float *buf, int64_t n, unsigned flags,
+                               double min_time);
 int bench_mpi_init(int *argc, char ***argv);
 void bench_mpi_finalize(void);
 /* MPI initialized (bench_mpi_init if needed), this rank and the number of ranks; 1 after

@@ -125,6 +125,29 @@ static void report_gemm(const bench_ctx *ctx, const char *impl, const char *shap
     bench_report(ctx, &row);
 }
 
+double bench_gemm_seconds(int64_t M, int64_t N, int64_t K, int ta, int tb, int bf16,
+                          int threads, double min_time)
+{
+    gemm_shape s = {M, N, K, ta ? PARLM_TRANS : PARLM_NO_TRANS, tb ? PARLM_TRANS : PARLM_NO_TRANS,
+                    0, 0};
+    float *A = parlm_alloc((size_t)(M * K), 4), *B = parlm_alloc((size_t)(K * N), 4);
+    float *C = parlm_alloc((size_t)(M * N), 4);
+    uint16_t *Ah = bf16 ? parlm_alloc((size_t)(M * K), 2) : NULL;
+    uint16_t *Bh = bf16 ? parlm_alloc((size_t)(K * N), 2) : NULL;
+    double sec = -1.0;
+    if (A && B && C && (!bf16 || (Ah && Bh))) {
+        fill(A, M * K, 11u), fill(B, K * N, 13u);
+        memset(C, 0, (size_t)(M * N) * 4);
+        if (bf16)
+            parlm_f32_to_bf16(A, Ah, M * K), parlm_f32_to_bf16(B, Bh, K * N);
+        gemm_run r = {&s, A, B, Ah, Bh, C, threads};
+        omp_set_num_threads(threads);
+        sec = bench_time(bf16 ? run_parlm_bf16 : run_parlm_f32, &r, min_time);
+    }
+    parlm_free(A), parlm_free(B), parlm_free(C), parlm_free(Ah), parlm_free(Bh);
+    return sec;
+}
+
 int bench_gemm(bench_ctx *ctx)
 {
     bench_section(ctx, "gemm: C = A op(B), GFLOP/s (ratio = speed-up over the baseline)");

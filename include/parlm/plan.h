@@ -128,7 +128,8 @@ PARLM_API parlm_status parlm_plan_enumerate(const parlm_plan_profile *pr,
                                             parlm_plan_entry **out, int *n);
 
 /* Least squares t = alpha + beta * bytes over n >= 2 samples (at least two distinct sizes,
- * times > 0); rel_rms = sqrt(mean(((fit - t) / t)^2)). */
+ * times > 0), in relative terms (weights 1/t^2: 8 B and 64 MB messages count alike); it
+ * minimizes rel_rms = sqrt(mean(((fit - t) / t)^2)), which is returned. */
 PARLM_API parlm_status parlm_plan_fit_alpha_beta(const double *bytes, const double *seconds,
                                                  int n, double *alpha, double *beta,
                                                  double *rel_rms);

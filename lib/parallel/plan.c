@@ -132,7 +132,8 @@ static parlm_status check_inputs(const parlm_plan_profile *pr, const parlm_plan_
     if (cl->nodes < 1 || cl->sockets < 1 || cl->cores_per_socket < 1 || cl->memory_per_node <= 0)
         return parlm_error(PARLM_EINVAL, "parlm_plan: bad cluster (nodes %d sockets %d cores %d)",
                            cl->nodes, cl->sockets, cl->cores_per_socket);
-    if (!find_link(pr, cl->intra_link) || !find_link(pr, cl->inter_link))
+    /* one rank talks to nobody: a profile measured without MPI has no links */
+    if (rq->ranks != 1 && (!find_link(pr, cl->intra_link) || !find_link(pr, cl->inter_link)))
         return parlm_error(PARLM_EINVAL, "parlm_plan: the cluster's links '%s'/'%s' are not "
                                          "in the profile", cl->intra_link, cl->inter_link);
     int cores = cl->sockets * cl->cores_per_socket;
@@ -185,6 +186,7 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
     int bounds[pp + 1];
     RETURN_IF_ERROR(parlm_pp_split(c, T, pp, bounds));
 
+    /* both found unless ranks == 1 (check_inputs), where no term below reads them */
     const parlm_plan_link *intra = find_link(pr, cl->intra_link), *inter = find_link(pr, cl->inter_link);
     double b = (double)rq->global_batch / (dp * M); /* sequences per micro-batch */
     double tok = b * T, C = c->n_embd;
@@ -195,8 +197,8 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
     double bw_rank = pr->stream_bandwidth / rpn;
     /* TP link: inside the node (grid_check_nodes refused the rest) */
     double act_bytes = tok * C * 4.0;
-    double tp_ar = parlm_plan_ring_allreduce(act_bytes, tp, intra->allreduce_alpha,
-                                             intra->allreduce_beta);
+    double tp_ar = tp > 1 ? parlm_plan_ring_allreduce(act_bytes, tp, intra->allreduce_alpha,
+                                                      intra->allreduce_beta) : 0;
     double params_total = 0, P_max = 0;
     memset(est, 0, sizeof *est);
     double worst_mb = 0, worst_tp = 0;
@@ -363,9 +365,21 @@ parlm_status parlm_plan_fit_alpha_beta(const double *bytes, const double *second
                                              "%g s) is not valid", i, bytes[i], seconds[i]);
         sx += bytes[i], sy += seconds[i];
     }
-    double mx = sx / n, my = sy / n, sxx = 0, sxy = 0;
-    for (int i = 0; i < n; i++)
-        sxx += (bytes[i] - mx) * (bytes[i] - mx), sxy += (bytes[i] - mx) * (seconds[i] - my);
+    /* weights 1/t^2: the relative error is minimized, so the latency-bound small messages
+     * count as much as the bandwidth-bound large ones (plain least squares would fit the
+     * largest sizes alone and leave alpha to their noise) */
+    double sw = 0;
+    sx = sy = 0;
+    for (int i = 0; i < n; i++) {
+        double w = 1.0 / (seconds[i] * seconds[i]);
+        sw += w, sx += w * bytes[i], sy += w * seconds[i];
+    }
+    double mx = sx / sw, my = sy / sw, sxx = 0, sxy = 0;
+    for (int i = 0; i < n; i++) {
+        double w = 1.0 / (seconds[i] * seconds[i]);
+        sxx += w * (bytes[i] - mx) * (bytes[i] - mx);
+        sxy += w * (bytes[i] - mx) * (seconds[i] - my);
+    }
     if (!(sxx > 0))
         return parlm_error(PARLM_EINVAL, "parlm_plan_fit_alpha_beta: all samples have the same size");
     *beta = sxy / sxx;
@@ -460,9 +474,12 @@ static parlm_status profile_from(const char *path, json_t *r, parlm_plan_profile
         RETURN_IF_ERROR(get_num(path, p, ctx, "k", 0, &q->k));
         RETURN_IF_ERROR(get_num(path, p, ctx, "flops", 0, &q->flops));
     }
+    /* optional: a profile calibrated on one rank has none (it plans 1-rank layouts) */
     json_t *l = json_object_get(r, "links");
-    if (!json_is_array(l) || json_array_size(l) < 1 || json_array_size(l) > PARLM_PLAN_MAX_LINKS)
-        return parlm_error(PARLM_EFORMAT, "%s: field links must be an array of 1 to %d links",
+    if (!l)
+        return PARLM_OK;
+    if (!json_is_array(l) || json_array_size(l) > PARLM_PLAN_MAX_LINKS)
+        return parlm_error(PARLM_EFORMAT, "%s: field links must be an array of 0 to %d links",
                            path, PARLM_PLAN_MAX_LINKS);
     pr->n_links = (int)json_array_size(l);
     for (int i = 0; i < pr->n_links; i++) {

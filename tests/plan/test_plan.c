@@ -181,6 +181,18 @@ START_TEST(fit)
     ck_assert_int_eq(parlm_plan_fit_alpha_beta(x, t, 64, &a, &b, &r), PARLM_OK);
     ck_assert_msg(fabs(a - 5e-6) < 1e-6 && fabs(b - 1e-10) < 2e-12 && r > 1e-4 && r < 0.02,
                   "alpha %g beta %g rms %g", a, b, r);
+    /* 8 B .. 32 MB with +-3% noise: latency-bound below ~2 kB. Fitting relative errors
+     * recovers alpha within 10%; plain least squares would leave it to the noise of the
+     * largest sizes (3% of 34 ms is 500x alpha) */
+    for (int i = 0; i < 12; i++) {
+        x[i] = 8.0 * pow(4.0, i);
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        double u = (double)(s >> 11) / 9007199254740992.0 * 2 - 1;
+        t[i] = (2e-6 + 1e-9 * x[i]) * (1 + 0.03 * u);
+    }
+    ck_assert_int_eq(parlm_plan_fit_alpha_beta(x, t, 12, &a, &b, &r), PARLM_OK);
+    ck_assert_msg(fabs(a - 2e-6) < 2e-7 && fabs(b - 1e-9) < 5e-11 && r < 0.03,
+                  "alpha %g beta %g rms %g", a, b, r);
     /* bad input */
     ck_assert_int_ne(parlm_plan_fit_alpha_beta(x, t, 1, &a, &b, &r), PARLM_OK);
     double same[3] = {10, 10, 10}, neg[3] = {1e-6, -1, 2e-6};
@@ -240,10 +252,43 @@ START_TEST(json)
            "\"stream_bandwidth\": 1, \"gemm\": [{\"m\": 1, \"n\": 1, \"k\": 1, \"flops\": 1}],"
            "\"links\": [{\"name\": \"a\", \"p2p_alpha\": 0, \"p2p_beta\": -1}]}",
         "links[0].p2p_beta");
+    bad(0, "{\"fma_peak_f32\": 1, \"fma_peak_bf16\": 0, \"attention_flops\": 1,"
+           "\"stream_bandwidth\": 1, \"gemm\": [{\"m\": 1, \"n\": 1, \"k\": 1, \"flops\": 1}],"
+           "\"links\": 5}", "links");
     bad(1, "{\"nodes\": 2, \"sockets\": 0}", "sockets");
     bad(1, "{\"nodes\": 2, \"sockets\": 1, \"cores_per_socket\": 4, \"memory_per_node\": 1e9,"
            "\"intra_link\": 3}", "intra_link");
     ck_assert_int_ne(parlm_plan_profile_load("/nonexistent/p.json", &p), PARLM_OK);
+}
+END_TEST
+
+/* a profile calibrated on one rank has no links: it saves, loads, plans one rank, and a
+ * plan of several ranks fails naming the missing link */
+START_TEST(no_links)
+{
+    char path[] = "/tmp/parlm-plan-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    close(fd);
+    parlm_plan_profile p = pr;
+    p.n_links = 0;
+    ck_assert_int_eq(parlm_plan_profile_save(path, &p), PARLM_OK);
+    ck_assert_int_eq(parlm_plan_profile_load(path, &p), PARLM_OK);
+    unlink(path);
+    ck_assert_int_eq(p.n_links, 0);
+    cl.nodes = 1;
+    rq.ranks = 1;
+    parlm_plan_layout y = {.dp = 1, .tp = 1, .pp = 1, .micro_batches = 1, .threads = 2};
+    parlm_plan_estimate e;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&p, &cl, &rq, &y, &e), PARLM_OK);
+    ck_assert(e.step > 0 && e.term[PARLM_PLAN_DP] == 0 && e.term[PARLM_PLAN_TP] == 0);
+    /* the 1-rank step is the same as with links */
+    parlm_plan_estimate e2;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e2), PARLM_OK);
+    NEAR(e.step, e2.step);
+    rq.ranks = 2, y.dp = 2;
+    ck_assert_int_ne(parlm_plan_estimate_layout(&p, &cl, &rq, &y, &e), PARLM_OK);
+    ck_assert(strstr(parlm_last_error(), "links"));
 }
 END_TEST
 
@@ -258,6 +303,7 @@ int main(void)
     tcase_add_test(tc, enumeration);
     tcase_add_test(tc, fit);
     tcase_add_test(tc, json);
+    tcase_add_test(tc, no_links);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1,0 +1,321 @@
+/* bench/calibrate.c — `parlm-bench calibrate --out machine.json`: measures the machine
+ * profile parlm-plan's cost model reads (parlm/plan.h) with the other benchmarks' timers
+ * (peak, stream, bench_gemm_seconds, bench_allreduce_seconds). Compute rates are per core
+ * (1 thread, rank 0 alone while the other ranks sleep); STREAM is the whole node's (all
+ * ranks at once, summed); links exist only under mpirun with >= 2 ranks. */
+#include "config.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "parlm.h"
+
+#ifdef PARLM_HAVE_MPI
+#include <mpi.h>
+#endif
+
+/* GPT-2 training matmuls, forward NT (out = inp W^T): rows = micro-batch tokens, (n, k) =
+ * attention/MLP shapes of C = 768 (d12) and C = 384 (d6). 16 points from 64 to 4096 rows. */
+static const int calib_shapes[][3] = {
+    {64, 768, 768},    {64, 3072, 768},    {64, 768, 3072},    {256, 768, 768},
+    {256, 3072, 768},  {256, 768, 3072},   {1024, 768, 768},   {1024, 3072, 768},
+    {1024, 768, 3072}, {4096, 768, 768},   {4096, 3072, 768},  {4096, 768, 3072},
+    {128, 1536, 384},  {128, 384, 1536},   {512, 1536, 384},   {512, 384, 1536},
+};
+#define N_SHAPES ((int)(sizeof calib_shapes / sizeof calib_shapes[0]))
+
+typedef struct attn_run {
+    float *qkv, *out, *lse, *dqkv, *dout;
+    int B, T, C, NH, failed;
+} attn_run;
+
+static void run_attention(void *p)
+{
+    attn_run *a = p;
+    if (parlm_attention_forward(a->out, a->lse, a->qkv, a->B, a->T, a->C, a->NH) ||
+        parlm_attention_backward(a->dqkv, a->dout, a->qkv, a->out, a->lse, a->B, a->T, a->C,
+                                 a->NH))
+        a->failed = 1;
+}
+
+/* Attention forward + backward rate in the planner's units: 3 x 2 C T FLOPs a token (its
+ * attention term, parlm/plan.h), one thread. Median over T = 128, 512, 1024 at C = 768. */
+static double calib_attention(const bench_ctx *ctx)
+{
+    static const int Ts[3] = {128, 512, 1024};
+    const int C = 768, NH = 12;
+    double rate[3];
+    omp_set_num_threads(1);
+    for (int i = 0; i < 3; i++) {
+        int T = Ts[i], B = 1024 / T > 1 ? 1024 / T : 1;
+        size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C;
+        attn_run a = {parlm_alloc(n3, 4), parlm_alloc(n1, 4), parlm_alloc((size_t)B * NH * T, 4),
+                      parlm_alloc(n3, 4), parlm_alloc(n1, 4), B, T, C, NH, 0};
+        rate[i] = 0;
+        double sec = 0;
+        if (a.qkv && a.out && a.lse && a.dqkv && a.dout) {
+            for (size_t j = 0; j < n3; j++)
+                a.qkv[j] = (float)((j * 2654435761u) % 1000) * 1e-3f - 0.5f, a.dqkv[j] = 0;
+            for (size_t j = 0; j < n1; j++)
+                a.dout[j] = (float)((j * 40503u) % 1000) * 1e-3f - 0.5f;
+            sec = bench_time(run_attention, &a, ctx->min_time);
+            if (!a.failed)
+                rate[i] = 3.0 * 2.0 * C * (double)T * B * T / sec;
+        }
+        parlm_free(a.qkv), parlm_free(a.out), parlm_free(a.lse), parlm_free(a.dqkv);
+        parlm_free(a.dout);
+        char shape[48];
+        snprintf(shape, sizeof shape, "B%d T%d C%d NH%d fwd+bwd", B, T, C, NH);
+        bench_row r = {.bench = "calibrate", .impl = "attention", .shape = shape, .threads = 1,
+                       .seconds = sec, .gflops = rate[i] * 1e-9};
+        bench_report(ctx, &r);
+    }
+    omp_set_num_threads(ctx->max_threads);
+    /* median of three */
+    double a = rate[0], b = rate[1], c = rate[2];
+    return fmax(fmin(a, b), fmin(fmax(a, b), c));
+}
+
+/* Rank 0's compute part: peak, the GEMM grid (f32; bf16 on a few shapes for the ratio of
+ * its path), attention. Returns 0, or 1 after saying why. */
+static int calib_compute(bench_ctx *ctx, parlm_plan_profile *pr)
+{
+    if (bench_peak(ctx) || !(ctx->peak_1t > 0))
+        return 1;
+    pr->fma_peak_f32 = ctx->peak_1t * 1e9;
+    bench_section(ctx, "calibrate: parlm f32 GEMM, 1 thread, forward NT (GFLOP/s per core)");
+    double ratio_sum = 0;
+    int ratio_n = 0;
+    for (int i = 0; i < N_SHAPES; i++) {
+        const int *s = calib_shapes[i];
+        double flops = 2.0 * s[0] * s[1] * s[2];
+        double t32 = bench_gemm_seconds(s[0], s[1], s[2], 0, 1, 0, 1, ctx->min_time);
+        if (t32 <= 0) {
+            fprintf(stderr, "calibrate: cannot allocate a %dx%dx%d GEMM\n", s[0], s[1], s[2]);
+            return 1;
+        }
+        pr->gemm[pr->n_gemm++] = (parlm_plan_gemm_point){s[0], s[1], s[2], flops / t32};
+        char shape[48];
+        snprintf(shape, sizeof shape, "%dx%dx%d NT", s[0], s[1], s[2]);
+        bench_row r = {.bench = "calibrate", .impl = "parlm-f32", .shape = shape, .threads = 1,
+                       .seconds = t32, .gflops = flops / t32 * 1e-9,
+                       .pct_peak = 100.0 * flops / t32 / pr->fma_peak_f32};
+        bench_report(ctx, &r);
+        /* the bf16 path on the d12 shapes of 256 and 1024 rows */
+        if (s[0] == 256 || (s[0] == 1024 && s[1] == 3072)) {
+            double t16 = bench_gemm_seconds(s[0], s[1], s[2], 0, 1, 1, 1, ctx->min_time);
+            if (t16 <= 0)
+                return 1;
+            ratio_sum += t32 / t16, ratio_n++;
+            bench_row b = {.bench = "calibrate", .impl = "parlm-bf16", .shape = shape,
+                           .threads = 1, .seconds = t16, .gflops = flops / t16 * 1e-9,
+                           .ratio = t32 / t16, .baseline = "parlm-f32"};
+            bench_report(ctx, &b);
+        }
+    }
+    /* the planner scales the f32 GEMM table by fma_peak_bf16 / fma_peak_f32: store the bf16
+     * path's measured speed-up over f32 GEMM as that ratio (no native bf16 FMA is assumed) */
+    pr->fma_peak_bf16 = pr->fma_peak_f32 * ratio_sum / ratio_n;
+    bench_section(ctx, "calibrate: causal attention, 1 thread (planner units: 6 C T FLOPs a token)");
+    pr->attention_flops = calib_attention(ctx);
+    if (!(pr->attention_flops > 0)) {
+        fprintf(stderr, "calibrate: the attention kernels failed: %s\n", parlm_last_error());
+        return 1;
+    }
+    return 0;
+}
+
+#ifdef PARLM_HAVE_MPI
+/* one-way time of an n-byte MPI_Send between ranks 0 and 1: half the best round trip of
+ * ping-pongs on rank 0's clock (the caller broadcasts it); the other ranks take no part */
+static double pingpong(char *buf, int64_t n, int rank, double min_time)
+{
+    double best = 1e30;
+    int reps = 0;
+    for (int i = -1; i < reps; i++) { /* i = -1: warm-up, sets the repetitions for all */
+        double t0 = MPI_Wtime();
+        if (rank == 0) {
+            MPI_Send(buf, (int)n, MPI_BYTE, 1, 7, MPI_COMM_WORLD);
+            MPI_Recv(buf, (int)n, MPI_BYTE, 1, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        } else if (rank == 1) {
+            MPI_Recv(buf, (int)n, MPI_BYTE, 0, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            MPI_Send(buf, (int)n, MPI_BYTE, 0, 7, MPI_COMM_WORLD);
+        }
+        double rt = MPI_Wtime() - t0;
+        if (i < 0) {
+            reps = rt > 0 ? (int)fmin(2000.0, fmax(4.0, min_time / rt)) : 4;
+            MPI_Bcast(&reps, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        } else if (rt < best) {
+            best = rt;
+        }
+    }
+    return best / 2;
+}
+
+/* The link between the ranks: p2p (ranks 0-1) and parlm all-reduce (all, PARLM_ALGO_AUTO)
+ * alpha/beta by least squares over 8 B .. 64 MB. Every rank calls it. */
+static int calib_link(bench_ctx *ctx, parlm_plan_profile *pr, int rank, int p)
+{
+    parlm_comm *comm = NULL;
+    if (parlm_comm_world(&comm, NULL) != PARLM_OK) {
+        fprintf(stderr, "calibrate: %s\n", parlm_last_error());
+        return 1;
+    }
+    int nodes = parlm_comm_nodes(comm);
+    const int64_t max_bytes = ctx->quick ? (INT64_C(4) << 20) : (INT64_C(64) << 20);
+    float *buf = parlm_alloc((size_t)(max_bytes / 4), 4);
+    if (!buf) {
+        parlm_comm_free(comm);
+        return 1;
+    }
+    memset(buf, 0, (size_t)max_bytes);
+    enum { MAXS = 32 };
+    double bytes[MAXS], t_p2p[MAXS], x_ar[MAXS], t_ar[MAXS];
+    int ns = 0, rc = 0;
+    char title[160];
+    snprintf(title, sizeof title, "calibrate: link of %d ranks on %d node(s): MPI_Send "
+             "ping-pong (ranks 0-1) and parlm_allreduce (auto), best of repeats", p, nodes);
+    bench_section(ctx, title);
+    /* 8 B x 4^k, and max_bytes itself last */
+    for (int64_t b = 8; b <= max_bytes && ns < MAXS && !rc;
+         b = b < max_bytes && b * 4 > max_bytes ? max_bytes : b * 4) {
+        bench_sleepy_barrier();
+        double tp = pingpong((char *)buf, b, rank, ctx->min_time / 4);
+        MPI_Bcast(&tp, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        int64_t n = b / 4 > 0 ? b / 4 : 1;
+        double ta = bench_allreduce_seconds(comm, buf, n, PARLM_ALGO_AUTO, ctx->min_time / 4);
+        if (ta <= 0) {
+            rc = 1;
+            break;
+        }
+        bytes[ns] = (double)b, t_p2p[ns] = tp, t_ar[ns] = ta;
+        x_ar[ns] = 2.0 * (p - 1) / p * (double)(n * 4); /* ring bytes a rank moves */
+        char shape[32];
+        snprintf(shape, sizeof shape, "%lldB", (long long)b);
+        bench_row r1 = {.bench = "calibrate", .impl = "p2p", .shape = shape, .threads = 2,
+                        .seconds = tp, .gbs = (double)b / tp * 1e-9};
+        bench_row r2 = {.bench = "calibrate", .impl = "parlm-allreduce", .shape = shape,
+                        .threads = p, .seconds = ta, .gbs = x_ar[ns] / ta * 1e-9};
+        bench_report(ctx, &r1);
+        bench_report(ctx, &r2);
+        ns++;
+    }
+    if (!rc) {
+        parlm_plan_link *l = &pr->links[pr->n_links];
+        memset(l, 0, sizeof *l);
+        snprintf(l->name, sizeof l->name, "%s", nodes > 1 ? "net" : "shm");
+        double a1, b1, e1, a2, b2, e2;
+        if (parlm_plan_fit_alpha_beta(bytes, t_p2p, ns, &a1, &b1, &e1) ||
+            parlm_plan_fit_alpha_beta(x_ar, t_ar, ns, &a2, &b2, &e2)) {
+            fprintf(stderr, "calibrate: %s\n", parlm_last_error());
+            rc = 1;
+        } else {
+            /* a ring all-reduce is 2(p-1) steps: the fitted intercept holds 2(p-1) alphas;
+             * a negative intercept (noise at the small sizes) is no latency at all */
+            l->p2p_alpha = fmax(a1, 0), l->p2p_beta = b1;
+            l->allreduce_alpha = fmax(a2, 0) / (2.0 * (p - 1)), l->allreduce_beta = b2;
+            if (!(b1 > 0) || !(b2 > 0)) {
+                fprintf(stderr, "calibrate: a non-positive fitted bandwidth cost (p2p %g, "
+                        "all-reduce %g s/B): too noisy, run again\n", b1, b2);
+                rc = 1;
+            } else {
+                pr->n_links++;
+                if (!ctx->json)
+                    printf("link %s: p2p alpha %.2f us, beta %.3f ns/B (%.2f GB/s), fit rel. RMS "
+                           "error %.1f%%; all-reduce alpha %.2f us a step, beta %.3f ns/B "
+                           "(%.2f GB/s), fit rel. RMS error %.1f%% (%d sizes, 8 B - %lld B)\n",
+                           l->name, a1 * 1e6, b1 * 1e9, 1e-9 / b1, 100 * e1,
+                           l->allreduce_alpha * 1e6, b2 * 1e9, 1e-9 / b2, 100 * e2, ns,
+                           (long long)max_bytes);
+            }
+        }
+    }
+    parlm_free(buf);
+    parlm_comm_free(comm);
+    return rc;
+}
+#endif
+
+int bench_calibrate(bench_ctx *ctx)
+{
+    int rank = 0, p = 1;
+#ifdef PARLM_HAVE_MPI
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (inited) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &p);
+    }
+#endif
+    static parlm_plan_profile pr; /* ~2 KB of GEMM points: not on the stack */
+    memset(&pr, 0, sizeof pr);
+    int rc = 0;
+    if (rank == 0)
+        rc = calib_compute(ctx, &pr);
+#ifdef PARLM_HAVE_MPI
+    if (p > 1) {
+        MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        if (rc)
+            return 1;
+        bench_sleepy_barrier(); /* the others slept while rank 0 measured one core */
+    }
+#endif
+    /* STREAM: every rank at once with its threads, summed: the node's bandwidth when the
+     * ranks share one node (the planner divides it by the ranks per node) */
+    if (!rc && bench_stream(ctx))
+        rc = 1;
+    double gbs = ctx->stream_gbs;
+#ifdef PARLM_HAVE_MPI
+    if (p > 1) {
+        MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, &gbs, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    }
+#endif
+    pr.stream_bandwidth = gbs * 1e9;
+    if (rc)
+        return 1;
+    const char *links_from = NULL;
+#ifdef PARLM_HAVE_MPI
+    if (p > 1 && calib_link(ctx, &pr, rank, p))
+        return 1;
+#endif
+    if (p == 1 && ctx->links) {
+        parlm_plan_profile other;
+        if (parlm_plan_profile_load(ctx->links, &other) != PARLM_OK) {
+            fprintf(stderr, "calibrate: --links: %s\n", parlm_last_error());
+            return 1;
+        }
+        pr.n_links = other.n_links;
+        memcpy(pr.links, other.links, sizeof pr.links);
+        links_from = ctx->links;
+    }
+    if (rank != 0)
+        return 0;
+    if (!ctx->json) {
+        printf("profile: f32 FMA peak %.1f GFLOP/s a core, bf16 GEMM path x%.2f of f32 "
+               "(fma_peak_bf16 %.1f), %d GEMM points, attention %.1f GFLOP/s, STREAM %.1f GB/s "
+               "(%d rank(s))\n", pr.fma_peak_f32 * 1e-9, pr.fma_peak_bf16 / pr.fma_peak_f32,
+               pr.fma_peak_bf16 * 1e-9, pr.n_gemm, pr.attention_flops * 1e-9, gbs, p);
+        if (p > 1)
+            printf("links: measured over %d ranks (above)\n", p);
+        else if (links_from)
+            printf("links: copied from --links %s (%d link(s)), not measured\n", links_from,
+                   pr.n_links);
+        else
+            printf("links: none (1 rank: run under mpirun -np 2, or give --links FILE); "
+                   "the profile plans 1-rank layouts only\n");
+    }
+    if (ctx->out) {
+        if (parlm_plan_profile_save(ctx->out, &pr) != PARLM_OK) {
+            fprintf(stderr, "calibrate: %s\n", parlm_last_error());
+            return 1;
+        }
+        if (!ctx->json)
+            printf("wrote %s\n", ctx->out);
+    }
+    return 0;
+}

@@ -4,7 +4,8 @@
 # profile (`parlm-bench calibrate`) next to parlm-train's measured step time (median of
 # the steps after warm-up), error %, and the median / worst |error|. Usage:
 #   bench/plan_validate.sh [--profile machine.json] [--model d6] [--steps 8] [--build DIR]
-# Without --profile it calibrates first (mpirun -np 2, links included).
+# Without --profile it calibrates first (mpirun -np 2, links included) into
+# $PROFILE_OUT (default ./plan_validate.machine.json).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${PARLM_BUILDDIR:-$here/build}
@@ -28,7 +29,7 @@ trap 'rm -rf "$work"' EXIT
 cores=$(nproc)
 mem=$(awk '/^MemTotal:/ { printf "%.0f", $2 * 1024 }' /proc/meminfo)
 if [ -z "$profile" ]; then
-    profile=$work/machine.json
+    profile=${PROFILE_OUT:-plan_validate.machine.json} # kept: the coordinator's record
     echo "calibrating: $MPI_BOUND -np 2 parlm-bench calibrate --out $profile"
     $MPI_BOUND -np 2 "$bin/parlm-bench" calibrate --out "$profile" > "$work/calib.txt" 2>&1 ||
         { cat "$work/calib.txt"; exit 1; }

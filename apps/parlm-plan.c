@@ -101,8 +101,9 @@ int main(int argc, char **argv)
     if (prc)
         return prc < 0 ? 0 : prc;
     if (!profile || !cluster) {
-        /* no library function measures the FMA peak, so a profile cannot be guessed */
-        fprintf(stderr, "parlm-plan: --profile and --cluster are required (README: parlm-plan)\n");
+        /* a profile is measured (parlm-bench calibrate), never guessed */
+        fprintf(stderr, "parlm-plan: --profile and --cluster are required (`parlm-bench "
+                        "calibrate --out FILE` measures a profile; README: parlm-plan)\n");
         return 2;
     }
     parlm_plan_profile pr;

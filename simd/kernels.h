@@ -129,6 +129,32 @@ typedef struct parlm_kernels {
      * (before gscale), accumulated in double like sumsq: the gradient norm for free. */
     double (*adamw_zero)(int64_t n, float *p, float *g, float *m, float *v, float lr, float b1,
                          float b2, float eps, float wd, float bc1, float bc2, float gscale);
+
+    /* ---- Llama ops ------------------------------------------------------------
+     * RMSNorm over each row of c floats: rstd = 1 / sqrt(mean(x^2) + eps),
+     * out = x * rstd * w; saves rstd per row. out may be x. */
+    void (*rmsnorm_fwd)(float *out, float *rstd, const float *x, const float *w, int64_t rows,
+                        int64_t c, float eps);
+    /* With xhat = x rstd and dn = w dout: dx += rstd (dn - xhat mean(dn xhat)),
+     * dw += sum over the given rows of xhat dout (both accumulate). */
+    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                        const float *rstd, int64_t rows, int64_t c);
+    /* Rotary embedding in place on T rows of nh heads of hs floats (hs even; row t at
+     * x + t*ld, head h at + h*hs), adjacent pairs (2i, 2i+1) of each head rotated by the
+     * angle of row t. cs, sn: tables of T rows of hs floats (row t for the position of row
+     * t), cs[2i] = cs[2i+1] = cos a_i, sn[2i] = -sin a_i, sn[2i+1] = +sin a_i, so that
+     * x' = x * cs + swap_pairs(x) * sn. rope_bwd rotates by -a_i (the transpose): applied
+     * to the gradient of the rotated rows it gives the gradient of the unrotated ones. */
+    void (*rope_fwd)(float *x, int64_t T, int64_t nh, int64_t hs, int64_t ld, const float *cs,
+                     const float *sn);
+    void (*rope_bwd)(float *x, int64_t T, int64_t nh, int64_t hs, int64_t ld, const float *cs,
+                     const float *sn);
+    /* SwiGLU on rows of a fused gate|up projection: gu row r = gate (h floats) then up
+     * (h floats), 2h floats per row; out (rows, h) = silu(gate) * up, silu(g) = g sigmoid(g).
+     * Inputs finite. */
+    void (*swiglu_fwd)(float *out, const float *gu, int64_t rows, int64_t h);
+    /* dgu (rows, 2h): gate half += dout up silu'(gate), up half += dout silu(gate) */
+    void (*swiglu_bwd)(float *dgu, const float *dout, const float *gu, int64_t rows, int64_t h);
 } parlm_kernels;
 
 /* Fillers, one per ISA directory: each fills every field (an ISA set starts from the

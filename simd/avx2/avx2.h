@@ -8,4 +8,5 @@ void parlm_avx2_convert_fill(parlm_kernels *k);    /* common/convert.c: f32 <-> 
 void parlm_avx2_eltwise_fill(parlm_kernels *k);    /* common/eltwise.c: add, bias, gelu, layernorm, softmax */
 void parlm_avx2_nn_fill(parlm_kernels *k);         /* common/nn.c: cross-entropy, embeddings, AdamW, sumsq */
 void parlm_avx2_attn_fill(parlm_kernels *k);       /* common/attn.c: causal flash attention */
+void parlm_avx2_llama_fill(parlm_kernels *k);      /* common/llama.c: RMSNorm, RoPE, SwiGLU */
 #endif

@@ -189,4 +189,8 @@ static inline void vf_store_bf16x2(uint16_t *p, vf a, vf b)
     __m256i k = _mm256_packus_epi32(vf_round_bf16_(a), vf_round_bf16_(b));
     _mm256_storeu_si256((__m256i *)p, _mm256_permute4x64_epi64(k, 0xd8));
 }
+
+/* ---- Llama ops (simd/common/llama.c) ---- */
+/* lanes (0 1)(2 3)... -> (1 0)(3 2)...: the partner of each element in a rotary pair */
+static inline vf vf_swap_pairs(vf a) { return _mm256_permute_ps(a, 0xb1); }
 #endif

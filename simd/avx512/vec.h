@@ -182,4 +182,8 @@ static inline void vf_store_bf16x2(uint16_t *p, vf a, vf b)
     vf_store_bf16(p, a);
     vf_store_bf16(p + VF_LANES, b);
 }
+
+/* ---- Llama ops (simd/common/llama.c) ---- */
+/* lanes (0 1)(2 3)... -> (1 0)(3 2)...: the partner of each element in a rotary pair */
+static inline vf vf_swap_pairs(vf a) { return _mm512_permute_ps(a, 0xb1); }
 #endif

@@ -162,4 +162,8 @@ static inline void vf_store_bf16x2(uint16_t *p, vf a, vf b)
     vst1q_u16(p, vuzp2q_u16(vreinterpretq_u16_u32(vf_round_bf16_(a)),
                             vreinterpretq_u16_u32(vf_round_bf16_(b))));
 }
+
+/* ---- Llama ops (simd/common/llama.c) ---- */
+/* lanes (0 1)(2 3)... -> (1 0)(3 2)...: the partner of each element in a rotary pair */
+static inline vf vf_swap_pairs(vf a) { return vrev64q_f32(a); }
 #endif

@@ -39,4 +39,5 @@ void parlm_scalar_bgemv_t(int64_t rows, int64_t k, float alpha, const uint16_t *
 void parlm_scalar_gemm_fill(parlm_kernels *k);
 void parlm_scalar_eltwise_fill(parlm_kernels *k);
 void parlm_scalar_nn_fill(parlm_kernels *k); /* nn.c: attention, cross-entropy, embeddings, AdamW */
+void parlm_scalar_llama_fill(parlm_kernels *k); /* llama.c: RMSNorm, RoPE, SwiGLU */
 #endif

@@ -13,6 +13,7 @@
 #include "parlm/tokenizer.h"
 #include "parlm/data.h"
 #include "parlm/nn.h"
+#include "parlm/llama_ops.h"
 #include "parlm/sample.h"
 #include "parlm/model.h"
 #include "parlm/checkpoint.h"

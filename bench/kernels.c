@@ -16,6 +16,7 @@
 
 enum { ROWS = 256, C = 768, C4 = 3072, HS = 64, V = 50257, VP = 50304, CE_ROWS = 16 };
 enum { NOPT = 1 << 20 };
+enum { NHEAD = 12, HFF = 2048 }; /* Llama ops: RoPE heads (12 x 64 = C), SwiGLU hidden width */
 
 typedef struct kbuf {
     const parlm_kernels *k;
@@ -27,6 +28,7 @@ typedef struct kbuf {
     float *wte, *wpe;
     float *p, *g, *m, *vv;
     uint16_t *h;
+    float *gu, *dgu, *cs, *sn; /* SwiGLU gate|up (ROWS, 2 HFF) and its gradient; RoPE tables */
     double sink;
 } kbuf;
 
@@ -104,6 +106,18 @@ static void r_adamw_zero(void *a)
 static void r_sumsq(void *a) { kbuf *b = a; b->sink += b->k->sumsq(NOPT, b->g); }
 static void r_to_bf16(void *a) { kbuf *b = a; b->k->f32_to_bf16(b->p, b->h, NOPT); }
 static void r_from_bf16(void *a) { kbuf *b = a; b->k->bf16_to_f32(b->h, b->m, NOPT); }
+/* Llama ops: RMSNorm at GPT-2 small's width, RoPE on the q rows of 12 heads of 64 (in place
+ * on out: rotations keep the values bounded), SwiGLU at a hidden width of 2048 */
+static void r_rms_fwd(void *a) { kbuf *b = a; b->k->rmsnorm_fwd(b->out, b->rstd, b->a, b->w, ROWS, C, 1e-5f); }
+static void r_rms_bwd(void *a)
+{
+    kbuf *b = a;
+    b->k->rmsnorm_bwd(b->dx, b->dw, b->b, b->a, b->w, b->rstd, ROWS, C);
+}
+static void r_rope_fwd(void *a) { kbuf *b = a; b->k->rope_fwd(b->out, ROWS, NHEAD, HS, C, b->cs, b->sn); }
+static void r_rope_bwd(void *a) { kbuf *b = a; b->k->rope_bwd(b->out, ROWS, NHEAD, HS, C, b->cs, b->sn); }
+static void r_swiglu_fwd(void *a) { kbuf *b = a; b->k->swiglu_fwd(b->out, b->gu, ROWS, HFF); }
+static void r_swiglu_bwd(void *a) { kbuf *b = a; b->k->swiglu_bwd(b->dgu, b->b, b->gu, ROWS, HFF); }
 
 typedef struct kop {
     const char *name, *shape;
@@ -140,6 +154,14 @@ static const kop kops[] = {
     {"sumsq", "n=1M", r_sumsq, 0, F * NOPT, 0},
     {"f32_to_bf16", "n=1M", r_to_bf16, 0, 6.0 * NOPT, 0},
     {"bf16_to_f32", "n=1M", r_from_bf16, 0, 6.0 * NOPT, 0},
+    {"rmsnorm_fwd", "256x768", r_rms_fwd, 0, 2 * F * ROWS * C, 0},
+    {"rmsnorm_bwd", "256x768", r_rms_bwd, 0, 4 * F * ROWS * C, 0},
+    /* the rows in place plus the two tables (ROWS x HS each) */
+    {"rope_fwd", "256x12x64", r_rope_fwd, 0, 2 * F * ROWS * C + 2 * F * ROWS * HS, 0},
+    {"rope_bwd", "256x12x64", r_rope_bwd, 0, 2 * F * ROWS * C + 2 * F * ROWS * HS, 0},
+    /* forward: gate|up in, out; backward: gate|up and dout in, dgate|dup read and written */
+    {"swiglu_fwd", "256x2048", r_swiglu_fwd, 0, 3 * F * ROWS * HFF, 0},
+    {"swiglu_bwd", "256x2048", r_swiglu_bwd, 0, 7 * F * ROWS * HFF, 0},
 };
 
 static double thread_cpu(void)
@@ -216,15 +238,22 @@ int bench_kernels(bench_ctx *ctx)
     b.vv = fnew(NOPT, 30, 0.01f);
     b.tok = parlm_alloc(ROWS, 4), b.target = parlm_alloc(CE_ROWS, 4);
     b.h = parlm_alloc(NOPT, 2);
+    b.gu = fnew((int64_t)ROWS * 2 * HFF, 33, 8), b.dgu = fnew((int64_t)ROWS * 2 * HFF, 34, 1);
+    b.cs = fnew((int64_t)ROWS * HS, 35, 1), b.sn = fnew((int64_t)ROWS * HS, 36, 1);
     int rc = 0;
     float *all[] = {b.a, b.b, b.out, b.dx, b.w, b.bias, b.mean, b.rstd, b.dw, b.db, b.q, b.kk,
                     b.v, b.ao, b.dq, b.dk, b.dv, b.lse, b.scratch, b.logits, b.dlogits, b.loss,
-                    b.celse, b.dloss, b.wte, b.wpe, b.p, b.g, b.m, b.vv};
+                    b.celse, b.dloss, b.wte, b.wpe, b.p, b.g, b.m, b.vv, b.gu, b.dgu, b.cs, b.sn};
     int nall = (int)(sizeof all / sizeof all[0]);
     for (int i = 0; i < nall; i++)
         rc |= all[i] == NULL;
     if (rc || !b.tok || !b.target || !b.h) {
         fprintf(stderr, "parlm-bench kernels: out of memory\n");
+        rc = 1;
+        goto done;
+    }
+    if (parlm_rope_table(b.cs, b.sn, ROWS, HS, 10000.0, 1.0) != PARLM_OK) {
+        fprintf(stderr, "parlm-bench kernels: %s\n", parlm_last_error());
         rc = 1;
         goto done;
     }
@@ -239,6 +268,7 @@ int bench_kernels(bench_ctx *ctx)
     r_ce_fwd(&b);
     r_ln_fwd(&b);
     r_sm_fwd(&b);
+    r_rms_fwd(&b);
     int nops = (int)(sizeof kops / sizeof kops[0]);
     double tmin = ctx->min_time;
     for (int i = 0; i < nops; i++) {

@@ -28,7 +28,9 @@ typedef struct kbuf {
     float *wte, *wpe;
     float *p, *g, *m, *vv;
     uint16_t *h;
-    float *gu, *dgu, *cs, *sn; /* SwiGLU gate|up (ROWS, 2 HFF) and its gradient; RoPE tables */
+    float *gu, *dgu;  /* SwiGLU gate|up (ROWS, 2 HFF) and its gradient */
+    float *cs, *sn;   /* RoPE tables (ROWS, HS) */
+    float *rrstd;     /* RMSNorm's rstd (ROWS) */
     double sink;
 } kbuf;
 
@@ -108,16 +110,32 @@ static void r_to_bf16(void *a) { kbuf *b = a; b->k->f32_to_bf16(b->p, b->h, NOPT
 static void r_from_bf16(void *a) { kbuf *b = a; b->k->bf16_to_f32(b->h, b->m, NOPT); }
 /* Llama ops: RMSNorm at GPT-2 small's width, RoPE on the q rows of 12 heads of 64 (in place
  * on out: rotations keep the values bounded), SwiGLU at a hidden width of 2048 */
-static void r_rms_fwd(void *a) { kbuf *b = a; b->k->rmsnorm_fwd(b->out, b->rstd, b->a, b->w, ROWS, C, 1e-5f); }
+static void r_rms_fwd(void *a)
+{
+    kbuf *b = a;
+    b->k->rmsnorm_fwd(b->out, b->rrstd, b->a, b->w, ROWS, C, 1e-5f);
+}
 static void r_rms_bwd(void *a)
 {
     kbuf *b = a;
-    b->k->rmsnorm_bwd(b->dx, b->dw, b->b, b->a, b->w, b->rstd, ROWS, C);
+    b->k->rmsnorm_bwd(b->dx, b->dw, b->b, b->a, b->w, b->rrstd, ROWS, C);
 }
-static void r_rope_fwd(void *a) { kbuf *b = a; b->k->rope_fwd(b->out, ROWS, NHEAD, HS, C, b->cs, b->sn); }
-static void r_rope_bwd(void *a) { kbuf *b = a; b->k->rope_bwd(b->out, ROWS, NHEAD, HS, C, b->cs, b->sn); }
+static void r_rope_fwd(void *a)
+{
+    kbuf *b = a;
+    b->k->rope_fwd(b->out, ROWS, NHEAD, HS, C, b->cs, b->sn);
+}
+static void r_rope_bwd(void *a)
+{
+    kbuf *b = a;
+    b->k->rope_bwd(b->out, ROWS, NHEAD, HS, C, b->cs, b->sn);
+}
 static void r_swiglu_fwd(void *a) { kbuf *b = a; b->k->swiglu_fwd(b->out, b->gu, ROWS, HFF); }
-static void r_swiglu_bwd(void *a) { kbuf *b = a; b->k->swiglu_bwd(b->dgu, b->b, b->gu, ROWS, HFF); }
+static void r_swiglu_bwd(void *a)
+{
+    kbuf *b = a;
+    b->k->swiglu_bwd(b->dgu, b->b, b->gu, ROWS, HFF);
+}
 
 typedef struct kop {
     const char *name, *shape;
@@ -240,10 +258,12 @@ int bench_kernels(bench_ctx *ctx)
     b.h = parlm_alloc(NOPT, 2);
     b.gu = fnew((int64_t)ROWS * 2 * HFF, 33, 8), b.dgu = fnew((int64_t)ROWS * 2 * HFF, 34, 1);
     b.cs = fnew((int64_t)ROWS * HS, 35, 1), b.sn = fnew((int64_t)ROWS * HS, 36, 1);
+    b.rrstd = fnew(ROWS, 37, 1);
     int rc = 0;
     float *all[] = {b.a, b.b, b.out, b.dx, b.w, b.bias, b.mean, b.rstd, b.dw, b.db, b.q, b.kk,
                     b.v, b.ao, b.dq, b.dk, b.dv, b.lse, b.scratch, b.logits, b.dlogits, b.loss,
-                    b.celse, b.dloss, b.wte, b.wpe, b.p, b.g, b.m, b.vv, b.gu, b.dgu, b.cs, b.sn};
+                    b.celse, b.dloss, b.wte, b.wpe, b.p, b.g, b.m, b.vv, b.gu, b.dgu, b.cs, b.sn,
+                    b.rrstd};
     int nall = (int)(sizeof all / sizeof all[0]);
     for (int i = 0; i < nall; i++)
         rc |= all[i] == NULL;

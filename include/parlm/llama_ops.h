@@ -31,9 +31,9 @@ PARLM_API parlm_status parlm_rmsnorm_backward(float *dx, float *dw, const float 
  * Layout: ADJACENT pairs (x[2i], x[2i+1]) of each head are rotated by the angle
  * pos * theta^(-2i/hs) / scale — llama.cpp's "normal" rope (LLM_ARCH_LLAMA), which is the
  * layout of q/k weights in GGUF llama files: llama.cpp's converter permutes Hugging Face's
- * q_proj/k_proj rows (HF rotates the halves (x[i], x[i + hs/2]), "NeoX" style) into it, so
- * a GGUF file runs as stored and a safetensors file goes through that same permutation
- * when it is read.
+ * q_proj/k_proj rows (HF rotates the halves (x[i], x[i + hs/2]), "NeoX" style) into it. So
+ * a GGUF file runs as stored, and HF safetensors q/k weights need that same row
+ * permutation when read (one layout in memory, one kernel).
  *
  * parlm_rope_table fills cos and sin (n_pos, hs) for positions 0 .. n_pos-1:
  * cos[p, 2i] = cos[p, 2i+1] = cos(a), sin[p, 2i] = -sin(a), sin[p, 2i+1] = +sin(a), with

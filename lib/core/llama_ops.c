@@ -58,8 +58,10 @@ static parlm_status check_rc(const char *fn, int64_t rows, int64_t c, const char
         return parlm_error(PARLM_EINVAL, "%s: rows and %s must be >= 1, got %lld and %lld", fn,
                            cname, (long long)rows, (long long)c);
     if (rows > MAX_FLOATS / c)
-        return parlm_error(PARLM_EINVAL, "%s: rows * %s = %lld * %lld floats exceeds the "
-                           "address space", fn, cname, (long long)rows, (long long)c);
+        return parlm_error(PARLM_EINVAL,
+                           "%s: rows * %s = %lld * %lld floats exceeds the "
+                           "address space",
+                           fn, cname, (long long)rows, (long long)c);
     *numel = rows * c;
     return PARLM_OK;
 }
@@ -81,8 +83,7 @@ parlm_status parlm_rmsnorm_forward(float *out, float *rstd, const float *x, cons
     if (st != PARLM_OK)
         return st;
     if (!(eps > 0.0f) || isinf(eps))
-        return parlm_error(PARLM_EINVAL, "%s: eps must be finite and > 0, got %g", fn,
-                           (double)eps);
+        return parlm_error(PARLM_EINVAL, "%s: eps must be finite and > 0, got %g", fn, (double)eps);
     const span a[] = {{"out", out, n, 1}, {"rstd", rstd, rows, 1}, {"x", x, n, 0}, {"w", w, c, 0}};
     if ((st = check_spans(fn, a, 4, 1u << 2)) != PARLM_OK)
         return st;
@@ -106,8 +107,8 @@ parlm_status parlm_rmsnorm_backward(float *dx, float *dw, const float *dout, con
     parlm_status st = check_rc(fn, rows, c, "C", &n);
     if (st != PARLM_OK)
         return st;
-    const span a[] = {{"dx", dx, n, 1},   {"dw", dw, c, 1}, {"dout", dout, n, 0},
-                      {"x", x, n, 0},     {"w", w, c, 0},   {"rstd", rstd, rows, 0}};
+    const span a[] = {{"dx", dx, n, 1}, {"dw", dw, c, 1}, {"dout", dout, n, 0},
+                      {"x", x, n, 0},   {"w", w, c, 0},   {"rstd", rstd, rows, 0}};
     if ((st = check_spans(fn, a, 6, 0)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
@@ -180,8 +181,10 @@ static parlm_status rope_apply(const char *fn, float *x, int64_t T, int64_t nh, 
                                int64_t n_pos, int inverse)
 {
     if (T < 1 || nh < 1 || hs < 2)
-        return parlm_error(PARLM_EINVAL, "%s: T, n_heads must be >= 1 and hs >= 2, got %lld, "
-                           "%lld, %lld", fn, (long long)T, (long long)nh, (long long)hs);
+        return parlm_error(PARLM_EINVAL,
+                           "%s: T, n_heads must be >= 1 and hs >= 2, got %lld, "
+                           "%lld, %lld",
+                           fn, (long long)T, (long long)nh, (long long)hs);
     if (hs % 2)
         return parlm_error(PARLM_EINVAL, "%s: head size %lld is odd (RoPE rotates pairs)", fn,
                            (long long)hs);
@@ -214,8 +217,7 @@ static parlm_status rope_apply(const char *fn, float *x, int64_t T, int64_t nh, 
 }
 
 parlm_status parlm_rope_forward(float *x, int64_t T, int64_t n_heads, int64_t hs, int64_t ld,
-                                int64_t pos0, const float *cos_t, const float *sin_t,
-                                int64_t n_pos)
+                                int64_t pos0, const float *cos_t, const float *sin_t, int64_t n_pos)
 {
     return rope_apply("parlm_rope_forward", x, T, n_heads, hs, ld, pos0, cos_t, sin_t, n_pos, 0);
 }
@@ -224,11 +226,11 @@ parlm_status parlm_rope_backward(float *dx, int64_t T, int64_t n_heads, int64_t 
                                  int64_t pos0, const float *cos_t, const float *sin_t,
                                  int64_t n_pos)
 {
-    return rope_apply("parlm_rope_backward", dx, T, n_heads, hs, ld, pos0, cos_t, sin_t, n_pos,
-                      1);
+    return rope_apply("parlm_rope_backward", dx, T, n_heads, hs, ld, pos0, cos_t, sin_t, n_pos, 1);
 }
 
-/* ---- SwiGLU ------------------------------------------------------------------------------------ */
+/* ---- SwiGLU ------------------------------------------------------------------------------------
+ */
 
 parlm_status parlm_swiglu_forward(float *out, const float *gu, int64_t rows, int64_t h)
 {

@@ -164,8 +164,8 @@ START_TEST(rope_matches_scalar)
                     for (int64_t i = 0; i < n; i++) {
                         /* the partner; pairs start at even offsets of a head */
                         int64_t pr = ((i % ld) % hs) % 2 ? i - 1 : i + 1;
-                        tol[i] = (i % ld) < nh * hs ? 8 * U_RND * (fabs(x0[i]) + fabs(x0[pr]))
-                                                    : 0.0;
+                        tol[i] =
+                            (i % ld) < nh * hs ? 8 * U_RND * (fabs(x0[i]) + fabs(x0[pr])) : 0.0;
                     }
                     ks.rope_fwd(xr, T, nh, hs, ld, c5, s5);
                     kt.rope_fwd(x, T, nh, hs, ld, c5, s5);
@@ -224,9 +224,9 @@ START_TEST(swiglu_matches_scalar)
                     for (int64_t j = 0; j < h; j++) {
                         double g = gu[r * 2 * h + j], u = gu[r * 2 * h + h + j], dv = d[r * h + j];
                         double sg = 1 / (1 + exp(-g));
-                        tol[r * 2 * h + j] = 16 * U_RND * fabs(dv * u * sg) *
-                                                 (fabs(1 + g * (1 - sg)) + fabs(g)) +
-                                             4 * U_RND * fabs(dgu[r * 2 * h + j]) + FLT_MIN;
+                        tol[r * 2 * h + j] =
+                            16 * U_RND * fabs(dv * u * sg) * (fabs(1 + g * (1 - sg)) + fabs(g)) +
+                            4 * U_RND * fabs(dgu[r * 2 * h + j]) + FLT_MIN;
                         tol[r * 2 * h + h + j] = 16 * U_RND * fabs(dv * g * sg) +
                                                  4 * U_RND * fabs(dgu[r * 2 * h + h + j]) + FLT_MIN;
                     }
@@ -242,8 +242,8 @@ START_TEST(swiglu_matches_scalar)
                 free(tol);
                 unbuf(gu), unbuf(o), unbuf(orf), unbuf(d), unbuf(dgu), unbuf(dgur);
             }
-        printf("%s: worst |diff| / tol vs scalar: swiglu out %.3f, dgate %.3f dup %.3f\n",
-               kt.name, wf, wg, wu);
+        printf("%s: worst |diff| / tol vs scalar: swiglu out %.3f, dgate %.3f dup %.3f\n", kt.name,
+               wf, wg, wu);
     }
 }
 END_TEST
@@ -283,4 +283,7 @@ static Suite *kernels_llama_suite(void)
     return s;
 }
 
-int main(void) { return run_suite(kernels_llama_suite()); }
+int main(void)
+{
+    return run_suite(kernels_llama_suite());
+}

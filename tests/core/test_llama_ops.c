@@ -30,8 +30,8 @@ typedef struct problem {
     int64_t rows, c, nout; /* RMSNorm: (rows, c); SwiGLU: (rows, h = c), out (rows, c) */
     float *p[2];           /* inputs: x, w (RMSNorm); gu (SwiGLU); x (RoPE) */
     int64_t np[2];
-    float *r;              /* loss weights (nout) */
-    float *cs, *sn;        /* RoPE table */
+    float *r;       /* loss weights (nout) */
+    float *cs, *sn; /* RoPE table */
 } problem;
 
 static problem problem_new(enum op op, uint64_t seed)
@@ -88,8 +88,11 @@ static double loss_float(const problem *P, float *out)
         ck_assert_int_eq(parlm_rope_forward(out, T_, NH, HS, LD, POS0, P->cs, P->sn, NPOS),
                          PARLM_OK);
         break;
-    case OP_SWIGLU: ck_assert_int_eq(parlm_swiglu_forward(out, P->p[0], P->rows, P->c), PARLM_OK); break;
-    default: break;
+    case OP_SWIGLU:
+        ck_assert_int_eq(parlm_swiglu_forward(out, P->p[0], P->rows, P->c), PARLM_OK);
+        break;
+    default:
+        break;
     }
     double L = 0;
     for (int64_t i = 0; i < P->nout; i++)
@@ -124,7 +127,8 @@ static double loss_double(const problem *P, double *const q[2])
                     int64_t e = t * LD + h * HS + 2 * i;
                     double a = (double)(POS0 + t) * pow(THETA, -2.0 * (double)i / HS);
                     double x0 = q[0][e], x1 = q[0][e + 1];
-                    L += (x0 * cos(a) - x1 * sin(a)) * P->r[e] + (x0 * sin(a) + x1 * cos(a)) * P->r[e + 1];
+                    L += (x0 * cos(a) - x1 * sin(a)) * P->r[e] +
+                         (x0 * sin(a) + x1 * cos(a)) * P->r[e + 1];
                 }
     return L;
 }
@@ -144,8 +148,9 @@ static void grads_public(const problem *P, double *grad[2])
     case OP_RMSNORM:
         ck_assert_int_eq(parlm_rmsnorm_forward(out, rstd, P->p[0], P->p[1], P->rows, P->c, EPS),
                          PARLM_OK);
-        ck_assert_int_eq(parlm_rmsnorm_backward(g[0], g[1], P->r, P->p[0], P->p[1], rstd, P->rows,
-                                                P->c), PARLM_OK);
+        ck_assert_int_eq(
+            parlm_rmsnorm_backward(g[0], g[1], P->r, P->p[0], P->p[1], rstd, P->rows, P->c),
+            PARLM_OK);
         break;
     case OP_ROPE: /* in place: the gradient is R^T r itself, so start from r (0 in the pads) */
         for (int64_t i = 0; i < P->nout; i++)
@@ -156,7 +161,8 @@ static void grads_public(const problem *P, double *grad[2])
     case OP_SWIGLU:
         ck_assert_int_eq(parlm_swiglu_backward(g[0], P->r, P->p[0], P->rows, P->c), PARLM_OK);
         break;
-    default: break;
+    default:
+        break;
     }
     for (int k = 0; k < 2; k++) {
         for (int64_t i = 0; i < P->np[k]; i++)
@@ -237,14 +243,15 @@ START_TEST(backward_matches_finite_differences)
                     q[k][i] = qv - 1e-3;
                     double Dm = loss_double(&P, q);
                     q[k][i] = qv;
-                    worst_d = fmax(worst_d, fabs((Dp - Dm) / 2e-3 - an) / (1e-5 * (fabs(an) + gmax)));
+                    worst_d =
+                        fmax(worst_d, fabs((Dp - Dm) / 2e-3 - an) / (1e-5 * (fabs(an) + gmax)));
                 }
-            printf("%s %s: worst |fd - backward| / tol: float public %.3f, double naive %.3f\n",
-                   nm, op_names[op], worst_f, worst_d);
+            printf("%s %s: worst |fd - backward| / tol: float public %.3f, double naive %.3f\n", nm,
+                   op_names[op], worst_f, worst_d);
             ck_assert_msg(worst_f <= 1.0, "%s %s: float finite differences off (%.3f x tol)", nm,
                           op_names[op], worst_f);
-            ck_assert_msg(worst_d <= 1.0, "%s %s: double finite differences off (%.3f x tol)",
-                          nm, op_names[op], worst_d);
+            ck_assert_msg(worst_d <= 1.0, "%s %s: double finite differences off (%.3f x tol)", nm,
+                          op_names[op], worst_d);
             for (int k = 0; k < 2; k++)
                 free(grad[k]), free(q[k]);
             parlm_free(out), parlm_free(tmp);
@@ -272,7 +279,8 @@ START_TEST(rope_matches_double_rotation_and_inverts)
         ck_assert_int_eq(parlm_rope_table(cs, sn, npos, hs, thetas[c], scales[c]), PARLM_OK);
         for (int64_t i = 0; i < hs; i += 2) { /* position 0: identity; pairs share a, sin folded */
             ck_assert(cs[i] == 1.0f && cs[i + 1] == 1.0f && sn[i] == 0.0f && sn[i + 1] == 0.0f);
-            ck_assert(cs[77 * hs + i] == cs[77 * hs + i + 1] && sn[77 * hs + i] == -sn[77 * hs + i + 1]);
+            ck_assert(cs[77 * hs + i] == cs[77 * hs + i + 1] &&
+                      sn[77 * hs + i] == -sn[77 * hs + i + 1]);
         }
         for (int ii = 0; ii < ni; ii++) {
             ck_assert_int_eq(parlm_isa_select(isas[ii]), PARLM_OK);
@@ -282,7 +290,8 @@ START_TEST(rope_matches_double_rotation_and_inverts)
             for (int64_t t = 0; t < T; t++)
                 for (int64_t e = t * ld; e < (t + 1) * ld; e += 2) {
                     int64_t i = (e - t * ld) % hs / 2;
-                    double a = (double)(pos0 + t) / scales[c] * pow(thetas[c], -2.0 * (double)i / hs);
+                    double a =
+                        (double)(pos0 + t) / scales[c] * pow(thetas[c], -2.0 * (double)i / hs);
                     double p = x0[e], q = x0[e + 1], tol = 8 * U_RND * (fabs(p) + fabs(q));
                     worst = fmax(worst, fabs(x[e] - (p * cos(a) - q * sin(a))) / tol);
                     worst = fmax(worst, fabs(x[e + 1] - (p * sin(a) + q * cos(a))) / tol);
@@ -292,7 +301,8 @@ START_TEST(rope_matches_double_rotation_and_inverts)
              * rotations' roundings: 16 u (|a| + |b|) */
             for (int64_t e = 0; e < T * ld; e += 2) {
                 double tol = 16 * U_RND * (fabs(x0[e]) + fabs(x0[e + 1]));
-                worst_inv = fmax(worst_inv, fmax(fabs(x[e] - x0[e]), fabs(x[e + 1] - x0[e + 1])) / tol);
+                worst_inv =
+                    fmax(worst_inv, fmax(fabs(x[e] - x0[e]), fabs(x[e + 1] - x0[e + 1])) / tol);
             }
             printf("%s rope theta %g scale %g: worst |diff| / tol vs double %.3f, inverse %.3f\n",
                    parlm_isa_name(isas[ii]), thetas[c], scales[c], worst, worst_inv);
@@ -315,13 +325,15 @@ START_TEST(threads_match_one)
     float *o[2], *rs[2], *dx[2], *dw[2], *sw[2], *dgu[2], *q[2];
     float *gu = tu_alloc_nan(rows * 2 * h), *dsw = tu_alloc_nan(rows * h);
     float *cs = tu_alloc_nan(T * hs), *sn = tu_alloc_nan(T * hs);
-    tu_fill(x, rows * c, 1), tu_fill(w, c, 2), tu_fill(d, rows * c, 3), tu_fill(gu, rows * 2 * h, 4);
+    tu_fill(x, rows * c, 1), tu_fill(w, c, 2), tu_fill(d, rows * c, 3),
+        tu_fill(gu, rows * 2 * h, 4);
     tu_fill(dsw, rows * h, 5);
     ck_assert_int_eq(parlm_rope_table(cs, sn, T, hs, 10000.0, 1.0), PARLM_OK);
     for (int v = 0; v < 2; v++) {
         omp_set_num_threads(v == 0 ? 1 : 3);
         o[v] = tu_alloc_nan(rows * c), rs[v] = tu_alloc_nan(rows), dx[v] = tu_alloc_nan(rows * c);
-        dw[v] = tu_alloc_nan(c), sw[v] = tu_alloc_nan(rows * h), dgu[v] = tu_alloc_nan(rows * 2 * h);
+        dw[v] = tu_alloc_nan(c), sw[v] = tu_alloc_nan(rows * h),
+        dgu[v] = tu_alloc_nan(rows * 2 * h);
         q[v] = tu_alloc_nan(T * nh * hs);
         memset(dx[v], 0, (size_t)(rows * c) * 4), memset(dw[v], 0, (size_t)c * 4);
         memset(dgu[v], 0, (size_t)(rows * 2 * h) * 4);
@@ -417,4 +429,7 @@ static Suite *llama_ops_suite(void)
     return s;
 }
 
-int main(void) { return run_suite(llama_ops_suite()); }
+int main(void)
+{
+    return run_suite(llama_ops_suite());
+}

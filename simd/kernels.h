@@ -9,6 +9,8 @@
 #define PARLM_SIMD_KERNELS_H
 #include <stdint.h>
 
+struct parlm_q8x;
+
 typedef struct parlm_kernels {
     const char *name; /* "scalar", "avx2", "avx512", "neon" */
 
@@ -155,7 +157,28 @@ typedef struct parlm_kernels {
     void (*swiglu_fwd)(float *out, const float *gu, int64_t rows, int64_t h);
     /* dgu (rows, 2h): gate half += dout up silu'(gate), up half += dout silu(gate) */
     void (*swiglu_bwd)(float *dgu, const float *dout, const float *gu, int64_t rows, int64_t h);
+    /* ---- quantized GEMV (decode with Q8_0 / Q4_0 weights) ----------------------
+     * Weights: rows of ggml blocks (include/parlm/quant.h), row i at (char *)w + i * ldw,
+     * k / 32 blocks each (k a multiple of 32). Activations are quantized first, to
+     * parlm_q8x blocks: the dot of a block is then exact in int32 and only the scale
+     * products and the sum over blocks are float. beta == 0: y is write-only. */
+    /* x (k floats) -> qx (k / 32 blocks): d = max|x| / 127, q = round(x / d) (as Q8_0's
+     * reference quantizer, but d stays f32; an all-zero block has d = 0, q = 0) */
+    void (*q8_quantize)(int64_t k, const float *x, struct parlm_q8x *qx);
+    /* y[i] = alpha * sum_b d_w(i,b) d_x(b) dot(q_w(i,b), q_x(b)) + beta * y[i], i < rows */
+    void (*q8_0_gemv)(int64_t rows, int64_t k, const void *w, int64_t ldw,
+                      const struct parlm_q8x *qx, float alpha, float beta, float *y);
+    void (*q4_0_gemv)(int64_t rows, int64_t k, const void *w, int64_t ldw,
+                      const struct parlm_q8x *qx, float alpha, float beta, float *y);
 } parlm_kernels;
+
+/* One block of quantized activations: 32 int8 and an f32 scale (x ~ d * q). ggml's
+ * block_q8_0 stores d as f16; f32 keeps the activation's scale exact, and 36 bytes keep
+ * q 4-byte aligned in an array. */
+typedef struct parlm_q8x {
+    float d;
+    int8_t q[32];
+} parlm_q8x;
 
 /* Fillers, one per ISA directory: each fills every field (an ISA set starts from the
  * scalar table and overrides; tests check that nothing is left at scalar). */
@@ -165,9 +188,13 @@ void parlm_kernels_avx2(parlm_kernels *k);
 void parlm_kernels_avx512(parlm_kernels *k);
 /* Upgrades an avx512 table with AVX512-BF16 (vdpbf16ps / vcvtne2ps2bf16) kernels. */
 void parlm_kernels_avx512bf16(parlm_kernels *k);
+/* Upgrades an avx512 table with AVX512-VNNI (vpdpbusd) quantized GEMV kernels. */
+void parlm_kernels_avx512vnni(parlm_kernels *k);
 #endif
 #if defined(__aarch64__)
 void parlm_kernels_neon(parlm_kernels *k);
+/* Upgrades a neon table with the dot-product extension (sdot, armv8.2-a+dotprod). */
+void parlm_kernels_neondot(parlm_kernels *k);
 #endif
 
 #endif

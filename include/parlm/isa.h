@@ -29,6 +29,10 @@ PARLM_API int parlm_isa_supported(parlm_isa isa);
 /* 1 if the CPU has AVX512-BF16 and the build has its kernels (dot-product bf16 GEMM). */
 PARLM_API int parlm_cpu_has_avx512bf16(void);
 
+/* 1 if the CPU has an int8 dot-product extension that upgrades the quantized GEMV of its
+ * kernel set (x86: AVX512-VNNI on the avx512 set; aarch64: ASIMDDP on the neon set). */
+PARLM_API int parlm_cpu_has_int8dot(void);
+
 /* Kernel set in use. The first call settles the choice (reading PARLM_ISA). If
  * PARLM_ISA names a set this CPU cannot run, parlm_isa_init() reports it and the
  * library keeps to the best supported set. */

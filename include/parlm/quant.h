@@ -48,6 +48,16 @@ PARLM_API parlm_status parlm_quantize(int type, const float *x, int64_t n, void 
 /* in (type) -> out (n f32). */
 PARLM_API parlm_status parlm_dequantize(int type, const void *in, int64_t n, float *out);
 
+/* y = W x for W of `rows` rows of k weights stored as type (PARLM_WT_Q8_0 or
+ * PARLM_WT_Q4_0; rows packed, parlm_wtype_bytes(type, k) bytes each), x and y f32.
+ * x is quantized once to 8-bit blocks (scale max|x|/127 per 32, as Q8_0), so each
+ * block's dot is an exact integer dot; y differs from the f32 product of the dequantized
+ * W by at most about sum_b (d_x(b) / 2) sum_j |w_bj| (the activation rounding). Rows are
+ * split over the OpenMP threads. PARLM_EINVAL for a NULL, rows < 0 or k not a positive
+ * multiple of 32, PARLM_EUNSUPPORTED for another type, PARLM_ENOMEM. */
+PARLM_API parlm_status parlm_qgemv(int type, int64_t rows, int64_t k, const void *w,
+                                   const float *x, float *y);
+
 #ifdef __cplusplus
 }
 #endif

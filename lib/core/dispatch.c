@@ -20,13 +20,16 @@
 #endif
 #if defined(__aarch64__)
 #include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
 #ifndef HWCAP_ASIMD
 #define HWCAP_ASIMD (1 << 1)
 #endif
 #endif
 
 typedef struct cpu_features {
-    int avx2, avx512, avx512bf16, neon;
+    int avx2, avx512, avx512bf16, avx512vnni, neon, neondot;
 } cpu_features;
 
 #if defined(__x86_64__)
@@ -40,7 +43,7 @@ static uint64_t xgetbv0(void)
 
 static cpu_features detect(void)
 {
-    cpu_features f = {0, 0, 0, 0};
+    cpu_features f = {0, 0, 0, 0, 0, 0};
 #if defined(__x86_64__)
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d))
@@ -59,10 +62,12 @@ static cpu_features detect(void)
     int avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
     f.avx2 = avx2 && fma && ymm_ok;
     f.avx512 = f.avx2 && avx512f && avx512dq && avx512bw && avx512vl && zmm_ok;
+    f.avx512vnni = f.avx512 && ((c >> 11) & 1);
     __cpuid_count(7, 1, a, b, c, d);
     f.avx512bf16 = f.avx512 && ((a >> 5) & 1);
 #elif defined(__aarch64__)
     f.neon = (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
+    f.neondot = f.neon && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 #endif
     return f;
 }
@@ -118,10 +123,16 @@ static void fill(parlm_isa isa, parlm_kernels *k)
         parlm_kernels_avx512(k);
         if (cpu.avx512bf16)
             parlm_kernels_avx512bf16(k);
+        if (cpu.avx512vnni)
+            parlm_kernels_avx512vnni(k);
         break;
 #endif
 #if defined(__aarch64__)
-    case PARLM_ISA_NEON: parlm_kernels_neon(k); break;
+    case PARLM_ISA_NEON:
+        parlm_kernels_neon(k);
+        if (cpu.neondot)
+            parlm_kernels_neondot(k);
+        break;
 #endif
     default: parlm_kernels_scalar(k); break;
     }
@@ -196,6 +207,12 @@ int parlm_cpu_has_avx512bf16(void)
 {
     pthread_once(&once, init_once);
     return cpu.avx512bf16;
+}
+
+int parlm_cpu_has_int8dot(void)
+{
+    pthread_once(&once, init_once);
+    return cpu.avx512vnni || cpu.neondot;
 }
 
 parlm_status parlm_kernels_for(parlm_isa isa, parlm_kernels *k)

@@ -12,4 +12,5 @@ void parlm_kernels_avx2(parlm_kernels *k)
     parlm_avx2_nn_fill(k);
     parlm_avx2_attn_fill(k);
     parlm_avx2_llama_fill(k);
+    parlm_avx2_qgemv_fill(k);
 }

@@ -9,4 +9,5 @@ void parlm_avx512_eltwise_fill(parlm_kernels *k);  /* common/eltwise.c: add, bia
 void parlm_avx512_nn_fill(parlm_kernels *k);       /* common/nn.c: cross-entropy, embeddings, AdamW, sumsq */
 void parlm_avx512_attn_fill(parlm_kernels *k);     /* common/attn.c: causal flash attention */
 void parlm_avx512_llama_fill(parlm_kernels *k);    /* common/llama.c: RMSNorm, RoPE, SwiGLU */
+void parlm_avx512_qgemv_fill(parlm_kernels *k);     /* common/qgemv.c: Q8_0 / Q4_0 GEMV */
 #endif

@@ -12,4 +12,5 @@ void parlm_kernels_avx512(parlm_kernels *k)
     parlm_avx512_nn_fill(k);
     parlm_avx512_attn_fill(k);
     parlm_avx512_llama_fill(k);
+    parlm_avx512_qgemv_fill(k);
 }

@@ -12,4 +12,5 @@ void parlm_kernels_neon(parlm_kernels *k)
     parlm_neon_nn_fill(k);
     parlm_neon_attn_fill(k);
     parlm_neon_llama_fill(k);
+    parlm_neon_qgemv_fill(k);
 }

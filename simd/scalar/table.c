@@ -8,4 +8,5 @@ void parlm_kernels_scalar(parlm_kernels *k)
     parlm_scalar_eltwise_fill(k);
     parlm_scalar_nn_fill(k);
     parlm_scalar_llama_fill(k);
+    parlm_scalar_quant_fill(k);
 }

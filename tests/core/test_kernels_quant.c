@@ -1,0 +1,350 @@
+/* tests/core/test_kernels_quant.c — the quantized GEMV kernels (simd/scalar/quant.c,
+ * simd/common/qgemv.c over each vec_q.h) and parlm_qgemv (lib/core/qgemv.c). Every set
+ * (and the avx512 / neon table without its int8-dot upgrade) against the scalar kernel:
+ * the block dots are exact integers, so only the float sum over blocks may differ. The
+ * scalar kernel against the f32 product of the dequantized weights, within the error the
+ * activation rounding allows; extreme blocks (+-127, -128, nibbles 0 / 15) exactly. */
+#include <check.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../simd/scalar/scalar.h"
+#include "harness.h"
+
+static const int64_t KS[] = {32, 64, 96, 4096 + 32};
+static const int64_t ROWS[] = {1, 7, 17, 127};
+
+/* every set this machine runs, plus the tables without their int8-dot upgrade */
+static int qsets(kset *out, int max)
+{
+    int n = kernel_sets(out, max);
+#if defined(__x86_64__)
+    if (parlm_isa_supported(PARLM_ISA_AVX512) && parlm_cpu_has_int8dot() && n < max) {
+        parlm_kernels_avx512(&out[n].k);
+        snprintf(out[n].name, sizeof out[n].name, "avx512 (no vnni)");
+        n++;
+    }
+#elif defined(__aarch64__)
+    if (parlm_isa_supported(PARLM_ISA_NEON) && parlm_cpu_has_int8dot() && n < max) {
+        parlm_kernels_neon(&out[n].k);
+        snprintf(out[n].name, sizeof out[n].name, "neon (no dotprod)");
+        n++;
+    }
+#endif
+    return n;
+}
+
+static int64_t row_bytes(int type, int64_t k)
+{
+    uint64_t b;
+    ck_assert_int_eq(parlm_wtype_bytes(type, (uint64_t)k, &b), PARLM_OK);
+    return (int64_t)b;
+}
+
+/* rows x k random weights quantized to type, rows ldw bytes apart (the gap is junk) */
+static uint8_t *make_w(int type, int64_t rows, int64_t k, int64_t ldw, uint64_t seed)
+{
+    float *f = xmalloc((size_t)k * 4);
+    uint8_t *w = xmalloc((size_t)(rows * ldw));
+    memset(w, 0xa5, (size_t)(rows * ldw));
+    for (int64_t i = 0; i < rows; i++) {
+        tu_fill(f, k, seed + (uint64_t)i);
+        if (i % 5 == 3) /* a block of zeros: scale 0 */
+            memset(f, 0, 32 * 4);
+        ck_assert_int_eq(parlm_quantize(type, f, k, w + i * ldw), PARLM_OK);
+    }
+    free(f);
+    return w;
+}
+
+static float f16_at(const uint8_t *p) { return parlm_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+/* sum_b |d_w d_x| sum_j |q_w q_x| of row w: the scale of the float sums. Not |dot_b|:
+ * a vector set scales each lane's partial integer sum of a block and adds lanes in
+ * float, so its terms are up to these. */
+static double abs_terms(int type, const uint8_t *w, int64_t k, const parlm_q8x *qx)
+{
+    int bytes = type == PARLM_WT_Q8_0 ? 34 : 18;
+    double s = 0.0;
+    for (int64_t b = 0; b < k / 32; b++) {
+        const uint8_t *p = w + bytes * b;
+        int64_t dot = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = type == PARLM_WT_Q8_0 ? (int8_t)p[2 + j]
+                                          : (j < 16 ? (p[2 + j] & 15) : (p[2 + j - 16] >> 4)) - 8;
+            dot += abs(q * qx[b].q[j]);
+        }
+        s += fabs((double)f16_at(p) * qx[b].d * (double)dot);
+    }
+    return s;
+}
+
+/* The shared quantizer: d = max|x| / 127, |x - d q| <= d / 2 (+ the rounding of x / d),
+ * and every set writes bitwise the scalar blocks. */
+START_TEST(quantize_every_set)
+{
+    kset sets[8];
+    int ns = qsets(sets, 8);
+    parlm_kernels sc = table_of(PARLM_ISA_SCALAR);
+    for (size_t ki = 0; ki < sizeof KS / sizeof KS[0]; ki++) {
+        int64_t k = KS[ki], nb = k / 32;
+        float *x = xmalloc((size_t)k * 4);
+        fill_range(x, k, 7 + ki, -3.0f, 3.0f);
+        memset(x + 32 * (nb - 1), 0, 32 * 4); /* last block all zero */
+        parlm_q8x *ref = xmalloc((size_t)nb * sizeof *ref), *got = xmalloc((size_t)nb * sizeof *got);
+        sc.q8_quantize(k, x, ref);
+        for (int64_t b = 0; b < nb; b++) {
+            float amax = 0.0f;
+            for (int j = 0; j < 32; j++)
+                amax = fmaxf(amax, fabsf(x[32 * b + j]));
+            ck_assert_float_eq(ref[b].d, amax / 127.0f);
+            for (int j = 0; j < 32; j++)
+                ck_assert_msg(fabs((double)x[32 * b + j] - (double)ref[b].d * ref[b].q[j]) <=
+                                  ref[b].d * (0.5 + 1e-5),
+                              "k %lld block %lld: x %g -> q %d (d %g)", (long long)k, (long long)b,
+                              x[32 * b + j], ref[b].q[j], ref[b].d);
+        }
+        ck_assert_float_eq(ref[nb - 1].d, 0.0f);
+        for (int s = 0; s < ns; s++) {
+            memset(got, 0x55, (size_t)nb * sizeof *got);
+            sets[s].k.q8_quantize(k, x, got);
+            ck_assert_msg(memcmp(got, ref, (size_t)nb * sizeof *got) == 0, "%s: k %lld",
+                          sets[s].name, (long long)k);
+        }
+        free(x), free(ref), free(got);
+    }
+}
+END_TEST
+
+/* Each set's Q8_0 / Q4_0 GEMV against the scalar kernel: beta 0 (y holds NaN: never
+ * read) and beta != 0, rows strided with a gap, y past `rows` untouched. The sums of exact
+ * block terms differ only in order: gemm_tol over nb blocks. */
+START_TEST(gemv_every_set_vs_scalar)
+{
+    kset sets[8];
+    int ns = qsets(sets, 8);
+    parlm_kernels sc = table_of(PARLM_ISA_SCALAR);
+    static const int types[] = {PARLM_WT_Q8_0, PARLM_WT_Q4_0};
+    for (int ti = 0; ti < 2; ti++)
+        for (size_t ki = 0; ki < sizeof KS / sizeof KS[0]; ki++)
+            for (size_t ri = 0; ri < sizeof ROWS / sizeof ROWS[0]; ri++) {
+                int type = types[ti];
+                int64_t k = KS[ki], rows = ROWS[ri], nb = k / 32, ldw = row_bytes(type, k) + 6;
+                uint8_t *w = make_w(type, rows, k, ldw, 100 * ki + ri);
+                float *x = xmalloc((size_t)k * 4), *y0 = xmalloc((size_t)rows * 4);
+                float *ref = xmalloc((size_t)rows * 4), *got = xmalloc((size_t)(rows + 4) * 4);
+                double *tol = tol_new(rows);
+                fill_range(x, k, 3 + ki, -2.0f, 2.0f);
+                fill_range(y0, rows, 5, -1.0f, 1.0f);
+                parlm_q8x *qx = xmalloc((size_t)nb * sizeof *qx);
+                sc.q8_quantize(k, x, qx);
+                void (*scg)(int64_t, int64_t, const void *, int64_t, const parlm_q8x *, float,
+                            float, float *) = ti ? sc.q4_0_gemv : sc.q8_0_gemv;
+                for (int bi = 0; bi < 2; bi++) {
+                    float alpha = 0.75f, beta = bi ? -0.5f : 0.0f;
+                    memcpy(ref, y0, (size_t)rows * 4);
+                    scg(rows, k, w, ldw, qx, alpha, beta, ref);
+                    for (int64_t i = 0; i < rows; i++)
+                        tol[i] = gemm_tol(nb + 32, fabs(alpha) * abs_terms(type, w + i * ldw, k, qx),
+                                          beta * y0[i]);
+                    for (int s = 0; s < ns; s++) {
+                        for (int64_t i = 0; i < rows + 4; i++)
+                            got[i] = i < rows ? (bi ? y0[i] : NAN) : SENTINEL;
+                        (ti ? sets[s].k.q4_0_gemv : sets[s].k.q8_0_gemv)(rows, k, w, ldw, qx,
+                                                                         alpha, beta, got);
+                        char ctx[96];
+                        snprintf(ctx, sizeof ctx, "%.32s %s %lldx%lld beta %g", sets[s].name,
+                                 parlm_wtype_name(type), (long long)rows, (long long)k, beta);
+                        expect_close_f(ctx, "y", got, ref, tol, rows);
+                        for (int64_t i = rows; i < rows + 4; i++)
+                            ck_assert_msg(got[i] == SENTINEL, "%s wrote y[%lld]", ctx, (long long)i);
+                    }
+                }
+                free(w), free(x), free(y0), free(ref), free(got), free(tol), free(qx);
+            }
+}
+END_TEST
+
+/* The scalar kernel against the f32 GEMV of the dequantized weights (double reference).
+ * Quantizing x moves each x_j by at most d_x(b) / 2 (+ 1e-5 of it for the rounding of
+ * x / d), so |y - ref| <= sum_b (d_x(b) / 2) sum_j |w_j| plus the float sums' error,
+ * bounded by gamma(k + 3) sum_j |w_j| (|x_j| + d_x(b)), doubled. A wrong nibble order or
+ * scale errs by the order of sum_j |w_j x_j|, about 100x the bound on this data. */
+START_TEST(gemv_vs_dequantized)
+{
+    parlm_kernels sc = table_of(PARLM_ISA_SCALAR);
+    static const int types[] = {PARLM_WT_Q8_0, PARLM_WT_Q4_0};
+    for (int ti = 0; ti < 2; ti++)
+        for (size_t ki = 0; ki < sizeof KS / sizeof KS[0]; ki++) {
+            int type = types[ti];
+            int64_t k = KS[ki], rows = 17, nb = k / 32, ldw = row_bytes(type, k);
+            uint8_t *w = make_w(type, rows, k, ldw, 40 + ki);
+            float *wd = xmalloc((size_t)k * 4), *x = xmalloc((size_t)k * 4);
+            float *y = xmalloc((size_t)rows * 4);
+            double *ref = tol_new(rows), *tol = tol_new(rows);
+            fill_range(x, k, 9 + ki, -1.5f, 1.5f);
+            parlm_q8x *qx = xmalloc((size_t)nb * sizeof *qx);
+            sc.q8_quantize(k, x, qx);
+            (ti ? sc.q4_0_gemv : sc.q8_0_gemv)(rows, k, w, ldw, qx, 1.0f, 0.0f, y);
+            double worst_abs = 0.0;
+            for (int64_t i = 0; i < rows; i++) {
+                ck_assert_int_eq(parlm_dequantize(type, w + i * ldw, k, wd), PARLM_OK);
+                double r = 0.0, q = 0.0, g = 0.0, m = 0.0;
+                for (int64_t j = 0; j < k; j++) {
+                    double dx = qx[j / 32].d;
+                    r += (double)wd[j] * x[j];
+                    q += fabs(wd[j]) * dx * (0.5 + 1e-5);
+                    g += fabs(wd[j]) * (fabs(x[j]) + dx);
+                    m += fabs((double)wd[j] * x[j]);
+                }
+                ref[i] = r;
+                tol[i] = q + 2.0 * gamma_n((double)k + 3.0) * g;
+                worst_abs = fmax(worst_abs, tol[i] / m);
+            }
+            char ctx[64];
+            snprintf(ctx, sizeof ctx, "scalar %s 17x%lld", parlm_wtype_name(type), (long long)k);
+            expect_close(ctx, "y", y, ref, tol, rows);
+            /* the bound itself is tight enough to see a misplaced weight */
+            ck_assert_msg(worst_abs < 0.05, "%s: bound is %.3g of sum|w x|", ctx, worst_abs);
+            free(w), free(wd), free(x), free(y), free(ref), free(tol), free(qx);
+        }
+}
+END_TEST
+
+static void put_f16(uint8_t *p, float v)
+{
+    uint16_t h = parlm_f32_to_f16(v);
+    p[0] = (uint8_t)h, p[1] = (uint8_t)(h >> 8);
+}
+
+/* Extreme blocks, exact in every set: x = +-63.5 (d = 0.5, q = +-127), weights +-127 and
+ * -128 (which a file may hold), nibbles 0 and 15 in both halves of a byte, scale 0 and
+ * x = 0. Every block term is an even integer below 2^19 and sums stay below 2^25: exact. */
+START_TEST(gemv_extremes_exact)
+{
+    kset sets[8];
+    int ns = qsets(sets, 8);
+    for (size_t ki = 0; ki < sizeof KS / sizeof KS[0]; ki++) {
+        int64_t k = KS[ki], nb = k / 32;
+        float *x = xmalloc((size_t)k * 4), *x0 = xmalloc((size_t)k * 4);
+        for (int64_t j = 0; j < k; j++) /* +127 for j % 32 < 16, -127 above */
+            x[j] = (j % 32 < 16) ? 63.5f : -63.5f, x0[j] = 0.0f;
+        /* Q8_0 rows: w = +-127 with x's sign (max dot), all -128, scale 0 */
+        int64_t l8 = row_bytes(PARLM_WT_Q8_0, k), l4 = row_bytes(PARLM_WT_Q4_0, k);
+        uint8_t *w8 = xmalloc((size_t)(3 * l8)), *w4 = xmalloc((size_t)(4 * l4));
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *p = w8 + 34 * b;
+            put_f16(p, 1.0f), put_f16(p + l8, 1.0f), put_f16(p + 2 * l8, 0.0f);
+            for (int j = 0; j < 32; j++) {
+                p[2 + j] = (uint8_t)(int8_t)(j < 16 ? 127 : -127);
+                p[l8 + 2 + j] = 0x80;
+                p[2 * l8 + 2 + j] = 127;
+            }
+            /* Q4_0 rows: bytes 0xf0 (low 0 -> -8, high 15 -> 7), 0x0f, all 15, scale 0 */
+            uint8_t *q = w4 + 18 * b;
+            for (int r = 0; r < 4; r++) {
+                put_f16(q + r * l4, r == 3 ? 0.0f : 2.0f);
+                memset(q + r * l4 + 2, r == 0 ? 0xf0 : r == 1 ? 0x0f : 0xff, 16);
+            }
+        }
+        /* per block: d_w d_x dot, d_x = 0.5 */
+        double e8[3] = {1.0 * 0.5 * 32 * 127 * 127, 1.0 * 0.5 * 0 /* -128 * (16 - 16) */, 0.0};
+        double e4[4] = {2.0 * 0.5 * 127 * (16 * -8 - 16 * 7), 2.0 * 0.5 * 127 * (16 * 7 + 16 * 8),
+                        2.0 * 0.5 * 127 * (16 * 7 - 16 * 7), 0.0};
+        parlm_q8x *qx = xmalloc((size_t)nb * sizeof *qx), *qz = xmalloc((size_t)nb * sizeof *qz);
+        for (int s = 0; s < ns; s++) {
+            sets[s].k.q8_quantize(k, x, qx);
+            sets[s].k.q8_quantize(k, x0, qz);
+            ck_assert_float_eq(qx[0].d, 0.5f);
+            ck_assert_int_eq(qx[0].q[0], 127);
+            ck_assert_int_eq(qx[0].q[31], -127);
+            float y[4];
+            sets[s].k.q8_0_gemv(3, k, w8, l8, qx, 1.0f, 0.0f, y);
+            for (int i = 0; i < 3; i++)
+                ck_assert_msg(y[i] == (float)(e8[i] * (double)nb), "%s q8_0 k %lld row %d: %.9g",
+                              sets[s].name, (long long)k, i, y[i]);
+            sets[s].k.q4_0_gemv(4, k, w4, l4, qx, 1.0f, 0.0f, y);
+            for (int i = 0; i < 4; i++)
+                ck_assert_msg(y[i] == (float)(e4[i] * (double)nb), "%s q4_0 k %lld row %d: %.9g",
+                              sets[s].name, (long long)k, i, y[i]);
+            sets[s].k.q4_0_gemv(4, k, w4, l4, qz, 1.0f, 0.0f, y); /* x = 0: d_x = 0 */
+            for (int i = 0; i < 4; i++)
+                ck_assert_msg(y[i] == 0.0f, "%s q4_0 x = 0 row %d: %g", sets[s].name, i, y[i]);
+        }
+        /* -128 against all +127: the one product a quantizer never writes */
+        for (int64_t j = 0; j < k; j++)
+            x[j] = 63.5f;
+        for (int s = 0; s < ns; s++) {
+            sets[s].k.q8_quantize(k, x, qx);
+            float y;
+            sets[s].k.q8_0_gemv(1, k, w8 + l8, l8, qx, 1.0f, 0.0f, &y);
+            ck_assert_msg(y == (float)(0.5 * -128 * 127 * 32 * (double)nb), "%s -128: %.9g",
+                          sets[s].name, y);
+        }
+        free(x), free(x0), free(w8), free(w4), free(qx), free(qz);
+    }
+}
+END_TEST
+
+/* parlm_qgemv: the table's kernel on all rows, bitwise, for 1 and 2 threads; bad calls */
+START_TEST(qgemv_threads_and_errors)
+{
+    const parlm_kernels *kt = parlm_kern();
+    int64_t rows = 1027, k = 768;
+    for (int ti = 0; ti < 2; ti++) {
+        int type = ti ? PARLM_WT_Q4_0 : PARLM_WT_Q8_0;
+        int64_t ldw = row_bytes(type, k);
+        uint8_t *w = make_w(type, rows, k, ldw, 77);
+        float *x = xmalloc((size_t)k * 4), *ref = xmalloc((size_t)rows * 4);
+        float *got = xmalloc((size_t)rows * 4);
+        fill_range(x, k, 8, -1.0f, 1.0f);
+        parlm_q8x *qx = xmalloc((size_t)(k / 32) * sizeof *qx);
+        kt->q8_quantize(k, x, qx);
+        (ti ? kt->q4_0_gemv : kt->q8_0_gemv)(rows, k, w, ldw, qx, 1.0f, 0.0f, ref);
+        for (int nt = 1; nt <= 2; nt++) {
+            omp_set_num_threads(nt);
+            for (int64_t i = 0; i < rows; i++)
+                got[i] = NAN;
+            ck_assert_int_eq(parlm_qgemv(type, rows, k, w, x, got), PARLM_OK);
+            ck_assert_msg(memcmp(got, ref, (size_t)rows * 4) == 0, "%s, %d threads",
+                          parlm_wtype_name(type), nt);
+        }
+        free(w), free(x), free(ref), free(got), free(qx);
+    }
+    float x[64] = {0}, y[2];
+    uint8_t w[2 * 68] = {0};
+    ck_assert_int_eq(parlm_qgemv(PARLM_WT_F32, 2, 64, w, x, y), PARLM_EUNSUPPORTED);
+    ck_assert_msg(strstr(parlm_last_error(), "q8_0") != NULL, "%s", parlm_last_error());
+    parlm_clear_error();
+    ck_assert_int_eq(parlm_qgemv(99, 2, 64, w, x, y), PARLM_EUNSUPPORTED);
+    parlm_clear_error();
+    expect_einval_msg(parlm_qgemv(PARLM_WT_Q8_0, 2, 48, w, x, y), "multiple of 32");
+    expect_einval_msg(parlm_qgemv(PARLM_WT_Q8_0, 2, 0, w, x, y), "multiple of 32");
+    expect_einval_msg(parlm_qgemv(PARLM_WT_Q4_0, -1, 64, w, x, y), "rows");
+    expect_einval_msg(parlm_qgemv(PARLM_WT_Q4_0, 2, 64, NULL, x, y), "w is NULL");
+    expect_einval_msg(parlm_qgemv(PARLM_WT_Q4_0, 2, 64, w, NULL, y), "x is NULL");
+    expect_einval_msg(parlm_qgemv(PARLM_WT_Q4_0, 2, 64, w, x, NULL), "y is NULL");
+    parlm_clear_error();
+    ck_assert_int_eq(parlm_qgemv(PARLM_WT_Q8_0, 2, 64, w, x, y), PARLM_OK); /* zero scales */
+    ck_assert(y[0] == 0.0f && y[1] == 0.0f);
+    ck_assert_int_eq(parlm_qgemv(PARLM_WT_Q8_0, 0, 64, w, x, y), PARLM_OK);
+}
+END_TEST
+
+static Suite *kernels_quant_suite(void)
+{
+    Suite *s = suite_create("quantized gemv kernels");
+    TCase *tc = tcase_create("qgemv");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, quantize_every_set);
+    tcase_add_test(tc, gemv_every_set_vs_scalar);
+    tcase_add_test(tc, gemv_vs_dequantized);
+    tcase_add_test(tc, gemv_extremes_exact);
+    tcase_add_test(tc, qgemv_threads_and_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return run_suite(kernels_quant_suite()); }

@@ -22,7 +22,7 @@ static void usage(FILE *f)
             "  stream   STREAM-triad memory bandwidth\n"
             "  gemm     parlm sgemm and bf16 GEMM vs OpenBLAS and a naive loop,\n"
             "           square sizes and GPT-2 shapes, 1 and all threads\n"
-            "  gemv     decode GEMVs (f32 and bf16 weights) vs STREAM bandwidth\n"
+            "  gemv     decode GEMVs (f32, bf16, q8_0, q4_0 weights) vs STREAM bandwidth\n"
             "  train    a training step of GPT-2 124M (d12) at B=4,T=64 and B=8,T=256: ms, MFU\n"
             "  generate GPT-2 124M prefill and decode tokens/s (f32, bf16; decode on 1 and all\n"
             "           threads), and decode of a model larger than the last-level cache (d24\n"

@@ -210,9 +210,10 @@ int bench_gemm(bench_ctx *ctx)
 /* ---- GEMV ------------------------------------------------------------------------------ */
 
 typedef struct gemv_run {
-    int64_t rows, cols, copies, next;
+    int64_t rows, cols, copies, qcopies, next; /* qcopies: of the (smaller) Q8 / Q4 ones */
     float **w;     /* `copies` f32 weight matrices, rows x cols */
     uint16_t **wh; /* and bf16 ones */
+    uint8_t **w8, **w4; /* and Q8_0 / Q4_0 ones (quantized from the f32 copies) */
     const float *x;
     float *y;
 } gemv_run;
@@ -229,6 +230,18 @@ static void run_gemv_bf16(void *p)
     gemv_run *r = p;
     const uint16_t *w = r->wh[r->next++ % r->copies];
     parlm_gemv_bf16(r->rows, r->cols, 1.0f, w, r->cols, r->x, 0.0f, r->y);
+}
+
+static void run_gemv_q8(void *p)
+{
+    gemv_run *r = p;
+    parlm_qgemv(PARLM_WT_Q8_0, r->rows, r->cols, r->w8[r->next++ % r->qcopies], r->x, r->y);
+}
+
+static void run_gemv_q4(void *p)
+{
+    gemv_run *r = p;
+    parlm_qgemv(PARLM_WT_Q4_0, r->rows, r->cols, r->w4[r->next++ % r->qcopies], r->x, r->y);
 }
 
 #ifdef PARLM_HAVE_OPENBLAS
@@ -258,21 +271,30 @@ static void report_gemv(const bench_ctx *ctx, const char *impl, const char *shap
 int bench_gemv(bench_ctx *ctx)
 {
     bench_section(ctx, "gemv: y = W x, decode (GB/s of weights from memory; %peak = of STREAM)");
-    static const int64_t shapes[][2] = {{768, 768}, {3072, 768}, {50304, 768}};
+    /* GPT-2 small decode: attention projection, MLP up (3072 rows of 768), MLP down
+     * (768 rows of 3072), the tied-embedding logits (50304 rows) */
+    static const int64_t shapes[][2] = {{768, 768}, {3072, 768}, {768, 3072}, {50304, 768}};
+    const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     /* weights cycled through >= 96 MiB (3x a 32 MiB L3): each call finds them in memory */
     int64_t budget = (ctx->quick ? INT64_C(24) : INT64_C(96)) << 20;
     int tlist[2] = {1, ctx->max_threads}, ntl = ctx->max_threads > 1 ? 2 : 1;
-    for (int si = 0; si < 3; si++) {
-        if (ctx->quick && si == 2)
+    for (int si = 0; si < nshapes; si++) {
+        if (ctx->quick && si == nshapes - 1)
             continue;
         gemv_run r = {.rows = shapes[si][0], .cols = shapes[si][1]};
         int64_t n = r.rows * r.cols;
         r.copies = budget / (n * 4) + 1;
         r.w = calloc((size_t)r.copies, sizeof *r.w);
         r.wh = calloc((size_t)r.copies, sizeof *r.wh);
+        uint64_t b8 = 0, b4 = 0; /* bytes of one Q8_0 / Q4_0 matrix */
+        parlm_wtype_bytes(PARLM_WT_Q8_0, (uint64_t)n, &b8);
+        parlm_wtype_bytes(PARLM_WT_Q4_0, (uint64_t)n, &b4);
+        r.qcopies = budget / (int64_t)b4 + 1; /* the Q4 copies alone exceed the budget */
+        r.w8 = calloc((size_t)r.qcopies, sizeof *r.w8);
+        r.w4 = calloc((size_t)r.qcopies, sizeof *r.w4);
         float *x = parlm_alloc((size_t)r.cols, 4);
         r.y = parlm_alloc((size_t)r.rows, 4);
-        int ok = r.w && r.wh && x && r.y;
+        int ok = r.w && r.wh && r.w8 && r.w4 && x && r.y;
         for (int64_t c = 0; ok && c < r.copies; c++) {
             r.w[c] = parlm_alloc((size_t)n, 4);
             r.wh[c] = parlm_alloc((size_t)n, 2);
@@ -281,6 +303,13 @@ int bench_gemv(bench_ctx *ctx)
                 fill(r.w[c], n, 3u + (uint32_t)c);
                 parlm_f32_to_bf16(r.w[c], r.wh[c], n);
             }
+        }
+        for (int64_t c = 0; ok && c < r.qcopies; c++) {
+            r.w8[c] = parlm_alloc((size_t)b8, 1);
+            r.w4[c] = parlm_alloc((size_t)b4, 1);
+            ok = r.w8[c] && r.w4[c] &&
+                 parlm_quantize(PARLM_WT_Q8_0, r.w[c % r.copies], n, r.w8[c]) == PARLM_OK &&
+                 parlm_quantize(PARLM_WT_Q4_0, r.w[c % r.copies], n, r.w4[c]) == PARLM_OK;
         }
         if (ok) {
             fill(x, r.cols, 5u);
@@ -304,6 +333,13 @@ int bench_gemv(bench_ctx *ctx)
                 double t16 = bench_time(run_gemv_bf16, &r, ctx->min_time);
                 report_gemv(ctx, "parlm-bf16", shape, threads, 2.0 * (double)n, t16, t32,
                             "parlm-f32");
+                /* GB/s of the weight bytes each reads; the ratio is time against bf16's */
+                double tq8 = bench_time(run_gemv_q8, &r, ctx->min_time);
+                report_gemv(ctx, "parlm-q8_0", shape, threads, (double)b8, tq8, t16,
+                            "parlm-bf16");
+                double tq4 = bench_time(run_gemv_q4, &r, ctx->min_time);
+                report_gemv(ctx, "parlm-q4_0", shape, threads, (double)b4, tq4, t16,
+                            "parlm-bf16");
             }
         } else {
             fprintf(stderr, "gemv: cannot allocate %lld copies of %lldx%lld weights\n",
@@ -315,7 +351,13 @@ int bench_gemv(bench_ctx *ctx)
             if (r.wh)
                 parlm_free(r.wh[c]);
         }
-        free(r.w), free(r.wh), parlm_free(x), parlm_free(r.y);
+        for (int64_t c = 0; c < r.qcopies; c++) {
+            if (r.w8)
+                parlm_free(r.w8[c]);
+            if (r.w4)
+                parlm_free(r.w4[c]);
+        }
+        free(r.w), free(r.wh), free(r.w8), free(r.w4), parlm_free(x), parlm_free(r.y);
         if (!ok)
             return 1;
     }

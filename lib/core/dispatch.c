@@ -2,6 +2,7 @@
  * x86-64: cpuid says what the core has, XGETBV says whether the OS saves the wider
  * registers (a CPU with AVX-512 under an OS that does not enable ZMM state must not
  * run AVX-512 code). aarch64: NEON (ASIMD) is architectural; HWCAP confirms it.
+ * An int8 dot extension (AVX512-VNNI; ASIMDDP) upgrades its set's quantized GEMV.
  * The bf16 GEMM path is chosen here too, by timing the two micro-kernels: an instruction's
  * presence says nothing of its speed (vdpbf16ps is 2x f32 FMA on Zen 4/5, 0.5x on some
  * Intel Xeons). */

@@ -32,7 +32,7 @@ parlm_status parlm_qgemv(int type, int64_t rows, int64_t k, const void *w, const
     parlm_status st = parlm_wtype_bytes(type, (uint64_t)k, &ldw);
     if (st)
         return st;
-    if ((uint64_t)rows > UINT64_MAX / ldw || (uint64_t)k / PARLM_QBLOCK > SIZE_MAX / sizeof(parlm_q8x))
+    if (rows > INT64_MAX / k || (uint64_t)k / PARLM_QBLOCK > SIZE_MAX / sizeof(parlm_q8x))
         return parlm_error(PARLM_EINVAL, "%s: %lld x %lld weights overflow a size", fn,
                            (long long)rows, (long long)k);
     parlm_q8x *qx = malloc((size_t)(k / PARLM_QBLOCK) * sizeof *qx);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "avx2.h"
+#include "../common/pack.h"
+#include "../common/pack_x86.h"
 
 #define MR 6
 #define NR 16
@@ -131,22 +133,6 @@ static void bgemm_ukr(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float
  * time through registers (AVX2 has no 16-bit masked loads: ragged ends go through a
  * small zero-padded copy). */
 
-/* 8 x 8 transpose: lane half h of a[i] / b[i] holds row i + 4h at words 0-3 / 4-7. */
-static inline __attribute__((always_inline)) void transpose8(const __m256 a[4], const __m256 b[4],
-                                                             __m256 o[8])
-{
-#pragma GCC unroll 2
-    for (int h = 0; h < 2; h++) {
-        const __m256 *v = h ? b : a;
-        __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
-        __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
-        o[4 * h] = _mm256_shuffle_ps(t0, t2, 0x44);
-        o[4 * h + 1] = _mm256_shuffle_ps(t0, t2, 0xee);
-        o[4 * h + 2] = _mm256_shuffle_ps(t1, t3, 0x44);
-        o[4 * h + 3] = _mm256_shuffle_ps(t1, t3, 0xee);
-    }
-}
-
 /* 4 words at word k of a row of `len` source elements (4-byte words, or with half the
  * 2-byte halves of words), zero past the end. */
 static inline __m128 load4(const char *row, int64_t k, int64_t len, int half)
@@ -204,7 +190,7 @@ transpose_rows8(int64_t len, int half, int64_t mn, const char *x, int64_t rs_byt
                 b[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo + 4)),
                                             _mm_loadu_ps(hi + 4), 1);
             }
-            transpose8(a, b, o);
+            pack_transpose8(a, b, o);
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
                 _mm256_storeu_ps(out + (k0 + j) * w, o[j]);
@@ -219,7 +205,7 @@ transpose_rows8(int64_t len, int half, int64_t mn, const char *x, int64_t rs_byt
             b[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(load4(row[i], k0 + 4, l0, half)),
                                         load4(row[i + 4], k0 + 4, l1, half), 1);
         }
-        transpose8(a, b, o);
+        pack_transpose8(a, b, o);
         for (int j = 0; j < 8 && k0 + j < kw; j++)
             store_lanes(out + (k0 + j) * w, o[j], lanes);
     }
@@ -228,14 +214,9 @@ transpose_rows8(int64_t len, int half, int64_t mn, const char *x, int64_t rs_byt
 static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs, int w,
                   float *out)
 {
-    int64_t ps = (kc * w + 15) / 16 * 16, np = (mn + w - 1) / w;
+    int64_t ps = pack_panel_stride(kc, w), np = (mn + w - 1) / w;
     if (rs != 1 && cs != 1) { /* not a layout of this set: plain loops */
-        for (int64_t q = 0; q < np; q++)
-            for (int64_t k = 0; k < kc; k++)
-                for (int i = 0; i < w; i++) {
-                    int64_t r = q * w + i;
-                    out[q * ps + k * w + i] = r < mn ? x[r * rs + k * cs] : 0.0f;
-                }
+        pack_plain_f32(kc, mn, x, 0, rs, cs, w, out);
         return;
     }
     if (rs == 1) { /* copy: 8 block rows at a time, each read in order across the panels */
@@ -283,16 +264,9 @@ static inline __m128i load8_u16(const uint16_t *p, int64_t n)
 static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
                   uint16_t *out)
 {
-    int64_t kc2 = (kc + 1) / 2, ps = (kc2 * w + 15) / 16 * 16, np = (mn + w - 1) / w;
+    int64_t kc2 = (kc + 1) / 2, ps = pack_panel_stride(kc2, w), np = (mn + w - 1) / w;
     if (rs != 1 && cs != 1) {
-        for (int64_t q = 0; q < np; q++)
-            for (int64_t p = 0; p < kc2; p++)
-                for (int i = 0; i < w; i++)
-                    for (int e = 0; e < 2; e++) {
-                        int64_t r = q * w + i, k = 2 * p + e;
-                        out[2 * q * ps + (p * w + i) * 2 + e] =
-                            r < mn && k < kc ? x[r * rs + k * cs] : 0;
-                    }
+        pack_plain_bf16(kc, mn, x, rs, cs, w, out);
         return;
     }
     if (rs == 1) { /* interleave block rows 2p and 2p+1 into 32-bit pairs, 8 at a time */
@@ -457,18 +431,8 @@ static void sgemv_n(int64_t k, int64_t n, float alpha, const float *b, int64_t l
     }
 }
 
-void parlm_avx2_gemm_fill(parlm_kernels *k)
-{
-    k->sgemm_mr = MR;
-    k->sgemm_nr = NR;
-    k->sgemm_ukr = sgemm_ukr;
-    k->bgemm_mr = MR;
-    k->bgemm_nr = NR;
-    k->bgemm_ukr = bgemm_ukr;
-    k->spack = spack;
-    k->bpack = bpack;
-    k->wpack = NULL; /* lib/core/gemm.c composes it from bf16_to_f32 and spack */
-    k->sgemv_t = sgemv_t;
-    k->sgemv_n = sgemv_n;
-    k->bgemv_t = bgemv_t;
-}
+#define SNR NR
+#define GEMM_WPACK NULL
+#include "../common/gemm_fill.h"
+
+void parlm_avx2_gemm_fill(parlm_kernels *k) { gemm_fill(k); }

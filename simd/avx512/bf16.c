@@ -13,10 +13,7 @@
 #define MR 8
 #define NR 32
 
-static inline __mmask16 mask16(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u);
-}
+#include "vec_pack.h"
 
 static void bgemm_ukr(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float *c,
                       int64_t ldc, float alpha, float beta, int m, int n)
@@ -25,10 +22,7 @@ static void bgemm_ukr(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int i = 0; i < m; i++) { /* see simd/avx512/gemm.c: C lines arrive during the loop */
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T1);
-        _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T1);
-    }
+    prefetch_tile(c, ldc, m);
     for (int64_t p = 0; p < kc2; p++) {
         __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 32);
 #pragma GCC unroll 8
@@ -42,21 +36,7 @@ static void bgemm_ukr(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float
         ap += 2 * MR;
         bp += 2 * NR;
     }
-    __mmask16 k0 = mask16(n), k1 = mask16(n - 16);
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) {
-        if (i >= m)
-            break;
-        float *ci = c + i * ldc;
-        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
-        if (beta != 0.0f) {
-            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, ci), r0);
-            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, ci + 16), r1);
-        }
-        _mm512_mask_storeu_ps(ci, k0, r0);
-        _mm512_mask_storeu_ps(ci + 16, k1, r1);
-    }
+    store_tile(acc, c, ldc, alpha, beta, m, n);
 }
 
 /* Integer round-to-nearest-even of 16 f32 bit patterns (as simd/avx512/convert.c), for

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "avx512.h"
+#include "../common/pack.h"
+#include "../common/pack_x86.h"
 
 #define MR 8
 #define NR 32 /* bf16 k-pair kernel */
@@ -25,47 +27,7 @@
  * rows of a few KB, too short for the hardware prefetcher alone */
 #define GEMV_AHEAD 16
 
-/* lanes [0, n) of 16, n clamped to [0, 16] */
-static inline __mmask16 mask16(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u);
-}
-
-/* C[0:m, 0:n] = alpha * acc + beta * C for an MR x NR tile held as acc[i][0..1].
- * beta == 0 never reads C. Full and edge tiles share this path: masks cost nothing. */
-static inline void store_tile(__m512 acc[MR][2], float *c, int64_t ldc, float alpha,
-                              float beta, int m, int n)
-{
-    __mmask16 k0 = mask16(n), k1 = mask16(n - 16);
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) {
-        if (i >= m)
-            break;
-        float *ci = c + i * ldc;
-        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
-        if (beta != 0.0f) {
-            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, ci), r0);
-            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, ci + 16), r1);
-        }
-        _mm512_mask_storeu_ps(ci, k0, r0);
-        _mm512_mask_storeu_ps(ci + 16, k1, r1);
-    }
-}
-
-/* The C tile is touched only after the k loop: ask for its lines now, so they arrive
- * while the FMAs run (a strided 8-row tile is invisible to the hardware prefetcher).
- * Into L2, not L1: in L1 they would compete with the B panel for the same sets.
- * Always inlined: as a function of its own, GCC finds it free of side effects and drops
- * the calls (as it would any function that only prefetches). */
-static inline __attribute__((always_inline)) void prefetch_tile(const float *c, int64_t ldc,
-                                                                 int m)
-{
-    for (int i = 0; i < m; i++) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T1);
-        _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T1);
-    }
-}
+#include "vec_pack.h"
 
 /* The f32 tile on nv vectors (nv = 1..3, a constant after inlining): acc[i][v] holds
  * C[i, 16v : 16v+16]. The k loop runs two steps per iteration (loop overhead is uops the
@@ -186,24 +148,6 @@ static void bgemm_ukr(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float
  * Copies read the source block row by row (long sequential streams); transposes move
  * 8 source rows x 8 words at a time through registers. */
 
-/* 8 x 8 transpose in two shuffle stages: lane half h of a[i] / b[i] holds row i + 4h at
- * words 0-3 / 4-7, so unpack + shuffle within 128-bit lanes finish the job (256-bit
- * shuffles: two per cycle on cores that split 512-bit ones). */
-static inline __attribute__((always_inline)) void transpose8(const __m256 a[4], const __m256 b[4],
-                                                             __m256 o[8])
-{
-#pragma GCC unroll 2
-    for (int h = 0; h < 2; h++) {
-        const __m256 *v = h ? b : a;
-        __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
-        __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
-        o[4 * h] = _mm256_shuffle_ps(t0, t2, 0x44);
-        o[4 * h + 1] = _mm256_shuffle_ps(t0, t2, 0xee);
-        o[4 * h + 2] = _mm256_shuffle_ps(t1, t3, 0x44);
-        o[4 * h + 3] = _mm256_shuffle_ps(t1, t3, 0xee);
-    }
-}
-
 /* 4 words at word k of a row, zero past the row's `len` source elements (32-bit words,
  * or with half the 16-bit halves of words, so an odd bf16 row ends in a half pair). */
 static inline __m128 load4(const char *row, int64_t k, int64_t len, int half)
@@ -242,7 +186,7 @@ load_t8(const char *const row[8], int64_t k0, int64_t len, int half, int nrows, 
                                         load4(row[i + 4], k0 + 4, l1, half), 1);
         }
     }
-    transpose8(a, b, o);
+    pack_transpose8(a, b, o);
 }
 
 /* Stores word columns j < nj of o at word row k0 + j of a panel of width w (out points at
@@ -320,33 +264,12 @@ transpose_panel(int64_t len, int half, int widen, int64_t rows, const char *x, i
         }
 }
 
-/* The plain loops of the packing contract, for layouts the vector code does not take
- * (a width not a multiple of 8, or neither stride 1). */
-static void pack_plain(int64_t kc, int64_t mn, const void *x, int bf16, int64_t rs, int64_t cs,
-                       int w, float *out)
-{
-    int64_t ps = (kc * w + 15) / 16 * 16, np = (mn + w - 1) / w;
-    for (int64_t q = 0; q < np; q++)
-        for (int64_t k = 0; k < kc; k++)
-            for (int i = 0; i < w; i++) {
-                int64_t r = q * w + i, at = r * rs + k * cs;
-                float v = 0.0f;
-                if (r < mn && bf16) {
-                    uint32_t u = (uint32_t)((const uint16_t *)x)[at] << 16;
-                    memcpy(&v, &u, 4);
-                } else if (r < mn) {
-                    v = ((const float *)x)[at];
-                }
-                out[q * ps + k * w + i] = v;
-            }
-}
-
 static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs, int w,
                   float *out)
 {
-    int64_t ps = (kc * w + 15) / 16 * 16, np = (mn + w - 1) / w;
+    int64_t ps = pack_panel_stride(kc, w), np = (mn + w - 1) / w;
     if (w % 8 != 0 || (rs != 1 && cs != 1)) {
-        pack_plain(kc, mn, x, 0, rs, cs, w, out);
+        pack_plain_f32(kc, mn, x, 0, rs, cs, w, out);
         return;
     }
     if (rs == 1 && w == 8) { /* copy of 8-wide panels: two at a time, a 64-byte read */
@@ -403,9 +326,9 @@ static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs
 static void wpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
                   float *out)
 {
-    int64_t ps = (kc * w + 15) / 16 * 16, np = (mn + w - 1) / w;
+    int64_t ps = pack_panel_stride(kc, w), np = (mn + w - 1) / w;
     if (w % 8 != 0 || (rs != 1 && cs != 1)) {
-        pack_plain(kc, mn, x, 1, rs, cs, w, out);
+        pack_plain_f32(kc, mn, x, 1, rs, cs, w, out);
         return;
     }
     if (rs == 1 && w == 8) { /* as spack: two 8-wide panels at a time */
@@ -447,16 +370,9 @@ static void wpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t
 static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
                   uint16_t *out)
 {
-    int64_t kc2 = (kc + 1) / 2, ps = (kc2 * w + 15) / 16 * 16, np = (mn + w - 1) / w;
+    int64_t kc2 = (kc + 1) / 2, ps = pack_panel_stride(kc2, w), np = (mn + w - 1) / w;
     if (w % 8 != 0 || (rs != 1 && cs != 1)) {
-        for (int64_t q = 0; q < np; q++)
-            for (int64_t p = 0; p < kc2; p++)
-                for (int i = 0; i < w; i++)
-                    for (int e = 0; e < 2; e++) {
-                        int64_t r = q * w + i, k = 2 * p + e;
-                        out[2 * q * ps + (p * w + i) * 2 + e] =
-                            r < mn && k < kc ? x[r * rs + k * cs] : 0;
-                    }
+        pack_plain_bf16(kc, mn, x, rs, cs, w, out);
         return;
     }
     if (rs == 1) { /* interleave block rows 2p and 2p+1; 4 pairs at a time, as spack */
@@ -630,18 +546,7 @@ static void sgemv_n(int64_t k, int64_t n, float alpha, const float *b, int64_t l
     }
 }
 
-void parlm_avx512_gemm_fill(parlm_kernels *k)
-{
-    k->sgemm_mr = MR;
-    k->sgemm_nr = SNR;
-    k->sgemm_ukr = sgemm_ukr;
-    k->bgemm_mr = MR;
-    k->bgemm_nr = NR;
-    k->bgemm_ukr = bgemm_ukr;
-    k->spack = spack;
-    k->bpack = bpack;
-    k->wpack = wpack;
-    k->sgemv_t = sgemv_t;
-    k->sgemv_n = sgemv_n;
-    k->bgemv_t = bgemv_t;
-}
+#define GEMM_WPACK wpack
+#include "../common/gemm_fill.h"
+
+void parlm_avx512_gemm_fill(parlm_kernels *k) { gemm_fill(k); }

@@ -8,6 +8,7 @@
 
 #include "../scalar/scalar.h"
 #include "neon.h"
+#include "../common/pack.h"
 
 #define MR 8
 #define NR 12
@@ -178,12 +179,6 @@ static void bgemm_ukr(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float
  * (cs == 1: a panel's column i is contiguous) goes through 4x4 register transposes of
  * 32-bit lanes (one f32, or one bf16 k-pair). Leftovers of fewer than 4 go one by one. */
 
-/* words of one panel: steps * w rounded up to 16 (64 bytes) */
-static inline int64_t panel_stride(int64_t steps, int w)
-{
-    return (steps * w + 15) / 16 * 16;
-}
-
 /* 4x4 transpose of 32-bit lanes: rows r0..r3 in, columns out (in place) */
 static inline void transpose4_u32(uint32x4_t *r0, uint32x4_t *r1, uint32x4_t *r2,
                                   uint32x4_t *r3)
@@ -231,7 +226,7 @@ static void spack_panel_t(int64_t kc, int64_t mn, const float *x, int64_t rs, in
 static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs, int w,
                   float *out)
 {
-    int64_t ps = panel_stride(kc, w), np = (mn + w - 1) / w;
+    int64_t ps = pack_panel_stride(kc, w), np = (mn + w - 1) / w;
     if (rs == 1) {
         for (int64_t k = 0; k < kc; k++) {
             const float *xk = x + k * cs;
@@ -249,15 +244,13 @@ static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs
         }
         return;
     }
+    if (cs != 1) { /* general strides: not used by lib/, kept exact */
+        pack_plain_f32(kc, mn, x, 0, rs, cs, w, out);
+        return;
+    }
     for (int64_t q = 0; q < np; q++) {
         int64_t n = mn - q * w < w ? mn - q * w : w;
-        if (cs == 1) {
-            spack_panel_t(kc, n, x + q * w * rs, rs, w, out + q * ps);
-            continue;
-        }
-        for (int64_t k = 0; k < kc; k++) /* general strides: not used by lib/, kept exact */
-            for (int64_t t = 0; t < w; t++)
-                out[q * ps + k * w + t] = t < n ? x[(q * w + t) * rs + k * cs] : 0.0f;
+        spack_panel_t(kc, n, x + q * w * rs, rs, w, out + q * ps);
     }
 }
 
@@ -299,7 +292,7 @@ static void bpack_panel_t(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs,
 static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
                   uint16_t *out)
 {
-    int64_t kc2 = (kc + 1) / 2, ps = panel_stride(kc2, w), np = (mn + w - 1) / w;
+    int64_t kc2 = (kc + 1) / 2, ps = pack_panel_stride(kc2, w), np = (mn + w - 1) / w;
     if (rs == 1) {
         /* source rows 2p and 2p+1 are contiguous: interleave them (zip) into every panel */
         for (int64_t p = 0; p < kc2; p++) {
@@ -325,19 +318,13 @@ static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t
         }
         return;
     }
+    if (cs != 1) { /* general strides: not used by lib/, kept exact */
+        pack_plain_bf16(kc, mn, x, rs, cs, w, out);
+        return;
+    }
     for (int64_t q = 0; q < np; q++) {
         int64_t n = mn - q * w < w ? mn - q * w : w;
-        if (cs == 1) {
-            bpack_panel_t(kc, n, x + q * w * rs, rs, w, out + 2 * q * ps);
-            continue;
-        }
-        for (int64_t p = 0; p < kc2; p++) /* general strides: not used by lib/, kept exact */
-            for (int64_t t = 0; t < w; t++)
-                for (int e = 0; e < 2; e++) {
-                    int64_t k = 2 * p + e;
-                    out[2 * q * ps + (p * w + t) * 2 + e] =
-                        t < n && k < kc ? x[(q * w + t) * rs + k * cs] : 0;
-                }
+        bpack_panel_t(kc, n, x + q * w * rs, rs, w, out + 2 * q * ps);
     }
 }
 
@@ -542,18 +529,8 @@ static void bgemv_t(int64_t rows, int64_t k, float alpha, const uint16_t *w, int
         y[i] = finish(dot1_bf16(w + i * ldw, x, k), alpha, beta, y + i);
 }
 
-void parlm_neon_gemm_fill(parlm_kernels *k)
-{
-    k->sgemm_mr = MR;
-    k->sgemm_nr = NR;
-    k->sgemm_ukr = sgemm_ukr;
-    k->bgemm_mr = MR;
-    k->bgemm_nr = NR;
-    k->bgemm_ukr = bgemm_ukr;
-    k->spack = spack;
-    k->bpack = bpack;
-    k->wpack = NULL; /* lib/core/gemm.c composes it from bf16_to_f32 and spack */
-    k->sgemv_t = sgemv_t;
-    k->sgemv_n = sgemv_n;
-    k->bgemv_t = bgemv_t;
-}
+#define SNR NR
+#define GEMM_WPACK NULL
+#include "../common/gemm_fill.h"
+
+void parlm_neon_gemm_fill(parlm_kernels *k) { gemm_fill(k); }

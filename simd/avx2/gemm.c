@@ -1,4 +1,4 @@
-/* simd/avx2/gemm.c — AVX2 + FMA GEMM micro-kernels, packing and GEMVs.
+/* simd/avx2/gemm.c — AVX2 + FMA GEMM micro-kernels and packing (GEMVs: common/gemv.c).
  * The f32 micro-kernel keeps a 6 x 16 block of C in 12 ymm accumulators (two FMAs per
  * cycle with 4-cycle latency want >= 8 in flight); 12 + 2 B vectors + 1 broadcast = 15 of
  * the 16 registers. Edges use vmaskmov loads/stores (never a scalar loop). bf16 widens
@@ -14,8 +14,6 @@
 #define NR 16
 /* transposes prefetch the source rows this far ahead (as simd/avx512/gemm.c) */
 #define PACK_AHEAD_ROWS 16
-/* GEMV prefetches the weight rows this far ahead (as simd/avx512/gemm.c) */
-#define GEMV_AHEAD 16
 
 /* lanes [0, n) of 8 set, n clamped to [0, 8] */
 static inline __m256i mask8(int64_t n)
@@ -298,141 +296,15 @@ static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t
         }
 }
 
-/* ---- GEMV ------------------------------------------------------------------------ */
-
-static inline float hsum(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* 8 weights from index p of a row as f32 (bf16 widened), zero past n weights */
-static inline __m256 wload(const void *row, int64_t p, int64_t n, int bf16)
-{
-    if (bf16) {
-        __m256i h = _mm256_cvtepu16_epi32(load8_u16((const uint16_t *)row + p, n));
-        return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
-    }
-    const float *f = (const float *)row + p;
-    return n >= 8 ? _mm256_loadu_ps(f) : _mm256_maskload_ps(f, mask8(n));
-}
-
-/* y[i] = alpha * dot(w[i, :k], x) + beta * y[i]: 4 rows at a time, 2 k vectors per step
- * (8 accumulators, 4 weight streams). The single-row tail sums in the same order, so a
- * row's result does not depend on how rows are grouped. bf16 is a constant per caller. */
-static inline __attribute__((always_inline)) void
-gemv_t(int64_t rows, int64_t k, float alpha, const void *w, int64_t ldw, const float *x,
-       float beta, float *y, int bf16)
-{
-    int64_t es = bf16 ? 2 : 4, i = 0;
-    for (; i + 4 <= rows; i += 4) {
-        const char *w0 = (const char *)w + i * ldw * es, *w1 = w0 + ldw * es;
-        const char *w2 = w1 + ldw * es, *w3 = w2 + ldw * es;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        int64_t p = 0;
-        for (; p + 16 <= k; p += 16) {
-            for (int r = 0; r < 4; r++) { /* the rows GEMV_AHEAD below, same columns */
-                uintptr_t a = (uintptr_t)w0 + (uintptr_t)(((GEMV_AHEAD + r) * ldw + p) * es);
-                _mm_prefetch((const char *)a, _MM_HINT_T0);
-            }
-            __m256 x0 = _mm256_loadu_ps(x + p), x1 = _mm256_loadu_ps(x + p + 8);
-            a0 = _mm256_fmadd_ps(wload(w0, p, 8, bf16), x0, a0);
-            a1 = _mm256_fmadd_ps(wload(w1, p, 8, bf16), x0, a1);
-            a2 = _mm256_fmadd_ps(wload(w2, p, 8, bf16), x0, a2);
-            a3 = _mm256_fmadd_ps(wload(w3, p, 8, bf16), x0, a3);
-            b0 = _mm256_fmadd_ps(wload(w0, p + 8, 8, bf16), x1, b0);
-            b1 = _mm256_fmadd_ps(wload(w1, p + 8, 8, bf16), x1, b1);
-            b2 = _mm256_fmadd_ps(wload(w2, p + 8, 8, bf16), x1, b2);
-            b3 = _mm256_fmadd_ps(wload(w3, p + 8, 8, bf16), x1, b3);
-        }
-        for (; p < k; p += 8) {
-            __m256 x0 = wload(x, p, k - p, 0);
-            a0 = _mm256_fmadd_ps(wload(w0, p, k - p, bf16), x0, a0);
-            a1 = _mm256_fmadd_ps(wload(w1, p, k - p, bf16), x0, a1);
-            a2 = _mm256_fmadd_ps(wload(w2, p, k - p, bf16), x0, a2);
-            a3 = _mm256_fmadd_ps(wload(w3, p, k - p, bf16), x0, a3);
-        }
-        float s[4] = {hsum(_mm256_add_ps(a0, b0)), hsum(_mm256_add_ps(a1, b1)),
-                      hsum(_mm256_add_ps(a2, b2)), hsum(_mm256_add_ps(a3, b3))};
-        for (int r = 0; r < 4; r++)
-            y[i + r] = beta == 0.0f ? alpha * s[r] : alpha * s[r] + beta * y[i + r];
-    }
-    for (; i < rows; i++) {
-        const char *w0 = (const char *)w + i * ldw * es;
-        __m256 a0 = _mm256_setzero_ps(), b0 = a0;
-        int64_t p = 0;
-        for (; p + 16 <= k; p += 16) {
-            a0 = _mm256_fmadd_ps(wload(w0, p, 8, bf16), _mm256_loadu_ps(x + p), a0);
-            b0 = _mm256_fmadd_ps(wload(w0, p + 8, 8, bf16), _mm256_loadu_ps(x + p + 8), b0);
-        }
-        for (; p < k; p += 8)
-            a0 = _mm256_fmadd_ps(wload(w0, p, k - p, bf16), wload(x, p, k - p, 0), a0);
-        float s = hsum(_mm256_add_ps(a0, b0));
-        y[i] = beta == 0.0f ? alpha * s : alpha * s + beta * y[i];
-    }
-}
-
-static void sgemv_t(int64_t rows, int64_t k, float alpha, const float *w, int64_t ldw,
-                    const float *x, float beta, float *y)
-{
-    gemv_t(rows, k, alpha, w, ldw, x, beta, y, 0);
-}
-
-static void bgemv_t(int64_t rows, int64_t k, float alpha, const uint16_t *w, int64_t ldw,
-                    const float *x, float beta, float *y)
-{
-    gemv_t(rows, k, alpha, w, ldw, x, beta, y, 1);
-}
-
-/* 64 columns (8 accumulators) per pass over the k rows of B. */
-static void sgemv_n(int64_t k, int64_t n, float alpha, const float *b, int64_t ldb,
-                    const float *x, float beta, float *y)
-{
-    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    for (int64_t j0 = 0; j0 < n; j0 += 64) {
-        __m256 acc[8];
-        for (int q = 0; q < 8; q++)
-            acc[q] = _mm256_setzero_ps();
-        if (n - j0 >= 64) {
-            for (int64_t p = 0; p < k; p++) {
-                __m256 xp = _mm256_broadcast_ss(x + p);
-                const float *row = b + p * ldb + j0;
-#pragma GCC unroll 8
-                for (int q = 0; q < 8; q++)
-                    acc[q] = _mm256_fmadd_ps(xp, _mm256_loadu_ps(row + 8 * q), acc[q]);
-            }
-#pragma GCC unroll 8
-            for (int q = 0; q < 8; q++) {
-                __m256 r = _mm256_mul_ps(va, acc[q]);
-                if (beta != 0.0f)
-                    r = _mm256_fmadd_ps(vb, _mm256_loadu_ps(y + j0 + 8 * q), r);
-                _mm256_storeu_ps(y + j0 + 8 * q, r);
-            }
-        } else {
-            __m256i m[8];
-            for (int q = 0; q < 8; q++)
-                m[q] = mask8(n - j0 - 8 * q);
-            for (int64_t p = 0; p < k; p++) {
-                __m256 xp = _mm256_broadcast_ss(x + p);
-                const float *row = b + p * ldb + j0;
-                for (int q = 0; q < 8; q++)
-                    acc[q] = _mm256_fmadd_ps(xp, _mm256_maskload_ps(row + 8 * q, m[q]), acc[q]);
-            }
-            for (int q = 0; q < 8; q++) {
-                __m256 r = _mm256_mul_ps(va, acc[q]);
-                if (beta != 0.0f)
-                    r = _mm256_fmadd_ps(vb, _mm256_maskload_ps(y + j0 + 8 * q, m[q]), r);
-                _mm256_maskstore_ps(y + j0 + 8 * q, m[q], r);
-            }
-        }
-    }
-}
-
 #define SNR NR
 #define GEMM_WPACK NULL
 #include "../common/gemm_fill.h"
 
-void parlm_avx2_gemm_fill(parlm_kernels *k) { gemm_fill(k); }
+/* simd/common/gemv.c, compiled for this ISA */
+void parlm_avx2_gemv_fill(parlm_kernels *k);
+
+void parlm_avx2_gemm_fill(parlm_kernels *k)
+{
+    gemm_fill(k);
+    parlm_avx2_gemv_fill(k);
+}

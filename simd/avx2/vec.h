@@ -193,4 +193,20 @@ static inline void vf_store_bf16x2(uint16_t *p, vf a, vf b)
 /* ---- Llama ops (simd/common/llama.c) ---- */
 /* lanes (0 1)(2 3)... -> (1 0)(3 2)...: the partner of each element in a rotary pair */
 static inline vf vf_swap_pairs(vf a) { return _mm256_permute_ps(a, 0xb1); }
+
+/* ---- GEMV write-back (simd/common/gemv.c): the lane sums of 4 rows' accumulators (or of
+ * one) and y = alpha * sum + beta * y, beta == 0 never reading y. The reduction order is
+ * this ISA's own (as before the kernels were shared, so results stay bitwise the same). */
+#define GEMV_AHEAD_ROWS(es) 16 /* weight rows prefetched ahead (es: bytes per weight) */
+static inline void vf_gemv_out4(float *y, vf a, vf b, vf c, vf d, float alpha, float beta)
+{
+    float s[4] = {vf_hsum(a), vf_hsum(b), vf_hsum(c), vf_hsum(d)};
+    for (int r = 0; r < 4; r++)
+        y[r] = beta == 0.0f ? alpha * s[r] : alpha * s[r] + beta * y[r];
+}
+static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
+{
+    float s = vf_hsum(a);
+    *y = beta == 0.0f ? alpha * s : alpha * s + beta * *y;
+}
 #endif

@@ -1,4 +1,4 @@
-/* simd/avx512/gemm.c — AVX-512 GEMM micro-kernels, packing and GEMVs.
+/* simd/avx512/gemm.c — AVX-512 GEMM micro-kernels and packing (GEMVs: common/gemv.c).
  * The f32 micro-kernel keeps an 8 x 48 block of C in 24 zmm accumulators: per k step it
  * loads three vectors of B (48 columns) and broadcasts each of the 8 A values into three
  * FMAs. Cores with two 512-bit FMA pipes (Skylake-SP and later Xeons) need >= 8 chains to
@@ -23,9 +23,6 @@
 #define PACK_AHEAD 512
 /* copies prefetch the source row this many rows ahead */
 #define COPY_AHEAD 8
-/* GEMV prefetches the weight rows this far ahead: decode weights come from memory in
- * rows of a few KB, too short for the hardware prefetcher alone */
-#define GEMV_AHEAD 16
 
 #include "vec_pack.h"
 
@@ -403,150 +400,14 @@ static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t
     }
 }
 
-/* ---- GEMV ------------------------------------------------------------------------ */
-
-/* 16 weights from index p of a row as f32 (bf16 widened: exact), zero past n weights */
-static inline __m512 wload(const void *row, int64_t p, int64_t n, int bf16)
-{
-    if (bf16) {
-        const uint16_t *q = (const uint16_t *)row + p;
-        __m256i h = n >= 16 ? _mm256_loadu_si256((const __m256i *)q)
-                            : _mm256_maskz_loadu_epi16(mask16(n), q);
-        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    }
-    const float *f = (const float *)row + p;
-    return n >= 16 ? _mm512_loadu_ps(f) : _mm512_maskz_loadu_ps(mask16(n), f);
-}
-
-/* The lane sums of 4 vectors at once: [sum v0, sum v1, sum v2, sum v3] (3 add levels
- * instead of 4 separate reductions). */
-static inline __m128 hsum4(__m512 v0, __m512 v1, __m512 v2, __m512 v3)
-{
-    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(v0, v1), _mm512_unpackhi_ps(v0, v1));
-    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(v2, v3), _mm512_unpackhi_ps(v2, v3));
-    /* each 128-bit lane: v0, v1, v2, v3 partial sums */
-    __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, 0x44), _mm512_shuffle_ps(t0, t1, 0xee));
-    u = _mm512_add_ps(u, _mm512_shuffle_f32x4(u, u, 0x4e));
-    u = _mm512_add_ps(u, _mm512_shuffle_f32x4(u, u, 0xb1));
-    return _mm512_castps512_ps128(u);
-}
-
-/* y[i] = alpha * dot(w[i, :k], x) + beta * y[i]: 4 rows at a time, 2 k vectors per step
- * (8 independent accumulators, 4 weight streams for the hardware prefetcher). The
- * single-row tail sums in the same order, so a row's result does not depend on how rows
- * are grouped (or split over threads). bf16 is a constant at each caller. */
-static inline __attribute__((always_inline)) void
-gemv_t(int64_t rows, int64_t k, float alpha, const void *w, int64_t ldw, const float *x,
-       float beta, float *y, int bf16)
-{
-    int64_t es = bf16 ? 2 : 4, i = 0;
-    for (; i + 4 <= rows; i += 4) {
-        const char *w0 = (const char *)w + i * ldw * es, *w1 = w0 + ldw * es;
-        const char *w2 = w1 + ldw * es, *w3 = w2 + ldw * es;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        int64_t p = 0;
-        for (; p + 32 <= k; p += 32) {
-            for (int r = 0; r < 4; r++) { /* the rows GEMV_AHEAD below, same columns */
-                uintptr_t a = (uintptr_t)w0 +
-                              (uintptr_t)(((GEMV_AHEAD * 4 / es + r) * ldw + p) * es);
-                _mm_prefetch((const char *)a, _MM_HINT_T0);
-                if (!bf16)
-                    _mm_prefetch((const char *)(a + 64), _MM_HINT_T0);
-            }
-            __m512 x0 = _mm512_loadu_ps(x + p), x1 = _mm512_loadu_ps(x + p + 16);
-            a0 = _mm512_fmadd_ps(wload(w0, p, 16, bf16), x0, a0);
-            a1 = _mm512_fmadd_ps(wload(w1, p, 16, bf16), x0, a1);
-            a2 = _mm512_fmadd_ps(wload(w2, p, 16, bf16), x0, a2);
-            a3 = _mm512_fmadd_ps(wload(w3, p, 16, bf16), x0, a3);
-            b0 = _mm512_fmadd_ps(wload(w0, p + 16, 16, bf16), x1, b0);
-            b1 = _mm512_fmadd_ps(wload(w1, p + 16, 16, bf16), x1, b1);
-            b2 = _mm512_fmadd_ps(wload(w2, p + 16, 16, bf16), x1, b2);
-            b3 = _mm512_fmadd_ps(wload(w3, p + 16, 16, bf16), x1, b3);
-        }
-        for (; p < k; p += 16) {
-            __m512 x0 = wload(x, p, k - p, 0);
-            a0 = _mm512_fmadd_ps(wload(w0, p, k - p, bf16), x0, a0);
-            a1 = _mm512_fmadd_ps(wload(w1, p, k - p, bf16), x0, a1);
-            a2 = _mm512_fmadd_ps(wload(w2, p, k - p, bf16), x0, a2);
-            a3 = _mm512_fmadd_ps(wload(w3, p, k - p, bf16), x0, a3);
-        }
-        __m128 s = hsum4(_mm512_add_ps(a0, b0), _mm512_add_ps(a1, b1), _mm512_add_ps(a2, b2),
-                         _mm512_add_ps(a3, b3));
-        s = _mm_mul_ps(_mm_set1_ps(alpha), s);
-        if (beta != 0.0f)
-            s = _mm_fmadd_ps(_mm_set1_ps(beta), _mm_loadu_ps(y + i), s);
-        _mm_storeu_ps(y + i, s);
-    }
-    for (; i < rows; i++) {
-        const char *w0 = (const char *)w + i * ldw * es;
-        __m512 a0 = _mm512_setzero_ps(), b0 = a0;
-        int64_t p = 0;
-        for (; p + 32 <= k; p += 32) {
-            a0 = _mm512_fmadd_ps(wload(w0, p, 16, bf16), _mm512_loadu_ps(x + p), a0);
-            b0 = _mm512_fmadd_ps(wload(w0, p + 16, 16, bf16), _mm512_loadu_ps(x + p + 16), b0);
-        }
-        for (; p < k; p += 16)
-            a0 = _mm512_fmadd_ps(wload(w0, p, k - p, bf16), wload(x, p, k - p, 0), a0);
-        __m512 z = _mm512_setzero_ps();
-        float s = _mm_cvtss_f32(hsum4(_mm512_add_ps(a0, b0), z, z, z));
-        y[i] = beta == 0.0f ? alpha * s : alpha * s + beta * y[i];
-    }
-}
-
-static void sgemv_t(int64_t rows, int64_t k, float alpha, const float *w, int64_t ldw,
-                    const float *x, float beta, float *y)
-{
-    gemv_t(rows, k, alpha, w, ldw, x, beta, y, 0);
-}
-
-static void bgemv_t(int64_t rows, int64_t k, float alpha, const uint16_t *w, int64_t ldw,
-                    const float *x, float beta, float *y)
-{
-    gemv_t(rows, k, alpha, w, ldw, x, beta, y, 1);
-}
-
-/* 128 columns (8 accumulators) per pass over the k rows of B. */
-static void sgemv_n(int64_t k, int64_t n, float alpha, const float *b, int64_t ldb,
-                    const float *x, float beta, float *y)
-{
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    for (int64_t j0 = 0; j0 < n; j0 += 128) {
-        __mmask16 m[8];
-        __m512 acc[8];
-        for (int q = 0; q < 8; q++) {
-            m[q] = mask16(n - j0 - 16 * q);
-            acc[q] = _mm512_setzero_ps();
-        }
-        if (n - j0 >= 128) {
-            for (int64_t p = 0; p < k; p++) {
-                __m512 xp = _mm512_set1_ps(x[p]);
-                const float *row = b + p * ldb + j0;
-#pragma GCC unroll 8
-                for (int q = 0; q < 8; q++)
-                    acc[q] = _mm512_fmadd_ps(xp, _mm512_loadu_ps(row + 16 * q), acc[q]);
-            }
-        } else {
-            for (int64_t p = 0; p < k; p++) {
-                __m512 xp = _mm512_set1_ps(x[p]);
-                const float *row = b + p * ldb + j0;
-#pragma GCC unroll 8
-                for (int q = 0; q < 8; q++)
-                    acc[q] = _mm512_fmadd_ps(xp, _mm512_maskz_loadu_ps(m[q], row + 16 * q),
-                                             acc[q]);
-            }
-        }
-#pragma GCC unroll 8
-        for (int q = 0; q < 8; q++) {
-            __m512 r = _mm512_mul_ps(va, acc[q]);
-            if (beta != 0.0f)
-                r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m[q], y + j0 + 16 * q), r);
-            _mm512_mask_storeu_ps(y + j0 + 16 * q, m[q], r);
-        }
-    }
-}
-
 #define GEMM_WPACK wpack
 #include "../common/gemm_fill.h"
 
-void parlm_avx512_gemm_fill(parlm_kernels *k) { gemm_fill(k); }
+/* simd/common/gemv.c, compiled for this ISA */
+void parlm_avx512_gemv_fill(parlm_kernels *k);
+
+void parlm_avx512_gemm_fill(parlm_kernels *k)
+{
+    gemm_fill(k);
+    parlm_avx512_gemv_fill(k);
+}

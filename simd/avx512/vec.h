@@ -186,4 +186,33 @@ static inline void vf_store_bf16x2(uint16_t *p, vf a, vf b)
 /* ---- Llama ops (simd/common/llama.c) ---- */
 /* lanes (0 1)(2 3)... -> (1 0)(3 2)...: the partner of each element in a rotary pair */
 static inline vf vf_swap_pairs(vf a) { return _mm512_permute_ps(a, 0xb1); }
+
+/* ---- GEMV write-back (simd/common/gemv.c): the lane sums of 4 rows' accumulators (or of
+ * one) and y = alpha * sum + beta * y, beta == 0 never reading y. 4 sums at once take 3
+ * add levels instead of 4 separate reductions; one row takes the same path (zeros
+ * beside it), so a row's result does not depend on how rows are grouped. */
+#define GEMV_AHEAD_ROWS(es) (16 * 4 / (es)) /* weight rows prefetched ahead */
+static inline __m128 vf_hsum4_(vf v0, vf v1, vf v2, vf v3)
+{
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(v0, v1), _mm512_unpackhi_ps(v0, v1));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(v2, v3), _mm512_unpackhi_ps(v2, v3));
+    /* each 128-bit lane: v0, v1, v2, v3 partial sums */
+    __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, 0x44), _mm512_shuffle_ps(t0, t1, 0xee));
+    u = _mm512_add_ps(u, _mm512_shuffle_f32x4(u, u, 0x4e));
+    u = _mm512_add_ps(u, _mm512_shuffle_f32x4(u, u, 0xb1));
+    return _mm512_castps512_ps128(u);
+}
+static inline void vf_gemv_out4(float *y, vf a, vf b, vf c, vf d, float alpha, float beta)
+{
+    __m128 s = _mm_mul_ps(_mm_set1_ps(alpha), vf_hsum4_(a, b, c, d));
+    if (beta != 0.0f)
+        s = _mm_fmadd_ps(_mm_set1_ps(beta), _mm_loadu_ps(y), s);
+    _mm_storeu_ps(y, s);
+}
+static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
+{
+    __m512 z = _mm512_setzero_ps();
+    float s = _mm_cvtss_f32(vf_hsum4_(a, z, z, z));
+    *y = beta == 0.0f ? alpha * s : alpha * s + beta * *y;
+}
 #endif

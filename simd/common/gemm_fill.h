@@ -1,7 +1,8 @@
 /* simd/common/gemm_fill.h — fills a kernel table's GEMM entries, the same for every ISA;
  * included by each simd/<isa>/gemm.c after its kernels, which must be named as below
  * (MR, SNR: the f32 tile; MR, NR: the bf16 k-pair tile; GEMM_WPACK: wpack or NULL, in which
- * case lib/core/gemm.c composes it from bf16_to_f32 and spack). */
+ * case lib/core/gemm.c composes it from bf16_to_f32 and spack). The GEMVs come from
+ * simd/common/gemv.c (its gemv_fill). */
 
 static inline void gemm_fill(parlm_kernels *k)
 {
@@ -14,7 +15,4 @@ static inline void gemm_fill(parlm_kernels *k)
     k->spack = spack;
     k->bpack = bpack;
     k->wpack = GEMM_WPACK;
-    k->sgemv_t = sgemv_t;
-    k->sgemv_n = sgemv_n;
-    k->bgemv_t = bgemv_t;
 }

@@ -1,4 +1,5 @@
-/* simd/neon/gemm.c — AArch64 Advanced SIMD GEMM micro-kernels, packing and GEMVs.
+/* simd/neon/gemm.c — AArch64 Advanced SIMD GEMM micro-kernels and packing (the GEMVs:
+ * simd/common/gemv.c).
  * The micro-kernels keep an 8x12 block of C in 24 q-registers: per k step, two
  * vectors of A (8 rows) and three of B (12 columns) are loaded and each A lane
  * multiplies a whole B vector with fmla-by-element, so 5 loads feed 24 FMAs with
@@ -6,7 +7,6 @@
  * bf16 to f32 is a shift left by 16 (shll), exact; the products accumulate in f32. */
 #include <arm_neon.h>
 
-#include "../scalar/scalar.h"
 #include "neon.h"
 #include "../common/pack.h"
 
@@ -328,209 +328,15 @@ static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t
     }
 }
 
-/* ---- GEMV ------------------------------------------------------------------------- */
-
-static inline float finish(float s, float alpha, float beta, const float *y)
-{
-    return beta == 0.0f ? alpha * s : alpha * s + beta * *y;
-}
-
-/* Four rows' dot products with x (k) at once: w (4, k) rows at stride ldw.
- * Two accumulators per row hide FMA latency; the 8 reduce to one vector of 4 sums. */
-static inline float32x4_t dot4_f32(const float *w, int64_t ldw, const float *x, int64_t k)
-{
-    const float *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
-    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0, s2 = s0, s3 = s0;
-    float32x4_t t0 = s0, t1 = s0, t2 = s0, t3 = s0;
-    int64_t p = 0;
-    for (; p + 8 <= k; p += 8) {
-        float32x4_t xa = vld1q_f32(x + p), xb = vld1q_f32(x + p + 4);
-        s0 = vfmaq_f32(s0, vld1q_f32(w0 + p), xa);
-        s1 = vfmaq_f32(s1, vld1q_f32(w1 + p), xa);
-        s2 = vfmaq_f32(s2, vld1q_f32(w2 + p), xa);
-        s3 = vfmaq_f32(s3, vld1q_f32(w3 + p), xa);
-        t0 = vfmaq_f32(t0, vld1q_f32(w0 + p + 4), xb);
-        t1 = vfmaq_f32(t1, vld1q_f32(w1 + p + 4), xb);
-        t2 = vfmaq_f32(t2, vld1q_f32(w2 + p + 4), xb);
-        t3 = vfmaq_f32(t3, vld1q_f32(w3 + p + 4), xb);
-    }
-    for (; p + 4 <= k; p += 4) {
-        float32x4_t xa = vld1q_f32(x + p);
-        s0 = vfmaq_f32(s0, vld1q_f32(w0 + p), xa);
-        s1 = vfmaq_f32(s1, vld1q_f32(w1 + p), xa);
-        s2 = vfmaq_f32(s2, vld1q_f32(w2 + p), xa);
-        s3 = vfmaq_f32(s3, vld1q_f32(w3 + p), xa);
-    }
-    s0 = vaddq_f32(s0, t0);
-    s1 = vaddq_f32(s1, t1);
-    s2 = vaddq_f32(s2, t2);
-    s3 = vaddq_f32(s3, t3);
-    /* pairwise adds: lane r of the result is the sum of row r's vector */
-    float32x4_t sum = vpaddq_f32(vpaddq_f32(s0, s1), vpaddq_f32(s2, s3));
-    if (p < k) {
-        float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (; p < k; p++) {
-            tail[0] += w0[p] * x[p];
-            tail[1] += w1[p] * x[p];
-            tail[2] += w2[p] * x[p];
-            tail[3] += w3[p] * x[p];
-        }
-        sum = vaddq_f32(sum, vld1q_f32(tail));
-    }
-    return sum;
-}
-
-static inline float dot1_f32(const float *w, const float *x, int64_t k)
-{
-    float32x4_t s = vdupq_n_f32(0.0f), t = s;
-    int64_t p = 0;
-    for (; p + 8 <= k; p += 8) {
-        s = vfmaq_f32(s, vld1q_f32(w + p), vld1q_f32(x + p));
-        t = vfmaq_f32(t, vld1q_f32(w + p + 4), vld1q_f32(x + p + 4));
-    }
-    for (; p + 4 <= k; p += 4)
-        s = vfmaq_f32(s, vld1q_f32(w + p), vld1q_f32(x + p));
-    float r = vaddvq_f32(vaddq_f32(s, t));
-    for (; p < k; p++)
-        r += w[p] * x[p];
-    return r;
-}
-
-/* y (rows) = alpha * W (rows, k) . x (k) + beta * y */
-static void sgemv_t(int64_t rows, int64_t k, float alpha, const float *w, int64_t ldw,
-                    const float *x, float beta, float *y)
-{
-    int64_t i = 0;
-    for (; i + 4 <= rows; i += 4) {
-        float32x4_t v = vmulq_n_f32(dot4_f32(w + i * ldw, ldw, x, k), alpha);
-        if (beta != 0.0f)
-            v = vfmaq_n_f32(v, vld1q_f32(y + i), beta);
-        vst1q_f32(y + i, v);
-    }
-    for (; i < rows; i++)
-        y[i] = finish(dot1_f32(w + i * ldw, x, k), alpha, beta, y + i);
-}
-
-/* y (n) = alpha * x (k) . B (k, n) + beta * y. Column blocks of 32 keep 8
- * independent accumulators in flight; each B row segment is read once per block. */
-static void sgemv_n(int64_t k, int64_t n, float alpha, const float *b, int64_t ldb,
-                    const float *x, float beta, float *y)
-{
-    int64_t j = 0;
-    for (; j + 32 <= n; j += 32) {
-        float32x4_t s[8];
-        for (int v = 0; v < 8; v++)
-            s[v] = vdupq_n_f32(0.0f);
-        for (int64_t p = 0; p < k; p++) {
-            const float *bp = b + p * ldb + j;
-            float xp = x[p];
-            for (int v = 0; v < 8; v++)
-                s[v] = vfmaq_n_f32(s[v], vld1q_f32(bp + 4 * v), xp);
-        }
-        for (int v = 0; v < 8; v++) {
-            float32x4_t r = vmulq_n_f32(s[v], alpha);
-            if (beta != 0.0f)
-                r = vfmaq_n_f32(r, vld1q_f32(y + j + 4 * v), beta);
-            vst1q_f32(y + j + 4 * v, r);
-        }
-    }
-    for (; j + 4 <= n; j += 4) {
-        float32x4_t s = vdupq_n_f32(0.0f);
-        for (int64_t p = 0; p < k; p++)
-            s = vfmaq_n_f32(s, vld1q_f32(b + p * ldb + j), x[p]);
-        float32x4_t r = vmulq_n_f32(s, alpha);
-        if (beta != 0.0f)
-            r = vfmaq_n_f32(r, vld1q_f32(y + j), beta);
-        vst1q_f32(y + j, r);
-    }
-    for (; j < n; j++) {
-        float s = 0.0f;
-        for (int64_t p = 0; p < k; p++)
-            s += x[p] * b[p * ldb + j];
-        y[j] = finish(s, alpha, beta, y + j);
-    }
-}
-
-/* bf16 W row segment of 8 -> two f32 vectors (exact widening). */
-static inline float32x4_t bf16_lo(uint16x8_t h)
-{
-    return vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
-}
-
-static inline float32x4_t bf16_hi(uint16x8_t h)
-{
-    return vreinterpretq_f32_u32(vshll_high_n_u16(h, 16));
-}
-
-static inline float32x4_t dot4_bf16(const uint16_t *w, int64_t ldw, const float *x, int64_t k)
-{
-    const uint16_t *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
-    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0, s2 = s0, s3 = s0;
-    float32x4_t t0 = s0, t1 = s0, t2 = s0, t3 = s0;
-    int64_t p = 0;
-    for (; p + 8 <= k; p += 8) {
-        float32x4_t xa = vld1q_f32(x + p), xb = vld1q_f32(x + p + 4);
-        uint16x8_t h0 = vld1q_u16(w0 + p), h1 = vld1q_u16(w1 + p);
-        uint16x8_t h2 = vld1q_u16(w2 + p), h3 = vld1q_u16(w3 + p);
-        s0 = vfmaq_f32(s0, bf16_lo(h0), xa);
-        s1 = vfmaq_f32(s1, bf16_lo(h1), xa);
-        s2 = vfmaq_f32(s2, bf16_lo(h2), xa);
-        s3 = vfmaq_f32(s3, bf16_lo(h3), xa);
-        t0 = vfmaq_f32(t0, bf16_hi(h0), xb);
-        t1 = vfmaq_f32(t1, bf16_hi(h1), xb);
-        t2 = vfmaq_f32(t2, bf16_hi(h2), xb);
-        t3 = vfmaq_f32(t3, bf16_hi(h3), xb);
-    }
-    s0 = vaddq_f32(s0, t0);
-    s1 = vaddq_f32(s1, t1);
-    s2 = vaddq_f32(s2, t2);
-    s3 = vaddq_f32(s3, t3);
-    float32x4_t sum = vpaddq_f32(vpaddq_f32(s0, s1), vpaddq_f32(s2, s3));
-    if (p < k) {
-        float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (; p < k; p++) {
-            tail[0] += parlm_bf16_to_f32_1(w0[p]) * x[p];
-            tail[1] += parlm_bf16_to_f32_1(w1[p]) * x[p];
-            tail[2] += parlm_bf16_to_f32_1(w2[p]) * x[p];
-            tail[3] += parlm_bf16_to_f32_1(w3[p]) * x[p];
-        }
-        sum = vaddq_f32(sum, vld1q_f32(tail));
-    }
-    return sum;
-}
-
-static inline float dot1_bf16(const uint16_t *w, const float *x, int64_t k)
-{
-    float32x4_t s = vdupq_n_f32(0.0f), t = s;
-    int64_t p = 0;
-    for (; p + 8 <= k; p += 8) {
-        uint16x8_t h = vld1q_u16(w + p);
-        s = vfmaq_f32(s, bf16_lo(h), vld1q_f32(x + p));
-        t = vfmaq_f32(t, bf16_hi(h), vld1q_f32(x + p + 4));
-    }
-    float r = vaddvq_f32(vaddq_f32(s, t));
-    for (; p < k; p++)
-        r += parlm_bf16_to_f32_1(w[p]) * x[p];
-    return r;
-}
-
-/* y (rows) = alpha * W (rows, k, bf16) . x (k) + beta * y */
-static void bgemv_t(int64_t rows, int64_t k, float alpha, const uint16_t *w, int64_t ldw,
-                    const float *x, float beta, float *y)
-{
-    int64_t i = 0;
-    for (; i + 4 <= rows; i += 4) {
-        float32x4_t v = vmulq_n_f32(dot4_bf16(w + i * ldw, ldw, x, k), alpha);
-        if (beta != 0.0f)
-            v = vfmaq_n_f32(v, vld1q_f32(y + i), beta);
-        vst1q_f32(y + i, v);
-    }
-    for (; i < rows; i++)
-        y[i] = finish(dot1_bf16(w + i * ldw, x, k), alpha, beta, y + i);
-}
-
 #define SNR NR
 #define GEMM_WPACK NULL
 #include "../common/gemm_fill.h"
 
-void parlm_neon_gemm_fill(parlm_kernels *k) { gemm_fill(k); }
+/* simd/common/gemv.c, compiled for this ISA */
+void parlm_neon_gemv_fill(parlm_kernels *k);
+
+void parlm_neon_gemm_fill(parlm_kernels *k)
+{
+    gemm_fill(k);
+    parlm_neon_gemv_fill(k);
+}

@@ -166,4 +166,21 @@ static inline void vf_store_bf16x2(uint16_t *p, vf a, vf b)
 /* ---- Llama ops (simd/common/llama.c) ---- */
 /* lanes (0 1)(2 3)... -> (1 0)(3 2)...: the partner of each element in a rotary pair */
 static inline vf vf_swap_pairs(vf a) { return vrev64q_f32(a); }
+
+/* ---- GEMV write-back (simd/common/gemv.c): the lane sums of 4 rows' accumulators (or of
+ * one) and y = alpha * sum + beta * y, beta == 0 never reading y. Pairwise adds give the
+ * 4 sums in one vector. */
+#define GEMV_AHEAD_ROWS(es) 16 /* weight rows prefetched ahead (es: bytes per weight) */
+static inline void vf_gemv_out4(float *y, vf a, vf b, vf c, vf d, float alpha, float beta)
+{
+    float32x4_t v = vmulq_n_f32(vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)), alpha);
+    if (beta != 0.0f)
+        v = vfmaq_n_f32(v, vld1q_f32(y), beta);
+    vst1q_f32(y, v);
+}
+static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
+{
+    float s = vaddvq_f32(a);
+    *y = beta == 0.0f ? alpha * s : alpha * s + beta * *y;
+}
 #endif

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "avx2.h"
+#include "vec.h"
+#include "../common/gemm_store.h"
 #include "../common/pack.h"
 #include "../common/pack_x86.h"
 
@@ -23,40 +25,11 @@ static inline __m256i mask8(int64_t n)
 }
 
 /* C[0:m, 0:n] = alpha * acc + beta * C; beta == 0 never reads C. */
-static inline void store_tile(__m256 acc[MR][2], float *c, int64_t ldc, float alpha, float beta,
-                              int m, int n)
+static inline __attribute__((always_inline)) void store_tile(__m256 acc[MR][2], float *c,
+                                                              int64_t ldc, float alpha,
+                                                              float beta, int m, int n)
 {
-    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    if (n == NR) {
-#pragma GCC unroll 6
-        for (int i = 0; i < MR; i++) {
-            if (i >= m)
-                break;
-            float *ci = c + i * ldc;
-            __m256 r0 = _mm256_mul_ps(va, acc[i][0]), r1 = _mm256_mul_ps(va, acc[i][1]);
-            if (beta != 0.0f) {
-                r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);
-                r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), r1);
-            }
-            _mm256_storeu_ps(ci, r0);
-            _mm256_storeu_ps(ci + 8, r1);
-        }
-        return;
-    }
-    __m256i k0 = mask8(n), k1 = mask8(n - 8);
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; i++) {
-        if (i >= m)
-            break;
-        float *ci = c + i * ldc;
-        __m256 r0 = _mm256_mul_ps(va, acc[i][0]), r1 = _mm256_mul_ps(va, acc[i][1]);
-        if (beta != 0.0f) {
-            r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci, k0), r0);
-            r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8, k1), r1);
-        }
-        _mm256_maskstore_ps(ci, k0, r0);
-        _mm256_maskstore_ps(ci + 8, k1, r1);
-    }
+    gemm_store_tile(&acc[0][0], MR, 2, 2, c, ldc, alpha, beta, m, n);
 }
 
 /* Always inlined: as a function of its own, GCC finds it free of side effects and drops

@@ -209,4 +209,6 @@ static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
     float s = vf_hsum(a);
     *y = beta == 0.0f ? alpha * s : alpha * s + beta * *y;
 }
+/* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones? (vmaskmov is slower than a plain move) */
+#define VF_TAIL_FREE 0
 #endif

@@ -77,21 +77,7 @@ sgemm_tile(const int nv, int64_t kc, const float *ap, const float *bp, float *c,
                 acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
         }
     }
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) {
-        if (i >= m)
-            break;
-        float *ci = c + i * ldc;
-#pragma GCC unroll 3
-        for (int v = 0; v < nv; v++) {
-            __mmask16 k = mask16(n - 16 * v);
-            __m512 r = _mm512_mul_ps(va, acc[i][v]);
-            if (beta != 0.0f)
-                r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k, ci + 16 * v), r);
-            _mm512_mask_storeu_ps(ci + 16 * v, k, r);
-        }
-    }
+    gemm_store_tile(&acc[0][0], MR, 3, nv, c, ldc, alpha, beta, m, n);
 }
 
 static void sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,

@@ -215,4 +215,6 @@ static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
     float s = _mm_cvtss_f32(vf_hsum4_(a, z, z, z));
     *y = beta == 0.0f ? alpha * s : alpha * s + beta * *y;
 }
+/* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones? (a k-masked move costs what a plain one does) */
+#define VF_TAIL_FREE 1
 #endif

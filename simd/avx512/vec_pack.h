@@ -5,32 +5,22 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "vec.h"
+#include "../common/gemm_store.h"
+
 /* lanes [0, n) of 16, n clamped to [0, 16] */
 static inline __mmask16 mask16(int64_t n)
 {
     return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u);
 }
 
-/* C[0:m, 0:n] = alpha * acc + beta * C for an MR x NR tile held as acc[i][0..1].
- * beta == 0 never reads C. Full and edge tiles share this path: masks cost nothing. */
-static inline void store_tile(__m512 acc[MR][2], float *c, int64_t ldc, float alpha,
-                              float beta, int m, int n)
+/* C[0:m, 0:n] = alpha * acc + beta * C for an MR x NR tile held as acc[i][0..1]
+ * (simd/common/gemm_store.h; beta == 0 never reads C). */
+static inline __attribute__((always_inline)) void store_tile(__m512 acc[MR][2], float *c,
+                                                              int64_t ldc, float alpha,
+                                                              float beta, int m, int n)
 {
-    __mmask16 k0 = mask16(n), k1 = mask16(n - 16);
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) {
-        if (i >= m)
-            break;
-        float *ci = c + i * ldc;
-        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
-        if (beta != 0.0f) {
-            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, ci), r0);
-            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, ci + 16), r1);
-        }
-        _mm512_mask_storeu_ps(ci, k0, r0);
-        _mm512_mask_storeu_ps(ci + 16, k1, r1);
-    }
+    gemm_store_tile(&acc[0][0], MR, 2, 2, c, ldc, alpha, beta, m, n);
 }
 
 /* The C tile is touched only after the k loop: ask for its lines now, so they arrive

@@ -8,6 +8,8 @@
 #include <arm_neon.h>
 
 #include "neon.h"
+#include "vec.h"
+#include "../common/gemm_store.h"
 #include "../common/pack.h"
 
 #define MR 8
@@ -37,27 +39,18 @@ static inline void tile_spill(const tile *t, float buf[MR][NR])
             vst1q_f32(&buf[i][4 * j], t->c[i][j]);
 }
 
-/* C[0:m, 0:n] = alpha * acc + beta * C; beta == 0 never reads C. */
+/* C[0:m, 0:n] = alpha * acc + beta * C (simd/common/gemm_store.h; beta == 0 never
+ * reads C). The spilled block comes back into the 24 registers first. */
 static inline void store_block(const float acc[MR][NR], float *c, int64_t ldc, float alpha,
                                float beta, int m, int n)
 {
-    if (m == MR && n == NR) {
-        for (int i = 0; i < MR; i++) {
-            float *ci = c + i * ldc;
-            for (int j = 0; j < NR; j += 4) {
-                float32x4_t v = vmulq_n_f32(vld1q_f32(&acc[i][j]), alpha);
-                if (beta != 0.0f)
-                    v = vfmaq_n_f32(v, vld1q_f32(ci + j), beta);
-                vst1q_f32(ci + j, v);
-            }
-        }
-        return;
-    }
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++) {
-            float v = alpha * acc[i][j];
-            c[i * ldc + j] = beta == 0.0f ? v : v + beta * c[i * ldc + j];
-        }
+    vf t[MR][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < 3; j++)
+            t[i][j] = vld1q_f32(&acc[i][4 * j]);
+    gemm_store_tile(&t[0][0], MR, 3, 3, c, ldc, alpha, beta, m, n);
 }
 
 /* Row i of the block += a[lane] * (b0 b1 b2). Lanes must be constants, so the eight

@@ -1,0 +1,45 @@
+/* simd/common/gemm_store.h — the write-back of a GEMM micro-kernel's tile,
+ * C = alpha * acc + beta * C (beta == 0 never reads C), written once over vec.h for the f32
+ * and bf16 micro-kernels of every ISA (include after that ISA's vec.h). Edge tiles go
+ * through vec.h's tail loads/stores: no scalar loop, and columns >= n are never touched. */
+
+/* Rows i < m of a tile of mr rows x nv vectors: acc[i * nvmax + v] holds
+ * C[i, VF_LANES v : VF_LANES (v + 1)]. mr, nv, nvmax are constants after inlining, so acc
+ * stays in registers. A whole row (n == nv * VF_LANES) takes plain loads and stores, unless
+ * tail masks cost nothing on this ISA (VF_TAIL_FREE). */
+static inline __attribute__((always_inline)) void
+gemm_store_tile(const vf *acc, const int mr, const int nvmax, const int nv, float *c, int64_t ldc,
+                float alpha, float beta, int m, int n)
+{
+    const int64_t L = VF_LANES;
+    vf va = vf_set1(alpha), vb = vf_set1(beta);
+    if (!VF_TAIL_FREE && n == nv * L) {
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            if (i >= m)
+                break;
+            float *ci = c + i * ldc;
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++) {
+                vf r = vf_mul(va, acc[i * nvmax + v]);
+                if (beta != 0.0f)
+                    r = vf_fma(vb, vf_load(ci + L * v), r);
+                vf_store(ci + L * v, r);
+            }
+        }
+        return;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+        if (i >= m)
+            break;
+        float *ci = c + i * ldc;
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) {
+            vf r = vf_mul(va, acc[i * nvmax + v]);
+            if (beta != 0.0f)
+                r = vf_fma(vb, vf_load_n(ci + L * v, n - L * v), r);
+            vf_store_n(ci + L * v, n - L * v, r);
+        }
+    }
+}

@@ -32,15 +32,6 @@ static inline __attribute__((always_inline)) void store_tile(__m256 acc[MR][2], 
     gemm_store_tile(&acc[0][0], MR, 2, 2, c, ldc, alpha, beta, m, n);
 }
 
-/* Always inlined: as a function of its own, GCC finds it free of side effects and drops
- * the calls (as it would any function that only prefetches). */
-static inline __attribute__((always_inline)) void prefetch_tile(const float *c, int64_t ldc,
-                                                                 int m)
-{
-    for (int i = 0; i < m; i++)
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T1);
-}
-
 static void sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
                       float alpha, float beta, int m, int n)
 {
@@ -48,7 +39,7 @@ static void sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c, in
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++)
         acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    prefetch_tile(c, ldc, m);
+    gemm_prefetch_tile(c, ldc, m, NR);
     for (int64_t p = 0; p < kc; p++) {
         __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
 #pragma GCC unroll 6
@@ -63,41 +54,7 @@ static void sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c, in
     store_tile(acc, c, ldc, alpha, beta, m, n);
 }
 
-/* bf16 pairs in 32-bit lanes -> the even (low half) or odd (high half) element as f32 */
-static inline __m256 bf16_even(__m256i v) { return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); }
-static inline __m256 bf16_odd(__m256i v)
-{
-    return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
-}
-
-static void bgemm_ukr(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float *c,
-                      int64_t ldc, float alpha, float beta, int m, int n)
-{
-    __m256 acc[MR][2];
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; i++)
-        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    prefetch_tile(c, ldc, m);
-    for (int64_t p = 0; p < kc2; p++) {
-        __m256i w0 = _mm256_load_si256((const __m256i *)bp);
-        __m256i w1 = _mm256_load_si256((const __m256i *)(bp + 16));
-        __m256 be0 = bf16_even(w0), bo0 = bf16_odd(w0), be1 = bf16_even(w1), bo1 = bf16_odd(w1);
-#pragma GCC unroll 6
-        for (int i = 0; i < MR; i++) {
-            uint32_t pair;
-            memcpy(&pair, ap + 2 * i, 4);
-            __m256i a = _mm256_set1_epi32((int)pair);
-            __m256 ae = bf16_even(a), ao = bf16_odd(a);
-            acc[i][0] = _mm256_fmadd_ps(ae, be0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(ae, be1, acc[i][1]);
-            acc[i][0] = _mm256_fmadd_ps(ao, bo0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(ao, bo1, acc[i][1]);
-        }
-        ap += 2 * MR;
-        bp += 2 * NR;
-    }
-    store_tile(acc, c, ldc, alpha, beta, m, n);
-}
+#include "../common/gemm_bf16.h"
 
 /* ---- packing ----------------------------------------------------------------------
  * Copies read the source block row by row; transposes move 8 source rows x 8 words at a

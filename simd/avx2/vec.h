@@ -211,4 +211,13 @@ static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
 }
 /* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones? (vmaskmov is slower than a plain move) */
 #define VF_TAIL_FREE 0
+/* ---- GEMM pieces (simd/common/gemm_*.h) */
+/* prefetch a cache line into L2 (not L1: the C tile would compete with the B panel) */
+static inline void v_prefetch_l2(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T1); }
+/* bf16 pairs in 32-bit lanes -> the even (low half) or odd (high half) element as f32 (exact) */
+static inline vf vf_bf16_even(vi v) { return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); }
+static inline vf vf_bf16_odd(vi v)
+{
+    return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+}
 #endif

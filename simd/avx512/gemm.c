@@ -91,41 +91,7 @@ static void sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c, in
         sgemm_tile(1, kc, ap, bp, c, ldc, alpha, beta, m, n);
 }
 
-/* bf16 pairs -> two f32 vectors: the even element is the low half of each 32-bit lane
- * (shift it up), the odd one the high half (clear the low half). */
-static inline __m512 bf16_even(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
-static inline __m512 bf16_odd(__m512i v)
-{
-    return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
-}
-
-static void bgemm_ukr(int64_t kc2, const uint16_t *ap, const uint16_t *bp, float *c,
-                      int64_t ldc, float alpha, float beta, int m, int n)
-{
-    __m512 acc[MR][2];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++)
-        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    prefetch_tile(c, ldc, m);
-    for (int64_t p = 0; p < kc2; p++) {
-        __m512i w0 = _mm512_load_si512(bp), w1 = _mm512_load_si512(bp + 32);
-        __m512 be0 = bf16_even(w0), bo0 = bf16_odd(w0), be1 = bf16_even(w1), bo1 = bf16_odd(w1);
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) {
-            uint32_t pair;
-            memcpy(&pair, ap + 2 * i, 4);
-            __m512i a = _mm512_set1_epi32((int)pair);
-            __m512 ae = bf16_even(a), ao = bf16_odd(a);
-            acc[i][0] = _mm512_fmadd_ps(ae, be0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(ae, be1, acc[i][1]);
-            acc[i][0] = _mm512_fmadd_ps(ao, bo0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(ao, bo1, acc[i][1]);
-        }
-        ap += 2 * MR;
-        bp += 2 * NR;
-    }
-    store_tile(acc, c, ldc, alpha, beta, m, n);
-}
+#include "../common/gemm_bf16.h"
 
 /* ---- packing ----------------------------------------------------------------------
  * Copies read the source block row by row (long sequential streams); transposes move

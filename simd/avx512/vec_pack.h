@@ -1,7 +1,7 @@
 /* simd/avx512/vec_pack.h — the AVX-512 GEMM pieces both bf16 k-pair kernels share
- * (simd/avx512/gemm.c's widening one and simd/avx512/bf16.c's vdpbf16ps one): tail masks,
- * the C-tile prefetch and the alpha/beta write-back of an MR x 32 tile held in two vectors
- * per row. Include after defining MR and NR (= 32). */
+ * (simd/common/gemm_bf16.h's widening one and simd/avx512/bf16.c's vdpbf16ps one): tail
+ * masks, and the C-tile prefetch and alpha/beta write-back of simd/common/gemm_store.h for
+ * an MR x 32 tile held in two vectors per row. Include after defining MR and NR (= 32). */
 #include <immintrin.h>
 #include <stdint.h>
 
@@ -23,16 +23,9 @@ static inline __attribute__((always_inline)) void store_tile(__m512 acc[MR][2], 
     gemm_store_tile(&acc[0][0], MR, 2, 2, c, ldc, alpha, beta, m, n);
 }
 
-/* The C tile is touched only after the k loop: ask for its lines now, so they arrive
- * while the FMAs run (a strided 8-row tile is invisible to the hardware prefetcher).
- * Into L2, not L1: in L1 they would compete with the B panel for the same sets.
- * Always inlined: as a function of its own, GCC finds it free of side effects and drops
- * the calls (as it would any function that only prefetches). */
+/* the C-tile prefetch of simd/common/gemm_store.h over the tile's NR columns */
 static inline __attribute__((always_inline)) void prefetch_tile(const float *c, int64_t ldc,
                                                                  int m)
 {
-    for (int i = 0; i < m; i++) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T1);
-        _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T1);
-    }
+    gemm_prefetch_tile(c, ldc, m, NR);
 }

@@ -1,7 +1,20 @@
 /* simd/common/gemm_store.h — the write-back of a GEMM micro-kernel's tile,
- * C = alpha * acc + beta * C (beta == 0 never reads C), written once over vec.h for the f32
+ * C = alpha * acc + beta * C (beta == 0 never reads C) and its prefetch, written once over vec.h for the f32
  * and bf16 micro-kernels of every ISA (include after that ISA's vec.h). Edge tiles go
  * through vec.h's tail loads/stores: no scalar loop, and columns >= n are never touched. */
+
+/* The C tile is touched only after the k loop: ask for its lines now (the first and last
+ * of each of its m rows, ncols wide), so they arrive while the FMAs run (a strided tile is
+ * invisible to the hardware prefetcher). Always inlined: as a function of its own, GCC
+ * finds it free of side effects and drops the calls. */
+static inline __attribute__((always_inline)) void gemm_prefetch_tile(const float *c, int64_t ldc,
+                                                                      int m, int ncols)
+{
+    for (int i = 0; i < m; i++) {
+        v_prefetch_l2(c + i * ldc);
+        v_prefetch_l2(c + i * ldc + ncols - 1);
+    }
+}
 
 /* Rows i < m of a tile of mr rows x nv vectors: acc[i * nvmax + v] holds
  * C[i, VF_LANES v : VF_LANES (v + 1)]. mr, nv, nvmax are constants after inlining, so acc

@@ -185,4 +185,13 @@ static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
 }
 /* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones? (tails go through a small buffer) */
 #define VF_TAIL_FREE 0
+/* ---- GEMM pieces (simd/common/gemm_*.h) */
+/* prefetch a cache line into L2 (not L1: the C tile would compete with the B panel) */
+static inline void v_prefetch_l2(const void *p) { __builtin_prefetch(p, 0, 2); }
+/* bf16 pairs in 32-bit lanes -> the even (low half) or odd (high half) element as f32 (exact) */
+static inline vf vf_bf16_even(vi v) { return vreinterpretq_f32_s32(vshlq_n_s32(v, 16)); }
+static inline vf vf_bf16_odd(vi v)
+{
+    return vreinterpretq_f32_s32(vandq_s32(v, vdupq_n_s32((int32_t)0xffff0000u)));
+}
 #endif

@@ -1,8 +1,8 @@
 /* simd/avx2/gemm.c — AVX2 + FMA GEMM micro-kernels and packing (GEMVs: common/gemv.c).
  * The f32 micro-kernel keeps a 6 x 16 block of C in 12 ymm accumulators (two FMAs per
  * cycle with 4-cycle latency want >= 8 in flight); 12 + 2 B vectors + 1 broadcast = 15 of
- * the 16 registers. Edges use vmaskmov loads/stores (never a scalar loop). bf16 widens
- * each bf16 of a k pair to f32 in registers (shift / mask: exact). */
+ * the 16 registers. The write-back, the bf16 kernel, the copy packers and the 8 x 8
+ * transpose block are shared (simd/common/gemm_*.h, pack*.h); the k loop here is AVX2's. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -10,19 +10,12 @@
 #include "vec.h"
 #include "../common/gemm_store.h"
 #include "../common/pack.h"
-#include "../common/pack_x86.h"
+#include "../common/pack_copy.h"
 
 #define MR 6
 #define NR 16
 /* transposes prefetch the source rows this far ahead (as simd/avx512/gemm.c) */
 #define PACK_AHEAD_ROWS 16
-
-/* lanes [0, n) of 8 set, n clamped to [0, 8] */
-static inline __m256i mask8(int64_t n)
-{
-    int v = n < 0 ? 0 : n > 8 ? 8 : (int)n;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(v), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 /* C[0:m, 0:n] = alpha * acc + beta * C; beta == 0 never reads C. */
 static inline __attribute__((always_inline)) void store_tile(__m256 acc[MR][2], float *c,
@@ -74,18 +67,11 @@ static inline __m128 load4(const char *row, int64_t k, int64_t len, int half)
     return _mm_loadu_ps(tmp);
 }
 
-/* Stores lanes [0, lanes) of v at p. */
-static inline void store_lanes(float *p, __m256 v, int lanes)
-{
-    if (lanes >= 8)
-        _mm256_storeu_ps(p, v);
-    else
-        _mm256_maskstore_ps(p, mask8(lanes), v);
-}
+#include "../common/pack_x86.h"
 
 /* Prefetches word k0 of the row PACK_AHEAD_ROWS below `row` (never dereferenced, so
  * running past the block is harmless; the address is formed as an integer). Always
- * inlined, as prefetch_tile. */
+ * inlined, as gemm_prefetch_tile. */
 static inline __attribute__((always_inline)) void prefetch_ahead(const char *row,
                                                                   int64_t rs_bytes, int64_t k0)
 {
@@ -105,37 +91,21 @@ transpose_rows8(int64_t len, int half, int64_t mn, const char *x, int64_t rs_byt
     for (int i = 0; i < 8; i++)
         row[i] = (const char *)((uintptr_t)x + (uintptr_t)(i * rs_bytes));
     int64_t k0 = 0;
+    __m256 o[8];
     if (mn >= 8 && lanes == 8)
         for (; k0 < kfull; k0 += 8) {
-            __m256 a[4], b[4], o[8];
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) {
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++)
                 prefetch_ahead(row[i], rs_bytes, k0);
-                prefetch_ahead(row[i + 4], rs_bytes, k0);
-                const float *lo = (const float *)row[i] + k0, *hi = (const float *)row[i + 4] + k0;
-                a[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)),
-                                            _mm_loadu_ps(hi), 1);
-                b[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo + 4)),
-                                            _mm_loadu_ps(hi + 4), 1);
-            }
-            pack_transpose8(a, b, o);
+            load_t8(row, k0, len, half, 8, 1, o);
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
                 _mm256_storeu_ps(out + (k0 + j) * w, o[j]);
         }
     for (; k0 < kw; k0 += 8) {
-        __m256 a[4], b[4], o[8];
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            int64_t l0 = i < mn ? len : 0, l1 = i + 4 < mn ? len : 0;
-            a[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(load4(row[i], k0, l0, half)),
-                                        load4(row[i + 4], k0, l1, half), 1);
-            b[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(load4(row[i], k0 + 4, l0, half)),
-                                        load4(row[i + 4], k0 + 4, l1, half), 1);
-        }
-        pack_transpose8(a, b, o);
+        load_t8(row, k0, len, half, mn < 0 ? 0 : mn > 8 ? 8 : (int)mn, 0, o);
         for (int j = 0; j < 8 && k0 + j < kw; j++)
-            store_lanes(out + (k0 + j) * w, o[j], lanes);
+            vf_store_n(out + (k0 + j) * w, lanes, o[j]);
     }
 }
 
@@ -147,25 +117,8 @@ static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs
         pack_plain_f32(kc, mn, x, 0, rs, cs, w, out);
         return;
     }
-    if (rs == 1) { /* copy: 8 block rows at a time, each read in order across the panels */
-        for (int64_t k0 = 0; k0 < kc; k0 += 8) {
-            int64_t kn = kc - k0 < 8 ? kc - k0 : 8;
-            for (int64_t q = 0; q < np; q++) {
-                const float *src = x + q * w;
-                float *dst = out + q * ps;
-                if (w % 8 == 0 && (q + 1) * w <= mn)
-                    for (int64_t k = k0; k < k0 + kn; k++)
-                        for (int i = 0; i < w; i += 8)
-                            _mm256_storeu_ps(dst + k * w + i, _mm256_loadu_ps(src + k * cs + i));
-                else
-                    for (int64_t k = k0; k < k0 + kn; k++)
-                        for (int i = 0; i < w; i += 8) {
-                            __m256 v = _mm256_maskload_ps(src + k * cs + i,
-                                                          mask8(mn - q * w - i));
-                            _mm256_maskstore_ps(dst + k * w + i, mask8(w - i), v);
-                        }
-            }
-        }
+    if (rs == 1) {
+        pack_copy_f32(kc, mn, x, cs, w, out);
         return;
     }
     for (int64_t q = 0; q < np; q++) /* transpose, 8 rows at a time */
@@ -178,17 +131,6 @@ static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs
         }
 }
 
-/* 8 bf16 at p, zero past n (n may be < 8) */
-static inline __m128i load8_u16(const uint16_t *p, int64_t n)
-{
-    if (n >= 8)
-        return _mm_loadu_si128((const __m128i *)p);
-    uint16_t tmp[8] = {0};
-    if (n > 0)
-        memcpy(tmp, p, (size_t)n * 2);
-    return _mm_loadu_si128((const __m128i *)tmp);
-}
-
 static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t cs, int w,
                   uint16_t *out)
 {
@@ -197,24 +139,8 @@ static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t
         pack_plain_bf16(kc, mn, x, rs, cs, w, out);
         return;
     }
-    if (rs == 1) { /* interleave block rows 2p and 2p+1 into 32-bit pairs, 8 at a time */
-        for (int64_t p0 = 0; p0 < kc2; p0 += 4) {
-            int64_t pn = kc2 - p0 < 4 ? kc2 - p0 : 4;
-            for (int64_t q = 0; q < np; q++)
-                for (int64_t p = p0; p < p0 + pn; p++) {
-                    const uint16_t *r0 = x + 2 * p * cs + q * w;
-                    int odd = 2 * p + 1 < kc;
-                    for (int i = 0; i < w; i += 8) {
-                        int64_t have = mn - q * w - i;
-                        __m128i e = load8_u16(r0 + i, have);
-                        __m128i o = odd ? load8_u16(r0 + cs + i, have) : _mm_setzero_si128();
-                        __m256 v = _mm256_castsi256_ps(_mm256_set_m128i(_mm_unpackhi_epi16(e, o),
-                                                                        _mm_unpacklo_epi16(e, o)));
-                        store_lanes((float *)(out + 2 * q * ps + (p * w + i) * 2), v,
-                                    w - i < 8 ? w - i : 8);
-                    }
-                }
-        }
+    if (rs == 1) {
+        pack_copy_bf16(kc, mn, x, cs, w, out);
         return;
     }
     for (int64_t q = 0; q < np; q++) /* transpose: a row's k pairs are 32-bit words already */

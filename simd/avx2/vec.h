@@ -212,12 +212,36 @@ static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
 /* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones? (vmaskmov is slower than a plain move) */
 #define VF_TAIL_FREE 0
 /* ---- GEMM pieces (simd/common/gemm_*.h) */
-/* prefetch a cache line into L2 (not L1: the C tile would compete with the B panel) */
-static inline void v_prefetch_l2(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T1); }
+/* prefetch a cache line into L1 / into L2 (the C tile: in L1 it would compete with the B
+ * panel). Always inlined: GCC finds a call free of side effects and drops it. */
+static inline __attribute__((always_inline)) void v_prefetch_l1(const void *p)
+{
+    _mm_prefetch((const char *)p, _MM_HINT_T0);
+}
+static inline __attribute__((always_inline)) void v_prefetch_l2(const void *p)
+{
+    _mm_prefetch((const char *)p, _MM_HINT_T1);
+}
 /* bf16 pairs in 32-bit lanes -> the even (low half) or odd (high half) element as f32 (exact) */
 static inline vf vf_bf16_even(vi v) { return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); }
 static inline vf vf_bf16_odd(vi v)
 {
     return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+}
+/* VF_LANES 32-bit words e[j] | o[j] << 16 (o NULL: zero halves), zero past n, as the bits
+ * of a vf (a bf16 k pair of the GEMM packing, stored with vf_store_n) */
+static inline __m128i v_load8_u16_(const uint16_t *p, int64_t n)
+{
+    if (n >= 8)
+        return _mm_loadu_si128((const __m128i *)p);
+    uint16_t t[8] = {0};
+    if (n > 0)
+        memcpy(t, p, (size_t)n * 2);
+    return _mm_loadu_si128((const __m128i *)t);
+}
+static inline vf vf_bf16_zip_n(const uint16_t *e, const uint16_t *o, int64_t n)
+{
+    __m128i a = v_load8_u16_(e, n), b = o ? v_load8_u16_(o, n) : _mm_setzero_si128();
+    return _mm256_castsi256_ps(_mm256_set_m128i(_mm_unpackhi_epi16(a, b), _mm_unpacklo_epi16(a, b)));
 }
 #endif

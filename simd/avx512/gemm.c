@@ -14,17 +14,18 @@
 
 #include "avx512.h"
 #include "../common/pack.h"
-#include "../common/pack_x86.h"
 
 #define MR 8
 #define NR 32 /* bf16 k-pair kernel */
 #define SNR 48 /* f32 kernel */
 /* transposes prefetch each source row this many bytes ahead (8 cache lines) */
 #define PACK_AHEAD 512
-/* copies prefetch the source row this many rows ahead */
-#define COPY_AHEAD 8
+/* copies prefetch the source row this many rows ahead: the rows of a 48-float panel of a
+ * long row are far apart, each its own short stream (simd/common/pack_copy.h) */
+#define PACK_COPY_AHEAD 8
 
 #include "vec_pack.h"
+#include "../common/pack_copy.h"
 
 /* The f32 tile on nv vectors (nv = 1..3, a constant after inlining): acc[i][v] holds
  * C[i, 16v : 16v+16]. The k loop runs two steps per iteration (loop overhead is uops the
@@ -111,32 +112,7 @@ static inline __m128 load4(const char *row, int64_t k, int64_t len, int half)
     return _mm_maskz_loadu_ps(m, row + 4 * k);
 }
 
-/* 8 source rows x 8 words at word k0 -> o[j] = word k0 + j of the 8 rows. row[i] is row
- * i (never dereferenced for i >= nrows); full: all 8 rows present and the 8 words whole
- * (plain loads), else masked loads read zeros past a row's len elements (load4). */
-static inline __attribute__((always_inline)) void
-load_t8(const char *const row[8], int64_t k0, int64_t len, int half, int nrows, int full,
-        __m256 o[8])
-{
-    __m256 a[4], b[4];
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        if (full) {
-            const float *lo = (const float *)row[i] + k0, *hi = (const float *)row[i + 4] + k0;
-            a[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)),
-                                        _mm_loadu_ps(hi), 1);
-            b[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo + 4)),
-                                        _mm_loadu_ps(hi + 4), 1);
-        } else {
-            int64_t l0 = i < nrows ? len : 0, l1 = i + 4 < nrows ? len : 0;
-            a[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(load4(row[i], k0, l0, half)),
-                                        load4(row[i + 4], k0, l1, half), 1);
-            b[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(load4(row[i], k0 + 4, l0, half)),
-                                        load4(row[i + 4], k0 + 4, l1, half), 1);
-        }
-    }
-    pack_transpose8(a, b, o);
-}
+#include "../common/pack_x86.h"
 
 /* Stores word columns j < nj of o at word row k0 + j of a panel of width w (out points at
  * the group's column). widen: the words are bf16 pairs of k = 2(k0+j), 2(k0+j)+1 and go out
@@ -213,6 +189,25 @@ transpose_panel(int64_t len, int half, int widen, int64_t rows, const char *x, i
         }
 }
 
+/* Copy of 8-wide panels (rs == 1), two at a time: a 64-byte read, then two 32-byte panel
+ * rows. bf16: x holds bf16, widened exactly (wpack). */
+static inline __attribute__((always_inline)) void copy8x2(int64_t kc, int64_t mn, const void *x,
+                                                          int bf16, int64_t cs, int64_t ps,
+                                                          float *out)
+{
+    int64_t np = (mn + 7) / 8;
+    for (int64_t q = 0; q < np; q += 2) {
+        float *d0 = out + q * ps, *d1 = d0 + ps;
+        for (int64_t k = 0; k < kc; k++) {
+            __m512 v = bf16 ? vf_load_bf16_n((const uint16_t *)x + k * cs + q * 8, mn - q * 8)
+                            : vf_load_n((const float *)x + k * cs + q * 8, mn - q * 8);
+            _mm256_store_ps(d0 + k * 8, _mm512_castps512_ps256(v));
+            if (q + 1 < np)
+                _mm256_store_ps(d1 + k * 8, _mm512_extractf32x8_ps(v, 1));
+        }
+    }
+}
+
 static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs, int w,
                   float *out)
 {
@@ -221,46 +216,12 @@ static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs
         pack_plain_f32(kc, mn, x, 0, rs, cs, w, out);
         return;
     }
-    if (rs == 1 && w == 8) { /* copy of 8-wide panels: two at a time, a 64-byte read */
-        for (int64_t q = 0; q < np; q += 2) {
-            __mmask16 m = mask16(mn - q * 8);
-            float *d0 = out + q * ps, *d1 = d0 + ps;
-            for (int64_t k = 0; k < kc; k++) {
-                __m512 v = _mm512_maskz_loadu_ps(m, x + k * cs + q * 8);
-                _mm256_store_ps(d0 + k * 8, _mm512_castps512_ps256(v));
-                if (q + 1 < np)
-                    _mm256_store_ps(d1 + k * 8, _mm512_extractf32x8_ps(v, 1));
-            }
-        }
+    if (rs == 1 && w == 8) {
+        copy8x2(kc, mn, x, 0, cs, ps, out);
         return;
     }
-    if (rs == 1) { /* copy: 8 block rows at a time, each read in order across the panels */
-        for (int64_t k0 = 0; k0 < kc; k0 += 8) {
-            int64_t kn = kc - k0 < 8 ? kc - k0 : 8;
-            for (int64_t q = 0; q < np; q++) {
-                const float *src = x + q * w;
-                float *dst = out + q * ps;
-                if (w % 16 == 0 && (q + 1) * w <= mn) /* a whole panel: no masks */
-                    for (int64_t k = k0; k < k0 + kn; k++) {
-                        /* rows far apart (a 48-float panel of a long row): each row is its
-                         * own short stream, so fetch the one COPY_AHEAD below (an address
-                         * only: may point past the block) */
-                        uintptr_t ahead = (uintptr_t)(src + k * cs) +
-                                          (uintptr_t)(COPY_AHEAD * cs * 4);
-                        for (int i = 0; i < w; i += 16)
-                            _mm_prefetch((const char *)(ahead + (uintptr_t)(4 * i)), _MM_HINT_T0);
-                        _mm_prefetch((const char *)(ahead + (uintptr_t)(4 * w - 4)), _MM_HINT_T0);
-                        for (int i = 0; i < w; i += 16)
-                            _mm512_store_ps(dst + k * w + i, _mm512_loadu_ps(src + k * cs + i));
-                    }
-                else
-                    for (int64_t k = k0; k < k0 + kn; k++)
-                        for (int i = 0; i < w; i += 16)
-                            _mm512_mask_storeu_ps(dst + k * w + i, mask16(w - i),
-                                                  _mm512_maskz_loadu_ps(mask16(mn - q * w - i),
-                                                                        src + k * cs + i));
-            }
-        }
+    if (rs == 1) {
+        pack_copy_f32(kc, mn, x, cs, w, out);
         return;
     }
     for (int64_t q = 0; q < np; q++) { /* rows past mn are never read: addresses only */
@@ -280,18 +241,8 @@ static void wpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t
         pack_plain_f32(kc, mn, x, 1, rs, cs, w, out);
         return;
     }
-    if (rs == 1 && w == 8) { /* as spack: two 8-wide panels at a time */
-        for (int64_t q = 0; q < np; q += 2) {
-            __mmask16 m = mask16(mn - q * 8);
-            float *d0 = out + q * ps, *d1 = d0 + ps;
-            for (int64_t k = 0; k < kc; k++) {
-                __m256i h = _mm256_maskz_loadu_epi16(m, x + k * cs + q * 8);
-                __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-                _mm256_store_ps(d0 + k * 8, _mm512_castps512_ps256(v));
-                if (q + 1 < np)
-                    _mm256_store_ps(d1 + k * 8, _mm512_extractf32x8_ps(v, 1));
-            }
-        }
+    if (rs == 1 && w == 8) {
+        copy8x2(kc, mn, x, 1, cs, ps, out);
         return;
     }
     if (rs == 1) { /* copy, as spack: 16 bf16 -> 16 f32 per vector */
@@ -324,26 +275,8 @@ static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t
         pack_plain_bf16(kc, mn, x, rs, cs, w, out);
         return;
     }
-    if (rs == 1) { /* interleave block rows 2p and 2p+1; 4 pairs at a time, as spack */
-        for (int64_t p0 = 0; p0 < kc2; p0 += 4) {
-            int64_t pn = kc2 - p0 < 4 ? kc2 - p0 : 4;
-            for (int64_t q = 0; q < np; q++)
-                for (int64_t p = p0; p < p0 + pn; p++) {
-                    const uint16_t *r0 = x + 2 * p * cs + q * w;
-                    int odd = 2 * p + 1 < kc;
-                    for (int i = 0; i < w; i += 16) {
-                        __mmask16 m = mask16(mn - q * w - i);
-                        __m512i e = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r0 + i));
-                        __m512i o = _mm512_setzero_si512();
-                        if (odd)
-                            o = _mm512_slli_epi32(
-                                _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r0 + cs + i)),
-                                16);
-                        _mm512_mask_storeu_epi32(out + 2 * q * ps + (p * w + i) * 2,
-                                                 mask16(w - i), _mm512_or_si512(e, o));
-                    }
-                }
-        }
+    if (rs == 1) {
+        pack_copy_bf16(kc, mn, x, cs, w, out);
         return;
     }
     for (int64_t q = 0; q < np; q++) { /* transpose: a row's k pairs are 32-bit words already */

@@ -218,12 +218,30 @@ static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
 /* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones? (a k-masked move costs what a plain one does) */
 #define VF_TAIL_FREE 1
 /* ---- GEMM pieces (simd/common/gemm_*.h) */
-/* prefetch a cache line into L2 (not L1: the C tile would compete with the B panel) */
-static inline void v_prefetch_l2(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T1); }
+/* prefetch a cache line into L1 / into L2 (the C tile: in L1 it would compete with the B
+ * panel). Always inlined: GCC finds a call free of side effects and drops it. */
+static inline __attribute__((always_inline)) void v_prefetch_l1(const void *p)
+{
+    _mm_prefetch((const char *)p, _MM_HINT_T0);
+}
+static inline __attribute__((always_inline)) void v_prefetch_l2(const void *p)
+{
+    _mm_prefetch((const char *)p, _MM_HINT_T1);
+}
 /* bf16 pairs in 32-bit lanes -> the even (low half) or odd (high half) element as f32 (exact) */
 static inline vf vf_bf16_even(vi v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
 static inline vf vf_bf16_odd(vi v)
 {
     return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
+}
+/* VF_LANES 32-bit words e[j] | o[j] << 16 (o NULL: zero halves), zero past n, as the bits
+ * of a vf (a bf16 k pair of the GEMM packing, stored with vf_store_n) */
+static inline vf vf_bf16_zip_n(const uint16_t *e, const uint16_t *o, int64_t n)
+{
+    __mmask16 m = vf_mask_(n);
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, e));
+    if (o)
+        v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, o)), 16));
+    return _mm512_castsi512_ps(v);
 }
 #endif

@@ -18,30 +18,13 @@ static inline __attribute__((always_inline)) void gemm_prefetch_tile(const float
 
 /* Rows i < m of a tile of mr rows x nv vectors: acc[i * nvmax + v] holds
  * C[i, VF_LANES v : VF_LANES (v + 1)]. mr, nv, nvmax are constants after inlining, so acc
- * stays in registers. A whole row (n == nv * VF_LANES) takes plain loads and stores, unless
- * tail masks cost nothing on this ISA (VF_TAIL_FREE). */
+ * stays in registers. full (n == nv * VF_LANES): plain loads and stores. */
 static inline __attribute__((always_inline)) void
-gemm_store_tile(const vf *acc, const int mr, const int nvmax, const int nv, float *c, int64_t ldc,
-                float alpha, float beta, int m, int n)
+gemm_store_rows(const vf *acc, const int mr, const int nvmax, const int nv, float *c,
+                int64_t ldc, float alpha, float beta, int m, int n, const int full)
 {
     const int64_t L = VF_LANES;
     vf va = vf_set1(alpha), vb = vf_set1(beta);
-    if (!VF_TAIL_FREE && n == nv * L) {
-#pragma GCC unroll 8
-        for (int i = 0; i < mr; i++) {
-            if (i >= m)
-                break;
-            float *ci = c + i * ldc;
-#pragma GCC unroll 3
-            for (int v = 0; v < nv; v++) {
-                vf r = vf_mul(va, acc[i * nvmax + v]);
-                if (beta != 0.0f)
-                    r = vf_fma(vb, vf_load(ci + L * v), r);
-                vf_store(ci + L * v, r);
-            }
-        }
-        return;
-    }
 #pragma GCC unroll 8
     for (int i = 0; i < mr; i++) {
         if (i >= m)
@@ -51,8 +34,23 @@ gemm_store_tile(const vf *acc, const int mr, const int nvmax, const int nv, floa
         for (int v = 0; v < nv; v++) {
             vf r = vf_mul(va, acc[i * nvmax + v]);
             if (beta != 0.0f)
-                r = vf_fma(vb, vf_load_n(ci + L * v, n - L * v), r);
-            vf_store_n(ci + L * v, n - L * v, r);
+                r = vf_fma(vb, full ? vf_load(ci + L * v) : vf_load_n(ci + L * v, n - L * v), r);
+            if (full)
+                vf_store(ci + L * v, r);
+            else
+                vf_store_n(ci + L * v, n - L * v, r);
         }
     }
+}
+
+/* The tile write-back: whole rows without tails unless tail masks cost nothing on this ISA
+ * (VF_TAIL_FREE: one path for all). */
+static inline __attribute__((always_inline)) void
+gemm_store_tile(const vf *acc, const int mr, const int nvmax, const int nv, float *c, int64_t ldc,
+                float alpha, float beta, int m, int n)
+{
+    if (!VF_TAIL_FREE && n == nv * VF_LANES)
+        gemm_store_rows(acc, mr, nvmax, nv, c, ldc, alpha, beta, m, n, 1);
+    else
+        gemm_store_rows(acc, mr, nvmax, nv, c, ldc, alpha, beta, m, n, 0);
 }

@@ -38,7 +38,7 @@ gemv_t(int64_t rows, int64_t k, float alpha, const void *w, int64_t ldw, const f
             for (int r = 0; r < 4; r++) { /* an address only: may point past the matrix */
                 uintptr_t a = (uintptr_t)w0 + (uintptr_t)(((GEMV_AHEAD_ROWS(es) + r) * ldw + p) * es);
                 for (int64_t off = 0; off < 2 * L * es; off += 64)
-                    v_prefetch((const void *)(a + (uintptr_t)off));
+                    v_prefetch_l1((const void *)(a + (uintptr_t)off));
             }
             vf x0 = vf_load(x + p), x1 = vf_load(x + p + L);
             a0 = vf_fma(wload(w0, p, L, bf16), x0, a0);

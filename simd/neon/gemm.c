@@ -11,6 +11,7 @@
 #include "vec.h"
 #include "../common/gemm_store.h"
 #include "../common/pack.h"
+#include "../common/pack_copy.h"
 
 #define MR 8
 #define NR 12
@@ -221,20 +222,7 @@ static void spack(int64_t kc, int64_t mn, const float *x, int64_t rs, int64_t cs
 {
     int64_t ps = pack_panel_stride(kc, w), np = (mn + w - 1) / w;
     if (rs == 1) {
-        for (int64_t k = 0; k < kc; k++) {
-            const float *xk = x + k * cs;
-            for (int64_t q = 0; q < np; q++) {
-                float *o = out + q * ps + k * w;
-                const float *xq = xk + q * w;
-                int64_t n = mn - q * w < w ? mn - q * w : w, i = 0;
-                for (; i + 4 <= n; i += 4)
-                    vst1q_f32(o + i, vld1q_f32(xq + i));
-                for (; i < n; i++)
-                    o[i] = xq[i];
-                for (; i < w; i++)
-                    o[i] = 0.0f;
-            }
-        }
+        pack_copy_f32(kc, mn, x, cs, w, out);
         return;
     }
     if (cs != 1) { /* general strides: not used by lib/, kept exact */
@@ -287,28 +275,7 @@ static void bpack(int64_t kc, int64_t mn, const uint16_t *x, int64_t rs, int64_t
 {
     int64_t kc2 = (kc + 1) / 2, ps = pack_panel_stride(kc2, w), np = (mn + w - 1) / w;
     if (rs == 1) {
-        /* source rows 2p and 2p+1 are contiguous: interleave them (zip) into every panel */
-        for (int64_t p = 0; p < kc2; p++) {
-            const uint16_t *x0 = x + 2 * p * cs;
-            const uint16_t *x1 = 2 * p + 1 < kc ? x0 + cs : NULL;
-            for (int64_t q = 0; q < np; q++) {
-                uint16_t *o = out + 2 * q * ps + p * w * 2;
-                const uint16_t *a0 = x0 + q * w, *a1 = x1 ? x1 + q * w : NULL;
-                int64_t n = mn - q * w < w ? mn - q * w : w, i = 0;
-                if (a1)
-                    for (; i + 8 <= n; i += 8) {
-                        uint16x8_t a = vld1q_u16(a0 + i), b = vld1q_u16(a1 + i);
-                        vst1q_u16(o + 2 * i, vzip1q_u16(a, b));
-                        vst1q_u16(o + 2 * i + 8, vzip2q_u16(a, b));
-                    }
-                for (; i < n; i++) {
-                    o[2 * i] = a0[i];
-                    o[2 * i + 1] = a1 ? a1[i] : 0;
-                }
-                for (; i < w; i++)
-                    o[2 * i] = o[2 * i + 1] = 0;
-            }
-        }
+        pack_copy_bf16(kc, mn, x, cs, w, out);
         return;
     }
     if (cs != 1) { /* general strides: not used by lib/, kept exact */

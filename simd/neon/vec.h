@@ -186,12 +186,37 @@ static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
 /* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones? (tails go through a small buffer) */
 #define VF_TAIL_FREE 0
 /* ---- GEMM pieces (simd/common/gemm_*.h) */
-/* prefetch a cache line into L2 (not L1: the C tile would compete with the B panel) */
-static inline void v_prefetch_l2(const void *p) { __builtin_prefetch(p, 0, 2); }
+/* prefetch a cache line into L1 / into L2 (the C tile: in L1 it would compete with the B
+ * panel). Always inlined: GCC finds a call free of side effects and drops it. */
+static inline __attribute__((always_inline)) void v_prefetch_l1(const void *p)
+{
+    __builtin_prefetch(p, 0, 3);
+}
+static inline __attribute__((always_inline)) void v_prefetch_l2(const void *p)
+{
+    __builtin_prefetch(p, 0, 2);
+}
 /* bf16 pairs in 32-bit lanes -> the even (low half) or odd (high half) element as f32 (exact) */
 static inline vf vf_bf16_even(vi v) { return vreinterpretq_f32_s32(vshlq_n_s32(v, 16)); }
 static inline vf vf_bf16_odd(vi v)
 {
     return vreinterpretq_f32_s32(vandq_s32(v, vdupq_n_s32((int32_t)0xffff0000u)));
+}
+/* VF_LANES 32-bit words e[j] | o[j] << 16 (o NULL: zero halves), zero past n, as the bits
+ * of a vf (a bf16 k pair of the GEMM packing, stored with vf_store_n) */
+static inline uint16x4_t v_load4_u16_(const uint16_t *p, int64_t n)
+{
+    if (n >= 4)
+        return vld1_u16(p);
+    uint16_t t[4] = {0};
+    if (n > 0)
+        memcpy(t, p, (size_t)n * 2);
+    return vld1_u16(t);
+}
+static inline vf vf_bf16_zip_n(const uint16_t *e, const uint16_t *o, int64_t n)
+{
+    uint16x4_t a = v_load4_u16_(e, n), b = o ? v_load4_u16_(o, n) : vdup_n_u16(0);
+    uint16x4x2_t z = vzip_u16(a, b);
+    return vreinterpretq_f32_u16(vcombine_u16(z.val[0], z.val[1]));
 }
 #endif

@@ -209,7 +209,8 @@ static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
     float s = vf_hsum(a);
     *y = beta == 0.0f ? alpha * s : alpha * s + beta * *y;
 }
-/* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones? (vmaskmov is slower than a plain move) */
+/* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones?
+ * (vmaskmov is slower than a plain move) */
 #define VF_TAIL_FREE 0
 /* ---- GEMM pieces (simd/common/gemm_*.h) */
 /* prefetch a cache line into L1 / into L2 (the C tile: in L1 it would compete with the B
@@ -242,6 +243,7 @@ static inline __m128i v_load8_u16_(const uint16_t *p, int64_t n)
 static inline vf vf_bf16_zip_n(const uint16_t *e, const uint16_t *o, int64_t n)
 {
     __m128i a = v_load8_u16_(e, n), b = o ? v_load8_u16_(o, n) : _mm_setzero_si128();
-    return _mm256_castsi256_ps(_mm256_set_m128i(_mm_unpackhi_epi16(a, b), _mm_unpacklo_epi16(a, b)));
+    __m256i v = _mm256_set_m128i(_mm_unpackhi_epi16(a, b), _mm_unpacklo_epi16(a, b));
+    return _mm256_castsi256_ps(v);
 }
 #endif

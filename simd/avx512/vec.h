@@ -215,7 +215,8 @@ static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
     float s = _mm_cvtss_f32(vf_hsum4_(a, z, z, z));
     *y = beta == 0.0f ? alpha * s : alpha * s + beta * *y;
 }
-/* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones? (a k-masked move costs what a plain one does) */
+/* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones?
+ * (a k-masked move costs what a plain one does) */
 #define VF_TAIL_FREE 1
 /* ---- GEMM pieces (simd/common/gemm_*.h) */
 /* prefetch a cache line into L1 / into L2 (the C tile: in L1 it would compete with the B
@@ -240,8 +241,10 @@ static inline vf vf_bf16_zip_n(const uint16_t *e, const uint16_t *o, int64_t n)
 {
     __mmask16 m = vf_mask_(n);
     __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, e));
-    if (o)
-        v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, o)), 16));
+    if (o) {
+        __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, o));
+        v = _mm512_or_si512(v, _mm512_slli_epi32(h, 16));
+    }
     return _mm512_castsi512_ps(v);
 }
 #endif

@@ -1,7 +1,7 @@
 /* simd/common/gemm_store.h — the write-back of a GEMM micro-kernel's tile,
- * C = alpha * acc + beta * C (beta == 0 never reads C) and its prefetch, written once over vec.h for the f32
- * and bf16 micro-kernels of every ISA (include after that ISA's vec.h). Edge tiles go
- * through vec.h's tail loads/stores: no scalar loop, and columns >= n are never touched. */
+ * C = alpha * acc + beta * C (beta == 0 never reads C), and its prefetch, written once over
+ * vec.h for the f32 and bf16 micro-kernels of every ISA (include after that ISA's vec.h).
+ * Edge tiles go through vec.h's tail loads/stores: no scalar loop, columns >= n untouched. */
 
 /* The C tile is touched only after the k loop: ask for its lines now (the first and last
  * of each of its m rows, ncols wide), so they arrive while the FMAs run (a strided tile is

@@ -36,7 +36,8 @@ gemv_t(int64_t rows, int64_t k, float alpha, const void *w, int64_t ldw, const f
         int64_t p = 0;
         for (; p + 2 * L <= k; p += 2 * L) {
             for (int r = 0; r < 4; r++) { /* an address only: may point past the matrix */
-                uintptr_t a = (uintptr_t)w0 + (uintptr_t)(((GEMV_AHEAD_ROWS(es) + r) * ldw + p) * es);
+                int64_t ahead = (GEMV_AHEAD_ROWS(es) + r) * ldw + p;
+                uintptr_t a = (uintptr_t)w0 + (uintptr_t)(ahead * es);
                 for (int64_t off = 0; off < 2 * L * es; off += 64)
                     v_prefetch_l1((const void *)(a + (uintptr_t)off));
             }

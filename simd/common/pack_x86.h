@@ -1,7 +1,8 @@
 /* simd/common/pack_x86.h — the 8 x 8 f32 transpose both x86 GEMM packers (simd/avx2,
  * simd/avx512) move source rows through, and the load of an 8 x 8 block into it; AVX2
- * instructions only, so either ISA's flags compile it. Include after defining load4. Lane half h of a[i] / b[i] holds row i + 4h at words 0-3 / 4-7, so unpack +
- * shuffle within 128-bit lanes finish the job (256-bit shuffles: two per cycle on cores
+ * instructions only, so either ISA's flags compile it. Include after defining load4.
+ * Lane half h of a[i] / b[i] holds row i + 4h at words 0-3 / 4-7, so unpack + shuffle
+ * within 128-bit lanes finish the job (256-bit shuffles: two per cycle on cores
  * that split 512-bit ones). */
 #include <immintrin.h>
 

@@ -183,7 +183,8 @@ static inline void vf_gemv_out1(float *y, vf a, float alpha, float beta)
     float s = vaddvq_f32(a);
     *y = beta == 0.0f ? alpha * s : alpha * s + beta * *y;
 }
-/* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones? (tails go through a small buffer) */
+/* tail loads/stores (vf_load_n, vf_store_n) as cheap as whole ones?
+ * (tails go through a small buffer) */
 #define VF_TAIL_FREE 0
 /* ---- GEMM pieces (simd/common/gemm_*.h) */
 /* prefetch a cache line into L1 / into L2 (the C tile: in L1 it would compete with the B

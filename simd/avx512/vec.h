@@ -170,7 +170,12 @@ static inline vf vf_load_bf16_n(const uint16_t *p, int64_t n)
     __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(vf_mask_(n), p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
 }
-static inline vf vf_load_bf16(const uint16_t *p) { return vf_load_bf16_n(p, VF_LANES); }
+/* a plain load (not a full mask): it folds into vpmovzxwd's memory operand */
+static inline vf vf_load_bf16(const uint16_t *p)
+{
+    __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+}
 static inline void vf_store_bf16_n(uint16_t *p, int64_t n, vf v)
 {
     _mm512_mask_cvtepi32_storeu_epi16(p, vf_mask_(n), vf_round_bf16_(v));

@@ -15,6 +15,13 @@ static inline vd vd_add_sq(vd a, vf x)
     __m256d x1 = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
     return (vd){_mm256_fmadd_pd(x0, x0, a.lo), _mm256_fmadd_pd(x1, x1, a.hi)};
 }
+/* a + p[0:8]^2 from memory: two 4-float loads fold into vcvtps2pd, where widening a
+ * loaded vector costs a lane extract more (port 5, which the conversions share) */
+static inline vd vd_add_sq_at(vd a, const float *p)
+{
+    __m256d x0 = _mm256_cvtps_pd(_mm_loadu_ps(p)), x1 = _mm256_cvtps_pd(_mm_loadu_ps(p + 4));
+    return (vd){_mm256_fmadd_pd(x0, x0, a.lo), _mm256_fmadd_pd(x1, x1, a.hi)};
+}
 static inline double vd_hsum(vd a)
 {
     __m256d s = _mm256_add_pd(a.lo, a.hi);

@@ -15,6 +15,8 @@ static inline vd vd_add_sq(vd a, vf x)
     __m512d x1 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1));
     return (vd){_mm512_fmadd_pd(x0, x0, a.lo), _mm512_fmadd_pd(x1, x1, a.hi)};
 }
+/* a + p[0:VF_LANES]^2 from memory */
+static inline vd vd_add_sq_at(vd a, const float *p) { return vd_add_sq(a, vf_load(p)); }
 static inline double vd_hsum(vd a) { return _mm512_reduce_add_pd(_mm512_add_pd(a.lo, a.hi)); }
 
 /* attention (simd/common/attn.c) tuned for 32 zmm registers: a query block of 2 x 16

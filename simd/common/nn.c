@@ -216,8 +216,8 @@ static double sumsq(int64_t n, const float *x)
     vd a0 = vd_zero(), a1 = vd_zero();
     int64_t i = 0;
     for (; i + 2 * L <= n; i += 2 * L) {
-        a0 = vd_add_sq(a0, vf_load(x + i));
-        a1 = vd_add_sq(a1, vf_load(x + i + L));
+        a0 = vd_add_sq_at(a0, x + i);
+        a1 = vd_add_sq_at(a1, x + i + L);
     }
     for (; i < n; i += L)
         a0 = vd_add_sq(a0, vf_load_n(x + i, n - i));

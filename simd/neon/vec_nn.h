@@ -14,6 +14,8 @@ static inline vd vd_add_sq(vd a, vf x)
     float64x2_t x0 = vcvt_f64_f32(vget_low_f32(x)), x1 = vcvt_high_f64_f32(x);
     return (vd){vfmaq_f64(a.lo, x0, x0), vfmaq_f64(a.hi, x1, x1)};
 }
+/* a + p[0:VF_LANES]^2 from memory */
+static inline vd vd_add_sq_at(vd a, const float *p) { return vd_add_sq(a, vf_load(p)); }
 static inline double vd_hsum(vd a) { return vaddvq_f64(vaddq_f64(a.lo, a.hi)); }
 
 /* attention (simd/common/attn.c) tuned for 32 q registers: 2 x 4 query lanes against

@@ -61,6 +61,9 @@ static void usage(FILE *f)
             "                 ranks, compute and communication lanes\n"
             "  --seq T        mp: tokens per sequence (default 64; the global batch stays\n"
             "                 8 sequences per rank, so T sets the micro-batch's rows)\n"
+            "  --layouts LIST mp: only the layouts whose names contain one of these comma-\n"
+            "                 separated words (e.g. '1f1b,tp2'); the 1-process baseline\n"
+            "                 always runs\n"
             "  --out FILE     calibrate: write the profile (JSON, parlm/plan.h) here\n"
             "  --links FILE   calibrate on one rank: copy the links of this profile\n"
             "  -h, --help     this text\n"
@@ -97,7 +100,7 @@ int main(int argc, char **argv)
         CLI_F("--json", &ctx.json, 0), CLI_F("--quick", &ctx.quick, 0),
         CLI_I("--threads", &ctx.max_threads, 1, 4096, 0),
         CLI_D("--time", &ctx.min_time, 1e-6, 3600, 0), CLI_S("--trace", &ctx.trace, 0),
-        CLI_I("--seq", &ctx.seq, 1, 1024, 0),
+        CLI_I("--seq", &ctx.seq, 1, 1024, 0), CLI_S("--layouts", &ctx.layouts, 0),
         CLI_S("--out", &ctx.out, 0), CLI_S("--links", &ctx.links, 0),
     };
     cli c = {"parlm-bench", table, (int)(sizeof table / sizeof table[0]), usage, names, 0};

@@ -15,6 +15,7 @@ typedef struct bench_ctx {
     double stream_gbs; /* measured STREAM-triad bandwidth at max_threads, GB/s (0 = not measured) */
     const char *trace; /* --trace FILE: dp / mp write a Chrome trace of one step per mode (or NULL) */
     int seq;           /* --seq T: mp's sequence length (0: its default, 64) */
+    const char *layouts; /* --layouts LIST: mp runs only the layouts named (or NULL: all) */
     const char *out;   /* calibrate --out FILE: the machine profile (parlm/plan.h) */
     const char *links; /* calibrate --links FILE: a profile whose links a 1-rank run copies */
 } bench_ctx;

@@ -88,6 +88,42 @@ static int layouts(int p, int G, int M, int L, mp_layout *out)
     return n;
 }
 
+/* --layouts LIST: keeps ls[0] (the baseline every ratio is against) and the layouts whose
+ * name contains one of LIST's comma-separated words; a word that names none is an error.
+ * Returns the new count, or -1 after saying why. */
+static int select_layouts(const char *list, mp_layout *ls, int n, int say)
+{
+    char words[256];
+    if (!list)
+        return n;
+    if (snprintf(words, sizeof words, "%s", list) >= (int)sizeof words) {
+        if (say)
+            fprintf(stderr, "mp: --layouts '%s' is too long\n", list);
+        return -1;
+    }
+    int keep[MAX_LAYOUTS] = {1}, bad = 0;
+    for (char *save = NULL, *w = strtok_r(words, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        int hit = 0;
+        for (int i = 1; i < n; i++)
+            if (strstr(ls[i].name, w))
+                keep[i] = hit = 1;
+        if (!hit && say) {
+            fprintf(stderr, "mp: --layouts: '%s' names no layout of these ranks; they are:", w);
+            for (int i = 1; i < n; i++)
+                fprintf(stderr, "%s '%s'", i > 1 ? "," : "", ls[i].name);
+            fprintf(stderr, "\n");
+        }
+        bad |= !hit;
+    }
+    if (bad)
+        return -1;
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (keep[i])
+            ls[m++] = ls[i];
+    return m;
+}
+
 /* the baseline's step: a full model, one micro-batch of B, no communication; *compute =
  * forward + backward */
 static parlm_status nocomm_step(parlm_gpt *m, const int32_t *x, const int32_t *y, double *compute)
@@ -358,7 +394,11 @@ int bench_mp(bench_ctx *ctx)
         return 1;
     }
     mp_layout ls[MAX_LAYOUTS];
-    int nl = layouts(p, G, M, cfg.n_layer, ls);
+    int nl = select_layouts(ctx->layouts, ls, layouts(p, G, M, cfg.n_layer, ls), rank == 0);
+    if (nl < 0) { /* the same on every rank: the list and the layouts are */
+        parlm_comm_free(world);
+        return 1;
+    }
     char title[512], shape[64];
     snprintf(title, sizeof title,
              "mp: model-parallel training step, %s, global batch %d x %d tokens, %d ranks "

@@ -30,6 +30,8 @@ static void usage(FILE *f)
         "  --encoder F --vocab F   GPT-2 tokenizer files (needed for a GPT-2 vocabulary)\n"
         "  --llmc-tokenizer F llm.c's gpt2_tokenizer.bin (decoding only: no --prompt)\n"
         "  --bf16             bf16 weights (f32 activations and accumulation)\n"
+        "  --decode-type T    q8_0 or q4_0: decode on 8- or 4-bit copies of the weights\n"
+        "                     (ggml's blocks; activations quantized to 8 bits per 32)\n"
         "  --threads N        OpenMP threads (default: all cores; under mpirun, the rank's share)\n"
         "  --tp N             tensor parallelism over N ranks (mpirun -np N; the model's heads\n"
         "                     and padded vocabulary must divide by N)\n"
@@ -105,6 +107,8 @@ int main(int argc, char **argv)
 {
     const char *ckpt = NULL, *prompt = NULL, *encoder = NULL, *vocab = NULL, *llmc_tok = NULL;
     int max_tokens = 200, top_k = 40, bf16 = 0, threads = 0, tp = 1, rank = 0;
+    const char *dtype_name = NULL;
+    parlm_wtype dtype = PARLM_WT_F32;
     double temperature = 0.8, top_p = 0.95;
     uint64_t seed = 42;
     const cli_opt table[] = {
@@ -115,6 +119,7 @@ int main(int argc, char **argv)
         CLI_I("--threads", &threads, 0, 4096, 0), CLI_I("--tp", &tp, 1, 4096, 0),
         CLI_D("--temperature", &temperature, 0, 1e6, 0), CLI_D("--top-p", &top_p, 1e-9, 1, 0),
         CLI_U64("--seed", &seed, 0), CLI_F("--bf16", &bf16, 0),
+        CLI_S("--decode-type", &dtype_name, 0),
     };
     cli cl = {"parlm-generate", table, (int)(sizeof table / sizeof table[0]), usage, NULL, 0};
     int rc = cli_parse(&cl, argc, argv);
@@ -130,6 +135,11 @@ int main(int argc, char **argv)
     }
     if (encoder && llmc_tok) {
         fprintf(stderr, "parlm-generate: give --encoder/--vocab or --llmc-tokenizer, not both\n");
+        return 2;
+    }
+    if (dtype_name && (parlm_wtype_parse(dtype_name, &dtype) != PARLM_OK ||
+                       (dtype != PARLM_WT_Q8_0 && dtype != PARLM_WT_Q4_0))) {
+        fprintf(stderr, "parlm-generate: --decode-type: '%s' is not q8_0 or q4_0\n", dtype_name);
         return 2;
     }
 #if PARLM_WITH_MPI
@@ -210,6 +220,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
         return 1;
     }
+    if (dtype != PARLM_WT_F32 && parlm_gpt_set_decode_type(m, dtype) != PARLM_OK) {
+        fprintf(stderr, "parlm-generate: --decode-type %s: %s\n", dtype_name, parlm_last_error());
+        return 1;
+    }
     /* the prompt: EOT (or a newline for byte models) then the prompt's tokens */
     int eot = parlm_tokenizer_eot(tok);
     int32_t *ids = NULL;
@@ -265,7 +279,8 @@ int main(int argc, char **argv)
     if (rank == 0)
         fprintf(stderr, "prefill: %d tokens, %.1f tokens/s | decode: %d tokens, %.1f tokens/s "
                 "(%s weights, %d threads%s, %s kernels)\n", n, n / t_prefill, decoded,
-                decoded > 0 ? decoded / t_decode : 0.0, bf16 ? "bf16" : "f32",
+                decoded > 0 ? decoded / t_decode : 0.0,
+                dtype != PARLM_WT_F32 ? parlm_wtype_name(dtype) : bf16 ? "bf16" : "f32",
                 omp_get_max_threads(), tp > 1 ? " per rank x tp" : "",
                 parlm_isa_name(parlm_isa_current()));
     if (rank == 0 && tp > 1)

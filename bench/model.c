@@ -124,10 +124,10 @@ static void decode_fn(void *p) /* a->decode tokens after the prompt, one forward
     }
 }
 
-/* One model's generation rows: prefill of the prompt (if `prefill`), then decode at each
- * thread count, f32 then bf16 weights. Decode streams every weight but the position
- * table once per token: GB/s from that, % of STREAM at the thread count STREAM ran with,
- * and bf16 tokens/s over f32's. */
+/* One model's generation rows: prefill of the prompt (if `prefill`; f32 and bf16), then
+ * decode at each thread count with f32, bf16, Q8_0 and Q4_0 weights. Decode streams every
+ * weight but the position table once per token: GB/s from that, % of STREAM at the thread
+ * count STREAM ran with; bf16 tokens/s over f32's, Q8_0's and Q4_0's over bf16's. */
 static int gen_rows(bench_ctx *ctx, const char *preset, int prefill, int ndec)
 {
     parlm_gpt_config cfg = {.max_seq = 1024, .vocab = 50257};
@@ -143,21 +143,27 @@ static int gen_rows(bench_ctx *ctx, const char *preset, int prefill, int ndec)
     float *logits = malloc((size_t)parlm_gpt_get_config(m).vocab_pad * sizeof(float));
     int tlist[2] = {ctx->max_threads, 1}, nts = ctx->max_threads > 1 && !ctx->quick ? 2 : 1;
     int rc = 0;
-    double f32_tps[2] = {0, 0};
-    for (int bf16 = 0; bf16 < 2 && !rc; bf16++) {
+    /* weights: f32, bf16, q8_0, q4_0 (bytes per weight as stored) */
+    static const struct { const char *impl; int bf16, type; double bytes; } mode[] = {
+        {"parlm-f32", 0, PARLM_WT_F32, 4.0}, {"parlm-bf16", 1, PARLM_WT_F32, 2.0},
+        {"parlm-q8_0", 0, PARLM_WT_Q8_0, 34.0 / 32}, {"parlm-q4_0", 0, PARLM_WT_Q4_0, 18.0 / 32}};
+    double tps[2][2] = {{0, 0}, {0, 0}}; /* f32 and bf16 decode tokens/s per thread count */
+    for (int mi = 0; mi < 4 && !rc; mi++) {
+        int bf16 = mode[mi].bf16, quant = mode[mi].type != PARLM_WT_F32;
         omp_set_num_threads(ctx->max_threads);
         parlm_gpt_set_bf16(m, bf16);
         gen_arg a = {m, prompt, n, ndec, logits, PARLM_OK};
+        a.st = parlm_gpt_set_decode_type(m, mode[mi].type);
         char shape[96];
-        if (prefill) {
+        if (a.st == PARLM_OK && prefill && !quant) { /* f32 / bf16 GEMMs whatever decode uses */
             double t_pre = bench_time(prefill_fn, &a, ctx->min_time);
             snprintf(shape, sizeof shape, "%s prefill %d", preset, n);
-            bench_row r = {.bench = "generate", .impl = bf16 ? "parlm-bf16" : "parlm-f32",
+            bench_row r = {.bench = "generate", .impl = mode[mi].impl,
                            .shape = shape, .threads = ctx->max_threads, .seconds = t_pre,
                            .gflops = 2.0 * P * n / t_pre * 1e-9};
             if (a.st == PARLM_OK)
                 bench_report(ctx, &r);
-        } else {
+        } else if (a.st == PARLM_OK) {
             prefill_fn(&a); /* the cache the decoded tokens attend to */
         }
         for (int i = 0; i < nts && a.st == PARLM_OK; i++) {
@@ -165,17 +171,17 @@ static int gen_rows(bench_ctx *ctx, const char *preset, int prefill, int ndec)
             double t_dec = bench_time(decode_fn, &a, ctx->min_time) / ndec;
             if (a.st != PARLM_OK)
                 break;
-            double gbs = P * (bf16 ? 2.0 : 4.0) / t_dec * 1e-9;
+            double gbs = P * mode[mi].bytes / t_dec * 1e-9;
             snprintf(shape, sizeof shape, "%s decode %.1f tok/s", preset, 1.0 / t_dec);
-            bench_row d = {.bench = "generate", .impl = bf16 ? "parlm-bf16" : "parlm-f32",
+            bench_row d = {.bench = "generate", .impl = mode[mi].impl,
                            .shape = shape, .threads = tlist[i], .seconds = t_dec, .gbs = gbs,
                            .pct_peak = ctx->stream_gbs > 0 && i == 0 ? 100 * gbs / ctx->stream_gbs
                                                                      : 0};
-            if (bf16 && f32_tps[i] > 0) {
-                d.ratio = (1.0 / t_dec) / f32_tps[i];
-                d.baseline = "f32 decode";
-            } else if (!bf16) {
-                f32_tps[i] = 1.0 / t_dec;
+            if (mi < 2)
+                tps[mi][i] = 1.0 / t_dec;
+            if (mi > 0 && tps[mi > 1][i] > 0) { /* bf16 against f32; the Q types against bf16 */
+                d.ratio = (1.0 / t_dec) / tps[mi > 1][i];
+                d.baseline = mi > 1 ? "bf16 decode" : "f32 decode";
             }
             bench_report(ctx, &d);
         }

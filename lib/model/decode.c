@@ -9,39 +9,75 @@
  * and their attention without waiting for the others. On a tensor-parallel shard the same
  * region runs the shard's heads, hidden units and vocab rows; the partial projections are
  * summed over the group by the master thread between two barriers (cheaper than ending
- * and restarting the region: see tp_collective). */
+ * and restarting the region: see tp_collective). With Q8_0 / Q4_0 weights each thread
+ * quantizes a product's input row itself (8-bit blocks, as parlm_qgemv does): a row is
+ * at most 4C floats, cheaper than a barrier, and the result stays the same bits for
+ * every thread count. */
 #include <math.h>
 #include <omp.h>
 
 #include "decode.h"
 #include "../core/dispatch.h"
 #include "../core/parallel.h"
+#include "parlm/quant.h"
 
 static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
-int64_t parlm_decode_scratch(int C, int NH, int threads)
+/* floats of one thread's quantized input row: 4C / 32 blocks (the widest input, fch) */
+static int64_t qrow_floats(int64_t C)
 {
-    /* shared: q C, att C, tmp C, fch 4C, lse NH; per thread: a normalized row of C
-     * (rows padded to 64 bytes so that threads never write the same cache line) */
-    return (7 + (int64_t)threads) * round16(C) + round16(NH);
+    return round16((4 * C / PARLM_QBLOCK) * (int64_t)sizeof(parlm_q8x) / (int64_t)sizeof(float));
 }
 
-/* y = W[r0:r1, :] x (W has ic columns, f32 or bf16) */
-static void gemv(const parlm_kernels *k, int bf16, const void *w, int64_t r0, int64_t r1,
-                 int64_t ic, const float *x, float *y)
+int64_t parlm_decode_scratch(int C, int NH, int threads)
+{
+    /* shared: q C, att C, tmp C, fch 4C, lse NH; per thread: a normalized row of C and a
+     * quantized input row (rows padded to 64 bytes so that threads never write the same
+     * cache line) */
+    return (7 + (int64_t)threads) * round16(C) + round16(NH) + threads * qrow_floats(C);
+}
+
+/* A product's input row: x, and with quantized weights x in 8-bit blocks (qx) */
+typedef struct dec_in {
+    const float *x;
+    const parlm_q8x *qx;
+} dec_in;
+
+/* The input row x of ic floats for the weight type: quantizes it into this thread's qbuf
+ * when the weights are Q8_0 / Q4_0 (ic is then a multiple of 32). */
+static dec_in dec_input(const parlm_kernels *k, int wtype, const float *x, int64_t ic,
+                        parlm_q8x *qbuf)
+{
+    dec_in in = {x, NULL};
+    if (wtype == PARLM_WT_Q8_0 || wtype == PARLM_WT_Q4_0) {
+        k->q8_quantize(ic, x, qbuf);
+        in.qx = qbuf;
+    }
+    return in;
+}
+
+/* y = W[r0:r1, :] x (W has ic columns, stored as wtype) */
+static void gemv(const parlm_kernels *k, int wtype, const void *w, int64_t r0, int64_t r1,
+                 int64_t ic, dec_in in, float *y)
 {
     if (r1 <= r0)
         return;
-    if (bf16)
-        k->bgemv_t(r1 - r0, ic, 1.0f, (const uint16_t *)w + r0 * ic, ic, x, 0.0f, y);
-    else
-        k->sgemv_t(r1 - r0, ic, 1.0f, (const float *)w + r0 * ic, ic, x, 0.0f, y);
+    if (wtype == PARLM_WT_Q8_0 || wtype == PARLM_WT_Q4_0) {
+        uint64_t ldw = 0; /* bytes of a row; ic is a multiple of 32 (the model checked) */
+        parlm_wtype_bytes(wtype, (uint64_t)ic, &ldw);
+        (wtype == PARLM_WT_Q8_0 ? k->q8_0_gemv : k->q4_0_gemv)(
+            r1 - r0, ic, (const uint8_t *)w + (uint64_t)r0 * ldw, (int64_t)ldw, in.qx, 1.0f, 0.0f, y);
+    } else if (wtype == PARLM_WT_BF16) {
+        k->bgemv_t(r1 - r0, ic, 1.0f, (const uint16_t *)w + r0 * ic, ic, in.x, 0.0f, y);
+    } else {
+        k->sgemv_t(r1 - r0, ic, 1.0f, (const float *)w + r0 * ic, ic, in.x, 0.0f, y);
+    }
 }
 
 /* rows [r0, r1) of qkv = W ln + b (W has 3 parts of cl rows and C columns), each written
  * where it is used: q into q, k and v straight into the cache row of this position */
-static void qkv_rows(const parlm_kernels *k, int bf16, const parlm_decode_layer *w, int64_t cl,
-                     int64_t C, int64_t r0, int64_t r1, const float *ln, float *q, float *krow,
+static void qkv_rows(const parlm_kernels *k, int wtype, const parlm_decode_layer *w, int64_t cl,
+                     int64_t C, int64_t r0, int64_t r1, dec_in ln, float *q, float *krow,
                      float *vrow)
 {
     float *dst[3] = {q, krow, vrow};
@@ -51,7 +87,7 @@ static void qkv_rows(const parlm_kernels *k, int bf16, const parlm_decode_layer 
         if (a >= b)
             continue;
         float *y = dst[part] + (a - part * cl);
-        gemv(k, bf16, w->qkvw, a, b, C, ln, y);
+        gemv(k, wtype, w->qkvw, a, b, C, ln, y);
         k->bias_fwd(y, w->qkvb + a, 1, b - a);
     }
 }
@@ -91,9 +127,9 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
     /* local sizes: attention width, heads, hidden units and vocab rows of this shard */
     const int64_t C = d->C, CL = C / tp, NHL = d->NH / tp, hs = C / d->NH, FL = 4 * C / tp;
     const int64_t VL = d->Vp / tp, Cp = round16(C), T = d->max_seq;
-    const int bf16 = d->bf16;
+    const int wt = d->wtype;
     float *q = scratch, *att = q + Cp, *tmp = att + Cp, *fch = tmp + Cp, *lse = fch + 4 * Cp;
-    float *lnrows = lse + round16(d->NH);
+    float *lnrows = lse + round16(d->NH), *qrows = lnrows + threads * Cp;
     float *mylogits = logits + (tp > 1 ? d->tp_rank * VL : 0);
     const float scale = 1.0f / sqrtf((float)hs);
     parlm_status st = PARLM_OK;
@@ -101,6 +137,7 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         float *ln = lnrows + t * Cp, mean, rstd;
+        parlm_q8x *qbuf = (parlm_q8x *)(qrows + t * qrow_floats(C));
         int by_head = NHL % nt == 0;
         int64_t h0, h1, a0, a1, c0, c1, f0, f1, v0, v1;
         parlm_split(NHL, 1, t, nt, &h0, &h1);
@@ -112,12 +149,13 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
             const parlm_decode_layer *w = &d->layers[l];
             float *kc = d->kv + (int64_t)l * 2 * T * CL, *vc = kc + T * CL;
             k->layernorm_fwd(ln, &mean, &rstd, x, w->ln1w, w->ln1b, 1, C);
+            dec_in in = dec_input(k, wt, ln, C, qbuf);
             if (by_head) { /* q, k, v of heads h0..h1 */
                 for (int64_t part = 0; part < 3; part++)
-                    qkv_rows(k, bf16, w, CL, C, part * CL + h0 * hs, part * CL + h1 * hs, ln, q,
+                    qkv_rows(k, wt, w, CL, C, part * CL + h0 * hs, part * CL + h1 * hs, in, q,
                              kc + pos * CL, vc + pos * CL);
             } else {
-                qkv_rows(k, bf16, w, CL, C, a0, a1, ln, q, kc + pos * CL, vc + pos * CL);
+                qkv_rows(k, wt, w, CL, C, a0, a1, in, q, kc + pos * CL, vc + pos * CL);
 #pragma omp barrier
             }
             for (int64_t h = h0; h < h1; h++)
@@ -125,27 +163,28 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
                             att + h * hs, CL, lse + h, scale);
 #pragma omp barrier
             if (c1 > c0) /* this shard's part of the output projection */
-                gemv(k, bf16, w->attprojw, c0, c1, CL, att, tmp + c0);
+                gemv(k, wt, w->attprojw, c0, c1, CL, dec_input(k, wt, att, CL, qbuf), tmp + c0);
             if (tp > 1)
                 tp_collective(d, 0, tmp, C, &st);
             bias_add(k, w->attprojb, c0, c1, tmp, x);
 #pragma omp barrier
             k->layernorm_fwd(ln, &mean, &rstd, x, w->ln2w, w->ln2b, 1, C);
             if (f1 > f0) {
-                gemv(k, bf16, w->fcw, f0, f1, C, ln, fch + f0);
+                gemv(k, wt, w->fcw, f0, f1, C, dec_input(k, wt, ln, C, qbuf), fch + f0);
                 k->bias_fwd(fch + f0, w->fcb + f0, 1, f1 - f0);
                 k->gelu_fwd(fch + f0, fch + f0, f1 - f0);
             }
 #pragma omp barrier
             if (c1 > c0)
-                gemv(k, bf16, w->fcprojw, c0, c1, FL, fch, tmp + c0);
+                gemv(k, wt, w->fcprojw, c0, c1, FL, dec_input(k, wt, fch, FL, qbuf), tmp + c0);
             if (tp > 1)
                 tp_collective(d, 0, tmp, C, &st);
             bias_add(k, w->fcprojb, c0, c1, tmp, x);
 #pragma omp barrier
         }
         k->layernorm_fwd(ln, &mean, &rstd, x, d->lnfw, d->lnfb, 1, C);
-        gemv(k, bf16, d->lm_head, v0, v1, C, ln, mylogits + v0);
+        if (v1 > v0)
+            gemv(k, wt, d->lm_head, v0, v1, C, dec_input(k, wt, ln, C, qbuf), mylogits + v0);
         if (tp > 1) /* every rank gets the whole row: the same token is picked everywhere */
             tp_collective(d, 1, logits, VL, &st);
     }

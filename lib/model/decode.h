@@ -1,7 +1,8 @@
 /* lib/model/decode.h — internal: one decode step of GPT-2 (a single new token against the KV
  * cache) run inside ONE OpenMP parallel region, for lib/model/model.c's parlm_gpt_infer.
- * The model hands over plain pointers (f32, or bf16 copies of the four matrices per
- * layer and of the LM head), so this file knows nothing of the parameter layout. */
+ * The model hands over plain pointers (f32, or bf16 / Q8_0 / Q4_0 copies of the four
+ * matrices per layer and of the LM head), so this file knows nothing of the parameter
+ * layout. */
 #ifndef PARLM_LIB_DECODE_H
 #define PARLM_LIB_DECODE_H
 #include <stdint.h>
@@ -9,7 +10,8 @@
 #include "parlm/model.h"
 #include "parlm/status.h"
 
-/* One layer. The matrices are (OC, IC) row-major: f32 (float) or bf16 (uint16_t). */
+/* One layer. The matrices are (OC, IC) row-major in the model's wtype: f32 (float), bf16
+ * (uint16_t), or rows of ggml blocks (parlm/quant.h; IC a multiple of 32). */
 typedef struct parlm_decode_layer {
     const float *ln1w, *ln1b, *qkvb, *attprojb, *ln2w, *ln2b, *fcb, *fcprojb;
     const void *qkvw, *attprojw, *fcw, *fcprojw;
@@ -23,7 +25,9 @@ typedef struct parlm_decode_layer {
  * rank ends with the same Vp logits. One thread of the team calls comm, between
  * barriers. */
 typedef struct parlm_decode_model {
-    int L, C, NH, Vp, max_seq, bf16;  /* full sizes; bf16: matrices and lm_head are uint16_t */
+    int L, C, NH, Vp, max_seq;        /* full sizes */
+    int wtype;                        /* PARLM_WT_F32, _BF16, _Q8_0 or _Q4_0: the matrices' and
+                                       * lm_head's storage */
     const parlm_decode_layer *layers; /* L of them */
     const float *lnfw, *lnfb;
     const void *lm_head;              /* (Vp/tp, C): the tied token embedding (its slice) */
@@ -32,7 +36,8 @@ typedef struct parlm_decode_model {
     const parlm_gpt_tp_comm *comm;    /* tp > 1 */
 } parlm_decode_model;
 
-/* Floats of scratch parlm_decode_step needs with `threads` OpenMP threads. */
+/* Floats of scratch parlm_decode_step needs with `threads` OpenMP threads (enough for
+ * every weight type). */
 int64_t parlm_decode_scratch(int C, int NH, int threads);
 
 /* x (C floats, the embedded token at position pos, 0 <= pos < max_seq) runs through the

@@ -26,6 +26,7 @@
 #include "parlm/model.h"
 #include "parlm/sample.h"
 #include "parlm/ops.h"
+#include "parlm/quant.h"
 #include "parlm/tensor.h"
 
 /* one parameter tensor of the flat buffer */
@@ -87,6 +88,12 @@ struct parlm_gpt {
     int bf16_widen; /* the CPU's bf16 path widens to f32: GEMMs run on the f32 weights */
     uint16_t *params_bf16, *xa_bf16, *xb_bf16;
     int64_t bf16_scratch;
+    /* quantized decode (parlm_gpt_set_decode_type): a copy of the layers' four matrices and
+     * the LM head in q_type, matrix i of layer l at params_q + q_off[4 l + i], the head at
+     * q_off[4 L] */
+    int q_type, q_stale;
+    uint8_t *params_q;
+    uint64_t *q_off;
     /* training arena: nslots micro-batch slots, cur the one in use */
     int B, T, training, nslots;
     float *arena;
@@ -360,6 +367,8 @@ void parlm_gpt_free(parlm_gpt *m)
     parlm_free(m->m);
     parlm_free(m->v);
     parlm_free(m->params_bf16);
+    parlm_free(m->params_q);
+    free(m->q_off);
     parlm_free(m->xa_bf16);
     parlm_free(m->xb_bf16);
     parlm_free(m->arena);
@@ -440,7 +449,7 @@ parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg
     memset(m->grads, 0, (size_t)m->nparams * sizeof(float));
     init_params(m, seed, scratch);
     parlm_free(scratch);
-    m->bf16_stale = 1;
+    m->bf16_stale = m->q_stale = 1;
     *out = m;
     return PARLM_OK;
 }
@@ -518,7 +527,7 @@ int64_t parlm_gpt_num_params(const parlm_gpt *m) { return m ? m->nparams : 0; }
 float *parlm_gpt_params(parlm_gpt *m)
 {
     if (m)
-        m->bf16_stale = 1; /* the caller may write them */
+        m->bf16_stale = m->q_stale = 1; /* the caller may write them */
     return m ? m->params : NULL;
 }
 float *parlm_gpt_grads(parlm_gpt *m)
@@ -589,6 +598,75 @@ parlm_status parlm_gpt_set_bf16(parlm_gpt *m, int on)
     m->bf16 = on != 0;
     m->bf16_widen = parlm_bf16_path_current(NULL) == PARLM_BF16_WIDEN;
     m->bf16_stale = 1;
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_set_decode_type(parlm_gpt *m, int type)
+{
+    static const char *fn = "parlm_gpt_set_decode_type";
+    if (!m)
+        return parlm_error(PARLM_EINVAL, "%s: null model", fn);
+    if (type != PARLM_WT_F32 && type != PARLM_WT_Q8_0 && type != PARLM_WT_Q4_0)
+        return parlm_error(PARLM_EUNSUPPORTED, "%s: weight type %d (%s): decode takes f32, q8_0 "
+                           "or q4_0 (bf16: parlm_gpt_set_bf16)", fn, type,
+                           parlm_wtype_name(type) ? parlm_wtype_name(type) : "unknown");
+    /* rows are quantized in blocks of 32 along the input: every product's input width */
+    const struct { const char *what; int64_t n; } w[] = {
+        {"n_embd", m->cfg.n_embd}, {"the shard's attention width (n_embd / tp)", m->Ca},
+        {"the shard's MLP width (4 n_embd / tp)", m->Hm}};
+    for (int i = 0; type != PARLM_WT_F32 && i < 3; i++)
+        if (w[i].n % PARLM_QBLOCK)
+            return parlm_error(PARLM_EINVAL, "%s: %s is %lld, not a multiple of %d: %s blocks "
+                               "cannot hold its rows", fn, w[i].what, (long long)w[i].n,
+                               PARLM_QBLOCK, parlm_wtype_name(type));
+    if (type != m->q_type) {
+        parlm_free(m->params_q);
+        free(m->q_off);
+        m->params_q = NULL, m->q_off = NULL;
+    }
+    m->q_type = type == PARLM_WT_F32 ? 0 : type;
+    m->q_stale = 1;
+    return PARLM_OK;
+}
+
+/* The quantized copy of the decode weights, (re)made when the parameters changed. */
+static parlm_status refresh_q(parlm_gpt *m)
+{
+    if (!m->q_type || !m->q_stale)
+        return PARLM_OK;
+    const int64_t C = m->cfg.n_embd, L = m->cfg.n_layer, Ca = m->Ca, Hm = m->Hm;
+    /* (rows, columns) of qkvw, attprojw, fcw, fcprojw */
+    const int64_t shape[4][2] = {{3 * Ca, C}, {C, Ca}, {Hm, C}, {C, Hm}};
+    if (!m->params_q) {
+        uint64_t row[4], head, total = 0;
+        m->q_off = malloc((size_t)(4 * L + 1) * sizeof *m->q_off);
+        if (!m->q_off)
+            return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: quantized weight table");
+        for (int i = 0; i < 4; i++)
+            RETURN_IF_ERROR(parlm_wtype_bytes(m->q_type, (uint64_t)shape[i][1], &row[i]));
+        RETURN_IF_ERROR(parlm_wtype_bytes(m->q_type, (uint64_t)C, &head));
+        for (int64_t l = 0; l < L; l++)
+            for (int i = 0; i < 4; i++) {
+                m->q_off[4 * l + i] = total;
+                total += (uint64_t)shape[i][0] * row[i];
+            }
+        m->q_off[4 * L] = total;
+        total += (uint64_t)m->Vs * head;
+        m->params_q = parlm_alloc((size_t)total, 1);
+        if (!m->params_q)
+            return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: %s copy of the weights (%llu bytes)",
+                               parlm_wtype_name(m->q_type), (unsigned long long)total);
+    }
+    for (int l = 0; l < (int)L; l++) {
+        layer_views v = lview(m, m->params, l);
+        const float *mat[4] = {v.qkvw, v.attprojw, v.fcw, v.fcprojw};
+        for (int i = 0; i < 4; i++)
+            RETURN_IF_ERROR(parlm_quantize(m->q_type, mat[i], shape[i][0] * shape[i][1],
+                                           m->params_q + m->q_off[4 * l + i]));
+    }
+    RETURN_IF_ERROR(parlm_quantize(m->q_type, WTE(m->params), (int64_t)m->Vs * C,
+                                   m->params_q + m->q_off[4 * L]));
+    m->q_stale = 0;
     return PARLM_OK;
 }
 
@@ -1208,7 +1286,7 @@ parlm_status parlm_gpt_update_range(parlm_gpt *m, const parlm_adamw_cfg *cfg, fl
         off += len;
         i = j - 1;
     }
-    m->bf16_stale = 1;
+    m->bf16_stale = m->q_stale = 1;
     return PARLM_OK;
 }
 
@@ -1265,7 +1343,7 @@ static double adamw_pass(parlm_gpt *m, const parlm_adamw_cfg *cfg, float scale)
     for (int i = 0; i < nt; i++) /* fixed order: same thread count, same bits */
         ss += part[i];
     m->step++;
-    m->bf16_stale = 1;
+    m->bf16_stale = m->q_stale = 1;
     m->grads_zero = 1;
     return ss;
 }
@@ -1356,19 +1434,24 @@ static parlm_status decode_one(parlm_gpt *m, int32_t token, int pos, float *logi
         if (!m->dec_scratch)
             return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: out of memory");
     }
-    /* the bf16 copy has the layout of the f32 parameters: same offsets */
+    RETURN_IF_ERROR(refresh_q(m));
+    /* the bf16 copy has the layout of the f32 parameters: same offsets; the quantized
+     * one has its own table */
     const uint16_t *hb = m->params_bf16;
-#define DEC_W(p) (m->bf16 ? (const void *)(hb + ((p) - m->params)) : (const void *)(p))
+    const int wt = m->q_type ? m->q_type : m->bf16 ? PARLM_WT_BF16 : PARLM_WT_F32;
+#define DEC_W(p, qi) (m->q_type ? (const void *)(m->params_q + m->q_off[qi])                     \
+                      : m->bf16 ? (const void *)(hb + ((p) - m->params)) : (const void *)(p))
     for (int l = 0; l < c->n_layer; l++) {
         layer_views w = lview(m, m->params, l);
         parlm_decode_layer d = {w.ln1w, w.ln1b, w.qkvb, w.attprojb, w.ln2w, w.ln2b, w.fcb,
-                                w.fcprojb, DEC_W(w.qkvw), DEC_W(w.attprojw), DEC_W(w.fcw),
-                                DEC_W(w.fcprojw)};
+                                w.fcprojb, DEC_W(w.qkvw, 4 * l), DEC_W(w.attprojw, 4 * l + 1),
+                                DEC_W(w.fcw, 4 * l + 2), DEC_W(w.fcprojw, 4 * l + 3)};
         m->dec_layers[l] = d;
     }
-    parlm_decode_model d = {c->n_layer, (int)C, c->n_head, c->vocab_pad, c->max_seq, m->bf16,
+    parlm_decode_model d = {c->n_layer, (int)C, c->n_head, c->vocab_pad, c->max_seq, wt,
                             m->dec_layers, LNFW(m->params), LNFB(m->params),
-                            DEC_W(WTE(m->params)), m->kv, m->sh.tp, m->sh.tp_rank, &m->tp};
+                            DEC_W(WTE(m->params), 4 * c->n_layer), m->kv, m->sh.tp,
+                            m->sh.tp_rank, &m->tp};
 #undef DEC_W
     float *x = m->inf; /* the residual row */
     RETURN_IF_ERROR(embed(m, x, &token, 1, pos, 1, 1));

@@ -47,6 +47,8 @@ expect 2 "parlm-topo: --threads needs a value" "$bin/parlm-topo" --threads
 expect 2 "parlm-train: unknown option --foo (try --help)" "$bin/parlm-train" --steps 3 --foo
 expect 2 "parlm-train: unknown option --foo (try --help)" "$bin/parlm-train" --foo --steps 3
 expect 2 "parlm-generate: unknown option --foo" "$bin/parlm-generate" --ckpt x --foo
+expect 2 "parlm-generate: --decode-type: 'bf16' is not q8_0 or q4_0" \
+    "$bin/parlm-generate" --ckpt x --decode-type bf16
 expect 2 "parlm-prepare: unknown option --foo" "$bin/parlm-prepare" "$work/x" --foo
 expect 2 "parlm-topo: unknown option --foo" "$bin/parlm-topo" --foo
 expect 2 "parlm-bench: unknown option --foo" "$bin/parlm-bench" --foo

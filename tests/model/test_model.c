@@ -1,7 +1,7 @@
 /* tests/test_model.c — the GPT model end to end: finite-difference gradients of every
  * parameter on a tiny config, loss at init ~ ln(V), overfitting one batch, bitwise
  * determinism, KV-cache generation equal to the full forward, bf16 matmuls close to
- * f32, and bad input. Runs on the best kernel set and on the scalar reference. */
+ * f32, decode on quantized weights, and bad input. Runs on the best kernel set and on the scalar reference. */
 #include <check.h>
 #include <math.h>
 #include <omp.h>
@@ -250,6 +250,120 @@ START_TEST(decode_is_independent_of_threads)
         parlm_gpt_free(m);
     }
     omp_set_num_threads(saved);
+}
+END_TEST
+
+/* dst's parameters = src's, with the matrices quantized decode uses (qkvw, attprojw, fcw,
+ * fcprojw, the tied wte) rounded through `type` and back: the weights a Q8_0 / Q4_0
+ * decode of src multiplies by, in f32 */
+static void round_trip_matrices(parlm_gpt *dst, parlm_gpt *src, int type)
+{
+    int64_t P = parlm_gpt_num_params(src);
+    float *d = parlm_gpt_params(dst);
+    memcpy(d, parlm_gpt_params(src), (size_t)P * sizeof(float));
+    for (int i = 0; i < parlm_gpt_num_tensors(src); i++) {
+        const char *name;
+        int layer;
+        int64_t off, n;
+        ck_assert_int_eq(parlm_gpt_tensor_info(src, i, &name, &layer, &off, &n), PARLM_OK);
+        if (strcmp(name, "qkvw") && strcmp(name, "attprojw") && strcmp(name, "fcw") &&
+            strcmp(name, "fcprojw") && strcmp(name, "wte"))
+            continue;
+        uint64_t bytes;
+        ck_assert_int_eq(parlm_wtype_bytes(type, (uint64_t)n, &bytes), PARLM_OK);
+        void *q = malloc(bytes);
+        ck_assert_int_eq(parlm_quantize(type, d + off, n, q), PARLM_OK);
+        ck_assert_int_eq(parlm_dequantize(type, q, n, d + off), PARLM_OK);
+        free(q);
+    }
+}
+
+/* Decode on Q8_0 / Q4_0 weights (parlm_gpt_set_decode_type): the same bits for 1-4
+ * threads; against an f32 decode of the same weights rounded through the type, only the
+ * 8-bit rounding of each product's input row is left (0.8% of the logits' range for
+ * Q8_0, 1.9% for Q4_0 here; the bound is 3%), while it did move from the f32 decode of the
+ * unrounded weights; the copy follows the parameters when they change; f32 turns it off. */
+START_TEST(quantized_decode)
+{
+    int saved = omp_get_max_threads();
+    const int T = 9, V = 50, C = 256, types[2] = {PARLM_WT_Q8_0, PARLM_WT_Q4_0};
+    for (int ti = 0; ti < 2; ti++) {
+        parlm_gpt *m = tiny(2, 4, C, T, V, 0, 51), *r = tiny(2, 4, C, T, V, 0, 51);
+        int Vp = parlm_gpt_get_config(m).vocab_pad;
+        int64_t P = parlm_gpt_num_params(m);
+        float *p = parlm_gpt_params(m);
+        tu_fill(p, P, 53);
+        for (int64_t i = 0; i < P; i++)
+            p[i] *= 0.15f;
+        int32_t in[9];
+        random_tokens(in, T, V, 52);
+        float *ref = malloc((size_t)T * Vp * sizeof(float)), *lg = malloc((size_t)Vp * sizeof(float));
+        float *f32 = malloc((size_t)T * Vp * sizeof(float)), *own = malloc((size_t)T * Vp * sizeof(float));
+        for (int round = 0; round < 2; round++) {
+            if (round == 1) { /* new weights: the quantized copy must follow */
+                p = parlm_gpt_params(m);
+                for (int64_t i = 0; i < P; i++)
+                    p[i] *= -1.25f;
+            }
+            omp_set_num_threads(1);
+            float moved = 0.0f; /* round 0: from m's own f32 decode, before quantizing */
+            for (int t = 0; round == 0 && t < T; t++)
+                ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, own + (int64_t)t * Vp), PARLM_OK);
+            round_trip_matrices(r, m, types[ti]);
+            float range = 0.0f;
+            for (int t = 0; t < T; t++) {
+                ck_assert_int_eq(parlm_gpt_infer(r, in + t, 1, t, f32 + (int64_t)t * Vp), PARLM_OK);
+                for (int i = 0; i < V; i++)
+                    range = fmaxf(range, fabsf(f32[(int64_t)t * Vp + i]));
+            }
+            if (round == 0) /* round 1 relies on the copy noticing the new weights */
+                ck_assert_int_eq(parlm_gpt_set_decode_type(m, types[ti]), PARLM_OK);
+            float worst = 0.0f;
+            for (int nt = 1; nt <= 4; nt++) {
+                omp_set_num_threads(nt);
+                for (int t = 0; t < T; t++) {
+                    ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, lg), PARLM_OK);
+                    if (nt == 1)
+                        memcpy(ref + (int64_t)t * Vp, lg, (size_t)Vp * sizeof(float));
+                    ck_assert_msg(!memcmp(lg, ref + (int64_t)t * Vp, (size_t)V * sizeof(float)),
+                                  "%s: %d threads differ at position %d",
+                                  parlm_wtype_name(types[ti]), nt, t);
+                    worst = fmaxf(worst, tu_max_abs_diff(lg, f32 + (int64_t)t * Vp, V));
+                    if (round == 0)
+                        moved = fmaxf(moved, tu_max_abs_diff(lg, own + (int64_t)t * Vp, V));
+                }
+            }
+            ck_assert_msg(worst <= 0.03f * range && worst > 0.0f, "%s round %d: %g from the f32 "
+                          "decode of the rounded weights (range %g)",
+                          parlm_wtype_name(types[ti]), round, worst, range);
+            ck_assert_msg(round > 0 || moved > 1e-3f * range, "%s: decode did not move from "
+                          "f32 (%g): not quantized?", parlm_wtype_name(types[ti]), moved);
+        }
+        /* off again: the f32 decode of m's own weights, bit for bit */
+        ck_assert_int_eq(parlm_gpt_set_decode_type(m, PARLM_WT_F32), PARLM_OK);
+        omp_set_num_threads(1);
+        memcpy(parlm_gpt_params(r), parlm_gpt_params(m), (size_t)P * sizeof(float));
+        for (int t = 0; t < T; t++) {
+            ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, lg), PARLM_OK);
+            ck_assert_int_eq(parlm_gpt_infer(r, in + t, 1, t, ref), PARLM_OK);
+            ck_assert(!memcmp(lg, ref, (size_t)V * sizeof(float)));
+        }
+        free(ref);
+        free(lg);
+        free(f32);
+        free(own);
+        parlm_gpt_free(m);
+        parlm_gpt_free(r);
+    }
+    omp_set_num_threads(saved);
+    /* bad input: a type decode does not take, widths that are no multiple of 32 */
+    parlm_gpt *m = tiny(1, 2, 40, 4, 10, 0, 1);
+    ck_assert_int_eq(parlm_gpt_set_decode_type(m, PARLM_WT_BF16), PARLM_EUNSUPPORTED);
+    ck_assert_int_eq(parlm_gpt_set_decode_type(m, PARLM_WT_Q8_0), PARLM_EINVAL);
+    ck_assert_msg(strstr(parlm_last_error(), "n_embd is 40"), "%s", parlm_last_error());
+    ck_assert_int_eq(parlm_gpt_set_decode_type(NULL, PARLM_WT_Q8_0), PARLM_EINVAL);
+    ck_assert_int_eq(parlm_gpt_set_decode_type(m, PARLM_WT_F32), PARLM_OK);
+    parlm_gpt_free(m);
 }
 END_TEST
 
@@ -646,6 +760,7 @@ int main(void)
     tc = tcase_create("generation");
     tcase_add_test(tc, kv_cache_matches_forward);
     tcase_add_test(tc, decode_is_independent_of_threads);
+    tcase_add_test(tc, quantized_decode);
     tcase_add_test(tc, sampling);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");

@@ -48,4 +48,10 @@ done
 # generation from the checkpoint works and reports its speed
 "$bin/parlm-generate" --ckpt "$work/a" --prompt "line 1" --max-tokens 20 > "$work/gen.txt" 2>&1
 grep -q "decode: " "$work/gen.txt"
+# and on 8- and 4-bit copies of the weights (the decode line names them)
+for t in q8_0 q4_0; do
+    "$bin/parlm-generate" --ckpt "$work/a" --prompt "line 1" --max-tokens 20 --decode-type $t \
+        > "$work/gen.txt" 2>&1 || { cat "$work/gen.txt"; exit 1; }
+    grep -q "tokens/s ($t weights" "$work/gen.txt" || { cat "$work/gen.txt"; exit 1; }
+done
 echo "2 passed, 0 failed"

@@ -261,8 +261,9 @@ static float top2_gap(const float *x, int n)
     return a - b;
 }
 
-/* greedy generation with the KV cache: prefill a prompt, decode one token at a time */
-static void check_generation(int tp, int bf16)
+/* greedy generation with the KV cache: prefill a prompt, decode one token at a time;
+ * weights f32, bf16 or (decode) Q8_0 / Q4_0 (dtype), the same in both runs */
+static void check_generation(int tp, int bf16, int dtype)
 {
     group g;
     group_open(&g, tp);
@@ -271,6 +272,11 @@ static void check_generation(int tp, int bf16)
     ck_assert_int_eq(parlm_gpt_create(&ref, &cfg, 31), PARLM_OK);
     ck_assert_int_eq(parlm_gpt_set_bf16(ref, bf16), PARLM_OK);
     ck_assert_int_eq(parlm_gpt_set_bf16(m, bf16), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_set_decode_type(ref, dtype), PARLM_OK);
+    ck_assert_msg(parlm_gpt_set_decode_type(m, dtype) == PARLM_OK, "%s", parlm_last_error());
+    /* low precision: a reordered sum can flip the rounding of an activation (bf16: 2^-8
+     * relative; the Q types: 1/127 of a block's largest input) */
+    const int lowp = bf16 || dtype != PARLM_WT_F32;
     int Vp = cfg.vocab_pad ? cfg.vocab_pad : (cfg.vocab + 127) / 128 * 128;
     float *lr = malloc((size_t)Vp * sizeof(float)), *lt = malloc((size_t)Vp * sizeof(float));
     int32_t prompt[5] = {1, 17, 42, 3, 99}, tr = 0, tt = 0;
@@ -280,13 +286,12 @@ static void check_generation(int tp, int bf16)
     for (int pos = 5; pos < 20; pos++) {
         ck_assert_int_eq(parlm_sample(lr, cfg.vocab, 0.0f, 0, 1.0f, &rng, &tr), PARLM_OK);
         ck_assert_int_eq(parlm_sample(lt, cfg.vocab, 0.0f, 0, 1.0f, &rng, &tt), PARLM_OK);
-        /* logits: reordered f32 sums (~1e-6 relative, measured); in bf16 a reordered sum
-         * can flip the rounding of an activation to bf16 (2^-8 relative) */
-        float scale = tu_max_abs(lr, cfg.vocab), tol = (bf16 ? 2e-2f : 1e-4f) * scale;
-        ck_assert_msg(scale > 1e-3f, "tp=%d%s position %d: the logits are all (nearly) 0", tp,
-                      bf16 ? " bf16" : "", pos); /* e.g. from a bf16 copy never filled */
+        /* logits: reordered f32 sums (~1e-6 relative, measured), or lowp's flips */
+        float scale = tu_max_abs(lr, cfg.vocab), tol = (lowp ? 2e-2f : 1e-4f) * scale;
+        ck_assert_msg(scale > 1e-3f, "tp=%d%s type %d position %d: the logits are all (nearly) "
+                      "0", tp, bf16 ? " bf16" : "", dtype, pos); /* e.g. a copy never filled */
         ck_assert_msg(tu_max_abs_diff(lr, lt, cfg.vocab) <= tol,
-                      "tp=%d position %d: logits differ by %g", tp, pos,
+                      "tp=%d type %d position %d: logits differ by %g", tp, dtype, pos,
                       (double)tu_max_abs_diff(lr, lt, cfg.vocab));
         /* the same greedy token, unless the two best logits are closer than the two runs
          * may differ (then both go on with the single-process token) */
@@ -360,8 +365,10 @@ START_TEST(generation_same_tokens)
 {
     int tp = tp_of_test(_i);
     if (tp) {
-        check_generation(tp, 0);
-        check_generation(tp, 1);
+        check_generation(tp, 0, PARLM_WT_F32);
+        check_generation(tp, 1, PARLM_WT_F32);
+        check_generation(tp, 0, PARLM_WT_Q8_0);
+        check_generation(tp, 0, PARLM_WT_Q4_0);
     }
 }
 END_TEST

@@ -199,6 +199,18 @@ START_TEST(kv_cache_matches_forward)
 }
 END_TEST
 
+/* Decodes token in[t] at position t with the current thread count into lg: with 1
+ * thread its logits become the reference row of t, with more they must equal it bitwise */
+static void decode_vs_one_thread(parlm_gpt *m, const int32_t *in, int t, int nt, float *ref,
+                                 float *lg, int V, int Vp, const char *what)
+{
+    ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, lg), PARLM_OK);
+    if (nt == 1)
+        memcpy(ref + (int64_t)t * Vp, lg, (size_t)Vp * sizeof(float));
+    ck_assert_msg(!memcmp(lg, ref + (int64_t)t * Vp, (size_t)V * sizeof(float)),
+                  "%s: %d threads differ at position %d", what, nt, t);
+}
+
 /* Decode runs one token in one parallel region (lib/model/decode.c), splitting heads over the
  * threads when they divide them and output rows otherwise: every thread count gives
  * bitwise the same logits (each output element is summed the same way), f32 and bf16,
@@ -230,13 +242,10 @@ START_TEST(decode_is_independent_of_threads)
             ck_assert_int_eq(parlm_gpt_set_bf16(m, bf16), PARLM_OK);
             for (int nt = 1; nt <= 4; nt++) {
                 omp_set_num_threads(nt);
+                char what[32];
+                snprintf(what, sizeof what, "NH %d bf16 %d", NH, bf16);
                 for (int t = 0; t < T; t++) {
-                    ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, lg), PARLM_OK);
-                    if (nt == 1)
-                        memcpy(ref + (int64_t)t * Vp, lg, (size_t)Vp * sizeof(float));
-                    ck_assert_msg(!memcmp(lg, ref + (int64_t)t * Vp, (size_t)V * sizeof(float)),
-                                  "NH %d bf16 %d: %d threads differ at position %d", NH, bf16,
-                                  nt, t);
+                    decode_vs_one_thread(m, in, t, nt, ref, lg, V, Vp, what);
                     float d = tu_max_abs_diff(lg, full + (int64_t)t * Vp, V);
                     ck_assert_msg(d <= (bf16 ? 0.02f * range : 1e-4f), "NH %d bf16 %d "
                                   "position %d: %g from the forward (range %g)", NH, bf16, t,
@@ -322,12 +331,7 @@ START_TEST(quantized_decode)
             for (int nt = 1; nt <= 4; nt++) {
                 omp_set_num_threads(nt);
                 for (int t = 0; t < T; t++) {
-                    ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, lg), PARLM_OK);
-                    if (nt == 1)
-                        memcpy(ref + (int64_t)t * Vp, lg, (size_t)Vp * sizeof(float));
-                    ck_assert_msg(!memcmp(lg, ref + (int64_t)t * Vp, (size_t)V * sizeof(float)),
-                                  "%s: %d threads differ at position %d",
-                                  parlm_wtype_name(types[ti]), nt, t);
+                    decode_vs_one_thread(m, in, t, nt, ref, lg, V, Vp, parlm_wtype_name(types[ti]));
                     worst = fmaxf(worst, tu_max_abs_diff(lg, f32 + (int64_t)t * Vp, V));
                     if (round == 0)
                         moved = fmaxf(moved, tu_max_abs_diff(lg, own + (int64_t)t * Vp, V));

@@ -1,7 +1,8 @@
 /* bench/calibrate.c — `parlm-bench calibrate --out machine.json`: measures the machine
  * profile parlm-plan's cost model reads (parlm/plan.h) with the other benchmarks' timers
  * (peak, stream, bench_gemm_seconds, bench_allreduce_seconds). Compute rates are per core
- * (1 thread, rank 0 alone while the other ranks sleep); STREAM is the whole node's (all
+ * (1 thread, rank 0 alone while the other ranks sleep): GEMM, attention and the
+ * elementwise ops (layernorm, GELU, ..., AdamW); STREAM is the whole node's (all
  * ranks at once, summed); links exist only under mpirun with >= 2 ranks. */
 #include "config.h"
 
@@ -83,6 +84,132 @@ static double calib_attention(const bench_ctx *ctx)
     return fmax(fmin(a, b), fmin(fmax(a, b), c));
 }
 
+/* The non-GEMM ops of a step as the model runs them (lib/model/model.c), one thread, in the
+ * planner's elements (parlm_plan_ew). Shapes: 1024 tokens (a d6 or d12 micro-batch) at
+ * C = 768; the loss over 2048 logits a row (between the byte tokenizer's 256 and GPT-2's
+ * 50304); the optimizer over 4M parameters (1M at --quick): 64 MB of param, grad, m and v
+ * come from memory, as in training. */
+enum { EW_ROWS = 1024, EW_C = 768, EW_V = 2048, EW_SMALL = 8192 };
+
+typedef struct ew_run {
+    parlm_plan_ew op;
+    float *x, *y, *dx, *dy;                    /* big: n_adamw floats each */
+    float *w, *b, *dw, *db, *mean, *rstd, *dl; /* small: EW_SMALL floats each */
+    int32_t *targets;
+    int64_t n_adamw;
+    int failed;
+} ew_run;
+
+static void run_ew(void *p)
+{
+    ew_run *a = p;
+    const int64_t R = EW_ROWS, C = EW_C, H = 4 * EW_C;
+    parlm_status st = PARLM_OK;
+    switch (a->op) {
+    case PARLM_PLAN_EW_LAYERNORM: /* forward; backward accumulating into dx, dw, db */
+        st = parlm_layernorm_forward(a->y, a->mean, a->rstd, a->x, a->w, a->b, R, C);
+        if (!st)
+            st = parlm_layernorm_backward(a->dx, a->dw, a->db, a->dy, a->x, a->w, a->mean,
+                                          a->rstd, R, C);
+        break;
+    case PARLM_PLAN_EW_GELU: /* the model zeroes the gradient it accumulates into */
+        memset(a->dx, 0, (size_t)(R * H) * sizeof(float));
+        st = parlm_gelu_forward(a->y, a->x, R * H);
+        if (!st)
+            st = parlm_gelu_backward(a->dx, a->x, a->dy, R * H);
+        break;
+    case PARLM_PLAN_EW_RESIDUAL: /* its backward is free: the gradient flows through */
+        st = parlm_add(a->y, a->x, a->dy, R * C);
+        break;
+    case PARLM_PLAN_EW_BIAS:
+        st = parlm_bias_forward(a->y, a->b, R, C);
+        if (!st)
+            st = parlm_bias_backward(a->db, a->dy, R, C);
+        break;
+    case PARLM_PLAN_EW_CROSSENTROPY:
+        st = parlm_crossentropy_forward(a->mean, a->rstd, a->x, a->targets, R, EW_V, EW_V);
+        if (!st)
+            st = parlm_crossentropy_backward(a->dx, a->x, a->targets, a->rstd, a->dl, R, EW_V,
+                                             EW_V);
+        break;
+    case PARLM_PLAN_EW_ADAMW: { /* gradient norm, update, zeroing (grads stay 0: no denormals) */
+        double ss;
+        parlm_adamw_cfg cfg = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f};
+        st = parlm_sumsq(a->dx, a->n_adamw, &ss);
+        if (!st)
+            st = parlm_adamw_update(a->x, a->dx, a->y, a->dy, a->n_adamw, &cfg, 1, 1.0f);
+        memset(a->dx, 0, (size_t)a->n_adamw * sizeof(float));
+        break;
+    }
+    case PARLM_PLAN_NEW:
+        break;
+    }
+    if (st)
+        a->failed = 1;
+}
+
+/* pr->ew_rate[]: elements per second of each op on one thread; 0 after saying why */
+static int calib_elementwise(const bench_ctx *ctx, parlm_plan_profile *pr)
+{
+    ew_run a = {.n_adamw = ctx->quick ? INT64_C(1) << 20 : INT64_C(1) << 22};
+    size_t big = (size_t)EW_ROWS * 4 * EW_C; /* GELU's, the largest of the other ops */
+    if (big < (size_t)EW_ROWS * EW_V)
+        big = (size_t)EW_ROWS * EW_V;
+    if (big < (size_t)a.n_adamw)
+        big = (size_t)a.n_adamw;
+    float **bigs[] = {&a.x, &a.y, &a.dx, &a.dy};
+    float **smalls[] = {&a.w, &a.b, &a.dw, &a.db, &a.mean, &a.rstd, &a.dl};
+    int ok = 1;
+    for (size_t i = 0; i < 4; i++)
+        ok &= (*bigs[i] = parlm_alloc(big, 4)) != NULL;
+    for (size_t i = 0; i < 7; i++)
+        ok &= (*smalls[i] = parlm_alloc(EW_SMALL, 4)) != NULL;
+    ok &= (a.targets = parlm_alloc(EW_ROWS, 4)) != NULL;
+    int rc = 0;
+    if (!ok) {
+        fprintf(stderr, "calibrate: cannot allocate the elementwise buffers\n");
+        rc = 1;
+    }
+    omp_set_num_threads(1);
+    for (int op = 0; op < PARLM_PLAN_NEW && !rc; op++) {
+        for (size_t j = 0; j < big; j++) {
+            a.x[j] = (float)((j * 2654435761u) % 1000) * 1e-3f - 0.5f;
+            a.dy[j] = (float)((j * 40503u) % 1000) * 1e-3f - 0.5f;
+            a.y[j] = a.dx[j] = 0;
+        }
+        for (int j = 0; j < EW_SMALL; j++)
+            a.w[j] = 1.0f, a.b[j] = 0.01f, a.dw[j] = a.db[j] = 0, a.dl[j] = 1.0f / EW_ROWS;
+        for (int j = 0; j < EW_ROWS; j++)
+            a.targets[j] = (int32_t)((j * 7919u) % EW_V);
+        if (op == PARLM_PLAN_EW_ADAMW) /* moments start at 0 (y, dy), gradients too */
+            memset(a.dy, 0, big * sizeof(float));
+        a.op = (parlm_plan_ew)op;
+        double sec = bench_time(run_ew, &a, ctx->min_time);
+        double n = op == PARLM_PLAN_EW_GELU ? EW_ROWS * 4.0 * EW_C
+                 : op == PARLM_PLAN_EW_CROSSENTROPY ? (double)EW_ROWS * EW_V
+                 : op == PARLM_PLAN_EW_ADAMW ? (double)a.n_adamw : (double)EW_ROWS * EW_C;
+        if (a.failed || !(sec > 0)) {
+            fprintf(stderr, "calibrate: elementwise %s failed: %s\n",
+                    parlm_plan_ew_name((parlm_plan_ew)op), parlm_last_error());
+            rc = 1;
+            break;
+        }
+        pr->ew_rate[op] = n / sec;
+        char shape[48];
+        snprintf(shape, sizeof shape, "%.0f elements", n);
+        bench_row r = {.bench = "calibrate", .impl = parlm_plan_ew_name((parlm_plan_ew)op),
+                       .shape = shape, .threads = 1, .seconds = sec, .gflops = n / sec * 1e-9};
+        bench_report(ctx, &r);
+    }
+    omp_set_num_threads(ctx->max_threads);
+    for (size_t i = 0; i < 4; i++)
+        parlm_free(*bigs[i]);
+    for (size_t i = 0; i < 7; i++)
+        parlm_free(*smalls[i]);
+    parlm_free(a.targets);
+    return rc;
+}
+
 /* Rank 0's compute part: peak, the GEMM grid (f32; bf16 on a few shapes for the ratio of
  * its path), attention. Returns 0, or 1 after saying why. */
 static int calib_compute(bench_ctx *ctx, parlm_plan_profile *pr)
@@ -137,7 +264,9 @@ static int calib_compute(bench_ctx *ctx, parlm_plan_profile *pr)
         fprintf(stderr, "calibrate: the attention kernels failed: %s\n", parlm_last_error());
         return 1;
     }
-    return 0;
+    bench_section(ctx, "calibrate: elementwise ops, forward + backward, 1 thread (GFLOP/s "
+                       "column: G elements/s; parlm/plan.h says what an element is)");
+    return calib_elementwise(ctx, pr);
 }
 
 #ifdef PARLM_HAVE_MPI
@@ -311,6 +440,10 @@ int bench_calibrate(bench_ctx *ctx)
                "(fma_peak_bf16 %.1f), %d GEMM points, attention %.1f GFLOP/s, STREAM %.1f GB/s "
                "(%d rank(s))\n", pr.fma_peak_f32 * 1e-9, pr.fma_peak_bf16 / pr.fma_peak_f32,
                pr.fma_peak_bf16 * 1e-9, pr.n_gemm, pr.attention_flops * 1e-9, gbs, p);
+        printf("elementwise (M elements/s a core):");
+        for (int i = 0; i < PARLM_PLAN_NEW; i++)
+            printf(" %s %.0f", parlm_plan_ew_name((parlm_plan_ew)i), pr.ew_rate[i] * 1e-6);
+        printf("\n");
         if (p > 1)
             printf("links: measured over %d ranks (above)\n", p);
         else if (links_from)

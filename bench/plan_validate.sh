@@ -44,7 +44,7 @@ cluster "$cores" > "$work/cluster.json"
 cluster 4 > "$work/cluster4.json"
 f=$(awk -v c="$cores" 'BEGIN { print c / 4 }')
 jq --argjson f "$f" '.fma_peak_f32 *= $f | .fma_peak_bf16 *= $f | .attention_flops *= $f |
-    .gemm |= map(.flops *= $f)' "$profile" > "$work/profile4.json"
+    .gemm |= map(.flops *= $f) | .elementwise |= map_values(. * $f)' "$profile" > "$work/profile4.json"
 
 # median of the step times after the warm-up steps (rank 0's lines "... | 123 ms | ...")
 measured() { # $1 log
@@ -57,7 +57,7 @@ measured() { # $1 log
 
 # one layout: name ranks threads dp-mode tp pp M schedule
 printf '%-22s %11s %11s %8s  %s\n' layout predicted_ms measured_ms error% \
-    "predicted terms ms: compute tp bubble p2p dp(exposed) opt"
+    "predicted terms ms: compute elementwise tp bubble p2p dp(exposed) opt"
 run() {
     name=$1 np=$2 thr=$3 mode=$4 tp=$5 pp=$6 M=$7 sch=$8
     dp=$((np / (tp * pp)))
@@ -71,7 +71,7 @@ run() {
         --schedule "$sch" --threads "$thr" $z $o --json "$work/p.json" > "$work/p.txt" 2>&1 ||
         { echo "$name: parlm-plan failed:"; cat "$work/p.txt"; return 0; }
     pred=$(jq '.layouts[0].estimate.step_s * 1000' "$work/p.json")
-    terms=$(jq -r '.layouts[0].estimate.terms_s | [.compute, ."tp-allreduce", ."pp-bubble",
+    terms=$(jq -r '.layouts[0].estimate.terms_s | [.compute, .elementwise, ."tp-allreduce", ."pp-bubble",
         ."pp-p2p", ."dp-allreduce", .optimizer] | map(. * 1000 | . * 10 | round / 10) |
         map(tostring) | join(" ")' "$work/p.json")
     args="--model $model -b $B -t $T --steps $steps --warmup 1 --val-every 0 --sample-every 0 --threads $thr"

@@ -33,12 +33,31 @@ typedef struct parlm_plan_link {
     double allreduce_alpha, allreduce_beta; /* s, s/byte */
 } parlm_plan_link;
 
+/* The non-GEMM work of a step, each op's forward and backward together, measured on one
+ * core in elements per second (elements, not bytes: each op's mix of reads, writes and
+ * math is folded into its own rate, so the planner only counts an op's width per token).
+ * An element is: one of a layernorm row; one GELU input; one residual-add output; one
+ * bias-add output (and its bias-grad share); one logit of the cross-entropy; one parameter
+ * of the optimizer (gradient norm, AdamW, zeroing the gradient). */
+typedef enum parlm_plan_ew {
+    PARLM_PLAN_EW_LAYERNORM = 0,
+    PARLM_PLAN_EW_GELU,
+    PARLM_PLAN_EW_RESIDUAL,
+    PARLM_PLAN_EW_BIAS,
+    PARLM_PLAN_EW_CROSSENTROPY,
+    PARLM_PLAN_EW_ADAMW,
+    PARLM_PLAN_NEW
+} parlm_plan_ew;
+
 typedef struct parlm_plan_profile {
     double fma_peak_f32, fma_peak_bf16; /* FLOP/s per core */
     int n_gemm;                         /* >= 1 */
     parlm_plan_gemm_point gemm[PARLM_PLAN_MAX_GEMM];
     double attention_flops;  /* FLOP/s per core of the attention kernels */
     double stream_bandwidth; /* bytes/s of one node (STREAM triad) */
+    /* elements/s per core (parlm_plan_ew); all 0: a profile of an older calibrate, which
+     * loads (its links can be copied) but does not plan: estimates refuse it by name */
+    double ew_rate[PARLM_PLAN_NEW];
     int n_links;
     parlm_plan_link links[PARLM_PLAN_MAX_LINKS];
 } parlm_plan_profile;
@@ -57,19 +76,24 @@ typedef struct parlm_plan_layout {
     int threads; /* cores per rank */
 } parlm_plan_layout;
 
-/* The terms of a step, in seconds; step = compute + tp + bubble + p2p + dp_exposed + optimizer. */
+/* The terms of a step, in seconds; step = compute + elementwise + tp + bubble + p2p +
+ * dp_exposed + optimizer. */
 typedef enum parlm_plan_term {
-    PARLM_PLAN_COMPUTE = 0, /* M micro-batches of forward + backward on the slowest stage */
+    PARLM_PLAN_COMPUTE = 0, /* M micro-batches of GEMMs and attention on the slowest stage */
     PARLM_PLAN_TP,          /* Megatron all-reduces: 2 forward + 2 backward per layer */
     PARLM_PLAN_BUBBLE,      /* (pp - 1) idle micro-batch slots of the pipeline */
     PARLM_PLAN_P2P,         /* activations and their gradients between stages */
     PARLM_PLAN_DP,          /* the gradient all-reduce, the part overlap does not hide */
-    PARLM_PLAN_OPTIMIZER,   /* AdamW, memory-bound */
+    PARLM_PLAN_OPTIMIZER,   /* gradient norm + AdamW + zeroing of the rank's parameters */
+    PARLM_PLAN_ELEMENTWISE, /* M micro-batches of layernorm, GELU, residual, bias, loss */
     PARLM_PLAN_NTERMS
 } parlm_plan_term;
 
 typedef struct parlm_plan_estimate {
     double term[PARLM_PLAN_NTERMS];
+    /* the elementwise and optimizer terms by op: [PARLM_PLAN_EW_ADAMW] is the optimizer
+     * term, the others sum to the elementwise term */
+    double ew[PARLM_PLAN_NEW];
     double dp_total, dp_hidden; /* the whole gradient all-reduce, and what overlap hides */
     double step;                /* s */
     double tokens_per_s;
@@ -95,6 +119,8 @@ typedef struct parlm_plan_entry {
 } parlm_plan_entry;
 
 PARLM_API const char *parlm_plan_term_name(parlm_plan_term t);
+/* An elementwise op's name: its key in the profile's "elementwise" object */
+PARLM_API const char *parlm_plan_ew_name(parlm_plan_ew op);
 /* A layout's schedule by name ("gpipe", "1f1b"): parlm/grid.h is installed only by MPI
  * builds, the planner everywhere. */
 PARLM_API const char *parlm_plan_schedule_name(int schedule);
@@ -143,6 +169,11 @@ PARLM_API parlm_status parlm_plan_cluster_save(const char *path, const parlm_pla
 /* The result as JSON: request, then every entry with its terms. */
 PARLM_API parlm_status parlm_plan_save(const char *path, const parlm_plan_request *rq,
                                        const parlm_plan_entry *e, int n);
+/* Reads a file parlm_plan_save wrote back: the request (model shape, batch, ranks) and
+ * every entry's layout, excluded flag, reason and est.step (the other estimate fields are
+ * 0). Errors name the file and the field. *out is malloc'd (free() it). */
+PARLM_API parlm_status parlm_plan_load(const char *path, parlm_plan_request *rq,
+                                       parlm_plan_entry **out, int *n);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 /* lib/parallel/plan.c — the cost model and layout planner (parlm/plan.h). Pure arithmetic:
- * a step is (M + pp - 1) slots of the slowest stage's micro-batch (compute + its TP
- * all-reduces), plus stage-to-stage transfers, the gradient all-reduce overlap does not
- * hide, and AdamW; the grid rules themselves come from layout.c (parlm_grid_check). */
+ * a step is (M + pp - 1) slots of the slowest stage's micro-batch (GEMMs, attention, the
+ * elementwise ops, its TP all-reduces), plus stage-to-stage transfers, the gradient
+ * all-reduce overlap does not hide, and the optimizer; the grid rules themselves come from
+ * layout.c (parlm_grid_check). */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -30,7 +31,22 @@ const char *parlm_plan_term_name(parlm_plan_term t)
     case PARLM_PLAN_P2P: return "pp-p2p";
     case PARLM_PLAN_DP: return "dp-allreduce";
     case PARLM_PLAN_OPTIMIZER: return "optimizer";
+    case PARLM_PLAN_ELEMENTWISE: return "elementwise";
     case PARLM_PLAN_NTERMS: break;
+    }
+    return "?";
+}
+
+const char *parlm_plan_ew_name(parlm_plan_ew op)
+{
+    switch (op) {
+    case PARLM_PLAN_EW_LAYERNORM: return "layernorm";
+    case PARLM_PLAN_EW_GELU: return "gelu";
+    case PARLM_PLAN_EW_RESIDUAL: return "residual";
+    case PARLM_PLAN_EW_BIAS: return "bias";
+    case PARLM_PLAN_EW_CROSSENTROPY: return "crossentropy";
+    case PARLM_PLAN_EW_ADAMW: return "adamw";
+    case PARLM_PLAN_NEW: break;
     }
     return "?";
 }
@@ -59,6 +75,31 @@ static double gpt_head_flops(const parlm_gpt_config *c)
 double parlm_plan_gpt_flops_per_token(const parlm_gpt_config *cfg, int T)
 {
     return cfg->n_layer * gpt_layer_flops(cfg, T) + gpt_head_flops(cfg);
+}
+
+/* Elements per token (parlm_plan_ew's units) of nl layers, plus the embedding (first) and
+ * the final layernorm and loss (last), on one of tp ranks. Megatron splits what lies
+ * between the column- and row-parallel matmuls: GELU on 4C, the qkv and fc biases (3C +
+ * 4C), the logits; the layernorms, residual adds and the proj/fcproj biases (after their
+ * all-reduce) are whole on every rank. The embedding's add counts as a residual add. */
+static void gpt_ew_per_token(const parlm_gpt_config *c, int nl, int first, int last, int tp,
+                             double e[PARLM_PLAN_NEW])
+{
+    double C = c->n_embd;
+    e[PARLM_PLAN_EW_LAYERNORM] = nl * 2.0 * C + (last ? C : 0);
+    e[PARLM_PLAN_EW_GELU] = nl * 4.0 * C / tp;
+    e[PARLM_PLAN_EW_RESIDUAL] = nl * 2.0 * C + (first ? C : 0);
+    e[PARLM_PLAN_EW_BIAS] = nl * (7.0 * C / tp + 2.0 * C);
+    e[PARLM_PLAN_EW_CROSSENTROPY] = last ? (double)c->vocab_pad / tp : 0;
+    e[PARLM_PLAN_EW_ADAMW] = 0;
+}
+
+/* Seconds of the optimizer over n parameters: the measured per-core rate on every thread,
+ * or the memory's pace if slower (AdamW reads param, grad, m, v and writes param, m, v:
+ * 28 bytes a parameter) — the one op here that streams far more than the caches hold. */
+static double optimizer_seconds(const parlm_plan_profile *pr, double n, int threads, double bw)
+{
+    return n / fmin(pr->ew_rate[PARLM_PLAN_EW_ADAMW] * threads, bw / 28.0);
 }
 
 /* ---- primitives --------------------------------------------------------------------- */
@@ -127,6 +168,12 @@ static parlm_status check_inputs(const parlm_plan_profile *pr, const parlm_plan_
         pr->stream_bandwidth <= 0)
         return parlm_error(PARLM_EINVAL, "parlm_plan: the profile needs gemm points, "
                                          "fma_peak_f32, attention_flops, stream_bandwidth > 0");
+    for (int i = 0; i < PARLM_PLAN_NEW; i++)
+        if (!(pr->ew_rate[i] > 0))
+            return parlm_error(PARLM_EINVAL, "parlm_plan: the profile has no elementwise.%s "
+                               "rate (an older parlm-bench calibrate measured it): run "
+                               "`parlm-bench calibrate --out FILE` again",
+                               parlm_plan_ew_name((parlm_plan_ew)i));
     if (rq->bf16 && pr->fma_peak_bf16 <= 0)
         return parlm_error(PARLM_EINVAL, "parlm_plan: bf16 asked, the profile has no fma_peak_bf16");
     if (cl->nodes < 1 || cl->sockets < 1 || cl->cores_per_socket < 1 || cl->memory_per_node <= 0)
@@ -201,16 +248,24 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
                                                       intra->allreduce_beta) : 0;
     double params_total = 0, P_max = 0;
     memset(est, 0, sizeof *est);
-    double worst_mb = 0, worst_tp = 0;
+    double worst_mb = 0, worst_tp = 0, worst_ew = 0, worst_ops[PARLM_PLAN_NEW] = {0};
     for (int s = 0; s < pp; s++) {
         int nl = bounds[s + 1] - bounds[s];
         double mm = nl * 2.0 * gpt_layer_params(c) + (s == pp - 1 ? gpt_head_flops(c) : 0);
         double at = nl * 2.0 * C * T;
         /* forward + backward = 3x forward, per micro-batch, this rank's 1/tp share */
         double t_c = 3.0 * tok * (mm / gemm + at / attn) / tp;
+        /* the elementwise ops are threaded like the GEMMs: a micro-batch's tensors mostly
+         * stay in cache, so no memory bound is applied (the optimizer's below has one) */
+        double ops[PARLM_PLAN_NEW], t_ew = 0;
+        gpt_ew_per_token(c, nl, s == 0, s == pp - 1, tp, ops);
+        for (int i = 0; i < PARLM_PLAN_NEW; i++)
+            t_ew += ops[i] = tok * ops[i] / (pr->ew_rate[i] * lay->threads);
         double t_tp = nl * 4.0 * tp_ar;
-        if (t_c + t_tp > worst_mb)
-            worst_mb = t_c + t_tp, worst_tp = t_tp;
+        if (t_c + t_ew + t_tp > worst_mb) {
+            worst_mb = t_c + t_ew + t_tp, worst_tp = t_tp, worst_ew = t_ew;
+            memcpy(worst_ops, ops, sizeof ops);
+        }
         /* memory of this stage's rank: params (wte on the first and the last stage) */
         double P = nl * gpt_layer_params(c) / tp;
         if (s == 0)
@@ -236,7 +291,10 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
             P_max = P;
     }
     est->mem_limit = cl->memory_per_node / rpn;
-    est->term[PARLM_PLAN_COMPUTE] = M * (worst_mb - worst_tp);
+    est->term[PARLM_PLAN_COMPUTE] = M * (worst_mb - worst_tp - worst_ew);
+    est->term[PARLM_PLAN_ELEMENTWISE] = M * worst_ew;
+    for (int i = 0; i < PARLM_PLAN_NEW; i++)
+        est->ew[i] = M * worst_ops[i];
     est->term[PARLM_PLAN_TP] = M * worst_tp;
     est->term[PARLM_PLAN_BUBBLE] = (pp - 1) * worst_mb;
     /* each micro-batch crosses pp - 1 boundaries forward and backward; after the first, the
@@ -258,8 +316,9 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
     /* overlap: the all-reduce runs behind the last micro-batch's backward (2/3 of it) */
     est->dp_hidden = lay->overlap ? fmin(est->dp_total, 2.0 / 3.0 * (worst_mb - worst_tp)) : 0;
     est->term[PARLM_PLAN_DP] = est->dp_total - est->dp_hidden;
-    /* AdamW reads param, grad, m, v and writes param, m, v: 28 bytes a parameter */
-    est->term[PARLM_PLAN_OPTIMIZER] = 28.0 * P_max / (lay->zero1 ? dp : 1) / bw_rank;
+    /* ZeRO-1: each rank updates its 1/dp of the parameters */
+    est->term[PARLM_PLAN_OPTIMIZER] = est->ew[PARLM_PLAN_EW_ADAMW] =
+        optimizer_seconds(pr, P_max / (lay->zero1 ? dp : 1), lay->threads, bw_rank);
     est->step = 0;
     est->bottleneck = PARLM_PLAN_COMPUTE;
     for (int t = 0; t < PARLM_PLAN_NTERMS; t++) {
@@ -273,8 +332,12 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
     double mm1 = c->n_layer * 2.0 * gpt_layer_params(c) + gpt_head_flops(c);
     double tok1 = (double)rq->global_batch * T;
     double gemm1 = parlm_plan_gemm_rate(pr, tok1 / M / dp, 4.0 * C, C) * scale;
-    double t1 = 3.0 * tok1 * (mm1 / gemm1 + c->n_layer * 2.0 * C * T / pr->attention_flops) +
-                28.0 * P_all * tp / pr->stream_bandwidth;
+    double ops1[PARLM_PLAN_NEW], t1 = 3.0 * tok1 * (mm1 / gemm1 + c->n_layer * 2.0 * C * T /
+                                                      pr->attention_flops) +
+                                     optimizer_seconds(pr, P_all * tp, 1, pr->stream_bandwidth);
+    gpt_ew_per_token(c, c->n_layer, 1, 1, 1, ops1);
+    for (int i = 0; i < PARLM_PLAN_NEW; i++)
+        t1 += tok1 * ops1[i] / pr->ew_rate[i];
     est->eta = t1 / ((double)rq->ranks * lay->threads * est->step);
     return PARLM_OK;
 }
@@ -474,6 +537,14 @@ static parlm_status profile_from(const char *path, json_t *r, parlm_plan_profile
         RETURN_IF_ERROR(get_num(path, p, ctx, "k", 0, &q->k));
         RETURN_IF_ERROR(get_num(path, p, ctx, "flops", 0, &q->flops));
     }
+    /* optional: a profile of an older calibrate has none; it loads (for its links) and
+     * check_inputs refuses to plan with it, naming the field */
+    json_t *ew = json_object_get(r, "elementwise");
+    if (ew && !json_is_object(ew))
+        return parlm_error(PARLM_EFORMAT, "%s: field elementwise must be an object", path);
+    for (int i = 0; ew && i < PARLM_PLAN_NEW; i++)
+        RETURN_IF_ERROR(get_num(path, ew, "elementwise.", parlm_plan_ew_name((parlm_plan_ew)i), 0,
+                                &pr->ew_rate[i]));
     /* optional: a profile calibrated on one rank has none (it plans 1-rank layouts) */
     json_t *l = json_object_get(r, "links");
     if (!l)
@@ -557,11 +628,17 @@ parlm_status parlm_plan_profile_save(const char *path, const parlm_plan_profile 
                                            "allreduce_alpha", q->allreduce_alpha,
                                            "allreduce_beta", q->allreduce_beta));
     }
-    return dump(json_pack("{s:f,s:f,s:f,s:f,s:o,s:o}", "fma_peak_f32", pr->fma_peak_f32,
+    json_t *r = json_pack("{s:f,s:f,s:f,s:f,s:o,s:o}", "fma_peak_f32", pr->fma_peak_f32,
                           "fma_peak_bf16", pr->fma_peak_bf16, "attention_flops",
                           pr->attention_flops, "stream_bandwidth", pr->stream_bandwidth, "gemm",
-                          g, "links", l),
-                path);
+                          g, "links", l);
+    if (r && pr->ew_rate[0] > 0) { /* none: kept an old-style profile (loads the same) */
+        json_t *ew = json_object();
+        for (int i = 0; i < PARLM_PLAN_NEW; i++)
+            json_object_set_new(ew, parlm_plan_ew_name((parlm_plan_ew)i), json_real(pr->ew_rate[i]));
+        json_object_set_new(r, "elementwise", ew);
+    }
+    return dump(r, path);
 }
 
 parlm_status parlm_plan_cluster_save(const char *path, const parlm_plan_cluster *cl)
@@ -587,6 +664,9 @@ parlm_status parlm_plan_save(const char *path, const parlm_plan_request *rq,
         json_t *terms = json_object();
         for (int t = 0; t < PARLM_PLAN_NTERMS; t++)
             json_object_set_new(terms, parlm_plan_term_name((parlm_plan_term)t), json_real(s->term[t]));
+        json_t *ops = json_object();
+        for (int k = 0; k < PARLM_PLAN_NEW; k++)
+            json_object_set_new(ops, parlm_plan_ew_name((parlm_plan_ew)k), json_real(s->ew[k]));
         json_t *o = json_pack(
             "{s:i,s:i,s:i,s:i,s:s,s:b,s:b,s:b,s:i,s:b}", "dp", y->dp, "tp", y->tp, "pp", y->pp,
             "micro_batches", y->micro_batches, "schedule", parlm_pp_schedule_name((parlm_pp_schedule)y->schedule),
@@ -595,19 +675,136 @@ parlm_status parlm_plan_save(const char *path, const parlm_plan_request *rq,
         if (e[i].excluded)
             json_object_set_new(o, "reason", json_string(e[i].reason));
         json_object_set_new(o, "estimate", json_pack(
-            "{s:f,s:f,s:f,s:s,s:o,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "step_s", s->step,
+            "{s:f,s:f,s:f,s:s,s:o,s:o,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "step_s", s->step,
             "tokens_per_s", s->tokens_per_s, "eta", s->eta, "bottleneck",
-            parlm_plan_term_name(s->bottleneck), "terms_s", terms, "dp_total_s", s->dp_total,
+            parlm_plan_term_name(s->bottleneck), "terms_s", terms, "elementwise_s", ops,
+            "dp_total_s", s->dp_total,
             "dp_hidden_s", s->dp_hidden, "mem_params", s->mem_params, "mem_grads", s->mem_grads,
             "mem_optim", s->mem_optim, "mem_act", s->mem_act, "mem_total", s->mem_total,
             "mem_limit", s->mem_limit));
         json_array_append_new(arr, o);
     }
     const parlm_gpt_config *c = &rq->model;
-    return dump(json_pack("{s:{s:i,s:i,s:i,s:i,s:i},s:i,s:i,s:i,s:b,s:o}", "model", "n_layer",
+    int vp = c->vocab_pad ? c->vocab_pad : (c->vocab + 127) / 128 * 128; /* as the estimate */
+    return dump(json_pack("{s:{s:i,s:i,s:i,s:i,s:i,s:i},s:i,s:i,s:i,s:b,s:o}", "model", "n_layer",
                           c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "max_seq",
-                          c->max_seq, "vocab_pad", c->vocab_pad, "global_batch", rq->global_batch,
+                          c->max_seq, "vocab", c->vocab, "vocab_pad", vp, "global_batch", rq->global_batch,
                           "seq_len", rq->seq_len, "ranks", rq->ranks, "bf16", rq->bf16,
                           "layouts", arr),
                 path);
+}
+
+/* an integer in [lo, hi] (a JSON true/false as 1/0 when is_bool), else an error naming it */
+static parlm_status get_int_in(const char *path, json_t *o, const char *ctx, const char *key,
+                               int lo, int hi, int is_bool, int *v)
+{
+    json_t *j = json_object_get(o, key);
+    if (!j)
+        return parlm_error(PARLM_EFORMAT, "%s: missing field %s%s", path, ctx, key);
+    if (is_bool) {
+        if (!json_is_boolean(j))
+            return parlm_error(PARLM_EFORMAT, "%s: field %s%s must be true or false", path, ctx, key);
+        *v = json_is_true(j);
+        return PARLM_OK;
+    }
+    if (!json_is_integer(j) || json_integer_value(j) < lo || json_integer_value(j) > hi)
+        return parlm_error(PARLM_EFORMAT, "%s: field %s%s must be an integer in [%d, %d]", path,
+                           ctx, key, lo, hi);
+    *v = (int)json_integer_value(j);
+    return PARLM_OK;
+}
+
+static parlm_status plan_from(const char *path, json_t *r, parlm_plan_request *rq,
+                              parlm_plan_entry **out, int *n)
+{
+    enum { BIG = 1 << 24 };
+    memset(rq, 0, sizeof *rq);
+    json_t *m = json_object_get(r, "model");
+    if (!json_is_object(m))
+        return parlm_error(PARLM_EFORMAT, "%s: field model must be an object", path);
+    parlm_gpt_config *c = &rq->model;
+    RETURN_IF_ERROR(get_int_in(path, m, "model.", "n_layer", 1, BIG, 0, &c->n_layer));
+    RETURN_IF_ERROR(get_int_in(path, m, "model.", "n_head", 1, BIG, 0, &c->n_head));
+    RETURN_IF_ERROR(get_int_in(path, m, "model.", "n_embd", 1, BIG, 0, &c->n_embd));
+    RETURN_IF_ERROR(get_int_in(path, m, "model.", "max_seq", 1, BIG, 0, &c->max_seq));
+    RETURN_IF_ERROR(get_int_in(path, m, "model.", "vocab_pad", 0, BIG, 0, &c->vocab_pad));
+    /* vocab: written since parlm_plan_load exists; 0 (unknown) in older files */
+    if (json_object_get(m, "vocab"))
+        RETURN_IF_ERROR(get_int_in(path, m, "model.", "vocab", 1, BIG, 0, &c->vocab));
+    RETURN_IF_ERROR(get_int_in(path, r, "", "global_batch", 1, BIG, 0, &rq->global_batch));
+    RETURN_IF_ERROR(get_int_in(path, r, "", "seq_len", 1, BIG, 0, &rq->seq_len));
+    RETURN_IF_ERROR(get_int_in(path, r, "", "ranks", 1, BIG, 0, &rq->ranks));
+    RETURN_IF_ERROR(get_int_in(path, r, "", "bf16", 0, 1, 1, &rq->bf16));
+    json_t *a = json_object_get(r, "layouts");
+    if (!json_is_array(a) || json_array_size(a) > (size_t)BIG)
+        return parlm_error(PARLM_EFORMAT, "%s: field layouts must be an array", path);
+    int cnt = (int)json_array_size(a);
+    parlm_plan_entry *e = calloc(cnt > 0 ? (size_t)cnt : 1, sizeof *e);
+    if (!e)
+        return parlm_error(PARLM_ENOMEM, "parlm_plan_load: out of memory");
+    parlm_status st = PARLM_OK;
+    for (int i = 0; i < cnt && !st; i++) {
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "layouts[%d].", i);
+        json_t *o = json_array_get(a, (size_t)i);
+        parlm_plan_layout *y = &e[i].layout;
+        const char *sch = json_string_value(json_object_get(o, "schedule"));
+        if (!json_is_object(o))
+            st = parlm_error(PARLM_EFORMAT, "%s: %s is not an object", path, ctx);
+        if (!st)
+            st = get_int_in(path, o, ctx, "dp", 1, BIG, 0, &y->dp);
+        if (!st)
+            st = get_int_in(path, o, ctx, "tp", 1, BIG, 0, &y->tp);
+        if (!st)
+            st = get_int_in(path, o, ctx, "pp", 1, BIG, 0, &y->pp);
+        if (!st)
+            st = get_int_in(path, o, ctx, "micro_batches", 1, BIG, 0, &y->micro_batches);
+        if (!st)
+            st = get_int_in(path, o, ctx, "threads", 1, BIG, 0, &y->threads);
+        if (!st)
+            st = get_int_in(path, o, ctx, "zero1", 0, 1, 1, &y->zero1);
+        if (!st)
+            st = get_int_in(path, o, ctx, "overlap", 0, 1, 1, &y->overlap);
+        if (!st)
+            st = get_int_in(path, o, ctx, "bf16", 0, 1, 1, &y->bf16);
+        if (!st)
+            st = get_int_in(path, o, ctx, "excluded", 0, 1, 1, &e[i].excluded);
+        if (!st && (!sch || (strcmp(sch, "gpipe") && strcmp(sch, "1f1b"))))
+            st = parlm_error(PARLM_EFORMAT, "%s: field %sschedule must be \"gpipe\" or \"1f1b\"",
+                             path, ctx);
+        if (!st)
+            y->schedule = strcmp(sch, "gpipe") ? PARLM_PP_1F1B : PARLM_PP_GPIPE;
+        if (!st && (long)y->dp * y->tp * y->pp != rq->ranks)
+            st = parlm_error(PARLM_EFORMAT, "%s: %sdp x tp x pp = %d x %d x %d is not ranks %d",
+                             path, ctx, y->dp, y->tp, y->pp, rq->ranks);
+        json_t *es = json_object_get(o, "estimate");
+        if (!st && !json_is_object(es))
+            st = parlm_error(PARLM_EFORMAT, "%s: field %sestimate must be an object", path, ctx);
+        char ectx[64];
+        snprintf(ectx, sizeof ectx, "%sestimate.", ctx);
+        if (!st)
+            st = get_num(path, es, ectx, "step_s", 1, &e[i].est.step); /* 0: excluded */
+        const char *why = json_string_value(json_object_get(o, "reason"));
+        if (!st && why)
+            snprintf(e[i].reason, sizeof e[i].reason, "%s", why);
+    }
+    if (st) {
+        free(e);
+        return st;
+    }
+    *out = e, *n = cnt;
+    return PARLM_OK;
+}
+
+parlm_status parlm_plan_load(const char *path, parlm_plan_request *rq, parlm_plan_entry **out,
+                             int *n)
+{
+    if (!path || !rq || !out || !n)
+        return parlm_error(PARLM_EINVAL, "parlm_plan_load: null argument");
+    *out = NULL, *n = 0;
+    json_t *r;
+    RETURN_IF_ERROR(load_root(path, &r));
+    parlm_status st = plan_from(path, r, rq, out, n);
+    json_decref(r);
+    return st;
 }

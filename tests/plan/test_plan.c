@@ -13,8 +13,8 @@
 
 #define NEAR(a, b) ck_assert_msg(fabs((a) - (b)) <= 1e-9 * fabs(b) + 1e-15, "%s = %.12g, want %.12g", #a, (double)(a), (double)(b))
 
-/* L2 NH2 C64, max_seq 16, vocab 128 (= vocab_pad). Every rate 1e9 (one GEMM point), so a
- * time is FLOPs / 1e9. Link "a" (intra): all-reduce alpha 2e-6, beta 2e-9; link "b"
+/* L2 NH2 C64, max_seq 16, vocab 128 (= vocab_pad). Every rate 1e9 (one GEMM point, and
+ * every elementwise op in elements/s), so a time is FLOPs (or elements) / 1e9. Link "a" (intra): all-reduce alpha 2e-6, beta 2e-9; link "b"
  * (inter): 1e-5 and 1e-8 for both kinds. 2 nodes of 1 socket x 2 cores. */
 static parlm_plan_profile pr;
 static parlm_plan_cluster cl;
@@ -27,6 +27,8 @@ static void setup(void)
     pr.n_gemm = 1;
     pr.gemm[0] = (parlm_plan_gemm_point){64, 64, 64, 1e9};
     pr.attention_flops = 1e9, pr.stream_bandwidth = 1e9;
+    for (int i = 0; i < PARLM_PLAN_NEW; i++)
+        pr.ew_rate[i] = 1e9;
     pr.n_links = 2;
     pr.links[0] = (parlm_plan_link){"a", 1e-6, 1e-9, 2e-6, 2e-9};
     pr.links[1] = (parlm_plan_link){"b", 1e-5, 1e-8, 1e-5, 1e-8};
@@ -61,24 +63,38 @@ START_TEST(tp_pp_terms)
      * Stages [0,1), [1,2) (parlm_pp_split). Stage 1 = layer + head:
      *   t_c = 3 * 32 * (99968 + 16640 + 2048) / 1e9 / tp 2 = 5.695488e-3
      * TP all-reduce of 32*64*4 = 8192 bytes over 2 on "a": 8192*2e-9 + 2*2e-6 = 20.384e-6,
-     *   4 a layer: 81.536e-6. Slowest micro-batch 5.777024e-3.
-     * compute 2 * 5.695488e-3; tp 2 * 81.536e-6; bubble 1 * 5.777024e-3.
+     *   4 a layer: 81.536e-6.
+     * Elementwise, elements a token of stage 1 (one layer, the head; tp 2): layernorm 2C + C
+     *   = 192, gelu 4C/2 = 128, residual 2C = 128, bias 7C/2 + 2C = 352, crossentropy
+     *   Vp/2 = 64: 864 (stage 0: 128 + 128 + 192 (the embedding's add) + 352 = 800), x 32
+     *   tokens: 27.648e-6. Slowest micro-batch 5.695488e-3 + 27.648e-6 + 81.536e-6 =
+     *   5.804672e-3.
+     * compute 2 * 5.695488e-3; elementwise 2 * 27.648e-6; tp 2 * 81.536e-6; bubble 1 *
+     *   5.804672e-3.
      * p2p: a pipeline (4 ranks) spans both nodes -> "b": 2*(M+pp-2) = 4 transfers of
      *   1e-5 + 8192*1e-8 = 9.192e-5 -> 3.6768e-4.
      * optimizer: stage 0 holds 49984/2 + (128*64 + 16*64)/2 = 29600 params (the most),
-     *   28 bytes each at 1e9/2 ranks a node: 1.6576e-3. */
+     *   28 bytes each at 1e9/2 ranks a node: 1.6576e-3 (the memory binds: 1.8e7
+     *   parameters/s against adamw's 1e9). */
     parlm_plan_layout y = {.dp = 1, .tp = 2, .pp = 2, .micro_batches = 2, .schedule = 0,
                            .threads = 1};
     parlm_plan_estimate e;
     ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
     NEAR(e.term[PARLM_PLAN_COMPUTE], 11.390976e-3);
     NEAR(e.term[PARLM_PLAN_TP], 163.072e-6);
-    NEAR(e.term[PARLM_PLAN_BUBBLE], 5.777024e-3);
+    NEAR(e.term[PARLM_PLAN_ELEMENTWISE], 55.296e-6);
+    NEAR(e.ew[PARLM_PLAN_EW_LAYERNORM], 2 * 32 * 192e-9);
+    NEAR(e.ew[PARLM_PLAN_EW_GELU], 2 * 32 * 128e-9);
+    NEAR(e.ew[PARLM_PLAN_EW_RESIDUAL], 2 * 32 * 128e-9);
+    NEAR(e.ew[PARLM_PLAN_EW_BIAS], 2 * 32 * 352e-9);
+    NEAR(e.ew[PARLM_PLAN_EW_CROSSENTROPY], 2 * 32 * 64e-9);
+    NEAR(e.ew[PARLM_PLAN_EW_ADAMW], 1.6576e-3);
+    NEAR(e.term[PARLM_PLAN_BUBBLE], 5.804672e-3);
     NEAR(e.term[PARLM_PLAN_P2P], 3.6768e-4);
     NEAR(e.term[PARLM_PLAN_DP], 0.0);
     NEAR(e.term[PARLM_PLAN_OPTIMIZER], 1.6576e-3);
-    NEAR(e.step, 19.356352e-3);
-    NEAR(e.tokens_per_s, 64 / 19.356352e-3);
+    NEAR(e.step, 19.439296e-3);
+    NEAR(e.tokens_per_s, 64 / 19.439296e-3);
     ck_assert_int_eq(e.bottleneck, PARLM_PLAN_COMPUTE);
     /* memory, stage 1 (the worst): 29216 params (24992 + 8192/2 + 128): 4 + 4 + 8 bytes;
      * activations 32 tokens * 4 bytes * (9*64 + (12*64 + 2*2*16)/2 + 2*128/2) = 143360,
@@ -107,6 +123,9 @@ START_TEST(dp_terms)
     NEAR(e.dp_total, 3084.736e-6);
     NEAR(e.term[PARLM_PLAN_DP], 3084.736e-6);
     NEAR(e.term[PARLM_PLAN_COMPUTE], 10.592256e-3);
+    /* elementwise, 16 tokens of both layers, the embedding and the head: layernorm 5C =
+     * 320, gelu 8C = 512, residual 5C = 320, bias 2 x 9C = 1152, crossentropy 128: 2432 */
+    NEAR(e.term[PARLM_PLAN_ELEMENTWISE], 16 * 2432e-9);
     NEAR(e.term[PARLM_PLAN_OPTIMIZER], 28.0 * 109312 / 5e8);
     /* ZeRO-1 shards AdamW state and its update over dp 4; overlap hides the all-reduce */
     y.zero1 = y.overlap = 1;
@@ -115,6 +134,15 @@ START_TEST(dp_terms)
     NEAR(e.dp_hidden, 3084.736e-6);
     NEAR(e.term[PARLM_PLAN_OPTIMIZER], 28.0 * 109312 / 4 / 5e8);
     NEAR(e.mem_optim, 8.0 * 109312 / 4);
+    /* a slow optimizer (1e6 parameters/s a core) binds before the memory does, and is
+     * shared by the rank's threads: 109312 / 4 / (2 x 1e6) */
+    pr.ew_rate[PARLM_PLAN_EW_ADAMW] = 1e6, y.threads = 2, cl.cores_per_socket = 4;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+    NEAR(e.term[PARLM_PLAN_OPTIMIZER], 109312.0 / 4 / 2e6);
+    NEAR(e.ew[PARLM_PLAN_EW_ADAMW], 109312.0 / 4 / 2e6);
+    /* and the elementwise ops run on both threads */
+    NEAR(e.term[PARLM_PLAN_ELEMENTWISE], 16 * 2432e-9 / 2);
+    y.threads = 1, cl.cores_per_socket = 2;
     /* a broken layout names the rule */
     y.tp = 4, y.dp = 1;
     ck_assert_int_ne(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
@@ -255,6 +283,12 @@ START_TEST(json)
     bad(0, "{\"fma_peak_f32\": 1, \"fma_peak_bf16\": 0, \"attention_flops\": 1,"
            "\"stream_bandwidth\": 1, \"gemm\": [{\"m\": 1, \"n\": 1, \"k\": 1, \"flops\": 1}],"
            "\"links\": 5}", "links");
+    bad(0, "{\"fma_peak_f32\": 1, \"fma_peak_bf16\": 0, \"attention_flops\": 1,"
+           "\"stream_bandwidth\": 1, \"gemm\": [{\"m\": 1, \"n\": 1, \"k\": 1, \"flops\": 1}],"
+           "\"elementwise\": {\"layernorm\": 1}}", "elementwise.gelu");
+    bad(0, "{\"fma_peak_f32\": 1, \"fma_peak_bf16\": 0, \"attention_flops\": 1,"
+           "\"stream_bandwidth\": 1, \"gemm\": [{\"m\": 1, \"n\": 1, \"k\": 1, \"flops\": 1}],"
+           "\"elementwise\": 3}", "elementwise");
     bad(1, "{\"nodes\": 2, \"sockets\": 0}", "sockets");
     bad(1, "{\"nodes\": 2, \"sockets\": 1, \"cores_per_socket\": 4, \"memory_per_node\": 1e9,"
            "\"intra_link\": 3}", "intra_link");
@@ -292,6 +326,89 @@ START_TEST(no_links)
 }
 END_TEST
 
+/* a profile of an older calibrate (no "elementwise"): it loads, with no rates, so its
+ * links can still be copied; planning with it fails naming the field and the remedy */
+START_TEST(old_profile)
+{
+    char path[] = "/tmp/parlm-plan-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    close(fd);
+    write_file(path, "{\"fma_peak_f32\": 1e9, \"fma_peak_bf16\": 1e9, \"attention_flops\": 1e9,"
+                     "\"stream_bandwidth\": 1e9, \"gemm\": [{\"m\": 64, \"n\": 64, \"k\": 64, "
+                     "\"flops\": 1e9}], \"links\": [{\"name\": \"a\", \"p2p_alpha\": 1e-6, "
+                     "\"p2p_beta\": 1e-9, \"allreduce_alpha\": 2e-6, \"allreduce_beta\": 2e-9}]}");
+    parlm_plan_profile p;
+    ck_assert_int_eq(parlm_plan_profile_load(path, &p), PARLM_OK);
+    unlink(path);
+    ck_assert_int_eq(p.n_links, 1);
+    for (int i = 0; i < PARLM_PLAN_NEW; i++)
+        ck_assert(p.ew_rate[i] == 0);
+    parlm_plan_layout y = {.dp = 4, .tp = 1, .pp = 1, .micro_batches = 1, .threads = 1};
+    parlm_plan_estimate e;
+    ck_assert_int_ne(parlm_plan_estimate_layout(&p, &cl, &rq, &y, &e), PARLM_OK);
+    ck_assert_msg(strstr(parlm_last_error(), "elementwise.layernorm") &&
+                  strstr(parlm_last_error(), "calibrate"), "%s", parlm_last_error());
+    parlm_plan_entry *en;
+    int n;
+    ck_assert_int_ne(parlm_plan_enumerate(&p, &cl, &rq, &en, &n), PARLM_OK);
+}
+END_TEST
+
+/* parlm_plan_save -> parlm_plan_load keeps the request and every layout in order; a file
+ * with a bad layout names the file and the field */
+START_TEST(plan_file)
+{
+    parlm_plan_entry *e, *f;
+    int n, m;
+    ck_assert_int_eq(parlm_plan_enumerate(&pr, &cl, &rq, &e, &n), PARLM_OK);
+    char path[] = "/tmp/parlm-plan-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    close(fd);
+    ck_assert_int_eq(parlm_plan_save(path, &rq, e, n), PARLM_OK);
+    parlm_plan_request q;
+    ck_assert_int_eq(parlm_plan_load(path, &q, &f, &m), PARLM_OK);
+    ck_assert_int_eq(m, n);
+    ck_assert(q.model.n_layer == 2 && q.model.n_head == 2 && q.model.n_embd == 64 &&
+              q.model.max_seq == 16 && q.model.vocab == 128 && q.model.vocab_pad == 128);
+    ck_assert(q.global_batch == 4 && q.seq_len == 16 && q.ranks == 4 && q.bf16 == 0);
+    for (int i = 0; i < n; i++) {
+        ck_assert(memcmp(&f[i].layout, &e[i].layout, sizeof e[i].layout) == 0);
+        ck_assert_int_eq(f[i].excluded, e[i].excluded);
+        if (!e[i].excluded)
+            NEAR(f[i].est.step, e[i].est.step);
+        else
+            ck_assert_str_eq(f[i].reason, e[i].reason);
+    }
+    free(e);
+    free(f);
+    static const char *const bads[][2] = {
+        {"{\"model\": 3}", "model"},
+        {"{\"model\": {\"n_layer\": 2, \"n_head\": 2, \"n_embd\": 64, \"max_seq\": 16, "
+         "\"vocab_pad\": 128}, \"global_batch\": 4, \"seq_len\": 16, \"ranks\": 2, "
+         "\"bf16\": false, \"layouts\": [{\"dp\": 2, \"pp\": 1}]}", "layouts[0].tp"},
+        {"{\"model\": {\"n_layer\": 2, \"n_head\": 2, \"n_embd\": 64, \"max_seq\": 16, "
+         "\"vocab_pad\": 128}, \"global_batch\": 4, \"seq_len\": 16, \"ranks\": 2, "
+         "\"bf16\": false, \"layouts\": [{\"dp\": 1, \"tp\": 1, \"pp\": 1, "
+         "\"micro_batches\": 1, \"threads\": 1, \"zero1\": false, \"overlap\": false, "
+         "\"bf16\": false, \"excluded\": false, \"schedule\": \"1f1b\"}]}", "ranks 2"},
+        {"{\"model\": {\"n_layer\": 2, \"n_head\": 2, \"n_embd\": 64, \"max_seq\": 16, "
+         "\"vocab_pad\": 128}, \"global_batch\": 4, \"seq_len\": 16, \"ranks\": 1, "
+         "\"bf16\": false, \"layouts\": [{\"dp\": 1, \"tp\": 1, \"pp\": 1, "
+         "\"micro_batches\": 1, \"threads\": 1, \"zero1\": false, \"overlap\": false, "
+         "\"bf16\": false, \"excluded\": false, \"schedule\": \"x\"}]}", "layouts[0].schedule"},
+    };
+    for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
+        write_file(path, bads[i][0]);
+        ck_assert_int_ne(parlm_plan_load(path, &q, &f, &m), PARLM_OK);
+        ck_assert_msg(strstr(parlm_last_error(), bads[i][1]) && strstr(parlm_last_error(), path),
+                      "error '%s' should name %s and the file", parlm_last_error(), bads[i][1]);
+    }
+    unlink(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plan");
@@ -304,6 +421,8 @@ int main(void)
     tcase_add_test(tc, fit);
     tcase_add_test(tc, json);
     tcase_add_test(tc, no_links);
+    tcase_add_test(tc, old_profile);
+    tcase_add_test(tc, plan_file);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

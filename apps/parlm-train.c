@@ -28,13 +28,14 @@
 #define DEFAULT_CORPUS "/usr/share/games/fortunes/*"
 
 typedef struct opts {
-    const char *data, *val_data, *model, *init, *ckpt_dir, *log, *encoder, *vocab;
+    const char *data, *val_data, *model, *init, *ckpt_dir, *log, *encoder, *vocab, *plan, *profile;
     int B, T, steps, warmup, grad_accum, ckpt_every, val_every, val_steps, sample_every;
     int sample_len, threads, resume, bf16, quiet, stop_at, local_steps, bucket_mb, bf16_wire;
     int no_bind, overwrite, tp, pp, micro_batches;
     const char *dp_mode, *schedule;
     double lr, lr_min_frac, weight_decay, grad_clip, beta1, beta2, eps;
     uint64_t seed;
+    double plan_step; /* --plan: the chosen layout's predicted step time, s */
 } opts;
 
 static volatile sig_atomic_t interrupted;
@@ -94,6 +95,13 @@ static void usage(FILE *f)
         "                       with --dp auto, sync, overlap or zero1; no --dp local,\n"
         "                       --grad-accum, --bf16, --bf16-wire or samples with --tp/--pp\n"
         "  --schedule S         pipeline schedule: gpipe or 1f1b (default 1f1b)\n"
+        "  --plan auto|FILE     take the layout (dp x tp x pp, micro-batches, schedule, --dp\n"
+        "                       mode) the planner predicts fastest for these ranks and -b:\n"
+        "                       auto plans now from --profile, FILE is a parlm-plan --json\n"
+        "                       plan. With --plan, -b is the global batch (split over the dp\n"
+        "                       replicas); --tp/--pp/--micro-batches/--schedule/--dp given\n"
+        "                       too must agree with the plan's choice\n"
+        "  --profile FILE       machine profile for --plan auto (parlm-bench calibrate --out)\n"
         "checkpoints and output:\n"
         "  --ckpt-dir DIR       write checkpoints here (created if missing; atomic; the last\n"
         "                       two are kept). One run at a time: DIR/lock names the holder\n"
@@ -125,8 +133,9 @@ static int parse_opts(int argc, char **argv, opts *o)
                 .B = 8, .T = 128, .steps = 1500, .warmup = 20, .grad_accum = 1,
                 .ckpt_every = 100, .val_every = 50, .val_steps = 10, .sample_every = 100,
                 .sample_len = 96, .lr = 1e-3, .lr_min_frac = 0.1, .grad_clip = 1.0,
-                .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .seed = 1337, .tp = 1, .pp = 1,
-                .schedule = "1f1b"};
+                .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .seed = 1337};
+    /* --tp, --pp, --schedule stay 0 / NULL when not given (apply_plan tells a given one
+     * from a default), then default to 1, 1, 1f1b */
     static const char *const dp_modes[] = {"auto", "sync", "overlap", "zero1", "local", NULL};
     static const char *const schedules[] = {"gpipe", "1f1b", NULL};
     enum { S = CLI_SAME, M = 1 << 16, BIG = INT_MAX };
@@ -158,6 +167,7 @@ static int parse_opts(int argc, char **argv, opts *o)
         CLI_I("--tp", &o->tp, 1, 4096, S), CLI_I("--pp", &o->pp, 1, 4096, S),
         CLI_I("--micro-batches", &o->micro_batches, 0, M, S),
         CLI_C("--schedule", &o->schedule, schedules, S),
+        CLI_S("--plan", &o->plan, S), CLI_S("--profile", &o->profile, S),
     };
     _Static_assert(sizeof table / sizeof table[0] <= sizeof opt_table / sizeof opt_table[0],
                    "opt_table is too small");
@@ -172,7 +182,12 @@ static int parse_opts(int argc, char **argv, opts *o)
                     : (o->resume && !o->ckpt_dir) ? "--resume needs --ckpt-dir"
                     : (o->overwrite && !o->ckpt_dir) ? "--overwrite needs --ckpt-dir"
                     : (o->overwrite && o->resume) ? "--resume and --overwrite exclude each other"
-                    : (!o->encoder) != (!o->vocab) ? "--encoder and --vocab go together" : NULL;
+                    : (!o->encoder) != (!o->vocab) ? "--encoder and --vocab go together"
+                    : o->plan && !strcmp(o->plan, "auto") && !o->profile
+                        ? "--plan auto needs --profile FILE (`parlm-bench calibrate --out FILE` "
+                          "measures one)"
+                    : o->profile && !(o->plan && !strcmp(o->plan, "auto"))
+                        ? "--profile is read by --plan auto only" : NULL;
     if (bad) {
         fprintf(stderr, "parlm-train: %s\n", bad);
         return 2;
@@ -548,6 +563,175 @@ static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int64_
     return rc;
 }
 
+/* ---- --plan: the planner picks the layout ------------------------------------------------ */
+
+/* The node this runs on, as the planner sees it: every core and all memory, ranks packed
+ * on nodes; oversubscribed (more ranks than cores) counts a core per rank, as threads
+ * then take turns. Link names are those `parlm-bench calibrate` measures. */
+static parlm_plan_cluster this_cluster(const world *w)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN), pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+    int nodes = 1;
+#ifdef PARLM_HAVE_MPI
+    if (w->comm)
+        nodes = parlm_comm_nodes(w->comm);
+#endif
+    parlm_plan_cluster cl = {.nodes = nodes > 0 ? nodes : 1, .sockets = 1,
+                             .cores_per_socket = cores > w->local_size ? (int)cores : w->local_size,
+                             .memory_per_node = pages > 0 && page > 0 ? (double)pages * page : 1e9};
+    snprintf(cl.intra_link, sizeof cl.intra_link, "shm");
+    snprintf(cl.inter_link, sizeof cl.inter_link, "%s", cl.nodes > 1 ? "net" : "shm");
+    return cl;
+}
+
+/* can this trainer run the layout with these options? (parlm/trainer.h's rules: no ZeRO-1
+ * with overlap; a grid takes no bf16, no --grad-accum; DP alone has no micro-batches) */
+static int runnable(const opts *o, const parlm_plan_layout *y)
+{
+    if (y->zero1 && y->overlap)
+        return 0;
+    if (y->tp * y->pp == 1)
+        return y->micro_batches == 1;
+    return !o->bf16 && !o->bf16_wire && o->grad_accum == 1 && strcmp(o->dp_mode, "local");
+}
+
+/* The file's request against this run's: a plan for another model, batch or world is an
+ * error naming the file and the field. */
+static int plan_matches(const char *path, const parlm_plan_request *q,
+                        const parlm_plan_request *rq)
+{
+    struct { const char *field, *opt; int file, here; } f[] = {
+        {"model.n_layer", "--model", q->model.n_layer, rq->model.n_layer},
+        {"model.n_head", "--model", q->model.n_head, rq->model.n_head},
+        {"model.n_embd", "--model", q->model.n_embd, rq->model.n_embd},
+        {"model.vocab", "the tokenizer's", q->model.vocab ? q->model.vocab : rq->model.vocab,
+         rq->model.vocab},
+        {"global_batch", "-b", q->global_batch, rq->global_batch},
+        {"seq_len", "-t", q->seq_len, rq->seq_len},
+        {"ranks", "the processes", q->ranks, rq->ranks},
+        {"bf16", "--bf16", q->bf16, rq->bf16},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].file != f[i].here) {
+            fprintf(stderr, "parlm-train: --plan %s: field %s is %d, but %s gives %d\n", path,
+                    f[i].field, f[i].file, f[i].opt, f[i].here);
+            return 1;
+        }
+    return 0;
+}
+
+typedef struct plan_choice {
+    int rc, dp, tp, pp, M, schedule, zero1, overlap, considered;
+    double step;
+} plan_choice;
+
+/* Rank 0: the best runnable layout of the plan (made now, or read from the file). */
+static plan_choice choose_layout(const opts *o, const world *w, int vocab)
+{
+    plan_choice ch = {.rc = 1};
+    parlm_plan_request rq = {.global_batch = o->B, .seq_len = o->T, .ranks = w->size,
+                             .bf16 = o->bf16};
+    if (parlm_gpt_preset(o->model, &rq.model) != PARLM_OK) {
+        fprintf(stderr, "parlm-train: %s\n", parlm_last_error());
+        return ch;
+    }
+    rq.model.vocab = vocab, rq.model.vocab_pad = 0;
+    parlm_plan_entry *e = NULL;
+    int n = 0;
+    if (!strcmp(o->plan, "auto")) {
+        parlm_plan_profile pr;
+        parlm_plan_cluster cl = this_cluster(w);
+        if (parlm_plan_profile_load(o->profile, &pr) != PARLM_OK ||
+            parlm_plan_enumerate(&pr, &cl, &rq, &e, &n) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: --plan auto: %s\n", parlm_last_error());
+            return ch;
+        }
+    } else {
+        parlm_plan_request q;
+        if (parlm_plan_load(o->plan, &q, &e, &n) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: --plan: %s\n", parlm_last_error());
+            return ch;
+        }
+        if (plan_matches(o->plan, &q, &rq)) {
+            free(e);
+            return ch;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        const parlm_plan_layout *y = &e[i].layout;
+        if (e[i].excluded || !runnable(o, y))
+            continue;
+        ch = (plan_choice){0, y->dp, y->tp, y->pp, y->micro_batches, y->schedule, y->zero1,
+                           y->overlap, n, e[i].est.step};
+        break;
+    }
+    free(e);
+    if (ch.rc)
+        fprintf(stderr, "parlm-train: --plan %s: none of its %d layouts of %d ranks fits and "
+                "runs here (parlm-plan lists them with the reasons)\n", o->plan, n, w->size);
+    return ch;
+}
+
+/* --plan: rank 0 chooses, every rank applies the same choice to its options; a --tp, --pp,
+ * --micro-batches, --schedule or --dp given too must agree. Then the defaults. */
+static int apply_plan(opts *o, const world *w, int vocab)
+{
+    if (o->plan) {
+        plan_choice ch = {.rc = 1};
+        if (w->rank == 0)
+            ch = choose_layout(o, w, vocab);
+#ifdef PARLM_HAVE_MPI
+        if (w->comm && w->size > 1 && parlm_comm_bcast(w->comm, &ch, sizeof ch, 0) != PARLM_OK) {
+            fprintf(stderr, "parlm-train: MPI: %s\n", parlm_last_error());
+            return 1;
+        }
+#endif
+        if (ch.rc)
+            return 1;
+        const char *sched = parlm_plan_schedule_name(ch.schedule);
+        const char *mode = ch.zero1 ? "zero1" : ch.overlap ? "overlap" : "sync";
+        int grid = ch.tp * ch.pp > 1;
+        char given[64] = "", chose[64] = "";
+        if (o->tp && o->tp != ch.tp)
+            snprintf(given, sizeof given, "--tp %d", o->tp), snprintf(chose, sizeof chose, "tp %d", ch.tp);
+        else if (o->pp && o->pp != ch.pp)
+            snprintf(given, sizeof given, "--pp %d", o->pp), snprintf(chose, sizeof chose, "pp %d", ch.pp);
+        else if (o->micro_batches && o->micro_batches != ch.M)
+            snprintf(given, sizeof given, "--micro-batches %d", o->micro_batches),
+                snprintf(chose, sizeof chose, "%d micro-batches", ch.M);
+        else if (o->schedule && ch.pp > 1 && strcmp(o->schedule, sched))
+            snprintf(given, sizeof given, "--schedule %s", o->schedule),
+                snprintf(chose, sizeof chose, "schedule %s", sched);
+        else if (strcmp(o->dp_mode, "auto") && ch.dp > 1 && strcmp(o->dp_mode, mode))
+            snprintf(given, sizeof given, "--dp %s", o->dp_mode),
+                snprintf(chose, sizeof chose, "dp mode %s", mode);
+        if (given[0]) {
+            if (w->rank == 0)
+                fprintf(stderr, "parlm-train: --plan %s chose %s, but %s was given: drop one "
+                        "(or plan with parlm-plan --layout)\n", o->plan, chose, given);
+            return 2;
+        }
+        o->tp = ch.tp, o->pp = ch.pp, o->micro_batches = grid ? ch.M : 0, o->schedule = sched;
+        if (ch.dp > 1)
+            o->dp_mode = mode;
+        o->B = o->B / ch.dp; /* the planner's batch is global; -b is a replica's */
+        o->plan_step = ch.step;
+        if (w->rank == 0)
+            printf("plan: %s chose dp %d x tp %d x pp %d, %d micro-batch(es), %s, dp %s "
+                   "(best of %d layouts): predicted %.1f ms a step; -b %d a replica\n",
+                   o->plan, ch.dp, ch.tp, ch.pp, ch.M, sched, ch.dp > 1 ? mode : "-",
+                   ch.considered, ch.step * 1e3, o->B);
+    }
+    if (!o->tp)
+        o->tp = 1;
+    if (!o->pp)
+        o->pp = 1;
+    if (!o->schedule)
+        o->schedule = "1f1b";
+    return 0;
+}
+
 /* ---- the log ---------------------------------------------------------------------------- */
 
 /* mkdir -p of path's first len characters: the directory of --log may not exist yet
@@ -721,6 +905,8 @@ int main(int argc, char **argv)
         return 1;
     }
     int vocab = parlm_tokenizer_vocab_size(tok);
+    if ((rc = apply_plan(&o, &w, vocab)))
+        return rc;
     /* before any compute: the checkpoint directory (locked by the trainer) and the log must
      * be writable */
     parlm_trainer_config tc = trainer_config(&o, &w, vocab, parlm_tokenizer_eot(tok));
@@ -860,11 +1046,15 @@ int main(int argc, char **argv)
     if (o.ckpt_dir && !rc && parlm_trainer_finish(t) != PARLM_OK)
         rc = 1;
     double total = wall_now() - t_start;
-    if (u.timed)
-        SAY("done: %lld steps in %.1f s, %.1f ms/step, %.0f tokens/s, %.1f%% MFU\n",
+    if (u.timed) {
+        SAY("done: %lld steps in %.1f s, %.1f ms/step, %.0f tokens/s, %.1f%% MFU",
             (long long)step, total, u.ms_sum / u.timed,
             tokens_per_step / (u.ms_sum / u.timed / 1e3),
             100 * tokens_per_step / (u.ms_sum / u.timed / 1e3) * flops_per_token / 1e9 / peak);
+        if (o.plan)
+            SAY(" (the plan predicted %.1f ms/step)", o.plan_step * 1e3);
+        SAY("\n");
+    }
     if (log && fclose(log) != 0) {
         fprintf(stderr, "parlm-train: --log %s: write failed: %s\n", o.log, strerror(errno));
         rc = 1;

@@ -72,7 +72,7 @@ static int plan_one(const parlm_plan_profile *pr, const parlm_plan_cluster *cl,
         printf("  %-13s %10.3f ms\n", parlm_plan_term_name((parlm_plan_term)t), s->term[t] * 1e3);
         /* the elementwise term by op; the optimizer term is the adamw op alone */
         for (int i = 0; t == PARLM_PLAN_ELEMENTWISE && i < PARLM_PLAN_EW_ADAMW; i++)
-            printf("    %-11s %10.3f ms\n", parlm_plan_ew_name((parlm_plan_ew)i), s->ew[i] * 1e3);
+            printf("    %-12s %9.3f ms\n", parlm_plan_ew_name((parlm_plan_ew)i), s->ew[i] * 1e3);
     }
     if (s->mem_total > s->mem_limit)
         printf("does not fit in memory\n");

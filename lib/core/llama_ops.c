@@ -11,60 +11,15 @@
 
 #include "dispatch.h"
 #include "../../base/error.h"
+#include "op_args.h"
 #include "parallel.h"
 #include "parlm/llama_ops.h"
 #include "parlm/tensor.h"
 
 #define GRAIN_ROWS 16384 /* floats per thread before a second one pays off (see ops.c) */
 #define LINE_FLOATS 16
-#define MAX_FLOATS ((int64_t)(PTRDIFF_MAX / (ptrdiff_t)sizeof(float)))
 
-/* ---- validation ----------------------------------------------------------------------- */
-
-typedef struct span {
-    const char *name;
-    const void *p;
-    int64_t n; /* floats */
-    int written;
-} span;
-
-/* NULLs, then any overlap between an output and another buffer; `inplace` (bit i) marks
- * arguments that may be exactly the first one (an in-place forward). */
-static parlm_status check_spans(const char *fn, const span *a, int n, unsigned inplace)
-{
-    for (int i = 0; i < n; i++)
-        if (!a[i].p)
-            return parlm_error(PARLM_EINVAL, "%s: %s is NULL", fn, a[i].name);
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++) {
-            if (!a[i].written && !a[j].written)
-                continue;
-            uintptr_t pi = (uintptr_t)a[i].p, pj = (uintptr_t)a[j].p;
-            if (!(pi < pj + (uintptr_t)a[j].n * 4 && pj < pi + (uintptr_t)a[i].n * 4))
-                continue;
-            if (i == 0 && ((inplace >> j) & 1u) && pi == pj && a[i].n == a[j].n)
-                continue;
-            return parlm_error(PARLM_EINVAL, "%s: %s and %s must not overlap", fn, a[i].name,
-                               a[j].name);
-        }
-    return PARLM_OK;
-}
-
-/* rows >= 1, c >= 1, rows * c floats addressable */
-static parlm_status check_rc(const char *fn, int64_t rows, int64_t c, const char *cname,
-                             int64_t *numel)
-{
-    if (rows < 1 || c < 1)
-        return parlm_error(PARLM_EINVAL, "%s: rows and %s must be >= 1, got %lld and %lld", fn,
-                           cname, (long long)rows, (long long)c);
-    if (rows > MAX_FLOATS / c)
-        return parlm_error(PARLM_EINVAL,
-                           "%s: rows * %s = %lld * %lld floats exceeds the "
-                           "address space",
-                           fn, cname, (long long)rows, (long long)c);
-    *numel = rows * c;
-    return PARLM_OK;
-}
+/* ---- threading ------------------------------------------------------------------------- */
 
 static int threads_for(int64_t work, int64_t rows)
 {
@@ -79,13 +34,15 @@ parlm_status parlm_rmsnorm_forward(float *out, float *rstd, const float *x, cons
 {
     static const char fn[] = "parlm_rmsnorm_forward";
     int64_t n;
-    parlm_status st = check_rc(fn, rows, c, "C", &n);
+    parlm_status st = op_check_rows(fn, rows, c, "C", &n);
     if (st != PARLM_OK)
         return st;
     if (!(eps > 0.0f) || isinf(eps))
         return parlm_error(PARLM_EINVAL, "%s: eps must be finite and > 0, got %g", fn, (double)eps);
-    const span a[] = {{"out", out, n, 1}, {"rstd", rstd, rows, 1}, {"x", x, n, 0}, {"w", w, c, 0}};
-    if ((st = check_spans(fn, a, 4, 1u << 2)) != PARLM_OK)
+    /* x may be out itself (in place) */
+    const op_arg a[] = {{"out", out, n, 1, 0}, {"rstd", rstd, rows, 1, 0}, {"x", x, n, 0, 0x1u},
+                        {"w", w, c, 0, 0}};
+    if ((st = op_check_args(fn, a, 4)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(n, rows);
@@ -104,18 +61,18 @@ parlm_status parlm_rmsnorm_backward(float *dx, float *dw, const float *dout, con
 {
     static const char fn[] = "parlm_rmsnorm_backward";
     int64_t n;
-    parlm_status st = check_rc(fn, rows, c, "C", &n);
+    parlm_status st = op_check_rows(fn, rows, c, "C", &n);
     if (st != PARLM_OK)
         return st;
-    const span a[] = {{"dx", dx, n, 1}, {"dw", dw, c, 1}, {"dout", dout, n, 0},
-                      {"x", x, n, 0},   {"w", w, c, 0},   {"rstd", rstd, rows, 0}};
-    if ((st = check_spans(fn, a, 6, 0)) != PARLM_OK)
+    const op_arg a[] = {{"dx", dx, n, 1, 0}, {"dw", dw, c, 1, 0}, {"dout", dout, n, 0, 0},
+                        {"x", x, n, 0, 0},   {"w", w, c, 0, 0},   {"rstd", rstd, rows, 0, 0}};
+    if ((st = op_check_args(fn, a, 6)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(2 * n, rows); /* two passes and a reduction */
     int64_t stride = (c + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS;
     float *ws = NULL;
-    if (nt > 1 && stride <= MAX_FLOATS / (nt - 1))
+    if (nt > 1 && stride <= OP_MAX_FLOATS / (nt - 1))
         ws = parlm_alloc((size_t)(stride * (nt - 1)), sizeof(float));
     if (!ws) /* no workspace: one thread (a reduction never fails for lack of memory) */
         nt = 1;
@@ -150,7 +107,7 @@ parlm_status parlm_rope_table(float *cos_t, float *sin_t, int64_t n_pos, int64_t
 {
     static const char fn[] = "parlm_rope_table";
     int64_t n;
-    parlm_status st = check_rc(fn, n_pos, hs, "hs", &n);
+    parlm_status st = op_check_rows(fn, n_pos, hs, "hs", &n);
     if (st != PARLM_OK)
         return st;
     if (hs % 2)
@@ -160,8 +117,8 @@ parlm_status parlm_rope_table(float *cos_t, float *sin_t, int64_t n_pos, int64_t
         return parlm_error(PARLM_EINVAL, "%s: theta must be finite and > 1, got %g", fn, theta);
     if (!(scale >= 1.0) || isinf(scale))
         return parlm_error(PARLM_EINVAL, "%s: scale must be finite and >= 1, got %g", fn, scale);
-    const span a[] = {{"cos", cos_t, n, 1}, {"sin", sin_t, n, 1}};
-    if ((st = check_spans(fn, a, 2, 0)) != PARLM_OK)
+    const op_arg a[] = {{"cos", cos_t, n, 1, 0}, {"sin", sin_t, n, 1, 0}};
+    if ((st = op_check_args(fn, a, 2)) != PARLM_OK)
         return st;
 #pragma omp parallel for if (n > 65536)
     for (int64_t p = 0; p < n_pos; p++)
@@ -188,17 +145,18 @@ static parlm_status rope_apply(const char *fn, float *x, int64_t T, int64_t nh, 
     if (hs % 2)
         return parlm_error(PARLM_EINVAL, "%s: head size %lld is odd (RoPE rotates pairs)", fn,
                            (long long)hs);
-    if (nh > MAX_FLOATS / hs || ld < nh * hs)
+    if (nh > OP_MAX_FLOATS / hs || ld < nh * hs)
         return parlm_error(PARLM_EINVAL, "%s: row stride %lld < n_heads * hs = %lld * %lld", fn,
                            (long long)ld, (long long)nh, (long long)hs);
     if (pos0 < 0 || n_pos < 1 || pos0 > n_pos - T)
         return parlm_error(PARLM_EINVAL, "%s: positions %lld .. %lld outside the table of %lld", fn,
                            (long long)pos0, (long long)pos0 + T - 1, (long long)n_pos);
-    if (T - 1 > (MAX_FLOATS - nh * hs) / ld || n_pos > MAX_FLOATS / hs)
+    if (T - 1 > (OP_MAX_FLOATS - nh * hs) / ld || n_pos > OP_MAX_FLOATS / hs)
         return parlm_error(PARLM_EINVAL, "%s: sizes exceed the address space", fn);
     int64_t n = (T - 1) * ld + nh * hs;
-    const span a[] = {{"x", x, n, 1}, {"cos", cos_t, n_pos * hs, 0}, {"sin", sin_t, n_pos * hs, 0}};
-    parlm_status st = check_spans(fn, a, 3, 0);
+    const op_arg a[] = {{"x", x, n, 1, 0}, {"cos", cos_t, n_pos * hs, 0, 0},
+                        {"sin", sin_t, n_pos * hs, 0, 0}};
+    parlm_status st = op_check_args(fn, a, 3);
     if (st != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
@@ -236,13 +194,13 @@ parlm_status parlm_swiglu_forward(float *out, const float *gu, int64_t rows, int
 {
     static const char fn[] = "parlm_swiglu_forward";
     int64_t n;
-    parlm_status st = check_rc(fn, rows, h, "H", &n);
+    parlm_status st = op_check_rows(fn, rows, h, "H", &n);
     if (st != PARLM_OK)
         return st;
-    if (n > MAX_FLOATS / 2)
+    if (n > OP_MAX_FLOATS / 2)
         return parlm_error(PARLM_EINVAL, "%s: 2 * rows * H exceeds the address space", fn);
-    const span a[] = {{"out", out, n, 1}, {"gu", gu, 2 * n, 0}};
-    if ((st = check_spans(fn, a, 2, 0)) != PARLM_OK)
+    const op_arg a[] = {{"out", out, n, 1, 0}, {"gu", gu, 2 * n, 0, 0}};
+    if ((st = op_check_args(fn, a, 2)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(4 * n, rows); /* an exp per element */
@@ -261,13 +219,14 @@ parlm_status parlm_swiglu_backward(float *dgu, const float *dout, const float *g
 {
     static const char fn[] = "parlm_swiglu_backward";
     int64_t n;
-    parlm_status st = check_rc(fn, rows, h, "H", &n);
+    parlm_status st = op_check_rows(fn, rows, h, "H", &n);
     if (st != PARLM_OK)
         return st;
-    if (n > MAX_FLOATS / 2)
+    if (n > OP_MAX_FLOATS / 2)
         return parlm_error(PARLM_EINVAL, "%s: 2 * rows * H exceeds the address space", fn);
-    const span a[] = {{"dgu", dgu, 2 * n, 1}, {"dout", dout, n, 0}, {"gu", gu, 2 * n, 0}};
-    if ((st = check_spans(fn, a, 3, 0)) != PARLM_OK)
+    const op_arg a[] = {{"dgu", dgu, 2 * n, 1, 0}, {"dout", dout, n, 0, 0},
+                        {"gu", gu, 2 * n, 0, 0}};
+    if ((st = op_check_args(fn, a, 3)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(4 * n, rows);

@@ -10,6 +10,7 @@
 
 #include "dispatch.h"
 #include "../../base/error.h"
+#include "op_args.h"
 #include "parallel.h"
 #include "parlm/ops.h"
 #include "parlm/tensor.h"
@@ -22,77 +23,6 @@
 #define GRAIN_MATH 8192
 #define GRAIN_REDUCE 65536
 #define LINE_FLOATS 16 /* element slices start on 64-byte cache lines (for aligned bases) */
-
-/* Largest element count whose byte size fits a ptrdiff_t. */
-#define MAX_FLOATS ((int64_t)(PTRDIFF_MAX / (ptrdiff_t)sizeof(float)))
-
-/* ---- validation ------------------------------------------------------------------------- */
-
-/* One buffer argument: its extent in floats, whether the op writes it, and with which
- * other arguments (bit i = args[i]) it may coincide exactly for in-place use. */
-typedef struct arg {
-    const char *name;
-    const void *p;
-    int64_t n;
-    int written;
-    unsigned may_equal;
-} arg;
-
-static int overlap(const arg *a, const arg *b)
-{
-    uintptr_t pa = (uintptr_t)a->p, pb = (uintptr_t)b->p;
-    uintptr_t ea = pa + (uintptr_t)a->n * sizeof(float), eb = pb + (uintptr_t)b->n * sizeof(float);
-    return pa < eb && pb < ea;
-}
-
-/* NULLs, then every overlap that involves an output and is not an allowed in-place. */
-static parlm_status check_args(const char *fn, const arg *args, int nargs)
-{
-    for (int i = 0; i < nargs; i++)
-        if (!args[i].p)
-            return parlm_error(PARLM_EINVAL, "%s: %s is NULL", fn, args[i].name);
-    for (int i = 0; i < nargs; i++)
-        for (int j = i + 1; j < nargs; j++) {
-            const arg *a = &args[i], *b = &args[j];
-            if ((!a->written && !b->written) || !overlap(a, b))
-                continue;
-            int allowed = ((a->may_equal >> j) & 1u) || ((b->may_equal >> i) & 1u);
-            if (allowed && a->p == b->p && a->n == b->n)
-                continue;
-            if (allowed)
-                return parlm_error(PARLM_EINVAL,
-                                   "%s: %s and %s overlap; in-place use must pass the same "
-                                   "pointer for both",
-                                   fn, a->name, b->name);
-            return parlm_error(PARLM_EINVAL, "%s: %s and %s must not overlap", fn, a->name,
-                               b->name);
-        }
-    return PARLM_OK;
-}
-
-static parlm_status check_count(const char *fn, int64_t n)
-{
-    if (n < 1)
-        return parlm_error(PARLM_EINVAL, "%s: n must be >= 1, got %lld", fn, (long long)n);
-    if (n > MAX_FLOATS)
-        return parlm_error(PARLM_EINVAL, "%s: n = %lld floats exceeds the address space", fn,
-                           (long long)n);
-    return PARLM_OK;
-}
-
-/* rows >= 1, C >= 1 and rows * C floats addressable; *numel = rows * C. */
-static parlm_status check_rows(const char *fn, int64_t rows, int64_t c, int64_t *numel)
-{
-    if (rows < 1)
-        return parlm_error(PARLM_EINVAL, "%s: rows must be >= 1, got %lld", fn, (long long)rows);
-    if (c < 1)
-        return parlm_error(PARLM_EINVAL, "%s: C must be >= 1, got %lld", fn, (long long)c);
-    if (rows > MAX_FLOATS / c)
-        return parlm_error(PARLM_EINVAL, "%s: rows * C = %lld * %lld floats exceeds the address "
-                           "space", fn, (long long)rows, (long long)c);
-    *numel = rows * c;
-    return PARLM_OK;
-}
 
 /* ---- threading --------------------------------------------------------------------------- */
 
@@ -114,7 +44,7 @@ static void my_slice(int64_t n, int64_t align, int64_t *begin, int64_t *end)
 static float *partials_alloc(int nt, int64_t per, int64_t *stride)
 {
     *stride = (per + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS;
-    if (nt < 2 || *stride > MAX_FLOATS / (nt - 1))
+    if (nt < 2 || *stride > OP_MAX_FLOATS / (nt - 1))
         return NULL;
     return parlm_alloc((size_t)(*stride * (nt - 1)), sizeof(float));
 }
@@ -136,11 +66,11 @@ static void partials_reduce(const parlm_kernels *k, float *dst, const float *ws,
 
 parlm_status parlm_add(float *out, const float *a, const float *b, int64_t n)
 {
-    parlm_status st = check_count("parlm_add", n);
+    parlm_status st = op_check_count("parlm_add", n);
     if (st != PARLM_OK)
         return st;
-    const arg args[] = {{"out", out, n, 1, 0x6u}, {"a", a, n, 0, 0}, {"b", b, n, 0, 0}};
-    if ((st = check_args("parlm_add", args, 3)) != PARLM_OK)
+    const op_arg args[] = {{"out", out, n, 1, 0x6u}, {"a", a, n, 0, 0}, {"b", b, n, 0, 0}};
+    if ((st = op_check_args("parlm_add", args, 3)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(n, GRAIN_STREAM, n);
@@ -156,11 +86,11 @@ parlm_status parlm_add(float *out, const float *a, const float *b, int64_t n)
 
 parlm_status parlm_accumulate(float *dst, const float *src, int64_t n)
 {
-    parlm_status st = check_count("parlm_accumulate", n);
+    parlm_status st = op_check_count("parlm_accumulate", n);
     if (st != PARLM_OK)
         return st;
-    const arg args[] = {{"dst", dst, n, 1, 0x2u}, {"src", src, n, 0, 0}};
-    if ((st = check_args("parlm_accumulate", args, 2)) != PARLM_OK)
+    const op_arg args[] = {{"dst", dst, n, 1, 0x2u}, {"src", src, n, 0, 0}};
+    if ((st = op_check_args("parlm_accumulate", args, 2)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(n, GRAIN_STREAM, n);
@@ -176,11 +106,11 @@ parlm_status parlm_accumulate(float *dst, const float *src, int64_t n)
 
 parlm_status parlm_add_backward(float *da, float *db, const float *dout, int64_t n)
 {
-    parlm_status st = check_count("parlm_add_backward", n);
+    parlm_status st = op_check_count("parlm_add_backward", n);
     if (st != PARLM_OK)
         return st;
-    const arg args[] = {{"da", da, n, 1, 0x2u}, {"db", db, n, 1, 0x1u}, {"dout", dout, n, 0, 0}};
-    if ((st = check_args("parlm_add_backward", args, 3)) != PARLM_OK)
+    const op_arg args[] = {{"da", da, n, 1, 0x2u}, {"db", db, n, 1, 0x1u}, {"dout", dout, n, 0, 0}};
+    if ((st = op_check_args("parlm_add_backward", args, 3)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(2 * n, GRAIN_STREAM, n);
@@ -201,11 +131,11 @@ parlm_status parlm_add_backward(float *da, float *db, const float *dout, int64_t
 parlm_status parlm_bias_forward(float *out, const float *bias, int64_t rows, int64_t c)
 {
     int64_t n;
-    parlm_status st = check_rows("parlm_bias_forward", rows, c, &n);
+    parlm_status st = op_check_rows("parlm_bias_forward", rows, c, "C", &n);
     if (st != PARLM_OK)
         return st;
-    const arg args[] = {{"out", out, n, 1, 0}, {"bias", bias, c, 0, 0}};
-    if ((st = check_args("parlm_bias_forward", args, 2)) != PARLM_OK)
+    const op_arg args[] = {{"out", out, n, 1, 0}, {"bias", bias, c, 0, 0}};
+    if ((st = op_check_args("parlm_bias_forward", args, 2)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(n, GRAIN_STREAM, rows);
@@ -222,11 +152,11 @@ parlm_status parlm_bias_forward(float *out, const float *bias, int64_t rows, int
 parlm_status parlm_bias_backward(float *dbias, const float *dout, int64_t rows, int64_t c)
 {
     int64_t n;
-    parlm_status st = check_rows("parlm_bias_backward", rows, c, &n);
+    parlm_status st = op_check_rows("parlm_bias_backward", rows, c, "C", &n);
     if (st != PARLM_OK)
         return st;
-    const arg args[] = {{"dbias", dbias, c, 1, 0}, {"dout", dout, n, 0, 0}};
-    if ((st = check_args("parlm_bias_backward", args, 2)) != PARLM_OK)
+    const op_arg args[] = {{"dbias", dbias, c, 1, 0}, {"dout", dout, n, 0, 0}};
+    if ((st = op_check_args("parlm_bias_backward", args, 2)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(n, GRAIN_REDUCE, rows);
@@ -259,11 +189,11 @@ parlm_status parlm_bias_backward(float *dbias, const float *dout, int64_t rows, 
 
 parlm_status parlm_gelu_forward(float *out, const float *x, int64_t n)
 {
-    parlm_status st = check_count("parlm_gelu_forward", n);
+    parlm_status st = op_check_count("parlm_gelu_forward", n);
     if (st != PARLM_OK)
         return st;
-    const arg args[] = {{"out", out, n, 1, 0x2u}, {"x", x, n, 0, 0}};
-    if ((st = check_args("parlm_gelu_forward", args, 2)) != PARLM_OK)
+    const op_arg args[] = {{"out", out, n, 1, 0x2u}, {"x", x, n, 0, 0}};
+    if ((st = op_check_args("parlm_gelu_forward", args, 2)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(n, GRAIN_MATH, n);
@@ -279,11 +209,11 @@ parlm_status parlm_gelu_forward(float *out, const float *x, int64_t n)
 
 parlm_status parlm_gelu_backward(float *dx, const float *x, const float *dout, int64_t n)
 {
-    parlm_status st = check_count("parlm_gelu_backward", n);
+    parlm_status st = op_check_count("parlm_gelu_backward", n);
     if (st != PARLM_OK)
         return st;
-    const arg args[] = {{"dx", dx, n, 1, 0}, {"x", x, n, 0, 0}, {"dout", dout, n, 0, 0}};
-    if ((st = check_args("parlm_gelu_backward", args, 3)) != PARLM_OK)
+    const op_arg args[] = {{"dx", dx, n, 1, 0}, {"x", x, n, 0, 0}, {"dout", dout, n, 0, 0}};
+    if ((st = op_check_args("parlm_gelu_backward", args, 3)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(n, GRAIN_MATH, n);
@@ -304,13 +234,13 @@ parlm_status parlm_layernorm_forward(float *out, float *mean, float *rstd, const
 {
     static const char fn[] = "parlm_layernorm_forward";
     int64_t n;
-    parlm_status st = check_rows(fn, rows, c, &n);
+    parlm_status st = op_check_rows(fn, rows, c, "C", &n);
     if (st != PARLM_OK)
         return st;
-    const arg args[] = {{"out", out, n, 1, 0x8u}, {"mean", mean, rows, 1, 0},
-                        {"rstd", rstd, rows, 1, 0}, {"x", x, n, 0, 0},
-                        {"w", w, c, 0, 0},          {"b", b, c, 0, 0}};
-    if ((st = check_args(fn, args, 6)) != PARLM_OK)
+    const op_arg args[] = {{"out", out, n, 1, 0x8u}, {"mean", mean, rows, 1, 0},
+                           {"rstd", rstd, rows, 1, 0}, {"x", x, n, 0, 0},
+                           {"w", w, c, 0, 0},          {"b", b, c, 0, 0}};
+    if ((st = op_check_args(fn, args, 6)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(n, GRAIN_STREAM / 2, rows); /* three passes over each row */
@@ -330,14 +260,14 @@ parlm_status parlm_layernorm_backward(float *dx, float *dw, float *db, const flo
 {
     static const char fn[] = "parlm_layernorm_backward";
     int64_t n;
-    parlm_status st = check_rows(fn, rows, c, &n);
+    parlm_status st = op_check_rows(fn, rows, c, "C", &n);
     if (st != PARLM_OK)
         return st;
-    const arg args[] = {{"dx", dx, n, 1, 0},         {"dw", dw, c, 1, 0},
-                        {"db", db, c, 1, 0},         {"dout", dout, n, 0, 0},
-                        {"x", x, n, 0, 0},           {"w", w, c, 0, 0},
-                        {"mean", mean, rows, 0, 0},  {"rstd", rstd, rows, 0, 0}};
-    if ((st = check_args(fn, args, 8)) != PARLM_OK)
+    const op_arg args[] = {{"dx", dx, n, 1, 0},         {"dw", dw, c, 1, 0},
+                           {"db", db, c, 1, 0},         {"dout", dout, n, 0, 0},
+                           {"x", x, n, 0, 0},           {"w", w, c, 0, 0},
+                           {"mean", mean, rows, 0, 0},  {"rstd", rstd, rows, 0, 0}};
+    if ((st = op_check_args(fn, args, 8)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(n, GRAIN_STREAM, rows); /* two passes, six streams, a reduction */
@@ -377,11 +307,11 @@ parlm_status parlm_layernorm_backward(float *dx, float *dw, float *db, const flo
 parlm_status parlm_softmax_forward(float *out, const float *x, int64_t rows, int64_t c)
 {
     int64_t n;
-    parlm_status st = check_rows("parlm_softmax_forward", rows, c, &n);
+    parlm_status st = op_check_rows("parlm_softmax_forward", rows, c, "C", &n);
     if (st != PARLM_OK)
         return st;
-    const arg args[] = {{"out", out, n, 1, 0x2u}, {"x", x, n, 0, 0}};
-    if ((st = check_args("parlm_softmax_forward", args, 2)) != PARLM_OK)
+    const op_arg args[] = {{"out", out, n, 1, 0x2u}, {"x", x, n, 0, 0}};
+    if ((st = op_check_args("parlm_softmax_forward", args, 2)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(n, GRAIN_MATH, rows);
@@ -399,11 +329,11 @@ parlm_status parlm_softmax_backward(float *dx, const float *y, const float *dy, 
                                     int64_t c)
 {
     int64_t n;
-    parlm_status st = check_rows("parlm_softmax_backward", rows, c, &n);
+    parlm_status st = op_check_rows("parlm_softmax_backward", rows, c, "C", &n);
     if (st != PARLM_OK)
         return st;
-    const arg args[] = {{"dx", dx, n, 1, 0}, {"y", y, n, 0, 0}, {"dy", dy, n, 0, 0}};
-    if ((st = check_args("parlm_softmax_backward", args, 3)) != PARLM_OK)
+    const op_arg args[] = {{"dx", dx, n, 1, 0}, {"y", y, n, 0, 0}, {"dy", dy, n, 0, 0}};
+    if ((st = op_check_args("parlm_softmax_backward", args, 3)) != PARLM_OK)
         return st;
     const parlm_kernels *k = parlm_kern();
     int nt = threads_for(n, GRAIN_STREAM / 2, rows);

@@ -1,8 +1,9 @@
 /* tests/core/harness.h — what the Check suites of tests/core share: the kernel sets to
  * loop over, the error bounds the tolerances are built from, comparisons that report the
- * worst element, a bf16 reference, re-running the test program as a child with an
- * environment variable set, and the runner. Written once here, static inline, so every
- * test program is one .c file plus this header (plus attn_ref.c for the attention ones).
+ * worst element, finite differences of a backward, a bf16 reference, re-running the test
+ * program as a child with an environment variable set, and the runner. Written once here,
+ * static inline, so every test program is one .c file plus this header (plus attn_ref.c
+ * for the attention ones).
  * u = 2^-24 is the unit roundoff of f32 throughout. */
 #ifndef PARLM_TESTS_CORE_HARNESS_H
 #define PARLM_TESTS_CORE_HARNESS_H
@@ -189,6 +190,146 @@ static inline void expect_einval_msg(parlm_status st, const char *needle)
     ck_assert_int_eq(st, PARLM_EINVAL);
     ck_assert_msg(strstr(parlm_last_error(), needle) != NULL, "message '%s' lacks '%s'",
                   parlm_last_error(), needle);
+}
+
+/* ---- finite differences --------------------------------------------------------------------
+ * A backward against central differences of its scalar loss L, one input element at a
+ * time: the element is set to v + h, then v - h, L evaluated by the callback (which reads
+ * the inputs through ctx), the element restored. Both return the worst |fd - grad| / tol
+ * over the n elements (a NaN counts as infinitely bad), so a caller asserts once per op. */
+
+static inline double fd_worse(double worst, double r)
+{
+    return r <= worst ? worst : isnan(r) ? INFINITY : r;
+}
+
+/* Float inputs, L through the public float forward. L(v +- h) each carry <= K u S of
+ * rounding, S = scale(ctx, i) = sum |out r| over the outputs x[i] feeds, so the quotient
+ * carries 2 K u S / (2h); taken twice for margin. Truncation h^2/6 |L'''| and the
+ * backward's own rounding stay under 1e-3 |grad| + 1e-6. The quotient divides by the step
+ * the floats really took. */
+static inline double fd_worst_float(double (*loss)(void *ctx),
+                                    double (*scale)(void *ctx, int64_t i), void *ctx, float *x,
+                                    const double *grad, int64_t n, float h, double K)
+{
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = v + h;
+        double xp = x[i], Lp = loss(ctx);
+        x[i] = v - h;
+        double xm = x[i], Lm = loss(ctx);
+        x[i] = v;
+        double tol = 1e-3 * fabs(grad[i]) + 1e-6 + 4 * K * U_RND * scale(ctx, i) / (xp - xm);
+        worst = fd_worse(worst, fabs((Lp - Lm) / (xp - xm) - grad[i]) / tol);
+    }
+    return worst;
+}
+
+/* Double inputs, L through a naive double forward, h = 1e-3: rounding noise ~1e-13 is
+ * negligible; truncation h^2/6 |L'''| is ~2e-7 |L'''|, with |L'''| = O(10) for smooth ops
+ * on O(1) inputs; the float backward's rounding is K u of the gradient scale. Bound
+ * 1e-5 (|grad| + gmax), gmax = max |grad| over all the op's inputs. */
+static inline double fd_worst_double(double (*loss)(void *ctx), void *ctx, double *q,
+                                     const double *grad, int64_t n, double gmax)
+{
+    const double h = 1e-3;
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = q[i];
+        q[i] = v + h;
+        double Lp = loss(ctx);
+        q[i] = v - h;
+        double Lm = loss(ctx);
+        q[i] = v;
+        double tol = 1e-5 * (fabs(grad[i]) + gmax);
+        worst = fd_worse(worst, fabs((Lp - Lm) / (2 * h) - grad[i]) / tol);
+    }
+    return worst;
+}
+
+/* One op to check against finite differences: its inputs and the caller's callbacks, each
+ * handed ctx (the caller's problem). L = sum out * r for fixed weights r. */
+#define FD_MAX_IN 3
+typedef struct fd_op {
+    const char *isa, *name; /* for the messages */
+    void *ctx;
+    int nin;               /* inputs, <= FD_MAX_IN */
+    float *x[FD_MAX_IN];   /* the float inputs the forwards read, perturbed in place */
+    int64_t n[FD_MAX_IN];  /* their lengths (0: the op has no input k) */
+    int64_t nout;          /* floats the forward writes */
+    double K;              /* L's float rounding is <= K u scale */
+    void (*grads)(void *ctx, double **grad);            /* the public backward's dL/dx[k] */
+    double (*loss_float)(void *ctx, float *out);        /* public float forward; fills out */
+    double (*loss_double)(void *ctx, double *const *q); /* naive double forward at q */
+    /* sum |out r| over the outputs x[k][i] feeds, out at the unperturbed inputs */
+    double (*scale)(void *ctx, const float *out, int k, int64_t i);
+} fd_op;
+
+/* what fd_worst_float / fd_worst_double's callbacks see of an fd_op being checked */
+typedef struct fd_run {
+    const fd_op *op;
+    const float *out;
+    float *tmp;
+    double **q;
+    int k;
+} fd_run;
+
+static inline double fd_run_float(void *c)
+{
+    const fd_run *r = c;
+    return r->op->loss_float(r->op->ctx, r->tmp);
+}
+
+static inline double fd_run_double(void *c)
+{
+    const fd_run *r = c;
+    return r->op->loss_double(r->op->ctx, r->q);
+}
+
+static inline double fd_run_scale(void *c, int64_t i)
+{
+    const fd_run *r = c;
+    return r->op->scale(r->op->ctx, r->out, r->k, i);
+}
+
+/* Both checks of every input of op on the current kernel set (h = 1e-3); prints the worst
+ * ratios, asserts each <= 1. */
+static inline void fd_expect(const fd_op *op)
+{
+    double *grad[FD_MAX_IN] = {NULL}, *q[FD_MAX_IN] = {NULL};
+    float *out = tu_alloc_nan(op->nout), *tmp = tu_alloc_nan(op->nout);
+    for (int k = 0; k < op->nin; k++)
+        if (op->n[k] > 0) {
+            grad[k] = tol_new(op->n[k]), q[k] = tol_new(op->n[k]);
+            for (int64_t i = 0; i < op->n[k]; i++)
+                q[k][i] = op->x[k][i];
+        }
+    op->grads(op->ctx, grad);
+    op->loss_float(op->ctx, out);
+    double worst_f = 0, worst_d = 0, gmax = 0;
+    for (int k = 0; k < op->nin; k++)
+        for (int64_t i = 0; i < op->n[k]; i++)
+            gmax = fmax(gmax, fabs(grad[k][i]));
+    fd_run r = {op, out, tmp, q, 0};
+    for (r.k = 0; r.k < op->nin; r.k++) {
+        if (op->n[r.k] < 1)
+            continue;
+        int k = r.k;
+        double wf = fd_worst_float(fd_run_float, fd_run_scale, &r, op->x[k], grad[k], op->n[k],
+                                   1e-3f, op->K);
+        double wd = fd_worst_double(fd_run_double, &r, q[k], grad[k], op->n[k], gmax);
+        worst_f = fd_worse(worst_f, wf), worst_d = fd_worse(worst_d, wd);
+    }
+    printf("%s %s: worst |fd - backward| / tol: float public %.3f, double naive %.3f\n", op->isa,
+           op->name, worst_f, worst_d);
+    ck_assert_msg(worst_f <= 1.0, "%s %s: float finite differences off (%.3f x tol)", op->isa,
+                  op->name, worst_f);
+    ck_assert_msg(worst_d <= 1.0, "%s %s: double finite differences off (%.3f x tol)", op->isa,
+                  op->name, worst_d);
+    for (int k = 0; k < op->nin; k++)
+        free(grad[k]), free(q[k]);
+    parlm_free(out), parlm_free(tmp);
 }
 
 /* ---- references --------------------------------------------------------------------------- */

@@ -75,8 +75,9 @@ static int is_output(const problem *P, int64_t i)
 }
 
 /* public float forward into out; L = sum out * r in double */
-static double loss_float(const problem *P, float *out)
+static double loss_float(void *ctx, float *out)
 {
+    const problem *P = ctx;
     float rstd[8];
     switch (P->op) {
     case OP_RMSNORM:
@@ -102,8 +103,9 @@ static double loss_float(const problem *P, float *out)
 }
 
 /* naive double forward, independent of the library (RoPE angles from theta here) */
-static double loss_double(const problem *P, double *const q[2])
+static double loss_double(void *ctx, double *const *q)
 {
+    const problem *P = ctx;
     double L = 0;
     if (P->op == OP_RMSNORM)
         for (int64_t i = 0; i < P->rows; i++) {
@@ -134,8 +136,9 @@ static double loss_double(const problem *P, double *const q[2])
 }
 
 /* public backward with dout = r; grad[k] = (after - before) in double */
-static void grads_public(const problem *P, double *grad[2])
+static void grads_public(void *ctx, double **grad)
 {
+    const problem *P = ctx;
     float *g[2] = {NULL, NULL}, *g0[2] = {NULL, NULL}, rstd[8];
     float *out = tu_alloc_nan(P->nout);
     for (int k = 0; k < 2; k++)
@@ -173,8 +176,9 @@ static void grads_public(const problem *P, double *grad[2])
 }
 
 /* sum |out r| over the outputs input k, element i feeds: the scale of L's rounding noise */
-static double dependent_scale(const problem *P, const float *out, int k, int64_t i)
+static double dependent_scale(void *ctx, const float *out, int k, int64_t i)
 {
+    const problem *P = ctx;
     double s = 0;
     if (P->op == OP_RMSNORM && k == 0)
         for (int64_t j = 0, r0 = i / P->c; j < P->c; j++)
@@ -194,67 +198,24 @@ static double dependent_scale(const problem *P, const float *out, int k, int64_t
     return s;
 }
 
+/* Central differences of L through the public float API and of the naive double forward,
+ * against the public backward, for every op and kernel set (tolerances: harness.h) */
 START_TEST(backward_matches_finite_differences)
 {
     parlm_isa isas[PARLM_ISA_COUNT];
     int ni = supported_isas(isas);
     parlm_isa saved = parlm_isa_current();
-    const float h = 1e-3f;
     for (int ii = 0; ii < ni; ii++) {
         ck_assert_int_eq(parlm_isa_select(isas[ii]), PARLM_OK);
-        const char *nm = parlm_isa_name(isas[ii]);
         for (int op = 0; op < OP_COUNT; op++) {
             problem P = problem_new((enum op)op, 60 + (uint64_t)op);
-            double *grad[2] = {NULL, NULL}, *q[2] = {NULL, NULL};
-            float *out = tu_alloc_nan(P.nout), *tmp = tu_alloc_nan(P.nout);
-            for (int k = 0; k < 2; k++)
-                if (P.np[k]) {
-                    grad[k] = tol_new(P.np[k]), q[k] = tol_new(P.np[k]);
-                    for (int64_t i = 0; i < P.np[k]; i++)
-                        q[k][i] = P.p[k][i];
-                }
-            grads_public(&P, grad);
-            loss_float(&P, out);
-            double K = op == OP_RMSNORM ? k_rows(P.c) : 16.0, worst_f = 0, worst_d = 0, gmax = 0;
-            for (int k = 0; k < 2; k++)
-                for (int64_t i = 0; i < P.np[k]; i++)
-                    gmax = fmax(gmax, fabs(grad[k][i]));
-            for (int k = 0; k < 2; k++)
-                for (int64_t i = 0; i < P.np[k]; i++) {
-                    float v = P.p[k][i];
-                    P.p[k][i] = v + h;
-                    double xp = P.p[k][i], Lp = loss_float(&P, tmp);
-                    P.p[k][i] = v - h;
-                    double xm = P.p[k][i], Lm = loss_float(&P, tmp);
-                    P.p[k][i] = v;
-                    double fd = (Lp - Lm) / (xp - xm), an = grad[k][i];
-                    /* float: L+- carry <= K u S each (S: dependent_scale), so the quotient
-                     * carries 2 K u S / (2h), doubled for margin; truncation and the
-                     * backward's rounding within 1e-3 |an| + 1e-6 (as test_ops_grad.c) */
-                    double tf = 1e-3 * fabs(an) + 1e-6 +
-                                4 * K * U_RND * dependent_scale(&P, out, k, i) / (xp - xm);
-                    worst_f = fmax(worst_f, fabs(fd - an) / tf);
-                    /* double: truncation h^2/6 |L'''| ~ 2e-7 |L'''|, L''' = O(10) for these
-                     * smooth ops on O(1) inputs; RoPE's float table adds ~u. Bound
-                     * 1e-5 (|an| + max|an|). */
-                    double qv = q[k][i];
-                    q[k][i] = qv + 1e-3;
-                    double Dp = loss_double(&P, q);
-                    q[k][i] = qv - 1e-3;
-                    double Dm = loss_double(&P, q);
-                    q[k][i] = qv;
-                    worst_d =
-                        fmax(worst_d, fabs((Dp - Dm) / 2e-3 - an) / (1e-5 * (fabs(an) + gmax)));
-                }
-            printf("%s %s: worst |fd - backward| / tol: float public %.3f, double naive %.3f\n", nm,
-                   op_names[op], worst_f, worst_d);
-            ck_assert_msg(worst_f <= 1.0, "%s %s: float finite differences off (%.3f x tol)", nm,
-                          op_names[op], worst_f);
-            ck_assert_msg(worst_d <= 1.0, "%s %s: double finite differences off (%.3f x tol)", nm,
-                          op_names[op], worst_d);
-            for (int k = 0; k < 2; k++)
-                free(grad[k]), free(q[k]);
-            parlm_free(out), parlm_free(tmp);
+            /* output rounding, relative: RMSNorm's row sums k_rows(C), the others a few
+             * roundings (K = 16); RoPE's float table adds ~u, inside the double bound */
+            double K = op == OP_RMSNORM ? k_rows(P.c) : 16.0;
+            const fd_op F = {parlm_isa_name(isas[ii]), op_names[op], &P, 2, {P.p[0], P.p[1]},
+                             {P.np[0], P.np[1]}, P.nout, K, grads_public, loss_float,
+                             loss_double, dependent_scale};
+            fd_expect(&F);
             problem_free(&P);
         }
     }

@@ -62,8 +62,9 @@ static void problem_free(problem *P)
 }
 
 /* Public float forward; returns L = sum out * r in double and fills out. */
-static double loss_float(const problem *P, float *out)
+static double loss_float(void *ctx, float *out)
 {
+    const problem *P = ctx;
     float mean[8], rstd[8];
     switch (P->op) {
     case OP_ADD: ck_assert_int_eq(parlm_add(out, P->p[0], P->p[1], P->n), PARLM_OK); break;
@@ -88,8 +89,9 @@ static double loss_float(const problem *P, float *out)
 }
 
 /* Naive double forward (independent of the library); L = sum out * r. */
-static double loss_double(const problem *P, double *const q[3])
+static double loss_double(void *ctx, double *const *q)
 {
+    const problem *P = ctx;
     double L = 0;
     for (int64_t i = 0; i < P->rows; i++) {
         const double *x = q[0] + i * P->c;
@@ -122,8 +124,9 @@ static double loss_double(const problem *P, double *const q[3])
 
 /* Public backward with dout = r into gradients that start at g0 (random, to check that
  * backward accumulates); grad[k] = (after - g0) in double. */
-static void grads_public(const problem *P, double *grad[3])
+static void grads_public(void *ctx, double **grad)
 {
+    const problem *P = ctx;
     float *g[3] = {NULL, NULL, NULL}, *g0[3] = {NULL, NULL, NULL};
     float *out = tu_alloc_nan(P->n), mean[8], rstd[8];
     for (int k = 0; k < 3; k++)
@@ -162,8 +165,9 @@ static void grads_public(const problem *P, double *grad[3])
 
 /* Sum of |out * r| over the outputs that input k, element i feeds: the scale of the
  * rounding noise in L when that input moves. */
-static double dependent_scale(const problem *P, const float *out, int k, int64_t i)
+static double dependent_scale(void *ctx, const float *out, int k, int64_t i)
 {
+    const problem *P = ctx;
     double s = 0;
     int rowwise = P->op == OP_LAYERNORM || P->op == OP_SOFTMAX;
     if (P->op == OP_GELU) /* the reference's gelu error is absolute, ~u |x| (see above) */
@@ -184,74 +188,24 @@ static double dependent_scale(const problem *P, const float *out, int k, int64_t
 }
 
 /* Central differences (h = 1e-3) of L through the public float API, and of the naive
- * double forward, against the public backward; for every op and every kernel set. */
+ * double forward, against the public backward; for every op and every kernel set
+ * (tolerances: fd_expect in harness.h). */
 START_TEST(backward_matches_finite_differences)
 {
     parlm_isa isas[PARLM_ISA_COUNT];
     int ni = supported_isas(isas);
     parlm_isa saved = parlm_isa_current();
-    const float h = 1e-3f;
     for (int ii = 0; ii < ni; ii++) {
         ck_assert_int_eq(parlm_isa_select(isas[ii]), PARLM_OK);
-        const char *nm = parlm_isa_name(isas[ii]);
         for (int op = 0; op < OP_COUNT; op++) {
             problem P = problem_new((enum op)op, 40 + (uint64_t)op);
-            double *grad[3] = {NULL, NULL, NULL}, *q[3] = {NULL, NULL, NULL};
-            float *out = tu_alloc_nan(P.n), *tmp = tu_alloc_nan(P.n);
-            for (int k = 0; k < 3; k++)
-                if (P.np[k]) {
-                    grad[k] = tol_new(P.np[k]);
-                    q[k] = tol_new(P.np[k]);
-                    for (int64_t i = 0; i < P.np[k]; i++)
-                        q[k][i] = P.p[k][i];
-                }
-            grads_public(&P, grad);
-            loss_float(&P, out);
             /* output rounding, relative: elementwise ops a few roundings plus the 3.2 ulp
              * of sigma (K = 16); row ops k_rows(C). */
             double K = (op == OP_LAYERNORM || op == OP_SOFTMAX) ? k_rows(P.c) : 16.0;
-            double worst_f = 0, worst_d = 0, gmax = 0;
-            for (int k = 0; k < 3; k++)
-                for (int64_t i = 0; i < P.np[k]; i++)
-                    gmax = fmax(gmax, fabs(grad[k][i]));
-            for (int k = 0; k < 3; k++)
-                for (int64_t i = 0; i < P.np[k]; i++) {
-                    float v = P.p[k][i];
-                    P.p[k][i] = v + h;
-                    double xp = P.p[k][i], Lp = loss_float(&P, tmp);
-                    P.p[k][i] = v - h;
-                    double xm = P.p[k][i], Lm = loss_float(&P, tmp);
-                    P.p[k][i] = v;
-                    double fd = (Lp - Lm) / (xp - xm), an = grad[k][i];
-                    /* Float: L+- each carry <= K u S of rounding (S = sum |out r| over the
-                     * outputs this input feeds), so the difference quotient carries
-                     * 2 K u S / (2h); taken twice for margin. Truncation h^2/6 |L'''| and the
-                     * backward's own rounding stay under 1e-3 |an| + 1e-6. */
-                    double tf = 1e-3 * fabs(an) + 1e-6 +
-                                4 * K * U_RND * dependent_scale(&P, out, k, i) / (xp - xm);
-                    worst_f = fmax(worst_f, fabs(fd - an) / tf);
-                    /* Double: rounding noise ~1e-13 is negligible; truncation h^2/6 |L'''|
-                     * is ~2e-7 |L'''| with |L'''| = O(10) for these smooth ops on O(1)
-                     * inputs; the float backward's rounding is K u of the gradient scale.
-                     * Bound 1e-5 (|an| + max|an|). */
-                    double qv = q[k][i];
-                    q[k][i] = qv + 1e-3;
-                    double Dp = loss_double(&P, q);
-                    q[k][i] = qv - 1e-3;
-                    double Dm = loss_double(&P, q);
-                    q[k][i] = qv;
-                    double fdd = (Dp - Dm) / 2e-3;
-                    worst_d = fmax(worst_d, fabs(fdd - an) / (1e-5 * (fabs(an) + gmax)));
-                }
-            printf("%s %s: worst |fd - backward| / tol: float public %.3f, double naive %.3f\n",
-                   nm, op_names[op], worst_f, worst_d);
-            ck_assert_msg(worst_f <= 1.0, "%s %s: float finite differences off (%.3f x tol)", nm,
-                          op_names[op], worst_f);
-            ck_assert_msg(worst_d <= 1.0, "%s %s: double finite differences off (%.3f x tol)",
-                          nm, op_names[op], worst_d);
-            for (int k = 0; k < 3; k++)
-                free(grad[k]), free(q[k]);
-            parlm_free(out), parlm_free(tmp);
+            const fd_op F = {parlm_isa_name(isas[ii]), op_names[op], &P, 3,
+                             {P.p[0], P.p[1], P.p[2]}, {P.np[0], P.np[1], P.np[2]}, P.n, K,
+                             grads_public, loss_float, loss_double, dependent_scale};
+            fd_expect(&F);
             problem_free(&P);
         }
     }

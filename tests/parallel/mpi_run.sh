@@ -17,5 +17,7 @@ run() {
 run 2
 run 4 --oversubscribe
 # ranks left unbound, so that 2 ranks x 2 OpenMP threads float over the cores: the
-# crowded-node case (issue 8), which mpirun's default one-core-per-rank binding hides
+# crowded-node case (issue 8) as a user meets it. The case checks that the library sees
+# the node as crowded and stays right; how fast it is there is measured by parlm-bench
+# allreduce (see the case's comment), never asserted here.
 run 2 --bind-to none -x CK_RUN_CASE=crowded_node

@@ -18,6 +18,7 @@ typedef struct bench_ctx {
     const char *layouts; /* --layouts LIST: mp runs only the layouts named (or NULL: all) */
     const char *out;   /* calibrate --out FILE: the machine profile (parlm/plan.h) */
     const char *links; /* calibrate --links FILE: a profile whose links a 1-rank run copies */
+    int silent;        /* print nothing (ranks other than 0 measuring alongside it) */
 } bench_ctx;
 
 /* One measurement. Unused numeric fields are 0 and left out of the output. */

@@ -46,7 +46,7 @@ void bench_end(const bench_ctx *ctx)
 
 void bench_section(const bench_ctx *ctx, const char *title)
 {
-    if (ctx->json)
+    if (ctx->json || ctx->silent)
         return;
     printf("\n== %s ==\n", title);
     printf("%-8s %-14s %-22s %3s %11s %9s %8s %7s %s\n", "bench", "impl", "shape", "thr",
@@ -81,6 +81,8 @@ static void print_split(const bench_row *r)
 
 void bench_report(const bench_ctx *ctx, const bench_row *r)
 {
+    if (ctx->silent)
+        return;
     if (ctx->json) {
         printf("%s\n  {\"bench\": \"%s\", \"impl\": \"%s\", \"shape\": \"%s\", \"threads\": %d, "
                "\"seconds\": %.6g",

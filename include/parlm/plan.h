@@ -133,8 +133,9 @@ PARLM_API double parlm_plan_gpt_flops_per_token(const parlm_gpt_config *cfg, int
 /* Cost of a ring all-reduce of n bytes over p ranks: 2(p-1)/p n beta + 2(p-1) alpha. */
 PARLM_API double parlm_plan_ring_allreduce(double n, int p, double alpha, double beta);
 
-/* The f32 GEMM rate (FLOP/s per core) at (m, n, k): linear interpolation in log(m n k)
- * between the profile's points, clamped at the ends. */
+/* The f32 GEMM rate (FLOP/s per core) at (m, n, k): the profile's points weighted by
+ * 1 / d^4, d their distance in (log m, log n, log k) (a measured shape: its own rate;
+ * beyond the points the nearest dominates). */
 PARLM_API double parlm_plan_gemm_rate(const parlm_plan_profile *pr, double m, double n, double k);
 
 /* Estimates one layout; PARLM_EINVAL if it breaks a grid rule (message says which).

@@ -47,13 +47,25 @@ START_TEST(primitives)
     /* FLOPs per token: layer params 12*64^2 + 13*64 = 49984, x2 = 99968, attention 2*64*16 =
      * 2048; head 2*(128*64 + 2*64) = 16640: 2*(99968 + 2048) + 16640 = 220672 */
     NEAR(parlm_plan_gpt_flops_per_token(&rq.model, 16), 220672.0);
-    /* interpolation in log(m n k): 1e9 at 1, 3e9 at 1e6 -> 2e9 at 1e3 */
+    /* inverse-distance weights (power 4) in log space: 1e9 at 1^3, 3e9 at 100^3 -> 2e9
+     * half-way; a measured shape is its own rate; beyond the points the nearest dominates
+     * (d^2 = 3 ln(10)^2 and 3 ln(1000)^2: weights 81 : 1) */
     parlm_plan_profile p2 = pr;
     p2.n_gemm = 2;
     p2.gemm[0] = (parlm_plan_gemm_point){1, 1, 1, 1e9};
     p2.gemm[1] = (parlm_plan_gemm_point){100, 100, 100, 3e9};
     NEAR(parlm_plan_gemm_rate(&p2, 10, 10, 10), 2e9);
-    NEAR(parlm_plan_gemm_rate(&p2, 1000, 1000, 1000), 3e9); /* clamped */
+    NEAR(parlm_plan_gemm_rate(&p2, 100, 100, 100), 3e9);
+    NEAR(parlm_plan_gemm_rate(&p2, 1000, 1000, 1000), (81 * 3e9 + 1e9) / 82);
+    /* shape, not volume: 64x3072x768 and 256x768x768 have one volume; 256x1536x384 takes
+     * its rate from its neighbours in n and k (128 and 512 rows of 1536x384), not from
+     * the 64-row point of the same volume */
+    p2.n_gemm = 4;
+    p2.gemm[0] = (parlm_plan_gemm_point){64, 3072, 768, 1e9};
+    p2.gemm[1] = (parlm_plan_gemm_point){256, 768, 768, 2e9};
+    p2.gemm[2] = (parlm_plan_gemm_point){128, 1536, 384, 4e9};
+    p2.gemm[3] = (parlm_plan_gemm_point){512, 1536, 384, 4e9};
+    ck_assert_double_gt(parlm_plan_gemm_rate(&p2, 256, 1536, 384), 3.5e9);
 }
 END_TEST
 

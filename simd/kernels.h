@@ -163,21 +163,48 @@ typedef struct parlm_kernels {
      * parlm_q8x blocks: the dot of a block is then exact in int32 and only the scale
      * products and the sum over blocks are float. beta == 0: y is write-only. */
     /* x (k floats) -> qx (k / 32 blocks): d = max|x| / 127, q = round(x / d) (as Q8_0's
-     * reference quantizer, but d stays f32; an all-zero block has d = 0, q = 0) */
+     * reference quantizer, but d stays f32; an all-zero block has d = 0, q = 0), s = sum q */
     void (*q8_quantize)(int64_t k, const float *x, struct parlm_q8x *qx);
     /* y[i] = alpha * sum_b d_w(i,b) d_x(b) dot(q_w(i,b), q_x(b)) + beta * y[i], i < rows */
     void (*q8_0_gemv)(int64_t rows, int64_t k, const void *w, int64_t ldw,
                       const struct parlm_q8x *qx, float alpha, float beta, float *y);
     void (*q4_0_gemv)(int64_t rows, int64_t k, const void *w, int64_t ldw,
                       const struct parlm_q8x *qx, float alpha, float beta, float *y);
+    /* ---- the same GEMVs over rows repacked 8 at a time ("r8", parlm's decode copy) -----
+     * One int8 dot instruction then serves 8 rows: x's 4 bytes broadcast against 4
+     * consecutive weights of each of 8 rows, and the 8 scales are one f16 -> f32 convert.
+     * A matrix of `rows` rows and k weights (k a multiple of 32, nb = k / 32) is
+     * ceil(rows / 8) groups; the tail group is padded with zero rows (scale 0, weights 0).
+     * Group g, block b is PARLM_Q8R_BLOCK / PARLM_Q4R_BLOCK bytes at
+     * w + (g nb + b) * that, holding rows 8g + j (j < 8):
+     *   bytes 0..15: the 8 rows' f16 scales, row j at 2j (little-endian, as in a file)
+     *   Q8_0 (272 bytes): 8 chunks c of 32 bytes at 16 + 32c; byte 4j + t of chunk c is
+     *     row j's weight 4c + t plus 128 (unsigned 0..255: vpdpbusd's unsigned operand).
+     *   Q4_0 (144 bytes): 4 chunks c of 32 bytes at 16 + 32c; byte 4j + t of chunk c holds
+     *     row j's weight 4c + t (stored q, 0..15, as ggml: w = q - 8) in its low nibble and
+     *     weight 16 + 4c + t in its high one.
+     * The unsigned weights u (= w + 128 or q = w + 8) give dot(w, x) = dot(u, x) - o sum(x)
+     * with o = 128 or 8, and sum(x) is the parlm_q8x field s.
+     * y[i - r0] = alpha * sum_b d_w(i,b) d_x(b) dot(q_w(i,b), q_x(b)) + beta * y[i - r0]
+     * for the rows r0 <= i < r1 (0 <= r0 <= r1 <= rows, any values: a group partly in
+     * range is computed whole and only its rows in range are written). A row's value does
+     * not depend on r0, r1. beta == 0: y is write-only. */
+    void (*q8_0r_gemv)(int64_t r0, int64_t r1, int64_t k, const void *w,
+                       const struct parlm_q8x *qx, float alpha, float beta, float *y);
+    void (*q4_0r_gemv)(int64_t r0, int64_t r1, int64_t k, const void *w,
+                       const struct parlm_q8x *qx, float alpha, float beta, float *y);
 } parlm_kernels;
 
-/* One block of quantized activations: 32 int8 and an f32 scale (x ~ d * q). ggml's
- * block_q8_0 stores d as f16; f32 keeps the activation's scale exact, and 36 bytes keep
- * q 4-byte aligned in an array. */
+#define PARLM_Q8R_BLOCK 272 /* bytes of 8 rows x 32 weights, repacked Q8_0 */
+#define PARLM_Q4R_BLOCK 144 /* and Q4_0 */
+
+/* One block of quantized activations: 32 int8 and an f32 scale (x ~ d * q), and the sum
+ * of the 32 q (for the repacked kernels' unsigned weights). ggml's block_q8_0 stores d as
+ * f16; f32 keeps the activation's scale exact, and 40 bytes keep q 4-byte aligned. */
 typedef struct parlm_q8x {
     float d;
     int8_t q[32];
+    int32_t s;
 } parlm_q8x;
 
 /* Fillers, one per ISA directory: each fills every field (an ISA set starts from the

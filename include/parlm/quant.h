@@ -58,6 +58,21 @@ PARLM_API parlm_status parlm_dequantize(int type, const void *in, int64_t n, flo
 PARLM_API parlm_status parlm_qgemv(int type, int64_t rows, int64_t k, const void *w,
                                    const float *x, float *y);
 
+/* Q8_0 / Q4_0 rows repacked 8 at a time for faster GEMVs (the layout parlm's decode keeps
+ * its quantized copy in; simd/kernels.h documents it): per group of 8 rows and block of 32,
+ * the 8 scales then the weights interleaved 4 at a time, as unsigned bytes. A file's rows
+ * stay as stored; this is a copy. bytes: the size of the repacked matrix (rows rounded up
+ * to 8, the padding rows zero). */
+PARLM_API parlm_status parlm_qrepack_bytes(int type, int64_t rows, int64_t k, uint64_t *bytes);
+/* w: rows of k weights of type (packed rows, as parlm_quantize writes them) -> out
+ * (parlm_qrepack_bytes bytes). Errors as parlm_qgemv's. */
+PARLM_API parlm_status parlm_qrepack(int type, int64_t rows, int64_t k, const void *w, void *out);
+/* parlm_qgemv over a matrix that parlm_qrepack wrote: the same y up to the order of the
+ * float sums (rows are split over the threads in groups of 8; bits do not depend on the
+ * thread count). */
+PARLM_API parlm_status parlm_qgemv_repacked(int type, int64_t rows, int64_t k, const void *wr,
+                                            const float *x, float *y);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
 #define PARLM_SIMD_X86_VEC_Q_H
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef __m256 qacc;  /* f32 partial sums of one row */
 typedef __m256i qint; /* int32 partial sums of one block's dot */
@@ -52,6 +53,91 @@ static inline float qacc_sum(qacc a)
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+
+/* ---- 8 rows at a time: the repacked layout of simd/kernels.h ("r8") --------------
+ * A 32-byte chunk is 8 rows x 4 consecutive unsigned weights; x's 4 bytes are broadcast
+ * to every row. vpdpbusd (u8 x s8, 4 products into an int32) takes it as is. Without
+ * VNNI, vpmaddubsw sums pairs into int16: Q4_0's nibbles (<= 15) never saturate, but
+ * Q8_0's 255 * 127 pairs would, so its chunks go back to signed and use the sign trick. */
+#define QR_HAVE 1
+typedef __m256 qracc;  /* f32 sums of 8 rows */
+typedef __m256i qrint; /* the 8 rows' exact int32 dots */
+
+static inline __m256i qr_bcast4(const int8_t *x)
+{
+    int32_t v;
+    memcpy(&v, x, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* acc + dot of each row's 4 unsigned weights (u <= 15 without VNNI) with x[0..3] */
+static inline __m256i qr_dot4u(__m256i acc, __m256i u, const int8_t *x)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, u, qr_bcast4(x));
+#else
+    __m256i p = _mm256_maddubs_epi16(u, qr_bcast4(x));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+#endif
+}
+
+/* Q8_0: 8 chunks of w + 128; s = sum of x's 32 q */
+static inline qrint qr_dot_q8(const uint8_t *ch, const int8_t *x, int32_t s)
+{
+    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    for (int c = 0; c < 8; c += 2) {
+        a0 = qr_dot4u(a0, _mm256_loadu_si256((const __m256i *)(ch + 32 * c)), x + 4 * c);
+        a1 = qr_dot4u(a1, _mm256_loadu_si256((const __m256i *)(ch + 32 * c + 32)), x + 4 * c + 4);
+    }
+    return _mm256_sub_epi32(_mm256_add_epi32(a0, a1), _mm256_set1_epi32(128 * s));
+#else
+    (void)s;
+    const __m256i one = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
+    for (int c = 0; c < 8; c++) {
+        __m256i w = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(ch + 32 * c)), flip);
+        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(qr_bcast4(x + 4 * c), w));
+        if (c & 1)
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p, one));
+        else
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p, one));
+    }
+    return _mm256_add_epi32(a0, a1);
+#endif
+}
+
+/* Q4_0: 4 chunks of nibbles (low: weight 4c + t, high: 16 + 4c + t), stored q = w + 8 */
+static inline qrint qr_dot_q4(const uint8_t *ch, const int8_t *x, int32_t s)
+{
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(ch + 32 * c));
+        a0 = qr_dot4u(a0, _mm256_and_si256(v, m4), x + 4 * c);
+        a1 = qr_dot4u(a1, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), x + 16 + 4 * c);
+    }
+    return _mm256_sub_epi32(_mm256_add_epi32(a0, a1), _mm256_set1_epi32(8 * s));
+}
+
+/* the 8 rows' f16 scales times x's scale */
+static inline qracc qr_scales(const uint8_t *d, float dx)
+{
+    __m128i h = _mm_loadu_si128((const __m128i *)d);
+#ifdef __F16C__
+    __m256 f = _mm256_cvtph_ps(h);
+#else
+    __m256 f = _mm256_maskz_cvtph_ps(0xff, h);
+#endif
+    return _mm256_mul_ps(f, _mm256_set1_ps(dx));
+}
+
+static inline qracc qracc_zero(void) { return _mm256_setzero_ps(); }
+static inline qracc qracc_add(qracc a, qracc b) { return _mm256_add_ps(a, b); }
+static inline qracc qracc_fma(qracc a, qracc s, qrint d)
+{
+    return _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(d), a);
+}
+static inline void qracc_store(float *out, qracc a) { _mm256_storeu_ps(out, a); }
 
 /* the f16 block scale (exact) */
 static inline float q_f16(uint16_t h)

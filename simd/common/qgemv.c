@@ -2,7 +2,9 @@
  * written once and compiled per ISA. The block loop, the scale products and the tail
  * live here; the one per-ISA part is the exact int8 dot of a 32-weight block (and the
  * Q4 nibble unpack feeding it), in that ISA's vec_q.h: maddubs on AVX2, vpdpbusd with
- * VNNI, vmull/vpadal on NEON, sdot with dotprod. */
+ * VNNI, vmull/vpadal on NEON, sdot with dotprod. The same GEMVs over rows repacked 8 at a
+ * time (simd/kernels.h) do 8 rows per int8 dot instruction, where vec_q.h has the pieces
+ * (QR_HAVE: every x86 set, NEON with dotprod). */
 #include <string.h>
 
 #include "vec.h"
@@ -69,9 +71,59 @@ static void q4_0_gemv(int64_t rows, int64_t k, const void *w, int64_t ldw, const
     qgemv(rows, k, w, ldw, qx, alpha, beta, y, 1);
 }
 
+#ifdef QR_HAVE
+static inline qrint qr_dot(const uint8_t *ch, const parlm_q8x *xb, int q4)
+{
+    return q4 ? qr_dot_q4(ch, xb->q, xb->s) : qr_dot_q8(ch, xb->q, xb->s);
+}
+
+/* Rows repacked 8 at a time: a group's 8 rows are one vector of sums. Even and odd blocks
+ * in two accumulators, as above; a group partly in [r0, r1) is computed whole (each lane
+ * is its own row, so a row's bits do not depend on the range) and stored in part. */
+static inline void qr_gemv(int64_t r0, int64_t r1, int64_t k, const void *w,
+                           const parlm_q8x *qx, float alpha, float beta, float *y, int q4)
+{
+    const int64_t nb = k / 32, gb = q4 ? PARLM_Q4R_BLOCK : PARLM_Q8R_BLOCK;
+    for (int64_t g = r0 / 8; g * 8 < r1; g++) {
+        const uint8_t *p = (const uint8_t *)w + g * nb * gb;
+        qracc a0 = qracc_zero(), a1 = qracc_zero();
+        int64_t b = 0;
+        for (; b + 2 <= nb; b += 2, p += 2 * gb) {
+            a0 = qracc_fma(a0, qr_scales(p, qx[b].d), qr_dot(p + 16, qx + b, q4));
+            a1 = qracc_fma(a1, qr_scales(p + gb, qx[b + 1].d), qr_dot(p + gb + 16, qx + b + 1, q4));
+        }
+        if (b < nb)
+            a0 = qracc_fma(a0, qr_scales(p, qx[b].d), qr_dot(p + 16, qx + b, q4));
+        float out[8];
+        qracc_store(out, qracc_add(a0, a1));
+        int64_t j0 = r0 > 8 * g ? r0 - 8 * g : 0, j1 = r1 - 8 * g < 8 ? r1 - 8 * g : 8;
+        for (int64_t j = j0; j < j1; j++) {
+            float *yi = y + (8 * g + j - r0);
+            *yi = beta == 0.0f ? alpha * out[j] : alpha * out[j] + beta * *yi;
+        }
+    }
+}
+
+static void q8_0r_gemv(int64_t r0, int64_t r1, int64_t k, const void *w, const parlm_q8x *qx,
+                       float alpha, float beta, float *y)
+{
+    qr_gemv(r0, r1, k, w, qx, alpha, beta, y, 0);
+}
+
+static void q4_0r_gemv(int64_t r0, int64_t r1, int64_t k, const void *w, const parlm_q8x *qx,
+                       float alpha, float beta, float *y)
+{
+    qr_gemv(r0, r1, k, w, qx, alpha, beta, y, 1);
+}
+#endif
+
 void QV_NAME(qgemv_fill)(parlm_kernels *k)
 {
     k->q8_quantize = q8_quantize;
     k->q8_0_gemv = q8_0_gemv;
     k->q4_0_gemv = q4_0_gemv;
+#ifdef QR_HAVE
+    k->q8_0r_gemv = q8_0r_gemv;
+    k->q4_0r_gemv = q4_0r_gemv;
+#endif
 }

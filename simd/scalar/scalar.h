@@ -57,9 +57,12 @@ static inline void parlm_q8x_block(const float *x, parlm_q8x *b)
     }
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     b->d = d;
+    int32_t s = 0;
     for (int j = 0; j < 32; j++) {
         b->q[j] = (int8_t)roundf(x[j] * id); /* |x * id| <= 127 (+ an ulp) */
+        s += b->q[j];
     }
+    b->s = s;
 }
 
 void parlm_scalar_sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c,

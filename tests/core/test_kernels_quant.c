@@ -3,7 +3,8 @@
  * (and the avx512 / neon table without its int8-dot upgrade) against the scalar kernel:
  * the block dots are exact integers, so only the float sum over blocks may differ. The
  * scalar kernel against the f32 product of the dequantized weights, within the error the
- * activation rounding allows; extreme blocks (+-127, -128, nibbles 0 / 15) exactly. */
+ * activation rounding allows; extreme blocks (+-127, -128, nibbles 0 / 15) exactly. The
+ * same for the kernels over rows repacked 8 at a time (parlm_qrepack). */
 #include <check.h>
 #include <omp.h>
 #include <stdio.h>
@@ -254,6 +255,12 @@ START_TEST(gemv_extremes_exact)
         double e4[4] = {2.0 * 0.5 * 127 * (16 * -8 - 16 * 7), 2.0 * 0.5 * 127 * (16 * 7 + 16 * 8),
                         2.0 * 0.5 * 127 * (16 * 7 - 16 * 7), 0.0};
         parlm_q8x *qx = xmalloc((size_t)nb * sizeof *qx), *qz = xmalloc((size_t)nb * sizeof *qz);
+        uint64_t rb8, rb4;
+        ck_assert_int_eq(parlm_qrepack_bytes(PARLM_WT_Q8_0, 3, k, &rb8), PARLM_OK);
+        ck_assert_int_eq(parlm_qrepack_bytes(PARLM_WT_Q4_0, 4, k, &rb4), PARLM_OK);
+        uint8_t *r8 = xmalloc((size_t)rb8), *r4 = xmalloc((size_t)rb4);
+        ck_assert_int_eq(parlm_qrepack(PARLM_WT_Q8_0, 3, k, w8, r8), PARLM_OK);
+        ck_assert_int_eq(parlm_qrepack(PARLM_WT_Q4_0, 4, k, w4, r4), PARLM_OK);
         for (int s = 0; s < ns; s++) {
             sets[s].k.q8_quantize(k, x, qx);
             sets[s].k.q8_quantize(k, x0, qz);
@@ -272,6 +279,18 @@ START_TEST(gemv_extremes_exact)
             sets[s].k.q4_0_gemv(4, k, w4, l4, qz, 1.0f, 0.0f, y); /* x = 0: d_x = 0 */
             for (int i = 0; i < 4; i++)
                 ck_assert_msg(y[i] == 0.0f, "%s q4_0 x = 0 row %d: %g", sets[s].name, i, y[i]);
+            /* the same rows repacked (one group, padded): Q8_0's -128 is stored 0 */
+            sets[s].k.q8_0r_gemv(0, 3, k, r8, qx, 1.0f, 0.0f, y);
+            for (int i = 0; i < 3; i++)
+                ck_assert_msg(y[i] == (float)(e8[i] * (double)nb), "%s q8_0r k %lld row %d: %.9g",
+                              sets[s].name, (long long)k, i, y[i]);
+            sets[s].k.q4_0r_gemv(0, 4, k, r4, qx, 1.0f, 0.0f, y);
+            for (int i = 0; i < 4; i++)
+                ck_assert_msg(y[i] == (float)(e4[i] * (double)nb), "%s q4_0r k %lld row %d: %.9g",
+                              sets[s].name, (long long)k, i, y[i]);
+            sets[s].k.q4_0r_gemv(0, 4, k, r4, qz, 1.0f, 0.0f, y);
+            for (int i = 0; i < 4; i++)
+                ck_assert_msg(y[i] == 0.0f, "%s q4_0r x = 0 row %d: %g", sets[s].name, i, y[i]);
         }
         /* -128 against all +127: the one product a quantizer never writes */
         for (int64_t j = 0; j < k; j++)
@@ -282,9 +301,170 @@ START_TEST(gemv_extremes_exact)
             sets[s].k.q8_0_gemv(1, k, w8 + l8, l8, qx, 1.0f, 0.0f, &y);
             ck_assert_msg(y == (float)(0.5 * -128 * 127 * 32 * (double)nb), "%s -128: %.9g",
                           sets[s].name, y);
+            sets[s].k.q8_0r_gemv(1, 2, k, r8, qx, 1.0f, 0.0f, &y);
+            ck_assert_msg(y == (float)(0.5 * -128 * 127 * 32 * (double)nb), "%s r8 -128: %.9g",
+                          sets[s].name, y);
         }
-        free(x), free(x0), free(w8), free(w4), free(qx), free(qz);
+        free(x), free(x0), free(w8), free(w4), free(qx), free(qz), free(r8), free(r4);
     }
+}
+END_TEST
+
+static const int64_t RKS[] = {32, 64, 96, 768};
+static const int64_t RROWS[] = {1, 7, 8, 9, 17, 127};
+
+/* rows repacked by parlm_qrepack */
+static uint8_t *repack(int type, int64_t rows, int64_t k, const uint8_t *w)
+{
+    uint64_t bytes;
+    ck_assert_int_eq(parlm_qrepack_bytes(type, rows, k, &bytes), PARLM_OK);
+    ck_assert_uint_eq(bytes, (uint64_t)((rows + 7) / 8) * (uint64_t)(k / 32) *
+                                 (type == PARLM_WT_Q8_0 ? 272u : 144u));
+    uint8_t *r = xmalloc((size_t)bytes);
+    memset(r, 0x5a, (size_t)bytes);
+    ck_assert_int_eq(parlm_qrepack(type, rows, k, w, r), PARLM_OK);
+    return r;
+}
+
+/* The repacked GEMVs: the scalar one against the scalar plain-row kernel, every set's
+ * against both (alpha, beta 0 with y NaN, beta != 0), y past the range untouched; then
+ * sub-ranges [r0, r1) that cut groups: the same bits as the whole range (a row's value
+ * does not depend on the range, which makes decode's bits thread-count independent). */
+START_TEST(repacked_every_set)
+{
+    kset sets[8];
+    int ns = qsets(sets, 8);
+    parlm_kernels sc = table_of(PARLM_ISA_SCALAR);
+    static const int types[] = {PARLM_WT_Q8_0, PARLM_WT_Q4_0};
+    for (int ti = 0; ti < 2; ti++)
+        for (size_t ki = 0; ki < sizeof RKS / sizeof RKS[0]; ki++)
+            for (size_t ri = 0; ri < sizeof RROWS / sizeof RROWS[0]; ri++) {
+                int type = types[ti];
+                int64_t k = RKS[ki], rows = RROWS[ri], nb = k / 32, ldw = row_bytes(type, k);
+                uint8_t *w = make_w(type, rows, k, ldw, 300 + 10 * ki + ri);
+                uint8_t *wr = repack(type, rows, k, w);
+                float *x = xmalloc((size_t)k * 4), *y0 = xmalloc((size_t)rows * 4);
+                float *ref = xmalloc((size_t)rows * 4), *got = xmalloc((size_t)(rows + 4) * 4);
+                float *own = xmalloc((size_t)rows * 4), *all = xmalloc((size_t)rows * 4);
+                double *tol = tol_new(rows);
+                fill_range(x, k, 13 + ki, -2.0f, 2.0f);
+                fill_range(y0, rows, 6, -1.0f, 1.0f);
+                parlm_q8x *qx = xmalloc((size_t)nb * sizeof *qx);
+                sc.q8_quantize(k, x, qx);
+                for (int bi = 0; bi < 2; bi++) {
+                    float alpha = 1.25f, beta = bi ? 0.5f : 0.0f;
+                    memcpy(ref, y0, (size_t)rows * 4);
+                    (ti ? sc.q4_0_gemv : sc.q8_0_gemv)(rows, k, w, ldw, qx, alpha, beta, ref);
+                    for (int64_t i = 0; i < rows; i++)
+                        tol[i] = gemm_tol(nb + 32, fabs(alpha) * abs_terms(type, w + i * ldw, k, qx),
+                                          beta * y0[i]);
+                    for (int s = -1; s < ns; s++) {
+                        const parlm_kernels *kt = s < 0 ? &sc : &sets[s].k;
+                        const char *nm = s < 0 ? "scalar ref" : sets[s].name;
+                        char ctx[96];
+                        snprintf(ctx, sizeof ctx, "%.32s %sr %lldx%lld beta %g", nm,
+                                 parlm_wtype_name(type), (long long)rows, (long long)k, beta);
+                        for (int64_t i = 0; i < rows + 4; i++)
+                            got[i] = i < rows ? (bi ? y0[i] : NAN) : SENTINEL;
+                        (ti ? kt->q4_0r_gemv : kt->q8_0r_gemv)(0, rows, k, wr, qx, alpha, beta, got);
+                        expect_close_f(ctx, "y vs scalar plain rows", got, ref, tol, rows);
+                        for (int64_t i = rows; i < rows + 4; i++)
+                            ck_assert_msg(got[i] == SENTINEL, "%s wrote y[%lld]", ctx, (long long)i);
+                        memcpy(own, y0, (size_t)rows * 4); /* this set's plain-row kernel */
+                        (ti ? kt->q4_0_gemv : kt->q8_0_gemv)(rows, k, w, ldw, qx, alpha, beta, own);
+                        expect_close_f(ctx, "y vs its plain rows", got, own, tol, rows);
+                        memcpy(all, got, (size_t)rows * 4);
+                        /* ranges that start and end inside groups */
+                        for (int64_t r0 = 0; r0 < rows; r0 += 3)
+                            for (int64_t r1 = r0 + 1; r1 <= rows; r1 += 5) {
+                                for (int64_t i = 0; i < rows + 4; i++)
+                                    got[i] = i < r1 - r0 ? (bi ? y0[r0 + i] : NAN) : SENTINEL;
+                                (ti ? kt->q4_0r_gemv : kt->q8_0r_gemv)(r0, r1, k, wr, qx, alpha,
+                                                                      beta, got);
+                                ck_assert_msg(memcmp(got, all + r0, (size_t)(r1 - r0) * 4) == 0,
+                                              "%s rows %lld..%lld differ from the whole range", ctx,
+                                              (long long)r0, (long long)r1);
+                                for (int64_t i = r1 - r0; i < rows + 4; i++)
+                                    ck_assert_msg(got[i] == SENTINEL, "%s [%lld, %lld) wrote y[%lld]",
+                                                  ctx, (long long)r0, (long long)r1, (long long)i);
+                            }
+                    }
+                }
+                free(w), free(wr), free(x), free(y0), free(ref), free(got), free(own), free(all);
+                free(tol), free(qx);
+            }
+}
+END_TEST
+
+/* Every x86 set and NEON with dotprod has its own repacked kernels (base NEON keeps the
+ * scalar ones: it has no 4-byte dot to broadcast) */
+START_TEST(repacked_not_scalar)
+{
+    kset sets[8];
+    int ns = qsets(sets, 8);
+    parlm_kernels sc = table_of(PARLM_ISA_SCALAR);
+    for (int s = 0; s < ns; s++) {
+        if (strcmp(sets[s].name, "scalar") == 0 || strcmp(sets[s].name, "neon (no dotprod)") == 0 ||
+            (strcmp(sets[s].name, "neon") == 0 && !parlm_cpu_has_int8dot()))
+            continue;
+        ck_assert_msg(sets[s].k.q8_0r_gemv != sc.q8_0r_gemv, "%s: q8_0r_gemv is scalar",
+                      sets[s].name);
+        ck_assert_msg(sets[s].k.q4_0r_gemv != sc.q4_0r_gemv, "%s: q4_0r_gemv is scalar",
+                      sets[s].name);
+    }
+}
+END_TEST
+
+/* parlm_qgemv_repacked: the table's kernel on all rows, bitwise, for 1 and 2 threads, and
+ * parlm_qgemv's result within the float-order tolerance; bad calls */
+START_TEST(qgemv_repacked_threads_and_errors)
+{
+    const parlm_kernels *kt = parlm_kern();
+    int64_t rows = 1027, k = 768;
+    for (int ti = 0; ti < 2; ti++) {
+        int type = ti ? PARLM_WT_Q4_0 : PARLM_WT_Q8_0;
+        int64_t ldw = row_bytes(type, k);
+        uint8_t *w = make_w(type, rows, k, ldw, 78);
+        uint8_t *wr = repack(type, rows, k, w);
+        float *x = xmalloc((size_t)k * 4), *ref = xmalloc((size_t)rows * 4);
+        float *got = xmalloc((size_t)rows * 4), *plain = xmalloc((size_t)rows * 4);
+        double *tol = tol_new(rows);
+        fill_range(x, k, 8, -1.0f, 1.0f);
+        parlm_q8x *qx = xmalloc((size_t)(k / 32) * sizeof *qx);
+        kt->q8_quantize(k, x, qx);
+        (ti ? kt->q4_0r_gemv : kt->q8_0r_gemv)(0, rows, k, wr, qx, 1.0f, 0.0f, ref);
+        ck_assert_int_eq(parlm_qgemv(type, rows, k, w, x, plain), PARLM_OK);
+        for (int64_t i = 0; i < rows; i++)
+            tol[i] = gemm_tol(k / 32 + 32, abs_terms(type, w + i * ldw, k, qx), 0.0);
+        expect_close_f("parlm_qgemv_repacked vs parlm_qgemv", "y", ref, plain, tol, rows);
+        for (int nt = 1; nt <= 2; nt++) {
+            omp_set_num_threads(nt);
+            for (int64_t i = 0; i < rows; i++)
+                got[i] = NAN;
+            ck_assert_int_eq(parlm_qgemv_repacked(type, rows, k, wr, x, got), PARLM_OK);
+            ck_assert_msg(memcmp(got, ref, (size_t)rows * 4) == 0, "%s, %d threads",
+                          parlm_wtype_name(type), nt);
+        }
+        free(w), free(wr), free(x), free(ref), free(got), free(plain), free(tol), free(qx);
+    }
+    float x[64] = {0}, y[2];
+    uint8_t w[2 * 68] = {0}, wr[2 * 272];
+    uint64_t bytes;
+    ck_assert_int_eq(parlm_qgemv_repacked(PARLM_WT_F32, 2, 64, w, x, y), PARLM_EUNSUPPORTED);
+    parlm_clear_error();
+    expect_einval_msg(parlm_qgemv_repacked(PARLM_WT_Q8_0, 2, 48, w, x, y), "multiple of 32");
+    expect_einval_msg(parlm_qgemv_repacked(PARLM_WT_Q4_0, -1, 64, w, x, y), "rows");
+    expect_einval_msg(parlm_qgemv_repacked(PARLM_WT_Q4_0, 2, 64, w, x, NULL), "y is NULL");
+    expect_einval_msg(parlm_qrepack(PARLM_WT_Q8_0, 2, 64, NULL, wr), "w is NULL");
+    expect_einval_msg(parlm_qrepack_bytes(PARLM_WT_Q8_0, 2, 64, NULL), "bytes is NULL");
+    expect_einval_msg(parlm_qrepack_bytes(PARLM_WT_Q8_0, INT64_MAX / 2, 1 << 20, &bytes),
+                      "overflow");
+    ck_assert_int_eq(parlm_qrepack_bytes(PARLM_WT_BF16, 2, 64, &bytes), PARLM_EUNSUPPORTED);
+    parlm_clear_error();
+    ck_assert_int_eq(parlm_qrepack(PARLM_WT_Q8_0, 2, 64, w, wr), PARLM_OK); /* zero scales */
+    ck_assert_int_eq(parlm_qgemv_repacked(PARLM_WT_Q8_0, 2, 64, wr, x, y), PARLM_OK);
+    ck_assert(y[0] == 0.0f && y[1] == 0.0f);
+    ck_assert_int_eq(parlm_qgemv_repacked(PARLM_WT_Q8_0, 0, 64, wr, x, y), PARLM_OK);
 }
 END_TEST
 
@@ -343,6 +523,9 @@ static Suite *kernels_quant_suite(void)
     tcase_add_test(tc, gemv_vs_dequantized);
     tcase_add_test(tc, gemv_extremes_exact);
     tcase_add_test(tc, qgemv_threads_and_errors);
+    tcase_add_test(tc, repacked_every_set);
+    tcase_add_test(tc, repacked_not_scalar);
+    tcase_add_test(tc, qgemv_repacked_threads_and_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -12,7 +12,8 @@
  * and restarting the region: see tp_collective). With Q8_0 / Q4_0 weights each thread
  * quantizes a product's input row itself (8-bit blocks, as parlm_qgemv does): a row is
  * at most 4C floats, cheaper than a barrier, and the result stays the same bits for
- * every thread count. */
+ * every thread count. Quantized matrices are parlm's copy repacked 8 rows at a time
+ * (simd/kernels.h): a row's bits do not depend on which thread's slice holds it. */
 #include <math.h>
 #include <omp.h>
 
@@ -62,11 +63,9 @@ static void gemv(const parlm_kernels *k, int wtype, const void *w, int64_t r0, i
 {
     if (r1 <= r0)
         return;
-    if (wtype == PARLM_WT_Q8_0 || wtype == PARLM_WT_Q4_0) {
-        uint64_t ldw = 0; /* bytes of a row; ic is a multiple of 32 (the model checked) */
-        parlm_wtype_bytes(wtype, (uint64_t)ic, &ldw);
-        (wtype == PARLM_WT_Q8_0 ? k->q8_0_gemv : k->q4_0_gemv)(
-            r1 - r0, ic, (const uint8_t *)w + (uint64_t)r0 * ldw, (int64_t)ldw, in.qx, 1.0f, 0.0f, y);
+    if (wtype == PARLM_WT_Q8_0 || wtype == PARLM_WT_Q4_0) { /* repacked 8 rows at a time */
+        (wtype == PARLM_WT_Q8_0 ? k->q8_0r_gemv : k->q4_0r_gemv)(r0, r1, ic, w, in.qx, 1.0f,
+                                                                 0.0f, y);
     } else if (wtype == PARLM_WT_BF16) {
         k->bgemv_t(r1 - r0, ic, 1.0f, (const uint16_t *)w + r0 * ic, ic, in.x, 0.0f, y);
     } else {

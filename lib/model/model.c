@@ -89,8 +89,8 @@ struct parlm_gpt {
     uint16_t *params_bf16, *xa_bf16, *xb_bf16;
     int64_t bf16_scratch;
     /* quantized decode (parlm_gpt_set_decode_type): a copy of the layers' four matrices and
-     * the LM head in q_type, matrix i of layer l at params_q + q_off[4 l + i], the head at
-     * q_off[4 L] */
+     * the LM head in q_type, repacked 8 rows at a time (parlm_qrepack), matrix i of layer
+     * l at params_q + q_off[4 l + i], the head at q_off[4 L] */
     int q_type, q_stale;
     uint8_t *params_q;
     uint64_t *q_off;
@@ -637,35 +637,52 @@ static parlm_status refresh_q(parlm_gpt *m)
     const int64_t C = m->cfg.n_embd, L = m->cfg.n_layer, Ca = m->Ca, Hm = m->Hm;
     /* (rows, columns) of qkvw, attprojw, fcw, fcprojw */
     const int64_t shape[4][2] = {{3 * Ca, C}, {C, Ca}, {Hm, C}, {C, Hm}};
+    uint64_t mat_bytes[4], head, plain = 0, b;
+    for (int i = 0; i < 4; i++)
+        RETURN_IF_ERROR(parlm_qrepack_bytes(m->q_type, shape[i][0], shape[i][1], &mat_bytes[i]));
+    RETURN_IF_ERROR(parlm_qrepack_bytes(m->q_type, m->Vs, C, &head));
+    for (int i = 0; i < 4; i++) { /* the largest matrix in plain rows: the staging buffer */
+        RETURN_IF_ERROR(parlm_wtype_bytes(m->q_type, (uint64_t)(shape[i][0] * shape[i][1]), &b));
+        plain = b > plain ? b : plain;
+    }
+    RETURN_IF_ERROR(parlm_wtype_bytes(m->q_type, (uint64_t)m->Vs * (uint64_t)C, &b));
+    plain = b > plain ? b : plain;
     if (!m->params_q) {
-        uint64_t row[4], head, total = 0;
+        uint64_t total = 0;
         m->q_off = malloc((size_t)(4 * L + 1) * sizeof *m->q_off);
         if (!m->q_off)
             return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: quantized weight table");
-        for (int i = 0; i < 4; i++)
-            RETURN_IF_ERROR(parlm_wtype_bytes(m->q_type, (uint64_t)shape[i][1], &row[i]));
-        RETURN_IF_ERROR(parlm_wtype_bytes(m->q_type, (uint64_t)C, &head));
         for (int64_t l = 0; l < L; l++)
             for (int i = 0; i < 4; i++) {
                 m->q_off[4 * l + i] = total;
-                total += (uint64_t)shape[i][0] * row[i];
+                total += mat_bytes[i];
             }
         m->q_off[4 * L] = total;
-        total += (uint64_t)m->Vs * head;
+        total += head;
         m->params_q = parlm_alloc((size_t)total, 1);
         if (!m->params_q)
             return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: %s copy of the weights (%llu bytes)",
                                parlm_wtype_name(m->q_type), (unsigned long long)total);
     }
-    for (int l = 0; l < (int)L; l++) {
+    /* quantized to plain ggml rows, then repacked into the decode copy */
+    uint8_t *stage = malloc((size_t)plain);
+    if (!stage)
+        return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: %llu bytes to quantize the weights",
+                           (unsigned long long)plain);
+    parlm_status st = PARLM_OK;
+    for (int l = 0; l < (int)L && !st; l++) {
         layer_views v = lview(m, m->params, l);
         const float *mat[4] = {v.qkvw, v.attprojw, v.fcw, v.fcprojw};
-        for (int i = 0; i < 4; i++)
-            RETURN_IF_ERROR(parlm_quantize(m->q_type, mat[i], shape[i][0] * shape[i][1],
-                                           m->params_q + m->q_off[4 * l + i]));
+        for (int i = 0; i < 4 && !st; i++)
+            if (!(st = parlm_quantize(m->q_type, mat[i], shape[i][0] * shape[i][1], stage)))
+                st = parlm_qrepack(m->q_type, shape[i][0], shape[i][1], stage,
+                                   m->params_q + m->q_off[4 * l + i]);
     }
-    RETURN_IF_ERROR(parlm_quantize(m->q_type, WTE(m->params), (int64_t)m->Vs * C,
-                                   m->params_q + m->q_off[4 * L]));
+    if (!st && !(st = parlm_quantize(m->q_type, WTE(m->params), (int64_t)m->Vs * C, stage)))
+        st = parlm_qrepack(m->q_type, m->Vs, C, stage, m->params_q + m->q_off[4 * L]);
+    free(stage);
+    if (st)
+        return st;
     m->q_stale = 0;
     return PARLM_OK;
 }

@@ -214,6 +214,7 @@ typedef struct gemv_run {
     float **w;     /* `copies` f32 weight matrices, rows x cols */
     uint16_t **wh; /* and bf16 ones */
     uint8_t **w8, **w4; /* and Q8_0 / Q4_0 ones (quantized from the f32 copies) */
+    uint8_t **r8, **r4; /* and those repacked 8 rows at a time (parlm_qrepack) */
     const float *x;
     float *y;
 } gemv_run;
@@ -242,6 +243,20 @@ static void run_gemv_q4(void *p)
 {
     gemv_run *r = p;
     parlm_qgemv(PARLM_WT_Q4_0, r->rows, r->cols, r->w4[r->next++ % r->qcopies], r->x, r->y);
+}
+
+static void run_gemv_q8r(void *p)
+{
+    gemv_run *r = p;
+    parlm_qgemv_repacked(PARLM_WT_Q8_0, r->rows, r->cols, r->r8[r->next++ % r->qcopies], r->x,
+                         r->y);
+}
+
+static void run_gemv_q4r(void *p)
+{
+    gemv_run *r = p;
+    parlm_qgemv_repacked(PARLM_WT_Q4_0, r->rows, r->cols, r->r4[r->next++ % r->qcopies], r->x,
+                         r->y);
 }
 
 #ifdef PARLM_HAVE_OPENBLAS
@@ -286,15 +301,19 @@ int bench_gemv(bench_ctx *ctx)
         r.copies = budget / (n * 4) + 1;
         r.w = calloc((size_t)r.copies, sizeof *r.w);
         r.wh = calloc((size_t)r.copies, sizeof *r.wh);
-        uint64_t b8 = 0, b4 = 0; /* bytes of one Q8_0 / Q4_0 matrix */
+        uint64_t b8 = 0, b4 = 0, rb8 = 0, rb4 = 0; /* bytes of one Q8_0 / Q4_0 matrix */
         parlm_wtype_bytes(PARLM_WT_Q8_0, (uint64_t)n, &b8);
         parlm_wtype_bytes(PARLM_WT_Q4_0, (uint64_t)n, &b4);
+        parlm_qrepack_bytes(PARLM_WT_Q8_0, r.rows, r.cols, &rb8); /* = b8 for rows % 8 == 0 */
+        parlm_qrepack_bytes(PARLM_WT_Q4_0, r.rows, r.cols, &rb4);
         r.qcopies = budget / (int64_t)b4 + 1; /* the Q4 copies alone exceed the budget */
         r.w8 = calloc((size_t)r.qcopies, sizeof *r.w8);
         r.w4 = calloc((size_t)r.qcopies, sizeof *r.w4);
+        r.r8 = calloc((size_t)r.qcopies, sizeof *r.r8);
+        r.r4 = calloc((size_t)r.qcopies, sizeof *r.r4);
         float *x = parlm_alloc((size_t)r.cols, 4);
         r.y = parlm_alloc((size_t)r.rows, 4);
-        int ok = r.w && r.wh && r.w8 && r.w4 && x && r.y;
+        int ok = r.w && r.wh && r.w8 && r.w4 && r.r8 && r.r4 && x && r.y;
         for (int64_t c = 0; ok && c < r.copies; c++) {
             r.w[c] = parlm_alloc((size_t)n, 4);
             r.wh[c] = parlm_alloc((size_t)n, 2);
@@ -307,9 +326,13 @@ int bench_gemv(bench_ctx *ctx)
         for (int64_t c = 0; ok && c < r.qcopies; c++) {
             r.w8[c] = parlm_alloc((size_t)b8, 1);
             r.w4[c] = parlm_alloc((size_t)b4, 1);
-            ok = r.w8[c] && r.w4[c] &&
+            r.r8[c] = parlm_alloc((size_t)rb8, 1);
+            r.r4[c] = parlm_alloc((size_t)rb4, 1);
+            ok = r.w8[c] && r.w4[c] && r.r8[c] && r.r4[c] &&
                  parlm_quantize(PARLM_WT_Q8_0, r.w[c % r.copies], n, r.w8[c]) == PARLM_OK &&
-                 parlm_quantize(PARLM_WT_Q4_0, r.w[c % r.copies], n, r.w4[c]) == PARLM_OK;
+                 parlm_quantize(PARLM_WT_Q4_0, r.w[c % r.copies], n, r.w4[c]) == PARLM_OK &&
+                 parlm_qrepack(PARLM_WT_Q8_0, r.rows, r.cols, r.w8[c], r.r8[c]) == PARLM_OK &&
+                 parlm_qrepack(PARLM_WT_Q4_0, r.rows, r.cols, r.w4[c], r.r4[c]) == PARLM_OK;
         }
         if (ok) {
             fill(x, r.cols, 5u);
@@ -340,6 +363,12 @@ int bench_gemv(bench_ctx *ctx)
                 double tq4 = bench_time(run_gemv_q4, &r, ctx->min_time);
                 report_gemv(ctx, "parlm-q4_0", shape, threads, (double)b4, tq4, t16,
                             "parlm-bf16");
+                double tr8 = bench_time(run_gemv_q8r, &r, ctx->min_time);
+                report_gemv(ctx, "parlm-q8_0-r8", shape, threads, (double)rb8, tr8, t16,
+                            "parlm-bf16");
+                double tr4 = bench_time(run_gemv_q4r, &r, ctx->min_time);
+                report_gemv(ctx, "parlm-q4_0-r8", shape, threads, (double)rb4, tr4, t16,
+                            "parlm-bf16");
             }
         } else {
             fprintf(stderr, "gemv: cannot allocate %lld copies of %lldx%lld weights\n",
@@ -356,8 +385,13 @@ int bench_gemv(bench_ctx *ctx)
                 parlm_free(r.w8[c]);
             if (r.w4)
                 parlm_free(r.w4[c]);
+            if (r.r8)
+                parlm_free(r.r8[c]);
+            if (r.r4)
+                parlm_free(r.r4[c]);
         }
-        free(r.w), free(r.wh), free(r.w8), free(r.w4), parlm_free(x), parlm_free(r.y);
+        free(r.w), free(r.wh), free(r.w8), free(r.w4), free(r.r8), free(r.r4);
+        parlm_free(x), parlm_free(r.y);
         if (!ok)
             return 1;
     }

@@ -119,6 +119,44 @@ static inline qrint qr_dot_q4(const uint8_t *ch, const int8_t *x, int32_t s)
     return _mm256_sub_epi32(_mm256_add_epi32(a0, a1), _mm256_set1_epi32(8 * s));
 }
 
+/* Two groups against one block of x: each broadcast of x serves 16 rows */
+#define QR_PAIR 1
+static inline void qr_dot2(const uint8_t *c0, const uint8_t *c1, const int8_t *x, int32_t s,
+                           int q4, qrint *d0, qrint *d1)
+{
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, b0 = a0, b1 = a0;
+    if (q4) {
+        const __m256i m4 = _mm256_set1_epi8(15);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(c0 + 32 * c));
+            __m256i u = _mm256_loadu_si256((const __m256i *)(c1 + 32 * c));
+            a0 = qr_dot4u(a0, _mm256_and_si256(v, m4), x + 4 * c);
+            b0 = qr_dot4u(b0, _mm256_and_si256(u, m4), x + 4 * c);
+            a1 = qr_dot4u(a1, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), x + 16 + 4 * c);
+            b1 = qr_dot4u(b1, _mm256_and_si256(_mm256_srli_epi16(u, 4), m4), x + 16 + 4 * c);
+        }
+        s *= 8;
+    } else {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+        for (int c = 0; c < 8; c += 2) {
+            __m256i x0 = qr_bcast4(x + 4 * c), x1 = qr_bcast4(x + 4 * c + 4);
+            a0 = _mm256_dpbusd_epi32(a0, _mm256_loadu_si256((const __m256i *)(c0 + 32 * c)), x0);
+            b0 = _mm256_dpbusd_epi32(b0, _mm256_loadu_si256((const __m256i *)(c1 + 32 * c)), x0);
+            a1 = _mm256_dpbusd_epi32(a1, _mm256_loadu_si256((const __m256i *)(c0 + 32 * c + 32)), x1);
+            b1 = _mm256_dpbusd_epi32(b1, _mm256_loadu_si256((const __m256i *)(c1 + 32 * c + 32)), x1);
+        }
+        s *= 128;
+#else
+        *d0 = qr_dot_q8(c0, x, s);
+        *d1 = qr_dot_q8(c1, x, s);
+        return;
+#endif
+    }
+    __m256i o = _mm256_set1_epi32(s);
+    *d0 = _mm256_sub_epi32(_mm256_add_epi32(a0, a1), o);
+    *d1 = _mm256_sub_epi32(_mm256_add_epi32(b0, b1), o);
+}
+
 /* the 8 rows' f16 scales times x's scale */
 static inline qracc qr_scales(const uint8_t *d, float dx)
 {

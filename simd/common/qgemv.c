@@ -77,14 +77,48 @@ static inline qrint qr_dot(const uint8_t *ch, const parlm_q8x *xb, int q4)
     return q4 ? qr_dot_q4(ch, xb->q, xb->s) : qr_dot_q8(ch, xb->q, xb->s);
 }
 
-/* Rows repacked 8 at a time: a group's 8 rows are one vector of sums. Even and odd blocks
- * in two accumulators, as above; a group partly in [r0, r1) is computed whole (each lane
- * is its own row, so a row's bits do not depend on the range) and stored in part. */
+/* Rows repacked 8 at a time: a group's 8 rows are one vector of sums. Where vec_q.h has
+ * qr_dot2 (x86), two groups go together and share x's broadcasts (20-30% faster than one
+ * at a time on Cascade Lake, in cache); a last single group takes even and odd blocks in
+ * two accumulators, as above. A group partly in [r0, r1) is computed whole and stored in
+ * part; each lane is its own row with exact integer dots, so a row's bits depend neither
+ * on the range nor on which of the two loops took it. */
 static inline void qr_gemv(int64_t r0, int64_t r1, int64_t k, const void *w,
                            const parlm_q8x *qx, float alpha, float beta, float *y, int q4)
 {
     const int64_t nb = k / 32, gb = q4 ? PARLM_Q4R_BLOCK : PARLM_Q8R_BLOCK;
-    for (int64_t g = r0 / 8; g * 8 < r1; g++) {
+    int64_t g = r0 / 8;
+#ifdef QR_PAIR
+    for (; g * 8 + 8 < r1; g += 2) {
+        const uint8_t *p = (const uint8_t *)w + g * nb * gb, *p1 = p + nb * gb;
+        /* even and odd blocks of each group in two sums, as the single-group loop */
+        qracc e0 = qracc_zero(), o0 = e0, e1 = e0, o1 = e0;
+        qrint d0, d1;
+        int64_t b = 0;
+        for (; b + 2 <= nb; b += 2, p += 2 * gb, p1 += 2 * gb) {
+            qr_dot2(p + 16, p1 + 16, qx[b].q, qx[b].s, q4, &d0, &d1);
+            e0 = qracc_fma(e0, qr_scales(p, qx[b].d), d0);
+            e1 = qracc_fma(e1, qr_scales(p1, qx[b].d), d1);
+            qr_dot2(p + gb + 16, p1 + gb + 16, qx[b + 1].q, qx[b + 1].s, q4, &d0, &d1);
+            o0 = qracc_fma(o0, qr_scales(p + gb, qx[b + 1].d), d0);
+            o1 = qracc_fma(o1, qr_scales(p1 + gb, qx[b + 1].d), d1);
+        }
+        if (b < nb) {
+            qr_dot2(p + 16, p1 + 16, qx[b].q, qx[b].s, q4, &d0, &d1);
+            e0 = qracc_fma(e0, qr_scales(p, qx[b].d), d0);
+            e1 = qracc_fma(e1, qr_scales(p1, qx[b].d), d1);
+        }
+        float out[16];
+        qracc_store(out, qracc_add(e0, o0));
+        qracc_store(out + 8, qracc_add(e1, o1));
+        int64_t j0 = r0 > 8 * g ? r0 - 8 * g : 0, j1 = r1 - 8 * g < 16 ? r1 - 8 * g : 16;
+        for (int64_t j = j0; j < j1; j++) {
+            float *yi = y + (8 * g + j - r0);
+            *yi = beta == 0.0f ? alpha * out[j] : alpha * out[j] + beta * *yi;
+        }
+    }
+#endif
+    for (; g * 8 < r1; g++) {
         const uint8_t *p = (const uint8_t *)w + g * nb * gb;
         qracc a0 = qracc_zero(), a1 = qracc_zero();
         int64_t b = 0;

@@ -83,8 +83,9 @@ PARLM_API parlm_status parlm_gpt_set_bf16(parlm_gpt *m, int on);
 
 /* Decode (one-token parlm_gpt_infer calls) on 8- or 4-bit weights: type PARLM_WT_Q8_0 or
  * PARLM_WT_Q4_0 (parlm/quant.h) keeps a copy of every layer's four matrices and of the LM
- * head in ggml's blocks, re-made after the parameters change, and runs the products as
- * integer dots against the input row quantized to 8 bits per 32 (as parlm_qgemv): about
+ * head in ggml's blocks (repacked 8 rows at a time, as parlm_qrepack), re-made after the
+ * parameters change, and runs the products as integer dots against the input row
+ * quantized to 8 bits per 32 (as parlm_qgemv_repacked): about
  * 0.27 (Q8_0) or 0.14 (Q4_0) of f32's weight traffic. PARLM_WT_F32 turns it off (decode
  * then follows parlm_gpt_set_bf16). Prefill, training and the f32 master weights are
  * unchanged. The products' input widths (n_embd, and on a tensor-parallel shard

@@ -565,12 +565,14 @@ static int tokenize_text(const char *pattern, const parlm_tokenizer *tok, int64_
 
 /* ---- --plan: the planner picks the layout ------------------------------------------------ */
 
-/* The node this runs on, as the planner sees it: every core and all memory, ranks packed
- * on nodes; oversubscribed (more ranks than cores) counts a core per rank, as threads
- * then take turns. Link names are those `parlm-bench calibrate` measures. */
-static parlm_plan_cluster this_cluster(const world *w)
+/* The node this runs on, as the planner sees it: the cores the run will use (--threads N
+ * per rank: N x its ranks on the node; else every core) and all memory, ranks packed on
+ * nodes; oversubscribed (more ranks than cores) counts a core per rank, as threads then
+ * take turns. Link names are those `parlm-bench calibrate` measures. */
+static parlm_plan_cluster this_cluster(const world *w, int threads)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN), pages = sysconf(_SC_PHYS_PAGES);
+    long cores = threads > 0 ? (long)threads * w->local_size : sysconf(_SC_NPROCESSORS_ONLN);
+    long pages = sysconf(_SC_PHYS_PAGES);
     long page = sysconf(_SC_PAGESIZE);
     int nodes = 1;
 #ifdef PARLM_HAVE_MPI
@@ -641,7 +643,7 @@ static plan_choice choose_layout(const opts *o, const world *w, int vocab)
     int n = 0;
     if (!strcmp(o->plan, "auto")) {
         parlm_plan_profile pr;
-        parlm_plan_cluster cl = this_cluster(w);
+        parlm_plan_cluster cl = this_cluster(w, o->threads);
         if (parlm_plan_profile_load(o->profile, &pr) != PARLM_OK ||
             parlm_plan_enumerate(&pr, &cl, &rq, &e, &n) != PARLM_OK) {
             fprintf(stderr, "parlm-train: --plan auto: %s\n", parlm_last_error());

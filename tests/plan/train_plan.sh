@@ -42,9 +42,9 @@ grep -q "^step     2/2" "$work/auto.txt" && grep -q "the plan predicted" "$work/
     { cat "$work/auto.txt"; exit 1; }
 tp=$(sed -n 's/^plan: auto chose dp [0-9]* x tp \([0-9]*\) x .*/\1/p' "$work/auto.txt")
 # the planner's own file for the same run: the same choice. Cores as parlm-train counts
-# them (online CPUs): nproc would obey the OMP_NUM_THREADS=1 exported above
-cores=$(getconf _NPROCESSORS_ONLN)
-[ "$cores" -ge "$np" ] || cores=$np
+# them: --threads 1 on each of the np ranks (not the machine's cores: on one rank, planning
+# all of them predicted another step time)
+cores=$np
 cat > "$work/cluster.json" <<JSON
 {"nodes": 1, "sockets": 1, "cores_per_socket": $cores, "memory_per_node": 4e9,
  "intra_link": "shm", "inter_link": "shm"}

@@ -2,9 +2,12 @@
  * forward, then each new token costs one forward of one position against the KV cache.
  * Prints prefill and decode speed (tokens/s) at the end. With --tp N under mpirun, N ranks
  * hold one tensor-parallel shard each (1/N of the weights, streamed per token) and compute
- * the same logits, so every rank samples the same token; rank 0 prints. */
+ * the same logits, so every rank samples the same token; rank 0 prints. With --perplexity
+ * it scores a token shard instead, one decode step a token: the weights the decode uses
+ * (f32, bf16, Q8_0, Q4_0) are the ones measured. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +38,11 @@ static void usage(FILE *f)
         "  --threads N        OpenMP threads (default: all cores; under mpirun, the rank's share)\n"
         "  --tp N             tensor parallelism over N ranks (mpirun -np N; the model's heads\n"
         "                     and padded vocabulary must divide by N)\n"
+        "  --perplexity SHARD score a token shard (parlm-prepare's, e.g. its validation split)\n"
+        "                     instead of generating: windows of the context length, each token\n"
+        "                     predicted by one decode step; prints loss (nats/token) and\n"
+        "                     perplexity\n"
+        "  --eval-tokens N    tokens --perplexity predicts (default 8192; 0 = the whole shard)\n"
         "  -h, --help\n"
         "Generation stops at end-of-text or after --max-tokens or at the context length.\n");
 }
@@ -103,11 +111,75 @@ static int to_shard(parlm_gpt **m, int tp, int rank, parlm_comm *comm, parlm_gpt
 }
 #endif
 
+/* --perplexity: mean negative log-likelihood of the shard's tokens, each predicted from the
+ * ones before it in its window (windows of the context length, overlapping by one token so
+ * every pair is scored), one parlm_gpt_infer step a token as decode runs it. */
+static int perplexity(parlm_gpt *m, const char *path, int64_t want, int rank, const char *wname)
+{
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    uint16_t *t = NULL;
+    size_t n = 0;
+    if (parlm_shard_read(path, &t, &n) != PARLM_OK) {
+        fprintf(stderr, "parlm-generate: --perplexity: %s\n", parlm_last_error());
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (t[i] >= c.vocab) {
+            fprintf(stderr, "parlm-generate: --perplexity %s: token %zu is %u, outside the "
+                    "model's vocabulary of %d\n", path, i, t[i], c.vocab);
+            parlm_free(t);
+            return 1;
+        }
+    if (n < 2) {
+        fprintf(stderr, "parlm-generate: --perplexity %s: %zu token(s), nothing to predict\n",
+                path, n);
+        parlm_free(t);
+        return 1;
+    }
+    float *logits = malloc((size_t)c.vocab_pad * sizeof *logits);
+    if (!logits) {
+        parlm_free(t);
+        return 1;
+    }
+    double nll = 0, t0 = now();
+    int64_t count = 0;
+    parlm_status st = PARLM_OK;
+    for (size_t start = 0; start + 1 < n && (want == 0 || count < want) && st == PARLM_OK;
+         start += (size_t)c.max_seq - 1) {
+        size_t len = n - start < (size_t)c.max_seq ? n - start : (size_t)c.max_seq;
+        for (size_t i = 0; i + 1 < len && (want == 0 || count < want); i++) {
+            int32_t in = t[start + i];
+            if ((st = parlm_gpt_infer(m, &in, 1, (int)i, logits)) != PARLM_OK)
+                break;
+            double mx = logits[0], sum = 0;
+            for (int v = 1; v < c.vocab; v++)
+                mx = logits[v] > mx ? logits[v] : mx;
+            for (int v = 0; v < c.vocab; v++)
+                sum += exp(logits[v] - mx);
+            nll += mx + log(sum) - logits[t[start + i + 1]];
+            count++;
+        }
+    }
+    double sec = now() - t0;
+    free(logits);
+    parlm_free(t);
+    if (st != PARLM_OK) {
+        fprintf(stderr, "parlm-generate: --perplexity: %s\n", parlm_last_error());
+        return 1;
+    }
+    if (rank == 0)
+        printf("perplexity %s: %lld tokens, loss %.6f nats/token, perplexity %.4f (%s weights, "
+               "%.1f tokens/s)\n", path, (long long)count, nll / count, exp(nll / count), wname,
+               count / sec);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *ckpt = NULL, *prompt = NULL, *encoder = NULL, *vocab = NULL, *llmc_tok = NULL;
     int max_tokens = 200, top_k = 40, bf16 = 0, threads = 0, tp = 1, rank = 0;
-    const char *dtype_name = NULL;
+    const char *dtype_name = NULL, *ppl = NULL;
+    int64_t eval_tokens = 8192;
     parlm_wtype dtype = PARLM_WT_F32;
     double temperature = 0.8, top_p = 0.95;
     uint64_t seed = 42;
@@ -119,7 +191,8 @@ int main(int argc, char **argv)
         CLI_I("--threads", &threads, 0, 4096, 0), CLI_I("--tp", &tp, 1, 4096, 0),
         CLI_D("--temperature", &temperature, 0, 1e6, 0), CLI_D("--top-p", &top_p, 1e-9, 1, 0),
         CLI_U64("--seed", &seed, 0), CLI_F("--bf16", &bf16, 0),
-        CLI_S("--decode-type", &dtype_name, 0),
+        CLI_S("--decode-type", &dtype_name, 0), CLI_S("--perplexity", &ppl, 0),
+        CLI_I64("--eval-tokens", &eval_tokens, 0, INT64_MAX, 0),
     };
     cli cl = {"parlm-generate", table, (int)(sizeof table / sizeof table[0]), usage, NULL, 0};
     int rc = cli_parse(&cl, argc, argv);
@@ -196,6 +269,23 @@ int main(int argc, char **argv)
         return 1;
 #endif
     parlm_gpt_config c = parlm_gpt_get_config(m);
+    if (ppl) { /* scores token ids: no tokenizer needed */
+        int prc = 1;
+        const char *wname = dtype != PARLM_WT_F32 ? parlm_wtype_name(dtype) : bf16 ? "bf16" : "f32";
+        if ((bf16 && parlm_gpt_set_bf16(m, 1) != PARLM_OK) ||
+            (dtype != PARLM_WT_F32 && parlm_gpt_set_decode_type(m, dtype) != PARLM_OK))
+            fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
+        else
+            prc = perplexity(m, ppl, eval_tokens, rank, wname);
+        parlm_gpt_free(m);
+#if PARLM_WITH_MPI
+        if (comm) {
+            parlm_comm_free(comm);
+            parlm_dist_finalize();
+        }
+#endif
+        return prc;
+    }
     if (!encoder && !llmc_tok && c.vocab > 256) { /* the byte tokenizer would print nothing */
         fprintf(stderr, "parlm-generate: %s has a vocabulary of %d tokens, not bytes: pass its "
                 "tokenizer files, --encoder encoder.json --vocab vocab.bpe (GPT-2) or "

@@ -151,6 +151,31 @@ check "temp dir removed after a good run" "test -z \"\$(ls -A '$work/tmp')\""
 expect 1 "$work/none/parlm-train-" env TMPDIR="$work/none" "$bin/parlm-train" \
     --data "$work/corpus.txt" --model tiny -b 2 -t 16 --steps 1 --threads 1
 
+echo "== perplexity: the decode's weights scored on a validation shard"
+"$bin/parlm-prepare" --out "$work/pp" --val-tokens 2000 "$work/corpus.txt" > /dev/null 2>&1
+expect 0 "checkpoint:" "$bin/parlm-train" --data "$work/pp/corpus_train_*.bin" --model tiny \
+    --steps 20 -b 4 -t 64 --sample-every 0 --val-every 0 --threads 1 --ckpt-dir "$work/pr"
+for w in f32 q8_0 q4_0; do
+    d=""
+    [ "$w" = f32 ] || d="--decode-type $w"
+    # shellcheck disable=SC2086
+    expect 0 "tokens, loss" "$bin/parlm-generate" --ckpt "$work/pr" --threads 1 \
+        --perplexity "$work/pp/corpus_val_000000.bin" --eval-tokens 400 $d
+    sed -n "s/.*: 400 tokens, loss \([0-9.]*\) nats.*($w weights.*/\1/p" "$work/out.txt" > "$work/loss_$w"
+done
+# 8-bit within 1% of f32 and 4-bit within 5% (issue 12's perplexity bounds, on this model's
+# loss); both must differ from f32, or the quantized weights were not used
+check "q8_0 / q4_0 losses near f32's, and not equal to it" "awk -v f=\$(cat '$work/loss_f32') \
+    -v a=\$(cat '$work/loss_q8_0') -v b=\$(cat '$work/loss_q4_0') 'BEGIN { d8 = (a - f) / f;
+    d4 = (b - f) / f; if (d8 < 0) d8 = -d8; if (d4 < 0) d4 = -d4;
+    exit !(f > 0 && d8 < 0.01 && d4 < 0.05 && a != f && b != f) }'"
+expect 1 "--perplexity: $work/none.bin" "$bin/parlm-generate" --ckpt "$work/pr" \
+    --perplexity "$work/none.bin"
+# a shard of another vocabulary: token 300 in a byte model
+python3 -c 'import struct, sys; open(sys.argv[1], "wb").write(struct.pack("<256i", 20240520, 1, 3, *[0] * 253) + struct.pack("<3H", 65, 300, 66))' "$work/big.bin"
+expect 1 "big.bin: token 1 is 300, outside the model's vocabulary of 256" "$bin/parlm-generate" \
+    --ckpt "$work/pr" --perplexity "$work/big.bin"
+
 echo "== GPT-2 vocabulary: vocab.bpe checked, generate needs the tokenizer"
 gpt2=${PARLM_SHARED_DATA:-}/gpt2
 if [ -n "${PARLM_SHARED_DATA:-}" ] && [ -f "$gpt2/vocab.bpe" ]; then

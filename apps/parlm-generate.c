@@ -269,22 +269,21 @@ int main(int argc, char **argv)
         return 1;
 #endif
     parlm_gpt_config c = parlm_gpt_get_config(m);
+    const char *wname = dtype != PARLM_WT_F32 ? parlm_wtype_name(dtype) : bf16 ? "bf16" : "f32";
+    if (bf16 && parlm_gpt_set_bf16(m, 1) != PARLM_OK) {
+        fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
+        return 1;
+    }
+    if (dtype != PARLM_WT_F32 && parlm_gpt_set_decode_type(m, dtype) != PARLM_OK) {
+        fprintf(stderr, "parlm-generate: --decode-type %s: %s\n", dtype_name, parlm_last_error());
+        return 1;
+    }
+    parlm_tokenizer *tok = NULL;
+    int32_t *ctx = NULL;
+    float *logits = NULL;
     if (ppl) { /* scores token ids: no tokenizer needed */
-        int prc = 1;
-        const char *wname = dtype != PARLM_WT_F32 ? parlm_wtype_name(dtype) : bf16 ? "bf16" : "f32";
-        if ((bf16 && parlm_gpt_set_bf16(m, 1) != PARLM_OK) ||
-            (dtype != PARLM_WT_F32 && parlm_gpt_set_decode_type(m, dtype) != PARLM_OK))
-            fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
-        else
-            prc = perplexity(m, ppl, eval_tokens, rank, wname);
-        parlm_gpt_free(m);
-#if PARLM_WITH_MPI
-        if (comm) {
-            parlm_comm_free(comm);
-            parlm_dist_finalize();
-        }
-#endif
-        return prc;
+        rc = perplexity(m, ppl, eval_tokens, rank, wname);
+        goto done;
     }
     if (!encoder && !llmc_tok && c.vocab > 256) { /* the byte tokenizer would print nothing */
         fprintf(stderr, "parlm-generate: %s has a vocabulary of %d tokens, not bytes: pass its "
@@ -293,7 +292,6 @@ int main(int argc, char **argv)
         parlm_gpt_free(m);
         return 1;
     }
-    parlm_tokenizer *tok = NULL;
     parlm_status st = encoder    ? parlm_tokenizer_load_gpt2(&tok, encoder, vocab)
                       : llmc_tok ? parlm_tokenizer_load_llmc(&tok, llmc_tok)
                                  : parlm_tokenizer_bytes(&tok);
@@ -306,14 +304,6 @@ int main(int argc, char **argv)
                 "model needs --encoder/--vocab)\n", parlm_tokenizer_vocab_size(tok), c.vocab);
         return 1;
     }
-    if (bf16 && parlm_gpt_set_bf16(m, 1) != PARLM_OK) {
-        fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
-        return 1;
-    }
-    if (dtype != PARLM_WT_F32 && parlm_gpt_set_decode_type(m, dtype) != PARLM_OK) {
-        fprintf(stderr, "parlm-generate: --decode-type %s: %s\n", dtype_name, parlm_last_error());
-        return 1;
-    }
     /* the prompt: EOT (or a newline for byte models) then the prompt's tokens */
     int eot = parlm_tokenizer_eot(tok);
     int32_t *ids = NULL;
@@ -322,7 +312,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "parlm-generate: --prompt: %s\n", parlm_last_error());
         return 1;
     }
-    int32_t *ctx = malloc((size_t)(nids + 1) * sizeof *ctx);
+    ctx = malloc((size_t)(nids + 1) * sizeof *ctx);
     int n = 0;
     ctx[n++] = eot >= 0 ? eot : '\n';
     for (size_t i = 0; i < nids; i++)
@@ -333,7 +323,7 @@ int main(int argc, char **argv)
                 c.max_seq);
         return 1;
     }
-    float *logits = malloc((size_t)c.vocab_pad * sizeof *logits);
+    logits = malloc((size_t)c.vocab_pad * sizeof *logits);
     uint64_t rng = seed;
     if (prompt && rank == 0)
         fputs(prompt, stdout);
@@ -370,11 +360,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "prefill: %d tokens, %.1f tokens/s | decode: %d tokens, %.1f tokens/s "
                 "(%s weights, %d threads%s, %s kernels)\n", n, n / t_prefill, decoded,
                 decoded > 0 ? decoded / t_decode : 0.0,
-                dtype != PARLM_WT_F32 ? parlm_wtype_name(dtype) : bf16 ? "bf16" : "f32",
+                wname,
                 omp_get_max_threads(), tp > 1 ? " per rank x tp" : "",
                 parlm_isa_name(parlm_isa_current()));
     if (rank == 0 && tp > 1)
         fprintf(stderr, "tensor parallelism: %d ranks, each with 1/%d of the weights\n", tp, tp);
+    rc = 0;
+done:
     free(ctx);
     free(logits);
     parlm_tokenizer_free(tok);
@@ -385,5 +377,5 @@ int main(int argc, char **argv)
         parlm_dist_finalize();
     }
 #endif
-    return 0;
+    return rc;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # .ci/fuzz.sh — coverage-guided fuzzing of parlm's file parsers (and of parlm-serve's
-# request parser) with libFuzzer for a
+# request parser and the planner's JSON files) with libFuzzer for a
 # bounded time (FUZZ_SECONDS, default 60). Builds an instrumented
 # library with clang (-fsanitize=fuzzer-no-link,address,undefined) out of tree in
 # build-fuzz/, seeds the corpus with valid files, and fails on any crash or report.
@@ -19,7 +19,7 @@ if [ ! -f build-fuzz/config.status ]; then
     (cd build-fuzz && ../configure -q CC="$CLANG" CFLAGS="-g -O1 $san -Wno-pass-failed" --disable-shared)
 fi
 make -C build-fuzz -j"$(nproc)" lib/libparlm_core.la lib/libparlm_serve.la apps/parlm-prepare \
-    tests/io/gguf_tool >/dev/null
+    apps/parlm-plan tests/io/gguf_tool >/dev/null
 hw=$(pkg-config --libs hwloc) ob=$(pkg-config --libs openblas 2>/dev/null || true) mpi=$(pkg-config --libs ompi-c) js=$(pkg-config --libs jansson)
 # shellcheck disable=SC2086
 "$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Ibuild-fuzz/include \
@@ -33,6 +33,10 @@ hw=$(pkg-config --libs hwloc) ob=$(pkg-config --libs openblas 2>/dev/null || tru
 "$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Ibuild-fuzz/include \
     tests/fuzz/fuzz_request.c build-fuzz/lib/.libs/libparlm_serve.a \
     build-fuzz/lib/.libs/libparlm_core.a $hw $js $ob $mpi -lm -o build-fuzz/fuzz_request
+# shellcheck disable=SC2086
+"$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Ibuild-fuzz/include \
+    tests/fuzz/fuzz_plan.c build-fuzz/lib/.libs/libparlm_core.a $hw $js $ob $mpi -lm \
+    -o build-fuzz/fuzz_plan
 
 # seeds: one valid file per parser, prefixed with its selector byte
 corpus=build-fuzz/corpus
@@ -92,3 +96,16 @@ done
 build-fuzz/fuzz_request -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix=build-fuzz/request- "$rcorpus" 2> build-fuzz/fuzz-request.log || { tail -40 build-fuzz/fuzz-request.log; exit 1; }
 echo "fuzz request: $(sed -n 's/^stat::number_of_executed_units: *//p' build-fuzz/fuzz-request.log) inputs in ${secs}s, no crash"
+
+# the planner's JSON files: the example profile and cluster, and a plan parlm-plan wrote
+pcorpus=build-fuzz/corpus-plan
+rm -rf "$pcorpus" && mkdir -p "$pcorpus"
+{ printf '\0'; cat apps/plan/example-profile.json; } > "$pcorpus/profile"
+{ printf '\1'; cat apps/plan/example-cluster.json; } > "$pcorpus/cluster"
+build-fuzz/apps/parlm-plan --profile apps/plan/example-profile.json --cluster \
+    apps/plan/example-cluster.json --model tiny --global-batch 8 --seq 16 --ranks 4 \
+    --json build-fuzz/seed-plan.json >/dev/null
+{ printf '\2'; cat build-fuzz/seed-plan.json; } > "$pcorpus/plan"
+build-fuzz/fuzz_plan -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix=build-fuzz/plan- "$pcorpus" 2> build-fuzz/fuzz-plan.log || { tail -40 build-fuzz/fuzz-plan.log; exit 1; }
+echo "fuzz plan: $(sed -n 's/^stat::number_of_executed_units: *//p' build-fuzz/fuzz-plan.log) inputs in ${secs}s, no crash"

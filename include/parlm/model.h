@@ -30,15 +30,31 @@ typedef struct parlm_gpt_config {
     int max_seq;    /* maxT, rows of wpe */
     int vocab;      /* V, real vocabulary */
     int vocab_pad;  /* Vp >= V, a multiple of 128 (0 in a request: computed) */
+    /* The Llama family (RMSNorm, rotary positions, SwiGLU MLP, grouped-query attention, no
+     * biases, no position table). A GPT-2 config leaves every field below 0, so that
+     * {L, NH, C, maxT, V} initializers stay GPT-2; in a Llama config 0 means the default. */
+    int arch;         /* parlm_arch */
+    int n_kv_head;    /* NKV heads of keys and values, dividing NH (0: NH) */
+    int ffn_hidden;   /* F, hidden units of the SwiGLU MLP (0: 4C) */
+    int untied_head;  /* 1: an LM head (Vp,C) of its own; 0: tied to the token embedding */
+    float rope_theta; /* rotary base (0: 10000) */
+    float rope_scale; /* linear position scaling, >= 1 (0: 1) */
+    float norm_eps;   /* RMSNorm epsilon (0: 1e-5) */
 } parlm_gpt_config;
+
+typedef enum parlm_arch { PARLM_ARCH_GPT2 = 0, PARLM_ARCH_LLAMA = 1 } parlm_arch;
 
 /* Presets by depth, as in llm.c: "d6" (L6 NH6 C384), "d12" (GPT-2 124M: L12 NH12 C768),
  * "d24" (L24 NH16 C1024), "d36", "d48"; and small ones for laptops and tests: "tiny" (L2
  * NH2 C64), "small" (L4 NH4 C256). Sets L, NH, C; keeps max_seq and vocab if nonzero,
- * else 1024 and 50257. */
+ * else 1024 and 50257. Llama presets (vocab 32000 unless set): "llama-15m" (L6 NH6 NKV2
+ * C288 F768, maxT 256), "llama-110m" (L12 NH12 C768 F2048, maxT 1024), both with a tied
+ * head; "tinyllama-1.1b" (L22 NH32 NKV4 C2048 F5632, maxT 2048) and "llama-7b" (L32 NH32
+ * C4096 F11008, maxT 4096), untied. Every field a preset does not set is reset to 0. */
 PARLM_API parlm_status parlm_gpt_preset(const char *name, parlm_gpt_config *cfg);
 
-/* Parameters a model of this config has (validating it, e.g. before trusting a file). */
+/* Parameters a model of this config has (validating it, e.g. before trusting a file).
+ * Llama: Vp C (+ Vp C untied head) + L (2C + 2C^2 + 2 C NKV hs + 3 C F) + C, hs = C/NH. */
 PARLM_API parlm_status parlm_gpt_config_num_params(const parlm_gpt_config *cfg, int64_t *n);
 
 typedef struct parlm_gpt parlm_gpt;

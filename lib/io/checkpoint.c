@@ -122,7 +122,8 @@ parlm_status parlm_llmc_read_header(const char *path, FILE *f, long long size,
     if (h[0] != PARLM_LLMC_MAGIC || (h[1] != 3 && h[1] != 5))
         return parlm_error(PARLM_EFORMAT, "%s: not an llm.c model file (magic %d version %d; "
                            "expected %d and 3 or 5)", path, h[0], h[1], PARLM_LLMC_MAGIC);
-    *cfg = (parlm_gpt_config){h[4], h[5], h[6], h[2], h[3], h[7]};
+    *cfg = (parlm_gpt_config){.n_layer = h[4], .n_head = h[5], .n_embd = h[6], .max_seq = h[2],
+                             .vocab = h[3], .vocab_pad = h[7]};
     *bf16 = h[1] == 5;
     int64_t P;
     if (parlm_gpt_config_num_params(cfg, &P) != PARLM_OK)
@@ -264,8 +265,9 @@ parlm_status parlm_ckpt_read_header(const char *path, FILE *f, long long size, u
     for (int i = H_L; i <= H_VP; i++)
         if (h[i] > (1u << 24))
             return parlm_error(PARLM_EFORMAT, "%s: corrupt model shape in header", path);
-    *cfg = (parlm_gpt_config){(int)h[H_L], (int)h[H_NH], (int)h[H_C], (int)h[H_MAXT],
-                              (int)h[H_V], (int)h[H_VP]};
+    *cfg = (parlm_gpt_config){.n_layer = (int)h[H_L], .n_head = (int)h[H_NH],
+                              .n_embd = (int)h[H_C], .max_seq = (int)h[H_MAXT],
+                              .vocab = (int)h[H_V], .vocab_pad = (int)h[H_VP]};
     int64_t P;
     if (parlm_gpt_config_num_params(cfg, &P) != PARLM_OK)
         return shape_error(path);

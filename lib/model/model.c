@@ -123,27 +123,86 @@ struct parlm_gpt {
 
 parlm_status parlm_gpt_preset(const char *name, parlm_gpt_config *cfg)
 {
-    static const struct { const char *name; int L, NH, C; } presets[] = {
-        {"tiny", 2, 2, 64},    {"small", 4, 4, 256},  {"d6", 6, 6, 384},
-        {"d12", 12, 12, 768},  {"d24", 24, 16, 1024}, {"d36", 36, 20, 1280},
-        {"d48", 48, 25, 1600},
+    static const struct {
+        const char *name;
+        int arch, L, NH, NKV, C, F, maxT, V, untied;
+    } presets[] = {
+        {"tiny", PARLM_ARCH_GPT2, 2, 2, 0, 64, 0, 1024, 50257, 0},
+        {"small", PARLM_ARCH_GPT2, 4, 4, 0, 256, 0, 1024, 50257, 0},
+        {"d6", PARLM_ARCH_GPT2, 6, 6, 0, 384, 0, 1024, 50257, 0},
+        {"d12", PARLM_ARCH_GPT2, 12, 12, 0, 768, 0, 1024, 50257, 0},
+        {"d24", PARLM_ARCH_GPT2, 24, 16, 0, 1024, 0, 1024, 50257, 0},
+        {"d36", PARLM_ARCH_GPT2, 36, 20, 0, 1280, 0, 1024, 50257, 0},
+        {"d48", PARLM_ARCH_GPT2, 48, 25, 0, 1600, 0, 1024, 50257, 0},
+        {"llama-15m", PARLM_ARCH_LLAMA, 6, 6, 2, 288, 768, 256, 32000, 0},
+        {"llama-110m", PARLM_ARCH_LLAMA, 12, 12, 12, 768, 2048, 1024, 32000, 0},
+        {"tinyllama-1.1b", PARLM_ARCH_LLAMA, 22, 32, 4, 2048, 5632, 2048, 32000, 1},
+        {"llama-7b", PARLM_ARCH_LLAMA, 32, 32, 32, 4096, 11008, 4096, 32000, 1},
     };
     if (!name || !cfg)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_preset: null argument");
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
         if (!strcmp(name, presets[i].name)) {
+            int maxT = cfg->max_seq > 0 ? cfg->max_seq : presets[i].maxT;
+            int V = cfg->vocab > 0 ? cfg->vocab : presets[i].V;
+            memset(cfg, 0, sizeof *cfg);
             cfg->n_layer = presets[i].L;
             cfg->n_head = presets[i].NH;
             cfg->n_embd = presets[i].C;
-            if (cfg->max_seq <= 0)
-                cfg->max_seq = 1024;
-            if (cfg->vocab <= 0)
-                cfg->vocab = 50257;
-            cfg->vocab_pad = 0;
+            cfg->max_seq = maxT;
+            cfg->vocab = V;
+            cfg->arch = presets[i].arch;
+            cfg->n_kv_head = presets[i].NKV;
+            cfg->ffn_hidden = presets[i].F;
+            cfg->untied_head = presets[i].untied;
             return PARLM_OK;
         }
     return parlm_error(PARLM_EINVAL, "unknown model preset '%s' (tiny, small, d6, d12, d24, d36, "
-                       "d48)", name);
+                       "d48, llama-15m, llama-110m, tinyllama-1.1b, llama-7b)", name);
+}
+
+/* The Llama fields: a GPT-2 config has none of them; a Llama one gets its defaults. */
+static parlm_status check_arch(parlm_gpt_config *c)
+{
+    if (c->arch == PARLM_ARCH_GPT2) {
+        if (c->n_kv_head || c->ffn_hidden || c->untied_head || c->rope_theta != 0.0f ||
+            c->rope_scale != 0.0f || c->norm_eps != 0.0f)
+            return parlm_error(PARLM_EINVAL, "model config: a GPT-2 config sets none of "
+                               "n_kv_head, ffn_hidden, untied_head, rope_theta, rope_scale, "
+                               "norm_eps (got %d, %d, %d, %g, %g, %g)", c->n_kv_head,
+                               c->ffn_hidden, c->untied_head, c->rope_theta, c->rope_scale,
+                               c->norm_eps);
+        return PARLM_OK;
+    }
+    if (c->arch != PARLM_ARCH_LLAMA)
+        return parlm_error(PARLM_EINVAL, "model config: unknown architecture %d (0 gpt2, "
+                           "1 llama)", c->arch);
+    if (c->n_kv_head == 0)
+        c->n_kv_head = c->n_head;
+    if (c->n_kv_head < 1 || c->n_head % c->n_kv_head)
+        return parlm_error(PARLM_EINVAL, "model config: %d KV heads do not divide %d heads",
+                           c->n_kv_head, c->n_head);
+    if (c->ffn_hidden == 0)
+        c->ffn_hidden = 4 * c->n_embd;
+    if (c->ffn_hidden < 1 || c->ffn_hidden > (1 << 18))
+        return parlm_error(PARLM_EINVAL, "model config: ffn_hidden %d out of range 1..%d",
+                           c->ffn_hidden, 1 << 18);
+    if (c->untied_head != 0 && c->untied_head != 1)
+        return parlm_error(PARLM_EINVAL, "model config: untied_head %d is not 0 or 1",
+                           c->untied_head);
+    if (c->rope_theta == 0.0f)
+        c->rope_theta = 10000.0f;
+    if (c->rope_scale == 0.0f)
+        c->rope_scale = 1.0f;
+    if (c->norm_eps == 0.0f)
+        c->norm_eps = 1e-5f;
+    if (!(c->rope_theta > 1.0f && c->rope_theta < 1e9f) ||
+        !(c->rope_scale >= 1.0f && c->rope_scale <= 1024.0f) ||
+        !(c->norm_eps > 0.0f && c->norm_eps < 1.0f))
+        return parlm_error(PARLM_EINVAL, "model config: rope_theta %g (1..1e9), rope_scale %g "
+                           "(1..1024) or norm_eps %g (0..1) out of range", c->rope_theta,
+                           c->rope_scale, c->norm_eps);
+    return PARLM_OK;
 }
 
 static parlm_status check_config(parlm_gpt_config *c)
@@ -165,7 +224,7 @@ static parlm_status check_config(parlm_gpt_config *c)
     if (c->vocab_pad < c->vocab)
         return parlm_error(PARLM_EINVAL, "model config: padded vocab %d < vocab %d", c->vocab_pad,
                            c->vocab);
-    return PARLM_OK;
+    return check_arch(c);
 }
 
 parlm_status parlm_gpt_config_num_params(const parlm_gpt_config *cfg, int64_t *n)
@@ -177,6 +236,12 @@ parlm_status parlm_gpt_config_num_params(const parlm_gpt_config *cfg, int64_t *n
     if (st != PARLM_OK)
         return st;
     int64_t C = c.n_embd; /* the sizes are bounded by check_config: no overflow */
+    if (c.arch == PARLM_ARCH_LLAMA) {
+        int64_t kv = C / c.n_head * c.n_kv_head, F = c.ffn_hidden;
+        *n = (int64_t)c.vocab_pad * C * (1 + c.untied_head) +
+             c.n_layer * (2 * C + 2 * C * C + 2 * C * kv + 3 * C * F) + C;
+        return PARLM_OK;
+    }
     *n = ((int64_t)c.vocab_pad + c.max_seq) * C + c.n_layer * (12 * C * C + 13 * C) + 2 * C;
     return PARLM_OK;
 }
@@ -416,6 +481,9 @@ parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg
     parlm_status st = check_config(&c);
     if (st != PARLM_OK)
         return st;
+    if (c.arch != PARLM_ARCH_GPT2)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_create: this build has the Llama "
+                           "configs (sizes, planner) but not yet their model code");
     parlm_gpt_shard whole = {1, 0, 0, c.n_layer};
     if (!sh)
         sh = &whole;
@@ -520,7 +588,7 @@ parlm_status parlm_gpt_set_tp_comm(parlm_gpt *m, const parlm_gpt_tp_comm *comm)
 
 parlm_gpt_config parlm_gpt_get_config(const parlm_gpt *m)
 {
-    parlm_gpt_config z = {0, 0, 0, 0, 0, 0};
+    parlm_gpt_config z = {0};
     return m ? m->cfg : z;
 }
 int64_t parlm_gpt_num_params(const parlm_gpt *m) { return m ? m->nparams : 0; }

@@ -25,7 +25,7 @@ static void teardown(void) { ck_assert_int_eq(tu_rmtree(dir), 0); }
 
 static parlm_gpt *model(uint64_t seed)
 {
-    parlm_gpt_config cfg = {2, 2, 16, 12, 30, 0};
+    parlm_gpt_config cfg = {.n_layer = 2, .n_head = 2, .n_embd = 16, .max_seq = 12, .vocab = 30};
     parlm_gpt *m;
     ck_assert_int_eq(parlm_gpt_create(&m, &cfg, seed), PARLM_OK);
     return m;

@@ -18,7 +18,8 @@
 #include "ckpt_fixture.h"
 
 static char dir[64];
-static const parlm_gpt_config CFG = {4, 2, 32, 16, 200, 0}; /* L4 NH2 C32, V200 (Vp 256) */
+static const parlm_gpt_config CFG = {.n_layer = 4, .n_head = 2, .n_embd = 32,
+                                     .max_seq = 16, .vocab = 200}; /* L4 NH2 C32, V200 (Vp 256) */
 
 static void setup(void) { ck_assert_int_eq(tu_mkdtemp(dir, sizeof dir, "parlm-ckpt-shards"), 0); }
 

@@ -27,7 +27,9 @@ static int fail(const char *what)
 static int prepare(const char *dir)
 {
     char path[4096];
-    parlm_gpt_config cfg = {2, 2, 64, 32, V, 320}; /* the shape of --model tiny */
+    /* the shape of --model tiny */
+    parlm_gpt_config cfg = {.n_layer = 2, .n_head = 2, .n_embd = 64,
+                            .max_seq = 32, .vocab = V, .vocab_pad = 320};
     parlm_gpt *m;
     if (parlm_gpt_create(&m, &cfg, 7) != PARLM_OK)
         return fail("create");

@@ -15,7 +15,8 @@
 
 static parlm_gpt *tiny(int L, int NH, int C, int maxT, int V, int Vp, uint64_t seed)
 {
-    parlm_gpt_config cfg = {L, NH, C, maxT, V, Vp};
+    parlm_gpt_config cfg = {.n_layer = L, .n_head = NH, .n_embd = C,
+                            .max_seq = maxT, .vocab = V, .vocab_pad = Vp};
     parlm_gpt *m;
     ck_assert_msg(parlm_gpt_create(&m, &cfg, seed) == PARLM_OK, "%s", parlm_last_error());
     return m;
@@ -670,7 +671,7 @@ END_TEST
 
 START_TEST(bad_input)
 {
-    parlm_gpt_config cfg = {2, 3, 64, 16, 50, 0};
+    parlm_gpt_config cfg = {.n_layer = 2, .n_head = 3, .n_embd = 64, .max_seq = 16, .vocab = 50};
     parlm_gpt *m;
     ck_assert_int_eq(parlm_gpt_create(&m, &cfg, 1), PARLM_EINVAL); /* 64 % 3 */
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "heads"));
@@ -683,7 +684,7 @@ START_TEST(bad_input)
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "d13"));
     ck_assert_int_eq(parlm_gpt_preset("d12", &cfg), PARLM_OK);
     ck_assert_int_eq(cfg.n_embd, 768);
-    cfg = (parlm_gpt_config){2, 2, 16, 8, 20, 0};
+    cfg = (parlm_gpt_config){.n_layer = 2, .n_head = 2, .n_embd = 16, .max_seq = 8, .vocab = 20};
     ck_assert_int_eq(parlm_gpt_create(&m, &cfg, 1), PARLM_OK);
     int32_t in[8] = {0, 1, 2, 3, 4, 5, 6, 7}, tg[8] = {1, 2, 3, 4, 5, 6, 7, 20};
     float loss;
@@ -697,6 +698,50 @@ START_TEST(bad_input)
     ck_assert_int_eq(parlm_gpt_forward(m, in, NULL, NULL), PARLM_EINVAL);
     parlm_gpt_free(m);
     parlm_gpt_free(NULL);
+}
+END_TEST
+
+/* Llama configs: the presets' sizes, parameter counts by hand, defaults and the rules. */
+START_TEST(llama_config)
+{
+    parlm_gpt_config c = {0};
+    int64_t n;
+    ck_assert_int_eq(parlm_gpt_preset("tinyllama-1.1b", &c), PARLM_OK);
+    ck_assert_int_eq(c.arch, PARLM_ARCH_LLAMA);
+    ck_assert_int_eq(c.vocab, 32000);
+    ck_assert_int_eq(c.max_seq, 2048);
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &n), PARLM_OK);
+    /* 2 x 32000 x 2048 (embedding, untied head) + 22 (2 x 2048 norms + 2 x 2048^2 (q, o)
+     * + 2 x 2048 x 256 (k, v: 4 KV heads of 64) + 3 x 2048 x 5632 (SwiGLU)) + 2048 */
+    ck_assert_int_eq(n, 1100048384LL);
+    ck_assert_int_eq(parlm_gpt_preset("llama-110m", &c), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &n), PARLM_OK);
+    ck_assert_int_eq(n, 32000LL * 768 + 12 * (2 * 768 + 4LL * 768 * 768 + 3LL * 768 * 2048) + 768);
+    /* a preset resets what it does not set, and keeps max_seq and vocab */
+    c = (parlm_gpt_config){.max_seq = 64, .vocab = 300, .rope_theta = 5e5f, .untied_head = 1};
+    ck_assert_int_eq(parlm_gpt_preset("llama-15m", &c), PARLM_OK);
+    ck_assert(c.max_seq == 64 && c.vocab == 300 && c.n_kv_head == 2 && c.ffn_hidden == 768);
+    ck_assert(c.rope_theta == 0.0f && c.untied_head == 0);
+    ck_assert_int_eq(parlm_gpt_preset("d12", &c), PARLM_OK);
+    ck_assert(c.arch == PARLM_ARCH_GPT2 && c.n_kv_head == 0 && c.ffn_hidden == 0);
+    /* rules, each named */
+    c = (parlm_gpt_config){.n_layer = 1, .n_head = 6, .n_embd = 48, .max_seq = 8, .vocab = 20,
+                           .arch = PARLM_ARCH_LLAMA, .n_kv_head = 4};
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &n), PARLM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "4 KV heads"));
+    c.n_kv_head = 3; /* defaults: F = 4C, theta 10000, scale 1, eps 1e-5 */
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &n), PARLM_OK);
+    ck_assert_int_eq(n, 128 * 48 + (2 * 48 + 2 * 48 * 48 + 2 * 48 * 24 + 3 * 48 * 192) + 48);
+    c.rope_scale = 0.5f;
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &n), PARLM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "rope_scale"));
+    c.rope_scale = 0.0f;
+    c.arch = 7;
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &n), PARLM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "architecture 7"));
+    c.arch = PARLM_ARCH_GPT2; /* a GPT-2 config with a Llama field */
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &n), PARLM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "GPT-2 config"));
 }
 END_TEST
 
@@ -769,6 +814,7 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
     tcase_add_test(tc, bad_input);
+    tcase_add_test(tc, llama_config);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -14,7 +14,8 @@
 #include "../../lib/model/dp_hooks.h"
 #include "../testutil.h"
 
-static const parlm_gpt_config CFG = {4, 4, 32, 16, 200, 0}; /* L NH C maxT V (Vp 256) */
+static const parlm_gpt_config CFG = {.n_layer = 4, .n_head = 4, .n_embd = 32,
+                                     .max_seq = 16, .vocab = 200}; /* L NH C maxT V (Vp 256) */
 
 static parlm_gpt *make(const parlm_gpt_shard *sh, uint64_t seed)
 {

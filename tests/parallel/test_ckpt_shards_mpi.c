@@ -19,7 +19,8 @@
 static parlm_comm *comm;
 static int rank, size;
 static char dir[64];
-static const parlm_gpt_config CFG = {4, 2, 32, 16, 200, 0}; /* L4: up to 4 stages */
+static const parlm_gpt_config CFG = {.n_layer = 4, .n_head = 2, .n_embd = 32,
+                                     .max_seq = 16, .vocab = 200}; /* L4: up to 4 stages */
 
 /* layers [begin, end) of `full` as a stage shard, values copied slice by slice */
 static parlm_gpt *stage_of(parlm_gpt *full, int begin, int end)

@@ -31,7 +31,7 @@ static const parlm_adamw_cfg OPT = {1e-3f, 0.9f, 0.95f, 1e-6f, 0.1f};
 
 static parlm_gpt *new_model(void)
 {
-    parlm_gpt_config cfg = {2, 2, 16, T, V, 0};
+    parlm_gpt_config cfg = {.n_layer = 2, .n_head = 2, .n_embd = 16, .max_seq = T, .vocab = V};
     parlm_gpt *m;
     ck_assert_int_eq(parlm_gpt_create(&m, &cfg, 99), PARLM_OK);
     return m;

@@ -51,7 +51,7 @@ START_TEST(layout_checks)
     g = ok, g.seq_len = 65;
     expect_error(&c, 4, g, "65", "max_seq 64");
     /* heads and MLP divide by 3, the padded vocabulary (a multiple of 128) does not */
-    parlm_gpt_config c3 = {2, 6, 384, 64, 200, 0};
+    parlm_gpt_config c3 = {.n_layer = 2, .n_head = 6, .n_embd = 384, .max_seq = 64, .vocab = 200};
     g = ok, g.tp = 3, g.pp = 1;
     expect_error(&c3, 3, g, "256 rows", "tp 3");
     g.tp = 2;

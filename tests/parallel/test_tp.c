@@ -83,7 +83,8 @@ static parlm_gpt_config small_config(int vocab)
 static parlm_gpt_config config_for(int tp)
 {
     if (tp == 3) {
-        parlm_gpt_config cfg = {2, 6, 96, 32, 300, 0}; /* Vp 384 */
+        parlm_gpt_config cfg = {.n_layer = 2, .n_head = 6, .n_embd = 96,
+                                .max_seq = 32, .vocab = 300}; /* Vp 384 */
         return cfg;
     }
     /* Vp 384, not a multiple of 128 tp: slices of 192 or 96 rows, 84 of them padding (at
@@ -417,7 +418,8 @@ START_TEST(bad_layouts_refused)
     parlm_gpt_shard sh = {3, 0, 0, cfg.n_layer};
     parlm_gpt *m = NULL;
     ck_assert_int_eq(parlm_gpt_shard_check(&cfg, &sh), PARLM_EINVAL); /* heads % 3 */
-    parlm_gpt_config c3 = {2, 6, 96, 32, 100, 0};                      /* Vp 128 % 3 */
+    parlm_gpt_config c3 = {.n_layer = 2, .n_head = 6, .n_embd = 96,
+                           .max_seq = 32, .vocab = 100};                      /* Vp 128 % 3 */
     sh.layer_end = c3.n_layer;
     ck_assert_int_eq(parlm_gpt_shard_check(&c3, &sh), PARLM_EINVAL);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "vocab"));

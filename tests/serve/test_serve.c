@@ -17,7 +17,7 @@
 /* a small model: L2 NH2 C64, context 64, vocabulary 97 (Vp 128) */
 static parlm_gpt *small_model(void)
 {
-    parlm_gpt_config c = {2, 2, 64, 64, 97, 0};
+    parlm_gpt_config c = {.n_layer = 2, .n_head = 2, .n_embd = 64, .max_seq = 64, .vocab = 97};
     parlm_gpt *m;
     ck_assert_int_eq(parlm_gpt_create(&m, &c, 1234), PARLM_OK);
     return m;

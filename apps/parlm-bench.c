@@ -190,6 +190,10 @@ int main(int argc, char **argv)
                parlm_version(), parlm_isa_name(parlm_isa_current()),
                parlm_cpu_has_avx512bf16() ? " (+avx512bf16)" : "", ctx.max_threads,
                share[0] ? " per rank on " : "", share, parlm_bf16_path_name(bp), why);
+        if (want_gemv || want_gen) {
+            parlm_gemv_mode gm = parlm_gemv_mode_current(&why);
+            printf("GEMV loop order %s (%s)\n", parlm_gemv_mode_name(gm), why);
+        }
     }
     bench_begin(&ctx);
     int rc = 0;

@@ -133,6 +133,9 @@ static void print_text(const char *source, const parlm_topo *topo, parlm_team_po
     const char *why;
     parlm_bf16_path bp = parlm_bf16_path_current(&why);
     printf("  bf16 GEMM: %s (%s)\n", parlm_bf16_path_name(bp), why);
+    const char *gwhy;
+    parlm_gemv_mode gm = parlm_gemv_mode_current(&gwhy);
+    printf("  decode GEMV: %s (%s)\n", parlm_gemv_mode_name(gm), gwhy);
     int nteams = parlm_teams_count(teams);
     printf("teams: policy %s, %d team%s, %d thread%s\n", policy_name(policy), nteams,
            nteams == 1 ? "" : "s", parlm_teams_threads(teams),
@@ -181,10 +184,13 @@ static void print_json(const char *source, const parlm_topo *topo, parlm_team_po
                parlm_topo_cache_reported(topo, level) ? "true" : "false");
     const char *why;
     parlm_bf16_path bp = parlm_bf16_path_current(&why);
+    const char *gwhy;
+    parlm_gemv_mode gm = parlm_gemv_mode_current(&gwhy);
     printf("],\n \"kernels\": {\"isa\": \"%s\", \"avx512bf16\": %s, \"bf16_path\": \"%s\", "
-           "\"bf16_path_reason\": \"%s\"},\n",
+           "\"bf16_path_reason\": \"%s\", \"gemv_mode\": \"%s\", \"gemv_mode_reason\": "
+           "\"%s\"},\n",
            parlm_isa_name(parlm_isa_current()), parlm_cpu_has_avx512bf16() ? "true" : "false",
-           parlm_bf16_path_name(bp), why);
+           parlm_bf16_path_name(bp), why, parlm_gemv_mode_name(gm), gwhy);
     printf(" \"policy\": \"%s\", \"threads\": %d, \"teams\": [", policy_name(policy),
            parlm_teams_threads(teams));
     int i = 0;

@@ -63,6 +63,14 @@ typedef struct parlm_kernels {
                     const float *x, float beta, float *y);
     void (*bgemv_t)(int64_t rows, int64_t k, float alpha, const uint16_t *w, int64_t ldw,
                     const float *x, float beta, float *y);
+    /* sgemv_t1, bgemv_t1: the same results computed one row at a time (one weight stream)
+     * where sgemv_t, bgemv_t take 4 rows at once; the faster on the CPU at hand is measured
+     * (parlm_gemv_mode_current, lib/core/dispatch.h). Each sums a row in its own fixed
+     * order, so the two may differ in the last bits. */
+    void (*sgemv_t1)(int64_t rows, int64_t k, float alpha, const float *w, int64_t ldw,
+                     const float *x, float beta, float *y);
+    void (*bgemv_t1)(int64_t rows, int64_t k, float alpha, const uint16_t *w, int64_t ldw,
+                     const float *x, float beta, float *y);
 
     /* ---- conversions (round to nearest even; NaN stays NaN) ---------------- */
     void (*f32_to_bf16)(const float *x, uint16_t *y, int64_t n);

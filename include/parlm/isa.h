@@ -68,6 +68,25 @@ PARLM_API const char *parlm_bf16_path_name(parlm_bf16_path path);
 /* Forces a path (tests and benchmarks; not thread-safe against running GEMMs). */
 PARLM_API parlm_status parlm_bf16_path_select(parlm_bf16_path path);
 
+/* The loop order of the decode GEMVs (y = W x, f32 and bf16 weights), chosen per CPU by
+ * measured speed: ROWS4 takes four rows at once (each x load serves four rows, four
+ * interleaved weight streams), ROW1 one row at a time (one weight stream, prefetched
+ * ahead). Which reads memory faster depends on the CPU's prefetchers (Zen 5: ROW1 1.47x).
+ * Chosen once, at the first call that needs it: PARLM_GEMV=rows4|row1 forces one, else a
+ * short calibration (~20 ms) times both bf16 kernels on one core over a 64 MiB matrix
+ * (larger than most last-level caches), 3 alternating rounds, and takes ROW1 only when it
+ * is >= 1.05x faster. The two differ only in the order of a row's sums (last bits). */
+typedef enum parlm_gemv_mode { PARLM_GEMV_ROWS4 = 0, PARLM_GEMV_ROW1 = 1 } parlm_gemv_mode;
+
+/* The mode in use; *why (if not NULL) gets a one-line reason with the measured rates. */
+PARLM_API parlm_gemv_mode parlm_gemv_mode_current(const char **why);
+
+/* "rows4" or "row1". */
+PARLM_API const char *parlm_gemv_mode_name(parlm_gemv_mode mode);
+
+/* Forces a mode (tests and benchmarks; not thread-safe against running GEMVs). */
+PARLM_API parlm_status parlm_gemv_mode_select(parlm_gemv_mode mode);
+
 #ifdef __cplusplus
 }
 #endif

@@ -149,6 +149,8 @@ static parlm_isa best(void)
 
 /* PARLM_BF16_PATH as read at init: -1 unset, else the path it forces. */
 static int bf16_env = -1;
+/* PARLM_GEMV as read at init: -1 unset, else the mode it forces. */
+static int gemv_env = -1;
 
 static void init_once(void)
 {
@@ -163,6 +165,18 @@ static void init_once(void)
             init_status = PARLM_EINVAL;
             snprintf(init_msg, sizeof init_msg,
                      "PARLM_BF16_PATH='%s' is not a bf16 GEMM path (dot, widen)", bp);
+        }
+    }
+    const char *gm = getenv("PARLM_GEMV");
+    if (gm && *gm) {
+        if (strcmp(gm, "rows4") == 0)
+            gemv_env = PARLM_GEMV_ROWS4;
+        else if (strcmp(gm, "row1") == 0)
+            gemv_env = PARLM_GEMV_ROW1;
+        else if (init_status == PARLM_OK) {
+            init_status = PARLM_EINVAL;
+            snprintf(init_msg, sizeof init_msg,
+                     "PARLM_GEMV='%s' is not a GEMV loop order (rows4, row1)", gm);
         }
     }
     current = best();
@@ -352,5 +366,79 @@ parlm_status parlm_bf16_path_select(parlm_bf16_path path)
     pthread_once(&bf16_once, bf16_init);
     bf16_path = path;
     snprintf(bf16_why, sizeof bf16_why, "selected by the program");
+    return PARLM_OK;
+}
+
+/* ---- the GEMV loop order (parlm_gemv_mode) ------------------------------------------- */
+
+static pthread_once_t gemv_once = PTHREAD_ONCE_INIT;
+static parlm_gemv_mode gemv_mode = PARLM_GEMV_ROWS4;
+static char gemv_why[192];
+
+/* GB/s of one pass of k's bgemv_t (row1 = 0) or bgemv_t1 over rows x 1024 bf16 weights,
+ * on the calling thread's CPU time */
+static double gemv_rate(const parlm_kernels *k, int row1, const uint16_t *w, int64_t rows,
+                        const float *x, float *y)
+{
+    double t = thread_seconds();
+    (row1 ? k->bgemv_t1 : k->bgemv_t)(rows, 1024, 1.0f, w, 1024, x, 0.0f, y);
+    t = thread_seconds() - t;
+    return t > 0 ? (double)rows * 1024 * 2 / t * 1e-9 : 0.0;
+}
+
+static void gemv_init(void)
+{
+    pthread_once(&once, init_once);
+    if (gemv_env >= 0) {
+        gemv_mode = (parlm_gemv_mode)gemv_env;
+        snprintf(gemv_why, sizeof gemv_why, "forced by PARLM_GEMV");
+        return;
+    }
+    const int64_t rows = 32768; /* x 1024 bf16: 64 MiB */
+    uint16_t *w = parlm_alloc((size_t)rows * 1024, 2);
+    float *x = parlm_alloc(1024, sizeof(float)), *y = parlm_alloc((size_t)rows, sizeof(float));
+    if (!w || !x || !y) {
+        parlm_free(w), parlm_free(x), parlm_free(y);
+        snprintf(gemv_why, sizeof gemv_why, "no memory to calibrate: rows4");
+        return;
+    }
+    for (int64_t i = 0; i < rows * 1024; i++)
+        w[i] = (uint16_t)(0x3c00 + (i & 255)); /* finite bf16 values */
+    for (int i = 0; i < 1024; i++)
+        x[i] = 1.0f / (float)(1 + i % 7);
+    double r4 = 0.0, r1 = 0.0;
+    for (int round = 0; round < 3; round++) { /* alternate: both see the same conditions */
+        double a = gemv_rate(&table, 0, w, rows, x, y), b = gemv_rate(&table, 1, w, rows, x, y);
+        r4 = a > r4 ? a : r4;
+        r1 = b > r1 ? b : r1;
+    }
+    parlm_free(w), parlm_free(x), parlm_free(y);
+    gemv_mode = r1 >= 1.05 * r4 ? PARLM_GEMV_ROW1 : PARLM_GEMV_ROWS4;
+    snprintf(gemv_why, sizeof gemv_why,
+             "measured bf16 GEMV from memory: one row at a time %.1f vs four rows %.1f GB/s "
+             "on one core", r1, r4);
+}
+
+parlm_gemv_mode parlm_gemv_mode_current(const char **why)
+{
+    pthread_once(&gemv_once, gemv_init);
+    if (why)
+        *why = gemv_why;
+    return gemv_mode;
+}
+
+const char *parlm_gemv_mode_name(parlm_gemv_mode mode)
+{
+    return mode == PARLM_GEMV_ROWS4 ? "rows4" : mode == PARLM_GEMV_ROW1 ? "row1" : "unknown";
+}
+
+parlm_status parlm_gemv_mode_select(parlm_gemv_mode mode)
+{
+    if (mode != PARLM_GEMV_ROWS4 && mode != PARLM_GEMV_ROW1)
+        return parlm_error(PARLM_EINVAL, "parlm_gemv_mode_select: %d is not a GEMV loop order",
+                           (int)mode);
+    pthread_once(&gemv_once, gemv_init);
+    gemv_mode = mode;
+    snprintf(gemv_why, sizeof gemv_why, "selected by the program");
     return PARLM_OK;
 }

@@ -327,6 +327,7 @@ static void run_gemv_t(const parlm_kernels *kern, int bf16, int64_t rows, int64_
                        const void *w, int64_t ldw, const float *x, float beta, float *y)
 {
     int nt = parlm_threads_for(rows * k, GEMV_GRAIN, omp_get_max_threads());
+    int row1 = parlm_gemv_mode_current(NULL) == PARLM_GEMV_ROW1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int64_t r0, r1;
@@ -334,11 +335,13 @@ static void run_gemv_t(const parlm_kernels *kern, int bf16, int64_t rows, int64_
         parlm_split(rows, 16, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
         if (r0 < r1) {
             if (bf16)
-                kern->bgemv_t(r1 - r0, k, alpha, (const uint16_t *)w + r0 * ldw, ldw, x, beta,
-                              y + r0);
+                (row1 ? kern->bgemv_t1 : kern->bgemv_t)(r1 - r0, k, alpha,
+                                                        (const uint16_t *)w + r0 * ldw, ldw, x,
+                                                        beta, y + r0);
             else
-                kern->sgemv_t(r1 - r0, k, alpha, (const float *)w + r0 * ldw, ldw, x, beta,
-                              y + r0);
+                (row1 ? kern->sgemv_t1 : kern->sgemv_t)(r1 - r0, k, alpha,
+                                                        (const float *)w + r0 * ldw, ldw, x,
+                                                        beta, y + r0);
         }
     }
 }

@@ -42,14 +42,15 @@ int64_t parlm_decode_scratch(int C, int NH, int threads)
 typedef struct dec_in {
     const float *x;
     const parlm_q8x *qx;
+    int row1; /* f32 / bf16 weights: the one-row GEMVs (parlm_gemv_mode) */
 } dec_in;
 
 /* The input row x of ic floats for the weight type: quantizes it into this thread's qbuf
  * when the weights are Q8_0 / Q4_0 (ic is then a multiple of 32). */
-static dec_in dec_input(const parlm_kernels *k, int wtype, const float *x, int64_t ic,
+static dec_in dec_input(const parlm_kernels *k, int row1, int wtype, const float *x, int64_t ic,
                         parlm_q8x *qbuf)
 {
-    dec_in in = {x, NULL};
+    dec_in in = {x, NULL, row1};
     if (wtype == PARLM_WT_Q8_0 || wtype == PARLM_WT_Q4_0) {
         k->q8_quantize(ic, x, qbuf);
         in.qx = qbuf;
@@ -67,9 +68,11 @@ static void gemv(const parlm_kernels *k, int wtype, const void *w, int64_t r0, i
         (wtype == PARLM_WT_Q8_0 ? k->q8_0r_gemv : k->q4_0r_gemv)(r0, r1, ic, w, in.qx, 1.0f,
                                                                  0.0f, y);
     } else if (wtype == PARLM_WT_BF16) {
-        k->bgemv_t(r1 - r0, ic, 1.0f, (const uint16_t *)w + r0 * ic, ic, in.x, 0.0f, y);
+        (in.row1 ? k->bgemv_t1 : k->bgemv_t)(r1 - r0, ic, 1.0f, (const uint16_t *)w + r0 * ic,
+                                             ic, in.x, 0.0f, y);
     } else {
-        k->sgemv_t(r1 - r0, ic, 1.0f, (const float *)w + r0 * ic, ic, in.x, 0.0f, y);
+        (in.row1 ? k->sgemv_t1 : k->sgemv_t)(r1 - r0, ic, 1.0f, (const float *)w + r0 * ic, ic,
+                                             in.x, 0.0f, y);
     }
 }
 
@@ -131,6 +134,7 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
     float *lnrows = lse + round16(d->NH), *qrows = lnrows + threads * Cp;
     float *mylogits = logits + (tp > 1 ? d->tp_rank * VL : 0);
     const float scale = 1.0f / sqrtf((float)hs);
+    const int row1 = parlm_gemv_mode_current(NULL) == PARLM_GEMV_ROW1;
     parlm_status st = PARLM_OK;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -148,7 +152,7 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
             const parlm_decode_layer *w = &d->layers[l];
             float *kc = d->kv + (int64_t)l * 2 * T * CL, *vc = kc + T * CL;
             k->layernorm_fwd(ln, &mean, &rstd, x, w->ln1w, w->ln1b, 1, C);
-            dec_in in = dec_input(k, wt, ln, C, qbuf);
+            dec_in in = dec_input(k, row1, wt, ln, C, qbuf);
             if (by_head) { /* q, k, v of heads h0..h1 */
                 for (int64_t part = 0; part < 3; part++)
                     qkv_rows(k, wt, w, CL, C, part * CL + h0 * hs, part * CL + h1 * hs, in, q,
@@ -162,20 +166,22 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
                             att + h * hs, CL, lse + h, scale);
 #pragma omp barrier
             if (c1 > c0) /* this shard's part of the output projection */
-                gemv(k, wt, w->attprojw, c0, c1, CL, dec_input(k, wt, att, CL, qbuf), tmp + c0);
+                gemv(k, wt, w->attprojw, c0, c1, CL,
+                     dec_input(k, row1, wt, att, CL, qbuf), tmp + c0);
             if (tp > 1)
                 tp_collective(d, 0, tmp, C, &st);
             bias_add(k, w->attprojb, c0, c1, tmp, x);
 #pragma omp barrier
             k->layernorm_fwd(ln, &mean, &rstd, x, w->ln2w, w->ln2b, 1, C);
             if (f1 > f0) {
-                gemv(k, wt, w->fcw, f0, f1, C, dec_input(k, wt, ln, C, qbuf), fch + f0);
+                gemv(k, wt, w->fcw, f0, f1, C, dec_input(k, row1, wt, ln, C, qbuf), fch + f0);
                 k->bias_fwd(fch + f0, w->fcb + f0, 1, f1 - f0);
                 k->gelu_fwd(fch + f0, fch + f0, f1 - f0);
             }
 #pragma omp barrier
             if (c1 > c0)
-                gemv(k, wt, w->fcprojw, c0, c1, FL, dec_input(k, wt, fch, FL, qbuf), tmp + c0);
+                gemv(k, wt, w->fcprojw, c0, c1, FL,
+                     dec_input(k, row1, wt, fch, FL, qbuf), tmp + c0);
             if (tp > 1)
                 tp_collective(d, 0, tmp, C, &st);
             bias_add(k, w->fcprojb, c0, c1, tmp, x);
@@ -183,7 +189,7 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
         }
         k->layernorm_fwd(ln, &mean, &rstd, x, d->lnfw, d->lnfb, 1, C);
         if (v1 > v0)
-            gemv(k, wt, d->lm_head, v0, v1, C, dec_input(k, wt, ln, C, qbuf), mylogits + v0);
+            gemv(k, wt, d->lm_head, v0, v1, C, dec_input(k, row1, wt, ln, C, qbuf), mylogits + v0);
         if (tp > 1) /* every rank gets the whole row: the same token is picked everywhere */
             tp_collective(d, 1, logits, VL, &st);
     }

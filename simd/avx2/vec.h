@@ -198,6 +198,7 @@ static inline vf vf_swap_pairs(vf a) { return _mm256_permute_ps(a, 0xb1); }
  * one) and y = alpha * sum + beta * y, beta == 0 never reading y. The reduction order is
  * this ISA's own (as before the kernels were shared, so results stay bitwise the same). */
 #define GEMV_AHEAD_ROWS(es) 16 /* weight rows prefetched ahead (es: bytes per weight) */
+#define GEMV_STREAM_AHEAD 4096 /* bytes a one-row GEMV prefetches ahead (gemv_t1) */
 static inline void vf_gemv_out4(float *y, vf a, vf b, vf c, vf d, float alpha, float beta)
 {
     float s[4] = {vf_hsum(a), vf_hsum(b), vf_hsum(c), vf_hsum(d)};

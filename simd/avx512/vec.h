@@ -197,6 +197,7 @@ static inline vf vf_swap_pairs(vf a) { return _mm512_permute_ps(a, 0xb1); }
  * add levels instead of 4 separate reductions; one row takes the same path (zeros
  * beside it), so a row's result does not depend on how rows are grouped. */
 #define GEMV_AHEAD_ROWS(es) (16 * 4 / (es)) /* weight rows prefetched ahead */
+#define GEMV_STREAM_AHEAD 4096 /* bytes a one-row GEMV prefetches ahead (gemv_t1) */
 static inline __m128 vf_hsum4_(vf v0, vf v1, vf v2, vf v3)
 {
     __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(v0, v1), _mm512_unpackhi_ps(v0, v1));

@@ -171,6 +171,7 @@ static inline vf vf_swap_pairs(vf a) { return vrev64q_f32(a); }
  * one) and y = alpha * sum + beta * y, beta == 0 never reading y. Pairwise adds give the
  * 4 sums in one vector. */
 #define GEMV_AHEAD_ROWS(es) 16 /* weight rows prefetched ahead (es: bytes per weight) */
+#define GEMV_STREAM_AHEAD 4096 /* bytes a one-row GEMV prefetches ahead (gemv_t1) */
 static inline void vf_gemv_out4(float *y, vf a, vf b, vf c, vf d, float alpha, float beta)
 {
     float32x4_t v = vmulq_n_f32(vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)), alpha);

@@ -134,4 +134,6 @@ void parlm_scalar_gemm_fill(parlm_kernels *k)
     k->sgemv_t = parlm_scalar_sgemv_t;
     k->sgemv_n = parlm_scalar_sgemv_n;
     k->bgemv_t = parlm_scalar_bgemv_t;
+    k->sgemv_t1 = parlm_scalar_sgemv_t; /* one row at a time already */
+    k->bgemv_t1 = parlm_scalar_bgemv_t;
 }

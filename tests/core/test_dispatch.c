@@ -155,6 +155,75 @@ START_TEST(bf16_path_by_environment)
 }
 END_TEST
 
+/* ---- the GEMV loop order ----------------------------------------------------------- */
+
+/* A valid mode with a measured reason; a bad mode is an error; selecting a mode switches
+ * parlm_sgemv / parlm_gemv_bf16 to it, and both modes agree with the double reference. */
+START_TEST(gemv_mode_choice)
+{
+    const char *why = NULL;
+    parlm_gemv_mode m = parlm_gemv_mode_current(&why);
+    ck_assert(m == PARLM_GEMV_ROWS4 || m == PARLM_GEMV_ROW1);
+    ck_assert_ptr_nonnull(strstr(why, "GB/s"));
+    ck_assert_str_eq(parlm_gemv_mode_name(PARLM_GEMV_ROWS4), "rows4");
+    ck_assert_str_eq(parlm_gemv_mode_name(PARLM_GEMV_ROW1), "row1");
+    ck_assert_int_eq(parlm_gemv_mode_select((parlm_gemv_mode)5), PARLM_EINVAL);
+    const int64_t R = 37, K = 203;
+    float *w = tu_alloc_nan(R * K), *x = tu_alloc_nan(K), *y = tu_alloc_nan(R);
+    uint16_t *wh = parlm_alloc((size_t)(R * K), 2);
+    tu_fill(w, R * K, 5);
+    tu_fill(x, K, 6);
+    for (int64_t i = 0; i < R * K; i++)
+        wh[i] = to_bf16(w[i]);
+    for (int mode = 0; mode < 2; mode++) {
+        ck_assert_int_eq(parlm_gemv_mode_select((parlm_gemv_mode)mode), PARLM_OK);
+        ck_assert_int_eq(parlm_gemv_mode_current(NULL), mode);
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            ck_assert_int_eq(bf16 ? parlm_gemv_bf16(R, K, 1.0f, wh, K, x, 0.0f, y)
+                                  : parlm_sgemv(PARLM_NO_TRANS, R, K, 1.0f, w, K, x, 0.0f, y),
+                             PARLM_OK);
+            for (int64_t i = 0; i < R; i++) {
+                double s = 0.0, sa = 0.0;
+                for (int64_t p = 0; p < K; p++) {
+                    double a = bf16 ? from_bf16(wh[i * K + p]) : w[i * K + p];
+                    s += a * x[p];
+                    sa += fabs(a * x[p]);
+                }
+                ck_assert_msg(fabs(y[i] - s) <= gemm_tol(K, sa, 0.0),
+                              "mode %d bf16 %d row %lld: %g vs %g", mode, bf16, (long long)i,
+                              y[i], s);
+            }
+        }
+    }
+    ck_assert_int_eq(parlm_gemv_mode_select(m), PARLM_OK);
+    parlm_free(w), parlm_free(x), parlm_free(y), parlm_free(wh);
+}
+END_TEST
+
+/* Child: parlm_isa_init's verdict on PARLM_GEMV, then the mode in use ("error" if init
+ * failed). */
+static int gemv_child(void)
+{
+    if (parlm_isa_init() != PARLM_OK) {
+        printf("error");
+        return 0;
+    }
+    printf("%s", parlm_gemv_mode_name(parlm_gemv_mode_current(NULL)));
+    return 0;
+}
+
+START_TEST(gemv_mode_by_environment)
+{
+    char out[64];
+    ck_assert_int_eq(run_child("--gemv-child", "PARLM_GEMV", "rows4", out, sizeof out), 0);
+    ck_assert_str_eq(out, "rows4");
+    ck_assert_int_eq(run_child("--gemv-child", "PARLM_GEMV", "row1", out, sizeof out), 0);
+    ck_assert_str_eq(out, "row1");
+    ck_assert_int_eq(run_child("--gemv-child", "PARLM_GEMV", "rows8", out, sizeof out), 0);
+    ck_assert_str_eq(out, "error");
+}
+END_TEST
+
 static Suite *dispatch_suite(void)
 {
     Suite *s = suite_create("dispatch");
@@ -169,6 +238,11 @@ static Suite *dispatch_suite(void)
     tc = tcase_create("bf16 path environment");
     tcase_add_test(tc, bf16_path_by_environment);
     suite_add_tcase(s, tc);
+    tc = tcase_create("gemv mode");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, gemv_mode_choice);
+    tcase_add_test(tc, gemv_mode_by_environment);
+    suite_add_tcase(s, tc);
     return s;
 }
 
@@ -178,6 +252,8 @@ int main(int argc, char **argv)
         return isa_child();
     if (argc > 1 && strcmp(argv[1], "--bf16-child") == 0)
         return bf16_child();
+    if (argc > 1 && strcmp(argv[1], "--gemv-child") == 0)
+        return gemv_child();
     if (find_self("test_dispatch") != 0)
         return EXIT_FAILURE;
     return run_suite(dispatch_suite());

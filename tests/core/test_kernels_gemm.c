@@ -216,7 +216,8 @@ START_TEST(gemv_kernels_match_scalar_every_set)
     for (int s = 0; s < ns; s++) {
         const parlm_kernels *k = &sets[s].k;
         int idx = 0;
-        for (int kind = 0; kind < 3; kind++)
+        /* kinds: sgemv_t, sgemv_n, bgemv_t, and the one-row sgemv_t1, bgemv_t1 */
+        for (int kind = 0; kind < 5; kind++)
             for (int a = 0; a < 6; a++)
                 for (int b = 0; b < 10; b++, idx++) {
                     int64_t r = rows_[a], kk = ks[b];
@@ -233,8 +234,14 @@ START_TEST(gemv_kernels_match_scalar_every_set)
                     } else if (kind == 1) {
                         k->sgemv_n(r, kk, alpha, w, ld, x, beta, y1);
                         sc.sgemv_n(r, kk, alpha, w, ld, x, beta, y2);
-                    } else {
+                    } else if (kind == 2) {
                         k->bgemv_t(r, kk, alpha, wh, ld, x, beta, y1);
+                        sc.bgemv_t(r, kk, alpha, wh, ld, x, beta, y2);
+                    } else if (kind == 3) {
+                        k->sgemv_t1(r, kk, alpha, w, ld, x, beta, y1);
+                        sc.sgemv_t(r, kk, alpha, w, ld, x, beta, y2);
+                    } else {
+                        k->bgemv_t1(r, kk, alpha, wh, ld, x, beta, y1);
                         sc.bgemv_t(r, kk, alpha, wh, ld, x, beta, y2);
                     }
                     ck_assert(bits_of(y1[ny]) == bits_of(y2[ny])); /* one past: untouched */
@@ -242,9 +249,9 @@ START_TEST(gemv_kernels_match_scalar_every_set)
                     for (int64_t i = 0; i < ny; i++) {
                         double sa = 0.0;
                         for (int64_t p = 0; p < depth; p++) {
-                            double wv = kind == 0   ? w[i * ld + p]
-                                        : kind == 1 ? w[p * ld + i]
-                                                    : from_bf16(wh[i * ld + p]);
+                            double wv = kind == 0 || kind == 3 ? w[i * ld + p]
+                                        : kind == 1            ? w[p * ld + i]
+                                                               : from_bf16(wh[i * ld + p]);
                             sa += fabs(wv * x[p]);
                         }
                         double bc = beta == 0.0f ? 0.0 : fabs((double)beta * y2[i]);
@@ -280,6 +287,8 @@ START_TEST(no_scalar_entries_left)
         ck_assert_msg(k->sgemv_t != sc.sgemv_t, "%s: sgemv_t is scalar", n);
         ck_assert_msg(k->sgemv_n != sc.sgemv_n, "%s: sgemv_n is scalar", n);
         ck_assert_msg(k->bgemv_t != sc.bgemv_t, "%s: bgemv_t is scalar", n);
+        ck_assert_msg(k->sgemv_t1 != sc.sgemv_t1, "%s: sgemv_t1 is scalar", n);
+        ck_assert_msg(k->bgemv_t1 != sc.bgemv_t1, "%s: bgemv_t1 is scalar", n);
         ck_assert_msg(k->f32_to_bf16 != sc.f32_to_bf16, "%s: f32_to_bf16 is scalar", n);
         ck_assert_msg(k->bf16_to_f32 != sc.bf16_to_f32, "%s: bf16_to_f32 is scalar", n);
         /* neon packs with the reference until it has its own packing kernels */

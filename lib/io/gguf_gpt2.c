@@ -234,6 +234,11 @@ parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype typ
                          (s = parlm_gguf_set(w, "tokenizer.ggml.eos_token_id", PARLM_GGUF_U32, &id))))
             goto done;
     }
+    /* the tied LM head is written twice, as output.weight too: llama.cpp's gpt2 loader
+     * requires that tensor (its own converter duplicates wte the same way) */
+    parlm_wtype head_t = PARLM_WT_F32;
+    uint64_t head_ne[2] = {0, 0};
+    const void *head = NULL;
     for (int i = 0; i < nt; i++) {
         char name[64];
         int nd;
@@ -244,21 +249,25 @@ parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype typ
         parlm_wtype t = nd == 1 ? PARLM_WT_F32 : type;
         if ((t == PARLM_WT_Q8_0 || t == PARLM_WT_Q4_0) && ne[0] % PARLM_QBLOCK)
             t = PARLM_WT_F16;
-        if (t == PARLM_WT_F32) { /* stored as is: no copy */
-            if ((s = parlm_gguf_add_tensor(w, name, t, nd, ne, params + off)))
+        const void *data = params + off; /* f32: stored as is, no copy */
+        if (t != PARLM_WT_F32) {
+            if ((s = parlm_wtype_bytes(t, ne[0] * ne[1], &bytes)))
                 goto done;
-            continue;
+            if (!(bufs[i] = malloc((size_t)bytes))) {
+                s = parlm_error(PARLM_ENOMEM, "out of memory converting %s", name);
+                goto done;
+            }
+            if ((s = parlm_quantize(t, params + off, (int64_t)(ne[0] * ne[1]), bufs[i])))
+                goto done;
+            data = bufs[i];
         }
-        if ((s = parlm_wtype_bytes(t, ne[0] * ne[1], &bytes)))
+        if ((s = parlm_gguf_add_tensor(w, name, t, nd, ne, data)))
             goto done;
-        if (!(bufs[i] = malloc((size_t)bytes))) {
-            s = parlm_error(PARLM_ENOMEM, "out of memory converting %s", name);
-            goto done;
-        }
-        if ((s = parlm_quantize(t, params + off, (int64_t)(ne[0] * ne[1]), bufs[i])) ||
-            (s = parlm_gguf_add_tensor(w, name, t, nd, ne, bufs[i])))
-            goto done;
+        if (strcmp(name, "token_embd.weight") == 0)
+            head = data, head_t = t, head_ne[0] = ne[0], head_ne[1] = ne[1];
     }
+    if (head && (s = parlm_gguf_add_tensor(w, "output.weight", head_t, 2, head_ne, head)))
+        goto done;
     s = parlm_gguf_write(w, path);
 done:
     for (int i = 0; bufs && i < nt; i++)
@@ -279,6 +288,26 @@ static parlm_status get_dim(const parlm_gguf *g, const char *key, uint64_t max, 
         return parlm_error(PARLM_EFORMAT, "%s is %llu, outside 1..%llu", key,
                            (unsigned long long)v, (unsigned long long)max);
     *out = (int)v;
+    return PARLM_OK;
+}
+
+/* parlm's GPT-2 ties the LM head to token_embd: an output.weight (llama.cpp's converters
+ * write one, a copy of token_embd) must hold exactly token_embd's type, shape and bytes. */
+static parlm_status check_tied_head(const parlm_gguf *g, const char *path,
+                                    const parlm_gguf_tensor *te)
+{
+    int64_t k = parlm_gguf_find_tensor(g, "output.weight");
+    if (k < 0)
+        return PARLM_OK;
+    const parlm_gguf_tensor *o = parlm_gguf_tensor_at(g, k);
+    if (o->type != te->type || o->n_dims != te->n_dims || o->ne[0] != te->ne[0] ||
+        o->ne[1] != te->ne[1] || o->size != te->size || memcmp(o->data, te->data, o->size))
+        return parlm_error(PARLM_EUNSUPPORTED, "%s: output.weight (%s [%llu, %llu]) is not a copy "
+                           "of token_embd.weight (%s [%llu, %llu]): an untied LM head, and "
+                           "parlm's GPT-2 ties it", path, parlm_wtype_name(o->type),
+                           (unsigned long long)o->ne[0], (unsigned long long)o->ne[1],
+                           parlm_wtype_name(te->type), (unsigned long long)te->ne[0],
+                           (unsigned long long)te->ne[1]);
     return PARLM_OK;
 }
 
@@ -332,10 +361,8 @@ parlm_status parlm_gpt_load_gguf(parlm_gpt **out, const char *path)
     int64_t np;
     if ((s = parlm_gpt_config_num_params(&c, &np)))
         goto done;
-    if (parlm_gguf_find_tensor(g, "output.weight") >= 0) {
-        s = parlm_error(PARLM_EUNSUPPORTED, "%s: an untied output.weight (parlm ties the LM head to token_embd)", path);
+    if ((s = check_tied_head(g, path, te)))
         goto done;
-    }
     /* before allocating a model of the header's size: the file must hold that many weights */
     uint64_t have = 0, need = (uint64_t)np - (uint64_t)((c.vocab + 127) / 128 * 128 - c.vocab) * (uint64_t)c.n_embd;
     for (int64_t i = 0; i < parlm_gguf_num_tensors(g); i++) {

@@ -617,8 +617,12 @@ START_TEST(gpt2_gguf_round_trip_f32)
     ck_assert_uint_eq(u, (uint64_t)c.n_layer);
     ck_assert_int_eq(parlm_gguf_get_uint(g, "gpt2.feed_forward_length", &u), PARLM_OK);
     ck_assert_uint_eq(u, 4 * (uint64_t)c.n_embd);
-    ck_assert_int_eq(parlm_gguf_num_tensors(g), 2 + 12 * c.n_layer + 2);
-    ck_assert_int_eq(parlm_gguf_find_tensor(g, "output.weight"), -1);
+    /* + output.weight, the tied head written again for llama.cpp: token_embd's bytes */
+    ck_assert_int_eq(parlm_gguf_num_tensors(g), 2 + 12 * c.n_layer + 2 + 1);
+    const parlm_gguf_tensor *te = parlm_gguf_tensor_at(g, parlm_gguf_find_tensor(g, "token_embd.weight"));
+    const parlm_gguf_tensor *to = parlm_gguf_tensor_at(g, parlm_gguf_find_tensor(g, "output.weight"));
+    ck_assert(te && to && to->type == te->type && to->ne[0] == te->ne[0] && to->ne[1] == te->ne[1]);
+    ck_assert(to->size == te->size && memcmp(to->data, te->data, te->size) == 0);
     struct {
         const char *name;
         uint64_t ne0, ne1;
@@ -738,6 +742,29 @@ START_TEST(gpt2_gguf_refuses_other_models)
     free(p);
     ck_assert_int_eq(parlm_gpt_load_gguf(&m, path), PARLM_EFORMAT);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "the header describes"));
+    /* an output.weight that is not token_embd's copy: an untied head, refused by name
+     * (in every type: the quantized copies are compared as stored) */
+    parlm_wtype types[2] = {PARLM_WT_F32, PARLM_WT_Q8_0};
+    for (int k = 0; k < 2; k++) {
+        t = tiny_model(256);
+        ck_assert_int_eq(parlm_gpt_save_gguf(t, path, types[k], NULL, NULL), PARLM_OK);
+        parlm_gpt_free(t);
+        parlm_gguf *g;
+        ck_assert_int_eq(parlm_gguf_open(&g, path), PARLM_OK);
+        const parlm_gguf_tensor *o = parlm_gguf_tensor_at(g, parlm_gguf_find_tensor(g, "output.weight"));
+        ck_assert_ptr_nonnull(o);
+        uint64_t at = parlm_gguf_data_offset(g) + o->offset + o->size - 1;
+        parlm_gguf_close(g);
+        ck_assert_int_eq(parlm_gpt_load_gguf(&m, path), PARLM_OK); /* the copy as written */
+        parlm_gpt_free(m);
+        p = read_raw(path, &n);
+        ck_assert_uint_lt(at, n);
+        p[at] ^= 0x40;
+        write_raw(path, p, n);
+        free(p);
+        ck_assert_int_eq(parlm_gpt_load_gguf(&m, path), PARLM_EUNSUPPORTED);
+        ck_assert_ptr_nonnull(strstr(parlm_last_error(), "untied"));
+    }
 }
 END_TEST
 

@@ -1,4 +1,5 @@
-/* lib/io/tokenizer.c — GPT-2 byte-level BPE, llm.c's tokenizer file, and bytes.
+/* lib/io/tokenizer.c — GPT-2 byte-level BPE, llm.c's tokenizer file, bytes, and the
+ * choice between GPT-2's and Llama's (tokenizer_spm.c) tokenizer in a GGUF file.
  * GPT-2 encoding: (1) split the text with GPT-2's pre-tokenizer regex, written out by
  * hand over Unicode classes; (2) run BPE on each piece's bytes: repeatedly merge the
  * adjacent pair of lowest merge rank (leftmost first), found with a heap, so a piece of
@@ -8,26 +9,11 @@
 
 #include "../../base/error.h"
 #include "file.h"
+#include "parlm/gguf.h"
 #include "parlm/tensor.h"
 #include "parlm/tokenizer.h"
+#include "tokenizer_impl.h"
 #include "unicode_tables.h"
-
-enum { TOK_BYTES, TOK_GPT2, TOK_LLMC };
-
-typedef struct merge {
-    int32_t a, b, id, rank; /* a == -1: empty slot */
-} merge;
-
-struct parlm_tokenizer {
-    int kind, vocab, eot;
-    char *bytes;      /* all tokens' bytes, concatenated */
-    uint32_t *off;    /* token i is bytes[off[i] .. off[i+1]) */
-    int32_t byte_id[256];
-    merge *merges;    /* open-addressing table keyed by (a, b) */
-    size_t merge_mask;
-};
-
-#define MAX_VOCAB (1 << 24)
 #define MAX_VOCAB_FILE ((size_t)64 << 20)
 
 /* ---- Unicode classes -------------------------------------------------------------- */
@@ -297,6 +283,12 @@ static parlm_status bpe_piece(const parlm_tokenizer *t, bpe_work *w, const unsig
 parlm_status parlm_tokenizer_encode(const parlm_tokenizer *t, const char *text, size_t len,
                                     int32_t **ids, size_t *n)
 {
+    return parlm_tokenizer_encode_special(t, text, len, 0, ids, n);
+}
+
+parlm_status parlm_tokenizer_encode_special(const parlm_tokenizer *t, const char *text,
+                                            size_t len, int add_special, int32_t **ids, size_t *n)
+{
     if (!t || (!text && len) || !ids || !n)
         return parlm_error(PARLM_EINVAL, "parlm_tokenizer_encode: null argument");
     *ids = NULL;
@@ -305,6 +297,8 @@ parlm_status parlm_tokenizer_encode(const parlm_tokenizer *t, const char *text, 
         return parlm_error(PARLM_EUNSUPPORTED,
                            "parlm_tokenizer_encode: an llm.c tokenizer file can only decode; "
                            "load encoder.json + vocab.bpe to encode");
+    if (t->kind == TOK_LLAMA)
+        return parlm_spm_encode(t, text, len, add_special, ids, n);
     /* a piece never yields more tokens than bytes */
     int32_t *out = malloc((len ? len : 1) * sizeof *out);
     if (!out)
@@ -372,6 +366,10 @@ parlm_status parlm_tokenizer_decode(const parlm_tokenizer *t, const int32_t *ids
         memcpy(out + p, t->bytes + t->off[ids[i]], l);
         p += l;
     }
+    if (t->kind == TOK_LLAMA && parlm_spm_leading_skip(t, ids, n)) {
+        memmove(out, out + 1, p - 1); /* the first text byte is that space */
+        p--;
+    }
     out[p] = '\0';
     *text = out;
     *len = p;
@@ -380,6 +378,7 @@ parlm_status parlm_tokenizer_decode(const parlm_tokenizer *t, const int32_t *ids
 
 int parlm_tokenizer_vocab_size(const parlm_tokenizer *t) { return t ? t->vocab : 0; }
 int parlm_tokenizer_eot(const parlm_tokenizer *t) { return t ? t->eot : -1; }
+int parlm_tokenizer_bos(const parlm_tokenizer *t) { return t ? t->bos : -1; }
 int parlm_tokenizer_can_encode(const parlm_tokenizer *t) { return t && t->kind != TOK_LLMC; }
 
 void parlm_tokenizer_free(parlm_tokenizer *t)
@@ -389,6 +388,7 @@ void parlm_tokenizer_free(parlm_tokenizer *t)
     free(t->bytes);
     free(t->off);
     free(t->merges);
+    parlm_spm_free(t->spm);
     free(t);
 }
 
@@ -400,6 +400,7 @@ static parlm_tokenizer *tok_new(int kind, int vocab, size_t nbytes)
     t->kind = kind;
     t->vocab = vocab;
     t->eot = -1;
+    t->bos = -1;
     t->bytes = malloc(nbytes ? nbytes : 1);
     t->off = calloc((size_t)vocab + 1, sizeof *t->off);
     if (!t->bytes || !t->off) {
@@ -952,4 +953,170 @@ parlm_status parlm_tokenizer_load_llmc(parlm_tokenizer **out, const char *path)
     }
     *out = t;
     return PARLM_OK;
+}
+
+/* ---- a GGUF file's tokenizer ---------------------------------------------------------
+ * "gpt2": the tokens in GPT-2's byte-to-unicode spelling (control tokens as they are) and
+ * the merges "left right" in rank order, held to the rules of encoder.json + vocab.bpe:
+ * the merges go through load_merges as the text of a vocab.bpe. "llama": tokenizer_spm.c. */
+static parlm_status load_gpt2_gguf(parlm_tokenizer **out, const parlm_gguf *g, const char *path)
+{
+    *out = NULL;
+    const char *tk = "tokenizer.ggml.tokens", *mk = "tokenizer.ggml.merges";
+    const char *yk = "tokenizer.ggml.token_type";
+    parlm_gguf_type et;
+    uint64_t ntok = 0, nmerge = 0;
+    int64_t ki = parlm_gguf_find_kv(g, tk), mi = parlm_gguf_find_kv(g, mk);
+    if (ki < 0 || mi < 0)
+        return parlm_error(PARLM_EFORMAT, "%s: metadata key '%s' is missing", path,
+                           ki < 0 ? tk : mk);
+    if (parlm_gguf_kv_type(g, ki, &et, &ntok) != PARLM_GGUF_ARRAY || et != PARLM_GGUF_STRING)
+        return parlm_error(PARLM_EFORMAT, "%s: %s is not an array of strings", path, tk);
+    if (parlm_gguf_kv_type(g, mi, &et, &nmerge) != PARLM_GGUF_ARRAY || et != PARLM_GGUF_STRING)
+        return parlm_error(PARLM_EFORMAT, "%s: %s is not an array of strings", path, mk);
+    if (ntok < 1 || ntok > MAX_VOCAB)
+        return parlm_error(PARLM_EFORMAT, "%s: %s has %llu tokens, expected 1..%d", path, tk,
+                           (unsigned long long)ntok, MAX_VOCAB);
+    const void *types = NULL; /* optional; control tokens (3) are spelled as they are */
+    parlm_status st;
+    if (parlm_gguf_find_kv(g, yk) >= 0) {
+        uint64_t m;
+        if ((st = parlm_gguf_get_arr(g, yk, &et, &m, &types)))
+            return st;
+        if (et != PARLM_GGUF_I32 || m != ntok)
+            return parlm_error(PARLM_EFORMAT, "%s: %s must hold %llu int32 (one per token), it "
+                               "holds %llu of GGUF type %d", path, yk, (unsigned long long)ntok,
+                               (unsigned long long)m, (int)et);
+    }
+    uint32_t cp_of[256];
+    int16_t byte_of_cp[324];
+    byte_to_cp(cp_of);
+    memset(byte_of_cp, 0xff, sizeof byte_of_cp);
+    for (int b = 0; b < 256; b++)
+        byte_of_cp[cp_of[b]] = (int16_t)b;
+    size_t n = (size_t)ntok, cap = 16, total = 0, blen = 9;
+    while (cap < 2 * n)
+        cap *= 2;
+    str_map map = {calloc(cap, sizeof *map.key), calloc(cap, sizeof *map.klen),
+                   calloc(cap, sizeof *map.val), cap - 1};
+    parlm_tokenizer *t = NULL;
+    char *bpe = NULL, *label = malloc(strlen(path) + 32);
+    if (!map.key || !map.klen || !map.val || !label) {
+        st = parlm_error(PARLM_ENOMEM, "%s: out of memory for %zu tokens", path, n);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *s;
+        size_t l;
+        if ((st = parlm_gguf_get_arr_str(g, tk, i, &s, &l)))
+            goto done;
+        if (l > ((size_t)1 << 20)) {
+            st = parlm_error(PARLM_EFORMAT, "%s: %s[%zu] is %zu bytes long", path, tk, i, l);
+            goto done;
+        }
+        int32_t *slot = str_slot(&map, s, l);
+        if (*slot != -1) {
+            st = parlm_error(PARLM_EFORMAT, "%s: %s: token \"%.*s\" appears twice", path, tk,
+                             (int)(l < 40 ? l : 40), s);
+            goto done;
+        }
+        *slot = (int32_t)i;
+        total += l;
+    }
+    if (!(t = tok_new(TOK_GPT2, (int)n, total))) {
+        st = parlm_error(PARLM_ENOMEM, "%s: out of memory for %zu tokens", path, n);
+        goto done;
+    }
+    uint32_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *s;
+        size_t l, bl;
+        int32_t type = 1;
+        parlm_gguf_get_arr_str(g, tk, i, &s, &l); /* read above */
+        if (types)
+            memcpy(&type, (const char *)types + 4 * i, 4);
+        t->off[i] = off;
+        if (type == 3) {
+            memcpy(t->bytes + off, s, l);
+            bl = l;
+        } else if (token_to_bytes(s, l, byte_of_cp, t->bytes + off, &bl) != PARLM_OK) {
+            st = parlm_error(PARLM_EFORMAT, "%s: %s[%zu] is not in GPT-2's byte alphabet", path,
+                             tk, i);
+            goto done;
+        }
+        off += (uint32_t)bl;
+    }
+    t->off[n] = off;
+    for (int b = 0; b < 256; b++) {
+        char u[4];
+        size_t ul = utf8_put(u, cp_of[b]);
+        if ((t->byte_id[b] = str_get(&map, u, ul)) < 0) {
+            st = parlm_error(PARLM_EFORMAT, "%s: %s has no token for byte 0x%02x", path, tk, b);
+            goto done;
+        }
+    }
+    t->eot = str_get(&map, "<|endoftext|>", 13);
+    for (uint64_t i = 0; i < nmerge; i++) {
+        const char *s;
+        size_t l;
+        if ((st = parlm_gguf_get_arr_str(g, mk, i, &s, &l)))
+            goto done;
+        if (memchr(s, '\n', l) || memchr(s, '\r', l)) {
+            st = parlm_error(PARLM_EFORMAT, "%s: %s[%llu] contains a line break", path, mk,
+                             (unsigned long long)i);
+            goto done;
+        }
+        blen += l + 1;
+    }
+    if (!(bpe = malloc(blen + 1))) {
+        st = parlm_error(PARLM_ENOMEM, "%s: out of memory for %s", path, mk);
+        goto done;
+    }
+    memcpy(bpe, "#version\n", 9);
+    size_t p = 9;
+    for (uint64_t i = 0; i < nmerge; i++) {
+        const char *s;
+        size_t l;
+        parlm_gguf_get_arr_str(g, mk, i, &s, &l); /* read above */
+        memcpy(bpe + p, s, l);
+        p += l;
+        bpe[p++] = '\n';
+    }
+    /* load_merges's messages give line numbers: merge i is line i + 2 */
+    snprintf(label, strlen(path) + 32, "%s (%s)", path, mk);
+    st = load_merges(t, &map, bpe, p, label);
+done:
+    free(map.key), free(map.klen), free(map.val);
+    free(bpe);
+    free(label);
+    if (st != PARLM_OK) {
+        parlm_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return PARLM_OK;
+}
+
+parlm_status parlm_tokenizer_load_gguf(parlm_tokenizer **out, const char *path)
+{
+    if (!out || !path)
+        return parlm_error(PARLM_EINVAL, "parlm_tokenizer_load_gguf: null argument");
+    *out = NULL;
+    parlm_gguf *g;
+    parlm_status st = parlm_gguf_open(&g, path);
+    if (st)
+        return st;
+    const char *model;
+    size_t mlen;
+    if ((st = parlm_gguf_get_str(g, "tokenizer.ggml.model", &model, &mlen)) == PARLM_OK) {
+        if (mlen == 4 && memcmp(model, "gpt2", 4) == 0)
+            st = load_gpt2_gguf(out, g, path);
+        else if (mlen == 5 && memcmp(model, "llama", 5) == 0)
+            st = parlm_spm_load_gguf(out, g, path);
+        else
+            st = parlm_error(PARLM_EUNSUPPORTED, "%s: tokenizer.ggml.model is '%.*s' (parlm reads "
+                             "gpt2 and llama)", path, (int)(mlen < 32 ? mlen : 32), model);
+    }
+    parlm_gguf_close(g);
+    return st;
 }

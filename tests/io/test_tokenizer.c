@@ -1,6 +1,8 @@
 /* tests/test_tokenizer.c — GPT-2 BPE against the reference encoder's ids (from
  * ../shared/data/gpt2, see PARLM_SHARED_DATA), round trips, the byte tokenizer, llm.c's
- * tokenizer file, and malformed vocabulary files (which must fail with a message). */
+ * tokenizer file, malformed vocabulary files (which must fail with a message), and the
+ * tokenizers of GGUF files: GPT-2's, and Llama's SentencePiece-style one on a vocabulary
+ * built here with hand-worked encodings. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -405,6 +407,377 @@ START_TEST(llmc_tokenizer_file)
 }
 END_TEST
 
+/* ---- llama (SentencePiece-style) ------------------------------------------------------
+ * A vocabulary built here: <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF> (ids
+ * 3..258, as Llama's), then scored pieces. The expected ids are worked out by hand from
+ * the rule (merge the adjacent pair whose concatenation is the piece of highest score,
+ * leftmost on ties), so a different rule gives different ids. */
+#define SP "\xe2\x96\x81" /* U+2581 */
+enum { P_SP = 259, P_A, P_B, P_C, P_AB, P_BC, P_SPA, P_EACUTE, P_X, P_XX, P_SPX, N_LLAMA };
+#define BYTE(b) (3 + (b))
+
+static parlm_tokenizer *llama_vocab(int add_space_prefix, int with_bytes, int with_unk)
+{
+    static char names[256][8];
+    const char *pieces[N_LLAMA];
+    float scores[N_LLAMA];
+    int32_t types[N_LLAMA];
+    pieces[0] = "<unk>", types[0] = PARLM_TOKEN_UNKNOWN;
+    pieces[1] = "<s>", types[1] = PARLM_TOKEN_CONTROL;
+    pieces[2] = "</s>", types[2] = PARLM_TOKEN_CONTROL;
+    for (int b = 0; b < 256; b++) {
+        snprintf(names[b], sizeof names[b], "<0x%02X>", b);
+        pieces[BYTE(b)] = names[b];
+        /* without byte tokens: the same spellings, unused (so no byte fallback) */
+        types[BYTE(b)] = with_bytes ? PARLM_TOKEN_BYTE : PARLM_TOKEN_UNUSED;
+    }
+    const struct { int id; const char *p; float score; } normal[] = {
+        {P_SP, SP, -1}, {P_A, "a", -2}, {P_B, "b", -3}, {P_C, "c", -4}, {P_AB, "ab", -5},
+        {P_BC, "bc", -0.5f}, /* scores above "ab": "abc" is a + bc, not ab + c */
+        {P_SPA, SP "a", -6}, {P_EACUTE, "\xc3\xa9", -9}, {P_X, "x", -10},
+        {P_XX, "xx", -1},    /* "xxx": both pairs score alike, the left one merges */
+        {P_SPX, SP "x", -20},
+    };
+    for (int i = 0; i < 3 + 256; i++)
+        scores[i] = 0;
+    for (size_t i = 0; i < sizeof normal / sizeof normal[0]; i++) {
+        pieces[normal[i].id] = normal[i].p;
+        scores[normal[i].id] = normal[i].score;
+        types[normal[i].id] = PARLM_TOKEN_NORMAL;
+    }
+    parlm_llama_vocab v = {N_LLAMA, pieces, NULL, scores, types, 1, 2, with_unk ? 0 : -1, -1,
+                           1, 0, add_space_prefix};
+    if (!with_unk)
+        types[0] = PARLM_TOKEN_UNUSED;
+    parlm_tokenizer *t = NULL;
+    ck_assert_msg(parlm_tokenizer_create_llama(&t, &v) == PARLM_OK, "%s", parlm_last_error());
+    return t;
+}
+
+static void expect_ids(const parlm_tokenizer *t, const char *text, size_t len, int special,
+                       const int32_t *want, size_t nwant)
+{
+    int32_t *ids;
+    size_t n;
+    ck_assert_msg(parlm_tokenizer_encode_special(t, text, len, special, &ids, &n) == PARLM_OK,
+                  "'%.*s': %s", (int)len, text, parlm_last_error());
+    int same = n == nwant;
+    for (size_t i = 0; same && i < n; i++)
+        same = ids[i] == want[i];
+    if (!same) {
+        char got[512];
+        size_t k = 0;
+        for (size_t i = 0; i < n && k < 480; i++)
+            k += (size_t)snprintf(got + k, sizeof got - k, " %d", ids[i]);
+        got[k] = 0;
+        ck_abort_msg("'%.*s' encodes as [%s ], want %zu ids starting %d", (int)len, text, got,
+                     nwant, nwant ? want[0] : -1);
+    }
+    parlm_free(ids);
+}
+#define EXPECT(t, text, special, ...)                                                        \
+    expect_ids(t, text, sizeof text - 1, special, (const int32_t[]){__VA_ARGS__},            \
+               sizeof((const int32_t[]){__VA_ARGS__}) / sizeof(int32_t))
+
+static void expect_decode(const parlm_tokenizer *t, const int32_t *ids, size_t n,
+                          const char *want)
+{
+    char *text;
+    size_t len;
+    ck_assert_int_eq(parlm_tokenizer_decode(t, ids, n, &text, &len), PARLM_OK);
+    ck_assert_msg(len == strlen(want) && memcmp(text, want, len) == 0, "decoded '%s', want '%s'",
+                  text, want);
+    parlm_free(text);
+}
+
+START_TEST(llama_merges_by_score)
+{
+    parlm_tokenizer *t = llama_vocab(1, 1, 1);
+    ck_assert_int_eq(parlm_tokenizer_vocab_size(t), N_LLAMA);
+    ck_assert_int_eq(parlm_tokenizer_bos(t), 1);
+    ck_assert_int_eq(parlm_tokenizer_eot(t), 2);
+    /* "▁abc": bc (-0.5) first, then ▁a (-6); "abc" and "▁abc" are no pieces */
+    EXPECT(t, "abc", 0, P_SPA, P_BC);
+    /* "▁xxx": ▁x (-20) loses to xx (-1); the two xx pairs tie and the left one wins */
+    EXPECT(t, "xxx", 0, P_SP, P_XX, P_X);
+    EXPECT(t, "xxxx", 0, P_SP, P_XX, P_XX);
+    EXPECT(t, "x", 0, P_SPX);
+    /* spaces are ▁, each its own symbol: "▁a▁▁b" */
+    EXPECT(t, "a  b", 0, P_SPA, P_SP, P_SP, P_B);
+    int32_t *ids;
+    size_t n;
+    ck_assert_int_eq(parlm_tokenizer_encode(t, "", 0, &ids, &n), PARLM_OK);
+    ck_assert_uint_eq(n, 0); /* no prefix for empty text */
+    parlm_free(ids);
+    parlm_tokenizer_free(t);
+
+    /* no dummy prefix: "abc" is a + bc; with ab + c (merge order by position, or by the
+     * order of the vocabulary) it would be P_AB, P_C */
+    t = llama_vocab(0, 1, 1);
+    EXPECT(t, "abc", 0, P_A, P_BC);
+    EXPECT(t, "xxx", 0, P_XX, P_X);
+    EXPECT(t, " x", 0, P_SPX);
+    parlm_tokenizer_free(t);
+}
+END_TEST
+
+START_TEST(llama_byte_fallback)
+{
+    parlm_tokenizer *t = llama_vocab(1, 1, 1);
+    /* é is a piece; ü (c3 bc), 日 (e6 97 a5), 😀 (f0 9f 98 80) and q are not: their bytes */
+    EXPECT(t, "a\xc3\xa9", 0, P_SPA, P_EACUTE);
+    EXPECT(t, "a \xc3\xbc", 0, P_SPA, P_SP, BYTE(0xc3), BYTE(0xbc));
+    EXPECT(t, "\xe6\x97\xa5q", 0, P_SP, BYTE(0xe6), BYTE(0x97), BYTE(0xa5), BYTE('q'));
+    EXPECT(t, "\xf0\x9f\x98\x80", 0, P_SP, BYTE(0xf0), BYTE(0x9f), BYTE(0x98), BYTE(0x80));
+    /* invalid UTF-8: a lone continuation byte, a truncated sequence, 0xff */
+    EXPECT(t, "\x80" "a\xc3", 0, P_SP, BYTE(0x80), P_A, BYTE(0xc3));
+    EXPECT(t, "\xff\x00", 0, P_SP, BYTE(0xff), BYTE(0));
+    int32_t ids[] = {P_SPA, P_SP, BYTE(0xc3), BYTE(0xbc)};
+    expect_decode(t, ids, 4, "a \xc3\xbc");
+    parlm_tokenizer_free(t);
+
+    /* no byte tokens: an unknown character is one <unk>; with no <unk> either, an error */
+    t = llama_vocab(1, 0, 1);
+    EXPECT(t, "a\xe6\x97\xa5" "b", 0, P_SPA, 0, P_B);
+    int32_t unk = 0;
+    expect_decode(t, &unk, 1, "\xe2\x96\x85");
+    parlm_tokenizer_free(t);
+    t = llama_vocab(1, 0, 0);
+    int32_t *out;
+    size_t n;
+    ck_assert_int_eq(parlm_tokenizer_encode(t, "aq", 2, &out, &n), PARLM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "0x71"));
+    EXPECT(t, "ab", 0, P_SP, P_AB); /* ab (-5) before ▁a (-6) */
+    parlm_tokenizer_free(t);
+}
+END_TEST
+
+START_TEST(llama_bos_eos_and_decode)
+{
+    parlm_tokenizer *t = llama_vocab(1, 1, 1);
+    EXPECT(t, "abc", 1, 1, P_SPA, P_BC); /* add_bos_token on, add_eos_token off */
+    EXPECT(t, "abc", 0, P_SPA, P_BC);
+    EXPECT(t, "", 1, 1);
+    /* BOS and EOS decode to nothing; the dummy prefix's space goes */
+    int32_t ids[] = {1, P_SPA, P_BC, P_SP, P_XX, 2};
+    expect_decode(t, ids, 6, "abc xx");
+    expect_decode(t, ids + 1, 2, "abc");
+    const char *b;
+    size_t len;
+    ck_assert_int_eq(parlm_tokenizer_token(t, P_SPA, &b, &len), PARLM_OK);
+    ck_assert(len == 2 && memcmp(b, " a", 2) == 0);
+    ck_assert_int_eq(parlm_tokenizer_token(t, 1, &b, &len), PARLM_OK);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_int_eq(parlm_tokenizer_token(t, BYTE(0xff), &b, &len), PARLM_OK);
+    ck_assert(len == 1 && (unsigned char)b[0] == 0xff);
+    /* a round trip of arbitrary bytes: bytes split anywhere come back whole */
+    uint64_t s = 7;
+    char buf[2048];
+    for (int rep = 0; rep < 60; rep++) {
+        size_t n = (size_t)(tu_next(&s) % sizeof buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = rep % 2 ? (char)tu_next(&s) : " abcx\xc3\xa9\xe6\x97\xa5\n"[tu_next(&s) % 12];
+        int32_t *out;
+        size_t nout;
+        char *back;
+        size_t blen;
+        ck_assert_int_eq(parlm_tokenizer_encode_special(t, buf, n, 1, &out, &nout), PARLM_OK);
+        ck_assert_int_eq(out[0], 1);
+        ck_assert_int_eq(parlm_tokenizer_decode(t, out, nout, &back, &blen), PARLM_OK);
+        ck_assert_msg(blen == n && memcmp(back, buf, n) == 0, "rep %d: %zu bytes back of %zu",
+                      rep, blen, n);
+        parlm_free(out), parlm_free(back);
+    }
+    parlm_tokenizer_free(t);
+    t = llama_vocab(0, 1, 1); /* without the prefix nothing is stripped */
+    int32_t sp[] = {P_SPX};
+    expect_decode(t, sp, 1, " x");
+    parlm_tokenizer_free(t);
+}
+END_TEST
+
+/* Writes a "llama" tokenizer GGUF by the writer's key API (independent of
+ * parlm_tokenizer_write_gguf); each field can be spoiled by the caller. */
+typedef struct spm_file {
+    uint64_t ntok, nscores, ntypes;
+    int bad_type_at, bos, with_model;
+    parlm_gguf_type score_type;
+} spm_file;
+
+static void write_spm_file(const char *path, const spm_file *f)
+{
+    static const char *const pieces[] = {"<unk>", "<s>", "</s>", "<0x41>", SP, "a", "b", SP "a",
+                                         "ab"};
+    float scores[9] = {0, 0, 0, 0, -1, -2, -3, -4, -0.5f};
+    int32_t types[9] = {2, 3, 3, 6, 1, 1, 1, 1, 1};
+    if (f->bad_type_at >= 0)
+        types[f->bad_type_at] = 7;
+    parlm_gguf_writer *w;
+    ck_assert_int_eq(parlm_gguf_writer_create(&w), PARLM_OK);
+    uint32_t bos = (uint32_t)f->bos, eos = 2;
+    uint8_t yes = 1;
+    ck_assert_int_eq(parlm_gguf_set_str(w, "general.architecture", "llama", 5), PARLM_OK);
+    if (f->with_model)
+        ck_assert_int_eq(parlm_gguf_set_str(w, "tokenizer.ggml.model", "llama", 5), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set_arr_str(w, "tokenizer.ggml.tokens", f->ntok, pieces, NULL),
+                     PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set_arr(w, "tokenizer.ggml.scores", f->score_type, f->nscores,
+                                        f->score_type == PARLM_GGUF_F32 ? (void *)scores
+                                                                        : (void *)types),
+                     PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set_arr(w, "tokenizer.ggml.token_type", PARLM_GGUF_I32, f->ntypes,
+                                        types), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "tokenizer.ggml.bos_token_id", PARLM_GGUF_U32, &bos),
+                     PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "tokenizer.ggml.eos_token_id", PARLM_GGUF_U32, &eos),
+                     PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set(w, "tokenizer.ggml.add_bos_token", PARLM_GGUF_BOOL, &yes),
+                     PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_write(w, path), PARLM_OK);
+    parlm_gguf_writer_free(w);
+}
+
+START_TEST(llama_from_gguf)
+{
+    char path[] = "/tmp/parlm-spm-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    spm_file good = {9, 9, 9, -1, 1, 1, PARLM_GGUF_F32};
+    write_spm_file(path, &good);
+    parlm_tokenizer *t = NULL;
+    ck_assert_msg(parlm_tokenizer_load_gguf(&t, path) == PARLM_OK, "%s", parlm_last_error());
+    ck_assert_int_eq(parlm_tokenizer_vocab_size(t), 9);
+    ck_assert_int_eq(parlm_tokenizer_bos(t), 1);
+    ck_assert_int_eq(parlm_tokenizer_eot(t), 2);
+    /* "▁ab": ab (-0.5) beats ▁a (-4); A has only its byte token; c has nothing: <unk> */
+    EXPECT(t, "ab", 1, 1, 4, 8);
+    EXPECT(t, "bA c", 0, 4, 6, 3, 4, 0);
+    int32_t ids[] = {1, 4, 8, 3};
+    expect_decode(t, ids, 4, "abA");
+
+    /* parlm_tokenizer_write_gguf of the test vocabulary: loads back alike */
+    parlm_tokenizer *a = llama_vocab(1, 1, 1), *b = NULL;
+    parlm_gguf_writer *w;
+    ck_assert_int_eq(parlm_gguf_writer_create(&w), PARLM_OK);
+    ck_assert_int_eq(parlm_tokenizer_write_gguf(a, w), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_write(w, path), PARLM_OK);
+    parlm_gguf_writer_free(w);
+    ck_assert_msg(parlm_tokenizer_load_gguf(&b, path) == PARLM_OK, "%s", parlm_last_error());
+    ck_assert_int_eq(parlm_tokenizer_vocab_size(b), N_LLAMA);
+    ck_assert_int_eq(parlm_tokenizer_bos(b), 1);
+    ck_assert_int_eq(parlm_tokenizer_eot(b), 2);
+    EXPECT(b, "abc", 1, 1, P_SPA, P_BC);
+    EXPECT(b, "a \xc3\xbc", 0, P_SPA, P_SP, BYTE(0xc3), BYTE(0xbc));
+    uint64_t s = 11;
+    char buf[512];
+    for (int rep = 0; rep < 20; rep++) {
+        size_t n = (size_t)(tu_next(&s) % sizeof buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = rep % 2 ? (char)tu_next(&s) : " abcx\xc3\xa9\xe6\x97\xa5\n"[tu_next(&s) % 12];
+        int32_t *ia, *ib;
+        size_t na, nb;
+        ck_assert_int_eq(parlm_tokenizer_encode_special(a, buf, n, 1, &ia, &na), PARLM_OK);
+        ck_assert_int_eq(parlm_tokenizer_encode_special(b, buf, n, 1, &ib, &nb), PARLM_OK);
+        ck_assert(na == nb && memcmp(ia, ib, na * sizeof *ia) == 0);
+        parlm_free(ia), parlm_free(ib);
+    }
+    parlm_tokenizer_free(a);
+    parlm_tokenizer_free(b);
+    parlm_tokenizer *g2 = NULL;
+    ck_assert_int_eq(parlm_tokenizer_bytes(&g2), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_writer_create(&w), PARLM_OK);
+    ck_assert_int_eq(parlm_tokenizer_write_gguf(g2, w), PARLM_EUNSUPPORTED);
+    parlm_gguf_writer_free(w);
+    parlm_tokenizer_free(g2);
+
+    /* damaged metadata: an error naming the file and the key, no tokenizer */
+    struct { spm_file f; const char *key; parlm_status st; } bad[] = {
+        {{9, 8, 9, -1, 1, 1, PARLM_GGUF_F32}, "tokenizer.ggml.scores", PARLM_EFORMAT},
+        {{9, 9, 8, -1, 1, 1, PARLM_GGUF_F32}, "tokenizer.ggml.token_type", PARLM_EFORMAT},
+        {{9, 9, 9, 5, 1, 1, PARLM_GGUF_F32}, "tokenizer.ggml.token_type[5]", PARLM_EFORMAT},
+        {{9, 9, 9, -1, 9, 1, PARLM_GGUF_F32}, "tokenizer.ggml.bos_token_id", PARLM_EFORMAT},
+        {{9, 9, 9, -1, 1, 1, PARLM_GGUF_I32}, "tokenizer.ggml.scores", PARLM_EFORMAT},
+        {{9, 9, 9, -1, 1, 0, PARLM_GGUF_F32}, "tokenizer.ggml.model", PARLM_EFORMAT},
+        {{0, 0, 0, -1, 1, 1, PARLM_GGUF_F32}, "tokenizer.ggml.tokens", PARLM_EFORMAT},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_spm_file(path, &bad[i].f);
+        t = (parlm_tokenizer *)1;
+        ck_assert_int_eq(parlm_tokenizer_load_gguf(&t, path), bad[i].st);
+        ck_assert_ptr_null(t);
+        ck_assert_msg(strstr(parlm_last_error(), bad[i].key) && strstr(parlm_last_error(), path),
+                      "case %zu: '%s'", i, parlm_last_error());
+    }
+    /* the file cut anywhere: an error, never a crash */
+    write_spm_file(path, &good);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    char full[4096];
+    size_t flen = fread(full, 1, sizeof full, f);
+    fclose(f);
+    ck_assert_uint_lt(flen, sizeof full);
+    /* (a GGUF without tensors may end in up to 31 bytes of alignment padding, which a cut
+     * may remove harmlessly: every cut of 32 bytes or more reaches the metadata) */
+    for (size_t cut = 0; cut + 32 <= flen; cut += 7) {
+        write_file(path, full, cut);
+        t = (parlm_tokenizer *)1;
+        ck_assert_int_ne(parlm_tokenizer_load_gguf(&t, path), PARLM_OK);
+        ck_assert_ptr_null(t);
+    }
+    unlink(path);
+}
+END_TEST
+
+/* A "gpt2" GGUF as parlm_gpt_save_gguf writes it (tokens in GPT-2's byte spelling, the
+ * merges) encodes as the encoder.json + vocab.bpe it came from. */
+START_TEST(gpt2_from_gguf)
+{
+    char dir[] = "/tmp/parlm-tokg-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char enc[64], bpe[64], gguf[64];
+    snprintf(enc, sizeof enc, "%s/enc.json", dir);
+    snprintf(bpe, sizeof bpe, "%s/vocab.bpe", dir);
+    snprintf(gguf, sizeof gguf, "%s/m.gguf", dir);
+    write_tiny_vocab(enc, bpe, "", "#version: 0.2\na b\nab c\n");
+    parlm_gpt_config c = {.n_layer = 1, .n_head = 1, .n_embd = 8, .max_seq = 8, .vocab = 258};
+    parlm_gpt *m;
+    ck_assert_int_eq(parlm_gpt_create(&m, &c, 1), PARLM_OK);
+    ck_assert_msg(parlm_gpt_save_gguf(m, gguf, PARLM_WT_F32, enc, bpe) == PARLM_OK, "%s",
+                  parlm_last_error());
+    parlm_gpt_free(m);
+    parlm_tokenizer *ref, *t;
+    ck_assert_int_eq(parlm_tokenizer_load_gpt2(&ref, enc, bpe), PARLM_OK);
+    ck_assert_msg(parlm_tokenizer_load_gguf(&t, gguf) == PARLM_OK, "%s", parlm_last_error());
+    ck_assert_int_eq(parlm_tokenizer_vocab_size(t), 258);
+    ck_assert_int_eq(parlm_tokenizer_eot(t), -1);
+    EXPECT(t, "abcab", 0, 257, 256);
+    uint64_t s = 5;
+    char buf[1024];
+    for (int rep = 0; rep < 20; rep++) {
+        size_t n = (size_t)(tu_next(&s) % sizeof buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = rep % 2 ? (char)tu_next(&s) : " abc\n'\xc3\xa9"[tu_next(&s) % 8];
+        int32_t *ia, *ib;
+        size_t na, nb;
+        ck_assert_int_eq(parlm_tokenizer_encode(ref, buf, n, &ia, &na), PARLM_OK);
+        ck_assert_int_eq(parlm_tokenizer_encode(t, buf, n, &ib, &nb), PARLM_OK);
+        ck_assert(na == nb && memcmp(ia, ib, na * sizeof *ia) == 0);
+        parlm_free(ia), parlm_free(ib);
+    }
+    parlm_tokenizer_free(ref);
+    parlm_tokenizer_free(t);
+    /* a model file without a tokenizer */
+    ck_assert_int_eq(parlm_gpt_create(&m, &c, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_save_gguf(m, gguf, PARLM_WT_F32, NULL, NULL), PARLM_OK);
+    parlm_gpt_free(m);
+    ck_assert_int_eq(parlm_tokenizer_load_gguf(&t, gguf), PARLM_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "tokenizer.ggml.model"));
+    unlink(gguf), unlink(enc), unlink(bpe);
+    rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
     const char *d = getenv("PARLM_SHARED_DATA");
@@ -427,6 +800,13 @@ int main(void)
     tcase_add_test(tc, own_vocab_and_malformed_files);
     tcase_add_test(tc, merges_file_is_validated);
     tcase_add_test(tc, llmc_tokenizer_file);
+    tcase_add_test(tc, gpt2_from_gguf);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("llama");
+    tcase_add_test(tc, llama_merges_by_score);
+    tcase_add_test(tc, llama_byte_fallback);
+    tcase_add_test(tc, llama_bos_eos_and_decode);
+    tcase_add_test(tc, llama_from_gguf);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -655,6 +655,7 @@ START_TEST(llama_from_gguf)
     EXPECT(t, "bA c", 0, 4, 6, 3, 4, 0);
     int32_t ids[] = {1, 4, 8, 3};
     expect_decode(t, ids, 4, "abA");
+    parlm_tokenizer_free(t);
 
     /* parlm_tokenizer_write_gguf of the test vocabulary: loads back alike */
     parlm_tokenizer *a = llama_vocab(1, 1, 1), *b = NULL;
@@ -730,17 +731,11 @@ START_TEST(llama_from_gguf)
 END_TEST
 
 /* A "gpt2" GGUF as parlm_gpt_save_gguf writes it (tokens in GPT-2's byte spelling, the
- * merges) encodes as the encoder.json + vocab.bpe it came from. */
-START_TEST(gpt2_from_gguf)
+ * merges, <|endoftext|> as a control token) encodes as the encoder.json + vocab.bpe it
+ * came from: seeded random texts, and the GGUF file of a model of vocabulary V. */
+static void gguf_encodes_as(const char *enc, const char *bpe, int V, int eot, const char *gguf)
 {
-    char dir[] = "/tmp/parlm-tokg-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char enc[64], bpe[64], gguf[64];
-    snprintf(enc, sizeof enc, "%s/enc.json", dir);
-    snprintf(bpe, sizeof bpe, "%s/vocab.bpe", dir);
-    snprintf(gguf, sizeof gguf, "%s/m.gguf", dir);
-    write_tiny_vocab(enc, bpe, "", "#version: 0.2\na b\nab c\n");
-    parlm_gpt_config c = {.n_layer = 1, .n_head = 1, .n_embd = 8, .max_seq = 8, .vocab = 258};
+    parlm_gpt_config c = {.n_layer = 1, .n_head = 1, .n_embd = 8, .max_seq = 8, .vocab = V};
     parlm_gpt *m;
     ck_assert_int_eq(parlm_gpt_create(&m, &c, 1), PARLM_OK);
     ck_assert_msg(parlm_gpt_save_gguf(m, gguf, PARLM_WT_F32, enc, bpe) == PARLM_OK, "%s",
@@ -749,9 +744,8 @@ START_TEST(gpt2_from_gguf)
     parlm_tokenizer *ref, *t;
     ck_assert_int_eq(parlm_tokenizer_load_gpt2(&ref, enc, bpe), PARLM_OK);
     ck_assert_msg(parlm_tokenizer_load_gguf(&t, gguf) == PARLM_OK, "%s", parlm_last_error());
-    ck_assert_int_eq(parlm_tokenizer_vocab_size(t), 258);
-    ck_assert_int_eq(parlm_tokenizer_eot(t), -1);
-    EXPECT(t, "abcab", 0, 257, 256);
+    ck_assert_int_eq(parlm_tokenizer_vocab_size(t), V);
+    ck_assert_int_eq(parlm_tokenizer_eot(t), eot);
     uint64_t s = 5;
     char buf[1024];
     for (int rep = 0; rep < 20; rep++) {
@@ -765,9 +759,40 @@ START_TEST(gpt2_from_gguf)
         ck_assert(na == nb && memcmp(ia, ib, na * sizeof *ia) == 0);
         parlm_free(ia), parlm_free(ib);
     }
+    if (eot >= 0) {
+        const char *a, *b;
+        size_t la, lb;
+        ck_assert_int_eq(parlm_tokenizer_token(ref, eot, &a, &la), PARLM_OK);
+        ck_assert_int_eq(parlm_tokenizer_token(t, eot, &b, &lb), PARLM_OK);
+        ck_assert(la == lb && memcmp(a, b, la) == 0);
+    }
     parlm_tokenizer_free(ref);
     parlm_tokenizer_free(t);
+}
+
+START_TEST(gpt2_from_gguf)
+{
+    char dir[] = "/tmp/parlm-tokg-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char enc[64], bpe[64], gguf[64];
+    snprintf(enc, sizeof enc, "%s/enc.json", dir);
+    snprintf(bpe, sizeof bpe, "%s/vocab.bpe", dir);
+    snprintf(gguf, sizeof gguf, "%s/m.gguf", dir);
+    write_tiny_vocab(enc, bpe, "", "#version: 0.2\na b\nab c\n");
+    gguf_encodes_as(enc, bpe, 258, -1, gguf);
+    parlm_tokenizer *t;
+    ck_assert_int_eq(parlm_tokenizer_load_gguf(&t, gguf), PARLM_OK);
+    EXPECT(t, "abcab", 0, 257, 256);
+    parlm_tokenizer_free(t);
+    if (data_dir[0]) { /* GPT-2's own vocabulary */
+        char renc[4200], rbpe[4200];
+        snprintf(renc, sizeof renc, "%s/encoder.json", data_dir);
+        snprintf(rbpe, sizeof rbpe, "%s/vocab.bpe", data_dir);
+        gguf_encodes_as(renc, rbpe, 50257, 50256, gguf);
+    }
     /* a model file without a tokenizer */
+    parlm_gpt_config c = {.n_layer = 1, .n_head = 1, .n_embd = 8, .max_seq = 8, .vocab = 258};
+    parlm_gpt *m;
     ck_assert_int_eq(parlm_gpt_create(&m, &c, 1), PARLM_OK);
     ck_assert_int_eq(parlm_gpt_save_gguf(m, gguf, PARLM_WT_F32, NULL, NULL), PARLM_OK);
     parlm_gpt_free(m);

@@ -75,6 +75,42 @@ build-fuzz/tests/io/gguf_tool write build-fuzz/seed.gguf
 { printf '\1'; cat build-fuzz/seed.gguf; } > "$fcorpus/gguf_gpt2"
 { printf '\2'; cat build-fuzz/seed.gguf.st/model.safetensors; } > "$fcorpus/safetensors"
 { printf '\3'; cat build-fuzz/seed.gguf.st/config.json; printf '\0'; cat build-fuzz/seed.gguf.st/model.safetensors; } > "$fcorpus/st_gpt2"
+# the tokenizers of GGUF files (selector 4): a "llama" one (scores, types, byte fallback)
+# and a "gpt2" one (GPT-2's byte spelling and merges)
+python3 - "$fcorpus" <<'PY'
+import struct, sys
+def s(b): return struct.pack("<Q", len(b)) + b
+def kv(key, t, v): return s(key.encode()) + struct.pack("<I", t) + v
+def arr(t, items): return struct.pack("<IQ", t, len(items)) + b"".join(items)
+def gguf(kvs): return b"GGUF" + struct.pack("<IQQ", 3, 0, len(kvs)) + b"".join(kvs)
+sp = "\u2581".encode()
+toks = [b"<unk>", b"<s>", b"</s>"] + [b"<0x%02X>" % i for i in range(256)] + \
+       [sp, b"a", b"b", b"ab", sp + b"a", b"c", b"\xc3\xb6"]
+scores = [0.0] * 259 + [-1.0, -2.0, -3.0, -0.5, -4.0, -5.0, -6.0]
+types = [2, 3, 3] + [6] * 256 + [1] * 7
+llama = gguf([kv("tokenizer.ggml.model", 8, s(b"llama")),
+              kv("tokenizer.ggml.tokens", 9, arr(8, [s(t) for t in toks])),
+              kv("tokenizer.ggml.scores", 9, arr(6, [struct.pack("<f", x) for x in scores])),
+              kv("tokenizer.ggml.token_type", 9, arr(5, [struct.pack("<i", x) for x in types])),
+              kv("tokenizer.ggml.bos_token_id", 4, struct.pack("<I", 1)),
+              kv("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 2)),
+              kv("tokenizer.ggml.add_bos_token", 7, b"\1"),
+              kv("tokenizer.ggml.add_space_prefix", 7, b"\1")])
+open(sys.argv[1] + "/tok_llama", "wb").write(b"\4" + llama)
+# GPT-2's byte spelling: printable bytes as themselves, the others from U+0100 up
+printable = [b for b in range(256) if 33 <= b <= 126 or 161 <= b <= 172 or b >= 174]
+cp, k = {}, 0
+for b in range(256):
+    if b in printable: cp[b] = b
+    else: cp[b] = 256 + k; k += 1
+btoks = [chr(cp[b]).encode() for b in range(256)] + [b"ab", b"abc", b"<|endoftext|>"]
+gpt2 = gguf([kv("tokenizer.ggml.model", 8, s(b"gpt2")),
+             kv("tokenizer.ggml.tokens", 9, arr(8, [s(t) for t in btoks])),
+             kv("tokenizer.ggml.token_type", 9, arr(5, [struct.pack("<i", 3 if i == 258 else 1)
+                                                        for i in range(259)])),
+             kv("tokenizer.ggml.merges", 9, arr(8, [s(b"a b"), s(b"ab c")]))])
+open(sys.argv[1] + "/tok_gpt2", "wb").write(b"\4" + gpt2)
+PY
 
 export ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1
 build-fuzz/fuzz_formats -max_total_time="$secs" -max_len=200000 -rss_limit_mb=2048 \

@@ -4,7 +4,8 @@
  * rest is the file. Every input must end in PARLM_OK or an error code: any crash, leak
  * or sanitizer report is a bug. Also the safetensors reader (JSON header through Jansson)
  * and the GPT-2 safetensors import with its config.json (selector 3: the input is split at
- * the first NUL into config.json and the safetensors file). Run by .ci/fuzz.sh. */
+ * the first NUL into config.json and the safetensors file), and (selector 4) the
+ * tokenizer a GGUF file carries, gpt2 or llama. Run by .ci/fuzz.sh. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(model, sizeof model, "%s/model.safetensors", d);
     mkdir(d, 0700);
     write_file(a, data + 1, size - 1);
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0: {
         parlm_gguf *g;
         if (parlm_gguf_open(&g, a) == PARLM_OK) {
@@ -109,6 +110,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         parlm_gpt *m;
         if (parlm_gpt_load_safetensors(&m, model) == PARLM_OK)
             parlm_gpt_free(m);
+        break;
+    }
+    case 4: { /* the tokenizer in the GGUF metadata; what loads must encode and decode */
+        parlm_tokenizer *tok;
+        if (parlm_tokenizer_load_gguf(&tok, a) == PARLM_OK) {
+            static const char text[] = "Hello w\xc3\xb6rld \xe6\x97\xa5\xff <s> ab  c";
+            int32_t *ids;
+            size_t n;
+            if (parlm_tokenizer_encode_special(tok, text, sizeof text - 1, 1, &ids, &n) ==
+                PARLM_OK) {
+                char *back;
+                size_t len;
+                if (parlm_tokenizer_decode(tok, ids, n, &back, &len) == PARLM_OK)
+                    parlm_free(back);
+                parlm_free(ids);
+            }
+            parlm_tokenizer_free(tok);
+        }
         break;
     }
     }

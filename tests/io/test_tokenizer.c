@@ -509,6 +509,18 @@ START_TEST(llama_merges_by_score)
     ck_assert_int_eq(parlm_tokenizer_encode(t, "", 0, &ids, &n), PARLM_OK);
     ck_assert_uint_eq(n, 0); /* no prefix for empty text */
     parlm_free(ids);
+    /* a long run: pairs from the left, in O(n log n) (a quadratic merge loop would take
+     * minutes here) */
+    size_t big = 400000;
+    char *run = malloc(big);
+    memset(run, 'x', big);
+    ck_assert_int_eq(parlm_tokenizer_encode(t, run, big, &ids, &n), PARLM_OK);
+    ck_assert_uint_eq(n, 1 + big / 2);
+    ck_assert_int_eq(ids[0], P_SP);
+    for (size_t i = 1; i < n; i++)
+        ck_assert_int_eq(ids[i], P_XX);
+    parlm_free(ids);
+    free(run);
     parlm_tokenizer_free(t);
 
     /* no dummy prefix: "abc" is a + bc; with ab + c (merge order by position, or by the

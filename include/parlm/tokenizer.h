@@ -26,7 +26,9 @@ PARLM_API parlm_status parlm_tokenizer_load_gpt2(parlm_tokenizer **out, const ch
 PARLM_API parlm_status parlm_tokenizer_load_llmc(parlm_tokenizer **out, const char *path);
 /* The tokenizer stored in a GGUF file's metadata, by tokenizer.ggml.model:
  * - "gpt2": tokenizer.ggml.tokens (GPT-2's byte-to-unicode spelling) and
- *   tokenizer.ggml.merges, under the same rules as parlm_tokenizer_load_gpt2;
+ *   tokenizer.ggml.merges, under the same rules as parlm_tokenizer_load_gpt2 (and
+ *   tokenizer.ggml.pre, if present, "gpt-2" or "default": other BPE vocabularies stored
+ *   as "gpt2", such as Llama 3's, are PARLM_EUNSUPPORTED);
  * - "llama": tokenizer.ggml.tokens, .scores (f32, optional: all 0), .token_type (i32
  *   parlm_token_type, optional: all normal), .bos_token_id / .eos_token_id /
  *   .unknown_token_id / .padding_token_id (absent: llama.cpp's 1, 2, 0, none; -1 or

@@ -963,9 +963,22 @@ static parlm_status load_gpt2_gguf(parlm_tokenizer **out, const parlm_gguf *g, c
 {
     *out = NULL;
     const char *tk = "tokenizer.ggml.tokens", *mk = "tokenizer.ggml.merges";
-    const char *yk = "tokenizer.ggml.token_type";
+    const char *yk = "tokenizer.ggml.token_type", *pre;
     parlm_gguf_type et;
     uint64_t ntok = 0, nmerge = 0;
+    size_t plen;
+    /* "gpt2" also carries other BPE vocabularies (Llama 3, Qwen, ...) whose pre-tokenizer
+     * regex is not GPT-2's: refused by name rather than encoded wrongly */
+    if (parlm_gguf_find_kv(g, "tokenizer.ggml.pre") >= 0) {
+        parlm_status sp = parlm_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &plen);
+        if (sp)
+            return sp;
+        if (!(plen == 5 && memcmp(pre, "gpt-2", 5) == 0) &&
+            !(plen == 7 && memcmp(pre, "default", 7) == 0))
+            return parlm_error(PARLM_EUNSUPPORTED, "%s: tokenizer.ggml.pre is '%.*s' (parlm has "
+                               "GPT-2's pre-tokenizer: gpt-2 or default)", path,
+                               (int)(plen < 32 ? plen : 32), pre);
+    }
     int64_t ki = parlm_gguf_find_kv(g, tk), mi = parlm_gguf_find_kv(g, mk);
     if (ki < 0 || mi < 0)
         return parlm_error(PARLM_EFORMAT, "%s: metadata key '%s' is missing", path,

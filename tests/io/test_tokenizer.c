@@ -802,6 +802,15 @@ START_TEST(gpt2_from_gguf)
         snprintf(rbpe, sizeof rbpe, "%s/vocab.bpe", data_dir);
         gguf_encodes_as(renc, rbpe, 50257, 50256, gguf);
     }
+    /* a "gpt2" tokenizer with another pre-tokenizer (Llama 3's) is refused by name */
+    parlm_gguf_writer *w;
+    ck_assert_int_eq(parlm_gguf_writer_create(&w), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set_str(w, "tokenizer.ggml.model", "gpt2", 4), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set_str(w, "tokenizer.ggml.pre", "llama-bpe", 9), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_write(w, gguf), PARLM_OK);
+    parlm_gguf_writer_free(w);
+    ck_assert_int_eq(parlm_tokenizer_load_gguf(&t, gguf), PARLM_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "llama-bpe"));
     /* a model file without a tokenizer */
     parlm_gpt_config c = {.n_layer = 1, .n_head = 1, .n_embd = 8, .max_seq = 8, .vocab = 258};
     parlm_gpt *m;

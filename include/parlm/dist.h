@@ -110,6 +110,20 @@ PARLM_API parlm_status parlm_comm_check_agree(parlm_comm *comm, const char *fiel
 PARLM_API parlm_status parlm_comm_alloc_shared(parlm_comm *comm, int64_t n, float **out);
 PARLM_API parlm_status parlm_comm_free_shared(parlm_comm *comm, float *p);
 
+/* ---- one buffer the node's ranks share ------------------------------------------------
+ * parlm_node_region_create maps `bytes` (zeroed) that every rank of comm reads and writes
+ * at parlm_node_region_base (addresses may differ between processes): an MPI-3 shared
+ * window cut into one contiguous part per rank, each first touched by its rank. The
+ * caller synchronizes (C11 atomics in the region work across the processes). Collective;
+ * every rank passes the same bytes. A communicator spanning several nodes (or fake
+ * nodes) is PARLM_EUNSUPPORTED on every rank. Free (collective) before the comm. */
+typedef struct parlm_node_region parlm_node_region;
+PARLM_API parlm_status parlm_node_region_create(parlm_node_region **out, parlm_comm *comm,
+                                                size_t bytes);
+PARLM_API void *parlm_node_region_base(const parlm_node_region *r);
+PARLM_API size_t parlm_node_region_bytes(const parlm_node_region *r);
+PARLM_API void parlm_node_region_free(parlm_node_region *r);
+
 /* ---- collectives -----------------------------------------------------------------
  * All work in place on a float buffer of n elements; n, op and flags must be the same
  * on every rank, and every rank must issue the collectives of a communicator in the

@@ -176,6 +176,16 @@ PARLM_API parlm_status parlm_plan_save(const char *path, const parlm_plan_reques
 PARLM_API parlm_status parlm_plan_load(const char *path, parlm_plan_request *rq,
                                        parlm_plan_entry **out, int *n);
 
+/* A straggler's cost: the mean step time (seconds, over `steps` steps from a common
+ * start) of p data-parallel ranks whose steps take `compute` each, plus slow_extra on the
+ * slow rank (slow_rank: a rank, -1 none, -2 rotating: rank c mod p at step c), under mode
+ * "sync" (every step waits for all, then the exchange), "local" (local SGD: ranks meet
+ * every k = H steps, the exchange then) or "async" (bounded staleness k = S: a rank starts
+ * step c once update c-S-1, the last push of that step plus the exchange, is in). */
+PARLM_API parlm_status parlm_plan_straggler(const char *mode, int p, int k, double compute,
+                                            double slow_extra, int slow_rank, double exchange,
+                                            int steps, double *step_seconds);
+
 #ifdef __cplusplus
 }
 #endif

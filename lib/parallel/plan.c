@@ -807,3 +807,55 @@ parlm_status parlm_plan_load(const char *path, parlm_plan_request *rq, parlm_pla
     json_decref(r);
     return st;
 }
+
+/* The straggler model: the step schedule each data-parallel mode imposes, simulated step
+ * by step (no closed form covers a rotating straggler with bounded staleness). Rank r's
+ * step c takes compute, plus slow_extra when it is the slow one; its end is when its
+ * gradients are in. sync: every step starts once every rank's previous step and the
+ * exchange are done; local H: ranks run alone and meet (exchange) after every H-th step;
+ * async S: rank r starts step c after its own step c-1 and after update c-S-1 (the last
+ * push of step c-S-1, plus the exchange). */
+parlm_status parlm_plan_straggler(const char *mode, int p, int k, double compute,
+                                  double slow_extra, int slow_rank, double exchange, int steps,
+                                  double *step_seconds)
+{
+    int kind = !mode ? -1 : !strcmp(mode, "sync") ? 0 : !strcmp(mode, "local") ? 1
+             : !strcmp(mode, "async") ? 2 : -1;
+    if (!step_seconds || kind < 0 || p < 1 || steps < 1 || k < (kind == 1) ||
+        !(compute >= 0) || !(slow_extra >= 0) || !(exchange >= 0) || slow_rank < -2)
+        return parlm_error(PARLM_EINVAL, "parlm_plan_straggler: mode sync, local or async, "
+                           "p >= 1, steps >= 1, H >= 1 or S >= 0, times >= 0, slow rank a "
+                           "rank, -1 (none) or -2 (rotate)");
+    int S = kind == 2 ? k : 0, H = kind == 1 ? k : 1;
+    double *end = calloc((size_t)p, sizeof *end);
+    double *upd = calloc((size_t)steps, sizeof *upd); /* update c's time */
+    if (!end || !upd) {
+        free(end), free(upd);
+        return parlm_error(PARLM_ENOMEM, "parlm_plan_straggler: %d steps", steps);
+    }
+    for (int c = 0; c < steps; c++) {
+        double gate = kind == 2 ? (c - S - 1 >= 0 ? upd[c - S - 1] : 0)
+                    : kind == 0 ? (c > 0 ? upd[c - 1] : 0)
+                    : (c > 0 && c % H == 0 ? upd[c - 1] : 0);
+        double last = 0;
+        for (int r = 0; r < p; r++) {
+            int slow = slow_rank == -2 ? c % p == r : slow_rank == r;
+            double start = end[r] > gate ? end[r] : gate;
+            end[r] = start + compute + (slow ? slow_extra : 0);
+            last = end[r] > last ? end[r] : last;
+        }
+        /* local SGD exchanges only after its H-th steps (the others cost nothing) */
+        upd[c] = last + (kind != 1 || (c + 1) % H == 0 ? exchange : 0);
+        if (kind == 1 && (c + 1) % H == 0)
+            for (int r = 0; r < p; r++)
+                end[r] = upd[c];
+    }
+    double total = 0;
+    for (int r = 0; r < p; r++)
+        total = end[r] > total ? end[r] : total;
+    if (kind == 0 && upd[steps - 1] > total)
+        total = upd[steps - 1];
+    *step_seconds = total / steps;
+    free(end), free(upd);
+    return PARLM_OK;
+}

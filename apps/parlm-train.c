@@ -31,7 +31,10 @@ typedef struct opts {
     const char *data, *val_data, *model, *init, *ckpt_dir, *log, *encoder, *vocab, *plan, *profile;
     int B, T, steps, warmup, grad_accum, ckpt_every, val_every, val_steps, sample_every;
     int sample_len, threads, resume, bf16, quiet, stop_at, local_steps, bucket_mb, bf16_wire;
-    int no_bind, overwrite, tp, pp, micro_batches;
+    int no_bind, overwrite, tp, pp, micro_batches, staleness;
+    const char *slow_rank; /* "rotate" or a rank */
+    int slow_rank_n;       /* parsed: a rank, PARLM_SLOW_ROTATE, or -1 (none) */
+    double slow_ms;
     const char *dp_mode, *schedule;
     double lr, lr_min_frac, weight_decay, grad_clip, beta1, beta2, eps;
     uint64_t seed;
@@ -82,8 +85,14 @@ static void usage(FILE *f)
         "data parallelism (under mpirun or srun; see README):\n"
         "  --dp MODE            auto (default: overlap across nodes, sync on one node, where\n"
         "                       copying between ranks takes the compute cores anyway), sync,\n"
-        "                       overlap, zero1, or local (local SGD)\n"
+        "                       overlap, zero1, local (local SGD), or async (bounded\n"
+        "                       staleness, one node: a rank runs up to --staleness steps\n"
+        "                       ahead of the slowest; loss and validation printed are rank\n"
+        "                       0's, the last step's on the final model)\n"
         "  --local-steps H      local SGD: a synchronous step every H steps (default 4)\n"
+        "  --staleness S        async: steps a rank may run ahead (default 0 = sync, bitwise)\n"
+        "  --slow-rank R|rotate a straggler on purpose: rank R (rotate: rank step mod ranks)\n"
+        "  --slow-ms X          sleeps X ms at the start of each step (for benchmarks)\n"
         "  --bucket-mb N        gradient all-reduce bucket size (default 25)\n"
         "  --bf16-wire          send gradients as bf16 (accumulate in f32)\n"
         "model parallelism (the process grid is dp x tp x pp; dp = ranks / (tp x pp)):\n"
@@ -136,7 +145,8 @@ static int parse_opts(int argc, char **argv, opts *o)
                 .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .seed = 1337};
     /* --tp, --pp, --schedule stay 0 / NULL when not given (apply_plan tells a given one
      * from a default), then default to 1, 1, 1f1b */
-    static const char *const dp_modes[] = {"auto", "sync", "overlap", "zero1", "local", NULL};
+    static const char *const dp_modes[] = {"auto", "sync", "overlap", "zero1", "local", "async",
+                                           NULL};
     static const char *const schedules[] = {"gpipe", "1f1b", NULL};
     enum { S = CLI_SAME, M = 1 << 16, BIG = INT_MAX };
     const cli_opt table[] = {
@@ -159,6 +169,8 @@ static int parse_opts(int argc, char **argv, opts *o)
         CLI_F("--bf16", &o->bf16, S), CLI_F("--quiet", &o->quiet, 0),
         CLI_U64("--seed", &o->seed, S), CLI_C("--dp", &o->dp_mode, dp_modes, S),
         CLI_I("--local-steps", &o->local_steps, 1, BIG, S),
+        CLI_I("--staleness", &o->staleness, 0, 1024, S),
+        CLI_S("--slow-rank", &o->slow_rank, S), CLI_D("--slow-ms", &o->slow_ms, 0, 1e6, S),
         CLI_I("--bucket-mb", &o->bucket_mb, 1, 1 << 20, S),
         CLI_F("--bf16-wire", &o->bf16_wire, S), CLI_F("--no-bind", &o->no_bind, 0),
         CLI_F("--overwrite", &o->overwrite, 0),
@@ -176,7 +188,18 @@ static int parse_opts(int argc, char **argv, opts *o)
     int rc = cli_parse(&opt_cli, argc, argv);
     if (rc)
         return rc < 0 ? -1 : rc;
-    const char *bad = (int64_t)o->B * o->T > 1 << 28 ? "-b x -t must be at most 2^28 tokens"
+    char *end = NULL;
+    o->slow_rank_n = -1;
+    if (o->slow_rank && !strcmp(o->slow_rank, "rotate")) {
+        o->slow_rank_n = PARLM_SLOW_ROTATE;
+    } else if (o->slow_rank) {
+        long v = strtol(o->slow_rank, &end, 10);
+        o->slow_rank_n = *o->slow_rank && !*end && v >= 0 && v < INT_MAX ? (int)v : -3;
+    }
+    const char *bad = o->slow_rank_n == -3 ? "--slow-rank takes a rank (0, 1, ...) or rotate"
+                    : o->slow_rank && !(o->slow_ms > 0) ? "--slow-rank needs --slow-ms X > 0"
+                    : o->staleness && strcmp(o->dp_mode, "async") ? "--staleness is for --dp async"
+                    : (int64_t)o->B * o->T > 1 << 28 ? "-b x -t must be at most 2^28 tokens"
                     : o->beta1 >= 1 || o->beta2 >= 1 ? "--beta1 and --beta2 must be below 1"
                     : !(o->eps > 0) ? "--eps must be > 0"
                     : (o->resume && !o->ckpt_dir) ? "--resume needs --ckpt-dir"
@@ -595,7 +618,8 @@ static int runnable(const opts *o, const parlm_plan_layout *y)
         return 0;
     if (y->tp * y->pp == 1)
         return y->micro_batches == 1;
-    return !o->bf16 && !o->bf16_wire && o->grad_accum == 1 && strcmp(o->dp_mode, "local");
+    return !o->bf16 && !o->bf16_wire && o->grad_accum == 1 && strcmp(o->dp_mode, "local") &&
+           strcmp(o->dp_mode, "async");
 }
 
 /* The file's request against this run's: a plan for another model, batch or world is an
@@ -872,7 +896,8 @@ static parlm_trainer_config trainer_config(const opts *o, const world *w, int vo
     (void)w;
 #endif
     c.dp = o->dp_mode, c.local_steps = o->local_steps, c.bucket_mb = o->bucket_mb;
-    c.bf16_wire = o->bf16_wire;
+    c.bf16_wire = o->bf16_wire, c.staleness = o->staleness;
+    c.slow_rank = o->slow_rank_n, c.slow_ms = o->slow_ms;
     c.tp = o->tp, c.pp = o->pp, c.micro_batches = o->micro_batches, c.schedule = o->schedule;
     c.cancel = &interrupted;
     c.on_message = on_message;

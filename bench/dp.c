@@ -386,7 +386,7 @@ int bench_dp(bench_ctx *ctx)
         for (int i = 0; i < M_N && !failed; i++) {
             parlm_dp *dp = NULL;
             if (i != M_NOCOMM) {
-                parlm_dp_config dpc = {dp_modes[i], 0, PARLM_ALGO_AUTO, 1};
+                parlm_dp_config dpc = {dp_modes[i], 0, PARLM_ALGO_AUTO, 1, 0};
                 if (parlm_dp_create(&dp, m, comm, &dpc) != PARLM_OK) {
                     fprintf(stderr, "dp: rank %d, %s: %s\n", rank, names[i], parlm_last_error());
                     failed = 1;

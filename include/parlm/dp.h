@@ -13,6 +13,21 @@
  *                     synchronous step with averaged gradients. H = 1 is PARLM_DP_SYNC;
  *                     larger H trades gradient noise and replica drift (the loss per
  *                     step is worse) for 1/H of the communication.
+ *   PARLM_DP_ASYNC    bounded staleness (stale synchronous parallel): parameters, AdamW
+ *                     moments and S+1 gradient slots per rank in one store (the node's
+ *                     shared memory, split over its ranks);
+ *                     a rank pushes its gradients and goes on, the rank completing a step
+ *                     applies that update (rank-ordered mean, clipping, AdamW), and no rank
+ *                     starts step c before updates 0 .. c-S-1 are in: a fast rank runs up
+ *                     to S steps ahead of the slowest. S = 0 is PARLM_DP_SYNC bit for bit
+ *                     on one node. Across nodes (or with PARLM_ALGO_MPI in flags, or
+ *                     as the communicator's algorithm) the store is an MPI window on
+ *                     rank 0 that every rank reaches by passive-target RMA (MPI_Get,
+ *                     MPI_Put, MPI_Fetch_and_op, MPI_Accumulate under MPI_Win_lock_all).
+ *                     Replicas differ between steps; parlm_dp_gather_state brings them
+ *                     together, and until the next step parlm_dp_mean averages over the
+ *                     ranks; otherwise it gives this rank's value (a collective would
+ *                     make every step wait for the slowest rank).
  * No communication happens on gradient-accumulation micro-steps. */
 #ifndef PARLM_DP_H
 #define PARLM_DP_H
@@ -30,6 +45,7 @@ typedef enum parlm_dp_mode {
     PARLM_DP_OVERLAP = 1,
     PARLM_DP_ZERO1 = 2,
     PARLM_DP_LOCAL = 3,
+    PARLM_DP_ASYNC = 4,
 } parlm_dp_mode;
 
 typedef struct parlm_dp_config {
@@ -37,6 +53,7 @@ typedef struct parlm_dp_config {
     int64_t bucket_bytes; /* gradient bucket size (0: 25 MB) */
     unsigned flags;       /* parlm/dist.h algorithm | PARLM_WIRE_BF16 */
     int local_steps;      /* H for PARLM_DP_LOCAL (>= 1) */
+    int staleness;        /* S for PARLM_DP_ASYNC (>= 0) */
 } parlm_dp_config;
 
 /* Time split of the last step, seconds (for benchmarks and logs). */
@@ -48,12 +65,14 @@ typedef struct parlm_dp_stats {
     double progress;   /* overlap: inside backward, starting and progressing buckets (the
                         * compute core's time spent on communication there; part of
                         * backward) */
+    int64_t version;   /* async: updates in the parameters the next step computes with */
+    int64_t staleness; /* async: that step's index minus version (<= S) */
 } parlm_dp_stats;
 
 typedef struct parlm_dp parlm_dp;
 
 PARLM_API const char *parlm_dp_mode_name(parlm_dp_mode mode);
-/* "sync", "overlap", "zero1", "local" */
+/* "sync", "overlap", "zero1", "local", "async" */
 PARLM_API parlm_status parlm_dp_mode_parse(const char *name, parlm_dp_mode *out);
 
 /* Collective. m may be a shard of the model (parlm/model.h): then every rank holds the same
@@ -99,10 +118,13 @@ PARLM_API parlm_status parlm_dp_apply(parlm_dp *dp, const parlm_adamw_cfg *cfg,
 PARLM_API parlm_status parlm_dp_mean(parlm_dp *dp, double *x);
 
 /* ZeRO-1: gathers the optimizer blocks into the model's full AdamW state (on every rank)
- * so a checkpoint can be written; other modes: nothing to do. Collective. */
+ * so a checkpoint can be written; async: waits for every update and gives every rank the
+ * shared parameters, moments and step; other modes: nothing to do. Collective. */
 PARLM_API parlm_status parlm_dp_gather_state(parlm_dp *dp);
 
 PARLM_API parlm_dp_stats parlm_dp_get_stats(const parlm_dp *dp);
+/* async: where its store is, "shared memory" or "MPI RMA"; other modes: NULL. */
+PARLM_API const char *parlm_dp_async_store(const parlm_dp *dp);
 
 /* Timeline of the last step (what parlm-bench dp --trace draws). Times are seconds of
  * CLOCK_MONOTONIC (comparable between processes of one node). A bucket's end is when

@@ -46,6 +46,8 @@ typedef struct parlm_trainer_report parlm_trainer_report;
  * returns PARLM_EIO (for one rank's failing log, all ranks stop together). */
 typedef int (*parlm_trainer_step_fn)(void *arg, const parlm_trainer_report *r);
 
+#define PARLM_SLOW_ROTATE (-2)
+
 typedef struct parlm_trainer_config {
     /* model: a preset, or a file to start from (then its shape wins over the preset) */
     const char *model;      /* --model: "tiny", "small", "d12", ... */
@@ -79,8 +81,12 @@ typedef struct parlm_trainer_config {
     int overwrite;          /* --overwrite: a new run deletes an earlier run's checkpoints */
     /* processes and layout */
     struct parlm_comm *comm; /* every rank of the job (NULL: one process) */
-    const char *dp;         /* --dp: "auto", "sync", "overlap", "zero1", "local" */
+    const char *dp;         /* --dp: "auto", "sync", "overlap", "zero1", "local", "async" */
     int local_steps, bucket_mb, bf16_wire;
+    int staleness;          /* --staleness: S of --dp async (parlm/dp.h) */
+    int slow_rank;          /* --slow-rank: this rank (or PARLM_SLOW_ROTATE: rank step mod
+                             * ranks) sleeps slow_ms at each step's start; -1: none */
+    double slow_ms;         /* --slow-ms */
     int tp, pp;             /* tensor / pipeline parallel ways (0 or 1: none); tp x pp > 1
                              * needs comm, dp auto/sync/overlap/zero1 (not local), no bf16
                              * or bf16_wire, grad_accum 1; no samples */

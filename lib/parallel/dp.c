@@ -17,6 +17,7 @@
 
 #include "../../base/error.h"
 #include "../model/dp_hooks.h"
+#include "dp_async.h"
 #include "parlm/dp.h"
 #include "parlm/nn.h"
 #include "parlm/tensor.h"
@@ -57,6 +58,7 @@ struct parlm_dp {
     float *shared_params;   /* ZeRO-1 and local SGD: its parameters too (all-gathered or
                              * averaged in place) */
     int local_count, drift; /* local SGD: steps taken, replicas differ */
+    dp_async *async;        /* async: the shared state (lib/parallel/dp_async.c) */
     double t_comm_start;
     parlm_dp_stats stats;
     parlm_dp_event *ev; /* the current step's timeline */
@@ -72,20 +74,21 @@ static double now(void)
 
 const char *parlm_dp_mode_name(parlm_dp_mode mode)
 {
-    static const char *const names[] = {"sync", "overlap", "zero1", "local"};
-    return (unsigned)mode < 4 ? names[mode] : "?";
+    static const char *const names[] = {"sync", "overlap", "zero1", "local", "async"};
+    return (unsigned)mode < 5 ? names[mode] : "?";
 }
 
 parlm_status parlm_dp_mode_parse(const char *name, parlm_dp_mode *out)
 {
     if (!name || !out)
         return parlm_error(PARLM_EINVAL, "parlm_dp_mode_parse: null argument");
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (!strcmp(name, parlm_dp_mode_name((parlm_dp_mode)i))) {
             *out = (parlm_dp_mode)i;
             return PARLM_OK;
         }
-    return parlm_error(PARLM_EINVAL, "unknown data-parallel mode '%s' (sync, overlap, zero1, local)",
+    return parlm_error(PARLM_EINVAL, "unknown data-parallel mode '%s' (sync, overlap, zero1, local, "
+                       "async)",
                        name);
 }
 
@@ -97,6 +100,7 @@ void parlm_dp_free(parlm_dp *dp)
         if (dp->req && dp->req[i])
             parlm_request_wait(&dp->req[i]);
     parlm_gpt_set_grad_hook(dp->m, NULL, NULL);
+    dp_async_free(dp->async);
     if (dp->rows_req)
         parlm_request_wait(&dp->rows_req);
     parlm_gpt_set_defer_token_grad(dp->m, 0);
@@ -211,9 +215,11 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
     if (!out || !m || !comm || !cfg)
         return parlm_error(PARLM_EINVAL, "parlm_dp_create: null argument");
     *out = NULL;
-    if ((unsigned)cfg->mode > PARLM_DP_LOCAL || cfg->bucket_bytes < 0 ||
-        (cfg->mode == PARLM_DP_LOCAL && cfg->local_steps < 1))
-        return parlm_error(PARLM_EINVAL, "parlm_dp_create: bad mode, bucket size or local steps");
+    if ((unsigned)cfg->mode > PARLM_DP_ASYNC || cfg->bucket_bytes < 0 ||
+        (cfg->mode == PARLM_DP_LOCAL && cfg->local_steps < 1) ||
+        (cfg->mode == PARLM_DP_ASYNC && cfg->staleness < 0))
+        return parlm_error(PARLM_EINVAL, "parlm_dp_create: bad mode, bucket size, local steps "
+                           "or staleness");
     parlm_dp *dp = calloc(1, sizeof *dp);
     if (!dp)
         return parlm_error(PARLM_ENOMEM, "parlm_dp_create: out of memory");
@@ -262,7 +268,7 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
         }
     }
     /* gradients in shared memory: ranks of a node reduce them in place (collective) */
-    if (st == PARLM_OK && dp->size > 1 &&
+    if (st == PARLM_OK && dp->size > 1 && cfg->mode != PARLM_DP_ASYNC &&
         (st = parlm_comm_alloc_shared(comm, dp->P, &dp->shared_grads)) == PARLM_OK)
         st = parlm_gpt_set_grad_buffer(m, dp->shared_grads);
     if (st == PARLM_OK && dp->size > 1 &&
@@ -292,6 +298,13 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
     }
     if (st == PARLM_OK && cfg->mode == PARLM_DP_OVERLAP)
         st = parlm_gpt_set_grad_hook(m, on_grads_ready, dp);
+    /* async: RMA on an MPI window when asked (PARLM_ALGO_MPI in the flags or as the
+     * communicator's forced algorithm) or when the ranks span nodes */
+    parlm_comm_config cc;
+    int rma = (cfg->flags & ~(unsigned)PARLM_WIRE_BF16) == PARLM_ALGO_MPI ||
+              (parlm_comm_get_config(comm, &cc) == PARLM_OK && cc.algo == PARLM_ALGO_MPI);
+    if (st == PARLM_OK && cfg->mode == PARLM_DP_ASYNC)
+        st = dp_async_create(&dp->async, m, comm, cfg->staleness, rma);
     if (st != PARLM_OK) {
         parlm_dp_free(dp);
         return st;
@@ -488,6 +501,17 @@ parlm_status parlm_dp_update(parlm_dp *dp, const parlm_adamw_cfg *cfg, float gra
     parlm_gpt *m = dp->m;
     parlm_status st = PARLM_OK;
     float norm = 0;
+    if (dp->cfg.mode == PARLM_DP_ASYNC) {
+        double t0 = now();
+        st = dp_async_step(dp->async, cfg, grad_clip, &norm);
+        dp_async_state(dp->async, &dp->stats.version, &dp->stats.staleness,
+                       &dp->stats.comm_wait);
+        dp->stats.comm_total = dp->stats.comm_wait;
+        end_step(dp, t0);
+        if (grad_norm)
+            *grad_norm = norm;
+        return st;
+    }
     if (dp->cfg.mode == PARLM_DP_LOCAL && dp->size > 1) {
         dp->local_count++;
         if (dp->local_count % dp->cfg.local_steps == 0) {
@@ -542,9 +566,10 @@ parlm_status parlm_dp_exchange(parlm_dp *dp)
 {
     if (!dp)
         return parlm_error(PARLM_EINVAL, "parlm_dp_exchange: null argument");
-    if (dp->cfg.mode == PARLM_DP_LOCAL)
-        return parlm_error(PARLM_EUNSUPPORTED, "parlm_dp_exchange: local SGD exchanges in "
-                           "parlm_dp_update");
+    if (dp->cfg.mode == PARLM_DP_LOCAL || dp->cfg.mode == PARLM_DP_ASYNC)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_dp_exchange: %s exchanges in "
+                           "parlm_dp_update", dp->cfg.mode == PARLM_DP_LOCAL ? "local SGD"
+                                                                             : "async");
     return exchange(dp);
 }
 
@@ -558,9 +583,9 @@ parlm_status parlm_dp_apply(parlm_dp *dp, const parlm_adamw_cfg *cfg, float grad
 {
     if (!dp || !cfg)
         return parlm_error(PARLM_EINVAL, "parlm_dp_apply: null argument");
-    if (dp->cfg.mode == PARLM_DP_LOCAL)
-        return parlm_error(PARLM_EUNSUPPORTED, "parlm_dp_apply: local SGD steps in "
-                           "parlm_dp_update");
+    if (dp->cfg.mode == PARLM_DP_LOCAL || dp->cfg.mode == PARLM_DP_ASYNC)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_dp_apply: %s steps in parlm_dp_update",
+                           dp->cfg.mode == PARLM_DP_LOCAL ? "local SGD" : "async");
     double t0 = now();
     parlm_status st = dp->cfg.mode == PARLM_DP_ZERO1 && dp->size > 1
                           ? zero1_update(dp, cfg, grad_scale)
@@ -573,7 +598,8 @@ parlm_status parlm_dp_mean(parlm_dp *dp, double *x)
 {
     if (!dp || !x)
         return parlm_error(PARLM_EINVAL, "parlm_dp_mean: null argument");
-    if (dp->size == 1)
+    /* async between drains: this rank's value (a collective would wait for the slowest) */
+    if (dp->size == 1 || (dp->cfg.mode == PARLM_DP_ASYNC && !dp_async_drained(dp->async)))
         return PARLM_OK;
     float f = (float)*x;
     parlm_status st = parlm_allreduce(dp->comm, &f, 1, PARLM_REDUCE_AVG, PARLM_ALGO_AUTO);
@@ -585,6 +611,8 @@ parlm_status parlm_dp_gather_state(parlm_dp *dp)
 {
     if (!dp)
         return parlm_error(PARLM_EINVAL, "parlm_dp_gather_state: null argument");
+    if (dp->cfg.mode == PARLM_DP_ASYNC)
+        return dp_async_drain(dp->async);
     if (dp->cfg.mode != PARLM_DP_ZERO1 || dp->size == 1)
         return PARLM_OK;
     parlm_status st = parlm_gpt_init_optimizer(dp->m);
@@ -596,9 +624,16 @@ parlm_status parlm_dp_gather_state(parlm_dp *dp)
     return st;
 }
 
+const char *parlm_dp_async_store(const parlm_dp *dp)
+{
+    if (!dp || !dp->async)
+        return NULL;
+    return dp_async_uses_rma(dp->async) ? "MPI RMA" : "shared memory";
+}
+
 parlm_dp_stats parlm_dp_get_stats(const parlm_dp *dp)
 {
-    parlm_dp_stats z = {0, 0, 0, 0, 0};
+    parlm_dp_stats z = {0};
     return dp ? dp->stats : z;
 }
 

@@ -170,7 +170,7 @@ static void release(parlm_pp *pp)
 parlm_status parlm_pp_create(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int B, int T,
                              unsigned dp_flags)
 {
-    parlm_dp_config dpc = {PARLM_DP_SYNC, 0, dp_flags, 1};
+    parlm_dp_config dpc = {PARLM_DP_SYNC, 0, dp_flags, 1, 0};
     return parlm_pp_create_dp(out, m, g, B, T, &dpc);
 }
 

@@ -7,6 +7,7 @@
  * The library never prints: messages go to the config's callback, and errors are returned. */
 #include "config.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -275,7 +276,7 @@ void parlm_trainer_config_default(parlm_trainer_config *c)
                                 .seed = 1337, .val_every = 50, .val_steps = 10,
                                 .sample_every = 100, .sample_len = 96, .sample_start = '\n',
                                 .sample_stop = -1, .ckpt_every = 100, .ckpt_keep = 2,
-                                .dp = "auto", .local_steps = 4, .bucket_mb = 25, .tp = 1,
+                                .dp = "auto", .local_steps = 4, .bucket_mb = 25, .slow_rank = -1, .tp = 1,
                                 .pp = 1, .schedule = "1f1b"};
 }
 
@@ -293,7 +294,7 @@ double parlm_trainer_lr(const parlm_trainer_config *c, int64_t step)
 /* What no layout can run, found before anything is allocated. */
 static const char *config_problem(const parlm_trainer_config *c)
 {
-    static const char *const dps[] = {"auto", "sync", "overlap", "zero1", "local"};
+    static const char *const dps[] = {"auto", "sync", "overlap", "zero1", "local", "async"};
     int dp_ok = 0;
     for (size_t i = 0; i < sizeof dps / sizeof dps[0] && c->dp; i++)
         dp_ok |= !strcmp(c->dp, dps[i]);
@@ -318,7 +319,10 @@ static const char *config_problem(const parlm_trainer_config *c)
                   : c->resume && !c->ckpt_dir ? "--resume needs --ckpt-dir"
                   : c->overwrite && !c->ckpt_dir ? "--overwrite needs --ckpt-dir"
                   : c->overwrite && c->resume ? "--resume and --overwrite exclude each other"
-                  : !dp_ok ? "--dp must be one of auto, sync, overlap, zero1, local"
+                  : !dp_ok ? "--dp must be one of auto, sync, overlap, zero1, local, async"
+                  : c->staleness < 0 || c->staleness > 1024 ? "--staleness must be in 0..1024"
+                  : c->slow_rank < -2 || !(c->slow_ms >= 0 && c->slow_ms <= 1e6)
+                    ? "--slow-rank must be a rank or rotate, --slow-ms in 0..1e6"
                   : c->local_steps < 1 || c->bucket_mb < 1 ? "--local-steps and --bucket-mb "
                     "must be >= 1"
                   : c->tp < 0 || c->pp < 0 || c->micro_batches < 0 ? "--tp and --pp must be "
@@ -348,9 +352,9 @@ static uint64_t config_hash(const parlm_trainer_config *c)
     const int ints[] = {c->vocab, c->bf16, c->B, c->T, c->grad_accum, c->steps, c->stop_at,
                         c->warmup, c->val_every, c->val_steps, c->ckpt_every, c->resume,
                         c->local_steps, c->bucket_mb, c->bf16_wire, c->tp, c->pp,
-                        c->micro_batches};
+                        c->micro_batches, c->staleness, c->slow_rank};
     const double dbl[] = {c->lr, c->lr_min_frac, c->weight_decay, c->grad_clip, c->beta1,
-                          c->beta2, c->eps};
+                          c->beta2, c->eps, c->slow_ms};
     h = hash_bytes(h, ints, sizeof ints);
     h = hash_bytes(h, dbl, sizeof dbl);
     h = hash_bytes(h, &c->seed, sizeof c->seed);
@@ -519,10 +523,11 @@ parlm_status parlm_trainer_open(parlm_trainer **out, const parlm_trainer_config 
             st = fail(t, PARLM_EUNSUPPORTED, 0, "--tp %d --pp %d: tensor and pipeline "
                       "parallelism need a multiple of %d processes (run under mpirun)", tp,
                       pp, tp * pp);
-        else if (!strcmp(c->dp, "local"))
-            st = fail(t, PARLM_EUNSUPPORTED, 0, "--dp local: with --tp/--pp the replicas "
+        else if (!strcmp(c->dp, "local") || !strcmp(c->dp, "async"))
+            st = fail(t, PARLM_EUNSUPPORTED, 0, "--dp %s: with --tp/--pp the replicas "
                       "average gradients every step (--dp auto, sync, overlap or zero1); "
-                      "local SGD is data parallelism alone");
+                      "%s is data parallelism alone", c->dp,
+                      !strcmp(c->dp, "local") ? "local SGD" : "async");
         else if (c->bf16 || c->bf16_wire)
             st = fail(t, PARLM_EUNSUPPORTED, 0, "--bf16 and --bf16-wire are not available "
                       "with --tp/--pp");
@@ -814,13 +819,17 @@ parlm_status parlm_trainer_start(parlm_trainer *t, const char *data, const char 
             mode = parlm_comm_nodes(dpcomm) > 1 ? "overlap" : "sync";
         snprintf(t->dp_mode, sizeof t->dp_mode, "%s", mode);
         parlm_dp_config dpc = {PARLM_DP_OVERLAP, (int64_t)c->bucket_mb << 20,
-                               c->bf16_wire ? PARLM_WIRE_BF16 : 0, c->local_steps};
+                               c->bf16_wire ? PARLM_WIRE_BF16 : 0, c->local_steps,
+                               c->staleness};
         int M = c->micro_batches > 0 ? c->micro_batches : GRID(t) ? parlm_grid_pp(t->grid) : 1;
         if (parlm_dp_mode_parse(mode, &dpc.mode) != PARLM_OK)
             return fail(t, PARLM_EINVAL, 1, "%s", parlm_last_error());
         if (GRID(t) ? parlm_pp_create_dp(&t->pp, t->m, t->grid, c->B / M, c->T, &dpc) != PARLM_OK
                     : parlm_dp_create(&t->dp, t->m, t->comm, &dpc) != PARLM_OK)
             return fail(t, PARLM_EINVAL, 1, "rank %d: %s", t->rank, parlm_last_error());
+        if (t->dp && parlm_dp_async_store(t->dp))
+            say(t, PARLM_MSG_INFO, "async: staleness %d, parameters and gradients in %s",
+                c->staleness, parlm_dp_async_store(t->dp));
     }
 #endif
     /* alone, a signal can stop a step midway; ranks stop together at a step's end */
@@ -907,6 +916,18 @@ static parlm_status save(parlm_trainer *t)
     return PARLM_OK;
 }
 
+/* --slow-rank: a straggler made on purpose (part of the step's time, as slow compute) */
+static void slow_down(const parlm_trainer *t)
+{
+    const parlm_trainer_config *c = &t->c;
+    int slow = c->slow_rank == PARLM_SLOW_ROTATE ? (int)(t->ts.step % t->size) : c->slow_rank;
+    if (c->slow_ms <= 0 || slow != t->rank)
+        return;
+    struct timespec ts = {(time_t)(c->slow_ms / 1000), (long)(fmod(c->slow_ms, 1000) * 1e6)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 parlm_status parlm_trainer_step(parlm_trainer *t, parlm_trainer_report *r)
 {
     if (!t || !r || !t->started || !t->m)
@@ -918,6 +939,7 @@ parlm_status parlm_trainer_step(parlm_trainer *t, parlm_trainer_report *r)
     const parlm_trainer_config *c = &t->c;
     *r = (parlm_trainer_report){.val_loss = NAN, .comm_wait = -1};
     double t0 = now(), loss = 0;
+    slow_down(t);
     parlm_status st = parlm_gpt_zero_grad(t->m);
     for (int micro = 0; micro < c->grad_accum && st == PARLM_OK; micro++) {
         float l = 0;
@@ -954,6 +976,12 @@ parlm_status parlm_trainer_step(parlm_trainer *t, parlm_trainer_report *r)
 #ifdef PARLM_HAVE_MPI
     if (t->dp) /* this rank's wait for gradients after backward (exposed communication) */
         r->comm_wait = parlm_dp_get_stats(t->dp).comm_wait;
+    /* async: the last step's validation and sample see every update, on every rank */
+    if (t->dp && !strcmp(t->dp_mode, "async") && t->ts.step >= t->stop &&
+        (st = parlm_dp_gather_state(t->dp)) != PARLM_OK) {
+        t->failed = 1;
+        return fail(t, st, 1, "rank %d: the last updates: %s", t->rank, parlm_last_error());
+    }
     else if (t->pp && t->dpn > 1)
         r->comm_wait = parlm_pp_get_stats(t->pp).dp;
 #endif

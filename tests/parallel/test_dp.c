@@ -119,7 +119,7 @@ static void check_accum(parlm_dp_mode mode, int64_t bucket_bytes, unsigned flags
 {
     float ref_loss[STEPS], dp_loss[STEPS];
     parlm_gpt *ref = reference(ref_loss);
-    parlm_dp_config cfg = {mode, bucket_bytes, flags, 1};
+    parlm_dp_config cfg = {mode, bucket_bytes, flags, 1, 0};
     parlm_gpt *m = distributed_accum(cfg, dp_loss, accum);
     for (int s = 0; s < STEPS; s++)
         ck_assert_msg(fabsf(dp_loss[s] - ref_loss[s]) <= 2e-6f * ref_loss[s],
@@ -170,13 +170,13 @@ END_TEST
 START_TEST(local_sgd)
 {
     float l1[STEPS], l2[STEPS];
-    parlm_gpt *a = distributed((parlm_dp_config){PARLM_DP_SYNC, 0, PARLM_ALGO_AUTO, 1}, l1);
-    parlm_gpt *b = distributed((parlm_dp_config){PARLM_DP_LOCAL, 0, PARLM_ALGO_AUTO, 1}, l2);
+    parlm_gpt *a = distributed((parlm_dp_config){PARLM_DP_SYNC, 0, PARLM_ALGO_AUTO, 1, 0}, l1);
+    parlm_gpt *b = distributed((parlm_dp_config){PARLM_DP_LOCAL, 0, PARLM_ALGO_AUTO, 1, 0}, l2);
     ck_assert(memcmp(parlm_gpt_params(a), parlm_gpt_params(b),
                      (size_t)parlm_gpt_num_params(a) * 4) == 0);
     parlm_gpt_free(a);
     parlm_gpt_free(b);
-    parlm_gpt *c = distributed((parlm_dp_config){PARLM_DP_LOCAL, 0, PARLM_ALGO_AUTO, 3}, l2);
+    parlm_gpt *c = distributed((parlm_dp_config){PARLM_DP_LOCAL, 0, PARLM_ALGO_AUTO, 3, 0}, l2);
     for (int s = 0; s < STEPS; s++)
         ck_assert_msg(fabsf(l2[s] - l1[s]) <= 1e-2f * l1[s], "step %d: local %f, sync %f", s,
                       l2[s], l1[s]);
@@ -187,7 +187,7 @@ START_TEST(local_sgd)
     ck_assert_int_eq(parlm_loader_open(&l, shard, B, T, rank, nranks, V), PARLM_OK);
     ck_assert_int_eq(parlm_gpt_setup(m, B, T, 1), PARLM_OK);
     parlm_dp *dp;
-    parlm_dp_config cfg = {PARLM_DP_LOCAL, 0, PARLM_ALGO_AUTO, 3};
+    parlm_dp_config cfg = {PARLM_DP_LOCAL, 0, PARLM_ALGO_AUTO, 3, 0};
     ck_assert_int_eq(parlm_dp_create(&dp, m, comm, &cfg), PARLM_OK);
     int32_t x[B * T], y[B * T];
     for (int s = 0; s < 3; s++) {
@@ -209,7 +209,7 @@ START_TEST(bad_input)
 {
     parlm_dp *dp;
     parlm_gpt *m = new_model();
-    parlm_dp_config cfg = {PARLM_DP_LOCAL, 0, PARLM_ALGO_AUTO, 0};
+    parlm_dp_config cfg = {PARLM_DP_LOCAL, 0, PARLM_ALGO_AUTO, 0, 0};
     ck_assert_int_eq(parlm_dp_create(&dp, m, comm, &cfg), PARLM_EINVAL); /* H = 0 */
     ck_assert_int_eq(parlm_dp_create(&dp, NULL, comm, &cfg), PARLM_EINVAL);
     parlm_dp_mode mode;

@@ -540,7 +540,7 @@ START_TEST(dp_modes_match_sync)
         run_result sync = {0};
         train_pp(tp, pp, 2, PARLM_PP_1F1B, 1.0f, &sync);
         for (parlm_dp_mode mode = PARLM_DP_OVERLAP; mode <= PARLM_DP_ZERO1; mode++) {
-            parlm_dp_config dpc = {mode, 64 << 10, 0, 1};
+            parlm_dp_config dpc = {mode, 64 << 10, 0, 1, 0};
             run_result r = {0};
             train_dp = &dpc;
             train_pp(tp, pp, 2, PARLM_PP_1F1B, 1.0f, &r);
@@ -565,7 +565,7 @@ START_TEST(dp_modes_match_sync)
     parlm_gpt_shard sh = parlm_grid_shard(g);
     parlm_gpt *m;
     ck_assert_int_eq(parlm_gpt_create_shard(&m, &c, &sh, 1), PARLM_OK);
-    parlm_dp_config local = {PARLM_DP_LOCAL, 0, 0, 2};
+    parlm_dp_config local = {PARLM_DP_LOCAL, 0, 0, 2, 0};
     parlm_pp *p = (parlm_pp *)1;
     ck_assert_int_eq(parlm_pp_create_dp(&p, m, g, PB, PT, &local), PARLM_EUNSUPPORTED);
     ck_assert_ptr_null(p);
@@ -589,7 +589,7 @@ START_TEST(pipeline_bad_input)
     ck_assert_ptr_null(p);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "micro-batch size"));
     /* or another averaging of the replicas */
-    parlm_dp_config mode = {rank == 1 ? PARLM_DP_ZERO1 : PARLM_DP_OVERLAP, 0, 0, 1};
+    parlm_dp_config mode = {rank == 1 ? PARLM_DP_ZERO1 : PARLM_DP_OVERLAP, 0, 0, 1, 0};
     ck_assert_int_eq(parlm_pp_create_dp(&p, m, g, PB, PT, &mode), PARLM_EINVAL);
     ck_assert_ptr_null(p);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "data-parallel mode"));

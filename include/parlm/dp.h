@@ -123,6 +123,13 @@ PARLM_API parlm_status parlm_dp_mean(parlm_dp *dp, double *x);
 PARLM_API parlm_status parlm_dp_gather_state(parlm_dp *dp);
 
 PARLM_API parlm_dp_stats parlm_dp_get_stats(const parlm_dp *dp);
+/* async: this rank takes no more steps (say, a signal stopped it; the ranks do not agree
+ * on a step without a collective): a rank waiting for updates that need this one's pushes
+ * gets PARLM_ECANCELED from parlm_dp_update instead of waiting forever; then every rank
+ * calls parlm_dp_gather_state, which keeps the updates all ranks pushed. Other modes:
+ * nothing to do. */
+PARLM_API parlm_status parlm_dp_stop(parlm_dp *dp);
+
 /* async: where its store is, "shared memory" or "MPI RMA"; other modes: NULL. */
 PARLM_API const char *parlm_dp_async_store(const parlm_dp *dp);
 

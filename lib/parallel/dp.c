@@ -624,6 +624,13 @@ parlm_status parlm_dp_gather_state(parlm_dp *dp)
     return st;
 }
 
+parlm_status parlm_dp_stop(parlm_dp *dp)
+{
+    if (!dp)
+        return parlm_error(PARLM_EINVAL, "parlm_dp_stop: null argument");
+    return dp->async ? dp_async_stop(dp->async) : PARLM_OK;
+}
+
 const char *parlm_dp_async_store(const parlm_dp *dp)
 {
     if (!dp || !dp->async)

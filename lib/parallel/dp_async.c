@@ -24,10 +24,10 @@
 
 #define LINE 64
 /* the store's layout (bytes): seq, failed, the newest norm (as float bits), the model's
- * step at version 0, one line each; the S+1 push counters, one line each; then floats:
- * parameters, first and second moments, the slots [S+1][ranks][P] */
+ * step at version 0, stopped, one line each; the S+1 push counters, one line each; then
+ * floats: parameters, first and second moments, the slots [S+1][ranks][P] */
 enum { OFF_SEQ = 0, OFF_FAILED = LINE, OFF_NORM = 2 * LINE, OFF_BASE = 3 * LINE,
-       OFF_COUNT = 4 * LINE };
+       OFF_STOP = 4 * LINE, OFF_COUNT = 5 * LINE };
 
 struct dp_async {
     parlm_gpt *m;
@@ -394,8 +394,9 @@ static parlm_status apply(dp_async *a, int64_t c, const parlm_adamw_cfg *cfg, fl
 }
 
 /* Waits until version >= need, then copies the newest parameters into the model unless
- * it holds them already. */
-static parlm_status fetch(dp_async *a, int64_t need)
+ * it holds them already. stoppable: a rank that stopped (dp_async_stop) may never push
+ * what the wait needs: PARLM_ECANCELED then. */
+static parlm_status fetch(dp_async *a, int64_t need, int stoppable)
 {
     int spins = 0;
     double t0 = now();
@@ -405,6 +406,14 @@ static parlm_status fetch(dp_async *a, int64_t need)
         if ((st = load(a, OFF_SEQ, &s1)) != PARLM_OK || (st = check_peers(a)) != PARLM_OK)
             break;
         if ((s1 & 1) || s1 / 2 < need) {
+            int64_t stopped = 0;
+            if (stoppable && (st = load(a, OFF_STOP, &stopped)) != PARLM_OK)
+                break;
+            if (stopped) {
+                st = parlm_error(PARLM_ECANCELED, "asynchronous data parallelism: another "
+                                 "rank stopped before step %lld", (long long)a->next);
+                break;
+            }
             backoff(&spins);
             continue;
         }
@@ -451,7 +460,7 @@ parlm_status dp_async_step(dp_async *a, const parlm_adamw_cfg *cfg, float clip, 
     }
     a->next = c + 1;
     if (st == PARLM_OK)
-        st = fetch(a, c + 1 - a->S);
+        st = fetch(a, c + 1 - a->S, 1);
     if (st == PARLM_OK)
         st = parlm_gpt_set_step(a->m, a->base_step + a->next);
     return st;
@@ -467,7 +476,7 @@ parlm_status dp_async_drain(dp_async *a)
     int err = MPI_Allreduce(&a->next, &done, 1, MPI_INT64_T, MPI_MIN, a->mc);
     parlm_status st = err == MPI_SUCCESS ? PARLM_OK : mpi_failed(err, "MPI_Allreduce");
     if (st == PARLM_OK)
-        st = fetch(a, done);
+        st = fetch(a, done, 0);
     a->next = done; /* a rank that pushed more: those steps are dropped */
     if (st == PARLM_OK)
         st = parlm_gpt_init_optimizer(a->m);
@@ -482,6 +491,11 @@ parlm_status dp_async_drain(dp_async *a)
     parlm_status bst = parlm_comm_barrier(a->comm);
     a->drained = st == PARLM_OK && bst == PARLM_OK;
     return st != PARLM_OK ? st : bst;
+}
+
+parlm_status dp_async_stop(dp_async *a)
+{
+    return a ? store(a, OFF_STOP, 1) : PARLM_OK;
 }
 
 int dp_async_drained(const dp_async *a) { return a && a->drained; }

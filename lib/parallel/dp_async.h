@@ -28,8 +28,14 @@ void dp_async_free(dp_async *a);
  * *norm: the gradient norm of the newest update this rank knows of. */
 parlm_status dp_async_step(dp_async *a, const parlm_adamw_cfg *cfg, float clip, float *norm);
 
+/* This rank takes no more steps (a signal stopped it): a rank waiting for updates that
+ * need its pushes returns PARLM_ECANCELED from dp_async_step instead of waiting forever.
+ * The run then ends with dp_async_drain. */
+parlm_status dp_async_stop(dp_async *a);
+
 /* Collective: waits for every pushed update and gives the model the shared parameters,
- * AdamW moments and step (before a checkpoint, at the end of a run). */
+ * AdamW moments and step (before a checkpoint, at the end of a run). Ranks that took
+ * different numbers of steps (a stop) keep the updates every rank pushed. */
 parlm_status dp_async_drain(dp_async *a);
 
 /* Nonzero after dp_async_drain until the next step (the same on every rank): collectives

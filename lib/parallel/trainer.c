@@ -194,6 +194,8 @@ static parlm_status dp_save(parlm_trainer *t, char *path, size_t len)
     parlm_status st = t->dp ? parlm_dp_gather_state(t->dp) : PARLM_OK;
     if (st != PARLM_OK)
         return st;
+    if (!strcmp(t->dp_mode, "async")) /* the updates every rank pushed (a stop: fewer) */
+        t->ts.step = parlm_gpt_get_step(t->m);
     return t->rank == 0 ? write_ckpt(t, path, len) : PARLM_OK;
 }
 
@@ -577,6 +579,18 @@ static int cancel_requested(void *arg)
     return *flag != 0;
 }
 
+/* async: the ranks see a cancel each at its own step; a rank that stops tells the others,
+ * so none waits for its pushes (they stop too, and the end drains what all pushed) */
+static void stop_async(parlm_trainer *t)
+{
+#ifdef PARLM_HAVE_MPI
+    if (t->halted && t->dp)
+        (void)parlm_dp_stop(t->dp);
+#else
+    (void)t;
+#endif
+}
+
 static int cancel_seen(parlm_trainer *t)
 {
     double v = t->c.cancel && *t->c.cancel ? 1 : 0;
@@ -836,6 +850,7 @@ parlm_status parlm_trainer_start(parlm_trainer *t, const char *data, const char 
     if (t->size == 1 && c->cancel)
         parlm_gpt_set_cancel(t->m, cancel_requested, (void *)(uintptr_t)c->cancel);
     t->halted = cancel_seen(t);
+    stop_async(t);
     return PARLM_OK;
 }
 
@@ -953,6 +968,7 @@ parlm_status parlm_trainer_step(parlm_trainer *t, parlm_trainer_report *r)
         st = t->s->optimizer_step(t, &opt, (float)c->grad_clip, &norm);
     if (st == PARLM_ECANCELED) { /* parameters and state are still those of the last step */
         t->halted = 1;
+        stop_async(t);
         return parlm_error(PARLM_ECANCELED, "canceled during step %lld",
                            (long long)t->ts.step + 1);
     }
@@ -966,6 +982,7 @@ parlm_status parlm_trainer_step(parlm_trainer *t, parlm_trainer_report *r)
     }
     t->s->mean(t, &loss);
     t->halted = cancel_seen(t);
+    stop_async(t);
     int64_t tokens = (int64_t)c->B * c->T * c->grad_accum * t->dpn;
     t->ts.step = parlm_gpt_get_step(t->m);
     t->ts.train = parlm_loader_tell(t->train);

@@ -7,6 +7,8 @@
  *   = AdamW(theta_u, rank-ordered mean over r of grad(theta_{v(r,u)}, batch of rank r at
  *   step u)). The trained parameters must equal the replay's bit for bit, every version
  *   must be at most S behind, and the fast ranks must really have run S steps ahead.
+ * - A rank that stops early releases the ranks waiting for it; the drain keeps what all
+ *   pushed.
  * Both with the store in shared memory and as rank 0's window reached through RMA.
  * - The cost model of a straggler (parlm_plan_straggler) against schedules worked out by
  *   hand. */
@@ -192,6 +194,51 @@ START_TEST(replay_stale_updates)
 }
 END_TEST
 
+/* Rank 0 stops after 2 steps (as on a signal, which every rank sees at its own step);
+ * the others, up to S = 1 step ahead, must get PARLM_ECANCELED instead of waiting forever
+ * for its pushes, and the drain then leaves every rank with the 2 updates all pushed. */
+START_TEST(stop_releases_waiters)
+{
+    parlm_gpt *m = new_model();
+    parlm_loader *l;
+    ck_assert_int_eq(parlm_loader_open(&l, shard, B, T, rank, nranks, V), PARLM_OK);
+    parlm_dp *dp;
+    parlm_dp_config cfg = {PARLM_DP_ASYNC, 0, STORES[_i], 1, 1};
+    ck_assert_msg(parlm_dp_create(&dp, m, comm, &cfg) == PARLM_OK, "%s", parlm_last_error());
+    int32_t x[B * T], y[B * T];
+    int steps = rank == 0 ? 2 : STEPS;
+    parlm_status st = PARLM_OK;
+    int s = 0;
+    for (; s < steps && st == PARLM_OK; s++) {
+        float loss, norm;
+        ck_assert_int_eq(parlm_loader_next(l, x, y), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_zero_grad(m), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_forward(m, x, y, &loss), PARLM_OK);
+        ck_assert_int_eq(parlm_dp_backward(dp, 1.0f, 1), PARLM_OK);
+        st = parlm_dp_update(dp, &OPT, CLIP, &norm);
+    }
+    if (rank == 0) {
+        ck_assert_msg(st == PARLM_OK, "%s", parlm_last_error());
+        ck_assert_int_eq(parlm_dp_stop(dp), PARLM_OK);
+    } else {
+        ck_assert_msg(st == PARLM_ECANCELED, "rank %d: %d steps, status %d", rank, s, st);
+        ck_assert_msg(s <= 2 + 1 + 1, "rank %d ran %d steps past a stop at 2 with S = 1", rank,
+                      s);
+    }
+    ck_assert_msg(parlm_dp_gather_state(dp) == PARLM_OK, "%s", parlm_last_error());
+    ck_assert_int_eq(parlm_gpt_get_step(m), 2);
+    uint64_t h = 1469598103934665603ULL;
+    const unsigned char *p = (const unsigned char *)parlm_gpt_params(m);
+    for (int64_t i = 0; i < parlm_gpt_num_params(m) * 4; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    ck_assert_msg(parlm_comm_check_agree(comm, "parameters", h) == PARLM_OK, "%s",
+                  parlm_last_error());
+    parlm_dp_free(dp);
+    parlm_loader_free(l);
+    parlm_gpt_free(m);
+}
+END_TEST
+
 START_TEST(bad_input)
 {
     parlm_dp *dp;
@@ -270,6 +317,7 @@ int main(int argc, char **argv)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, s0_equals_sync_bitwise, 0, 2);
     tcase_add_loop_test(tc, replay_stale_updates, 0, 2);
+    tcase_add_loop_test(tc, stop_releases_waiters, 0, 2);
     tcase_add_test(tc, bad_input);
     tcase_add_test(tc, straggler_model);
     suite_add_tcase(s, tc);

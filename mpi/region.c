@@ -36,9 +36,16 @@ parlm_status parlm_node_region_create(parlm_node_region **out, parlm_comm *c, si
         return parlm_error(PARLM_EUNSUPPORTED, "a node region needs every rank of the "
                            "communicator on one node (these %d ranks span %d nodes)", c->size,
                            c->node.nodes);
+    size_t part = part_bytes(bytes, c->size);
+    /* a full tmpfs faults (SIGBUS) on first touch instead of failing the allocation: look
+     * first, and agree (every rank answers for the same file system) */
+    int room = dist_shm_room(&c->node, part) == PARLM_OK, all_room = 0;
+    if (MPI_Allreduce(&room, &all_room, 1, MPI_INT, MPI_MIN, c->comm) != MPI_SUCCESS ||
+        !all_room)
+        return parlm_error(PARLM_ENOMEM, "parlm_node_region_create: %zu bytes do not fit in "
+                           "the node's shared memory", bytes);
     parlm_node_region *r = calloc(1, sizeof *r);
     int ok = r != NULL, all_ok = 0;
-    size_t part = part_bytes(bytes, c->size);
     MPI_Win win = MPI_WIN_NULL;
     char *mine = NULL;
     /* collective from here on: every rank makes the calls, then they vote */

@@ -116,7 +116,9 @@ PARLM_API parlm_status parlm_comm_free_shared(parlm_comm *comm, float *p);
  * window cut into one contiguous part per rank, each first touched by its rank. The
  * caller synchronizes (C11 atomics in the region work across the processes). Collective;
  * every rank passes the same bytes. A communicator spanning several nodes (or fake
- * nodes) is PARLM_EUNSUPPORTED on every rank. Free (collective) before the comm. */
+ * nodes) is PARLM_EUNSUPPORTED on every rank; too little room in the shared-memory file
+ * system (/dev/shm, or Open MPI's osc_sm_backing_directory) PARLM_ENOMEM. Free
+ * (collective) before the comm. */
 typedef struct parlm_node_region parlm_node_region;
 PARLM_API parlm_status parlm_node_region_create(parlm_node_region **out, parlm_comm *comm,
                                                 size_t bytes);

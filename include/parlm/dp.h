@@ -23,7 +23,9 @@
  *                     on one node. Across nodes (or with PARLM_ALGO_MPI in flags, or
  *                     as the communicator's algorithm) the store is an MPI window on
  *                     rank 0 that every rank reaches by passive-target RMA (MPI_Get,
- *                     MPI_Put, MPI_Fetch_and_op, MPI_Accumulate under MPI_Win_lock_all).
+ *                     MPI_Put, MPI_Fetch_and_op, MPI_Accumulate under MPI_Win_lock_all),
+ *                     as also when the node's shared memory lacks the store's 4 x P x
+ *                     (3 + (S+1) x ranks) bytes.
  *                     Replicas differ between steps; parlm_dp_gather_state brings them
  *                     together, and until the next step parlm_dp_mean averages over the
  *                     ranks; otherwise it gives this rank's value (a collective would

@@ -1,7 +1,8 @@
 /* apps/parlm-plan.c — which (dp, tp, pp, micro-batches, schedule, ZeRO-1, overlap) layout
- * to train a GPT-2 model with on a cluster: enumerates every layout, predicts its step time
- * from a machine profile and a cluster file (parlm/plan.h), prints them fastest first with
- * the term that dominates, then the layouts excluded and why. A model, not a measurement. */
+ * to train a GPT-2 or Llama model with on a cluster: enumerates every layout, predicts its
+ * step time from a machine profile and a cluster file (parlm/plan.h), prints them fastest
+ * first with the term that dominates, then the layouts excluded and why. A model, not a
+ * measurement. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,15 +21,16 @@ static void usage(FILE *f)
             "with --layout, of that one layout only, term by term.\n"
             "  --profile FILE      machine profile (rates, link alpha/beta; README: parlm-plan)\n"
             "  --cluster FILE      nodes, sockets, cores, memory, which link is intra/inter-node\n"
-            "  --model PRESET      tiny, small, d6, d12, d24, d36, d48 (default d12)\n"
+            "  --model PRESET      tiny, small, d6, d12, d24, d36, d48 (GPT-2), llama-15m,\n"
+            "                      llama-110m, tinyllama-1.1b, llama-7b (default d12)\n"
             "  --global-batch B    sequences per optimizer step, all ranks (default 32)\n"
             "  --seq T             tokens per sequence (default 1024)\n"
             "  --ranks N           MPI ranks (default one per core of the cluster)\n"
             "  --bf16              bf16 matmuls (needs fma_peak_bf16 in the profile)\n"
             "  --json FILE         write every layout, its terms and memory as JSON\n"
             "  --top K             print at most K layouts of each list (default 20)\n"
-            "  --vocab V           vocabulary size (default 50257; parlm-train's byte\n"
-            "                      tokenizer: 256)\n"
+            "  --vocab V           vocabulary size (default 50257, Llama 32000; parlm-train's\n"
+            "                      byte tokenizer: 256)\n"
             "  --layout DP,TP,PP   estimate this grid alone (ranks = DP x TP x PP)\n"
             "  --micro-batches M   its pipeline micro-batches (default PP)\n"
             "  --schedule S        gpipe or 1f1b (default 1f1b)\n"
@@ -61,6 +63,7 @@ static int plan_one(const parlm_plan_profile *pr, const parlm_plan_cluster *cl,
         return 1;
     }
     const parlm_plan_estimate *s = &e.est;
+    int llama = rq->model.arch == PARLM_ARCH_LLAMA;
     char g[32];
     printf("dp %d tp %d pp %d M %d %s zero1 %d overlap %d, %d thread(s) a rank, B %d, T %d: "
            "step_ms %.3f, tokens/s %.0f, eta %.3f, %s GiB a rank (limit %.2f), bottleneck %s\n",
@@ -70,9 +73,12 @@ static int plan_one(const parlm_plan_profile *pr, const parlm_plan_cluster *cl,
            parlm_plan_term_name(s->bottleneck));
     for (int t = 0; t < PARLM_PLAN_NTERMS; t++) {
         printf("  %-13s %10.3f ms\n", parlm_plan_term_name((parlm_plan_term)t), s->term[t] * 1e3);
-        /* the elementwise term by op; the optimizer term is the adamw op alone */
-        for (int i = 0; t == PARLM_PLAN_ELEMENTWISE && i < PARLM_PLAN_EW_ADAMW; i++)
-            printf("    %-12s %9.3f ms\n", parlm_plan_ew_name((parlm_plan_ew)i), s->ew[i] * 1e3);
+        /* the elementwise term by op (a GPT-2 model's five, a Llama model's that it runs);
+         * the optimizer term is the adamw op alone */
+        for (int i = 0; t == PARLM_PLAN_ELEMENTWISE && i < PARLM_PLAN_NEW; i++)
+            if (i != PARLM_PLAN_EW_ADAMW &&
+                (llama ? s->ew[i] > 0 : i < PARLM_PLAN_EW_ADAMW))
+                printf("    %-12s %9.3f ms\n", parlm_plan_ew_name((parlm_plan_ew)i), s->ew[i] * 1e3);
     }
     if (s->mem_total > s->mem_limit)
         printf("does not fit in memory\n");

@@ -2,8 +2,9 @@
  * profile parlm-plan's cost model reads (parlm/plan.h) with the other benchmarks' timers
  * (peak, stream, bench_gemm_seconds, bench_allreduce_seconds). Compute rates are per core
  * (1 thread, rank 0 alone while the other ranks sleep): GEMM, attention and the
- * elementwise ops (layernorm, GELU, ..., AdamW); STREAM is the whole node's (all
- * ranks at once, summed); links exist only under mpirun with >= 2 ranks. */
+ * elementwise ops (layernorm, GELU, ..., AdamW, and Llama's RMSNorm, RoPE, SwiGLU); STREAM
+ * is the whole node's (all ranks at once, summed); links exist only under mpirun with >= 2
+ * ranks. */
 #include "config.h"
 
 #include <math.h>
@@ -94,13 +95,16 @@ static double calib_attention(const bench_ctx *ctx)
  * planner's elements (parlm_plan_ew). Shapes: 1024 tokens (a d6 or d12 micro-batch) at
  * C = 768; the loss over 2048 logits a row (between the byte tokenizer's 256 and GPT-2's
  * 50304); the optimizer over 4M parameters (1M at --quick): 64 MB of param, grad, m and v
- * come from memory, as in training. */
-enum { EW_ROWS = 1024, EW_C = 768, EW_V = 2048, EW_SMALL = 8192 };
+ * come from memory, as in training. Llama's ops (parlm/llama_ops.h): RMSNorm on the same
+ * rows, RoPE on a q of 12 heads of 64, SwiGLU of 2C = 1536 units (gate and up: 4C wide,
+ * GELU's input). */
+enum { EW_ROWS = 1024, EW_C = 768, EW_V = 2048, EW_SMALL = 8192, EW_HS = 64 };
 
 typedef struct ew_run {
     parlm_plan_ew op;
     float *x, *y, *dx, *dy;                    /* big: n_adamw floats each */
     float *w, *b, *dw, *db, *mean, *rstd, *dl; /* small: EW_SMALL floats each */
+    float *cos, *sin;                          /* RoPE's table: EW_ROWS x EW_HS */
     int32_t *targets;
     int64_t n_adamw;
     int failed;
@@ -138,6 +142,22 @@ static void run_ew(void *p)
             st = parlm_crossentropy_backward(a->dx, a->x, a->targets, a->rstd, a->dl, R, EW_V,
                                              EW_V);
         break;
+    case PARLM_PLAN_EW_RMSNORM:
+        st = parlm_rmsnorm_forward(a->y, a->rstd, a->x, a->w, R, C, 1e-5f);
+        if (!st)
+            st = parlm_rmsnorm_backward(a->dx, a->dw, a->dy, a->x, a->w, a->rstd, R, C);
+        break;
+    case PARLM_PLAN_EW_ROPE: /* forward then its inverse, in place: x comes back */
+        st = parlm_rope_forward(a->x, R, C / EW_HS, EW_HS, C, 0, a->cos, a->sin, R);
+        if (!st)
+            st = parlm_rope_backward(a->x, R, C / EW_HS, EW_HS, C, 0, a->cos, a->sin, R);
+        break;
+    case PARLM_PLAN_EW_SWIGLU: /* gu (R, 2 x 2C) in x, out (R, 2C); dgu zeroed as GELU's */
+        memset(a->dx, 0, (size_t)(R * H) * sizeof(float));
+        st = parlm_swiglu_forward(a->y, a->x, R, H / 2);
+        if (!st)
+            st = parlm_swiglu_backward(a->dx, a->dy, a->x, R, H / 2);
+        break;
     case PARLM_PLAN_EW_ADAMW: { /* gradient norm, update, zeroing (grads stay 0: no denormals) */
         double ss;
         parlm_adamw_cfg cfg = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f};
@@ -171,6 +191,9 @@ static int calib_elementwise(const bench_ctx *ctx, parlm_plan_profile *pr)
     for (size_t i = 0; i < 7; i++)
         ok &= (*smalls[i] = parlm_alloc(EW_SMALL, 4)) != NULL;
     ok &= (a.targets = parlm_alloc(EW_ROWS, 4)) != NULL;
+    ok &= (a.cos = parlm_alloc((size_t)EW_ROWS * EW_HS, 4)) != NULL;
+    ok &= (a.sin = parlm_alloc((size_t)EW_ROWS * EW_HS, 4)) != NULL;
+    ok = ok && parlm_rope_table(a.cos, a.sin, EW_ROWS, EW_HS, 10000.0, 1.0) == PARLM_OK;
     int rc = 0;
     if (!ok) {
         fprintf(stderr, "calibrate: cannot allocate the elementwise buffers\n");
@@ -192,6 +215,7 @@ static int calib_elementwise(const bench_ctx *ctx, parlm_plan_profile *pr)
         a.op = (parlm_plan_ew)op;
         double sec = bench_time(run_ew, &a, ctx->min_time);
         double n = op == PARLM_PLAN_EW_GELU ? EW_ROWS * 4.0 * EW_C
+                 : op == PARLM_PLAN_EW_SWIGLU ? EW_ROWS * 2.0 * EW_C
                  : op == PARLM_PLAN_EW_CROSSENTROPY ? (double)EW_ROWS * EW_V
                  : op == PARLM_PLAN_EW_ADAMW ? (double)a.n_adamw : (double)EW_ROWS * EW_C;
         if (a.failed || !(sec > 0)) {
@@ -213,6 +237,8 @@ static int calib_elementwise(const bench_ctx *ctx, parlm_plan_profile *pr)
     for (size_t i = 0; i < 7; i++)
         parlm_free(*smalls[i]);
     parlm_free(a.targets);
+    parlm_free(a.cos);
+    parlm_free(a.sin);
     return rc;
 }
 

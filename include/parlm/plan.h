@@ -1,7 +1,8 @@
 /* parlm/plan.h — the cost model and the layout planner (issue 14), pure functions, no MPI.
  * A machine profile (rates, link latency/bandwidth) and a cluster shape turn every
  * (dp, tp, pp, micro-batches, schedule, ZeRO-1, overlap) layout into a predicted step
- * time split into named terms; the largest term is the bottleneck. Models: GPT-2 family. */
+ * time split into named terms; the largest term is the bottleneck. Models: the GPT-2 family
+ * and Llama (the config's arch: GQA, SwiGLU, RMSNorm, RoPE, tied or untied head). */
 #ifndef PARLM_PLAN_H
 #define PARLM_PLAN_H
 
@@ -38,7 +39,10 @@ typedef struct parlm_plan_link {
  * math is folded into its own rate, so the planner only counts an op's width per token).
  * An element is: one of a layernorm row; one GELU input; one residual-add output; one
  * bias-add output (and its bias-grad share); one logit of the cross-entropy; one parameter
- * of the optimizer (gradient norm, AdamW, zeroing the gradient). */
+ * of the optimizer (gradient norm, AdamW, zeroing the gradient); Llama's: one of an
+ * RMSNorm row; one rotated element of q or k (RoPE); one SwiGLU output. The Llama ops are
+ * optional in a profile (calibrates before them did not measure them): a rate of 0 takes
+ * layernorm's for RMSNorm, residual's for RoPE and GELU's for SwiGLU. */
 typedef enum parlm_plan_ew {
     PARLM_PLAN_EW_LAYERNORM = 0,
     PARLM_PLAN_EW_GELU,
@@ -46,6 +50,9 @@ typedef enum parlm_plan_ew {
     PARLM_PLAN_EW_BIAS,
     PARLM_PLAN_EW_CROSSENTROPY,
     PARLM_PLAN_EW_ADAMW,
+    PARLM_PLAN_EW_RMSNORM,
+    PARLM_PLAN_EW_ROPE,
+    PARLM_PLAN_EW_SWIGLU,
     PARLM_PLAN_NEW
 } parlm_plan_ew;
 
@@ -55,8 +62,9 @@ typedef struct parlm_plan_profile {
     parlm_plan_gemm_point gemm[PARLM_PLAN_MAX_GEMM];
     double attention_flops;  /* FLOP/s per core of the attention kernels */
     double stream_bandwidth; /* bytes/s of one node (STREAM triad) */
-    /* elements/s per core (parlm_plan_ew); all 0: a profile of an older calibrate, which
-     * loads (its links can be copied) but does not plan: estimates refuse it by name */
+    /* elements/s per core (parlm_plan_ew); the GPT-2 ops all 0: a profile of an older
+     * calibrate, which loads (its links can be copied) but does not plan: estimates refuse
+     * it by name. The Llama ops may be 0 (see parlm_plan_ew). */
     double ew_rate[PARLM_PLAN_NEW];
     int n_links;
     parlm_plan_link links[PARLM_PLAN_MAX_LINKS];
@@ -126,8 +134,12 @@ PARLM_API const char *parlm_plan_ew_name(parlm_plan_ew op);
 PARLM_API const char *parlm_plan_schedule_name(int schedule);
 
 /* Forward FLOPs per token (matmuls and attention, the count parlm-train uses for MFU:
- * forward + backward = 3x forward) of the whole GPT-2 model, and of layers [begin, end)
- * plus the head if end == L. */
+ * forward + backward = 3x forward) of the whole model at sequence length T. GPT-2: 2 per
+ * parameter of the layers (biases and layernorms too) and of the head (wte and the final
+ * layernorm), plus attention 2 C T a layer. Llama: 2 per weight of the matmuls (wq, wo
+ * C x C; wk, wv NKV hs x C; w_gate, w_up F x C; w_down C x F; the head Vp x C, tied or
+ * not), plus attention 2 C T a layer (QK^T and AV of NH heads over T/2 keys on average;
+ * GQA shares K and V, not the FLOPs). */
 PARLM_API double parlm_plan_gpt_flops_per_token(const parlm_gpt_config *cfg, int T);
 
 /* Cost of a ring all-reduce of n bytes over p ranks: 2(p-1)/p n beta + 2(p-1) alpha. */
@@ -139,7 +151,11 @@ PARLM_API double parlm_plan_ring_allreduce(double n, int p, double alpha, double
 PARLM_API double parlm_plan_gemm_rate(const parlm_plan_profile *pr, double m, double n, double k);
 
 /* Estimates one layout; PARLM_EINVAL if it breaks a grid rule (message says which).
- * A layout that does not fit in memory still gets an estimate: compare mem_total, mem_limit. */
+ * A layout that does not fit in memory still gets an estimate: compare mem_total, mem_limit.
+ * Llama is split as Megatron-LM does: tp divides the query heads, the KV heads (each rank
+ * holds NKV/tp of them, never a replica: tp > NKV is refused), the SwiGLU width F and the
+ * padded vocabulary; RMSNorm weights are replicated. Stages are balanced as for GPT-2
+ * (parlm_pp_split). */
 PARLM_API parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr,
                                                   const parlm_plan_cluster *cl,
                                                   const parlm_plan_request *rq,

@@ -46,13 +46,27 @@ const char *parlm_plan_ew_name(parlm_plan_ew op)
     case PARLM_PLAN_EW_BIAS: return "bias";
     case PARLM_PLAN_EW_CROSSENTROPY: return "crossentropy";
     case PARLM_PLAN_EW_ADAMW: return "adamw";
+    case PARLM_PLAN_EW_RMSNORM: return "rmsnorm";
+    case PARLM_PLAN_EW_ROPE: return "rope";
+    case PARLM_PLAN_EW_SWIGLU: return "swiglu";
     case PARLM_PLAN_NEW: break;
     }
     return "?";
 }
 
+/* The rate of op i: a Llama op a profile lacks (0) takes the rate of the GPT-2 op doing
+ * most alike (parlm/plan.h); every GPT-2 rate is > 0 (check_inputs). */
+static double ew_rate(const parlm_plan_profile *pr, int i)
+{
+    static const parlm_plan_ew like[PARLM_PLAN_NEW] = {
+        [PARLM_PLAN_EW_RMSNORM] = PARLM_PLAN_EW_LAYERNORM,
+        [PARLM_PLAN_EW_ROPE] = PARLM_PLAN_EW_RESIDUAL,
+        [PARLM_PLAN_EW_SWIGLU] = PARLM_PLAN_EW_GELU,
+    };
+    return pr->ew_rate[i] > 0 ? pr->ew_rate[i] : pr->ew_rate[like[i]];
+}
+
 /* ---- the GPT-2 family: parameters and FLOPs ---------------------------------------- */
-/* Another family adds its own pair of functions and a switch in stage_shape. */
 
 static double gpt_layer_params(const parlm_gpt_config *c)
 {
@@ -72,11 +86,6 @@ static double gpt_head_flops(const parlm_gpt_config *c)
     return 2.0 * ((double)c->vocab_pad * c->n_embd + 2.0 * c->n_embd);
 }
 
-double parlm_plan_gpt_flops_per_token(const parlm_gpt_config *cfg, int T)
-{
-    return cfg->n_layer * gpt_layer_flops(cfg, T) + gpt_head_flops(cfg);
-}
-
 /* Elements per token (parlm_plan_ew's units) of nl layers, plus the embedding (first) and
  * the final layernorm and loss (last), on one of tp ranks. Megatron splits what lies
  * between the column- and row-parallel matmuls: GELU on 4C, the qkv and fc biases (3C +
@@ -92,6 +101,151 @@ static void gpt_ew_per_token(const parlm_gpt_config *c, int nl, int first, int l
     e[PARLM_PLAN_EW_BIAS] = nl * (7.0 * C / tp + 2.0 * C);
     e[PARLM_PLAN_EW_CROSSENTROPY] = last ? (double)c->vocab_pad / tp : 0;
     e[PARLM_PLAN_EW_ADAMW] = 0;
+    e[PARLM_PLAN_EW_RMSNORM] = e[PARLM_PLAN_EW_ROPE] = e[PARLM_PLAN_EW_SWIGLU] = 0;
+}
+
+/* ---- Llama: parameters and FLOPs ----------------------------------------------------
+ * A layer: RMSNorm, wq (C x C), wk and wv (KV x C, KV = NKV hs), RoPE on q and k, GQA
+ * attention, wo (C x C), residual; RMSNorm, w_gate and w_up (F x C), SwiGLU, w_down
+ * (C x F), residual. No biases, no position table; the head (Vp x C) is wte or its own
+ * tensor. A tensor-parallel rank holds NH/tp query heads, NKV/tp KV heads and F/tp
+ * SwiGLU units (column-parallel wq, wk, wv, w_gate, w_up; row-parallel wo, w_down), and
+ * Vp/tp rows of the embedding and the head; the norms are whole on every rank. */
+
+static double llama_kv(const parlm_gpt_config *c)
+{
+    return (double)c->n_kv_head * (c->n_embd / c->n_head);
+}
+
+/* one layer's matmul weights, whole */
+static double llama_layer_weights(const parlm_gpt_config *c)
+{
+    double C = c->n_embd, F = c->ffn_hidden;
+    return 2.0 * C * C + 2.0 * C * llama_kv(c) + 3.0 * C * F;
+}
+
+/* Seconds a token of nl layers (and the head if last) spends in matmuls on one of tp
+ * ranks, forward + backward (3 x 2 n k FLOPs each), every linear map (n outputs, k
+ * inputs on this rank) at its own shape's GEMM rate for m rows (one core). */
+static double llama_matmul_seconds(const parlm_plan_profile *pr, const parlm_gpt_config *c,
+                                   int nl, int last, double m, int tp)
+{
+    double C = c->n_embd, KV = llama_kv(c), F = c->ffn_hidden, V = (double)c->vocab_pad;
+    /* wq, wk, wv, wo, w_gate, w_up, w_down */
+    const double nk[7][2] = {{C / tp, C}, {KV / tp, C}, {KV / tp, C}, {C, C / tp},
+                             {F / tp, C}, {F / tp, C},  {C, F / tp}};
+    double s = 0;
+    for (int i = 0; i < 7; i++)
+        s += 6.0 * nk[i][0] * nk[i][1] / parlm_plan_gemm_rate(pr, m, nk[i][0], nk[i][1]);
+    s *= nl;
+    if (last)
+        s += 6.0 * V / tp * C / parlm_plan_gemm_rate(pr, m, V / tp, C);
+    return s;
+}
+
+/* Parameters of a stage's rank: its layers, the embedding (first), the final norm and the
+ * head (last: its own tensor if untied; a copy of wte, as GPT-2's, if tied on pp > 1). */
+static double llama_stage_params(const parlm_gpt_config *c, int nl, int first, int last,
+                                 int tp, int pp)
+{
+    double C = c->n_embd, emb = (double)c->vocab_pad * C / tp;
+    double P = nl * (llama_layer_weights(c) / tp + 2.0 * C);
+    if (first)
+        P += emb;
+    if (last)
+        P += (c->untied_head || pp > 1 ? emb : 0) + C;
+    return P;
+}
+
+/* Elements per token of nl layers (and the final norm and loss if last) on one of tp
+ * ranks: RMSNorm 2C a layer (whole), RoPE on the rank's q and k ((C + KV) / tp), SwiGLU
+ * F / tp, two residual adds 2C (whole); the embedding is a lookup, no add. */
+static void llama_ew_per_token(const parlm_gpt_config *c, int nl, int last, int tp,
+                               double e[PARLM_PLAN_NEW])
+{
+    double C = c->n_embd;
+    for (int i = 0; i < PARLM_PLAN_NEW; i++)
+        e[i] = 0;
+    e[PARLM_PLAN_EW_RMSNORM] = nl * 2.0 * C + (last ? C : 0);
+    e[PARLM_PLAN_EW_ROPE] = nl * (C + llama_kv(c)) / tp;
+    e[PARLM_PLAN_EW_SWIGLU] = nl * (double)c->ffn_hidden / tp;
+    e[PARLM_PLAN_EW_RESIDUAL] = nl * 2.0 * C;
+    e[PARLM_PLAN_EW_CROSSENTROPY] = last ? (double)c->vocab_pad / tp : 0;
+}
+
+/* Activation floats a micro-batch keeps a token on one of tp ranks, as parlm's training
+ * arena lays them out (lib/model/model.c) at Llama's widths. A layer: whole, the two norm
+ * outputs, their rstd and the two residual sums (4C + 2); split, q, k, v (C + 2 KV), the
+ * attention output C, its log-sum-exp per head NH (the fused attention keeps no T x T
+ * scores), gate, up and the SwiGLU output 3F. A stage adds its input C; the last the
+ * final norm (C + 1), the logits Vp/tp and the loss and its log-sum-exp (2). (GPT-2's
+ * count below predates the fused attention; it stays, so its plans do not move.) */
+static double llama_act_per_token(const parlm_gpt_config *c, int nl, int last, int tp)
+{
+    double C = c->n_embd;
+    double split = 2.0 * C + 2.0 * llama_kv(c) + c->n_head + 3.0 * c->ffn_hidden;
+    return nl * (4.0 * C + 2.0 + split / tp) + C +
+           (last ? C + 3.0 + (double)c->vocab_pad / tp : 0);
+}
+
+/* The grid rules for a Llama model, as Megatron-LM splits it (parlm_grid_check holds
+ * GPT-2's, whose MLP is 4C wide): whole query and KV heads, SwiGLU units and vocabulary
+ * rows on each tensor-parallel rank, a layer or more a stage, 1F1B with M >= pp. */
+static parlm_status llama_grid_check(const parlm_gpt_config *c, const parlm_grid_config *gc)
+{
+    int tp = gc->tp, pp = gc->pp;
+    if (c->n_head % tp)
+        return parlm_error(PARLM_EINVAL, "layout: the model's %d heads do not divide by tp %d "
+                           "(each tensor-parallel rank holds whole heads)", c->n_head, tp);
+    if (c->n_kv_head % tp)
+        return parlm_error(PARLM_EINVAL, "layout: the model's %d KV heads do not divide by tp %d "
+                           "(each tensor-parallel rank holds whole KV heads; the planner does "
+                           "not model replicated KV heads)", c->n_kv_head, tp);
+    if (c->ffn_hidden % tp)
+        return parlm_error(PARLM_EINVAL, "layout: the SwiGLU's %d hidden units do not divide by "
+                           "tp %d", c->ffn_hidden, tp);
+    if (c->vocab_pad % tp)
+        return parlm_error(PARLM_EINVAL, "layout: the padded vocabulary of %d rows does not "
+                           "divide by tp %d (vocab-parallel embedding and LM head)",
+                           c->vocab_pad, tp);
+    if (c->n_layer < pp)
+        return parlm_error(PARLM_EINVAL, "layout: %d layers cannot fill pp %d stages (each "
+                           "stage holds at least one layer)", c->n_layer, pp);
+    if (gc->schedule == PARLM_PP_1F1B && gc->micro_batches < pp)
+        return parlm_error(PARLM_EINVAL, "layout: 1F1B needs at least pp = %d micro-batches, "
+                           "got %d (fewer leave the pipeline idle most of the time; use more "
+                           "or gpipe)", pp, gc->micro_batches);
+    return PARLM_OK;
+}
+
+static int is_llama(const parlm_gpt_config *c)
+{
+    return c->arch == PARLM_ARCH_LLAMA;
+}
+
+/* The config with its defaults made explicit: vocab_pad (0 in a request: computed), and a
+ * Llama config's n_kv_head and ffn_hidden (0: NH and 4C, as parlm/model.h says). */
+static parlm_gpt_config plan_config(const parlm_gpt_config *m)
+{
+    parlm_gpt_config c = *m;
+    if (c.vocab_pad == 0)
+        c.vocab_pad = (c.vocab + 127) / 128 * 128;
+    if (is_llama(&c) && c.n_kv_head == 0)
+        c.n_kv_head = c.n_head;
+    if (is_llama(&c) && c.ffn_hidden == 0)
+        c.ffn_hidden = 4 * c.n_embd;
+    return c;
+}
+
+double parlm_plan_gpt_flops_per_token(const parlm_gpt_config *m, int T)
+{
+    parlm_gpt_config c = plan_config(m);
+    const parlm_gpt_config *cfg = &c;
+    if (is_llama(cfg)) {
+        double mm = cfg->n_layer * llama_layer_weights(cfg) + (double)cfg->vocab_pad * cfg->n_embd;
+        return 2.0 * mm + cfg->n_layer * 2.0 * cfg->n_embd * (double)T;
+    }
+    return cfg->n_layer * gpt_layer_flops(cfg, T) + gpt_head_flops(cfg);
 }
 
 /* Seconds of the optimizer over n parameters: the measured per-core rate on every thread,
@@ -167,7 +321,7 @@ static parlm_status check_inputs(const parlm_plan_profile *pr, const parlm_plan_
         pr->stream_bandwidth <= 0)
         return parlm_error(PARLM_EINVAL, "parlm_plan: the profile needs gemm points, "
                                          "fma_peak_f32, attention_flops, stream_bandwidth > 0");
-    for (int i = 0; i < PARLM_PLAN_NEW; i++)
+    for (int i = 0; i <= PARLM_PLAN_EW_ADAMW; i++) /* the Llama ops may be missing (ew_rate) */
         if (!(pr->ew_rate[i] > 0))
             return parlm_error(PARLM_EINVAL, "parlm_plan: the profile has no elementwise.%s "
                                "rate (an older parlm-bench calibrate measured it): run "
@@ -201,9 +355,7 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
     RETURN_IF_ERROR(check_inputs(pr, cl, rq));
     if (!lay || !est)
         return parlm_error(PARLM_EINVAL, "parlm_plan_estimate_layout: null argument");
-    parlm_gpt_config cm = rq->model; /* a request may leave vocab_pad 0: computed */
-    if (cm.vocab_pad == 0)
-        cm.vocab_pad = (cm.vocab + 127) / 128 * 128;
+    parlm_gpt_config cm = plan_config(&rq->model);
     const parlm_gpt_config *c = &cm;
     int dp = lay->dp, tp = lay->tp, pp = lay->pp, M = lay->micro_batches, T = rq->seq_len;
     if (dp < 1 || tp < 1 || pp < 1 || M < 1 || lay->threads < 1 ||
@@ -215,7 +367,7 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
                            rq->global_batch, dp, M);
     parlm_grid_config gc = {.tp = tp, .pp = pp, .micro_batches = M, .schedule = (parlm_pp_schedule)lay->schedule,
                             .seq_len = T};
-    RETURN_IF_ERROR(parlm_grid_check(c, rq->ranks, &gc));
+    RETURN_IF_ERROR(is_llama(c) ? llama_grid_check(c, &gc) : parlm_grid_check(c, rq->ranks, &gc));
     int rpn = rq->ranks / cl->nodes, cores = cl->sockets * cl->cores_per_socket;
     if (lay->threads * rpn > cores)
         return parlm_error(PARLM_EINVAL, "%d ranks x %d threads exceed the %d cores of a node",
@@ -249,17 +401,23 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
     memset(est, 0, sizeof *est);
     double worst_mb = 0, worst_tp = 0, worst_ew = 0, worst_ops[PARLM_PLAN_NEW] = {0};
     for (int s = 0; s < pp; s++) {
-        int nl = bounds[s + 1] - bounds[s];
-        double mm = nl * 2.0 * gpt_layer_params(c) + (s == pp - 1 ? gpt_head_flops(c) : 0);
+        int nl = bounds[s + 1] - bounds[s], first = s == 0, last = s == pp - 1;
+        double mm = nl * 2.0 * gpt_layer_params(c) + (last ? gpt_head_flops(c) : 0);
         double at = nl * 2.0 * C * T;
-        /* forward + backward = 3x forward, per micro-batch, this rank's 1/tp share */
-        double t_c = 3.0 * tok * (mm / gemm + at / attn) / tp;
+        /* forward + backward = 3x forward, per micro-batch, this rank's 1/tp share; Llama
+         * times each matmul at its own shape's rate */
+        double t_c = is_llama(c) ? tok * (llama_matmul_seconds(pr, c, nl, last, tok, tp) /
+                                              (scale * lay->threads) + 3.0 * at / attn / tp)
+                                 : 3.0 * tok * (mm / gemm + at / attn) / tp;
         /* the elementwise ops are threaded like the GEMMs: a micro-batch's tensors mostly
          * stay in cache, so no memory bound is applied (the optimizer's below has one) */
         double ops[PARLM_PLAN_NEW], t_ew = 0;
-        gpt_ew_per_token(c, nl, s == 0, s == pp - 1, tp, ops);
+        if (is_llama(c))
+            llama_ew_per_token(c, nl, last, tp, ops);
+        else
+            gpt_ew_per_token(c, nl, first, last, tp, ops);
         for (int i = 0; i < PARLM_PLAN_NEW; i++)
-            t_ew += ops[i] = tok * ops[i] / (pr->ew_rate[i] * lay->threads);
+            t_ew += ops[i] = tok * ops[i] / (ew_rate(pr, i) * lay->threads);
         double t_tp = nl * 4.0 * tp_ar;
         if (t_c + t_ew + t_tp > worst_mb) {
             worst_mb = t_c + t_ew + t_tp, worst_tp = t_tp, worst_ew = t_ew;
@@ -271,6 +429,8 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
             P += ((double)c->vocab_pad * C + (double)c->max_seq * C) / tp;
         if (s == pp - 1)
             P += (pp > 1 ? (double)c->vocab_pad * C / tp : 0) + 2.0 * C;
+        if (is_llama(c))
+            P = llama_stage_params(c, nl, first, last, tp, pp);
         params_total += P;
         /* activations kept per micro-batch, floats per token per layer: residuals, LNs and
          * projections (9C) stay whole; qkv, attention output, MLP (12C) and the two T x T
@@ -278,6 +438,8 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
          * probabilities, 2 Vp / tp per token. */
         double a = tok * 4.0 * (nl * (9.0 * C + (12.0 * C + 2.0 * c->n_head * (double)T) / tp) +
                                 (s == pp - 1 ? 2.0 * c->vocab_pad / tp : 0));
+        if (is_llama(c))
+            a = tok * 4.0 * llama_act_per_token(c, nl, last, tp);
         int inflight = parlm_pp_max_in_flight((parlm_pp_schedule)lay->schedule, s, pp, M);
         double m_par = P * (4.0 + (lay->bf16 ? 2.0 : 0.0)), m_grad = P * 4.0;
         double m_opt = P * 8.0 / (lay->zero1 ? dp : 1), m_act = a * inflight;
@@ -335,8 +497,15 @@ parlm_status parlm_plan_estimate_layout(const parlm_plan_profile *pr, const parl
                                                       pr->attention_flops) +
                                      optimizer_seconds(pr, P_all * tp, 1, pr->stream_bandwidth);
     gpt_ew_per_token(c, c->n_layer, 1, 1, 1, ops1);
+    if (is_llama(c)) { /* every parameter once (tp 1 has no replicated norms) */
+        t1 = tok1 * (llama_matmul_seconds(pr, c, c->n_layer, 1, tok1 / M / dp, 1) / scale +
+                     3.0 * c->n_layer * 2.0 * C * T / pr->attention_flops) +
+             optimizer_seconds(pr, llama_stage_params(c, c->n_layer, 1, 1, 1, 1), 1,
+                               pr->stream_bandwidth);
+        llama_ew_per_token(c, c->n_layer, 1, 1, ops1);
+    }
     for (int i = 0; i < PARLM_PLAN_NEW; i++)
-        t1 += tok1 * ops1[i] / pr->ew_rate[i];
+        t1 += tok1 * ops1[i] / ew_rate(pr, i);
     est->eta = t1 / ((double)rq->ranks * lay->threads * est->step);
     return PARLM_OK;
 }
@@ -541,9 +710,13 @@ static parlm_status profile_from(const char *path, json_t *r, parlm_plan_profile
     json_t *ew = json_object_get(r, "elementwise");
     if (ew && !json_is_object(ew))
         return parlm_error(PARLM_EFORMAT, "%s: field elementwise must be an object", path);
-    for (int i = 0; ew && i < PARLM_PLAN_NEW; i++)
-        RETURN_IF_ERROR(get_num(path, ew, "elementwise.", parlm_plan_ew_name((parlm_plan_ew)i), 0,
-                                &pr->ew_rate[i]));
+    for (int i = 0; ew && i < PARLM_PLAN_NEW; i++) {
+        const char *key = parlm_plan_ew_name((parlm_plan_ew)i);
+        /* the Llama ops: measured since calibrate knows them; absent, 0 (see ew_rate) */
+        if (i > PARLM_PLAN_EW_ADAMW && !json_object_get(ew, key))
+            continue;
+        RETURN_IF_ERROR(get_num(path, ew, "elementwise.", key, 0, &pr->ew_rate[i]));
+    }
     /* optional: a profile calibrated on one rank has none (it plans 1-rank layouts) */
     json_t *l = json_object_get(r, "links");
     if (!l)
@@ -634,7 +807,9 @@ parlm_status parlm_plan_profile_save(const char *path, const parlm_plan_profile 
     if (r && pr->ew_rate[0] > 0) { /* none: kept an old-style profile (loads the same) */
         json_t *ew = json_object();
         for (int i = 0; i < PARLM_PLAN_NEW; i++)
-            json_object_set_new(ew, parlm_plan_ew_name((parlm_plan_ew)i), json_real(pr->ew_rate[i]));
+            if (pr->ew_rate[i] > 0) /* a Llama op may be unmeasured: left out, as it loads */
+                json_object_set_new(ew, parlm_plan_ew_name((parlm_plan_ew)i),
+                                    json_real(pr->ew_rate[i]));
         json_object_set_new(r, "elementwise", ew);
     }
     return dump(r, path);
@@ -683,13 +858,19 @@ parlm_status parlm_plan_save(const char *path, const parlm_plan_request *rq,
             "mem_limit", s->mem_limit));
         json_array_append_new(arr, o);
     }
-    const parlm_gpt_config *c = &rq->model;
-    int vp = c->vocab_pad ? c->vocab_pad : (c->vocab + 127) / 128 * 128; /* as the estimate */
-    return dump(json_pack("{s:{s:i,s:i,s:i,s:i,s:i,s:i},s:i,s:i,s:i,s:b,s:o}", "model", "n_layer",
-                          c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "max_seq",
-                          c->max_seq, "vocab", c->vocab, "vocab_pad", vp, "global_batch", rq->global_batch,
-                          "seq_len", rq->seq_len, "ranks", rq->ranks, "bf16", rq->bf16,
-                          "layouts", arr),
+    parlm_gpt_config cm = plan_config(&rq->model); /* as the estimate */
+    const parlm_gpt_config *c = &cm;
+    int vp = c->vocab_pad;
+    json_t *mo = json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "n_layer", c->n_layer, "n_head",
+                           c->n_head, "n_embd", c->n_embd, "max_seq", c->max_seq, "vocab",
+                           c->vocab, "vocab_pad", vp);
+    if (mo && is_llama(c)) /* the shape's other fields; a GPT-2 model's file is as before */
+        json_object_update_new(mo, json_pack("{s:s,s:i,s:i,s:b}", "arch", "llama", "n_kv_head",
+                                             c->n_kv_head, "ffn_hidden", c->ffn_hidden,
+                                             "untied_head", c->untied_head));
+    return dump(json_pack("{s:o,s:i,s:i,s:i,s:b,s:o}", "model", mo, "global_batch",
+                          rq->global_batch, "seq_len", rq->seq_len, "ranks", rq->ranks, "bf16",
+                          rq->bf16, "layouts", arr),
                 path);
 }
 
@@ -730,6 +911,17 @@ static parlm_status plan_from(const char *path, json_t *r, parlm_plan_request *r
     /* vocab: written since parlm_plan_load exists; 0 (unknown) in older files */
     if (json_object_get(m, "vocab"))
         RETURN_IF_ERROR(get_int_in(path, m, "model.", "vocab", 1, BIG, 0, &c->vocab));
+    /* arch: "llama" with its fields; absent, GPT-2 (every file before Llama) */
+    json_t *arch = json_object_get(m, "arch");
+    if (arch) {
+        if (!json_is_string(arch) || strcmp(json_string_value(arch), "llama"))
+            return parlm_error(PARLM_EFORMAT, "%s: field model.arch must be \"llama\" (or "
+                               "absent: GPT-2)", path);
+        c->arch = PARLM_ARCH_LLAMA;
+        RETURN_IF_ERROR(get_int_in(path, m, "model.", "n_kv_head", 1, BIG, 0, &c->n_kv_head));
+        RETURN_IF_ERROR(get_int_in(path, m, "model.", "ffn_hidden", 1, BIG, 0, &c->ffn_hidden));
+        RETURN_IF_ERROR(get_int_in(path, m, "model.", "untied_head", 0, 1, 1, &c->untied_head));
+    }
     RETURN_IF_ERROR(get_int_in(path, r, "", "global_batch", 1, BIG, 0, &rq->global_batch));
     RETURN_IF_ERROR(get_int_in(path, r, "", "seq_len", 1, BIG, 0, &rq->seq_len));
     RETURN_IF_ERROR(get_int_in(path, r, "", "ranks", 1, BIG, 0, &rq->ranks));

@@ -34,8 +34,8 @@ else
     if $plan --profile "$work/m1.json" --ranks 2 > "$work/err.txt" 2>&1; then exit 1; fi
     grep -q "links" "$work/err.txt"
 fi
-# the profile's rates are measured, positive numbers
-for f in fma_peak_f32 fma_peak_bf16 attention_flops stream_bandwidth; do
+# the profile's rates are measured, positive numbers (Llama's elementwise ops too)
+for f in fma_peak_f32 fma_peak_bf16 attention_flops stream_bandwidth rmsnorm rope swiglu; do
     grep -Eq "\"$f\": [1-9]" "$work/m1.json" || { echo "$f"; cat "$work/m1.json"; exit 1; }
 done
 echo ok

@@ -421,6 +421,194 @@ START_TEST(plan_file)
 }
 END_TEST
 
+/* A small Llama: L2 NH4 NKV2 (GQA, hs 16, KV = 32) C64 F96 (not 4C), untied head, vocab
+ * 128, max_seq 16, on the fixture's rates (1e9 everywhere). By hand, a layer's matmul
+ * weights: wq, wo 2 x 64^2 = 8192; wk, wv 2 x 64 x 32 = 4096; w_gate, w_up, w_down
+ * 3 x 64 x 96 = 18432: 30720, + 2 RMSNorms 128 = 30848 parameters. */
+static parlm_gpt_config small_llama(void)
+{
+    return (parlm_gpt_config){.n_layer = 2, .n_head = 4, .n_embd = 64, .max_seq = 16,
+                              .vocab = 128, .vocab_pad = 128, .arch = PARLM_ARCH_LLAMA,
+                              .n_kv_head = 2, .ffn_hidden = 96, .untied_head = 1};
+}
+
+START_TEST(llama_counts)
+{
+    /* parameters: wte + lm_head 2 x 128 x 64 = 16384, layers 2 x 30848 = 61696, final
+     * norm 64: 78144 (tied: 69952) */
+    parlm_gpt_config c = small_llama();
+    int64_t np;
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &np), PARLM_OK);
+    ck_assert_int_eq(np, 78144);
+    /* forward FLOPs a token at T 16: 2 x (2 x 30720 + 128 x 64) = 139264, attention
+     * 2 x 2C T = 4096: 143360; a tied head costs the same */
+    NEAR(parlm_plan_gpt_flops_per_token(&c, 16), 143360.0);
+    c.untied_head = 0;
+    NEAR(parlm_plan_gpt_flops_per_token(&c, 16), 143360.0);
+    ck_assert_int_eq(parlm_gpt_config_num_params(&c, &np), PARLM_OK);
+    ck_assert_int_eq(np, 69952);
+    /* 0 means the defaults: NKV = NH, F = 4C: 2 x (2 x (2C^2 + 2C^2 + 12C^2) + 8192) + 4096 */
+    c.n_kv_head = c.ffn_hidden = 0;
+    NEAR(parlm_plan_gpt_flops_per_token(&c, 16), 2.0 * (2 * 16.0 * 64 * 64 + 8192) + 4096);
+}
+END_TEST
+
+START_TEST(llama_one_rank)
+{
+    /* 1 rank, 1 thread, B 4 x T 16 = 64 tokens in one micro-batch:
+     * compute 64 x 3 x 143360 / 1e9 = 27.52512e-3;
+     * elementwise a token: rmsnorm 2 x 2C + C = 320, rope 2 x (C + KV) = 192, swiglu 2F =
+     *   192, residual 2 x 2C = 256, crossentropy 128: 1088, x 64 = 69.632e-6;
+     * optimizer 78144 parameters x 28 bytes at 1e9 B/s = 2.188032e-3 (memory binds). */
+    rq.model = small_llama();
+    rq.ranks = 1, cl.nodes = 1;
+    parlm_plan_layout y = {.dp = 1, .tp = 1, .pp = 1, .micro_batches = 1, .threads = 1};
+    parlm_plan_estimate e;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+    NEAR(e.term[PARLM_PLAN_COMPUTE], 27.52512e-3);
+    NEAR(e.term[PARLM_PLAN_ELEMENTWISE], 69.632e-6);
+    NEAR(e.ew[PARLM_PLAN_EW_RMSNORM], 64 * 320e-9);
+    NEAR(e.ew[PARLM_PLAN_EW_ROPE], 64 * 192e-9);
+    NEAR(e.ew[PARLM_PLAN_EW_SWIGLU], 64 * 192e-9);
+    NEAR(e.ew[PARLM_PLAN_EW_RESIDUAL], 64 * 256e-9);
+    NEAR(e.ew[PARLM_PLAN_EW_CROSSENTROPY], 64 * 128e-9);
+    ck_assert(e.ew[PARLM_PLAN_EW_LAYERNORM] == 0 && e.ew[PARLM_PLAN_EW_GELU] == 0 &&
+              e.ew[PARLM_PLAN_EW_BIAS] == 0);
+    NEAR(e.term[PARLM_PLAN_OPTIMIZER], 2.188032e-3);
+    NEAR(e.step, 29.782784e-3);
+    /* one core is its own baseline */
+    NEAR(e.eta, 1.0);
+    /* the rank holds the whole model: parlm_gpt_config_num_params' count */
+    NEAR(e.mem_params, 4.0 * 78144);
+    rq.model.untied_head = 0;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+    NEAR(e.mem_params, 4.0 * 69952);
+    rq.model.untied_head = 1;
+    /* each matmul at its own shape's rate: exact points (m = 64 tokens) for q and o
+     * (64x64, 1e9), k and v (32x64, 5e8), gate and up (96x64, 2e9), down (64x96, 4e9), the
+     * head (128x64, 8e9). A token: 6 x (2 layers x (4096/1e9 + 2 x 2048/5e8 + 4096/1e9 +
+     * 2 x 6144/2e9 + 6144/4e9) + 8192/8e9) = 294912e-9, x 64 = 18.874368e-3, + attention
+     * 64 x 3 x 4096 / 1e9 = 0.786432e-3 */
+    parlm_plan_profile p = pr;
+    p.n_gemm = 5;
+    p.gemm[0] = (parlm_plan_gemm_point){64, 64, 64, 1e9};
+    p.gemm[1] = (parlm_plan_gemm_point){64, 32, 64, 5e8};
+    p.gemm[2] = (parlm_plan_gemm_point){64, 96, 64, 2e9};
+    p.gemm[3] = (parlm_plan_gemm_point){64, 64, 96, 4e9};
+    p.gemm[4] = (parlm_plan_gemm_point){64, 128, 64, 8e9};
+    ck_assert_int_eq(parlm_plan_estimate_layout(&p, &cl, &rq, &y, &e), PARLM_OK);
+    NEAR(e.term[PARLM_PLAN_COMPUTE], 19.6608e-3);
+    /* a profile without the Llama ops' rates (an older calibrate): RMSNorm at layernorm's,
+     * RoPE at residual's, SwiGLU at GELU's */
+    p = pr;
+    p.ew_rate[PARLM_PLAN_EW_RMSNORM] = p.ew_rate[PARLM_PLAN_EW_ROPE] = 0;
+    p.ew_rate[PARLM_PLAN_EW_SWIGLU] = 0;
+    p.ew_rate[PARLM_PLAN_EW_LAYERNORM] = 2e9, p.ew_rate[PARLM_PLAN_EW_RESIDUAL] = 4e9;
+    p.ew_rate[PARLM_PLAN_EW_GELU] = 8e9;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&p, &cl, &rq, &y, &e), PARLM_OK);
+    NEAR(e.ew[PARLM_PLAN_EW_RMSNORM], 64 * 320 / 2e9);
+    NEAR(e.ew[PARLM_PLAN_EW_ROPE], 64 * 192 / 4e9);
+    NEAR(e.ew[PARLM_PLAN_EW_SWIGLU], 64 * 192 / 8e9);
+    NEAR(e.ew[PARLM_PLAN_EW_RESIDUAL], 64 * 256 / 4e9);
+}
+END_TEST
+
+START_TEST(llama_tp_pp)
+{
+    /* dp 1, tp 2, pp 2, M 2, GPipe, 1 thread (the fixture: 2 nodes of 2 cores), 32 tokens
+     * a micro-batch, stages [0,1) and [1,2). A rank holds NH/2 = 2 query heads, NKV/2 = 1
+     * KV head, F/2 = 48 SwiGLU units, 64 vocabulary rows.
+     * Stage 1 (layer + head): matmuls 6 x (30720/2 + 128 x 64/2) = 116736e-9 a token,
+     *   attention 3 x 2C T / 2 = 3072e-9: x 32 = 3.833856e-3.
+     *   elementwise a token: rmsnorm 2C + C = 192, rope (C + KV)/2 = 48, swiglu F/2 = 48,
+     *   residual 2C = 128, crossentropy Vp/2 = 64: 480, x 32 = 15.36e-6.
+     *   TP: 4 all-reduces of 32 x 64 x 4 = 8192 bytes over 2 on "a" (20.384e-6 each, as in
+     *   tp_pp_terms): 81.536e-6. Micro-batch 3.930752e-3, the slowest (stage 0 has no head).
+     * compute 2 x 3.833856e-3, elementwise 2 x 15.36e-6, tp 2 x 81.536e-6, bubble
+     *   3.930752e-3, p2p 3.6768e-4 (as tp_pp_terms), optimizer: stage 1 holds 30720/2 + 128
+     *   + 8192/2 (its own head) + 64 = 19648 parameters (stage 0: 15488 + 4096 = 19584),
+     *   x 28 bytes at 5e8 B/s = 1.100288e-3. Step 13.260224e-3. */
+    rq.model = small_llama();
+    parlm_plan_layout y = {.dp = 1, .tp = 2, .pp = 2, .micro_batches = 2, .schedule = 0,
+                           .threads = 1};
+    parlm_plan_estimate e;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+    NEAR(e.term[PARLM_PLAN_COMPUTE], 7.667712e-3);
+    NEAR(e.term[PARLM_PLAN_ELEMENTWISE], 30.72e-6);
+    NEAR(e.term[PARLM_PLAN_TP], 163.072e-6);
+    NEAR(e.term[PARLM_PLAN_BUBBLE], 3.930752e-3);
+    NEAR(e.term[PARLM_PLAN_P2P], 3.6768e-4);
+    NEAR(e.term[PARLM_PLAN_DP], 0.0);
+    NEAR(e.term[PARLM_PLAN_OPTIMIZER], 1.100288e-3);
+    NEAR(e.step, 13.260224e-3);
+    ck_assert_int_eq(e.bottleneck, PARLM_PLAN_COMPUTE);
+    /* memory, stage 1: activations a token: the layer 4C + 2 = 258 whole and (q, k, v
+     * C + 2KV = 128, attention output 64, lse NH 4, gate, up, SwiGLU 3F = 288) / 2 = 242,
+     * the stage's input C 64, final norm C + 1, logits Vp/2 64, loss and lse 2: 695
+     * floats, x 32 x 4 = 88960 bytes a micro-batch, GPipe keeps 2: 177920; parameters
+     * 19648 x 16 = 314368: 492288 (stage 0: 2 x 32 x 4 x 564 + 19584 x 16 = 457728) */
+    NEAR(e.mem_act, 177920.0);
+    NEAR(e.mem_total, 492288.0);
+    /* 1F1B: stage 1 keeps 1 micro-batch (403328), stage 0 two and is the worst */
+    y.schedule = 1;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+    NEAR(e.mem_total, 457728.0);
+    /* 475000 bytes a rank: GPipe is excluded for memory, 1F1B fits */
+    cl.memory_per_node = 950000;
+    parlm_plan_entry *en;
+    int n;
+    ck_assert_int_eq(parlm_plan_enumerate(&pr, &cl, &rq, &en, &n), PARLM_OK);
+    int g = find(en, n, 1, 2, 2, 2, 0), f = find(en, n, 1, 2, 2, 2, 1);
+    ck_assert(g >= 0 && f >= 0);
+    ck_assert(en[g].excluded && strstr(en[g].reason, "GiB"));
+    ck_assert(!en[f].excluded);
+    /* tp 4 > NKV 2: excluded, naming the KV heads (they are split, not replicated) */
+    int k = find(en, n, 1, 4, 1, 1, 0);
+    ck_assert(k >= 0 && en[k].excluded && strstr(en[k].reason, "KV heads"));
+    free(en);
+    /* the same with an estimate: tp 4 breaks the KV heads; with NKV 4, F 90 breaks F */
+    cl.nodes = 1, cl.cores_per_socket = 4;
+    y = (parlm_plan_layout){.dp = 1, .tp = 4, .pp = 1, .micro_batches = 1, .threads = 1};
+    ck_assert_int_ne(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+    ck_assert_msg(strstr(parlm_last_error(), "2 KV heads"), "%s", parlm_last_error());
+    rq.model.n_kv_head = 4, rq.model.ffn_hidden = 90;
+    ck_assert_int_ne(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+    ck_assert_msg(strstr(parlm_last_error(), "SwiGLU's 90"), "%s", parlm_last_error());
+    rq.model.ffn_hidden = 96;
+    ck_assert_int_eq(parlm_plan_estimate_layout(&pr, &cl, &rq, &y, &e), PARLM_OK);
+}
+END_TEST
+
+/* a Llama request survives parlm_plan_save -> parlm_plan_load with its shape */
+START_TEST(llama_plan_file)
+{
+    rq.model = small_llama();
+    parlm_plan_entry *e, *f;
+    int n, m;
+    ck_assert_int_eq(parlm_plan_enumerate(&pr, &cl, &rq, &e, &n), PARLM_OK);
+    char path[] = "/tmp/parlm-plan-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    close(fd);
+    ck_assert_int_eq(parlm_plan_save(path, &rq, e, n), PARLM_OK);
+    parlm_plan_request q;
+    ck_assert_int_eq(parlm_plan_load(path, &q, &f, &m), PARLM_OK);
+    ck_assert_int_eq(m, n);
+    ck_assert(q.model.arch == PARLM_ARCH_LLAMA && q.model.n_kv_head == 2 &&
+              q.model.ffn_hidden == 96 && q.model.untied_head == 1 && q.model.n_head == 4);
+    for (int i = 0; i < n; i++)
+        if (!e[i].excluded)
+            NEAR(f[i].est.step, e[i].est.step);
+    free(e);
+    free(f);
+    write_file(path, "{\"model\": {\"n_layer\": 2, \"n_head\": 4, \"n_embd\": 64, "
+                     "\"max_seq\": 16, \"vocab_pad\": 128, \"arch\": \"mamba\"}}");
+    ck_assert_int_ne(parlm_plan_load(path, &q, &f, &m), PARLM_OK);
+    ck_assert_msg(strstr(parlm_last_error(), "model.arch"), "%s", parlm_last_error());
+    unlink(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plan");
@@ -435,6 +623,10 @@ int main(void)
     tcase_add_test(tc, no_links);
     tcase_add_test(tc, old_profile);
     tcase_add_test(tc, plan_file);
+    tcase_add_test(tc, llama_counts);
+    tcase_add_test(tc, llama_one_rank);
+    tcase_add_test(tc, llama_tp_pp);
+    tcase_add_test(tc, llama_plan_file);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

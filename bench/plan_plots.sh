@@ -7,14 +7,16 @@
 # Usage:
 #   bench/plan_plots.sh --profile machine.json [--validation table.txt] [--out DIR]
 #       [--max-nodes N] [--sockets S] [--cores-per-socket C] [--node-memory GIB]
-#       [--net-alpha SECONDS] [--net-gbs GB/s] [--models "d12:512 d48:1024"] [--seq T]
-# Needs gnuplot and jq (apt-get install gnuplot-nox jq).
+#       [--net-alpha SECONDS] [--net-gbs GB/s] [--models "d12:512 d48:1024 ..."] [--seq T]
+# A model is preset:global batch (sequences)[:sequence length, default --seq]; the default
+# draws GPT-2 124M and 1.5B (batch 512 and 1024 x 1024 tokens) and a 7B Llama (2048 x 2048,
+# Llama's 4M tokens a step). Needs gnuplot and jq (apt-get install gnuplot-nox jq).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${PARLM_BUILDDIR:-$here/build}
 profile="" validation="" out=bench/plots max_nodes=1024
 sockets=2 cps=32 mem_gib=256 net_alpha=2e-6 net_gbs=12.5 seq=1024
-models="d12:512 d48:1024" # preset:global batch (sequences); GPT-2 124M and 1.5B
+models="d12:512 d48:1024 llama-7b:2048:2048" # preset:global batch[:seq]
 while [ $# -gt 0 ]; do
     case $1 in
     --profile) profile=$2; shift 2 ;;
@@ -28,7 +30,7 @@ while [ $# -gt 0 ]; do
     --net-gbs) net_gbs=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
     --seq) seq=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "plan_plots: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -97,7 +99,8 @@ mem=$(awk -v g="$mem_gib" 'BEGIN { printf "%.0f", g * 1073741824 }')
 printf 'model\tnodes\tranks\tdp\ttp\tpp\tM\tschedule\tzero1\toverlap\tthreads\tstep_s\ttokens_per_s\teta\tbottleneck\n' > "$out/plan_scaling.tsv"
 plotcmd=""
 for spec in $models; do
-    model=${spec%%:*} gb=${spec#*:}
+    model=${spec%%:*} gb=${spec#*:} mseq=$seq
+    case $gb in *:*) mseq=${gb#*:} gb=${gb%%:*} ;; esac
     : > "$work/$model.dat"
     n=1
     while [ "$n" -le "$max_nodes" ]; do
@@ -107,7 +110,7 @@ for spec in $models; do
         best=""
         for rpn in 1 "$sockets" $((sockets * cps)); do
             if "$build/apps/parlm-plan" --profile "$work/profile.json" --cluster "$work/cluster.json" \
-                   --model "$model" --global-batch "$gb" --seq "$seq" --ranks $((n * rpn)) --top 1 \
+                   --model "$model" --global-batch "$gb" --seq "$mseq" --ranks $((n * rpn)) --top 1 \
                    --json "$work/p.json" > /dev/null 2>&1; then
                 jq -r --arg m "$model" --argjson n "$n" --argjson r $((n * rpn)) \
                     '[.layouts[] | select(.excluded | not)][0] // empty |
@@ -125,13 +128,22 @@ for spec in $models; do
         n=$((n * 2))
     done
     [ -s "$work/$model.dat" ] || { echo "plan_plots: no layout of $model fits any node count" >&2; exit 1; }
-    plotcmd="$plotcmd${plotcmd:+, }\"$work/$model.dat\" using 1:COL with linespoints lw 2 pt 7 title \"$model (batch $gb x $seq)\""
+    plotcmd="$plotcmd${plotcmd:+, }\"$work/$model.dat\" using 1:COL with linespoints lw 2 pt 7 title \"$model (batch $gb x $mseq)\""
 done
 net_us=$(awk -v a="$net_alpha" 'BEGIN { printf "%.3g", a * 1e6 }')
+# what a Llama curve borrows: GEMM rates of the calibrated shapes (the nearest, beyond
+# them), and GPT-2's op rates for the Llama ops an older profile did not measure
+note=""
+case " $models" in *" llama"* | *" tinyllama"*)
+    maxn=$(jq '[.gemm[].n] | max' "$profile")
+    note="\\nLlama: GEMM rates of the profile's shapes (n <= $maxn; larger ones take the nearest)"
+    [ "$(jq '.elementwise.rmsnorm // 0' "$profile")" != 0 ] ||
+        note="$note; RMSNorm, RoPE, SwiGLU at its layernorm, residual, GELU rates (not measured in it)" ;;
+esac
 gnuplot <<EOF
-set terminal svg size 1000,880 dynamic font "sans,12"
+set terminal svg size 1000,920 dynamic font "sans,12"
 set output "$out/plan_scaling.svg"
-set multiplot layout 2,1 title "EXTRAPOLATION from parlm's cost model, not a measurement: the best predicted layout per node count\nnode = $sockets sockets x $cps cores at this machine's calibrated per-core rates, $mem_gib GiB\nbetween nodes an ASSUMED link: alpha $net_us us, $net_gbs GB/s" noenhanced
+set multiplot layout 2,1 title "EXTRAPOLATION from parlm's cost model, not a measurement: the best predicted layout per node count\nnode = $sockets sockets x $cps cores at the calibrated per-core rates of $(basename "$profile"), $mem_gib GiB\nbetween nodes an ASSUMED link: alpha $net_us us, $net_gbs GB/s$note" noenhanced
 set logscale x 2
 set xrange [0.8:$((max_nodes * 5 / 4))]
 set grid

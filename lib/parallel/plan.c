@@ -839,7 +839,8 @@ parlm_status parlm_plan_save(const char *path, const parlm_plan_request *rq,
         for (int t = 0; t < PARLM_PLAN_NTERMS; t++)
             json_object_set_new(terms, parlm_plan_term_name((parlm_plan_term)t), json_real(s->term[t]));
         json_t *ops = json_object();
-        for (int k = 0; k < PARLM_PLAN_NEW; k++)
+        /* a GPT-2 plan keeps its six ops (the file as before Llama); a Llama plan has all */
+        for (int k = 0; k < (is_llama(&rq->model) ? PARLM_PLAN_NEW : PARLM_PLAN_EW_ADAMW + 1); k++)
             json_object_set_new(ops, parlm_plan_ew_name((parlm_plan_ew)k), json_real(s->ew[k]));
         json_t *o = json_pack(
             "{s:i,s:i,s:i,s:i,s:s,s:b,s:b,s:b,s:i,s:b}", "dp", y->dp, "tp", y->tp, "pp", y->pp,

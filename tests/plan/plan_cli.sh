@@ -15,14 +15,18 @@ awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ (gpipe|1f1b)/ { n++; if ($9 + 0 < prev) 
      END { exit (n < 10 || bad) }' "$work/out.txt" || { cat "$work/out.txt"; exit 1; }
 grep -q "^excluded:" "$work/out.txt"
 grep -q '"bottleneck"' "$work/out.json"
+# a GPT-2 plan's file lists GPT-2's ops only (as before Llama)
+! grep -q '"rmsnorm"' "$work/out.json" || { echo "GPT-2 plan lists Llama ops"; exit 1; }
 # Llama 7B on 16 ranks (the example profile has no Llama rates: the planner's stand-ins):
 # sorted, and replicas of the whole model (16 bytes a parameter) excluded for memory
 "$bin/parlm-plan" --profile "$ex/example-profile.json" --cluster "$ex/example-cluster.json" \
-    --model llama-7b --global-batch 64 --seq 2048 --ranks 16 --top 1000 > "$work/7b.txt"
+    --model llama-7b --global-batch 64 --seq 2048 --ranks 16 --top 1000 --json "$work/7b.json" \
+    > "$work/7b.txt"
 awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ (gpipe|1f1b)/ { n++; if ($9 + 0 < prev) bad = 1; prev = $9 + 0 }
      END { exit (n < 10 || bad) }' "$work/7b.txt" || { cat "$work/7b.txt"; exit 1; }
 grep -q "^llama-7b, B 64, T 2048, 16 ranks" "$work/7b.txt" || { cat "$work/7b.txt"; exit 1; }
 grep -q "dp 16 tp 1 pp 1 .*GiB a rank" "$work/7b.txt" || { cat "$work/7b.txt"; exit 1; }
+grep -q '"arch": "llama"' "$work/7b.json" && grep -q '"swiglu"' "$work/7b.json"
 # one layout term by term: Llama's ops, not GPT-2's; tp 8 > TinyLlama's 4 KV heads: refused
 "$bin/parlm-plan" --profile "$ex/example-profile.json" --cluster "$ex/example-cluster.json" \
     --model tinyllama-1.1b --global-batch 16 --seq 2048 --layout 4,4,1 > "$work/tl.txt"

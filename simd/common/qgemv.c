@@ -79,8 +79,9 @@ static inline qrint qr_dot(const uint8_t *ch, const parlm_q8x *xb, int q4)
 
 /* Rows repacked 8 at a time: a group's 8 rows are one vector of sums. Where vec_q.h has
  * qr_dot2 (x86), two groups go together and share x's broadcasts (20-30% faster than one
- * at a time on Cascade Lake, in cache); a last single group takes even and odd blocks in
- * two accumulators, as above. A group partly in [r0, r1) is computed whole and stored in
+ * at a time on Cascade Lake, in cache); with QR_WIDE (AVX512-VNNI) the two groups are one
+ * zmm of 16 rows. A last single group takes even and odd blocks in two accumulators, as
+ * above. A group partly in [r0, r1) is computed whole and stored in
  * part; each lane is its own row with exact integer dots, so a row's bits depend neither
  * on the range nor on which of the two loops took it. */
 static inline void qr_gemv(int64_t r0, int64_t r1, int64_t k, const void *w,
@@ -88,7 +89,32 @@ static inline void qr_gemv(int64_t r0, int64_t r1, int64_t k, const void *w,
 {
     const int64_t nb = k / 32, gb = q4 ? PARLM_Q4R_BLOCK : PARLM_Q8R_BLOCK;
     int64_t g = r0 / 8;
-#ifdef QR_PAIR
+#if defined(QR_WIDE)
+    /* two groups in one vector: each lane runs the single-group loop's operations */
+    for (; g * 8 + 8 < r1; g += 2) {
+        const uint8_t *p = (const uint8_t *)w + g * nb * gb, *p1 = p + nb * gb;
+        qrwacc e = qrw_zero(), o = e;
+        int64_t b = 0;
+        for (; b + 2 <= nb; b += 2, p += 2 * gb, p1 += 2 * gb) {
+            qrw_prefetch(p, 2 * gb);
+            qrw_prefetch(p1, 2 * gb);
+            e = qrw_fma(e, qrw_scales(p, p1, qx[b].d),
+                        qrw_dot(p + 16, p1 + 16, qx[b].q, qx[b].s, q4));
+            o = qrw_fma(o, qrw_scales(p + gb, p1 + gb, qx[b + 1].d),
+                        qrw_dot(p + gb + 16, p1 + gb + 16, qx[b + 1].q, qx[b + 1].s, q4));
+        }
+        if (b < nb)
+            e = qrw_fma(e, qrw_scales(p, p1, qx[b].d),
+                        qrw_dot(p + 16, p1 + 16, qx[b].q, qx[b].s, q4));
+        float out[16];
+        qrw_store(out, qrw_add(e, o));
+        int64_t j0 = r0 > 8 * g ? r0 - 8 * g : 0, j1 = r1 - 8 * g < 16 ? r1 - 8 * g : 16;
+        for (int64_t j = j0; j < j1; j++) {
+            float *yi = y + (8 * g + j - r0);
+            *yi = beta == 0.0f ? alpha * out[j] : alpha * out[j] + beta * *yi;
+        }
+    }
+#elif defined(QR_PAIR)
     for (; g * 8 + 8 < r1; g += 2) {
         const uint8_t *p = (const uint8_t *)w + g * nb * gb, *p1 = p + nb * gb;
         /* even and odd blocks of each group in two sums, as the single-group loop */

@@ -222,7 +222,9 @@ static void put_f16(uint8_t *p, float v)
 
 /* Extreme blocks, exact in every set: x = +-63.5 (d = 0.5, q = +-127), weights +-127 and
  * -128 (which a file may hold), nibbles 0 and 15 in both halves of a byte, scale 0 and
- * x = 0. Every block term is an even integer below 2^19 and sums stay below 2^25: exact. */
+ * x = 0. Every block term is an even integer below 2^19 and sums stay below 2^25: exact.
+ * Repacked, the extreme rows repeat over 17 rows: groups taken two at a time (16 rows per
+ * vector with AVX512-VNNI) and a last single one. */
 START_TEST(gemv_extremes_exact)
 {
     kset sets[8];
@@ -234,7 +236,7 @@ START_TEST(gemv_extremes_exact)
             x[j] = (j % 32 < 16) ? 63.5f : -63.5f, x0[j] = 0.0f;
         /* Q8_0 rows: w = +-127 with x's sign (max dot), all -128, scale 0 */
         int64_t l8 = row_bytes(PARLM_WT_Q8_0, k), l4 = row_bytes(PARLM_WT_Q4_0, k);
-        uint8_t *w8 = xmalloc((size_t)(3 * l8)), *w4 = xmalloc((size_t)(4 * l4));
+        uint8_t *w8 = xmalloc((size_t)(17 * l8)), *w4 = xmalloc((size_t)(17 * l4));
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *p = w8 + 34 * b;
             put_f16(p, 1.0f), put_f16(p + l8, 1.0f), put_f16(p + 2 * l8, 0.0f);
@@ -250,24 +252,28 @@ START_TEST(gemv_extremes_exact)
                 memset(q + r * l4 + 2, r == 0 ? 0xf0 : r == 1 ? 0x0f : 0xff, 16);
             }
         }
+        for (int r = 3; r < 17; r++) /* row r repeats row r % 3 (Q8_0), r % 4 (Q4_0) */
+            memcpy(w8 + r * l8, w8 + (r % 3) * l8, (size_t)l8);
+        for (int r = 4; r < 17; r++)
+            memcpy(w4 + r * l4, w4 + (r % 4) * l4, (size_t)l4);
         /* per block: d_w d_x dot, d_x = 0.5 */
         double e8[3] = {1.0 * 0.5 * 32 * 127 * 127, 1.0 * 0.5 * 0 /* -128 * (16 - 16) */, 0.0};
         double e4[4] = {2.0 * 0.5 * 127 * (16 * -8 - 16 * 7), 2.0 * 0.5 * 127 * (16 * 7 + 16 * 8),
                         2.0 * 0.5 * 127 * (16 * 7 - 16 * 7), 0.0};
         parlm_q8x *qx = xmalloc((size_t)nb * sizeof *qx), *qz = xmalloc((size_t)nb * sizeof *qz);
         uint64_t rb8, rb4;
-        ck_assert_int_eq(parlm_qrepack_bytes(PARLM_WT_Q8_0, 3, k, &rb8), PARLM_OK);
-        ck_assert_int_eq(parlm_qrepack_bytes(PARLM_WT_Q4_0, 4, k, &rb4), PARLM_OK);
+        ck_assert_int_eq(parlm_qrepack_bytes(PARLM_WT_Q8_0, 17, k, &rb8), PARLM_OK);
+        ck_assert_int_eq(parlm_qrepack_bytes(PARLM_WT_Q4_0, 17, k, &rb4), PARLM_OK);
         uint8_t *r8 = xmalloc((size_t)rb8), *r4 = xmalloc((size_t)rb4);
-        ck_assert_int_eq(parlm_qrepack(PARLM_WT_Q8_0, 3, k, w8, r8), PARLM_OK);
-        ck_assert_int_eq(parlm_qrepack(PARLM_WT_Q4_0, 4, k, w4, r4), PARLM_OK);
+        ck_assert_int_eq(parlm_qrepack(PARLM_WT_Q8_0, 17, k, w8, r8), PARLM_OK);
+        ck_assert_int_eq(parlm_qrepack(PARLM_WT_Q4_0, 17, k, w4, r4), PARLM_OK);
         for (int s = 0; s < ns; s++) {
             sets[s].k.q8_quantize(k, x, qx);
             sets[s].k.q8_quantize(k, x0, qz);
             ck_assert_float_eq(qx[0].d, 0.5f);
             ck_assert_int_eq(qx[0].q[0], 127);
             ck_assert_int_eq(qx[0].q[31], -127);
-            float y[4];
+            float y[17];
             sets[s].k.q8_0_gemv(3, k, w8, l8, qx, 1.0f, 0.0f, y);
             for (int i = 0; i < 3; i++)
                 ck_assert_msg(y[i] == (float)(e8[i] * (double)nb), "%s q8_0 k %lld row %d: %.9g",
@@ -279,17 +285,17 @@ START_TEST(gemv_extremes_exact)
             sets[s].k.q4_0_gemv(4, k, w4, l4, qz, 1.0f, 0.0f, y); /* x = 0: d_x = 0 */
             for (int i = 0; i < 4; i++)
                 ck_assert_msg(y[i] == 0.0f, "%s q4_0 x = 0 row %d: %g", sets[s].name, i, y[i]);
-            /* the same rows repacked (one group, padded): Q8_0's -128 is stored 0 */
-            sets[s].k.q8_0r_gemv(0, 3, k, r8, qx, 1.0f, 0.0f, y);
-            for (int i = 0; i < 3; i++)
-                ck_assert_msg(y[i] == (float)(e8[i] * (double)nb), "%s q8_0r k %lld row %d: %.9g",
-                              sets[s].name, (long long)k, i, y[i]);
-            sets[s].k.q4_0r_gemv(0, 4, k, r4, qx, 1.0f, 0.0f, y);
-            for (int i = 0; i < 4; i++)
-                ck_assert_msg(y[i] == (float)(e4[i] * (double)nb), "%s q4_0r k %lld row %d: %.9g",
-                              sets[s].name, (long long)k, i, y[i]);
-            sets[s].k.q4_0r_gemv(0, 4, k, r4, qz, 1.0f, 0.0f, y);
-            for (int i = 0; i < 4; i++)
+            /* the rows repacked (3 groups, the last padded): Q8_0's -128 is stored 0 */
+            sets[s].k.q8_0r_gemv(0, 17, k, r8, qx, 1.0f, 0.0f, y);
+            for (int i = 0; i < 17; i++)
+                ck_assert_msg(y[i] == (float)(e8[i % 3] * (double)nb),
+                              "%s q8_0r k %lld row %d: %.9g", sets[s].name, (long long)k, i, y[i]);
+            sets[s].k.q4_0r_gemv(0, 17, k, r4, qx, 1.0f, 0.0f, y);
+            for (int i = 0; i < 17; i++)
+                ck_assert_msg(y[i] == (float)(e4[i % 4] * (double)nb),
+                              "%s q4_0r k %lld row %d: %.9g", sets[s].name, (long long)k, i, y[i]);
+            sets[s].k.q4_0r_gemv(0, 17, k, r4, qz, 1.0f, 0.0f, y);
+            for (int i = 0; i < 17; i++)
                 ck_assert_msg(y[i] == 0.0f, "%s q4_0r x = 0 row %d: %g", sets[s].name, i, y[i]);
         }
         /* -128 against all +127: the one product a quantizer never writes */
@@ -297,13 +303,14 @@ START_TEST(gemv_extremes_exact)
             x[j] = 63.5f;
         for (int s = 0; s < ns; s++) {
             sets[s].k.q8_quantize(k, x, qx);
-            float y;
+            float y, yr[16];
             sets[s].k.q8_0_gemv(1, k, w8 + l8, l8, qx, 1.0f, 0.0f, &y);
             ck_assert_msg(y == (float)(0.5 * -128 * 127 * 32 * (double)nb), "%s -128: %.9g",
                           sets[s].name, y);
-            sets[s].k.q8_0r_gemv(1, 2, k, r8, qx, 1.0f, 0.0f, &y);
-            ck_assert_msg(y == (float)(0.5 * -128 * 127 * 32 * (double)nb), "%s r8 -128: %.9g",
-                          sets[s].name, y);
+            sets[s].k.q8_0r_gemv(1, 17, k, r8, qx, 1.0f, 0.0f, yr); /* rows 1, 4, ... 16 */
+            for (int i = 1; i < 17; i += 3)
+                ck_assert_msg(yr[i - 1] == (float)(0.5 * -128 * 127 * 32 * (double)nb),
+                              "%s r8 -128 row %d: %.9g", sets[s].name, i, yr[i - 1]);
         }
         free(x), free(x0), free(w8), free(w4), free(qx), free(qz), free(r8), free(r4);
     }
@@ -311,7 +318,7 @@ START_TEST(gemv_extremes_exact)
 END_TEST
 
 static const int64_t RKS[] = {32, 64, 96, 768};
-static const int64_t RROWS[] = {1, 7, 8, 9, 17, 127};
+static const int64_t RROWS[] = {1, 7, 8, 9, 17, 33, 127};
 
 /* rows repacked by parlm_qrepack */
 static uint8_t *repack(int type, int64_t rows, int64_t k, const uint8_t *w)

@@ -71,6 +71,7 @@ static void usage(FILE *f)
             "\n"
             "environment: PARLM_ISA=scalar|avx2|avx512|neon forces a kernel set;\n"
             "PARLM_BF16_PATH=dot|widen forces the bf16 GEMM path (default: measured);\n"
+            "PARLM_QLAYOUT=rows|r8 forces the quantized decode's layout (default: measured);\n"
             "OPENBLAS_CORETYPE (read by OpenBLAS) picks the baseline's kernels.\n");
 }
 
@@ -194,6 +195,13 @@ int main(int argc, char **argv)
             parlm_gemv_mode gm = parlm_gemv_mode_current(&why);
             printf("GEMV loop order %s (%s)\n", parlm_gemv_mode_name(gm), why);
         }
+        if (want_gemv || want_gen)
+            for (int ti = 0; ti < 2; ti++) {
+                int type = ti ? PARLM_WT_Q4_0 : PARLM_WT_Q8_0;
+                parlm_qlayout ql = parlm_qlayout_current(type, &why);
+                printf("%s decode layout %s (%s)\n", parlm_wtype_name(type),
+                       parlm_qlayout_name(ql), why);
+            }
     }
     bench_begin(&ctx);
     int rc = 0;

@@ -136,6 +136,12 @@ static void print_text(const char *source, const parlm_topo *topo, parlm_team_po
     const char *gwhy;
     parlm_gemv_mode gm = parlm_gemv_mode_current(&gwhy);
     printf("  decode GEMV: %s (%s)\n", parlm_gemv_mode_name(gm), gwhy);
+    for (int ti = 0; ti < 2; ti++) {
+        int type = ti ? PARLM_WT_Q4_0 : PARLM_WT_Q8_0;
+        parlm_qlayout ql = parlm_qlayout_current(type, &why);
+        printf("  %s decode layout: %s (%s)\n", parlm_wtype_name(type), parlm_qlayout_name(ql),
+               why);
+    }
     int nteams = parlm_teams_count(teams);
     printf("teams: policy %s, %d team%s, %d thread%s\n", policy_name(policy), nteams,
            nteams == 1 ? "" : "s", parlm_teams_threads(teams),
@@ -191,6 +197,12 @@ static void print_json(const char *source, const parlm_topo *topo, parlm_team_po
            "\"%s\"},\n",
            parlm_isa_name(parlm_isa_current()), parlm_cpu_has_avx512bf16() ? "true" : "false",
            parlm_bf16_path_name(bp), why, parlm_gemv_mode_name(gm), gwhy);
+    for (int ti = 0; ti < 2; ti++) {
+        int type = ti ? PARLM_WT_Q4_0 : PARLM_WT_Q8_0;
+        parlm_qlayout ql = parlm_qlayout_current(type, &why);
+        printf(" \"%s_decode_layout\": \"%s\", \"%s_decode_layout_reason\": \"%s\",\n",
+               parlm_wtype_name(type), parlm_qlayout_name(ql), parlm_wtype_name(type), why);
+    }
     printf(" \"policy\": \"%s\", \"threads\": %d, \"teams\": [", policy_name(policy),
            parlm_teams_threads(teams));
     int i = 0;

@@ -73,6 +73,30 @@ PARLM_API parlm_status parlm_qrepack(int type, int64_t rows, int64_t k, const vo
 PARLM_API parlm_status parlm_qgemv_repacked(int type, int64_t rows, int64_t k, const void *wr,
                                             const float *x, float *y);
 
+/* The layout parlm's decode keeps its Q8_0 / Q4_0 copy in, chosen per CPU and per type by
+ * measured speed (which is faster depends on the core: on Zen 5 the 8-row kernels of the
+ * AVX2 / base AVX-512 sets lose to the plain-row ones, and NEON without dotprod has only
+ * the scalar 8-row kernel):
+ *   ROWS: the rows as stored (parlm_qgemv's kernels);
+ *   R8:   repacked 8 rows at a time (parlm_qrepack, parlm_qgemv_repacked's kernels).
+ * Chosen once per type, at the first call that needs it: PARLM_QLAYOUT=rows|r8 in the
+ * environment forces both types; otherwise a short calibration (a few ms on one core)
+ * times the kernel set's two GEMVs on a 3072 x 768 matrix (L3-resident, as a decode's
+ * matrices are at best) and takes ROWS only when it is clearly (>= 1.1x) faster, so the
+ * choice, and the decode's bits, stay the same from run to run. */
+typedef enum parlm_qlayout { PARLM_QLAYOUT_ROWS = 0, PARLM_QLAYOUT_R8 = 1 } parlm_qlayout;
+
+/* The layout for type (PARLM_WT_Q8_0 or PARLM_WT_Q4_0; any other type gets R8 and the
+ * reason says so); *why (if not NULL) gets a one-line reason with the measured times. */
+PARLM_API parlm_qlayout parlm_qlayout_current(int type, const char **why);
+
+/* "rows" or "r8". */
+PARLM_API const char *parlm_qlayout_name(parlm_qlayout layout);
+
+/* Forces the layout of type (tests and benchmarks; not thread-safe against running
+ * decodes; a model re-makes its copy at its next decode). */
+PARLM_API parlm_status parlm_qlayout_select(int type, parlm_qlayout layout);
+
 #ifdef __cplusplus
 }
 #endif

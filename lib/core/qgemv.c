@@ -1,15 +1,20 @@
 /* lib/core/qgemv.c — y = W x with Q8_0 / Q4_0 weights (decode), over the kernel table's
  * quantized GEMV: x is quantized once, then threads take contiguous slices of rows (each
  * row is independent, so the result does not depend on the thread count). Also the
- * repacking of rows 8 at a time (simd/kernels.h's layout) and the GEMV over it. */
+ * repacking of rows 8 at a time (simd/kernels.h's layout) and the GEMV over it, and the
+ * choice between the two layouts for the decode, by timing the kernel set's GEMVs. */
 #include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../base/error.h"
 #include "dispatch.h"
 #include "parallel.h"
 #include "parlm/quant.h"
+#include "parlm/tensor.h"
 
 /* weights per thread below which another thread costs more than it saves (as f32 GEMV) */
 #define QGEMV_GRAIN ((int64_t)1 << 16)
@@ -122,5 +127,138 @@ parlm_status parlm_qrepack(int type, int64_t rows, int64_t k, const void *w, voi
                 }
         }
     }
+    return PARLM_OK;
+}
+
+/* ---- the decode's layout, by measured speed ------------------------------------------ */
+
+static pthread_once_t layout_once = PTHREAD_ONCE_INIT;
+static parlm_qlayout layout[2] = {PARLM_QLAYOUT_R8, PARLM_QLAYOUT_R8}; /* Q8_0, Q4_0 */
+static char layout_why[2][192];
+
+static double thread_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Best-of-4 seconds of one GEMV over the whole matrix (CPU time of this thread) */
+static double gemv_time(const parlm_kernels *kt, int q4, int repacked, int64_t rows, int64_t k,
+                        const void *w, int64_t ldw, const parlm_q8x *qx, float *y)
+{
+    double best = 1e30;
+    for (int r = 0; r < 4; r++) {
+        double t0 = thread_seconds();
+        if (repacked)
+            (q4 ? kt->q4_0r_gemv : kt->q8_0r_gemv)(0, rows, k, w, qx, 1.0f, 0.0f, y);
+        else
+            (q4 ? kt->q4_0_gemv : kt->q8_0_gemv)(rows, k, w, ldw, qx, 1.0f, 0.0f, y);
+        double t = thread_seconds() - t0;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+/* Times both layouts' GEMVs of type on a 3072 x 768 matrix of pseudo-random weights with
+ * scale 1/16 (normal numbers: nothing slows either kernel), alternating three times. */
+static void calibrate(int type, parlm_qlayout *out, char *why, size_t whylen)
+{
+    const int64_t rows = 3072, k = 768;
+    const int q4 = type == PARLM_WT_Q4_0;
+    const parlm_kernels *kt = parlm_kern();
+    uint64_t ldw, rbytes;
+    *out = PARLM_QLAYOUT_R8;
+    if (parlm_wtype_bytes(type, (uint64_t)k, &ldw) || parlm_qrepack_bytes(type, rows, k, &rbytes)) {
+        snprintf(why, whylen, "r8 (no calibration: %s)", parlm_last_error());
+        return;
+    }
+    uint8_t *w = parlm_alloc((size_t)(rows * (int64_t)ldw), 1);
+    uint8_t *wr = parlm_alloc((size_t)rbytes, 1);
+    parlm_q8x *qx = malloc((size_t)(k / PARLM_QBLOCK) * sizeof *qx);
+    float *x = malloc((size_t)k * sizeof *x), *y = malloc((size_t)rows * sizeof *y);
+    if (!w || !wr || !qx || !x || !y) {
+        snprintf(why, whylen, "r8 (no memory to calibrate)");
+        goto done;
+    }
+    uint32_t s = 12345;
+    for (uint64_t i = 0; i < (uint64_t)rows * ldw; i++) {
+        s = s * 1664525u + 1013904223u;
+        w[i] = (uint8_t)(s >> 24);
+    }
+    for (uint64_t i = 0; i < (uint64_t)rows * ldw; i += q4 ? 18 : 34)
+        w[i] = 0x00, w[i + 1] = 0x2c; /* f16 1/16 */
+    for (int64_t i = 0; i < k; i++)
+        x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    kt->q8_quantize(k, x, qx);
+    if (parlm_qrepack(type, rows, k, w, wr)) {
+        snprintf(why, whylen, "r8 (no calibration: %s)", parlm_last_error());
+        goto done;
+    }
+    double tp = 1e30, tr = 1e30;
+    for (int round = 0; round < 3; round++) {
+        double a = gemv_time(kt, q4, 0, rows, k, w, (int64_t)ldw, qx, y);
+        double b = gemv_time(kt, q4, 1, rows, k, wr, (int64_t)ldw, qx, y);
+        tp = a < tp ? a : tp;
+        tr = b < tr ? b : tr;
+    }
+    *out = tp * 1.1 <= tr ? PARLM_QLAYOUT_ROWS : PARLM_QLAYOUT_R8;
+    snprintf(why, whylen, "measured rows %.1f us, r8 %.1f us (%lldx%lld, one core)", tp * 1e6,
+             tr * 1e6, (long long)rows, (long long)k);
+done:
+    parlm_free(w), parlm_free(wr), free(qx), free(x), free(y);
+}
+
+static void layout_init(void)
+{
+    const char *env = getenv("PARLM_QLAYOUT");
+    int forced = -1;
+    if (env && *env)
+        forced = strcmp(env, "rows") == 0 ? PARLM_QLAYOUT_ROWS
+               : strcmp(env, "r8") == 0   ? PARLM_QLAYOUT_R8
+                                          : -2;
+    for (int t = 0; t < 2; t++) {
+        if (forced >= 0) {
+            layout[t] = (parlm_qlayout)forced;
+            snprintf(layout_why[t], sizeof layout_why[t], "forced by PARLM_QLAYOUT");
+            continue;
+        }
+        char m[160];
+        calibrate(t ? PARLM_WT_Q4_0 : PARLM_WT_Q8_0, &layout[t], m, sizeof m);
+        snprintf(layout_why[t], sizeof layout_why[t], "%s%.160s",
+                 forced == -2 ? "PARLM_QLAYOUT is not rows or r8: " : "", m);
+    }
+}
+
+parlm_qlayout parlm_qlayout_current(int type, const char **why)
+{
+    if (type != PARLM_WT_Q8_0 && type != PARLM_WT_Q4_0) {
+        if (why)
+            *why = "not a quantized type";
+        return PARLM_QLAYOUT_R8;
+    }
+    pthread_once(&layout_once, layout_init);
+    int t = type == PARLM_WT_Q4_0;
+    if (why)
+        *why = layout_why[t];
+    return layout[t];
+}
+
+const char *parlm_qlayout_name(parlm_qlayout l)
+{
+    return l == PARLM_QLAYOUT_ROWS ? "rows" : l == PARLM_QLAYOUT_R8 ? "r8" : "unknown";
+}
+
+parlm_status parlm_qlayout_select(int type, parlm_qlayout l)
+{
+    if (type != PARLM_WT_Q8_0 && type != PARLM_WT_Q4_0)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_qlayout_select: weight type %d is not q8_0 "
+                           "or q4_0", type);
+    if (l != PARLM_QLAYOUT_ROWS && l != PARLM_QLAYOUT_R8)
+        return parlm_error(PARLM_EINVAL, "parlm_qlayout_select: %d is not a layout", (int)l);
+    pthread_once(&layout_once, layout_init);
+    int t = type == PARLM_WT_Q4_0;
+    layout[t] = l;
+    snprintf(layout_why[t], sizeof layout_why[t], "selected by the program");
     return PARLM_OK;
 }

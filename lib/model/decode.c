@@ -12,8 +12,9 @@
  * and restarting the region: see tp_collective). With Q8_0 / Q4_0 weights each thread
  * quantizes a product's input row itself (8-bit blocks, as parlm_qgemv does): a row is
  * at most 4C floats, cheaper than a barrier, and the result stays the same bits for
- * every thread count. Quantized matrices are parlm's copy repacked 8 rows at a time
- * (simd/kernels.h): a row's bits do not depend on which thread's slice holds it. */
+ * every thread count. Quantized matrices are parlm's copy, as plain rows or repacked 8
+ * rows at a time (simd/kernels.h), whichever parlm_qlayout measured faster: either way a
+ * row's bits do not depend on which thread's slice holds it. */
 #include <math.h>
 #include <omp.h>
 
@@ -58,15 +59,20 @@ static dec_in dec_input(const parlm_kernels *k, int row1, int wtype, const float
     return in;
 }
 
-/* y = W[r0:r1, :] x (W has ic columns, stored as wtype) */
-static void gemv(const parlm_kernels *k, int wtype, const void *w, int64_t r0, int64_t r1,
-                 int64_t ic, dec_in in, float *y)
+/* y = W[r0:r1, :] x (W has ic columns, stored as wtype; quantized: repacked 8 rows at a
+ * time when qr8, else plain rows) */
+static void gemv(const parlm_kernels *k, int wtype, int qr8, const void *w, int64_t r0,
+                 int64_t r1, int64_t ic, dec_in in, float *y)
 {
     if (r1 <= r0)
         return;
-    if (wtype == PARLM_WT_Q8_0 || wtype == PARLM_WT_Q4_0) { /* repacked 8 rows at a time */
+    if ((wtype == PARLM_WT_Q8_0 || wtype == PARLM_WT_Q4_0) && qr8) {
         (wtype == PARLM_WT_Q8_0 ? k->q8_0r_gemv : k->q4_0r_gemv)(r0, r1, ic, w, in.qx, 1.0f,
                                                                  0.0f, y);
+    } else if (wtype == PARLM_WT_Q8_0 || wtype == PARLM_WT_Q4_0) {
+        int64_t ldw = ic / PARLM_QBLOCK * (wtype == PARLM_WT_Q8_0 ? 34 : 18);
+        (wtype == PARLM_WT_Q8_0 ? k->q8_0_gemv : k->q4_0_gemv)(
+            r1 - r0, ic, (const uint8_t *)w + r0 * ldw, ldw, in.qx, 1.0f, 0.0f, y);
     } else if (wtype == PARLM_WT_BF16) {
         (in.row1 ? k->bgemv_t1 : k->bgemv_t)(r1 - r0, ic, 1.0f, (const uint16_t *)w + r0 * ic,
                                              ic, in.x, 0.0f, y);
@@ -78,9 +84,9 @@ static void gemv(const parlm_kernels *k, int wtype, const void *w, int64_t r0, i
 
 /* rows [r0, r1) of qkv = W ln + b (W has 3 parts of cl rows and C columns), each written
  * where it is used: q into q, k and v straight into the cache row of this position */
-static void qkv_rows(const parlm_kernels *k, int wtype, const parlm_decode_layer *w, int64_t cl,
-                     int64_t C, int64_t r0, int64_t r1, dec_in ln, float *q, float *krow,
-                     float *vrow)
+static void qkv_rows(const parlm_kernels *k, int wtype, int qr8, const parlm_decode_layer *w,
+                     int64_t cl, int64_t C, int64_t r0, int64_t r1, dec_in ln, float *q,
+                     float *krow, float *vrow)
 {
     float *dst[3] = {q, krow, vrow};
     for (int64_t part = 0; part < 3; part++) {
@@ -89,7 +95,7 @@ static void qkv_rows(const parlm_kernels *k, int wtype, const parlm_decode_layer
         if (a >= b)
             continue;
         float *y = dst[part] + (a - part * cl);
-        gemv(k, wtype, w->qkvw, a, b, C, ln, y);
+        gemv(k, wtype, qr8, w->qkvw, a, b, C, ln, y);
         k->bias_fwd(y, w->qkvb + a, 1, b - a);
     }
 }
@@ -129,7 +135,7 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
     /* local sizes: attention width, heads, hidden units and vocab rows of this shard */
     const int64_t C = d->C, CL = C / tp, NHL = d->NH / tp, hs = C / d->NH, FL = 4 * C / tp;
     const int64_t VL = d->Vp / tp, Cp = round16(C), T = d->max_seq;
-    const int wt = d->wtype;
+    const int wt = d->wtype, qr8 = d->qr8;
     float *q = scratch, *att = q + Cp, *tmp = att + Cp, *fch = tmp + Cp, *lse = fch + 4 * Cp;
     float *lnrows = lse + round16(d->NH), *qrows = lnrows + threads * Cp;
     float *mylogits = logits + (tp > 1 ? d->tp_rank * VL : 0);
@@ -155,10 +161,10 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
             dec_in in = dec_input(k, row1, wt, ln, C, qbuf);
             if (by_head) { /* q, k, v of heads h0..h1 */
                 for (int64_t part = 0; part < 3; part++)
-                    qkv_rows(k, wt, w, CL, C, part * CL + h0 * hs, part * CL + h1 * hs, in, q,
-                             kc + pos * CL, vc + pos * CL);
+                    qkv_rows(k, wt, qr8, w, CL, C, part * CL + h0 * hs, part * CL + h1 * hs,
+                             in, q, kc + pos * CL, vc + pos * CL);
             } else {
-                qkv_rows(k, wt, w, CL, C, a0, a1, in, q, kc + pos * CL, vc + pos * CL);
+                qkv_rows(k, wt, qr8, w, CL, C, a0, a1, in, q, kc + pos * CL, vc + pos * CL);
 #pragma omp barrier
             }
             for (int64_t h = h0; h < h1; h++)
@@ -166,7 +172,7 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
                             att + h * hs, CL, lse + h, scale);
 #pragma omp barrier
             if (c1 > c0) /* this shard's part of the output projection */
-                gemv(k, wt, w->attprojw, c0, c1, CL,
+                gemv(k, wt, qr8, w->attprojw, c0, c1, CL,
                      dec_input(k, row1, wt, att, CL, qbuf), tmp + c0);
             if (tp > 1)
                 tp_collective(d, 0, tmp, C, &st);
@@ -174,13 +180,13 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
 #pragma omp barrier
             k->layernorm_fwd(ln, &mean, &rstd, x, w->ln2w, w->ln2b, 1, C);
             if (f1 > f0) {
-                gemv(k, wt, w->fcw, f0, f1, C, dec_input(k, row1, wt, ln, C, qbuf), fch + f0);
+                gemv(k, wt, qr8, w->fcw, f0, f1, C, dec_input(k, row1, wt, ln, C, qbuf), fch + f0);
                 k->bias_fwd(fch + f0, w->fcb + f0, 1, f1 - f0);
                 k->gelu_fwd(fch + f0, fch + f0, f1 - f0);
             }
 #pragma omp barrier
             if (c1 > c0)
-                gemv(k, wt, w->fcprojw, c0, c1, FL,
+                gemv(k, wt, qr8, w->fcprojw, c0, c1, FL,
                      dec_input(k, row1, wt, fch, FL, qbuf), tmp + c0);
             if (tp > 1)
                 tp_collective(d, 0, tmp, C, &st);
@@ -189,7 +195,8 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
         }
         k->layernorm_fwd(ln, &mean, &rstd, x, d->lnfw, d->lnfb, 1, C);
         if (v1 > v0)
-            gemv(k, wt, d->lm_head, v0, v1, C, dec_input(k, row1, wt, ln, C, qbuf), mylogits + v0);
+            gemv(k, wt, qr8, d->lm_head, v0, v1, C, dec_input(k, row1, wt, ln, C, qbuf),
+                 mylogits + v0);
         if (tp > 1) /* every rank gets the whole row: the same token is picked everywhere */
             tp_collective(d, 1, logits, VL, &st);
     }

@@ -11,7 +11,8 @@
 #include "parlm/status.h"
 
 /* One layer. The matrices are (OC, IC) row-major in the model's wtype: f32 (float), bf16
- * (uint16_t), or rows of ggml blocks (parlm/quant.h; IC a multiple of 32). */
+ * (uint16_t), or rows of ggml blocks (parlm/quant.h; IC a multiple of 32), as they are or
+ * repacked 8 rows at a time (qr8 below). */
 typedef struct parlm_decode_layer {
     const float *ln1w, *ln1b, *qkvb, *attprojb, *ln2w, *ln2b, *fcb, *fcprojb;
     const void *qkvw, *attprojw, *fcw, *fcprojw;
@@ -28,6 +29,8 @@ typedef struct parlm_decode_model {
     int L, C, NH, Vp, max_seq;        /* full sizes */
     int wtype;                        /* PARLM_WT_F32, _BF16, _Q8_0 or _Q4_0: the matrices' and
                                        * lm_head's storage */
+    int qr8;                          /* Q8_0 / Q4_0 rows repacked 8 at a time (parlm_qrepack),
+                                       * else plain rows (parlm_qlayout) */
     const parlm_decode_layer *layers; /* L of them */
     const float *lnfw, *lnfb;
     const void *lm_head;              /* (Vp/tp, C): the tied token embedding (its slice) */

@@ -89,9 +89,10 @@ struct parlm_gpt {
     uint16_t *params_bf16, *xa_bf16, *xb_bf16;
     int64_t bf16_scratch;
     /* quantized decode (parlm_gpt_set_decode_type): a copy of the layers' four matrices and
-     * the LM head in q_type, repacked 8 rows at a time (parlm_qrepack), matrix i of layer
-     * l at params_q + q_off[4 l + i], the head at q_off[4 L] */
-    int q_type, q_stale;
+     * the LM head in q_type, in the layout q_layout (parlm_qlayout_current: plain rows or
+     * repacked 8 rows at a time by parlm_qrepack), matrix i of layer l at
+     * params_q + q_off[4 l + i], the head at q_off[4 L] */
+    int q_type, q_stale, q_layout;
     uint8_t *params_q;
     uint64_t *q_off;
     /* training arena: nslots micro-batch slots, cur the one in use */
@@ -700,15 +701,28 @@ parlm_status parlm_gpt_set_decode_type(parlm_gpt *m, int type)
 /* The quantized copy of the decode weights, (re)made when the parameters changed. */
 static parlm_status refresh_q(parlm_gpt *m)
 {
-    if (!m->q_type || !m->q_stale)
+    if (!m->q_type)
         return PARLM_OK;
+    const int lay = parlm_qlayout_current(m->q_type, NULL);
+    if (m->params_q && lay != m->q_layout) { /* parlm_qlayout_select since the last copy */
+        parlm_free(m->params_q);
+        free(m->q_off);
+        m->params_q = NULL, m->q_off = NULL;
+        m->q_stale = 1;
+    }
+    if (!m->q_stale)
+        return PARLM_OK;
+    const int r8 = lay == PARLM_QLAYOUT_R8;
     const int64_t C = m->cfg.n_embd, L = m->cfg.n_layer, Ca = m->Ca, Hm = m->Hm;
     /* (rows, columns) of qkvw, attprojw, fcw, fcprojw */
     const int64_t shape[4][2] = {{3 * Ca, C}, {C, Ca}, {Hm, C}, {C, Hm}};
     uint64_t mat_bytes[4], head, plain = 0, b;
     for (int i = 0; i < 4; i++)
-        RETURN_IF_ERROR(parlm_qrepack_bytes(m->q_type, shape[i][0], shape[i][1], &mat_bytes[i]));
-    RETURN_IF_ERROR(parlm_qrepack_bytes(m->q_type, m->Vs, C, &head));
+        RETURN_IF_ERROR(r8 ? parlm_qrepack_bytes(m->q_type, shape[i][0], shape[i][1], &mat_bytes[i])
+                           : parlm_wtype_bytes(m->q_type, (uint64_t)(shape[i][0] * shape[i][1]),
+                                               &mat_bytes[i]));
+    RETURN_IF_ERROR(r8 ? parlm_qrepack_bytes(m->q_type, m->Vs, C, &head)
+                       : parlm_wtype_bytes(m->q_type, (uint64_t)m->Vs * (uint64_t)C, &head));
     for (int i = 0; i < 4; i++) { /* the largest matrix in plain rows: the staging buffer */
         RETURN_IF_ERROR(parlm_wtype_bytes(m->q_type, (uint64_t)(shape[i][0] * shape[i][1]), &b));
         plain = b > plain ? b : plain;
@@ -731,23 +745,28 @@ static parlm_status refresh_q(parlm_gpt *m)
         if (!m->params_q)
             return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: %s copy of the weights (%llu bytes)",
                                parlm_wtype_name(m->q_type), (unsigned long long)total);
+        m->q_layout = lay;
     }
-    /* quantized to plain ggml rows, then repacked into the decode copy */
-    uint8_t *stage = malloc((size_t)plain);
-    if (!stage)
+    /* quantized to plain ggml rows, then (r8) repacked into the decode copy */
+    uint8_t *stage = r8 ? malloc((size_t)plain) : NULL;
+    if (r8 && !stage)
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: %llu bytes to quantize the weights",
                            (unsigned long long)plain);
     parlm_status st = PARLM_OK;
     for (int l = 0; l < (int)L && !st; l++) {
         layer_views v = lview(m, m->params, l);
         const float *mat[4] = {v.qkvw, v.attprojw, v.fcw, v.fcprojw};
-        for (int i = 0; i < 4 && !st; i++)
-            if (!(st = parlm_quantize(m->q_type, mat[i], shape[i][0] * shape[i][1], stage)))
-                st = parlm_qrepack(m->q_type, shape[i][0], shape[i][1], stage,
-                                   m->params_q + m->q_off[4 * l + i]);
+        for (int i = 0; i < 4 && !st; i++) {
+            uint8_t *dst = m->params_q + m->q_off[4 * l + i];
+            if (!(st = parlm_quantize(m->q_type, mat[i], shape[i][0] * shape[i][1],
+                                      r8 ? stage : dst)) && r8)
+                st = parlm_qrepack(m->q_type, shape[i][0], shape[i][1], stage, dst);
+        }
     }
-    if (!st && !(st = parlm_quantize(m->q_type, WTE(m->params), (int64_t)m->Vs * C, stage)))
-        st = parlm_qrepack(m->q_type, m->Vs, C, stage, m->params_q + m->q_off[4 * L]);
+    uint8_t *hq = m->params_q + m->q_off[4 * L];
+    if (!st && !(st = parlm_quantize(m->q_type, WTE(m->params), (int64_t)m->Vs * C,
+                                     r8 ? stage : hq)) && r8)
+        st = parlm_qrepack(m->q_type, m->Vs, C, stage, hq);
     free(stage);
     if (st)
         return st;
@@ -1534,7 +1553,8 @@ static parlm_status decode_one(parlm_gpt *m, int32_t token, int pos, float *logi
         m->dec_layers[l] = d;
     }
     parlm_decode_model d = {c->n_layer, (int)C, c->n_head, c->vocab_pad, c->max_seq, wt,
-                            m->dec_layers, LNFW(m->params), LNFB(m->params),
+                            m->q_type && m->q_layout == PARLM_QLAYOUT_R8, m->dec_layers,
+                            LNFW(m->params), LNFB(m->params),
                             DEC_W(WTE(m->params), 4 * c->n_layer), m->kv, m->sh.tp,
                             m->sh.tp_rank, &m->tp};
 #undef DEC_W

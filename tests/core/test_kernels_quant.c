@@ -4,7 +4,9 @@
  * the block dots are exact integers, so only the float sum over blocks may differ. The
  * scalar kernel against the f32 product of the dequantized weights, within the error the
  * activation rounding allows; extreme blocks (+-127, -128, nibbles 0 / 15) exactly. The
- * same for the kernels over rows repacked 8 at a time (parlm_qrepack). */
+ * same for the kernels over rows repacked 8 at a time (parlm_qrepack), and the choice
+ * between the two layouts (parlm_qlayout; PARLM_QLAYOUT is read once per process, so its
+ * test re-runs this program as a child: argv[1] "--qlayout-child"). */
 #include <check.h>
 #include <omp.h>
 #include <stdio.h>
@@ -520,6 +522,59 @@ START_TEST(qgemv_threads_and_errors)
 }
 END_TEST
 
+/* parlm_qlayout: each type has a layout and a reason (measured times, unless the
+ * environment forces one); parlm_qlayout_select sets it; bad calls */
+START_TEST(qlayout_choice)
+{
+    const int types[2] = {PARLM_WT_Q8_0, PARLM_WT_Q4_0};
+    const char *env = getenv("PARLM_QLAYOUT");
+    for (int ti = 0; ti < 2; ti++) {
+        const char *why = NULL;
+        parlm_qlayout l = parlm_qlayout_current(types[ti], &why);
+        ck_assert(l == PARLM_QLAYOUT_ROWS || l == PARLM_QLAYOUT_R8);
+        ck_assert(why != NULL);
+        if (!env || !*env) /* "measured rows 12.3 us, r8 45.6 us (...)" */
+            ck_assert_msg(strstr(why, "measured rows ") && strstr(why, " us, r8 "), "%s", why);
+        for (int li = 0; li < 2; li++) {
+            parlm_qlayout want = li ? PARLM_QLAYOUT_R8 : PARLM_QLAYOUT_ROWS;
+            ck_assert_int_eq(parlm_qlayout_select(types[ti], want), PARLM_OK);
+            ck_assert_int_eq(parlm_qlayout_current(types[ti], &why), want);
+            ck_assert_str_eq(why, "selected by the program");
+        }
+        ck_assert_int_eq(parlm_qlayout_select(types[ti], l), PARLM_OK);
+    }
+    ck_assert_str_eq(parlm_qlayout_name(PARLM_QLAYOUT_ROWS), "rows");
+    ck_assert_str_eq(parlm_qlayout_name(PARLM_QLAYOUT_R8), "r8");
+    ck_assert_str_eq(parlm_qlayout_name((parlm_qlayout)7), "unknown");
+    ck_assert_int_eq(parlm_qlayout_select(PARLM_WT_BF16, PARLM_QLAYOUT_ROWS), PARLM_EUNSUPPORTED);
+    expect_einval_msg(parlm_qlayout_select(PARLM_WT_Q8_0, (parlm_qlayout)7), "not a layout");
+    parlm_clear_error();
+}
+END_TEST
+
+/* Child: the two types' layouts and the Q8_0 reason, "q8 q4|why" */
+static int qlayout_child(void)
+{
+    const char *why;
+    parlm_qlayout l8 = parlm_qlayout_current(PARLM_WT_Q8_0, &why);
+    printf("%s %s|%s", parlm_qlayout_name(l8),
+           parlm_qlayout_name(parlm_qlayout_current(PARLM_WT_Q4_0, NULL)), why);
+    return 0;
+}
+
+/* PARLM_QLAYOUT forces both types; another value is said in the reason, then measured */
+START_TEST(qlayout_by_environment)
+{
+    char out[256];
+    ck_assert_int_eq(run_child("--qlayout-child", "PARLM_QLAYOUT", "rows", out, sizeof out), 0);
+    ck_assert_str_eq(out, "rows rows|forced by PARLM_QLAYOUT");
+    ck_assert_int_eq(run_child("--qlayout-child", "PARLM_QLAYOUT", "r8", out, sizeof out), 0);
+    ck_assert_str_eq(out, "r8 r8|forced by PARLM_QLAYOUT");
+    ck_assert_int_eq(run_child("--qlayout-child", "PARLM_QLAYOUT", "r16", out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "|PARLM_QLAYOUT is not rows or r8: measured rows "), "%s", out);
+}
+END_TEST
+
 static Suite *kernels_quant_suite(void)
 {
     Suite *s = suite_create("quantized gemv kernels");
@@ -533,8 +588,17 @@ static Suite *kernels_quant_suite(void)
     tcase_add_test(tc, repacked_every_set);
     tcase_add_test(tc, repacked_not_scalar);
     tcase_add_test(tc, qgemv_repacked_threads_and_errors);
+    tcase_add_test(tc, qlayout_choice);
+    tcase_add_test(tc, qlayout_by_environment);
     suite_add_tcase(s, tc);
     return s;
 }
 
-int main(void) { return run_suite(kernels_quant_suite()); }
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--qlayout-child") == 0)
+        return qlayout_child();
+    if (find_self("test_kernels_quant") != 0)
+        return EXIT_FAILURE;
+    return run_suite(kernels_quant_suite());
+}

@@ -288,7 +288,8 @@ static void round_trip_matrices(parlm_gpt *dst, parlm_gpt *src, int type)
     }
 }
 
-/* Decode on Q8_0 / Q4_0 weights (parlm_gpt_set_decode_type): the same bits for 1-4
+/* Decode on Q8_0 / Q4_0 weights (parlm_gpt_set_decode_type), in both layouts of the copy
+ * (parlm_qlayout: plain rows and repacked 8 rows at a time): the same bits for 1-4
  * threads; against an f32 decode of the same weights rounded through the type, only the
  * 8-bit rounding of each product's input row is left (0.8% of the logits' range for
  * Q8_0, 1.9% for Q4_0 here; the bound is 3%), while it did move from the f32 decode of the
@@ -297,7 +298,12 @@ START_TEST(quantized_decode)
 {
     int saved = omp_get_max_threads();
     const int T = 9, V = 50, C = 256, types[2] = {PARLM_WT_Q8_0, PARLM_WT_Q4_0};
-    for (int ti = 0; ti < 2; ti++) {
+    const parlm_qlayout layouts[2] = {PARLM_QLAYOUT_ROWS, PARLM_QLAYOUT_R8};
+    parlm_qlayout chosen[2] = {parlm_qlayout_current(types[0], NULL),
+                               parlm_qlayout_current(types[1], NULL)};
+    for (int tl = 0; tl < 4; tl++) {
+        int ti = tl / 2;
+        ck_assert_int_eq(parlm_qlayout_select(types[ti], layouts[tl % 2]), PARLM_OK);
         parlm_gpt *m = tiny(2, 4, C, T, V, 0, 51), *r = tiny(2, 4, C, T, V, 0, 51);
         int Vp = parlm_gpt_get_config(m).vocab_pad;
         int64_t P = parlm_gpt_num_params(m);
@@ -338,9 +344,10 @@ START_TEST(quantized_decode)
                         moved = fmaxf(moved, tu_max_abs_diff(lg, own + (int64_t)t * Vp, V));
                 }
             }
-            ck_assert_msg(worst <= 0.03f * range && worst > 0.0f, "%s round %d: %g from the f32 "
-                          "decode of the rounded weights (range %g)",
-                          parlm_wtype_name(types[ti]), round, worst, range);
+            ck_assert_msg(worst <= 0.03f * range && worst > 0.0f, "%s %s round %d: %g from the "
+                          "f32 decode of the rounded weights (range %g)",
+                          parlm_wtype_name(types[ti]), parlm_qlayout_name(layouts[tl % 2]), round,
+                          worst, range);
             ck_assert_msg(round > 0 || moved > 1e-3f * range, "%s: decode did not move from "
                           "f32 (%g): not quantized?", parlm_wtype_name(types[ti]), moved);
         }
@@ -360,6 +367,8 @@ START_TEST(quantized_decode)
         parlm_gpt_free(m);
         parlm_gpt_free(r);
     }
+    for (int ti = 0; ti < 2; ti++)
+        ck_assert_int_eq(parlm_qlayout_select(types[ti], chosen[ti]), PARLM_OK);
     omp_set_num_threads(saved);
     /* bad input: a type decode does not take, widths that are no multiple of 32 */
     parlm_gpt *m = tiny(1, 2, 40, 4, 10, 0, 1);

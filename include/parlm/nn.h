@@ -31,6 +31,23 @@ PARLM_API parlm_status parlm_attention_cached(float *out, const float *q, int64_
                                               const float *kcache, const float *vcache, int t0,
                                               int tq, int C, int NH);
 
+/* Grouped-query attention (Llama 2 70B, Mistral, TinyLlama): NKV key/value heads, NH a
+ * multiple of NKV, query head h attends with key/value head h / (NH/NKV). qkv rows are
+ * C + 2 NKV hs floats [q (C) | k (NKV hs) | v (NKV hs)], hs = C / NH; out (B,T,C), lse
+ * (B,NH,T). NKV = NH is the multi-head attention above (bitwise the same results). */
+PARLM_API parlm_status parlm_attention_forward_gqa(float *out, float *lse, const float *qkv,
+                                                   int B, int T, int C, int NH, int NKV);
+/* dqkv (B,T,C + 2 NKV hs) += d(out)/d(qkv) . dout; a key/value head's gradient sums the
+ * contributions of its NH/NKV query heads in head order. */
+PARLM_API parlm_status parlm_attention_backward_gqa(float *dqkv, const float *dout,
+                                                    const float *qkv, const float *out,
+                                                    const float *lse, int B, int T, int C,
+                                                    int NH, int NKV);
+/* parlm_attention_cached with kcache, vcache rows of NKV hs floats. */
+PARLM_API parlm_status parlm_attention_cached_gqa(float *out, const float *q, int64_t ldq,
+                                                  const float *kcache, const float *vcache,
+                                                  int t0, int tq, int C, int NH, int NKV);
+
 /* Fused softmax + cross-entropy: logits (N,Vp), targets (N) in [0,V) ->
  * losses (N) = -log softmax(logits[:V])[target], lse (N) saved for backward. */
 PARLM_API parlm_status parlm_crossentropy_forward(float *losses, float *lse, const float *logits,

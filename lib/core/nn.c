@@ -16,46 +16,59 @@
 
 #define MAX_HS 256
 
-static parlm_status check_attn(const char *fn, int B, int T, int C, int NH)
+static parlm_status check_attn(const char *fn, int B, int T, int C, int NH, int NKV)
 {
-    if (B < 1 || T < 1 || C < 1 || NH < 1)
-        return parlm_error(PARLM_EINVAL, "%s: B, T, C, NH must be >= 1 (got %d, %d, %d, %d)", fn,
-                           B, T, C, NH);
+    if (B < 1 || T < 1 || C < 1 || NH < 1 || NKV < 1)
+        return parlm_error(PARLM_EINVAL, "%s: B, T, C, NH, NKV must be >= 1 (got %d, %d, %d, %d, "
+                           "%d)", fn, B, T, C, NH, NKV);
     if (C % NH)
         return parlm_error(PARLM_EINVAL, "%s: C = %d is not a multiple of NH = %d", fn, C, NH);
+    if (NH % NKV)
+        return parlm_error(PARLM_EINVAL, "%s: NH = %d query heads are not a multiple of NKV = %d "
+                           "key/value heads", fn, NH, NKV);
     if (C / NH > MAX_HS)
         return parlm_error(PARLM_EINVAL, "%s: head size %d exceeds %d", fn, C / NH, MAX_HS);
+    return PARLM_OK;
+}
+
+/* Grouped-query attention is a mapping of heads, not a kernel: query head h reads the
+ * key/value head h / (NH/NKV). The kernels see one (batch, head) with its row strides,
+ * so every kernel set runs GQA through the same calls as multi-head attention. */
+
+parlm_status parlm_attention_forward_gqa(float *out, float *lse, const float *qkv, int B, int T,
+                                         int C, int NH, int NKV)
+{
+    if (!out || !lse || !qkv)
+        return parlm_error(PARLM_EINVAL, "parlm_attention_forward: null buffer");
+    parlm_status st = check_attn("parlm_attention_forward", B, T, C, NH, NKV);
+    if (st != PARLM_OK)
+        return st;
+    const parlm_kernels *k = parlm_kern();
+    int64_t hs = C / NH, G = NH / NKV, Ckv = NKV * hs, W = C + 2 * Ckv;
+    float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)B * NH > 1 && T > 8)
+    for (int64_t u = 0; u < (int64_t)B * NH; u++) {
+        int64_t b = u / NH, h = u % NH;
+        const float *row = qkv + b * T * W, *kv = row + C + (h / G) * hs;
+        k->attn_fwd(T, 0, hs, row + h * hs, W, kv, kv + Ckv, W, out + b * T * C + h * hs, C,
+                    lse + u * T, scale);
+    }
     return PARLM_OK;
 }
 
 parlm_status parlm_attention_forward(float *out, float *lse, const float *qkv, int B, int T,
                                      int C, int NH)
 {
-    if (!out || !lse || !qkv)
-        return parlm_error(PARLM_EINVAL, "parlm_attention_forward: null buffer");
-    parlm_status st = check_attn("parlm_attention_forward", B, T, C, NH);
-    if (st != PARLM_OK)
-        return st;
-    const parlm_kernels *k = parlm_kern();
-    int64_t hs = C / NH, C3 = 3 * (int64_t)C;
-    float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)B * NH > 1 && T > 8)
-    for (int64_t u = 0; u < (int64_t)B * NH; u++) {
-        int64_t b = u / NH, h = u % NH;
-        const float *q = qkv + b * T * C3 + h * hs;
-        k->attn_fwd(T, 0, hs, q, C3, q + C, q + 2 * C, C3, out + b * T * C + h * hs, C,
-                    lse + u * T, scale);
-    }
-    return PARLM_OK;
+    return parlm_attention_forward_gqa(out, lse, qkv, B, T, C, NH, NH);
 }
 
-parlm_status parlm_attention_backward(float *dqkv, const float *dout, const float *qkv,
-                                      const float *out, const float *lse, int B, int T, int C,
-                                      int NH)
+parlm_status parlm_attention_backward_gqa(float *dqkv, const float *dout, const float *qkv,
+                                          const float *out, const float *lse, int B, int T,
+                                          int C, int NH, int NKV)
 {
     if (!dqkv || !dout || !qkv || !out || !lse)
         return parlm_error(PARLM_EINVAL, "parlm_attention_backward: null buffer");
-    parlm_status st = check_attn("parlm_attention_backward", B, T, C, NH);
+    parlm_status st = check_attn("parlm_attention_backward", B, T, C, NH, NKV);
     if (st != PARLM_OK)
         return st;
     int nt = omp_get_max_threads();
@@ -64,25 +77,40 @@ parlm_status parlm_attention_backward(float *dqkv, const float *dout, const floa
         return parlm_error(PARLM_ENOMEM, "parlm_attention_backward: scratch of %d x %d floats",
                            nt, T);
     const parlm_kernels *k = parlm_kern();
-    int64_t hs = C / NH, C3 = 3 * (int64_t)C;
+    int64_t hs = C / NH, G = NH / NKV, Ckv = NKV * hs, W = C + 2 * Ckv;
     float scale = 1.0f / sqrtf((float)hs);
+    /* one unit per (batch, key/value head): the G query heads that share its dk, dv
+     * accumulate into them one after another, so no two threads write the same rows and
+     * the sums have a fixed order */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int64_t u = 0; u < (int64_t)B * NH; u++) {
-        int64_t b = u / NH, h = u % NH, off = b * T * C3 + h * hs, ooff = b * T * C + h * hs;
-        k->attn_bwd(T, hs, qkv + off, qkv + off + C, qkv + off + 2 * C, C3, out + ooff,
-                    dout + ooff, C, lse + u * T, dqkv + off, dqkv + off + C, dqkv + off + 2 * C,
-                    C3, scale, scratch + (size_t)omp_get_thread_num() * (size_t)T);
+    for (int64_t u = 0; u < (int64_t)B * NKV; u++) {
+        int64_t b = u / NKV, kh = u % NKV, off = b * T * W, koff = off + C + kh * hs;
+        float *sc = scratch + (size_t)omp_get_thread_num() * (size_t)T;
+        for (int64_t h = kh * G; h < (kh + 1) * G; h++) {
+            int64_t qoff = off + h * hs, ooff = b * T * C + h * hs;
+            k->attn_bwd(T, hs, qkv + qoff, qkv + koff, qkv + koff + Ckv, W, out + ooff,
+                        dout + ooff, C, lse + (b * NH + h) * T, dqkv + qoff, dqkv + koff,
+                        dqkv + koff + Ckv, W, scale, sc);
+        }
     }
     parlm_free(scratch);
     return PARLM_OK;
 }
 
-parlm_status parlm_attention_cached(float *out, const float *q, int64_t ldq, const float *kcache,
-                                    const float *vcache, int t0, int tq, int C, int NH)
+parlm_status parlm_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                      const float *out, const float *lse, int B, int T, int C,
+                                      int NH)
+{
+    return parlm_attention_backward_gqa(dqkv, dout, qkv, out, lse, B, T, C, NH, NH);
+}
+
+parlm_status parlm_attention_cached_gqa(float *out, const float *q, int64_t ldq,
+                                        const float *kcache, const float *vcache, int t0, int tq,
+                                        int C, int NH, int NKV)
 {
     if (!out || !q || !kcache || !vcache)
         return parlm_error(PARLM_EINVAL, "parlm_attention_cached: null buffer");
-    parlm_status st = check_attn("parlm_attention_cached", 1, tq, C, NH);
+    parlm_status st = check_attn("parlm_attention_cached", 1, tq, C, NH, NKV);
     if (st != PARLM_OK)
         return st;
     if (t0 < 0 || ldq < C)
@@ -95,7 +123,7 @@ parlm_status parlm_attention_cached(float *out, const float *q, int64_t ldq, con
     if (!lse)
         return parlm_error(PARLM_ENOMEM, "parlm_attention_cached: out of memory");
     const parlm_kernels *k = parlm_kern();
-    int64_t hs = C / NH;
+    int64_t hs = C / NH, G = NH / NKV, Ckv = NKV * hs;
     float scale = 1.0f / sqrtf((float)hs);
     /* prefill: heads x query blocks; decode (tq = 1): heads. Threads pay off from ~32K
      * multiply-adds per call (decode of 12 heads of 64 over 64 positions: 1.7x on 2) */
@@ -104,11 +132,18 @@ parlm_status parlm_attention_cached(float *out, const float *q, int64_t ldq, con
 #pragma omp parallel for schedule(dynamic, 1) if ((int64_t)NH * nblk > 1 && work > (1 << 15))
     for (int64_t u = 0; u < (int64_t)NH * nblk; u++) {
         int64_t h = u / nblk, i0 = (u % nblk) * qblk, n = tq - i0 < qblk ? tq - i0 : qblk;
-        k->attn_fwd(n, t0 + i0, hs, q + i0 * ldq + h * hs, ldq, kcache + h * hs,
-                    vcache + h * hs, C, out + i0 * C + h * hs, C, lse + h * tq + i0, scale);
+        k->attn_fwd(n, t0 + i0, hs, q + i0 * ldq + h * hs, ldq, kcache + (h / G) * hs,
+                    vcache + (h / G) * hs, Ckv, out + i0 * C + h * hs, C, lse + h * tq + i0,
+                    scale);
     }
     parlm_free(lse);
     return PARLM_OK;
+}
+
+parlm_status parlm_attention_cached(float *out, const float *q, int64_t ldq, const float *kcache,
+                                    const float *vcache, int t0, int tq, int C, int NH)
+{
+    return parlm_attention_cached_gqa(out, q, ldq, kcache, vcache, t0, tq, C, NH, NH);
 }
 
 static parlm_status check_targets(const char *fn, const int32_t *targets, int64_t N, int V)

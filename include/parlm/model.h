@@ -11,7 +11,15 @@
  *     ln2w (C) ln2b (C) fcw (4C,C) fcb (4C) fcprojw (C,4C) fcprojb (C)
  *   | lnfw (C) lnfb (C)
  * Linear weights are (out, in): y = x W^T + b. Deterministic: same inputs and thread
- * count give bitwise the same results. */
+ * count give bitwise the same results.
+ * A Llama config (arch PARLM_ARCH_LLAMA) runs in the same code with RMSNorm, rotary
+ * positions (no wpe), grouped-query attention, a SwiGLU MLP and no biases:
+ *   wte (Vp,C) | for each layer: attn_norm (C) wq (C,C) wk (KV,C) wv (KV,C) wo (C,C)
+ *     ffn_norm (C) w_gate (F,C) w_up (F,C) w_down (C,F)   [KV = n_kv_head * C/NH]
+ *   | norm (C) | lm_head (Vp,C) if untied_head.
+ * Init as GPT-2's: weights N(0, 0.02), wo and w_down 0.02/sqrt(2L), norms 1. Llama models
+ * are whole models: shards (tensor, pipeline parallelism) and quantized decode are
+ * PARLM_EUNSUPPORTED; bf16 matmuls and data parallelism work. */
 #ifndef PARLM_MODEL_H
 #define PARLM_MODEL_H
 #include <stdint.h>
@@ -78,7 +86,8 @@ PARLM_API float *parlm_gpt_adam_v(parlm_gpt *m);
 PARLM_API int64_t parlm_gpt_get_step(const parlm_gpt *m);
 PARLM_API parlm_status parlm_gpt_set_step(parlm_gpt *m, int64_t step);
 
-/* The parameter tensors in buffer order (2 + 12 L + 2 of them): name ("wte", "qkvw", ...),
+/* The parameter tensors in buffer order (GPT-2: 2 + 12 L + 2 of them; Llama: 1 + 9 L + 1,
+ * + 1 untied head): name ("wte", "qkvw", ..., "wq", "w_gate", ...),
  * layer (-1 embeddings, L final layernorm), offset and count in floats. */
 PARLM_API int parlm_gpt_num_tensors(const parlm_gpt *m);
 PARLM_API parlm_status parlm_gpt_tensor_info(const parlm_gpt *m, int i, const char **name,

@@ -8,7 +8,12 @@
  * all-reduced before the replicated bias is added once, and backward all-reduces the
  * gradient of each layernorm's output (the input of the column-parallel qkv, fc and LM
  * head). Everything else is computed identically on every rank of the group, from the
- * same bits, so the replicas stay bitwise equal. */
+ * same bits, so the replicas stay bitwise equal.
+ * Llama (cfg.arch PARLM_ARCH_LLAMA) is a configuration of the same code: its layer tensors
+ * fill the same views (attn_norm in ln1w, wq|wk|wv adjacent as one qkv matrix, wo in
+ * attprojw, w_gate|w_up adjacent as one fc matrix, w_down in fcprojw; no biases, no wpe)
+ * and the forward swaps four ops: RMSNorm for layernorm, RoPE on q and k after the qkv
+ * product, grouped-query attention, SwiGLU for GELU. */
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
@@ -23,6 +28,7 @@
 #include "../core/parallel.h"
 #include "parlm/bf16.h"
 #include "parlm/gemm.h"
+#include "parlm/llama_ops.h"
 #include "parlm/model.h"
 #include "parlm/sample.h"
 #include "parlm/ops.h"
@@ -38,7 +44,9 @@ typedef struct tensor_info {
     parlm_gpt_slice sl; /* where it lies in the full model */
 } tensor_info;
 
-/* views of one layer's tensors in a flat buffer (parameters or gradients) */
+/* views of one layer's tensors in a flat buffer (parameters or gradients); a Llama layer
+ * has no biases (NULL): ln1w attn_norm, qkvw wq (wk, wv follow), attprojw wo, ln2w
+ * ffn_norm, fcw w_gate (w_up follows), fcprojw w_down */
 typedef struct layer_views {
     float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb;
     float *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
@@ -46,16 +54,20 @@ typedef struct layer_views {
 
 enum { T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_ATTPROJW, T_ATTPROJB, T_LN2W, T_LN2B, T_FCW, T_FCB,
        T_FCPROJW, T_FCPROJB, T_PER_LAYER };
+enum { LT_ATTN_NORM, LT_WQ, LT_WK, LT_WV, LT_WO, LT_FFN_NORM, LT_GATE, LT_UP, LT_DOWN,
+       LT_PER_LAYER };
 
 /* activations of one layer (training arena), shapes with N = B*T rows; a tensor-parallel
- * shard has Ca = C/tp attention channels and NHa = NH/tp heads, Hm = 4C/tp MLP units */
+ * shard has Ca = C/tp attention channels and NHa = NH/tp heads, Hm = 4C/tp MLP units.
+ * Wqkv is the qkv row (3Ca; Llama C + 2 NKV hs), Hf the fc output (Hm; Llama 2F: gate and
+ * up) and Hm the MLP activation (Llama F). RMSNorm leaves the means unused. */
 typedef struct layer_acts {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
-    float *qkv;                       /* (N,3Ca) */
+    float *qkv;                       /* (N,Wqkv), q and k rotated (Llama) */
     float *atty, *att_lse;            /* (N,Ca) (B,NHa,T) */
     float *res2;                      /* (N,C) residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd; /* (N,C) (N) (N) */
-    float *fch, *fch_gelu;            /* (N,Hm) (N,Hm) */
+    float *fch, *fch_gelu;            /* (N,Hf) (N,Hm) */
     float *res3;                      /* (N,C) residual after the MLP = next layer's input */
 } layer_acts;
 
@@ -74,6 +86,11 @@ struct parlm_gpt {
     parlm_gpt_shard sh;
     int first, last;   /* the shard holds the embeddings / the final layernorm and loss */
     int Ca, NHa, Hm, Vs; /* local attention channels, heads, MLP units, vocab rows */
+    int llama;           /* cfg.arch is PARLM_ARCH_LLAMA */
+    int NKVa, Ckv, Wqkv, Hf; /* key/value heads and width, qkv row, fc output (see layer_acts) */
+    int npl;             /* tensors per layer */
+    int t_head;          /* the untied LM head (Llama), -1 when tied to wte */
+    float *rope_cos, *rope_sin; /* (maxT, hs) rotary tables (Llama) */
     int64_t nparams;
     float *params, *grads, *m, *v;
     int64_t step;
@@ -345,11 +362,60 @@ static void layout(parlm_gpt *m)
         add_tensor(m, "lnfb", c->n_layer, 0, fl + 1, full_off + C, C, 1, &zero, 1, 0, C, rep0);
     }
     m->Ca = (int)Ca, m->NHa = c->n_head / (int)tp, m->Hm = (int)Hm, m->Vs = (int)Vs;
+    m->NKVa = m->NHa, m->Ckv = (int)Ca, m->Wqkv = 3 * (int)Ca, m->Hf = (int)Hm;
+    m->npl = T_PER_LAYER;
+    m->t_head = -1;
+}
+
+/* Llama (a whole model; parlm_gpt_shard_check refuses shards):
+ *   wte (Vp,C) | for each layer: attn_norm (C) wq (C,C) wk (Ckv,C) wv (Ckv,C) wo (C,C)
+ *   ffn_norm (C) w_gate (F,C) w_up (F,C) w_down (C,F) | norm (C) [lm_head (Vp,C)]
+ * wq, wk, wv are adjacent: one (C + 2 Ckv, C) matrix for the qkv product; so are w_gate
+ * and w_up, one (2F, C) matrix whose output rows are SwiGLU's [gate | up]. */
+static void layout_llama(parlm_gpt *m)
+{
+    const parlm_gpt_config *c = &m->cfg;
+    const int64_t C = c->n_embd, hs = C / c->n_head, Ckv = (int64_t)c->n_kv_head * hs;
+    const int64_t F = c->ffn_hidden, Vp = c->vocab_pad;
+    static const char *const names[LT_PER_LAYER] = {
+        "attn_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w_gate", "w_up", "w_down"};
+    const int64_t rows[LT_PER_LAYER] = {1, C, Ckv, Ckv, C, 1, F, F, C};
+    const int64_t cols[LT_PER_LAYER] = {C, C, C, C, C, C, C, C, F};
+    const int decay[LT_PER_LAYER] = {0, 1, 1, 1, 1, 0, 1, 1, 1};
+    int64_t zero = 0;
+    m->nparams = 0;
+    m->ntensors = 0;
+    m->t_wpe = m->t_head = -1;
+    m->t_wte = 0;
+    add_tensor(m, "wte", -1, 1, 0, 0, C, 1, &zero, Vp, 0, C, 1);
+    m->layer_off0 = m->nparams;
+    m->t_layer0 = m->ntensors;
+    for (int l = 0; l < c->n_layer; l++)
+        for (int i = 0; i < LT_PER_LAYER; i++)
+            add_tensor(m, names[i], l, decay[i], m->ntensors, m->nparams, cols[i], 1, &zero,
+                       rows[i], 0, cols[i], 1);
+    m->layer_size = (m->nparams - m->layer_off0) / c->n_layer;
+    m->t_lnf = m->ntensors;
+    add_tensor(m, "norm", c->n_layer, 0, m->ntensors, m->nparams, C, 1, &zero, 1, 0, C, 1);
+    if (c->untied_head) {
+        m->t_head = m->ntensors;
+        add_tensor(m, "lm_head", c->n_layer, 1, m->ntensors, m->nparams, C, 1, &zero, Vp, 0, C,
+                   1);
+    }
+    m->Ca = (int)C, m->NHa = c->n_head, m->Hm = (int)F, m->Vs = (int)Vp;
+    m->NKVa = c->n_kv_head, m->Ckv = (int)Ckv, m->Wqkv = (int)(C + 2 * Ckv), m->Hf = 2 * (int)F;
+    m->npl = LT_PER_LAYER;
 }
 
 static layer_views lview(const parlm_gpt *m, float *base, int l)
 {
-    const tensor_info *t = &m->tensors[m->t_layer0 + (l - m->sh.layer_begin) * T_PER_LAYER];
+    const tensor_info *t = &m->tensors[m->t_layer0 + (l - m->sh.layer_begin) * m->npl];
+    if (m->llama) {
+        layer_views v = {base + t[LT_ATTN_NORM].off, NULL, base + t[LT_WQ].off, NULL,
+                         base + t[LT_WO].off, NULL, base + t[LT_FFN_NORM].off, NULL,
+                         base + t[LT_GATE].off, NULL, base + t[LT_DOWN].off, NULL};
+        return v;
+    }
     layer_views v = {
         base + t[T_LN1W].off, base + t[T_LN1B].off, base + t[T_QKVW].off, base + t[T_QKVB].off,
         base + t[T_ATTPROJW].off, base + t[T_ATTPROJB].off, base + t[T_LN2W].off,
@@ -361,7 +427,9 @@ static layer_views lview(const parlm_gpt *m, float *base, int l)
 #define WTE(base) ((base) + m->tensors[m->t_wte].off)
 #define WPE(base) ((base) + m->tensors[m->t_wpe].off)
 #define LNFW(base) ((base) + m->tensors[m->t_lnf].off)
-#define LNFB(base) ((base) + m->tensors[m->t_lnf + 1].off)
+#define LNFB(base) (m->llama ? NULL : (base) + m->tensors[m->t_lnf + 1].off)
+/* the LM head: wte (tied) or its own tensor */
+#define HEAD(base) ((base) + m->tensors[m->t_head >= 0 ? m->t_head : m->t_wte].off)
 
 /* ---- creation and initialization ------------------------------------------------------- */
 
@@ -385,18 +453,29 @@ static void init_full_tensor(const parlm_gpt *m, const char *nm, int i, float *p
                              uint64_t seed)
 {
     float resid_std = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layer);
-    int decay = !strcmp(nm, "wte") || !strcmp(nm, "wpe") || !strcmp(nm, "qkvw") ||
-                !strcmp(nm, "attprojw") || !strcmp(nm, "fcw") || !strcmp(nm, "fcprojw");
-    if (!strcmp(nm, "ln1w") || !strcmp(nm, "ln2w") || !strcmp(nm, "lnfw")) {
+    static const char *const weights[] = {"wte", "wpe", "qkvw", "attprojw", "fcw", "fcprojw",
+                                          "wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down",
+                                          "lm_head"};
+    static const char *const norms[] = {"ln1w", "ln2w", "lnfw", "attn_norm", "ffn_norm",
+                                        "norm"};
+    int decay = 0, norm = 0;
+    for (size_t k = 0; k < sizeof weights / sizeof weights[0]; k++)
+        decay |= !strcmp(nm, weights[k]);
+    for (size_t k = 0; k < sizeof norms / sizeof norms[0]; k++)
+        norm |= !strcmp(nm, norms[k]);
+    if (norm) {
         for (int64_t k = 0; k < n; k++)
             p[k] = 1.0f;
     } else if (decay) {
-        int resid = !strcmp(nm, "attprojw") || !strcmp(nm, "fcprojw");
+        /* the projections into the residual stream */
+        int resid = !strcmp(nm, "attprojw") || !strcmp(nm, "fcprojw") || !strcmp(nm, "wo") ||
+                    !strcmp(nm, "w_down");
         fill_normal(p, n, resid ? resid_std : 0.02f, seed * 1000003ULL + (uint64_t)i);
     } else {
         memset(p, 0, (size_t)n * sizeof(float)); /* biases */
     }
-    if (i == 0) { /* padded vocabulary rows of wte stay 0: their logits are masked out */
+    if (i == 0 || !strcmp(nm, "lm_head")) { /* padded vocabulary rows stay 0: their logits
+                                              * are masked out */
         int64_t C = m->cfg.n_embd, v = (int64_t)m->cfg.vocab * C;
         memset(p + v, 0, (size_t)(n - v) * sizeof(float));
     }
@@ -442,6 +521,8 @@ void parlm_gpt_free(parlm_gpt *m)
     parlm_free(m->inf);
     parlm_free(m->dec_scratch);
     free(m->dec_layers);
+    parlm_free(m->rope_cos);
+    parlm_free(m->rope_sin);
     if (m->slots)
         free(m->slots[0].acts);
     free(m->slots);
@@ -458,6 +539,13 @@ parlm_status parlm_gpt_shard_check(const parlm_gpt_config *cfg, const parlm_gpt_
     if (sh->tp < 1 || sh->tp_rank < 0 || sh->tp_rank >= sh->tp)
         return parlm_error(PARLM_EINVAL, "model shard: tensor-parallel rank %d of %d", sh->tp_rank,
                            sh->tp);
+    if (c.arch == PARLM_ARCH_LLAMA && sh->tp > 1)
+        return parlm_error(PARLM_EUNSUPPORTED, "tensor parallelism of Llama models is not "
+                           "implemented (the shards split GPT-2's qkv, MLP and tied head only)");
+    if (c.arch == PARLM_ARCH_LLAMA && (sh->layer_begin != 0 || sh->layer_end != c.n_layer))
+        return parlm_error(PARLM_EUNSUPPORTED, "pipeline parallelism of Llama models is not "
+                           "implemented (a stage of layers %d..%d of %d)", sh->layer_begin,
+                           sh->layer_end - 1, c.n_layer);
     if (c.n_head % sh->tp)
         return parlm_error(PARLM_EINVAL, "tensor parallelism %d does not divide the %d attention "
                            "heads", sh->tp, c.n_head);
@@ -482,9 +570,6 @@ parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg
     parlm_status st = check_config(&c);
     if (st != PARLM_OK)
         return st;
-    if (c.arch != PARLM_ARCH_GPT2)
-        return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_create: this build has the Llama "
-                           "configs (sizes, planner) but not yet their model code");
     parlm_gpt_shard whole = {1, 0, 0, c.n_layer};
     if (!sh)
         sh = &whole;
@@ -501,7 +586,23 @@ parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg
         free(m);
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_create: out of memory");
     }
-    layout(m);
+    m->llama = c.arch == PARLM_ARCH_LLAMA;
+    if (m->llama) {
+        layout_llama(m);
+        int64_t hs = c.n_embd / c.n_head;
+        m->rope_cos = parlm_alloc((size_t)c.max_seq * (size_t)hs, sizeof(float));
+        m->rope_sin = parlm_alloc((size_t)c.max_seq * (size_t)hs, sizeof(float));
+        st = !m->rope_cos || !m->rope_sin
+                 ? parlm_error(PARLM_ENOMEM, "parlm_gpt_create: rotary tables")
+                 : parlm_rope_table(m->rope_cos, m->rope_sin, c.max_seq, hs, c.rope_theta,
+                                    c.rope_scale);
+        if (st != PARLM_OK) {
+            parlm_gpt_free(m);
+            return st;
+        }
+    } else {
+        layout(m);
+    }
     m->params = parlm_alloc((size_t)m->nparams, sizeof(float));
     m->grads = parlm_alloc((size_t)m->nparams, sizeof(float));
     /* a tensor-parallel slice is cut from its full tensor: room for the largest (wte) */
@@ -679,6 +780,10 @@ parlm_status parlm_gpt_set_decode_type(parlm_gpt *m, int type)
         return parlm_error(PARLM_EUNSUPPORTED, "%s: weight type %d (%s): decode takes f32, q8_0 "
                            "or q4_0 (bf16: parlm_gpt_set_bf16)", fn, type,
                            parlm_wtype_name(type) ? parlm_wtype_name(type) : "unknown");
+    if (m->llama && type != PARLM_WT_F32)
+        return parlm_error(PARLM_EUNSUPPORTED, "%s: %s decode of Llama models is not "
+                           "implemented (the quantized single-token path runs GPT-2 layers); "
+                           "use f32 or bf16", fn, parlm_wtype_name(type));
     /* rows are quantized in blocks of 32 along the input: every product's input width */
     const struct { const char *what; int64_t n; } w[] = {
         {"n_embd", m->cfg.n_embd}, {"the shard's attention width (n_embd / tp)", m->Ca},
@@ -860,10 +965,10 @@ parlm_status parlm_gpt_setup_slots(parlm_gpt *m, int B, int T, int training, int
     if (nslots < 1 || nslots > 4096)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_setup_slots: %d slots (1 .. 4096)", nslots);
     int64_t N = (int64_t)B * T, C = m->cfg.n_embd, L = m->sh.layer_end - m->sh.layer_begin;
-    int64_t Ca = m->Ca, NHa = m->NHa, Hm = m->Hm, Vs = m->Vs;
-    /* per layer: ln1 C, stats 2, qkv 3Ca, atty Ca, lse NHa, res2 C, ln2 C, stats 2, fch Hm,
-     * fch_gelu Hm, res3 C  => 4C + 4Ca + 2Hm + 4 + NHa per row */
-    int64_t per_layer = N * (4 * C + 4 * Ca + 2 * Hm + 4 + NHa);
+    int64_t Ca = m->Ca, NHa = m->NHa, Hm = m->Hm, Vs = m->Vs, Wqkv = m->Wqkv, Hf = m->Hf;
+    /* per layer: ln1 C, stats 2, qkv Wqkv, atty Ca, lse NHa, res2 C, ln2 C, stats 2, fch Hf,
+     * fch_gelu Hm, res3 C  => 4C + Wqkv + Ca + Hf + Hm + 4 + NHa per row */
+    int64_t per_layer = N * (4 * C + Wqkv + Ca + Hf + Hm + 4 + NHa);
     int64_t per_slot = N * C /* encoded or stage input */ + L * per_layer;
     if (m->last)
         per_slot += N * (C + 2) /* lnf */ + N * Vs + 2 * N /* losses, ce_lse */;
@@ -873,7 +978,7 @@ parlm_status parlm_gpt_setup_slots(parlm_gpt *m, int B, int T, int training, int
     if (m->last && m->sh.tp > 1)
         total += 2 * N * m->sh.tp; /* ce_part */
     if (training) /* d_res d_ln d_atty d_qkv d_fch d_fch_gelu */
-        total += N * C * 2 + N * Ca * 4 + N * Hm * 2;
+        total += N * C * 2 + N * Ca + N * Wqkv + N * Hf + N * Hm;
     if (N > (int64_t)1 << 40 || per_slot > ((int64_t)1 << 60) / 4 / nslots)
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_setup: B*T = %lld is too large", (long long)N);
     float *arena = parlm_alloc((size_t)total, sizeof(float));
@@ -903,10 +1008,10 @@ parlm_status parlm_gpt_setup_slots(parlm_gpt *m, int B, int T, int training, int
         for (int64_t l = 0; l < L; l++) {
             layer_acts *a = &sl->acts[l];
             a->ln1 = TAKE(N * C), a->ln1_mean = TAKE(N), a->ln1_rstd = TAKE(N);
-            a->qkv = TAKE(3 * N * Ca), a->atty = TAKE(N * Ca), a->att_lse = TAKE(N * NHa);
+            a->qkv = TAKE(N * Wqkv), a->atty = TAKE(N * Ca), a->att_lse = TAKE(N * NHa);
             a->res2 = TAKE(N * C);
             a->ln2 = TAKE(N * C), a->ln2_mean = TAKE(N), a->ln2_rstd = TAKE(N);
-            a->fch = TAKE(N * Hm), a->fch_gelu = TAKE(N * Hm), a->res3 = TAKE(N * C);
+            a->fch = TAKE(N * Hf), a->fch_gelu = TAKE(N * Hm), a->res3 = TAKE(N * C);
         }
         if (m->last) {
             sl->lnf = TAKE(N * C), sl->lnf_mean = TAKE(N), sl->lnf_rstd = TAKE(N);
@@ -921,7 +1026,7 @@ parlm_status parlm_gpt_setup_slots(parlm_gpt *m, int B, int T, int training, int
     m->d_res = m->d_ln = m->d_atty = m->d_qkv = m->d_fch = m->d_fch_gelu = NULL;
     if (training) {
         m->d_res = TAKE(N * C), m->d_ln = TAKE(N * C), m->d_atty = TAKE(N * Ca);
-        m->d_qkv = TAKE(3 * N * Ca), m->d_fch = TAKE(N * Hm), m->d_fch_gelu = TAKE(N * Hm);
+        m->d_qkv = TAKE(N * Wqkv), m->d_fch = TAKE(N * Hf), m->d_fch_gelu = TAKE(N * Hm);
     }
 #undef TAKE
     m->B = B, m->T = T, m->training = training;
@@ -990,6 +1095,9 @@ static parlm_status embed(parlm_gpt *m, float *out, const int32_t *tokens, int64
                           int Bn, int Tn)
 {
     int C = m->cfg.n_embd;
+    if (m->llama) /* no position embedding: RoPE rotates q and k instead */
+        return parlm_embedding_vp_forward(out, tokens, WTE(m->params), n, C, 0, m->Vs,
+                                          m->cfg.vocab);
     const float *wpe = WPE(m->params) + (int64_t)pos0 * C;
     if (m->sh.tp == 1)
         return parlm_embedding_forward(out, tokens, WTE(m->params), wpe, Bn, Tn, C, m->cfg.vocab);
@@ -1011,6 +1119,68 @@ static parlm_status row_parallel_fwd(parlm_gpt *m, float *out, const float *inp,
     RETURN_IF_ERROR(matmul_fwd(m, out, inp, W, NULL, N, IC, C));
     RETURN_IF_ERROR(tp_sum(m, out, N * C));
     return parlm_bias_forward(out, b, N, C);
+}
+
+/* ---- the ops where the architectures differ ------------------------------------------------ */
+
+/* out (N,C) = layernorm(x) w + b, or Llama's RMSNorm x rstd w (mean unused) */
+static parlm_status norm_fwd(const parlm_gpt *m, float *out, float *mean, float *rstd,
+                             const float *x, const float *w, const float *b, int64_t N)
+{
+    if (m->llama)
+        return parlm_rmsnorm_forward(out, rstd, x, w, N, m->cfg.n_embd, m->cfg.norm_eps);
+    return parlm_layernorm_forward(out, mean, rstd, x, w, b, N, m->cfg.n_embd);
+}
+
+/* dx += d(norm)/dx . dout, dw (and db) += their gradients */
+static parlm_status norm_bwd(const parlm_gpt *m, float *dx, float *dw, float *db,
+                             const float *dout, const float *x, const float *w, const float *mean,
+                             const float *rstd, int64_t N)
+{
+    if (m->llama)
+        return parlm_rmsnorm_backward(dx, dw, dout, x, w, rstd, N, m->cfg.n_embd);
+    return parlm_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, m->cfg.n_embd);
+}
+
+/* Llama: rotates (inverse = 0) or un-rotates the gradient of (inverse = 1) the q and k
+ * parts of Bn sequences of Tn qkv rows (Wqkv floats each) at positions pos0 .. */
+static parlm_status rope_qk(const parlm_gpt *m, float *qkv, int64_t Bn, int64_t Tn, int pos0,
+                            int inverse)
+{
+    const int64_t hs = m->cfg.n_embd / m->cfg.n_head, W = m->Wqkv, maxT = m->cfg.max_seq;
+    for (int64_t b = 0; b < Bn; b++) {
+        float *q = qkv + b * Tn * W, *k = q + m->Ca;
+        if (inverse) {
+            RETURN_IF_ERROR(parlm_rope_backward(q, Tn, m->NHa, hs, W, pos0, m->rope_cos,
+                                                m->rope_sin, maxT));
+            RETURN_IF_ERROR(parlm_rope_backward(k, Tn, m->NKVa, hs, W, pos0, m->rope_cos,
+                                                m->rope_sin, maxT));
+        } else {
+            RETURN_IF_ERROR(parlm_rope_forward(q, Tn, m->NHa, hs, W, pos0, m->rope_cos,
+                                               m->rope_sin, maxT));
+            RETURN_IF_ERROR(parlm_rope_forward(k, Tn, m->NKVa, hs, W, pos0, m->rope_cos,
+                                               m->rope_sin, maxT));
+        }
+    }
+    return PARLM_OK;
+}
+
+/* the MLP activation: act (N,Hm) = gelu(fch (N,Hm)), or Llama's silu(gate) * up of
+ * fch (N,2F) = [gate | up] */
+static parlm_status act_fwd(const parlm_gpt *m, float *act, const float *fch, int64_t N)
+{
+    if (m->llama)
+        return parlm_swiglu_forward(act, fch, N, m->Hm);
+    return parlm_gelu_forward(act, fch, N * m->Hm);
+}
+
+/* dfch (N,Hf) += d(act)/d(fch) . dact (N,Hm) */
+static parlm_status act_bwd(const parlm_gpt *m, float *dfch, const float *fch, const float *dact,
+                            int64_t N)
+{
+    if (m->llama)
+        return parlm_swiglu_backward(dfch, dact, fch, N, m->Hm);
+    return parlm_gelu_backward(dfch, fch, dact, N * m->Hm);
 }
 
 /* ---- forward and backward ---------------------------------------------------------------- */
@@ -1055,15 +1225,17 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
         CHECK_CANCEL(m, "forward");
         layer_views w = lview(m, m->params, l);
         layer_acts *a = &S->acts[l - lb];
-        RETURN_IF_ERROR(parlm_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res, w.ln1w, w.ln1b, N, C));
-        RETURN_IF_ERROR(matmul_fwd(m, a->qkv, a->ln1, w.qkvw, w.qkvb, N, C, 3 * Ca));
-        RETURN_IF_ERROR(parlm_attention_forward(a->atty, a->att_lse, a->qkv, B, T, Ca, NHa));
+        RETURN_IF_ERROR(norm_fwd(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, w.ln1w, w.ln1b, N));
+        RETURN_IF_ERROR(matmul_fwd(m, a->qkv, a->ln1, w.qkvw, w.qkvb, N, C, m->Wqkv));
+        if (m->llama)
+            RETURN_IF_ERROR(rope_qk(m, a->qkv, B, T, 0, 0));
+        RETURN_IF_ERROR(
+            parlm_attention_forward_gqa(a->atty, a->att_lse, a->qkv, B, T, Ca, NHa, m->NKVa));
         RETURN_IF_ERROR(row_parallel_fwd(m, a->res2, a->atty, w.attprojw, w.attprojb, N, Ca, C));
         RETURN_IF_ERROR(parlm_add(a->res2, a->res2, res, N * C));
-        RETURN_IF_ERROR(parlm_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w.ln2w, w.ln2b, N,
-                                    C));
-        RETURN_IF_ERROR(matmul_fwd(m, a->fch, a->ln2, w.fcw, w.fcb, N, C, Hm));
-        RETURN_IF_ERROR(parlm_gelu_forward(a->fch_gelu, a->fch, N * Hm));
+        RETURN_IF_ERROR(norm_fwd(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w.ln2w, w.ln2b, N));
+        RETURN_IF_ERROR(matmul_fwd(m, a->fch, a->ln2, w.fcw, w.fcb, N, C, m->Hf));
+        RETURN_IF_ERROR(act_fwd(m, a->fch_gelu, a->fch, N));
         RETURN_IF_ERROR(row_parallel_fwd(m, a->res3, a->fch_gelu, w.fcprojw, w.fcprojb, N, Hm, C));
         RETURN_IF_ERROR(parlm_add(a->res3, a->res3, a->res2, N * C));
         res = a->res3;
@@ -1075,9 +1247,9 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
         return PARLM_OK;
     }
     CHECK_CANCEL(m, "forward");
-    RETURN_IF_ERROR(parlm_layernorm_forward(S->lnf, S->lnf_mean, S->lnf_rstd, res, LNFW(m->params),
-                                LNFB(m->params), N, C));
-    RETURN_IF_ERROR(matmul_fwd(m, S->logits, S->lnf, WTE(m->params), NULL, N, C, m->Vs));
+    RETURN_IF_ERROR(norm_fwd(m, S->lnf, S->lnf_mean, S->lnf_rstd, res, LNFW(m->params),
+                             LNFB(m->params), N));
+    RETURN_IF_ERROR(matmul_fwd(m, S->logits, S->lnf, HEAD(m->params), NULL, N, C, m->Vs));
     if (targets && m->sh.tp > 1) { /* vocab-parallel: 2 floats a row from every rank */
         RETURN_IF_ERROR(parlm_crossentropy_vp_partial(m->ce_part + 2 * N * m->sh.tp_rank, S->logits, targets,
                                           N, vocab0(m), m->Vs, c->vocab));
@@ -1272,16 +1444,16 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
         else
             RETURN_IF_ERROR(parlm_crossentropy_backward(S->logits, S->logits, S->targets, S->ce_lse,
                                             m->dloss, N, c->vocab, c->vocab_pad));
-        RETURN_IF_ERROR(matmul_bwd(m, m->d_ln, WTE(m->grads), NULL, S->logits, S->lnf, WTE(m->params), N, C,
-                       m->Vs));
+        RETURN_IF_ERROR(matmul_bwd(m, m->d_ln, HEAD(m->grads), NULL, S->logits, S->lnf,
+                                   HEAD(m->params), N, C, m->Vs));
         RETURN_IF_ERROR(tp_sum(m, m->d_ln, N * C)); /* each vocab slice's part of d(lnf out) */
         if (m->defer_tok && m->tensors[0].off == 0) { /* wte is final but for the lookup's rows */
             m->head_ready = m->tensors[0].n;
             TICK(m);
         }
         memset(m->d_res, 0, (size_t)(N * C) * sizeof(float));
-        RETURN_IF_ERROR(parlm_layernorm_backward(m->d_res, LNFW(m->grads), LNFB(m->grads), m->d_ln, res_last,
-                                     LNFW(m->params), S->lnf_mean, S->lnf_rstd, N, C));
+        RETURN_IF_ERROR(norm_bwd(m, m->d_res, LNFW(m->grads), LNFB(m->grads), m->d_ln, res_last,
+                                 LNFW(m->params), S->lnf_mean, S->lnf_rstd, N));
         grads_ready(m, c->n_layer);
     } else { /* the next stage's gradient of our output */
         memcpy(m->d_res, S->grad_out, (size_t)(N * C) * sizeof(float));
@@ -1295,32 +1467,39 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
         RETURN_IF_ERROR(matmul_bwd(m, m->d_fch_gelu, g.fcprojw, g.fcprojb, m->d_res, a->fch_gelu, w.fcprojw,
                        N, Hm, C));
         TICK(m);
-        memset(m->d_fch, 0, (size_t)(N * Hm) * sizeof(float));
-        RETURN_IF_ERROR(parlm_gelu_backward(m->d_fch, a->fch, m->d_fch_gelu, N * Hm));
-        RETURN_IF_ERROR(matmul_bwd(m, m->d_ln, g.fcw, g.fcb, m->d_fch, a->ln2, w.fcw, N, C, Hm));
+        memset(m->d_fch, 0, (size_t)(N * m->Hf) * sizeof(float));
+        RETURN_IF_ERROR(act_bwd(m, m->d_fch, a->fch, m->d_fch_gelu, N));
+        RETURN_IF_ERROR(matmul_bwd(m, m->d_ln, g.fcw, g.fcb, m->d_fch, a->ln2, w.fcw, N, C, m->Hf));
         RETURN_IF_ERROR(tp_sum(m, m->d_ln, N * C)); /* each shard's MLP units' part of d(ln2 out) */
         TICK(m);
-        RETURN_IF_ERROR(parlm_layernorm_backward(m->d_res, g.ln2w, g.ln2b, m->d_ln, a->res2, w.ln2w,
-                                     a->ln2_mean, a->ln2_rstd, N, C));
+        RETURN_IF_ERROR(norm_bwd(m, m->d_res, g.ln2w, g.ln2b, m->d_ln, a->res2, w.ln2w,
+                                 a->ln2_mean, a->ln2_rstd, N));
         /* res2 = res_in + attproj: d_res is both d(res_in) and d(attproj) */
         RETURN_IF_ERROR(matmul_bwd(m, m->d_atty, g.attprojw, g.attprojb, m->d_res, a->atty, w.attprojw, N, Ca,
                        C));
         TICK(m);
-        memset(m->d_qkv, 0, (size_t)(N * 3 * Ca) * sizeof(float));
-        RETURN_IF_ERROR(parlm_attention_backward(m->d_qkv, m->d_atty, a->qkv, a->atty, a->att_lse, B, T, Ca,
-                                     NHa));
+        memset(m->d_qkv, 0, (size_t)(N * m->Wqkv) * sizeof(float));
+        RETURN_IF_ERROR(parlm_attention_backward_gqa(m->d_qkv, m->d_atty, a->qkv, a->atty,
+                                                     a->att_lse, B, T, Ca, NHa, m->NKVa));
+        if (m->llama) /* the gradient of q and k before their rotation */
+            RETURN_IF_ERROR(rope_qk(m, m->d_qkv, B, T, 0, 1));
         TICK(m);
-        RETURN_IF_ERROR(matmul_bwd(m, m->d_ln, g.qkvw, g.qkvb, m->d_qkv, a->ln1, w.qkvw, N, C, 3 * Ca));
+        RETURN_IF_ERROR(matmul_bwd(m, m->d_ln, g.qkvw, g.qkvb, m->d_qkv, a->ln1, w.qkvw, N, C,
+                                   m->Wqkv));
         RETURN_IF_ERROR(tp_sum(m, m->d_ln, N * C)); /* each shard's heads' part of d(ln1 out) */
-        RETURN_IF_ERROR(parlm_layernorm_backward(m->d_res, g.ln1w, g.ln1b, m->d_ln, res_in, w.ln1w,
-                                     a->ln1_mean, a->ln1_rstd, N, C));
+        RETURN_IF_ERROR(norm_bwd(m, m->d_res, g.ln1w, g.ln1b, m->d_ln, res_in, w.ln1w,
+                                 a->ln1_mean, a->ln1_rstd, N));
         grads_ready(m, l);
     }
     if (!m->first) { /* d_res is the gradient of the stage's input */
         m->grad_in_valid = 1;
     } else if (m->head_ready) {
-        wpe_backward(WPE(m->grads), m->d_res, N, T, C);
+        if (!m->llama)
+            wpe_backward(WPE(m->grads), m->d_res, N, T, C);
         m->tok_rows_valid = 1;
+    } else if (m->llama) { /* the token lookup alone: no position embedding */
+        RETURN_IF_ERROR(parlm_embedding_vp_backward(WTE(m->grads), NULL, m->d_res, S->inputs, B,
+                                                    T, C, 0, m->Vs, c->vocab));
     } else if (m->sh.tp > 1) { /* the rows of the tokens in our vocab slice */
         RETURN_IF_ERROR(parlm_embedding_vp_backward(WTE(m->grads), WPE(m->grads), m->d_res, S->inputs, B, T,
                                         C, vocab0(m), m->Vs, c->vocab));
@@ -1578,26 +1757,30 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
     if (m->sh.tp > 1 && !m->have_tp)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_infer: a tensor-parallel shard needs "
                            "parlm_gpt_set_tp_comm first");
-    /* a shard's attention has Ca channels (NHa heads) and Hm MLP units */
+    /* a shard's attention has Ca channels (NHa heads; keys and values Ckv, NKVa heads) and
+     * Hm MLP units (Llama: F, from an fc output of Hf = 2F) */
     int64_t C = c->n_embd, L = c->n_layer, maxT = c->max_seq, Ca = m->Ca, NHa = m->NHa;
-    int64_t Hm = m->Hm;
+    int64_t Hm = m->Hm, Ckv = m->Ckv, Wq = m->Wqkv, Hf = m->Hf;
     if (!m->kv) {
-        m->kv = parlm_alloc((size_t)(L * 2 * maxT * Ca), sizeof(float));
-        /* per row: x C, ln C, qkv 3C, att C, tmp C, fch 4C */
-        m->inf = parlm_alloc((size_t)(maxT * 11 * C), sizeof(float));
+        m->kv = parlm_alloc((size_t)(L * 2 * maxT * Ckv), sizeof(float));
+        /* per row: x C, ln C, qkv Wq, att Ca, tmp C, fch Hf, and Llama's SwiGLU output Hm
+         * (GPT-2's GELU runs in place) */
+        m->inf = parlm_alloc((size_t)(maxT * (3 * C + Wq + Ca + Hf + (m->llama ? Hm : 0))),
+                             sizeof(float));
         if (!m->kv || !m->inf) {
             parlm_free(m->kv), parlm_free(m->inf);
             m->kv = m->inf = NULL;
             return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: KV cache of %lld floats",
-                               (long long)(L * 2 * maxT * Ca));
+                               (long long)(L * 2 * maxT * Ckv));
         }
     }
     /* 1 row even for a prefill: its LM head is the last row's product, on the bf16 copy */
     RETURN_IF_ERROR(refresh_bf16(m, 1));
-    if (n == 1)
+    if (n == 1 && !m->llama) /* the fused single-token path runs GPT-2 layers */
         return decode_one(m, tokens[0], pos, logits);
-    float *x = m->inf, *ln = x + maxT * C, *qkv = ln + maxT * C, *att = qkv + 3 * maxT * Ca;
+    float *x = m->inf, *ln = x + maxT * C, *qkv = ln + maxT * C, *att = qkv + maxT * Wq;
     float *tmp = att + maxT * Ca, *fch = tmp + maxT * C;
+    float *act = m->llama ? fch + maxT * Hf : fch;
     /* embeddings of positions pos..pos+n-1: one "batch" of n rows starting at wpe[pos] */
     RETURN_IF_ERROR(embed(m, x, tokens, n, pos, 1, n));
     float *mean = parlm_alloc((size_t)n * 2, sizeof(float));
@@ -1607,31 +1790,33 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
     parlm_status st = PARLM_OK;
     for (int64_t l = 0; l < L && st == PARLM_OK; l++) {
         layer_views w = lview(m, m->params, (int)l);
-        float *kc = m->kv + (l * 2) * maxT * Ca, *vc = kc + maxT * Ca;
-        if ((st = parlm_layernorm_forward(ln, mean, rstd, x, w.ln1w, w.ln1b, n, C)) ||
-            (st = matmul_fwd(m, qkv, ln, w.qkvw, w.qkvb, n, C, 3 * Ca)))
+        float *kc = m->kv + (l * 2) * maxT * Ckv, *vc = kc + maxT * Ckv;
+        if ((st = norm_fwd(m, ln, mean, rstd, x, w.ln1w, w.ln1b, n)) ||
+            (st = matmul_fwd(m, qkv, ln, w.qkvw, w.qkvb, n, C, Wq)) ||
+            (m->llama && (st = rope_qk(m, qkv, 1, n, pos, 0))))
             break;
         for (int i = 0; i < n; i++) {
-            memcpy(kc + (pos + i) * Ca, qkv + i * 3 * Ca + Ca, (size_t)Ca * sizeof(float));
-            memcpy(vc + (pos + i) * Ca, qkv + i * 3 * Ca + 2 * Ca, (size_t)Ca * sizeof(float));
+            memcpy(kc + (pos + i) * Ckv, qkv + i * Wq + Ca, (size_t)Ckv * sizeof(float));
+            memcpy(vc + (pos + i) * Ckv, qkv + i * Wq + Ca + Ckv, (size_t)Ckv * sizeof(float));
         }
-        if ((st = parlm_attention_cached(att, qkv, 3 * Ca, kc, vc, pos, n, (int)Ca, (int)NHa)) ||
+        if ((st = parlm_attention_cached_gqa(att, qkv, Wq, kc, vc, pos, n, (int)Ca, (int)NHa,
+                                             m->NKVa)) ||
             (st = row_parallel_fwd(m, tmp, att, w.attprojw, w.attprojb, n, Ca, C)) ||
             (st = parlm_add(x, x, tmp, n * C)) ||
-            (st = parlm_layernorm_forward(ln, mean, rstd, x, w.ln2w, w.ln2b, n, C)) ||
-            (st = matmul_fwd(m, fch, ln, w.fcw, w.fcb, n, C, Hm)) ||
-            (st = parlm_gelu_forward(fch, fch, n * Hm)) ||
-            (st = row_parallel_fwd(m, tmp, fch, w.fcprojw, w.fcprojb, n, Hm, C)) ||
+            (st = norm_fwd(m, ln, mean, rstd, x, w.ln2w, w.ln2b, n)) ||
+            (st = matmul_fwd(m, fch, ln, w.fcw, w.fcb, n, C, Hf)) ||
+            (st = act_fwd(m, act, fch, n)) ||
+            (st = row_parallel_fwd(m, tmp, act, w.fcprojw, w.fcprojb, n, Hm, C)) ||
             (st = parlm_add(x, x, tmp, n * C)))
             break;
     }
     /* only the last position's logits are needed to sample the next token */
     const float *last = x + (int64_t)(n - 1) * C;
     if (st == PARLM_OK)
-        st = parlm_layernorm_forward(ln, mean, rstd, last, LNFW(m->params), LNFB(m->params), 1, C);
+        st = norm_fwd(m, ln, mean, rstd, last, LNFW(m->params), LNFB(m->params), 1);
     /* a shard computes its vocab slice; the all-gather gives every rank the whole row */
     if (st == PARLM_OK)
-        st = matmul_fwd(m, logits + vocab0(m), ln, WTE(m->params), NULL, 1, C, m->Vs);
+        st = matmul_fwd(m, logits + vocab0(m), ln, HEAD(m->params), NULL, 1, C, m->Vs);
     if (st == PARLM_OK && m->sh.tp > 1)
         st = m->tp.all_gather(m->tp.arg, logits, m->Vs);
     parlm_free(mean);

@@ -63,7 +63,8 @@ static void usage(FILE *f)
         "  --encoder F --vocab F  GPT-2 encoder.json / vocab.bpe for text and samples\n"
         "                       (default: byte tokenizer, vocab 256)\n"
         "model:\n"
-        "  --model PRESET       tiny, small, d6, d12, d24, ... (default small)\n"
+        "  --model PRESET       tiny, small, d6, d12, d24, ... (default small); Llama:\n"
+        "                       llama-15m, llama-110m, tinyllama-1.1b, llama-7b\n"
         "  --init FILE          start from an llm.c model file or a parlm checkpoint\n"
         "  --bf16               run matmuls in bf16 (f32 accumulation and master weights)\n"
         "optimization:\n"
@@ -1017,9 +1018,20 @@ int main(int argc, char **argv)
     if (mp > 1 && parlm_gpt_config_num_params(&cfg, &P) != PARLM_OK)
         P = parlm_gpt_num_params(m);
     int64_t tokens_per_step = (int64_t)o.B * o.T * o.grad_accum * replicas;
-    double flops_per_token = 6.0 * (double)(P - (int64_t)cfg.max_seq * cfg.n_embd) +
+    /* 6 per weight of every matmul (forward 2, backward 4) plus the attention's scores and
+     * P.V (6 L C T: the query width is C whatever the KV heads). The lookup tables are no
+     * matmul: GPT-2's wpe; Llama's wte when the head is untied (a tied wte is the head).
+     * Norms and biases are counted too: < 0.1% */
+    int64_t lookup = cfg.arch == PARLM_ARCH_LLAMA
+                         ? (int64_t)cfg.untied_head * cfg.vocab_pad * cfg.n_embd
+                         : (int64_t)cfg.max_seq * cfg.n_embd;
+    double flops_per_token = 6.0 * (double)(P - lookup) +
                              6.0 * cfg.n_layer * cfg.n_embd * (double)o.T;
     uint64_t data_tokens = parlm_trainer_data_tokens(t);
+    if (cfg.arch == PARLM_ARCH_LLAMA)
+        SAY("llama: %d KV heads, SwiGLU %d, %s head, rope theta %g scale %g, rms eps %g\n",
+            cfg.n_kv_head, cfg.ffn_hidden, cfg.untied_head ? "untied" : "tied", cfg.rope_theta,
+            cfg.rope_scale, cfg.norm_eps);
     SAY("model: L%d NH%d C%d, vocab %d (padded %d), context %d: %.2fM parameters%s\n",
         cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab, cfg.vocab_pad, cfg.max_seq, P / 1e6,
         o.bf16 ? ", bf16 matmuls" : "");

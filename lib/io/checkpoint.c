@@ -205,6 +205,9 @@ parlm_status parlm_gpt_save_llmc(parlm_gpt *m, const char *path, int version)
     parlm_status st = whole_model(m, "parlm_gpt_save_llmc");
     if (st != PARLM_OK)
         return st;
+    if (parlm_gpt_get_config(m).arch != PARLM_ARCH_GPT2)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_save_llmc: llm.c files hold GPT-2 "
+                           "models only (this is a Llama model: save a parlm checkpoint)");
     if (version != 3 && version != 5)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_save_llmc: version %d (3 = f32, 5 = bf16)",
                            version);
@@ -226,6 +229,14 @@ void parlm_ckpt_fill_header(uint64_t *h, parlm_gpt_config c, int64_t P, int has_
     h[H_B] = (uint64_t)s->B, h[H_T] = (uint64_t)s->T, h[H_ACCUM] = (uint64_t)s->grad_accum;
     h[H_WORLD] = (uint64_t)s->world, h[H_SEED] = s->seed;
     memcpy(&h[H_TOKENS], &s->tokens, 8);
+    h[H_ARCH] = (uint64_t)c.arch, h[H_NKV] = (uint64_t)c.n_kv_head;
+    h[H_FFN] = (uint64_t)c.ffn_hidden, h[H_UNTIED] = (uint64_t)c.untied_head;
+    const float fl[3] = {c.rope_theta, c.rope_scale, c.norm_eps};
+    for (int i = 0; i < 3; i++) { /* the float's bits in the slot's low half */
+        uint32_t bits;
+        memcpy(&bits, &fl[i], 4);
+        h[H_ROPE_THETA + i] = bits;
+    }
 }
 
 void parlm_ckpt_state_from_header(const uint64_t *h, parlm_train_state *state)
@@ -259,7 +270,7 @@ parlm_status parlm_ckpt_read_header(const char *path, FILE *f, long long size, u
         return parlm_error(PARLM_EFORMAT, "%s: truncated header (%lld bytes)", path, size);
     if (h[H_MAGIC] != CKPT_MAGIC)
         return parlm_error(PARLM_EFORMAT, "%s: not a parlm checkpoint (bad magic)", path);
-    if (h[H_VERSION] != 1 && h[H_VERSION] != CKPT_VERSION)
+    if (h[H_VERSION] < 1 || h[H_VERSION] > CKPT_VERSION)
         return parlm_error(PARLM_EFORMAT, "%s: checkpoint version %llu, this parlm reads 1 to %d",
                            path, (unsigned long long)h[H_VERSION], CKPT_VERSION);
     for (int i = H_L; i <= H_VP; i++)
@@ -268,6 +279,19 @@ parlm_status parlm_ckpt_read_header(const char *path, FILE *f, long long size, u
     *cfg = (parlm_gpt_config){.n_layer = (int)h[H_L], .n_head = (int)h[H_NH],
                               .n_embd = (int)h[H_C], .max_seq = (int)h[H_MAXT],
                               .vocab = (int)h[H_V], .vocab_pad = (int)h[H_VP]};
+    if (h[H_VERSION] >= 3) { /* the architecture; versions 1 and 2 are GPT-2 */
+        for (int i = H_ARCH; i <= H_NORM_EPS; i++)
+            if (h[i] > UINT32_MAX || (i <= H_UNTIED && h[i] > (1u << 24)))
+                return parlm_error(PARLM_EFORMAT, "%s: corrupt architecture slot %d in header",
+                                   path, i);
+        cfg->arch = (int)h[H_ARCH], cfg->n_kv_head = (int)h[H_NKV];
+        cfg->ffn_hidden = (int)h[H_FFN], cfg->untied_head = (int)h[H_UNTIED];
+        float *fl[3] = {&cfg->rope_theta, &cfg->rope_scale, &cfg->norm_eps};
+        for (int i = 0; i < 3; i++) {
+            uint32_t bits = (uint32_t)h[H_ROPE_THETA + i];
+            memcpy(fl[i], &bits, 4);
+        }
+    }
     int64_t P;
     if (parlm_gpt_config_num_params(cfg, &P) != PARLM_OK)
         return shape_error(path);

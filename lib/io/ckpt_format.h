@@ -7,7 +7,9 @@
  * FNV over 8-byte words changes its state for any change of one word, so every single-word
  * corruption is caught, not just most. Version 1 files (older parlm) hashed the payload
  * only; they still load under that rule, and the next checkpoint of a resumed run is
- * version 2. */
+ * version 3. Version 3 adds the architecture slots (H_ARCH ..: arch, KV heads, SwiGLU
+ * width, untied head, and the float bits of rope theta, rope scale and norm epsilon);
+ * versions 1 and 2 are GPT-2 models and their readers ignore those slots. */
 #ifndef PARLM_LIB_CKPT_FORMAT_H
 #define PARLM_LIB_CKPT_FORMAT_H
 #include <stdint.h>
@@ -18,10 +20,11 @@
 
 enum {
     H_MAGIC, H_VERSION, H_L, H_NH, H_C, H_MAXT, H_V, H_VP, H_NPARAMS, H_HAS_ADAM, H_STEP, H_RNG,
-    H_SHARD, H_POS, H_B, H_T, H_ACCUM, H_WORLD, H_SEED, H_TOKENS, H_HASH, H_SLOTS = 64
+    H_SHARD, H_POS, H_B, H_T, H_ACCUM, H_WORLD, H_SEED, H_TOKENS, H_HASH, H_ARCH, H_NKV, H_FFN,
+    H_UNTIED, H_ROPE_THETA, H_ROPE_SCALE, H_NORM_EPS, H_SLOTS = 64
 };
 #define CKPT_MAGIC 0x504b43434d4c5250ULL /* "PRLMCCKP" little-endian */
-#define CKPT_VERSION 2 /* 1 and 2 differ only in what the hash covers */
+#define CKPT_VERSION 3 /* 1 and 2 differ only in what the hash covers; 3 adds H_ARCH .. */
 #define FNV_START 0xcbf29ce484222325ULL
 
 /* FNV-1a over 8-byte words, then the tail bytes one by one (~10x faster than bytewise). */

@@ -25,8 +25,9 @@
 #define PER_LAYER 12
 
 /* ---- the full model's tensors, in buffer (and checkpoint) order -------------------------
- * The order of parlm/model.h: wte, wpe, 12 per layer, lnfw, lnfb. Every shard's slices are
- * checked against it before a byte is copied (full_offset and bounds). */
+ * The order of parlm/model.h: wte, wpe, 12 per layer, lnfw, lnfb; Llama: wte, 9 per layer,
+ * norm, [lm_head]. Every shard's slices are checked against it before a byte is copied
+ * (full_offset and bounds). */
 typedef struct full_model {
     int nt;
     int64_t *off, *cnt, max;
@@ -40,19 +41,24 @@ static parlm_status full_model_make(const parlm_gpt_config *c, full_model *fm)
         return st;
     const int64_t per[PER_LAYER] = {C, C, 3 * C * C, 3 * C, C * C, C, C, C, 4 * C * C, 4 * C,
                                     4 * C * C, C};
-    fm->nt = 4 + PER_LAYER * c->n_layer;
+    const int llama = c->arch == PARLM_ARCH_LLAMA;
+    const int64_t Ckv = llama ? C / c->n_head * c->n_kv_head : 0, F = c->ffn_hidden;
+    const int64_t lper[9] = {C, C * C, Ckv * C, Ckv * C, C * C, C, F * C, F * C, C * F};
+    fm->nt = llama ? 2 + 9 * c->n_layer + c->untied_head : 4 + PER_LAYER * c->n_layer;
     fm->off = malloc((size_t)fm->nt * sizeof *fm->off);
     fm->cnt = malloc((size_t)fm->nt * sizeof *fm->cnt);
     if (!fm->off || !fm->cnt)
         return parlm_error(PARLM_ENOMEM, "sharded checkpoint: out of memory");
     int k = 0;
     fm->cnt[k++] = (int64_t)c->vocab_pad * C;
-    fm->cnt[k++] = (int64_t)c->max_seq * C;
+    if (!llama)
+        fm->cnt[k++] = (int64_t)c->max_seq * C;
     for (int l = 0; l < c->n_layer; l++)
-        for (int i = 0; i < PER_LAYER; i++)
-            fm->cnt[k++] = per[i];
+        for (int i = 0; i < (llama ? 9 : PER_LAYER); i++)
+            fm->cnt[k++] = llama ? lper[i] : per[i];
     fm->cnt[k++] = C;
-    fm->cnt[k++] = C;
+    if (!llama || c->untied_head)
+        fm->cnt[k++] = llama ? (int64_t)c->vocab_pad * C : C;
     int64_t off = 0;
     fm->max = 0;
     for (int i = 0; i < fm->nt; i++) {

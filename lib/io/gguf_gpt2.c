@@ -178,6 +178,9 @@ parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype typ
     if (!encoder_json != !vocab_bpe)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_save_gguf: give encoder.json and vocab.bpe together");
     parlm_gpt_config c = parlm_gpt_get_config(m);
+    if (c.arch != PARLM_ARCH_GPT2)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_save_gguf: GGUF export of Llama "
+                           "models is not implemented (the writer maps GPT-2 tensors only)");
     parlm_gguf_writer *w;
     parlm_status s = parlm_gguf_writer_create(&w);
     if (s)

@@ -115,6 +115,10 @@ parlm_status parlm_gpt_save_safetensors(parlm_gpt *m, const char *path, parlm_wt
         return parlm_error(PARLM_EINVAL, "safetensors stores f32, f16 or bf16, not %s",
                            parlm_wtype_name(type) ? parlm_wtype_name(type) : "?");
     parlm_gpt_config c = parlm_gpt_get_config(m);
+    if (c.arch != PARLM_ARCH_GPT2)
+        return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_save_safetensors: safetensors export "
+                           "of Llama models is not implemented (the writer maps GPT-2 tensors "
+                           "only)");
     int nt = parlm_gpt_num_tensors(m);
     parlm_safetensors_writer *w;
     parlm_status s = parlm_safetensors_writer_create(&w);

@@ -636,7 +636,7 @@ static parlm_status resume(parlm_trainer *t, parlm_gpt **m)
     if (c->model && parlm_gpt_preset(c->model, &want) != PARLM_OK)
         return fail(t, PARLM_EINVAL, 1, "--model: %s", parlm_last_error());
     if (c->model && !c->init && (want.n_layer != got.n_layer || want.n_head != got.n_head ||
-                                 want.n_embd != got.n_embd))
+                                 want.n_embd != got.n_embd || want.arch != got.arch))
         /* with --init the run's shape came from that file, not from --model */
         return fail(t, PARLM_EINVAL, 0, "the checkpoint holds a model of L%d NH%d C%d, but "
                     "--model %s is L%d NH%d C%d: resume with the run's --model", got.n_layer,

@@ -75,6 +75,10 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
     parlm_gpt_config c = parlm_gpt_get_config(m);
     if (sh.layer_begin != 0 || sh.layer_end != c.n_layer)
         return parlm_error(PARLM_EUNSUPPORTED, "ps_model_create: the model is a pipeline stage");
+    if (c.arch != PARLM_ARCH_GPT2)
+        return parlm_error(PARLM_EUNSUPPORTED, "ps_model_create: serving Llama models is not "
+                           "implemented (the batched server runs GPT-2 layers; use "
+                           "parlm-generate)");
     if (sh.tp > 1 && (!comm || !comm->all_gather))
         return parlm_error(PARLM_EINVAL, "ps_model_create: a tensor-parallel shard needs its "
                            "group's all-gather");

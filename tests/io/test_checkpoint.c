@@ -313,12 +313,73 @@ START_TEST(checkpoint_every_header_bit)
     ck_assert(memcmp(parlm_gpt_params(out), parlm_gpt_params(m),
                      (size_t)parlm_gpt_num_params(m) * 4) == 0);
     parlm_gpt_free(out);
-    h[1] = 3; /* a future version is refused, naming it */
+    /* version 2 files (GPT-2: no architecture slots, the header hashed too) still load */
+    h[1] = 2;
+    h[20] = 0;
+    h[20] = fnv_words(fnv_words(0xcbf29ce484222325ULL, b + 512, (size_t)(n - 512)),
+                      (const unsigned char *)h, 512);
+    memcpy(b, h, 512);
+    spill(bad, b, n);
+    ck_assert_msg(parlm_checkpoint_load(bad, &out, &got) == PARLM_OK, "%s", parlm_last_error());
+    ck_assert(memcmp(&got, &st, sizeof st) == 0);
+    ck_assert_int_eq(parlm_gpt_get_config(out).arch, PARLM_ARCH_GPT2);
+    ck_assert(memcmp(parlm_gpt_params(out), parlm_gpt_params(m),
+                     (size_t)parlm_gpt_num_params(m) * 4) == 0);
+    parlm_gpt_free(out);
+    h[1] = 4; /* a future version is refused, naming it */
     memcpy(b, h, 512);
     spill(bad, b, n);
     ck_assert_int_eq(parlm_checkpoint_load(bad, &out, &got), PARLM_EFORMAT);
-    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "version 3"));
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "version 4"));
     free(b);
+    parlm_gpt_free(m);
+}
+END_TEST
+
+/* A Llama model (version 3: the architecture slots) round-trips with every config field,
+ * its parameters and AdamW state bitwise; the files parlm cannot express it in (llm.c,
+ * GGUF, safetensors) refuse it by name. */
+START_TEST(llama_checkpoint_round_trip)
+{
+    char ck[128], other[128];
+    snprintf(ck, sizeof ck, "%s/llama.ck", dir);
+    snprintf(other, sizeof other, "%s/llama.other", dir);
+    parlm_gpt_config cfg = {.n_layer = 2, .n_head = 4, .n_embd = 16, .max_seq = 12, .vocab = 30,
+                            .arch = PARLM_ARCH_LLAMA, .n_kv_head = 2, .ffn_hidden = 40,
+                            .untied_head = 1, .rope_theta = 5e5f, .rope_scale = 2.0f,
+                            .norm_eps = 1e-6f};
+    parlm_gpt *m, *out;
+    ck_assert_int_eq(parlm_gpt_create(&m, &cfg, 8), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_init_optimizer(m), PARLM_OK);
+    int64_t P = parlm_gpt_num_params(m);
+    tu_fill(parlm_gpt_adam_m(m), P, 4);
+    tu_fill(parlm_gpt_adam_v(m), P, 5);
+    ck_assert_int_eq(parlm_gpt_set_step(m, 7), PARLM_OK);
+    parlm_train_state st = {.step = 7, .B = 1, .T = 12, .grad_accum = 1, .world = 1};
+    ck_assert_int_eq(parlm_checkpoint_save(ck, m, &st), PARLM_OK);
+    unsigned char head[16];
+    FILE *f = fopen(ck, "rb");
+    ck_assert_uint_eq(fread(head, 1, 16, f), 16);
+    fclose(f);
+    ck_assert_int_eq(head[8], 3); /* the version slot */
+    parlm_train_state got;
+    ck_assert_msg(parlm_checkpoint_load(ck, &out, &got) == PARLM_OK, "%s", parlm_last_error());
+    parlm_gpt_config a = parlm_gpt_get_config(m), b = parlm_gpt_get_config(out);
+    ck_assert(b.arch == PARLM_ARCH_LLAMA && b.n_kv_head == 2 && b.ffn_hidden == 40);
+    ck_assert(b.untied_head == 1 && b.rope_theta == 5e5f && b.rope_scale == 2.0f);
+    ck_assert(b.norm_eps == 1e-6f && memcmp(&a, &b, sizeof a) == 0);
+    ck_assert_int_eq(parlm_gpt_get_step(out), 7);
+    ck_assert(memcmp(parlm_gpt_params(out), parlm_gpt_params(m), (size_t)P * 4) == 0);
+    ck_assert(memcmp(parlm_gpt_adam_m(out), parlm_gpt_adam_m(m), (size_t)P * 4) == 0);
+    ck_assert(memcmp(parlm_gpt_adam_v(out), parlm_gpt_adam_v(m), (size_t)P * 4) == 0);
+    parlm_gpt_free(out);
+    ck_assert_int_eq(parlm_gpt_save_llmc(m, other, 3), PARLM_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "Llama"));
+    ck_assert_int_eq(parlm_gpt_save_gguf(m, other, PARLM_WT_F32, NULL, NULL), PARLM_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "GGUF export of Llama"));
+    ck_assert_int_eq(parlm_gpt_save_safetensors(m, other, PARLM_WT_F32), PARLM_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "safetensors export of Llama"));
+    ck_assert_int_eq(access(other, F_OK), -1);
     parlm_gpt_free(m);
 }
 END_TEST
@@ -549,6 +610,7 @@ int main(void)
     tcase_add_test(tc, resume_is_bitwise_exact);
     tcase_add_test(tc, checkpoint_corruption);
     tcase_add_test(tc, checkpoint_every_header_bit);
+    tcase_add_test(tc, llama_checkpoint_round_trip);
     tcase_add_test(tc, load_by_magic);
     tcase_add_test(tc, cancel_midway);
     suite_add_tcase(s, tc);

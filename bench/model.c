@@ -1,6 +1,6 @@
-/* bench/model.c — whole-model benchmarks: a training step of GPT-2 124M (d12) and
- * generation (prefill, decode) with f32 and bf16 weights, decode also of a model larger
- * than the last-level cache. Baselines in the same run: the FMA peak (MFU = achieved
+/* bench/model.c — whole-model benchmarks: a training step of GPT-2 124M (d12) and of
+ * llama-110m, and generation (prefill, decode) with f32 and bf16 weights, decode also of
+ * a model larger than the last-level cache. Baselines in the same run: the FMA peak (MFU = achieved
  * model FLOP/s / (threads x peak of one core)) and the STREAM bandwidth (decode is
  * bound by streaming every weight once per token). */
 #include <math.h>
@@ -40,27 +40,28 @@ void bench_random_tokens(int32_t *t, int64_t n, int V, uint64_t seed)
         t[i] = (int32_t)(parlm_rng_next(&seed) % (uint64_t)V);
 }
 
-/* 6 per parameter per token (forward 2, backward 4), without the position embedding (a
- * lookup), plus causal attention 6 L C T per token */
+/* 6 per parameter per token (forward 2, backward 4), without the lookup tables (GPT-2's
+ * position embedding; Llama's token embedding when its head is untied: a tied one is the
+ * head), plus causal attention 6 L C T per token (queries are C wide whatever the KV heads) */
 double bench_step_flops(const parlm_gpt *m, int B, int T)
 {
     parlm_gpt_config c = parlm_gpt_get_config(m);
-    double P = (double)parlm_gpt_num_params(m) - (double)c.max_seq * c.n_embd;
+    double lookup = c.arch == PARLM_ARCH_LLAMA ? (double)c.untied_head * c.vocab_pad * c.n_embd
+                                               : (double)c.max_seq * c.n_embd;
+    double P = (double)parlm_gpt_num_params(m) - lookup;
     return (double)B * T * (6.0 * P + 6.0 * c.n_layer * c.n_embd * (double)T);
 }
 
-int bench_train(bench_ctx *ctx)
+/* the train rows of one preset: f32 and bf16 steps at each shape, 1 and all threads */
+static int train_rows(bench_ctx *ctx, const char *preset, parlm_gpt_config cfg,
+                      const int shapes[2][2], const char *title)
 {
-    const char *preset = ctx->quick ? "small" : "d12";
-    parlm_gpt_config cfg = {.max_seq = ctx->quick ? 128 : 1024, .vocab = ctx->quick ? 256 : 50257};
     parlm_gpt *m;
     if (parlm_gpt_preset(preset, &cfg) != PARLM_OK || parlm_gpt_create(&m, &cfg, 1) != PARLM_OK) {
         fprintf(stderr, "train: %s\n", parlm_last_error());
         return 1;
     }
-    const int shapes[2][2] = {{4, 64}, {8, ctx->quick ? 128 : 256}};
-    bench_section(ctx, ctx->quick ? "train: one step of the 'small' model (--quick)"
-                                  : "train: one step of GPT-2 124M (d12): forward, backward, AdamW");
+    bench_section(ctx, title);
     int rc = 0;
     for (int s = 0; s < 2 && !rc; s++) {
         int B = shapes[s][0], T = shapes[s][1];
@@ -97,6 +98,22 @@ int bench_train(bench_ctx *ctx)
     }
     omp_set_num_threads(ctx->max_threads);
     parlm_gpt_free(m);
+    return rc;
+}
+
+int bench_train(bench_ctx *ctx)
+{
+    const int shapes[2][2] = {{4, 64}, {8, ctx->quick ? 128 : 256}};
+    parlm_gpt_config cfg = {.max_seq = ctx->quick ? 128 : 1024, .vocab = ctx->quick ? 256 : 50257};
+    int rc = train_rows(ctx, ctx->quick ? "small" : "d12", cfg, shapes,
+                        ctx->quick ? "train: one step of the 'small' model (--quick)"
+                                   : "train: one step of GPT-2 124M (d12): forward, backward, AdamW");
+    /* the Llama configuration: RMSNorm, RoPE, SwiGLU (3 matrices), its 32000 vocabulary */
+    parlm_gpt_config lc = {.max_seq = ctx->quick ? 128 : 1024, .vocab = ctx->quick ? 256 : 0};
+    if (!rc)
+        rc = train_rows(ctx, ctx->quick ? "llama-15m" : "llama-110m", lc, shapes,
+                        ctx->quick ? "train: one step of llama-15m (--quick)"
+                                   : "train: one step of llama-110m: forward, backward, AdamW");
     return rc;
 }
 

@@ -18,8 +18,8 @@
  *     ffn_norm (C) w_gate (F,C) w_up (F,C) w_down (C,F)   [KV = n_kv_head * C/NH]
  *   | norm (C) | lm_head (Vp,C) if untied_head.
  * Init as GPT-2's: weights N(0, 0.02), wo and w_down 0.02/sqrt(2L), norms 1. Llama models
- * are whole models: shards (tensor, pipeline parallelism) and quantized decode are
- * PARLM_EUNSUPPORTED; bf16 matmuls and data parallelism work. */
+ * are whole models: shards (tensor, pipeline parallelism) are PARLM_EUNSUPPORTED; bf16
+ * matmuls, Q8_0/Q4_0 decode and data parallelism work. */
 #ifndef PARLM_MODEL_H
 #define PARLM_MODEL_H
 #include <stdint.h>
@@ -114,8 +114,10 @@ PARLM_API parlm_status parlm_gpt_set_bf16(parlm_gpt *m, int on);
  * 0.27 (Q8_0) or 0.14 (Q4_0) of f32's weight traffic. PARLM_WT_F32 turns it off (decode
  * then follows parlm_gpt_set_bf16). Prefill, training and the f32 master weights are
  * unchanged. The products' input widths (n_embd, and on a tensor-parallel shard
- * n_embd/tp and 4 n_embd/tp) must be multiples of 32 (PARLM_EINVAL naming the width);
- * another type is PARLM_EUNSUPPORTED. */
+ * n_embd/tp and 4 n_embd/tp; Llama: n_embd and ffn_hidden) must be multiples of 32
+ * (PARLM_EINVAL naming the width); another type is PARLM_EUNSUPPORTED. A Llama model's
+ * decode runs its layers op by op with the same quantized products (wq|wk|wv, wo,
+ * w_gate|w_up, w_down and the head). */
 PARLM_API parlm_status parlm_gpt_set_decode_type(parlm_gpt *m, int type);
 
 /* Forward of inputs (B,T). With targets (B,T): *loss = mean cross-entropy; without,

@@ -780,14 +780,10 @@ parlm_status parlm_gpt_set_decode_type(parlm_gpt *m, int type)
         return parlm_error(PARLM_EUNSUPPORTED, "%s: weight type %d (%s): decode takes f32, q8_0 "
                            "or q4_0 (bf16: parlm_gpt_set_bf16)", fn, type,
                            parlm_wtype_name(type) ? parlm_wtype_name(type) : "unknown");
-    if (m->llama && type != PARLM_WT_F32)
-        return parlm_error(PARLM_EUNSUPPORTED, "%s: %s decode of Llama models is not "
-                           "implemented (the quantized single-token path runs GPT-2 layers); "
-                           "use f32 or bf16", fn, parlm_wtype_name(type));
     /* rows are quantized in blocks of 32 along the input: every product's input width */
     const struct { const char *what; int64_t n; } w[] = {
         {"n_embd", m->cfg.n_embd}, {"the shard's attention width (n_embd / tp)", m->Ca},
-        {"the shard's MLP width (4 n_embd / tp)", m->Hm}};
+        {m->llama ? "ffn_hidden" : "the shard's MLP width (4 n_embd / tp)", m->Hm}};
     for (int i = 0; type != PARLM_WT_F32 && i < 3; i++)
         if (w[i].n % PARLM_QBLOCK)
             return parlm_error(PARLM_EINVAL, "%s: %s is %lld, not a multiple of %d: %s blocks "
@@ -819,8 +815,9 @@ static parlm_status refresh_q(parlm_gpt *m)
         return PARLM_OK;
     const int r8 = lay == PARLM_QLAYOUT_R8;
     const int64_t C = m->cfg.n_embd, L = m->cfg.n_layer, Ca = m->Ca, Hm = m->Hm;
-    /* (rows, columns) of qkvw, attprojw, fcw, fcprojw */
-    const int64_t shape[4][2] = {{3 * Ca, C}, {C, Ca}, {Hm, C}, {C, Hm}};
+    /* (rows, columns) of qkvw, attprojw, fcw, fcprojw (Llama: wq|wk|wv, wo, w_gate|w_up,
+     * w_down) */
+    const int64_t shape[4][2] = {{m->Wqkv, C}, {C, Ca}, {m->Hf, C}, {C, Hm}};
     uint64_t mat_bytes[4], head, plain = 0, b;
     for (int i = 0; i < 4; i++)
         RETURN_IF_ERROR(r8 ? parlm_qrepack_bytes(m->q_type, shape[i][0], shape[i][1], &mat_bytes[i])
@@ -869,7 +866,7 @@ static parlm_status refresh_q(parlm_gpt *m)
         }
     }
     uint8_t *hq = m->params_q + m->q_off[4 * L];
-    if (!st && !(st = parlm_quantize(m->q_type, WTE(m->params), (int64_t)m->Vs * C,
+    if (!st && !(st = parlm_quantize(m->q_type, HEAD(m->params), (int64_t)m->Vs * C,
                                      r8 ? stage : hq)) && r8)
         st = parlm_qrepack(m->q_type, m->Vs, C, stage, hq);
     free(stage);
@@ -927,6 +924,21 @@ static parlm_status matmul_fwd(parlm_gpt *m, float *out, const float *inp, const
     if (b)
         RETURN_IF_ERROR(parlm_bias_forward(out, b, N, OC));
     return PARLM_OK;
+}
+
+/* matmul_fwd for the generic inference path, where a decode (qi >= 0: a one-token call)
+ * runs on matrix qi of the quantized copy when there is one (parlm_gpt_set_decode_type);
+ * a prefill (qi < 0) stays on the f32 or bf16 weights */
+static parlm_status matmul_infer(parlm_gpt *m, float *out, const float *inp, const float *W,
+                                 const float *b, int64_t N, int64_t IC, int64_t OC, int qi)
+{
+    if (qi < 0 || N != 1 || !m->q_type)
+        return matmul_fwd(m, out, inp, W, b, N, IC, OC);
+    const uint8_t *wq = m->params_q + m->q_off[qi];
+    RETURN_IF_ERROR(m->q_layout == PARLM_QLAYOUT_R8
+                        ? parlm_qgemv_repacked(m->q_type, OC, IC, wq, inp, out)
+                        : parlm_qgemv(m->q_type, OC, IC, wq, inp, out));
+    return b ? parlm_bias_forward(out, b, 1, OC) : PARLM_OK;
 }
 
 /* dinp (N,IC) = dout (N,OC) W (written); dW (OC,IC) += dout^T inp; db (OC) += colsum(dout) */
@@ -1117,6 +1129,18 @@ static parlm_status row_parallel_fwd(parlm_gpt *m, float *out, const float *inp,
     if (m->sh.tp == 1)
         return matmul_fwd(m, out, inp, W, b, N, IC, C);
     RETURN_IF_ERROR(matmul_fwd(m, out, inp, W, NULL, N, IC, C));
+    RETURN_IF_ERROR(tp_sum(m, out, N * C));
+    return parlm_bias_forward(out, b, N, C);
+}
+
+/* row_parallel_fwd of the generic inference path (matmul_infer's quantized decode) */
+static parlm_status row_parallel_infer(parlm_gpt *m, float *out, const float *inp,
+                                       const float *W, const float *b, int64_t N, int64_t IC,
+                                       int64_t C, int qi)
+{
+    if (m->sh.tp == 1)
+        return matmul_infer(m, out, inp, W, b, N, IC, C, qi);
+    RETURN_IF_ERROR(matmul_infer(m, out, inp, W, NULL, N, IC, C, qi));
     RETURN_IF_ERROR(tp_sum(m, out, N * C));
     return parlm_bias_forward(out, b, N, C);
 }
@@ -1778,6 +1802,10 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
     RETURN_IF_ERROR(refresh_bf16(m, 1));
     if (n == 1 && !m->llama) /* the fused single-token path runs GPT-2 layers */
         return decode_one(m, tokens[0], pos, logits);
+    if (n == 1) /* Llama decode: the generic layers, on the quantized copy if asked for */
+        RETURN_IF_ERROR(refresh_q(m));
+    const int dec = n == 1; /* matrices qi of the quantized copy, or -1: the f32/bf16 ones */
+#define QI(i) (dec ? (int)(i) : -1)
     float *x = m->inf, *ln = x + maxT * C, *qkv = ln + maxT * C, *att = qkv + maxT * Wq;
     float *tmp = att + maxT * Ca, *fch = tmp + maxT * C;
     float *act = m->llama ? fch + maxT * Hf : fch;
@@ -1792,7 +1820,7 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         layer_views w = lview(m, m->params, (int)l);
         float *kc = m->kv + (l * 2) * maxT * Ckv, *vc = kc + maxT * Ckv;
         if ((st = norm_fwd(m, ln, mean, rstd, x, w.ln1w, w.ln1b, n)) ||
-            (st = matmul_fwd(m, qkv, ln, w.qkvw, w.qkvb, n, C, Wq)) ||
+            (st = matmul_infer(m, qkv, ln, w.qkvw, w.qkvb, n, C, Wq, QI(4 * l))) ||
             (m->llama && (st = rope_qk(m, qkv, 1, n, pos, 0))))
             break;
         for (int i = 0; i < n; i++) {
@@ -1801,12 +1829,14 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         }
         if ((st = parlm_attention_cached_gqa(att, qkv, Wq, kc, vc, pos, n, (int)Ca, (int)NHa,
                                              m->NKVa)) ||
-            (st = row_parallel_fwd(m, tmp, att, w.attprojw, w.attprojb, n, Ca, C)) ||
+            (st = row_parallel_infer(m, tmp, att, w.attprojw, w.attprojb, n, Ca, C,
+                                     QI(4 * l + 1))) ||
             (st = parlm_add(x, x, tmp, n * C)) ||
             (st = norm_fwd(m, ln, mean, rstd, x, w.ln2w, w.ln2b, n)) ||
-            (st = matmul_fwd(m, fch, ln, w.fcw, w.fcb, n, C, Hf)) ||
+            (st = matmul_infer(m, fch, ln, w.fcw, w.fcb, n, C, Hf, QI(4 * l + 2))) ||
             (st = act_fwd(m, act, fch, n)) ||
-            (st = row_parallel_fwd(m, tmp, act, w.fcprojw, w.fcprojb, n, Hm, C)) ||
+            (st = row_parallel_infer(m, tmp, act, w.fcprojw, w.fcprojb, n, Hm, C,
+                                     QI(4 * l + 3))) ||
             (st = parlm_add(x, x, tmp, n * C)))
             break;
     }
@@ -1816,7 +1846,9 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         st = norm_fwd(m, ln, mean, rstd, last, LNFW(m->params), LNFB(m->params), 1);
     /* a shard computes its vocab slice; the all-gather gives every rank the whole row */
     if (st == PARLM_OK)
-        st = matmul_fwd(m, logits + vocab0(m), ln, HEAD(m->params), NULL, 1, C, m->Vs);
+        st = matmul_infer(m, logits + vocab0(m), ln, HEAD(m->params), NULL, 1, C, m->Vs,
+                          QI(4 * L));
+#undef QI
     if (st == PARLM_OK && m->sh.tp > 1)
         st = m->tp.all_gather(m->tp.arg, logits, m->Vs);
     parlm_free(mean);

@@ -1,10 +1,11 @@
 /* tests/model/test_llama.c — the Llama configuration of the model code end to end:
  * finite-difference gradients of every parameter (tied and untied head, grouped-query
  * attention), loss at init ~ ln(V), overfitting one batch, KV-cache generation equal to
- * the full forward, bf16 matmuls, the tensor table, and the clear errors for what Llama
- * does not support (tensor/pipeline shards, quantized decode). */
+ * the full forward, bf16 matmuls, Q8_0/Q4_0 decode, the tensor table, and the clear errors
+ * for what Llama does not support (tensor/pipeline shards). */
 #include <check.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,6 +295,82 @@ START_TEST(llama_bf16)
 }
 END_TEST
 
+/* Decode on Q8_0 / Q4_0 weights: against the f32 decode of the same weights rounded
+ * through the type, only the 8-bit rounding of each product's input row is left (bound 3%
+ * of the logits' range, as for GPT-2 in test_model.c), while it did move from the f32
+ * decode of the unrounded weights; the prefill stays f32; the bits do not depend on the
+ * thread count. */
+START_TEST(llama_quantized_decode)
+{
+    const int T = 9, V = 50, types[2] = {PARLM_WT_Q8_0, PARLM_WT_Q4_0};
+    static const char *const mats[] = {"wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down",
+                                       "lm_head"};
+    for (int ti = 0; ti < 2; ti++) {
+        parlm_gpt_config cfg = llama_cfg(2, 4, 2, 128, 96, T, V, 0, 1);
+        parlm_gpt *m = llama(cfg, 51), *r = llama(cfg, 51);
+        int Vp = parlm_gpt_get_config(m).vocab_pad;
+        int64_t P = parlm_gpt_num_params(m);
+        float *p = parlm_gpt_params(m);
+        tu_fill(p, P, 53);
+        for (int64_t i = 0; i < P; i++)
+            p[i] = p[i] * 0.15f + (i % 7 == 0 ? 0.5f : 0.0f);
+        /* r: m's weights with every decoded matrix rounded through the type */
+        float *d = parlm_gpt_params(r);
+        memcpy(d, p, (size_t)P * sizeof(float));
+        for (int i = 0; i < parlm_gpt_num_tensors(r); i++) {
+            const char *name;
+            int64_t off, n;
+            int hit = 0;
+            ck_assert_int_eq(parlm_gpt_tensor_info(r, i, &name, NULL, &off, &n), PARLM_OK);
+            for (int k = 0; k < 8; k++)
+                hit |= !strcmp(name, mats[k]);
+            if (!hit)
+                continue;
+            uint64_t bytes;
+            ck_assert_int_eq(parlm_wtype_bytes(types[ti], (uint64_t)n, &bytes), PARLM_OK);
+            void *q = malloc(bytes);
+            ck_assert_int_eq(parlm_quantize(types[ti], d + off, n, q), PARLM_OK);
+            ck_assert_int_eq(parlm_dequantize(types[ti], q, n, d + off), PARLM_OK);
+            free(q);
+        }
+        int32_t in[9];
+        random_tokens(in, T, V, 52);
+        float *own = malloc((size_t)Vp * sizeof(float)), *ref = malloc((size_t)Vp * sizeof(float));
+        float *lg = malloc((size_t)Vp * sizeof(float)), *lg1 = malloc((size_t)Vp * sizeof(float));
+        float worst = 0, moved = 0, range = 0;
+        ck_assert_int_eq(parlm_gpt_infer(m, in, 4, 0, own), PARLM_OK); /* f32 prefill */
+        ck_assert_int_eq(parlm_gpt_infer(r, in, 4, 0, ref), PARLM_OK);
+        for (int t = 4; t < T; t++) {
+            ck_assert_int_eq(parlm_gpt_set_decode_type(m, PARLM_WT_F32), PARLM_OK);
+            ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, own), PARLM_OK);
+            ck_assert_int_eq(parlm_gpt_infer(r, in + t, 1, t, ref), PARLM_OK);
+            ck_assert_int_eq(parlm_gpt_set_decode_type(m, types[ti]), PARLM_OK);
+            omp_set_num_threads(1);
+            ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, lg1), PARLM_OK);
+            omp_set_num_threads(2);
+            ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, lg), PARLM_OK);
+            ck_assert_msg(!memcmp(lg, lg1, (size_t)V * sizeof(float)), "threads changed bits");
+            for (int i = 0; i < V; i++)
+                range = fmaxf(range, fabsf(ref[i]));
+            worst = fmaxf(worst, tu_max_abs_diff(lg, ref, V));
+            moved = fmaxf(moved, tu_max_abs_diff(lg, own, V));
+        }
+        ck_assert_msg(worst <= 0.03f * range && worst > 0.0f, "%s: %g from the f32 decode of "
+                      "the rounded weights (range %g)", parlm_wtype_name(types[ti]), worst, range);
+        ck_assert_msg(moved > 1e-3f * range, "%s: decode did not move from f32 (%g): not "
+                      "quantized?", parlm_wtype_name(types[ti]), moved);
+        /* a prefill with the type set stays on the f32 weights: bitwise the f32 one */
+        ck_assert_int_eq(parlm_gpt_infer(m, in, T, 0, lg), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_set_decode_type(m, PARLM_WT_F32), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_infer(m, in, T, 0, lg1), PARLM_OK);
+        ck_assert_msg(!memcmp(lg, lg1, (size_t)V * sizeof(float)), "the prefill changed");
+        free(own), free(ref), free(lg), free(lg1);
+        parlm_gpt_free(m);
+        parlm_gpt_free(r);
+    }
+}
+END_TEST
+
 /* What the Llama configuration does not run is a clear PARLM_EUNSUPPORTED naming it. */
 START_TEST(llama_unsupported_is_clear)
 {
@@ -305,11 +382,11 @@ START_TEST(llama_unsupported_is_clear)
     ck_assert_ptr_null(m);
     ck_assert_int_eq(parlm_gpt_create_shard(&m, &cfg, &pp, 1), PARLM_EUNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "pipeline parallelism of Llama"));
+    /* quantized decode needs ffn_hidden in blocks of 32 */
+    cfg.ffn_hidden = 100;
     m = llama(cfg, 1);
-    ck_assert_int_eq(parlm_gpt_set_decode_type(m, PARLM_WT_Q8_0), PARLM_EUNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "q8_0 decode of Llama"));
-    ck_assert_int_eq(parlm_gpt_set_decode_type(m, PARLM_WT_Q4_0), PARLM_EUNSUPPORTED);
-    ck_assert_int_eq(parlm_gpt_set_decode_type(m, PARLM_WT_F32), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_set_decode_type(m, PARLM_WT_Q8_0), PARLM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "ffn_hidden is 100"));
     /* an odd head size cannot rotate pairs */
     parlm_gpt_free(m);
     cfg = llama_cfg(1, 4, 2, 20, 8, 8, 10, 0, 0);
@@ -331,6 +408,7 @@ int main(void)
     tcase_add_test(tc, llama_trains);
     tcase_add_test(tc, llama_kv_cache_matches_forward);
     tcase_add_test(tc, llama_bf16);
+    tcase_add_test(tc, llama_quantized_decode);
     tcase_add_test(tc, llama_unsupported_is_clear);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

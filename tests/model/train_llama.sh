@@ -2,8 +2,8 @@
 # tests/train_llama.sh — parlm-train --model llama-15m end to end on a generated text corpus
 # (byte tokens: the vocabulary comes from the data, as for GPT-2): the loss falls, 4 steps
 # in one run equal 2 + --resume 2 byte for byte (the version 3 checkpoint carries the Llama
-# config), parlm-generate runs the checkpoint (f32 and bf16), and what Llama does not
-# support (quantized decode) fails with a message, not a crash.
+# config), parlm-generate runs the checkpoint (f32, bf16, Q8_0 and Q4_0 decode), and what
+# Llama does not support (GGUF export) fails with a message, not a crash.
 set -eu
 bin=${PARLM_BUILDDIR:-.}/apps
 work=$(mktemp -d)
@@ -36,13 +36,18 @@ for extra in "" "--bf16"; do
         > "$work/gen.txt" 2>&1 || { cat "$work/gen.txt"; exit 1; }
     grep -q "decode: " "$work/gen.txt" || { cat "$work/gen.txt"; exit 1; }
 done
-# quantized decode of Llama is refused with a message naming it
+# and on 8- and 4-bit copies of the weights (the decode line names them)
+for t in q8_0 q4_0; do
+    "$bin/parlm-generate" --ckpt "$work/l" --prompt "line 1" --max-tokens 20 --decode-type $t \
+        > "$work/gen.txt" 2>&1 || { cat "$work/gen.txt"; exit 1; }
+    grep -q "tokens/s ($t weights" "$work/gen.txt" || { cat "$work/gen.txt"; exit 1; }
+done
+# what Llama does not run is refused with a message naming it: GGUF export
 set +e
-"$bin/parlm-generate" --ckpt "$work/l" --prompt "line 1" --max-tokens 5 --decode-type q8_0 \
-    > "$work/gen.txt" 2>&1
+"$bin/parlm-convert" "$work/l/ckpt_00000040.bin" "$work/l.gguf" > "$work/conv.txt" 2>&1
 rc=$?
 set -e
-if [ "$rc" -eq 0 ] || [ "$rc" -gt 2 ] || ! grep -q "decode of Llama" "$work/gen.txt"; then
-    echo "q8_0 decode of a Llama checkpoint: exit $rc"; cat "$work/gen.txt"; exit 1
+if [ "$rc" -eq 0 ] || ! grep -q "GGUF export of Llama" "$work/conv.txt"; then
+    echo "GGUF export of a Llama checkpoint: exit $rc"; cat "$work/conv.txt"; exit 1
 fi
-echo "3 passed, 0 failed"
+echo "4 passed, 0 failed"

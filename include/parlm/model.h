@@ -17,9 +17,10 @@
  *   wte (Vp,C) | for each layer: attn_norm (C) wq (C,C) wk (KV,C) wv (KV,C) wo (C,C)
  *     ffn_norm (C) w_gate (F,C) w_up (F,C) w_down (C,F)   [KV = n_kv_head * C/NH]
  *   | norm (C) | lm_head (Vp,C) if untied_head.
- * Init as GPT-2's: weights N(0, 0.02), wo and w_down 0.02/sqrt(2L), norms 1. Llama models
- * are whole models: shards (tensor, pipeline parallelism) are PARLM_EUNSUPPORTED; bf16
- * matmuls, Q8_0/Q4_0 decode and data parallelism work. */
+ * Init as GPT-2's: weights N(0, 0.02), wo and w_down 0.02/sqrt(2L), norms 1. Llama
+ * pipeline stages are PARLM_EUNSUPPORTED; tensor parallelism (tp dividing NH, NKV, F and
+ * Vp: a shard's rows of wq, wk, wv, w_gate, w_up, wte, lm_head and columns of wo, w_down),
+ * bf16 matmuls, Q8_0/Q4_0 decode and data parallelism work. */
 #ifndef PARLM_MODEL_H
 #define PARLM_MODEL_H
 #include <stdint.h>

@@ -367,43 +367,67 @@ static void layout(parlm_gpt *m)
     m->t_head = -1;
 }
 
-/* Llama (a whole model; parlm_gpt_shard_check refuses shards):
+/* Llama (no pipeline stages; parlm_gpt_shard_check refuses them):
  *   wte (Vp,C) | for each layer: attn_norm (C) wq (C,C) wk (Ckv,C) wv (Ckv,C) wo (C,C)
  *   ffn_norm (C) w_gate (F,C) w_up (F,C) w_down (C,F) | norm (C) [lm_head (Vp,C)]
  * wq, wk, wv are adjacent: one (C + 2 Ckv, C) matrix for the qkv product; so are w_gate
- * and w_up, one (2F, C) matrix whose output rows are SwiGLU's [gate | up]. */
+ * and w_up, one (2F, C) matrix whose output rows are SwiGLU's [gate | up]. A tensor-
+ * parallel shard keeps rows of its query heads (wq), key/value heads (wk, wv: NKV/tp of
+ * them, so each query head finds its group's) and SwiGLU units (w_gate, w_up), the same
+ * columns of wo and w_down, and vocabulary rows of wte and lm_head; norms are replicas. */
 static void layout_llama(parlm_gpt *m)
 {
     const parlm_gpt_config *c = &m->cfg;
+    const int64_t tp = m->sh.tp, r = m->sh.tp_rank;
     const int64_t C = c->n_embd, hs = C / c->n_head, Ckv = (int64_t)c->n_kv_head * hs;
-    const int64_t F = c->ffn_hidden, Vp = c->vocab_pad;
+    const int64_t F = c->ffn_hidden, Vp = c->vocab_pad, Vs = Vp / tp;
+    const int64_t Ca = C / tp, Ckva = Ckv / tp, Fa = F / tp;
     static const char *const names[LT_PER_LAYER] = {
         "attn_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w_gate", "w_up", "w_down"};
+    /* full shapes, and how a shard takes them: 0 replica, 1 a block of rows, 2 a block of
+     * columns of every row (of width w) */
     const int64_t rows[LT_PER_LAYER] = {1, C, Ckv, Ckv, C, 1, F, F, C};
     const int64_t cols[LT_PER_LAYER] = {C, C, C, C, C, C, C, C, F};
+    const int how[LT_PER_LAYER] = {0, 1, 1, 1, 2, 0, 1, 1, 2};
+    const int64_t part[LT_PER_LAYER] = {0, Ca, Ckva, Ckva, Ca, 0, Fa, Fa, Fa};
     const int decay[LT_PER_LAYER] = {0, 1, 1, 1, 1, 0, 1, 1, 1};
-    int64_t zero = 0;
+    const int rep0 = r == 0;
+    int64_t zero = 0, v0 = r * Vs, full_off = 0;
     m->nparams = 0;
     m->ntensors = 0;
     m->t_wpe = m->t_head = -1;
     m->t_wte = 0;
-    add_tensor(m, "wte", -1, 1, 0, 0, C, 1, &zero, Vp, 0, C, 1);
+    add_tensor(m, "wte", -1, 1, 0, 0, C, 1, &v0, Vs, 0, C, 1);
+    full_off += Vp * C;
     m->layer_off0 = m->nparams;
     m->t_layer0 = m->ntensors;
     for (int l = 0; l < c->n_layer; l++)
-        for (int i = 0; i < LT_PER_LAYER; i++)
-            add_tensor(m, names[i], l, decay[i], m->ntensors, m->nparams, cols[i], 1, &zero,
-                       rows[i], 0, cols[i], 1);
+        for (int i = 0; i < LT_PER_LAYER; i++) {
+            int fi = 1 + l * LT_PER_LAYER + i;
+            int64_t r0 = how[i] == 1 ? r * part[i] : 0;
+            if (how[i] == 0)
+                add_tensor(m, names[i], l, decay[i], fi, full_off, cols[i], 1, &zero, rows[i],
+                           0, cols[i], rep0);
+            else if (how[i] == 1)
+                add_tensor(m, names[i], l, decay[i], fi, full_off, cols[i], 1, &r0, part[i], 0,
+                           cols[i], 1);
+            else
+                add_tensor(m, names[i], l, decay[i], fi, full_off, cols[i], 1, &zero, rows[i],
+                           r * part[i], part[i], 1);
+            full_off += rows[i] * cols[i];
+        }
     m->layer_size = (m->nparams - m->layer_off0) / c->n_layer;
+    int fl = 1 + c->n_layer * LT_PER_LAYER;
     m->t_lnf = m->ntensors;
-    add_tensor(m, "norm", c->n_layer, 0, m->ntensors, m->nparams, C, 1, &zero, 1, 0, C, 1);
+    add_tensor(m, "norm", c->n_layer, 0, fl, full_off, C, 1, &zero, 1, 0, C, rep0);
+    full_off += C;
     if (c->untied_head) {
         m->t_head = m->ntensors;
-        add_tensor(m, "lm_head", c->n_layer, 1, m->ntensors, m->nparams, C, 1, &zero, Vp, 0, C,
-                   1);
+        add_tensor(m, "lm_head", c->n_layer, 1, fl + 1, full_off, C, 1, &v0, Vs, 0, C, 1);
     }
-    m->Ca = (int)C, m->NHa = c->n_head, m->Hm = (int)F, m->Vs = (int)Vp;
-    m->NKVa = c->n_kv_head, m->Ckv = (int)Ckv, m->Wqkv = (int)(C + 2 * Ckv), m->Hf = 2 * (int)F;
+    m->Ca = (int)Ca, m->NHa = c->n_head / (int)tp, m->Hm = (int)Fa, m->Vs = (int)Vs;
+    m->NKVa = c->n_kv_head / (int)tp, m->Ckv = (int)Ckva, m->Wqkv = (int)(Ca + 2 * Ckva);
+    m->Hf = 2 * (int)Fa;
     m->npl = LT_PER_LAYER;
 }
 
@@ -494,7 +518,7 @@ static void init_params(parlm_gpt *m, uint64_t seed, float *scratch)
             init_full_tensor(m, t->name, sl->full_index, m->params + t->off, t->n, seed);
             continue;
         }
-        if (sl->full_index == 0)
+        if (sl->full_index == 0 || !strcmp(t->name, "lm_head"))
             full_n = (int64_t)m->cfg.vocab_pad * m->cfg.n_embd;
         init_full_tensor(m, t->name, sl->full_index, scratch, full_n, seed);
         parlm_gpt_slice_copy(sl, m->params + t->off, scratch, 0);
@@ -539,9 +563,10 @@ parlm_status parlm_gpt_shard_check(const parlm_gpt_config *cfg, const parlm_gpt_
     if (sh->tp < 1 || sh->tp_rank < 0 || sh->tp_rank >= sh->tp)
         return parlm_error(PARLM_EINVAL, "model shard: tensor-parallel rank %d of %d", sh->tp_rank,
                            sh->tp);
-    if (c.arch == PARLM_ARCH_LLAMA && sh->tp > 1)
-        return parlm_error(PARLM_EUNSUPPORTED, "tensor parallelism of Llama models is not "
-                           "implemented (the shards split GPT-2's qkv, MLP and tied head only)");
+    if (c.arch == PARLM_ARCH_LLAMA && (c.n_kv_head % sh->tp || c.ffn_hidden % sh->tp))
+        return parlm_error(PARLM_EINVAL, "tensor parallelism %d does not divide the %d key/value "
+                           "heads and the %d SwiGLU units of the Llama model", sh->tp,
+                           c.n_kv_head, c.ffn_hidden);
     if (c.arch == PARLM_ARCH_LLAMA && (sh->layer_begin != 0 || sh->layer_end != c.n_layer))
         return parlm_error(PARLM_EUNSUPPORTED, "pipeline parallelism of Llama models is not "
                            "implemented (a stage of layers %d..%d of %d)", sh->layer_begin,
@@ -608,6 +633,7 @@ parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg
     /* a tensor-parallel slice is cut from its full tensor: room for the largest (wte) */
     int64_t rows = c.vocab_pad > 4 * c.n_embd ? c.vocab_pad : 4 * c.n_embd;
     rows = rows > c.max_seq ? rows : c.max_seq;
+    rows = rows > c.ffn_hidden ? rows : c.ffn_hidden; /* Llama's w_down: (C, F) */
     float *scratch = sh->tp > 1 ? parlm_alloc((size_t)rows * (size_t)c.n_embd, sizeof(float))
                                 : NULL;
     if (!m->params || !m->grads || (sh->tp > 1 && !scratch)) {
@@ -1107,9 +1133,11 @@ static parlm_status embed(parlm_gpt *m, float *out, const int32_t *tokens, int64
                           int Bn, int Tn)
 {
     int C = m->cfg.n_embd;
-    if (m->llama) /* no position embedding: RoPE rotates q and k instead */
-        return parlm_embedding_vp_forward(out, tokens, WTE(m->params), n, C, 0, m->Vs,
-                                          m->cfg.vocab);
+    if (m->llama) { /* no position embedding: RoPE rotates q and k instead */
+        RETURN_IF_ERROR(parlm_embedding_vp_forward(out, tokens, WTE(m->params), n, C, vocab0(m),
+                                                   m->Vs, m->cfg.vocab));
+        return tp_sum(m, out, n * C);
+    }
     const float *wpe = WPE(m->params) + (int64_t)pos0 * C;
     if (m->sh.tp == 1)
         return parlm_embedding_forward(out, tokens, WTE(m->params), wpe, Bn, Tn, C, m->cfg.vocab);
@@ -1130,7 +1158,7 @@ static parlm_status row_parallel_fwd(parlm_gpt *m, float *out, const float *inp,
         return matmul_fwd(m, out, inp, W, b, N, IC, C);
     RETURN_IF_ERROR(matmul_fwd(m, out, inp, W, NULL, N, IC, C));
     RETURN_IF_ERROR(tp_sum(m, out, N * C));
-    return parlm_bias_forward(out, b, N, C);
+    return b ? parlm_bias_forward(out, b, N, C) : PARLM_OK; /* Llama: no bias */
 }
 
 /* row_parallel_fwd of the generic inference path (matmul_infer's quantized decode) */
@@ -1142,7 +1170,7 @@ static parlm_status row_parallel_infer(parlm_gpt *m, float *out, const float *in
         return matmul_infer(m, out, inp, W, b, N, IC, C, qi);
     RETURN_IF_ERROR(matmul_infer(m, out, inp, W, NULL, N, IC, C, qi));
     RETURN_IF_ERROR(tp_sum(m, out, N * C));
-    return parlm_bias_forward(out, b, N, C);
+    return b ? parlm_bias_forward(out, b, N, C) : PARLM_OK;
 }
 
 /* ---- the ops where the architectures differ ------------------------------------------------ */
@@ -1523,7 +1551,7 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
         m->tok_rows_valid = 1;
     } else if (m->llama) { /* the token lookup alone: no position embedding */
         RETURN_IF_ERROR(parlm_embedding_vp_backward(WTE(m->grads), NULL, m->d_res, S->inputs, B,
-                                                    T, C, 0, m->Vs, c->vocab));
+                                                    T, C, vocab0(m), m->Vs, c->vocab));
     } else if (m->sh.tp > 1) { /* the rows of the tokens in our vocab slice */
         RETURN_IF_ERROR(parlm_embedding_vp_backward(WTE(m->grads), WPE(m->grads), m->d_res, S->inputs, B, T,
                                         C, vocab0(m), m->Vs, c->vocab));

@@ -2,7 +2,7 @@
  * finite-difference gradients of every parameter (tied and untied head, grouped-query
  * attention), loss at init ~ ln(V), overfitting one batch, KV-cache generation equal to
  * the full forward, bf16 matmuls, Q8_0/Q4_0 decode, the tensor table, and the clear errors
- * for what Llama does not support (tensor/pipeline shards). */
+ * for what Llama does not support (pipeline stages). */
 #include <check.h>
 #include <math.h>
 #include <omp.h>
@@ -375,10 +375,11 @@ END_TEST
 START_TEST(llama_unsupported_is_clear)
 {
     parlm_gpt_config cfg = llama_cfg(2, 4, 2, 64, 128, 16, 64, 0, 0);
-    parlm_gpt_shard tp = {2, 0, 0, 2}, pp = {1, 0, 0, 1};
+    parlm_gpt_shard tp = {4, 0, 0, 2}, pp = {1, 0, 0, 1};
     parlm_gpt *m = NULL;
-    ck_assert_int_eq(parlm_gpt_create_shard(&m, &cfg, &tp, 1), PARLM_EUNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "tensor parallelism of Llama"));
+    /* tensor parallelism needs whole key/value heads per shard */
+    ck_assert_int_eq(parlm_gpt_create_shard(&m, &cfg, &tp, 1), PARLM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "2 key/value heads"));
     ck_assert_ptr_null(m);
     ck_assert_int_eq(parlm_gpt_create_shard(&m, &cfg, &pp, 1), PARLM_EUNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "pipeline parallelism of Llama"));

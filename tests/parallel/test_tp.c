@@ -79,9 +79,18 @@ static parlm_gpt_config small_config(int vocab)
     return cfg;
 }
 
+static int llama; /* the configs are Llama ones: GQA, SwiGLU, RoPE, an untied head at tp 2 */
+
 /* heads, hidden units and the padded vocabulary divide 3 */
 static parlm_gpt_config config_for(int tp)
 {
+    if (llama) { /* NKV and F divide tp; C/tp and F/tp multiples of 32 (quantized decode) */
+        parlm_gpt_config cfg = {.n_layer = 2, .n_head = tp == 3 ? 6 : 8, .n_embd = tp == 3 ? 96 : 128,
+                                .max_seq = 32, .vocab = 300, .arch = PARLM_ARCH_LLAMA,
+                                .n_kv_head = tp == 3 ? 3 : 4, .ffn_hidden = tp == 3 ? 96 : 256,
+                                .untied_head = tp == 2};
+        return cfg;
+    }
     if (tp == 3) {
         parlm_gpt_config cfg = {.n_layer = 2, .n_head = 6, .n_embd = 96,
                                 .max_seq = 32, .vocab = 300}; /* Vp 384 */
@@ -132,8 +141,9 @@ static float *assemble(group *g, parlm_gpt *m, const float *buf, int64_t nfull)
 /* the replicated tensors of buf (layernorms, wpe, the row-parallel biases): one hash */
 static uint64_t replicated_hash(parlm_gpt *m, const float *buf)
 {
-    static const char *const rep[] = {"wpe",  "ln1w", "ln1b",    "attprojb", "ln2w",
-                                      "ln2b", "lnfw", "fcprojb", "lnfb"};
+    static const char *const rep[] = {"wpe",  "ln1w", "ln1b",    "attprojb",  "ln2w",
+                                      "ln2b", "lnfw", "fcprojb", "lnfb",      "attn_norm",
+                                      "ffn_norm", "norm"};
     uint64_t h = 0;
     int found = 0;
     for (int i = 0; i < parlm_gpt_num_tensors(m); i++) {
@@ -147,7 +157,8 @@ static uint64_t replicated_hash(parlm_gpt *m, const float *buf)
                 found++;
             }
     }
-    ck_assert_int_eq(found, 3 + 6 * parlm_gpt_get_config(m).n_layer);
+    ck_assert_int_eq(found, llama ? 1 + 2 * parlm_gpt_get_config(m).n_layer
+                                  : 3 + 6 * parlm_gpt_get_config(m).n_layer);
     return h;
 }
 
@@ -378,6 +389,22 @@ END_TEST
  * over the threads, or rows when they do not divide the heads; one thread calls the
  * collectives); the prefill that fills the cache runs on one thread each time. tp = 3's
  * model is too small to take more than one thread. */
+/* The Llama configuration under tensor parallelism: the same checks as GPT-2's */
+START_TEST(llama_equals_single_process)
+{
+    int tp = tp_of_test(_i);
+    if (!tp)
+        return;
+    llama = 1;
+    check_forward_backward(tp);
+    check_training(tp);
+    check_generation(tp, 0, PARLM_WT_F32);
+    check_generation(tp, 1, PARLM_WT_F32);
+    check_generation(tp, 0, PARLM_WT_Q8_0);
+    llama = 0;
+}
+END_TEST
+
 START_TEST(decode_threads_bitwise)
 {
     int tp = tp_of_test(_i);
@@ -458,6 +485,7 @@ int main(int argc, char **argv)
     tcase_add_loop_test(tc, training_equals_single_process, 0, 3);
     tcase_add_loop_test(tc, generation_same_tokens, 0, 3);
     tcase_add_loop_test(tc, decode_threads_bitwise, 0, 3);
+    tcase_add_loop_test(tc, llama_equals_single_process, 0, 3);
     tcase_add_test(tc, bad_layouts_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -367,14 +367,16 @@ static void layout(parlm_gpt *m)
     m->t_head = -1;
 }
 
-/* Llama (no pipeline stages; parlm_gpt_shard_check refuses them):
+/* Llama:
  *   wte (Vp,C) | for each layer: attn_norm (C) wq (C,C) wk (Ckv,C) wv (Ckv,C) wo (C,C)
  *   ffn_norm (C) w_gate (F,C) w_up (F,C) w_down (C,F) | norm (C) [lm_head (Vp,C)]
  * wq, wk, wv are adjacent: one (C + 2 Ckv, C) matrix for the qkv product; so are w_gate
  * and w_up, one (2F, C) matrix whose output rows are SwiGLU's [gate | up]. A tensor-
  * parallel shard keeps rows of its query heads (wq), key/value heads (wk, wv: NKV/tp of
  * them, so each query head finds its group's) and SwiGLU units (w_gate, w_up), the same
- * columns of wo and w_down, and vocabulary rows of wte and lm_head; norms are replicas. */
+ * columns of wo and w_down, and vocabulary rows of wte and lm_head; norms are replicas.
+ * A pipeline stage holds its layers, the first wte, the last norm and the head (wte when
+ * tied: a stage that is both holds it once), as GPT-2's do. */
 static void layout_llama(parlm_gpt *m)
 {
     const parlm_gpt_config *c = &m->cfg;
@@ -391,13 +393,15 @@ static void layout_llama(parlm_gpt *m)
     const int how[LT_PER_LAYER] = {0, 1, 1, 1, 2, 0, 1, 1, 2};
     const int64_t part[LT_PER_LAYER] = {0, Ca, Ckva, Ckva, Ca, 0, Fa, Fa, Fa};
     const int decay[LT_PER_LAYER] = {0, 1, 1, 1, 1, 0, 1, 1, 1};
-    const int rep0 = r == 0;
+    const int rep0 = r == 0, lb = m->sh.layer_begin, le = m->sh.layer_end;
     int64_t zero = 0, v0 = r * Vs, full_off = 0;
     m->nparams = 0;
     m->ntensors = 0;
-    m->t_wpe = m->t_head = -1;
-    m->t_wte = 0;
-    add_tensor(m, "wte", -1, 1, 0, 0, C, 1, &v0, Vs, 0, C, 1);
+    m->t_wte = m->t_wpe = m->t_head = m->t_lnf = -1;
+    if (m->first || (m->last && !c->untied_head)) { /* the lookup, and the tied head */
+        m->t_wte = m->ntensors;
+        add_tensor(m, "wte", -1, 1, 0, 0, C, 1, &v0, Vs, 0, C, m->first);
+    }
     full_off += Vp * C;
     m->layer_off0 = m->nparams;
     m->t_layer0 = m->ntensors;
@@ -405,7 +409,9 @@ static void layout_llama(parlm_gpt *m)
         for (int i = 0; i < LT_PER_LAYER; i++) {
             int fi = 1 + l * LT_PER_LAYER + i;
             int64_t r0 = how[i] == 1 ? r * part[i] : 0;
-            if (how[i] == 0)
+            if (l < lb || l >= le)
+                ;
+            else if (how[i] == 0)
                 add_tensor(m, names[i], l, decay[i], fi, full_off, cols[i], 1, &zero, rows[i],
                            0, cols[i], rep0);
             else if (how[i] == 1)
@@ -416,12 +422,14 @@ static void layout_llama(parlm_gpt *m)
                            r * part[i], part[i], 1);
             full_off += rows[i] * cols[i];
         }
-    m->layer_size = (m->nparams - m->layer_off0) / c->n_layer;
+    m->layer_size = (m->nparams - m->layer_off0) / (le - lb);
     int fl = 1 + c->n_layer * LT_PER_LAYER;
-    m->t_lnf = m->ntensors;
-    add_tensor(m, "norm", c->n_layer, 0, fl, full_off, C, 1, &zero, 1, 0, C, rep0);
+    if (m->last) {
+        m->t_lnf = m->ntensors;
+        add_tensor(m, "norm", c->n_layer, 0, fl, full_off, C, 1, &zero, 1, 0, C, rep0);
+    }
     full_off += C;
-    if (c->untied_head) {
+    if (m->last && c->untied_head) {
         m->t_head = m->ntensors;
         add_tensor(m, "lm_head", c->n_layer, 1, fl + 1, full_off, C, 1, &v0, Vs, 0, C, 1);
     }
@@ -567,10 +575,6 @@ parlm_status parlm_gpt_shard_check(const parlm_gpt_config *cfg, const parlm_gpt_
         return parlm_error(PARLM_EINVAL, "tensor parallelism %d does not divide the %d key/value "
                            "heads and the %d SwiGLU units of the Llama model", sh->tp,
                            c.n_kv_head, c.ffn_hidden);
-    if (c.arch == PARLM_ARCH_LLAMA && (sh->layer_begin != 0 || sh->layer_end != c.n_layer))
-        return parlm_error(PARLM_EUNSUPPORTED, "pipeline parallelism of Llama models is not "
-                           "implemented (a stage of layers %d..%d of %d)", sh->layer_begin,
-                           sh->layer_end - 1, c.n_layer);
     if (c.n_head % sh->tp)
         return parlm_error(PARLM_EINVAL, "tensor parallelism %d does not divide the %d attention "
                            "heads", sh->tp, c.n_head);

@@ -39,6 +39,7 @@ struct parlm_pp {
     int *req_ev;               /* event of each request */
     parlm_pp_op *ops;          /* the schedule, 2M */
     int64_t wte_off, wte_n;    /* the tied embedding in this shard (n = 0: none) */
+    int untied;                /* no tied embedding to sum (a Llama untied head) */
     parlm_pp_event *ev;
     int nev, cap_ev;
     parlm_pp_stats stats;
@@ -270,8 +271,12 @@ parlm_status parlm_pp_create_dp(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int
         if (st == PARLM_OK && ((!pp->first && !pp->in[k]) || (!pp->last && !pp->gout[k])))
             st = parlm_error(PARLM_EINVAL, "parlm_pp_create: the model has no stage buffers");
     }
-    /* the tied embedding: wte on a first or last stage that is not both */
-    for (int i = 0; st == PARLM_OK && pp->nstages > 1 && i < parlm_gpt_num_tensors(m); i++) {
+    /* the tied embedding: wte on a first or last stage that is not both (a Llama model
+     * with an untied head has none: its wte lives on the first stage only) */
+    if (st == PARLM_OK)
+        pp->untied = parlm_gpt_get_config(m).untied_head;
+    for (int i = 0; st == PARLM_OK && pp->nstages > 1 && !pp->untied &&
+                    i < parlm_gpt_num_tensors(m); i++) {
         const char *name;
         int layer;
         int64_t off, cnt;
@@ -279,7 +284,8 @@ parlm_status parlm_pp_create_dp(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int
             strcmp(name, "wte") == 0)
             pp->wte_off = off, pp->wte_n = cnt;
     }
-    if (st == PARLM_OK && pp->nstages > 1 && (pp->first || pp->last) && pp->wte_n == 0)
+    if (st == PARLM_OK && pp->nstages > 1 && !pp->untied && (pp->first || pp->last) &&
+        pp->wte_n == 0)
         st = parlm_error(PARLM_EINVAL, "parlm_pp_create: an end stage without the token embedding");
     if (st == PARLM_OK && (parlm_comm_get_mpi(world, &pp->world) != PARLM_OK ||
                            parlm_grid_pp_mpi(g, &pp->p2p) != PARLM_OK))
@@ -423,7 +429,7 @@ parlm_status parlm_pp_run(parlm_pp *pp, const int32_t *inputs, const int32_t *ta
     float *grads = parlm_gpt_grads(pp->m);
     /* the tied embedding: the head's part (last stage) + the lookup's (first stage) */
     parlm_comm *embed = parlm_grid_comm(pp->g, PARLM_GRID_EMBED);
-    if (pp->nstages > 1 && embed) {
+    if (pp->nstages > 1 && embed && !pp->untied) {
         double t0 = now();
         st = parlm_allreduce(embed, grads + pp->wte_off, pp->wte_n, PARLM_REDUCE_SUM, 0);
         double t1 = now();

@@ -1,8 +1,8 @@
 /* tests/model/test_llama.c — the Llama configuration of the model code end to end:
  * finite-difference gradients of every parameter (tied and untied head, grouped-query
  * attention), loss at init ~ ln(V), overfitting one batch, KV-cache generation equal to
- * the full forward, bf16 matmuls, Q8_0/Q4_0 decode, the tensor table, and the clear errors
- * for what Llama does not support (pipeline stages). */
+ * the full forward, bf16 matmuls, Q8_0/Q4_0 decode, the tensor table, shards and bad
+ * configs (tensor parallelism and pipelines run in tests/parallel/test_tp and test_pp). */
 #include <check.h>
 #include <math.h>
 #include <omp.h>
@@ -371,8 +371,9 @@ START_TEST(llama_quantized_decode)
 }
 END_TEST
 
-/* What the Llama configuration does not run is a clear PARLM_EUNSUPPORTED naming it. */
-START_TEST(llama_unsupported_is_clear)
+/* Shards: tensor parallelism needs whole KV heads per rank; pipeline stages hold their
+ * layers and the ends' tensors. Quantized decode needs widths in blocks of 32. */
+START_TEST(llama_shards_and_bad_configs)
 {
     parlm_gpt_config cfg = llama_cfg(2, 4, 2, 64, 128, 16, 64, 0, 0);
     parlm_gpt_shard tp = {4, 0, 0, 2}, pp = {1, 0, 0, 1};
@@ -381,8 +382,24 @@ START_TEST(llama_unsupported_is_clear)
     ck_assert_int_eq(parlm_gpt_create_shard(&m, &cfg, &tp, 1), PARLM_EINVAL);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "2 key/value heads"));
     ck_assert_ptr_null(m);
-    ck_assert_int_eq(parlm_gpt_create_shard(&m, &cfg, &pp, 1), PARLM_EUNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "pipeline parallelism of Llama"));
+    /* a pipeline stage of an untied model: the head on the last stage only */
+    ck_assert_int_eq(parlm_gpt_create_shard(&m, &cfg, &pp, 1), PARLM_OK);
+    const char *nm;
+    ck_assert_int_eq(parlm_gpt_num_tensors(m), 1 + 9);
+    ck_assert_int_eq(parlm_gpt_tensor_info(m, 0, &nm, NULL, NULL, NULL), PARLM_OK);
+    ck_assert_str_eq(nm, "wte");
+    parlm_gpt_free(m);
+    pp.layer_begin = 1, pp.layer_end = 2;
+    cfg.untied_head = 1;
+    ck_assert_int_eq(parlm_gpt_create_shard(&m, &cfg, &pp, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_num_tensors(m), 9 + 2);
+    ck_assert_int_eq(parlm_gpt_tensor_info(m, 0, &nm, NULL, NULL, NULL), PARLM_OK);
+    ck_assert_str_eq(nm, "attn_norm");
+    ck_assert_int_eq(parlm_gpt_tensor_info(m, 10, &nm, NULL, NULL, NULL), PARLM_OK);
+    ck_assert_str_eq(nm, "lm_head");
+    parlm_gpt_free(m);
+    m = NULL;
+    cfg.untied_head = 0;
     /* quantized decode needs ffn_hidden in blocks of 32 */
     cfg.ffn_hidden = 100;
     m = llama(cfg, 1);
@@ -410,7 +427,7 @@ int main(void)
     tcase_add_test(tc, llama_kv_cache_matches_forward);
     tcase_add_test(tc, llama_bf16);
     tcase_add_test(tc, llama_quantized_decode);
-    tcase_add_test(tc, llama_unsupported_is_clear);
+    tcase_add_test(tc, llama_shards_and_bad_configs);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -170,8 +170,16 @@ END_TEST
 #define STEPS 20
 static const parlm_adamw_cfg OPT = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
 
+static int llama; /* 1: a Llama model with an untied head, 2: with a tied one */
+
 static parlm_gpt_config pp_model(void)
 {
+    if (llama) {
+        parlm_gpt_config c = {.n_layer = 4, .n_head = 4, .n_embd = 128, .max_seq = 64,
+                              .vocab = PV, .arch = PARLM_ARCH_LLAMA, .n_kv_head = 2,
+                              .ffn_hidden = 256, .untied_head = llama == 1};
+        return c;
+    }
     parlm_gpt_config c = {0};
     c.max_seq = 64;
     c.vocab = PV;
@@ -498,6 +506,29 @@ START_TEST(pipeline_matches_single_process)
 }
 END_TEST
 
+/* A Llama model in a pipeline (1F1B, every rank a stage): with an untied head its wte
+ * lives on the first stage only and no tied sum runs; with a tied one, as GPT-2's */
+START_TEST(llama_pipeline_matches_single_process)
+{
+    const int M = 4;
+    for (llama = 1; llama <= 2; llama++) {
+        parlm_gpt_config c = pp_model();
+        int64_t P, wte = wte_floats();
+        ck_assert_int_eq(parlm_gpt_config_num_params(&c, &P), PARLM_OK);
+        run_result ref = {0}, r = {0};
+        reference(1, M, 1.0f, &ref);
+        train_pp(1, nranks, M, PARLM_PP_1F1B, 1.0f, &r);
+        char what[64];
+        snprintf(what, sizeof what, "llama %s head (dp 1, tp 1, pp %d) 1f1b",
+                 llama == 1 ? "untied" : "tied", nranks);
+        compare(what, &r, &ref, wte, P, 0, 1e-5f, PARAM_TOL);
+        result_free(&ref);
+        result_free(&r);
+    }
+    llama = 0;
+}
+END_TEST
+
 /* Where the order of sums is the same, the pipeline is bitwise the single process: one
  * micro-batch, no clipping (whose norm is summed in another order), and inputs without a
  * repeated token (the reference adds a token's lookup rows one by one onto the LM head's
@@ -621,6 +652,7 @@ int main(int argc, char **argv)
     tcase_set_timeout(tp, 240);
     tcase_add_test(tp, pipeline_matches_single_process);
     tcase_add_test(tp, one_micro_batch_is_bitwise);
+    tcase_add_test(tp, llama_pipeline_matches_single_process);
     tcase_add_test(tp, dp_modes_match_sync);
     tcase_add_test(tp, pipeline_bad_input);
     suite_add_tcase(s, tp);

@@ -17,10 +17,11 @@
  *   wte (Vp,C) | for each layer: attn_norm (C) wq (C,C) wk (KV,C) wv (KV,C) wo (C,C)
  *     ffn_norm (C) w_gate (F,C) w_up (F,C) w_down (C,F)   [KV = n_kv_head * C/NH]
  *   | norm (C) | lm_head (Vp,C) if untied_head.
- * Init as GPT-2's: weights N(0, 0.02), wo and w_down 0.02/sqrt(2L), norms 1. Llama
- * pipeline stages are PARLM_EUNSUPPORTED; tensor parallelism (tp dividing NH, NKV, F and
- * Vp: a shard's rows of wq, wk, wv, w_gate, w_up, wte, lm_head and columns of wo, w_down),
- * bf16 matmuls, Q8_0/Q4_0 decode and data parallelism work. */
+ * Init as GPT-2's: weights N(0, 0.02), wo and w_down 0.02/sqrt(2L), norms 1. Tensor
+ * parallelism (tp dividing NH, NKV, F and Vp: a shard's rows of wq, wk, wv, w_gate, w_up,
+ * wte, lm_head and columns of wo, w_down), pipeline stages (an untied head on the last,
+ * wte on the first only), bf16 matmuls, Q8_0/Q4_0 decode and data parallelism work as
+ * for GPT-2. */
 #ifndef PARLM_MODEL_H
 #define PARLM_MODEL_H
 #include <stdint.h>
@@ -115,10 +116,10 @@ PARLM_API parlm_status parlm_gpt_set_bf16(parlm_gpt *m, int on);
  * 0.27 (Q8_0) or 0.14 (Q4_0) of f32's weight traffic. PARLM_WT_F32 turns it off (decode
  * then follows parlm_gpt_set_bf16). Prefill, training and the f32 master weights are
  * unchanged. The products' input widths (n_embd, and on a tensor-parallel shard
- * n_embd/tp and 4 n_embd/tp; Llama: n_embd and ffn_hidden) must be multiples of 32
- * (PARLM_EINVAL naming the width); another type is PARLM_EUNSUPPORTED. A Llama model's
- * decode runs its layers op by op with the same quantized products (wq|wk|wv, wo,
- * w_gate|w_up, w_down and the head). */
+ * n_embd/tp and 4 n_embd/tp; Llama: n_embd and ffn_hidden, /tp on a shard) must be
+ * multiples of 32 (PARLM_EINVAL naming the width); another type is PARLM_EUNSUPPORTED.
+ * A Llama model's decode runs its layers op by op with the same quantized products
+ * (wq|wk|wv, wo, w_gate|w_up, w_down and the head). */
 PARLM_API parlm_status parlm_gpt_set_decode_type(parlm_gpt *m, int type);
 
 /* Forward of inputs (B,T). With targets (B,T): *loss = mean cross-entropy; without,

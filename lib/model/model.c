@@ -813,7 +813,8 @@ parlm_status parlm_gpt_set_decode_type(parlm_gpt *m, int type)
     /* rows are quantized in blocks of 32 along the input: every product's input width */
     const struct { const char *what; int64_t n; } w[] = {
         {"n_embd", m->cfg.n_embd}, {"the shard's attention width (n_embd / tp)", m->Ca},
-        {m->llama ? "ffn_hidden" : "the shard's MLP width (4 n_embd / tp)", m->Hm}};
+        {!m->llama ? "the shard's MLP width (4 n_embd / tp)"
+         : m->sh.tp > 1 ? "the shard's SwiGLU width (ffn_hidden / tp)" : "ffn_hidden", m->Hm}};
     for (int i = 0; type != PARLM_WT_F32 && i < 3; i++)
         if (w[i].n % PARLM_QBLOCK)
             return parlm_error(PARLM_EINVAL, "%s: %s is %lld, not a multiple of %d: %s blocks "

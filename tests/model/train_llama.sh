@@ -3,7 +3,8 @@
 # (byte tokens: the vocabulary comes from the data, as for GPT-2): the loss falls, 4 steps
 # in one run equal 2 + --resume 2 byte for byte (the version 3 checkpoint carries the Llama
 # config), parlm-generate runs the checkpoint (f32, bf16, Q8_0 and Q4_0 decode), and what
-# Llama does not support (GGUF export) fails with a message, not a crash.
+# Llama does not support (GGUF export, the batched server) fails with a message, not a
+# crash.
 set -eu
 bin=${PARLM_BUILDDIR:-.}/apps
 work=$(mktemp -d)
@@ -49,5 +50,13 @@ rc=$?
 set -e
 if [ "$rc" -eq 0 ] || ! grep -q "GGUF export of Llama" "$work/conv.txt"; then
     echo "GGUF export of a Llama checkpoint: exit $rc"; cat "$work/conv.txt"; exit 1
+fi
+# and the batched server, before it listens
+set +e
+timeout 60 "$bin/parlm-serve" --model "$work/l" --port 0 > "$work/serve.txt" 2>&1
+rc=$?
+set -e
+if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || ! grep -q "serving Llama models" "$work/serve.txt"; then
+    echo "parlm-serve of a Llama checkpoint: exit $rc"; cat "$work/serve.txt"; exit 1
 fi
 echo "4 passed, 0 failed"

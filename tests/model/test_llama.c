@@ -299,13 +299,19 @@ END_TEST
  * through the type, only the 8-bit rounding of each product's input row is left (bound 3%
  * of the logits' range, as for GPT-2 in test_model.c), while it did move from the f32
  * decode of the unrounded weights; the prefill stays f32; the bits do not depend on the
- * thread count. */
+ * thread count. Both layouts of the quantized copy (plain rows, repacked by 8). */
 START_TEST(llama_quantized_decode)
 {
     const int T = 9, V = 50, types[2] = {PARLM_WT_Q8_0, PARLM_WT_Q4_0};
     static const char *const mats[] = {"wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down",
                                        "lm_head"};
-    for (int ti = 0; ti < 2; ti++) {
+    parlm_qlayout chosen[2] = {parlm_qlayout_current(types[0], NULL),
+                               parlm_qlayout_current(types[1], NULL)};
+    for (int tl = 0; tl < 4; tl++) { /* each type in both layouts: plain rows, repacked by 8 */
+        int ti = tl / 2;
+        ck_assert_int_eq(parlm_qlayout_select(types[ti], tl % 2 ? PARLM_QLAYOUT_R8
+                                                                : PARLM_QLAYOUT_ROWS),
+                         PARLM_OK);
         parlm_gpt_config cfg = llama_cfg(2, 4, 2, 128, 96, T, V, 0, 1);
         parlm_gpt *m = llama(cfg, 51), *r = llama(cfg, 51);
         int Vp = parlm_gpt_get_config(m).vocab_pad;
@@ -368,6 +374,8 @@ START_TEST(llama_quantized_decode)
         parlm_gpt_free(m);
         parlm_gpt_free(r);
     }
+    for (int ti = 0; ti < 2; ti++)
+        ck_assert_int_eq(parlm_qlayout_select(types[ti], chosen[ti]), PARLM_OK);
 }
 END_TEST
 

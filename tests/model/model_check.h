@@ -1,0 +1,70 @@
+/* tests/model/model_check.h — what the whole-model tests (test_model: GPT-2, test_llama:
+ * Llama) share: random tokens, and the finite-difference check of every parameter. */
+#ifndef PARLM_TESTS_MODEL_CHECK_H
+#define PARLM_TESTS_MODEL_CHECK_H
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parlm.h"
+#include "../testutil.h"
+
+static void random_tokens(int32_t *t, int n, int V, uint64_t seed)
+{
+    uint64_t s = seed * 2654435761u + 7;
+    for (int i = 0; i < n; i++)
+        t[i] = (int32_t)(tu_next(&s) % (uint64_t)V);
+}
+
+/* Central differences on every parameter of m (set up for B x T, weights as the caller
+ * drew them) against backward's gradients at the tokens in -> tg: h = 1e-2, |fd - an| <=
+ * 2e-3 + 3e-2 |an| per parameter and a relative RMS error < 1e-2. The first 10 misses are
+ * printed with their tensor and layer, tagged `tag`. Returns backward's gradients (malloc'd:
+ * free them) for the caller's own checks (padded vocabulary rows). */
+static float *fd_check_model(parlm_gpt *m, const int32_t *in, const int32_t *tg, const char *tag)
+{
+    int64_t P = parlm_gpt_num_params(m);
+    float *p = parlm_gpt_params(m), loss;
+    ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &loss), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_zero_grad(m), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_backward(m, 1.0f), PARLM_OK);
+    float *g = malloc((size_t)P * sizeof(float));
+    ck_assert_ptr_nonnull(g);
+    memcpy(g, parlm_gpt_grads(m), (size_t)P * sizeof(float));
+    int bad = 0, nt = parlm_gpt_num_tensors(m);
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < P; i++) {
+        float save = p[i], lp, lm;
+        const float h = 1e-2f;
+        p[i] = save + h;
+        parlm_gpt_params(m); /* marks the weights as changed */
+        ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &lp), PARLM_OK);
+        p[i] = save - h;
+        ck_assert_int_eq(parlm_gpt_forward(m, in, tg, &lm), PARLM_OK);
+        p[i] = save;
+        double fd = ((double)lp - lm) / (2.0 * h);
+        num += (fd - g[i]) * (fd - g[i]);
+        den += (double)g[i] * g[i];
+        if (fabs(fd - g[i]) > 2e-3 + 3e-2 * fabs(g[i]) && bad++ < 10) {
+            const char *name = "?";
+            int layer = 0;
+            for (int t = 0; t < nt; t++) {
+                int64_t off, cnt;
+                const char *nm;
+                int l;
+                parlm_gpt_tensor_info(m, t, &nm, &l, &off, &cnt);
+                if (i >= off && i < off + cnt)
+                    name = nm, layer = l;
+            }
+            fprintf(stderr, "[%s] param %lld (%s, layer %d): fd %.6f analytic %.6f\n", tag,
+                    (long long)i, name, layer, fd, g[i]);
+        }
+    }
+    ck_assert_msg(bad == 0, "%s: %d of %lld gradients off", tag, bad, (long long)P);
+    ck_assert_msg(sqrt(num / den) < 1e-2, "%s: relative gradient error %g", tag,
+                  sqrt(num / den));
+    return g;
+}
+#endif

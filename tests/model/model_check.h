@@ -67,4 +67,31 @@ static float *fd_check_model(parlm_gpt *m, const int32_t *in, const int32_t *tg,
                   sqrt(num / den));
     return g;
 }
+/* The KV cache against the full forward: m's weights times 5 (sharper attention than at
+ * init), the logits of a 5-token prefill and then of each single-token decode step up to
+ * T equal the forward's of the whole sequence within 1e-4. */
+static void kv_check_model(parlm_gpt *m, int T, const char *tag)
+{
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    int V = c.vocab, Vp = c.vocab_pad;
+    float *p = parlm_gpt_params(m);
+    for (int64_t i = 0; i < parlm_gpt_num_params(m); i++)
+        p[i] *= 5.0f;
+    int32_t *in = malloc((size_t)T * sizeof *in);
+    float *lg = malloc((size_t)Vp * sizeof(float));
+    ck_assert(in && lg && T > 5);
+    random_tokens(in, T, V, 12);
+    ck_assert_int_eq(parlm_gpt_setup(m, 1, T, 0), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_forward(m, in, NULL, NULL), PARLM_OK);
+    const float *full = parlm_gpt_logits(m);
+    ck_assert_int_eq(parlm_gpt_infer(m, in, 5, 0, lg), PARLM_OK);
+    ck_assert_float_le(tu_max_abs_diff(lg, full + 4 * Vp, V), 1e-4f);
+    for (int t = 5; t < T; t++) {
+        ck_assert_int_eq(parlm_gpt_infer(m, in + t, 1, t, lg), PARLM_OK);
+        ck_assert_msg(tu_max_abs_diff(lg, full + (int64_t)t * Vp, V) <= 1e-4f,
+                      "%s position %d: %g", tag, t, tu_max_abs_diff(lg, full + (int64_t)t * Vp, V));
+    }
+    free(in);
+    free(lg);
+}
 #endif

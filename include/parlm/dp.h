@@ -119,6 +119,13 @@ PARLM_API parlm_status parlm_dp_apply(parlm_dp *dp, const parlm_adamw_cfg *cfg,
 /* *x = mean of x over the ranks (losses for logging). */
 PARLM_API parlm_status parlm_dp_mean(parlm_dp *dp, double *x);
 
+/* 1 while local SGD's replicas are apart: after an update that did not average them (H - 1
+ * of every H steps). Nothing that makes the ranks meet should run then: parlm-train keeps
+ * each replica's own loss for its log and holds a cancel or a failing step callback for
+ * the next averaging step (every rank decides alike: all count the same steps). 0 in every
+ * other mode and step. */
+PARLM_API int parlm_dp_apart(const parlm_dp *dp);
+
 /* ZeRO-1: gathers the optimizer blocks into the model's full AdamW state (on every rank)
  * so a checkpoint can be written; async: waits for every update and gives every rank the
  * shared parameters, moments and step; other modes: nothing to do. Collective. */

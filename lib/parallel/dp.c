@@ -607,6 +607,11 @@ parlm_status parlm_dp_mean(parlm_dp *dp, double *x)
     return st;
 }
 
+int parlm_dp_apart(const parlm_dp *dp)
+{
+    return dp && dp->size > 1 && dp->cfg.mode == PARLM_DP_LOCAL && dp->drift;
+}
+
 parlm_status parlm_dp_gather_state(parlm_dp *dp)
 {
     if (!dp)

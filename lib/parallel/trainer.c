@@ -49,6 +49,7 @@ struct parlm_trainer {
     int32_t *x, *y, *sample;
     int64_t stop;            /* the step the run ends after */
     int started, halted, failed;
+    int step_bad;            /* local SGD: a failing step callback, held to the next meeting */
 };
 
 /* ---- messages ------------------------------------------------------------------------- */
@@ -591,8 +592,23 @@ static void stop_async(parlm_trainer *t)
 #endif
 }
 
+/* local SGD between its meetings: the ranks run apart, and a per-step mean (the logged
+ * loss, a cancel, a failing step callback) would make them wait for each other at every
+ * step; those wait for the step that averages the replicas, at most H - 1 steps later */
+static int apart(const parlm_trainer *t)
+{
+#ifdef PARLM_HAVE_MPI
+    return t->dp && parlm_dp_apart(t->dp);
+#else
+    (void)t;
+    return 0;
+#endif
+}
+
 static int cancel_seen(parlm_trainer *t)
 {
+    if (apart(t))
+        return 0;
     double v = t->c.cancel && *t->c.cancel ? 1 : 0;
     t->s->mean(t, &v);
     return v > 0;
@@ -980,7 +996,8 @@ parlm_status parlm_trainer_step(parlm_trainer *t, parlm_trainer_report *r)
         return fail(t, PARLM_EINVAL, 1, "step %lld: the gradient norm is %g; stopping (lower "
                     "--lr?)", (long long)t->ts.step + 1, norm);
     }
-    t->s->mean(t, &loss);
+    if (!apart(t)) /* apart: this replica's loss */
+        t->s->mean(t, &loss);
     t->halted = cancel_seen(t);
     stop_async(t);
     int64_t tokens = (int64_t)c->B * c->T * c->grad_accum * t->dpn;
@@ -1022,8 +1039,15 @@ parlm_status parlm_trainer_step(parlm_trainer *t, parlm_trainer_report *r)
     }
     if (c->on_step) {
         double bad = c->on_step(c->arg, r) != 0;
-        if (t->size > 1) /* one rank's failing log stops every rank */
-            t->s->mean(t, &bad);
+        if (t->size > 1) { /* one rank's failing log stops every rank */
+            t->step_bad |= bad > 0;
+            bad = 0;
+            if (!apart(t)) {
+                bad = t->step_bad;
+                t->step_bad = 0;
+                t->s->mean(t, &bad);
+            }
+        }
         if (bad > 0) {
             t->failed = 1;
             return parlm_error(PARLM_EIO, "step %lld: stopped by the step callback",

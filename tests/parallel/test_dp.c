@@ -91,6 +91,8 @@ static parlm_gpt *distributed_accum(parlm_dp_config cfg, float *losses, int accu
             mean += loss / accum;
         }
         ck_assert_msg(parlm_dp_update(dp, &OPT, 1.0f, &norm) == PARLM_OK, "%s", parlm_last_error());
+        if (cfg.mode != PARLM_DP_LOCAL) /* only local SGD's replicas run apart */
+            ck_assert_int_eq(parlm_dp_apart(dp), 0);
         ck_assert_int_eq(parlm_dp_mean(dp, &mean), PARLM_OK);
         losses[s] = (float)mean;
     }
@@ -208,6 +210,7 @@ START_TEST(local_sgd)
     parlm_dp_config cfg = {PARLM_DP_LOCAL, 0, PARLM_ALGO_AUTO, 3, 0};
     ck_assert_int_eq(parlm_dp_create(&dp, m, comm, &cfg), PARLM_OK);
     int32_t x[B * T], y[B * T];
+    ck_assert_int_eq(parlm_dp_apart(dp), 0); /* before any step: together */
     for (int s = 0; s < 3; s++) {
         float loss;
         ck_assert_int_eq(parlm_loader_next(l, x, y), PARLM_OK);
@@ -215,6 +218,8 @@ START_TEST(local_sgd)
         ck_assert_int_eq(parlm_gpt_forward(m, x, y, &loss), PARLM_OK);
         ck_assert_int_eq(parlm_dp_backward(dp, 1.0f, 1), PARLM_OK);
         ck_assert_int_eq(parlm_dp_update(dp, &OPT, 1.0f, NULL), PARLM_OK);
+        /* apart after steps 1 and 2 (nothing should make the ranks meet), not after 3 */
+        ck_assert_int_eq(parlm_dp_apart(dp), nranks > 1 && s < 2);
     }
     replicas_agree(m);
     parlm_dp_free(dp);

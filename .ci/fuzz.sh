@@ -66,13 +66,14 @@ open(d + "/ckpt", "wb").write(b"\2" + struct.pack("<64Q", *slots) + params)
 open(d + "/gpt2", "wb").write(b'\4{"a": 0, "b": 1, "ab": 2}\0#version: 0.2\na b\n')
 PY
 
-# model formats (fuzz_formats): a tiny GPT-2 GGUF, one with every metadata and tensor type,
-# the GPT-2 as safetensors, and with its config.json
+# model formats (fuzz_formats): a tiny GPT-2 GGUF and a Llama one, one with every metadata
+# and tensor type, the GPT-2 as safetensors, and with its config.json
 fcorpus=build-fuzz/corpus-formats
 rm -rf "$fcorpus" build-fuzz/seed.gguf.st && mkdir -p "$fcorpus"
 build-fuzz/tests/io/gguf_tool write build-fuzz/seed.gguf
 { printf '\0'; cat build-fuzz/seed.gguf.types.gguf; } > "$fcorpus/gguf_types"
 { printf '\1'; cat build-fuzz/seed.gguf; } > "$fcorpus/gguf_gpt2"
+{ printf '\1'; cat build-fuzz/seed.gguf.llama.gguf; } > "$fcorpus/gguf_llama"
 { printf '\2'; cat build-fuzz/seed.gguf.st/model.safetensors; } > "$fcorpus/safetensors"
 { printf '\3'; cat build-fuzz/seed.gguf.st/config.json; printf '\0'; cat build-fuzz/seed.gguf.st/model.safetensors; } > "$fcorpus/st_gpt2"
 # the tokenizers of GGUF files (selector 4): a "llama" one (scores, types, byte fallback)

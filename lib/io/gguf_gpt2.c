@@ -25,7 +25,14 @@ static const char *gguf_name(const char *kind)
         {"ln2w", "ffn_norm.weight"},       {"ln2b", "ffn_norm.bias"},
         {"fcw", "ffn_up.weight"},          {"fcb", "ffn_up.bias"},
         {"fcprojw", "ffn_down.weight"},    {"fcprojb", "ffn_down.bias"},
-        {"lnfw", "output_norm.weight"},    {"lnfb", "output_norm.bias"}};
+        {"lnfw", "output_norm.weight"},    {"lnfb", "output_norm.bias"},
+        /* Llama */
+        {"attn_norm", "attn_norm.weight"}, {"wq", "attn_q.weight"},
+        {"wk", "attn_k.weight"},           {"wv", "attn_v.weight"},
+        {"wo", "attn_output.weight"},      {"ffn_norm", "ffn_norm.weight"},
+        {"w_gate", "ffn_gate.weight"},     {"w_up", "ffn_up.weight"},
+        {"w_down", "ffn_down.weight"},     {"norm", "output_norm.weight"},
+        {"lm_head", "output.weight"}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(kind, map[i][0]) == 0)
             return map[i][1];
@@ -51,14 +58,20 @@ static parlm_status tensor_layout(const parlm_gpt *m, int i, char name[64], int 
     else
         snprintf(name, 64, "%s", g);
     uint64_t C = (uint64_t)c.n_embd;
-    if (strcmp(kind, "wte") == 0)
+    int head = strcmp(kind, "wte") == 0 || strcmp(kind, "lm_head") == 0;
+    if (head)
         count = (int64_t)c.vocab * c.n_embd; /* the real vocabulary only */
-    if (strcmp(kind, "fcprojw") == 0) { /* (C, 4C): rows of 4C */
-        *n_dims = 2, ne[0] = 4 * C, ne[1] = C;
-    } else if (strcmp(kind, "wte") == 0 || strcmp(kind, "wpe") == 0 || strcmp(kind, "qkvw") == 0 ||
-               strcmp(kind, "attprojw") == 0 || strcmp(kind, "fcw") == 0) { /* (out, C) */
-        *n_dims = 2, ne[0] = C, ne[1] = (uint64_t)count / C;
-    } else { /* layernorm weights and biases */
+    static const char *const mats[] = {"wte", "wpe", "qkvw", "attprojw", "fcw", "fcprojw", "wq",
+                                       "wk", "wv", "wo", "w_gate", "w_up", "w_down", "lm_head"};
+    int mat = 0;
+    for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++)
+        mat |= strcmp(kind, mats[k]) == 0;
+    if (mat) { /* (out, in): rows of `in` features, 4C (fcprojw) or F (w_down) or C */
+        uint64_t in = strcmp(kind, "fcprojw") == 0  ? 4 * C
+                      : strcmp(kind, "w_down") == 0 ? (uint64_t)c.ffn_hidden
+                                                    : C;
+        *n_dims = 2, ne[0] = in, ne[1] = (uint64_t)count / in;
+    } else { /* norm weights and biases */
         *n_dims = 1, ne[0] = (uint64_t)count, ne[1] = 1;
     }
     return PARLM_OK;
@@ -168,6 +181,52 @@ static parlm_status vocab_load(vocab *v, const char *encoder_json, const char *v
     return PARLM_OK;
 }
 
+/* llama.cpp's "gpt2" keys */
+static parlm_status gpt2_hparams(parlm_gguf_writer *w, const parlm_gpt_config *c)
+{
+    uint32_t hp[5] = {(uint32_t)c->max_seq, (uint32_t)c->n_embd, (uint32_t)c->n_layer,
+                      4 * (uint32_t)c->n_embd, (uint32_t)c->n_head};
+    float eps = 1e-5f;
+    parlm_status s;
+    if ((s = parlm_gguf_set_str(w, "general.architecture", "gpt2", 4)) ||
+        (s = parlm_gguf_set_str(w, "general.name", "parlm gpt2", 10)) ||
+        (s = parlm_gguf_set(w, "gpt2.context_length", PARLM_GGUF_U32, &hp[0])) ||
+        (s = parlm_gguf_set(w, "gpt2.embedding_length", PARLM_GGUF_U32, &hp[1])) ||
+        (s = parlm_gguf_set(w, "gpt2.block_count", PARLM_GGUF_U32, &hp[2])) ||
+        (s = parlm_gguf_set(w, "gpt2.feed_forward_length", PARLM_GGUF_U32, &hp[3])) ||
+        (s = parlm_gguf_set(w, "gpt2.attention.head_count", PARLM_GGUF_U32, &hp[4])))
+        return s;
+    return parlm_gguf_set(w, "gpt2.attention.layer_norm_epsilon", PARLM_GGUF_F32, &eps);
+}
+
+/* llama.cpp's "llama" keys; RoPE as parlm computes it (llama.cpp's normal rope, the
+ * rotated pairs adjacent, over the whole head), a linear position scaling when set */
+static parlm_status llama_hparams(parlm_gguf_writer *w, const parlm_gpt_config *c)
+{
+    uint32_t hp[7] = {(uint32_t)c->max_seq, (uint32_t)c->n_embd, (uint32_t)c->n_layer,
+                      (uint32_t)c->ffn_hidden, (uint32_t)c->n_head, (uint32_t)c->n_kv_head,
+                      (uint32_t)(c->n_embd / c->n_head)};
+    float theta = c->rope_theta, eps = c->norm_eps, factor = c->rope_scale;
+    parlm_status s;
+    if ((s = parlm_gguf_set_str(w, "general.architecture", "llama", 5)) ||
+        (s = parlm_gguf_set_str(w, "general.name", "parlm llama", 11)) ||
+        (s = parlm_gguf_set(w, "llama.context_length", PARLM_GGUF_U32, &hp[0])) ||
+        (s = parlm_gguf_set(w, "llama.embedding_length", PARLM_GGUF_U32, &hp[1])) ||
+        (s = parlm_gguf_set(w, "llama.block_count", PARLM_GGUF_U32, &hp[2])) ||
+        (s = parlm_gguf_set(w, "llama.feed_forward_length", PARLM_GGUF_U32, &hp[3])) ||
+        (s = parlm_gguf_set(w, "llama.attention.head_count", PARLM_GGUF_U32, &hp[4])) ||
+        (s = parlm_gguf_set(w, "llama.attention.head_count_kv", PARLM_GGUF_U32, &hp[5])) ||
+        (s = parlm_gguf_set(w, "llama.rope.dimension_count", PARLM_GGUF_U32, &hp[6])) ||
+        (s = parlm_gguf_set(w, "llama.rope.freq_base", PARLM_GGUF_F32, &theta)) ||
+        (s = parlm_gguf_set(w, "llama.attention.layer_norm_rms_epsilon", PARLM_GGUF_F32, &eps)))
+        return s;
+    if (factor != 1.0f &&
+        ((s = parlm_gguf_set_str(w, "llama.rope.scaling.type", "linear", 6)) ||
+         (s = parlm_gguf_set(w, "llama.rope.scaling.factor", PARLM_GGUF_F32, &factor))))
+        return s;
+    return PARLM_OK;
+}
+
 parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype type,
                                  const char *encoder_json, const char *vocab_bpe)
 {
@@ -178,9 +237,6 @@ parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype typ
     if (!encoder_json != !vocab_bpe)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_save_gguf: give encoder.json and vocab.bpe together");
     parlm_gpt_config c = parlm_gpt_get_config(m);
-    if (c.arch != PARLM_ARCH_GPT2)
-        return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_save_gguf: GGUF export of Llama "
-                           "models is not implemented (the writer maps GPT-2 tensors only)");
     parlm_gguf_writer *w;
     parlm_status s = parlm_gguf_writer_create(&w);
     if (s)
@@ -193,23 +249,13 @@ parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype typ
     uint32_t ftype = type == PARLM_WT_F32 ? 0 : type == PARLM_WT_F16 ? 1 : type == PARLM_WT_Q8_0 ? 7
                    : type == PARLM_WT_Q4_0 ? 2 : 32;
     uint32_t align = PARLM_GGUF_DEFAULT_ALIGNMENT, qv = 2;
-    uint32_t hp[5] = {(uint32_t)c.max_seq, (uint32_t)c.n_embd, (uint32_t)c.n_layer,
-                      4 * (uint32_t)c.n_embd, (uint32_t)c.n_head};
-    float eps = 1e-5f;
     if (!bufs) {
         s = parlm_error(PARLM_ENOMEM, "out of memory");
         goto done;
     }
-    if ((s = parlm_gguf_set_str(w, "general.architecture", "gpt2", 4)) ||
-        (s = parlm_gguf_set_str(w, "general.name", "parlm gpt2", 10)) ||
-        (s = parlm_gguf_set(w, "general.alignment", PARLM_GGUF_U32, &align)) ||
+    if ((s = parlm_gguf_set(w, "general.alignment", PARLM_GGUF_U32, &align)) ||
         (s = parlm_gguf_set(w, "general.file_type", PARLM_GGUF_U32, &ftype)) ||
-        (s = parlm_gguf_set(w, "gpt2.context_length", PARLM_GGUF_U32, &hp[0])) ||
-        (s = parlm_gguf_set(w, "gpt2.embedding_length", PARLM_GGUF_U32, &hp[1])) ||
-        (s = parlm_gguf_set(w, "gpt2.block_count", PARLM_GGUF_U32, &hp[2])) ||
-        (s = parlm_gguf_set(w, "gpt2.feed_forward_length", PARLM_GGUF_U32, &hp[3])) ||
-        (s = parlm_gguf_set(w, "gpt2.attention.head_count", PARLM_GGUF_U32, &hp[4])) ||
-        (s = parlm_gguf_set(w, "gpt2.attention.layer_norm_epsilon", PARLM_GGUF_F32, &eps)))
+        (s = c.arch == PARLM_ARCH_LLAMA ? llama_hparams(w, &c) : gpt2_hparams(w, &c)))
         goto done;
     if ((type == PARLM_WT_Q8_0 || type == PARLM_WT_Q4_0) &&
         (s = parlm_gguf_set(w, "general.quantization_version", PARLM_GGUF_U32, &qv)))
@@ -237,7 +283,7 @@ parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype typ
                          (s = parlm_gguf_set(w, "tokenizer.ggml.eos_token_id", PARLM_GGUF_U32, &id))))
             goto done;
     }
-    /* the tied LM head is written twice, as output.weight too: llama.cpp's gpt2 loader
+    /* GPT-2's tied LM head is written twice, as output.weight too: llama.cpp's gpt2 loader
      * requires that tensor (its own converter duplicates wte the same way) */
     parlm_wtype head_t = PARLM_WT_F32;
     uint64_t head_ne[2] = {0, 0};
@@ -269,7 +315,9 @@ parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype typ
         if (strcmp(name, "token_embd.weight") == 0)
             head = data, head_t = t, head_ne[0] = ne[0], head_ne[1] = ne[1];
     }
-    if (head && (s = parlm_gguf_add_tensor(w, "output.weight", head_t, 2, head_ne, head)))
+    /* (llama.cpp's llama loader takes token_embd when output.weight is absent) */
+    if (head && c.arch == PARLM_ARCH_GPT2 &&
+        (s = parlm_gguf_add_tensor(w, "output.weight", head_t, 2, head_ne, head)))
         goto done;
     s = parlm_gguf_write(w, path);
 done:
@@ -314,6 +362,57 @@ static parlm_status check_tied_head(const parlm_gguf *g, const char *path,
     return PARLM_OK;
 }
 
+/* A llama file's hyperparameters (llama.cpp's keys): head_count_kv, rope.freq_base and
+ * rope.dimension_count may be absent (NH, 10000, the head size); a RoPE over part of the
+ * head or a scaling other than linear is refused by name. */
+static parlm_status llama_config(const parlm_gguf *g, const char *path, parlm_gpt_config *c)
+{
+    double theta = 10000.0, eps = 0.0, factor = 1.0;
+    int hs = 0;
+    parlm_status s;
+    c->arch = PARLM_ARCH_LLAMA;
+    if ((s = get_dim(g, "llama.context_length", 1 << 20, &c->max_seq)) ||
+        (s = get_dim(g, "llama.embedding_length", 1 << 16, &c->n_embd)) ||
+        (s = get_dim(g, "llama.block_count", 1024, &c->n_layer)) ||
+        (s = get_dim(g, "llama.attention.head_count", 1024, &c->n_head)) ||
+        (s = get_dim(g, "llama.feed_forward_length", 1 << 18, &c->ffn_hidden)) ||
+        (s = parlm_gguf_get_float(g, "llama.attention.layer_norm_rms_epsilon", &eps)))
+        return s;
+    c->n_kv_head = c->n_head;
+    if (parlm_gguf_find_kv(g, "llama.attention.head_count_kv") >= 0 &&
+        (s = get_dim(g, "llama.attention.head_count_kv", 1024, &c->n_kv_head)))
+        return s;
+    if (parlm_gguf_find_kv(g, "llama.rope.freq_base") >= 0 &&
+        (s = parlm_gguf_get_float(g, "llama.rope.freq_base", &theta)))
+        return s;
+    if (parlm_gguf_find_kv(g, "llama.rope.dimension_count") >= 0) {
+        if ((s = get_dim(g, "llama.rope.dimension_count", 1 << 16, &hs)))
+            return s;
+        if (hs != c->n_embd / c->n_head)
+            return parlm_error(PARLM_EUNSUPPORTED, "%s: llama.rope.dimension_count %d is not the "
+                               "head size %d (parlm rotates whole heads)", path, hs,
+                               c->n_embd / c->n_head);
+    }
+    if (parlm_gguf_find_kv(g, "llama.rope.scaling.type") >= 0) {
+        const char *t;
+        size_t n;
+        if ((s = parlm_gguf_get_str(g, "llama.rope.scaling.type", &t, &n)))
+            return s;
+        if (n == 6 && memcmp(t, "linear", 6) == 0) {
+            if ((s = parlm_gguf_get_float(g, "llama.rope.scaling.factor", &factor)))
+                return s;
+        } else if (!(n == 4 && memcmp(t, "none", 4) == 0)) {
+            return parlm_error(PARLM_EUNSUPPORTED, "%s: llama.rope.scaling.type '%.*s' (parlm "
+                               "scales positions linearly, or not at all)", path,
+                               (int)(n > 32 ? 32 : n), t);
+        }
+    }
+    c->rope_theta = (float)theta;
+    c->norm_eps = (float)eps;
+    c->rope_scale = (float)factor;
+    return PARLM_OK;
+}
+
 parlm_status parlm_gpt_load_gguf(parlm_gpt **out, const char *path)
 {
     if (!out || !path)
@@ -332,23 +431,29 @@ parlm_status parlm_gpt_load_gguf(parlm_gpt **out, const char *path)
     int64_t ti;
     if ((s = parlm_gguf_get_str(g, "general.architecture", &arch, &alen)))
         goto done;
-    if (alen != 4 || memcmp(arch, "gpt2", 4) != 0) {
-        s = parlm_error(PARLM_EUNSUPPORTED, "%s: architecture '%.*s' (parlm loads gpt2)", path,
-                        (int)(alen > 32 ? 32 : alen), arch);
+    int llama = alen == 5 && memcmp(arch, "llama", 5) == 0;
+    if (!llama && (alen != 4 || memcmp(arch, "gpt2", 4) != 0)) {
+        s = parlm_error(PARLM_EUNSUPPORTED, "%s: architecture '%.*s' (parlm loads gpt2 and llama)",
+                        path, (int)(alen > 32 ? 32 : alen), arch);
         goto done;
     }
-    if ((s = get_dim(g, "gpt2.context_length", 1 << 20, &c.max_seq)) ||
-        (s = get_dim(g, "gpt2.embedding_length", 1 << 16, &c.n_embd)) ||
-        (s = get_dim(g, "gpt2.block_count", 1024, &c.n_layer)) ||
-        (s = get_dim(g, "gpt2.attention.head_count", 1024, &c.n_head)) ||
-        (s = get_dim(g, "gpt2.feed_forward_length", 1 << 18, &ff)) ||
-        (s = parlm_gguf_get_float(g, "gpt2.attention.layer_norm_epsilon", &eps)))
-        goto done;
-    if (ff != 4 * c.n_embd || fabs(eps - 1e-5) > 1e-9) {
-        s = parlm_error(PARLM_EUNSUPPORTED,
-                        "%s: feed_forward_length %d and layer_norm_epsilon %g (parlm's GPT-2 has 4*%d and 1e-5)",
-                        path, ff, eps, c.n_embd);
-        goto done;
+    if (llama) {
+        if ((s = llama_config(g, path, &c)))
+            goto done;
+    } else {
+        if ((s = get_dim(g, "gpt2.context_length", 1 << 20, &c.max_seq)) ||
+            (s = get_dim(g, "gpt2.embedding_length", 1 << 16, &c.n_embd)) ||
+            (s = get_dim(g, "gpt2.block_count", 1024, &c.n_layer)) ||
+            (s = get_dim(g, "gpt2.attention.head_count", 1024, &c.n_head)) ||
+            (s = get_dim(g, "gpt2.feed_forward_length", 1 << 18, &ff)) ||
+            (s = parlm_gguf_get_float(g, "gpt2.attention.layer_norm_epsilon", &eps)))
+            goto done;
+        if (ff != 4 * c.n_embd || fabs(eps - 1e-5) > 1e-9) {
+            s = parlm_error(PARLM_EUNSUPPORTED,
+                            "%s: feed_forward_length %d and layer_norm_epsilon %g (parlm's GPT-2 has 4*%d and 1e-5)",
+                            path, ff, eps, c.n_embd);
+            goto done;
+        }
     }
     if ((ti = parlm_gguf_find_tensor(g, "token_embd.weight")) < 0) {
         s = parlm_error(PARLM_EFORMAT, "%s: tensor token_embd.weight is missing", path);
@@ -361,13 +466,18 @@ parlm_status parlm_gpt_load_gguf(parlm_gpt **out, const char *path)
         goto done;
     }
     c.vocab = (int)te->ne[1];
+    /* Llama: an output.weight that is not token_embd's copy is an untied head */
+    c.untied_head = llama && parlm_gguf_find_tensor(g, "output.weight") >= 0 &&
+                    check_tied_head(g, path, te) != PARLM_OK;
     int64_t np;
     if ((s = parlm_gpt_config_num_params(&c, &np)))
         goto done;
-    if ((s = check_tied_head(g, path, te)))
+    if (!llama && (s = check_tied_head(g, path, te)))
         goto done;
-    /* before allocating a model of the header's size: the file must hold that many weights */
-    uint64_t have = 0, need = (uint64_t)np - (uint64_t)((c.vocab + 127) / 128 * 128 - c.vocab) * (uint64_t)c.n_embd;
+    /* before allocating a model of the header's size: the file must hold that many weights
+     * (all but the padding rows of the vocabulary, in the embedding and an untied head) */
+    uint64_t have = 0, need = (uint64_t)np - (uint64_t)((c.vocab + 127) / 128 * 128 - c.vocab) *
+                                                 (uint64_t)c.n_embd * (1 + (uint64_t)c.untied_head);
     for (int64_t i = 0; i < parlm_gguf_num_tensors(g); i++) {
         const parlm_gguf_tensor *t = parlm_gguf_tensor_at(g, i);
         have += t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]; /* each <= the file size */

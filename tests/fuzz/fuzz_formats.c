@@ -1,7 +1,7 @@
 /* tests/fuzz/fuzz_formats.c — libFuzzer target for the model-file formats: the GGUF
  * reader (every metadata getter and the conversion of every tensor to f32 are exercised
- * on whatever it accepts) and the GPT-2 GGUF import. The first byte picks the parser, the
- * rest is the file. Every input must end in PARLM_OK or an error code: any crash, leak
+ * on whatever it accepts) and the GGUF model import (gpt2 or llama). The first byte picks
+ * the parser, the rest is the file. Every input must end in PARLM_OK or an error code: any crash, leak
  * or sanitizer report is a bug. Also the safetensors reader (JSON header through Jansson)
  * and the GPT-2 safetensors import with its config.json (selector 3: the input is split at
  * the first NUL into config.json and the safetensors file), and (selector 4) the

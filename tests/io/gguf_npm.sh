@@ -33,7 +33,7 @@ else
     echo "gguf_npm: no GPT-2 vocabulary (PARLM_SHARED_DATA): model file without a tokenizer"
 fi
 "$tool" write "$tmp/m.gguf" "${vocab[@]}"
-for f in "$tmp/m.gguf" "$tmp/m.gguf.types.gguf"; do
+for f in "$tmp/m.gguf" "$tmp/m.gguf.llama.gguf" "$tmp/m.gguf.types.gguf"; do
     "$tool" dump "$f" > "$tmp/parlm.txt"
     node "$npmdir/gguf_npm.mjs" "$f" > "$tmp/npm.txt"
     if ! diff "$tmp/parlm.txt" "$tmp/npm.txt" > "$tmp/diff.txt"; then

@@ -1,6 +1,7 @@
 /* tests/gguf_tool.c — helper of tests/gguf_npm.sh and the fuzz seeds: `write PATH
  * [encoder.json vocab.bpe]` writes a tiny GPT-2 GGUF (Q8_0 matrices, the tokenizer if
- * given), PATH.types.gguf with one metadata key and tensor of every type, and (without a
+ * given), PATH.llama.gguf a tiny Llama (GQA, untied head, Q8_0), PATH.types.gguf with one
+ * metadata key and tensor of every type, and (without a
  * vocabulary) PATH.st/model.safetensors + config.json; `dump PATH` prints what parlm's reader sees, one canonical line per
  * fact, in the format tests/gguf_npm.mjs prints for @huggingface/gguf's view. */
 #include <stdio.h>
@@ -154,6 +155,18 @@ static int write_sample(const char *path, const char *enc, const char *bpe)
     mkdir(st, 0755);
     snprintf(st, sizeof st, "%s.st/model.safetensors", path);
     if (!enc && parlm_gpt_save_safetensors(m, st, PARLM_WT_F32) != PARLM_OK) {
+        fprintf(stderr, "gguf_tool: %s\n", parlm_last_error());
+        return 1;
+    }
+    parlm_gpt_free(m);
+    /* a Llama beside it: 4 heads on 2 KV heads, SwiGLU 48, an untied head */
+    parlm_gpt_config lc = {.n_layer = 1, .n_head = 4, .n_embd = 32, .max_seq = 8, .vocab = 16,
+                           .arch = PARLM_ARCH_LLAMA, .n_kv_head = 2, .ffn_hidden = 48,
+                           .untied_head = 1};
+    char lpath[4096];
+    snprintf(lpath, sizeof lpath, "%s.llama.gguf", path);
+    if (parlm_gpt_create(&m, &lc, 6) != PARLM_OK ||
+        parlm_gpt_save_gguf(m, lpath, PARLM_WT_Q8_0, NULL, NULL) != PARLM_OK) {
         fprintf(stderr, "gguf_tool: %s\n", parlm_last_error());
         return 1;
     }

@@ -710,12 +710,12 @@ START_TEST(gpt2_gguf_refuses_other_models)
     snprintf(path, sizeof path, "%s/o.gguf", dir);
     parlm_gguf_writer *w;
     ck_assert_int_eq(parlm_gguf_writer_create(&w), PARLM_OK);
-    ck_assert_int_eq(parlm_gguf_set_str(w, "general.architecture", "llama", 5), PARLM_OK);
+    ck_assert_int_eq(parlm_gguf_set_str(w, "general.architecture", "mamba", 5), PARLM_OK);
     ck_assert_int_eq(parlm_gguf_write(w, path), PARLM_OK);
     parlm_gguf_writer_free(w);
     parlm_gpt *m;
     ck_assert_int_eq(parlm_gpt_load_gguf(&m, path), PARLM_EUNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "llama"));
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "mamba"));
     /* a gpt2 file missing a tensor names it */
     parlm_gpt *t = tiny_model(256);
     ck_assert_int_eq(parlm_gpt_save_gguf(t, path, PARLM_WT_F32, NULL, NULL), PARLM_OK);
@@ -765,6 +765,119 @@ START_TEST(gpt2_gguf_refuses_other_models)
         ck_assert_int_eq(parlm_gpt_load_gguf(&m, path), PARLM_EUNSUPPORTED);
         ck_assert_ptr_nonnull(strstr(parlm_last_error(), "untied"));
     }
+}
+END_TEST
+
+/* A Llama model in llama.cpp's "llama" layout: its keys, names and ggml shapes; read back
+ * bit for bit (config and weights), tied (no output.weight) and untied; a RoPE over part of
+ * the head or a non-linear scaling is refused by name. */
+static parlm_gpt *tiny_llama(int untied)
+{
+    parlm_gpt_config c = {.n_layer = 2, .n_head = 4, .n_embd = 32, .max_seq = 16, .vocab = 70,
+                          .arch = PARLM_ARCH_LLAMA, .n_kv_head = 2, .ffn_hidden = 48,
+                          .untied_head = untied, .rope_theta = 5e5f, .rope_scale = 2.0f,
+                          .norm_eps = 1e-6f};
+    parlm_gpt *m;
+    ck_assert_msg(parlm_gpt_create(&m, &c, 7) == PARLM_OK, "%s", parlm_last_error());
+    return m;
+}
+
+START_TEST(llama_gguf_round_trip)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/l.gguf", dir);
+    for (int untied = 0; untied <= 1; untied++) {
+        parlm_gpt *m = tiny_llama(untied);
+        parlm_gpt_config c = parlm_gpt_get_config(m);
+        ck_assert_msg(parlm_gpt_save_gguf(m, path, PARLM_WT_F32, NULL, NULL) == PARLM_OK, "%s",
+                      parlm_last_error());
+        parlm_gguf *g;
+        ck_assert_int_eq(parlm_gguf_open(&g, path), PARLM_OK);
+        const char *s;
+        size_t len;
+        ck_assert_int_eq(parlm_gguf_get_str(g, "general.architecture", &s, &len), PARLM_OK);
+        ck_assert(len == 5 && memcmp(s, "llama", 5) == 0);
+        uint64_t u;
+        double d;
+        ck_assert_int_eq(parlm_gguf_get_uint(g, "llama.attention.head_count_kv", &u), PARLM_OK);
+        ck_assert_uint_eq(u, 2);
+        ck_assert_int_eq(parlm_gguf_get_uint(g, "llama.feed_forward_length", &u), PARLM_OK);
+        ck_assert_uint_eq(u, 48);
+        ck_assert_int_eq(parlm_gguf_get_uint(g, "llama.rope.dimension_count", &u), PARLM_OK);
+        ck_assert_uint_eq(u, 8);
+        ck_assert_int_eq(parlm_gguf_get_float(g, "llama.rope.freq_base", &d), PARLM_OK);
+        ck_assert(d == 5e5);
+        ck_assert_int_eq(parlm_gguf_get_float(g, "llama.rope.scaling.factor", &d), PARLM_OK);
+        ck_assert(d == 2.0);
+        /* 1 + 9 per layer + output_norm (+ output) */
+        ck_assert_int_eq(parlm_gguf_num_tensors(g), 1 + 9 * 2 + 1 + untied);
+        ck_assert_int_eq(parlm_gguf_find_tensor(g, "output.weight") >= 0, untied);
+        struct {
+            const char *name;
+            uint64_t ne0, ne1;
+        } want[] = {{"token_embd.weight", 32, 70},   {"blk.0.attn_norm.weight", 32, 1},
+                    {"blk.0.attn_q.weight", 32, 32}, {"blk.1.attn_k.weight", 32, 16},
+                    {"blk.1.attn_v.weight", 32, 16}, {"blk.0.attn_output.weight", 32, 32},
+                    {"blk.1.ffn_gate.weight", 32, 48}, {"blk.0.ffn_up.weight", 32, 48},
+                    {"blk.1.ffn_down.weight", 48, 32}, {"output_norm.weight", 32, 1}};
+        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+            const parlm_gguf_tensor *t = parlm_gguf_tensor_at(g, parlm_gguf_find_tensor(g, want[i].name));
+            ck_assert_msg(t && t->ne[0] == want[i].ne0 && t->ne[1] == want[i].ne1, "%s", want[i].name);
+        }
+        parlm_gguf_close(g);
+        parlm_gpt *b;
+        ck_assert_msg(parlm_gpt_load_gguf(&b, path) == PARLM_OK, "%s", parlm_last_error());
+        parlm_gpt_config cb = parlm_gpt_get_config(b);
+        ck_assert(memcmp(&c, &cb, sizeof c) == 0);
+        ck_assert_int_eq(parlm_gpt_num_params(b), parlm_gpt_num_params(m));
+        ck_assert(memcmp(parlm_gpt_params(m), parlm_gpt_params(b),
+                         (size_t)parlm_gpt_num_params(m) * 4) == 0); /* padding rows: 0 in both */
+        parlm_gpt_free(b);
+        parlm_gpt_free(m);
+    }
+    /* refused by name: a RoPE over part of the head, a YaRN scaling */
+    for (int k = 0; k < 2; k++) {
+        parlm_gpt *m = tiny_llama(0);
+        ck_assert_int_eq(parlm_gpt_save_gguf(m, path, PARLM_WT_F32, NULL, NULL), PARLM_OK);
+        parlm_gpt_free(m);
+        size_t n;
+        uint8_t *p = read_raw(path, &n);
+        const char *key = k == 0 ? "llama.rope.dimension_count" : "llama.rope.scaling.type";
+        uint8_t *hit = memmem(p, n, key, strlen(key));
+        ck_assert_ptr_nonnull(hit);
+        if (k == 0)
+            hit[strlen(key) + 4] = 4; /* u32 8 -> 4 */
+        else
+            memcpy(hit + strlen(key) + 4 + 8, "yarn__", 6); /* type, length, "linear" */
+        write_raw(path, p, n);
+        free(p);
+        parlm_gpt *b;
+        ck_assert_int_eq(parlm_gpt_load_gguf(&b, path), PARLM_EUNSUPPORTED);
+        ck_assert_ptr_nonnull(strstr(parlm_last_error(), k == 0 ? "dimension_count" : "yarn__"));
+    }
+}
+END_TEST
+
+/* A quantized Llama file loads within one quantization step of the weights. */
+START_TEST(llama_gguf_quantized)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/lq.gguf", dir);
+    parlm_gpt *m = tiny_llama(1);
+    ck_assert_int_eq(parlm_gpt_save_gguf(m, path, PARLM_WT_Q8_0, NULL, NULL), PARLM_OK);
+    parlm_gpt *b;
+    ck_assert_msg(parlm_gpt_load_gguf(&b, path) == PARLM_OK, "%s", parlm_last_error());
+    for (int i = 0; i < parlm_gpt_num_tensors(m); i++) {
+        const char *kind;
+        int layer;
+        int64_t off, cnt;
+        parlm_gpt_tensor_info(m, i, &kind, &layer, &off, &cnt);
+        const float *x = parlm_gpt_params(m) + off, *y = parlm_gpt_params(b) + off;
+        float amax = tu_max_abs(x, cnt), err = tu_max_abs_diff(x, y, cnt);
+        ck_assert_msg(err <= amax / 127 * 1.01, "%s: %g > %g", kind, (double)err, amax / 127);
+    }
+    parlm_gpt_free(b);
+    parlm_gpt_free(m);
 }
 END_TEST
 
@@ -1004,6 +1117,8 @@ int main(void)
     tcase_add_test(tc, gpt2_gguf_quantized);
     tcase_add_test(tc, gpt2_gguf_refuses_other_models);
     tcase_add_test(tc, gpt2_gguf_tokenizer);
+    tcase_add_test(tc, llama_gguf_round_trip);
+    tcase_add_test(tc, llama_gguf_quantized);
     suite_add_tcase(s, tc);
     tc = tcase_create("safetensors");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -120,7 +120,7 @@ int bench_train(bench_ctx *ctx)
 typedef struct gen_arg {
     parlm_gpt *m;
     const int32_t *prompt;
-    int n, decode;
+    int n, decode, vocab;
     float *logits;
     parlm_status st;
 } gen_arg;
@@ -136,24 +136,29 @@ static void decode_fn(void *p) /* a->decode tokens after the prompt, one forward
 {
     gen_arg *a = p;
     for (int i = 0; i < a->decode && a->st == PARLM_OK; i++) {
-        int32_t t = (int32_t)(i * 7919 % 50257);
+        int32_t t = (int32_t)(i * 7919 % a->vocab);
         a->st = parlm_gpt_infer(a->m, &t, 1, a->n + i, a->logits);
     }
 }
 
 /* One model's generation rows: prefill of the prompt (if `prefill`; f32 and bf16), then
  * decode at each thread count with f32, bf16, Q8_0 and Q4_0 weights. Decode streams every
- * weight but the position table once per token: GB/s from that, % of STREAM at the thread
+ * weight but GPT-2's position table once per token: GB/s from that, % of STREAM at the thread
  * count STREAM ran with; bf16 tokens/s over f32's, Q8_0's and Q4_0's over bf16's. */
 static int gen_rows(bench_ctx *ctx, const char *preset, int prefill, int ndec)
 {
-    parlm_gpt_config cfg = {.max_seq = 1024, .vocab = 50257};
+    parlm_gpt_config cfg = {.max_seq = 1024}; /* the preset's vocabulary */
     parlm_gpt *m;
     if (parlm_gpt_preset(preset, &cfg) != PARLM_OK || parlm_gpt_create(&m, &cfg, 1) != PARLM_OK) {
         fprintf(stderr, "generate: %s\n", parlm_last_error());
         return 1;
     }
-    double P = (double)parlm_gpt_num_params(m) - (double)cfg.max_seq * cfg.n_embd;
+    /* GPT-2 reads one row of its position table (Llama has none), and a model with its own
+     * LM head one row of its token embedding */
+    parlm_gpt_config mc = parlm_gpt_get_config(m);
+    double P = (double)parlm_gpt_num_params(m) -
+               (mc.arch == PARLM_ARCH_GPT2 ? (double)mc.max_seq * mc.n_embd : 0.0) -
+               (mc.untied_head ? (double)mc.vocab_pad * mc.n_embd : 0.0);
     int n = 128;
     int32_t prompt[128];
     bench_random_tokens(prompt, n, cfg.vocab, 12345);
@@ -169,7 +174,7 @@ static int gen_rows(bench_ctx *ctx, const char *preset, int prefill, int ndec)
         int bf16 = mode[mi].bf16, quant = mode[mi].type != PARLM_WT_F32;
         omp_set_num_threads(ctx->max_threads);
         parlm_gpt_set_bf16(m, bf16);
-        gen_arg a = {m, prompt, n, ndec, logits, PARLM_OK};
+        gen_arg a = {m, prompt, n, ndec, cfg.vocab, logits, PARLM_OK};
         a.st = parlm_gpt_set_decode_type(m, mode[mi].type);
         char shape[96];
         if (a.st == PARLM_OK && prefill && !quant) { /* f32 / bf16 GEMMs whatever decode uses */
@@ -231,6 +236,10 @@ int bench_generate(bench_ctx *ctx)
     bench_section(ctx, "generate: prefill 128 tokens, then decode with the KV cache");
     int rc = gen_rows(ctx, ctx->quick ? "small" : "d12", 1, ctx->quick ? 16 : 64);
     if (ctx->quick || rc)
+        return rc;
+    bench_section(ctx, "generate: the ~110M Llama config (GQA-ready layers, SwiGLU, RoPE, "
+                       "vocabulary 32000)");
+    if ((rc = gen_rows(ctx, "llama-110m", 1, 64)))
         return rc;
     /* GPT-2 124M's weights fit in some CPUs' last-level cache: decode also a model whose
      * bf16 weights exceed it 4x, so that its bandwidth figure is the memory's */

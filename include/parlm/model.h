@@ -118,8 +118,7 @@ PARLM_API parlm_status parlm_gpt_set_bf16(parlm_gpt *m, int on);
  * unchanged. The products' input widths (n_embd, and on a tensor-parallel shard
  * n_embd/tp and 4 n_embd/tp; Llama: n_embd and ffn_hidden, /tp on a shard) must be
  * multiples of 32 (PARLM_EINVAL naming the width); another type is PARLM_EUNSUPPORTED.
- * A Llama model's decode runs its layers op by op with the same quantized products
- * (wq|wk|wv, wo, w_gate|w_up, w_down and the head). */
+ * Llama's quantized products are wq|wk|wv, wo, w_gate|w_up, w_down and the head. */
 PARLM_API parlm_status parlm_gpt_set_decode_type(parlm_gpt *m, int type);
 
 /* Forward of inputs (B,T). With targets (B,T): *loss = mean cross-entropy; without,

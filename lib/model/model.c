@@ -957,21 +957,6 @@ static parlm_status matmul_fwd(parlm_gpt *m, float *out, const float *inp, const
     return PARLM_OK;
 }
 
-/* matmul_fwd for the generic inference path, where a decode (qi >= 0: a one-token call)
- * runs on matrix qi of the quantized copy when there is one (parlm_gpt_set_decode_type);
- * a prefill (qi < 0) stays on the f32 or bf16 weights */
-static parlm_status matmul_infer(parlm_gpt *m, float *out, const float *inp, const float *W,
-                                 const float *b, int64_t N, int64_t IC, int64_t OC, int qi)
-{
-    if (qi < 0 || N != 1 || !m->q_type)
-        return matmul_fwd(m, out, inp, W, b, N, IC, OC);
-    const uint8_t *wq = m->params_q + m->q_off[qi];
-    RETURN_IF_ERROR(m->q_layout == PARLM_QLAYOUT_R8
-                        ? parlm_qgemv_repacked(m->q_type, OC, IC, wq, inp, out)
-                        : parlm_qgemv(m->q_type, OC, IC, wq, inp, out));
-    return b ? parlm_bias_forward(out, b, 1, OC) : PARLM_OK;
-}
-
 /* dinp (N,IC) = dout (N,OC) W (written); dW (OC,IC) += dout^T inp; db (OC) += colsum(dout) */
 static parlm_status matmul_bwd(parlm_gpt *m, float *dinp, float *dW, float *db, const float *dout,
                                const float *inp, const float *W, int64_t N, int64_t IC, int64_t OC)
@@ -1164,18 +1149,6 @@ static parlm_status row_parallel_fwd(parlm_gpt *m, float *out, const float *inp,
     RETURN_IF_ERROR(matmul_fwd(m, out, inp, W, NULL, N, IC, C));
     RETURN_IF_ERROR(tp_sum(m, out, N * C));
     return b ? parlm_bias_forward(out, b, N, C) : PARLM_OK; /* Llama: no bias */
-}
-
-/* row_parallel_fwd of the generic inference path (matmul_infer's quantized decode) */
-static parlm_status row_parallel_infer(parlm_gpt *m, float *out, const float *inp,
-                                       const float *W, const float *b, int64_t N, int64_t IC,
-                                       int64_t C, int qi)
-{
-    if (m->sh.tp == 1)
-        return matmul_infer(m, out, inp, W, b, N, IC, C, qi);
-    RETURN_IF_ERROR(matmul_infer(m, out, inp, W, NULL, N, IC, C, qi));
-    RETURN_IF_ERROR(tp_sum(m, out, N * C));
-    return b ? parlm_bias_forward(out, b, N, C) : PARLM_OK;
 }
 
 /* ---- the ops where the architectures differ ------------------------------------------------ */
@@ -1766,14 +1739,6 @@ static parlm_status decode_one(parlm_gpt *m, int32_t token, int pos, float *logi
     int nt = parlm_threads_for(C * C, (int64_t)1 << 14, omp_get_max_threads());
     if (!m->dec_layers && !(m->dec_layers = calloc((size_t)c->n_layer, sizeof *m->dec_layers)))
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: out of memory");
-    if (nt > m->dec_threads) {
-        parlm_free(m->dec_scratch);
-        m->dec_scratch = parlm_alloc((size_t)parlm_decode_scratch((int)C, c->n_head, nt),
-                                     sizeof(float));
-        m->dec_threads = m->dec_scratch ? nt : 0;
-        if (!m->dec_scratch)
-            return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: out of memory");
-    }
     RETURN_IF_ERROR(refresh_q(m));
     /* the bf16 copy has the layout of the f32 parameters: same offsets; the quantized
      * one has its own table */
@@ -1788,12 +1753,24 @@ static parlm_status decode_one(parlm_gpt *m, int32_t token, int pos, float *logi
                                 DEC_W(w.fcw, 4 * l + 2), DEC_W(w.fcprojw, 4 * l + 3)};
         m->dec_layers[l] = d;
     }
-    parlm_decode_model d = {c->n_layer, (int)C, c->n_head, c->vocab_pad, c->max_seq, wt,
-                            m->q_type && m->q_layout == PARLM_QLAYOUT_R8, m->dec_layers,
-                            LNFW(m->params), LNFB(m->params),
-                            DEC_W(WTE(m->params), 4 * c->n_layer), m->kv, m->sh.tp,
-                            m->sh.tp_rank, &m->tp};
+    /* full sizes (the shard's are these / tp) */
+    const int tp = m->sh.tp > 1 ? m->sh.tp : 1;
+    parlm_decode_model d = {
+        .L = c->n_layer, .C = (int)C, .NH = c->n_head, .Vp = c->vocab_pad, .max_seq = c->max_seq,
+        .llama = m->llama, .NKV = m->NKVa * tp, .F = m->Hm * tp, .eps = c->norm_eps,
+        .rope_cos = m->rope_cos, .rope_sin = m->rope_sin, .wtype = wt,
+        .qr8 = m->q_type && m->q_layout == PARLM_QLAYOUT_R8, .layers = m->dec_layers,
+        .lnfw = LNFW(m->params), .lnfb = LNFB(m->params),
+        .lm_head = DEC_W(HEAD(m->params), 4 * c->n_layer), .kv = m->kv, .tp = m->sh.tp,
+        .tp_rank = m->sh.tp_rank, .comm = &m->tp};
 #undef DEC_W
+    if (nt > m->dec_threads) {
+        parlm_free(m->dec_scratch);
+        m->dec_scratch = parlm_alloc((size_t)parlm_decode_scratch(&d, nt), sizeof(float));
+        m->dec_threads = m->dec_scratch ? nt : 0;
+        if (!m->dec_scratch)
+            return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: out of memory");
+    }
     float *x = m->inf; /* the residual row */
     RETURN_IF_ERROR(embed(m, x, &token, 1, pos, 1, 1));
     return parlm_decode_step(&d, x, pos, logits, m->dec_scratch, nt);
@@ -1833,12 +1810,8 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
     }
     /* 1 row even for a prefill: its LM head is the last row's product, on the bf16 copy */
     RETURN_IF_ERROR(refresh_bf16(m, 1));
-    if (n == 1 && !m->llama) /* the fused single-token path runs GPT-2 layers */
+    if (n == 1) /* the fused single-token path */
         return decode_one(m, tokens[0], pos, logits);
-    if (n == 1) /* Llama decode: the generic layers, on the quantized copy if asked for */
-        RETURN_IF_ERROR(refresh_q(m));
-    const int dec = n == 1; /* matrices qi of the quantized copy, or -1: the f32/bf16 ones */
-#define QI(i) (dec ? (int)(i) : -1)
     float *x = m->inf, *ln = x + maxT * C, *qkv = ln + maxT * C, *att = qkv + maxT * Wq;
     float *tmp = att + maxT * Ca, *fch = tmp + maxT * C;
     float *act = m->llama ? fch + maxT * Hf : fch;
@@ -1853,7 +1826,7 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         layer_views w = lview(m, m->params, (int)l);
         float *kc = m->kv + (l * 2) * maxT * Ckv, *vc = kc + maxT * Ckv;
         if ((st = norm_fwd(m, ln, mean, rstd, x, w.ln1w, w.ln1b, n)) ||
-            (st = matmul_infer(m, qkv, ln, w.qkvw, w.qkvb, n, C, Wq, QI(4 * l))) ||
+            (st = matmul_fwd(m, qkv, ln, w.qkvw, w.qkvb, n, C, Wq)) ||
             (m->llama && (st = rope_qk(m, qkv, 1, n, pos, 0))))
             break;
         for (int i = 0; i < n; i++) {
@@ -1862,14 +1835,12 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         }
         if ((st = parlm_attention_cached_gqa(att, qkv, Wq, kc, vc, pos, n, (int)Ca, (int)NHa,
                                              m->NKVa)) ||
-            (st = row_parallel_infer(m, tmp, att, w.attprojw, w.attprojb, n, Ca, C,
-                                     QI(4 * l + 1))) ||
+            (st = row_parallel_fwd(m, tmp, att, w.attprojw, w.attprojb, n, Ca, C)) ||
             (st = parlm_add(x, x, tmp, n * C)) ||
             (st = norm_fwd(m, ln, mean, rstd, x, w.ln2w, w.ln2b, n)) ||
-            (st = matmul_infer(m, fch, ln, w.fcw, w.fcb, n, C, Hf, QI(4 * l + 2))) ||
+            (st = matmul_fwd(m, fch, ln, w.fcw, w.fcb, n, C, Hf)) ||
             (st = act_fwd(m, act, fch, n)) ||
-            (st = row_parallel_infer(m, tmp, act, w.fcprojw, w.fcprojb, n, Hm, C,
-                                     QI(4 * l + 3))) ||
+            (st = row_parallel_fwd(m, tmp, act, w.fcprojw, w.fcprojb, n, Hm, C)) ||
             (st = parlm_add(x, x, tmp, n * C)))
             break;
     }
@@ -1879,9 +1850,7 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         st = norm_fwd(m, ln, mean, rstd, last, LNFW(m->params), LNFB(m->params), 1);
     /* a shard computes its vocab slice; the all-gather gives every rank the whole row */
     if (st == PARLM_OK)
-        st = matmul_infer(m, logits + vocab0(m), ln, HEAD(m->params), NULL, 1, C, m->Vs,
-                          QI(4 * L));
-#undef QI
+        st = matmul_fwd(m, logits + vocab0(m), ln, HEAD(m->params), NULL, 1, C, m->Vs);
     if (st == PARLM_OK && m->sh.tp > 1)
         st = m->tp.all_gather(m->tp.arg, logits, m->Vs);
     parlm_free(mean);

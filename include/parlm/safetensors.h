@@ -51,13 +51,31 @@ PARLM_API parlm_status parlm_safetensors_add(parlm_safetensors_writer *w, const 
                                              const void *data);
 PARLM_API parlm_status parlm_safetensors_write(parlm_safetensors_writer *w, const char *path);
 
-/* GPT-2 in Hugging Face's layout (GPT2LMHeadModel): wte, wpe, h.N.ln_1, h.N.attn.c_attn,
- * h.N.attn.c_proj, h.N.ln_2, h.N.mlp.c_fc, h.N.mlp.c_proj, ln_f; Conv1D weights are
- * stored transposed, (in, out). Writes path and config.json in the same directory; type
- * is F32, F16 or BF16. */
+/* A model in Hugging Face's layout, with config.json beside it; type is F32, F16 or BF16.
+ * GPT-2 as GPT2LMHeadModel: wte, wpe, h.N.ln_1, h.N.attn.c_attn, h.N.attn.c_proj, h.N.ln_2,
+ * h.N.mlp.c_fc, h.N.mlp.c_proj, ln_f; Conv1D weights stored transposed, (in, out).
+ * Llama as LlamaForCausalLM: model.embed_tokens, model.layers.N.{input_layernorm,
+ * self_attn.{q,k,v,o}_proj, post_attention_layernorm, mlp.{gate,up,down}_proj},
+ * model.norm, lm_head (only when untied); (out, in) as parlm's, but the rows of q_proj and
+ * k_proj permuted within each head for HF's rotate_half RoPE (transformers' `permute`).
+ * config.json holds transformers' keys (rope_scaling {"type": "linear", "factor"} or null).
+ * Writes path and path's directory's config.json. */
 PARLM_API parlm_status parlm_gpt_save_safetensors(parlm_gpt *m, const char *path, parlm_wtype type);
-/* Loads such a file (names with or without "transformer.", the attention-mask buffers
- * ignored) with the config.json beside it into a new model. F32 round-trips bit-exactly. */
+/* The same into directory dir (made if missing) in shards of at most max_shard_bytes of
+ * tensor data (a bigger tensor alone in one; 0: no limit), as transformers'
+ * save_pretrained(max_shard_size=...): model-00001-of-0000N.safetensors ... and
+ * model.safetensors.index.json (metadata.total_size, weight_map), written after the
+ * shards; one shard is model.safetensors without an index. *n_shards (may be NULL) gets N. */
+PARLM_API parlm_status parlm_gpt_save_safetensors_sharded(parlm_gpt *m, const char *dir,
+                                                          parlm_wtype type,
+                                                          uint64_t max_shard_bytes, int *n_shards);
+/* Loads such a model into a new one; path is a .safetensors file, an index (*.json), or a
+ * directory holding model.safetensors.index.json or model.safetensors; config.json is read
+ * from the same directory (model_type "gpt2" or "llama"; other activations, RoPE scalings
+ * or biases are PARLM_EUNSUPPORTED naming the key). GPT-2 names may carry "transformer."
+ * (the attention-mask buffers are ignored). An index's shards are all opened and checked: a
+ * tensor the index maps to a shard that lacks it, or that two shards hold, is an error
+ * naming the shard file. F32 round-trips bit-exactly. */
 PARLM_API parlm_status parlm_gpt_load_safetensors(parlm_gpt **out, const char *path);
 
 #ifdef __cplusplus

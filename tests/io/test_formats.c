@@ -1085,8 +1085,9 @@ START_TEST(gpt2_safetensors_round_trip)
     unlink(cfg);
     ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_EIO);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "config.json"));
-    write_raw(cfg, "{\"model_type\": \"llama\"}", 23);
+    write_raw(cfg, "{\"model_type\": \"mistral\"}", 25);
     ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "mistral"));
     write_raw(cfg, "{\"model_type\": \"gpt2\", \"n_layer\": 2, \"n_head\": 2, \"n_embd\": 64, \"n_positions\": 32, \"vocab_size\": 299}", 101);
     ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_EFORMAT);
     ck_assert_ptr_nonnull(strstr(parlm_last_error(), "wte.weight"));

@@ -3,7 +3,8 @@
  * hand-computed blocks); GGUF read from hand-assembled bytes (independent of the writer),
  * written and read back with every metadata type; every truncation and header bit flip
  * refused without a crash; GPT-2 models exported to llama.cpp's gpt2 layout and back;
- * safetensors from hand-assembled headers, every bad offset refused, GPT-2 in HF's layout. */
+ * safetensors from hand-assembled headers, every bad offset refused, GPT-2 and Llama in
+ * HF's layout, sharded checkpoints with their index, bad shards, indexes and configs. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -1098,6 +1099,326 @@ START_TEST(gpt2_safetensors_round_trip)
 }
 END_TEST
 
+/* ---- Llama and sharded safetensors -------------------------------------------------- */
+
+/* every weight random (norms too, so a misplaced one shows), the padding rows 0 */
+static void scramble(parlm_gpt *m, uint64_t seed)
+{
+    parlm_gpt_config c = parlm_gpt_get_config(m);
+    float *p = parlm_gpt_params(m);
+    tu_fill(p, parlm_gpt_num_params(m), seed);
+    for (int i = 0; i < parlm_gpt_num_tensors(m); i++) {
+        const char *kind;
+        int layer;
+        int64_t off, cnt;
+        parlm_gpt_tensor_info(m, i, &kind, &layer, &off, &cnt);
+        if (strcmp(kind, "wte") == 0 || strcmp(kind, "lm_head") == 0)
+            memset(p + off + (int64_t)c.vocab * c.n_embd, 0,
+                   (size_t)(c.vocab_pad - c.vocab) * (size_t)c.n_embd * sizeof(float));
+    }
+}
+
+static const float *tensor_of(parlm_gpt *m, const char *kind, int layer)
+{
+    for (int i = 0; i < parlm_gpt_num_tensors(m); i++) {
+        const char *k;
+        int l;
+        int64_t off, cnt;
+        parlm_gpt_tensor_info(m, i, &k, &l, &off, &cnt);
+        if (strcmp(k, kind) == 0 && l == layer)
+            return parlm_gpt_params(m) + off;
+    }
+    return NULL;
+}
+
+static void assert_same_model(parlm_gpt *a, parlm_gpt *b)
+{
+    parlm_gpt_config ca = parlm_gpt_get_config(a), cb = parlm_gpt_get_config(b);
+    ck_assert(memcmp(&ca, &cb, sizeof ca) == 0);
+    ck_assert_int_eq(parlm_gpt_num_params(a), parlm_gpt_num_params(b));
+    ck_assert(memcmp(parlm_gpt_params(a), parlm_gpt_params(b), (size_t)parlm_gpt_num_params(a) * 4) == 0);
+}
+
+static char *slurp(const char *path)
+{
+    size_t n;
+    char *t = (char *)read_raw(path, &n);
+    t[n] = 0;
+    return t;
+}
+
+/* path's text with `from` (which must be there) replaced by `to` */
+static void edit(const char *path, const char *orig, const char *from, const char *to)
+{
+    const char *hit = strstr(orig, from);
+    ck_assert_msg(hit != NULL, "'%s' not in %s", from, path);
+    size_t a = (size_t)(hit - orig), fl = strlen(from), tl = strlen(to), n = strlen(orig);
+    char *t = malloc(n - fl + tl + 1);
+    memcpy(t, orig, a);
+    memcpy(t + a, to, tl);
+    memcpy(t + a + tl, hit + fl, n - a - fl + 1);
+    write_raw(path, t, strlen(t));
+    free(t);
+}
+
+/* loading path fails with code and a message holding both needles */
+static void expect_load_error(const char *path, parlm_status code, const char *n1, const char *n2)
+{
+    parlm_gpt *b = NULL;
+    parlm_status s = parlm_gpt_load_safetensors(&b, path);
+    ck_assert_msg(s == code && strstr(parlm_last_error(), n1) && strstr(parlm_last_error(), n2),
+                  "expected %d '%s' '%s', got %d: %s", code, n1, n2, s, s ? parlm_last_error() : "ok");
+    ck_assert_ptr_null(b);
+}
+
+/* A Llama model as LlamaForCausalLM: HF's names and shapes, q_proj and k_proj rows
+ * permuted within each head (parlm's row 2p + j is HF's row j hs/2 + p: transformers'
+ * `permute`, written out here independently of the library), the config.json keys; read
+ * back bit for bit, tied (no lm_head.weight) and untied, GQA; bf16 within half a step. */
+START_TEST(llama_safetensors_round_trip)
+{
+    char path[128], cfg[128];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    for (int untied = 0; untied <= 1; untied++) {
+        parlm_gpt *m = tiny_llama(untied);
+        scramble(m, 11 + (uint64_t)untied);
+        ck_assert_msg(parlm_gpt_save_safetensors(m, path, PARLM_WT_F32) == PARLM_OK, "%s",
+                      parlm_last_error());
+        parlm_safetensors *st;
+        ck_assert_int_eq(parlm_safetensors_open(&st, path), PARLM_OK);
+        ck_assert_int_eq(parlm_safetensors_num_tensors(st), 1 + 9 * 2 + 1 + untied);
+        ck_assert_int_eq(parlm_safetensors_find(st, "lm_head.weight") >= 0, untied);
+        struct {
+            const char *name;
+            uint64_t s0, s1;
+        } want[] = {{"model.embed_tokens.weight", 70, 32},
+                    {"model.layers.0.input_layernorm.weight", 32, 0},
+                    {"model.layers.1.self_attn.q_proj.weight", 32, 32},
+                    {"model.layers.1.self_attn.k_proj.weight", 16, 32},
+                    {"model.layers.0.self_attn.v_proj.weight", 16, 32},
+                    {"model.layers.0.self_attn.o_proj.weight", 32, 32},
+                    {"model.layers.1.post_attention_layernorm.weight", 32, 0},
+                    {"model.layers.0.mlp.gate_proj.weight", 48, 32},
+                    {"model.layers.1.mlp.up_proj.weight", 48, 32},
+                    {"model.layers.1.mlp.down_proj.weight", 32, 48},
+                    {"model.norm.weight", 32, 0}};
+        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+            const parlm_st_tensor *t = parlm_safetensors_tensor_at(st, parlm_safetensors_find(st, want[i].name));
+            ck_assert_msg(t && t->n_dims == (want[i].s1 ? 2 : 1) && t->shape[0] == want[i].s0 &&
+                              (!want[i].s1 || t->shape[1] == want[i].s1), "%s", want[i].name);
+        }
+        /* q: 4 heads of 8 rows; k: 2 heads; v is copied as is */
+        static const struct { const char *kind, *hf; int heads; } perm[] = {
+            {"wq", "model.layers.1.self_attn.q_proj.weight", 4},
+            {"wk", "model.layers.1.self_attn.k_proj.weight", 2},
+            {"wv", "model.layers.1.self_attn.v_proj.weight", 0}};
+        for (int k = 0; k < 3; k++) {
+            const float *w = tensor_of(m, perm[k].kind, 1);
+            const float *hf = parlm_safetensors_tensor_at(st, parlm_safetensors_find(st, perm[k].hf))->data;
+            int heads = perm[k].heads ? perm[k].heads : 2;
+            for (int h = 0; h < heads; h++)
+                for (int p = 0; p < 4; p++)
+                    for (int j = 0; j < 2; j++) {
+                        int meta = h * 8 + 2 * p + j, row = perm[k].heads ? h * 8 + j * 4 + p : meta;
+                        ck_assert_msg(memcmp(hf + row * 32, w + meta * 32, 32 * 4) == 0,
+                                      "%s row %d", perm[k].hf, row);
+                    }
+        }
+        parlm_safetensors_close(st);
+        char *text = slurp(cfg);
+        static const char *const keys[] = {"\"LlamaForCausalLM\"", "\"model_type\": \"llama\"",
+            "\"hidden_size\": 32", "\"intermediate_size\": 48", "\"num_attention_heads\": 4",
+            "\"num_key_value_heads\": 2", "\"num_hidden_layers\": 2", "\"hidden_act\": \"silu\"",
+            "\"max_position_embeddings\": 16", "\"rms_norm_eps\": 1e-6", "\"rope_theta\": 500000.0",
+            "\"rope_type\": \"linear\"", "\"factor\": 2.0", "\"vocab_size\": 70",
+            "\"torch_dtype\": \"float32\""};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            ck_assert_msg(strstr(text, keys[i]), "config.json has no %s:\n%s", keys[i], text);
+        ck_assert_ptr_nonnull(strstr(text, untied ? "\"tie_word_embeddings\": false" : "\"tie_word_embeddings\": true"));
+        free(text);
+        parlm_gpt *b;
+        ck_assert_msg(parlm_gpt_load_safetensors(&b, path) == PARLM_OK, "%s", parlm_last_error());
+        assert_same_model(m, b);
+        parlm_gpt_free(b);
+        /* bf16: within half a step, 2^-8 of the value */
+        ck_assert_int_eq(parlm_gpt_save_safetensors(m, path, PARLM_WT_BF16), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_load_safetensors(&b, path), PARLM_OK);
+        const float *x = parlm_gpt_params(m), *y = parlm_gpt_params(b);
+        for (int64_t i = 0; i < parlm_gpt_num_params(m); i++)
+            ck_assert(fabsf(x[i] - y[i]) <= fabsf(x[i]) * (1.0f / 256));
+        parlm_gpt_free(b);
+        parlm_gpt_free(m);
+    }
+}
+END_TEST
+
+/* Sharded as save_pretrained does it: HF's file names, a tensor larger than the limit
+ * alone in its shard, the index written; read back bit for bit from the directory and from
+ * the index, GPT-2 and Llama; one shard is a plain model.safetensors without an index. */
+START_TEST(safetensors_sharded_round_trip)
+{
+    char sub[128], p[256];
+    for (int k = 0; k < 3; k++) {
+        parlm_gpt *m = k == 0 ? tiny_model(300) : tiny_llama(k == 2);
+        scramble(m, 21 + (uint64_t)k);
+        snprintf(sub, sizeof sub, "%s/s%d", dir, k);
+        /* 1 byte: every tensor in a shard of its own */
+        int ns = 0, nt = parlm_gpt_num_tensors(m);
+        ck_assert_msg(parlm_gpt_save_safetensors_sharded(m, sub, PARLM_WT_F32, 1, &ns) == PARLM_OK,
+                      "%s", parlm_last_error());
+        ck_assert_int_eq(ns, nt);
+        snprintf(p, sizeof p, "%s/model-%05d-of-%05d.safetensors", sub, nt, nt);
+        ck_assert_int_eq(access(p, R_OK), 0);
+        snprintf(p, sizeof p, "%s/model.safetensors.index.json", sub);
+        char *text = slurp(p);
+        ck_assert_ptr_nonnull(strstr(text, "\"total_size\""));
+        ck_assert_ptr_nonnull(strstr(text, k ? "\"model.norm.weight\": \"model-" : "\"ln_f.bias\": \"model-"));
+        free(text);
+        parlm_gpt *b;
+        ck_assert_msg(parlm_gpt_load_safetensors(&b, sub) == PARLM_OK, "%s", parlm_last_error());
+        assert_same_model(m, b);
+        parlm_gpt_free(b);
+        ck_assert_msg(parlm_gpt_load_safetensors(&b, p) == PARLM_OK, "%s", parlm_last_error());
+        assert_same_model(m, b);
+        parlm_gpt_free(b);
+        /* 8000 bytes: several tensors a shard, none over the limit unless alone */
+        snprintf(sub, sizeof sub, "%s/t%d", dir, k);
+        ck_assert_int_eq(parlm_gpt_save_safetensors_sharded(m, sub, PARLM_WT_F32, 8000, &ns), PARLM_OK);
+        ck_assert(ns > 1 && ns < nt);
+        for (int i = 1; i <= ns; i++) {
+            snprintf(p, sizeof p, "%s/model-%05d-of-%05d.safetensors", sub, i, ns);
+            parlm_safetensors *st;
+            ck_assert_int_eq(parlm_safetensors_open(&st, p), PARLM_OK);
+            uint64_t bytes = 0;
+            for (int64_t j = 0; j < parlm_safetensors_num_tensors(st); j++)
+                bytes += parlm_safetensors_tensor_at(st, j)->size;
+            ck_assert(bytes <= 8000 || parlm_safetensors_num_tensors(st) == 1);
+            parlm_safetensors_close(st);
+        }
+        ck_assert_int_eq(parlm_gpt_load_safetensors(&b, sub), PARLM_OK);
+        assert_same_model(m, b);
+        parlm_gpt_free(b);
+        /* no limit: one model.safetensors, no index */
+        snprintf(sub, sizeof sub, "%s/u%d", dir, k);
+        ck_assert_int_eq(parlm_gpt_save_safetensors_sharded(m, sub, PARLM_WT_F32, 0, &ns), PARLM_OK);
+        ck_assert_int_eq(ns, 1);
+        snprintf(p, sizeof p, "%s/model.safetensors.index.json", sub);
+        ck_assert_int_ne(access(p, F_OK), 0);
+        ck_assert_int_eq(parlm_gpt_load_safetensors(&b, sub), PARLM_OK);
+        assert_same_model(m, b);
+        parlm_gpt_free(b);
+        parlm_gpt_free(m);
+    }
+}
+END_TEST
+
+/* A bad shard or index is an error naming the file and what is wrong with it */
+START_TEST(safetensors_bad_shards_and_index)
+{
+    char sub[128], idx[192], p[256], q[256];
+    snprintf(sub, sizeof sub, "%s/m", dir);
+    snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", sub);
+    parlm_gpt *m = tiny_llama(1);
+    int ns;
+    ck_assert_int_eq(parlm_gpt_save_safetensors_sharded(m, sub, PARLM_WT_F32, 8000, &ns), PARLM_OK);
+    ck_assert_int_ge(ns, 3);
+    char *good = slurp(idx);
+    char s2[64], s3[64];
+    snprintf(s2, sizeof s2, "model-00002-of-%05d.safetensors", ns);
+    snprintf(s3, sizeof s3, "model-00003-of-%05d.safetensors", ns);
+    /* a truncated shard */
+    snprintf(p, sizeof p, "%s/%s", sub, s2);
+    size_t n;
+    uint8_t *bytes = read_raw(p, &n);
+    write_raw(p, bytes, n - 4);
+    expect_load_error(sub, PARLM_EFORMAT, s2, "");
+    /* a shard gone */
+    ck_assert_int_eq(unlink(p), 0);
+    expect_load_error(sub, PARLM_EIO, s2, "");
+    write_raw(p, bytes, n);
+    free(bytes);
+    parlm_gpt *b;
+    ck_assert_msg(parlm_gpt_load_safetensors(&b, sub) == PARLM_OK, "%s", parlm_last_error());
+    parlm_gpt_free(b);
+    /* the index maps a tensor to a shard without it */
+    parlm_safetensors *st;
+    ck_assert_int_eq(parlm_safetensors_open(&st, p), PARLM_OK);
+    char t2[96];
+    snprintf(t2, sizeof t2, "\"%s\": \"%s\"", parlm_safetensors_tensor_at(st, 0)->name, s2);
+    parlm_safetensors_close(st);
+    char t3[160];
+    snprintf(t3, sizeof t3, "%.*s\"%s\"", (int)(strchr(t2, ':') - t2 + 2), t2, s3);
+    edit(idx, good, t2, t3);
+    expect_load_error(idx, PARLM_EFORMAT, s3, "is missing");
+    /* a shard holds a tensor the index does not list */
+    char gone[160];
+    snprintf(gone, sizeof gone, "%s,", t2);
+    edit(idx, good, gone, "");
+    expect_load_error(sub, PARLM_EFORMAT, s2, "not in");
+    /* a tensor in two shards: an extra shard with a copy of model.norm.weight */
+    parlm_safetensors_writer *w;
+    float v[32] = {0};
+    uint64_t shape[1] = {32};
+    ck_assert_int_eq(parlm_safetensors_writer_create(&w), PARLM_OK);
+    ck_assert_int_eq(parlm_safetensors_add(w, "model.norm.weight", PARLM_WT_F32, 1, shape, v), PARLM_OK);
+    ck_assert_int_eq(parlm_safetensors_add(w, "extra", PARLM_WT_F32, 1, shape, v), PARLM_OK);
+    snprintf(q, sizeof q, "%s/extra.safetensors", sub);
+    ck_assert_int_eq(parlm_safetensors_write(w, q), PARLM_OK);
+    parlm_safetensors_writer_free(w);
+    edit(idx, good, "\"weight_map\": {", "\"weight_map\": {\"extra\": \"extra.safetensors\",");
+    expect_load_error(sub, PARLM_EFORMAT, "extra.safetensors", "duplicated");
+    /* the index itself */
+    static const struct { const char *from, *to, *what; } bad[] = {
+        {"\"weight_map\": {", "\"weight_map\": {\"x\": \"../x.safetensors\",", "not a file name"},
+        {"\"weight_map\": {", "\"weight_map\": {\"x\": 3,", "not a file name"},
+        {"\"weight_map\"", "\"weight_mop\"", "weight_map"},
+        {"\"total_size\": ", "\"total_size\": -", "metadata.total_size"},
+        {"{", "[", "model.safetensors.index.json"},
+        {"\"weight_map\": {", "\"weight_map\": {}, \"wm\": {", "empty"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        edit(idx, good, bad[i].from, bad[i].to);
+        expect_load_error(idx, PARLM_EFORMAT, "model.safetensors.index.json", bad[i].what);
+    }
+    write_raw(idx, good, strlen(good));
+    free(good);
+    /* config.json: each bad field named */
+    snprintf(p, sizeof p, "%s/config.json", sub);
+    char *cfg = slurp(p);
+    static const struct { const char *from, *to, *what; parlm_status code; } bc[] = {
+        {"\"silu\"", "\"gelu\"", "hidden_act", PARLM_EUNSUPPORTED},
+        {"\"rope_scaling\": {", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4}, \"x\": {",
+         "yarn", PARLM_EUNSUPPORTED},
+        {"\"rope_scaling\": {", "\"rope_scaling\": {\"type\": \"linear\", \"rope_type\": \"dynamic\"}, \"x\": {",
+         "rope_type", PARLM_EFORMAT},
+        {"\"factor\": 2.0", "\"factor\": 0.5", "factor", PARLM_EFORMAT},
+        {"\"head_dim\": 8", "\"head_dim\": 16", "head_dim", PARLM_EUNSUPPORTED},
+        {"\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3", "num_key_value_heads", PARLM_EFORMAT},
+        {"\"hidden_size\": 32", "\"hidden_size\": \"32\"", "hidden_size", PARLM_EFORMAT},
+        {"\"rms_norm_eps\": ", "\"rms_norm_eps\": -", "rms_norm_eps", PARLM_EFORMAT},
+        {"\"rope_theta\": 500000.0", "\"rope_theta\": true", "rope_theta", PARLM_EFORMAT},
+        {"\"tie_word_embeddings\": false", "\"tie_word_embeddings\": 0", "tie_word_embeddings", PARLM_EFORMAT},
+        {"\"attention_bias\": false", "\"attention_bias\": true", "attention_bias", PARLM_EUNSUPPORTED},
+        {"\"rope_scaling\": {", "\"rope_scaling\": 3, \"x\": {", "rope_scaling", PARLM_EFORMAT},
+        {"\"model_type\": \"llama\"", "\"model_type\": \"llama\", \"model_type\": \"gpt2\"", "duplicate", PARLM_EFORMAT},
+        {"\"num_hidden_layers\": 2", "\"num_hidden_layers\": 900", "config.json describes", PARLM_EFORMAT}};
+    for (size_t i = 0; i < sizeof bc / sizeof bc[0]; i++) {
+        edit(p, cfg, bc[i].from, bc[i].to);
+        expect_load_error(sub, bc[i].code, "config.json", bc[i].what);
+    }
+    /* a config that does not fit the tensors: the shard and the tensor named */
+    edit(p, cfg, "\"vocab_size\": 70", "\"vocab_size\": 69");
+    expect_load_error(sub, PARLM_EFORMAT, "model-00001-of-", "model.embed_tokens.weight has the wrong shape");
+    /* rope_scaling null: no scaling */
+    edit(p, cfg, "\"rope_scaling\": {", "\"rope_scaling\": null, \"x\": {");
+    ck_assert_msg(parlm_gpt_load_safetensors(&b, sub) == PARLM_OK, "%s", parlm_last_error());
+    ck_assert(parlm_gpt_get_config(b).rope_scale == 1.0f && parlm_gpt_get_config(b).untied_head == 1);
+    parlm_gpt_free(b);
+    free(cfg);
+    parlm_gpt_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("formats");
@@ -1125,6 +1446,9 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, safetensors_hand_assembled_and_corrupt);
     tcase_add_test(tc, gpt2_safetensors_round_trip);
+    tcase_add_test(tc, llama_safetensors_round_trip);
+    tcase_add_test(tc, safetensors_sharded_round_trip);
+    tcase_add_test(tc, safetensors_bad_shards_and_index);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

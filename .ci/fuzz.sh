@@ -76,6 +76,26 @@ build-fuzz/tests/io/gguf_tool write build-fuzz/seed.gguf
 { printf '\1'; cat build-fuzz/seed.gguf.llama.gguf; } > "$fcorpus/gguf_llama"
 { printf '\2'; cat build-fuzz/seed.gguf.st/model.safetensors; } > "$fcorpus/safetensors"
 { printf '\3'; cat build-fuzz/seed.gguf.st/config.json; printf '\0'; cat build-fuzz/seed.gguf.st/model.safetensors; } > "$fcorpus/st_gpt2"
+# the Llama import's config.json (selector 5) and a sharded checkpoint's index (selector 6),
+# for fuzz_formats' fixed tiny Llama (L1 NH2 NKV1 C16 F16 V8 maxT4, one tensor a shard)
+python3 - "$fcorpus" <<'PY'
+import json, sys
+cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 16,
+       "intermediate_size": 16, "num_attention_heads": 2, "num_key_value_heads": 1,
+       "num_hidden_layers": 1, "head_dim": 8, "hidden_act": "silu", "max_position_embeddings": 4,
+       "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+       "rope_scaling": {"type": "linear", "rope_type": "linear", "factor": 2.0},
+       "tie_word_embeddings": True, "attention_bias": False, "mlp_bias": False, "vocab_size": 8,
+       "torch_dtype": "float32"}
+open(sys.argv[1] + "/st_llama_config", "wb").write(b"\5" + json.dumps(cfg, indent=2).encode())
+names = ["model.embed_tokens.weight"] + ["model.layers.0." + n + ".weight" for n in (
+    "input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")] + ["model.norm.weight"]
+wm = {n: "model-%05d-of-%05d.safetensors" % (i + 1, len(names)) for i, n in enumerate(names)}
+index = {"metadata": {"total_size": 4 * (8 * 16 + 16 + 256 + 128 + 128 + 256 + 16 + 3 * 256 + 16)},
+         "weight_map": wm}
+open(sys.argv[1] + "/st_index", "wb").write(b"\6" + json.dumps(index, indent=2).encode())
+PY
 # the tokenizers of GGUF files (selector 4): a "llama" one (scores, types, byte fallback)
 # and a "gpt2" one (GPT-2's byte spelling and merges)
 python3 - "$fcorpus" <<'PY'

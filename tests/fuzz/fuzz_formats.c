@@ -5,7 +5,13 @@
  * or sanitizer report is a bug. Also the safetensors reader (JSON header through Jansson)
  * and the GPT-2 safetensors import with its config.json (selector 3: the input is split at
  * the first NUL into config.json and the safetensors file), and (selector 4) the
- * tokenizer a GGUF file carries, gpt2 or llama. Run by .ci/fuzz.sh. */
+ * tokenizer a GGUF file carries, gpt2 or llama. Selectors 5 and 6 fuzz the Hugging Face
+ * Llama import's config.json and the sharded checkpoint's model.safetensors.index.json:
+ * the input is that file, beside a fixed tiny Llama written once per process (for 5 as one
+ * model.safetensors, for 6 in one-tensor shards model-00001-of-00011 ... as fuzz.sh's seed
+ * names them).
+ * Run by .ci/fuzz.sh. */
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +64,44 @@ static void walk(parlm_gguf *g)
     }
 }
 
+static char llama_dir[2][64];
+
+static void remove_llama_dirs(void)
+{
+    for (int k = 0; k < 2; k++) {
+        DIR *d = opendir(llama_dir[k]);
+        struct dirent *e;
+        char p[384];
+        while (d && (e = readdir(d)))
+            if (e->d_name[0] != '.') {
+                snprintf(p, sizeof p, "%s/%s", llama_dir[k], e->d_name);
+                unlink(p);
+            }
+        if (d)
+            closedir(d);
+        rmdir(llama_dir[k]);
+    }
+}
+
+/* the fixed tiny Llama (L1 NH2 NKV1 C16 F16 V8 maxT4, tied): in one file (k = 0) or in
+ * 11 one-tensor shards (k = 1) */
+static const char *llama_files(int k)
+{
+    if (llama_dir[k][0])
+        return llama_dir[k];
+    snprintf(llama_dir[k], sizeof llama_dir[k], "/tmp/parlm-fuzzfmt-%d.llama%d", (int)getpid(), k);
+    parlm_gpt_config c = {.n_layer = 1, .n_head = 2, .n_embd = 16, .max_seq = 4, .vocab = 8,
+                          .arch = PARLM_ARCH_LLAMA, .n_kv_head = 1, .ffn_hidden = 16};
+    parlm_gpt *m;
+    if (parlm_gpt_create(&m, &c, 1) == PARLM_OK) {
+        parlm_gpt_save_safetensors_sharded(m, llama_dir[k], PARLM_WT_F32, (uint64_t)k, NULL);
+        parlm_gpt_free(m);
+    }
+    if (!llama_dir[!k][0])
+        atexit(remove_llama_dirs);
+    return llama_dir[k];
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -71,7 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(model, sizeof model, "%s/model.safetensors", d);
     mkdir(d, 0700);
     write_file(a, data + 1, size - 1);
-    switch (data[0] % 5) {
+    switch (data[0] % 7) {
     case 0: {
         parlm_gguf *g;
         if (parlm_gguf_open(&g, a) == PARLM_OK) {
@@ -128,6 +172,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             parlm_tokenizer_free(tok);
         }
+        break;
+    }
+    case 5:   /* config.json beside the tiny Llama's shards */
+    case 6: { /* model.safetensors.index.json */
+        const char *ld = llama_files(data[0] % 7 - 5);
+        char p[128];
+        snprintf(p, sizeof p, "%s/%s", ld, data[0] % 7 == 5 ? "config.json" : "model.safetensors.index.json");
+        write_file(p, data + 1, size - 1);
+        parlm_gpt *m;
+        if (parlm_gpt_load_safetensors(&m, ld) == PARLM_OK)
+            parlm_gpt_free(m);
         break;
     }
     }

@@ -2,7 +2,9 @@
 # tests/convert_run.sh — parlm-convert end to end: GGUF -> llm.c -> checkpoint ->
 # safetensors -> GGUF in f32 gives back the same bytes; Python's standard library (an
 # independent reader) finds the safetensors layout and HF's transposed Conv1D weights
-# equal to the llm.c file's; bf16 through llm.c equals bf16 written directly; the
+# equal to the llm.c file's; a Llama model through safetensors, a checkpoint and
+# --shard-size shards gives back the same GGUF bytes, and Python finds every tensor in
+# exactly one shard, as the index says; bf16 through llm.c equals bf16 written directly; the
 # quantized types and the tokenizer are written; bad requests fail with a message.
 set -euo pipefail
 B=${PARLM_BUILDDIR:-$(pwd)}
@@ -43,6 +45,41 @@ wte = hdr["wte.weight"]; assert wte["shape"] == [V, C]
 assert f(data, wte["data_offsets"][0], V * C) == f(llmc, 1024, V * C)
 PY
 fi
+# Llama: GGUF -> safetensors -> checkpoint -> sharded safetensors -> GGUF, the same bytes
+"$B/tests/io/gguf_tool" write m.gguf >/dev/null                       # also m.gguf.llama.gguf
+"$cv" m.gguf.llama.gguf la.gguf | grep -q "Llama L1 NH4 NKV2 C32 F48" || fail "llama gguf -> gguf"
+mkdir lhf
+"$cv" la.gguf lhf/model.safetensors | grep -q "Llama .*config.json beside it" || fail "llama -> safetensors"
+grep -q '"LlamaForCausalLM"' lhf/config.json || fail "llama config.json"
+"$cv" lhf la.ckpt >/dev/null
+"$cv" la.ckpt lsh --shard-size 4KB | grep -q "shards + model.safetensors.index.json" || fail "--shard-size"
+"$cv" lsh/model.safetensors.index.json lb.gguf >/dev/null
+cmp -s la.gguf lb.gguf || fail "f32 Llama through safetensors, a checkpoint and shards changed the GGUF bytes"
+if command -v python3 >/dev/null; then
+python3 - lsh <<'PY' || fail "python3 reads the shards and the index differently"
+import json, os, struct, sys
+d = sys.argv[1]
+idx = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+seen, total = {}, 0
+for f in sorted(set(idx["weight_map"].values())):
+    b = open(os.path.join(d, f), "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    hdr = json.loads(b[8:8 + n]); hdr.pop("__metadata__", None)
+    assert sum(e["data_offsets"][1] - e["data_offsets"][0] for e in hdr.values()) <= 4000 or len(hdr) == 1, f
+    for k, e in hdr.items():
+        assert k not in seen, (k, f, seen.get(k))
+        seen[k] = f
+        total += e["data_offsets"][1] - e["data_offsets"][0]
+assert seen == idx["weight_map"], "the index and the shards disagree"
+assert total == idx["metadata"]["total_size"], (total, idx["metadata"])
+assert "lm_head.weight" in seen and "model.layers.0.self_attn.k_proj.weight" in seen
+PY
+fi
+"$cv" m.gguf gsh --shard-size 20KB >/dev/null
+"$cv" gsh g.gguf >/dev/null
+"$cv" m.gguf g0.gguf >/dev/null
+cmp -s g0.gguf g.gguf || fail "GPT-2 through shards changed the GGUF bytes"
+
 "$cv" a.gguf c.bin --type bf16 >/dev/null
 "$cv" c.bin d.gguf --type bf16 >/dev/null
 "$cv" a.gguf e.gguf --type bf16 >/dev/null
@@ -70,7 +107,13 @@ head -c 100 m.gguf > cut.gguf
 expect_error "cut.gguf" cut.gguf z.gguf
 expect_error "go together" a.gguf z.gguf --encoder a.gguf
 expect_error "type" a.gguf z.gguf --type q5_k
-[ ! -e z.gguf ] && [ ! -e z.bin ] && [ ! -e z.safetensors ] || fail "a failed conversion left a file"
+expect_error "shard-size" a.gguf zdir --shard-size 2XB
+expect_error "shard-size" a.gguf zdir --shard-size 0
+expect_error "writes safetensors" a.gguf zdir --shard-size 1MB --format gguf
+expect_error "GPT-2 models only" la.gguf z.bin
+rm lsh/model-00002-of-*.safetensors
+expect_error "model-00002-of-" lsh z.gguf
+[ ! -e z.gguf ] && [ ! -e z.bin ] && [ ! -e z.safetensors ] && [ ! -e zdir ] || fail "a failed conversion left a file"
 sd=${PARLM_SHARED_DATA:-}
 if [ -n "$sd" ] && [ -f "$sd/gpt2/encoder.json" ]; then
     expect_error "50257 tokens" a.gguf z.gguf --encoder "$sd/gpt2/encoder.json" --vocab "$sd/gpt2/vocab.bpe"

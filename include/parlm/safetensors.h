@@ -65,7 +65,8 @@ PARLM_API parlm_status parlm_gpt_save_safetensors(parlm_gpt *m, const char *path
  * tensor data (a bigger tensor alone in one; 0: no limit), as transformers'
  * save_pretrained(max_shard_size=...): model-00001-of-0000N.safetensors ... and
  * model.safetensors.index.json (metadata.total_size, weight_map), written after the
- * shards; one shard is model.safetensors without an index. *n_shards (may be NULL) gets N. */
+ * shards; one shard is model.safetensors without an index (an earlier index there is
+ * removed: a reader of the directory would take it). *n_shards (may be NULL) gets N. */
 PARLM_API parlm_status parlm_gpt_save_safetensors_sharded(parlm_gpt *m, const char *dir,
                                                           parlm_wtype type,
                                                           uint64_t max_shard_bytes, int *n_shards);

@@ -6,6 +6,7 @@
  * checkpoints and llama.cpp, rotates adjacent pairs: the rows of q_proj and k_proj are
  * permuted, within each head, from (pair, 2) order to (2, pair) order on the way out and
  * back on the way in. Everything else is copied. */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -295,17 +296,22 @@ static parlm_status save(parlm_gpt *m, const char *dir, const char *single, parl
     }
     free(path);
     path = NULL;
+    if (!(path = malloc(strlen(dir) + sizeof ST_INDEX))) {
+        s = parlm_error(PARLM_ENOMEM, "out of memory");
+        goto done;
+    }
+    strcat(strcpy(path, dir), ST_INDEX);
+    /* one model.safetensors: an index left by an earlier sharded save would be read instead */
+    if (ns == 1 && strcmp(single, "model.safetensors") == 0 && remove(path) != 0 && errno != ENOENT) {
+        s = parlm_error(PARLM_EIO, "cannot remove the stale %s: %s", path, strerror(errno));
+        goto done;
+    }
     if (ns > 1) { /* the index last: a reader never finds one whose shards are not all there */
         index = json_pack("{s:{s:I},s:O}", "metadata", "total_size", (json_int_t)total, "weight_map", map);
-        if (!(path = malloc(strlen(dir) + sizeof ST_INDEX))) {
-            s = parlm_error(PARLM_ENOMEM, "out of memory");
-            goto done;
-        }
-        strcat(strcpy(path, dir), ST_INDEX);
         if ((s = write_json(path, index)))
             goto done;
-        free(path);
     }
+    free(path);
     if (!(path = malloc(strlen(dir) + sizeof "config.json"))) {
         s = parlm_error(PARLM_ENOMEM, "out of memory");
         goto done;

@@ -1299,8 +1299,8 @@ START_TEST(safetensors_sharded_round_trip)
         ck_assert_int_eq(parlm_gpt_load_safetensors(&b, sub), PARLM_OK);
         assert_same_model(m, b);
         parlm_gpt_free(b);
-        /* no limit: one model.safetensors, no index */
-        snprintf(sub, sizeof sub, "%s/u%d", dir, k);
+        /* no limit, into the same directory: one model.safetensors, the stale index removed */
+        snprintf(sub, sizeof sub, "%s/t%d", dir, k);
         ck_assert_int_eq(parlm_gpt_save_safetensors_sharded(m, sub, PARLM_WT_F32, 0, &ns), PARLM_OK);
         ck_assert_int_eq(ns, 1);
         snprintf(p, sizeof p, "%s/model.safetensors.index.json", sub);

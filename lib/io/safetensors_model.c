@@ -267,16 +267,14 @@ static parlm_status save(parlm_gpt *m, const char *dir, const char *single, parl
         total += bytes;
     }
     for (int k = 0; k < ns; k++) {
-        if (ns == 1)
-            snprintf(file, sizeof file, "%s", single);
-        else
-            snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", k + 1, ns);
+        snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", k + 1, ns);
+        const char *name = ns == 1 ? single : file;
         free(path);
-        if (!(path = malloc(strlen(dir) + strlen(file) + 1))) {
+        if (!(path = malloc(strlen(dir) + strlen(name) + 1))) {
             s = parlm_error(PARLM_ENOMEM, "out of memory");
             goto done;
         }
-        strcat(strcpy(path, dir), file);
+        strcat(strcpy(path, dir), name);
         parlm_safetensors_writer_free(w);
         w = NULL;
         if ((s = parlm_safetensors_writer_create(&w)) || (s = parlm_safetensors_set_meta(w, "format", "pt")))
@@ -286,7 +284,7 @@ static parlm_status save(parlm_gpt *m, const char *dir, const char *single, parl
                 continue;
             if ((s = parlm_safetensors_add(w, e[i].name, type, e[i].nd, e[i].shape, data[i])))
                 goto done;
-            if (json_object_set_new(map, e[i].name, json_string(file))) {
+            if (json_object_set_new(map, e[i].name, json_string(name))) {
                 s = parlm_error(PARLM_ENOMEM, "out of memory");
                 goto done;
             }

@@ -1414,6 +1414,17 @@ START_TEST(safetensors_bad_shards_and_index)
     ck_assert_msg(parlm_gpt_load_safetensors(&b, sub) == PARLM_OK, "%s", parlm_last_error());
     ck_assert(parlm_gpt_get_config(b).rope_scale == 1.0f && parlm_gpt_get_config(b).untied_head == 1);
     parlm_gpt_free(b);
+    /* only the required keys: LlamaConfig's defaults (theta 10000, eps 1e-6, untied) */
+    static const char minimal[] = "{\"model_type\": \"llama\", \"hidden_size\": 32, "
+        "\"intermediate_size\": 48, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+        "\"num_hidden_layers\": 2, \"max_position_embeddings\": 16, \"vocab_size\": 70}";
+    write_raw(p, minimal, sizeof minimal - 1);
+    ck_assert_msg(parlm_gpt_load_safetensors(&b, sub) == PARLM_OK, "%s", parlm_last_error());
+    parlm_gpt_config cm = parlm_gpt_get_config(b);
+    ck_assert(cm.arch == PARLM_ARCH_LLAMA && cm.n_kv_head == 2 && cm.untied_head == 1 &&
+              cm.rope_theta == 10000.0f && cm.rope_scale == 1.0f && cm.norm_eps == 1e-6f);
+    ck_assert(memcmp(parlm_gpt_params(m), parlm_gpt_params(b), (size_t)parlm_gpt_num_params(m) * 4) == 0);
+    parlm_gpt_free(b);
     free(cfg);
     parlm_gpt_free(m);
 }

@@ -4,7 +4,7 @@
 # in one run equal 2 + --resume 2 byte for byte (the version 3 checkpoint carries the Llama
 # config), parlm-generate runs the checkpoint (f32, bf16, Q8_0 and Q4_0 decode), and what
 # Llama does not support (the batched server) fails with a message, not a crash; a GGUF
-# round trip generates the same text.
+# round trip and a sharded safetensors one generate the same text.
 set -eu
 bin=${PARLM_BUILDDIR:-.}/apps
 work=$(mktemp -d)
@@ -48,13 +48,20 @@ done
     { cat "$work/conv.txt"; exit 1; }
 "$bin/parlm-convert" "$work/l.gguf" "$work/back.ckpt" > "$work/conv.txt" 2>&1 ||
     { cat "$work/conv.txt"; exit 1; }
-for ck in "$work/l/ckpt_00000040.bin" "$work/back.ckpt"; do
+# Hugging Face safetensors in 20 MB shards and back
+"$bin/parlm-convert" "$work/l/ckpt_00000040.bin" "$work/hf" --shard-size 20MB > "$work/conv.txt" 2>&1 ||
+    { cat "$work/conv.txt"; exit 1; }
+"$bin/parlm-convert" "$work/hf" "$work/back_st.ckpt" > "$work/conv.txt" 2>&1 ||
+    { cat "$work/conv.txt"; exit 1; }
+for ck in "$work/l/ckpt_00000040.bin" "$work/back.ckpt" "$work/back_st.ckpt"; do
     "$bin/parlm-generate" --ckpt "$ck" --prompt "line 1" --max-tokens 24 --temperature 0 \
         2>/dev/null > "$ck.txt" || { echo "generate from $ck failed"; exit 1; }
 done
 cmp "$work/l/ckpt_00000040.bin.txt" "$work/back.ckpt.txt" ||
     { echo "a Llama checkpoint and its GGUF round trip generate different text"; exit 1; }
-echo "GGUF: a Llama checkpoint through GGUF and back generates the same text"
+cmp "$work/l/ckpt_00000040.bin.txt" "$work/back_st.ckpt.txt" ||
+    { echo "a Llama checkpoint and its sharded safetensors round trip generate different text"; exit 1; }
+echo "GGUF, safetensors: a Llama checkpoint through either and back generates the same text"
 # what Llama does not run is refused with a message naming it
 # and the batched server, before it listens
 set +e

@@ -8,25 +8,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${PARLM_BUILDDIR:-$(pwd)}
-# Debian's package is for Debian's python3, which need not be the first on PATH
-find_py() {
-    for p in python3 /usr/bin/python3; do
-        if command -v "$p" >/dev/null && "$p" -c 'import numpy' 2>/dev/null; then
-            echo "$p"; return 0
-        fi
-    done
-    return 1
-}
-if ! py=$(find_py); then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-        DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends \
-            python3-numpy >/dev/null 2>&1 || true
-    fi
-    if ! py=$(find_py); then
-        echo "st_numpy: SKIP: no python3 numpy (apt-get install python3-numpy)"
-        exit 77
-    fi
-fi
+. "$here/../py_module.sh"
+py_module numpy python3-numpy st_numpy
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/parlm-stnp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 tool=$B/tests/io/st_tool

@@ -21,8 +21,8 @@
  * so it equals the f32 GEMM of the widened inputs bit for bit; "dot" packs k pairs for the
  * set's bf16 kernel (vdpbf16ps).
  * Threads: C is cut into a tm x tn grid of MR/NR-aligned blocks, one per OpenMP thread,
- * picked by parlm_gemm_grid (smallest largest block, padding and packing included: M = 256,
- * N = 768 splits N; tall shapes split M). Each thread runs the five loops on its block with
+ * picked by parlm_gemm_grid (smallest largest block in real rows and columns, packing
+ * included: M = 256, N = 768 splits N; 256^3 in 48-column tiles and tall shapes split M). Each thread runs the five loops on its block with
  * its own packing buffers, packing the B columns it needs itself: no barriers, no shared
  * writes. Wide outputs split over columns (N >= 4 x threads x CHUNK_COLS, the LM head)
  * are handed out in column chunks to whichever thread is free (run_gemm). Sharing the
@@ -161,14 +161,25 @@ parlm_gemm_blocking parlm_gemm_blocking_get(void)
 
 void parlm_gemm_grid(int64_t M, int64_t N, int mr, int nr, int nt, int *tm, int *tn)
 {
-    int64_t mp = ceil_div(M, mr), np = ceil_div(N, nr), best = INT64_MAX;
+    int64_t best = INT64_MAX;
     *tm = 1;
     *tn = nt;
     for (int a = 1; a <= nt; a++) {
         if (nt % a)
             continue;
         int b = nt / a;
-        int64_t rows = ceil_div(mp, a) * mr, cols = ceil_div(np, b) * nr;
+        /* the largest cell as run_gemm cuts it, in real rows and columns: counting tiles
+         * padded to full width took N = 256 in 48-column tiles, 144 | 112 columns, for as
+         * even as M = 256 in 128 | 128 rows (and 2 threads lost 12% on 256^3) */
+        int64_t rows = 0, cols = 0, lo, hi;
+        for (int t = 0; t < a; t++) {
+            parlm_split(M, mr, t, a, &lo, &hi);
+            rows = max64(rows, hi - lo);
+        }
+        for (int t = 0; t < b; t++) {
+            parlm_split(N, nr, t, b, &lo, &hi);
+            cols = max64(cols, hi - lo);
+        }
         int64_t cost = rows * cols + PACK_WEIGHT * (rows + cols);
         if (cost < best) {
             best = cost;
@@ -530,12 +541,18 @@ static parlm_status run_gemm(gemm_job *j, const char *fn)
      * FMAs, 0.6%. Which thread computes a chunk does not change its bits. */
     int64_t chunks = 0;
     if (j->tm == 1 && nt > 1 && ceil_div(j->N, CHUNK_COLS) >= 4 * nt) {
-        int64_t cw = round_up(CHUNK_COLS, j->nr);
-        chunks = ceil_div(j->N, cw);
-        cols = cw;
+        /* a multiple of the threads, cut in whole tiles as evenly as parlm_split does:
+         * 25 chunks of 2016 (the last 1920) left one of two threads 13 to do, 4% idle */
+        chunks = round_up(ceil_div(j->N, CHUNK_COLS), nt);
+        cols = ceil_div(ceil_div(j->N, j->nr), chunks) * j->nr;
     }
     j->mc = min64(b.mc, rows);
     j->nc = min64(b.nc, cols);
+    /* With one MC block the B panels are not kept (gemm_block packs each into one
+     * L2-resident buffer), so the L3 share of the B and C blocks holds the C block alone:
+     * NC = share / (4 x rows). A narrower NC only re-packed A once more per NC block. */
+    if (rows <= j->mc && !forced_on) /* forced blocks stay as the tests set them */
+        j->nc = min64(cols, max64(b.nc * (b.kc + b.mc) / rows / j->nr * j->nr, b.nc));
     j->a_bytes = (size_t)(ceil_div(j->mc, j->mr) * panel_words(j, j->kb, j->mr) * 4);
     /* a cell of one MC block keeps one B panel at a time (gemm_cell) */
     int64_t panels = rows <= j->mc ? 1 : ceil_div(j->nc, j->nr);
@@ -546,10 +563,12 @@ static parlm_status run_gemm(gemm_job *j, const char *fn)
                            (size_t)nt * (j->a_bytes + j->b_bytes));
     int cells = j->tm * j->tn;
     if (chunks) {
-        int64_t cw = cols;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-        for (int64_t c = 0; c < chunks; c++)
-            gemm_block(j, 0, j->M, c * cw, min64(j->N, (c + 1) * cw), omp_get_thread_num());
+        for (int64_t c = 0; c < chunks; c++) {
+            int64_t n0, n1;
+            parlm_split(j->N, j->nr, (int)c, (int)chunks, &n0, &n1);
+            gemm_block(j, 0, j->M, n0, n1, omp_get_thread_num());
+        }
         return PARLM_OK;
     }
 #pragma omp parallel num_threads(nt) if (nt > 1)

@@ -30,8 +30,8 @@ parlm_gemm_blocking parlm_gemm_blocking_for(int64_t l1, int64_t l2, int64_t l3, 
 void parlm_gemm_blocking_override(const parlm_gemm_blocking *b);
 
 /* Thread grid tm x tn (tm * tn == nt) over an M x N output cut into mr-row and nr-col
- * tiles: the one whose largest per-thread block (padding included) plus its packing
- * costs least. */
+ * tiles: the one whose largest per-thread block (its real rows and columns, as
+ * run_gemm cuts them) plus its packing costs least. */
 void parlm_gemm_grid(int64_t M, int64_t N, int mr, int nr, int nt, int *tm, int *tn);
 
 /* The widening pack (simd/kernels.h, wpack) composed from k's bf16_to_f32 and spack, 64 k

@@ -59,6 +59,11 @@ START_TEST(thread_grid_gives_every_thread_work)
     ck_assert_int_eq(tn, 2);
     parlm_gemm_grid(4096, 64, 8, 32, 2, &tm, &tn); /* tall: split M */
     ck_assert_int_eq(tm, 2);
+    /* 256^3 in 8 x 48 tiles: rows split 128 | 128, columns only 144 | 112 (5 1/3 tiles) */
+    parlm_gemm_grid(256, 256, 8, 48, 2, &tm, &tn);
+    ck_assert_int_eq(tm, 2);
+    parlm_gemm_grid(256, 288, 8, 48, 2, &tm, &tn); /* 6 whole tiles split evenly: N */
+    ck_assert_int_eq(tn, 2);
     parlm_gemm_grid(8, 50304, 8, 32, 4, &tm, &tn); /* one row panel: split N */
     ck_assert_int_eq(tn, 4);
     parlm_gemm_grid(1000, 1000, 8, 32, 6, &tm, &tn);

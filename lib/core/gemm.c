@@ -3,8 +3,8 @@
  * file is the portable BLIS-style framework around them.
  *
  * Loop order (one thread's block of C; simd/kernels.h has the micro-kernel contract):
- *   jc: NC columns   - the KC x NC block of packed B (and the MC x NC of C it updates) stay
- *                      in the thread's share of L3
+ *   jc: NC columns   - the KC x NC block of packed B stays in the thread's share of L3
+ *                      (A is packed again for each NC block)
  *    pc: KC depth    - one KC block of the sums: C is read and written once per block
  *     ic: MC rows    - pack A(ic, pc) into MR-row panels (streamed by the kernels)
  *      jr: NR        - in the first MC block, pack B(pc, jr) into its NR-column panel just
@@ -105,7 +105,12 @@ parlm_gemm_blocking parlm_gemm_blocking_for(int64_t l1, int64_t l2, int64_t l3, 
     b.kc = b.kc < KC_MIN ? KC_MIN : b.kc > KC_MAX ? KC_MAX : b.kc;
     /* twice L2: see the header */
     b.mc = max64(l2 * 2 / (4 * b.kc) / mr * mr, mr);
-    b.nc = max64(l3 / l3_threads / 2 / (4 * (b.kc + b.mc)) / nr * nr, nr);
+    /* the packed B block fills half the thread's share of L3 (A streams through the rest).
+     * The C block need not stay: it is read and written once per KC block, 8 bytes per KC
+     * multiply-adds. Counting it (NC = 1440 for KC = 768 on 32 MiB shared by 2) cut
+     * 2048-wide blocks in two and packed A twice: 1.7-2.1% of 2048^3, 0.7-1.4% of
+     * 1024x3072x768 on one Zen 5 core (1 MiB L2, 32 MiB L3), against NC = 2688. */
+    b.nc = max64(l3 / l3_threads / 2 / (4 * b.kc) / nr * nr, nr);
     (void)l1;
     return b;
 }
@@ -548,11 +553,11 @@ static parlm_status run_gemm(gemm_job *j, const char *fn)
     }
     j->mc = min64(b.mc, rows);
     j->nc = min64(b.nc, cols);
-    /* With one MC block the B panels are not kept (gemm_block packs each into one
-     * L2-resident buffer), so the L3 share of the B and C blocks holds the C block alone:
-     * NC = share / (4 x rows). A narrower NC only re-packed A once more per NC block. */
-    if (rows <= j->mc && !forced_on) /* forced blocks stay as the tests set them */
-        j->nc = min64(cols, max64(b.nc * (b.kc + b.mc) / rows / j->nr * j->nr, b.nc));
+    /* With one MC block no B block is kept (gemm_block packs each panel into one
+     * L2-resident buffer), so nothing bounds NC: a narrower one only packed A again per
+     * NC block. Forced blocks stay as the tests set them. */
+    if (rows <= j->mc && !forced_on)
+        j->nc = cols;
     j->a_bytes = (size_t)(ceil_div(j->mc, j->mr) * panel_words(j, j->kb, j->mr) * 4);
     /* a cell of one MC block keeps one B panel at a time (gemm_cell) */
     int64_t panels = rows <= j->mc ? 1 : ceil_div(j->nc, j->nr);

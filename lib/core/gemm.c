@@ -483,12 +483,15 @@ static void pack_b(const gemm_job *j, int64_t pc, int64_t kc, int64_t jc, int64_
  * single MC block (M per thread <= MC, as in training at B*T = 256) every panel goes to
  * the same L2-resident buffer. */
 static void gemm_block(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                       int slot)
+                       int slot, int *a_packed)
 {
     if (m0 >= m1 || n0 >= n1)
         return;
     char *abuf = j->ws + (size_t)slot * (j->a_bytes + j->b_bytes), *bbuf = abuf + j->a_bytes;
     int64_t mc = even_block(m1 - m0, j->mc, j->mr), nc = even_block(n1 - n0, j->nc, j->nr);
+    /* a_packed (the chunks of one thread, all over rows m0:m1): with one MC and one KC
+     * block, the packed A of the first chunk serves the thread's later ones */
+    int one_a = mc >= m1 - m0 && j->kb >= j->K;
     for (int64_t jc = n0; jc < n1; jc += nc) {
         int64_t ncur = min64(nc, n1 - jc);
         for (int64_t pc = 0; pc < j->K; pc += j->kb) {
@@ -498,7 +501,10 @@ static void gemm_block(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, in
             float beta = pc == 0 ? j->beta : 1.0f;
             for (int64_t ic = m0; ic < m1; ic += mc) {
                 int64_t mcur = min64(mc, m1 - ic);
-                pack_a(j, ic, mcur, pc, kcur, abuf);
+                if (!a_packed || !*a_packed)
+                    pack_a(j, ic, mcur, pc, kcur, abuf);
+                if (a_packed && one_a)
+                    *a_packed = 1;
                 for (int64_t jr = 0; jr < ncur; jr += j->nr) {
                     /* one MC block: each panel serves it alone, so one buffer, kept in L2 */
                     char *bp = mc < m1 - m0 ? bbuf + jr / j->nr * bstride * 4 : bbuf;
@@ -542,8 +548,9 @@ static parlm_status run_gemm(gemm_job *j, const char *fn)
     /* Wide outputs split over columns (the LM head: N = 50304) go out in chunks of CHUNK_COLS,
      * each to the next free thread, so a thread slowed by a busy core does less of them
      * (static halves waited on it: 2-thread runs on a shared machine took up to twice the
-     * time). A chunk repacks A: 0.4 cycles per element against CHUNK_COLS / 32 cycles of
-     * FMAs, 0.6%. Which thread computes a chunk does not change its bits. */
+     * time). A chunk repacks A (0.4 cycles per element against CHUNK_COLS / 32 cycles of
+     * FMAs, 0.6%) unless it is one MC x KC block, which a thread then packs once for all its
+     * chunks (the LM head). Which thread computes a chunk does not change its bits. */
     int64_t chunks = 0;
     if (j->tm == 1 && nt > 1 && ceil_div(j->N, CHUNK_COLS) >= 4 * nt) {
         /* a multiple of the threads, cut in whole tiles as evenly as parlm_split does:
@@ -568,11 +575,15 @@ static parlm_status run_gemm(gemm_job *j, const char *fn)
                            (size_t)nt * (j->a_bytes + j->b_bytes));
     int cells = j->tm * j->tn;
     if (chunks) {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-        for (int64_t c = 0; c < chunks; c++) {
-            int64_t n0, n1;
-            parlm_split(j->N, j->nr, (int)c, (int)chunks, &n0, &n1);
-            gemm_block(j, 0, j->M, n0, n1, omp_get_thread_num());
+#pragma omp parallel num_threads(nt)
+        {
+            int a_packed = 0;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t c = 0; c < chunks; c++) {
+                int64_t n0, n1;
+                parlm_split(j->N, j->nr, (int)c, (int)chunks, &n0, &n1);
+                gemm_block(j, 0, j->M, n0, n1, omp_get_thread_num(), &a_packed);
+            }
         }
         return PARLM_OK;
     }
@@ -584,7 +595,7 @@ static parlm_status run_gemm(gemm_job *j, const char *fn)
             int64_t m0, m1, n0, n1;
             parlm_split(j->M, j->mr, cell / j->tn, j->tm, &m0, &m1);
             parlm_split(j->N, j->nr, cell % j->tn, j->tn, &n0, &n1);
-            gemm_block(j, m0, m1, n0, n1, t);
+            gemm_block(j, m0, m1, n0, n1, t, NULL);
         }
     }
     return PARLM_OK;

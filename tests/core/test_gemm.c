@@ -475,6 +475,17 @@ static void mt_run(int which, int threads, float *A, float *B, uint16_t *Ah, uin
     case 8: st = parlm_sgemm(PARLM_NO_TRANS, PARLM_TRANS, 64, 17000, 70, 1.0f, A, 70, B, 70,
                              0.0f, C, 17000);
         break;
+    /* the same in forced small blocks: chunks of several MC and KC blocks, where a thread
+     * packs A again for each chunk (one block: packed once for all its chunks) */
+    case 9: {
+        const parlm_kernels *k = parlm_kern();
+        parlm_gemm_blocking b = {2 * k->sgemm_mr, 32, 2 * k->sgemm_nr};
+        force_blocking(&b);
+        st = parlm_sgemm(PARLM_NO_TRANS, PARLM_TRANS, 64, 17000, 70, 0.5f, A, 70, B, 70, 0.0f, C,
+                         17000);
+        force_blocking(NULL);
+        break;
+    }
     }
     ck_assert_msg(st == PARLM_OK, "%s", parlm_last_error());
 }
@@ -490,10 +501,10 @@ START_TEST(two_threads_match_one_and_repeat_bitwise)
     ck_assert_int_eq(parlm_f32_to_bf16(B, Bh, n), PARLM_OK);
     float *c1 = tu_alloc_nan(nc), *c2 = tu_alloc_nan(nc), *c3 = tu_alloc_nan(nc);
     static const int64_t outs[] = {256 * 768, 1000 * 255, 255 * 1000, 5000,    5000,
-                                   5000,      600 * 500,  600 * 500,  64 * 17000};
+                                   5000,      600 * 500,  600 * 500,  64 * 17000, 64 * 17000};
     for (int path = PARLM_BF16_DOT; path <= PARLM_BF16_WIDEN; path++) {
         ck_assert_int_eq(parlm_bf16_path_select((parlm_bf16_path)path), PARLM_OK);
-        for (int which = 0; which < 9; which++) {
+        for (int which = 0; which < 10; which++) {
             mt_run(which, 1, A, B, Ah, Bh, c1);
             mt_run(which, 2, A, B, Ah, Bh, c2);
             mt_run(which, 2, A, B, Ah, Bh, c3);

@@ -14,17 +14,19 @@
  *                      only on the first KC block (beta = 1 after, as C then holds a sum)
  * Blocking: parlm_gemm_blocking_for() derives KC and MC from L2 and NC from L3 (the sizes
  * hwloc reports, via parlm_topo_system), in 32-bit words per k step, so a bf16 k-pair
- * block takes the same bytes as an f32 one. Each loop cuts its range into equal blocks
- * rounded up to 16 / MR / NR (no thin last block).
+ * block takes the same bytes as an f32 one: KC = 3/4 L2 / (4 x 256 rows), MC = 2 L2 /
+ * (4 KC), NC = L3 / (threads sharing it) / 2 / (4 KC); a thread whose rows fit in one MC
+ * block keeps no B block, and its NC is its whole width. Each loop cuts its range into
+ * equal blocks rounded up to 16 / MR / NR (no thin last block).
  * bf16 (parlm_gemm_bf16) takes the path chosen once per process (parlm_bf16_path_current,
  * by measured speed): "widen" packs bf16 as f32 panels (exact) for the f32 micro-kernel,
  * so it equals the f32 GEMM of the widened inputs bit for bit; "dot" packs k pairs for the
  * set's bf16 kernel (vdpbf16ps).
  * Threads: C is cut into a tm x tn grid of MR/NR-aligned blocks, one per OpenMP thread,
  * picked by parlm_gemm_grid (smallest largest block in real rows and columns, packing
- * included: M = 256, N = 768 splits N; 256^3 in 48-column tiles and tall shapes split M). Each thread runs the five loops on its block with
- * its own packing buffers, packing the B columns it needs itself: no barriers, no shared
- * writes. Wide outputs split over columns (N >= 4 x threads x CHUNK_COLS, the LM head)
+ * included: M = 256, N = 768 splits N; 256^3 in 48-column tiles and tall shapes split
+ * M). Each thread runs the five loops on its block with its own packing buffers, packing
+ * the B columns it needs itself: no barriers, no shared writes. Wide outputs split over columns (N >= 4 x threads x CHUNK_COLS, the LM head)
  * are handed out in column chunks to whichever thread is free (run_gemm). Sharing the
  * packing of B would only pay when threads share columns (tm > 1, i.e.
  * tall M), where B (K x N) is small next to each thread's M/tm x N x K of work (measured
@@ -108,8 +110,9 @@ parlm_gemm_blocking parlm_gemm_blocking_for(int64_t l1, int64_t l2, int64_t l3, 
     /* the packed B block fills half the thread's share of L3 (A streams through the rest).
      * The C block need not stay: it is read and written once per KC block, 8 bytes per KC
      * multiply-adds. Counting it (NC = 1440 for KC = 768 on 32 MiB shared by 2) cut
-     * 2048-wide blocks in two and packed A twice: 1.7-2.1% of 2048^3, 0.7-1.4% of
-     * 1024x3072x768 on one Zen 5 core (1 MiB L2, 32 MiB L3), against NC = 2688. */
+     * 2048-wide blocks in two and packed A twice: on one Zen 5 core (1 MiB L2, 32 MiB L3)
+     * 2048^3 ran 1.005-1.044x faster with NC from B alone (seven alternating runs; other
+     * shapes within noise). */
     b.nc = max64(l3 / l3_threads / 2 / (4 * b.kc) / nr * nr, nr);
     (void)l1;
     return b;

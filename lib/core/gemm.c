@@ -26,13 +26,15 @@
  * picked by parlm_gemm_grid (smallest largest block in real rows and columns, packing
  * included: M = 256, N = 768 splits N; 256^3 in 48-column tiles and tall shapes split
  * M). Each thread runs the five loops on its block with its own packing buffers, packing
- * the B columns it needs itself: no barriers, no shared writes. Wide outputs split over columns (N >= 4 x threads x CHUNK_COLS, the LM head)
- * are handed out in column chunks to whichever thread is free (run_gemm). Sharing the
- * packing of B would only pay when threads share columns (tm > 1, i.e.
- * tall M), where B (K x N) is small next to each thread's M/tm x N x K of work (measured
- * bound for GPT-2 at B*T = 2048: about 1% of the GEMM). Each element of C is summed by one
- * thread in a fixed order (KC depends on the caches only), so results are bitwise
- * repeatable, and independent of the thread count (tests/core/test_gemm.c checks both).
+ * the B columns it needs itself: no barriers, no shared writes. Wide outputs split over
+ * columns (N >= 4 x threads x CHUNK_COLS, the LM head) are handed out in column chunks to
+ * whichever thread is free (run_gemm). Sharing the packing of B would only pay when
+ * threads share columns (tm > 1, i.e. tall M), where B (K x N) is small next to each
+ * thread's M/tm x N x K of work (measured bound for GPT-2 at B*T = 2048: about 1% of the
+ * GEMM; panels packed once by whichever thread came first were no faster on 256^3).
+ * Each element of C is summed by one thread in a fixed order (KC depends on the caches
+ * only), so results are bitwise repeatable, and independent of the thread count
+ * (tests/core/test_gemm.c checks both).
  * Workspace: one 64-byte aligned buffer per calling thread, kept between calls (no
  * allocation in the loops, none at all in steady state); freed when that thread exits.
  * M == 1 (and parlm_sgemv) runs the GEMV kernels, rows split over threads.
@@ -178,7 +180,7 @@ void parlm_gemm_grid(int64_t M, int64_t N, int mr, int nr, int nt, int *tm, int 
         int b = nt / a;
         /* the largest cell as run_gemm cuts it, in real rows and columns: counting tiles
          * padded to full width took N = 256 in 48-column tiles, 144 | 112 columns, for as
-         * even as M = 256 in 128 | 128 rows (and 2 threads lost 12% on 256^3) */
+         * even as M = 256 in 128 | 128 rows (the row split: 256^3 on 2 threads 1.09-1.11x) */
         int64_t rows = 0, cols = 0, lo, hi;
         for (int t = 0; t < a; t++) {
             parlm_split(M, mr, t, a, &lo, &hi);

@@ -17,6 +17,8 @@
 extern "C" {
 #endif
 
+typedef struct parlm_tokenizer parlm_tokenizer; /* parlm/tokenizer.h */
+
 /* Metadata value types (the numbers in the file). */
 typedef enum parlm_gguf_type {
     PARLM_GGUF_U8 = 0, PARLM_GGUF_I8 = 1, PARLM_GGUF_U16 = 2, PARLM_GGUF_I16 = 3,
@@ -114,7 +116,7 @@ PARLM_API parlm_status parlm_gguf_add_tensor(parlm_gguf_writer *w, const char *n
 /* Writes everything to path atomically (temp file, fsync, rename). */
 PARLM_API parlm_status parlm_gguf_write(parlm_gguf_writer *w, const char *path);
 
-/* ---- GPT-2 models --------------------------------------------------------------- */
+/* ---- GPT-2 and Llama models ------------------------------------------------------- */
 
 /* Writes model m as a llama.cpp "gpt2" GGUF: the gpt2.* hyperparameters and llama.cpp's
  * tensor names (token_embd, position_embd, blk.N.attn_norm / attn_qkv / attn_output /
@@ -126,9 +128,29 @@ PARLM_API parlm_status parlm_gguf_write(parlm_gguf_writer *w, const char *path);
  * (tokenizer.ggml.*), so the file needs no other file. */
 PARLM_API parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype type,
                                            const char *encoder_json, const char *vocab_bpe);
-/* Loads a "gpt2" GGUF into a new model, converting every tensor to f32 (padding rows of
+/* As parlm_gpt_save_gguf, with the tokenizer tok stored in the file (a "llama" one: see
+ * parlm_tokenizer_write_gguf), which must have the model's vocabulary size. */
+PARLM_API parlm_status parlm_gpt_save_gguf_tok(parlm_gpt *m, const char *path, parlm_wtype type,
+                                               const parlm_tokenizer *tok);
+/* Loads a "gpt2" or "llama" GGUF into a new model, converting every tensor to f32 (padding rows of
  * the token embedding are zero). An f32 file round-trips bit-exactly. */
 PARLM_API parlm_status parlm_gpt_load_gguf(parlm_gpt **out, const char *path);
+
+/* What the loader saw of the stored weights. */
+typedef struct parlm_gguf_load_info {
+    parlm_wtype wtype; /* the storage type of most of the matrices' weights (2-D tensors):
+                        * the type the file runs as (parlm_gpt_set_decode_type for Q8_0 or
+                        * Q4_0, parlm_gpt_set_bf16 for bf16) */
+    int blocks_exact;  /* 1 if every Q8_0 / Q4_0 tensor's blocks are bit for bit
+                        * parlm_quantize of its loaded (dequantized) weights, so that the
+                        * decode copy parlm_gpt_set_decode_type makes holds the file's blocks;
+                        * 0 if some block re-quantizes differently (another quantizer's
+                        * rounding) */
+} parlm_gguf_load_info;
+
+/* parlm_gpt_load_gguf, and *info (may be NULL) about the stored weights. */
+PARLM_API parlm_status parlm_gpt_load_gguf_ex(parlm_gpt **out, const char *path,
+                                              parlm_gguf_load_info *info);
 
 #ifdef __cplusplus
 }

@@ -227,8 +227,27 @@ static parlm_status llama_hparams(parlm_gguf_writer *w, const parlm_gpt_config *
     return PARLM_OK;
 }
 
+static parlm_status save_gguf(parlm_gpt *m, const char *path, parlm_wtype type,
+                              const char *encoder_json, const char *vocab_bpe,
+                              const parlm_tokenizer *tok);
+
 parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype type,
                                  const char *encoder_json, const char *vocab_bpe)
+{
+    return save_gguf(m, path, type, encoder_json, vocab_bpe, NULL);
+}
+
+parlm_status parlm_gpt_save_gguf_tok(parlm_gpt *m, const char *path, parlm_wtype type,
+                                     const parlm_tokenizer *tok)
+{
+    if (!tok)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_save_gguf_tok: null tokenizer");
+    return save_gguf(m, path, type, NULL, NULL, tok);
+}
+
+static parlm_status save_gguf(parlm_gpt *m, const char *path, parlm_wtype type,
+                              const char *encoder_json, const char *vocab_bpe,
+                              const parlm_tokenizer *tok)
 {
     if (!m || !path)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_save_gguf: null argument");
@@ -259,6 +278,13 @@ parlm_status parlm_gpt_save_gguf(parlm_gpt *m, const char *path, parlm_wtype typ
         goto done;
     if ((type == PARLM_WT_Q8_0 || type == PARLM_WT_Q4_0) &&
         (s = parlm_gguf_set(w, "general.quantization_version", PARLM_GGUF_U32, &qv)))
+        goto done;
+    if (tok && parlm_tokenizer_vocab_size(tok) != c.vocab) {
+        s = parlm_error(PARLM_EINVAL, "parlm_gpt_save_gguf_tok: the tokenizer has %d tokens, the "
+                        "model's vocabulary is %d", parlm_tokenizer_vocab_size(tok), c.vocab);
+        goto done;
+    }
+    if (tok && (s = parlm_tokenizer_write_gguf(tok, w)))
         goto done;
     if (encoder_json) {
         int32_t eot;
@@ -413,11 +439,33 @@ static parlm_status llama_config(const parlm_gguf *g, const char *path, parlm_gp
     return PARLM_OK;
 }
 
+/* Whether the blocks of tensor t are exactly parlm_quantize of their dequantized weights w
+ * (n of them): then a decode copy quantized from w holds the file's bits. */
+static parlm_status blocks_exact(const parlm_gguf_tensor *t, const float *w, int64_t n, int *exact)
+{
+    void *q = malloc((size_t)t->size);
+    if (!q)
+        return parlm_error(PARLM_ENOMEM, "out of memory checking the blocks of %s", t->name);
+    parlm_status s = parlm_quantize(t->type, w, n, q);
+    if (s == PARLM_OK && memcmp(q, t->data, (size_t)t->size) != 0)
+        *exact = 0;
+    free(q);
+    return s;
+}
+
 parlm_status parlm_gpt_load_gguf(parlm_gpt **out, const char *path)
+{
+    return parlm_gpt_load_gguf_ex(out, path, NULL);
+}
+
+parlm_status parlm_gpt_load_gguf_ex(parlm_gpt **out, const char *path, parlm_gguf_load_info *info)
 {
     if (!out || !path)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_load_gguf: null argument");
     *out = NULL;
+    /* weights of the matrices by storage type (indexed by parlm_wtype, < 32) */
+    uint64_t by_type[32] = {0};
+    int exact = 1;
     parlm_gguf *g;
     parlm_status s = parlm_gguf_open(&g, path);
     if (s)
@@ -513,6 +561,18 @@ parlm_status parlm_gpt_load_gguf(parlm_gpt **out, const char *path)
         }
         if ((s = parlm_dequantize(t->type, t->data, (int64_t)(ne[0] * ne[1]), params + off)))
             goto done;
+        if (nd == 2 && (unsigned)t->type < 32)
+            by_type[t->type] += ne[0] * ne[1];
+        if ((t->type == PARLM_WT_Q8_0 || t->type == PARLM_WT_Q4_0) &&
+            (s = blocks_exact(t, params + off, (int64_t)(ne[0] * ne[1]), &exact)))
+            goto done;
+    }
+    if (info) {
+        info->wtype = PARLM_WT_F32;
+        for (int k = 0; k < 32; k++)
+            if (by_type[k] > by_type[info->wtype])
+                info->wtype = (parlm_wtype)k;
+        info->blocks_exact = exact;
     }
     /* the padding rows of the token embedding: never a real token's, zero as in llm.c */
     memset(params + (int64_t)c.vocab * c.n_embd, 0,

@@ -882,6 +882,118 @@ START_TEST(llama_gguf_quantized)
 }
 END_TEST
 
+/* A quantized file decodes on its own blocks: the stored Q8_0 / Q4_0 bytes of the token
+ * embedding, a layer's stacked wq, the SwiGLU gate and the untied head are exactly
+ * parlm_quantize of the loaded weights (what parlm_gpt_set_decode_type's copy is made
+ * of), and the loader says so (wtype, blocks_exact). A block another quantizer rounded
+ * otherwise (scale 1, every weight q = 1 or nibble 9) is reported as not exact. */
+START_TEST(gguf_decode_blocks_exact)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/qb.gguf", dir);
+    const parlm_wtype types[2] = {PARLM_WT_Q8_0, PARLM_WT_Q4_0};
+    for (int k = 0; k < 2; k++) {
+        parlm_gpt *m = tiny_llama(1);
+        ck_assert_int_eq(parlm_gpt_save_gguf(m, path, types[k], NULL, NULL), PARLM_OK);
+        parlm_gpt_free(m);
+        parlm_gpt *b;
+        parlm_gguf_load_info info = {PARLM_WT_F32, -1};
+        ck_assert_msg(parlm_gpt_load_gguf_ex(&b, path, &info) == PARLM_OK, "%s",
+                      parlm_last_error());
+        ck_assert_int_eq(info.wtype, types[k]);
+        ck_assert_int_eq(info.blocks_exact, 1);
+        parlm_gguf *g;
+        ck_assert_int_eq(parlm_gguf_open(&g, path), PARLM_OK);
+        static const struct {
+            const char *file, *model;
+            int layer;
+        } pairs[] = {{"token_embd.weight", "wte", -1}, {"blk.1.attn_q.weight", "wq", 1},
+                     {"blk.0.ffn_gate.weight", "w_gate", 0}, {"output.weight", "lm_head", 2}};
+        for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
+            const parlm_gguf_tensor *t =
+                parlm_gguf_tensor_at(g, parlm_gguf_find_tensor(g, pairs[p].file));
+            ck_assert_ptr_nonnull(t);
+            ck_assert_int_eq(t->type, types[k]);
+            int64_t off = -1, count, n = (int64_t)(t->ne[0] * t->ne[1]);
+            for (int i = 0; i < parlm_gpt_num_tensors(b); i++) {
+                const char *kind;
+                int layer;
+                int64_t o;
+                parlm_gpt_tensor_info(b, i, &kind, &layer, &o, &count);
+                if (!strcmp(kind, pairs[p].model) && (layer == pairs[p].layer || layer < 0 ||
+                                                      layer >= 2))
+                    off = o;
+            }
+            ck_assert_int_ge(off, 0);
+            uint8_t *q = malloc((size_t)t->size);
+            ck_assert_int_eq(parlm_quantize(types[k], parlm_gpt_params(b) + off, n, q), PARLM_OK);
+            ck_assert_msg(memcmp(q, t->data, (size_t)t->size) == 0, "%s: re-quantized blocks "
+                          "differ from the file's", pairs[p].file);
+            free(q);
+        }
+        /* another quantizer's block: the first of blk.0.attn_q.weight */
+        const parlm_gguf_tensor *t = parlm_gguf_tensor_at(g, parlm_gguf_find_tensor(g, "blk.0.attn_q.weight"));
+        size_t at = (size_t)(parlm_gguf_data_offset(g) + t->offset);
+        parlm_gguf_close(g);
+        parlm_gpt_free(b);
+        size_t n;
+        uint8_t *raw = read_raw(path, &n);
+        raw[at] = 0x00, raw[at + 1] = 0x3C; /* f16 1.0 */
+        memset(raw + at + 2, types[k] == PARLM_WT_Q8_0 ? 1 : 0x99, types[k] == PARLM_WT_Q8_0 ? 32 : 16);
+        write_raw(path, raw, n);
+        free(raw);
+        ck_assert_int_eq(parlm_gpt_load_gguf_ex(&b, path, &info), PARLM_OK);
+        ck_assert_int_eq(info.wtype, types[k]);
+        ck_assert_int_eq(info.blocks_exact, 0);
+        ck_assert_float_eq(parlm_gpt_params(b)[parlm_gpt_get_config(b).vocab_pad * 32 + 32], 1.0f);
+        parlm_gpt_free(b);
+    }
+}
+END_TEST
+
+/* parlm_gpt_save_gguf_tok: a Llama model and its tokenizer in one file, read back alike;
+ * a tokenizer of another size is refused */
+START_TEST(llama_gguf_with_tokenizer)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/lt.gguf", dir);
+    static const char *const pieces[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b",
+                                         "\xe2\x96\x81" "a", "ab", "\xe2\x96\x81" "ab"};
+    enum { NP = sizeof pieces / sizeof pieces[0] };
+    const float scores[NP] = {0, 0, 0, 1, 1, 1, 2, 2, 3};
+    const int32_t types[NP] = {2, 3, 3, 1, 1, 1, 1, 1, 1};
+    parlm_llama_vocab v = {NP, pieces, NULL, scores, types, 1, 2, 0, -1, 1, 0, 1};
+    parlm_tokenizer *tok, *back;
+    ck_assert_int_eq(parlm_tokenizer_create_llama(&tok, &v), PARLM_OK);
+    parlm_gpt *m = tiny_llama(0);
+    ck_assert_int_eq(parlm_gpt_save_gguf_tok(m, path, PARLM_WT_F32, tok), PARLM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "9 tokens"));
+    parlm_gpt_free(m);
+    parlm_gpt_config c = {.n_layer = 1, .n_head = 2, .n_embd = 32, .max_seq = 8, .vocab = NP,
+                          .arch = PARLM_ARCH_LLAMA};
+    ck_assert_int_eq(parlm_gpt_create(&m, &c, 3), PARLM_OK);
+    ck_assert_msg(parlm_gpt_save_gguf_tok(m, path, PARLM_WT_Q8_0, tok) == PARLM_OK, "%s",
+                  parlm_last_error());
+    ck_assert_int_eq(parlm_tokenizer_load_gguf(&back, path), PARLM_OK);
+    int32_t *a, *b;
+    size_t na, nb;
+    ck_assert_int_eq(parlm_tokenizer_encode_special(tok, "ab a abb", 8, 1, &a, &na), PARLM_OK);
+    ck_assert_int_eq(parlm_tokenizer_encode_special(back, "ab a abb", 8, 1, &b, &nb), PARLM_OK);
+    ck_assert_uint_eq(na, nb);
+    ck_assert(memcmp(a, b, na * sizeof *a) == 0);
+    ck_assert_int_eq(b[0], 1); /* BOS */
+    ck_assert_int_eq(b[1], 8); /* "\u2581ab" */
+    parlm_free(a), parlm_free(b);
+    parlm_gpt *l;
+    ck_assert_int_eq(parlm_gpt_load_gguf(&l, path), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_get_config(l).vocab, NP);
+    parlm_gpt_free(l);
+    parlm_gpt_free(m);
+    parlm_tokenizer_free(back);
+    parlm_tokenizer_free(tok);
+}
+END_TEST
+
 /* the GPT-2 tokenizer in the file: tokens in GPT-2's byte-to-unicode spelling, merges in
  * rank order, <|endoftext|> a control token and bos/eos */
 START_TEST(gpt2_gguf_tokenizer)
@@ -1452,6 +1564,8 @@ int main(void)
     tcase_add_test(tc, gpt2_gguf_tokenizer);
     tcase_add_test(tc, llama_gguf_round_trip);
     tcase_add_test(tc, llama_gguf_quantized);
+    tcase_add_test(tc, gguf_decode_blocks_exact);
+    tcase_add_test(tc, llama_gguf_with_tokenizer);
     suite_add_tcase(s, tc);
     tc = tcase_create("safetensors");
     tcase_add_checked_fixture(tc, setup, teardown);

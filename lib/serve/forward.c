@@ -1,4 +1,4 @@
-/* lib/serve/forward.c — one batched GPT-2 forward over the next positions of many
+/* lib/serve/forward.c — one batched GPT-2 or Llama forward over the next positions of many
  * sequences (decode rows and prompt chunks alike), against the paged KV cache. Each
  * weight matrix is read once per step for all rows (one GEMM), where per-sequence decode
  * would stream it once per sequence.
@@ -6,7 +6,9 @@
  * the cache sizes whatever M is, as long as M >= 2 (M = 1 goes to the GEMV kernels, which
  * sum in another order), so a step of one row runs with a second, dummy row. Layernorm is
  * per row, bias/GELU/add are elementwise (their vector tails are masked, not scalar), and
- * attention below is computed per (row, head) by one thread in a fixed order.
+ * attention below is computed per (row, head) by one thread in a fixed order. Llama's
+ * RMSNorm is per row, RoPE rotates each row's q and k at that row's own position, SwiGLU
+ * is elementwise, and a query head reads the cache of its group's key/value head.
  * On a tensor-parallel shard (Megatron-LM, as parlm_gpt_forward's): this rank's heads of
  * QKV and MLP units of fc (column-parallel), the matching columns of attproj and fcproj
  * (row-parallel: partial sums, added over the group before the replicated bias), its
@@ -22,6 +24,7 @@
 #include "../../base/error.h"
 #include "parlm/bf16.h"
 #include "parlm/gemm.h"
+#include "parlm/llama_ops.h"
 #include "parlm/nn.h"
 #include "parlm/ops.h"
 #include "parlm/tensor.h"
@@ -31,6 +34,12 @@ enum { T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_APW, T_APB, T_LN2W, T_LN2B, T_FCW, T_FC
 static const char *const layer_names[T_PER_LAYER] = {
     "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
     "ln2w", "ln2b", "fcw",  "fcb",  "fcprojw",  "fcprojb"};
+/* Llama's tensors of a layer (in the same per-layer offset table): wq, wk, wv are
+ * consecutive rows of one (C + 2 Ckv, C) matrix, w_gate and w_up of one (2F, C) */
+enum { LL_ATTN_NORM, LL_WQ, LL_WK, LL_WV, LL_WO, LL_FFN_NORM, LL_WGATE, LL_WUP, LL_WDOWN,
+       LL_PER_LAYER };
+static const char *const llama_names[LL_PER_LAYER] = {
+    "attn_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w_gate", "w_up", "w_down"};
 
 struct ps_model {
     parlm_gpt_config c;
@@ -38,24 +47,29 @@ struct ps_model {
     int tp, tp_rank;                 /* tensor parallelism (1, 0: a whole model) */
     parlm_gpt_tp_comm comm;
     int64_t Ca, Hm, Vl, v0;          /* local attention channels, MLP units, vocab rows from v0 */
+    int llama;                       /* arch PARLM_ARCH_LLAMA (Hm is then F) */
+    int64_t Ckv, Wqkv;               /* key/value channels per position, the qkv row's width */
+    float *rope_cos, *rope_sin;      /* Llama: (max_seq, hs) rotation tables */
     float *gat;                      /* all-gather scratch (tp > 1) */
     const float *params;
     uint16_t *pbf16;                 /* bf16 copy of the parameters (bf16 mode) */
     int64_t (*off)[T_PER_LAYER];     /* per layer: offsets of its tensors */
-    int64_t wte, wpe, lnfw, lnfb;
+    int64_t wte, wpe, lnfw, lnfb, head; /* head: the LM head's rows (wte, or Llama's lm_head) */
     float *x, *ln, *qkv, *att, *tmp, *fch, *mean, *rstd, *scores, *lnf, *logits;
     int *row_seq, *row_pos;          /* per row: its group and position */
 };
 
 parlm_gpt_config ps_model_config(const ps_model *pm) { return pm->c; }
 
-int ps_model_kv_channels(const ps_model *pm) { return (int)pm->Ca; }
+int ps_model_kv_channels(const ps_model *pm) { return (int)pm->Ckv; }
 
 void ps_model_free(ps_model *pm)
 {
     if (!pm)
         return;
     parlm_free(pm->pbf16);
+    parlm_free(pm->rope_cos);
+    parlm_free(pm->rope_sin);
     free(pm->off);
     parlm_free(pm->x);
     free(pm->row_seq);
@@ -75,10 +89,10 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
     parlm_gpt_config c = parlm_gpt_get_config(m);
     if (sh.layer_begin != 0 || sh.layer_end != c.n_layer)
         return parlm_error(PARLM_EUNSUPPORTED, "ps_model_create: the model is a pipeline stage");
-    if (c.arch != PARLM_ARCH_GPT2)
-        return parlm_error(PARLM_EUNSUPPORTED, "ps_model_create: serving Llama models is not "
-                           "implemented (the batched server runs GPT-2 layers; use "
-                           "parlm-generate)");
+    const int llama = c.arch == PARLM_ARCH_LLAMA;
+    if (llama && sh.tp > 1)
+        return parlm_error(PARLM_EUNSUPPORTED, "ps_model_create: a Llama model is served by one "
+                           "process, not as a tensor-parallel shard (tp %d)", sh.tp);
     if (sh.tp > 1 && (!comm || !comm->all_gather))
         return parlm_error(PARLM_EINVAL, "ps_model_create: a tensor-parallel shard needs its "
                            "group's all-gather");
@@ -86,6 +100,7 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
     if (!pm)
         return parlm_error(PARLM_ENOMEM, "ps_model_create: out of memory");
     pm->c = c;
+    pm->llama = llama;
     pm->tp = sh.tp, pm->tp_rank = sh.tp_rank;
     if (sh.tp > 1)
         pm->comm = *comm;
@@ -108,8 +123,9 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
             parlm_gpt_tensor_slice(m, i, &sl) != PARLM_OK)
             continue;
         /* this shard's sizes, as the slices say (the same in every layer) */
-        int64_t *size = !strcmp(name, "qkvw") ? &pm->Ca : !strcmp(name, "fcw") ? &pm->Hm
-                        : !strcmp(name, "wte") ? &pm->Vl : NULL;
+        int64_t *size = !strcmp(name, "qkvw") || !strcmp(name, "wq") ? &pm->Ca
+                        : !strcmp(name, "fcw") || !strcmp(name, "w_gate") ? &pm->Hm
+                        : !strcmp(name, "wte") ? &pm->Vl : !strcmp(name, "wk") ? &pm->Ckv : NULL;
         if (size && *size && *size != sl.rows) {
             parlm_status st = parlm_error(PARLM_EFORMAT, "ps_model_create: %s of layer %d has "
                                           "%lld rows, not %lld", name, layer,
@@ -125,22 +141,40 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
             pm->wte = off, found++;
         else if (!strcmp(name, "wpe"))
             pm->wpe = off, found++;
-        else if (!strcmp(name, "lnfw"))
+        else if (!strcmp(name, "lnfw") || !strcmp(name, "norm"))
             pm->lnfw = off, found++;
         else if (!strcmp(name, "lnfb"))
             pm->lnfb = off, found++;
+        else if (!strcmp(name, "lm_head"))
+            pm->head = off, found++;
         else if (layer >= 0 && layer < c.n_layer)
-            for (int t = 0; t < T_PER_LAYER; t++)
-                if (!strcmp(name, layer_names[t]))
+            for (int t = 0; t < (llama ? LL_PER_LAYER : T_PER_LAYER); t++)
+                if (!strcmp(name, llama ? llama_names[t] : layer_names[t]))
                     pm->off[layer][t] = off, found++;
     }
-    if (found != 4 + T_PER_LAYER * c.n_layer) {
+    const int want = llama ? 2 + c.untied_head + LL_PER_LAYER * c.n_layer
+                           : 4 + T_PER_LAYER * c.n_layer;
+    if (found != want) {
         ps_model_free(pm);
         return parlm_error(PARLM_EFORMAT, "ps_model_create: %d of %d tensors found", found,
-                           4 + T_PER_LAYER * c.n_layer);
+                           want);
+    }
+    if (!llama || !c.untied_head)
+        pm->head = pm->wte;
+    if (!llama)
+        pm->Ckv = pm->Ca;
+    pm->Wqkv = llama ? pm->Ca + 2 * pm->Ckv : 3 * pm->Ca;
+    for (int l = 0; llama && l < c.n_layer; l++) { /* the stacked matrices the GEMMs read */
+        const int64_t *o = pm->off[l], C = c.n_embd;
+        if (o[LL_WK] != o[LL_WQ] + C * C || o[LL_WV] != o[LL_WK] + pm->Ckv * C ||
+            o[LL_WUP] != o[LL_WGATE] + pm->Hm * C) {
+            ps_model_free(pm);
+            return parlm_error(PARLM_EFORMAT, "ps_model_create: layer %d: wq|wk|wv or "
+                               "w_gate|w_up are not consecutive", l);
+        }
     }
     const int64_t hs = c.n_embd / c.n_head;
-    if (pm->Ca < 1 || pm->Ca % hs || pm->Hm < 1 || pm->Vl < 1 ||
+    if (pm->Ca < 1 || pm->Ca % hs || pm->Ckv < 1 || pm->Ckv % hs || pm->Hm < 1 || pm->Vl < 1 ||
         pm->Vl * sh.tp != c.vocab_pad) {
         parlm_status st = parlm_error(PARLM_EFORMAT, "ps_model_create: shard of %lld attention "
                                       "channels (heads of %lld), %lld MLP units, %lld of %d "
@@ -163,11 +197,25 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
             return st;
         }
     }
+    if (llama) {
+        pm->rope_cos = parlm_alloc((size_t)(c.max_seq * hs), sizeof(float));
+        pm->rope_sin = parlm_alloc((size_t)(c.max_seq * hs), sizeof(float));
+        parlm_status st = pm->rope_cos && pm->rope_sin
+                              ? parlm_rope_table(pm->rope_cos, pm->rope_sin, c.max_seq, hs,
+                                                 c.rope_theta, c.rope_scale)
+                              : parlm_error(PARLM_ENOMEM, "ps_model_create: RoPE tables");
+        if (st != PARLM_OK) {
+            ps_model_free(pm);
+            return st;
+        }
+    }
     int64_t R = pm->max_rows, C = c.n_embd, Ca = pm->Ca;
-    /* x ln tmp lnf: 4C per row; qkv att: 4Ca; fch: Hm; local logits: Vl; mean, rstd; scores
-     * per thread; the all-gathers: tp partial sums of C, or a row of Vp */
+    /* x ln tmp lnf: 4C per row; qkv: Wqkv; att: Ca; fch: Hm (Llama: 3F, gate|up and the
+     * SwiGLU); local logits: Vl; mean, rstd; scores per thread; the all-gathers: tp partial
+     * sums of C, or a row of Vp */
+    const int64_t fch = llama ? 3 * pm->Hm : pm->Hm;
     int64_t gat = sh.tp > 1 ? R * (tp_max(sh.tp * C, c.vocab_pad)) : 0;
-    int64_t floats = R * (4 * C + 4 * Ca + pm->Hm + pm->Vl + 2) +
+    int64_t floats = R * (4 * C + pm->Wqkv + Ca + fch + pm->Vl + 2) +
                      (int64_t)pm->threads * c.max_seq + gat;
     pm->x = parlm_alloc((size_t)floats, sizeof(float));
     pm->row_seq = malloc((size_t)R * sizeof(int));
@@ -180,10 +228,10 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
     memset(pm->x, 0, (size_t)floats * sizeof(float)); /* the dummy row reads zeros */
     pm->ln = pm->x + R * C;
     pm->qkv = pm->ln + R * C;
-    pm->att = pm->qkv + 3 * R * Ca;
+    pm->att = pm->qkv + R * pm->Wqkv;
     pm->tmp = pm->att + R * Ca;
     pm->fch = pm->tmp + R * C;
-    pm->lnf = pm->fch + R * pm->Hm;
+    pm->lnf = pm->fch + R * fch;
     pm->logits = pm->lnf + R * C;
     pm->mean = pm->logits + R * pm->Vl;
     pm->rstd = pm->mean + R;
@@ -209,8 +257,9 @@ static parlm_status linear(const ps_model *pm, float *out, const float *in, int6
     return st;
 }
 
-/* Causal attention of one row (position pos of a sequence) for one head: softmax of
- * q.k / sqrt(hs) over positions 0..pos, then the weighted sum of v. */
+/* Causal attention of one row (position pos of a sequence) for one head, whose keys and
+ * values are the cache's head h: softmax of q.k / sqrt(hs) over positions 0..pos, then
+ * the weighted sum of v. */
 static void attend(const ps_kv_pool *kv, const ps_kv_seq *s, int l, int h, int hs, int pos,
                    const float *q, float *out, float *sc)
 {
@@ -270,15 +319,63 @@ static parlm_status linear_rows(ps_model *pm, float *out, const float *in, int64
     return parlm_bias_forward(out, b, M, OC);
 }
 
+/* Llama's layers over the rows of x (M, C), R of them real (the rest a dummy row):
+ * x += wo attn(rope(ln1 [wq; wk; wv])), x += w_down swiglu(ln2 [w_gate; w_up]),
+ * ln = RMSNorm. Query head h reads key/value head h / (NH / NKV). */
+static parlm_status llama_layers(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int64_t R,
+                                 int64_t M)
+{
+    const parlm_gpt_config *c = &pm->c;
+    const int64_t C = c->n_embd, NH = c->n_head, hs = C / NH, Ckv = pm->Ckv, NKV = Ckv / hs,
+                  W = pm->Wqkv, F = pm->Hm, group = NH / NKV;
+    const float *P = pm->params;
+    float *x = pm->x, *ln = pm->ln, *qkv = pm->qkv, *att = pm->att, *tmp = pm->tmp,
+          *gu = pm->fch, *act = pm->fch + M * 2 * F;
+    for (int l = 0; l < c->n_layer; l++) {
+        const int64_t *o = pm->off[l];
+        RETURN_IF_ERROR(parlm_rmsnorm_forward(ln, pm->rstd, x, P + o[LL_ATTN_NORM], M, C,
+                                              c->norm_eps));
+        RETURN_IF_ERROR(linear(pm, qkv, ln, o[LL_WQ], NULL, M, C, W));
+        for (int64_t r = 0; r < R; r++) { /* each row at its own position */
+            const ps_group *gr = &g[pm->row_seq[r]];
+            float *row = qkv + r * W;
+            const int pos = pm->row_pos[r];
+            RETURN_IF_ERROR(parlm_rope_forward(row, 1, NH, hs, W, pos, pm->rope_cos,
+                                               pm->rope_sin, c->max_seq));
+            RETURN_IF_ERROR(parlm_rope_forward(row + C, 1, NKV, hs, W, pos, pm->rope_cos,
+                                               pm->rope_sin, c->max_seq));
+            memcpy(ps_kv_at(kv, gr->seq, l, 0, pos), row + C, (size_t)Ckv * sizeof(float));
+            memcpy(ps_kv_at(kv, gr->seq, l, 1, pos), row + C + Ckv, (size_t)Ckv * sizeof(float));
+        }
+        const int64_t tasks = R * NH;
+#pragma omp parallel for num_threads(pm->threads) schedule(dynamic, 1) if (tasks > 1)
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t r = t / NH, h = t % NH;
+            float *sc = pm->scores + (int64_t)omp_get_thread_num() * c->max_seq;
+            attend(kv, g[pm->row_seq[r]].seq, l, (int)(h / group), (int)hs, pm->row_pos[r],
+                   qkv + r * W + h * hs, att + r * C + h * hs, sc);
+        }
+        RETURN_IF_ERROR(linear(pm, tmp, att, o[LL_WO], NULL, M, C, C));
+        RETURN_IF_ERROR(parlm_add(x, x, tmp, M * C));
+        RETURN_IF_ERROR(parlm_rmsnorm_forward(ln, pm->rstd, x, P + o[LL_FFN_NORM], M, C,
+                                              c->norm_eps));
+        RETURN_IF_ERROR(linear(pm, gu, ln, o[LL_WGATE], NULL, M, C, 2 * F));
+        RETURN_IF_ERROR(parlm_swiglu_forward(act, gu, M, F));
+        RETURN_IF_ERROR(linear(pm, tmp, act, o[LL_WDOWN], NULL, M, F, C));
+        RETURN_IF_ERROR(parlm_add(x, x, tmp, M * C));
+    }
+    return PARLM_OK;
+}
+
 parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngroups)
 {
     const parlm_gpt_config *c = &pm->c;
     const int64_t C = c->n_embd, hs = C / c->n_head, Ca = pm->Ca, NH = Ca / hs, Hm = pm->Hm,
                   Vl = pm->Vl, Vp = c->vocab_pad;
     const float *P = pm->params;
-    if (kv->C != Ca)
+    if (kv->C != pm->Ckv)
         return parlm_error(PARLM_EINVAL, "ps_forward: a KV pool of %d channels, not %lld", kv->C,
-                           (long long)Ca);
+                           (long long)pm->Ckv);
     int64_t R = 0;
     for (int i = 0; i < ngroups; i++) {
         if (g[i].n < 1 || g[i].pos < 0 || g[i].pos + g[i].n > c->max_seq ||
@@ -306,6 +403,10 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
         const ps_group *gr = &g[pm->row_seq[r]];
         int pos = pm->row_pos[r];
         const int32_t tok = gr->tokens[pos - gr->pos];
+        if (pm->llama) { /* no position table: RoPE puts the position into q and k */
+            memcpy(pm->x + r * C, P + pm->wte + (int64_t)tok * C, (size_t)C * sizeof(float));
+            continue;
+        }
         if (pm->tp == 1) {
             RETURN_IF_ERROR(parlm_embedding_forward(pm->x + r * C, &tok, P + pm->wte, P + pm->wpe + pos * C,
                                         1, 1, (int)C, c->vocab));
@@ -324,7 +425,9 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
         RETURN_IF_ERROR(tp_sum(pm, pm->x, M * C));
     float *x = pm->x, *ln = pm->ln, *qkv = pm->qkv, *att = pm->att, *tmp = pm->tmp,
           *fch = pm->fch;
-    for (int l = 0; l < c->n_layer; l++) {
+    if (pm->llama)
+        RETURN_IF_ERROR(llama_layers(pm, kv, g, R, M));
+    for (int l = 0; !pm->llama && l < c->n_layer; l++) {
         const int64_t *o = pm->off[l];
         RETURN_IF_ERROR(parlm_layernorm_forward(ln, pm->mean, pm->rstd, x, P + o[T_LN1W], P + o[T_LN1B], M,
                                     C));
@@ -365,11 +468,15 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
     const int64_t MG = G < 2 ? 2 : G;
     if (G < 2)
         memset(pm->lnf + C, 0, (size_t)C * sizeof(float));
-    RETURN_IF_ERROR(parlm_layernorm_forward(pm->lnf, pm->mean, pm->rstd, pm->lnf, P + pm->lnfw, P + pm->lnfb,
-                                MG, C));
+    if (pm->llama)
+        RETURN_IF_ERROR(parlm_rmsnorm_forward(pm->lnf, pm->rstd, pm->lnf, P + pm->lnfw, MG, C,
+                                              c->norm_eps));
+    else
+        RETURN_IF_ERROR(parlm_layernorm_forward(pm->lnf, pm->mean, pm->rstd, pm->lnf,
+                                                P + pm->lnfw, P + pm->lnfb, MG, C));
     /* vocab-parallel head: rank q's (MG, Vl) block lands at gat + q MG Vl */
     float *lg = pm->tp > 1 ? pm->gat + pm->tp_rank * MG * Vl : pm->logits;
-    RETURN_IF_ERROR(linear(pm, lg, pm->lnf, pm->wte, NULL, MG, C, Vl));
+    RETURN_IF_ERROR(linear(pm, lg, pm->lnf, pm->head, NULL, MG, C, Vl));
     if (pm->tp > 1)
         RETURN_IF_ERROR(pm->comm.all_gather(pm->comm.arg, pm->gat, MG * Vl));
     G = 0;

@@ -66,7 +66,9 @@ typedef struct ps_model ps_model;
  * m may be a tensor-parallel shard (every layer, tp > 1): then comm (borrowed; NULL for a
  * whole model) is its group's all-gather, and every rank of the group must run each
  * ps_forward on the same groups (logits_out set for the same ones): every rank then gets
- * the whole vocabulary row of logits. */
+ * the whole vocabulary row of logits. A Llama model (RMSNorm, RoPE at each row's position,
+ * grouped-query attention: the cache keeps the n_kv_head heads' keys and values, SwiGLU)
+ * runs whole (no tensor parallelism). */
 parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int threads, int bf16,
                              const parlm_gpt_tp_comm *comm);
 void ps_model_free(ps_model *pm);
@@ -125,7 +127,8 @@ typedef struct ps_error {
 } ps_error;
 
 /* Parses and validates body[0:len] against the model (context max_seq, vocabulary V) and
- * the tokenizer (text prompts; NULL or an encode-less tokenizer: token ids only).
+ * the tokenizer (text prompts, encoded with the vocabulary's special tokens: a Llama
+ * tokenizer's BOS first; NULL or an encode-less tokenizer: token ids only).
  * 0 on success (free with ps_params_free), else -1 with *err filled. Never trusts body. */
 int ps_parse_completion(const char *body, size_t len, const parlm_tokenizer *tok, int max_seq,
                         int V, ps_params *p, ps_error *err);

@@ -1,7 +1,7 @@
 /* tests/serve/test_serve.c — lib/serve: paged KV accounting, the batched forward against
  * parlm_gpt_infer (tolerance on logits, equal greedy tokens), batch invariance (bitwise
  * equal logits and tokens alone and among 7 or 31 other sequences, prompts cut in chunks),
- * the engine (continuous batching, seeds, cancellation, KV back to zero), stop strings
+ * the same for a Llama model (GQA, RoPE, SwiGLU, untied head), the engine (continuous batching, seeds, cancellation, KV back to zero), stop strings
  * and UTF-8, and the request parser's 400s. Tensor parallelism: 2 and 3 shards run by
  * threads (an all-gather over a barrier) against the whole model, and batch-invariant. */
 #include <check.h>
@@ -20,6 +20,18 @@ static parlm_gpt *small_model(void)
     parlm_gpt_config c = {.n_layer = 2, .n_head = 2, .n_embd = 64, .max_seq = 64, .vocab = 97};
     parlm_gpt *m;
     ck_assert_int_eq(parlm_gpt_create(&m, &c, 1234), PARLM_OK);
+    return m;
+}
+
+/* a small Llama: L2 NH4 NKV2 (two query heads a key/value head) C64 F96, an untied head,
+ * RoPE base 500 (so positions matter within 64), RMSNorm eps 1e-6 */
+static parlm_gpt *small_llama(void)
+{
+    parlm_gpt_config c = {.n_layer = 2, .n_head = 4, .n_embd = 64, .max_seq = 64, .vocab = 97,
+                          .arch = PARLM_ARCH_LLAMA, .n_kv_head = 2, .ffn_hidden = 96,
+                          .untied_head = 1, .rope_theta = 500.0f, .norm_eps = 1e-6f};
+    parlm_gpt *m;
+    ck_assert_int_eq(parlm_gpt_create(&m, &c, 4321), PARLM_OK);
     return m;
 }
 
@@ -84,14 +96,17 @@ END_TEST
 
 /* the batched forward of one sequence (prompt in chunks of 5, then greedy decode) against
  * parlm_gpt_infer (prompt in one call, then one token at a time) */
-START_TEST(forward_matches_infer)
+static void forward_vs_infer(parlm_gpt *m)
 {
-    parlm_gpt *m = small_model();
     parlm_gpt_config c = parlm_gpt_get_config(m);
     ps_model *pm;
     ck_assert_int_eq(ps_model_create(&pm, m, 16, 2, 0, NULL), PARLM_OK);
     ps_kv_pool kv;
-    ck_assert_int_eq(ps_kv_pool_init(&kv, c.n_layer, c.n_embd, 16, 1 << 20), PARLM_OK);
+    /* the cache keeps the key/value heads' channels: Llama's NKV of NH heads */
+    ck_assert_int_eq(ps_model_kv_channels(pm),
+                     c.arch == PARLM_ARCH_LLAMA ? c.n_embd / c.n_head * c.n_kv_head : c.n_embd);
+    ck_assert_int_eq(ps_kv_pool_init(&kv, c.n_layer, ps_model_kv_channels(pm), 16, 1 << 20),
+                     PARLM_OK);
     ps_kv_seq s = {0};
     enum { NP = 13, NG = 40 };
     int32_t toks[NP + NG], ref[NP + NG];
@@ -130,20 +145,25 @@ START_TEST(forward_matches_infer)
     ps_model_free(pm);
     parlm_gpt_free(m);
 }
+
+START_TEST(forward_matches_infer) { forward_vs_infer(small_model()); }
+END_TEST
+/* RMSNorm, RoPE at each row's position, grouped-query attention, SwiGLU, untied head */
+START_TEST(forward_matches_infer_llama) { forward_vs_infer(small_llama()); }
 END_TEST
 
 /* Sequence 0 alone, then among `others` sequences that start at staggered steps with
  * other prompt lengths; every step's batch mixes decode rows and prompt chunks. Sequence
  * 0's logits must be bitwise the same at every position. */
-static void invariance(int others, int threads, int bf16)
+static void invariance_of(parlm_gpt *m, int others, int threads, int bf16)
 {
-    parlm_gpt *m = small_model();
     parlm_gpt_config c = parlm_gpt_get_config(m);
     const int N = others + 1, NP0 = 9, STEPS = 24, CH = 4;
     ps_model *pm;
     ck_assert_int_eq(ps_model_create(&pm, m, N + CH, threads, bf16, NULL), PARLM_OK);
     ps_kv_pool kv;
-    ck_assert_int_eq(ps_kv_pool_init(&kv, c.n_layer, c.n_embd, 16, 16 << 20), PARLM_OK);
+    ck_assert_int_eq(ps_kv_pool_init(&kv, c.n_layer, ps_model_kv_channels(pm), 16, 16 << 20),
+                     PARLM_OK);
     int64_t Vp = c.vocab_pad;
     float *solo = tu_alloc_nan(STEPS * Vp), *lg = tu_alloc_nan((int64_t)N * Vp);
     int32_t solo_tok[64];
@@ -218,6 +238,11 @@ static void invariance(int others, int threads, int bf16)
     parlm_gpt_free(m);
 }
 
+static void invariance(int others, int threads, int bf16)
+{
+    invariance_of(small_model(), others, threads, bf16);
+}
+
 START_TEST(batch_invariance_8) { invariance(7, 2, 0); }
 END_TEST
 START_TEST(batch_invariance_32) { invariance(31, 2, 0); }
@@ -226,6 +251,23 @@ START_TEST(batch_invariance_13_one_thread) { invariance(12, 1, 0); }
 END_TEST
 /* bf16 weights: f32 GEMM of the widened weights, as row-independent as f32 */
 START_TEST(batch_invariance_bf16) { invariance(15, 2, 1); }
+END_TEST
+START_TEST(batch_invariance_llama) { invariance_of(small_llama(), 11, 2, 0); }
+END_TEST
+
+/* a Llama shard is refused by name, not run wrong */
+START_TEST(llama_shard_refused)
+{
+    parlm_gpt *m = small_llama(), *s;
+    parlm_gpt_shard sh = {2, 0, 0, 2};
+    ck_assert_int_eq(parlm_gpt_shard_from(&s, m, &sh), PARLM_OK);
+    parlm_gpt_tp_comm comm = {0};
+    ps_model *pm;
+    ck_assert_int_eq(ps_model_create(&pm, s, 8, 1, 0, &comm), PARLM_EUNSUPPORTED);
+    ck_assert_msg(strstr(parlm_last_error(), "Llama") != NULL, "%s", parlm_last_error());
+    parlm_gpt_free(s);
+    parlm_gpt_free(m);
+}
 END_TEST
 
 /* the engine: the same requests alone and all at once give the same tokens */
@@ -631,6 +673,9 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, kv_accounting);
     tcase_add_test(tc, forward_matches_infer);
+    tcase_add_test(tc, forward_matches_infer_llama);
+    tcase_add_test(tc, batch_invariance_llama);
+    tcase_add_test(tc, llama_shard_refused);
     tcase_add_test(tc, batch_invariance_8);
     tcase_add_test(tc, batch_invariance_32);
     tcase_add_test(tc, batch_invariance_13_one_thread);

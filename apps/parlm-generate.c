@@ -1,4 +1,6 @@
-/* apps/parlm-generate.c — text from a trained model: the prompt is prefilled in one
+/* apps/parlm-generate.c — text from a trained model (a parlm checkpoint, an llm.c file, or
+ * a GGUF file, which brings its tokenizer and runs as stored: Q8_0 / Q4_0 matrices decode
+ * on those blocks): the prompt is prefilled in one
  * forward, then each new token costs one forward of one position against the KV cache.
  * Prints prefill and decode speed (tokens/s) at the end. With --tp N under mpirun, N ranks
  * hold one tensor-parallel shard each (1/N of the weights, streamed per token) and compute
@@ -16,14 +18,16 @@
 #include <time.h>
 
 #include "cli.h"
+#include "model_file.h"
 #include "parlm.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: parlm-generate --ckpt PATH [options]\n"
-        "  --ckpt PATH        a parlm checkpoint file, a --ckpt-dir of parlm-train (its newest\n"
-        "                     checkpoint), or an llm.c model file\n"
+        "usage: parlm-generate MODEL [options]   (or --ckpt MODEL)\n"
+        "  MODEL              a GGUF file (GPT-2 or Llama; its tokenizer comes from the file,\n"
+        "                     no other file needed), a parlm checkpoint file, a --ckpt-dir of\n"
+        "                     parlm-train (its newest checkpoint), or an llm.c model file\n"
         "  --prompt TEXT      text to continue (default: start of a document)\n"
         "  --max-tokens N     tokens to generate (default 200)\n"
         "  --temperature X    0 = greedy (default 0.8)\n"
@@ -31,10 +35,15 @@ static void usage(FILE *f)
         "  --top-p X          nucleus sampling mass, in (0, 1] (default 0.95)\n"
         "  --seed N           sampling seed (default 42)\n"
         "  --encoder F --vocab F   GPT-2 tokenizer files (needed for a GPT-2 vocabulary)\n"
+        "  --tokenizer F      the tokenizer of GGUF file F (tokenizer.ggml.*: GPT-2 or Llama)\n"
         "  --llmc-tokenizer F llm.c's gpt2_tokenizer.bin (decoding only: no --prompt)\n"
-        "  --bf16             bf16 weights (f32 activations and accumulation)\n"
-        "  --decode-type T    q8_0 or q4_0: decode on 8- or 4-bit copies of the weights\n"
-        "                     (ggml's blocks; activations quantized to 8 bits per 32)\n"
+        "                     (none of these: a GGUF model's own tokenizer, else bytes)\n"
+        "  --type T           weights of the decode: f32, bf16 (f32 activations and\n"
+        "                     accumulation), q8_0 or q4_0 (ggml's blocks; activations\n"
+        "                     quantized to 8 bits per 32). Default: as a GGUF file stores its\n"
+        "                     matrices (q8_0, q4_0, bf16; f16 runs as f32), else f32\n"
+        "  --bf16             the same as --type bf16\n"
+        "  --decode-type T    the same as --type T, for q8_0 or q4_0\n"
         "  --threads N        OpenMP threads (default: all cores; under mpirun, the rank's share)\n"
         "  --tp N             tensor parallelism over N ranks (mpirun -np N; the model's heads\n"
         "                     and padded vocabulary must divide by N)\n"
@@ -44,7 +53,9 @@ static void usage(FILE *f)
         "                     perplexity\n"
         "  --eval-tokens N    tokens --perplexity predicts (default 8192; 0 = the whole shard)\n"
         "  -h, --help\n"
-        "Generation stops at end-of-text or after --max-tokens or at the context length.\n");
+        "A Llama tokenizer puts BOS before the prompt (tokenizer.ggml.add_bos_token); others\n"
+        "start with end-of-text. Generation stops at end-of-text (EOS) or after --max-tokens or\n"
+        "at the context length.\n");
 }
 
 static double now(void)
@@ -176,7 +187,8 @@ static int perplexity(parlm_gpt *m, const char *path, int64_t want, int rank, co
 
 int main(int argc, char **argv)
 {
-    const char *ckpt = NULL, *prompt = NULL, *encoder = NULL, *vocab = NULL, *llmc_tok = NULL;
+    const char *ckpt = NULL, *prompt = NULL, *type_name = NULL;
+    mf_tok_opts to = {0};
     int max_tokens = 200, top_k = 40, bf16 = 0, threads = 0, tp = 1, rank = 0;
     const char *dtype_name = NULL, *ppl = NULL;
     int64_t eval_tokens = 8192;
@@ -185,8 +197,9 @@ int main(int argc, char **argv)
     uint64_t seed = 42;
     const cli_opt table[] = {
         CLI_S("--ckpt", &ckpt, 0), CLI_S("--prompt", &prompt, 0),
-        CLI_S("--encoder", &encoder, 0), CLI_S("--vocab", &vocab, 0),
-        CLI_S("--llmc-tokenizer", &llmc_tok, 0),
+        CLI_S("--encoder", &to.encoder, 0), CLI_S("--vocab", &to.vocab, 0),
+        CLI_S("--tokenizer", &to.tok_gguf, 0), CLI_S("--llmc-tokenizer", &to.llmc, 0),
+        CLI_S("--type", &type_name, 0),
         CLI_I("--max-tokens", &max_tokens, 1, INT_MAX, 0), CLI_I("--top-k", &top_k, 0, INT_MAX, 0),
         CLI_I("--threads", &threads, 0, 4096, 0), CLI_I("--tp", &tp, 1, 4096, 0),
         CLI_D("--temperature", &temperature, 0, 1e6, 0), CLI_D("--top-p", &top_p, 1e-9, 1, 0),
@@ -194,27 +207,34 @@ int main(int argc, char **argv)
         CLI_S("--decode-type", &dtype_name, 0), CLI_S("--perplexity", &ppl, 0),
         CLI_I64("--eval-tokens", &eval_tokens, 0, INT64_MAX, 0),
     };
-    cli cl = {"parlm-generate", table, (int)(sizeof table / sizeof table[0]), usage, NULL, 0};
+    const char *args[argc > 0 ? argc : 1];
+    cli cl = {"parlm-generate", table, (int)(sizeof table / sizeof table[0]), usage, args, 0};
     int rc = cli_parse(&cl, argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
+    if (cl.npos > 1 || (cl.npos == 1 && ckpt)) {
+        fprintf(stderr, "parlm-generate: give one MODEL (try --help)\n");
+        return 2;
+    }
+    if (cl.npos == 1)
+        ckpt = args[0];
     if (!ckpt) {
-        fprintf(stderr, "parlm-generate: --ckpt is required (try --help)\n");
+        fprintf(stderr, "parlm-generate: a MODEL file (or --ckpt) is required (try --help)\n");
         return 2;
     }
-    if ((!encoder) != (!vocab)) {
-        fprintf(stderr, "parlm-generate: --encoder and --vocab go together\n");
-        return 2;
-    }
-    if (encoder && llmc_tok) {
-        fprintf(stderr, "parlm-generate: give --encoder/--vocab or --llmc-tokenizer, not both\n");
-        return 2;
-    }
+    if ((rc = mf_tok_check("parlm-generate", &to)))
+        return rc;
     if (dtype_name && (parlm_wtype_parse(dtype_name, &dtype) != PARLM_OK ||
                        (dtype != PARLM_WT_Q8_0 && dtype != PARLM_WT_Q4_0))) {
         fprintf(stderr, "parlm-generate: --decode-type: '%s' is not q8_0 or q4_0\n", dtype_name);
         return 2;
     }
+    if ((type_name != NULL) + (dtype_name != NULL) + bf16 > 1) {
+        fprintf(stderr, "parlm-generate: give one of --type, --decode-type and --bf16\n");
+        return 2;
+    }
+    if (dtype_name || bf16)
+        type_name = dtype_name ? dtype_name : "bf16";
 #if PARLM_WITH_MPI
     parlm_comm *comm = NULL;
     parlm_gpt_tp_comm tpc;
@@ -262,8 +282,28 @@ int main(int argc, char **argv)
 
     parlm_gpt *m = NULL;
     char path[4096];
-    if (load_ckpt(ckpt, &m, path, sizeof path))
+    const int gguf = mf_is_gguf(ckpt);
+    parlm_gguf_load_info info = {PARLM_WT_F32, 1};
+    if (gguf) {
+        snprintf(path, sizeof path, "%s", ckpt);
+        if (parlm_gpt_load_gguf_ex(&m, ckpt, &info) != PARLM_OK) {
+            fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
+            return 1;
+        }
+    } else if (load_ckpt(ckpt, &m, path, sizeof path)) {
         return 1;
+    }
+    parlm_wtype wt;
+    if ((rc = mf_weight_type("parlm-generate", type_name, gguf, &info, &wt))) {
+        parlm_gpt_free(m);
+        return rc;
+    }
+    bf16 = wt == PARLM_WT_BF16;
+    dtype = wt == PARLM_WT_Q8_0 || wt == PARLM_WT_Q4_0 ? wt : PARLM_WT_F32;
+    if (rank == 0 && dtype != PARLM_WT_F32 && gguf && info.wtype == dtype && !info.blocks_exact)
+        fprintf(stderr, "parlm-generate: note: some %s blocks of %s are not parlm's rounding "
+                "of their values: decode runs on parlm's re-quantization of them\n",
+                parlm_wtype_name(dtype), ckpt);
 #if PARLM_WITH_MPI
     if (tp > 1 && to_shard(&m, tp, rank, comm, &tpc))
         return 1;
@@ -275,7 +315,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (dtype != PARLM_WT_F32 && parlm_gpt_set_decode_type(m, dtype) != PARLM_OK) {
-        fprintf(stderr, "parlm-generate: --decode-type %s: %s\n", dtype_name, parlm_last_error());
+        fprintf(stderr, "parlm-generate: %s weights: %s\n", wname, parlm_last_error());
         return 1;
     }
     parlm_tokenizer *tok = NULL;
@@ -285,39 +325,23 @@ int main(int argc, char **argv)
         rc = perplexity(m, ppl, eval_tokens, rank, wname);
         goto done;
     }
-    if (!encoder && !llmc_tok && c.vocab > 256) { /* the byte tokenizer would print nothing */
-        fprintf(stderr, "parlm-generate: %s has a vocabulary of %d tokens, not bytes: pass its "
-                "tokenizer files, --encoder encoder.json --vocab vocab.bpe (GPT-2) or "
-                "--llmc-tokenizer gpt2_tokenizer.bin\n", path, c.vocab);
-        parlm_gpt_free(m);
-        return 1;
-    }
-    parlm_status st = encoder    ? parlm_tokenizer_load_gpt2(&tok, encoder, vocab)
-                      : llmc_tok ? parlm_tokenizer_load_llmc(&tok, llmc_tok)
-                                 : parlm_tokenizer_bytes(&tok);
-    if (st != PARLM_OK) {
-        fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
-        return 1;
+    if (mf_tokenizer("parlm-generate", path, gguf, &to, c.vocab, &tok)) {
+        rc = 1;
+        goto done;
     }
     if (parlm_tokenizer_vocab_size(tok) > c.vocab) {
         fprintf(stderr, "parlm-generate: the tokenizer has %d tokens, the model only %d (a GPT-2 "
                 "model needs --encoder/--vocab)\n", parlm_tokenizer_vocab_size(tok), c.vocab);
-        return 1;
+        rc = 1;
+        goto done;
     }
-    /* the prompt: EOT (or a newline for byte models) then the prompt's tokens */
+    /* the prompt: BOS (Llama) or EOT (or a newline for byte models), the prompt's tokens */
     int eot = parlm_tokenizer_eot(tok);
-    int32_t *ids = NULL;
-    size_t nids = 0;
-    if (prompt && parlm_tokenizer_encode(tok, prompt, strlen(prompt), &ids, &nids) != PARLM_OK) {
-        fprintf(stderr, "parlm-generate: --prompt: %s\n", parlm_last_error());
-        return 1;
-    }
-    ctx = malloc((size_t)(nids + 1) * sizeof *ctx);
     int n = 0;
-    ctx[n++] = eot >= 0 ? eot : '\n';
-    for (size_t i = 0; i < nids; i++)
-        ctx[n++] = ids[i];
-    parlm_free(ids);
+    if (mf_prompt("parlm-generate", tok, prompt, &ctx, &n)) {
+        rc = 1;
+        goto done;
+    }
     if (n >= c.max_seq) {
         fprintf(stderr, "parlm-generate: the prompt (%d tokens) fills the context of %d\n", n,
                 c.max_seq);
@@ -328,7 +352,7 @@ int main(int argc, char **argv)
     if (prompt && rank == 0)
         fputs(prompt, stdout);
     double t0 = now();
-    st = parlm_gpt_infer(m, ctx, n, 0, logits);
+    parlm_status st = parlm_gpt_infer(m, ctx, n, 0, logits);
     double t_prefill = now() - t0, t_decode = 0;
     int pos = n, generated = 0, decoded = 0; /* decoded: forwards of one token, timed */
     while (st == PARLM_OK && generated < max_tokens) {

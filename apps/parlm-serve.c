@@ -29,6 +29,7 @@
 
 #include "../lib/serve/serve.h"
 #include "cli.h"
+#include "model_file.h"
 #include "parlm.h"
 #if PARLM_WITH_MPI
 #include <mpi.h>
@@ -38,11 +39,13 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: parlm-serve --model PATH [options]\n"
-        "  --model PATH          a parlm checkpoint, a --ckpt-dir of parlm-train (its newest\n"
-        "                        checkpoint) or an llm.c model file\n"
+        "  --model PATH          a GGUF file (GPT-2 or Llama, with its tokenizer: no other\n"
+        "                        file needed), a parlm checkpoint, a --ckpt-dir of\n"
+        "                        parlm-train (its newest checkpoint) or an llm.c model file\n"
         "  --host ADDR           address to listen on (default 127.0.0.1)\n"
         "  --port N              TCP port (default 8080; 0 = any free port, printed at start)\n"
         "  --encoder F --vocab F GPT-2 tokenizer files (text prompts and text output)\n"
+        "  --tokenizer F         the tokenizer of GGUF file F (default: a GGUF model's own)\n"
         "  --model-name NAME     the id in /v1/models and responses (default: the file name)\n"
         "  --kv-mb N             KV cache pool in MiB (default 256)\n"
         "  --block N             KV block size in positions (default 16)\n"
@@ -53,7 +56,10 @@ static void usage(FILE *f)
         "                        mpirun, the rank's share)\n"
         "  --tp N                tensor parallelism over N ranks (mpirun -np N; N must divide\n"
         "                        the heads and the padded vocabulary); rank 0 serves HTTP\n"
-        "  --bf16                read the weights from a bf16 copy (f32 arithmetic)\n"
+        "  --type T              f32 or bf16: the weights the batched GEMMs read (bf16: a copy,\n"
+        "                        f32 arithmetic). Default: bf16 for a GGUF file of bf16\n"
+        "                        matrices, else f32 (Q8_0 / Q4_0 files are dequantized)\n"
+        "  --bf16                the same as --type bf16\n"
         "  --max-body-kb N       request body limit (default 1024)\n"
         "  --max-connections N   open connections at most (default 256)\n"
         "  --max-connections-per-ip N  open connections from one address at most (default:\n"
@@ -636,15 +642,16 @@ static int load_model(const char *path, parlm_gpt **m)
 
 int main(int argc, char **argv)
 {
-    const char *model = NULL, *host = "127.0.0.1", *encoder = NULL, *vocab = NULL,
-               *name = NULL;
+    const char *model = NULL, *host = "127.0.0.1", *name = NULL, *type_name = NULL;
+    mf_tok_opts to = {0};
     int port = 8080, kv_mb = 256, block = 16, max_batch = 32, chunk = 64, max_queue = 64,
         threads = 0, bf16 = 0, max_body_kb = 1024, max_conn = 256, max_conn_ip = 0, idle = 30,
         grace = 30, tp = 1;
     cli_opt opts[] = {
         CLI_S("--model", &model, 0), CLI_S("--host", &host, 0),
-        CLI_I("--port", &port, 0, 65535, 0), CLI_S("--encoder", &encoder, 0),
-        CLI_S("--vocab", &vocab, 0), CLI_S("--model-name", &name, 0),
+        CLI_I("--port", &port, 0, 65535, 0), CLI_S("--encoder", &to.encoder, 0),
+        CLI_S("--vocab", &to.vocab, 0), CLI_S("--tokenizer", &to.tok_gguf, 0),
+        CLI_S("--type", &type_name, 0), CLI_S("--model-name", &name, 0),
         CLI_I("--kv-mb", &kv_mb, 1, 1 << 20, 0), CLI_I("--block", &block, 1, 4096, 0),
         CLI_I("--max-batch", &max_batch, 1, 4096, 0), CLI_I("--chunk", &chunk, 1, 65536, 0),
         CLI_I("--max-queue", &max_queue, 0, 1 << 20, 0),
@@ -665,8 +672,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: --model is required (try --help)\n", prog);
         return 2;
     }
-    if ((!encoder) != (!vocab)) {
-        fprintf(stderr, "%s: --encoder and --vocab go together\n", prog);
+    if ((rc = mf_tok_check(prog, &to)))
+        return rc;
+    if (type_name && bf16) {
+        fprintf(stderr, "%s: give --type or --bf16, not both\n", prog);
         return 2;
     }
 #if PARLM_WITH_MPI
@@ -729,8 +738,26 @@ int main(int argc, char **argv)
         threads = nt;
     }
     parlm_gpt *m = NULL;
-    if (load_model(model, &m))
+    const int gguf = mf_is_gguf(model);
+    parlm_gguf_load_info info = {PARLM_WT_F32, 1};
+    if (gguf && parlm_gpt_load_gguf_ex(&m, model, &info) != PARLM_OK) {
+        fprintf(stderr, "%s: %s\n", prog, parlm_last_error());
         return 1;
+    }
+    if (!gguf && load_model(model, &m))
+        return 1;
+    parlm_wtype wt = PARLM_WT_F32;
+    if (!bf16 && (rc = mf_weight_type(prog, type_name, gguf, &info, &wt))) {
+        parlm_gpt_free(m);
+        return rc;
+    }
+    if (type_name && wt != PARLM_WT_F32 && wt != PARLM_WT_BF16) {
+        fprintf(stderr, "%s: --type %s: the server's batched GEMMs read f32 or bf16 weights "
+                "(parlm-generate decodes on q8_0 / q4_0)\n", prog, type_name);
+        parlm_gpt_free(m);
+        return 2;
+    }
+    bf16 = bf16 || wt == PARLM_WT_BF16;
     parlm_gpt_config c = parlm_gpt_get_config(m);
 #if PARLM_WITH_MPI
     if (tp > 1) {
@@ -757,16 +784,8 @@ int main(int argc, char **argv)
     }
 #endif
     parlm_tokenizer *tok = NULL;
-    if (!encoder && c.vocab > 256) {
-        fprintf(stderr, "%s: %s has a vocabulary of %d tokens, not bytes: pass its tokenizer "
-                "files, --encoder encoder.json --vocab vocab.bpe\n", prog, model, c.vocab);
-        return 2;
-    }
-    if ((encoder ? parlm_tokenizer_load_gpt2(&tok, encoder, vocab) : parlm_tokenizer_bytes(&tok))
-        != PARLM_OK) {
-        fprintf(stderr, "%s: %s\n", prog, parlm_last_error());
+    if (mf_tokenizer(prog, model, gguf, &to, c.vocab, &tok))
         return 1;
-    }
     if (parlm_tokenizer_vocab_size(tok) > c.vocab) {
         fprintf(stderr, "%s: the tokenizer has %d tokens, the model only %d\n", prog,
                 parlm_tokenizer_vocab_size(tok), c.vocab);
@@ -828,9 +847,14 @@ int main(int argc, char **argv)
         return 1;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    fprintf(stderr, "%s: %s (L%d C%d, context %d) on http://%s:%u, KV pool %d MiB, "
-            "batch %d, %d threads", prog, name, c.n_layer, c.n_embd, c.max_seq, host,
-            di ? di->port : (unsigned)port, kv_mb, max_batch, threads);
+    fprintf(stderr, "%s: %s (%s L%d C%d, context %d, %s weights%s) on http://%s:%u, KV pool "
+            "%d MiB, batch %d, %d threads", prog, name,
+            c.arch == PARLM_ARCH_LLAMA ? "Llama" : "GPT-2", c.n_layer, c.n_embd, c.max_seq,
+            bf16 ? "bf16" : "f32",
+            gguf && (info.wtype == PARLM_WT_Q8_0 || info.wtype == PARLM_WT_Q4_0)
+                ? info.wtype == PARLM_WT_Q8_0 ? " from the file's q8_0" : " from the file's q4_0"
+                : "",
+            host, di ? di->port : (unsigned)port, kv_mb, max_batch, threads);
     if (tp > 1)
         fprintf(stderr, " per rank, tensor-parallel over %d ranks (rank 0: pid %d)", tp,
                 (int)getpid());

@@ -66,7 +66,10 @@ static int parse_prompt(json_t *v, const parlm_tokenizer *tok, int V, ps_params 
                         "this server cannot encode text: give the prompt as token ids");
         int32_t *ids;
         size_t n;
-        if (parlm_tokenizer_encode(tok, json_string_value(v), len, &ids, &n) != PARLM_OK)
+        /* with the vocabulary's special tokens: a Llama tokenizer's BOS first (as
+         * llama.cpp's server; GPT-2's adds nothing) */
+        if (parlm_tokenizer_encode_special(tok, json_string_value(v), len, 1, &ids, &n) !=
+            PARLM_OK)
             return fail(e, 400, "prompt", NULL, "prompt could not be tokenized");
         p->prompt = malloc((n ? n : 1) * sizeof(int32_t));
         if (!p->prompt) {

@@ -1,7 +1,8 @@
 /* tests/serve/test_serve.c — lib/serve: paged KV accounting, the batched forward against
  * parlm_gpt_infer (tolerance on logits, equal greedy tokens), batch invariance (bitwise
  * equal logits and tokens alone and among 7 or 31 other sequences, prompts cut in chunks),
- * the same for a Llama model (GQA, RoPE, SwiGLU, untied head), the engine (continuous batching, seeds, cancellation, KV back to zero), stop strings
+ * the same for a Llama model (GQA, RoPE, SwiGLU, untied head), the engine (continuous
+ * batching, seeds, cancellation, KV back to zero), stop strings
  * and UTF-8, and the request parser's 400s. Tensor parallelism: 2 and 3 shards run by
  * threads (an all-gather over a barrier) against the whole model, and batch-invariant. */
 #include <check.h>

@@ -36,6 +36,7 @@ static void usage(FILE *f)
           "                     bytes or with KB, MB, GB (10^3...) or KiB, MiB, GiB (2^10...)\n"
           "  --encoder FILE     with --vocab: GPT-2 encoder.json and vocab.bpe, stored in a GGUF\n"
           "  --vocab FILE       file as its tokenizer (tokenizer.ggml.*)\n"
+          "  --tokenizer FILE   a GGUF file's Llama tokenizer, stored in the GGUF output\n"
           "  -h, --help\n",
           f);
 }
@@ -97,11 +98,12 @@ int main(int argc, char **argv)
 {
     static const char *const formats[] = {"gguf", "safetensors", "llmc", "ckpt", NULL};
     static const char *const types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", NULL};
-    const char *format = NULL, *type = "f32", *encoder = NULL, *vocab = NULL, *shard = NULL;
+    const char *format = NULL, *type = "f32", *encoder = NULL, *vocab = NULL, *shard = NULL,
+               *tokf = NULL;
     const char *pos[argc > 0 ? argc : 1];
     cli_opt opts[] = {CLI_C("--format", &format, formats, 0), CLI_C("--type", &type, types, 0),
                       CLI_S("--encoder", &encoder, 0), CLI_S("--vocab", &vocab, 0),
-                      CLI_S("--shard-size", &shard, 0)};
+                      CLI_S("--shard-size", &shard, 0), CLI_S("--tokenizer", &tokf, 0)};
     cli c = {"parlm-convert", opts, (int)(sizeof opts / sizeof opts[0]), usage, pos, 0};
     int r = cli_parse(&c, argc, argv);
     if (r)
@@ -140,8 +142,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "parlm-convert: a checkpoint holds f32 weights, not %s\n", type);
         return 2;
     }
-    if (encoder && strcmp(of, "gguf") != 0) {
-        fprintf(stderr, "parlm-convert: only a GGUF file stores a tokenizer (--encoder/--vocab)\n");
+    if ((encoder || tokf) && strcmp(of, "gguf") != 0) {
+        fprintf(stderr, "parlm-convert: only a GGUF file stores a tokenizer (--encoder/--vocab, "
+                "--tokenizer)\n");
+        return 2;
+    }
+    if (encoder && tokf) {
+        fprintf(stderr, "parlm-convert: give --encoder/--vocab or --tokenizer, not both\n");
         return 2;
     }
     const char *inf = sniff(in);
@@ -159,6 +166,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "parlm-convert: %s\n", parlm_last_error());
         return 1;
     }
+    parlm_tokenizer *tok = NULL;
+    if (tokf && parlm_tokenizer_load_gguf(&tok, tokf) != PARLM_OK) {
+        fprintf(stderr, "parlm-convert: --tokenizer: %s\n", parlm_last_error());
+        parlm_gpt_free(m);
+        return 1;
+    }
     parlm_gpt_config cfg = parlm_gpt_get_config(m);
     int llama = cfg.arch == PARLM_ARCH_LLAMA, shards = 1;
     if (llama && strcmp(of, "llmc") == 0) {
@@ -170,7 +183,8 @@ int main(int argc, char **argv)
     if (shard)
         s = parlm_gpt_save_safetensors_sharded(m, out, wt, shard_bytes, &shards);
     else if (strcmp(of, "gguf") == 0)
-        s = parlm_gpt_save_gguf(m, out, wt, encoder, vocab);
+        s = tok ? parlm_gpt_save_gguf_tok(m, out, wt, tok)
+                : parlm_gpt_save_gguf(m, out, wt, encoder, vocab);
     else if (strcmp(of, "safetensors") == 0)
         s = parlm_gpt_save_safetensors(m, out, wt);
     else if (strcmp(of, "llmc") == 0)
@@ -179,6 +193,7 @@ int main(int argc, char **argv)
         st.step = parlm_gpt_get_step(m);
         s = parlm_checkpoint_save(out, m, &st);
     }
+    parlm_tokenizer_free(tok);
     if (s) {
         fprintf(stderr, "parlm-convert: %s\n", parlm_last_error());
         parlm_gpt_free(m);
@@ -212,7 +227,9 @@ int main(int argc, char **argv)
         files[0] = 0;
     printf("parlm-convert: wrote %s: %s, %s, %lld parameters, %s weights%s%s, %lld bytes (from %s %s)\n",
            out, of, arch, (long long)parlm_gpt_num_params(m), type, files,
-           strcmp(of, "gguf") == 0 ? (encoder ? " (norms f32), GPT-2 tokenizer" : " (norms f32), no tokenizer")
+           strcmp(of, "gguf") == 0 ? (encoder ? " (norms f32), GPT-2 tokenizer"
+                                      : tokf  ? " (norms f32), Llama tokenizer"
+                                              : " (norms f32), no tokenizer")
            : strcmp(of, "safetensors") == 0 ? ", config.json beside it" : "",
            bytes, inf, in);
     parlm_gpt_free(m);

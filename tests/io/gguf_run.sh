@@ -25,6 +25,12 @@ for t in q8_0 q4_0; do
     "$cv" "llama_$t.gguf" "llama_$t.ckpt" >/dev/null
 done
 
+# parlm-convert --tokenizer stores a GGUF file's Llama tokenizer: the same file as the
+# library call writes
+"$cv" llama.ckpt conv_q8_0.gguf --type q8_0 --tokenizer llama.gguf | grep -q "Llama L2 NH4 NKV2 C64 .*Llama tokenizer" ||
+    fail "parlm-convert --tokenizer"
+cmp -s conv_q8_0.gguf llama_q8_0.gguf || fail "parlm-convert --tokenizer wrote another file"
+
 prompt="hello the world"
 # run ARGS...: the greedy text (stdout), the summary line in err.txt
 run() { "$gen" "$@" --prompt "$prompt" --max-tokens 24 --temperature 0 --threads 2 2>err.txt; }

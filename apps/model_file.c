@@ -32,8 +32,10 @@ int mf_tok_check(const char *prog, const mf_tok_opts *o)
 }
 
 /* The tokenizer of a GGUF file; one without tokenizer.ggml.model gets the options that
- * give a tokenizer instead in its message. */
-static int gguf_tokenizer(const char *prog, const char *path, parlm_tokenizer **out)
+ * give a tokenizer instead in its message, unless bytes (V <= 256, bytes_ok) will do, as
+ * for a checkpoint of a byte-level model. */
+static int gguf_tokenizer(const char *prog, const char *path, int bytes_ok,
+                          parlm_tokenizer **out)
 {
     parlm_gguf *g;
     if (parlm_gguf_open(&g, path) != PARLM_OK) {
@@ -42,6 +44,12 @@ static int gguf_tokenizer(const char *prog, const char *path, parlm_tokenizer **
     }
     int has = parlm_gguf_find_kv(g, "tokenizer.ggml.model") >= 0;
     parlm_gguf_close(g);
+    if (!has && bytes_ok) {
+        if (parlm_tokenizer_bytes(out) == PARLM_OK)
+            return 0;
+        fprintf(stderr, "%s: %s\n", prog, parlm_last_error());
+        return 1;
+    }
     if (!has) {
         fprintf(stderr, "%s: %s holds no tokenizer: metadata key tokenizer.ggml.model is "
                 "missing (and with it tokenizer.ggml.tokens); give one with --encoder "
@@ -66,7 +74,8 @@ int mf_tokenizer(const char *prog, const char *model_path, int model_is_gguf,
     else if (o->llmc)
         st = parlm_tokenizer_load_llmc(out, o->llmc);
     else if (o->tok_gguf || model_is_gguf)
-        return gguf_tokenizer(prog, o->tok_gguf ? o->tok_gguf : model_path, out);
+        return gguf_tokenizer(prog, o->tok_gguf ? o->tok_gguf : model_path,
+                              !o->tok_gguf && V <= 256, out);
     else if (V > 256) { /* the byte tokenizer would print nothing */
         fprintf(stderr, "%s: %s has a vocabulary of %d tokens, not bytes: pass its "
                 "tokenizer files, --encoder encoder.json --vocab vocab.bpe (GPT-2), "

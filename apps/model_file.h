@@ -21,7 +21,8 @@ int mf_tok_check(const char *prog, const mf_tok_opts *o);
 
 /* The tokenizer of the model at model_path (vocabulary V): the options' if any, else the
  * model's own GGUF tokenizer when model_is_gguf, else bytes when V <= 256. A GGUF without
- * tokenizer keys is an error naming the file, the key and the options that give one. */
+ * tokenizer keys is an error naming the file, the key and the options that give one
+ * (a model GGUF of V <= 256 then runs on bytes, as its checkpoint would). */
 int mf_tokenizer(const char *prog, const char *model_path, int model_is_gguf,
                  const mf_tok_opts *o, int V, parlm_tokenizer **out);
 

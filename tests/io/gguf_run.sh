@@ -5,7 +5,7 @@
 # text as parlm-generate on the equivalent checkpoint with separate tokenizer files, in f32
 # and in Q8_0 / Q4_0, which a quantized file decodes on by default (--type overrides).
 # Errors: a truncated file, a file without tokenizer keys (named, with the options that
-# give a tokenizer), a bad --type.
+# give a tokenizer; a byte-level one runs on bytes), a bad --type.
 set -euo pipefail
 B=${PARLM_BUILDDIR:-$(pwd)}
 gen=$B/apps/parlm-generate
@@ -70,6 +70,11 @@ expect_error "--tokenizer FILE.gguf" notok.gguf
 expect_error "notok.gguf holds no tokenizer" --ckpt llama.ckpt --tokenizer notok.gguf
 # ... and with the tokenizer given instead, it runs as the file that has one
 same "gpt2 tokenizer given" "notok.gguf $gpt2_tok" "gpt2.gguf" f32
+# a byte-level model (vocabulary <= 256) without tokenizer keys runs on bytes, as its
+# checkpoint does
+"$cv" bytes.ckpt bytes.gguf --type q8_0 >/dev/null
+"$gen" bytes.gguf --max-tokens 3 > out.txt 2>&1 || { cat out.txt; fail "a byte-level GGUF"; }
+grep -q "(q8_0 weights" out.txt || { cat out.txt; fail "a byte-level GGUF's q8_0"; }
 expect_error "is not f32, bf16, q8_0 or q4_0" llama.gguf --type q5_k
 expect_error "give one of --type" llama.gguf --type q8_0 --bf16
 expect_error "give one tokenizer" llama.gguf --tokenizer llama.gguf $gpt2_tok

@@ -3,7 +3,8 @@
  *   DIR/encoder.json, DIR/vocab.bpe  a GPT-2 byte-level vocabulary (256 bytes, a few
  *                                    merges, <|endoftext|>) in OpenAI's file formats;
  *   DIR/gpt2.ckpt                    a GPT-2 (L2 NH2 C64, context 64) of that vocabulary;
- * weights 6 times GPT-2's init (text that depends on the context, unlike at the init).
+ * weights 6 times GPT-2's init (text that depends on the context, unlike at the init);
+ *   DIR/bytes.ckpt                   a GPT-2 (L1 NH2 C32) of byte tokens (vocabulary 256);
  *   DIR/llama.ckpt                   a Llama (L2 NH4 NKV2 C64 F128, untied head, context 64)
  *                                    of a SentencePiece-style vocabulary (byte fallback)
  *                                    whose greedy text is made of its 32 pieces;
@@ -144,6 +145,10 @@ static int write_models(const char *dir)
         parlm_gpt_params(m)[i] *= 6.0f;
     memset(parlm_gpt_params(m) + 128 * g.n_embd, 0, 128 * (size_t)g.n_embd * sizeof(float));
     save_ckpt(m, dir, "gpt2.ckpt");
+    parlm_gpt_free(m);
+    parlm_gpt_config b = {.n_layer = 1, .n_head = 2, .n_embd = 32, .max_seq = 16, .vocab = 256};
+    CHECK(parlm_gpt_create(&m, &b, 13));
+    save_ckpt(m, dir, "bytes.ckpt");
     parlm_gpt_free(m);
 
     parlm_tokenizer *tok = llama_vocab();

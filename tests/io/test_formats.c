@@ -951,6 +951,98 @@ START_TEST(gguf_decode_blocks_exact)
 }
 END_TEST
 
+/* ggml's reference quantizers as its docs describe them (independent of parlm_quantize):
+ * Q8_0 d = amax/127, q = roundf(x * (1/d)); Q4_0 d = m / -8 for the first x of largest
+ * magnitude m, q = min(15, (int8)(x * (1/d) + 8.5)). n: a multiple of 32. */
+static void ggml_style_quantize(int type, const float *x, int64_t n, uint8_t *out)
+{
+    for (int64_t b = 0; b < n / 32; b++, x += 32) {
+        float amax = 0, m = 0;
+        for (int i = 0; i < 32; i++)
+            if (fabsf(x[i]) > amax)
+                amax = fabsf(x[i]), m = x[i];
+        float d = type == PARLM_WT_Q8_0 ? amax / 127 : m / -8, id = d != 0 ? 1.0f / d : 0;
+        uint16_t h = parlm_f32_to_f16(d);
+        out[0] = (uint8_t)h, out[1] = (uint8_t)(h >> 8);
+        if (type == PARLM_WT_Q8_0) {
+            for (int i = 0; i < 32; i++)
+                out[2 + i] = (uint8_t)(int8_t)roundf(x[i] * id);
+            out += 34;
+        } else {
+            uint8_t q[32];
+            for (int i = 0; i < 32; i++) {
+                int v = (int8_t)(x[i] * id + 8.5f);
+                q[i] = (uint8_t)(v < 15 ? v : 15);
+            }
+            for (int j = 0; j < 16; j++)
+                out[2 + j] = (uint8_t)(q[j] | q[j + 16] << 4);
+            out += 18;
+        }
+    }
+}
+
+/* A file quantized by ggml's rounding (llama.cpp's quantizer) also decodes on its own
+ * blocks: each block re-quantizes to itself (Q8_0: some |q| is 127; Q4_0: the largest
+ * magnitude is q = 0), so the loader reports blocks_exact. (On these weights parlm's
+ * quantizer writes the same blocks as ggml's; the re-quantization is what is checked.) */
+START_TEST(gguf_ggml_rounding_is_exact)
+{
+    char f32[128], q[128];
+    snprintf(f32, sizeof f32, "%s/w.gguf", dir);
+    snprintf(q, sizeof q, "%s/wq.gguf", dir);
+    const parlm_wtype types[2] = {PARLM_WT_Q8_0, PARLM_WT_Q4_0};
+    for (int k = 0; k < 2; k++) {
+        parlm_gpt *m = tiny_llama(1);
+        /* blocks whose largest magnitude comes twice, with both signs, in both orders (which
+         * one sets a Q4_0 scale is the rounding's choice), and a block of zeros */
+        float *wq = parlm_gpt_params(m) + parlm_gpt_get_config(m).vocab_pad * 32 + 32;
+        wq[0] = -0.5f, wq[1] = 0.5f, wq[32] = 0.5f, wq[33] = -0.5f;
+        memset(wq + 64, 0, 32 * sizeof *wq);
+        ck_assert_int_eq(parlm_gpt_save_gguf(m, f32, PARLM_WT_F32, NULL, NULL), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_save_gguf(m, q, types[k], NULL, NULL), PARLM_OK);
+        parlm_gpt_free(m);
+        size_t n;
+        uint8_t *raw = read_raw(q, &n);
+        parlm_gguf *gf, *gq;
+        ck_assert_int_eq(parlm_gguf_open(&gf, f32), PARLM_OK);
+        ck_assert_int_eq(parlm_gguf_open(&gq, q), PARLM_OK);
+        int64_t blocks = 0, differ = 0;
+        for (int64_t i = 0; i < parlm_gguf_num_tensors(gq); i++) {
+            const parlm_gguf_tensor *t = parlm_gguf_tensor_at(gq, i);
+            if (t->type != types[k])
+                continue;
+            const parlm_gguf_tensor *w = parlm_gguf_tensor_at(gf, parlm_gguf_find_tensor(gf, t->name));
+            ck_assert(w && w->type == PARLM_WT_F32);
+            int64_t cnt = (int64_t)(t->ne[0] * t->ne[1]);
+            float *x = malloc((size_t)cnt * sizeof *x);
+            memcpy(x, w->data, (size_t)cnt * sizeof *x);
+            uint8_t *dst = raw + parlm_gguf_data_offset(gq) + t->offset;
+            uint8_t *mine = malloc((size_t)t->size);
+            ggml_style_quantize(types[k], x, cnt, mine);
+            size_t bs = types[k] == PARLM_WT_Q8_0 ? 34 : 18;
+            for (int64_t b = 0; b < cnt / 32; b++, blocks++)
+                differ += memcmp(mine + b * bs, dst + b * bs, bs) != 0;
+            memcpy(dst, mine, (size_t)t->size);
+            free(mine);
+            free(x);
+        }
+        parlm_gguf_close(gf);
+        parlm_gguf_close(gq);
+        write_raw(q, raw, n);
+        free(raw);
+        ck_assert_int_gt(blocks, 100);
+        parlm_gpt *b;
+        parlm_gguf_load_info info = {PARLM_WT_F32, -1};
+        ck_assert_int_eq(parlm_gpt_load_gguf_ex(&b, q, &info), PARLM_OK);
+        ck_assert_int_eq(info.wtype, types[k]);
+        ck_assert_msg(info.blocks_exact == 1, "%s: ggml's rounding does not re-quantize to itself "
+                      "(%lld of %lld blocks differ from parlm's own)", parlm_wtype_name(types[k]),
+                      (long long)differ, (long long)blocks);
+        parlm_gpt_free(b);
+    }
+}
+END_TEST
+
 /* parlm_gpt_save_gguf_tok: a Llama model and its tokenizer in one file, read back alike;
  * a tokenizer of another size is refused */
 START_TEST(llama_gguf_with_tokenizer)
@@ -1565,6 +1657,7 @@ int main(void)
     tcase_add_test(tc, llama_gguf_round_trip);
     tcase_add_test(tc, llama_gguf_quantized);
     tcase_add_test(tc, gguf_decode_blocks_exact);
+    tcase_add_test(tc, gguf_ggml_rounding_is_exact);
     tcase_add_test(tc, llama_gguf_with_tokenizer);
     suite_add_tcase(s, tc);
     tc = tcase_create("safetensors");

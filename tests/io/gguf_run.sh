@@ -53,6 +53,10 @@ for t in q8_0 q4_0; do
     same "llama $t --type f32" "llama_$t.gguf --type f32" "llama_$t.ckpt --tokenizer llama.gguf" f32
 done
 same "llama bf16" "llama.gguf --type bf16" "llama.ckpt --tokenizer llama.gguf --bf16" bf16
+# a file of bf16 matrices runs in bf16 by default
+"$cv" llama.ckpt llama_bf16.gguf --type bf16 --tokenizer llama.gguf >/dev/null
+"$cv" llama_bf16.gguf llama_bf16.ckpt >/dev/null
+same "llama bf16 file" "llama_bf16.gguf" "llama_bf16.ckpt --tokenizer llama.gguf --bf16" bf16
 
 # the Llama prompt starts with BOS: a prompt of only "<s>"-free text still gives text
 run llama.gguf --max-tokens 4 > /dev/null || fail "llama with no prompt"

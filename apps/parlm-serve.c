@@ -57,9 +57,11 @@ static void usage(FILE *f)
         "  --tp N                tensor parallelism over N ranks (mpirun -np N; N must divide\n"
         "                        the heads and the padded vocabulary; GPT-2 models); rank 0\n"
         "                        serves HTTP\n"
-        "  --type T              f32 or bf16: the weights the batched GEMMs read (bf16: a copy,\n"
-        "                        f32 arithmetic). Default: bf16 for a GGUF file of bf16\n"
-        "                        matrices, else f32 (Q8_0 / Q4_0 files are dequantized)\n"
+        "  --type T              f32, bf16 (the GEMMs read a bf16 copy, f32 arithmetic), q8_0\n"
+        "                        or q4_0 (generated tokens run on ggml's blocks, activations\n"
+        "                        quantized to 8 bits per 32; prompts stay f32, as in\n"
+        "                        parlm-generate). Default: as a GGUF file stores its matrices\n"
+        "                        (q8_0, q4_0, bf16; f16 runs as f32), else f32\n"
         "  --bf16                the same as --type bf16\n"
         "  --max-body-kb N       request body limit (default 1024)\n"
         "  --max-connections N   open connections at most (default 256)\n"
@@ -752,11 +754,15 @@ int main(int argc, char **argv)
         parlm_gpt_free(m);
         return rc;
     }
-    if (type_name && wt != PARLM_WT_F32 && wt != PARLM_WT_BF16) {
-        fprintf(stderr, "%s: --type %s: the server's batched GEMMs read f32 or bf16 weights "
-                "(parlm-generate decodes on q8_0 / q4_0)\n", prog, type_name);
-        parlm_gpt_free(m);
-        return 2;
+    int qtype = wt == PARLM_WT_Q8_0 || wt == PARLM_WT_Q4_0 ? (int)wt : 0;
+    if (qtype && tp > 1) { /* a shard's decode rows stay f32 */
+        if (type_name) {
+            fprintf(stderr, "%s: --type %s: a tensor-parallel server runs f32 or bf16 weights\n",
+                    prog, type_name);
+            parlm_gpt_free(m);
+            return 2;
+        }
+        qtype = 0;
     }
     bf16 = bf16 || wt == PARLM_WT_BF16;
     parlm_gpt_config c = parlm_gpt_get_config(m);
@@ -773,7 +779,7 @@ int main(int argc, char **argv)
         sigaddset(&sigs, SIGINT);
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         ps_engine_cfg wc = {max_batch, chunk, max_queue, block, (int64_t)kv_mb << 20, threads,
-                            bf16, &tps};
+                            bf16, 0, &tps};
         parlm_status st = ps_engine_worker(m, &wc);
         if (st != PARLM_OK)
             fprintf(stderr, "%s: rank %d: %s\n", prog, rank, parlm_last_error());
@@ -797,7 +803,7 @@ int main(int argc, char **argv)
         name = slash && slash[1] ? slash + 1 : model;
     }
     ps_engine_cfg ec = {max_batch, chunk, max_queue, block, (int64_t)kv_mb << 20, threads, bf16,
-                        NULL};
+                        qtype, NULL};
 #if PARLM_WITH_MPI
     if (tp > 1)
         ec.tp = &tps;
@@ -851,8 +857,9 @@ int main(int argc, char **argv)
     fprintf(stderr, "%s: %s (%s L%d C%d, context %d, %s weights%s) on http://%s:%u, KV pool "
             "%d MiB, batch %d, %d threads", prog, name,
             c.arch == PARLM_ARCH_LLAMA ? "Llama" : "GPT-2", c.n_layer, c.n_embd, c.max_seq,
-            bf16 ? "bf16" : "f32",
-            gguf && (info.wtype == PARLM_WT_Q8_0 || info.wtype == PARLM_WT_Q4_0)
+            qtype ? parlm_wtype_name(qtype) : bf16 ? "bf16" : "f32",
+            qtype ? " for generated tokens, f32 for prompts"
+            : gguf && (info.wtype == PARLM_WT_Q8_0 || info.wtype == PARLM_WT_Q4_0)
                 ? info.wtype == PARLM_WT_Q8_0 ? " from the file's q8_0" : " from the file's q4_0"
                 : "",
             host, di ? di->port : (unsigned)port, kv_mb, max_batch, threads);

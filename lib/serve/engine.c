@@ -266,7 +266,8 @@ static void *loop(void *arg)
                 e->grp_req[ng] = r;
                 e->groups[ng] = (ps_group){&r->kv, r->toks + r->pos, r->pos, n,
                                            r->pos + n == r->ntoks ? e->logits + (int64_t)ng * e->Vp
-                                                                  : NULL};
+                                                                  : NULL,
+                                           decode};
                 ng++;
                 rows += n;
             }
@@ -389,7 +390,7 @@ parlm_status ps_engine_worker(parlm_gpt *m, const ps_engine_cfg *cfg)
                                      b[blk + j], kv.nblocks);
             seqs[i] = (ps_kv_seq){b + blk, nb, nb};
             groups[i] = (ps_group){&seqs[i], b + tok, pos, n,
-                                   b[4 * i + 2] ? logits + (int64_t)i * c.vocab_pad : NULL};
+                                   b[4 * i + 2] ? logits + (int64_t)i * c.vocab_pad : NULL, 0};
             tok += n;
             blk += nb;
         }
@@ -449,6 +450,8 @@ parlm_status ps_engine_create(ps_engine **out, parlm_gpt *m, const parlm_tokeniz
     e->threads = cfg->threads > 0 ? cfg->threads : omp_get_max_threads();
     parlm_status st = ps_model_create(&e->pm, m, cfg->max_batch + cfg->chunk, cfg->threads,
                                       cfg->bf16, cfg->tp ? &cfg->tp->comm : NULL);
+    if (st == PARLM_OK && cfg->qtype)
+        st = ps_model_set_decode_type(e->pm, cfg->qtype);
     int kvc = st == PARLM_OK ? ps_model_kv_channels(e->pm) : c.n_embd;
     if (st == PARLM_OK)
         st = ps_kv_pool_init(&e->kv, c.n_layer, kvc, cfg->block, cfg->kv_bytes);

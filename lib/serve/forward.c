@@ -8,7 +8,10 @@
  * per row, bias/GELU/add are elementwise (their vector tails are masked, not scalar), and
  * attention below is computed per (row, head) by one thread in a fixed order. Llama's
  * RMSNorm is per row, RoPE rotates each row's q and k at that row's own position, SwiGLU
- * is elementwise, and a query head reads the cache of its group's key/value head.
+ * is elementwise, and a query head reads the cache of its group's key/value head. With a
+ * quantized decode copy (ps_model_set_decode_type), a generated token's row is one Q8_0 /
+ * Q4_0 GEMV of its own per product, prompt rows one GEMM: still row by row the same
+ * arithmetic whatever the batch.
  * On a tensor-parallel shard (Megatron-LM, as parlm_gpt_forward's): this rank's heads of
  * QKV and MLP units of fc (column-parallel), the matching columns of attproj and fcproj
  * (row-parallel: partial sums, added over the group before the replicated bias), its
@@ -25,6 +28,7 @@
 #include "parlm/bf16.h"
 #include "parlm/gemm.h"
 #include "parlm/llama_ops.h"
+#include "parlm/quant.h"
 #include "parlm/nn.h"
 #include "parlm/ops.h"
 #include "parlm/tensor.h"
@@ -50,6 +54,14 @@ struct ps_model {
     int llama;                       /* arch PARLM_ARCH_LLAMA (Hm is then F) */
     int64_t Ckv, Wqkv;               /* key/value channels per position, the qkv row's width */
     float *rope_cos, *rope_sin;      /* Llama: (max_seq, hs) rotation tables */
+    /* decode rows on Q8_0 / Q4_0 (ps_model_set_decode_type): nq matrices (4 per layer and
+     * the head), matrix i for the f32 weights at q_woff[i], its blocks at qbuf + q_at[i]
+     * (plain rows, or repacked 8 rows at a time when qr8) */
+    int qtype, qr8, nq;
+    int64_t *q_woff;
+    uint64_t *q_at;
+    uint8_t *qbuf;
+    int64_t D, Rq;                   /* this product: D leading decode rows of Rq real ones */
     float *gat;                      /* all-gather scratch (tp > 1) */
     const float *params;
     uint16_t *pbf16;                 /* bf16 copy of the parameters (bf16 mode) */
@@ -70,6 +82,9 @@ void ps_model_free(ps_model *pm)
     parlm_free(pm->pbf16);
     parlm_free(pm->rope_cos);
     parlm_free(pm->rope_sin);
+    parlm_free(pm->qbuf);
+    free(pm->q_woff);
+    free(pm->q_at);
     free(pm->off);
     parlm_free(pm->x);
     free(pm->row_seq);
@@ -241,10 +256,118 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
     return PARLM_OK;
 }
 
-/* out (M, OC) = in (M, IC) W^T + b, M >= 2 (see the header) */
+parlm_status ps_model_set_decode_type(ps_model *pm, int type)
+{
+    parlm_free(pm->qbuf);
+    free(pm->q_woff);
+    free(pm->q_at);
+    pm->qbuf = NULL, pm->q_woff = NULL, pm->q_at = NULL, pm->qtype = 0, pm->nq = 0;
+    if (type == PARLM_WT_F32)
+        return PARLM_OK;
+    if (type != PARLM_WT_Q8_0 && type != PARLM_WT_Q4_0)
+        return parlm_error(PARLM_EUNSUPPORTED, "ps_model_set_decode_type: type %d (%s): decode "
+                           "rows take f32, q8_0 or q4_0", type,
+                           parlm_wtype_name(type) ? parlm_wtype_name(type) : "unknown");
+    if (pm->tp > 1)
+        return parlm_error(PARLM_EUNSUPPORTED, "ps_model_set_decode_type: %s decode rows on a "
+                           "tensor-parallel shard", parlm_wtype_name(type));
+    const parlm_gpt_config *c = &pm->c;
+    const int64_t C = c->n_embd, L = c->n_layer;
+    const int64_t widths[3] = {C, pm->Ca, pm->Hm};
+    for (int i = 0; i < 3; i++)
+        if (widths[i] % PARLM_QBLOCK)
+            return parlm_error(PARLM_EINVAL, "ps_model_set_decode_type: a product's input width "
+                               "%lld is not a multiple of %d: %s blocks cannot hold its rows",
+                               (long long)widths[i], PARLM_QBLOCK, parlm_wtype_name(type));
+    /* (rows, columns) of the four matrices of a layer, as linear() reads them */
+    const int64_t shape[4][2] = {{pm->Wqkv, C},
+                                 {C, pm->Ca},
+                                 {pm->llama ? 2 * pm->Hm : pm->Hm, C},
+                                 {C, pm->Hm}};
+    const int slot[2][4] = {{T_QKVW, T_APW, T_FCW, T_FPW}, {LL_WQ, LL_WO, LL_WGATE, LL_WDOWN}};
+    const int r8 = parlm_qlayout_current(type, NULL) == PARLM_QLAYOUT_R8;
+    const int n = (int)(4 * L + 1);
+    pm->q_woff = malloc((size_t)n * sizeof *pm->q_woff);
+    pm->q_at = malloc((size_t)n * sizeof *pm->q_at);
+    if (!pm->q_woff || !pm->q_at)
+        return parlm_error(PARLM_ENOMEM, "ps_model_set_decode_type: out of memory");
+    int64_t (*dims)[2] = malloc((size_t)n * sizeof *dims);
+    if (!dims)
+        return parlm_error(PARLM_ENOMEM, "ps_model_set_decode_type: out of memory");
+    uint64_t total = 0, plain = 0;
+    parlm_status st = PARLM_OK;
+    for (int i = 0; i < n && st == PARLM_OK; i++) {
+        const int head = i == n - 1;
+        dims[i][0] = head ? pm->Vl : shape[i % 4][0];
+        dims[i][1] = head ? C : shape[i % 4][1];
+        pm->q_woff[i] = head ? pm->head : pm->off[i / 4][slot[pm->llama][i % 4]];
+        uint64_t bytes, rows_bytes;
+        st = parlm_wtype_bytes(type, (uint64_t)(dims[i][0] * dims[i][1]), &rows_bytes);
+        if (st == PARLM_OK)
+            st = r8 ? parlm_qrepack_bytes(type, dims[i][0], dims[i][1], &bytes)
+                    : (bytes = rows_bytes, PARLM_OK);
+        pm->q_at[i] = total;
+        total += bytes;
+        plain = rows_bytes > plain ? rows_bytes : plain;
+    }
+    uint8_t *stage = st == PARLM_OK && r8 ? malloc((size_t)plain) : NULL;
+    if (st == PARLM_OK && !(pm->qbuf = parlm_alloc((size_t)total, 1)))
+        st = parlm_error(PARLM_ENOMEM, "ps_model_set_decode_type: %s copy of the weights (%llu "
+                         "bytes)", parlm_wtype_name(type), (unsigned long long)total);
+    if (st == PARLM_OK && r8 && !stage)
+        st = parlm_error(PARLM_ENOMEM, "ps_model_set_decode_type: out of memory");
+    /* quantized to ggml's rows as parlm_gpt_set_decode_type's copy, then (r8) repacked */
+    for (int i = 0; i < n && st == PARLM_OK; i++) {
+        uint8_t *dst = pm->qbuf + pm->q_at[i];
+        st = parlm_quantize(type, pm->params + pm->q_woff[i], dims[i][0] * dims[i][1],
+                            r8 ? stage : dst);
+        if (st == PARLM_OK && r8)
+            st = parlm_qrepack(type, dims[i][0], dims[i][1], stage, dst);
+    }
+    free(stage);
+    free(dims);
+    if (st != PARLM_OK) {
+        ps_model_set_decode_type(pm, PARLM_WT_F32);
+        return st;
+    }
+    pm->qtype = type, pm->qr8 = r8, pm->nq = n;
+    return PARLM_OK;
+}
+
+/* out rows [r0, r1) = in rows W^T, M = r1 - r0 >= 2 (see the header) */
+static parlm_status gemm_rows(const ps_model *pm, float *out, const float *in, int64_t woff,
+                              int64_t r0, int64_t r1, int64_t IC, int64_t OC)
+{
+    const int64_t M = r1 - r0;
+    out += r0 * OC, in += r0 * IC;
+    if (pm->bf16)
+        return parlm_gemm_f32_bf16(PARLM_NO_TRANS, PARLM_TRANS, M, OC, IC, 1.0f, in, IC,
+                                   pm->pbf16 + woff, IC, 0.0f, out, OC);
+    return parlm_sgemm(PARLM_NO_TRANS, PARLM_TRANS, M, OC, IC, 1.0f, in, IC,
+                       pm->params + woff, IC, 0.0f, out, OC);
+}
+
+/* out (M, OC) = in (M, IC) W^T + b, M >= 2 (see the header). With a quantized decode copy
+ * of W, the pm->D leading rows (decode rows) are one quantized GEMV each, and the other
+ * real rows (of pm->Rq) one GEMM of at least two rows: every row is computed the same way
+ * whatever else the step holds. */
 static parlm_status linear(const ps_model *pm, float *out, const float *in, int64_t woff,
                            const float *b, int64_t M, int64_t IC, int64_t OC)
 {
+    const uint8_t *qw = NULL;
+    for (int i = 0; pm->D > 0 && i < pm->nq && !qw; i++)
+        if (pm->q_woff[i] == woff)
+            qw = pm->qbuf + pm->q_at[i];
+    if (qw) {
+        const int64_t D = pm->D, P = pm->Rq - D;
+        /* the prompt rows; one alone takes the last decode row along (overwritten below) */
+        if (P > 0)
+            RETURN_IF_ERROR(gemm_rows(pm, out, in, woff, P >= 2 ? D : D - 1, pm->Rq, IC, OC));
+        for (int64_t r = 0; r < D; r++)
+            RETURN_IF_ERROR((pm->qr8 ? parlm_qgemv_repacked : parlm_qgemv)(
+                pm->qtype, OC, IC, qw, in + r * IC, out + r * OC));
+        return b ? parlm_bias_forward(out, b, M, OC) : PARLM_OK;
+    }
     parlm_status st;
     if (pm->bf16)
         st = parlm_gemm_f32_bf16(PARLM_NO_TRANS, PARLM_TRANS, M, OC, IC, 1.0f, in, IC,
@@ -376,8 +499,12 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
     if (kv->C != pm->Ckv)
         return parlm_error(PARLM_EINVAL, "ps_forward: a KV pool of %d channels, not %lld", kv->C,
                            (long long)pm->Ckv);
-    int64_t R = 0;
+    int64_t R = 0, D = 0;
     for (int i = 0; i < ngroups; i++) {
+        if (g[i].decode && (i != D || g[i].n != 1 || !g[i].logits_out))
+            return parlm_error(PARLM_EINVAL, "ps_forward: group %d: a decode row must be a "
+                               "group of one position with logits, before the others", i);
+        D += g[i].decode != 0;
         if (g[i].n < 1 || g[i].pos < 0 || g[i].pos + g[i].n > c->max_seq ||
             g[i].seq->nblocks * kv->block < g[i].pos + g[i].n)
             return parlm_error(PARLM_EINVAL, "ps_forward: group %d: positions %d..%d (KV for %d)",
@@ -396,6 +523,7 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
     if (R == 0)
         return PARLM_OK;
     const int64_t M = R < 2 ? 2 : R; /* the GEMMs' row count: see the header */
+    pm->D = pm->qtype ? D : 0, pm->Rq = R;
     omp_set_num_threads(pm->threads);
     if (R < 2) /* the dummy row starts from zeros: it must stay finite, step after step */
         memset(pm->x + C, 0, (size_t)C * sizeof(float));
@@ -466,6 +594,7 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
     if (G == 0)
         return PARLM_OK;
     const int64_t MG = G < 2 ? 2 : G;
+    pm->Rq = G; /* the decode rows' logits come first, as their groups */
     if (G < 2)
         memset(pm->lnf + C, 0, (size_t)C * sizeof(float));
     if (pm->llama)

@@ -56,6 +56,8 @@ typedef struct ps_group {
     const int32_t *tokens;
     int pos, n;
     float *logits_out;
+    int decode; /* a generated token (n = 1, logits wanted): such groups come first, and
+                 * run on the quantized copy if there is one (ps_model_set_decode_type) */
 } ps_group;
 
 typedef struct ps_model ps_model;
@@ -72,6 +74,14 @@ typedef struct ps_model ps_model;
 parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int threads, int bf16,
                              const parlm_gpt_tp_comm *comm);
 void ps_model_free(ps_model *pm);
+/* Decode rows (groups with decode set) on 8- or 4-bit weights, as parlm_gpt_set_decode_type
+ * runs parlm-generate's decode: type PARLM_WT_Q8_0 or _Q4_0 keeps a copy of every layer's
+ * four matrices and the head in ggml's blocks (quantized from m's weights by
+ * parlm_quantize, in parlm_qlayout_current's layout), and each decode row's products are
+ * quantized GEMVs of the row alone (still batch-invariant); prompt rows stay f32 (or bf16)
+ * GEMMs, as parlm-generate's prefill. PARLM_WT_F32 turns it off. Not on a
+ * tensor-parallel shard (PARLM_EUNSUPPORTED); input widths must be multiples of 32. */
+parlm_status ps_model_set_decode_type(ps_model *pm, int type);
 /* The full model's configuration (also on a shard). */
 parlm_gpt_config ps_model_config(const ps_model *pm);
 /* Channels of K (and of V) per position and layer that this model keeps in the KV cache:
@@ -160,6 +170,7 @@ typedef struct ps_engine_cfg {
     int64_t kv_bytes;   /* KV pool size */
     int threads;        /* OpenMP threads of the forward (0: all) */
     int bf16;
+    int qtype;          /* 0, or decode rows on PARLM_WT_Q8_0 / _Q4_0 (ps_model_set_decode_type) */
     const ps_tp *tp;    /* NULL: one process (m is a whole model); else m is a shard */
 } ps_engine_cfg;
 

@@ -2,9 +2,11 @@
 # tests/serve/serve_gguf.sh — parlm-serve --model MODEL.gguf needs no other file: a Llama
 # GGUF (SentencePiece tokenizer in the file, BOS before a text prompt) and a GPT-2 GGUF
 # (byte-level BPE in the file) answer a greedy completion, plain and streamed, with
-# parlm-generate's greedy text for the same file; a Q8_0 file is served on its dequantized
-# weights (f32, as parlm-generate --type f32 runs it); a GGUF without tokenizer keys is
-# refused with the key named. Models and tokenizers: tests/io/gguf_run_tool.
+# parlm-generate's greedy text for the same file; Q8_0 / Q4_0 files generate on their
+# blocks by default, as parlm-generate decodes them, and 8 requests at once each get
+# their answer alone (--type f32: both on the dequantized weights); a GGUF without
+# tokenizer keys is refused with the key named. Models and tokenizers:
+# tests/io/gguf_run_tool.
 set -eu
 B=${PARLM_BUILDDIR:-.}
 bin=$B/apps
@@ -83,12 +85,34 @@ complete "{\"prompt\":$("$B/tests/io/gguf_run_tool" prompt llama.gguf "$prompt")
 cmp -s gen.txt srv.txt || fail "llama ids: '$(cat srv.txt)' != '$(cat gen.txt)'"
 stop
 
-# Llama, Q8_0 file: served on its dequantized weights, as parlm-generate --type f32
+# Llama, Q8_0 and Q4_0 files: generated tokens on the file's blocks, as parlm-generate's
+# decode; with --type f32 on the dequantized weights
+for t in q8_0 q4_0; do
+    greedy "llama_$t.gguf"
+    start "llama_$t.gguf"
+    grep -q "$t weights for generated tokens, f32 for prompts" srv.log || fail "$t banner"
+    complete "$body"
+    cmp -s gen.txt srv.txt || fail "llama $t: '$(cat srv.txt)' != '$(cat gen.txt)'"
+    stream "{\"prompt\":\"$prompt\",\"max_tokens\":20,\"temperature\":0,\"stream\":true}"
+    cmp -s gen.txt srv.txt || fail "llama $t stream: '$(cat srv.txt)' != '$(cat gen.txt)'"
+    # 8 at once (prompts and seeds differ): each the same as alone
+    one() { curl -s "$url/v1/completions" -d "{\"prompt\":\"hello $1 the\",\"max_tokens\":$((6 + $1)),\"temperature\":0.9,\"seed\":$1}" |
+            sed 's/"id":"[^"]*","object":"text_completion","created":[0-9]*,//'; }
+    for i in 1 2 3 4 5 6 7 8; do one "$i" > "alone.$i"; done
+    cpids=""
+    for i in 1 2 3 4 5 6 7 8; do one "$i" > "many.$i" & cpids="$cpids $!"; done
+    for c in $cpids; do wait "$c"; done
+    for i in 1 2 3 4 5 6 7 8; do
+        grep -q '"text"' "alone.$i" && cmp -s "alone.$i" "many.$i" ||
+            fail "llama $t: request $i alone '$(cat "alone.$i")', among 8 '$(cat "many.$i")'"
+    done
+    stop
+done
 greedy llama_q8_0.gguf --type f32
-start llama_q8_0.gguf
-grep -q "f32 weights from the file's q8_0" srv.log || fail "q8_0 banner"
+start llama_q8_0.gguf --type f32
+grep -q "f32 weights from the file's q8_0" srv.log || fail "q8_0 --type f32 banner"
 complete "$body"
-cmp -s gen.txt srv.txt || fail "llama q8_0: '$(cat srv.txt)' != '$(cat gen.txt)'"
+cmp -s gen.txt srv.txt || fail "llama q8_0 --type f32: '$(cat srv.txt)' != '$(cat gen.txt)'"
 stop
 
 # GPT-2: the prompt as parlm-generate starts it (end-of-text, then the text's ids)
@@ -107,8 +131,8 @@ start notok.gguf --tokenizer gpt2.gguf
 complete "{\"prompt\":$ids,\"max_tokens\":20,\"temperature\":0}"
 cmp -s gen.txt srv.txt || fail "notok.gguf --tokenizer gpt2.gguf: '$(cat srv.txt)'"
 stop
-if "$bin/parlm-serve" --model llama_q8_0.gguf --type q8_0 --port 0 > srv.log 2>&1; then
-    fail "--type q8_0 served"
+if "$bin/parlm-serve" --model llama.gguf --type f16 --port 0 > srv.log 2>&1; then
+    fail "--type f16 served"
 fi
-grep -q "read f32 or bf16 weights" srv.log || fail "--type q8_0 message"
-echo "serve_gguf: Llama (f32, q8_0 file) and GPT-2 GGUF files alone, plain and streamed"
+grep -q "is not f32, bf16, q8_0 or q4_0" srv.log || fail "--type f16 message"
+echo "serve_gguf: Llama (f32, q8_0, q4_0 files) and GPT-2 GGUF files alone, plain and streamed"

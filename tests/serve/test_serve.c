@@ -96,12 +96,16 @@ START_TEST(kv_accounting)
 END_TEST
 
 /* the batched forward of one sequence (prompt in chunks of 5, then greedy decode) against
- * parlm_gpt_infer (prompt in one call, then one token at a time) */
-static void forward_vs_infer(parlm_gpt *m)
+ * parlm_gpt_infer (prompt in one call, then one token at a time), both decoding on qtype
+ * (f32, or Q8_0 / Q4_0 copies of the weights); tol: on the logits, relative to the
+ * largest */
+static void forward_vs_infer(parlm_gpt *m, int qtype, float tol)
 {
     parlm_gpt_config c = parlm_gpt_get_config(m);
     ps_model *pm;
     ck_assert_int_eq(ps_model_create(&pm, m, 16, 2, 0, NULL), PARLM_OK);
+    ck_assert_int_eq(ps_model_set_decode_type(pm, qtype), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_set_decode_type(m, qtype), PARLM_OK);
     ps_kv_pool kv;
     /* the cache keeps the key/value heads' channels: Llama's NKV of NH heads */
     ck_assert_int_eq(ps_model_kv_channels(pm),
@@ -118,7 +122,7 @@ static void forward_vs_infer(parlm_gpt *m)
     for (int p = 0; p < NP; p += 5) {
         int n = NP - p < 5 ? NP - p : 5;
         ck_assert_int_eq(ps_kv_seq_reserve(&kv, &s, p + n), PARLM_OK);
-        ps_group g = {&s, toks + p, p, n, p + n == NP ? lb : NULL};
+        ps_group g = {&s, toks + p, p, n, p + n == NP ? lb : NULL, 0};
         ck_assert_int_eq(ps_forward(pm, &kv, &g, 1), PARLM_OK);
     }
     float worst = 0;
@@ -133,11 +137,10 @@ static void forward_vs_infer(parlm_gpt *m)
             break;
         ck_assert_int_eq(parlm_gpt_infer(m, ref + t, 1, t, la), PARLM_OK);
         ck_assert_int_eq(ps_kv_seq_reserve(&kv, &s, t + 1), PARLM_OK);
-        ps_group g = {&s, toks + t, t, 1, lb};
+        ps_group g = {&s, toks + t, t, 1, lb, 1};
         ck_assert_int_eq(ps_forward(pm, &kv, &g, 1), PARLM_OK);
     }
-    /* GEMM vs GEMV and another attention loop: rounding-level differences only */
-    ck_assert_msg(worst < 1e-4f, "logits differ by %g (relative to the largest)", worst);
+    ck_assert_msg(worst < tol, "logits differ by %g (relative to the largest)", worst);
     ps_kv_seq_release(&kv, &s);
     ck_assert_int_eq(kv.nfree, kv.nblocks);
     free(s.blocks);
@@ -147,21 +150,35 @@ static void forward_vs_infer(parlm_gpt *m)
     parlm_gpt_free(m);
 }
 
-START_TEST(forward_matches_infer) { forward_vs_infer(small_model()); }
+/* GEMM vs GEMV and another attention loop: rounding-level differences only */
+START_TEST(forward_matches_infer) { forward_vs_infer(small_model(), PARLM_WT_F32, 1e-4f); }
 END_TEST
 /* RMSNorm, RoPE at each row's position, grouped-query attention, SwiGLU, untied head */
-START_TEST(forward_matches_infer_llama) { forward_vs_infer(small_llama()); }
+START_TEST(forward_matches_infer_llama) { forward_vs_infer(small_llama(), PARLM_WT_F32, 1e-4f); }
+END_TEST
+/* decode rows on the same Q8_0 / Q4_0 blocks as parlm_gpt_set_decode_type's, inputs
+ * quantized the same way: rounding-level differences again (2e-7 on AVX-512). Where the
+ * f32 ops before a product differ in the last bit, an input's 8-bit rounding may flip:
+ * a step of d_x/2 times a weight (~1e-4 of these logits each); 2e-3 allows a few, and
+ * f32 decode rows against Q8_0 ones differ by 6e-3 */
+START_TEST(forward_matches_infer_q8_0) { forward_vs_infer(small_model(), PARLM_WT_Q8_0, 2e-3f); }
+END_TEST
+START_TEST(forward_matches_infer_llama_q4_0)
+{
+    forward_vs_infer(small_llama(), PARLM_WT_Q4_0, 2e-3f);
+}
 END_TEST
 
 /* Sequence 0 alone, then among `others` sequences that start at staggered steps with
  * other prompt lengths; every step's batch mixes decode rows and prompt chunks. Sequence
  * 0's logits must be bitwise the same at every position. */
-static void invariance_of(parlm_gpt *m, int others, int threads, int bf16)
+static void invariance_of(parlm_gpt *m, int others, int threads, int bf16, int qtype)
 {
     parlm_gpt_config c = parlm_gpt_get_config(m);
     const int N = others + 1, NP0 = 9, STEPS = 24, CH = 4;
     ps_model *pm;
     ck_assert_int_eq(ps_model_create(&pm, m, N + CH, threads, bf16, NULL), PARLM_OK);
+    ck_assert_int_eq(ps_model_set_decode_type(pm, qtype), PARLM_OK);
     ps_kv_pool kv;
     ck_assert_int_eq(ps_kv_pool_init(&kv, c.n_layer, ps_model_kv_channels(pm), 16, 16 << 20),
                      PARLM_OK);
@@ -197,7 +214,8 @@ static void invariance_of(parlm_gpt *m, int others, int threads, int bf16)
                     budget -= decode ? 0 : k;
                     ck_assert_int_eq(ps_kv_seq_reserve(&kv, &seq[i], pos[i] + k), PARLM_OK);
                     g[ng] = (ps_group){&seq[i], tok[i] + pos[i], pos[i], k,
-                                       pos[i] + k == ntok[i] ? lg + (int64_t)ng * Vp : NULL};
+                                       pos[i] + k == ntok[i] ? lg + (int64_t)ng * Vp : NULL,
+                                       decode};
                     owner[ng++] = i;
                     rows += k;
                 }
@@ -241,7 +259,7 @@ static void invariance_of(parlm_gpt *m, int others, int threads, int bf16)
 
 static void invariance(int others, int threads, int bf16)
 {
-    invariance_of(small_model(), others, threads, bf16);
+    invariance_of(small_model(), others, threads, bf16, PARLM_WT_F32);
 }
 
 START_TEST(batch_invariance_8) { invariance(7, 2, 0); }
@@ -253,7 +271,15 @@ END_TEST
 /* bf16 weights: f32 GEMM of the widened weights, as row-independent as f32 */
 START_TEST(batch_invariance_bf16) { invariance(15, 2, 1); }
 END_TEST
-START_TEST(batch_invariance_llama) { invariance_of(small_llama(), 11, 2, 0); }
+START_TEST(batch_invariance_llama) { invariance_of(small_llama(), 11, 2, 0, PARLM_WT_F32); }
+END_TEST
+/* quantized decode rows: one GEMV each, so as row-independent as the GEMMs */
+START_TEST(batch_invariance_q8_0) { invariance_of(small_model(), 9, 2, 0, PARLM_WT_Q8_0); }
+END_TEST
+START_TEST(batch_invariance_llama_q4_0)
+{
+    invariance_of(small_llama(), 9, 2, 0, PARLM_WT_Q4_0);
+}
 END_TEST
 
 /* a Llama shard is refused by name, not run wrong */
@@ -304,7 +330,7 @@ static ps_finish finish(ps_request *r)
 START_TEST(engine_batches)
 {
     parlm_gpt *m = small_model();
-    ps_engine_cfg cfg = {8, 8, 64, 16, 8 << 20, 2, 0, NULL};
+    ps_engine_cfg cfg = {8, 8, 64, 16, 8 << 20, 2, 0, 0, NULL};
     ps_engine *e;
     ck_assert_int_eq(ps_engine_create(&e, m, NULL, &cfg), PARLM_OK);
     enum { N = 12, MT = 20 };
@@ -575,7 +601,7 @@ static parlm_status tp_run(ps_model *pm, int kvc, int nseq, float *out)
             int n = pos[i] < np[i] ? (np[i] - pos[i] < TP_CH ? np[i] - pos[i] : TP_CH) : 1;
             ps_kv_seq_reserve(&kv, &seq[i], pos[i] + n);
             g[i] = (ps_group){&seq[i], tok[i] + pos[i], pos[i], n,
-                              pos[i] + n >= np[i] ? lg + (int64_t)i * c.vocab_pad : NULL};
+                              pos[i] + n >= np[i] ? lg + (int64_t)i * c.vocab_pad : NULL, 0};
         }
         st = ps_forward(pm, &kv, g, nseq);
         for (int i = 0; i < nseq; i++)
@@ -676,6 +702,10 @@ int main(void)
     tcase_add_test(tc, forward_matches_infer);
     tcase_add_test(tc, forward_matches_infer_llama);
     tcase_add_test(tc, batch_invariance_llama);
+    tcase_add_test(tc, forward_matches_infer_q8_0);
+    tcase_add_test(tc, forward_matches_infer_llama_q4_0);
+    tcase_add_test(tc, batch_invariance_q8_0);
+    tcase_add_test(tc, batch_invariance_llama_q4_0);
     tcase_add_test(tc, llama_shard_refused);
     tcase_add_test(tc, batch_invariance_8);
     tcase_add_test(tc, batch_invariance_32);

@@ -74,47 +74,28 @@ static void q4_0_gemv(int64_t rows, int64_t k, const void *w, int64_t ldw, const
 #ifdef QR_HAVE
 static inline qrint qr_dot(const uint8_t *ch, const parlm_q8x *xb, int q4)
 {
+#ifdef QR_WIDE
+    return q4 ? qrw_dot_q4(ch, xb->q, xb->s) : qrw_dot_q8(ch, xb->q, xb->s);
+#else
     return q4 ? qr_dot_q4(ch, xb->q, xb->s) : qr_dot_q8(ch, xb->q, xb->s);
+#endif
 }
 
 /* Rows repacked 8 at a time: a group's 8 rows are one vector of sums. Where vec_q.h has
- * qr_dot2 (x86), two groups go together and share x's broadcasts (20-30% faster than one
- * at a time on Cascade Lake, in cache); with QR_WIDE (AVX512-VNNI) the two groups are one
- * zmm of 16 rows. A last single group takes even and odd blocks in two accumulators, as
- * above. A group partly in [r0, r1) is computed whole and stored in
- * part; each lane is its own row with exact integer dots, so a row's bits depend neither
- * on the range nor on which of the two loops took it. */
+ * qr_dot2 (x86 without QR_WIDE), two groups go together and share x's broadcasts (20-30%
+ * faster than one at a time on Cascade Lake, in cache). With QR_WIDE (AVX512-VNNI) a
+ * group's block is read as zmm in memory order, one stream: two groups side by side are
+ * two streams a group apart, which Zen 5 reads at 26-38 GB/s against 44-46 for one. The
+ * single-group loop takes even and odd blocks in two accumulators. A group partly in
+ * [r0, r1) is computed whole and stored in part; each lane is its own row with exact
+ * integer dots, so a row's bits depend neither on the range nor on which of the two loops
+ * took it. */
 static inline void qr_gemv(int64_t r0, int64_t r1, int64_t k, const void *w,
                            const parlm_q8x *qx, float alpha, float beta, float *y, int q4)
 {
     const int64_t nb = k / 32, gb = q4 ? PARLM_Q4R_BLOCK : PARLM_Q8R_BLOCK;
     int64_t g = r0 / 8;
-#if defined(QR_WIDE)
-    /* two groups in one vector: each lane runs the single-group loop's operations */
-    for (; g * 8 + 8 < r1; g += 2) {
-        const uint8_t *p = (const uint8_t *)w + g * nb * gb, *p1 = p + nb * gb;
-        qrwacc e = qrw_zero(), o = e;
-        int64_t b = 0;
-        for (; b + 2 <= nb; b += 2, p += 2 * gb, p1 += 2 * gb) {
-            qrw_prefetch(p, 2 * gb);
-            qrw_prefetch(p1, 2 * gb);
-            e = qrw_fma(e, qrw_scales(p, p1, qx[b].d),
-                        qrw_dot(p + 16, p1 + 16, qx[b].q, qx[b].s, q4));
-            o = qrw_fma(o, qrw_scales(p + gb, p1 + gb, qx[b + 1].d),
-                        qrw_dot(p + gb + 16, p1 + gb + 16, qx[b + 1].q, qx[b + 1].s, q4));
-        }
-        if (b < nb)
-            e = qrw_fma(e, qrw_scales(p, p1, qx[b].d),
-                        qrw_dot(p + 16, p1 + 16, qx[b].q, qx[b].s, q4));
-        float out[16];
-        qrw_store(out, qrw_add(e, o));
-        int64_t j0 = r0 > 8 * g ? r0 - 8 * g : 0, j1 = r1 - 8 * g < 16 ? r1 - 8 * g : 16;
-        for (int64_t j = j0; j < j1; j++) {
-            float *yi = y + (8 * g + j - r0);
-            *yi = beta == 0.0f ? alpha * out[j] : alpha * out[j] + beta * *yi;
-        }
-    }
-#elif defined(QR_PAIR)
+#if defined(QR_PAIR) && !defined(QR_WIDE)
     for (; g * 8 + 8 < r1; g += 2) {
         const uint8_t *p = (const uint8_t *)w + g * nb * gb, *p1 = p + nb * gb;
         /* even and odd blocks of each group in two sums, as the single-group loop */
@@ -149,6 +130,9 @@ static inline void qr_gemv(int64_t r0, int64_t r1, int64_t k, const void *w,
         qracc a0 = qracc_zero(), a1 = qracc_zero();
         int64_t b = 0;
         for (; b + 2 <= nb; b += 2, p += 2 * gb) {
+#ifdef QR_WIDE
+            qrw_prefetch(p, 2 * gb);
+#endif
             a0 = qracc_fma(a0, qr_scales(p, qx[b].d), qr_dot(p + 16, qx + b, q4));
             a1 = qracc_fma(a1, qr_scales(p + gb, qx[b + 1].d), qr_dot(p + gb + 16, qx + b + 1, q4));
         }

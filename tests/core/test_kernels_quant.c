@@ -225,8 +225,9 @@ static void put_f16(uint8_t *p, float v)
 /* Extreme blocks, exact in every set: x = +-63.5 (d = 0.5, q = +-127), weights +-127 and
  * -128 (which a file may hold), nibbles 0 and 15 in both halves of a byte, scale 0 and
  * x = 0. Every block term is an even integer below 2^19 and sums stay below 2^25: exact.
- * Repacked, the extreme rows repeat over 17 rows: groups taken two at a time (16 rows per
- * vector with AVX512-VNNI) and a last single one. */
+ * Repacked, the extreme rows repeat over 17 rows: groups taken two at a time (the AVX2
+ * pair loop), one zmm of two chunks at a time (AVX512-VNNI, its Q4_0 high nibbles as 16 q)
+ * and a last single one. */
 START_TEST(gemv_extremes_exact)
 {
     kset sets[8];
@@ -319,7 +320,7 @@ START_TEST(gemv_extremes_exact)
 }
 END_TEST
 
-static const int64_t RKS[] = {32, 64, 96, 768};
+static const int64_t RKS[] = {32, 64, 96, 768, 768 + 32};
 static const int64_t RROWS[] = {1, 7, 8, 9, 17, 33, 127};
 
 /* rows repacked by parlm_qrepack */

@@ -54,6 +54,43 @@ static inline float qacc_sum(qacc a)
     return _mm_cvtss_f32(s);
 }
 
+/* ---- activations: one block of 32 floats -> d, 32 int8, their sum ------------------
+ * The same bits as parlm_q8x_block (simd/scalar/scalar.h): max|x| is exact in any order,
+ * d and 1/d are the same scalar divisions, q = roundf(x / d) is trunc(p + copysign(c, p))
+ * with c the float below 0.5 (exact for |p| <= 2^23: a tie goes away from zero, anything
+ * below it stays), and p = x * id is hidden from the compiler so that the add is never
+ * fused with the multiply (an FMA would round the sum of the exact product instead). */
+#define Q8X_BLOCK 1
+static inline void q8x_block(const float *x, float *dout, int8_t *q, int32_t *sum)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.49999997f);
+    __m256 v[4], m = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_loadu_ps(x + 8 * i);
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float d = _mm_cvtss_f32(h) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    *dout = d;
+    __m256i r[4];
+    for (int i = 0; i < 4; i++) {
+        __m256 p = _mm256_mul_ps(v[i], _mm256_set1_ps(id));
+        __asm__("" : "+x"(p)); /* not fused into the add below */
+        r[i] = _mm256_cvttps_epi32(_mm256_add_ps(p, _mm256_or_ps(_mm256_and_ps(p, sign), half)));
+    }
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(r[0], r[1]), _mm256_add_epi32(r[2], r[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    *sum = _mm_cvtsi128_si32(s4);
+    /* packs work per 128-bit lane: bytes come out as dwords 0 4 1 5 2 6 3 7 */
+    __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+    b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, b);
+}
+
 /* ---- 8 rows at a time: the repacked layout of simd/kernels.h ("r8") --------------
  * A 32-byte chunk is 8 rows x 4 consecutive unsigned weights; x's 4 bytes are broadcast
  * to every row. vpdpbusd (u8 x s8, 4 products into an int32) takes it as is. Without

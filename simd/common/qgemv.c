@@ -19,10 +19,16 @@
 
 void QV_NAME(qgemv_fill)(parlm_kernels *k);
 
+/* vec_q.h's q8x_block where it has one (x86: each thread of a decode quantizes a whole
+ * input row per product, and the scalar block's roundf calls cost ~8% of a Q4_0 token) */
 static void q8_quantize(int64_t k, const float *x, parlm_q8x *qx)
 {
     for (int64_t b = 0; b < k / 32; b++)
+#ifdef Q8X_BLOCK
+        q8x_block(x + 32 * b, &qx[b].d, qx[b].q, &qx[b].s);
+#else
         parlm_q8x_block(x + 32 * b, qx + b);
+#endif
 }
 
 static inline qint block_dot(const uint8_t *blk, const int8_t *xq, int q4)

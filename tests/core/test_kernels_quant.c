@@ -118,6 +118,26 @@ START_TEST(quantize_every_set)
         }
         free(x), free(ref), free(got);
     }
+    /* halves: with max|x| = 127 (d = 1) x / d is x, and roundf takes ties away from zero;
+     * the floats next to 0.5 and 2.5 stay on their side */
+    static const float tx[32] = {127.0f, -126.5f, 0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -2.5f,
+                                 0.49999997f, -0.49999997f, 0.50000006f, -0.50000006f,
+                                 2.4999998f, -2.5000002f, 126.5f, 63.5f, -64.5f, 0.0f, -0.0f,
+                                 3.4999998f, 3.5f, -3.5f, 100.49999f, -100.5f, 7.0f, -7.5f,
+                                 0.25f, -0.75f, 10.5f, -11.5f, 12.5f, -127.0f};
+    static const int8_t tq[32] = {127, -127, 1, -1, 2, -2, 3, -3, 0, 0, 1, -1, 2, -3, 127, 64,
+                                  -65, 0, 0, 3, 4, -4, 100, -101, 7, -8, 0, -1, 11, -12, 13, -127};
+    parlm_q8x r, g;
+    sc.q8_quantize(32, tx, &r);
+    ck_assert_float_eq(r.d, 1.0f);
+    ck_assert_int_eq(r.s, 10);
+    for (int j = 0; j < 32; j++)
+        ck_assert_msg(r.q[j] == tq[j], "x %.9g -> q %d, not %d", tx[j], r.q[j], tq[j]);
+    for (int s = 0; s < ns; s++) {
+        memset(&g, 0x55, sizeof g);
+        sets[s].k.q8_quantize(32, tx, &g);
+        ck_assert_msg(memcmp(&g, &r, sizeof g) == 0, "%s: the halves block", sets[s].name);
+    }
 }
 END_TEST
 

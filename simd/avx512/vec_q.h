@@ -12,13 +12,6 @@
 #define QV_NAME(x) parlm_avx512vnni_##x
 
 #define QR_WIDE 1
-/* Bytes ahead of the stream to prefetch (0: none). Zen 5, one thread, 50304 x 768 cycled
- * from memory (load 4): Q8_0 1.10 ms without, 1.10 at 2 KB, 1.06 at 4 KB, 1.05 at 8 KB,
- * 1.07 at 12 KB, 1.10 at 16 KB; Q4_0 0.62, 0.63, 0.57, 0.55, 0.57, 0.59 ms. */
-#ifndef QR_PREFETCH
-#define QR_PREFETCH 8192
-#endif
-
 /* x's dwords c and c + 1, each broadcast over 8 lanes: the x of a zmm holding chunks c and
  * c + 1 of one group (row j's 4 weights in lanes j and 8 + j) */
 static inline __m512i qrw_x2(__m512i x, int c)
@@ -61,15 +54,5 @@ static inline __m256i qrw_dot_q4(const uint8_t *ch, const int8_t *x, int32_t s)
     return qrw_fold(_mm512_add_epi32(lo, _mm512_srai_epi32(hi, 4)));
 }
 
-/* every cache line of [p, p + n), QR_PREFETCH bytes ahead */
-static inline void qrw_prefetch(const uint8_t *p, int64_t n)
-{
-#if QR_PREFETCH > 0
-    for (int64_t o = 0; o < n; o += 64)
-        _mm_prefetch((const char *)(p + QR_PREFETCH + o), _MM_HINT_T0);
-#else
-    (void)p, (void)n;
-#endif
-}
 #endif
 #endif

@@ -87,57 +87,27 @@ static inline qrint qr_dot(const uint8_t *ch, const parlm_q8x *xb, int q4)
 #endif
 }
 
-/* Rows repacked 8 at a time: a group's 8 rows are one vector of sums. Where vec_q.h has
- * qr_dot2 (x86 without QR_WIDE), two groups go together and share x's broadcasts (20-30%
- * faster than one at a time on Cascade Lake, in cache). With QR_WIDE (AVX512-VNNI) a
- * group's block is read as zmm in memory order, one stream: two groups side by side are
- * two streams a group apart, which Zen 5 reads at 26-38 GB/s against 44-46 for one. The
- * single-group loop takes even and odd blocks in two accumulators. A group partly in
- * [r0, r1) is computed whole and stored in part; each lane is its own row with exact
- * integer dots, so a row's bits depend neither on the range nor on which of the two loops
- * took it. */
+/* Rows repacked 8 at a time: a group's 8 rows are one vector of sums, the groups taken
+ * one after another so that the weights are read front to back, one stream (prefetched
+ * where vec_q.h has QR_PREFETCH). Reading two groups side by side (sharing x's
+ * broadcasts; 20-30% faster on Cascade Lake in cache) makes two streams a group apart,
+ * which Zen 5 reads from memory far slower: one thread, 50304 x 768, the avx2 set Q8_0 12
+ * vs 40 GB/s, Q4_0 8.5 vs 39; AVX512-VNNI 31 vs 39-44, 26 vs 40-43 (and in cache the
+ * same or faster). With QR_WIDE (AVX512-VNNI) a block's dot takes a zmm of two chunks at a
+ * time. Even and odd blocks go to two accumulators. A group partly in [r0, r1) is
+ * computed whole and stored in part; each lane is its own row with exact integer dots,
+ * so a row's bits do not depend on the range. */
 static inline void qr_gemv(int64_t r0, int64_t r1, int64_t k, const void *w,
                            const parlm_q8x *qx, float alpha, float beta, float *y, int q4)
 {
     const int64_t nb = k / 32, gb = q4 ? PARLM_Q4R_BLOCK : PARLM_Q8R_BLOCK;
-    int64_t g = r0 / 8;
-#if defined(QR_PAIR) && !defined(QR_WIDE)
-    for (; g * 8 + 8 < r1; g += 2) {
-        const uint8_t *p = (const uint8_t *)w + g * nb * gb, *p1 = p + nb * gb;
-        /* even and odd blocks of each group in two sums, as the single-group loop */
-        qracc e0 = qracc_zero(), o0 = e0, e1 = e0, o1 = e0;
-        qrint d0, d1;
-        int64_t b = 0;
-        for (; b + 2 <= nb; b += 2, p += 2 * gb, p1 += 2 * gb) {
-            qr_dot2(p + 16, p1 + 16, qx[b].q, qx[b].s, q4, &d0, &d1);
-            e0 = qracc_fma(e0, qr_scales(p, qx[b].d), d0);
-            e1 = qracc_fma(e1, qr_scales(p1, qx[b].d), d1);
-            qr_dot2(p + gb + 16, p1 + gb + 16, qx[b + 1].q, qx[b + 1].s, q4, &d0, &d1);
-            o0 = qracc_fma(o0, qr_scales(p + gb, qx[b + 1].d), d0);
-            o1 = qracc_fma(o1, qr_scales(p1 + gb, qx[b + 1].d), d1);
-        }
-        if (b < nb) {
-            qr_dot2(p + 16, p1 + 16, qx[b].q, qx[b].s, q4, &d0, &d1);
-            e0 = qracc_fma(e0, qr_scales(p, qx[b].d), d0);
-            e1 = qracc_fma(e1, qr_scales(p1, qx[b].d), d1);
-        }
-        float out[16];
-        qracc_store(out, qracc_add(e0, o0));
-        qracc_store(out + 8, qracc_add(e1, o1));
-        int64_t j0 = r0 > 8 * g ? r0 - 8 * g : 0, j1 = r1 - 8 * g < 16 ? r1 - 8 * g : 16;
-        for (int64_t j = j0; j < j1; j++) {
-            float *yi = y + (8 * g + j - r0);
-            *yi = beta == 0.0f ? alpha * out[j] : alpha * out[j] + beta * *yi;
-        }
-    }
-#endif
-    for (; g * 8 < r1; g++) {
+    for (int64_t g = r0 / 8; g * 8 < r1; g++) {
         const uint8_t *p = (const uint8_t *)w + g * nb * gb;
         qracc a0 = qracc_zero(), a1 = qracc_zero();
         int64_t b = 0;
         for (; b + 2 <= nb; b += 2, p += 2 * gb) {
-#ifdef QR_WIDE
-            qrw_prefetch(p, 2 * gb);
+#ifdef QR_PREFETCH
+            qr_prefetch(p, 2 * gb);
 #endif
             a0 = qracc_fma(a0, qr_scales(p, qx[b].d), qr_dot(p + 16, qx + b, q4));
             a1 = qracc_fma(a1, qr_scales(p + gb, qx[b + 1].d), qr_dot(p + gb + 16, qx + b + 1, q4));

@@ -245,9 +245,8 @@ static void put_f16(uint8_t *p, float v)
 /* Extreme blocks, exact in every set: x = +-63.5 (d = 0.5, q = +-127), weights +-127 and
  * -128 (which a file may hold), nibbles 0 and 15 in both halves of a byte, scale 0 and
  * x = 0. Every block term is an even integer below 2^19 and sums stay below 2^25: exact.
- * Repacked, the extreme rows repeat over 17 rows: groups taken two at a time (the AVX2
- * pair loop), one zmm of two chunks at a time (AVX512-VNNI, its Q4_0 high nibbles as 16 q)
- * and a last single one. */
+ * Repacked, the extreme rows repeat over 17 rows (3 groups, the last padded), AVX512-VNNI
+ * taking a zmm of two chunks at a time (its Q4_0 high nibbles as 16 q). */
 START_TEST(gemv_extremes_exact)
 {
     kset sets[8];

@@ -74,9 +74,9 @@ PARLM_API parlm_status parlm_qgemv_repacked(int type, int64_t rows, int64_t k, c
                                             const float *x, float *y);
 
 /* The layout parlm's decode keeps its Q8_0 / Q4_0 copy in, chosen per CPU and per type by
- * measured speed (which is faster depends on the core: on Zen 5 the 8-row kernels of the
- * AVX2 / base AVX-512 sets lose to the plain-row ones, and NEON without dotprod has only
- * the scalar 8-row kernel):
+ * measured speed (which is faster depends on the core and the kernel set: on Zen 5 the
+ * AVX2 set's 8-row Q8_0 kernel is about as fast as the plain-row one in cache, and NEON
+ * without dotprod has only the scalar 8-row kernel):
  *   ROWS: the rows as stored (parlm_qgemv's kernels);
  *   R8:   repacked 8 rows at a time (parlm_qrepack, parlm_qgemv_repacked's kernels).
  * Chosen once per type, at the first call that needs it: PARLM_QLAYOUT=rows|r8 in the

@@ -225,6 +225,8 @@ void parlm_kernels_avx512(parlm_kernels *k);
 void parlm_kernels_avx512bf16(parlm_kernels *k);
 /* Upgrades an avx512 table with AVX512-VNNI (vpdpbusd) quantized GEMV kernels. */
 void parlm_kernels_avx512vnni(parlm_kernels *k);
+/* Upgrades an avx2 table with AVX-VNNI (VEX vpdpbusd) quantized GEMV kernels. */
+void parlm_kernels_avxvnni(parlm_kernels *k);
 #endif
 #if defined(__aarch64__)
 void parlm_kernels_neon(parlm_kernels *k);

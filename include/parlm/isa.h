@@ -33,6 +33,10 @@ PARLM_API int parlm_cpu_has_avx512bf16(void);
  * kernel set (x86: AVX512-VNNI on the avx512 set; aarch64: ASIMDDP on the neon set). */
 PARLM_API int parlm_cpu_has_int8dot(void);
 
+/* 1 if the CPU has AVX-VNNI (the VEX vpdpbusd) and the build has its kernels: it upgrades
+ * the avx2 set's quantized GEMV. */
+PARLM_API int parlm_cpu_has_avxvnni(void);
+
 /* Kernel set in use. The first call settles the choice (reading PARLM_ISA). If
  * PARLM_ISA names a set this CPU cannot run, parlm_isa_init() reports it and the
  * library keeps to the best supported set. */

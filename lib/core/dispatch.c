@@ -2,7 +2,7 @@
  * x86-64: cpuid says what the core has, XGETBV says whether the OS saves the wider
  * registers (a CPU with AVX-512 under an OS that does not enable ZMM state must not
  * run AVX-512 code). aarch64: NEON (ASIMD) is architectural; HWCAP confirms it.
- * An int8 dot extension (AVX512-VNNI; ASIMDDP) upgrades its set's quantized GEMV.
+ * An int8 dot extension (AVX512-VNNI; AVX-VNNI; ASIMDDP) upgrades its set's quantized GEMV.
  * The bf16 GEMM path is chosen here too, by timing the two micro-kernels: an instruction's
  * presence says nothing of its speed (vdpbf16ps is 2x f32 FMA on Zen 4/5, 0.5x on some
  * Intel Xeons). */
@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
 #include "dispatch.h"
 #include "../../base/error.h"
 #include "parlm/tensor.h"
@@ -30,7 +31,7 @@
 #endif
 
 typedef struct cpu_features {
-    int avx2, avx512, avx512bf16, avx512vnni, neon, neondot;
+    int avx2, avx512, avx512bf16, avx512vnni, avxvnni, neon, neondot;
 } cpu_features;
 
 #if defined(__x86_64__)
@@ -44,7 +45,7 @@ static uint64_t xgetbv0(void)
 
 static cpu_features detect(void)
 {
-    cpu_features f = {0, 0, 0, 0, 0, 0};
+    cpu_features f = {0, 0, 0, 0, 0, 0, 0};
 #if defined(__x86_64__)
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d))
@@ -66,6 +67,9 @@ static cpu_features detect(void)
     f.avx512vnni = f.avx512 && ((c >> 11) & 1);
     __cpuid_count(7, 1, a, b, c, d);
     f.avx512bf16 = f.avx512 && ((a >> 5) & 1);
+#ifdef PARLM_BUILD_AVXVNNI
+    f.avxvnni = f.avx2 && ((a >> 4) & 1);
+#endif
 #elif defined(__aarch64__)
     f.neon = (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
     f.neondot = f.neon && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
@@ -119,7 +123,13 @@ static void fill(parlm_isa isa, parlm_kernels *k)
 {
     switch (isa) {
 #if defined(__x86_64__)
-    case PARLM_ISA_AVX2: parlm_kernels_avx2(k); break;
+    case PARLM_ISA_AVX2:
+        parlm_kernels_avx2(k);
+#ifdef PARLM_BUILD_AVXVNNI
+        if (cpu.avxvnni)
+            parlm_kernels_avxvnni(k);
+#endif
+        break;
     case PARLM_ISA_AVX512:
         parlm_kernels_avx512(k);
         if (cpu.avx512bf16)
@@ -228,6 +238,12 @@ int parlm_cpu_has_int8dot(void)
 {
     pthread_once(&once, init_once);
     return cpu.avx512vnni || cpu.neondot;
+}
+
+int parlm_cpu_has_avxvnni(void)
+{
+    pthread_once(&once, init_once);
+    return cpu.avxvnni;
 }
 
 parlm_status parlm_kernels_for(parlm_isa isa, parlm_kernels *k)

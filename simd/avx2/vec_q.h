@@ -1,12 +1,23 @@
 /* simd/avx2/vec_q.h — the x86 int8 block dot of simd/common/qgemv.c (AVX2, and AVX-512
  * through simd/avx512/vec_q.h). vpmaddubsw multiplies unsigned by signed bytes, so the
- * weight's sign moves onto x: |w| * sign(w) x. With AVX512-VNNI (+VL) vpdpbusd does the
- * same products and sums four of them into an int32 lane in one instruction. */
+ * weight's sign moves onto x: |w| * sign(w) x. With AVX512-VNNI (+VL), or AVX-VNNI (its
+ * VEX form, on cores with AVX2 but not always AVX-512), vpdpbusd does the same products
+ * and sums four of them into an int32 lane in one instruction. */
 #ifndef PARLM_SIMD_X86_VEC_Q_H
 #define PARLM_SIMD_X86_VEC_Q_H
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
+
+/* acc + the 4-byte dots of unsigned u and signed s per int32 lane (vpdpbusd), where the
+ * build has it */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define Q_DPBUSD(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
+#elif defined(__AVXVNNI__)
+#define Q_DPBUSD(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
+/* the avx2 set built again with -mavxvnni (simd/avx2/vnni.c) */
+#define QV_NAME(x) parlm_avxvnni_##x
+#endif
 
 typedef __m256 qacc;  /* f32 partial sums of one row */
 typedef __m256i qint; /* int32 partial sums of one block's dot */
@@ -14,8 +25,8 @@ typedef __m256i qint; /* int32 partial sums of one block's dot */
 static inline qint q_dot_s8(__m256i w, __m256i x)
 {
     __m256i aw = _mm256_sign_epi8(w, w), sx = _mm256_sign_epi8(x, w);
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx);
+#ifdef Q_DPBUSD
+    return Q_DPBUSD(_mm256_setzero_si256(), aw, sx);
 #else
     /* a pair of products is at most 2 * 128 * 127 (w = -128 from a file): no saturation */
     return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
@@ -110,8 +121,8 @@ static inline __m256i qr_bcast4(const int8_t *x)
 /* acc + dot of each row's 4 unsigned weights (u <= 15 without VNNI) with x[0..3] */
 static inline __m256i qr_dot4u(__m256i acc, __m256i u, const int8_t *x)
 {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(acc, u, qr_bcast4(x));
+#ifdef Q_DPBUSD
+    return Q_DPBUSD(acc, u, qr_bcast4(x));
 #else
     __m256i p = _mm256_maddubs_epi16(u, qr_bcast4(x));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
@@ -122,7 +133,7 @@ static inline __m256i qr_dot4u(__m256i acc, __m256i u, const int8_t *x)
 static inline qrint qr_dot_q8(const uint8_t *ch, const int8_t *x, int32_t s)
 {
     __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#ifdef Q_DPBUSD
     for (int c = 0; c < 8; c += 2) {
         a0 = qr_dot4u(a0, _mm256_loadu_si256((const __m256i *)(ch + 32 * c)), x + 4 * c);
         a1 = qr_dot4u(a1, _mm256_loadu_si256((const __m256i *)(ch + 32 * c + 32)), x + 4 * c + 4);

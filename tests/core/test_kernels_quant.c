@@ -29,6 +29,11 @@ static int qsets(kset *out, int max)
         snprintf(out[n].name, sizeof out[n].name, "avx512 (no vnni)");
         n++;
     }
+    if (parlm_isa_supported(PARLM_ISA_AVX2) && parlm_cpu_has_avxvnni() && n < max) {
+        parlm_kernels_avx2(&out[n].k);
+        snprintf(out[n].name, sizeof out[n].name, "avx2 (no avx-vnni)");
+        n++;
+    }
 #elif defined(__aarch64__)
     if (parlm_isa_supported(PARLM_ISA_NEON) && parlm_cpu_has_int8dot() && n < max) {
         parlm_kernels_neon(&out[n].k);
@@ -441,6 +446,14 @@ START_TEST(repacked_not_scalar)
         ck_assert_msg(sets[s].k.q4_0r_gemv != sc.q4_0r_gemv, "%s: q4_0r_gemv is scalar",
                       sets[s].name);
     }
+#if defined(__x86_64__)
+    if (parlm_isa_supported(PARLM_ISA_AVX2) && parlm_cpu_has_avxvnni()) {
+        /* AVX-VNNI replaced the avx2 set's quantized GEMVs */
+        parlm_kernels raw, up = table_of(PARLM_ISA_AVX2);
+        parlm_kernels_avx2(&raw);
+        ck_assert(up.q8_0_gemv != raw.q8_0_gemv && up.q4_0r_gemv != raw.q4_0r_gemv);
+    }
+#endif
 }
 END_TEST
 

@@ -49,7 +49,7 @@ void bench_section(const bench_ctx *ctx, const char *title)
     if (ctx->json || ctx->silent)
         return;
     printf("\n== %s ==\n", title);
-    printf("%-8s %-14s %-22s %3s %11s %9s %8s %7s %s\n", "bench", "impl", "shape", "thr",
+    printf("%-8s %-14s %-28s %3s %11s %9s %8s %7s %s\n", "bench", "impl", "shape", "thr",
            "time(ms)", "GFLOP/s", "GB/s", "%peak", "ratio");
     fflush(stdout);
 }
@@ -112,7 +112,7 @@ void bench_report(const bench_ctx *ctx, const bench_row *r)
             printf(", \"hidden_step_pct\": %.2f", r->hidden_step_pct);
         printf("}");
     } else {
-        printf("%-8s %-14s %-22s %3d", r->bench, r->impl, r->shape ? r->shape : "", r->threads);
+        printf("%-8s %-14s %-28s %3d", r->bench, r->impl, r->shape ? r->shape : "", r->threads);
         num_or_dash(r->seconds * 1e3, 11, 3);
         num_or_dash(r->gflops, 9, 1);
         num_or_dash(r->gbs, 8, 1);

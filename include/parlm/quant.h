@@ -43,7 +43,8 @@ PARLM_API float parlm_bf16_to_f32_scalar(uint16_t h);
 
 /* x (n f32) -> out (parlm_wtype_bytes(type, n) bytes). Q8_0: d = max|x|/127 per block,
  * q = round(x/d); Q4_0: d = -m/8 where m is the block's value of largest magnitude (so
- * it maps to q = 0 exactly), q = clamp(round(x/d) + 8, 0, 15). */
+ * it maps to q = 0 exactly), q = clamp(round(x/d) + 8, 0, 15). A NaN or infinity in x is
+ * PARLM_EINVAL for Q8_0 / Q4_0 (naming its index). */
 PARLM_API parlm_status parlm_quantize(int type, const float *x, int64_t n, void *out);
 /* in (type) -> out (n f32). */
 PARLM_API parlm_status parlm_dequantize(int type, const void *in, int64_t n, float *out);

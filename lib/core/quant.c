@@ -181,12 +181,20 @@ parlm_status parlm_quantize(int type, const float *x, int64_t n, void *out)
             put16(p + 2 * i, parlm_f32_to_bf16_scalar(x[i]));
         break;
     case PARLM_WT_Q8_0:
-        for (int64_t b = 0; b < n / PARLM_QBLOCK; b++)
-            q8_0_block(x + b * PARLM_QBLOCK, p + b * (2 + PARLM_QBLOCK));
-        break;
     case PARLM_WT_Q4_0:
-        for (int64_t b = 0; b < n / PARLM_QBLOCK; b++)
-            q4_0_block(x + b * PARLM_QBLOCK, p + b * (2 + PARLM_QBLOCK / 2));
+        /* a block scale and its rounding need finite values (a NaN or infinity would
+         * reach a float-to-integer conversion that has no defined result) */
+        for (int64_t i = 0; i < n; i++)
+            if (!isfinite(x[i]))
+                return parlm_error(PARLM_EINVAL, "parlm_quantize: x[%lld] is %g: %s blocks hold "
+                                   "finite values only", (long long)i, (double)x[i],
+                                   parlm_wtype_name(type));
+        for (int64_t b = 0; b < n / PARLM_QBLOCK; b++) {
+            if (type == PARLM_WT_Q8_0)
+                q8_0_block(x + b * PARLM_QBLOCK, p + b * (2 + PARLM_QBLOCK));
+            else
+                q4_0_block(x + b * PARLM_QBLOCK, p + b * (2 + PARLM_QBLOCK / 2));
+        }
         break;
     }
     return PARLM_OK;

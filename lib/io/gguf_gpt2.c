@@ -440,8 +440,10 @@ static parlm_status llama_config(const parlm_gguf *g, const char *path, parlm_gp
 }
 
 /* Whether the blocks of tensor t are exactly parlm_quantize of their dequantized weights w
- * (n of them): then a decode copy quantized from w holds the file's bits. */
-static parlm_status blocks_exact(const parlm_gguf_tensor *t, const float *w, int64_t n, int *exact)
+ * (n of them): then a decode copy quantized from w holds the file's bits. A block whose
+ * scale is not finite (NaN or infinite weights) is a bad file. */
+static parlm_status blocks_exact(const char *path, const parlm_gguf_tensor *t, const float *w,
+                                 int64_t n, int *exact)
 {
     void *q = malloc((size_t)t->size);
     if (!q)
@@ -450,7 +452,13 @@ static parlm_status blocks_exact(const parlm_gguf_tensor *t, const float *w, int
     if (s == PARLM_OK && memcmp(q, t->data, (size_t)t->size) != 0)
         *exact = 0;
     free(q);
-    return s;
+    if (s != PARLM_OK) { /* the message is rewritten in the buffer it sits in: copy it */
+        char why[160];
+        snprintf(why, sizeof why, "%s", parlm_last_error());
+        return parlm_error(s, "%s: tensor %s: a block scale is not finite (%s)", path, t->name,
+                           why);
+    }
+    return PARLM_OK;
 }
 
 parlm_status parlm_gpt_load_gguf(parlm_gpt **out, const char *path)
@@ -564,7 +572,7 @@ parlm_status parlm_gpt_load_gguf_ex(parlm_gpt **out, const char *path, parlm_ggu
         if (nd == 2 && (unsigned)t->type < 32)
             by_type[t->type] += ne[0] * ne[1];
         if ((t->type == PARLM_WT_Q8_0 || t->type == PARLM_WT_Q4_0) &&
-            (s = blocks_exact(t, params + off, (int64_t)(ne[0] * ne[1]), &exact)))
+            (s = blocks_exact(path, t, params + off, (int64_t)(ne[0] * ne[1]), &exact)))
             goto done;
     }
     if (info) {

@@ -301,7 +301,7 @@ parlm_status ps_model_set_decode_type(ps_model *pm, int type)
         dims[i][0] = head ? pm->Vl : shape[i % 4][0];
         dims[i][1] = head ? C : shape[i % 4][1];
         pm->q_woff[i] = head ? pm->head : pm->off[i / 4][slot[pm->llama][i % 4]];
-        uint64_t bytes, rows_bytes;
+        uint64_t bytes = 0, rows_bytes = 0;
         st = parlm_wtype_bytes(type, (uint64_t)(dims[i][0] * dims[i][1]), &rows_bytes);
         if (st == PARLM_OK)
             st = r8 ? parlm_qrepack_bytes(type, dims[i][0], dims[i][1], &bytes)

@@ -947,7 +947,29 @@ START_TEST(gguf_decode_blocks_exact)
         ck_assert_int_eq(info.blocks_exact, 0);
         ck_assert_float_eq(parlm_gpt_params(b)[parlm_gpt_get_config(b).vocab_pad * 32 + 32], 1.0f);
         parlm_gpt_free(b);
+        /* a block scale that is NaN, then infinite: a bad file, named with its tensor */
+        for (int bad = 0; bad < 2; bad++) {
+            raw = read_raw(path, &n);
+            raw[at] = 0x00, raw[at + 1] = bad ? 0x7C : 0x7E; /* f16 +inf, NaN */
+            write_raw(path, raw, n);
+            free(raw);
+            b = NULL;
+            ck_assert_int_eq(parlm_gpt_load_gguf_ex(&b, path, &info), PARLM_EINVAL);
+            ck_assert_ptr_null(b);
+            ck_assert_msg(strstr(parlm_last_error(), "blk.0.attn_q.weight") &&
+                          strstr(parlm_last_error(), "not finite"), "%s", parlm_last_error());
+        }
     }
+    /* the quantizer itself: NaN and infinity are errors naming the index */
+    float x[64] = {0};
+    uint8_t q[72];
+    x[40] = NAN;
+    ck_assert_int_eq(parlm_quantize(PARLM_WT_Q8_0, x, 64, q), PARLM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "x[40]"));
+    x[40] = -INFINITY;
+    ck_assert_int_eq(parlm_quantize(PARLM_WT_Q4_0, x, 64, q), PARLM_EINVAL);
+    x[40] = 3.0f;
+    ck_assert_int_eq(parlm_quantize(PARLM_WT_Q4_0, x, 64, q), PARLM_OK);
 }
 END_TEST
 

@@ -152,6 +152,16 @@ typedef struct parlm_gguf_load_info {
 PARLM_API parlm_status parlm_gpt_load_gguf_ex(parlm_gpt **out, const char *path,
                                               parlm_gguf_load_info *info);
 
+/* A view of a "gpt2" or "llama" GGUF for inference (parlm_gpt_create_view): the file stays
+ * mapped and its matrices are used where they lie, as stored, with no copy; only the
+ * vectors (norms, biases, position table) are converted to f32. The layers' matrices and
+ * the LM head (the token embedding when tied) must share one type of f32, q8_0 and q4_0;
+ * another mix is PARLM_EUNSUPPORTED naming the tensor (parlm_gpt_load_gguf copies any
+ * mix). The model keeps the file open until parlm_gpt_free. *info (may be NULL): the
+ * matrices' type, blocks_exact 1 (the blocks are the file's). */
+PARLM_API parlm_status parlm_gpt_map_gguf(parlm_gpt **out, const char *path,
+                                          parlm_gguf_load_info *info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -260,6 +260,41 @@ PARLM_API const float *parlm_gpt_stage_output(const parlm_gpt *m);
 PARLM_API float *parlm_gpt_stage_grad_output(parlm_gpt *m);
 PARLM_API const float *parlm_gpt_stage_grad_input(const parlm_gpt *m);
 
+/* ---- views: inference on weights kept elsewhere (a memory-mapped file) -------------
+ * parlm_gpt_create_view makes a whole model whose matrices are not copied: the layers'
+ * (GPT-2 qkvw, attprojw, fcw, fcprojw; Llama wq, wk, wv, wo, w_gate, w_up, w_down), the
+ * token embedding and an untied LM head are read where the caller keeps them, in their
+ * stored type (parlm_gpt_map_gguf binds a GGUF file's mapping). The layers' matrices and the
+ * head share one type: f32, or Q8_0 / Q4_0 in plain rows of ggml blocks (parlm/quant.h);
+ * an untied embedding may also be f16 or bf16. The embedding and the head hold the real
+ * vocabulary's rows only: the padding rows' logits are 0, as a copy's zero rows give.
+ * Only the vectors (norms, biases, GPT-2's position table) are in the model's own buffer,
+ * parlm_gpt_view_vectors, at the offsets parlm_gpt_tensor_info gives (-1 for a matrix).
+ * Forward (prefill, evaluation) runs Q8_0 / Q4_0 products as parlm_qgemm and decode as
+ * the quantized GEMVs on the stored rows, so a row's logits are the same bits whichever
+ * path computed it; an embedding row is converted when looked up. A view runs inference
+ * only: training, bf16, another decode type, sharding and saving (which need weights of
+ * the model's own) are PARLM_EUNSUPPORTED naming the call, and parlm_gpt_params is NULL. */
+typedef struct parlm_gpt_weight {
+    int type;         /* parlm_wtype */
+    const void *data; /* rows of the tensor as stored, (out, in) */
+} parlm_gpt_weight;
+PARLM_API parlm_status parlm_gpt_create_view(parlm_gpt **out, const parlm_gpt_config *cfg);
+PARLM_API int parlm_gpt_is_view(const parlm_gpt *m);
+/* PARLM_OK, or PARLM_EUNSUPPORTED naming fn when m is a view (for the calls that need
+ * weights of the model's own: savers, data and pipeline parallelism) */
+PARLM_API parlm_status parlm_gpt_check_owned(const parlm_gpt *m, const char *fn);
+/* The vectors of a view (NULL for a model that is not one): write them before use. */
+PARLM_API float *parlm_gpt_view_vectors(parlm_gpt *m);
+/* Binds matrix tensor i (parlm_gpt_tensor_info's order, offset -1) to data of type; the
+ * caller keeps data valid until parlm_gpt_free (parlm_gpt_view_keep). Another type than
+ * the other matrices', an unsupported type or rows not a multiple of 32 weights (Q8_0,
+ * Q4_0) are errors naming the tensor. Forward and infer check that every matrix is
+ * bound. */
+PARLM_API parlm_status parlm_gpt_view_bind(parlm_gpt *m, int i, int type, const void *data);
+/* release(arg) is called by parlm_gpt_free (e.g. to unmap the file). */
+PARLM_API parlm_status parlm_gpt_view_keep(parlm_gpt *m, void (*release)(void *), void *arg);
+
 /* Generation with a KV cache: runs positions pos .. pos+n-1 of one sequence (tokens (n))
  * and writes the logits (Vp) of the last one. pos = 0 starts a new sequence; pos + n must
  * not exceed maxT. Allocates the cache at the first call. */

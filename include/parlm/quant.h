@@ -59,6 +59,16 @@ PARLM_API parlm_status parlm_dequantize(int type, const void *in, int64_t n, flo
 PARLM_API parlm_status parlm_qgemv(int type, int64_t rows, int64_t k, const void *w,
                                    const float *x, float *y);
 
+/* Y (M, rows) = X (M, k) W^T for the same W as parlm_qgemv (plain rows of ggml blocks,
+ * as a file stores them): the prefill of a model whose weights stay in their stored type.
+ * Every row of X is quantized once to 8-bit blocks, then each thread takes a slice of W's
+ * rows (multiples of 8) and runs them, a cache-sized chunk at a time, against every row of
+ * X: W is read from memory once, and row i of Y is bitwise parlm_qgemv(W, row i of X)
+ * (the same kernel and sums), whatever M and the thread count. ldx, ldy: floats between
+ * rows (>= k, >= rows). Errors as parlm_qgemv's, and PARLM_EINVAL for M < 0 or a short
+ * ldx / ldy. */
+PARLM_API parlm_status parlm_qgemm(int type, int64_t M, int64_t rows, int64_t k, const void *w,
+                                   const float *x, int64_t ldx, float *y, int64_t ldy);
 /* Q8_0 / Q4_0 rows repacked 8 at a time for faster GEMVs (the layout parlm's decode keeps
  * its quantized copy in; simd/kernels.h documents it): per group of 8 rows and block of 32,
  * the 8 scales then the weights interleaved 4 at a time, as unsigned bytes. A file's rows

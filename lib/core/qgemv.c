@@ -78,6 +78,58 @@ parlm_status parlm_qgemv(int type, int64_t rows, int64_t k, const void *w, const
     return run("parlm_qgemv", type, rows, k, w, x, y, 0);
 }
 
+/* bytes of W a chunk of rows may take: its rows stay in L1 while every row of X passes
+ * (half of a 32 KiB L1D, leaving room for X's quantized row and the prefetched next
+ * chunk) */
+#define QGEMM_CHUNK_BYTES (16 * 1024)
+
+parlm_status parlm_qgemm(int type, int64_t M, int64_t rows, int64_t k, const void *w,
+                         const float *x, int64_t ldx, float *y, int64_t ldy)
+{
+    static const char *fn = "parlm_qgemm";
+    uint64_t ldw;
+    parlm_status st = qcheck(fn, type, rows, k, w, x, y, &ldw);
+    if (st)
+        return st;
+    if (M < 0 || ldx < k || ldy < rows)
+        return parlm_error(PARLM_EINVAL, "%s: M %lld, ldx %lld (k %lld), ldy %lld (rows %lld): "
+                           "need M >= 0, ldx >= k, ldy >= rows", fn, (long long)M,
+                           (long long)ldx, (long long)k, (long long)ldy, (long long)rows);
+    if (M == 0 || rows == 0)
+        return PARLM_OK;
+    const int64_t nb = k / PARLM_QBLOCK;
+    if ((uint64_t)M > SIZE_MAX / sizeof(parlm_q8x) / (uint64_t)nb)
+        return parlm_error(PARLM_EINVAL, "%s: %lld rows of X overflow a size", fn, (long long)M);
+    parlm_q8x *qx = malloc((size_t)(M * nb) * sizeof *qx);
+    if (!qx)
+        return parlm_error(PARLM_ENOMEM, "%s: no memory for %lld x %lld quantized activations",
+                           fn, (long long)M, (long long)k);
+    const parlm_kernels *kt = parlm_kern();
+    const int q8 = type == PARLM_WT_Q8_0;
+    int64_t chunk = (int64_t)(QGEMM_CHUNK_BYTES / ldw) / 8 * 8;
+    if (chunk < 8)
+        chunk = 8;
+    int nt = parlm_threads_for(M * rows * k, QGEMV_GRAIN, omp_get_max_threads());
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int64_t i0, i1;
+        parlm_split(M, 1, omp_get_thread_num(), omp_get_num_threads(), &i0, &i1);
+        for (int64_t i = i0; i < i1; i++)
+            kt->q8_quantize(k, x + i * ldx, qx + i * nb);
+#pragma omp barrier
+        parlm_split(rows, 8, omp_get_thread_num(), omp_get_num_threads(), &i0, &i1);
+        for (int64_t r0 = i0; r0 < i1; r0 += chunk) {
+            int64_t r1 = r0 + chunk < i1 ? r0 + chunk : i1;
+            const uint8_t *wc = (const uint8_t *)w + (uint64_t)r0 * ldw;
+            for (int64_t i = 0; i < M; i++)
+                (q8 ? kt->q8_0_gemv : kt->q4_0_gemv)(r1 - r0, k, wc, (int64_t)ldw, qx + i * nb,
+                                                     1.0f, 0.0f, y + i * ldy + r0);
+        }
+    }
+    free(qx);
+    return PARLM_OK;
+}
+
 parlm_status parlm_qgemv_repacked(int type, int64_t rows, int64_t k, const void *wr,
                                   const float *x, float *y)
 {

@@ -191,6 +191,7 @@ static parlm_status whole_model(const parlm_gpt *m, const char *fn)
 {
     parlm_gpt_shard sh = parlm_gpt_get_shard(m);
     parlm_gpt_config c = parlm_gpt_get_config(m);
+    RETURN_IF_ERROR(parlm_gpt_check_owned(m, fn));
     if (sh.tp != 1 || sh.layer_begin != 0 || sh.layer_end != c.n_layer)
         return parlm_error(PARLM_EUNSUPPORTED, "%s: the model is a shard (tensor parallel %d, "
                            "layers %d..%d of %d); gather it into the whole model first", fn,

@@ -644,6 +644,8 @@ parlm_status parlm_checkpoint_save_shards(const char *path, parlm_gpt *const *sh
         return parlm_error(PARLM_EINVAL, "parlm_checkpoint_save_shards: %s",
                            n < 0 || (n == 0 && !comm) ? "n must be >= 1 (0 only with a comm)"
                                                       : "null argument");
+    for (int i = 0; i < n; i++)
+        RETURN_IF_ERROR(parlm_gpt_check_owned(shards[i], "parlm_checkpoint_save_shards"));
     for (int k = 0; k < n; k++)
         if (!shards[k])
             return parlm_error(PARLM_EINVAL, "parlm_checkpoint_save_shards: shard %d is NULL", k);

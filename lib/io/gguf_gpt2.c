@@ -251,6 +251,7 @@ static parlm_status save_gguf(parlm_gpt *m, const char *path, parlm_wtype type,
 {
     if (!m || !path)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_save_gguf: null argument");
+    RETURN_IF_ERROR(parlm_gpt_check_owned(m, "parlm_gpt_save_gguf"));
     if (!parlm_wtype_name(type))
         return parlm_error(PARLM_EINVAL, "parlm_gpt_save_gguf: unknown type %d", (int)type);
     if (!encoder_json != !vocab_bpe)
@@ -466,19 +467,11 @@ parlm_status parlm_gpt_load_gguf(parlm_gpt **out, const char *path)
     return parlm_gpt_load_gguf_ex(out, path, NULL);
 }
 
-parlm_status parlm_gpt_load_gguf_ex(parlm_gpt **out, const char *path, parlm_gguf_load_info *info)
+/* The model's config from the file's metadata, checked against the tensors it holds
+ * before anything of that size is allocated */
+static parlm_status gguf_config(parlm_gguf *g, const char *path, parlm_gpt_config *out)
 {
-    if (!out || !path)
-        return parlm_error(PARLM_EINVAL, "parlm_gpt_load_gguf: null argument");
-    *out = NULL;
-    /* weights of the matrices by storage type (indexed by parlm_wtype, < 32) */
-    uint64_t by_type[32] = {0};
-    int exact = 1;
-    parlm_gguf *g;
-    parlm_status s = parlm_gguf_open(&g, path);
-    if (s)
-        return s;
-    parlm_gpt *m = NULL;
+    parlm_status s;
     parlm_gpt_config c = {0};
     const char *arch;
     size_t alen;
@@ -543,30 +536,56 @@ parlm_status parlm_gpt_load_gguf_ex(parlm_gpt **out, const char *path, parlm_ggu
                         path, (unsigned long long)need, (unsigned long long)have);
         goto done;
     }
-    if ((s = parlm_gpt_create(&m, &c, 0)))
+    *out = c;
+done:
+    return s;
+}
+
+/* tensor i of m in the file: *t, its name and shape checked */
+static parlm_status find_tensor(parlm_gguf *g, const char *path, const parlm_gpt *m, int i,
+                                const parlm_gguf_tensor **t, int64_t *off, uint64_t ne[2])
+{
+    char name[64];
+    int nd;
+    RETURN_IF_ERROR(tensor_layout(m, i, name, &nd, ne, off));
+    int64_t k = parlm_gguf_find_tensor(g, name);
+    if (k < 0)
+        return parlm_error(PARLM_EFORMAT, "%s: tensor %s is missing", path, name);
+    *t = parlm_gguf_tensor_at(g, k);
+    if ((*t)->n_dims != nd || (*t)->ne[0] != ne[0] || (*t)->ne[1] != ne[1])
+        return parlm_error(PARLM_EFORMAT, "%s: tensor %s has shape [%llu, %llu] (%d dims), "
+                           "expected [%llu, %llu]", path, name, (unsigned long long)(*t)->ne[0],
+                           (unsigned long long)(*t)->ne[1], (*t)->n_dims,
+                           (unsigned long long)ne[0], (unsigned long long)ne[1]);
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_load_gguf_ex(parlm_gpt **out, const char *path, parlm_gguf_load_info *info)
+{
+    if (!out || !path)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_load_gguf: null argument");
+    *out = NULL;
+    /* weights of the matrices by storage type (indexed by parlm_wtype, < 32) */
+    uint64_t by_type[32] = {0};
+    int exact = 1;
+    parlm_gguf *g;
+    parlm_status s = parlm_gguf_open(&g, path);
+    if (s)
+        return s;
+    parlm_gpt *m = NULL;
+    parlm_gpt_config c;
+    if ((s = gguf_config(g, path, &c)) || (s = parlm_gpt_create(&m, &c, 0)))
         goto done;
     float *params = parlm_gpt_params(m);
     c = parlm_gpt_get_config(m);
     int nt = parlm_gpt_num_tensors(m);
     for (int i = 0; i < nt; i++) {
-        char name[64];
-        int nd;
         uint64_t ne[2];
         int64_t off;
-        if ((s = tensor_layout(m, i, name, &nd, ne, &off)))
+        const parlm_gguf_tensor *t;
+        if ((s = find_tensor(g, path, m, i, &t, &off, ne)))
             goto done;
-        int64_t k = parlm_gguf_find_tensor(g, name);
-        if (k < 0) {
-            s = parlm_error(PARLM_EFORMAT, "%s: tensor %s is missing", path, name);
-            goto done;
-        }
-        const parlm_gguf_tensor *t = parlm_gguf_tensor_at(g, k);
-        if (t->n_dims != nd || t->ne[0] != ne[0] || t->ne[1] != ne[1]) {
-            s = parlm_error(PARLM_EFORMAT, "%s: tensor %s has shape [%llu, %llu] (%d dims), expected [%llu, %llu]",
-                            path, name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
-                            t->n_dims, (unsigned long long)ne[0], (unsigned long long)ne[1]);
-            goto done;
-        }
+        int nd = t->n_dims;
         if ((s = parlm_dequantize(t->type, t->data, (int64_t)(ne[0] * ne[1]), params + off)))
             goto done;
         if (nd == 2 && (unsigned)t->type < 32)
@@ -592,4 +611,57 @@ done:
         *out = m;
     parlm_gguf_close(g);
     return s;
+}
+
+static void close_gguf(void *g) { parlm_gguf_close(g); }
+
+parlm_status parlm_gpt_map_gguf(parlm_gpt **out, const char *path, parlm_gguf_load_info *info)
+{
+    if (!out || !path)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_map_gguf: null argument");
+    *out = NULL;
+    parlm_gguf *g;
+    parlm_status s = parlm_gguf_open(&g, path);
+    if (s)
+        return s;
+    parlm_gpt *m = NULL;
+    parlm_gpt_config c;
+    if ((s = gguf_config(g, path, &c)) || (s = parlm_gpt_create_view(&m, &c))) {
+        parlm_gguf_close(g);
+        return s;
+    }
+    float *vec = parlm_gpt_view_vectors(m);
+    int view_type = PARLM_WT_F32;
+    for (int i = 0; i < parlm_gpt_num_tensors(m) && !s; i++) {
+        uint64_t ne[2];
+        int64_t off;
+        const parlm_gguf_tensor *t;
+        if ((s = find_tensor(g, path, m, i, &t, &off, ne)))
+            break;
+        if (off >= 0) { /* a vector: converted into the model's buffer */
+            s = parlm_dequantize(t->type, t->data, (int64_t)(ne[0] * ne[1]), vec + off);
+        } else if (t->type == PARLM_WT_F32 && (uintptr_t)t->data % sizeof(float)) {
+            s = parlm_error(PARLM_EFORMAT, "%s: tensor %s: f32 data at a misaligned offset",
+                            path, t->name);
+        } else if ((s = parlm_gpt_view_bind(m, i, t->type, t->data))) {
+            char why[200];
+            snprintf(why, sizeof why, "%s", parlm_last_error());
+            s = parlm_error(s, "%s: tensor %s: %s", path, t->name, why);
+        } else if (strcmp(t->name, "token_embd.weight") || !c.untied_head) {
+            view_type = t->type; /* a product's matrix: the view's type */
+        }
+    }
+    if (!s)
+        s = parlm_gpt_view_keep(m, close_gguf, g);
+    if (s) {
+        parlm_gpt_free(m);
+        parlm_gguf_close(g);
+        return s;
+    }
+    if (info) {
+        info->wtype = (parlm_wtype)view_type;
+        info->blocks_exact = 1;
+    }
+    *out = m;
+    return PARLM_OK;
 }

@@ -213,6 +213,7 @@ static parlm_status write_json(const char *path, json_t *j)
 static parlm_status save(parlm_gpt *m, const char *dir, const char *single, parlm_wtype type,
                          uint64_t max_shard, int *n_shards)
 {
+    RETURN_IF_ERROR(parlm_gpt_check_owned(m, "parlm_gpt_save_safetensors"));
     if (type != PARLM_WT_F32 && type != PARLM_WT_F16 && type != PARLM_WT_BF16)
         return parlm_error(PARLM_EINVAL, "safetensors stores f32, f16 or bf16, not %s",
                            parlm_wtype_name(type) ? parlm_wtype_name(type) : "?");

@@ -98,6 +98,7 @@ static void qkv_rows(const parlm_kernels *k, int wtype, int qr8, const parlm_dec
                      float *q, float *krow, float *vrow)
 {
     float *dst[3] = {q, krow, vrow};
+    const void *own[3] = {NULL, w->wk, w->wv}; /* k and v as matrices of their own */
     const int64_t start[4] = {0, cq, cq + ckv, cq + 2 * ckv};
     for (int64_t part = 0; part < 3; part++) {
         int64_t a = r0 > start[part] ? r0 : start[part];
@@ -105,7 +106,10 @@ static void qkv_rows(const parlm_kernels *k, int wtype, int qr8, const parlm_dec
         if (a >= b)
             continue;
         float *y = dst[part] + (a - start[part]);
-        gemv(k, wtype, qr8, w->qkvw, a, b, C, ln, y);
+        if (own[part])
+            gemv(k, wtype, qr8, own[part], a - start[part], b - start[part], C, ln, y);
+        else
+            gemv(k, wtype, qr8, w->qkvw, a, b, C, ln, y);
         if (w->qkvb)
             k->bias_fwd(y, w->qkvb + a, 1, b - a);
     }
@@ -231,7 +235,10 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
                 in = dec_input(k, row1, wt, ln, C, qbuf);
                 float *gu = fch + 2 * f0;
                 gemv(k, wt, qr8, w->fcw, f0, f1, C, in, gu);
-                gemv(k, wt, qr8, w->fcw, FL + f0, FL + f1, C, in, gu + (f1 - f0));
+                if (w->wup)
+                    gemv(k, wt, qr8, w->wup, f0, f1, C, in, gu + (f1 - f0));
+                else
+                    gemv(k, wt, qr8, w->fcw, FL + f0, FL + f1, C, in, gu + (f1 - f0));
                 k->swiglu_fwd(act + f0, gu, 1, f1 - f0);
             } else if (f1 > f0) {
                 gemv(k, wt, qr8, w->fcw, f0, f1, C, dec_input(k, row1, wt, ln, C, qbuf), fch + f0);
@@ -248,9 +255,14 @@ parlm_status parlm_decode_step(const parlm_decode_model *d, float *x, int pos, f
 #pragma omp barrier
         }
         norm_row(k, d, ln, x, d->lnfw, d->lnfb);
-        if (v1 > v0)
-            gemv(k, wt, qr8, d->lm_head, v0, v1, C, dec_input(k, row1, wt, ln, C, qbuf),
+        /* the head's rows, then 0 for the padding rows it does not hold */
+        const int64_t hr = d->head_rows > 0 && d->head_rows < VL ? d->head_rows : VL;
+        const int64_t e1 = v1 < hr ? v1 : hr;
+        if (e1 > v0)
+            gemv(k, wt, qr8, d->lm_head, v0, e1, C, dec_input(k, row1, wt, ln, C, qbuf),
                  mylogits + v0);
+        for (int64_t v = v0 > hr ? v0 : hr; v < v1; v++)
+            mylogits[v] = 0.0f;
         if (tp > 1) /* every rank gets the whole row: the same token is picked everywhere */
             tp_collective(d, 1, logits, VL, &st);
     }

@@ -18,6 +18,9 @@
 typedef struct parlm_decode_layer {
     const float *ln1w, *ln1b, *qkvb, *attprojb, *ln2w, *ln2b, *fcb, *fcprojb;
     const void *qkvw, *attprojw, *fcw, *fcprojw;
+    /* Llama's wk, wv and w_up where they are matrices of their own (weights read where a
+     * file holds them); NULL: their rows follow wq's / w_gate's in qkvw / fcw */
+    const void *wk, *wv, *wup;
 } parlm_decode_layer;
 
 /* A tensor-parallel shard (tp > 1) holds NH/tp heads (qkvw (3C/tp, C) as [q | k | v] of
@@ -42,6 +45,8 @@ typedef struct parlm_decode_model {
     const parlm_decode_layer *layers; /* L of them */
     const float *lnfw, *lnfb;
     const void *lm_head;              /* (Vp/tp, C): the tied token embedding (its slice) */
+    int head_rows;                    /* rows lm_head holds (the real vocabulary of a file's
+                                       * matrix: the padding rows' logits are 0); 0: Vp/tp */
     float *kv;                        /* KV cache (L, 2, max_seq, NKV/tp * C/NH) */
     int tp, tp_rank;                  /* 0 or 1, 0: the whole model */
     const parlm_gpt_tp_comm *comm;    /* tp > 1 */

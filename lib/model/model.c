@@ -130,6 +130,13 @@ struct parlm_gpt {
     int grad_in_valid; /* d_res holds a non-first stage's input gradient */
     int defer_tok, tok_rows_valid; /* deferred token-lookup gradient (d_res holds the rows) */
     int grads_zero; /* the fused optimizer step left every gradient 0: zero_grad is free */
+    /* a view (parlm_gpt_create_view): the matrices are bound where the caller keeps them,
+     * vw[i] for tensor i (off -1); params holds only the vectors */
+    int view, view_type; /* the layers' and the head's one type (0 until bound) */
+    parlm_gpt_weight *vw;
+    int64_t view_total;  /* parameters of the model, matrices included */
+    void (*keep_release)(void *);
+    void *keep_arg;
     /* inference */
     float *kv, *inf;  /* KV cache (L, 2, maxT, C); inference activations */
     parlm_decode_layer *dec_layers; /* decode: the weights of each layer (L) */
@@ -442,6 +449,17 @@ static void layout_llama(parlm_gpt *m)
 static layer_views lview(const parlm_gpt *m, float *base, int l)
 {
     const tensor_info *t = &m->tensors[m->t_layer0 + (l - m->sh.layer_begin) * m->npl];
+    if (m->view) { /* the vectors; the matrices are elsewhere (view_mat) */
+        float *ln1w = base + t[0].off, *ln2w = base + t[m->llama ? LT_FFN_NORM : T_LN2W].off;
+        if (m->llama) {
+            layer_views v = {ln1w, NULL, NULL, NULL, NULL, NULL, ln2w, NULL, NULL, NULL, NULL, NULL};
+            return v;
+        }
+        layer_views v = {ln1w, base + t[T_LN1B].off, NULL, base + t[T_QKVB].off, NULL,
+                         base + t[T_ATTPROJB].off, ln2w, base + t[T_LN2B].off, NULL,
+                         base + t[T_FCB].off, NULL, base + t[T_FCPROJB].off};
+        return v;
+    }
     if (m->llama) {
         layer_views v = {base + t[LT_ATTN_NORM].off, NULL, base + t[LT_WQ].off, NULL,
                          base + t[LT_WO].off, NULL, base + t[LT_FFN_NORM].off, NULL,
@@ -462,6 +480,8 @@ static layer_views lview(const parlm_gpt *m, float *base, int l)
 #define LNFB(base) (m->llama ? NULL : (base) + m->tensors[m->t_lnf + 1].off)
 /* the LM head: wte (tied) or its own tensor */
 #define HEAD(base) ((base) + m->tensors[m->t_head >= 0 ? m->t_head : m->t_wte].off)
+/* a params pointer, or NULL in a view (whose matrices are not in params) */
+#define VIEW_OR(p) (m->view ? NULL : (p))
 
 /* ---- creation and initialization ------------------------------------------------------- */
 
@@ -559,6 +579,9 @@ void parlm_gpt_free(parlm_gpt *m)
         free(m->slots[0].acts);
     free(m->slots);
     free(m->tensors);
+    free(m->vw);
+    if (m->keep_release)
+        m->keep_release(m->keep_arg);
     free(m);
 }
 
@@ -589,8 +612,42 @@ parlm_status parlm_gpt_shard_check(const parlm_gpt_config *cfg, const parlm_gpt_
     return PARLM_OK;
 }
 
-parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg,
-                                    const parlm_gpt_shard *sh, uint64_t seed)
+/* the tensors a view reads where the caller keeps them: every matrix but GPT-2's
+ * position table (a lookup of maxT rows, kept with the vectors) */
+static int view_matrix(const char *name)
+{
+    static const char *const mats[] = {"wte", "lm_head", "qkvw", "attprojw", "fcw", "fcprojw",
+                                       "wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"};
+    for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++)
+        if (!strcmp(name, mats[k]))
+            return 1;
+    return 0;
+}
+
+/* A view's layout: matrices at offset -1, the vectors packed in order */
+static parlm_status view_layout(parlm_gpt *m)
+{
+    m->view = 1;
+    m->view_total = m->nparams;
+    m->vw = calloc((size_t)m->ntensors, sizeof *m->vw);
+    if (!m->vw)
+        return parlm_error(PARLM_ENOMEM, "parlm_gpt_create_view: out of memory");
+    int64_t off = 0;
+    for (int i = 0; i < m->ntensors; i++) {
+        tensor_info *t = &m->tensors[i];
+        if (view_matrix(t->name)) {
+            t->off = -1;
+        } else {
+            t->off = off;
+            off += t->n;
+        }
+    }
+    m->nparams = off;
+    return PARLM_OK;
+}
+
+static parlm_status create(parlm_gpt **out, const parlm_gpt_config *cfg, const parlm_gpt_shard *sh,
+                           uint64_t seed, int view)
 {
     if (!out || !cfg)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_create: null argument");
@@ -632,6 +689,16 @@ parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg
     } else {
         layout(m);
     }
+    if (view) { /* the vectors only, zero until the caller writes them; no gradients */
+        if ((st = view_layout(m)) ||
+            !(m->params = parlm_alloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float)))) {
+            parlm_gpt_free(m);
+            return st ? st : parlm_error(PARLM_ENOMEM, "parlm_gpt_create_view: out of memory");
+        }
+        memset(m->params, 0, (size_t)m->nparams * sizeof(float));
+        *out = m;
+        return PARLM_OK;
+    }
     m->params = parlm_alloc((size_t)m->nparams, sizeof(float));
     m->grads = parlm_alloc((size_t)m->nparams, sizeof(float));
     /* a tensor-parallel slice is cut from its full tensor: room for the largest (wte) */
@@ -654,11 +721,162 @@ parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg
     return PARLM_OK;
 }
 
+parlm_status parlm_gpt_create_shard(parlm_gpt **out, const parlm_gpt_config *cfg,
+                                    const parlm_gpt_shard *sh, uint64_t seed)
+{
+    return create(out, cfg, sh, seed, 0);
+}
+
+/* ---- views over weights kept elsewhere ------------------------------------------------- */
+
+/* PARLM_EUNSUPPORTED naming fn when m is a view (training, sharding, saving need weights
+ * of their own) */
+static parlm_status view_refused(const parlm_gpt *m, const char *fn)
+{
+    if (!m->view)
+        return PARLM_OK;
+    return parlm_error(PARLM_EUNSUPPORTED, "%s: the model is a view of weights kept elsewhere "
+                       "(a mapped file) and runs inference only; load a copy of it (e.g. "
+                       "parlm_gpt_load_gguf) to train, shard or save it", fn);
+}
+
+parlm_status parlm_gpt_create_view(parlm_gpt **out, const parlm_gpt_config *cfg)
+{
+    return create(out, cfg, NULL, 0, 1);
+}
+
+int parlm_gpt_is_view(const parlm_gpt *m) { return m && m->view; }
+
+parlm_status parlm_gpt_check_owned(const parlm_gpt *m, const char *fn)
+{
+    return m ? view_refused(m, fn ? fn : "parlm_gpt_check_owned") : PARLM_OK;
+}
+
+float *parlm_gpt_view_vectors(parlm_gpt *m) { return m && m->view ? m->params : NULL; }
+
+parlm_status parlm_gpt_view_bind(parlm_gpt *m, int i, int type, const void *data)
+{
+    static const char *fn = "parlm_gpt_view_bind";
+    if (!m || !data)
+        return parlm_error(PARLM_EINVAL, "%s: null argument", fn);
+    if (!m->view)
+        return parlm_error(PARLM_EINVAL, "%s: the model is not a view (parlm_gpt_create_view)",
+                           fn);
+    if (i < 0 || i >= m->ntensors || m->tensors[i].off >= 0)
+        return parlm_error(PARLM_EINVAL, "%s: tensor %d is not a matrix of the view", fn, i);
+    const tensor_info *t = &m->tensors[i];
+    const int head = i == (m->t_head >= 0 ? m->t_head : m->t_wte);
+    const int lookup_only = i == m->t_wte && !head; /* an untied embedding */
+    const int q = type == PARLM_WT_Q8_0 || type == PARLM_WT_Q4_0;
+    const char *tn = parlm_wtype_name(type) ? parlm_wtype_name(type) : "unknown";
+    if (!(type == PARLM_WT_F32 || q ||
+          (lookup_only && (type == PARLM_WT_F16 || type == PARLM_WT_BF16))))
+        return parlm_error(PARLM_EUNSUPPORTED, "%s: %s (layer %d) is %s: a view runs matrices "
+                           "of type f32, q8_0 or q4_0 (an untied embedding also f16, bf16)", fn,
+                           t->name, t->layer, tn);
+    if (q && t->sl.cols % PARLM_QBLOCK)
+        return parlm_error(PARLM_EINVAL, "%s: %s has rows of %lld weights, not a multiple of %d",
+                           fn, t->name, (long long)t->sl.cols, PARLM_QBLOCK);
+    if (!lookup_only) { /* the products run one kernel type */
+        if (m->view_type && type != m->view_type)
+            return parlm_error(PARLM_EUNSUPPORTED, "%s: %s (layer %d) is %s but the other "
+                               "matrices are %s: a view runs one type (load a copy to run "
+                               "mixed types)", fn, t->name, t->layer, tn,
+                               parlm_wtype_name(m->view_type));
+        m->view_type = type;
+    }
+    m->vw[i].type = type;
+    m->vw[i].data = data;
+    return PARLM_OK;
+}
+
+parlm_status parlm_gpt_view_keep(parlm_gpt *m, void (*release)(void *), void *arg)
+{
+    if (!m || !m->view)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_view_keep: %s",
+                           m ? "the model is not a view" : "null model");
+    m->keep_release = release;
+    m->keep_arg = arg;
+    return PARLM_OK;
+}
+
+/* every matrix of the view bound, else an error naming the first that is not */
+static parlm_status view_ready(const parlm_gpt *m, const char *fn)
+{
+    for (int i = 0; m->view && i < m->ntensors; i++)
+        if (m->tensors[i].off < 0 && !m->vw[i].data)
+            return parlm_error(PARLM_EINVAL, "%s: matrix %s (layer %d) of the view has no weights "
+                               "(parlm_gpt_view_bind)", fn, m->tensors[i].name,
+                               m->tensors[i].layer);
+    return PARLM_OK;
+}
+
+/* A product's weights in a view: up to 3 matrices whose output rows follow each other
+ * (Llama's wq, wk, wv; w_gate, w_up), each of `rows` rows. */
+typedef struct vmat {
+    int nseg;
+    const void *data[3];
+    int64_t rows[3];
+} vmat;
+
+enum { VM_QKV, VM_ATTPROJ, VM_FC, VM_FCPROJ, VM_HEAD };
+
+static vmat view_mat(const parlm_gpt *m, int l, int which)
+{
+    vmat v = {0, {NULL, NULL, NULL}, {0, 0, 0}};
+    int idx[3], n = 1;
+    if (which == VM_HEAD) {
+        int i = m->t_head >= 0 ? m->t_head : m->t_wte;
+        v.nseg = 1, v.data[0] = m->vw[i].data, v.rows[0] = m->cfg.vocab; /* real rows only */
+        return v;
+    }
+    if (m->llama) {
+        static const int seg[4][3] = {{LT_WQ, LT_WK, LT_WV}, {LT_WO}, {LT_GATE, LT_UP}, {LT_DOWN}};
+        static const int nseg[4] = {3, 1, 2, 1};
+        n = nseg[which];
+        for (int k = 0; k < n; k++)
+            idx[k] = seg[which][k];
+    } else {
+        static const int one[4] = {T_QKVW, T_ATTPROJW, T_FCW, T_FCPROJW};
+        idx[0] = one[which];
+    }
+    const tensor_info *t = &m->tensors[m->t_layer0 + (l - m->sh.layer_begin) * m->npl];
+    v.nseg = n;
+    for (int k = 0; k < n; k++)
+        v.data[k] = m->vw[t - m->tensors + idx[k]].data, v.rows[k] = t[idx[k]].n / t[idx[k]].sl.cols;
+    return v;
+}
+
+/* out (N,OC) = inp (N,IC) W^T + b over a view's matrix: each part into its columns, an
+ * integer-dot GEMM (parlm_qgemm) for Q8_0 / Q4_0, the f32 GEMM for f32; the head's
+ * columns past the real vocabulary are 0 */
+static parlm_status view_matmul(parlm_gpt *m, float *out, const float *inp, int l, int which,
+                                const float *b, int64_t N, int64_t IC, int64_t OC)
+{
+    vmat v = view_mat(m, l, which);
+    int64_t c0 = 0;
+    for (int k = 0; k < v.nseg; k++) {
+        if (m->view_type == PARLM_WT_F32)
+            RETURN_IF_ERROR(parlm_sgemm(PARLM_NO_TRANS, PARLM_TRANS, N, v.rows[k], IC, 1.0f, inp,
+                                        IC, v.data[k], IC, 0.0f, out + c0, OC));
+        else
+            RETURN_IF_ERROR(parlm_qgemm(m->view_type, N, v.rows[k], IC, v.data[k], inp, IC,
+                                        out + c0, OC));
+        c0 += v.rows[k];
+    }
+    for (int64_t i = 0; c0 < OC && i < N; i++)
+        memset(out + i * OC + c0, 0, (size_t)(OC - c0) * sizeof(float));
+    if (b)
+        RETURN_IF_ERROR(parlm_bias_forward(out, b, N, OC));
+    return PARLM_OK;
+}
+
 parlm_status parlm_gpt_shard_from(parlm_gpt **out, parlm_gpt *full, const parlm_gpt_shard *sh)
 {
     if (!out || !full || !sh)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_shard_from: null argument");
     *out = NULL;
+    RETURN_IF_ERROR(view_refused(full, "parlm_gpt_shard_from"));
     if (full->sh.tp != 1 || !full->first || !full->last)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_shard_from: the source must be a whole model "
                            "(it is a shard: tp %d, layers %d..%d)", full->sh.tp,
@@ -723,9 +941,14 @@ parlm_gpt_config parlm_gpt_get_config(const parlm_gpt *m)
     parlm_gpt_config z = {0};
     return m ? m->cfg : z;
 }
-int64_t parlm_gpt_num_params(const parlm_gpt *m) { return m ? m->nparams : 0; }
+int64_t parlm_gpt_num_params(const parlm_gpt *m)
+{
+    return m ? m->view ? m->view_total : m->nparams : 0;
+}
 float *parlm_gpt_params(parlm_gpt *m)
 {
+    if (m && m->view) /* a view's matrices are elsewhere: parlm_gpt_view_vectors */
+        return NULL;
     if (m)
         m->bf16_stale = m->q_stale = 1; /* the caller may write them */
     return m ? m->params : NULL;
@@ -790,6 +1013,8 @@ parlm_status parlm_gpt_set_bf16(parlm_gpt *m, int on)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_set_bf16: null model");
+    if (on)
+        RETURN_IF_ERROR(view_refused(m, "parlm_gpt_set_bf16"));
     if (on && !m->params_bf16) {
         m->params_bf16 = parlm_alloc((size_t)m->nparams, 2);
         if (!m->params_bf16)
@@ -806,6 +1031,12 @@ parlm_status parlm_gpt_set_decode_type(parlm_gpt *m, int type)
     static const char *fn = "parlm_gpt_set_decode_type";
     if (!m)
         return parlm_error(PARLM_EINVAL, "%s: null model", fn);
+    if (m->view && type != m->view_type)
+        return parlm_error(PARLM_EUNSUPPORTED, "%s: %s: a view decodes on its weights as stored, "
+                           "%s", fn, parlm_wtype_name(type) ? parlm_wtype_name(type) : "unknown",
+                           parlm_wtype_name(m->view_type));
+    if (m->view)
+        return PARLM_OK;
     if (type != PARLM_WT_F32 && type != PARLM_WT_Q8_0 && type != PARLM_WT_Q4_0)
         return parlm_error(PARLM_EUNSUPPORTED, "%s: weight type %d (%s): decode takes f32, q8_0 "
                            "or q4_0 (bf16: parlm_gpt_set_bf16)", fn, type,
@@ -934,10 +1165,13 @@ static parlm_status refresh_bf16(parlm_gpt *m, int rows)
     return parlm_f32_to_bf16(m->params, m->params_bf16, m->nparams);
 }
 
-/* out (N,OC) = inp (N,IC) W^T (W is (OC,IC)) + b (OC, may be NULL) */
+/* out (N,OC) = inp (N,IC) W^T (W is (OC,IC)) + b (OC, may be NULL); in a view, the
+ * product `which` (VM_*) of layer l instead of W */
 static parlm_status matmul_fwd(parlm_gpt *m, float *out, const float *inp, const float *W,
-                               const float *b, int64_t N, int64_t IC, int64_t OC)
+                               int l, int which, const float *b, int64_t N, int64_t IC, int64_t OC)
 {
+    if (m->view) /* W is not in params: layer l's product `which` (VM_*) */
+        return view_matmul(m, out, inp, l, which, b, N, IC, OC);
     if (m->bf16 && (N == 1 || !m->bf16_widen)) {
         const uint16_t *Wb = m->params_bf16 + (W - m->params);
         if (N == 1) { /* decode: stream bf16 weights against the f32 activation */
@@ -992,6 +1226,8 @@ parlm_status parlm_gpt_setup_slots(parlm_gpt *m, int B, int T, int training, int
                            "T=%d)", m->cfg.max_seq, B, T);
     if (nslots < 1 || nslots > 4096)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_setup_slots: %d slots (1 .. 4096)", nslots);
+    if (training)
+        RETURN_IF_ERROR(view_refused(m, "parlm_gpt_setup (training)"));
     int64_t N = (int64_t)B * T, C = m->cfg.n_embd, L = m->sh.layer_end - m->sh.layer_begin;
     int64_t Ca = m->Ca, NHa = m->NHa, Hm = m->Hm, Vs = m->Vs, Wqkv = m->Wqkv, Hf = m->Hf;
     /* per layer: ln1 C, stats 2, qkv Wqkv, atty Ca, lse NHa, res2 C, ln2 C, stats 2, fch Hf,
@@ -1117,12 +1353,36 @@ static parlm_status tp_sum(parlm_gpt *m, float *buf, int64_t n)
 /* first vocabulary row of this shard's slice */
 static int vocab0(const parlm_gpt *m) { return m->sh.tp_rank * m->Vs; }
 
+/* out (n,C) = wte[tokens] (+ wpe[pos0 + i % Tn] for GPT-2) in a view: each row converted
+ * from the embedding's stored type, the same values as its f32 copy */
+static parlm_status view_embed(parlm_gpt *m, float *out, const int32_t *tokens, int64_t n,
+                               int pos0, int Tn)
+{
+    const int64_t C = m->cfg.n_embd;
+    const parlm_gpt_weight *e = &m->vw[m->t_wte];
+    uint64_t row;
+    RETURN_IF_ERROR(parlm_wtype_bytes(e->type, (uint64_t)C, &row));
+    for (int64_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab)
+            return parlm_error(PARLM_EINVAL, "token %d at %lld is outside the vocabulary [0, %d)",
+                               tokens[i], (long long)i, m->cfg.vocab);
+        RETURN_IF_ERROR(parlm_dequantize(e->type, (const uint8_t *)e->data +
+                                                      (uint64_t)tokens[i] * row, C, out + i * C));
+        if (!m->llama)
+            RETURN_IF_ERROR(parlm_add(out + i * C, out + i * C,
+                                      WPE(m->params) + (int64_t)(pos0 + i % Tn) * C, C));
+    }
+    return PARLM_OK;
+}
+
 /* out (n,C) = wte[tokens] + wpe[pos0 ..]: the whole lookup, or on a shard the slice's
  * rows (0 for tokens of other slices) summed over the group, which is exact */
 static parlm_status embed(parlm_gpt *m, float *out, const int32_t *tokens, int64_t n, int pos0,
                           int Bn, int Tn)
 {
     int C = m->cfg.n_embd;
+    if (m->view) /* rows of the bound embedding, in its type, + wpe (GPT-2) */
+        return view_embed(m, out, tokens, n, pos0, Tn);
     if (m->llama) { /* no position embedding: RoPE rotates q and k instead */
         RETURN_IF_ERROR(parlm_embedding_vp_forward(out, tokens, WTE(m->params), n, C, vocab0(m),
                                                    m->Vs, m->cfg.vocab));
@@ -1142,11 +1402,12 @@ static parlm_status embed(parlm_gpt *m, float *out, const int32_t *tokens, int64
 /* out (N,C) = inp (N,IC) W^T + b, W row-parallel on a shard: the partial products are
  * summed over the group, then the replicated bias is added once */
 static parlm_status row_parallel_fwd(parlm_gpt *m, float *out, const float *inp, const float *W,
-                                     const float *b, int64_t N, int64_t IC, int64_t C)
+                                     int l, int which, const float *b, int64_t N, int64_t IC,
+                                     int64_t C)
 {
     if (m->sh.tp == 1)
-        return matmul_fwd(m, out, inp, W, b, N, IC, C);
-    RETURN_IF_ERROR(matmul_fwd(m, out, inp, W, NULL, N, IC, C));
+        return matmul_fwd(m, out, inp, W, l, which, b, N, IC, C);
+    RETURN_IF_ERROR(matmul_fwd(m, out, inp, W, l, which, NULL, N, IC, C));
     RETURN_IF_ERROR(tp_sum(m, out, N * C));
     return b ? parlm_bias_forward(out, b, N, C) : PARLM_OK; /* Llama: no bias */
 }
@@ -1240,6 +1501,7 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
     if (m->sh.tp > 1 && !m->have_tp)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_forward: a tensor-parallel shard needs "
                            "parlm_gpt_set_tp_comm first");
+    RETURN_IF_ERROR(view_ready(m, "parlm_gpt_forward"));
     const parlm_gpt_config *c = &m->cfg;
     int B = m->B, T = m->T, C = c->n_embd, NHa = m->NHa, Ca = m->Ca, Hm = m->Hm;
     int lb = m->sh.layer_begin;
@@ -1256,17 +1518,19 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
         layer_views w = lview(m, m->params, l);
         layer_acts *a = &S->acts[l - lb];
         RETURN_IF_ERROR(norm_fwd(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, w.ln1w, w.ln1b, N));
-        RETURN_IF_ERROR(matmul_fwd(m, a->qkv, a->ln1, w.qkvw, w.qkvb, N, C, m->Wqkv));
+        RETURN_IF_ERROR(matmul_fwd(m, a->qkv, a->ln1, w.qkvw, l, VM_QKV, w.qkvb, N, C, m->Wqkv));
         if (m->llama)
             RETURN_IF_ERROR(rope_qk(m, a->qkv, B, T, 0, 0));
         RETURN_IF_ERROR(
             parlm_attention_forward_gqa(a->atty, a->att_lse, a->qkv, B, T, Ca, NHa, m->NKVa));
-        RETURN_IF_ERROR(row_parallel_fwd(m, a->res2, a->atty, w.attprojw, w.attprojb, N, Ca, C));
+        RETURN_IF_ERROR(row_parallel_fwd(m, a->res2, a->atty, w.attprojw, l, VM_ATTPROJ, w.attprojb, N, Ca,
+                                         C));
         RETURN_IF_ERROR(parlm_add(a->res2, a->res2, res, N * C));
         RETURN_IF_ERROR(norm_fwd(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w.ln2w, w.ln2b, N));
-        RETURN_IF_ERROR(matmul_fwd(m, a->fch, a->ln2, w.fcw, w.fcb, N, C, m->Hf));
+        RETURN_IF_ERROR(matmul_fwd(m, a->fch, a->ln2, w.fcw, l, VM_FC, w.fcb, N, C, m->Hf));
         RETURN_IF_ERROR(act_fwd(m, a->fch_gelu, a->fch, N));
-        RETURN_IF_ERROR(row_parallel_fwd(m, a->res3, a->fch_gelu, w.fcprojw, w.fcprojb, N, Hm, C));
+        RETURN_IF_ERROR(row_parallel_fwd(m, a->res3, a->fch_gelu, w.fcprojw, l, VM_FCPROJ, w.fcprojb,
+                                         N, Hm, C));
         RETURN_IF_ERROR(parlm_add(a->res3, a->res3, a->res2, N * C));
         res = a->res3;
     }
@@ -1279,7 +1543,8 @@ parlm_status parlm_gpt_forward(parlm_gpt *m, const int32_t *inputs, const int32_
     CHECK_CANCEL(m, "forward");
     RETURN_IF_ERROR(norm_fwd(m, S->lnf, S->lnf_mean, S->lnf_rstd, res, LNFW(m->params),
                              LNFB(m->params), N));
-    RETURN_IF_ERROR(matmul_fwd(m, S->logits, S->lnf, HEAD(m->params), NULL, N, C, m->Vs));
+    RETURN_IF_ERROR(matmul_fwd(m, S->logits, S->lnf, VIEW_OR(HEAD(m->params)), c->n_layer, VM_HEAD,
+                               NULL, N, C, m->Vs));
     if (targets && m->sh.tp > 1) { /* vocab-parallel: 2 floats a row from every rank */
         RETURN_IF_ERROR(parlm_crossentropy_vp_partial(m->ce_part + 2 * N * m->sh.tp_rank, S->logits, targets,
                                           N, vocab0(m), m->Vs, c->vocab));
@@ -1346,6 +1611,7 @@ parlm_status parlm_gpt_set_grad_buffer(parlm_gpt *m, float *buf)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_set_grad_buffer: null model");
+    RETURN_IF_ERROR(view_refused(m, "parlm_gpt_set_grad_buffer"));
     m->grads_zero = 0;
     return move_buffer(m, &m->grads, &m->grads_external, buf, "parlm_gpt_set_grad_buffer");
 }
@@ -1354,6 +1620,7 @@ parlm_status parlm_gpt_set_param_buffer(parlm_gpt *m, float *buf)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_set_param_buffer: null model");
+    RETURN_IF_ERROR(view_refused(m, "parlm_gpt_set_param_buffer"));
     return move_buffer(m, &m->params, &m->params_external, buf, "parlm_gpt_set_param_buffer");
 }
 
@@ -1361,6 +1628,7 @@ parlm_status parlm_gpt_set_defer_token_grad(parlm_gpt *m, int on)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_set_defer_token_grad: null model");
+    RETURN_IF_ERROR(view_refused(m, "parlm_gpt_set_defer_token_grad"));
     if (on && (!m->first || !m->last || m->sh.tp > 1))
         return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_set_defer_token_grad: only for the "
                            "whole model, not a shard");
@@ -1373,6 +1641,7 @@ parlm_status parlm_gpt_token_grad_add(parlm_gpt *m, const int32_t *tokens, const
 {
     if (!m || (n > 0 && (!tokens || !rows)) || n < 0)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_token_grad_add: null argument or n < 0");
+    RETURN_IF_ERROR(view_refused(m, "parlm_gpt_token_grad_add"));
     if (!m->first || m->sh.tp > 1)
         return parlm_error(PARLM_EUNSUPPORTED, "parlm_gpt_token_grad_add: only for a model "
                            "holding the whole token embedding");
@@ -1438,6 +1707,7 @@ parlm_status parlm_gpt_zero_grad(parlm_gpt *m)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_zero_grad: null model");
+    RETURN_IF_ERROR(view_refused(m, "parlm_gpt_zero_grad"));
     if (!m->grads_zero)
         memset(m->grads, 0, (size_t)m->nparams * sizeof(float));
     m->grads_zero = 1;
@@ -1547,6 +1817,7 @@ parlm_status parlm_gpt_grad_norm(parlm_gpt *m, float *norm)
 {
     if (!m || !norm)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_grad_norm: null argument");
+    RETURN_IF_ERROR(view_refused(m, "parlm_gpt_grad_norm"));
     double s;
     RETURN_IF_ERROR(parlm_sumsq(m->grads, m->nparams, &s));
     *norm = (float)sqrt(s);
@@ -1557,6 +1828,7 @@ parlm_status parlm_gpt_init_optimizer(parlm_gpt *m)
 {
     if (!m)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_init_optimizer: null model");
+    RETURN_IF_ERROR(view_refused(m, "parlm_gpt_init_optimizer"));
     if (m->m)
         return PARLM_OK;
     m->m = parlm_alloc((size_t)m->nparams, sizeof(float));
@@ -1577,6 +1849,7 @@ parlm_status parlm_gpt_update_range(parlm_gpt *m, const parlm_adamw_cfg *cfg, fl
 {
     if (!m || !cfg || !mom1 || !mom2)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_update_range: null argument");
+    RETURN_IF_ERROR(view_refused(m, "parlm_gpt_update_range"));
     if (t < 1 || off < 0 || n < 0 || off > m->nparams - n)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_update_range: range [%lld, %lld) outside the "
                            "%lld parameters, or step %lld < 1", (long long)off,
@@ -1705,6 +1978,7 @@ parlm_status parlm_gpt_grad_sumsq(parlm_gpt *m, int owned_only, double *sumsq)
 {
     if (!m || !sumsq)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_grad_sumsq: null argument");
+    RETURN_IF_ERROR(view_refused(m, "parlm_gpt_grad_sumsq"));
     double total = 0.0;
     if (!owned_only)
         return parlm_sumsq(m->grads, m->nparams, sumsq);
@@ -1740,17 +2014,29 @@ static parlm_status decode_one(parlm_gpt *m, int32_t token, int pos, float *logi
     if (!m->dec_layers && !(m->dec_layers = calloc((size_t)c->n_layer, sizeof *m->dec_layers)))
         return parlm_error(PARLM_ENOMEM, "parlm_gpt_infer: out of memory");
     RETURN_IF_ERROR(refresh_q(m));
+    if (m->view) /* the bound matrices as stored, plain rows */
+        for (int l = 0; l < c->n_layer; l++) {
+            layer_views w = lview(m, m->params, l);
+            vmat qkv = view_mat(m, l, VM_QKV), fc = view_mat(m, l, VM_FC);
+            parlm_decode_layer d = {w.ln1w, w.ln1b, w.qkvb, w.attprojb, w.ln2w, w.ln2b, w.fcb,
+                                    w.fcprojb, qkv.data[0], view_mat(m, l, VM_ATTPROJ).data[0],
+                                    fc.data[0], view_mat(m, l, VM_FCPROJ).data[0], qkv.data[1],
+                                    qkv.data[2], fc.data[1]};
+            m->dec_layers[l] = d;
+        }
     /* the bf16 copy has the layout of the f32 parameters: same offsets; the quantized
      * one has its own table */
     const uint16_t *hb = m->params_bf16;
-    const int wt = m->q_type ? m->q_type : m->bf16 ? PARLM_WT_BF16 : PARLM_WT_F32;
+    const int wt = m->view ? m->view_type : m->q_type ? m->q_type
+                                          : m->bf16 ? PARLM_WT_BF16 : PARLM_WT_F32;
 #define DEC_W(p, qi) (m->q_type ? (const void *)(m->params_q + m->q_off[qi])                     \
                       : m->bf16 ? (const void *)(hb + ((p) - m->params)) : (const void *)(p))
-    for (int l = 0; l < c->n_layer; l++) {
+    for (int l = 0; l < c->n_layer && !m->view; l++) {
         layer_views w = lview(m, m->params, l);
         parlm_decode_layer d = {w.ln1w, w.ln1b, w.qkvb, w.attprojb, w.ln2w, w.ln2b, w.fcb,
                                 w.fcprojb, DEC_W(w.qkvw, 4 * l), DEC_W(w.attprojw, 4 * l + 1),
-                                DEC_W(w.fcw, 4 * l + 2), DEC_W(w.fcprojw, 4 * l + 3)};
+                                DEC_W(w.fcw, 4 * l + 2), DEC_W(w.fcprojw, 4 * l + 3),
+                                NULL, NULL, NULL};
         m->dec_layers[l] = d;
     }
     /* full sizes (the shard's are these / tp) */
@@ -1761,7 +2047,9 @@ static parlm_status decode_one(parlm_gpt *m, int32_t token, int pos, float *logi
         .rope_cos = m->rope_cos, .rope_sin = m->rope_sin, .wtype = wt,
         .qr8 = m->q_type && m->q_layout == PARLM_QLAYOUT_R8, .layers = m->dec_layers,
         .lnfw = LNFW(m->params), .lnfb = LNFB(m->params),
-        .lm_head = DEC_W(HEAD(m->params), 4 * c->n_layer), .kv = m->kv, .tp = m->sh.tp,
+        .lm_head = m->view ? view_mat(m, c->n_layer, VM_HEAD).data[0]
+                           : DEC_W(HEAD(m->params), 4 * c->n_layer),
+        .head_rows = m->view ? c->vocab : 0, .kv = m->kv, .tp = m->sh.tp,
         .tp_rank = m->sh.tp_rank, .comm = &m->tp};
 #undef DEC_W
     if (nt > m->dec_threads) {
@@ -1791,6 +2079,7 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
     if (m->sh.tp > 1 && !m->have_tp)
         return parlm_error(PARLM_EINVAL, "parlm_gpt_infer: a tensor-parallel shard needs "
                            "parlm_gpt_set_tp_comm first");
+    RETURN_IF_ERROR(view_ready(m, "parlm_gpt_infer"));
     /* a shard's attention has Ca channels (NHa heads; keys and values Ckv, NKVa heads) and
      * Hm MLP units (Llama: F, from an fc output of Hf = 2F) */
     int64_t C = c->n_embd, L = c->n_layer, maxT = c->max_seq, Ca = m->Ca, NHa = m->NHa;
@@ -1826,7 +2115,7 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         layer_views w = lview(m, m->params, (int)l);
         float *kc = m->kv + (l * 2) * maxT * Ckv, *vc = kc + maxT * Ckv;
         if ((st = norm_fwd(m, ln, mean, rstd, x, w.ln1w, w.ln1b, n)) ||
-            (st = matmul_fwd(m, qkv, ln, w.qkvw, w.qkvb, n, C, Wq)) ||
+            (st = matmul_fwd(m, qkv, ln, w.qkvw, (int)l, VM_QKV, w.qkvb, n, C, Wq)) ||
             (m->llama && (st = rope_qk(m, qkv, 1, n, pos, 0))))
             break;
         for (int i = 0; i < n; i++) {
@@ -1835,12 +2124,14 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         }
         if ((st = parlm_attention_cached_gqa(att, qkv, Wq, kc, vc, pos, n, (int)Ca, (int)NHa,
                                              m->NKVa)) ||
-            (st = row_parallel_fwd(m, tmp, att, w.attprojw, w.attprojb, n, Ca, C)) ||
+            (st = row_parallel_fwd(m, tmp, att, w.attprojw, (int)l, VM_ATTPROJ, w.attprojb, n,
+                                   Ca, C)) ||
             (st = parlm_add(x, x, tmp, n * C)) ||
             (st = norm_fwd(m, ln, mean, rstd, x, w.ln2w, w.ln2b, n)) ||
-            (st = matmul_fwd(m, fch, ln, w.fcw, w.fcb, n, C, Hf)) ||
+            (st = matmul_fwd(m, fch, ln, w.fcw, (int)l, VM_FC, w.fcb, n, C, Hf)) ||
             (st = act_fwd(m, act, fch, n)) ||
-            (st = row_parallel_fwd(m, tmp, act, w.fcprojw, w.fcprojb, n, Hm, C)) ||
+            (st = row_parallel_fwd(m, tmp, act, w.fcprojw, (int)l, VM_FCPROJ, w.fcprojb, n, Hm,
+                                   C)) ||
             (st = parlm_add(x, x, tmp, n * C)))
             break;
     }
@@ -1850,7 +2141,8 @@ parlm_status parlm_gpt_infer(parlm_gpt *m, const int32_t *tokens, int n, int pos
         st = norm_fwd(m, ln, mean, rstd, last, LNFW(m->params), LNFB(m->params), 1);
     /* a shard computes its vocab slice; the all-gather gives every rank the whole row */
     if (st == PARLM_OK)
-        st = matmul_fwd(m, logits + vocab0(m), ln, HEAD(m->params), NULL, 1, C, m->Vs);
+        st = matmul_fwd(m, logits + vocab0(m), ln, VIEW_OR(HEAD(m->params)), (int)L, VM_HEAD,
+                        NULL, 1, C, m->Vs);
     if (st == PARLM_OK && m->sh.tp > 1)
         st = m->tp.all_gather(m->tp.arg, logits, m->Vs);
     parlm_free(mean);

@@ -215,6 +215,7 @@ parlm_status parlm_dp_create(parlm_dp **out, parlm_gpt *m, parlm_comm *comm,
     if (!out || !m || !comm || !cfg)
         return parlm_error(PARLM_EINVAL, "parlm_dp_create: null argument");
     *out = NULL;
+    RETURN_IF_ERROR(parlm_gpt_check_owned(m, "parlm_dp_create"));
     if ((unsigned)cfg->mode > PARLM_DP_ASYNC || cfg->bucket_bytes < 0 ||
         (cfg->mode == PARLM_DP_LOCAL && cfg->local_steps < 1) ||
         (cfg->mode == PARLM_DP_ASYNC && cfg->staleness < 0))

@@ -182,6 +182,7 @@ parlm_status parlm_pp_create_dp(parlm_pp **out, parlm_gpt *m, parlm_grid *g, int
         *out = NULL;
     if (!out || !m || !g || !dpc)
         return parlm_error(PARLM_EINVAL, "parlm_pp_create: null argument");
+    RETURN_IF_ERROR(parlm_gpt_check_owned(m, "parlm_pp_create"));
     parlm_comm *world = parlm_grid_comm(g, PARLM_GRID_WORLD);
     parlm_status st;
     /* every rank the same micro-batch and averaging, or all stop naming it */

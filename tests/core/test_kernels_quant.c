@@ -555,6 +555,54 @@ START_TEST(qgemv_threads_and_errors)
 }
 END_TEST
 
+/* parlm_qgemm: every row of Y bitwise parlm_qgemv of that row of X, for awkward M, rows
+ * and k, strided X and Y, 1 and 2 threads; the strides' padding untouched; bad calls */
+START_TEST(qgemm_rows_are_qgemv)
+{
+    const int64_t Ms[] = {1, 2, 7, 17}, rowss[] = {1, 7, 17, 127, 1027}, ks[] = {32, 96, 768};
+    for (int ti = 0; ti < 2; ti++)
+        for (size_t a = 0; a < 4; a++)
+            for (size_t b = 0; b < 5; b++)
+                for (size_t c = 0; c < 3; c++) {
+                    int type = ti ? PARLM_WT_Q4_0 : PARLM_WT_Q8_0;
+                    int64_t M = Ms[a], rows = rowss[b], k = ks[c], ldx = k + 5, ldy = rows + 3;
+                    int64_t ldw = row_bytes(type, k);
+                    uint8_t *w = make_w(type, rows, k, ldw, 31 + (uint64_t)(a * 15 + b * 3 + c));
+                    float *x = xmalloc((size_t)(M * ldx) * 4), *y = xmalloc((size_t)(M * ldy) * 4);
+                    float *ref = xmalloc((size_t)rows * 4);
+                    fill_range(x, M * ldx, 9 + a, -2.0f, 2.0f);
+                    for (int nt = 1; nt <= 2; nt++) {
+                        omp_set_num_threads(nt);
+                        for (int64_t i = 0; i < M * ldy; i++)
+                            y[i] = -7.0f;
+                        ck_assert_int_eq(parlm_qgemm(type, M, rows, k, w, x, ldx, y, ldy), PARLM_OK);
+                        for (int64_t i = 0; i < M; i++) {
+                            ck_assert_int_eq(parlm_qgemv(type, rows, k, w, x + i * ldx, ref), PARLM_OK);
+                            ck_assert_msg(memcmp(y + i * ldy, ref, (size_t)rows * 4) == 0,
+                                          "%s M %lld rows %lld k %lld row %lld, %d threads",
+                                          parlm_wtype_name(type), (long long)M, (long long)rows,
+                                          (long long)k, (long long)i, nt);
+                            for (int64_t j = rows; j < ldy; j++)
+                                ck_assert(y[i * ldy + j] == -7.0f);
+                        }
+                    }
+                    free(w), free(x), free(y), free(ref);
+                }
+    omp_set_num_threads(2);
+    float x[128] = {0}, y[8];
+    uint8_t w[4 * 68] = {0};
+    expect_einval_msg(parlm_qgemm(PARLM_WT_Q8_0, -1, 2, 64, w, x, 64, y, 2), "M -1");
+    expect_einval_msg(parlm_qgemm(PARLM_WT_Q8_0, 2, 2, 64, w, x, 63, y, 2), "ldx 63");
+    expect_einval_msg(parlm_qgemm(PARLM_WT_Q8_0, 2, 2, 64, w, x, 64, y, 1), "ldy 1");
+    expect_einval_msg(parlm_qgemm(PARLM_WT_Q4_0, 2, 2, 48, w, x, 64, y, 2), "multiple of 32");
+    ck_assert_int_eq(parlm_qgemm(PARLM_WT_BF16, 2, 2, 64, w, x, 64, y, 2), PARLM_EUNSUPPORTED);
+    parlm_clear_error();
+    ck_assert_int_eq(parlm_qgemm(PARLM_WT_Q8_0, 0, 2, 64, w, x, 64, y, 2), PARLM_OK);
+    ck_assert_int_eq(parlm_qgemm(PARLM_WT_Q8_0, 2, 2, 64, w, x, 64, y, 2), PARLM_OK);
+    ck_assert(y[0] == 0.0f && y[1] == 0.0f && y[2] == 0.0f && y[3] == 0.0f);
+}
+END_TEST
+
 /* parlm_qlayout: each type has a layout and a reason (measured times, unless the
  * environment forces one); parlm_qlayout_select sets it; bad calls */
 START_TEST(qlayout_choice)
@@ -618,6 +666,7 @@ static Suite *kernels_quant_suite(void)
     tcase_add_test(tc, gemv_vs_dequantized);
     tcase_add_test(tc, gemv_extremes_exact);
     tcase_add_test(tc, qgemv_threads_and_errors);
+    tcase_add_test(tc, qgemm_rows_are_qgemv);
     tcase_add_test(tc, repacked_every_set);
     tcase_add_test(tc, repacked_not_scalar);
     tcase_add_test(tc, qgemv_repacked_threads_and_errors);

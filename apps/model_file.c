@@ -138,3 +138,28 @@ int mf_weight_type(const char *prog, const char *type_opt, int have_info,
         *out = info->wtype;
     return 0;
 }
+
+int mf_load_gguf(const char *prog, const char *path, const char *type_opt, int in_place,
+                 parlm_gpt **m, parlm_gguf_load_info *info, int *view)
+{
+    *view = 0;
+    if (!type_opt && in_place) {
+        parlm_status st = parlm_gpt_map_gguf(m, path, info);
+        if (st == PARLM_OK) {
+            *view = 1;
+            fprintf(stderr, "%s: %s runs in place: its %s matrices are mapped, not copied "
+                    "(--type loads a copy)\n", prog, path, parlm_wtype_name(info->wtype));
+            return 0;
+        }
+        if (st != PARLM_EUNSUPPORTED) {
+            fprintf(stderr, "%s: %s\n", prog, parlm_last_error());
+            return 1;
+        }
+        fprintf(stderr, "%s: note: loading a copy of %s (%s)\n", prog, path, parlm_last_error());
+    }
+    if (parlm_gpt_load_gguf_ex(m, path, info) != PARLM_OK) {
+        fprintf(stderr, "%s: %s\n", prog, parlm_last_error());
+        return 1;
+    }
+    return 0;
+}

@@ -33,6 +33,15 @@ int mf_tokenizer(const char *prog, const char *model_path, int model_is_gguf,
 int mf_prompt(const char *prog, const parlm_tokenizer *tok, const char *prompt, int32_t **ids,
               int *n);
 
+/* A GGUF model for a run: with no --type (type_opt NULL) and in_place, run in place
+ * (parlm_gpt_map_gguf: the matrices mapped, not copied) when the file's matrices are of one
+ * type of f32, q8_0 and q4_0; otherwise (a mix, f16 or bf16 matrices, --type, a
+ * tensor-parallel run) loaded into a copy of f32 weights, saying why on stderr when the file
+ * could not run in place. *view tells which; *info as parlm_gpt_load_gguf_ex's. Prints the
+ * error and returns 1 on failure. */
+int mf_load_gguf(const char *prog, const char *path, const char *type_opt, int in_place,
+                 parlm_gpt **m, parlm_gguf_load_info *info, int *view);
+
 /* The weight type a run uses: "f32", "bf16", "q8_0" or "q4_0" given by --type, else what
  * the file stores (a GGUF's quantized or bf16 matrices), else f32. */
 int mf_weight_type(const char *prog, const char *type_opt, int have_info,

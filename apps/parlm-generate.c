@@ -285,12 +285,11 @@ int main(int argc, char **argv)
     char path[4096];
     const int gguf = mf_is_gguf(ckpt);
     parlm_gguf_load_info info = {PARLM_WT_F32, 1};
+    int view = 0;
     if (gguf) {
         snprintf(path, sizeof path, "%s", ckpt);
-        if (parlm_gpt_load_gguf_ex(&m, ckpt, &info) != PARLM_OK) {
-            fprintf(stderr, "parlm-generate: %s\n", parlm_last_error());
+        if (mf_load_gguf("parlm-generate", ckpt, type_name, tp == 1, &m, &info, &view))
             return 1;
-        }
     } else if (load_ckpt(ckpt, &m, path, sizeof path)) {
         return 1;
     }

@@ -743,10 +743,9 @@ int main(int argc, char **argv)
     parlm_gpt *m = NULL;
     const int gguf = mf_is_gguf(model);
     parlm_gguf_load_info info = {PARLM_WT_F32, 1};
-    if (gguf && parlm_gpt_load_gguf_ex(&m, model, &info) != PARLM_OK) {
-        fprintf(stderr, "%s: %s\n", prog, parlm_last_error());
+    int view = 0;
+    if (gguf && mf_load_gguf(prog, model, bf16 ? "bf16" : type_name, tp == 1, &m, &info, &view))
         return 1;
-    }
     if (!gguf && load_model(model, &m))
         return 1;
     parlm_wtype wt = PARLM_WT_F32;
@@ -858,7 +857,8 @@ int main(int argc, char **argv)
             "%d MiB, batch %d, %d threads", prog, name,
             c.arch == PARLM_ARCH_LLAMA ? "Llama" : "GPT-2", c.n_layer, c.n_embd, c.max_seq,
             qtype ? parlm_wtype_name(qtype) : bf16 ? "bf16" : "f32",
-            qtype ? " for generated tokens, f32 for prompts"
+            view ? ", mapped from the file as stored"
+            : qtype ? " for generated tokens, f32 for prompts"
             : gguf && (info.wtype == PARLM_WT_Q8_0 || info.wtype == PARLM_WT_Q4_0)
                 ? info.wtype == PARLM_WT_Q8_0 ? " from the file's q8_0" : " from the file's q4_0"
                 : "",

@@ -292,6 +292,8 @@ PARLM_API float *parlm_gpt_view_vectors(parlm_gpt *m);
  * Q4_0) are errors naming the tensor. Forward and infer check that every matrix is
  * bound. */
 PARLM_API parlm_status parlm_gpt_view_bind(parlm_gpt *m, int i, int type, const void *data);
+/* *w = what tensor i of a view is bound to ({0, NULL}: a vector, or not bound yet). */
+PARLM_API parlm_status parlm_gpt_view_weight(const parlm_gpt *m, int i, parlm_gpt_weight *w);
 /* release(arg) is called by parlm_gpt_free (e.g. to unmap the file). */
 PARLM_API parlm_status parlm_gpt_view_keep(parlm_gpt *m, void (*release)(void *), void *arg);
 

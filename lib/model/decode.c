@@ -13,8 +13,9 @@
  * quantizes a product's input row itself (8-bit blocks, as parlm_qgemv does): a row is
  * at most 4C floats, cheaper than a barrier, and the result stays the same bits for
  * every thread count. Quantized matrices are parlm's copy, as plain rows or repacked 8
- * rows at a time (simd/kernels.h), whichever parlm_qlayout measured faster: either way a
- * row's bits do not depend on which thread's slice holds it. */
+ * rows at a time (simd/kernels.h), whichever parlm_qlayout measured faster, or a mapped
+ * file's plain rows (a view: Llama's wk, wv and w_up are then matrices of their own):
+ * either way a row's bits do not depend on which thread's slice holds it. */
 #include <math.h>
 #include <omp.h>
 

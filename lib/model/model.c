@@ -790,6 +790,16 @@ parlm_status parlm_gpt_view_bind(parlm_gpt *m, int i, int type, const void *data
     return PARLM_OK;
 }
 
+parlm_status parlm_gpt_view_weight(const parlm_gpt *m, int i, parlm_gpt_weight *w)
+{
+    if (!m || !w || !m->view || i < 0 || i >= m->ntensors)
+        return parlm_error(PARLM_EINVAL, "parlm_gpt_view_weight: %s",
+                           !m || !w ? "null argument" : !m->view ? "the model is not a view"
+                                                                 : "no such tensor");
+    *w = m->vw[i];
+    return PARLM_OK;
+}
+
 parlm_status parlm_gpt_view_keep(parlm_gpt *m, void (*release)(void *), void *arg)
 {
     if (!m || !m->view)

@@ -62,6 +62,19 @@ struct ps_model {
     uint64_t *q_at;
     uint8_t *qbuf;
     int64_t D, Rq;                   /* this product: D leading decode rows of Rq real ones */
+    /* a view of a mapped file (parlm_gpt_create_view): its matrices stay where the file
+     * holds them, in one type vtype; each of the nv products (4 per layer and the head) is
+     * up to 3 matrices whose output rows follow each other, found by the key linear()
+     * gets (a matrix's offset is -2 - its tensor index); the embedding wte_w (its own
+     * type) is converted a row at a time */
+    int view, vtype, nv;
+    struct ps_vprod {
+        int64_t key;
+        int nseg;
+        const void *data[3];
+        int64_t rows[3];
+    } *vp;
+    parlm_gpt_weight wte_w;
     float *gat;                      /* all-gather scratch (tp > 1) */
     const float *params;
     uint16_t *pbf16;                 /* bf16 copy of the parameters (bf16 mode) */
@@ -85,6 +98,7 @@ void ps_model_free(ps_model *pm)
     parlm_free(pm->qbuf);
     free(pm->q_woff);
     free(pm->q_at);
+    free(pm->vp);
     free(pm->off);
     parlm_free(pm->x);
     free(pm->row_seq);
@@ -93,6 +107,45 @@ void ps_model_free(ps_model *pm)
 }
 
 static int64_t tp_max(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* The view's products: a layer's four (Llama: wq|wk|wv, wo, w_gate|w_up, w_down) and the
+ * head, each with the matrices the view binds (rows: the tensor's, the head's the real
+ * vocabulary) */
+static parlm_status view_products(ps_model *pm, parlm_gpt *m)
+{
+    const parlm_gpt_config *c = &pm->c;
+    static const int seg[2][4][3] = {{{T_QKVW, -1, -1}, {T_APW, -1, -1}, {T_FCW, -1, -1},
+                                      {T_FPW, -1, -1}},
+                                     {{LL_WQ, LL_WK, LL_WV}, {LL_WO, -1, -1},
+                                      {LL_WGATE, LL_WUP, -1}, {LL_WDOWN, -1, -1}}};
+    const int64_t in[4] = {c->n_embd, pm->Ca, c->n_embd, pm->Hm}; /* input widths */
+    pm->nv = 4 * c->n_layer + 1;
+    pm->vp = calloc((size_t)pm->nv, sizeof *pm->vp);
+    if (!pm->vp)
+        return parlm_error(PARLM_ENOMEM, "out of memory");
+    for (int i = 0; i < pm->nv; i++) {
+        struct ps_vprod *v = &pm->vp[i];
+        const int head = i == pm->nv - 1, p = i % 4;
+        for (int k = 0; k < (head ? 1 : 3); k++) {
+            if (!head && seg[pm->llama][p][k] < 0)
+                break;
+            const int64_t key = head ? pm->head : pm->off[i / 4][seg[pm->llama][p][k]];
+            parlm_gpt_weight w;
+            int64_t count;
+            RETURN_IF_ERROR(parlm_gpt_view_weight(m, (int)(-2 - key), &w));
+            RETURN_IF_ERROR(parlm_gpt_tensor_info(m, (int)(-2 - key), NULL, NULL, NULL, &count));
+            if (!w.data)
+                return parlm_error(PARLM_EINVAL, "a matrix of the view is not bound");
+            if (k == 0)
+                v->key = key;
+            pm->vtype = w.type; /* one type for every product (parlm_gpt_view_bind) */
+            v->data[k] = w.data;
+            v->rows[k] = head ? c->vocab : count / in[p];
+            v->nseg = k + 1;
+        }
+    }
+    return parlm_gpt_view_weight(m, (int)(-2 - pm->wte), &pm->wte_w);
+}
 
 parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int threads, int bf16,
                              const parlm_gpt_tp_comm *comm)
@@ -122,7 +175,13 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
     pm->max_rows = max_rows < 2 ? 2 : max_rows; /* room for the dummy row */
     pm->threads = threads > 0 ? threads : omp_get_max_threads();
     pm->bf16 = bf16;
-    pm->params = parlm_gpt_params(m);
+    pm->view = parlm_gpt_is_view(m);
+    if (pm->view && bf16) {
+        ps_model_free(pm);
+        return parlm_error(PARLM_EUNSUPPORTED, "ps_model_create: a view of a mapped file runs "
+                           "its weights as stored, not in bf16");
+    }
+    pm->params = pm->view ? parlm_gpt_view_vectors(m) : parlm_gpt_params(m);
     pm->off = calloc((size_t)c.n_layer, sizeof *pm->off);
     if (!pm->off) {
         ps_model_free(pm);
@@ -137,6 +196,8 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
         if (parlm_gpt_tensor_info(m, i, &name, &layer, &off, &count) != PARLM_OK ||
             parlm_gpt_tensor_slice(m, i, &sl) != PARLM_OK)
             continue;
+        if (pm->view && off < 0) /* a matrix where the file holds it: a key of its own */
+            off = -2 - i;
         /* this shard's sizes, as the slices say (the same in every layer) */
         int64_t *size = !strcmp(name, "qkvw") || !strcmp(name, "wq") ? &pm->Ca
                         : !strcmp(name, "fcw") || !strcmp(name, "w_gate") ? &pm->Hm
@@ -179,7 +240,7 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
     if (!llama)
         pm->Ckv = pm->Ca;
     pm->Wqkv = llama ? pm->Ca + 2 * pm->Ckv : 3 * pm->Ca;
-    for (int l = 0; llama && l < c.n_layer; l++) { /* the stacked matrices the GEMMs read */
+    for (int l = 0; llama && !pm->view && l < c.n_layer; l++) { /* the stacked matrices the GEMMs read */
         const int64_t *o = pm->off[l], C = c.n_embd;
         if (o[LL_WK] != o[LL_WQ] + C * C || o[LL_WV] != o[LL_WK] + pm->Ckv * C ||
             o[LL_WUP] != o[LL_WGATE] + pm->Hm * C) {
@@ -195,6 +256,11 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
                                       "channels (heads of %lld), %lld MLP units, %lld of %d "
                                       "vocabulary rows", (long long)pm->Ca, (long long)hs,
                                       (long long)pm->Hm, (long long)pm->Vl, c.vocab_pad);
+        ps_model_free(pm);
+        return st;
+    }
+    if (pm->view && view_products(pm, m) != PARLM_OK) {
+        parlm_status st = parlm_error(PARLM_EINVAL, "ps_model_create: %s", parlm_last_error());
         ps_model_free(pm);
         return st;
     }
@@ -258,6 +324,13 @@ parlm_status ps_model_create(ps_model **out, parlm_gpt *m, int max_rows, int thr
 
 parlm_status ps_model_set_decode_type(ps_model *pm, int type)
 {
+    if (pm->view) /* every row already runs on the file's weights */
+        return type == pm->vtype ? PARLM_OK
+                                 : parlm_error(PARLM_EUNSUPPORTED, "ps_model_set_decode_type: "
+                                               "%s: a view runs its weights as stored, %s",
+                                               parlm_wtype_name(type) ? parlm_wtype_name(type)
+                                                                      : "unknown",
+                                               parlm_wtype_name(pm->vtype));
     parlm_free(pm->qbuf);
     free(pm->q_woff);
     free(pm->q_at);
@@ -347,6 +420,33 @@ static parlm_status gemm_rows(const ps_model *pm, float *out, const float *in, i
                        pm->params + woff, IC, 0.0f, out, OC);
 }
 
+/* out (M, OC) = in (M, IC) W^T + b on a view's product `key`: each matrix into its columns,
+ * as parlm_qgemm (every row the bits of its own GEMV, whatever the batch) or, for f32, the
+ * GEMM; the head's columns past the real vocabulary are 0 */
+static parlm_status view_linear(const ps_model *pm, float *out, const float *in, int64_t key,
+                                const float *b, int64_t M, int64_t IC, int64_t OC)
+{
+    const struct ps_vprod *v = NULL;
+    for (int i = 0; i < pm->nv && !v; i++)
+        v = pm->vp[i].key == key ? &pm->vp[i] : NULL;
+    if (!v)
+        return parlm_error(PARLM_EINVAL, "ps_forward: no product of the view at key %lld",
+                           (long long)key);
+    int64_t c0 = 0;
+    for (int k = 0; k < v->nseg; k++) {
+        if (pm->vtype == PARLM_WT_F32)
+            RETURN_IF_ERROR(parlm_sgemm(PARLM_NO_TRANS, PARLM_TRANS, M, v->rows[k], IC, 1.0f, in,
+                                        IC, v->data[k], IC, 0.0f, out + c0, OC));
+        else
+            RETURN_IF_ERROR(parlm_qgemm(pm->vtype, M, v->rows[k], IC, v->data[k], in, IC,
+                                        out + c0, OC));
+        c0 += v->rows[k];
+    }
+    for (int64_t r = 0; c0 < OC && r < M; r++)
+        memset(out + r * OC + c0, 0, (size_t)(OC - c0) * sizeof(float));
+    return b ? parlm_bias_forward(out, b, M, OC) : PARLM_OK;
+}
+
 /* out (M, OC) = in (M, IC) W^T + b, M >= 2 (see the header). With a quantized decode copy
  * of W, the pm->D leading rows (decode rows) are one quantized GEMV each, and the other
  * real rows (of pm->Rq) one GEMM of at least two rows: every row is computed the same way
@@ -354,6 +454,8 @@ static parlm_status gemm_rows(const ps_model *pm, float *out, const float *in, i
 static parlm_status linear(const ps_model *pm, float *out, const float *in, int64_t woff,
                            const float *b, int64_t M, int64_t IC, int64_t OC)
 {
+    if (pm->view)
+        return view_linear(pm, out, in, woff, b, M, IC, OC);
     const uint8_t *qw = NULL;
     for (int i = 0; pm->D > 0 && i < pm->nq && !qw; i++)
         if (pm->q_woff[i] == woff)
@@ -531,6 +633,16 @@ parlm_status ps_forward(ps_model *pm, ps_kv_pool *kv, const ps_group *g, int ngr
         const ps_group *gr = &g[pm->row_seq[r]];
         int pos = pm->row_pos[r];
         const int32_t tok = gr->tokens[pos - gr->pos];
+        if (pm->view) { /* the row converted from the file's type (+ wpe: GPT-2) */
+            uint64_t rb;
+            RETURN_IF_ERROR(parlm_wtype_bytes(pm->wte_w.type, (uint64_t)C, &rb));
+            RETURN_IF_ERROR(parlm_dequantize(pm->wte_w.type, (const uint8_t *)pm->wte_w.data +
+                                                                 (uint64_t)tok * rb, C,
+                                             pm->x + r * C));
+            if (!pm->llama)
+                RETURN_IF_ERROR(parlm_add(pm->x + r * C, pm->x + r * C, P + pm->wpe + pos * C, C));
+            continue;
+        }
         if (pm->llama) { /* no position table: RoPE puts the position into q and k */
             memcpy(pm->x + r * C, P + pm->wte + (int64_t)tok * C, (size_t)C * sizeof(float));
             continue;

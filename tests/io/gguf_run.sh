@@ -33,7 +33,7 @@ cmp -s conv_q8_0.gguf llama_q8_0.gguf || fail "parlm-convert --tokenizer wrote a
 
 prompt="hello the world"
 # run ARGS...: the greedy text (stdout), the summary line in err.txt
-run() { "$gen" "$@" --prompt "$prompt" --max-tokens 24 --temperature 0 --threads 2 2>err.txt; }
+run() { "$gen" --threads 2 "$@" --prompt "$prompt" --max-tokens 24 --temperature 0 2>err.txt; }
 same() { # same WHAT "ARGS A" "ARGS B" TYPE: both print the same text, A on TYPE weights
     local a b
     a=$(run $2) || fail "$1: parlm-generate $2"
@@ -46,9 +46,22 @@ gpt2_tok="--encoder encoder.json --vocab vocab.bpe"
 same "gpt2 f32" "gpt2.gguf" "--ckpt gpt2.ckpt $gpt2_tok" f32
 same "llama f32" "llama.gguf" "--ckpt llama.ckpt --tokenizer llama.gguf" f32
 for t in q8_0 q4_0; do
-    # the file's type by default, against its weights in a checkpoint decoded as t
-    same "gpt2 $t" "gpt2_$t.gguf" "gpt2_$t.ckpt $gpt2_tok --type $t" "$t"
-    same "llama $t" "llama_$t.gguf" "llama_$t.ckpt --tokenizer llama.gguf --type $t" "$t"
+    # --type t loads a copy: its decode runs on the file's blocks, as its weights in a
+    # checkpoint decoded as t
+    same "gpt2 $t" "gpt2_$t.gguf --type $t" "gpt2_$t.ckpt $gpt2_tok --type $t" "$t"
+    same "llama $t" "llama_$t.gguf --type $t" "llama_$t.ckpt --tokenizer llama.gguf --type $t" "$t"
+    # by default the file runs in place (mapped: prompts too on the blocks, with 8-bit
+    # activations), the same text on 1 and 2 threads
+    for m in gpt2 llama; do
+        a=$(run "${m}_$t.gguf") || fail "$m $t in place"
+        grep -q "${m}_$t.gguf runs in place: its $t matrices are mapped, not copied" err.txt ||
+            fail "$m $t: not run in place: $(cat err.txt)"
+        grep -q "($t weights" err.txt || fail "$m $t in place: not on $t weights"
+        b=$(run "${m}_$t.gguf" --threads 1) || fail "$m $t in place, 1 thread"
+        grep -q "1 thread" err.txt || fail "$m $t: --threads 1 not taken: $(cat err.txt)"
+        [ "$a" = "$b" ] || fail "$m $t in place: '$a' (2 threads) != '$b' (1 thread)"
+        [ "${#a}" -gt "$((${#prompt} + 4))" ] || fail "$m $t in place: hardly any text: '$a'"
+    done
     # --type overrides the file's
     same "llama $t --type f32" "llama_$t.gguf --type f32" "llama_$t.ckpt --tokenizer llama.gguf" f32
 done

@@ -85,12 +85,12 @@ complete "{\"prompt\":$("$B/tests/io/gguf_run_tool" prompt llama.gguf "$prompt")
 cmp -s gen.txt srv.txt || fail "llama ids: '$(cat srv.txt)' != '$(cat gen.txt)'"
 stop
 
-# Llama, Q8_0 and Q4_0 files: generated tokens on the file's blocks, as parlm-generate's
-# decode; with --type f32 on the dequantized weights
+# Llama, Q8_0 and Q4_0 files: run in place (mapped), prompts and generated tokens on the
+# file's blocks, as parlm-generate runs the file; with --type f32 on the dequantized weights
 for t in q8_0 q4_0; do
     greedy "llama_$t.gguf"
     start "llama_$t.gguf"
-    grep -q "$t weights for generated tokens, f32 for prompts" srv.log || fail "$t banner"
+    grep -q "$t weights, mapped from the file as stored" srv.log || fail "$t banner"
     complete "$body"
     cmp -s gen.txt srv.txt || fail "llama $t: '$(cat srv.txt)' != '$(cat gen.txt)'"
     stream "{\"prompt\":\"$prompt\",\"max_tokens\":20,\"temperature\":0,\"stream\":true}"

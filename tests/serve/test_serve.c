@@ -282,6 +282,48 @@ START_TEST(batch_invariance_llama_q4_0)
 }
 END_TEST
 
+/* m as a view of a GGUF file of type (parlm_gpt_map_gguf; the file is removed once mapped);
+ * m is freed */
+static parlm_gpt *view_of(parlm_gpt *m, int type)
+{
+    char dir[64], path[96];
+    ck_assert_int_eq(tu_mkdtemp(dir, sizeof dir, "parlm-serve-view"), 0);
+    snprintf(path, sizeof path, "%s/m.gguf", dir);
+    ck_assert_int_eq(parlm_gpt_save_gguf(m, path, type, NULL, NULL), PARLM_OK);
+    parlm_gpt_free(m);
+    parlm_gpt *v;
+    ck_assert_msg(parlm_gpt_map_gguf(&v, path, NULL) == PARLM_OK, "%s", parlm_last_error());
+    ck_assert_int_eq(tu_rmtree(dir), 0);
+    return v;
+}
+
+/* A view of a mapped file: every row (prompt and decode) on the file's blocks, as
+ * parlm_qgemm; against parlm_gpt_infer on the same view (its prefill parlm_qgemm too, its
+ * decode the stored rows' GEMVs); bitwise the same logits in any batch; bf16 and another
+ * decode type refused */
+START_TEST(view_forward_matches_infer)
+{
+    forward_vs_infer(view_of(small_model(), PARLM_WT_Q4_0), PARLM_WT_Q4_0, 2e-3f);
+    forward_vs_infer(view_of(small_llama(), PARLM_WT_Q8_0), PARLM_WT_Q8_0, 2e-3f);
+    forward_vs_infer(view_of(small_llama(), PARLM_WT_F32), PARLM_WT_F32, 1e-4f);
+}
+END_TEST
+START_TEST(view_batch_invariance)
+{
+    invariance_of(view_of(small_llama(), PARLM_WT_Q4_0), 9, 2, 0, PARLM_WT_Q4_0);
+    invariance_of(view_of(small_model(), PARLM_WT_Q8_0), 7, 2, 0, PARLM_WT_Q8_0);
+    parlm_gpt *v = view_of(small_model(), PARLM_WT_Q8_0);
+    ps_model *pm;
+    ck_assert_int_eq(ps_model_create(&pm, v, 4, 2, 1, NULL), PARLM_EUNSUPPORTED);
+    ck_assert_int_eq(ps_model_create(&pm, v, 4, 2, 0, NULL), PARLM_OK);
+    ck_assert_int_eq(ps_model_set_decode_type(pm, PARLM_WT_Q4_0), PARLM_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(parlm_last_error(), "as stored, q8_0"));
+    parlm_clear_error();
+    ps_model_free(pm);
+    parlm_gpt_free(v);
+}
+END_TEST
+
 /* a Llama shard is refused by name, not run wrong */
 START_TEST(llama_shard_refused)
 {
@@ -706,6 +748,8 @@ int main(void)
     tcase_add_test(tc, forward_matches_infer_llama_q4_0);
     tcase_add_test(tc, batch_invariance_q8_0);
     tcase_add_test(tc, batch_invariance_llama_q4_0);
+    tcase_add_test(tc, view_forward_matches_infer);
+    tcase_add_test(tc, view_batch_invariance);
     tcase_add_test(tc, llama_shard_refused);
     tcase_add_test(tc, batch_invariance_8);
     tcase_add_test(tc, batch_invariance_32);

@@ -1,6 +1,8 @@
 /* bench/model.c — whole-model benchmarks: a training step of GPT-2 124M (d12) and of
  * llama-110m, and generation (prefill, decode) with f32 and bf16 weights, decode also of
- * a model larger than the last-level cache. Baselines in the same run: the FMA peak (MFU = achieved
+ * a model larger than the last-level cache, and a GGUF file's Q8_0 / Q4_0 matrices run in
+ * place (mapped: prefill as integer-dot GEMMs, decode on the stored rows) against the
+ * loaded copy's decode and the f32 prefill. Baselines in the same run: the FMA peak (MFU = achieved
  * model FLOP/s / (threads x peak of one core)) and the STREAM bandwidth (decode is
  * bound by streaming every weight once per token). */
 #include <math.h>
@@ -8,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "parlm.h"
@@ -141,10 +144,31 @@ static void decode_fn(void *p) /* a->decode tokens after the prompt, one forward
     }
 }
 
-/* One model's generation rows: prefill of the prompt (if `prefill`; f32 and bf16), then
- * decode at each thread count with f32, bf16, Q8_0 and Q4_0 weights. Decode streams every
+/* m saved as a GGUF file of type in $TMPDIR and mapped (parlm_gpt_map_gguf); the file is
+ * removed at once (the mapping keeps it). NULL after a message on failure. */
+static parlm_gpt *mapped_copy(parlm_gpt *m, int type)
+{
+    char path[4096];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/parlm-bench-%d.gguf", tmp && *tmp ? tmp : "/tmp",
+             (int)getpid());
+    parlm_gpt *v = NULL;
+    parlm_status st = parlm_gpt_save_gguf(m, path, type, NULL, NULL);
+    if (st == PARLM_OK)
+        st = parlm_gpt_map_gguf(&v, path, NULL);
+    unlink(path);
+    if (st != PARLM_OK)
+        fprintf(stderr, "generate: a mapped %s file: %s\n", parlm_wtype_name(type),
+                parlm_last_error());
+    return v;
+}
+
+/* One model's generation rows: prefill of the prompt (if `prefill`; f32, bf16 and the
+ * mapped files'), then decode at each thread count with f32, bf16, Q8_0 and Q4_0 weights
+ * (parlm's decode copy), then a GGUF file's Q8_0 and Q4_0 run in place. Decode streams every
  * weight but GPT-2's position table once per token: GB/s from that, % of STREAM at the thread
- * count STREAM ran with; bf16 tokens/s over f32's, Q8_0's and Q4_0's over bf16's. */
+ * count STREAM ran with; bf16 tokens/s over f32's, Q8_0's and Q4_0's over bf16's, a mapped
+ * file's over the copy of its type; a mapped file's prefill over f32's. */
 static int gen_rows(bench_ctx *ctx, const char *preset, int prefill, int ndec)
 {
     parlm_gpt_config cfg = {.max_seq = 1024}; /* the preset's vocabulary */
@@ -165,24 +189,35 @@ static int gen_rows(bench_ctx *ctx, const char *preset, int prefill, int ndec)
     float *logits = malloc((size_t)parlm_gpt_get_config(m).vocab_pad * sizeof(float));
     int tlist[2] = {ctx->max_threads, 1}, nts = ctx->max_threads > 1 && !ctx->quick ? 2 : 1;
     int rc = 0;
-    /* weights: f32, bf16, q8_0, q4_0 (bytes per weight as stored) */
-    static const struct { const char *impl; int bf16, type; double bytes; } mode[] = {
-        {"parlm-f32", 0, PARLM_WT_F32, 4.0}, {"parlm-bf16", 1, PARLM_WT_F32, 2.0},
-        {"parlm-q8_0", 0, PARLM_WT_Q8_0, 34.0 / 32}, {"parlm-q4_0", 0, PARLM_WT_Q4_0, 18.0 / 32}};
-    double tps[2][2] = {{0, 0}, {0, 0}}; /* f32 and bf16 decode tokens/s per thread count */
-    for (int mi = 0; mi < 4 && !rc; mi++) {
-        int bf16 = mode[mi].bf16, quant = mode[mi].type != PARLM_WT_F32;
+    /* weights: f32, bf16, q8_0, q4_0 (bytes per weight as stored), a file's q8_0, q4_0
+     * mapped */
+    static const struct { const char *impl; int bf16, type, mapped; double bytes; } mode[] = {
+        {"parlm-f32", 0, PARLM_WT_F32, 0, 4.0}, {"parlm-bf16", 1, PARLM_WT_F32, 0, 2.0},
+        {"parlm-q8_0", 0, PARLM_WT_Q8_0, 0, 34.0 / 32}, {"parlm-q4_0", 0, PARLM_WT_Q4_0, 0, 18.0 / 32},
+        {"q8_0-mapped", 0, PARLM_WT_Q8_0, 1, 34.0 / 32}, {"q4_0-mapped", 0, PARLM_WT_Q4_0, 1, 18.0 / 32}};
+    double tps[4][2] = {{0}}; /* decode tokens/s of f32, bf16, q8_0, q4_0 per thread count */
+    double t_f32 = 0; /* f32 prefill */
+    for (int mi = 0; mi < 6 && !rc; mi++) {
+        int bf16 = mode[mi].bf16, quant = mode[mi].type != PARLM_WT_F32, mapped = mode[mi].mapped;
         omp_set_num_threads(ctx->max_threads);
+        parlm_gpt *v = mapped ? mapped_copy(m, mode[mi].type) : NULL;
+        if (mapped && !v) {
+            rc = 1;
+            break;
+        }
         parlm_gpt_set_bf16(m, bf16);
-        gen_arg a = {m, prompt, n, ndec, cfg.vocab, logits, PARLM_OK};
-        a.st = parlm_gpt_set_decode_type(m, mode[mi].type);
+        gen_arg a = {mapped ? v : m, prompt, n, ndec, cfg.vocab, logits, PARLM_OK};
+        a.st = parlm_gpt_set_decode_type(a.m, mode[mi].type);
         char shape[96];
-        if (a.st == PARLM_OK && prefill && !quant) { /* f32 / bf16 GEMMs whatever decode uses */
+        if (a.st == PARLM_OK && prefill && (!quant || mapped)) { /* the copy: f32 / bf16 GEMMs */
             double t_pre = bench_time(prefill_fn, &a, ctx->min_time);
             snprintf(shape, sizeof shape, "%s prefill %d", preset, n);
             bench_row r = {.bench = "generate", .impl = mode[mi].impl,
                            .shape = shape, .threads = ctx->max_threads, .seconds = t_pre,
                            .gflops = 2.0 * P * n / t_pre * 1e-9};
+            t_f32 = mi == 0 ? t_pre : t_f32;
+            if (mi > 0 && t_f32 > 0)
+                r.ratio = t_f32 / t_pre, r.baseline = "f32 prefill";
             if (a.st == PARLM_OK)
                 bench_report(ctx, &r);
         } else if (a.st == PARLM_OK) {
@@ -199,11 +234,15 @@ static int gen_rows(bench_ctx *ctx, const char *preset, int prefill, int ndec)
                            .shape = shape, .threads = tlist[i], .seconds = t_dec, .gbs = gbs,
                            .pct_peak = ctx->stream_gbs > 0 && i == 0 ? 100 * gbs / ctx->stream_gbs
                                                                      : 0};
-            if (mi < 2)
+            if (mi < 4)
                 tps[mi][i] = 1.0 / t_dec;
-            if (mi > 0 && tps[mi > 1][i] > 0) { /* bf16 against f32; the Q types against bf16 */
-                d.ratio = (1.0 / t_dec) / tps[mi > 1][i];
-                d.baseline = mi > 1 ? "bf16 decode" : "f32 decode";
+            /* bf16 against f32; the Q types against bf16; a mapped file against the copy */
+            const int base = mapped ? mi - 2 : mi > 1 ? 1 : 0;
+            static const char *const bname[4] = {"f32 decode", "bf16 decode", "q8_0 decode",
+                                                 "q4_0 decode"};
+            if (mi > 0 && tps[base][i] > 0) {
+                d.ratio = (1.0 / t_dec) / tps[base][i];
+                d.baseline = bname[base];
             }
             bench_report(ctx, &d);
         }
@@ -211,6 +250,7 @@ static int gen_rows(bench_ctx *ctx, const char *preset, int prefill, int ndec)
             fprintf(stderr, "generate: %s\n", parlm_last_error());
             rc = 1;
         }
+        parlm_gpt_free(v);
     }
     omp_set_num_threads(ctx->max_threads);
     free(logits);

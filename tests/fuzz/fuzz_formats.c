@@ -124,10 +124,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         break;
     }
-    case 1: {
+    case 1: { /* loaded as a copy; run in place (mapped), with a prompt and a decode step */
         parlm_gpt *m;
         if (parlm_gpt_load_gguf(&m, a) == PARLM_OK)
             parlm_gpt_free(m);
+        if (parlm_gpt_map_gguf(&m, a, NULL) == PARLM_OK) {
+            parlm_gpt_config c = parlm_gpt_get_config(m);
+            float *lg = malloc((size_t)c.vocab_pad * sizeof *lg);
+            int32_t t[2] = {0, c.vocab - 1};
+            if (lg && c.max_seq >= 3 && (int64_t)c.max_seq * c.n_embd * c.n_layer <= (1 << 24) &&
+                parlm_gpt_infer(m, t, 2, 0, lg) == PARLM_OK)
+                parlm_gpt_infer(m, t, 1, 2, lg);
+            free(lg);
+            parlm_gpt_free(m);
+        }
         break;
     }
     case 2: {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/llamacpp_check.sh — by hand: a parlm GPT-2 model exported to GGUF, run by llama.cpp
-# and by parlm on the same text, perplexity side by side (f32, Q8_0, Q4_0), and a greedy
+# and by parlm on the same text, perplexity side by side (f32, Q8_0, Q4_0; parlm decoding a
+# token at a time and running the file in place, a chunk at once), and a greedy
 # continuation of a prompt from both. Needs a llama.cpp build (not a Debian package):
 #   LLAMA_CPP=/path/to/llama.cpp/build/bin bench/llamacpp_check.sh MODEL TEXT [CTX]
 # MODEL: a parlm checkpoint or llm.c file with GPT-2's vocabulary; TEXT: any text file;
@@ -30,6 +31,8 @@ for t in f32 q8_0 q4_0; do
     "$L/llama-perplexity" -m "$tmp/m-$t.gguf" -f "$text" -c "$ctx" -b "$ctx" 2>&1 |
         grep "Final estimate" | sed 's/^/llama.cpp: /'
     "$tmp/ppl" "$tmp/m-$t.ckpt" "$D/encoder.json" "$D/vocab.bpe" "$text" "$ctx" $t
+    # the file run in place: a chunk a batched forward, as llama-perplexity evaluates it
+    "$tmp/ppl" "$tmp/m-$t.gguf" "$D/encoder.json" "$D/vocab.bpe" "$text" "$ctx" mapped
 done
 prompt=${PROMPT:-The meaning of life is}
 # parlm-generate starts a GPT-2 prompt with <|endoftext|> (the document separator it was

@@ -4,15 +4,18 @@
  * the tokens from CTX/2 on are predicted from the ones before them (the scheme of
  * llama.cpp's examples/perplexity); the same count and PPL as `llama-perplexity -c CTX`.
  * The model is any file parlm loads (a checkpoint, an llm.c file; a GGUF through
- * parlm-convert to .ckpt), decoded in f32 or on Q8_0 / Q4_0 copies of its weights.
+ * parlm-convert to .ckpt), decoded a token at a time in f32 or on Q8_0 / Q4_0 copies of its
+ * weights; or ("mapped") a GGUF file run in place, each chunk one batched forward, as
+ * llama-perplexity runs it (prompt-style products: activations rounded to 8 bits a block).
  * Not part of the build (a by-hand check; bench/llamacpp_check.sh builds and runs it):
  *   gcc -O2 -fopenmp -Iinclude -Ibuild/include bench/llamacpp_ppl.c -o llamacpp_ppl \
  *       -Lbuild/lib/.libs -lparlm -lm -Wl,-rpath,$PWD/build/lib/.libs
- *   ./llamacpp_ppl MODEL encoder.json vocab.bpe TEXT CTX [f32|q8_0|q4_0]   */
+ *   ./llamacpp_ppl MODEL encoder.json vocab.bpe TEXT CTX [f32|q8_0|q4_0|mapped]   */
 #include <math.h>
 #include <parlm.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int fail(const char *what)
 {
@@ -31,11 +34,14 @@ int main(int argc, char **argv)
     parlm_gpt *m;
     if (parlm_tokenizer_load_gpt2(&tok, argv[2], argv[3]) != PARLM_OK)
         return fail("tokenizer");
-    if (parlm_gpt_load(&m, argv[1], NULL) != PARLM_OK)
+    const int mapped = argc > 6 && !strcmp(argv[6], "mapped");
+    parlm_gguf_load_info info = {PARLM_WT_F32, 1};
+    if (mapped ? parlm_gpt_map_gguf(&m, argv[1], &info) != PARLM_OK
+               : parlm_gpt_load(&m, argv[1], NULL) != PARLM_OK)
         return fail(argv[1]);
-    parlm_wtype wt = PARLM_WT_F32;
-    if (argc > 6 && (parlm_wtype_parse(argv[6], &wt) != PARLM_OK ||
-                     parlm_gpt_set_decode_type(m, wt) != PARLM_OK))
+    parlm_wtype wt = mapped ? info.wtype : PARLM_WT_F32;
+    if (argc > 6 && !mapped && (parlm_wtype_parse(argv[6], &wt) != PARLM_OK ||
+                                parlm_gpt_set_decode_type(m, wt) != PARLM_OK))
         return fail(argv[6]);
     parlm_gpt_config c = parlm_gpt_get_config(m);
     if (ctx < 4 || ctx > c.max_seq) {
@@ -63,10 +69,17 @@ int main(int argc, char **argv)
     size_t chunks = n / (size_t)ctx;
     double nll = 0;
     long count = 0;
+    if (mapped && parlm_gpt_setup(m, 1, ctx, 0) != PARLM_OK)
+        return fail("setup");
     for (size_t ch = 0; ch < chunks; ch++)
         for (int j = 0; j + 1 < ctx; j++) {
             int32_t in = ids[ch * (size_t)ctx + (size_t)j];
-            if (parlm_gpt_infer(m, &in, 1, j, logits) != PARLM_OK)
+            if (mapped && j == 0 && parlm_gpt_forward(m, ids + ch * (size_t)ctx, NULL, NULL) != PARLM_OK)
+                return fail("forward");
+            if (mapped)
+                memcpy(logits, parlm_gpt_logits(m) + (size_t)j * (size_t)c.vocab_pad,
+                       (size_t)c.vocab_pad * sizeof *logits);
+            else if (parlm_gpt_infer(m, &in, 1, j, logits) != PARLM_OK)
                 return fail("decode");
             if (j < first)
                 continue;
@@ -78,8 +91,8 @@ int main(int argc, char **argv)
             nll += mx + log(sum) - logits[ids[ch * (size_t)ctx + (size_t)j + 1]];
             count++;
         }
-    printf("parlm (%s): %zu tokens, %zu chunks of %d, %ld predicted, PPL = %.4f\n",
-           parlm_wtype_name(wt), n, chunks, ctx, count, exp(nll / (double)count));
+    printf("parlm (%s%s): %zu tokens, %zu chunks of %d, %ld predicted, PPL = %.4f\n",
+           parlm_wtype_name(wt), mapped ? ", mapped" : "", n, chunks, ctx, count, exp(nll / (double)count));
     free(logits);
     free(text);
     parlm_free(ids);

@@ -281,13 +281,21 @@ static inline __m256i qp_dot_q4(const uint8_t *nib, __m256i x)
 #endif
 }
 
-/* rows j's lanes v[j] -> lane j: the sum of v[j] (exact int32). hadd sums within 128-bit
- * halves: q0 holds rows 0..3 per half, q1 rows 4..7; the halves are then added (the high
- * half, Q4_0's 16 q with VNNI, shifted down first). */
+/* per 128-bit half: the sums of a, b, c, d's four lanes */
+static inline __m256i qp_sum4(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+    __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+}
+
+/* rows j's lanes v[j] -> lane j: the sum of v[j] (exact int32). Summed across within
+ * 128-bit halves first (unpack / add, not vphaddd: 3 uops): q0 holds rows 0..3 per half,
+ * q1 rows 4..7; the halves are then added (the high half, Q4_0's 16 q with VNNI, shifted
+ * down first). */
 static inline __m256i qp_sum8(const __m256i *v, int shift_hi)
 {
-    __m256i q0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    __m256i q1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    __m256i q0 = qp_sum4(v[0], v[1], v[2], v[3]), q1 = qp_sum4(v[4], v[5], v[6], v[7]);
     __m256i lo = _mm256_permute2x128_si256(q0, q1, 0x20);
     __m256i hi = _mm256_permute2x128_si256(q0, q1, 0x31);
     return _mm256_add_epi32(lo, shift_hi ? _mm256_srai_epi32(hi, 4) : hi);

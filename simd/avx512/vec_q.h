@@ -3,7 +3,8 @@
  * upgrades the avx512 table when cpuid reports AVX512_VNNI. That build also runs the
  * repacked GEMV a zmm at a time ("wide"): two consecutive 32-byte chunks of one 8-row
  * group, so the weights are read front to back as one stream, with x's dwords permuted
- * to match and the two halves' int32 sums added before the f32 scale. */
+ * to match and the two halves' int32 sums added before the f32 scale; and the plain-row
+ * GEMV two blocks of a row a zmm (QP_WIDE). */
 #ifndef PARLM_SIMD_AVX512_VEC_Q_H
 #define PARLM_SIMD_AVX512_VEC_Q_H
 #ifdef __AVX512VNNI__

@@ -287,14 +287,16 @@ int bench_gemv(bench_ctx *ctx)
 {
     bench_section(ctx, "gemv: y = W x, decode (GB/s of weights from memory; %peak = of STREAM)");
     /* GPT-2 small decode: attention projection, MLP up (3072 rows of 768), MLP down
-     * (768 rows of 3072), the tied-embedding logits (50304 rows) */
-    static const int64_t shapes[][2] = {{768, 768}, {3072, 768}, {768, 3072}, {50304, 768}};
+     * (768 rows of 3072), the tied-embedding logits (50304 rows); a matrix larger than
+     * the L3 on its own (a 7B model's MLP, f32 256 MiB) */
+    static const int64_t shapes[][2] = {{768, 768},   {3072, 768},  {768, 3072},
+                                        {50304, 768}, {16384, 4096}};
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     /* weights cycled through >= 96 MiB (3x a 32 MiB L3): each call finds them in memory */
     int64_t budget = (ctx->quick ? INT64_C(24) : INT64_C(96)) << 20;
     int tlist[2] = {1, ctx->max_threads}, ntl = ctx->max_threads > 1 ? 2 : 1;
     for (int si = 0; si < nshapes; si++) {
-        if (ctx->quick && si == nshapes - 1)
+        if (ctx->quick && si >= 3)
             continue;
         gemv_run r = {.rows = shapes[si][0], .cols = shapes[si][1]};
         int64_t n = r.rows * r.cols;
@@ -356,19 +358,21 @@ int bench_gemv(bench_ctx *ctx)
                 double t16 = bench_time(run_gemv_bf16, &r, ctx->min_time);
                 report_gemv(ctx, "parlm-bf16", shape, threads, 2.0 * (double)n, t16, t32,
                             "parlm-f32");
-                /* GB/s of the weight bytes each reads; the ratio is time against bf16's */
-                double tq8 = bench_time(run_gemv_q8, &r, ctx->min_time);
-                report_gemv(ctx, "parlm-q8_0", shape, threads, (double)b8, tq8, t16,
-                            "parlm-bf16");
-                double tq4 = bench_time(run_gemv_q4, &r, ctx->min_time);
-                report_gemv(ctx, "parlm-q4_0", shape, threads, (double)b4, tq4, t16,
-                            "parlm-bf16");
+                /* GB/s of the weight bytes each reads; the ratio is time against bf16's
+                 * for the repacked ("r8") kernels, against r8's for the plain rows (a
+                 * GGUF file's layout, read in place) */
                 double tr8 = bench_time(run_gemv_q8r, &r, ctx->min_time);
                 report_gemv(ctx, "parlm-q8_0-r8", shape, threads, (double)rb8, tr8, t16,
                             "parlm-bf16");
+                double tq8 = bench_time(run_gemv_q8, &r, ctx->min_time);
+                report_gemv(ctx, "parlm-q8_0", shape, threads, (double)b8, tq8, tr8,
+                            "parlm-q8_0-r8");
                 double tr4 = bench_time(run_gemv_q4r, &r, ctx->min_time);
                 report_gemv(ctx, "parlm-q4_0-r8", shape, threads, (double)rb4, tr4, t16,
                             "parlm-bf16");
+                double tq4 = bench_time(run_gemv_q4, &r, ctx->min_time);
+                report_gemv(ctx, "parlm-q4_0", shape, threads, (double)b4, tq4, tr4,
+                            "parlm-q4_0-r8");
             }
         } else {
             fprintf(stderr, "gemv: cannot allocate %lld copies of %lldx%lld weights\n",

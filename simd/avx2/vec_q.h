@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../kernels.h"
+
 /* acc + the 4-byte dots of unsigned u and signed s per int32 lane (vpdpbusd), where the
  * build has it */
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
@@ -182,16 +184,20 @@ static inline void qr_prefetch(const uint8_t *p, int64_t n)
         _mm_prefetch((const char *)(p + QR_PREFETCH + o), _MM_HINT_T0);
 }
 
+/* 8 f16 -> f32 (exact) */
+static inline __m256 q_cvtph8(__m128i h)
+{
+#ifdef __F16C__
+    return _mm256_cvtph_ps(h);
+#else /* the avx512 build has no -mf16c: the AVX512VL form */
+    return _mm256_maskz_cvtph_ps(0xff, h);
+#endif
+}
+
 /* the 8 rows' f16 scales times x's scale */
 static inline qracc qr_scales(const uint8_t *d, float dx)
 {
-    __m128i h = _mm_loadu_si128((const __m128i *)d);
-#ifdef __F16C__
-    __m256 f = _mm256_cvtph_ps(h);
-#else
-    __m256 f = _mm256_maskz_cvtph_ps(0xff, h);
-#endif
-    return _mm256_mul_ps(f, _mm256_set1_ps(dx));
+    return _mm256_mul_ps(q_cvtph8(_mm_loadu_si128((const __m128i *)d)), _mm256_set1_ps(dx));
 }
 
 static inline qracc qracc_zero(void) { return _mm256_setzero_ps(); }
@@ -201,6 +207,138 @@ static inline qracc qracc_fma(qracc a, qracc s, qrint d)
     return _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(d), a);
 }
 static inline void qracc_store(float *out, qracc a) { _mm256_storeu_ps(out, a); }
+
+/* ---- plain rows 8 at a time (the stored layout, simd/common/qgemv.c's qp_gemv) --------
+ * Each of 8 rows' blocks is dotted with x's block as in a single-row GEMV, then the 8
+ * rows' int32 lanes are summed across (a transposing hadd tree) into one vector of the 8
+ * rows' exact block dots: from there on a row is a lane, as in the r8 kernels, with the
+ * same scale products and even / odd accumulators, so a row's value is bitwise r8's and
+ * does not depend on the other lanes (a short group repeats its last row). The 8 rows'
+ * f16 scales are gathered by integer loads and shifts (qp_h4). The AVX512-VNNI
+ * build has its own, two blocks a zmm (simd/avx512/vec_q.h sets QP_WIDE). */
+#define QP_HAVE 1
+#ifndef QP_WIDE
+typedef struct {
+    __m256 e, o; /* even and odd blocks: lane j is row j */
+} qpacc;
+#endif
+typedef struct {
+    const uint8_t *p[8]; /* each lane's row */
+} qprows;
+
+/* lanes j < n are rows g + j ldw, the others repeat row n - 1 */
+static inline qprows qp_rows(const uint8_t *g, int64_t ldw, int n)
+{
+    qprows r;
+    for (int j = 0; j < 8; j++)
+        r.p[j] = g + (j < n ? j : n - 1) * ldw;
+    return r;
+}
+
+/* the f16 at byte o of rows p[0..3], as 4 halves of a qword (integer loads and shifts: a
+ * vector gather of the 8 rows' scales costs Zen 5 as much as the block dots) */
+static inline uint64_t qp_h4(const uint8_t *const *p, int64_t o)
+{
+    uint16_t v[4];
+    memcpy(&v[0], p[0] + o, 2);
+    memcpy(&v[1], p[1] + o, 2);
+    memcpy(&v[2], p[2] + o, 2);
+    memcpy(&v[3], p[3] + o, 2);
+    return (uint64_t)v[0] | (uint64_t)v[1] << 16 | (uint64_t)v[2] << 32 | (uint64_t)v[3] << 48;
+}
+#ifndef QP_WIDE
+static inline qpacc qpacc_zero(void) { return (qpacc){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+
+/* Q8_0 block w (32 weights) against x: int32 lanes whose sum is dot(w, x) (with VNNI:
+ * dot(w + 128, x), unsigned as vpdpbusd wants it) */
+static inline __m256i qp_dot_q8(const uint8_t *w, __m256i x)
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)w);
+#ifdef Q_DPBUSD
+    return Q_DPBUSD(_mm256_setzero_si256(), _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)), x);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(x, v)),
+                             _mm256_set1_epi16(1));
+#endif
+}
+
+/* Q4_0 block's 16 nibble bytes against x: lanes 0..3 sum dot(q, x) of weights 0..15, lanes
+ * 4..7 of weights 16..31 (q = w + 8, unsigned). With VNNI the high nibbles stay in place
+ * (16 q: lanes 4..7 are 16 times theirs, shifted down once per group in qp_sum8); without,
+ * vpmaddubsw's int16 pairs need q <= 15. */
+static inline __m256i qp_dot_q4(const uint8_t *nib, __m256i x)
+{
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nib));
+#ifdef Q_DPBUSD
+    const __m256i m = _mm256_setr_epi64x(0x0f0f0f0f0f0f0f0fLL, 0x0f0f0f0f0f0f0f0fLL,
+                                         (long long)0xf0f0f0f0f0f0f0f0ULL,
+                                         (long long)0xf0f0f0f0f0f0f0f0ULL);
+    return Q_DPBUSD(_mm256_setzero_si256(), _mm256_and_si256(v, m), x);
+#else
+    v = _mm256_and_si256(_mm256_blend_epi32(v, _mm256_srli_epi16(v, 4), 0xf0),
+                         _mm256_set1_epi8(15));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(v, x), _mm256_set1_epi16(1));
+#endif
+}
+
+/* per 128-bit half: the sums of a, b, c, d's four lanes */
+static inline __m256i qp_sum4(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+    __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+}
+
+/* rows j's lanes v[j] -> lane j: the sum of v[j] (exact int32). Summed across within
+ * 128-bit halves first (unpack / add, not vphaddd: 3 uops): q0 holds rows 0..3 per half,
+ * q1 rows 4..7; the halves are then added (the high half, Q4_0's 16 q with VNNI, shifted
+ * down first). */
+static inline __m256i qp_sum8(const __m256i *v, int shift_hi)
+{
+    __m256i q0 = qp_sum4(v[0], v[1], v[2], v[3]), q1 = qp_sum4(v[4], v[5], v[6], v[7]);
+    __m256i lo = _mm256_permute2x128_si256(q0, q1, 0x20);
+    __m256i hi = _mm256_permute2x128_si256(q0, q1, 0x31);
+    return _mm256_add_epi32(lo, shift_hi ? _mm256_srai_epi32(hi, 4) : hi);
+}
+
+/* a + the 8 rows' block ob (byte offset in a row): scales times exact dots */
+static inline __attribute__((always_inline)) __m256
+qp_block(__m256 a, const qprows *r, int64_t ob, const parlm_q8x *xb, int q4)
+{
+    __m256i x = _mm256_loadu_si256((const __m256i *)xb->q), v[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++)
+        v[j] = q4 ? qp_dot_q4(r->p[j] + ob + 2, x) : qp_dot_q8(r->p[j] + ob + 2, x);
+#ifdef Q_DPBUSD
+    __m256i d = _mm256_sub_epi32(qp_sum8(v, q4), _mm256_set1_epi32((q4 ? 8 : 128) * xb->s));
+#else
+    __m256i d = qp_sum8(v, 0);
+    if (q4)
+        d = _mm256_sub_epi32(d, _mm256_set1_epi32(8 * xb->s));
+#endif
+    __m128i h = _mm_set_epi64x((long long)qp_h4(r->p + 4, ob), (long long)qp_h4(r->p, ob));
+    __m256 s = _mm256_mul_ps(q_cvtph8(h), _mm256_set1_ps(xb->d));
+    return _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(d), a);
+}
+
+/* blocks b (byte offset ob) and b + 1 */
+static inline qpacc qp_pair(qpacc a, const qprows *r, int64_t ob, int bytes, const parlm_q8x *xb,
+                            int q4)
+{
+    a.e = qp_block(a.e, r, ob, xb, q4);
+    a.o = qp_block(a.o, r, ob + bytes, xb + 1, q4);
+    return a;
+}
+
+/* an odd count's last block, to the even sums */
+static inline qpacc qp_last(qpacc a, const qprows *r, int64_t ob, const parlm_q8x *xb, int q4)
+{
+    a.e = qp_block(a.e, r, ob, xb, q4);
+    return a;
+}
+
+static inline void qp_store(float *out, qpacc a) { _mm256_storeu_ps(out, _mm256_add_ps(a.e, a.o)); }
+#endif
 
 /* the f16 block scale (exact) */
 static inline float q_f16(uint16_t h)

@@ -4,7 +4,8 @@
  * the block dots are exact integers, so only the float sum over blocks may differ. The
  * scalar kernel against the f32 product of the dequantized weights, within the error the
  * activation rounding allows; extreme blocks (+-127, -128, nibbles 0 / 15) exactly. The
- * same for the kernels over rows repacked 8 at a time (parlm_qrepack), and the choice
+ * same for the kernels over rows repacked 8 at a time (parlm_qrepack), bitwise the plain
+ * rows' on x86; a plain row's bits whatever rows share its call; and the choice
  * between the two layouts (parlm_qlayout; PARLM_QLAYOUT is read once per process, so its
  * test re-runs this program as a child: argv[1] "--qlayout-child"). */
 #include <check.h>
@@ -191,6 +192,58 @@ START_TEST(gemv_every_set_vs_scalar)
                     }
                 }
                 free(w), free(x), free(y0), free(ref), free(got), free(tol), free(qx);
+            }
+}
+END_TEST
+
+/* A plain row's value does not depend on the rows that share the call (the vector sets
+ * take 8 rows a pass; a short last group repeats its last row): every range [r0, r1),
+ * starting and ending inside groups, gives bitwise the whole call's rows, for row counts
+ * around the group size and block counts 1, 3, 24 and 129 (an odd last block), beta 0 and
+ * not. */
+START_TEST(gemv_rows_any_range)
+{
+    static const int64_t ks[] = {32, 96, 768, 4096 + 32}, rowss[] = {1, 8, 9, 15, 33};
+    static const int types[] = {PARLM_WT_Q8_0, PARLM_WT_Q4_0};
+    kset sets[8];
+    int ns = qsets(sets, 8);
+    for (int ti = 0; ti < 2; ti++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+            for (size_t ri = 0; ri < sizeof rowss / sizeof rowss[0]; ri++) {
+                int type = types[ti];
+                int64_t k = ks[ki], rows = rowss[ri], nb = k / 32, ldw = row_bytes(type, k) + 2;
+                uint8_t *w = make_w(type, rows, k, ldw, 500 + 10 * ki + ri);
+                float *x = xmalloc((size_t)k * 4), *y0 = xmalloc((size_t)rows * 4);
+                float *all = xmalloc((size_t)rows * 4), *got = xmalloc((size_t)(rows + 1) * 4);
+                parlm_q8x *qx = xmalloc((size_t)nb * sizeof *qx);
+                fill_range(x, k, 21 + ki, -2.0f, 2.0f);
+                fill_range(y0, rows, 7, -1.0f, 1.0f);
+                for (int s = 0; s < ns; s++) {
+                    const parlm_kernels *kt = &sets[s].k;
+                    void (*g)(int64_t, int64_t, const void *, int64_t, const parlm_q8x *, float,
+                              float, float *) = ti ? kt->q4_0_gemv : kt->q8_0_gemv;
+                    kt->q8_quantize(k, x, qx);
+                    for (int bi = 0; bi < 2; bi++) {
+                        float beta = bi ? 0.5f : 0.0f;
+                        char ctx[96];
+                        snprintf(ctx, sizeof ctx, "%.32s %s %lldx%lld beta %g", sets[s].name,
+                                 parlm_wtype_name(type), (long long)rows, (long long)k, beta);
+                        memcpy(all, y0, (size_t)rows * 4);
+                        g(rows, k, w, ldw, qx, 1.5f, beta, all);
+                        for (int64_t r0 = 0; r0 < rows; r0 += 3)
+                            for (int64_t r1 = r0 + 1; r1 <= rows; r1 += 2) {
+                                for (int64_t i = 0; i <= rows; i++)
+                                    got[i] = i < r1 - r0 ? (bi ? y0[r0 + i] : NAN) : SENTINEL;
+                                g(r1 - r0, k, w + r0 * ldw, ldw, qx, 1.5f, beta, got);
+                                ck_assert_msg(memcmp(got, all + r0, (size_t)(r1 - r0) * 4) == 0,
+                                              "%s: rows %lld..%lld differ from the whole call", ctx,
+                                              (long long)r0, (long long)r1);
+                                ck_assert_msg(got[r1 - r0] == SENTINEL, "%s: [%lld, %lld) wrote past",
+                                              ctx, (long long)r0, (long long)r1);
+                            }
+                    }
+                }
+                free(w), free(x), free(y0), free(all), free(got), free(qx);
             }
 }
 END_TEST
@@ -407,6 +460,16 @@ START_TEST(repacked_every_set)
                         memcpy(own, y0, (size_t)rows * 4); /* this set's plain-row kernel */
                         (ti ? kt->q4_0_gemv : kt->q8_0_gemv)(rows, k, w, ldw, qx, alpha, beta, own);
                         expect_close_f(ctx, "y vs its plain rows", got, own, tol, rows);
+#if defined(__x86_64__)
+                        /* x86 (and scalar) plain rows: the same int32 block dots, scale
+                         * products and sums as the repacked kernel, so the same bits */
+                        ck_assert_msg(memcmp(got, own, (size_t)rows * 4) == 0,
+                                      "%s: plain rows are not bitwise the repacked ones", ctx);
+#else
+                        if (s < 0)
+                            ck_assert_msg(memcmp(got, own, (size_t)rows * 4) == 0,
+                                          "%s: plain rows are not bitwise the repacked ones", ctx);
+#endif
                         memcpy(all, got, (size_t)rows * 4);
                         /* ranges that start and end inside groups */
                         for (int64_t r0 = 0; r0 < rows; r0 += 3)
@@ -663,6 +726,7 @@ static Suite *kernels_quant_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, quantize_every_set);
     tcase_add_test(tc, gemv_every_set_vs_scalar);
+    tcase_add_test(tc, gemv_rows_any_range);
     tcase_add_test(tc, gemv_vs_dequantized);
     tcase_add_test(tc, gemv_extremes_exact);
     tcase_add_test(tc, qgemv_threads_and_errors);

@@ -99,11 +99,11 @@ static void r_adamw(void *a)
     kbuf *b = a;
     b->k->adamw(NOPT, b->p, b->g, b->m, b->vv, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.3f, 1.0f);
 }
-static void r_adamw_zero(void *a)
+static void r_adamw_sumsq(void *a)
 {
     kbuf *b = a;
-    b->sink += b->k->adamw_zero(NOPT, b->p, b->g, b->m, b->vv, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f,
-                                0.5f, 0.3f, 1.0f);
+    b->sink += b->k->adamw_sumsq(NOPT, b->p, b->g, b->m, b->vv, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                                 0.5f, 0.3f, 1.0f);
 }
 static void r_sumsq(void *a) { kbuf *b = a; b->sink += b->k->sumsq(NOPT, b->g); }
 static void r_to_bf16(void *a) { kbuf *b = a; b->k->f32_to_bf16(b->p, b->h, NOPT); }
@@ -168,7 +168,7 @@ static const kop kops[] = {
     {"embed_fwd", "256x768", r_embed_fwd, 0, 3 * F * ROWS * C, 0},
     {"embed_bwd", "256x768", r_embed_bwd, 0, 5 * F * ROWS * C, 0},
     {"adamw", "n=1M", r_adamw, 0, 7 * F * NOPT, 0},
-    {"adamw_zero", "n=1M", r_adamw_zero, 0, 8 * F * NOPT, 0},
+    {"adamw_sumsq", "n=1M", r_adamw_sumsq, 0, 7 * F * NOPT, 0},
     {"sumsq", "n=1M", r_sumsq, 0, F * NOPT, 0},
     {"f32_to_bf16", "n=1M", r_to_bf16, 0, 6.0 * NOPT, 0},
     {"bf16_to_f32", "n=1M", r_from_bf16, 0, 6.0 * NOPT, 0},

@@ -134,11 +134,12 @@ typedef struct parlm_kernels {
                   float b2, float eps, float wd, float bc1, float bc2, float gscale);
     /* sum of squares, accumulated in double */
     double (*sumsq)(int64_t n, const float *x);
-    /* The optimizer's one pass: adamw above (bitwise the same p, m, v), then g = 0 for
-     * the next step's accumulation; returns the sum of the squares of the g it read
-     * (before gscale), accumulated in double like sumsq: the gradient norm for free. */
-    double (*adamw_zero)(int64_t n, float *p, float *g, float *m, float *v, float lr, float b1,
-                         float b2, float eps, float wd, float bc1, float bc2, float gscale);
+    /* The optimizer's one pass: adamw above (bitwise the same p, m, v), returning the sum
+     * of the squares of the g it read (before gscale), accumulated in double like sumsq:
+     * the gradient norm for free. g is only read (the next backward overwrites it). */
+    double (*adamw_sumsq)(int64_t n, float *p, const float *g, float *m, float *v, float lr,
+                          float b1, float b2, float eps, float wd, float bc1, float bc2,
+                          float gscale);
 
     /* ---- Llama ops ------------------------------------------------------------
      * RMSNorm over each row of c floats: rstd = 1 / sqrt(mean(x^2) + eps),

@@ -132,6 +132,10 @@ PARLM_API const float *parlm_gpt_logits(const parlm_gpt *m);
 /* Backward of the last forward (which must have had targets): grads += dloss/dparams.
  * loss_scale multiplies dloss (1/accumulation steps for gradient accumulation). */
 PARLM_API parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale);
+/* Sets the gradients to 0 without a pass over them: they are marked, and the next backward
+ * writes rather than adds (every other reader, parlm_gpt_grads included, sees zeros). A
+ * pointer from parlm_gpt_grads taken earlier must not be read between this call (or
+ * parlm_gpt_optimizer_step*) and the next backward. */
 PARLM_API parlm_status parlm_gpt_zero_grad(parlm_gpt *m);
 
 /* *norm = L2 norm of all gradients. */
@@ -145,8 +149,8 @@ PARLM_API parlm_status parlm_gpt_update(parlm_gpt *m, const parlm_adamw_cfg *cfg
 
 /* The optimizer's step, fused: with clip > 0, one pass for *norm (L2 norm of all
  * gradients) and the clipping factor min(1, clip / norm); then one pass that does AdamW
- * as parlm_gpt_update (bitwise the same parameters and moments) and zeroes the gradients
- * (so the next parlm_gpt_zero_grad costs nothing). With clip = 0 there is no clipping and
+ * as parlm_gpt_update (bitwise the same parameters and moments) and leaves the gradients
+ * 0 as parlm_gpt_zero_grad does (marked, not written). With clip = 0 there is no clipping and
  * *norm comes from that same pass, for free. A non-finite norm is PARLM_EINVAL: with
  * clip > 0 before anything changed; with clip = 0 after the step was taken (the caller
  * should stop). The model's step counter advances. */
@@ -156,7 +160,7 @@ PARLM_API parlm_status parlm_gpt_optimizer_step(parlm_gpt *m, const parlm_adamw_
 /* Sharded models (see parlm_gpt_shard below): *sumsq = sum of squares of the gradients,
  * of the tensors this shard owns only if owned_only (summed over the grid: the square of
  * the global norm). Then parlm_gpt_optimizer_step_scale takes the fused AdamW step (and
- * zeroes the gradients) with the clipping factor the caller derived from that norm. */
+ * zeroes the gradients, as parlm_gpt_zero_grad) with the clipping factor the caller derived from that norm. */
 PARLM_API parlm_status parlm_gpt_grad_sumsq(parlm_gpt *m, int owned_only, double *sumsq);
 PARLM_API parlm_status parlm_gpt_optimizer_step_scale(parlm_gpt *m, const parlm_adamw_cfg *cfg,
                                                       float grad_scale);

@@ -185,10 +185,12 @@ static void adamw(int64_t n, float *p, const float *g, float *m, float *v, float
         adamw_v(&c, n - i, p + i, vf_load_n(g + i, n - i), m + i, v + i);
 }
 
-/* adamw, g = 0 and the sum of g^2 in one pass: the four arrays are read once and
- * written once, instead of three passes (norm, update, zeroing) over the gradient */
-static double adamw_zero(int64_t n, float *p, float *g, float *m, float *v, float lr, float b1,
-                         float b2, float eps, float wd, float bc1, float bc2, float gscale)
+/* adamw and the sum of g^2 in one pass: the four arrays are read once and p, m, v
+ * written once, instead of two passes (norm, update) over the gradient; g is left as it
+ * was (the next backward writes it rather than adding to zeros: one write fewer) */
+static double adamw_sumsq(int64_t n, float *p, const float *g, float *m, float *v, float lr,
+                          float b1, float b2, float eps, float wd, float bc1, float bc2,
+                          float gscale)
 {
     adamw_consts c = adamw_set(lr, b1, b2, eps, wd, bc1, bc2, gscale);
     vd acc = vd_zero();
@@ -197,13 +199,11 @@ static double adamw_zero(int64_t n, float *p, float *g, float *m, float *v, floa
         vf gi = vf_load(g + i);
         acc = vd_add_sq(acc, gi);
         adamw_v(&c, L, p + i, gi, m + i, v + i);
-        vf_store(g + i, vf_zero());
     }
     if (i < n) {
         vf gi = vf_load_n(g + i, n - i);
         acc = vd_add_sq(acc, gi);
         adamw_v(&c, n - i, p + i, gi, m + i, v + i);
-        vf_store_n(g + i, n - i, vf_zero());
     }
     return vd_hsum(acc);
 }
@@ -232,5 +232,5 @@ void VEC_ISA_NAME(nn_fill)(parlm_kernels *k)
     k->embed_bwd = embed_bwd;
     k->adamw = adamw;
     k->sumsq = sumsq;
-    k->adamw_zero = adamw_zero;
+    k->adamw_sumsq = adamw_sumsq;
 }

@@ -143,15 +143,14 @@ static void adamw(int64_t n, float *p, const float *g, float *m, float *v, float
     }
 }
 
-static double adamw_zero(int64_t n, float *p, float *g, float *m, float *v, float lr, float b1,
-                         float b2, float eps, float wd, float bc1, float bc2, float gscale)
+static double adamw_sumsq(int64_t n, float *p, const float *g, float *m, float *v, float lr,
+                          float b1, float b2, float eps, float wd, float bc1, float bc2,
+                          float gscale)
 {
     double s = 0.0;
     for (int64_t i = 0; i < n; i++)
         s += (double)g[i] * g[i];
     adamw(n, p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2, gscale);
-    for (int64_t i = 0; i < n; i++)
-        g[i] = 0.0f;
     return s;
 }
 
@@ -173,5 +172,5 @@ void parlm_scalar_nn_fill(parlm_kernels *k)
     k->embed_bwd = embed_bwd;
     k->adamw = adamw;
     k->sumsq = sumsq;
-    k->adamw_zero = adamw_zero;
+    k->adamw_sumsq = adamw_sumsq;
 }

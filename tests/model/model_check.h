@@ -94,4 +94,44 @@ static void kv_check_model(parlm_gpt *m, int T, const char *tag)
     free(in);
     free(lg);
 }
+/* After an optimizer step the gradients are zero but not cleared (the buffer still holds
+ * the last step's): the next backward writes the weight matrices' gradients and clears
+ * the rest. a and b are two models made alike, set up for B x T with V tokens. a takes a
+ * step on one batch, b gets a's new weights, and both run backward on a second batch:
+ * a's gradients (written over stale ones) must equal b's (added to the zeros of a new
+ * model) element by element (a written 0 may be -0 where an added one is +0). A tensor
+ * backward adds into but did not clear, or a product that added to stale values, shows
+ * the first step's gradients. */
+static void stale_check_model(parlm_gpt *a, parlm_gpt *b, int B, int T, int V, const char *tag)
+{
+    int64_t P = parlm_gpt_num_params(a);
+    int n = B * T;
+    int32_t *in = malloc((size_t)n * sizeof *in), *tg = malloc((size_t)n * sizeof *tg);
+    ck_assert(in && tg);
+    random_tokens(in, n, V, 61);
+    random_tokens(tg, n, V, 62);
+    parlm_adamw_cfg opt = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    float la, lb, norm;
+    ck_assert_int_eq(parlm_gpt_forward(a, in, tg, &la), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_backward(a, 1.0f), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_optimizer_step(a, &opt, 0.0f, &norm), PARLM_OK);
+    memcpy(parlm_gpt_params(b), parlm_gpt_params(a), (size_t)P * sizeof(float));
+    random_tokens(in, n, V, 63);
+    random_tokens(tg, n, V, 64);
+    ck_assert_int_eq(parlm_gpt_forward(a, in, tg, &la), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_backward(a, 1.0f), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_forward(b, in, tg, &lb), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_backward(b, 1.0f), PARLM_OK);
+    ck_assert(la == lb);
+    const float *ga = parlm_gpt_grads(a), *gb = parlm_gpt_grads(b);
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < P; i++)
+        if (!(ga[i] == gb[i]) && bad++ == 0)
+            first = i;
+    ck_assert_msg(bad == 0, "%s: %lld of %lld gradients differ after a step, first %lld: %g vs %g",
+                  tag, (long long)bad, (long long)P, (long long)first,
+                  first >= 0 ? ga[first] : 0.0, first >= 0 ? gb[first] : 0.0);
+    free(in);
+    free(tg);
+}
 #endif

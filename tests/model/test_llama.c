@@ -175,6 +175,22 @@ START_TEST(llama_trains)
 }
 END_TEST
 
+/* the first backward after a step writes over the step's stale gradients (model_check.h):
+ * tied head, and untied (the lookup's gradient is then a sum of rows, cleared) */
+START_TEST(llama_backward_overwrites_stale_gradients)
+{
+    for (int untied = 0; untied <= 1; untied++) {
+        parlm_gpt_config cfg = llama_cfg(2, 4, 2, 16, 24, 8, 20, 24, untied);
+        parlm_gpt *a = llama(cfg, 7), *b = llama(cfg, 7);
+        ck_assert_int_eq(parlm_gpt_setup(a, 2, 8, 1), PARLM_OK);
+        ck_assert_int_eq(parlm_gpt_setup(b, 2, 8, 1), PARLM_OK);
+        stale_check_model(a, b, 2, 8, 20, untied ? "llama untied" : "llama tied");
+        parlm_gpt_free(a);
+        parlm_gpt_free(b);
+    }
+}
+END_TEST
+
 /* Generation with the KV cache (a prefill of 5 tokens, then one token at a time, rotary
  * positions from the cache's position) gives the logits of the full forward at the same
  * positions: the same terms in other blockings, 1e-4 on logits of size ~1. */
@@ -375,6 +391,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, llama_tensor_table);
     tcase_add_test(tc, llama_trains);
+    tcase_add_test(tc, llama_backward_overwrites_stale_gradients);
     tcase_add_test(tc, llama_kv_cache_matches_forward);
     tcase_add_test(tc, llama_bf16);
     tcase_add_test(tc, llama_quantized_decode);

@@ -598,6 +598,18 @@ START_TEST(deferred_token_grad_adds_up)
 }
 END_TEST
 
+/* the first backward after a step writes over the step's stale gradients */
+START_TEST(backward_overwrites_stale_gradients)
+{
+    parlm_gpt *a = tiny(2, 2, 16, 8, 20, 24, 71), *b = tiny(2, 2, 16, 8, 20, 24, 71);
+    ck_assert_int_eq(parlm_gpt_setup(a, 2, 8, 1), PARLM_OK);
+    ck_assert_int_eq(parlm_gpt_setup(b, 2, 8, 1), PARLM_OK);
+    stale_check_model(a, b, 2, 8, 20, "gpt2");
+    parlm_gpt_free(a);
+    parlm_gpt_free(b);
+}
+END_TEST
+
 /* gradients moved into a caller's buffer and back are kept, and backward writes there */
 START_TEST(grad_buffer_moves)
 {
@@ -768,6 +780,7 @@ int main(void)
     tcase_add_test(tc, grad_hook_reports_final_ranges);
     tcase_add_test(tc, deferred_token_grad_adds_up);
     tcase_add_test(tc, grad_buffer_moves);
+    tcase_add_test(tc, backward_overwrites_stale_gradients);
     suite_add_tcase(s, tc);
     tc = tcase_create("generation");
     tcase_add_test(tc, kv_cache_matches_forward);

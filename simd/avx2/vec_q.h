@@ -6,6 +6,8 @@
 #ifndef PARLM_SIMD_X86_VEC_Q_H
 #define PARLM_SIMD_X86_VEC_Q_H
 #include <immintrin.h>
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -77,10 +79,19 @@ static inline float qacc_sum(qacc a)
 static inline void q8x_block(const float *x, float *dout, int8_t *q, int32_t *sum)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.49999997f);
-    __m256 v[4], m = _mm256_setzero_ps();
+    const __m256 big = _mm256_set1_ps(FLT_MAX);
+    __m256 v[4], m = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
     for (int i = 0; i < 4; i++) {
         v[i] = _mm256_loadu_ps(x + 8 * i);
-        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
+        __m256 a = _mm256_andnot_ps(sign, v[i]);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ)); /* NaN or infinite */
+        m = _mm256_max_ps(m, a);
+    }
+    if (_mm256_movemask_ps(bad)) { /* as parlm_q8x_block: d NaN, q and their sum 0 */
+        *dout = NAN;
+        _mm256_storeu_si256((__m256i *)q, _mm256_setzero_si256());
+        *sum = 0;
+        return;
     }
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));

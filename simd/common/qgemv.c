@@ -33,6 +33,7 @@ static void q8_quantize(int64_t k, const float *x, parlm_q8x *qx)
 #endif
 }
 
+#ifndef QP_HAVE /* the row-at-a-time kernel (NEON and the scalar-fallback sets) */
 static inline qint block_dot(const uint8_t *blk, const int8_t *xq, int q4)
 {
     return q4 ? q_dot_q4(blk + 2, xq) : q_dot_q8(blk + 2, xq);
@@ -66,6 +67,7 @@ static inline void qgemv(int64_t rows, int64_t k, const void *w, int64_t ldw,
         y[i] = beta == 0.0f ? alpha * acc : alpha * acc + beta * y[i];
     }
 }
+#endif
 
 #ifdef QP_HAVE
 /* Plain rows 8 at a time (vec_q.h's qp_*): the 8 rows' blocks are read where they are

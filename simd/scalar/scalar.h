@@ -2,6 +2,7 @@
  * ISA sets for their scalar tails and by tests. */
 #ifndef PARLM_SIMD_SCALAR_H
 #define PARLM_SIMD_SCALAR_H
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -51,9 +52,18 @@ static inline float parlm_f16_to_f32_1(uint16_t h)
 static inline void parlm_q8x_block(const float *x, parlm_q8x *b)
 {
     float amax = 0.0f;
+    int finite = 1;
     for (int j = 0; j < 32; j++) {
         float a = x[j] < 0 ? -x[j] : x[j];
+        finite &= a <= FLT_MAX; /* 0 for NaN and infinities */
         amax = a > amax ? a : amax;
+    }
+    if (!finite) { /* no 8-bit value stands for it: d NaN (so every dot with the block is
+                    * NaN), q and their sum 0, the same in every kernel set */
+        b->d = NAN;
+        memset(b->q, 0, sizeof b->q);
+        b->s = 0;
+        return;
     }
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     b->d = d;

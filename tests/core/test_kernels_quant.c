@@ -144,6 +144,29 @@ START_TEST(quantize_every_set)
         sets[s].k.q8_quantize(32, tx, &g);
         ck_assert_msg(memcmp(&g, &r, sizeof g) == 0, "%s: the halves block", sets[s].name);
     }
+    /* a block holding a NaN or an infinity: d NaN, q and s 0 in every set (no float-to-int
+     * conversion of it), the next block as usual; a GEMV against it is NaN */
+    float nx[128];
+    fill_range(nx, 128, 5, -1.0f, 1.0f);
+    nx[5] = NAN, nx[32 + 31] = INFINITY, nx[64] = -INFINITY;
+    parlm_q8x nr[4], ng[4];
+    sc.q8_quantize(128, nx, nr);
+    for (int b = 0; b < 3; b++) {
+        ck_assert_msg(isnan(nr[b].d) && nr[b].s == 0, "block %d: d %g s %d", b, nr[b].d, nr[b].s);
+        for (int j = 0; j < 32; j++)
+            ck_assert_int_eq(nr[b].q[j], 0);
+    }
+    ck_assert(isfinite(nr[3].d) && nr[3].d > 0.0f);
+    for (int s = 0; s < ns; s++) {
+        memset(ng, 0x55, sizeof ng);
+        sets[s].k.q8_quantize(128, nx, ng);
+        ck_assert_msg(memcmp(ng, nr, sizeof ng) == 0, "%s: non-finite blocks", sets[s].name);
+    }
+    uint8_t w8[4 * 34] = {0};
+    w8[0] = 0x00, w8[1] = 0x3c; /* scale 1.0 in the first block, the others 0 */
+    float y = 0.0f;
+    ck_assert_int_eq(parlm_qgemv(PARLM_WT_Q8_0, 1, 128, w8, nx, &y), PARLM_OK);
+    ck_assert_msg(isnan(y), "a GEMV against a NaN block gives %g", y);
 }
 END_TEST
 

@@ -24,6 +24,11 @@ typedef struct parlm_kernels {
     int sgemm_mr, sgemm_nr;
     void (*sgemm_ukr)(int64_t kc, const float *ap, const float *bp, float *c,
                       int64_t ldc, float alpha, float beta, int m, int n);
+    /* sgemm_ukr_ua: the same product with A in place, not packed: row i < m of the tile
+     * at a + i * lda, kc floats; rows >= m are not read. Bit for bit sgemm_ukr's result on
+     * the packed panel. NULL in sets without one (lib/core/gemm.c then packs A). */
+    void (*sgemm_ukr_ua)(int64_t kc, const float *a, int64_t lda, const float *bp, float *c,
+                         int64_t ldc, float alpha, float beta, int m, int n);
 
     /* ---- bf16 GEMM with f32 accumulation, same contract, kc2 = ceil(kc/2) pairs.
      * ap: kc2 steps of MR pairs (a[i][2p], a[i][2p+1]) = 2*MR uint16 per step.

@@ -6,12 +6,14 @@
  *   jc: NC columns   - the KC x NC block of packed B stays in the thread's share of L3
  *                      (A is packed again for each NC block)
  *    pc: KC depth    - one KC block of the sums: C is read and written once per block
- *     ic: MC rows    - pack A(ic, pc) into MR-row panels (streamed by the kernels)
+ *     ic: MC rows    - pack A(ic, pc) into MR-row panels (streamed by the kernels), unless
+ *                      the kernels read an f32 row-major A in place (sgemm_ukr_ua)
  *      jr: NR        - in the first MC block, pack B(pc, jr) into its NR-column panel just
  *                      before use (it is in L2 for the kernels; later MC blocks re-read it
  *                      from the buffer; with one MC block one panel buffer serves all)
  *       ir: MR       - micro-kernel on one MR x NR tile of C; it applies alpha, and beta
- *                      only on the first KC block (beta = 1 after, as C then holds a sum)
+ *                      only on the first KC block (beta = 1 after, as C then holds a sum);
+ *                      between calls, the source of the next B panel is fetched into L2
  * Blocking: parlm_gemm_blocking_for() derives KC and MC from L2 and NC from L3 (the sizes
  * hwloc reports, via parlm_topo_system), in 32-bit words per k step, so a bf16 k-pair
  * block takes the same bytes as an f32 one: KC = 3/4 L2 / (4 x 256 rows), MC = 2 L2 /
@@ -399,6 +401,7 @@ typedef struct gemm_job {
     int64_t ldc;
     int mr, nr;               /* micro-kernel tile */
     int tm, tn;               /* thread grid */
+    int ua;                   /* A may be read in place (sgemm_ukr_ua), not packed */
     int64_t kb, mc, nc;       /* block sizes: K per block (in k), rows, columns */
     size_t a_bytes, b_bytes;  /* packing buffers of one thread */
     char *ws;
@@ -479,6 +482,46 @@ static void pack_b(const gemm_job *j, int64_t pc, int64_t kc, int64_t jc, int64_
         pack(j, j->b_bf16, kc, nc, j->B + (jc * j->ldb + pc) * j->es_b, j->ldb, 1, j->nr, out);
 }
 
+/* Rows of a matrix in memory (rows of row_bytes, ld_bytes apart), fetched into L2 a few
+ * cache lines at a time between micro-kernel calls (prefetch_lines). */
+typedef struct prefetch_cursor {
+    const char *p;
+    int64_t rows, row_bytes, ld_bytes;
+    int64_t r, line; /* the next line: row r, line `line` of it */
+} prefetch_cursor;
+
+static inline void prefetch_lines(prefetch_cursor *c, int64_t lines)
+{
+    while (lines > 0 && c->r < c->rows) {
+        uintptr_t row = (uintptr_t)(c->p + c->r * c->ld_bytes);
+        uintptr_t first = row & ~(uintptr_t)63;
+        uintptr_t last = (row + (uintptr_t)c->row_bytes - 1) & ~(uintptr_t)63;
+        uintptr_t a = first + (uintptr_t)c->line * 64;
+        for (; lines > 0 && a <= last; lines--, a += 64, c->line++)
+            __builtin_prefetch((const void *)a, 0, 2);
+        if (a > last) {
+            c->r++;
+            c->line = 0;
+        }
+    }
+}
+
+/* The source of B(pc:pc+kc, n0:n0+n) as rows of memory, and in *quota the lines to fetch
+ * per call for all of them in `calls` calls. */
+static prefetch_cursor b_source(const gemm_job *j, int64_t pc, int64_t kc, int64_t n0, int64_t n,
+                                int64_t calls, int64_t *quota)
+{
+    prefetch_cursor c;
+    if (j->tb == PARLM_NO_TRANS)
+        c = (prefetch_cursor){j->B + (pc * j->ldb + n0) * j->es_b, kc, n * j->es_b,
+                              j->ldb * j->es_b, 0, 0};
+    else
+        c = (prefetch_cursor){j->B + (n0 * j->ldb + pc) * j->es_b, n, kc * j->es_b,
+                              j->ldb * j->es_b, 0, 0};
+    *quota = ceil_div(c.rows * (c.row_bytes / 64 + 2), calls); /* r bytes: <= r/64 + 2 lines */
+    return c;
+}
+
 /* The five loops over C[m0:m1, n0:n1], with the buffers of slot `slot`.
  * B panels are packed lazily, each just before the first micro-kernel that reads it (in
  * the first MC block of rows): it is then still in L2 when used, where packing the whole
@@ -497,6 +540,11 @@ static void gemm_block(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, in
     /* a_packed (the chunks of one thread, all over rows m0:m1): with one MC and one KC
      * block, the packed A of the first chunk serves the thread's later ones */
     int one_a = mc >= m1 - m0 && j->kb >= j->K;
+    /* A in place (an f32 row-major A, on a set with sgemm_ukr_ua) rather than packed again
+     * for every block; packed when one packing serves all of a thread's chunks (the LM
+     * head). On one Zen 5 core, 2 threads, M = 256: X W^T and dY W of GPT-2's layers
+     * 1.00-1.04x; the LM head's X W^T 0.96x in place, hence packed there. */
+    int ua = j->ua && !(a_packed && one_a);
     for (int64_t jc = n0; jc < n1; jc += nc) {
         int64_t ncur = min64(nc, n1 - jc);
         for (int64_t pc = 0; pc < j->K; pc += j->kb) {
@@ -506,7 +554,7 @@ static void gemm_block(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, in
             float beta = pc == 0 ? j->beta : 1.0f;
             for (int64_t ic = m0; ic < m1; ic += mc) {
                 int64_t mcur = min64(mc, m1 - ic);
-                if (!a_packed || !*a_packed)
+                if (!ua && (!a_packed || !*a_packed))
                     pack_a(j, ic, mcur, pc, kcur, abuf);
                 if (a_packed && one_a)
                     *a_packed = 1;
@@ -516,11 +564,36 @@ static void gemm_block(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, in
                     int n = (int)min64(j->nr, ncur - jr);
                     if (ic == m0)
                         pack_b(j, pc, kcur, jc + jr, n, bp);
+                    /* While the kernels run on this panel, the source of the panel packed
+                     * next is fetched into L2 (the weights, in training, come from memory),
+                     * so packing it does not wait on memory: the next panel of this block
+                     * (packed in its first MC block), else the first of the next KC or NC
+                     * block. On one Zen 5 core, 2 threads, M = 256, weights out of cache:
+                     * X W^T 1.01-1.02x, dY W 1.01-1.04x, dY^T X (B in cache) 0.99-1.0x. */
+                    int64_t npc = -1, nj = 0, nk = 0, quota = 0;
+                    int last_ic = ic + mc >= m1, last_jr = jr + j->nr >= ncur;
+                    if (ic == m0 && !last_jr)
+                        npc = pc, nj = jc + jr + j->nr, nk = kcur;
+                    else if (last_ic && last_jr && pc + j->kb < j->K)
+                        npc = pc + j->kb, nj = jc, nk = min64(j->kb, j->K - npc);
+                    else if (last_ic && last_jr && jc + nc < n1)
+                        npc = 0, nj = jc + nc, nk = min64(j->kb, j->K);
+                    prefetch_cursor next = {0};
+                    if (npc >= 0)
+                        next = b_source(j, npc, nk, nj, min64(j->nr, n1 - nj),
+                                        ceil_div(mcur, j->mr), &quota);
                     for (int64_t ir = 0; ir < mcur; ir += j->mr) {
+                        if (quota)
+                            prefetch_lines(&next, quota);
                         const char *ap = abuf + ir / j->mr * astride * 4;
                         float *c = j->C + (ic + ir) * j->ldc + jc + jr;
                         int m = (int)min64(j->mr, mcur - ir);
-                        if (j->pairs)
+                        if (ua)
+                            j->kern->sgemm_ukr_ua(kcur,
+                                                  (const float *)j->A + (ic + ir) * j->lda + pc,
+                                                  j->lda, (const float *)bp, c, j->ldc,
+                                                  j->alpha, beta, m, n);
+                        else if (j->pairs)
                             j->kern->bgemm_ukr(steps, (const uint16_t *)ap, (const uint16_t *)bp,
                                                c, j->ldc, j->alpha, beta, m, n);
                         else
@@ -536,6 +609,7 @@ static void gemm_block(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, in
 static parlm_status run_gemm(gemm_job *j, const char *fn)
 {
     const parlm_kernels *k = j->kern;
+    j->ua = j->ta == PARLM_NO_TRANS && !j->a_bf16 && !j->pairs && k->sgemm_ukr_ua;
     j->mr = j->pairs ? k->bgemm_mr : k->sgemm_mr;
     j->nr = j->pairs ? k->bgemm_nr : k->sgemm_nr;
     int64_t tiles = ceil_div(j->M, j->mr) * ceil_div(j->N, j->nr);

@@ -92,6 +92,58 @@ static void sgemm_ukr(int64_t kc, const float *ap, const float *bp, float *c, in
         sgemm_tile(1, kc, ap, bp, c, ldc, alpha, beta, m, n);
 }
 
+/* The f32 tile with A read in place (sgemm_ukr_ua): row i at a + i * lda. Each A value is
+ * broadcast from its row as from the packed panel, in the same order, so the sums are the
+ * packed kernel's bit for bit. Rows past m point at row m - 1 (read, never stored): no row
+ * outside A is touched. */
+static inline __attribute__((always_inline)) void
+sgemm_tile_ua(const int nv, int64_t kc, const float *a, int64_t lda, const float *bp, float *c,
+              int64_t ldc, float alpha, float beta, int m, int n)
+{
+    __m512 acc[MR][3];
+    const float *r[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        r[i] = a + (i < m ? i : m - 1) * lda;
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++)
+            acc[i][v] = _mm512_setzero_ps();
+    }
+    for (int i = 0; i < m; i++) { /* see prefetch_tile */
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + i * ldc + 16 * nv - 1), _MM_HINT_T1);
+        if (nv == 3)
+            _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T1);
+    }
+#pragma GCC unroll 2
+    for (int64_t p = 0; p < kc; p++) {
+        __m512 b[3];
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++)
+            b[v] = _mm512_load_ps(bp + p * SNR + 16 * v);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m512 av = _mm512_set1_ps(r[i][p]);
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++)
+                acc[i][v] = _mm512_fmadd_ps(av, b[v], acc[i][v]);
+        }
+    }
+    gemm_store_tile(&acc[0][0], MR, 3, nv, c, ldc, alpha, beta, m, n);
+}
+
+static void sgemm_ukr_ua(int64_t kc, const float *a, int64_t lda, const float *bp, float *c,
+                         int64_t ldc, float alpha, float beta, int m, int n)
+{
+    if (n > 32)
+        sgemm_tile_ua(3, kc, a, lda, bp, c, ldc, alpha, beta, m, n);
+    else if (n > 16)
+        sgemm_tile_ua(2, kc, a, lda, bp, c, ldc, alpha, beta, m, n);
+    else
+        sgemm_tile_ua(1, kc, a, lda, bp, c, ldc, alpha, beta, m, n);
+}
+#define GEMM_UKR_UA sgemm_ukr_ua
+
 #include "../common/gemm_bf16.h"
 
 /* ---- packing ----------------------------------------------------------------------

@@ -124,6 +124,7 @@ void parlm_scalar_gemm_fill(parlm_kernels *k)
     k->sgemm_mr = MR;
     k->sgemm_nr = NR;
     k->sgemm_ukr = parlm_scalar_sgemm_ukr;
+    k->sgemm_ukr_ua = NULL; /* the reference packs A */
     k->bgemm_mr = MR;
     k->bgemm_nr = NR;
     k->bgemm_dot = NULL;

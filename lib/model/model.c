@@ -1823,7 +1823,7 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
             m->head_ready = m->tensors[0].n;
             TICK(m);
         }
-        memset(m->d_res, 0, (size_t)(N * C) * sizeof(float));
+        zero_floats(m->d_res, N * C);
         RETURN_IF_ERROR(norm_bwd(m, m->d_res, LNFW(m->grads), LNFB(m->grads), m->d_ln, res_last,
                                  LNFW(m->params), S->lnf_mean, S->lnf_rstd, N));
         grads_ready(m, c->n_layer);
@@ -1839,7 +1839,7 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
         RETURN_IF_ERROR(matmul_bwd(m, m->d_fch_gelu, g.fcprojw, g.fcprojb, m->d_res, a->fch_gelu, w.fcprojw,
                        N, Hm, C, wb));
         TICK(m);
-        memset(m->d_fch, 0, (size_t)(N * m->Hf) * sizeof(float));
+        zero_floats(m->d_fch, N * m->Hf);
         RETURN_IF_ERROR(act_bwd(m, m->d_fch, a->fch, m->d_fch_gelu, N));
         RETURN_IF_ERROR(matmul_bwd(m, m->d_ln, g.fcw, g.fcb, m->d_fch, a->ln2, w.fcw, N, C, m->Hf,
                                    wb));
@@ -1851,7 +1851,7 @@ parlm_status parlm_gpt_backward(parlm_gpt *m, float loss_scale)
         RETURN_IF_ERROR(matmul_bwd(m, m->d_atty, g.attprojw, g.attprojb, m->d_res, a->atty, w.attprojw, N, Ca,
                        C, wb));
         TICK(m);
-        memset(m->d_qkv, 0, (size_t)(N * m->Wqkv) * sizeof(float));
+        zero_floats(m->d_qkv, N * m->Wqkv);
         RETURN_IF_ERROR(parlm_attention_backward_gqa(m->d_qkv, m->d_atty, a->qkv, a->atty,
                                                      a->att_lse, B, T, Ca, NHa, m->NKVa));
         if (m->llama) /* the gradient of q and k before their rotation */

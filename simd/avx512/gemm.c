@@ -27,6 +27,19 @@
 #include "vec_pack.h"
 #include "../common/pack_copy.h"
 
+/* The lines of the C tile's m rows of nv vectors, asked for before the k loop (see
+ * gemm_prefetch_tile in common/gemm_store.h; here each row's middle line too) */
+static inline __attribute__((always_inline)) void tile_prefetch_c(const int nv, const float *c,
+                                                                  int64_t ldc, int m)
+{
+    for (int i = 0; i < m; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + i * ldc + 16 * nv - 1), _MM_HINT_T1);
+        if (nv == 3)
+            _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T1);
+    }
+}
+
 /* The f32 tile on nv vectors (nv = 1..3, a constant after inlining): acc[i][v] holds
  * C[i, 16v : 16v+16]. The k loop runs two steps per iteration (loop overhead is uops the
  * front end would otherwise take from the FMAs). */
@@ -40,12 +53,7 @@ sgemm_tile(const int nv, int64_t kc, const float *ap, const float *bp, float *c,
 #pragma GCC unroll 3
         for (int v = 0; v < nv; v++)
             acc[i][v] = _mm512_setzero_ps();
-    for (int i = 0; i < m; i++) { /* see prefetch_tile */
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T1);
-        _mm_prefetch((const char *)(c + i * ldc + 16 * nv - 1), _MM_HINT_T1);
-        if (nv == 3)
-            _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T1);
-    }
+    tile_prefetch_c(nv, c, ldc, m);
     int64_t p = 0;
     for (; p + 2 <= kc; p += 2) {
 #pragma GCC unroll 2
@@ -109,12 +117,7 @@ sgemm_tile_ua(const int nv, int64_t kc, const float *a, int64_t lda, const float
         for (int v = 0; v < nv; v++)
             acc[i][v] = _mm512_setzero_ps();
     }
-    for (int i = 0; i < m; i++) { /* see prefetch_tile */
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T1);
-        _mm_prefetch((const char *)(c + i * ldc + 16 * nv - 1), _MM_HINT_T1);
-        if (nv == 3)
-            _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T1);
-    }
+    tile_prefetch_c(nv, c, ldc, m);
 #pragma GCC unroll 2
     for (int64_t p = 0; p < kc; p++) {
         __m512 b[3];
